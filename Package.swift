@@ -1,0 +1,44 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "vecstore",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "VecStore", targets: ["VecStore"]),
+        .executable(name: "vecstore", targets: ["vecstore"]),
+        .executable(name: "vecstore-bench", targets: ["VecStoreBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        // C shims: one system library each, resolved through pkg-config, installed from Debian.
+        .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // Safe, scoped Swift wrapper over LMDB: environments, transactions, databases, cursors.
+        .target(name: "LMDB", dependencies: ["CLMDB"]),
+        // Input readers (JSONL, fvecs/bvecs, npy, id sidecars) and the JSON value model.
+        .target(name: "VecStoreIO"),
+        // Distance kernels, top-k selection and BLAS-backed batch scoring over raw float memory.
+        .target(name: "VecStoreKernels", dependencies: ["CBLAS"]),
+        // The engine and public library: store, collections, documents, filters, search, compaction, verify.
+        .target(name: "VecStore", dependencies: ["LMDB", "VecStoreKernels", "VecStoreIO"]),
+        // The command-line interface: a thin layer over the library.
+        .executableTarget(name: "vecstore", dependencies: [
+            "VecStore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // Release-mode benchmark harness driven by Tools/bench.
+        .executableTarget(name: "VecStoreBench", dependencies: [
+            "VecStore", .product(name: "Histogram", package: "hdrhistogram-swift"),
+        ]),
+        .testTarget(name: "VecStoreIOTests", dependencies: ["VecStoreIO"]),
+        .testTarget(name: "VecStoreTests", dependencies: [
+            "VecStore", "LMDB", "VecStoreKernels",
+            .product(name: "PropertyBased", package: "swift-property-based"),
+        ]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,181 @@
+import LMDB
+import VecStoreIO
+import VecStoreKernels
+
+/// Applies one batch of changes to a collection inside a write transaction: appends vector rows
+/// (rewriting only the tail block), keeps the live bitmap, documents, id map and field index in step,
+/// and writes the collection record last. All state lives in the transaction, so an aborted (or
+/// retried) transaction leaves nothing behind.
+struct CollectionWriter {
+    let txn: Transaction
+    let dbs: Databases
+    let name: String
+    var record: CollectionRecord
+    /// Live bitmap blocks changed in this batch, written once at `finish`.
+    private var liveEdits: [UInt32: [UInt8]] = [:]
+
+    init(_ txn: Transaction, _ dbs: Databases, name: String, record: CollectionRecord) {
+        self.txn = txn
+        self.dbs = dbs
+        self.name = name
+        self.record = record
+    }
+
+    /// A validated document ready to write: its vector as stored (unit length for cosine) and the norm
+    /// of the vector as given.
+    struct Prepared {
+        var id: String
+        var stored: [Float]
+        var norm: Float
+        var text: String?
+        var metadata: [String: JSONValue]
+        var metadataJSON: [UInt8]
+    }
+
+    // MARK: Live bitmap
+
+    private mutating func setLive(_ row: UInt32, _ live: Bool) throws {
+        let block = row / UInt32(Format.liveBlockIDs)
+        if liveEdits[block] == nil {
+            if let existing = try txn.get(dbs.live, Format.key(record.id, block)) {
+                liveEdits[block] = Array(existing)
+            } else {
+                liveEdits[block] = [UInt8](repeating: 0, count: Format.liveBlockBytes)
+            }
+        }
+        let bit = Int(row % UInt32(Format.liveBlockIDs))
+        if live {
+            liveEdits[block]![bit / 8] |= UInt8(1 << (bit % 8))
+        } else {
+            liveEdits[block]![bit / 8] &= ~UInt8(1 << (bit % 8))
+        }
+    }
+
+    // MARK: Deleting
+
+    /// Deletes the document stored at `row`: its record, id entry, field-index entries and live bit.
+    mutating func deleteRow(_ row: UInt32, removeIDEntry: Bool) throws {
+        let docKey = Format.key(record.id, row)
+        guard let value = try txn.get(dbs.docs, docKey) else {
+            throw VecStoreError.corrupt("collection \(name): id map points at row \(row), which has no document")
+        }
+        let doc = try DocumentRecord.decode(value, context: "docs row \(row)")
+        if !doc.metadataJSON.isEmpty {
+            let parsed = try doc.metadataJSON.withUnsafeBytes { try JSONValue.parse($0) }
+            if case .object(let metadata) = parsed {
+                let rowValue = Self.rowValue(row)
+                for key in FieldKey.keys(record.id, metadata) { try txn.delete(dbs.fields, key, value: rowValue) }
+            }
+        }
+        try txn.delete(dbs.docs, docKey)
+        if removeIDEntry { try txn.delete(dbs.ids, Format.idKey(record.id, doc.externalID)) }
+        try setLive(row, false)
+        record.liveCount -= 1
+    }
+
+    /// Deletes by external id; returns false when the id is not stored.
+    mutating func delete(id: String) throws -> Bool {
+        guard let row = try lookup(id) else { return false }
+        try deleteRow(row, removeIDEntry: true)
+        return true
+    }
+
+    /// The row of an external id, or nil.
+    func lookup(_ id: String) throws -> UInt32? {
+        guard let v = try txn.get(dbs.ids, Format.idKey(record.id, id)) else { return nil }
+        guard v.count == 4 else { throw VecStoreError.corrupt("ids entry of '\(id)' has \(v.count) bytes") }
+        return UInt32(littleEndian: v.loadUnaligned(as: UInt32.self))
+    }
+
+    static func rowValue(_ row: UInt32) -> [UInt8] {
+        var b: [UInt8] = []
+        b.appendBE(row)
+        return b
+    }
+
+    // MARK: Appending
+
+    /// Writes documents as new rows. With `replace`, an id already stored is deleted first (upsert);
+    /// without it, an existing id throws `idExists`.
+    mutating func append(_ docs: [Prepared], replace: Bool) throws {
+        guard !docs.isEmpty else { return }
+        let start = record.nextInternalID
+        guard UInt64(start) + UInt64(docs.count) < UInt64(UInt32.max) else {
+            throw VecStoreError.invalidArgument("collection \(name) is full (2^32 rows); compact it")
+        }
+        for doc in docs {
+            if let old = try lookup(doc.id) {
+                if !replace { throw VecStoreError.idExists(doc.id) }
+                try deleteRow(old, removeIDEntry: false)
+            }
+        }
+        try appendRows(docs, start: start)
+        for (i, doc) in docs.enumerated() {
+            let row = start + UInt32(i)
+            let rec = DocumentRecord(externalID: doc.id, norm: doc.norm, text: doc.text, metadataJSON: doc.metadataJSON)
+            try txn.put(dbs.docs, Format.key(record.id, row), rec.encoded())
+            try txn.put(dbs.ids, Format.idKey(record.id, doc.id), Format.encodeInternalID(row))
+            let rowValue = Self.rowValue(row)
+            for key in FieldKey.keys(record.id, doc.metadata) { try txn.put(dbs.fields, key, rowValue) }
+            try setLive(row, true)
+        }
+        record.nextInternalID = start + UInt32(docs.count)
+        record.liveCount += UInt32(docs.count)
+    }
+
+    /// Appends vector rows block by block: a partly filled tail block is rewritten with the new rows
+    /// after the old ones, and each block value is written once, in place (`MDB_RESERVE`).
+    private func appendRows(_ docs: [Prepared], start: UInt32) throws {
+        let dim = record.dimension
+        let shift = UInt32(record.blockShift)
+        let capacity = record.blockCapacity
+        let end = Int(start) + docs.count
+        var next = 0  // index into docs
+        var block = start >> shift
+        while Int(block) << shift < end {
+            let blockStart = Int(block) << shift
+            let oldCount = max(0, Int(start) - blockStart)
+            let newCount = min(capacity, end - blockStart)
+            let key = Format.key(record.id, block)
+            var old: [Float] = []
+            if oldCount > 0 {
+                guard let existing = try txn.get(dbs.vectors, key), existing.count == oldCount * (dim + 1) * 4 else {
+                    throw VecStoreError.corrupt("collection \(name): tail vector block \(block) does not hold \(oldCount) rows")
+                }
+                old = [Float](repeating: 0, count: oldCount * (dim + 1))
+                old.withUnsafeMutableBytes { $0.copyMemory(from: existing) }
+            }
+            let added = newCount - oldCount
+            let first = next
+            try txn.reserve(dbs.vectors, key, count: newCount * (dim + 1) * 4) { out in
+                let floats = out.bindMemory(to: Float.self)
+                if oldCount > 0 {
+                    old.withUnsafeBufferPointer { o in
+                        // old vectors, then old norms, each to its place in the larger block
+                        _ = UnsafeMutableBufferPointer(rebasing: floats[0..<(oldCount * dim)])
+                            .initialize(from: o[0..<(oldCount * dim)])
+                        _ = UnsafeMutableBufferPointer(rebasing: floats[(newCount * dim)..<(newCount * dim + oldCount)])
+                            .initialize(from: o[(oldCount * dim)..<(oldCount * (dim + 1))])
+                    }
+                }
+                for j in 0..<added {
+                    let doc = docs[first + j]
+                    let row = oldCount + j
+                    doc.stored.withUnsafeBufferPointer { v in
+                        _ = UnsafeMutableBufferPointer(rebasing: floats[(row * dim)..<((row + 1) * dim)]).initialize(from: v)
+                        floats[newCount * dim + row] = squaredNorm(v.baseAddress!, dim)
+                    }
+                }
+            }
+            next += added
+            block += 1
+        }
+    }
+
+    /// Writes the changed live blocks and the collection record.
+    mutating func finish() throws {
+        for (block, bytes) in liveEdits { try txn.put(dbs.live, Format.key(record.id, block), bytes) }
+        liveEdits.removeAll()
+        try txn.put(dbs.meta, Format.collectionKey(name), record.encoded())
+    }
+}

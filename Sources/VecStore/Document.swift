@@ -1,0 +1,59 @@
+import VecStoreIO
+import VecStoreKernels
+
+/// A stored document: an external id, a vector, optional text and optional metadata.
+public struct Document: Sendable, Equatable {
+    /// The external id (UTF-8, 1 to 500 bytes), unique within a collection.
+    public var id: String
+    /// The vector. Under the cosine metric the store keeps it unit-normalised plus its norm, and
+    /// returns it rescaled, so values round-trip up to float rounding.
+    public var vector: [Float]
+    /// Optional text.
+    public var text: String?
+    /// Metadata: strings, numbers, booleans and arrays of those.
+    public var metadata: [String: JSONValue]
+
+    /// Creates a document.
+    public init(id: String, vector: [Float], text: String? = nil, metadata: [String: JSONValue] = [:]) {
+        self.id = id
+        self.vector = vector
+        self.text = text
+        self.metadata = metadata
+    }
+}
+
+/// One search hit.
+public struct SearchResult: Sendable, Equatable {
+    /// External id of the document.
+    public var id: String
+    /// Cosine similarity, inner product, or squared Euclidean distance, by the collection's metric.
+    public var score: Float
+    /// The store's internal row number (changes on compaction).
+    public var internalID: UInt32
+}
+
+/// Options of a search.
+public struct SearchOptions: Sendable {
+    /// Worker threads: for one query the stored blocks are split among them; for a batch, the queries.
+    public var threads: Int
+    /// Creates options; `threads` defaults to 1 for single queries.
+    public init(threads: Int = 1) { self.threads = max(1, threads) }
+}
+
+/// The shape and size of a collection.
+public struct CollectionInfo: Sendable, Equatable {
+    /// Collection name.
+    public var name: String
+    /// Vector dimension.
+    public var dimension: Int
+    /// Distance metric.
+    public var metric: Metric
+    /// Live documents.
+    public var count: Int
+    /// Rows allocated, including deleted ones awaiting compaction.
+    public var rows: Int
+    /// Deleted documents whose rows remain until compaction.
+    public var tombstones: Int { rows - count }
+    /// Rows per vector block.
+    public var blockCapacity: Int
+}

@@ -1,0 +1,332 @@
+import Foundation
+import LMDB
+import VecStoreIO
+import VecStoreKernels
+
+/// Size and page figures of one named database.
+public struct DatabaseUsage: Sendable {
+    /// Database name.
+    public var name: String
+    /// Entries (key/value pairs, counting duplicates).
+    public var entries: Int
+    /// Bytes in branch, leaf and overflow pages.
+    public var bytes: Int
+    /// Overflow pages (values larger than half a page, such as vector blocks).
+    public var overflowPages: Int
+    /// B-tree depth.
+    public var depth: Int
+}
+
+/// What `VecStore.stats()` reports.
+public struct StoreStats: Sendable {
+    /// Data file path.
+    public var path: String
+    /// Data file size in bytes.
+    public var fileBytes: Int
+    /// LMDB page size.
+    public var pageSize: Int
+    /// Current memory-map size.
+    public var mapSize: Int
+    /// Pages in use up to the high-water mark.
+    public var usedPages: Int
+    /// Pages on LMDB's free list, reusable by later writes (compaction returns them to the file system).
+    public var freePages: Int
+    /// The format version.
+    public var formatVersion: UInt32
+    /// Per-database usage.
+    public var databases: [DatabaseUsage]
+    /// Per-collection shape and counts.
+    public var collections: [CollectionInfo]
+}
+
+/// The outcome of `VecStore.verify()`.
+public struct VerifyReport: Sendable {
+    /// Every broken invariant found, each naming where.
+    public var faults: [String]
+    /// Number of checks run (documents, rows, keys visited).
+    public var checked: Int
+    /// Whether no fault was found.
+    public var isOK: Bool { faults.isEmpty }
+}
+
+/// The outcome of `VecStore.compact(path:)`.
+public struct CompactReport: Sendable {
+    /// File size before.
+    public var bytesBefore: Int
+    /// File size after.
+    public var bytesAfter: Int
+    /// Live documents copied.
+    public var documents: Int
+    /// Deleted rows dropped.
+    public var tombstonesDropped: Int
+}
+
+extension VecStore {
+    // MARK: Stats
+
+    /// Counts, sizes per database, and free pages, from one snapshot.
+    public func stats() throws(VecStoreError) -> StoreStats {
+        let names = try collectionNames()
+        let infos = try names.map { name throws(VecStoreError) in try collection(name).info() }
+        let dbs = self.dbs, env = self.env, path = self.path
+        return try read { txn in
+            let usage = try [dbs.meta, dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields].map { db in
+                let s = try txn.stats(db)
+                return DatabaseUsage(name: db.name, entries: s.entries, bytes: s.bytes, overflowPages: s.overflowPages,
+                                     depth: s.depth)
+            }
+            let info = env.info()
+            return StoreStats(path: path, fileBytes: Self.fileSize(path), pageSize: env.pageSize, mapSize: info.mapSize,
+                              usedPages: info.lastPage + 1, freePages: try txn.freePageCount(),
+                              formatVersion: Format.version, databases: usage, collections: infos)
+        }
+    }
+
+    // MARK: Verify
+
+    /// Checks every invariant of the format (Spec/FORMAT.md §Invariants) and reports each fault found.
+    public func verify() throws(VecStoreError) -> VerifyReport {
+        let dbs = self.dbs
+        return try read { txn in
+            var faults: [String] = []
+            var checked = 0
+            var prefixes: [UInt32: String] = [:]
+            try txn.withCursor(dbs.meta) { (c: Cursor) throws -> Void in
+                var entry = try c.first()
+                while let (key, value) = entry {
+                    checked += 1
+                    let name = String(decoding: key, as: UTF8.self)
+                    if key.starts(with: Format.collectionPrefix) {
+                        let cname = String(name.dropFirst(Format.collectionPrefix.count))
+                        do {
+                            let r = try CollectionRecord.decode(value, name: cname)
+                            if let other = prefixes[r.id] { faults.append("collections \(other) and \(cname) share id \(r.id)") }
+                            prefixes[r.id] = cname
+                        } catch { faults.append("\(error)") }
+                    } else if !["format", "next-collection-id", "superseded"].contains(name) {
+                        faults.append("meta: unknown key '\(name)'")
+                    }
+                    entry = try c.next()
+                }
+            }
+            for (_, cname) in prefixes.sorted(by: { $0.key < $1.key }) {
+                checked += try verifyCollection(txn, cname, &faults)
+            }
+            // Every key of the per-collection databases must belong to a known collection.
+            for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields] {
+                try txn.withCursor(db) { (c: Cursor) throws -> Void in
+                    var entry = try c.first()
+                    while let (key, _) = entry {
+                        guard key.count >= 4 else {
+                            faults.append("\(db.name): key shorter than a collection id"); entry = try c.nextKey(); continue
+                        }
+                        let cid = readBE32(key, at: 0)
+                        if prefixes[cid] == nil {
+                            faults.append("\(db.name): keys of unknown collection id \(cid)")
+                            entry = try c.seek(atLeast: Format.prefix(cid &+ 1))
+                            if cid == UInt32.max { entry = nil }
+                        } else {
+                            entry = try c.nextKey()
+                        }
+                    }
+                }
+            }
+            return VerifyReport(faults: faults, checked: checked)
+        }
+    }
+
+    private func verifyCollection(_ txn: Transaction, _ name: String, _ faults: inout [String]) throws -> Int {
+        guard let record = try record(txn, name) else { return 0 }
+        let dbs = self.dbs
+        let view: CollectionView
+        do { view = try CollectionView(txn, dbs, record, name: name) } catch {
+            faults.append("\(error)")
+            return 1
+        }
+        var checked = 0
+        let dim = record.dimension
+        let prefix = Format.prefix(record.id)
+        if view.liveBitCount != Int(record.liveCount) {
+            faults.append("\(name): live bitmap has \(view.liveBitCount) rows, record says \(record.liveCount)")
+        }
+        // Live blocks must not carry bits past the last row.
+        try txn.withCursor(dbs.live) { (c: Cursor) throws -> Void in
+            var entry = try c.seek(atLeast: prefix)
+            while let (key, value) = entry, key.starts(with: prefix) {
+                let base = Int(readBE32(key, at: 4)) * Format.liveBlockIDs
+                for (byteIndex, byte) in value.enumerated() where byte != 0 {
+                    let firstRow = base + byteIndex * 8 + (7 - Int(byte.leadingZeroBitCount))
+                    if firstRow >= Int(record.nextInternalID) {
+                        faults.append("\(name): live bit set for row \(firstRow) ≥ rows \(record.nextInternalID)")
+                        break
+                    }
+                }
+                entry = try c.next()
+            }
+        }
+        // Rows: stored norms match, vectors finite, unit length under cosine for live rows.
+        for block in view.blocks {
+            for r in 0..<block.count {
+                let row = block.firstID + UInt32(r)
+                let v = block.vectors + r * dim
+                let norm2 = squaredNorm(v, dim)
+                checked += 1
+                if !norm2.isFinite { faults.append("\(name): row \(row) has a non-finite component"); continue }
+                if abs(norm2 - block.squaredNorms[r]) > 1e-4 * max(1, norm2) {
+                    faults.append("\(name): row \(row) stored squared norm \(block.squaredNorms[r]) ≠ \(norm2)")
+                }
+                if record.metric == .cosine && view.isLive(row) && abs(norm2 - 1) > 1e-3 {
+                    faults.append("\(name): live row \(row) is not unit length (|v|² = \(norm2)) under cosine")
+                }
+            }
+        }
+        // Documents: exactly the live rows, each mapped back by the id map.
+        var docRows = 0
+        var metadataKeys = Set<[UInt8]>()
+        try txn.withCursor(dbs.docs) { (c: Cursor) throws -> Void in
+            var entry = try c.seek(atLeast: prefix)
+            while let (key, value) = entry, key.starts(with: prefix) {
+                checked += 1
+                docRows += 1
+                let row = readBE32(key, at: 4)
+                if !view.isLive(row) { faults.append("\(name): document at row \(row), which is not live") }
+                do {
+                    let doc = try DocumentRecord.decode(value, context: "\(name) docs row \(row)")
+                    if let mapped = try txn.get(dbs.ids, Format.idKey(record.id, doc.externalID)) {
+                        let target = mapped.count == 4 ? UInt32(littleEndian: mapped.loadUnaligned(as: UInt32.self)) : .max
+                        if target != row { faults.append("\(name): id '\(doc.externalID)' maps to row \(target), stored at \(row)") }
+                    } else {
+                        faults.append("\(name): id '\(doc.externalID)' (row \(row)) missing from the id map")
+                    }
+                    if !doc.metadataJSON.isEmpty {
+                        guard case .object(let m) = try doc.metadataJSON.withUnsafeBytes({ try JSONValue.parse($0) }) else {
+                            faults.append("\(name): row \(row) metadata is not an object"); entry = try c.next(); continue
+                        }
+                        for k in FieldKey.keys(record.id, m) {
+                            metadataKeys.insert(k + CollectionWriter.rowValue(row))
+                        }
+                    }
+                } catch { faults.append("\(error)") }
+                entry = try c.next()
+            }
+        }
+        if docRows != Int(record.liveCount) { faults.append("\(name): \(docRows) documents, record says \(record.liveCount) live") }
+        var idEntries = 0
+        try txn.withCursor(dbs.ids) { (c: Cursor) throws -> Void in
+            var entry = try c.seek(atLeast: prefix)
+            while let (key, _) = entry, key.starts(with: prefix) { idEntries += 1; entry = try c.next() }
+        }
+        if idEntries != docRows { faults.append("\(name): \(idEntries) id-map entries for \(docRows) documents") }
+        // Field index: exactly the entries the documents' metadata implies.
+        var indexEntries = 0
+        try txn.withCursor(dbs.fields) { (c: Cursor) throws -> Void in
+            var entry = try c.seek(atLeast: prefix)
+            while let (key, value) = entry, key.starts(with: prefix) {
+                checked += 1
+                indexEntries += 1
+                let full = Array(key) + Array(value)
+                if !metadataKeys.contains(full) {
+                    let row = value.count == 4 ? readBE32(value, at: 0) : .max
+                    faults.append("\(name): field-index entry for row \(row) not backed by its metadata")
+                }
+                entry = try c.next()
+            }
+        }
+        if indexEntries != metadataKeys.count {
+            faults.append("\(name): field index has \(indexEntries) entries, metadata implies \(metadataKeys.count)")
+        }
+        return checked
+    }
+
+    // MARK: Compact
+
+    /// Rewrites the store at `path` without deleted rows and free pages, renumbering rows densely in
+    /// their old order, into `<path>.compacting`, then renames it over the original. A crash at any
+    /// point leaves either the old or the new store whole. Other writers are held off for the duration;
+    /// handles opened before the rename get `superseded` on their next write and must reopen.
+    @discardableResult
+    public static func compact(path: String, batchSize: Int = 10_000) throws(VecStoreError) -> CompactReport {
+        let old = try VecStore(path: path, options: StoreOptions(create: false))
+        let before = fileSize(path)
+        let temporary = path + ".compacting"
+        for leftover in [temporary, temporary + "-lock"] where FileManager.default.fileExists(atPath: leftover) {
+            try? FileManager.default.removeItem(atPath: leftover)
+        }
+        var documents = 0, tombstones = 0
+        try old.write { txn in
+            documents = 0; tombstones = 0
+            do {
+                let fresh = try VecStore(path: temporary)
+                for name in try old.collectionNames(in: txn) {
+                    guard let record = try old.record(txn, name) else { continue }
+                    let target = try fresh.collection(name, dimension: record.dimension, metric: record.metric)
+                    let source = VectorCollection(store: old, name: name, record: record)
+                    let view = try CollectionView(txn, old.dbs, record, name: name)
+                    tombstones += Int(record.nextInternalID - record.liveCount)
+                    var batch: [CollectionWriter.Prepared] = []
+                    func flush() throws {
+                        let prepared = batch
+                        try fresh.write { t in
+                            var writer = CollectionWriter(t, fresh.dbs, name: name, record: try target.currentRecord(t))
+                            try writer.append(prepared, replace: false)
+                            try writer.finish()
+                        }
+                        documents += batch.count
+                        batch.removeAll(keepingCapacity: true)
+                    }
+                    for row in 0..<record.nextInternalID where view.isLive(row) {
+                        guard let value = try txn.get(old.dbs.docs, Format.key(record.id, row)) else {
+                            throw VecStoreError.corrupt("\(name): live row \(row) has no document")
+                        }
+                        let rec = try DocumentRecord.decode(value, context: "\(name) docs row \(row)")
+                        var metadata: [String: JSONValue] = [:]
+                        if !rec.metadataJSON.isEmpty,
+                           case .object(let m) = try rec.metadataJSON.withUnsafeBytes({ try JSONValue.parse($0) }) {
+                            metadata = m
+                        }
+                        // Rows are copied as stored (already unit length under cosine): no re-normalising drift.
+                        let stored = Array(UnsafeBufferPointer(start: view.vector(row), count: record.dimension))
+                        batch.append(.init(id: rec.externalID, stored: stored, norm: rec.norm, text: rec.text,
+                                           metadata: metadata, metadataJSON: rec.metadataJSON))
+                        if batch.count >= batchSize { try flush() }
+                    }
+                    if !batch.isEmpty { try flush() }
+                    _ = source
+                }
+                try fresh.env.sync()
+            }
+            // `fresh` is closed here. Swap files: data first, then drop the old lock file so that new
+            // openers build a fresh one; processes still holding the old file see `superseded`.
+            try FileManager.default.removeItem(atPath: temporary + "-lock")
+            guard rename(temporary, path) == 0 else {
+                throw VecStoreError.io("could not rename \(temporary) to \(path): \(String(cString: strerror(errno)))")
+            }
+            unlink(path + "-lock")
+            syncDirectory(of: path)
+            try txn.put(old.dbs.meta, Format.supersededKey, Array(path.utf8))
+        }
+        return CompactReport(bytesBefore: before, bytesAfter: fileSize(path), documents: documents,
+                             tombstonesDropped: tombstones)
+    }
+
+    func collectionNames(in txn: Transaction) throws -> [String] {
+        try txn.withCursor(dbs.meta) { (c: Cursor) throws -> [String] in
+            var names: [String] = []
+            var entry = try c.seek(atLeast: Format.collectionPrefix)
+            while let (key, _) = entry, key.starts(with: Format.collectionPrefix) {
+                names.append(String(decoding: key.dropFirst(Format.collectionPrefix.count), as: UTF8.self))
+                entry = try c.next()
+            }
+            return names
+        }
+    }
+
+    private static func syncDirectory(of path: String) {
+        let dir = (path as NSString).deletingLastPathComponent
+        let fd = open(dir.isEmpty ? "." : dir, O_RDONLY)
+        if fd >= 0 {
+            fsync(fd)
+            close(fd)
+        }
+    }
+}

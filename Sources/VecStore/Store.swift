@@ -1,0 +1,221 @@
+import Foundation
+import LMDB
+import VecStoreIO
+import VecStoreKernels
+
+/// Options for opening a store.
+public struct StoreOptions: Sendable {
+    /// Open without write access; every write throws.
+    public var readOnly = false
+    /// Create the store file when it does not exist.
+    public var create = true
+    /// Initial memory-map size in bytes (the map grows by doubling when full).
+    public var initialMapSize = 1 << 30
+    /// Creates default options.
+    public init(readOnly: Bool = false, create: Bool = true) {
+        self.readOnly = readOnly
+        self.create = create
+    }
+}
+
+/// The handles of a store's named databases.
+struct Databases: Sendable {
+    let meta, vectors, docs, ids, live, fields: Database
+}
+
+/// A vecstore store: one LMDB environment in a single file (plus `<file>-lock`) holding named collections.
+///
+/// A store is `Sendable`: share one instance across threads and tasks. Any number of searches run at
+/// once, concurrently with one writer; writers (in this and other processes) take turns. Every write
+/// call is one LMDB transaction: it is either entirely on disk or not at all.
+///
+/// ```swift
+/// let store = try VecStore(at: URL(fileURLWithPath: "docs.vecstore"))
+/// let docs = try store.collection("docs", dimension: 3, metric: .cosine)
+/// try docs.upsert([Document(id: "a", vector: [1, 0, 0], text: "hello", metadata: ["year": 2024])])
+/// let hits = try docs.search([1, 0, 0], k: 10, filter: .field("year", .greaterThan(2020)))
+/// ```
+public final class VecStore: Sendable {
+    /// Path of the store's data file.
+    public let path: String
+    let env: Environment
+    let dbs: Databases
+
+    /// Opens the store at `url`, creating it unless `options.create` is false.
+    public convenience init(at url: URL, options: StoreOptions = StoreOptions()) throws(VecStoreError) {
+        try self.init(path: url.path, options: options)
+    }
+
+    /// Opens the store at `path`, creating it unless `options.create` is false.
+    public init(path: String, options: StoreOptions = StoreOptions()) throws(VecStoreError) {
+        self.path = path
+        let exists = FileManager.default.fileExists(atPath: path)
+        if !exists && (!options.create || options.readOnly) {
+            throw .io("no store at \(path)")
+        }
+        var envOptions = EnvironmentOptions()
+        envOptions.readOnly = options.readOnly
+        envOptions.mapSize = max(options.initialMapSize, Self.fileSize(path) * 2)
+        do {
+            env = try Environment(path: path, options: envOptions)
+        } catch {
+            if error.code == 22 || error.code == -30793 /* MDB_INVALID */ { throw .notAVecStore(path) }
+            throw .storage(error)
+        }
+        let specs: [(name: String, flags: DatabaseFlags)] = [
+            (Format.DB.meta, []), (Format.DB.vectors, []), (Format.DB.docs, []), (Format.DB.ids, []),
+            (Format.DB.live, []), (Format.DB.fields, [.dupSort, .dupFixed]),
+        ]
+        // Open read-only first so opening never waits for another process's writer; create only if missing.
+        var handles: [Database]
+        do {
+            handles = try env.openDatabases(specs, create: false)
+        } catch let e as LMDBError where e.isNotFound && !options.readOnly {
+            handles = try storage { try env.openDatabases(specs, create: true) }
+        } catch let e as LMDBError where e.isNotFound {
+            throw .notAVecStore(path)
+        } catch {
+            throw .storage(error as? LMDBError ?? LMDBError(code: -1, operation: "open databases"))
+        }
+        dbs = Databases(meta: handles[0], vectors: handles[1], docs: handles[2], ids: handles[3], live: handles[4],
+                        fields: handles[5])
+        let dbs = self.dbs
+        let path = self.path
+        let hasFormat: Bool = try storage {
+            try env.read { txn in
+                guard let record = try txn.get(dbs.meta, Format.formatKey) else { return false }
+                try Format.checkFormatRecord(record, path: path)
+                return true
+            }
+        }
+        if !hasFormat {
+            if options.readOnly { throw .notAVecStore(path) }
+            try storage {
+                try env.write { txn in
+                    if let record = try txn.get(dbs.meta, Format.formatKey) {
+                        try Format.checkFormatRecord(record, path: path)
+                        return
+                    }
+                    try txn.withCursor(dbs.meta) { (c: Cursor) throws -> Void in
+                        if try c.first() != nil { throw VecStoreError.notAVecStore(path) }
+                    }
+                    try txn.put(dbs.meta, Format.formatKey, Format.encodeFormatRecord())
+                    try txn.put(dbs.meta, Format.nextCollectionKey, Format.encodeInternalID(1))
+                }
+            }
+        }
+    }
+
+    static func fileSize(_ path: String) -> Int {
+        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
+    }
+
+    // MARK: Transactions
+
+    /// Runs `body` in a read snapshot.
+    func read<R>(_ body: (Transaction) throws -> R) throws(VecStoreError) -> R {
+        try storage { try env.read(body) }
+    }
+
+    /// Runs `body` in one write transaction, after checking the store was not compacted away.
+    func write<R>(_ body: (Transaction) throws -> R) throws(VecStoreError) -> R {
+        let dbs = self.dbs, path = self.path
+        return try storage {
+            try env.write { txn in
+                if try txn.get(dbs.meta, Format.supersededKey) != nil {
+                    throw VecStoreError.superseded(
+                        "\(path) was compacted into a new file by another handle; reopen the store to write to it")
+                }
+                return try body(txn)
+            }
+        }
+    }
+
+    // MARK: Collections
+
+    static func validateCollectionName(_ name: String) throws(VecStoreError) {
+        if name.isEmpty { throw .invalidCollectionName("empty") }
+        if name.utf8.count > 200 { throw .invalidCollectionName("'\(name.prefix(40))…' is longer than 200 bytes") }
+        if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            throw .invalidCollectionName("'\(name)' contains a control character")
+        }
+    }
+
+    func record(_ txn: Transaction, _ name: String) throws -> CollectionRecord? {
+        guard let value = try txn.get(dbs.meta, Format.collectionKey(name)) else { return nil }
+        return try CollectionRecord.decode(value, name: name)
+    }
+
+    /// The existing collection `name`.
+    public func collection(_ name: String) throws(VecStoreError) -> VectorCollection {
+        let found = try read { txn in try record(txn, name) }
+        guard let found else { throw .collectionNotFound(name) }
+        return VectorCollection(store: self, name: name, record: found)
+    }
+
+    /// The collection `name`, created with `dimension` and `metric` if it does not exist. An existing
+    /// collection must have the same dimension and metric.
+    public func collection(_ name: String, dimension: Int, metric: Metric = .cosine) throws(VecStoreError)
+        -> VectorCollection
+    {
+        try Self.validateCollectionName(name)
+        guard (1...65_536).contains(dimension) else {
+            throw .invalidArgument("dimension \(dimension) is out of range 1...65536")
+        }
+        if let existing = try read({ txn in try record(txn, name) }) {
+            try Self.checkMatch(existing, name: name, dimension: dimension, metric: metric)
+            return VectorCollection(store: self, name: name, record: existing)
+        }
+        let dbs = self.dbs
+        let created = try write { txn -> CollectionRecord in
+            if let existing = try record(txn, name) {
+                try Self.checkMatch(existing, name: name, dimension: dimension, metric: metric)
+                return existing
+            }
+            var nextID: UInt32 = 1
+            if let v = try txn.get(dbs.meta, Format.nextCollectionKey), v.count == 4 {
+                nextID = UInt32(littleEndian: v.loadUnaligned(as: UInt32.self))
+            }
+            let rec = CollectionRecord(id: nextID, dimension: dimension, metric: metric,
+                                       blockShift: Format.blockShift(dimension: dimension),
+                                       nextInternalID: 0, liveCount: 0)
+            try txn.put(dbs.meta, Format.collectionKey(name), rec.encoded())
+            try txn.put(dbs.meta, Format.nextCollectionKey, Format.encodeInternalID(nextID + 1))
+            return rec
+        }
+        return VectorCollection(store: self, name: name, record: created)
+    }
+
+    private static func checkMatch(_ r: CollectionRecord, name: String, dimension: Int, metric: Metric)
+        throws(VecStoreError)
+    {
+        if r.dimension != dimension || r.metric != metric {
+            throw .collectionMismatch(
+                "collection '\(name)' exists with dimension \(r.dimension) and metric \(r.metric), not \(dimension) and \(metric)")
+        }
+    }
+
+    /// Names of all collections, sorted.
+    public func collectionNames() throws(VecStoreError) -> [String] {
+        try read { txn in try collectionNames(in: txn) }
+    }
+
+    /// Deletes a collection and all its documents. Returns false if it did not exist.
+    @discardableResult
+    public func dropCollection(_ name: String) throws(VecStoreError) -> Bool {
+        let dbs = self.dbs
+        return try write { txn in
+            guard let rec = try record(txn, name) else { return false }
+            let prefix = Format.prefix(rec.id)
+            for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields] {
+                try txn.withCursor(db) { (c: Cursor) throws -> Void in
+                    while let (key, _) = try c.seek(atLeast: prefix), key.starts(with: prefix) {
+                        try c.deleteCurrent()
+                    }
+                }
+            }
+            try txn.delete(dbs.meta, Format.collectionKey(name))
+            return true
+        }
+    }
+}

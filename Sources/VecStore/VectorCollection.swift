@@ -1,0 +1,273 @@
+import Foundation
+import LMDB
+import VecStoreIO
+import VecStoreKernels
+
+/// A named set of documents with one vector dimension and metric, inside a `VecStore`.
+///
+/// Every method runs in its own LMDB transaction: reads see one consistent snapshot, and every write
+/// call (a whole batch) commits atomically.
+public struct VectorCollection: Sendable {
+    /// The store holding this collection.
+    public let store: VecStore
+    /// The collection name.
+    public let name: String
+    /// Vector dimension.
+    public let dimension: Int
+    /// Distance metric.
+    public let metric: Metric
+    let collectionID: UInt32
+
+    init(store: VecStore, name: String, record: CollectionRecord) {
+        self.store = store
+        self.name = name
+        self.dimension = record.dimension
+        self.metric = record.metric
+        self.collectionID = record.id
+    }
+
+    func currentRecord(_ txn: Transaction) throws -> CollectionRecord {
+        guard let r = try store.record(txn, name), r.id == collectionID else {
+            throw VecStoreError.collectionNotFound(name)
+        }
+        return r
+    }
+
+    // MARK: Writing
+
+    /// Adds documents in one transaction; throws `idExists` (and writes nothing) if any id is stored.
+    public func add(_ documents: [Document]) throws(VecStoreError) {
+        try write(documents, replace: false)
+    }
+
+    /// Adds documents, replacing those whose id is already stored, in one transaction.
+    public func upsert(_ documents: [Document]) throws(VecStoreError) {
+        try write(documents, replace: true)
+    }
+
+    /// Deletes documents by id in one transaction; returns how many existed.
+    @discardableResult
+    public func delete(ids: [String]) throws(VecStoreError) -> Int {
+        try store.write { txn in
+            var writer = CollectionWriter(txn, store.dbs, name: name, record: try currentRecord(txn))
+            var deleted = 0
+            for id in ids where try writer.delete(id: id) { deleted += 1 }
+            try writer.finish()
+            return deleted
+        }
+    }
+
+    func write(_ documents: [Document], replace: Bool) throws(VecStoreError) {
+        let prepared = try prepare(documents)
+        try store.write { txn in
+            var writer = CollectionWriter(txn, store.dbs, name: name, record: try currentRecord(txn))
+            try writer.append(prepared, replace: replace)
+            try writer.finish()
+        }
+    }
+
+    /// Validates a batch and brings vectors into stored form. Throws before anything is written.
+    func prepare(_ documents: [Document]) throws(VecStoreError) -> [CollectionWriter.Prepared] {
+        var seen = Set<String>()
+        seen.reserveCapacity(documents.count)
+        var result: [CollectionWriter.Prepared] = []
+        result.reserveCapacity(documents.count)
+        for doc in documents {
+            try Self.validateID(doc.id)
+            if !seen.insert(doc.id).inserted { throw .duplicateIDInBatch(doc.id) }
+            let (stored, norm) = try storedForm(doc.vector, id: doc.id)
+            var json: [UInt8] = []
+            if !doc.metadata.isEmpty {
+                try Self.validateMetadata(doc.metadata, id: doc.id)
+                JSONValue.object(doc.metadata).serialized(into: &json)
+            }
+            result.append(.init(id: doc.id, stored: stored, norm: norm, text: doc.text, metadata: doc.metadata,
+                                metadataJSON: json))
+        }
+        return result
+    }
+
+    /// Checks a vector and returns it as stored: unit length under cosine, with its original norm.
+    func storedForm(_ vector: [Float], id: String?) throws(VecStoreError) -> ([Float], Float) {
+        guard vector.count == dimension else { throw .dimensionMismatch(expected: dimension, got: vector.count, id: id) }
+        for (i, x) in vector.enumerated() where !x.isFinite {
+            throw .invalidVector(id: id, reason: "component \(i) is \(x)")
+        }
+        let norm = vector.withUnsafeBufferPointer { squaredNorm($0.baseAddress!, dimension) }.squareRoot()
+        guard metric == .cosine else { return (vector, norm) }
+        guard norm > 0, norm.isFinite else {
+            throw .invalidVector(id: id, reason: norm == 0 ? "all components are zero, which has no cosine direction"
+                                                     : "its norm overflows float32")
+        }
+        return (vector.map { $0 / norm }, norm)
+    }
+
+    static func validateID(_ id: String) throws(VecStoreError) {
+        if id.isEmpty { throw .invalidID("empty id") }
+        if id.utf8.count > Format.maxIDBytes {
+            throw .invalidID("'\(id.prefix(40))…' has \(id.utf8.count) UTF-8 bytes; at most \(Format.maxIDBytes)")
+        }
+    }
+
+    static func validateMetadata(_ metadata: [String: JSONValue], id: String) throws(VecStoreError) {
+        for (key, value) in metadata {
+            if key.isEmpty || key.utf8.count > Format.maxFieldNameBytes || key.utf8.contains(0) {
+                throw .invalidMetadata(id: id, reason: "field name '\(key.prefix(40))' must be 1 to \(Format.maxFieldNameBytes) bytes without NUL")
+            }
+            switch value {
+            case .string, .bool: continue
+            case .number(let x) where x.isFinite: continue
+            case .array(let items):
+                for item in items {
+                    switch item {
+                    case .string, .bool: continue
+                    case .number(let x) where x.isFinite: continue
+                    default: throw .invalidMetadata(id: id, reason: "array field '\(key)' may hold only strings, numbers and booleans")
+                    }
+                }
+            default:
+                throw .invalidMetadata(id: id, reason: "field '\(key)' must be a string, number, boolean or array of those")
+            }
+        }
+    }
+
+    // MARK: Reading
+
+    /// Number of live documents.
+    public func count() throws(VecStoreError) -> Int {
+        try store.read { txn in Int(try currentRecord(txn).liveCount) }
+    }
+
+    /// Shape, count and tombstones.
+    public func info() throws(VecStoreError) -> CollectionInfo {
+        try store.read { txn in
+            let r = try currentRecord(txn)
+            return CollectionInfo(name: name, dimension: r.dimension, metric: r.metric, count: Int(r.liveCount),
+                                  rows: Int(r.nextInternalID), blockCapacity: r.blockCapacity)
+        }
+    }
+
+    /// The stored documents with these ids (nil for ids not stored), from one snapshot.
+    public func get(ids: [String]) throws(VecStoreError) -> [Document?] {
+        try store.read { txn in
+            let record = try currentRecord(txn)
+            let view = try CollectionView(txn, store.dbs, record, name: name)
+            return try ids.map { id -> Document? in
+                guard let v = try txn.get(store.dbs.ids, Format.idKey(record.id, id)), v.count == 4 else { return nil }
+                return try document(txn, view, row: UInt32(littleEndian: v.loadUnaligned(as: UInt32.self)))
+            }
+        }
+    }
+
+    /// The stored document with this id, or nil.
+    public func get(id: String) throws(VecStoreError) -> Document? { try get(ids: [id])[0] }
+
+    func document(_ txn: Transaction, _ view: CollectionView, row: UInt32) throws -> Document {
+        guard let value = try txn.get(store.dbs.docs, Format.key(collectionID, row)) else {
+            throw VecStoreError.corrupt("collection \(name): row \(row) has no document record")
+        }
+        let rec = try DocumentRecord.decode(value, context: "docs row \(row)")
+        let stored = UnsafeBufferPointer(start: view.vector(row), count: dimension)
+        let vector = metric == .cosine ? stored.map { $0 * rec.norm } : Array(stored)
+        var metadata: [String: JSONValue] = [:]
+        if !rec.metadataJSON.isEmpty, case .object(let m) = try rec.metadataJSON.withUnsafeBytes({ try JSONValue.parse($0) }) {
+            metadata = m
+        }
+        return Document(id: rec.externalID, vector: vector, text: rec.text, metadata: metadata)
+    }
+
+    /// Calls `body` with every live document in row order, `batchSize` at a time, each batch from the
+    /// same snapshot.
+    public func forEachBatch(batchSize: Int = 1000, _ body: ([Document]) throws -> Void) throws(VecStoreError) {
+        try store.read { txn in
+            let record = try currentRecord(txn)
+            let view = try CollectionView(txn, store.dbs, record, name: name)
+            var batch: [Document] = []
+            batch.reserveCapacity(batchSize)
+            for row in 0..<record.nextInternalID where view.isLive(row) {
+                batch.append(try document(txn, view, row: row))
+                if batch.count == batchSize {
+                    try body(batch)
+                    batch.removeAll(keepingCapacity: true)
+                }
+            }
+            if !batch.isEmpty { try body(batch) }
+        }
+    }
+
+    // MARK: Searching
+
+    /// The `k` nearest live documents to `query` by exact search, optionally restricted by `filter`.
+    public func search(_ query: [Float], k: Int, filter: Filter? = nil,
+                       options: SearchOptions = SearchOptions()) throws(VecStoreError) -> [SearchResult] {
+        try searchBatch([query], k: k, filter: filter, options: options)[0]
+    }
+
+    /// The `k` nearest live documents to the document stored under `id` (which is itself excluded).
+    public func search(similarTo id: String, k: Int, filter: Filter? = nil,
+                       options: SearchOptions = SearchOptions()) throws(VecStoreError) -> [SearchResult] {
+        guard let doc = try get(id: id) else { throw .invalidArgument("no document with id '\(id)' in \(name)") }
+        return Array(try search(doc.vector, k: k + 1, filter: filter, options: options).filter { $0.id != id }.prefix(k))
+    }
+
+    /// Exact top-`k` for each query. From 20 queries up, scoring is a BLAS matrix product per block;
+    /// queries are split across `options.threads` workers.
+    public func searchBatch(_ queries: [[Float]], k: Int, filter: Filter? = nil,
+                            options: SearchOptions = SearchOptions()) throws(VecStoreError) -> [[SearchResult]] {
+        guard k > 0 else { return queries.map { _ in [] } }
+        var flat: [Float] = []
+        flat.reserveCapacity(queries.count * dimension)
+        for q in queries {
+            let (stored, _) = try storedForm(q, id: nil)
+            flat.append(contentsOf: stored)
+        }
+        return try store.read { txn in
+            let record = try currentRecord(txn)
+            let view = try CollectionView(txn, store.dbs, record, name: name)
+            let maskWords: [UInt64]
+            if let filter {
+                maskWords = try FilterEvaluator(txn: txn, dbs: store.dbs, view: view, collection: self).evaluate(filter)
+            } else {
+                maskWords = view.liveWords
+            }
+            let tops: [TopK] = maskWords.withUnsafeBufferPointer { words in
+                let mask = CandidateMask(words: words.baseAddress ?? UnsafePointer(bitPattern: 8)!, wordCount: words.count)
+                return flat.withUnsafeBufferPointer { q in
+                    if queries.count == 1 {
+                        return [ExactSearch.search(query: q.baseAddress!, dimension: dimension, metric: metric,
+                                                   blocks: view.blocks, mask: mask, k: k, threads: options.threads)]
+                    }
+                    return ExactSearch.searchBatch(queries: q.baseAddress!, queryCount: queries.count,
+                                                   dimension: dimension, metric: metric, blocks: view.blocks,
+                                                   mask: mask, k: k, threads: options.threads)
+                }
+            }
+            return try tops.enumerated().map { (qi, top) in
+                try flat.withUnsafeBufferPointer { q in
+                    try resolve(txn, view, top, query: q.baseAddress! + qi * dimension)
+                }
+            }
+        }
+    }
+
+    /// Turns rows into results: exact metric value (recomputed, so every search path reports the same
+    /// number) and external id.
+    func resolve(_ txn: Transaction, _ view: CollectionView, _ top: TopK, query: UnsafePointer<Float>) throws
+        -> [SearchResult]
+    {
+        var results = try top.sorted().map { hit -> SearchResult in
+            let v = view.vector(hit.id)
+            let score = metric == .l2 ? squaredL2(query, v, dimension) : dotProduct(query, v, dimension)
+            guard let value = try txn.get(store.dbs.docs, Format.key(collectionID, hit.id)) else {
+                throw VecStoreError.corrupt("collection \(name): live row \(hit.id) has no document record")
+            }
+            return SearchResult(id: try DocumentRecord.externalID(value, context: "docs row \(hit.id)"), score: score,
+                                internalID: hit.id)
+        }
+        results.sort { a, b in
+            if a.score != b.score { return metric.higherIsCloser ? a.score > b.score : a.score < b.score }
+            return a.internalID < b.internalID
+        }
+        return results
+    }
+}

@@ -1,0 +1,191 @@
+import CBLAS
+import Dispatch
+
+/// A run of consecutive stored vectors, read in place from the memory map: `count` rows of `dimension`
+/// floats starting at `vectors`, and their squared norms at `squaredNorms`. Row `i` belongs to internal
+/// id `firstID + i`. Valid only while the transaction that produced it is open.
+public struct VectorBlock: @unchecked Sendable {
+    /// Internal id of the first row.
+    public let firstID: UInt32
+    /// Number of rows.
+    public let count: Int
+    /// Row-major vector data.
+    public let vectors: UnsafePointer<Float>
+    /// Squared norm of each row.
+    public let squaredNorms: UnsafePointer<Float>
+
+    /// Creates a block view.
+    public init(firstID: UInt32, count: Int, vectors: UnsafePointer<Float>, squaredNorms: UnsafePointer<Float>) {
+        self.firstID = firstID
+        self.count = count
+        self.vectors = vectors
+        self.squaredNorms = squaredNorms
+    }
+}
+
+/// A bitset over internal ids: bit `i` (word `i / 64`, bit `i % 64`) set means id `i` may be returned.
+public struct CandidateMask: @unchecked Sendable {
+    /// The words of the bitset.
+    public let words: UnsafePointer<UInt64>
+    /// Number of words.
+    public let wordCount: Int
+
+    /// Creates a mask view over `wordCount` words.
+    public init(words: UnsafePointer<UInt64>, wordCount: Int) {
+        self.words = words
+        self.wordCount = wordCount
+    }
+
+    /// Whether id `i` is allowed.
+    @inlinable @inline(__always)
+    public func contains(_ i: UInt32) -> Bool {
+        let w = Int(i >> 6)
+        return w < wordCount && (words[w] >> UInt64(i & 63)) & 1 == 1
+    }
+}
+
+/// Exact top-k search kernels.
+public enum ExactSearch {
+    /// Number of queries from which a batch is scored with BLAS `sgemm` instead of one SIMD scan per query
+    /// (FAISS switches at 20 as well).
+    public static let blasThreshold = 20
+
+    /// Scores every allowed row of `blocks` against one query and keeps the best `k` in `topK`.
+    public static func scan(query: UnsafePointer<Float>, dimension: Int, metric: Metric,
+                            blocks: some Collection<VectorBlock>, mask: CandidateMask, into topK: inout TopK) {
+        for block in blocks {
+            let base = Int(block.firstID)
+            // Rows are visited one 64-bit mask word at a time; block boundaries are multiples of 64.
+            var row = 0
+            while row < block.count {
+                let word = (base + row) >> 6
+                var bits = word < mask.wordCount ? mask.words[word] : 0
+                let limit = min(64, block.count - row)
+                if limit < 64 { bits &= (UInt64(1) << UInt64(limit)) &- 1 }
+                while bits != 0 {
+                    let j = bits.trailingZeroBitCount
+                    bits &= bits &- 1
+                    let r = row + j
+                    let score = rankingScore(metric, query, block.vectors + r * dimension, dimension)
+                    if score >= topK.threshold { topK.insert(score, UInt32(base + r)) }
+                }
+                row += 64
+            }
+        }
+    }
+
+    /// One query over all blocks, the blocks split across `threads` workers.
+    public static func search(query: UnsafePointer<Float>, dimension: Int, metric: Metric, blocks: [VectorBlock],
+                              mask: CandidateMask, k: Int, threads: Int) -> TopK {
+        let workers = max(1, min(threads, blocks.count))
+        if workers == 1 {
+            var topK = TopK(k: k)
+            scan(query: query, dimension: dimension, metric: metric, blocks: blocks, mask: mask, into: &topK)
+            return topK
+        }
+        let partials = UnsafeMutableBufferPointer<TopK>.allocate(capacity: workers)
+        partials.initialize(repeating: TopK(k: k))
+        defer { partials.deinitialize(); partials.deallocate() }
+        let q = UnsafeSendable(query)
+        let out = UnsafeSendable(partials)
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let lower = blocks.count * w / workers, upper = blocks.count * (w + 1) / workers
+            scan(query: q.value, dimension: dimension, metric: metric, blocks: blocks[lower..<upper], mask: mask,
+                 into: &out.value[w])
+        }
+        var result = partials[0]
+        for w in 1..<workers { result.merge(partials[w]) }
+        return result
+    }
+
+    /// Top-k for each of `queryCount` row-major queries. From `blasThreshold` queries up, every block is
+    /// scored against a tile of queries with one `sgemm` (queries × blockᵀ); fewer queries use the SIMD
+    /// scan. Queries are split across `threads` workers, each running single-threaded BLAS.
+    public static func searchBatch(queries: UnsafePointer<Float>, queryCount: Int, dimension: Int, metric: Metric,
+                                   blocks: [VectorBlock], mask: CandidateMask, k: Int, threads: Int) -> [TopK] {
+        guard queryCount > 0 else { return [] }
+        let results = UnsafeMutableBufferPointer<TopK>.allocate(capacity: queryCount)
+        results.initialize(repeating: TopK(k: k))
+        defer { results.deinitialize(); results.deallocate() }
+        let workers = max(1, min(threads, queryCount))
+        let q = UnsafeSendable(queries)
+        let out = UnsafeSendable(results)
+        let useBLAS = queryCount >= blasThreshold
+        if useBLAS { BLAS.useSingleThread() }
+        let work: @Sendable (Int) -> Void = { (w: Int) in
+            let lower = queryCount * w / workers, upper = queryCount * (w + 1) / workers
+            if useBLAS {
+                scoreWithBLAS(queries: q.value, range: lower..<upper, dimension: dimension, metric: metric,
+                              blocks: blocks, mask: mask, results: out.value)
+            } else {
+                for i in lower..<upper {
+                    scan(query: q.value + i * dimension, dimension: dimension, metric: metric, blocks: blocks,
+                         mask: mask, into: &out.value[i])
+                }
+            }
+        }
+        if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
+        return Array(results)
+    }
+
+    /// Query rows per `sgemm` call: large enough for BLAS efficiency, small enough that the score tile
+    /// (tile × block rows floats) stays in cache.
+    static let queryTile = 256
+
+    static func scoreWithBLAS(queries: UnsafePointer<Float>, range: Range<Int>, dimension: Int, metric: Metric,
+                              blocks: [VectorBlock], mask: CandidateMask,
+                              results: UnsafeMutableBufferPointer<TopK>) {
+        let maxRows = blocks.map(\.count).max() ?? 0
+        guard maxRows > 0 else { return }
+        let scores = UnsafeMutablePointer<Float>.allocate(capacity: queryTile * maxRows)
+        defer { scores.deallocate() }
+        var tileStart = range.lowerBound
+        while tileStart < range.upperBound {
+            let tileCount = min(queryTile, range.upperBound - tileStart)
+            for block in blocks {
+                let n = block.count
+                // scores[t][r] = query(t) · row(r)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tileCount), Int32(n), Int32(dimension),
+                            1, queries + tileStart * dimension, Int32(dimension), block.vectors, Int32(dimension),
+                            0, scores, Int32(n))
+                let base = Int(block.firstID)
+                for t in 0..<tileCount {
+                    let row = scores + t * n
+                    var topK = results[tileStart + t]
+                    var r = 0
+                    while r < n {
+                        let word = (base + r) >> 6
+                        var bits = word < mask.wordCount ? mask.words[word] : 0
+                        let limit = min(64, n - r)
+                        if limit < 64 { bits &= (UInt64(1) << UInt64(limit)) &- 1 }
+                        while bits != 0 {
+                            let j = bits.trailingZeroBitCount
+                            bits &= bits &- 1
+                            // For l2, rank by 2·q·x − |x|², which orders like −|q − x|² (|q|² is constant).
+                            let s = metric == .l2 ? 2 * row[r + j] - block.squaredNorms[r + j] : row[r + j]
+                            if s >= topK.threshold { topK.insert(s, UInt32(base + r + j)) }
+                        }
+                        r += 64
+                    }
+                    results[tileStart + t] = topK
+                }
+            }
+            tileStart += tileCount
+        }
+    }
+}
+
+/// Process-wide OpenBLAS threading control.
+public enum BLAS {
+    private static let once: Void = { openblas_set_num_threads(1) }()
+    /// Makes OpenBLAS run each call on the calling thread; vecstore parallelises across calls itself.
+    public static func useSingleThread() { _ = once }
+}
+
+/// Carries a value that is not `Sendable` (a raw pointer into memory that outlives the parallel section)
+/// into `concurrentPerform` workers, each of which touches a disjoint part of it.
+@usableFromInline
+struct UnsafeSendable<T>: @unchecked Sendable {
+    @usableFromInline var value: T
+    @usableFromInline init(_ value: T) { self.value = value }
+}
