@@ -36,6 +36,8 @@ struct Databases: Sendable {
 /// let hits = try docs.search([1, 0, 0], k: 10, filter: .field("year", .greaterThan(2020)))
 /// ```
 public final class VecStore: Sendable {
+    /// The on-disk format version this library reads and writes (Spec/FORMAT.md).
+    public static let formatVersion = Format.version
     /// Path of the store's data file.
     public let path: String
     let env: Environment

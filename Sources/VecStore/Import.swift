@@ -1,0 +1,270 @@
+import Foundation
+import VecStoreIO
+import VecStoreKernels
+
+/// What to import and how.
+public struct ImportOptions: Sendable {
+    /// Records per transaction. Each batch commits whole or not at all.
+    public var batchSize = 10_000
+    /// Skip invalid records (and report them) instead of stopping at the first.
+    public var skipInvalid = false
+    /// Metric for a collection that the import creates.
+    public var metric: Metric = .cosine
+    /// Whether `metric` was chosen explicitly (then an existing collection must have it).
+    public var metricIsExplicit = false
+    /// JSONL field names.
+    public var jsonl = JSONLReader.Options()
+    /// A text file of ids, one per line, for vector files (`.fvecs`, `.bvecs`, `.npy`).
+    public var idsFile: String?
+    /// A vector file whose row *i* is the vector of JSONL line *i* (for JSONL without vectors).
+    public var vectorsFile: String?
+    /// First id given to rows of a vector file without an ids file (ids are row numbers from here).
+    public var firstRowID = 0
+    /// Creates default options.
+    public init() {}
+}
+
+/// Progress of a running import.
+public struct ImportProgress: Sendable {
+    /// Records committed.
+    public var committed: Int
+    /// Records skipped as invalid.
+    public var skipped: Int
+    /// Input bytes consumed and the total (when known).
+    public var bytesRead: UInt64
+    /// Total input bytes, when known.
+    public var totalBytes: UInt64?
+    /// Seconds since the start.
+    public var elapsed: Double
+}
+
+/// What an import did.
+public struct ImportReport: Sendable {
+    /// Collection written to.
+    public var collection: String
+    /// Whether the import created the collection.
+    public var createdCollection: Bool
+    /// Records written.
+    public var imported: Int
+    /// Batches committed.
+    public var batches: Int
+    /// Records skipped with `skipInvalid`.
+    public var skipped: Int
+    /// The first skipped records' reasons (at most 20).
+    public var skippedExamples: [String]
+    /// Wall-clock seconds.
+    public var seconds: Double
+}
+
+/// An import stopped at an invalid record or a storage error. Whole batches before the failing one
+/// are committed; the failing batch was not written.
+public struct ImportFailure: Error, Sendable, CustomStringConvertible {
+    /// The cause.
+    public var error: VecStoreError
+    /// Records committed before the failing batch.
+    public var committedRecords: Int
+    /// Batches committed before the failing batch.
+    public var committedBatches: Int
+    /// A readable message naming the cause and what was committed.
+    public var description: String {
+        let state = committedBatches == 0
+            ? "nothing was written: the store is exactly as before the import"
+            : "\(committedBatches) earlier batch(es) with \(committedRecords) records were committed; the failing batch was not written"
+        return "\(error)\nimport stopped: \(state) (use --skip-invalid to skip bad records)"
+    }
+}
+
+/// Pairs JSONL records without vectors with the rows of a vector file.
+struct VectorAttachingReader<Records: RecordReader, Vectors: RecordReader>: RecordReader {
+    var records: Records
+    var vectors: Vectors
+    let vectorsPath: String
+
+    var bytesRead: UInt64 { records.bytesRead }
+    var totalBytes: UInt64? { records.totalBytes }
+    var dimension: Int? { vectors.dimension }
+
+    mutating func next() throws(ImportError) -> ImportRecord? {
+        let record = try records.next()
+        let row = try vectors.next()
+        switch (record, row) {
+        case (nil, nil): return nil
+        case (var r?, let v?):
+            r.vector = v.vector
+            return r
+        case (let r?, nil):
+            throw ImportError(location: r.location, reason: "\(vectorsPath) has fewer vectors than there are records")
+        case (nil, let v?):
+            throw ImportError(location: v.location, reason: "\(vectorsPath) has more vectors than there are records")
+        }
+    }
+}
+
+/// Rows of a vector file with ids counted from a start value.
+struct NumberingReader<Base: RecordReader>: RecordReader {
+    var base: Base
+    var nextID: Int
+    var bytesRead: UInt64 { base.bytesRead }
+    var totalBytes: UInt64? { base.totalBytes }
+    var dimension: Int? { base.dimension }
+    mutating func next() throws(ImportError) -> ImportRecord? {
+        guard var r = try base.next() else { return nil }
+        if r.id == nil {
+            r.id = String(nextID)
+        }
+        nextID += 1
+        return r
+    }
+}
+
+extension VecStore {
+    /// Opens the right reader for `path` (by extension, or `format`), applying the sidecar options.
+    public static func reader(for path: String, format: VectorFileFormat? = nil, options: ImportOptions) throws(VecStoreError)
+        -> any RecordReader
+    {
+        guard let format = format ?? VectorFileFormat.detectFormat(path: path) else {
+            throw .invalidArgument("\(path): unknown file type; use .jsonl, .fvecs, .bvecs or .npy (or --format)")
+        }
+        do {
+            switch format {
+            case .jsonl:
+                var jsonl = options.jsonl
+                if let vectorsFile = options.vectorsFile {
+                    jsonl.vectorRequired = false
+                    let records = try JSONLReader(path: path, options: jsonl)
+                    let vectors = try binaryReader(vectorsFile, VectorFileFormat.detectFormat(path: vectorsFile))
+                    return VectorAttachingReader(records: records, vectors: vectors, vectorsPath: vectorsFile)
+                }
+                return try JSONLReader(path: path, options: jsonl)
+            case .fvecs, .bvecs, .npy:
+                let rows = try binaryReader(path, format)
+                if let idsFile = options.idsFile {
+                    return IdAttachingReader(base: rows, ids: try IdListReader(path: idsFile))
+                }
+                return NumberingReader(base: rows, nextID: options.firstRowID)
+            }
+        } catch let e as ImportError {
+            throw .invalidInput(e)
+        } catch let e as VecStoreError {
+            throw e
+        } catch {
+            throw .io("\(error)")
+        }
+    }
+
+    private static func binaryReader(_ path: String, _ format: VectorFileFormat?) throws -> any RecordReader {
+        switch format {
+        case .fvecs: return try FvecsReader(path: path, format: .fvecs)
+        case .bvecs: return try FvecsReader(path: path, format: .bvecs)
+        case .npy: return try NpyReader(path: path)
+        default: throw VecStoreError.invalidArgument("\(path): vectors must be .fvecs, .bvecs or .npy")
+        }
+    }
+
+    /// Streams records from `reader` into `collection` (created from the first record's dimension if
+    /// missing), `options.batchSize` per transaction, upserting by id. Memory stays constant: one batch
+    /// is held at a time. On an invalid record the import stops (throwing `ImportFailure`, earlier
+    /// batches committed) unless `options.skipInvalid` is set.
+    public func importRecords(from reader: inout some RecordReader, into collection: String,
+                              options: ImportOptions = ImportOptions(),
+                              progress: ((ImportProgress) -> Void)? = nil) throws(ImportFailure) -> ImportReport {
+        let started = Date()
+        var report = ImportReport(collection: collection, createdCollection: false, imported: 0, batches: 0, skipped: 0,
+                                  skippedExamples: [], seconds: 0)
+        var target: VectorCollection?
+        var batch: [CollectionWriter.Prepared] = []
+        var seen = Set<String>()
+        var lastLocation: SourceLocation?
+
+        func fail(_ e: VecStoreError) -> ImportFailure {
+            ImportFailure(error: e, committedRecords: report.imported, committedBatches: report.batches)
+        }
+        func skip(_ message: String) {
+            report.skipped += 1
+            if report.skippedExamples.count < 20 { report.skippedExamples.append(message) }
+        }
+        func flush() throws(ImportFailure) {
+            guard let target, !batch.isEmpty else { return }
+            let prepared = batch
+            do {
+                try write { txn in
+                    var writer = CollectionWriter(txn, dbs, name: collection, record: try target.currentRecord(txn))
+                    try writer.append(prepared, replace: true)
+                    try writer.finish()
+                }
+            } catch { throw fail(error) }
+            report.imported += batch.count
+            report.batches += 1
+            batch.removeAll(keepingCapacity: true)
+            seen.removeAll(keepingCapacity: true)
+            progress?(ImportProgress(committed: report.imported, skipped: report.skipped, bytesRead: reader.bytesRead,
+                                     totalBytes: reader.totalBytes, elapsed: Date().timeIntervalSince(started)))
+        }
+
+        while true {
+            let record: ImportRecord
+            do {
+                guard let r = try reader.next() else { break }
+                record = r
+            } catch {
+                // Line-based input can go on after a bad line; a damaged binary file cannot.
+                if options.skipInvalid, let line = error.location?.line, line != lastLocation?.line {
+                    lastLocation = error.location
+                    skip(error.description)
+                    continue
+                }
+                throw fail(.invalidInput(error))
+            }
+            lastLocation = record.location
+            if target == nil {
+                do {
+                    let (t, created) = try openTarget(collection, dimension: record.vector.count, options: options)
+                    target = t
+                    report.createdCollection = created
+                } catch { throw fail(error) }
+            }
+            guard let target else { break }
+            let id = record.id ?? String(record.location.record)
+            do {
+                try VectorCollection.validateID(id)
+                if seen.contains(id) { throw VecStoreError.duplicateIDInBatch(id) }
+                let (stored, norm) = try target.storedForm(record.vector, id: id)
+                let metadata = record.metadata ?? [:]
+                var json: [UInt8] = []
+                if !metadata.isEmpty {
+                    try VectorCollection.validateMetadata(metadata, id: id)
+                    JSONValue.object(metadata).serialized(into: &json)
+                }
+                seen.insert(id)
+                batch.append(.init(id: id, stored: stored, norm: norm, text: record.text, metadata: metadata,
+                                   metadataJSON: json))
+            } catch {
+                let located = ImportError(location: record.location, reason: error.description)
+                if options.skipInvalid {
+                    skip(located.description)
+                    continue
+                }
+                throw fail(.invalidInput(located))
+            }
+            if batch.count >= options.batchSize { try flush() }
+        }
+        try flush()
+        report.seconds = Date().timeIntervalSince(started)
+        return report
+    }
+
+    private func openTarget(_ name: String, dimension: Int, options: ImportOptions) throws(VecStoreError)
+        -> (VectorCollection, Bool)
+    {
+        if let existing = try? collection(name) {
+            if options.metricIsExplicit && existing.metric != options.metric {
+                throw .collectionMismatch("collection '\(name)' uses metric \(existing.metric), not \(options.metric)")
+            }
+            if existing.dimension != dimension {
+                throw .dimensionMismatch(expected: existing.dimension, got: dimension, id: nil)
+            }
+            return (existing, false)
+        }
+        return (try collection(name, dimension: dimension, metric: options.metric), true)
+    }
+}

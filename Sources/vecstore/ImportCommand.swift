@@ -1,0 +1,134 @@
+import ArgumentParser
+import Foundation
+import VecStore
+import VecStoreIO
+
+extension Metric: ExpressibleByArgument {
+    public init?(argument: String) { self.init(name: argument) }
+    public static var allValueStrings: [String] { Metric.allCases.map(\.description) }
+}
+
+struct ImportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Import documents from JSONL, .fvecs/.bvecs or .npy files.",
+        discussion: """
+            JSONL lines look like {"id": "a", "vector": [0.1, ...], "text": "...", "metadata": {"year": 2024}}.
+            The first import into a new collection creates it with the dimension of the data.
+            Records with an id already stored replace it. Each batch is one transaction: on an invalid
+            record the import stops, earlier batches stay committed and the failing batch is not written
+            (--skip-invalid skips and reports bad records instead).
+
+            Examples:
+              vecstore import my.vecstore -c docs docs.jsonl
+              vecstore import my.vecstore -c sift --metric l2 base.fvecs
+              vecstore import my.vecstore -c docs base.jsonl --vectors base.fvecs
+              vecstore import my.vecstore -c docs corpus.jsonl --text-field title --text-field text
+            """)
+
+    @OptionGroup var target: StoreOptions
+
+    @Argument(help: "Input files (.jsonl, .fvecs, .bvecs, .npy).")
+    var files: [String]
+
+    @Option(help: "Metric of a new collection: cosine, l2 or dot.")
+    var metric: Metric?
+
+    @Option(help: "JSONL field holding the id (default: id, else _id).")
+    var idField: String?
+
+    @Option(help: "JSONL field holding the vector.")
+    var vectorField = "vector"
+
+    @Option(help: "JSONL field(s) holding text; several are joined with a newline.")
+    var textField: [String] = ["text"]
+
+    @Option(help: "JSONL field holding the metadata object.")
+    var metadataField = "metadata"
+
+    @Option(help: "Vector file (.fvecs/.bvecs/.npy) whose row i is the vector of JSONL line i.")
+    var vectors: String?
+
+    @Option(help: "Text file of ids, one per line, for vector files (default: row numbers).")
+    var ids: String?
+
+    @Option(help: "Records per transaction.")
+    var batchSize = 10_000
+
+    @Flag(help: "Skip invalid records and report them instead of stopping.")
+    var skipInvalid = false
+
+    @Flag(help: "Print nothing but errors.")
+    var quiet = false
+
+    func validate() throws {
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if files.count > 1 && (vectors != nil || ids != nil) {
+            throw ValidationError("--vectors and --ids go with a single input file")
+        }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let store = try target.open(readOnly: false)
+            var options = ImportOptions()
+            options.batchSize = batchSize
+            options.skipInvalid = skipInvalid
+            options.metric = metric ?? .cosine
+            options.metricIsExplicit = metric != nil
+            options.jsonl = JSONLReader.Options(idField: idField, vectorField: vectorField, textFields: textField,
+                                                metadataField: metadataField)
+            options.vectorsFile = vectors
+            options.idsFile = ids
+            for file in files {
+                var reader = try VecStore.reader(for: file, options: options)
+                let bar = ProgressBar(enabled: !quiet && isatty(STDERR_FILENO) == 1, label: file)
+                let report = try store.importRecords(from: &reader, into: target.collection, options: options,
+                                                     progress: bar.update)
+                bar.finish()
+                if !quiet {
+                    let rate = report.seconds > 0 ? Double(report.imported) / report.seconds : 0
+                    print("\(file): imported \(report.imported) records into '\(report.collection)'"
+                          + "\(report.createdCollection ? " (new collection)" : "") in \(report.batches) batch(es), "
+                          + String(format: "%.2f s, %.0f records/s", report.seconds, rate))
+                    if report.skipped > 0 {
+                        print("skipped \(report.skipped) invalid record(s):")
+                        for line in report.skippedExamples { print("  \(line)") }
+                        if report.skipped > report.skippedExamples.count {
+                            print("  … and \(report.skipped - report.skippedExamples.count) more")
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A one-line progress bar with rate and ETA, drawn on standard error only when it is a terminal.
+final class ProgressBar {
+    let enabled: Bool
+    let label: String
+    init(enabled: Bool, label: String) {
+        self.enabled = enabled
+        self.label = label
+    }
+
+    func update(_ p: ImportProgress) {
+        guard enabled else { return }
+        let rate = p.elapsed > 0 ? Double(p.committed) / p.elapsed : 0
+        var line = "\(label): \(p.committed) records, \(Int(rate)) records/s"
+        if let total = p.totalBytes, total > 0 {
+            let fraction = min(1, Double(p.bytesRead) / Double(total))
+            let width = 30
+            let filled = Int(fraction * Double(width))
+            let eta = fraction > 0 ? p.elapsed * (1 - fraction) / fraction : 0
+            line = "\(label) [" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+                + "] \(Int(fraction * 100))% \(p.committed) records, \(Int(rate))/s, ETA \(Int(eta.rounded())) s"
+        }
+        FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+    }
+
+    func finish() {
+        if enabled { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+    }
+}

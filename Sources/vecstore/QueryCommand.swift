@@ -1,0 +1,118 @@
+import ArgumentParser
+import Foundation
+import VecStore
+import VecStoreIO
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table, jsonl
+}
+
+struct QueryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "query",
+        abstract: "Find the nearest documents to a vector, a stored document, or each vector of a file.",
+        discussion: """
+            Scores are cosine similarity (cosine), inner product (dot) or squared Euclidean distance (l2).
+            --filter takes a JSON filter on metadata: {"source": "linux"}, {"year": {"$gte": 2020}},
+            {"tag": {"$in": ["a", "b"]}}, {"$or": [...]}, {"$not": {...}}, {"field": {"$exists": true}}.
+
+            Examples:
+              vecstore query my.vecstore -c docs --vector '[0.1, 0.2, 0.3]' -k 5
+              vecstore query my.vecstore -c docs --id doc-17 --filter '{"source": "python"}'
+              vecstore query my.vecstore -c sift --queries query.fvecs -k 10 --format jsonl
+            """)
+
+    @OptionGroup var target: StoreOptions
+
+    @Option(help: "Query vector: a JSON array or comma-separated numbers.")
+    var vector: String?
+
+    @Option(help: "Use the vector of this stored document (the document itself is left out).")
+    var id: String?
+
+    @Option(help: "File of query vectors (.jsonl, .fvecs, .bvecs, .npy); one result set per row.")
+    var queries: String?
+
+    @Option(name: .customShort("k"), help: "Number of results per query.")
+    var k = 10
+
+    @Option(help: "Metadata filter (JSON).")
+    var filter: String?
+
+    @Option(help: "Output: table or jsonl (one line per query: {\"query\": row, \"results\": [{\"id\", \"score\"}]}).")
+    var format: OutputFormat = .table
+
+    @Option(help: "Worker threads (default: all cores for a query file, 1 for a single query).")
+    var threads: Int?
+
+    func validate() throws {
+        let given = [vector != nil, id != nil, queries != nil].filter { $0 }.count
+        if given != 1 { throw ValidationError("give exactly one of --vector, --id or --queries") }
+        if k < 1 { throw ValidationError("-k must be at least 1") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let store = try target.open()
+            let collection = try store.collection(target.collection)
+            let parsedFilter = try filter.map { try Filter(json: $0) }
+            let results: [[SearchResult]]
+            if let id {
+                let options = SearchOptions(threads: threads ?? 1)
+                results = [try collection.search(similarTo: id, k: k, filter: parsedFilter, options: options)]
+            } else if let vector {
+                let options = SearchOptions(threads: threads ?? 1)
+                results = [try collection.search(try Self.parseVector(vector), k: k, filter: parsedFilter, options: options)]
+            } else {
+                let path = queries ?? ""
+                var options = ImportOptions()
+                options.jsonl.idRequired = false
+                var reader = try VecStore.reader(for: path, options: options)
+                var vectors: [[Float]] = []
+                do {
+                    while let r = try reader.next() { vectors.append(r.vector) }
+                } catch { throw VecStoreError.invalidInput(error) }
+                let options2 = SearchOptions(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
+                results = try collection.searchBatch(vectors, k: k, filter: parsedFilter, options: options2)
+            }
+            switch format {
+            case .jsonl:
+                var out = ""
+                for (row, hits) in results.enumerated() {
+                    let items = hits.map { JSONValue.object(["id": .string($0.id), "score": .number(Double($0.score))]) }
+                    out += JSONValue.object(["query": .number(Double(row)), "results": .array(items)]).serialized() + "\n"
+                    if out.utf8.count > 1 << 16 { FileHandle.standardOutput.write(Data(out.utf8)); out = "" }
+                }
+                FileHandle.standardOutput.write(Data(out.utf8))
+            case .table:
+                for (row, hits) in results.enumerated() {
+                    if results.count > 1 { print("query \(row)") }
+                    let docs = try collection.get(ids: hits.map(\.id))
+                    print(String(format: "%4@  %-12@  %@", "rank", "score", "id"))
+                    for (rank, hit) in hits.enumerated() {
+                        var line = String(format: "%4d  %-12.6f  ", rank + 1, hit.score) + hit.id
+                        if let text = docs[rank]??.text {
+                            let flat = text.replacingOccurrences(of: "\n", with: " ")
+                            line += "  " + (flat.count > 70 ? flat.prefix(69) + "…" : flat)
+                        }
+                        print(line)
+                    }
+                    if hits.isEmpty { print("   (no results)") }
+                }
+            }
+        }
+    }
+
+    static func parseVector(_ text: String) throws -> [Float] {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let body = trimmed.hasPrefix("[") && trimmed.hasSuffix("]") ? String(trimmed.dropFirst().dropLast()) : trimmed
+        var result: [Float] = []
+        for (i, part) in body.split(separator: ",").enumerated() {
+            guard let x = Float(part.trimmingCharacters(in: .whitespaces)) else {
+                throw VecStoreError.invalidArgument("--vector: component \(i) '\(part)' is not a number")
+            }
+            result.append(x)
+        }
+        return result
+    }
+}

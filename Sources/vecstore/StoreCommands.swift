@@ -1,0 +1,96 @@
+import ArgumentParser
+import Foundation
+import VecStore
+
+func formatBytes(_ n: Int) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(n), unit = 0
+    while value >= 1024 && unit < units.count - 1 { value /= 1024; unit += 1 }
+    return unit == 0 ? "\(n) B" : String(format: "%.1f %@", value, units[unit])
+}
+
+struct CollectionsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "collections", abstract: "List the collections of a store.")
+    @Argument(help: "Path of the store file.") var store: String
+
+    func run() throws {
+        try reportingErrors {
+            let s = try VecStore(path: store, options: .init(readOnly: true, create: false))
+            for name in try s.collectionNames() {
+                let info = try s.collection(name).info()
+                print("\(name)\t\(info.count) documents\tdimension \(info.dimension)\t\(info.metric)")
+            }
+        }
+    }
+}
+
+struct StatsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stats", abstract: "Show counts, tombstones, sizes per database and free pages.",
+        discussion: "Example:\n  vecstore stats my.vecstore")
+    @Argument(help: "Path of the store file.") var store: String
+
+    func run() throws {
+        try reportingErrors {
+            let s = try VecStore(path: store, options: .init(readOnly: true, create: false)).stats()
+            print("store      \(s.path)  (format \(s.formatVersion))")
+            print("file       \(formatBytes(s.fileBytes)); map \(formatBytes(s.mapSize)); page \(s.pageSize) B")
+            print("pages      \(s.usedPages) used, \(s.freePages) free (\(formatBytes(s.freePages * s.pageSize)) reusable; compact returns it)")
+            print("")
+            print("collection            documents   tombstones  dimension  metric   rows/block")
+            for c in s.collections {
+                print(c.name.padding(toLength: 20, withPad: " ", startingAt: 0)
+                      + String(format: "  %9d   %10d  %9d  %-7@  %d", c.count, c.tombstones, c.dimension,
+                               c.metric.description, c.blockCapacity))
+            }
+            print("")
+            print("database   entries      size        overflow pages  depth")
+            for d in s.databases {
+                print(d.name.padding(toLength: 10, withPad: " ", startingAt: 0)
+                      + String(format: " %-12d %-11@ %-15d %d", d.entries, formatBytes(d.bytes), d.overflowPages, d.depth))
+            }
+        }
+    }
+}
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify", abstract: "Check every invariant of the store; exit 1 on any fault.",
+        discussion: "Example:\n  vecstore verify my.vecstore")
+    @Argument(help: "Path of the store file.") var store: String
+
+    func run() throws {
+        try reportingErrors {
+            let report = try VecStore(path: store, options: .init(readOnly: true, create: false)).verify()
+            if report.isOK {
+                print("ok: \(report.checked) items checked, no faults")
+            } else {
+                for fault in report.faults { print("FAULT: \(fault)") }
+                print("\(report.faults.count) fault(s) in \(report.checked) items checked")
+                throw ExitCode.failure
+            }
+        }
+    }
+}
+
+struct CompactCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compact",
+        abstract: "Rewrite the store without deleted documents and free pages (atomic file swap).",
+        discussion: """
+            Writes FILE.compacting, then renames it over FILE: a crash leaves either the old or the new
+            store intact. Writers are held off meanwhile; other processes must reopen the store afterwards.
+            Example:
+              vecstore compact my.vecstore
+            """)
+    @Argument(help: "Path of the store file.") var store: String
+
+    func run() throws {
+        try reportingErrors {
+            let r = try VecStore.compact(path: store)
+            print("compacted \(store): \(formatBytes(r.bytesBefore)) -> \(formatBytes(r.bytesAfter)), "
+                  + "\(r.documents) documents kept, \(r.tombstonesDropped) deleted rows dropped")
+        }
+    }
+}
