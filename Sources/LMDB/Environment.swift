@@ -114,7 +114,25 @@ public final class Environment: @unchecked Sendable {
             }
             return result
         }
-        return create ? try write(body) : try read(body)
+        if create { return try write(body) }
+        // Handles opened in a read transaction survive only if that transaction commits (mdb_dbi_open docs).
+        pthread_rwlock_rdlock(gate)
+        defer { pthread_rwlock_unlock(gate) }
+        var txnHandle: OpaquePointer?
+        try check(mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txnHandle), "mdb_txn_begin(open databases)")
+        guard let txnHandle else { throw LMDBError(code: EINVAL, operation: "mdb_txn_begin(open databases)") }
+        let txn = Transaction(handle: txnHandle, writable: false)
+        let result: [Database]
+        do {
+            result = try body(txn)
+        } catch {
+            txn.invalidate()
+            mdb_txn_abort(txnHandle)
+            throw error
+        }
+        txn.invalidate()
+        try check(mdb_txn_commit(txnHandle), "mdb_txn_commit(open databases)")
+        return result
     }
 
     /// Runs `body` in a read-only snapshot transaction. Values read inside are valid only inside `body`.

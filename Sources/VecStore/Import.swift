@@ -100,6 +100,16 @@ struct VectorAttachingReader<Records: RecordReader, Vectors: RecordReader>: Reco
     }
 }
 
+/// A concrete wrapper around any reader, so readers chosen at run time compose with generic ones.
+struct AnyRecordReader: RecordReader {
+    var base: any RecordReader
+    init(_ base: any RecordReader) { self.base = base }
+    var bytesRead: UInt64 { base.bytesRead }
+    var totalBytes: UInt64? { base.totalBytes }
+    var dimension: Int? { base.dimension }
+    mutating func next() throws(ImportError) -> ImportRecord? { try base.next() }
+}
+
 /// Rows of a vector file with ids counted from a start value.
 struct NumberingReader<Base: RecordReader>: RecordReader {
     var base: Base
@@ -152,11 +162,11 @@ extension VecStore {
         }
     }
 
-    private static func binaryReader(_ path: String, _ format: VectorFileFormat?) throws -> any RecordReader {
+    private static func binaryReader(_ path: String, _ format: VectorFileFormat?) throws -> AnyRecordReader {
         switch format {
-        case .fvecs: return try FvecsReader(path: path, format: .fvecs)
-        case .bvecs: return try FvecsReader(path: path, format: .bvecs)
-        case .npy: return try NpyReader(path: path)
+        case .fvecs: return AnyRecordReader(try FvecsReader(path: path, format: .fvecs))
+        case .bvecs: return AnyRecordReader(try FvecsReader(path: path, format: .bvecs))
+        case .npy: return AnyRecordReader(try NpyReader(path: path))
         default: throw VecStoreError.invalidArgument("\(path): vectors must be .fvecs, .bvecs or .npy")
         }
     }
@@ -239,7 +249,7 @@ extension VecStore {
                 batch.append(.init(id: id, stored: stored, norm: norm, text: record.text, metadata: metadata,
                                    metadataJSON: json))
             } catch {
-                let located = ImportError(location: record.location, reason: error.description)
+                let located = ImportError(location: record.location, reason: String(describing: error))
                 if options.skipInvalid {
                     skip(located.description)
                     continue

@@ -58,6 +58,7 @@ public final class VecStore: Sendable {
         var envOptions = EnvironmentOptions()
         envOptions.readOnly = options.readOnly
         envOptions.mapSize = max(options.initialMapSize, Self.fileSize(path) * 2)
+        let env: Environment
         do {
             env = try Environment(path: path, options: envOptions)
         } catch {
@@ -79,10 +80,10 @@ public final class VecStore: Sendable {
         } catch {
             throw .storage(error as? LMDBError ?? LMDBError(code: -1, operation: "open databases"))
         }
-        dbs = Databases(meta: handles[0], vectors: handles[1], docs: handles[2], ids: handles[3], live: handles[4],
-                        fields: handles[5])
-        let dbs = self.dbs
-        let path = self.path
+        let dbs = Databases(meta: handles[0], vectors: handles[1], docs: handles[2], ids: handles[3], live: handles[4],
+                            fields: handles[5])
+        self.env = env
+        self.dbs = dbs
         let hasFormat: Bool = try storage {
             try env.read { txn in
                 guard let record = try txn.get(dbs.meta, Format.formatKey) else { return false }

@@ -69,7 +69,7 @@ struct QueryCommand: ParsableCommand {
                 options.jsonl.idRequired = false
                 var reader = try VecStore.reader(for: path, options: options)
                 var vectors: [[Float]] = []
-                do {
+                do throws(ImportError) {
                     while let r = try reader.next() { vectors.append(r.vector) }
                 } catch { throw VecStoreError.invalidInput(error) }
                 let options2 = SearchOptions(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
@@ -88,10 +88,10 @@ struct QueryCommand: ParsableCommand {
                 for (row, hits) in results.enumerated() {
                     if results.count > 1 { print("query \(row)") }
                     let docs = try collection.get(ids: hits.map(\.id))
-                    print(String(format: "%4@  %-12@  %@", "rank", "score", "id"))
+                    print("rank  score         id")
                     for (rank, hit) in hits.enumerated() {
                         var line = String(format: "%4d  %-12.6f  ", rank + 1, hit.score) + hit.id
-                        if let text = docs[rank]??.text {
+                        if let text = docs[rank]?.text {
                             let flat = text.replacingOccurrences(of: "\n", with: " ")
                             line += "  " + (flat.count > 70 ? flat.prefix(69) + "…" : flat)
                         }
