@@ -33,6 +33,7 @@ let package = Package(
         // Release-mode benchmark harness driven by Tools/bench.
         .executableTarget(name: "VecStoreBench", dependencies: [
             "VecStore", .product(name: "Histogram", package: "hdrhistogram-swift"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "VecStoreIOTests", dependencies: ["VecStoreIO"]),
         .testTarget(name: "VecStoreTests", dependencies: [
