@@ -10,6 +10,15 @@ public struct Database: Sendable, Hashable {
     public let dbi: MDB_dbi
     /// The database's name inside the environment.
     public let name: String
+
+    /// Creates a handle value (normally obtained from `Environment.openDatabases`).
+    public init(dbi: MDB_dbi, name: String) {
+        self.dbi = dbi
+        self.name = name
+    }
+
+    /// The unnamed main database, whose keys are the names of the named databases.
+    public static let main = Database(dbi: 1, name: "")
 }
 
 /// Flags for opening a named database.

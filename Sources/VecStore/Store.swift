@@ -69,17 +69,36 @@ public final class VecStore: Sendable {
             (Format.DB.meta, []), (Format.DB.vectors, []), (Format.DB.docs, []), (Format.DB.ids, []),
             (Format.DB.live, []), (Format.DB.fields, [.dupSort, .dupFixed]),
         ]
-        // Open read-only first so opening never waits for another process's writer; create only if missing.
-        var handles: [Database]
-        do {
-            handles = try env.openDatabases(specs, create: false)
-        } catch let e as LMDBError where e.isNotFound && !options.readOnly {
-            handles = try storage { try env.openDatabases(specs, create: true) }
-        } catch let e as LMDBError where e.isNotFound {
-            throw .notAVecStore(path)
-        } catch {
-            throw .storage(error as? LMDBError ?? LMDBError(code: -1, operation: "open databases"))
+        // Nothing is created before the file is known to be a vecstore store (or empty): a foreign LMDB
+        // file, or a store of a newer format, is refused untouched.
+        let existingNames: [String] = try storage {
+            try env.read { txn in
+                var names: [String] = []
+                try txn.withCursor(Database.main) { (c: Cursor) throws -> Void in
+                    var entry = try c.first()
+                    while let e = entry {
+                        names.append(String(decoding: e.key, as: UTF8.self))
+                        entry = try c.next()
+                    }
+                }
+                return names
+            }
         }
+        if !existingNames.isEmpty {
+            guard existingNames.contains(Format.DB.meta) else { throw .notAVecStore(path) }
+            let meta = try storage { try env.openDatabases([(Format.DB.meta, [])], create: false)[0] }
+            let formatOK: Bool = try storage {
+                try env.read { txn in
+                    guard let record = try txn.get(meta, Format.formatKey) else { return false }
+                    try Format.checkFormatRecord(record, path: path)
+                    return true
+                }
+            }
+            if !formatOK { throw .notAVecStore(path) }
+        }
+        let missing = specs.contains { !existingNames.contains($0.name) }
+        if missing && options.readOnly { throw .notAVecStore(path) }
+        let handles: [Database] = try storage { try env.openDatabases(specs, create: missing) }
         let dbs = Databases(meta: handles[0], vectors: handles[1], docs: handles[2], ids: handles[3], live: handles[4],
                             fields: handles[5])
         self.env = env
