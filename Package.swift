@@ -37,9 +37,9 @@ let package = Package(
             "VecStore", .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "VecStoreIOTests", dependencies: ["VecStoreIO"]),
+        .testTarget(name: "VecStoreIOTests", dependencies: ["VecStoreIO", .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "VecStoreTests", dependencies: [
-            "VecStore", "LMDB", "VecStoreKernels",
+            "VecStore", "LMDB", "VecStoreKernels", "vecstore",
             .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
     ],
