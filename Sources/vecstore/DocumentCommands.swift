@@ -16,7 +16,7 @@ struct GetCommand: ParsableCommand {
         commandName: "get", abstract: "Print stored documents as JSONL.",
         discussion: "Example:\n  vecstore get my.vecstore -c docs doc-1 doc-2\nExits non-zero if an id is not stored.")
 
-    @OptionGroup var target: StoreOptions
+    @OptionGroup var target: StoreArguments
     @Argument(help: "Document ids.") var ids: [String]
 
     func run() throws {
@@ -44,7 +44,7 @@ struct DeleteCommand: ParsableCommand {
               vecstore delete my.vecstore -c docs --ids-file stale.txt
             """)
 
-    @OptionGroup var target: StoreOptions
+    @OptionGroup var target: StoreArguments
     @Argument(help: "Document ids.") var ids: [String] = []
     @Option(help: "File with one id per line.") var idsFile: String?
 
@@ -77,7 +77,7 @@ struct ExportCommand: ParsableCommand {
 
     enum ExportFormat: String, ExpressibleByArgument, CaseIterable { case jsonl, fvecs }
 
-    @OptionGroup var target: StoreOptions
+    @OptionGroup var target: StoreArguments
     @Option(name: .shortAndLong, help: "Output file (default: standard output).") var output: String?
     @Option(help: "jsonl or fvecs.") var format: ExportFormat = .jsonl
 

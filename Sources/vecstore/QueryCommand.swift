@@ -22,7 +22,7 @@ struct QueryCommand: ParsableCommand {
               vecstore query my.vecstore -c sift --queries query.fvecs -k 10 --format jsonl
             """)
 
-    @OptionGroup var target: StoreOptions
+    @OptionGroup var target: StoreArguments
 
     @Option(help: "Query vector: a JSON array or comma-separated numbers.")
     var vector: String?
