@@ -5,7 +5,7 @@ import VecStoreIO
 
 /// JSON object of one document, as `get` and `export` print it.
 func documentJSON(_ doc: Document) -> JSONValue {
-    var object: [String: JSONValue] = ["id": .string(doc.id), "vector": .array(doc.vector.map { .number(Double($0)) })]
+    var object: [String: JSONValue] = ["id": .string(doc.id), "vector": .array(doc.vector.map { .number(shortestDouble($0)) })]
     if let text = doc.text { object["text"] = .string(text) }
     if !doc.metadata.isEmpty { object["metadata"] = .object(doc.metadata) }
     return .object(object)
@@ -116,4 +116,10 @@ struct ExportCommand: ParsableCommand {
             }
         }
     }
+}
+
+/// The double that prints like `x` does as a Float (0.047946, not 0.04794599860906601), so exported
+/// vectors are as short as their float32 values allow and parse back to the same float.
+func shortestDouble(_ x: Float) -> Double {
+    Double(x.description) ?? Double(x)
 }
