@@ -58,13 +58,7 @@ public final class VecStore: Sendable {
         var envOptions = EnvironmentOptions()
         envOptions.readOnly = options.readOnly
         envOptions.mapSize = max(options.initialMapSize, Self.fileSize(path) * 2)
-        let env: Environment
-        do {
-            env = try Environment(path: path, options: envOptions)
-        } catch {
-            if error.code == 22 || error.code == -30793 /* MDB_INVALID */ { throw .notAVecStore(path) }
-            throw .storage(error)
-        }
+        let env = try Self.openEnvironment(path, envOptions)
         let specs: [(name: String, flags: DatabaseFlags)] = [
             (Format.DB.meta, []), (Format.DB.vectors, []), (Format.DB.docs, []), (Format.DB.ids, []),
             (Format.DB.live, []), (Format.DB.fields, [.dupSort, .dupFixed]),
@@ -126,6 +120,24 @@ public final class VecStore: Sendable {
                 }
             }
         }
+    }
+
+    /// Opens the LMDB environment, retrying while the file is being swapped in by a compaction in
+    /// another process (its lock file then still belongs to the old file; see
+    /// `Environment.lockMatchesDataFile`). The swap takes microseconds; after 2 s of retries it fails.
+    static func openEnvironment(_ path: String, _ options: EnvironmentOptions) throws(VecStoreError) -> Environment {
+        for _ in 0..<200 {
+            let env: Environment
+            do {
+                env = try Environment(path: path, options: options)
+            } catch {
+                if error.code == 22 || error.code == -30793 /* MDB_INVALID */ { throw .notAVecStore(path) }
+                throw .storage(error)
+            }
+            if env.lockMatchesDataFile() { return env }
+            usleep(10_000)
+        }
+        throw .io("\(path) is being replaced by a compaction in another process; try again")
     }
 
     static func fileSize(_ path: String) -> Int {
