@@ -1,6 +1,7 @@
 // Distance kernels, compiled three times (AVX-512F, AVX2+FMA, portable) and picked once at load time
 // from the running CPU, so one binary is fast on every x86-64 machine and correct everywhere else.
 #include "vs_distance.h"
+#include <stdlib.h>
 
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #define VS_X86 1
@@ -186,63 +187,65 @@ __attribute__((target("avx512f"))) static void l2_many_avx512(const float *q, co
                                                              float *out) {
     for (size_t r = 0; r < n; r++) out[r] = l2_avx512(q, x + r * d, d);
 }
-// 4 rows x 4 queries per step: 16 accumulators; per 16-float chunk 8 loads feed 16 FMAs, so the loop is
-// bound by FMA throughput rather than loads. Dimension tails use masked loads.
+// Batch kernel, GEMM style: 32 rows are packed transposed into a panel (panel[k*32 + j] = row j's
+// component k), then 8 queries x 32 rows are accumulated in 16 registers: per component k, two panel
+// loads and eight broadcast query components feed 16 FMAs. No horizontal sums, no reloading of rows
+// per query. Rows past `nr` are zero-padded in the panel and not stored.
 __attribute__((target("avx512f"))) static void dot_tile_avx512(const float *q, size_t nq, const float *x,
                                                               size_t nr, size_t d, float *out, size_t ldo) {
-    size_t dv = d & ~(size_t)15;
-    __mmask16 tail = (__mmask16)((1u << (d - dv)) - 1);
-    size_t r = 0;
-    for (; r + 4 <= nr; r += 4) {
-        const float *x0 = x + r * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
+    float *panel = aligned_alloc(64, ((d * 32 * sizeof(float)) + 63) & ~(size_t)63);
+    if (!panel) { dot_tile_generic(q, nq, x, nr, d, out, ldo); return; }
+    for (size_t r0 = 0; r0 < nr; r0 += 32) {
+        size_t rows = nr - r0 < 32 ? nr - r0 : 32;
+        for (size_t j = 0; j < 32; j++) {
+            if (j < rows) {
+                const float *row = x + (r0 + j) * d;
+                for (size_t k = 0; k < d; k++) panel[k * 32 + j] = row[k];
+            } else {
+                for (size_t k = 0; k < d; k++) panel[k * 32 + j] = 0;
+            }
+        }
+        __mmask16 m0 = rows >= 16 ? 0xFFFF : (__mmask16)((1u << rows) - 1);
+        __mmask16 m1 = rows <= 16 ? 0 : rows >= 32 ? 0xFFFF : (__mmask16)((1u << (rows - 16)) - 1);
         size_t i = 0;
-        for (; i + 4 <= nq; i += 4) {
-            const float *q0 = q + i * d, *q1 = q0 + d, *q2 = q1 + d, *q3 = q2 + d;
-            __m512 a[16];
-            for (int j = 0; j < 16; j++) a[j] = _mm512_setzero_ps();
-            size_t k = 0;
-            for (; k < dv; k += 16) {
-                __m512 v0 = _mm512_loadu_ps(x0 + k), v1 = _mm512_loadu_ps(x1 + k);
-                __m512 v2 = _mm512_loadu_ps(x2 + k), v3 = _mm512_loadu_ps(x3 + k), u;
-                u = _mm512_loadu_ps(q0 + k);
-                a[0] = _mm512_fmadd_ps(u, v0, a[0]); a[1] = _mm512_fmadd_ps(u, v1, a[1]);
-                a[2] = _mm512_fmadd_ps(u, v2, a[2]); a[3] = _mm512_fmadd_ps(u, v3, a[3]);
-                u = _mm512_loadu_ps(q1 + k);
-                a[4] = _mm512_fmadd_ps(u, v0, a[4]); a[5] = _mm512_fmadd_ps(u, v1, a[5]);
-                a[6] = _mm512_fmadd_ps(u, v2, a[6]); a[7] = _mm512_fmadd_ps(u, v3, a[7]);
-                u = _mm512_loadu_ps(q2 + k);
-                a[8] = _mm512_fmadd_ps(u, v0, a[8]); a[9] = _mm512_fmadd_ps(u, v1, a[9]);
-                a[10] = _mm512_fmadd_ps(u, v2, a[10]); a[11] = _mm512_fmadd_ps(u, v3, a[11]);
-                u = _mm512_loadu_ps(q3 + k);
-                a[12] = _mm512_fmadd_ps(u, v0, a[12]); a[13] = _mm512_fmadd_ps(u, v1, a[13]);
-                a[14] = _mm512_fmadd_ps(u, v2, a[14]); a[15] = _mm512_fmadd_ps(u, v3, a[15]);
+        for (; i + 8 <= nq; i += 8) {
+            const float *qi = q + i * d;
+            __m512 a0 = _mm512_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
+            __m512 a4 = a0, b4 = a0, a5 = a0, b5 = a0, a6 = a0, b6 = a0, a7 = a0, b7 = a0;
+            for (size_t k = 0; k < d; k++) {
+                __m512 p0 = _mm512_load_ps(panel + k * 32), p1 = _mm512_load_ps(panel + k * 32 + 16), u;
+                u = _mm512_set1_ps(qi[k]);         a0 = _mm512_fmadd_ps(u, p0, a0); b0 = _mm512_fmadd_ps(u, p1, b0);
+                u = _mm512_set1_ps(qi[d + k]);     a1 = _mm512_fmadd_ps(u, p0, a1); b1 = _mm512_fmadd_ps(u, p1, b1);
+                u = _mm512_set1_ps(qi[2 * d + k]); a2 = _mm512_fmadd_ps(u, p0, a2); b2 = _mm512_fmadd_ps(u, p1, b2);
+                u = _mm512_set1_ps(qi[3 * d + k]); a3 = _mm512_fmadd_ps(u, p0, a3); b3 = _mm512_fmadd_ps(u, p1, b3);
+                u = _mm512_set1_ps(qi[4 * d + k]); a4 = _mm512_fmadd_ps(u, p0, a4); b4 = _mm512_fmadd_ps(u, p1, b4);
+                u = _mm512_set1_ps(qi[5 * d + k]); a5 = _mm512_fmadd_ps(u, p0, a5); b5 = _mm512_fmadd_ps(u, p1, b5);
+                u = _mm512_set1_ps(qi[6 * d + k]); a6 = _mm512_fmadd_ps(u, p0, a6); b6 = _mm512_fmadd_ps(u, p1, b6);
+                u = _mm512_set1_ps(qi[7 * d + k]); a7 = _mm512_fmadd_ps(u, p0, a7); b7 = _mm512_fmadd_ps(u, p1, b7);
             }
-            if (k < d) {
-                __m512 v0 = _mm512_maskz_loadu_ps(tail, x0 + k), v1 = _mm512_maskz_loadu_ps(tail, x1 + k);
-                __m512 v2 = _mm512_maskz_loadu_ps(tail, x2 + k), v3 = _mm512_maskz_loadu_ps(tail, x3 + k), u;
-                const float *qs[4] = {q0, q1, q2, q3};
-                for (int j = 0; j < 4; j++) {
-                    u = _mm512_maskz_loadu_ps(tail, qs[j] + k);
-                    a[4 * j] = _mm512_fmadd_ps(u, v0, a[4 * j]); a[4 * j + 1] = _mm512_fmadd_ps(u, v1, a[4 * j + 1]);
-                    a[4 * j + 2] = _mm512_fmadd_ps(u, v2, a[4 * j + 2]);
-                    a[4 * j + 3] = _mm512_fmadd_ps(u, v3, a[4 * j + 3]);
-                }
-            }
-            for (int j = 0; j < 4; j++) {
-                float *o = out + (i + j) * ldo + r;
-                o[0] = _mm512_reduce_add_ps(a[4 * j]); o[1] = _mm512_reduce_add_ps(a[4 * j + 1]);
-                o[2] = _mm512_reduce_add_ps(a[4 * j + 2]); o[3] = _mm512_reduce_add_ps(a[4 * j + 3]);
-            }
+            float *o = out + i * ldo + r0;
+            _mm512_mask_storeu_ps(o, m0, a0); _mm512_mask_storeu_ps(o + 16, m1, b0); o += ldo;
+            _mm512_mask_storeu_ps(o, m0, a1); _mm512_mask_storeu_ps(o + 16, m1, b1); o += ldo;
+            _mm512_mask_storeu_ps(o, m0, a2); _mm512_mask_storeu_ps(o + 16, m1, b2); o += ldo;
+            _mm512_mask_storeu_ps(o, m0, a3); _mm512_mask_storeu_ps(o + 16, m1, b3); o += ldo;
+            _mm512_mask_storeu_ps(o, m0, a4); _mm512_mask_storeu_ps(o + 16, m1, b4); o += ldo;
+            _mm512_mask_storeu_ps(o, m0, a5); _mm512_mask_storeu_ps(o + 16, m1, b5); o += ldo;
+            _mm512_mask_storeu_ps(o, m0, a6); _mm512_mask_storeu_ps(o + 16, m1, b6); o += ldo;
+            _mm512_mask_storeu_ps(o, m0, a7); _mm512_mask_storeu_ps(o + 16, m1, b7);
         }
         for (; i < nq; i++) {
             const float *qi = q + i * d;
-            float *o = out + i * ldo + r;
-            o[0] = dot_avx512(qi, x0, d); o[1] = dot_avx512(qi, x1, d);
-            o[2] = dot_avx512(qi, x2, d); o[3] = dot_avx512(qi, x3, d);
+            __m512 a = _mm512_setzero_ps(), b = a;
+            for (size_t k = 0; k < d; k++) {
+                __m512 u = _mm512_set1_ps(qi[k]);
+                a = _mm512_fmadd_ps(u, _mm512_load_ps(panel + k * 32), a);
+                b = _mm512_fmadd_ps(u, _mm512_load_ps(panel + k * 32 + 16), b);
+            }
+            _mm512_mask_storeu_ps(out + i * ldo + r0, m0, a);
+            _mm512_mask_storeu_ps(out + i * ldo + r0 + 16, m1, b);
         }
     }
-    for (; r < nr; r++)
-        for (size_t i = 0; i < nq; i++) out[i * ldo + r] = dot_avx512(q + i * d, x + r * d, d);
+    free(panel);
 }
 #endif
 

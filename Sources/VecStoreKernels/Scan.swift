@@ -210,7 +210,8 @@ enum BatchKernel {
     case simd
     /// Chosen once per process. OpenBLAS is used when it runs a kernel made for this CPU generation;
     /// an OpenBLAS that fell back to an old generic core (0.3.21 reports Sapphire Rapids as "Prescott",
-    /// SSE3 only, measured 630 q/s against 1,393 q/s for `vs_dot_tile` on docs60k) loses to our kernel.
+    /// SSE3 only, measured 630 q/s against 1,897 q/s for `vs_dot_tile` on docs60k, one thread) loses to our kernel; a
+    /// correctly dispatched OpenBLAS (SkylakeX kernels) is still a little faster (2,194 q/s).
     /// `VECSTORE_BATCH_KERNEL=blas|simd` overrides the choice (for measurement).
     static let current: BatchKernel = {
         if let v = getenv("VECSTORE_BATCH_KERNEL") {
