@@ -66,18 +66,25 @@ public struct JSONLReader: RecordReader {
         while true {
             let number = lineNumber + 1
             let location = SourceLocation(file: path, line: number, record: recordIndex)
-            let line: JSONValue?? = try file.nextLine { bytes throws(ImportError) -> JSONValue? in
-                var bytes = bytes
-                if number == 1, bytes.starts(with: [0xEF, 0xBB, 0xBF]) {
-                    bytes = UnsafeRawBufferPointer(rebasing: bytes.dropFirst(3))
+            let line: JSONValue??
+            do {
+                line = try file.nextLine { bytes throws(ImportError) -> JSONValue? in
+                    var bytes = bytes
+                    if number == 1, bytes.starts(with: [0xEF, 0xBB, 0xBF]) {
+                        bytes = UnsafeRawBufferPointer(rebasing: bytes.dropFirst(3))
+                    }
+                    if Self.isBlank(bytes) { return nil }
+                    do throws(JSONParseError) {
+                        return try JSONValue.parse(bytes)
+                    } catch {
+                        throw ImportError(location: location,
+                                          reason: "malformed JSON at column \(error.offset + 1): \(error.reason)")
+                    }
                 }
-                if Self.isBlank(bytes) { return nil }
-                do throws(JSONParseError) {
-                    return try JSONValue.parse(bytes)
-                } catch {
-                    throw ImportError(location: location,
-                                      reason: "malformed JSON at column \(error.offset + 1): \(error.reason)")
-                }
+            } catch {
+                // The bad line was consumed: count it, so that the next call reads and numbers the next line.
+                lineNumber = number
+                throw error
             }
             guard let line else { return nil }
             lineNumber = number
