@@ -133,7 +133,10 @@ public struct JSONLReader: RecordReader {
     private func readID(_ object: [String: JSONValue],
                         _ failure: (String) -> ImportError) throws(ImportError) -> String? {
         let candidates = options.idField.map { [$0] } ?? ["id", "_id"]
-        guard let field = candidates.first(where: { object[$0] != nil }), let value = object[field] else {
+        // `null` counts as absent, as for the other fields.
+        guard let field = candidates.first(where: { object[$0] != nil && object[$0] != .null }),
+              let value = object[field]
+        else {
             guard options.idRequired else { return nil }
             let names = candidates.map { "'\($0)'" }.joined(separator: " or ")
             throw failure("missing id field \(names)")
