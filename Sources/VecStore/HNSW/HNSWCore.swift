@@ -1,9 +1,10 @@
+import CVecKernels
 import Foundation
 import VecStoreKernels
 
 /// A graph distance (smaller is closer), chosen once per search so the inner loops are specialised and
 /// never go through an existential.
-protocol HNSWDistance {
+protocol HNSWDistance: SendableMetatype {
     static func distance(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float
 }
 
@@ -11,7 +12,7 @@ protocol HNSWDistance {
 enum L2Distance: HNSWDistance {
     @inline(__always)
     static func distance(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-        squaredL2(a, b, n)
+        vs_l2sq_f32(a, b, n)
     }
 }
 
@@ -19,7 +20,7 @@ enum L2Distance: HNSWDistance {
 enum InnerProductDistance: HNSWDistance {
     @inline(__always)
     static func distance(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-        -dotProduct(a, b, n)
+        -vs_dot_f32(a, b, n)
     }
 }
 
@@ -30,6 +31,8 @@ struct VectorTable {
     let shift: UInt32
     let mask: UInt32
     let dimension: Int
+    /// Cache lines prefetched per vector before its distance is computed.
+    let prefetchLines: Int32
 
     init(_ view: CollectionView) {
         blockCount = view.blocks.count
@@ -38,6 +41,9 @@ struct VectorTable {
         shift = UInt32(view.record.blockShift)
         mask = (1 << shift) - 1
         dimension = view.record.dimension
+        // Measured on docs60k (384-d): 1–4 lines are as fast as the whole vector (24 lines) or faster;
+        // the hardware prefetcher streams the rest once the first lines miss.
+        prefetchLines = Int32(min(2, (dimension * 4 + 63) / 64))
     }
 
     func deallocate() { bases.deallocate() }
@@ -143,6 +149,8 @@ final class HNSWScratch: @unchecked Sendable {
     var results = DistanceHeap(capacity: 256)
     /// Neighbour ids copied out of a list (under its lock while building).
     var neighbours: UnsafeMutablePointer<UInt32>
+    /// Unvisited neighbours of the node being expanded, prefetched before they are scored.
+    var pending: UnsafeMutablePointer<UInt32>
     var neighbourCapacity = 0
     /// Scratch for the selection heuristic.
     var selectIDs: [UInt32] = []
@@ -154,6 +162,7 @@ final class HNSWScratch: @unchecked Sendable {
         stamps.initialize(repeating: 0, count: stampCapacity)
         neighbourCapacity = 512
         neighbours = .allocate(capacity: neighbourCapacity)
+        pending = .allocate(capacity: neighbourCapacity)
     }
 
     deinit {
@@ -161,6 +170,7 @@ final class HNSWScratch: @unchecked Sendable {
         candidates.deallocate()
         results.deallocate()
         neighbours.deallocate()
+        pending.deallocate()
     }
 
     /// Prepares the visited array for `rows` nodes and a new search.
@@ -185,8 +195,10 @@ final class HNSWScratch: @unchecked Sendable {
     func ensureNeighbourCapacity(_ n: Int) {
         if n > neighbourCapacity {
             neighbours.deallocate()
+            pending.deallocate()
             neighbourCapacity = n
             neighbours = .allocate(capacity: n)
+            pending = .allocate(capacity: n)
         }
     }
 }
@@ -279,18 +291,26 @@ enum HNSWAlgorithms {
             if locks { g.lock(c) }
             let list = g.links(c, level)
             let n = Int(list[0])
-            if locks {
-                scratch.ensureNeighbourCapacity(n)
-                scratch.neighbours.update(from: list + 1, count: n)
-                g.unlock(c)
-            }
-            let ids = locks ? UnsafePointer(scratch.neighbours) : list + 1
-            var j = 0
-            while j < n {
-                let id = ids[j]
+            scratch.ensureNeighbourCapacity(n)
+            let pending = scratch.pending
+            // First pass: mark and prefetch the unvisited neighbours; second pass: score them, so the
+            // memory loads of all of them overlap.
+            var p = 0
+            var j = 1
+            while j <= n {
+                let id = list[j]
                 j += 1
                 if stamps[Int(id)] == gen { continue }
                 stamps[Int(id)] = gen
+                pending[p] = id
+                p += 1
+                vs_prefetch(vt.vector(id), vt.prefetchLines)
+            }
+            if locks { g.unlock(c) }
+            j = 0
+            while j < p {
+                let id = pending[j]
+                j += 1
                 let d = D.distance(query, vt.vector(id), dim)
                 if results.count < ef || d < bound {
                     candidates.push(-d, id)
