@@ -41,11 +41,14 @@ public struct SearchOptions: Sendable {
     public var ef: Int?
     /// Search exactly even when the collection has an HNSW index (exact search is the ground truth).
     public var exact: Bool
+    /// How an HNSW collection answers a filtered search (see `FilterStrategy`).
+    public var filterStrategy: FilterStrategy
     /// Creates options; `threads` defaults to 1 for single queries.
-    public init(threads: Int = 1, ef: Int? = nil, exact: Bool = false) {
+    public init(threads: Int = 1, ef: Int? = nil, exact: Bool = false, filterStrategy: FilterStrategy = .automatic) {
         self.threads = max(1, threads)
         self.ef = ef.map { max(1, $0) }
         self.exact = exact
+        self.filterStrategy = filterStrategy
     }
 }
 

@@ -40,6 +40,17 @@ public enum IndexKind: Sendable, Equatable {
     public static var hnswDefault: IndexKind { .hnsw(HNSWParameters()) }
 }
 
+/// How a filtered search on an HNSW collection is answered.
+public enum FilterStrategy: Sendable, Equatable {
+    /// Exact search over the matches when the filter is selective (matches² < 3·M·ef·live), else
+    /// graph traversal that collects only matches.
+    case automatic
+    /// Always traverse the graph (through non-matching nodes), collecting only matches.
+    case graph
+    /// Always search the matches exactly.
+    case exact
+}
+
 /// The `hnsw:<collection id>` meta record (32 bytes, Spec/HNSW.md §Header record). Its presence means
 /// the collection has a graph; `nodes` equals the collection's rows after every committed write.
 struct HNSWConfig: Equatable {

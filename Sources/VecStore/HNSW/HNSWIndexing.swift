@@ -225,9 +225,14 @@ extension VectorCollection {
             if let filter {
                 let words = try FilterEvaluator(txn: txn, dbs: store.dbs, view: view, collection: self).evaluate(filter)
                 let matches = words.reduce(0) { $0 + $1.nonzeroBitCount }
-                if HNSWSearch.prefersExact(matches: matches, live: Int(snap.record.liveCount), m: graph.config.m,
-                                           ef: max(ef, k)) {
-                    return nil
+                switch options.filterStrategy {
+                case .exact: return nil
+                case .graph: break
+                case .automatic:
+                    if HNSWSearch.prefersExact(matches: matches, live: Int(snap.record.liveCount), m: graph.config.m,
+                                               ef: max(ef, k)) {
+                        return nil
+                    }
                 }
                 maskWords = words
             } else if snap.hasDeletions {
