@@ -10,6 +10,12 @@ float vs_dot_f32(const float *a, const float *b, size_t n);
 /// Squared Euclidean distance of two float vectors, dispatched like vs_dot_f32.
 float vs_l2sq_f32(const float *a, const float *b, size_t n);
 
+/// Inner product of a float query with a vector stored as IEEE binary16 (`h`, n halves).
+float vs_dot_f16(const float *q, const unsigned short *h, size_t n);
+
+/// Squared Euclidean distance of a float query and a binary16 vector.
+float vs_l2sq_f16(const float *q, const unsigned short *h, size_t n);
+
 /// Which kernel vs_dot_f32 / vs_l2sq_f32 use: 512, 256 or 128 (bits).
 int vs_kernel_width(void);
 

@@ -24,6 +24,42 @@ enum InnerProductDistance: HNSWDistance {
     }
 }
 
+/// Distance between a float query and a stored binary16 copy (the layer-0 slots' traversal vectors).
+protocol HNSWHalfDistance: SendableMetatype {
+    static func distance(_ q: UnsafePointer<Float>, _ h: UnsafePointer<UInt16>, _ n: Int) -> Float
+}
+
+/// Squared L2 against binary16.
+enum L2HalfDistance: HNSWHalfDistance {
+    @inline(__always)
+    static func distance(_ q: UnsafePointer<Float>, _ h: UnsafePointer<UInt16>, _ n: Int) -> Float {
+        vs_l2sq_f16(q, h, n)
+    }
+}
+
+/// Negated inner product against binary16.
+enum InnerProductHalfDistance: HNSWHalfDistance {
+    @inline(__always)
+    static func distance(_ q: UnsafePointer<Float>, _ h: UnsafePointer<UInt16>, _ n: Int) -> Float {
+        -vs_dot_f16(q, h, n)
+    }
+}
+
+/// Scores nodes against one query; the search loops are generic over it, so each combination of
+/// vector source and metric is a specialised loop.
+protocol HNSWScorer {
+    func distance(_ id: UInt32) -> Float
+    func prefetch(_ id: UInt32)
+}
+
+/// Scores against the float32 vectors of the collection (graph construction, exact re-ranking).
+struct FloatScorer<D: HNSWDistance>: HNSWScorer {
+    let vectors: VectorTable
+    let query: UnsafePointer<Float>
+    @inline(__always) func distance(_ id: UInt32) -> Float { D.distance(query, vectors.vector(id), vectors.dimension) }
+    @inline(__always) func prefetch(_ id: UInt32) { vs_prefetch(vectors.vector(id), vectors.prefetchLines) }
+}
+
 /// Row → vector pointer by arithmetic over the per-block base pointers of a `CollectionView`.
 struct VectorTable {
     let bases: UnsafeMutablePointer<UnsafePointer<Float>>
@@ -227,14 +263,12 @@ enum HNSWAlgorithms {
     /// Greedy descent from `entry` through levels `top` down to `bottom + 1`; returns the closest node
     /// found and its distance.
     @inline(__always)
-    static func greedyDescent<G: HNSWGraphAccess, D: HNSWDistance>(
-        _ g: G, _ vt: VectorTable, _: D.Type, query: UnsafePointer<Float>, entry: UInt32, entryDistance: Float,
-        top: Int, bottom: Int
+    static func greedyDescent<G: HNSWGraphAccess, S: HNSWScorer>(
+        _ g: G, _ scorer: S, entry: UInt32, entryDistance: Float, top: Int, bottom: Int
     ) -> (UInt32, Float) {
         var current = entry
         var currentDistance = entryDistance
         var level = top
-        let dim = vt.dimension
         while level > bottom {
             var changed = true
             while changed {
@@ -247,7 +281,7 @@ enum HNSWAlgorithms {
                 while j <= n {
                     let cand = list[j]
                     j += 1
-                    let d = D.distance(query, vt.vector(cand), dim)
+                    let d = scorer.distance(cand)
                     if d < currentDistance {
                         currentDistance = d
                         current = cand
@@ -264,8 +298,8 @@ enum HNSWAlgorithms {
     /// Beam search on one level from one entry. Every reachable node is traversed, but only nodes in
     /// `allowed` (when given) enter the results. On return `scratch.results` holds up to `ef` nodes,
     /// farthest on top.
-    static func searchLayer<G: HNSWGraphAccess, D: HNSWDistance>(
-        _ g: G, _ vt: VectorTable, _: D.Type, query: UnsafePointer<Float>, entry: UInt32, entryDistance: Float,
+    static func searchLayer<G: HNSWGraphAccess, S: HNSWScorer>(
+        _ g: G, _ scorer: S, entry: UInt32, entryDistance: Float,
         ef: Int, level: Int, allowed: CandidateMask?, rows: Int, scratch: HNSWScratch
     ) {
         scratch.begin(rows: rows)
@@ -277,7 +311,6 @@ enum HNSWAlgorithms {
             scratch.candidates = candidates
             scratch.results = results
         }
-        let dim = vt.dimension
         stamps[Int(entry)] = gen
         candidates.push(-entryDistance, entry)
         if allowed?.contains(entry) ?? true { results.push(entryDistance, entry) }
@@ -304,14 +337,14 @@ enum HNSWAlgorithms {
                 stamps[Int(id)] = gen
                 pending[p] = id
                 p += 1
-                vs_prefetch(vt.vector(id), vt.prefetchLines)
+                scorer.prefetch(id)
             }
             if locks { g.unlock(c) }
             j = 0
             while j < p {
                 let id = pending[j]
                 j += 1
-                let d = D.distance(query, vt.vector(id), dim)
+                let d = scorer.distance(id)
                 if results.count < ef || d < bound {
                     candidates.push(-d, id)
                     if allowed?.contains(id) ?? true {

@@ -20,6 +20,8 @@ final class HNSWEditor: HNSWGraphAccess {
     let mask: UInt32
     let blockCapacity: Int
     let slotWords0: Int
+    let linkWords0: Int
+    let dimension: Int
     let slotWordsUpper: Int
 
     // Layer 0: per block, the pointer reads go through (map or owned copy), and the owned copy.
@@ -55,7 +57,9 @@ final class HNSWEditor: HNSWGraphAccess {
         shift = UInt32(record.blockShift)
         mask = (1 << shift) - 1
         blockCapacity = record.blockCapacity
-        slotWords0 = config.slotWords0
+        slotWords0 = config.slotWords0(dimension: record.dimension)
+        linkWords0 = config.linkWords0
+        dimension = record.dimension
         slotWordsUpper = config.slotWordsUpper
         if fresh {
             self.config.nodes = 0
@@ -218,8 +222,9 @@ final class HNSWEditor: HNSWGraphAccess {
 
     // MARK: Growing
 
-    /// Adds empty nodes for rows `rows ..< newRows`, each with its level.
-    func extend(to newRows: Int) {
+    /// Adds nodes without links for rows `rows ..< newRows`, each with its level and the binary16 copy
+    /// of its vector.
+    func extend(to newRows: Int, vectors vt: VectorTable) {
         guard newRows > rows else { return }
         let neededBlocks = (newRows + blockCapacity - 1) / blockCapacity
         if neededBlocks > blockSlots {
@@ -266,6 +271,13 @@ final class HNSWEditor: HNSWGraphAccess {
             }
         }
         for row in rows..<newRows {
+            let b = row / blockCapacity
+            if let base = owned[b] {
+                let half = UnsafeMutableRawPointer(base + (row - b * blockCapacity) * slotWords0 + linkWords0)
+                    .assumingMemoryBound(to: UInt16.self)
+                let v = vt.vector(UInt32(row))
+                for i in 0..<dimension { half[i] = Float16(v[i]).bitPattern }
+            }
             let level = config.level(of: UInt32(row))
             levels[row] = UInt8(level)
             if level > 0 {
@@ -295,6 +307,7 @@ final class HNSWEditor: HNSWGraphAccess {
         let level = Int(levels[Int(q)])
         let qv = vt.vector(q)
         let dim = vt.dimension
+        let scorer = FloatScorer<D>(vectors: vt, query: qv)
         if needsLocks { globalLock.lock() }
         let entry = config.entryPoint
         let maxLevel = config.maxLevel
@@ -309,12 +322,12 @@ final class HNSWEditor: HNSWGraphAccess {
         var cur = entry
         var curD = D.distance(qv, vt.vector(entry), dim)
         if level < maxLevel {
-            (cur, curD) = HNSWAlgorithms.greedyDescent(self, vt, D.self, query: qv, entry: cur, entryDistance: curD,
+            (cur, curD) = HNSWAlgorithms.greedyDescent(self, scorer, entry: cur, entryDistance: curD,
                                                        top: maxLevel, bottom: level)
         }
         var l = min(level, maxLevel)
         while l >= 0 {
-            HNSWAlgorithms.searchLayer(self, vt, D.self, query: qv, entry: cur, entryDistance: curD,
+            HNSWAlgorithms.searchLayer(self, scorer, entry: cur, entryDistance: curD,
                                        ef: config.efConstruction, level: l, allowed: live, rows: rows, scratch: scratch)
             var ids = scratch.selectIDs
             var dists = scratch.selectDistances
@@ -415,8 +428,11 @@ final class HNSWEditor: HNSWGraphAccess {
     // MARK: Deleting
 
     /// Repairs the lists that point at the deleted node `d` (and are listed by it): each such neighbour
-    /// loses `d` and picks, with the heuristic, among its remaining live links and `d`'s live links.
-    /// `d`'s own lists are kept, so searches still route through it until compaction.
+    /// `n` loses `d` (and any other deleted link) and keeps its other links, which the heuristic chose
+    /// before; the freed places go to `d`'s live links, closest to `n` first, each taken when no kept
+    /// link is closer to it than `n` is (the heuristic's rule), else — if nothing passes — the closest,
+    /// so `n` keeps a way into `d`'s neighbourhood. `d`'s own lists are kept, so searches still route
+    /// through it until compaction.
     func repairDeleted<D: HNSWDistance>(_ d: UInt32, _: D.Type, _ vt: VectorTable, live: CandidateMask) {
         let dim = vt.dimension
         for l in 0...Int(levels[Int(d)]) {
@@ -424,21 +440,30 @@ final class HNSWEditor: HNSWGraphAccess {
             let dn = Array(UnsafeBufferPointer(start: dl + 1, count: Int(dl[0])))
             for n in dn where n != d && live.contains(n) && Int(levels[Int(n)]) >= l {
                 let nl = links(n, l)
-                let nn = Array(UnsafeBufferPointer(start: nl + 1, count: Int(nl[0])))
+                let before = Int(nl[0])
+                let nn = Array(UnsafeBufferPointer(start: nl + 1, count: before))
                 guard nn.contains(d) else { continue }
-                var ids: [UInt32] = []
-                var seen = Set<UInt32>()
-                for x in nn + dn where x != d && x != n && live.contains(x) && Int(levels[Int(x)]) >= l
-                    && seen.insert(x).inserted {
-                    ids.append(x)
-                }
+                var kept = nn.filter { live.contains($0) }
                 let nv = vt.vector(n)
-                var dists = ids.map { D.distance(nv, vt.vector($0), dim) }
+                var pool = dn.filter { x in
+                    x != n && x != d && live.contains(x) && Int(levels[Int(x)]) >= l && !kept.contains(x)
+                }.map { (id: $0, dist: D.distance(nv, vt.vector($0), dim)) }
+                pool.sort { $0.dist < $1.dist }
                 let cap = l == 0 ? config.maxLinks0 : config.m
-                let kept = HNSWAlgorithms.selectNeighbours(vt, D.self, ids: &ids, distances: &dists, max: cap)
+                let target = min(cap, before)
+                var addedAny = false
+                for c in pool where kept.count < target {
+                    let cv = vt.vector(c.id)
+                    let occluded = kept.contains { D.distance(cv, vt.vector($0), dim) < c.dist }
+                    if !occluded {
+                        kept.append(c.id)
+                        addedAny = true
+                    }
+                }
+                if !addedAny, kept.count < target, let closest = pool.first { kept.append(closest.id) }
                 let out = mutableLinks(n, l)
-                out[0] = UInt32(kept)
-                for j in 0..<kept { out[1 + j] = ids[j] }
+                out[0] = UInt32(kept.count)
+                for (j, x) in kept.enumerated() { out[1 + j] = x }
             }
         }
     }

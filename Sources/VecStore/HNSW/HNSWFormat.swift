@@ -70,8 +70,13 @@ struct HNSWConfig: Equatable {
     var parameters: HNSWParameters { HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch) }
     /// Links kept per node on layer 0.
     var maxLinks0: Int { 2 * m }
-    /// u32 words of a layer-0 slot: count, then `2M` ids.
-    var slotWords0: Int { 1 + 2 * m }
+    /// u32 words of a layer-0 slot's links: count, then `2M` ids.
+    var linkWords0: Int { 1 + 2 * m }
+    /// u32 words of a whole layer-0 slot: the links, then the row's vector as binary16 (`dimension`
+    /// halves, padded to a whole word), which searches traverse with (Spec/HNSW.md §3.1).
+    func slotWords0(dimension: Int) -> Int { linkWords0 + (dimension + 1) / 2 }
+    /// Header flag bit 0: layer-0 slots carry the binary16 traversal copy. Always set by this version.
+    static let flagHalfVectors: UInt8 = 1
     /// u32 words of an upper-layer slot: count, then `M` ids.
     var slotWordsUpper: Int { 1 + m }
     /// mL = 1 / ln(M).
@@ -107,7 +112,7 @@ struct HNSWConfig: Equatable {
         var b: [UInt8] = []
         b.reserveCapacity(32)
         b.append(Self.recordVersion)
-        b.append(0)
+        b.append(Self.flagHalfVectors)
         b.appendLE(UInt16(m))
         b.appendLE(UInt16(efConstruction))
         b.appendLE(UInt16(efSearch))
@@ -126,7 +131,8 @@ struct HNSWConfig: Equatable {
         var r = ByteReader(value, context: context)
         let version = try r.u8()
         guard version == recordVersion else { throw .corrupt("\(context): HNSW record version \(version) is unknown") }
-        _ = try r.u8()
+        let flags = try r.u8()
+        guard flags == flagHalfVectors else { throw .corrupt("\(context): HNSW flags \(flags) are unknown") }
         let m = Int(try r.u16()), efc = Int(try r.u16()), efs = Int(try r.u16())
         let entry = try r.u32()
         let maxLevel = Int(try r.u8())

@@ -1,3 +1,4 @@
+import CVecKernels
 import LMDB
 import VecStoreKernels
 
@@ -32,6 +33,8 @@ final class HNSWGraphView: HNSWGraphAccess {
     let shift: UInt32
     let mask: UInt32
     let slotWords0: Int
+    let linkWords0: Int
+    let dimension: Int
     private let bases: UnsafeMutablePointer<UnsafePointer<UInt32>>
     let blockCount: Int
     private(set) var upper: [UpperLevelView] = []
@@ -51,7 +54,9 @@ final class HNSWGraphView: HNSWGraphAccess {
         rows = Int(record.nextInternalID)
         shift = UInt32(record.blockShift)
         mask = (1 << shift) - 1
-        slotWords0 = config.slotWords0
+        slotWords0 = config.slotWords0(dimension: record.dimension)
+        linkWords0 = config.linkWords0
+        dimension = record.dimension
         guard Int(config.nodes) == rows else {
             throw VecStoreError.corrupt("collection \(name): HNSW graph covers \(config.nodes) rows, the collection has \(rows)")
         }
@@ -117,6 +122,12 @@ final class HNSWGraphView: HNSWGraphAccess {
         bases[Int(node >> shift)] + Int(node & mask) * slotWords0
     }
 
+    /// The binary16 copy of `node`'s vector, right after its layer-0 links.
+    @inline(__always)
+    func halfVector(_ node: UInt32) -> UnsafePointer<UInt16> {
+        UnsafeRawPointer(links0(node) + linkWords0).assumingMemoryBound(to: UInt16.self)
+    }
+
     @inline(__always)
     func links(_ node: UInt32, _ level: Int) -> UnsafePointer<UInt32> {
         if level == 0 { return links0(node) }
@@ -131,4 +142,14 @@ final class HNSWGraphView: HNSWGraphAccess {
         for (i, u) in upper.enumerated() where u.index(of: node) != nil { level = i + 1 }
         return level
     }
+}
+
+/// Scores against the binary16 copies in the layer-0 slots: half the bytes of the float32 vectors, read
+/// from the same slot as the links (searches re-rank their beam with float32 at the end).
+struct HalfScorer<D: HNSWHalfDistance>: HNSWScorer {
+    let graph: HNSWGraphView
+    let query: UnsafePointer<Float>
+    let lines: Int32
+    @inline(__always) func distance(_ id: UInt32) -> Float { D.distance(query, graph.halfVector(id), graph.dimension) }
+    @inline(__always) func prefetch(_ id: UInt32) { vs_prefetch(graph.halfVector(id), lines) }
 }

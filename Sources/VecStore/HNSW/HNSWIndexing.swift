@@ -32,7 +32,7 @@ enum HNSWIndexing {
                                                deleted: [UInt32], inserted: [UInt32], threads: Int) {
         let vt = VectorTable(view)
         defer { vt.deallocate() }
-        editor.extend(to: Int(view.record.nextInternalID))
+        editor.extend(to: Int(view.record.nextInternalID), vectors: vt)
         view.liveWords.withUnsafeBufferPointer { words in
             let live = CandidateMask(words: words.baseAddress ?? UnsafePointer(bitPattern: 8).unsafelyUnwrapped,
                                      wordCount: words.count)
@@ -139,19 +139,30 @@ final class HNSWViewCache: @unchecked Sendable {
 
 /// HNSW k-NN search on layer 0 after greedy descent.
 enum HNSWSearch {
-    static func knn<D: HNSWDistance>(_ g: HNSWGraphView, _ vt: VectorTable, _: D.Type, query: UnsafePointer<Float>,
-                                     k: Int, ef: Int, allowed: CandidateMask?, scratch: HNSWScratch) -> TopK {
+    /// Greedy descent and layer-0 beam search over the binary16 copies, then the whole beam re-ranked
+    /// with the float32 vectors; the best `k` by exact distance.
+    static func knn<D: HNSWDistance, H: HNSWHalfDistance>(
+        _ g: HNSWGraphView, _ vt: VectorTable, _: D.Type, _: H.Type, query: UnsafePointer<Float>, k: Int, ef: Int,
+        allowed: CandidateMask?, scratch: HNSWScratch
+    ) -> TopK {
         var top = TopK(k: k)
         let entry = g.config.entryPoint
         guard entry != HNSWConfig.noEntry, g.rows > 0 else { return top }
-        let d0 = D.distance(query, vt.vector(entry), vt.dimension)
-        let (cur, curD) = HNSWAlgorithms.greedyDescent(g, vt, D.self, query: query, entry: entry, entryDistance: d0,
+        let scorer = HalfScorer<H>(graph: g, query: query, lines: vt.prefetchLines)
+        let d0 = scorer.distance(entry)
+        let (cur, curD) = HNSWAlgorithms.greedyDescent(g, scorer, entry: entry, entryDistance: d0,
                                                        top: g.config.maxLevel, bottom: 0)
-        HNSWAlgorithms.searchLayer(g, vt, D.self, query: query, entry: cur, entryDistance: curD, ef: max(ef, k),
+        HNSWAlgorithms.searchLayer(g, scorer, entry: cur, entryDistance: curD, ef: max(ef, k),
                                    level: 0, allowed: allowed, rows: g.rows, scratch: scratch)
+        let exact = FloatScorer<D>(vectors: vt, query: query)
         var res = scratch.results
+        var i = 0
+        while i < res.count {
+            exact.prefetch(res.ids[i])
+            i += 1
+        }
         while !res.isEmpty {
-            top.insert(-res.topKey, res.topID)
+            top.insert(-exact.distance(res.topID), res.topID)
             res.pop()
         }
         scratch.results = res
@@ -170,23 +181,24 @@ enum HNSWSearch {
     static func run(_ snap: HNSWSnapshot, _ g: HNSWGraphView, metric: Metric, queries: UnsafePointer<Float>,
                     count: Int, k: Int, ef: Int, allowed: CandidateMask?, threads: Int) -> [TopK] {
         switch metric {
-        case .l2: run(snap, g, L2Distance.self, queries: queries, count: count, k: k, ef: ef, allowed: allowed,
-                      threads: threads)
-        case .cosine, .dot: run(snap, g, InnerProductDistance.self, queries: queries, count: count, k: k, ef: ef,
-                                allowed: allowed, threads: threads)
+        case .l2: run(snap, g, L2Distance.self, L2HalfDistance.self, queries: queries, count: count, k: k, ef: ef,
+                      allowed: allowed, threads: threads)
+        case .cosine, .dot: run(snap, g, InnerProductDistance.self, InnerProductHalfDistance.self, queries: queries,
+                                count: count, k: k, ef: ef, allowed: allowed, threads: threads)
         }
     }
 
-    private static func run<D: HNSWDistance>(_ snap: HNSWSnapshot, _ g: HNSWGraphView, _: D.Type,
-                                             queries: UnsafePointer<Float>, count: Int, k: Int, ef: Int,
-                                             allowed: CandidateMask?, threads: Int) -> [TopK] {
+    private static func run<D: HNSWDistance, H: HNSWHalfDistance>(
+        _ snap: HNSWSnapshot, _ g: HNSWGraphView, _: D.Type, _: H.Type, queries: UnsafePointer<Float>, count: Int,
+        k: Int, ef: Int, allowed: CandidateMask?, threads: Int
+    ) -> [TopK] {
         let dim = snap.vectors.dimension
         let workers = max(1, min(threads, count))
         if workers == 1 {
             let scratch = HNSWScratchPool.take(rows: g.rows)
             defer { HNSWScratchPool.give(scratch) }
             return (0..<count).map { i in
-                knn(g, snap.vectors, D.self, query: queries + i * dim, k: k, ef: ef, allowed: allowed,
+                knn(g, snap.vectors, D.self, H.self, query: queries + i * dim, k: k, ef: ef, allowed: allowed,
                     scratch: scratch)
             }
         }
@@ -201,7 +213,7 @@ enum HNSWSearch {
             // Interleaved assignment keeps workers balanced without a shared counter.
             var i = w
             while i < count {
-                out[i] = knn(g, snap.vectors, D.self, query: queries + i * dim, k: k, ef: ef, allowed: allowed,
+                out[i] = knn(g, snap.vectors, D.self, H.self, query: queries + i * dim, k: k, ef: ef, allowed: allowed,
                              scratch: scratch)
                 i += workers
             }

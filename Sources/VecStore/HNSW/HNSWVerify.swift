@@ -46,9 +46,15 @@ extension VecStore {
         var checked = 0
         let before = faults.count
         func fault(_ s: String) { if faults.count - before < 50 { faults.append("\(name): HNSW \(s)") } }
-        // Layer 0.
+        // Layer 0: links, and the binary16 copy of each row's vector.
         for node in 0..<UInt32(rows) {
             checked += 1
+            let half = graph.halfVector(node)
+            let v = view.vector(node)
+            for i in 0..<record.dimension where half[i] != Float16(v[i]).bitPattern {
+                fault("node \(node): binary16 copy differs from the stored vector at component \(i)")
+                break
+            }
             let list = graph.links0(node)
             let n = Int(list[0])
             if n > config.maxLinks0 { fault("node \(node) has \(n) layer-0 links, more than 2·M = \(config.maxLinks0)"); continue }
