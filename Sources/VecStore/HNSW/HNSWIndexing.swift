@@ -99,6 +99,28 @@ final class HNSWSnapshot: @unchecked Sendable {
 
     deinit { vectors.deallocate() }
 
+    private let filterLock = NSLock()
+    private var filters: [(filter: Filter, words: [UInt64], matches: Int)] = []
+
+    /// The live matching rows of `filter` and their number, evaluated once per snapshot (the last 8
+    /// filters are kept): a filter over half the collection costs far more to evaluate from the field
+    /// index than the graph search it restricts.
+    func filterBitmap(_ filter: Filter, evaluate: () throws -> [UInt64]) rethrows -> ([UInt64], Int) {
+        filterLock.lock()
+        if let hit = filters.first(where: { $0.filter == filter }) {
+            filterLock.unlock()
+            return (hit.words, hit.matches)
+        }
+        filterLock.unlock()
+        let words = try evaluate()
+        let matches = words.reduce(0) { $0 + $1.nonzeroBitCount }
+        filterLock.lock()
+        if filters.count >= 8 { filters.removeFirst() }
+        filters.append((filter, words, matches))
+        filterLock.unlock()
+        return (words, matches)
+    }
+
     /// Whether some rows are deleted (then results are checked against the live bitmap).
     var hasDeletions: Bool { record.liveCount != record.nextInternalID }
 }
@@ -224,7 +246,8 @@ enum HNSWSearch {
 
 extension VectorCollection {
     /// Searches through the HNSW graph; nil when the collection has none (then the caller searches
-    /// exactly). Very selective filters are answered exactly over their matches (`prefersExact`).
+    /// exactly). Very selective filters are answered exactly over their matches (`prefersExact`), with
+    /// the filter's bitmap cached for the snapshot.
     func searchIndexed(_ flat: [Float], count: Int, k: Int, filter: Filter?, options: SearchOptions)
         throws(VecStoreError) -> [[SearchResult]]?
     {
@@ -234,17 +257,17 @@ extension VectorCollection {
             let view = snap.view
             let ef = options.ef ?? graph.config.efSearch
             var maskWords: [UInt64]? = nil
+            var exactOverMatches = false
             if let filter {
-                let words = try FilterEvaluator(txn: txn, dbs: store.dbs, view: view, collection: self).evaluate(filter)
-                let matches = words.reduce(0) { $0 + $1.nonzeroBitCount }
+                let (words, matches) = try snap.filterBitmap(filter) {
+                    try FilterEvaluator(txn: txn, dbs: store.dbs, view: view, collection: self).evaluate(filter)
+                }
                 switch options.filterStrategy {
-                case .exact: return nil
+                case .exact: exactOverMatches = true
                 case .graph: break
                 case .automatic:
-                    if HNSWSearch.prefersExact(matches: matches, live: Int(snap.record.liveCount), m: graph.config.m,
-                                               ef: max(ef, k)) {
-                        return nil
-                    }
+                    exactOverMatches = HNSWSearch.prefersExact(matches: matches, live: Int(snap.record.liveCount),
+                                                               m: graph.config.m, ef: max(ef, k))
                 }
                 maskWords = words
             } else if snap.hasDeletions {
@@ -252,6 +275,19 @@ extension VectorCollection {
             }
             let tops: [TopK] = flat.withUnsafeBufferPointer { q in
                 let base = q.baseAddress.unsafelyUnwrapped
+                if exactOverMatches, let maskWords {
+                    return maskWords.withUnsafeBufferPointer { w in
+                        let mask = CandidateMask(words: w.baseAddress ?? UnsafePointer(bitPattern: 8).unsafelyUnwrapped,
+                                                 wordCount: w.count)
+                        if count == 1 {
+                            return [ExactSearch.search(query: base, dimension: dimension, metric: metric,
+                                                       blocks: view.blocks, mask: mask, k: k, threads: options.threads)]
+                        }
+                        return ExactSearch.searchBatch(queries: base, queryCount: count, dimension: dimension,
+                                                       metric: metric, blocks: view.blocks, mask: mask, k: k,
+                                                       threads: options.threads)
+                    }
+                }
                 guard let maskWords else {
                     return HNSWSearch.run(snap, graph, metric: metric, queries: base, count: count, k: k, ef: ef,
                                           allowed: nil, threads: options.threads)
@@ -263,12 +299,44 @@ extension VectorCollection {
                                           allowed: mask, threads: options.threads)
                 }
             }
-            return try tops.enumerated().map { (qi, top) in
-                try flat.withUnsafeBufferPointer { q in
-                    try resolve(txn, view, top, query: q.baseAddress.unsafelyUnwrapped + qi * dimension)
+            return try flat.withUnsafeBufferPointer { q in
+                try tops.enumerated().map { (qi, top) in
+                    try resolveRows(txn, view, top, query: q.baseAddress.unsafelyUnwrapped + qi * dimension)
                 }
             }
         }
+    }
+
+    /// `resolve` without per-hit allocations: the docs key is built on the stack and only the external
+    /// id is decoded. Same scores and order as `resolve`.
+    func resolveRows(_ txn: Transaction, _ view: CollectionView, _ top: TopK, query: UnsafePointer<Float>) throws
+        -> [SearchResult]
+    {
+        let hits = top.sorted()
+        var results: [SearchResult] = []
+        results.reserveCapacity(hits.count)
+        let docs = store.dbs.docs
+        for hit in hits {
+            let v = view.vector(hit.id)
+            let score = metric == .l2 ? squaredL2(query, v, dimension) : dotProduct(query, v, dimension)
+            var key = (collectionID.bigEndian, hit.id.bigEndian)
+            let found = try withUnsafeBytes(of: &key) { k throws(LMDBError) in try txn.get(docs, k) }
+            guard let value = found, value.count >= 2 else {
+                throw VecStoreError.corrupt("collection \(name): live row \(hit.id) has no document record")
+            }
+            let n = Int(UInt16(littleEndian: value.loadUnaligned(as: UInt16.self)))
+            guard value.count >= 2 + n,
+                  let id = String(validating: UnsafeRawBufferPointer(rebasing: value[2..<(2 + n)]), as: UTF8.self) else {
+                throw VecStoreError.corrupt("collection \(name): docs row \(hit.id) has a damaged id")
+            }
+            results.append(SearchResult(id: id, score: score, internalID: hit.id))
+        }
+        let higher = metric.higherIsCloser
+        results.sort { a, b in
+            if a.score != b.score { return higher ? a.score > b.score : a.score < b.score }
+            return a.internalID < b.internalID
+        }
+        return results
     }
 
     /// The collection's index: `.flat` or `.hnsw` with its parameters.
