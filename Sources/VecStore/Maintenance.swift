@@ -71,7 +71,7 @@ extension VecStore {
         let dbs = self.dbs, env = self.env, path = self.path
         return try read { txn in
             let usage = try [dbs.meta, dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields, dbs.graph,
-                             dbs.graphUpper].map { db in
+                             dbs.graphUpper, dbs.graphVectors].map { db in
                 let s = try txn.stats(db)
                 return DatabaseUsage(name: db.name, entries: s.entries, bytes: s.bytes, overflowPages: s.overflowPages,
                                      depth: s.depth)
@@ -117,7 +117,8 @@ extension VecStore {
             }
             // Every key of the per-collection databases must belong to a known collection.
             faults += try verifyGraphOwners(txn, known: Set(prefixes.keys))
-            for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields, dbs.graph, dbs.graphUpper] {
+            for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields, dbs.graph, dbs.graphUpper,
+                       dbs.graphVectors] {
                 try txn.withCursor(db) { (c: Cursor) throws -> Void in
                     var entry = try c.first()
                     while let (key, _) = entry {

@@ -22,7 +22,7 @@ public struct StoreOptions: Sendable {
 struct Databases: Sendable {
     let meta, vectors, docs, ids, live, fields: Database
     /// HNSW layer-0 blocks and upper levels (Spec/HNSW.md).
-    let graph, graphUpper: Database
+    let graph, graphUpper, graphVectors: Database
 }
 
 /// A vecstore store: one LMDB environment in a single file (plus `<file>-lock`) holding named collections.
@@ -72,7 +72,7 @@ public final class VecStore: Sendable {
         let specs: [(name: String, flags: DatabaseFlags)] = [
             (Format.DB.meta, []), (Format.DB.vectors, []), (Format.DB.docs, []), (Format.DB.ids, []),
             (Format.DB.live, []), (Format.DB.fields, [.dupSort, .dupFixed]),
-            (Format.DB.graph, []), (Format.DB.graphUpper, []),
+            (Format.DB.graph, []), (Format.DB.graphUpper, []), (Format.DB.graphVectors, []),
         ]
         // Open read-only first so opening never waits for another process's writer; create only if missing.
         var handles: [Database]
@@ -86,7 +86,8 @@ public final class VecStore: Sendable {
             throw .storage(error as? LMDBError ?? LMDBError(code: -1, operation: "open databases"))
         }
         let dbs = Databases(meta: handles[0], vectors: handles[1], docs: handles[2], ids: handles[3], live: handles[4],
-                            fields: handles[5], graph: handles[6], graphUpper: handles[7])
+                            fields: handles[5], graph: handles[6], graphUpper: handles[7],
+                            graphVectors: handles[8])
         self.env = env
         self.dbs = dbs
         let hasFormat: Bool = try storage {
@@ -217,7 +218,8 @@ public final class VecStore: Sendable {
         return try write { txn in
             guard let rec = try record(txn, name) else { return false }
             let prefix = Format.prefix(rec.id)
-            for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields, dbs.graph, dbs.graphUpper] {
+            for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields, dbs.graph, dbs.graphUpper,
+                       dbs.graphVectors] {
                 try txn.withCursor(db) { (c: Cursor) throws -> Void in
                     while let (key, _) = try c.seek(atLeast: prefix), key.starts(with: prefix) {
                         try c.deleteCurrent()

@@ -313,7 +313,7 @@ struct HNSWTests {
             guard let v = try txn.get(dbs.graph, key) else { throw VecStoreError.corrupt("no block") }
             var bytes = Array(v)
             // Node 5: a link to itself and one out of range.
-            let slot = 5 * (1 + 2 * 16 + 8 / 2) * 4  // slot = links (1 + 2M words) + 8 halves
+            let slot = 5 * (1 + 2 * 16) * 4  // slot = count + 2M links
             bytes.replaceSubrange(slot..<(slot + 12), with: [2, 0, 0, 0, 5, 0, 0, 0, 0xFF, 0xFF, 0, 0])
             try txn.put(dbs.graph, key, bytes)
         }
@@ -324,11 +324,10 @@ struct HNSWTests {
         // A damaged binary16 copy is reported too.
         try store.write { txn in
             let key = Format.key(c.collectionID, 0)
-            guard let v = try txn.get(dbs.graph, key) else { throw VecStoreError.corrupt("no block") }
+            guard let v = try txn.get(dbs.graphVectors, key) else { throw VecStoreError.corrupt("no block") }
             var bytes = Array(v)
-            let half = 9 * (1 + 2 * 16 + 8 / 2) * 4 + (1 + 2 * 16) * 4
-            bytes[half] ^= 0x55
-            try txn.put(dbs.graph, key, bytes)
+            bytes[9 * 16] ^= 0x55  // row 9, component 0 (8 halves = 16 bytes a row)
+            try txn.put(dbs.graphVectors, key, bytes)
         }
         #expect(try store.verify().faults.contains { $0.contains("binary16") })
     }

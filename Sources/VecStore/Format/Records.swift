@@ -21,6 +21,8 @@ enum Format {
         static let graph = "graph"
         /// HNSW upper-level adjacency, one value per level.
         static let graphUpper = "graph-upper"
+        /// HNSW traversal copies of the vectors (binary16), blocked like `vectors`.
+        static let graphVectors = "graph-vectors"
     }
 
     /// Meta keys.

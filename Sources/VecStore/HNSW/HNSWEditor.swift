@@ -20,8 +20,9 @@ final class HNSWEditor: HNSWGraphAccess {
     let mask: UInt32
     let blockCapacity: Int
     let slotWords0: Int
-    let linkWords0: Int
     let dimension: Int
+    /// Rows the graph covered when loaded: rows from here on get their binary16 copies at `write`.
+    let initialRows: Int
     let slotWordsUpper: Int
 
     // Layer 0: per block, the pointer reads go through (map or owned copy), and the owned copy.
@@ -57,8 +58,7 @@ final class HNSWEditor: HNSWGraphAccess {
         shift = UInt32(record.blockShift)
         mask = (1 << shift) - 1
         blockCapacity = record.blockCapacity
-        slotWords0 = config.slotWords0(dimension: record.dimension)
-        linkWords0 = config.linkWords0
+        slotWords0 = config.slotWords0
         dimension = record.dimension
         slotWordsUpper = config.slotWordsUpper
         if fresh {
@@ -67,6 +67,7 @@ final class HNSWEditor: HNSWGraphAccess {
             self.config.maxLevel = 0
         }
         rows = Int(self.config.nodes)
+        initialRows = rows
         blockSlots = max(4, (rows + blockCapacity - 1) / blockCapacity + 4)
         readBases = .allocate(capacity: blockSlots)
         owned = .allocate(capacity: blockSlots)
@@ -222,9 +223,8 @@ final class HNSWEditor: HNSWGraphAccess {
 
     // MARK: Growing
 
-    /// Adds nodes without links for rows `rows ..< newRows`, each with its level and the binary16 copy
-    /// of its vector.
-    func extend(to newRows: Int, vectors vt: VectorTable) {
+    /// Adds nodes without links for rows `rows ..< newRows`, each with its level.
+    func extend(to newRows: Int) {
         guard newRows > rows else { return }
         let neededBlocks = (newRows + blockCapacity - 1) / blockCapacity
         if neededBlocks > blockSlots {
@@ -271,13 +271,6 @@ final class HNSWEditor: HNSWGraphAccess {
             }
         }
         for row in rows..<newRows {
-            let b = row / blockCapacity
-            if let base = owned[b] {
-                let half = UnsafeMutableRawPointer(base + (row - b * blockCapacity) * slotWords0 + linkWords0)
-                    .assumingMemoryBound(to: UInt16.self)
-                let v = vt.vector(UInt32(row))
-                for i in 0..<dimension { half[i] = Float16(v[i]).bitPattern }
-            }
             let level = config.level(of: UInt32(row))
             levels[row] = UInt8(level)
             if level > 0 {
@@ -483,8 +476,36 @@ final class HNSWEditor: HNSWGraphAccess {
 
     // MARK: Writing
 
-    /// Writes changed layer-0 blocks, the upper levels (when changed) and the header record.
-    func write(_ txn: Transaction, _ dbs: Databases) throws {
+    /// Writes changed layer-0 blocks, the binary16 copies of the new rows (rewriting only the blocks
+    /// they fall in), the upper levels (when changed) and the header record.
+    func write(_ txn: Transaction, _ dbs: Databases, view: CollectionView) throws {
+        if rows > initialRows {
+            let rowBytes = HNSWConfig.halfRowBytes(dimension: dimension)
+            let halfStride = rowBytes / 2
+            for b in (initialRows / blockCapacity)..<((rows + blockCapacity - 1) / blockCapacity) {
+                let start = b * blockCapacity
+                let count = min(blockCapacity, rows - start)
+                let old = max(0, initialRows - start)
+                let key = Format.key(collectionID, UInt32(b))
+                var prefix: [UInt8] = []
+                if old > 0 {
+                    guard let existing = try txn.get(dbs.graphVectors, key), existing.count == old * rowBytes else {
+                        throw VecStoreError.corrupt("collection \(name): graph-vectors block \(b) does not hold \(old) rows")
+                    }
+                    prefix = Array(existing)
+                }
+                try txn.reserve(dbs.graphVectors, key, count: count * rowBytes) { out in
+                    if old > 0 { prefix.withUnsafeBytes { out.copyMemory(from: $0) } }
+                    let halves = out.bindMemory(to: UInt16.self)
+                    for r in old..<count {
+                        let v = view.vector(UInt32(start + r))
+                        let dst = r * halfStride
+                        for i in 0..<dimension { halves[dst + i] = Float16(v[i]).bitPattern }
+                        if halfStride > dimension { halves[dst + dimension] = 0 }
+                    }
+                }
+            }
+        }
         let slotBytes = slotWords0 * 4
         for b in 0..<blockRows.count where dirty[b] {
             guard let src = owned[b] else { continue }

@@ -70,12 +70,13 @@ struct HNSWConfig: Equatable {
     var parameters: HNSWParameters { HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch) }
     /// Links kept per node on layer 0.
     var maxLinks0: Int { 2 * m }
-    /// u32 words of a layer-0 slot's links: count, then `2M` ids.
-    var linkWords0: Int { 1 + 2 * m }
-    /// u32 words of a whole layer-0 slot: the links, then the row's vector as binary16 (`dimension`
-    /// halves, padded to a whole word), which searches traverse with (Spec/HNSW.md §3.1).
-    func slotWords0(dimension: Int) -> Int { linkWords0 + (dimension + 1) / 2 }
-    /// Header flag bit 0: layer-0 slots carry the binary16 traversal copy. Always set by this version.
+    /// u32 words of a layer-0 slot: count, then `2M` ids.
+    var slotWords0: Int { 1 + 2 * m }
+    /// Bytes of one row's binary16 traversal copy in `graph-vectors` (`dimension` halves, padded to a
+    /// multiple of 4 bytes).
+    static func halfRowBytes(dimension: Int) -> Int { (dimension + 1) / 2 * 4 }
+    /// Header flag bit 0: the graph has binary16 traversal copies in `graph-vectors`. Always set by
+    /// this version.
     static let flagHalfVectors: UInt8 = 1
     /// u32 words of an upper-layer slot: count, then `M` ids.
     var slotWordsUpper: Int { 1 + m }
@@ -167,7 +168,7 @@ struct HNSWConfig: Equatable {
     /// Removes every graph record of a collection (meta header, layer-0 blocks, upper-layer blocks).
     static func dropGraph(_ txn: Transaction, _ dbs: Databases, _ collection: UInt32) throws {
         let prefix = Format.prefix(collection)
-        for db in [dbs.graph, dbs.graphUpper] {
+        for db in [dbs.graph, dbs.graphUpper, dbs.graphVectors] {
             try txn.withCursor(db) { (c: Cursor) throws -> Void in
                 while let (key, _) = try c.seek(atLeast: prefix), key.starts(with: prefix) { try c.deleteCurrent() }
             }

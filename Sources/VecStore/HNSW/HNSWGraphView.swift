@@ -33,9 +33,11 @@ final class HNSWGraphView: HNSWGraphAccess {
     let shift: UInt32
     let mask: UInt32
     let slotWords0: Int
-    let linkWords0: Int
     let dimension: Int
+    /// UInt16 units from one row's binary16 copy to the next.
+    let halfStride: Int
     private let bases: UnsafeMutablePointer<UnsafePointer<UInt32>>
+    private let halfBases: UnsafeMutablePointer<UnsafePointer<UInt16>>
     let blockCount: Int
     private(set) var upper: [UpperLevelView] = []
     private var ownedCopies: [UnsafeMutableRawBufferPointer] = []
@@ -54,14 +56,15 @@ final class HNSWGraphView: HNSWGraphAccess {
         rows = Int(record.nextInternalID)
         shift = UInt32(record.blockShift)
         mask = (1 << shift) - 1
-        slotWords0 = config.slotWords0(dimension: record.dimension)
-        linkWords0 = config.linkWords0
+        slotWords0 = config.slotWords0
         dimension = record.dimension
+        halfStride = HNSWConfig.halfRowBytes(dimension: record.dimension) / 2
         guard Int(config.nodes) == rows else {
             throw VecStoreError.corrupt("collection \(name): HNSW graph covers \(config.nodes) rows, the collection has \(rows)")
         }
         let blocksNeeded = (rows + record.blockCapacity - 1) / record.blockCapacity
         bases = .allocate(capacity: max(1, blocksNeeded))
+        halfBases = .allocate(capacity: max(1, blocksNeeded))
         blockCount = blocksNeeded
         let slotBytes = slotWords0 * 4
         let prefix = Format.prefix(record.id)
@@ -84,6 +87,25 @@ final class HNSWGraphView: HNSWGraphAccess {
         guard found == blocksNeeded else {
             throw VecStoreError.corrupt("collection \(name): \(found) graph blocks stored, \(blocksNeeded) needed")
         }
+        let halfBytes = HNSWConfig.halfRowBytes(dimension: record.dimension)
+        var halves = 0
+        try txn.withCursor(dbs.graphVectors) { (c: Cursor) throws -> Void in
+            var entry = try c.seek(atLeast: prefix)
+            while let (key, value) = entry, key.starts(with: prefix) {
+                let block = Int(readBE32(key, at: 4))
+                let expectedRows = min(record.blockCapacity, rows - block * record.blockCapacity)
+                guard key.count == 8, block == halves, expectedRows > 0, value.count == expectedRows * halfBytes else {
+                    throw VecStoreError.corrupt(
+                        "collection \(name): graph-vectors block \(block) (expected \(halves)) has \(value.count) bytes for \(max(0, expectedRows)) rows")
+                }
+                halfBases[block] = aligned(value).assumingMemoryBound(to: UInt16.self)
+                halves += 1
+                entry = try c.next()
+            }
+        }
+        guard halves == blocksNeeded else {
+            throw VecStoreError.corrupt("collection \(name): \(halves) graph-vectors blocks stored, \(blocksNeeded) needed")
+        }
         let upperWords = config.slotWordsUpper
         if config.maxLevel >= 1 {
             for level in 1...config.maxLevel {
@@ -104,6 +126,7 @@ final class HNSWGraphView: HNSWGraphAccess {
 
     deinit {
         bases.deallocate()
+        halfBases.deallocate()
         for c in ownedCopies { c.deallocate() }
     }
 
@@ -122,10 +145,10 @@ final class HNSWGraphView: HNSWGraphAccess {
         bases[Int(node >> shift)] + Int(node & mask) * slotWords0
     }
 
-    /// The binary16 copy of `node`'s vector, right after its layer-0 links.
+    /// The binary16 copy of `node`'s vector.
     @inline(__always)
     func halfVector(_ node: UInt32) -> UnsafePointer<UInt16> {
-        UnsafeRawPointer(links0(node) + linkWords0).assumingMemoryBound(to: UInt16.self)
+        halfBases[Int(node >> shift)] + Int(node & mask) * halfStride
     }
 
     @inline(__always)

@@ -32,7 +32,7 @@ enum HNSWIndexing {
                                                deleted: [UInt32], inserted: [UInt32], threads: Int) {
         let vt = VectorTable(view)
         defer { vt.deallocate() }
-        editor.extend(to: Int(view.record.nextInternalID), vectors: vt)
+        editor.extend(to: Int(view.record.nextInternalID))
         view.liveWords.withUnsafeBufferPointer { words in
             let live = CandidateMask(words: words.baseAddress ?? UnsafePointer(bitPattern: 8).unsafelyUnwrapped,
                                      wordCount: words.count)
@@ -73,7 +73,7 @@ extension CollectionWriter {
         let inserted = added.map { UInt32($0) }.filter { view.isLive($0) }
         HNSWIndexing.apply(editor, view, metric: record.metric, deleted: deletedRows.filter { $0 < initialNextID },
                            inserted: inserted, threads: HNSWIndexing.defaultThreads)
-        try editor.write(txn, dbs)
+        try editor.write(txn, dbs, view: view)
     }
 }
 
@@ -361,7 +361,7 @@ extension VectorCollection {
             let live = (0..<record.nextInternalID).filter { view.isLive($0) }
             HNSWIndexing.apply(editor, view, metric: record.metric, deleted: [], inserted: live,
                                threads: max(1, threads))
-            try editor.write(txn, store.dbs)
+            try editor.write(txn, store.dbs, view: view)
         }
     }
 

@@ -28,7 +28,7 @@ extension VecStore {
                      _ faults: inout [String]) throws -> Int {
         let prefix = Format.prefix(record.id)
         guard let config = try HNSWConfig.load(txn, dbs, record.id) else {
-            for db in [dbs.graph, dbs.graphUpper] {
+            for db in [dbs.graph, dbs.graphUpper, dbs.graphVectors] {
                 let stray = try txn.withCursor(db) { (c: Cursor) throws -> Bool in
                     guard let (key, _) = try c.seek(atLeast: prefix) else { return false }
                     return key.starts(with: prefix)
