@@ -99,6 +99,8 @@ protocol HNSWGraphAccess {
     func unlock(_ node: UInt32)
     /// The list of `node` on `level`; `node` must exist on that level.
     func links(_ node: UInt32, _ level: Int) -> UnsafePointer<UInt32>
+    /// Hints that `node`'s layer-0 list is read next.
+    func prefetchLinks(_ node: UInt32)
 }
 
 /// A max-heap of (distance, id) over manually managed memory (no per-push allocation, no
@@ -321,6 +323,7 @@ enum HNSWAlgorithms {
             if cd > bound && results.count >= ef { break }
             let c = candidates.topID
             candidates.pop()
+            if level == 0 && !candidates.isEmpty { g.prefetchLinks(candidates.topID) }
             if locks { g.lock(c) }
             let list = g.links(c, level)
             let n = Int(list[0])

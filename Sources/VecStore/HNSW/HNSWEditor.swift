@@ -187,6 +187,7 @@ final class HNSWEditor: HNSWGraphAccess {
 
     // MARK: Access
 
+    func prefetchLinks(_ node: UInt32) {}
     func lock(_ node: UInt32) { pthread_mutex_lock(stripes + Int(node & UInt32(Self.stripeCount - 1))) }
     func unlock(_ node: UInt32) { pthread_mutex_unlock(stripes + Int(node & UInt32(Self.stripeCount - 1))) }
 

@@ -36,6 +36,9 @@ final class HNSWGraphView: HNSWGraphAccess {
     let dimension: Int
     /// UInt16 units from one row's binary16 copy to the next.
     let halfStride: Int
+    /// Cache lines prefetched per binary16 copy: all of it (measured on docs60k, 384-d: 12 lines were
+    /// 7–14% faster than 2).
+    let halfPrefetchLines: Int32
     private let bases: UnsafeMutablePointer<UnsafePointer<UInt32>>
     private let halfBases: UnsafeMutablePointer<UnsafePointer<UInt16>>
     let blockCount: Int
@@ -50,6 +53,9 @@ final class HNSWGraphView: HNSWGraphAccess {
     var needsLocks: Bool { false }
     func lock(_ node: UInt32) {}
     func unlock(_ node: UInt32) {}
+    @inline(__always) func prefetchLinks(_ node: UInt32) {
+        vs_prefetch(links0(node), 2)
+    }
 
     init(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, _ config: HNSWConfig, name: String) throws {
         self.config = config
@@ -59,6 +65,7 @@ final class HNSWGraphView: HNSWGraphAccess {
         slotWords0 = config.slotWords0
         dimension = record.dimension
         halfStride = HNSWConfig.halfRowBytes(dimension: record.dimension) / 2
+        halfPrefetchLines = Int32(min(32, (HNSWConfig.halfRowBytes(dimension: record.dimension) + 63) / 64))
         guard Int(config.nodes) == rows else {
             throw VecStoreError.corrupt("collection \(name): HNSW graph covers \(config.nodes) rows, the collection has \(rows)")
         }

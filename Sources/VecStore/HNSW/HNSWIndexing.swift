@@ -161,8 +161,8 @@ final class HNSWViewCache: @unchecked Sendable {
 
 /// HNSW k-NN search on layer 0 after greedy descent.
 enum HNSWSearch {
-    /// Greedy descent and layer-0 beam search over the binary16 copies, then the whole beam re-ranked
-    /// with the float32 vectors; the best `k` by exact distance.
+    /// Greedy descent and layer-0 beam search over the binary16 copies, then the best `2k` of the beam
+    /// re-ranked with the float32 vectors; the best `k` by exact distance.
     static func knn<D: HNSWDistance, H: HNSWHalfDistance>(
         _ g: HNSWGraphView, _ vt: VectorTable, _: D.Type, _: H.Type, query: UnsafePointer<Float>, k: Int, ef: Int,
         allowed: CandidateMask?, scratch: HNSWScratch
@@ -170,7 +170,7 @@ enum HNSWSearch {
         var top = TopK(k: k)
         let entry = g.config.entryPoint
         guard entry != HNSWConfig.noEntry, g.rows > 0 else { return top }
-        let scorer = HalfScorer<H>(graph: g, query: query, lines: vt.prefetchLines)
+        let scorer = HalfScorer<H>(graph: g, query: query, lines: g.halfPrefetchLines)
         let d0 = scorer.distance(entry)
         let (cur, curD) = HNSWAlgorithms.greedyDescent(g, scorer, entry: entry, entryDistance: d0,
                                                        top: g.config.maxLevel, bottom: 0)
@@ -178,6 +178,9 @@ enum HNSWSearch {
                                    level: 0, allowed: allowed, rows: g.rows, scratch: scratch)
         let exact = FloatScorer<D>(vectors: vt, query: query)
         var res = scratch.results
+        // Only the 2k closest by binary16 distance are re-ranked: binary16 error (~1e-3 relative) does
+        // not move a true top-k result 2k places down, and each re-ranked row costs a float32 fetch.
+        while res.count > 2 * k { res.pop() }
         var i = 0
         while i < res.count {
             exact.prefetch(res.ids[i])
