@@ -45,9 +45,9 @@ struct StatsCommand: ParsableCommand {
                                c.metric.description, c.blockCapacity))
             }
             print("")
-            print("database   entries      size        overflow pages  depth")
+            print("database       entries      size        overflow pages  depth")
             for d in s.databases {
-                print(d.name.padding(toLength: 10, withPad: " ", startingAt: 0)
+                print(d.name.padding(toLength: 14, withPad: " ", startingAt: 0)
                       + String(format: " %-12d %-11@ %-15d %d", d.entries, formatBytes(d.bytes), d.overflowPages, d.depth))
             }
         }
