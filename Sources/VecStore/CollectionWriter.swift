@@ -13,12 +13,17 @@ struct CollectionWriter {
     var record: CollectionRecord
     /// Live bitmap blocks changed in this batch, written once at `finish`.
     private var liveEdits: [UInt32: [UInt8]] = [:]
+    /// Rows at the start of the batch: rows from here on were appended by it (HNSW inserts them).
+    let initialNextID: UInt32
+    /// Rows deleted by this batch (HNSW repairs their neighbours).
+    var deletedRows: [UInt32] = []
 
     init(_ txn: Transaction, _ dbs: Databases, name: String, record: CollectionRecord) {
         self.txn = txn
         self.dbs = dbs
         self.name = name
         self.record = record
+        self.initialNextID = record.nextInternalID
     }
 
     /// A validated document ready to write: its vector as stored (unit length for cosine) and the norm
@@ -70,6 +75,7 @@ struct CollectionWriter {
         try txn.delete(dbs.docs, docKey)
         if removeIDEntry { try txn.delete(dbs.ids, Format.idKey(record.id, doc.externalID)) }
         try setLive(row, false)
+        deletedRows.append(row)
         record.liveCount -= 1
     }
 
@@ -176,6 +182,7 @@ struct CollectionWriter {
     mutating func finish() throws {
         for (block, bytes) in liveEdits { try txn.put(dbs.live, Format.key(record.id, block), bytes) }
         liveEdits.removeAll()
+        try updateGraph()  // HNSW/HNSWIndexing.swift: link new rows, repair around deleted ones
         try txn.put(dbs.meta, Format.collectionKey(name), record.encoded())
     }
 }

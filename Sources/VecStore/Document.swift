@@ -36,8 +36,20 @@ public struct SearchResult: Sendable, Equatable {
 public struct SearchOptions: Sendable {
     /// Worker threads: for one query the stored blocks are split among them; for a batch, the queries.
     public var threads: Int
+    /// HNSW beam width for this search (default: the collection's efSearch). Larger is slower and more
+    /// exact; it is raised to `k` when smaller.
+    public var ef: Int?
+    /// Search exactly even when the collection has an HNSW index (exact search is the ground truth).
+    public var exact: Bool
+    /// How an HNSW collection answers a filtered search (see `FilterStrategy`).
+    public var filterStrategy: FilterStrategy
     /// Creates options; `threads` defaults to 1 for single queries.
-    public init(threads: Int = 1) { self.threads = max(1, threads) }
+    public init(threads: Int = 1, ef: Int? = nil, exact: Bool = false, filterStrategy: FilterStrategy = .automatic) {
+        self.threads = max(1, threads)
+        self.ef = ef.map { max(1, $0) }
+        self.exact = exact
+        self.filterStrategy = filterStrategy
+    }
 }
 
 /// The shape and size of a collection.

@@ -10,6 +10,8 @@ public struct ImportOptions: Sendable {
     public var skipInvalid = false
     /// Metric for a collection that the import creates.
     public var metric: Metric = .cosine
+    /// Index of a collection that the import creates (HNSW by default).
+    public var index: IndexKind = .hnswDefault
     /// Whether `metric` was chosen explicitly (then an existing collection must have it).
     public var metricIsExplicit = false
     /// JSONL field names.
@@ -275,6 +277,6 @@ extension VecStore {
             }
             return (existing, false)
         }
-        return (try collection(name, dimension: dimension, metric: options.metric), true)
+        return (try collection(name, dimension: dimension, metric: options.metric, index: options.index), true)
     }
 }

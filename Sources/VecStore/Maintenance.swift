@@ -70,7 +70,8 @@ extension VecStore {
         let infos = try names.map { name throws(VecStoreError) in try collection(name).info() }
         let dbs = self.dbs, env = self.env, path = self.path
         return try read { txn in
-            let usage = try [dbs.meta, dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields].map { db in
+            let usage = try [dbs.meta, dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields, dbs.graph,
+                             dbs.graphUpper, dbs.graphVectors].map { db in
                 let s = try txn.stats(db)
                 return DatabaseUsage(name: db.name, entries: s.entries, bytes: s.bytes, overflowPages: s.overflowPages,
                                      depth: s.depth)
@@ -103,6 +104,8 @@ extension VecStore {
                             if let other = prefixes[r.id] { faults.append("collections \(other) and \(cname) share id \(r.id)") }
                             prefixes[r.id] = cname
                         } catch { faults.append("\(error)") }
+                    } else if key.starts(with: HNSWConfig.keyPrefix) && key.count == HNSWConfig.keyPrefix.count + 4 {
+                        // checked with its collection (verifyGraph)
                     } else if !["format", "next-collection-id", "superseded"].contains(name) {
                         faults.append("meta: unknown key '\(name)'")
                     }
@@ -113,7 +116,9 @@ extension VecStore {
                 checked += try verifyCollection(txn, cname, &faults)
             }
             // Every key of the per-collection databases must belong to a known collection.
-            for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields] {
+            faults += try verifyGraphOwners(txn, known: Set(prefixes.keys))
+            for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields, dbs.graph, dbs.graphUpper,
+                       dbs.graphVectors] {
                 try txn.withCursor(db) { (c: Cursor) throws -> Void in
                     var entry = try c.first()
                     while let (key, _) = entry {
@@ -235,6 +240,7 @@ extension VecStore {
         if indexEntries != metadataKeys.count {
             faults.append("\(name): field index has \(indexEntries) entries, metadata implies \(metadataKeys.count)")
         }
+        checked += try verifyGraph(txn, name, record, view, &faults)  // HNSW/HNSWVerify.swift
         return checked
     }
 
@@ -259,7 +265,10 @@ extension VecStore {
                 let fresh = try VecStore(path: temporary)
                 for name in try old.collectionNames(in: txn) {
                     guard let record = try old.record(txn, name) else { continue }
-                    let target = try fresh.collection(name, dimension: record.dimension, metric: record.metric)
+                    // The graph is rebuilt from the renumbered rows by the writer, batch by batch.
+                    let index = try HNSWConfig.load(txn, old.dbs, record.id).map { IndexKind.hnsw($0.parameters) }
+                    let target = try fresh.collection(name, dimension: record.dimension, metric: record.metric,
+                                                      index: index ?? .flat)
                     let source = VectorCollection(store: old, name: name, record: record)
                     let view = try CollectionView(txn, old.dbs, record, name: name)
                     tombstones += Int(record.nextInternalID - record.liveCount)

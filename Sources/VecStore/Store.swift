@@ -21,6 +21,8 @@ public struct StoreOptions: Sendable {
 /// The handles of a store's named databases.
 struct Databases: Sendable {
     let meta, vectors, docs, ids, live, fields: Database
+    /// HNSW layer-0 blocks and upper levels (Spec/HNSW.md).
+    let graph, graphUpper, graphVectors: Database
 }
 
 /// A vecstore store: one LMDB environment in a single file (plus `<file>-lock`) holding named collections.
@@ -42,6 +44,8 @@ public final class VecStore: Sendable {
     public let path: String
     let env: Environment
     let dbs: Databases
+    /// Resolved HNSW views reused across read transactions of the same snapshot.
+    let hnswCache = HNSWViewCache()
 
     /// Opens the store at `url`, creating it unless `options.create` is false.
     public convenience init(at url: URL, options: StoreOptions = StoreOptions()) throws(VecStoreError) {
@@ -62,6 +66,7 @@ public final class VecStore: Sendable {
         let specs: [(name: String, flags: DatabaseFlags)] = [
             (Format.DB.meta, []), (Format.DB.vectors, []), (Format.DB.docs, []), (Format.DB.ids, []),
             (Format.DB.live, []), (Format.DB.fields, [.dupSort, .dupFixed]),
+            (Format.DB.graph, []), (Format.DB.graphUpper, []), (Format.DB.graphVectors, []),
         ]
         // Nothing is created before the file is known to be a vecstore store (or empty): a foreign LMDB
         // file, or a store of a newer format, is refused untouched.
@@ -94,7 +99,8 @@ public final class VecStore: Sendable {
         if missing && options.readOnly { throw .notAVecStore(path) }
         let handles: [Database] = try storage { try env.openDatabases(specs, create: missing) }
         let dbs = Databases(meta: handles[0], vectors: handles[1], docs: handles[2], ids: handles[3], live: handles[4],
-                            fields: handles[5])
+                            fields: handles[5], graph: handles[6], graphUpper: handles[7],
+                            graphVectors: handles[8])
         self.env = env
         self.dbs = dbs
         let hasFormat: Bool = try storage {
@@ -187,12 +193,13 @@ public final class VecStore: Sendable {
         return VectorCollection(store: self, name: name, record: found)
     }
 
-    /// The collection `name`, created with `dimension` and `metric` if it does not exist. An existing
-    /// collection must have the same dimension and metric.
-    public func collection(_ name: String, dimension: Int, metric: Metric = .cosine) throws(VecStoreError)
-        -> VectorCollection
+    /// The collection `name`, created with `dimension`, `metric` and `index` if it does not exist. An
+    /// existing collection must have the same dimension and metric (its index is left as it is).
+    public func collection(_ name: String, dimension: Int, metric: Metric = .cosine,
+                           index: IndexKind = .hnswDefault) throws(VecStoreError) -> VectorCollection
     {
         try Self.validateCollectionName(name)
+        if case .hnsw(let p) = index { try p.validate() }
         guard (1...65_536).contains(dimension) else {
             throw .invalidArgument("dimension \(dimension) is out of range 1...65536")
         }
@@ -215,6 +222,7 @@ public final class VecStore: Sendable {
                                        nextInternalID: 0, liveCount: 0)
             try txn.put(dbs.meta, Format.collectionKey(name), rec.encoded())
             try txn.put(dbs.meta, Format.nextCollectionKey, Format.encodeInternalID(nextID + 1))
+            if case .hnsw(let p) = index { try HNSWConfig.create(p, collection: nextID).store(txn, dbs, nextID) }
             return rec
         }
         return VectorCollection(store: self, name: name, record: created)
@@ -241,7 +249,8 @@ public final class VecStore: Sendable {
         return try write { txn in
             guard let rec = try record(txn, name) else { return false }
             let prefix = Format.prefix(rec.id)
-            for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields] {
+            for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields, dbs.graph, dbs.graphUpper,
+                       dbs.graphVectors] {
                 try txn.withCursor(db) { (c: Cursor) throws -> Void in
                     while let (key, _) = try c.seek(atLeast: prefix), key.starts(with: prefix) {
                         try c.deleteCurrent()
@@ -249,6 +258,7 @@ public final class VecStore: Sendable {
                 }
             }
             try txn.delete(dbs.meta, Format.collectionKey(name))
+            try txn.delete(dbs.meta, HNSWConfig.key(rec.id))
             return true
         }
     }

@@ -221,6 +221,10 @@ public struct VectorCollection: Sendable {
             let (stored, _) = try storedForm(q, id: nil)
             flat.append(contentsOf: stored)
         }
+        if !options.exact,
+           let indexed = try searchIndexed(flat, count: queries.count, k: k, filter: filter, options: options) {
+            return indexed
+        }
         return try store.read { txn in
             let record = try currentRecord(txn)
             let view = try CollectionView(txn, store.dbs, record, name: name)

@@ -22,6 +22,7 @@ struct ImportCommand: ParsableCommand {
             Examples:
               vecstore import my.vecstore -c docs docs.jsonl
               vecstore import my.vecstore -c sift --metric l2 base.fvecs
+              vecstore import my.vecstore -c sift --metric l2 --index flat base.fvecs
               vecstore import my.vecstore -c docs base.jsonl --vectors base.fvecs
               vecstore import my.vecstore -c docs corpus.jsonl --text-field title --text-field text
             """)
@@ -55,6 +56,18 @@ struct ImportCommand: ParsableCommand {
     @Option(help: "Records per transaction.")
     var batchSize = 10_000
 
+    @Option(help: "Index of a new collection: hnsw (approximate, default) or flat (exact only).")
+    var index: IndexChoice = .hnsw
+
+    @Option(help: "HNSW links per node of a new collection (layer 0 keeps 2·M).")
+    var m = 16
+
+    @Option(help: "HNSW beam width while building.")
+    var efConstruction = 200
+
+    @Option(help: "HNSW default beam width of searches.")
+    var efSearch = 64
+
     @Flag(help: "Skip invalid records and report them instead of stopping.")
     var skipInvalid = false
 
@@ -79,6 +92,8 @@ struct ImportCommand: ParsableCommand {
             options.jsonl = JSONLReader.Options(idField: idField, vectorField: vectorField, textFields: textField,
                                                 metadataField: metadataField)
             options.vectorsFile = vectors
+            options.index = index == .flat ? .flat
+                : .hnsw(HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch))
             options.idsFile = ids
             for file in files {
                 var reader = try VecStore.reader(for: file, options: options)
@@ -131,4 +146,9 @@ final class ProgressBar {
     func finish() {
         if enabled { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
     }
+}
+
+/// `--index` values.
+enum IndexChoice: String, ExpressibleByArgument, CaseIterable {
+    case hnsw, flat
 }

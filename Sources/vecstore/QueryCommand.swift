@@ -20,6 +20,8 @@ struct QueryCommand: ParsableCommand {
               vecstore query my.vecstore -c docs --vector '[0.1, 0.2, 0.3]' -k 5
               vecstore query my.vecstore -c docs --id doc-17 --filter '{"source": "python"}'
               vecstore query my.vecstore -c sift --queries query.fvecs -k 10 --format jsonl
+              vecstore query my.vecstore -c docs --id doc-17 --ef 128     (wider HNSW beam)
+              vecstore query my.vecstore -c docs --id doc-17 --exact      (exact, ignores the index)
             """)
 
     @OptionGroup var target: StoreArguments
@@ -45,10 +47,17 @@ struct QueryCommand: ParsableCommand {
     @Option(help: "Worker threads (default: all cores for a query file, 1 for a single query).")
     var threads: Int?
 
+    @Option(help: "HNSW beam width (default: the collection's efSearch); larger is slower and more exact.")
+    var ef: Int?
+
+    @Flag(help: "Search exactly, ignoring the collection's HNSW index.")
+    var exact = false
+
     func validate() throws {
         let given = [vector != nil, id != nil, queries != nil].filter { $0 }.count
         if given != 1 { throw ValidationError("give exactly one of --vector, --id or --queries") }
         if k < 1 { throw ValidationError("-k must be at least 1") }
+        if let ef, ef < 1 { throw ValidationError("--ef must be at least 1") }
     }
 
     func run() throws {
@@ -58,10 +67,10 @@ struct QueryCommand: ParsableCommand {
             let parsedFilter = try filter.map { try Filter(json: $0) }
             let results: [[SearchResult]]
             if let id {
-                let options = SearchOptions(threads: threads ?? 1)
+                let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact)
                 results = [try collection.search(similarTo: id, k: k, filter: parsedFilter, options: options)]
             } else if let vector {
-                let options = SearchOptions(threads: threads ?? 1)
+                let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact)
                 results = [try collection.search(try Self.parseVector(vector), k: k, filter: parsedFilter, options: options)]
             } else {
                 let path = queries ?? ""
@@ -72,7 +81,8 @@ struct QueryCommand: ParsableCommand {
                 do throws(ImportError) {
                     while let r = try reader.next() { vectors.append(r.vector) }
                 } catch { throw VecStoreError.invalidInput(error) }
-                let options2 = SearchOptions(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
+                let options2 = SearchOptions(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount, ef: ef,
+                                             exact: exact)
                 results = try collection.searchBatch(vectors, k: k, filter: parsedFilter, options: options2)
             }
             switch format {

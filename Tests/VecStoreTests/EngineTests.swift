@@ -141,7 +141,7 @@ struct EngineTests {
         var options = StoreOptions()
         options.initialMapSize = 1 << 20  // 1 MiB: the import must grow it several times
         let store = try VecStore(path: dir.path("s.vecstore"), options: options)
-        let coll = try store.collection("c", dimension: 64, metric: .l2)
+        let coll = try store.collection("c", dimension: 64, metric: .l2, index: .flat)
         for batch in 0..<5 {
             try coll.add(makeDocuments(1000, dimension: 64, seed: UInt64(batch), idPrefix: "b\(batch)"))
         }

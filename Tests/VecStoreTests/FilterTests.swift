@@ -66,7 +66,7 @@ struct FilterTests {
         let dir = try TempDir()
         let store = try VecStore(path: dir.path("s.vecstore"))
         var docs = makeDocuments(800, dimension: 16, seed: 21)
-        let coll = try store.collection("c", dimension: 16, metric: .cosine)
+        let coll = try store.collection("c", dimension: 16, metric: .cosine, index: .flat)
         try coll.add(docs)
         // Tombstones and replacements must be honoured by filters too.
         try coll.delete(ids: (0..<50).map { "doc-\($0 * 2)" })

@@ -10,7 +10,7 @@ struct SearchTests {
         let store = try VecStore(path: dir.path("s.vecstore"))
         // 37-d: not a multiple of the SIMD width, exercising the kernel tails.
         let docs = makeDocuments(2500, dimension: 37, seed: 11)
-        let coll = try store.collection("c", dimension: 37, metric: metric)
+        let coll = try store.collection("c", dimension: 37, metric: metric, index: .flat)
         try coll.add(docs)
         var rng = SeededRandom(seed: 99)
         for threads in [1, 3] {
@@ -29,7 +29,7 @@ struct SearchTests {
         let store = try VecStore(path: dir.path("s.vecstore"))
         for metric in Metric.allCases {
             let docs = makeDocuments(1500, dimension: 50, seed: 5)
-            let coll = try store.collection("c-\(metric)", dimension: 50, metric: metric)
+            let coll = try store.collection("c-\(metric)", dimension: 50, metric: metric, index: .flat)
             try coll.add(docs)
             try coll.delete(ids: (0..<100).map { "doc-\($0 * 3)" })
             let live = docs.filter { d in !(0..<100).contains { "doc-\($0 * 3)" == d.id } }
@@ -89,8 +89,8 @@ struct SearchTests {
         while let r = try qreader.next() { qs.append(r.vector) }
         let truth = try Data(contentsOf: URL(fileURLWithPath: truthPath))
         let coll = try store.collection("sift")
-        let results = try coll.searchBatch(qs, k: 10, options: SearchOptions(threads: 2))
-        let single = try coll.search(qs[0], k: 10)
+        let results = try coll.searchBatch(qs, k: 10, options: SearchOptions(threads: 2, exact: true))
+        let single = try coll.search(qs[0], k: 10, options: SearchOptions(exact: true))
         #expect(single.map(\.id) == results[0].map(\.id))
         truth.withUnsafeBytes { raw in
             for (q, hits) in results.enumerated() {

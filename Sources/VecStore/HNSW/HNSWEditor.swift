@@ -1,0 +1,544 @@
+import Foundation
+import LMDB
+import VecStoreKernels
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Edits a collection's graph inside one write transaction. Layer-0 blocks are read in place from the
+/// map and copied on first write; every changed block is written back once, at `write()`. Upper levels
+/// (about 1/M of the nodes) are loaded into memory whole and rewritten when any of them changed. All
+/// state lives in this object and the transaction, so an aborted (or retried) transaction leaves
+/// nothing behind.
+final class HNSWEditor: HNSWGraphAccess {
+    var config: HNSWConfig
+    let collectionID: UInt32
+    let name: String
+    private(set) var rows: Int
+    let shift: UInt32
+    let mask: UInt32
+    let blockCapacity: Int
+    let slotWords0: Int
+    let dimension: Int
+    /// Rows the graph covered when loaded: rows from here on get their binary16 copies at `write`.
+    let initialRows: Int
+    let slotWordsUpper: Int
+
+    // Layer 0: per block, the pointer reads go through (map or owned copy), and the owned copy.
+    private var readBases: UnsafeMutablePointer<UnsafePointer<UInt32>>
+    private var owned: UnsafeMutablePointer<UnsafeMutablePointer<UInt32>?>
+    private var blockRows: [Int]
+    private var dirty: [Bool]
+    private var blockSlots: Int
+
+    // Upper levels: per row its level and the offset of its slots (level 1 first) in `upperData`.
+    private var levels: UnsafeMutablePointer<UInt8>
+    private var upperOffset: UnsafeMutablePointer<Int32>
+    private var rowCapacity: Int
+    private var upperData: UnsafeMutablePointer<UInt32>
+    private var upperUsed = 0
+    private var upperCapacity: Int
+    /// Ascending node ids of each level ≥ 1 (index 0 = level 1).
+    private var levelNodes: [[UInt32]] = []
+    private var upperDirty = false
+
+    // Parallel build.
+    private(set) var needsLocks = false
+    private let stripes: UnsafeMutablePointer<pthread_mutex_t>
+    private static let stripeCount = 1 << 12
+    private let globalLock = NSLock()
+
+    /// Loads the graph of `record` (or starts an empty one with `fresh`), covering `config.nodes` rows.
+    init(_ txn: Transaction, _ dbs: Databases, record: CollectionRecord, config: HNSWConfig, name: String,
+         fresh: Bool) throws {
+        self.config = config
+        collectionID = record.id
+        self.name = name
+        shift = UInt32(record.blockShift)
+        mask = (1 << shift) - 1
+        blockCapacity = record.blockCapacity
+        slotWords0 = config.slotWords0
+        dimension = record.dimension
+        slotWordsUpper = config.slotWordsUpper
+        if fresh {
+            self.config.nodes = 0
+            self.config.entryPoint = HNSWConfig.noEntry
+            self.config.maxLevel = 0
+        }
+        rows = Int(self.config.nodes)
+        initialRows = rows
+        blockSlots = max(4, (rows + blockCapacity - 1) / blockCapacity + 4)
+        readBases = .allocate(capacity: blockSlots)
+        owned = .allocate(capacity: blockSlots)
+        owned.initialize(repeating: nil, count: blockSlots)
+        blockRows = []
+        dirty = []
+        rowCapacity = max(1024, rows)
+        levels = .allocate(capacity: rowCapacity)
+        levels.initialize(repeating: 0, count: rowCapacity)
+        upperOffset = .allocate(capacity: rowCapacity)
+        upperOffset.initialize(repeating: -1, count: rowCapacity)
+        upperCapacity = 1024
+        upperData = .allocate(capacity: upperCapacity)
+        stripes = .allocate(capacity: Self.stripeCount)
+        for i in 0..<Self.stripeCount { pthread_mutex_init(stripes + i, nil) }
+        guard !fresh, rows > 0 else { return }
+
+        // Layer-0 blocks, in place.
+        let prefix = Format.prefix(record.id)
+        let slotBytes = slotWords0 * 4
+        var found = 0
+        try txn.withCursor(dbs.graph) { (c: Cursor) throws -> Void in
+            var entry = try c.seek(atLeast: prefix)
+            while let (key, value) = entry, key.starts(with: prefix) {
+                let block = Int(readBE32(key, at: 4))
+                let expectedRows = min(blockCapacity, rows - block * blockCapacity)
+                guard key.count == 8, block == found, expectedRows > 0, value.count == expectedRows * slotBytes,
+                      let base = value.baseAddress else {
+                    throw VecStoreError.corrupt("collection \(name): graph block \(block) does not match the collection's rows")
+                }
+                if Int(bitPattern: base) % 4 == 0 {
+                    readBases[block] = base.assumingMemoryBound(to: UInt32.self)
+                } else {
+                    let copy = UnsafeMutablePointer<UInt32>.allocate(capacity: blockCapacity * slotWords0)
+                    UnsafeMutableRawPointer(copy).copyMemory(from: base, byteCount: value.count)
+                    owned[block] = copy
+                    readBases[block] = UnsafePointer(copy)
+                }
+                blockRows.append(expectedRows)
+                dirty.append(false)
+                found += 1
+                entry = try c.next()
+            }
+        }
+        guard found * blockCapacity >= rows else {
+            throw VecStoreError.corrupt("collection \(name): \(found) graph blocks for \(rows) rows")
+        }
+
+        // Upper levels: every stored level block, whole.
+        var stored: [(level: Int, ids: [UInt32], slots: [UInt32])] = []
+        try txn.withCursor(dbs.graphUpper) { (c: Cursor) throws -> Void in
+            var entry = try c.seek(atLeast: prefix)
+            while let (key, value) = entry, key.starts(with: prefix) {
+                let level = Int(readBE32(key, at: 4))
+                guard value.count >= 4 else { throw VecStoreError.corrupt("collection \(name): HNSW level \(level) block truncated") }
+                let n = Int(UInt32(littleEndian: value.loadUnaligned(as: UInt32.self)))
+                guard level >= 1, level <= HNSWConfig.levelCap, value.count == 4 + 4 * n + 4 * n * slotWordsUpper else {
+                    throw VecStoreError.corrupt("collection \(name): HNSW level \(level) block has \(value.count) bytes")
+                }
+                var ids = [UInt32](repeating: 0, count: n)
+                var slots = [UInt32](repeating: 0, count: n * slotWordsUpper)
+                ids.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: value[4..<(4 + 4 * n)])) }
+                slots.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: value[(4 + 4 * n)...])) }
+                stored.append((level, ids, slots))
+                entry = try c.next()
+            }
+        }
+        stored.sort { $0.level < $1.level }
+        for s in stored {
+            for id in s.ids {
+                guard Int(id) < rows else { throw VecStoreError.corrupt("collection \(name): HNSW level \(s.level) lists row \(id) ≥ \(rows)") }
+                levels[Int(id)] = max(levels[Int(id)], UInt8(s.level))
+            }
+        }
+        levelNodes = Array(repeating: [], count: stored.map(\.level).max() ?? 0)
+        for row in 0..<rows where levels[row] > 0 {
+            allocateUpper(row: row, level: Int(levels[row]))
+            for l in 1...Int(levels[row]) { levelNodes[l - 1].append(UInt32(row)) }
+        }
+        for s in stored {
+            for (i, id) in s.ids.enumerated() where Int(levels[Int(id)]) >= s.level {
+                let dst = upperData + Int(upperOffset[Int(id)]) + (s.level - 1) * slotWordsUpper
+                s.slots.withUnsafeBufferPointer { src in
+                    dst.update(from: src.baseAddress! + i * slotWordsUpper, count: slotWordsUpper)
+                }
+            }
+        }
+        upperDirty = false
+    }
+
+    deinit {
+        for b in 0..<blockSlots { owned[b]?.deallocate() }
+        owned.deallocate()
+        readBases.deallocate()
+        levels.deallocate()
+        upperOffset.deallocate()
+        upperData.deallocate()
+        for i in 0..<Self.stripeCount { pthread_mutex_destroy(stripes + i) }
+        stripes.deallocate()
+    }
+
+    private func allocateUpper(row: Int, level: Int) {
+        let words = level * slotWordsUpper
+        if upperUsed + words > upperCapacity {
+            var n = upperCapacity * 2
+            while upperUsed + words > n { n *= 2 }
+            let p = UnsafeMutablePointer<UInt32>.allocate(capacity: n)
+            p.update(from: upperData, count: upperUsed)
+            upperData.deallocate()
+            upperData = p
+            upperCapacity = n
+        }
+        upperOffset[row] = Int32(upperUsed)
+        (upperData + upperUsed).initialize(repeating: 0, count: words)
+        upperUsed += words
+    }
+
+    // MARK: Access
+
+    func prefetchLinks(_ node: UInt32) {}
+    func lock(_ node: UInt32) { pthread_mutex_lock(stripes + Int(node & UInt32(Self.stripeCount - 1))) }
+    func unlock(_ node: UInt32) { pthread_mutex_unlock(stripes + Int(node & UInt32(Self.stripeCount - 1))) }
+
+    @inline(__always)
+    func links(_ node: UInt32, _ level: Int) -> UnsafePointer<UInt32> {
+        if level == 0 { return readBases[Int(node >> shift)] + Int(node & mask) * slotWords0 }
+        return UnsafePointer(upperData + Int(upperOffset[Int(node)]) + (level - 1) * slotWordsUpper)
+    }
+
+    /// A writable list; copies the layer-0 block out of the map on first use (serial mode only; a
+    /// parallel build makes every block writable first).
+    @inline(__always)
+    func mutableLinks(_ node: UInt32, _ level: Int) -> UnsafeMutablePointer<UInt32> {
+        if level == 0 {
+            let b = Int(node >> shift)
+            if needsLocks, let base = owned[b] { return base + Int(node & mask) * slotWords0 }
+            let base = owned[b] ?? makeOwned(b)
+            dirty[b] = true
+            return base + Int(node & mask) * slotWords0
+        }
+        if !needsLocks { upperDirty = true }
+        return upperData + Int(upperOffset[Int(node)]) + (level - 1) * slotWordsUpper
+    }
+
+    private func makeOwned(_ b: Int) -> UnsafeMutablePointer<UInt32> {
+        let copy = UnsafeMutablePointer<UInt32>.allocate(capacity: blockCapacity * slotWords0)
+        copy.update(from: readBases[b], count: blockRows[b] * slotWords0)
+        owned[b] = copy
+        readBases[b] = UnsafePointer(copy)
+        return copy
+    }
+
+    func level(of node: UInt32) -> Int { Int(levels[Int(node)]) }
+
+    // MARK: Growing
+
+    /// Adds nodes without links for rows `rows ..< newRows`, each with its level.
+    func extend(to newRows: Int) {
+        guard newRows > rows else { return }
+        let neededBlocks = (newRows + blockCapacity - 1) / blockCapacity
+        if neededBlocks > blockSlots {
+            let n = max(neededBlocks, blockSlots * 2)
+            let r = UnsafeMutablePointer<UnsafePointer<UInt32>>.allocate(capacity: n)
+            r.update(from: readBases, count: blockSlots)
+            let o = UnsafeMutablePointer<UnsafeMutablePointer<UInt32>?>.allocate(capacity: n)
+            o.initialize(repeating: nil, count: n)
+            o.update(from: owned, count: blockSlots)
+            readBases.deallocate()
+            owned.deallocate()
+            readBases = r
+            owned = o
+            blockSlots = n
+        }
+        if newRows > rowCapacity {
+            let n = max(newRows, rowCapacity * 2)
+            let l = UnsafeMutablePointer<UInt8>.allocate(capacity: n)
+            l.initialize(repeating: 0, count: n)
+            l.update(from: levels, count: rows)
+            let u = UnsafeMutablePointer<Int32>.allocate(capacity: n)
+            u.initialize(repeating: -1, count: n)
+            u.update(from: upperOffset, count: rows)
+            levels.deallocate()
+            upperOffset.deallocate()
+            levels = l
+            upperOffset = u
+            rowCapacity = n
+        }
+        for b in 0..<neededBlocks {
+            let want = min(blockCapacity, newRows - b * blockCapacity)
+            if b >= blockRows.count {
+                let copy = UnsafeMutablePointer<UInt32>.allocate(capacity: blockCapacity * slotWords0)
+                copy.initialize(repeating: 0, count: want * slotWords0)
+                owned[b] = copy
+                readBases[b] = UnsafePointer(copy)
+                blockRows.append(want)
+                dirty.append(true)
+            } else if blockRows[b] < want {
+                let base = owned[b] ?? makeOwned(b)
+                (base + blockRows[b] * slotWords0).initialize(repeating: 0, count: (want - blockRows[b]) * slotWords0)
+                blockRows[b] = want
+                dirty[b] = true
+            }
+        }
+        for row in rows..<newRows {
+            let level = config.level(of: UInt32(row))
+            levels[row] = UInt8(level)
+            if level > 0 {
+                allocateUpper(row: row, level: level)
+                while levelNodes.count < level { levelNodes.append([]) }
+                for l in 1...level { levelNodes[l - 1].append(UInt32(row)) }
+                upperDirty = true
+            }
+        }
+        rows = newRows
+    }
+
+    /// Makes every layer-0 block writable (before a parallel build).
+    func ownAll() {
+        for b in 0..<blockRows.count where owned[b] == nil { _ = makeOwned(b) }
+        for b in 0..<blockRows.count { dirty[b] = true }
+        upperDirty = true
+    }
+
+    // MARK: Inserting
+
+    /// Links `q` into the graph (Malkov & Yashunin, algorithm 1): greedy descent to its level, then on
+    /// each level a beam search of width efConstruction, the selection heuristic for its own M links,
+    /// and a reverse link from each chosen neighbour, pruned with the heuristic when full.
+    func insert<D: HNSWDistance>(_ q: UInt32, _ d: D.Type, _ vt: VectorTable, live: CandidateMask,
+                                 scratch: HNSWScratch) {
+        let level = Int(levels[Int(q)])
+        let qv = vt.vector(q)
+        let dim = vt.dimension
+        let scorer = FloatScorer<D>(vectors: vt, query: qv)
+        if needsLocks { globalLock.lock() }
+        let entry = config.entryPoint
+        let maxLevel = config.maxLevel
+        let holdsGlobal = needsLocks && level > maxLevel
+        if needsLocks && !holdsGlobal { globalLock.unlock() }
+        if entry == HNSWConfig.noEntry {
+            config.entryPoint = q
+            config.maxLevel = level
+            if holdsGlobal { globalLock.unlock() }
+            return
+        }
+        var cur = entry
+        var curD = D.distance(qv, vt.vector(entry), dim)
+        if level < maxLevel {
+            (cur, curD) = HNSWAlgorithms.greedyDescent(self, scorer, entry: cur, entryDistance: curD,
+                                                       top: maxLevel, bottom: level)
+        }
+        var l = min(level, maxLevel)
+        while l >= 0 {
+            HNSWAlgorithms.searchLayer(self, scorer, entry: cur, entryDistance: curD,
+                                       ef: config.efConstruction, level: l, allowed: live, rows: rows, scratch: scratch)
+            var ids = scratch.selectIDs
+            var dists = scratch.selectDistances
+            ids.removeAll(keepingCapacity: true)
+            dists.removeAll(keepingCapacity: true)
+            var res = scratch.results
+            var best: (UInt32, Float)? = nil
+            while !res.isEmpty {
+                if res.topID != q {
+                    ids.append(res.topID)
+                    dists.append(res.topKey)
+                    best = (res.topID, res.topKey)  // the last popped is the closest
+                }
+                res.pop()
+            }
+            scratch.results = res
+            if let best { (cur, curD) = best }
+            _ = HNSWAlgorithms.selectNeighbours(vt, D.self, ids: &ids, distances: &dists, max: config.m)
+            if needsLocks { lock(q) }
+            let own = mutableLinks(q, l)
+            own[0] = UInt32(ids.count)
+            for (j, id) in ids.enumerated() { own[1 + j] = id }
+            if needsLocks { unlock(q) }
+            for n in ids { connect(n, to: q, level: l, D.self, vt, scratch: scratch) }
+            scratch.selectIDs = ids
+            scratch.selectDistances = dists
+            l -= 1
+        }
+        if holdsGlobal {
+            if level > config.maxLevel {
+                config.entryPoint = q
+                config.maxLevel = level
+            }
+            globalLock.unlock()
+        }
+    }
+
+    /// Adds `q` to `n`'s list on `level`, pruning with the heuristic when the list is full.
+    private func connect<D: HNSWDistance>(_ n: UInt32, to q: UInt32, level: Int, _: D.Type, _ vt: VectorTable,
+                                          scratch: HNSWScratch) {
+        let cap = level == 0 ? config.maxLinks0 : config.m
+        if needsLocks { lock(n) }
+        defer { if needsLocks { unlock(n) } }
+        let list = mutableLinks(n, level)
+        let count = Int(list[0])
+        for j in 0..<count where list[1 + j] == q { return }
+        if count < cap {
+            list[1 + count] = q
+            list[0] = UInt32(count + 1)
+            return
+        }
+        let nv = vt.vector(n)
+        let dim = vt.dimension
+        var ids: [UInt32] = []
+        var dists: [Float] = []
+        ids.reserveCapacity(count + 1)
+        dists.reserveCapacity(count + 1)
+        for j in 0..<count {
+            ids.append(list[1 + j])
+            dists.append(D.distance(nv, vt.vector(list[1 + j]), dim))
+        }
+        ids.append(q)
+        dists.append(D.distance(nv, vt.vector(q), dim))
+        let kept = HNSWAlgorithms.selectNeighbours(vt, D.self, ids: &ids, distances: &dists, max: cap)
+        list[0] = UInt32(kept)
+        for j in 0..<kept { list[1 + j] = ids[j] }
+    }
+
+    /// Inserts `rows` on `threads` workers with per-node (striped) locks, as hnswlib does.
+    func insertParallel<D: HNSWDistance>(_ rowsToInsert: [UInt32], _: D.Type, _ vt: VectorTable, live: CandidateMask,
+                                         threads: Int) {
+        ownAll()
+        needsLocks = true
+        defer { needsLocks = false }
+        let nextLock = NSLock()
+        let box = SendableBox((self, vt, live, rowsToInsert))
+        let nextBox = SendableBox(UnsafeMutablePointer<Int>.allocate(capacity: 1))
+        nextBox.value.initialize(to: 0)
+        defer { nextBox.value.deallocate() }
+        let chunk = 16
+        DispatchQueue.concurrentPerform(iterations: threads) { _ in
+            let (editor, vt, live, rows) = box.value
+            let scratch = HNSWScratchPool.take(rows: editor.rows)
+            defer { HNSWScratchPool.give(scratch) }
+            while true {
+                nextLock.lock()
+                let start = nextBox.value.pointee
+                nextBox.value.pointee = start + chunk
+                nextLock.unlock()
+                if start >= rows.count { break }
+                for i in start..<min(rows.count, start + chunk) {
+                    editor.insert(rows[i], D.self, vt, live: live, scratch: scratch)
+                }
+            }
+        }
+    }
+
+    // MARK: Deleting
+
+    /// Repairs the lists that point at the deleted node `d` (and are listed by it): each such neighbour
+    /// `n` loses `d` (and any other deleted link) and keeps its other links, which the heuristic chose
+    /// before; the freed places go to `d`'s live links, closest to `n` first, each taken when no kept
+    /// link is closer to it than `n` is (the heuristic's rule), else — if nothing passes — the closest,
+    /// so `n` keeps a way into `d`'s neighbourhood. `d`'s own lists are kept, so searches still route
+    /// through it until compaction.
+    func repairDeleted<D: HNSWDistance>(_ d: UInt32, _: D.Type, _ vt: VectorTable, live: CandidateMask) {
+        let dim = vt.dimension
+        for l in 0...Int(levels[Int(d)]) {
+            let dl = links(d, l)
+            let dn = Array(UnsafeBufferPointer(start: dl + 1, count: Int(dl[0])))
+            for n in dn where n != d && live.contains(n) && Int(levels[Int(n)]) >= l {
+                let nl = links(n, l)
+                let before = Int(nl[0])
+                let nn = Array(UnsafeBufferPointer(start: nl + 1, count: before))
+                guard nn.contains(d) else { continue }
+                var kept = nn.filter { live.contains($0) }
+                let nv = vt.vector(n)
+                var pool = dn.filter { x in
+                    x != n && x != d && live.contains(x) && Int(levels[Int(x)]) >= l && !kept.contains(x)
+                }.map { (id: $0, dist: D.distance(nv, vt.vector($0), dim)) }
+                pool.sort { $0.dist < $1.dist }
+                let cap = l == 0 ? config.maxLinks0 : config.m
+                let target = min(cap, before)
+                var addedAny = false
+                for c in pool where kept.count < target {
+                    let cv = vt.vector(c.id)
+                    let occluded = kept.contains { D.distance(cv, vt.vector($0), dim) < c.dist }
+                    if !occluded {
+                        kept.append(c.id)
+                        addedAny = true
+                    }
+                }
+                if !addedAny, kept.count < target, let closest = pool.first { kept.append(closest.id) }
+                let out = mutableLinks(n, l)
+                out[0] = UInt32(kept.count)
+                for (j, x) in kept.enumerated() { out[1 + j] = x }
+            }
+        }
+    }
+
+    /// Moves the entry point to a live node of the highest level that has one, when it is not live.
+    func fixEntryPoint(live: CandidateMask) {
+        if config.entryPoint != HNSWConfig.noEntry && live.contains(config.entryPoint) { return }
+        var best = HNSWConfig.noEntry
+        var bestLevel = -1
+        for row in 0..<rows where Int(levels[row]) > bestLevel && live.contains(UInt32(row)) {
+            best = UInt32(row)
+            bestLevel = Int(levels[row])
+        }
+        config.entryPoint = best
+        config.maxLevel = max(0, bestLevel)
+    }
+
+    // MARK: Writing
+
+    /// Writes changed layer-0 blocks, the binary16 copies of the new rows (rewriting only the blocks
+    /// they fall in), the upper levels (when changed) and the header record.
+    func write(_ txn: Transaction, _ dbs: Databases, view: CollectionView) throws {
+        if rows > initialRows {
+            let rowBytes = HNSWConfig.halfRowBytes(dimension: dimension)
+            let halfStride = rowBytes / 2
+            for b in (initialRows / blockCapacity)..<((rows + blockCapacity - 1) / blockCapacity) {
+                let start = b * blockCapacity
+                let count = min(blockCapacity, rows - start)
+                let old = max(0, initialRows - start)
+                let key = Format.key(collectionID, UInt32(b))
+                var prefix: [UInt8] = []
+                if old > 0 {
+                    guard let existing = try txn.get(dbs.graphVectors, key), existing.count == old * rowBytes else {
+                        throw VecStoreError.corrupt("collection \(name): graph-vectors block \(b) does not hold \(old) rows")
+                    }
+                    prefix = Array(existing)
+                }
+                try txn.reserve(dbs.graphVectors, key, count: count * rowBytes) { out in
+                    if old > 0 { prefix.withUnsafeBytes { out.copyMemory(from: $0) } }
+                    let halves = out.bindMemory(to: UInt16.self)
+                    for r in old..<count {
+                        let v = view.vector(UInt32(start + r))
+                        let dst = r * halfStride
+                        for i in 0..<dimension { halves[dst + i] = Float16(v[i]).bitPattern }
+                        if halfStride > dimension { halves[dst + dimension] = 0 }
+                    }
+                }
+            }
+        }
+        let slotBytes = slotWords0 * 4
+        for b in 0..<blockRows.count where dirty[b] {
+            guard let src = owned[b] else { continue }
+            let n = blockRows[b] * slotBytes
+            try txn.reserve(dbs.graph, Format.key(collectionID, UInt32(b)), count: n) { out in
+                out.copyMemory(from: UnsafeRawBufferPointer(start: src, count: n))
+            }
+            dirty[b] = false
+        }
+        if upperDirty {
+            for (i, nodes) in levelNodes.enumerated() {
+                let level = i + 1
+                let n = nodes.count
+                let bytes = 4 + 4 * n + 4 * n * slotWordsUpper
+                try txn.reserve(dbs.graphUpper, HNSWConfig.upperKey(collectionID, level: level), count: bytes) { out in
+                    out.storeBytes(of: UInt32(n).littleEndian, toByteOffset: 0, as: UInt32.self)
+                    var o = 4
+                    for id in nodes {
+                        out.storeBytes(of: id.littleEndian, toByteOffset: o, as: UInt32.self)
+                        o += 4
+                    }
+                    for id in nodes {
+                        let src = upperData + Int(upperOffset[Int(id)]) + (level - 1) * slotWordsUpper
+                        UnsafeMutableRawBufferPointer(rebasing: out[o..<(o + 4 * slotWordsUpper)])
+                            .copyMemory(from: UnsafeRawBufferPointer(start: src, count: 4 * slotWordsUpper))
+                        o += 4 * slotWordsUpper
+                    }
+                }
+            }
+            upperDirty = false
+        }
+        config.nodes = UInt32(rows)
+        try config.store(txn, dbs, collectionID)
+    }
+}

@@ -1,0 +1,185 @@
+import Foundation
+import LMDB
+
+/// Parameters of a collection's HNSW graph (Malkov & Yashunin).
+public struct HNSWParameters: Sendable, Equatable {
+    /// Links per node on the upper layers; layer 0 keeps up to `2·m`. 4...128.
+    public var m: Int
+    /// Beam width while inserting. At least `m`.
+    public var efConstruction: Int
+    /// Default beam width of a search (overridden by `SearchOptions.ef`).
+    public var efSearch: Int
+
+    /// Creates parameters; the defaults are hnswlib's and FAISS's usual M=16, efConstruction=200.
+    public init(m: Int = 16, efConstruction: Int = 200, efSearch: Int = 64) {
+        self.m = m
+        self.efConstruction = efConstruction
+        self.efSearch = efSearch
+    }
+
+    func validate() throws(VecStoreError) {
+        guard (4...128).contains(m) else { throw .invalidArgument("HNSW m \(m) is out of range 4...128") }
+        guard (1...4096).contains(efConstruction) else {
+            throw .invalidArgument("HNSW efConstruction \(efConstruction) is out of range 1...4096")
+        }
+        guard (1...4096).contains(efSearch) else {
+            throw .invalidArgument("HNSW efSearch \(efSearch) is out of range 1...4096")
+        }
+    }
+}
+
+/// How a collection is searched by default.
+public enum IndexKind: Sendable, Equatable {
+    /// Exact search over every stored vector; no index is kept.
+    case flat
+    /// An HNSW graph kept up to date by every write; searches are approximate unless
+    /// `SearchOptions.exact` is set.
+    case hnsw(HNSWParameters)
+
+    /// HNSW with default parameters (M=16, efConstruction=200, efSearch=64).
+    public static var hnswDefault: IndexKind { .hnsw(HNSWParameters()) }
+}
+
+/// How a filtered search on an HNSW collection is answered.
+public enum FilterStrategy: Sendable, Equatable {
+    /// Exact search over the matches when the filter is selective (matches² < 3·M·ef·live), else
+    /// graph traversal that collects only matches.
+    case automatic
+    /// Always traverse the graph (through non-matching nodes), collecting only matches.
+    case graph
+    /// Always search the matches exactly.
+    case exact
+}
+
+/// The `hnsw:<collection id>` meta record (32 bytes, Spec/HNSW.md §Header record). Its presence means
+/// the collection has a graph; `nodes` equals the collection's rows after every committed write.
+struct HNSWConfig: Equatable {
+    static let recordVersion: UInt8 = 1
+    static let noEntry: UInt32 = 0xFFFF_FFFF
+    /// Highest level a node can get (levels are stored in one byte; with M ≥ 4 level 30 has odds 4^-30).
+    static let levelCap = 30
+
+    var m: Int
+    var efConstruction: Int
+    var efSearch: Int
+    var entryPoint: UInt32 = noEntry
+    var maxLevel: Int = 0
+    var seed: UInt64
+    var nodes: UInt32 = 0
+
+    var parameters: HNSWParameters { HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch) }
+    /// Links kept per node on layer 0.
+    var maxLinks0: Int { 2 * m }
+    /// u32 words of a layer-0 slot: count, then `2M` ids.
+    var slotWords0: Int { 1 + 2 * m }
+    /// Bytes of one row's binary16 traversal copy in `graph-vectors` (`dimension` halves, padded to a
+    /// multiple of 4 bytes).
+    static func halfRowBytes(dimension: Int) -> Int { (dimension + 1) / 2 * 4 }
+    /// Header flag bit 0: the graph has binary16 traversal copies in `graph-vectors`. Always set by
+    /// this version.
+    static let flagHalfVectors: UInt8 = 1
+    /// u32 words of an upper-layer slot: count, then `M` ids.
+    var slotWordsUpper: Int { 1 + m }
+    /// mL = 1 / ln(M).
+    var levelMultiplier: Double { 1 / Foundation.log(Double(m)) }
+
+    init(_ p: HNSWParameters, seed: UInt64) {
+        m = p.m
+        efConstruction = p.efConstruction
+        efSearch = p.efSearch
+        self.seed = seed
+    }
+
+    /// The level of `row`: ⌊−ln(u)·mL⌋ for u uniform in (0, 1], drawn from a hash of the row and the
+    /// collection's seed, so every writer (serial, parallel, rebuild) gives a row the same level.
+    func level(of row: UInt32) -> Int {
+        var z = seed &+ UInt64(row) &* 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        let u = (Double(z >> 11) + 1) * 0x1.0p-53
+        return min(Self.levelCap, Int(-Foundation.log(u) * levelMultiplier))
+    }
+
+    static func key(_ collection: UInt32) -> [UInt8] {
+        var k = Array("hnsw:".utf8)
+        k.appendBE(collection)
+        return k
+    }
+
+    static let keyPrefix: [UInt8] = Array("hnsw:".utf8)
+
+    func encoded() -> [UInt8] {
+        var b: [UInt8] = []
+        b.reserveCapacity(32)
+        b.append(Self.recordVersion)
+        b.append(Self.flagHalfVectors)
+        b.appendLE(UInt16(m))
+        b.appendLE(UInt16(efConstruction))
+        b.appendLE(UInt16(efSearch))
+        b.appendLE(entryPoint)
+        b.append(UInt8(maxLevel))
+        b.append(0)
+        b.appendLE(UInt16(0))
+        b.appendLE(UInt32(truncatingIfNeeded: seed))
+        b.appendLE(UInt32(truncatingIfNeeded: seed >> 32))
+        b.appendLE(nodes)
+        b.appendLE(UInt32(0))
+        return b
+    }
+
+    static func decode(_ value: UnsafeRawBufferPointer, context: String) throws(VecStoreError) -> HNSWConfig {
+        var r = ByteReader(value, context: context)
+        let version = try r.u8()
+        guard version == recordVersion else { throw .corrupt("\(context): HNSW record version \(version) is unknown") }
+        let flags = try r.u8()
+        guard flags == flagHalfVectors else { throw .corrupt("\(context): HNSW flags \(flags) are unknown") }
+        let m = Int(try r.u16()), efc = Int(try r.u16()), efs = Int(try r.u16())
+        let entry = try r.u32()
+        let maxLevel = Int(try r.u8())
+        _ = try r.u8()
+        _ = try r.u16()
+        let lo = UInt64(try r.u32()), hi = UInt64(try r.u32())
+        let nodes = try r.u32()
+        _ = try r.u32()
+        guard (4...128).contains(m), efc >= 1, efs >= 1, maxLevel <= levelCap else {
+            throw .corrupt("\(context): HNSW parameters out of range (M \(m), efConstruction \(efc), max level \(maxLevel))")
+        }
+        var c = HNSWConfig(HNSWParameters(m: m, efConstruction: efc, efSearch: efs), seed: lo | hi << 32)
+        c.entryPoint = entry
+        c.maxLevel = maxLevel
+        c.nodes = nodes
+        return c
+    }
+
+    /// The collection's config, or nil when it has no graph (a flat collection).
+    static func load(_ txn: Transaction, _ dbs: Databases, _ collection: UInt32) throws -> HNSWConfig? {
+        guard let v = try txn.get(dbs.meta, key(collection)) else { return nil }
+        return try decode(v, context: "meta hnsw:\(collection)")
+    }
+
+    func store(_ txn: Transaction, _ dbs: Databases, _ collection: UInt32) throws {
+        try txn.put(dbs.meta, Self.key(collection), encoded())
+    }
+
+    /// Key of an upper-layer block: `collection (BE) · level (BE)`.
+    static func upperKey(_ collection: UInt32, level: Int) -> [UInt8] { Format.key(collection, UInt32(level)) }
+
+    /// Removes every graph record of a collection (meta header, layer-0 blocks, upper-layer blocks).
+    static func dropGraph(_ txn: Transaction, _ dbs: Databases, _ collection: UInt32) throws {
+        let prefix = Format.prefix(collection)
+        for db in [dbs.graph, dbs.graphUpper, dbs.graphVectors] {
+            try txn.withCursor(db) { (c: Cursor) throws -> Void in
+                while let (key, _) = try c.seek(atLeast: prefix), key.starts(with: prefix) { try c.deleteCurrent() }
+            }
+        }
+        try txn.delete(dbs.meta, key(collection))
+    }
+}
+
+/// Carries a value that is not `Sendable` (raw pointers into memory that outlives a parallel section)
+/// into `concurrentPerform` workers.
+struct SendableBox<T>: @unchecked Sendable {
+    var value: T
+    init(_ value: T) { self.value = value }
+}

@@ -1,0 +1,139 @@
+import LMDB
+import VecStoreKernels
+
+extension VecStore {
+    /// Faults for HNSW header records whose collection id is not a collection.
+    func verifyGraphOwners(_ txn: Transaction, known: Set<UInt32>) throws -> [String] {
+        var faults: [String] = []
+        try txn.withCursor(dbs.meta) { (c: Cursor) throws -> Void in
+            var entry = try c.seek(atLeast: HNSWConfig.keyPrefix)
+            while let (key, _) = entry, key.starts(with: HNSWConfig.keyPrefix) {
+                if key.count != HNSWConfig.keyPrefix.count + 4 {
+                    faults.append("meta: malformed HNSW key of \(key.count) bytes")
+                } else {
+                    let id = readBE32(key, at: HNSWConfig.keyPrefix.count)
+                    if !known.contains(id) { faults.append("meta: HNSW record of unknown collection id \(id)") }
+                }
+                entry = try c.next()
+            }
+        }
+        return faults
+    }
+
+    /// Checks a collection's graph (Spec/HNSW.md §Invariants): it covers every row; links point at
+    /// other rows in range, without duplicates, within the degree bounds (2·M on layer 0, M above);
+    /// upper-level links point at nodes of that level; each node's levels are exactly 1...level(row)
+    /// from the seed; the entry point is live and on the top level, and no live node is above it.
+    func verifyGraph(_ txn: Transaction, _ name: String, _ record: CollectionRecord, _ view: CollectionView,
+                     _ faults: inout [String]) throws -> Int {
+        let prefix = Format.prefix(record.id)
+        guard let config = try HNSWConfig.load(txn, dbs, record.id) else {
+            for db in [dbs.graph, dbs.graphUpper, dbs.graphVectors] {
+                let stray = try txn.withCursor(db) { (c: Cursor) throws -> Bool in
+                    guard let (key, _) = try c.seek(atLeast: prefix) else { return false }
+                    return key.starts(with: prefix)
+                }
+                if stray { faults.append("\(name): \(db.name) entries but no HNSW header (flat collection)") }
+            }
+            return 0
+        }
+        let rows = Int(record.nextInternalID)
+        let graph: HNSWGraphView
+        do { graph = try HNSWGraphView(txn, dbs, record, config, name: name) } catch {
+            faults.append("\(error)")
+            return 1
+        }
+        var checked = 0
+        let before = faults.count
+        func fault(_ s: String) { if faults.count - before < 50 { faults.append("\(name): HNSW \(s)") } }
+        // Layer 0: links, and the binary16 copy of each row's vector.
+        for node in 0..<UInt32(rows) {
+            checked += 1
+            let half = graph.halfVector(node)
+            let v = view.vector(node)
+            for i in 0..<record.dimension where half[i] != Float16(v[i]).bitPattern {
+                fault("node \(node): binary16 copy differs from the stored vector at component \(i)")
+                break
+            }
+            let list = graph.links0(node)
+            let n = Int(list[0])
+            if n > config.maxLinks0 { fault("node \(node) has \(n) layer-0 links, more than 2·M = \(config.maxLinks0)"); continue }
+            var seen = Set<UInt32>()
+            for j in 1...max(1, n) where j <= n {
+                let t = list[j]
+                if Int(t) >= rows { fault("node \(node) links to row \(t) ≥ \(rows) on layer 0") }
+                if t == node { fault("node \(node) links to itself on layer 0") }
+                if !seen.insert(t).inserted { fault("node \(node) links twice to \(t) on layer 0") }
+            }
+        }
+        // Upper levels, all stored blocks.
+        var levelOf = [UInt8](repeating: 0, count: rows)
+        var members: [Int: Set<UInt32>] = [:]
+        var stored: [(Int, [UInt32], [UInt32])] = []
+        try txn.withCursor(dbs.graphUpper) { (c: Cursor) throws -> Void in
+            var entry = try c.seek(atLeast: prefix)
+            while let (key, value) = entry, key.starts(with: prefix) {
+                let level = Int(readBE32(key, at: 4))
+                let n = value.count >= 4 ? Int(UInt32(littleEndian: value.loadUnaligned(as: UInt32.self))) : -1
+                if key.count != 8 || level < 1 || n < 0 || value.count != 4 + 4 * n + 4 * n * config.slotWordsUpper {
+                    fault("level block \(level) is malformed (\(value.count) bytes)")
+                } else {
+                    var ids: [UInt32] = [], slots: [UInt32] = []
+                    for i in 0..<n { ids.append(UInt32(littleEndian: value.loadUnaligned(fromByteOffset: 4 + 4 * i, as: UInt32.self))) }
+                    for i in 0..<(n * config.slotWordsUpper) {
+                        slots.append(UInt32(littleEndian: value.loadUnaligned(fromByteOffset: 4 + 4 * n + 4 * i, as: UInt32.self)))
+                    }
+                    stored.append((level, ids, slots))
+                    members[level] = Set(ids)
+                }
+                entry = try c.next()
+            }
+        }
+        for (level, ids, slots) in stored {
+            for (i, node) in ids.enumerated() {
+                checked += 1
+                if i > 0 && ids[i - 1] >= node { fault("level \(level) ids not strictly ascending at \(node)") }
+                guard Int(node) < rows else { fault("level \(level) lists row \(node) ≥ \(rows)"); continue }
+                levelOf[Int(node)] = max(levelOf[Int(node)], UInt8(level))
+                let base = i * config.slotWordsUpper
+                let n = Int(slots[base])
+                if n > config.m { fault("node \(node) has \(n) links on level \(level), more than M = \(config.m)"); continue }
+                for j in 0..<n {
+                    let t = slots[base + 1 + j]
+                    if t == node { fault("node \(node) links to itself on level \(level)") }
+                    if !(members[level]?.contains(t) ?? false) { fault("node \(node) links to \(t), which is not on level \(level)") }
+                }
+            }
+        }
+        for row in 0..<rows {
+            let expected = config.level(of: UInt32(row))
+            let has = Int(levelOf[row])
+            if has != expected { fault("row \(row) is on levels up to \(has), its level is \(expected)"); continue }
+            if has > 0 {
+                for l in 1...has where !(members[l]?.contains(UInt32(row)) ?? false) {
+                    fault("row \(row) of level \(has) is missing from level \(l)")
+                }
+            }
+        }
+        // Entry point.
+        var topLive = -1
+        for row in 0..<rows where view.isLive(UInt32(row)) { topLive = max(topLive, Int(levelOf[row])) }
+        if topLive < 0 {
+            if config.entryPoint != HNSWConfig.noEntry && record.liveCount == 0 && rows == 0 {
+                fault("entry point \(config.entryPoint) set in an empty graph")
+            }
+        } else {
+            let e = config.entryPoint
+            if e == HNSWConfig.noEntry || Int(e) >= rows {
+                fault("entry point \(e) is not a row")
+            } else {
+                if !view.isLive(e) { fault("entry point \(e) is deleted") }
+                if Int(levelOf[Int(e)]) != config.maxLevel {
+                    fault("entry point \(e) is on level \(levelOf[Int(e)]), the header says max level \(config.maxLevel)")
+                }
+                if topLive != config.maxLevel { fault("a live node is on level \(topLive), max level is \(config.maxLevel)") }
+            }
+        }
+        return checked
+    }
+}

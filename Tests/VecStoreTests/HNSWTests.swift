@@ -1,0 +1,334 @@
+import Foundation
+import Testing
+@testable import VecStore
+import VecStoreIO
+
+/// A fresh store path in the temporary directory, removed with its lock file by `cleanup`.
+private func temporaryStorePath(_ tag: String) -> String {
+    NSTemporaryDirectory() + "hnsw-\(tag)-\(UUID().uuidString).vecstore"
+}
+
+private func cleanup(_ path: String) {
+    for p in [path, path + "-lock", path + ".compacting", path + ".compacting-lock"] {
+        try? FileManager.default.removeItem(atPath: p)
+    }
+}
+
+/// `../shared/data` beside the package root, found from this file's path.
+private let dataDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data").path
+
+private func readVecs<T>(_ path: String, as: T.Type) throws -> [[T]] {
+    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    return data.withUnsafeBytes { raw -> [[T]] in
+        var rows: [[T]] = []
+        var o = 0
+        while o + 4 <= raw.count {
+            let n = Int(raw.loadUnaligned(fromByteOffset: o, as: Int32.self))
+            rows.append((0..<n).map { raw.loadUnaligned(fromByteOffset: o + 4 + 4 * $0, as: T.self) })
+            o += 4 + 4 * n
+        }
+        return rows
+    }
+}
+
+/// Deterministic pseudo-random vectors.
+private struct Rand {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func float() -> Float { Float(next() >> 40) / Float(1 << 24) * 2 - 1 }
+    mutating func vector(_ d: Int) -> [Float] { (0..<d).map { _ in float() } }
+}
+
+/// Documents with clustered random vectors (so neighbourhoods are meaningful) and a `tag` field:
+/// "rare" on every 50th document, "half" on even ones, "other" otherwise.
+private func makeDocs(_ n: Int, dim: Int, seed: UInt64, idPrefix: String = "d") -> [Document] {
+    var r = Rand(state: seed)
+    let centres = (0..<20).map { _ in r.vector(dim) }
+    return (0..<n).map { i in
+        let c = centres[Int(r.next() % 20)]
+        let v = c.map { $0 + 0.3 * r.float() }
+        let tag = i % 50 == 0 ? "rare" : (i % 2 == 0 ? "half" : "other")
+        return Document(id: "\(idPrefix)\(i)", vector: v, metadata: ["tag": .string(tag), "i": .number(Double(i))])
+    }
+}
+
+/// Mean overlap of the result id sets with the exact results.
+private func recallVsExact(_ c: VectorCollection, _ queries: [[Float]], k: Int, filter: Filter? = nil,
+                           ef: Int? = nil) throws -> Double {
+    var total = 0.0
+    for q in queries {
+        let exact = Set(try c.search(q, k: k, filter: filter, options: SearchOptions(exact: true)).map(\.id))
+        let approx = try c.search(q, k: k, filter: filter, options: SearchOptions(ef: ef)).map(\.id)
+        total += Double(approx.filter { exact.contains($0) }.count) / Double(max(1, exact.count))
+    }
+    return total / Double(queries.count)
+}
+
+@Suite("HNSW index")
+struct HNSWTests {
+    @Test("siftsmall: recall@10 ≥ 0.95 at ef=64 against the published ground truth")
+    func siftsmallRecall() throws {
+        let dir = dataDirectory + "/siftsmall"
+        let base = try readVecs(dir + "/siftsmall_base.fvecs", as: Float.self)
+        let queries = Array(try readVecs(dir + "/siftsmall_query.fvecs", as: Float.self).prefix(50))
+        let truth = try readVecs(dir + "/siftsmall_groundtruth.ivecs", as: Int32.self)
+        let path = temporaryStorePath("sift")
+        defer { cleanup(path) }
+        let store = try VecStore(path: path)
+        let c = try store.collection("sift", dimension: 128, metric: .l2,
+                                     index: .hnsw(HNSWParameters(m: 16, efConstruction: 100)))
+        try c.add(base.enumerated().map { Document(id: String($0.offset), vector: $0.element) })
+        #expect(try store.verify().isOK)
+        var total = 0.0
+        for (qi, q) in queries.enumerated() {
+            let hits = try c.search(q, k: 10, options: SearchOptions(ef: 64)).map(\.id)
+            let want = Set(truth[qi].prefix(10).map { String($0) })
+            total += Double(hits.filter { want.contains($0) }.count) / 10
+        }
+        let recall = total / Double(queries.count)
+        #expect(recall >= 0.95, "recall@10 \(recall)")
+        // --exact is the ground truth: it matches the published neighbours.
+        let exact = try c.search(queries[0], k: 10, options: SearchOptions(exact: true)).map(\.id)
+        #expect(exact == truth[0].prefix(10).map { String($0) })
+    }
+
+    @Test("incremental adds in small batches keep the graph valid and the recall high")
+    func incrementalAdds() throws {
+        let path = temporaryStorePath("inc")
+        defer { cleanup(path) }
+        let store = try VecStore(path: path)
+        let docs = makeDocs(1500, dim: 24, seed: 1)
+        let c = try store.collection("c", dimension: 24, metric: .cosine)
+        try c.add(Array(docs[0..<1000]))
+        var start = 1000
+        while start < docs.count {
+            try c.add(Array(docs[start..<min(docs.count, start + 37)]))
+            start += 37
+        }
+        let report = try store.verify()
+        #expect(report.isOK, "\(report.faults.prefix(5))")
+        var r = Rand(state: 99)
+        let queries = (0..<30).map { _ in r.vector(24) }
+        #expect(try recallVsExact(c, queries, k: 10) >= 0.95)
+        #expect(try c.indexKind() == .hnswDefault)
+    }
+
+    @Test("deleting documents removes them from results at once, repairs the graph and moves the entry point")
+    func deleteRepair() throws {
+        let path = temporaryStorePath("del")
+        defer { cleanup(path) }
+        let store = try VecStore(path: path)
+        let docs = makeDocs(2000, dim: 16, seed: 2)
+        let c = try store.collection("c", dimension: 16, metric: .l2)
+        try c.add(docs)
+        let entryBefore = try store.read { txn in try HNSWConfig.load(txn, store.dbs, c.collectionID)?.entryPoint }
+        // Delete 30%, including the entry point's document.
+        var doomed = Set(stride(from: 0, to: 2000, by: 3).map { "d\($0)" })
+        if let e = entryBefore { doomed.insert("d\(e)") }
+        try c.delete(ids: Array(doomed))
+        let config = try store.read { txn in try HNSWConfig.load(txn, store.dbs, c.collectionID) }
+        #expect(config?.entryPoint != entryBefore)
+        let report = try store.verify()
+        #expect(report.isOK, "\(report.faults.prefix(5))")
+        var r = Rand(state: 7)
+        let queries = (0..<40).map { _ in r.vector(16) }
+        for q in queries {
+            let hits = try c.search(q, k: 10)
+            #expect(hits.count == 10)
+            #expect(hits.allSatisfy { !doomed.contains($0.id) })
+        }
+        #expect(try recallVsExact(c, queries, k: 10) >= 0.9)
+        // The repaired lists no longer point at deleted nodes that listed them.
+        try store.read { txn in
+            let record = try c.currentRecord(txn)
+            let view = try CollectionView(txn, store.dbs, record, name: "c")
+            let graph = try HNSWGraphView(txn, store.dbs, record, #require(config), name: "c")
+            var danglingMutual = 0
+            for node in 0..<record.nextInternalID where view.isLive(node) {
+                let list = graph.links0(node)
+                for j in 0..<Int(list[0]) where !view.isLive(list[1 + j]) {
+                    let back = graph.links0(list[1 + j])
+                    if (0..<Int(back[0])).contains(where: { back[1 + $0] == node }) { danglingMutual += 1 }
+                }
+            }
+            #expect(danglingMutual == 0)
+        }
+        // Deleting everything leaves an empty, valid graph; adding again works.
+        try c.delete(ids: docs.map(\.id))
+        #expect(try store.verify().isOK)
+        #expect(try c.search(queries[0], k: 5).isEmpty)
+        try c.add(Array(makeDocs(50, dim: 16, seed: 3, idPrefix: "n")))
+        #expect(try store.verify().isOK)
+        #expect(try c.search(queries[0], k: 5).count == 5)
+    }
+
+    @Test("upserts replace the old row in the graph")
+    func upsertReplaces() throws {
+        let path = temporaryStorePath("ups")
+        defer { cleanup(path) }
+        let store = try VecStore(path: path)
+        let c = try store.collection("c", dimension: 8, metric: .cosine)
+        try c.add(makeDocs(300, dim: 8, seed: 4))
+        var moved = makeDocs(300, dim: 8, seed: 5)
+        moved = Array(moved[0..<100])
+        try c.upsert(moved)
+        #expect(try store.verify().isOK)
+        let hit = try c.search(moved[7].vector, k: 1)
+        #expect(hit.first?.id == moved[7].id)
+        #expect(try c.count() == 300)
+    }
+
+    @Test("filtered search equals exact filtered search for selective filters")
+    func filteredSearch() throws {
+        let path = temporaryStorePath("flt")
+        defer { cleanup(path) }
+        let store = try VecStore(path: path)
+        let c = try store.collection("c", dimension: 16, metric: .cosine)
+        try c.add(makeDocs(3000, dim: 16, seed: 6))
+        var r = Rand(state: 8)
+        let queries = (0..<25).map { _ in r.vector(16) }
+        let rare = Filter.field("tag", .equals(.string("rare")))  // 2%: answered exactly
+        for q in queries {
+            let a = try c.search(q, k: 10, filter: rare)
+            let e = try c.search(q, k: 10, filter: rare, options: SearchOptions(exact: true))
+            #expect(a.map(\.id) == e.map(\.id))
+            #expect(a.allSatisfy { Int($0.id.dropFirst())! % 50 == 0 })
+        }
+        // Traversing the graph (through non-matching nodes, collecting only matches): 50% and 2% filters.
+        let graph = SearchOptions(filterStrategy: .graph)
+        for filter in [Filter.field("tag", .equals(.string("half"))), rare] {
+            var total = 0.0
+            for q in queries {
+                let e = Set(try c.search(q, k: 10, filter: filter, options: SearchOptions(exact: true)).map(\.id))
+                let a = try c.search(q, k: 10, filter: filter, options: graph)
+                #expect(a.count == 10)
+                #expect(a.allSatisfy { Int($0.id.dropFirst())! % (filter == rare ? 50 : 2) == 0 })
+                total += Double(a.filter { e.contains($0.id) }.count) / 10
+            }
+            #expect(total / Double(queries.count) >= 0.95, "filter \(filter): recall \(total / Double(queries.count))")
+        }
+        // The switch point: exact when matches² < 3·M·ef·live.
+        #expect(HNSWSearch.prefersExact(matches: 7_800, live: 59_647, m: 16, ef: 64))
+        #expect(!HNSWSearch.prefersExact(matches: 31_500, live: 59_647, m: 16, ef: 64))
+    }
+
+    @Test("compaction drops deleted nodes and rebuilds a valid graph over the renumbered rows")
+    func compaction() throws {
+        let path = temporaryStorePath("cmp")
+        defer { cleanup(path) }
+        var r = Rand(state: 9)
+        let queries = (0..<30).map { _ in r.vector(16) }
+        do {
+            let store = try VecStore(path: path)
+            let c = try store.collection("c", dimension: 16, metric: .l2,
+                                         index: .hnsw(HNSWParameters(m: 12, efConstruction: 80, efSearch: 40)))
+            try c.add(makeDocs(1200, dim: 16, seed: 10))
+            try c.delete(ids: (0..<1200).filter { $0 % 4 == 1 }.map { "d\($0)" })
+        }
+        let report = try VecStore.compact(path: path)
+        #expect(report.tombstonesDropped == 300)
+        let store = try VecStore(path: path)
+        let c = try store.collection("c")
+        #expect(try c.indexKind() == .hnsw(HNSWParameters(m: 12, efConstruction: 80, efSearch: 40)))
+        let v = try store.verify()
+        #expect(v.isOK, "\(v.faults.prefix(5))")
+        #expect(try c.info().rows == 900)
+        #expect(try recallVsExact(c, queries, k: 10) >= 0.9)
+    }
+
+    @Test("a write transaction that fails after linking leaves graph and vectors as before")
+    func interruptedInsert() throws {
+        struct Interrupted: Error {}
+        let path = temporaryStorePath("crash")
+        defer { cleanup(path) }
+        let store = try VecStore(path: path)
+        let c = try store.collection("c", dimension: 12, metric: .cosine)
+        try c.add(makeDocs(800, dim: 12, seed: 11))
+        let more = try c.prepare(makeDocs(900, dim: 12, seed: 12, idPrefix: "x"))
+        let doomed = ["d1", "d2", "d3"]
+        let dbs = store.dbs
+        #expect(throws: VecStoreError.self) {
+            try store.write { txn in
+                var writer = CollectionWriter(txn, dbs, name: "c", record: try c.currentRecord(txn))
+                for id in doomed { _ = try writer.delete(id: id) }
+                try writer.append(more, replace: false)
+                try writer.finish()  // graph linked and written inside the transaction …
+                throw Interrupted()  // … which then aborts
+            }
+        }
+        #expect(try store.verify().isOK)
+        #expect(try c.count() == 800)
+        #expect(try c.info().rows == 800)
+        let config = try store.read { txn in try HNSWConfig.load(txn, store.dbs, c.collectionID) }
+        #expect(config?.nodes == 800)
+        #expect(try c.get(id: "d1") != nil)
+        #expect(try c.search(more[0].stored, k: 3).allSatisfy { !$0.id.hasPrefix("x") })
+        // The next write proceeds normally.
+        try c.add(makeDocs(100, dim: 12, seed: 13, idPrefix: "y"))
+        #expect(try store.verify().isOK)
+    }
+
+    @Test("index build, drop and per-query ef / exact options")
+    func buildAndOptions() throws {
+        let path = temporaryStorePath("bld")
+        defer { cleanup(path) }
+        let store = try VecStore(path: path)
+        let c = try store.collection("c", dimension: 16, metric: .cosine, index: .flat)
+        try c.add(makeDocs(1000, dim: 16, seed: 14))
+        #expect(try c.indexKind() == .flat)
+        try c.buildIndex(HNSWParameters(m: 8, efConstruction: 64, efSearch: 32), threads: 2)
+        #expect(try c.indexKind() == .hnsw(HNSWParameters(m: 8, efConstruction: 64, efSearch: 32)))
+        #expect(try store.verify().isOK)
+        var r = Rand(state: 15)
+        let queries = (0..<20).map { _ in r.vector(16) }
+        #expect(try recallVsExact(c, queries, k: 10, ef: 200) >= 0.97)
+        #expect(try recallVsExact(c, queries, k: 10, ef: 200) >= recallVsExact(c, queries, k: 10, ef: 10) - 1e-9)
+        let batch = try c.searchBatch(queries, k: 5, options: SearchOptions(threads: 2))
+        let single = try queries.map { try c.search($0, k: 5) }
+        #expect(batch.map { $0.map(\.id) } == single.map { $0.map(\.id) })
+        try c.dropIndex()
+        #expect(try c.indexKind() == .flat)
+        #expect(try store.verify().isOK)
+        #expect(throws: VecStoreError.self) { try c.buildIndex(HNSWParameters(m: 2)) }
+    }
+
+    @Test("verify reports a damaged graph")
+    func verifyDetectsDamage() throws {
+        let path = temporaryStorePath("bad")
+        defer { cleanup(path) }
+        let store = try VecStore(path: path)
+        let c = try store.collection("c", dimension: 8, metric: .l2)
+        try c.add(makeDocs(200, dim: 8, seed: 16))
+        #expect(try store.verify().isOK)
+        let dbs = store.dbs
+        try store.write { txn in
+            let key = Format.key(c.collectionID, 0)
+            guard let v = try txn.get(dbs.graph, key) else { throw VecStoreError.corrupt("no block") }
+            var bytes = Array(v)
+            // Node 5: a link to itself and one out of range.
+            let slot = 5 * (1 + 2 * 16) * 4  // slot = count + 2M links
+            bytes.replaceSubrange(slot..<(slot + 12), with: [2, 0, 0, 0, 5, 0, 0, 0, 0xFF, 0xFF, 0, 0])
+            try txn.put(dbs.graph, key, bytes)
+        }
+        let report = try store.verify()
+        #expect(!report.isOK)
+        #expect(report.faults.contains { $0.contains("itself") })
+        #expect(report.faults.contains { $0.contains("≥") })
+        // A damaged binary16 copy is reported too.
+        try store.write { txn in
+            let key = Format.key(c.collectionID, 0)
+            guard let v = try txn.get(dbs.graphVectors, key) else { throw VecStoreError.corrupt("no block") }
+            var bytes = Array(v)
+            bytes[9 * 16] ^= 0x55  // row 9, component 0 (8 halves = 16 bytes a row)
+            try txn.put(dbs.graphVectors, key, bytes)
+        }
+        #expect(try store.verify().faults.contains { $0.contains("binary16") })
+    }
+}
