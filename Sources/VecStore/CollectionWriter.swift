@@ -13,12 +13,15 @@ struct CollectionWriter {
     var record: CollectionRecord
     /// Live bitmap blocks changed in this batch, written once at `finish`.
     private var liveEdits: [UInt32: [UInt8]] = [:]
+    /// The keyword index, updated in the same transaction (BM25/TextIndexWriter.swift).
+    var text: TextIndexWriter
 
-    init(_ txn: Transaction, _ dbs: Databases, name: String, record: CollectionRecord) {
+    init(_ txn: Transaction, _ dbs: Databases, name: String, record: CollectionRecord) throws {
         self.txn = txn
         self.dbs = dbs
         self.name = name
         self.record = record
+        self.text = try TextIndexWriter(txn, dbs, collection: record.id, name: name)
     }
 
     /// A validated document ready to write: its vector as stored (unit length for cosine) and the norm
@@ -67,6 +70,7 @@ struct CollectionWriter {
                 for key in FieldKey.keys(record.id, metadata) { try txn.delete(dbs.fields, key, value: rowValue) }
             }
         }
+        try text.remove(row: row, text: doc.text)
         try txn.delete(dbs.docs, docKey)
         if removeIDEntry { try txn.delete(dbs.ids, Format.idKey(record.id, doc.externalID)) }
         try setLive(row, false)
@@ -118,6 +122,7 @@ struct CollectionWriter {
             let rowValue = Self.rowValue(row)
             for key in FieldKey.keys(record.id, doc.metadata) { try txn.put(dbs.fields, key, rowValue) }
             try setLive(row, true)
+            try text.add(row: row, text: doc.text)
         }
         record.nextInternalID = start + UInt32(docs.count)
         record.liveCount += UInt32(docs.count)
@@ -176,6 +181,7 @@ struct CollectionWriter {
     mutating func finish() throws {
         for (block, bytes) in liveEdits { try txn.put(dbs.live, Format.key(record.id, block), bytes) }
         liveEdits.removeAll()
+        try text.finish()
         try txn.put(dbs.meta, Format.collectionKey(name), record.encoded())
     }
 }

@@ -198,7 +198,7 @@ extension VecStore {
             let prepared = batch
             do {
                 try write { txn in
-                    var writer = CollectionWriter(txn, dbs, name: collection, record: try target.currentRecord(txn))
+                    var writer = try CollectionWriter(txn, dbs, name: collection, record: try target.currentRecord(txn))
                     try writer.append(prepared, replace: true)
                     try writer.finish()
                 }

@@ -260,6 +260,7 @@ extension VecStore {
                 for name in try old.collectionNames(in: txn) {
                     guard let record = try old.record(txn, name) else { continue }
                     let target = try fresh.collection(name, dimension: record.dimension, metric: record.metric)
+                    try fresh.copyTextOptions(from: txn, old: old, collection: record.id, to: target)
                     let source = VectorCollection(store: old, name: name, record: record)
                     let view = try CollectionView(txn, old.dbs, record, name: name)
                     tombstones += Int(record.nextInternalID - record.liveCount)
@@ -267,7 +268,7 @@ extension VecStore {
                     func flush() throws {
                         let prepared = batch
                         try fresh.write { t in
-                            var writer = CollectionWriter(t, fresh.dbs, name: name, record: try target.currentRecord(t))
+                            var writer = try CollectionWriter(t, fresh.dbs, name: name, record: try target.currentRecord(t))
                             try writer.append(prepared, replace: false)
                             try writer.finish()
                         }

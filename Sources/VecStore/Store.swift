@@ -21,6 +21,8 @@ public struct StoreOptions: Sendable {
 /// The handles of a store's named databases.
 struct Databases: Sendable {
     let meta, vectors, docs, ids, live, fields: Database
+    /// Keyword index (Spec/BM25.md).
+    let textinfo, terms, postings, doclens: Database
 }
 
 /// A vecstore store: one LMDB environment in a single file (plus `<file>-lock`) holding named collections.
@@ -65,10 +67,11 @@ public final class VecStore: Sendable {
             if error.code == 22 || error.code == -30793 /* MDB_INVALID */ { throw .notAVecStore(path) }
             throw .storage(error)
         }
-        let specs: [(name: String, flags: DatabaseFlags)] = [
+        let baseSpecs: [(name: String, flags: DatabaseFlags)] = [
             (Format.DB.meta, []), (Format.DB.vectors, []), (Format.DB.docs, []), (Format.DB.ids, []),
             (Format.DB.live, []), (Format.DB.fields, [.dupSort, .dupFixed]),
         ]
+        let specs = baseSpecs + TextFormat.databaseSpecs
         // Open read-only first so opening never waits for another process's writer; create only if missing.
         var handles: [Database]
         do {
@@ -81,7 +84,8 @@ public final class VecStore: Sendable {
             throw .storage(error as? LMDBError ?? LMDBError(code: -1, operation: "open databases"))
         }
         let dbs = Databases(meta: handles[0], vectors: handles[1], docs: handles[2], ids: handles[3], live: handles[4],
-                            fields: handles[5])
+                            fields: handles[5], textinfo: handles[6], terms: handles[7], postings: handles[8],
+                            doclens: handles[9])
         self.env = env
         self.dbs = dbs
         let hasFormat: Bool = try storage {
@@ -210,7 +214,7 @@ public final class VecStore: Sendable {
         return try write { txn in
             guard let rec = try record(txn, name) else { return false }
             let prefix = Format.prefix(rec.id)
-            for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields] {
+            for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields] + dbs.textDatabases {
                 try txn.withCursor(db) { (c: Cursor) throws -> Void in
                     while let (key, _) = try c.seek(atLeast: prefix), key.starts(with: prefix) {
                         try c.deleteCurrent()

@@ -5,7 +5,7 @@ import VecStoreKernels
 /// Constants and codecs of the on-disk format, one function per record of Spec/FORMAT.md.
 enum Format {
     /// The format version this code writes and reads.
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
     /// The 8-byte magic at the start of the `format` meta record.
     static let magic: [UInt8] = Array("VECSTORE".utf8)
 
