@@ -70,7 +70,7 @@ extension VecStore {
         let infos = try names.map { name throws(VecStoreError) in try collection(name).info() }
         let dbs = self.dbs, env = self.env, path = self.path
         return try read { txn in
-            let usage = try [dbs.meta, dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields].map { db in
+            let usage = try ([dbs.meta, dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields] + dbs.textDatabases).map { db in
                 let s = try txn.stats(db)
                 return DatabaseUsage(name: db.name, entries: s.entries, bytes: s.bytes, overflowPages: s.overflowPages,
                                      depth: s.depth)
@@ -113,7 +113,7 @@ extension VecStore {
                 checked += try verifyCollection(txn, cname, &faults)
             }
             // Every key of the per-collection databases must belong to a known collection.
-            for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields] {
+            for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields] + dbs.textDatabases {
                 try txn.withCursor(db) { (c: Cursor) throws -> Void in
                     var entry = try c.first()
                     while let (key, _) = entry {
@@ -235,6 +235,7 @@ extension VecStore {
         if indexEntries != metadataKeys.count {
             faults.append("\(name): field index has \(indexEntries) entries, metadata implies \(metadataKeys.count)")
         }
+        faults += try verifyTextIndex(txn, record, name: name)
         return checked
     }
 

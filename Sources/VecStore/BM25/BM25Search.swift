@@ -238,7 +238,7 @@ struct BM25Searcher {
     /// Lucene's BM25 idf: log(1 + (N − df + 0.5) / (df + 0.5)).
     static func idf(n: Double, df: Double) -> Double { log(1 + (n - df + 0.5) / (df + 0.5)) }
 
-    /// A term of the query with its weight (idf × query term frequency) and posting blocks.
+    /// A term of the query with its weight (idf) and posting blocks.
     struct QueryTerm {
         var term: String
         var weight: Float
@@ -246,14 +246,12 @@ struct BM25Searcher {
         var upperBound: Float
     }
 
-    /// Looks up the query's terms (each counted once per occurrence) and collects their block refs.
+    /// Looks up the query's distinct terms (a term repeated in the query counts once: chosen on
+    /// SciFact's training queries, Spec/BM25.md) and collects their block refs.
     func queryTerms(_ terms: [String]) throws -> [QueryTerm] {
-        var qtf: [String: Int] = [:]
+        var seen = Set<String>()
         var order: [String] = []
-        for t in terms {
-            if qtf[t] == nil { order.append(t) }
-            qtf[t, default: 0] += 1
-        }
+        for t in terms where seen.insert(t).inserted { order.append(t) }
         let n = Double(info.docCount)
         let avgdl = info.docCount == 0 ? 1 : Float(Double(info.totalLength) / n)
         let k1 = info.options.k1, b = info.options.b
@@ -262,7 +260,7 @@ struct BM25Searcher {
             guard let value = try txn.get(dbs.terms, TextFormat.termKey(collection, term)) else { continue }
             let entry = try TermEntry.decode(value, context: "collection \(name) term '\(term)'")
             guard entry.df > 0, entry.blocks > 0 else { continue }
-            let weight = Float(Self.idf(n: n, df: Double(entry.df))) * Float(qtf[term]!)
+            let weight = Float(Self.idf(n: n, df: Double(entry.df)))
             var blocks: [BlockRef] = []
             blocks.reserveCapacity(Int(entry.blocks))
             var maxBound: Float = 0
