@@ -68,9 +68,27 @@ public final class Analyzer {
     /// The options this analyzer applies.
     public let options: AnalyzerOptions
     private let stemmer: OpaquePointer?
-    private var stemCache: [String: String] = [:]
+    /// Token → term id after stop words and stemming (−1 for a stop word).
+    private var tokenIDs: [String: Int32] = [:]
+    /// Term → id and id → term.
+    private var termIDs: [String: Int32] = [:]
+    private var vocabulary: [String] = []
+
+    /// The term with id `id` (from `analyzeIDs`).
+    public func term(_ id: Int32) -> String { vocabulary[Int(id)] }
+    /// Number of term ids handed out so far.
+    public var vocabularyCount: Int { vocabulary.count }
+
+    /// Forgets the token and term caches (and so invalidates term ids) once they hold more than `limit` tokens.
+    public func trimCache(limit: Int = 200_000) {
+        if tokenIDs.count > limit {
+            tokenIDs.removeAll()
+            termIDs.removeAll()
+            vocabulary.removeAll()
+        }
+    }
+    private var foldCache: [UInt32: [Unicode.Scalar]] = [:]
     private var scalars: [Unicode.Scalar] = []
-    private var word: [UInt8] = []
 
     /// Creates an analyzer; throws when the stemmer name is unknown.
     public init(_ options: AnalyzerOptions = AnalyzerOptions()) throws(AnalyzerError) {
@@ -81,7 +99,6 @@ public final class Analyzer {
         } else {
             stemmer = nil
         }
-        word.reserveCapacity(64)
     }
 
     deinit {
@@ -97,6 +114,13 @@ public final class Analyzer {
 
     /// Calls `body` with each term of `text` in order.
     public func analyze(_ text: String, _ body: (String) -> Void) {
+        analyzeIDs(text) { body(vocabulary[Int($0)]) }
+    }
+
+    /// Calls `body` with the id of each term of `text` in order: ids number this analyzer's distinct
+    /// terms from 0 (`term(_:)` gives the term back), so callers can count with arrays instead of
+    /// hashing strings. Ids stay valid until `trimCache` clears the vocabulary.
+    public func analyzeIDs(_ text: String, _ body: (Int32) -> Void) {
         var text = text
         let ascii = text.withUTF8 { bytes in
             var all: UInt8 = 0
@@ -123,7 +147,9 @@ public final class Analyzer {
         }
     }
 
-    private func tokenizeASCII(_ bytes: UnsafeBufferPointer<UInt8>, _ body: (String) -> Void) {
+    private func tokenizeASCII(_ bytes: UnsafeBufferPointer<UInt8>, _ body: (Int32) -> Void) {
+        var word: [UInt8] = []
+        word.reserveCapacity(64)
         var i = 0
         let n = bytes.count
         var compound: [UInt8] = []
@@ -174,22 +200,39 @@ public final class Analyzer {
         s == "-" || s == "_" || s.value == 0x2010 || s.value == 0x2011
     }
 
-    /// Normalises to NFKD, drops combining diacritical marks (U+0300–U+036F), lower-cases, recomposes
-    /// (NFC), then splits like the ASCII path.
-    private func tokenizeUnicode(_ text: String, _ body: (String) -> Void) {
-        scalars.removeAll(keepingCapacity: true)
-        var folded = String.UnicodeScalarView()
-        for s in text.decomposedStringWithCompatibilityMapping.unicodeScalars {
-            if (0x300...0x36F).contains(s.value) { continue }
-            if s.value < 0x80 {
-                folded.append(Unicode.Scalar(UInt8(s.value) | (s.value >= 0x41 && s.value <= 0x5A ? 0x20 : 0)))
-            } else if s.properties.changesWhenLowercased {
-                folded.append(contentsOf: s.properties.lowercaseMapping.unicodeScalars)
+    /// Each non-ASCII scalar is folded on its own (and cached): compatibility decomposition (NFKD),
+    /// combining diacritical marks (U+0300–U+036F) dropped, canonical recomposition (NFC), lower-cased.
+    /// For text in NFC or NFD this equals folding the whole string; combining marks after an ASCII
+    /// letter are dropped like any others.
+    private func fold(_ s: Unicode.Scalar) -> [Unicode.Scalar] {
+        if let cached = foldCache[s.value] { return cached }
+        var stripped = String.UnicodeScalarView()
+        for d in String(s).decomposedStringWithCompatibilityMapping.unicodeScalars where !(0x300...0x36F).contains(d.value) {
+            stripped.append(d)
+        }
+        var out: [Unicode.Scalar] = []
+        for c in String(stripped).precomposedStringWithCanonicalMapping.unicodeScalars {
+            if c.properties.changesWhenLowercased {
+                out.append(contentsOf: c.properties.lowercaseMapping.unicodeScalars)
             } else {
-                folded.append(s)
+                out.append(c)
             }
         }
-        scalars.append(contentsOf: String(folded).precomposedStringWithCanonicalMapping.unicodeScalars)
+        if foldCache.count < 100_000 { foldCache[s.value] = out }
+        return out
+    }
+
+    private func tokenizeUnicode(_ text: String, _ body: (Int32) -> Void) {
+        var word: [UInt8] = []
+        scalars.removeAll(keepingCapacity: true)
+        for s in text.unicodeScalars {
+            if s.value < 0x80 {
+                let v = UInt8(s.value)
+                scalars.append(Unicode.Scalar(v >= 0x41 && v <= 0x5A ? v | 0x20 : v))
+            } else {
+                scalars.append(contentsOf: fold(s))
+            }
+        }
         let n = scalars.count
         var i = 0
         var compound: [UInt8] = []
@@ -203,7 +246,7 @@ public final class Analyzer {
                 word.removeAll(keepingCapacity: true)
                 while i < n && Self.isWordScalar(scalars[i]) {
                     let s = scalars[i]
-                    if s.properties.numericType != nil { hasDigit = true }
+                    if s.value < 0x80 ? (s.value >= 0x30 && s.value <= 0x39) : s.properties.numericType != nil { hasDigit = true }
                     word.append(contentsOf: UTF8.encode(s)!)
                     i += 1
                 }
@@ -222,25 +265,38 @@ public final class Analyzer {
 
     // MARK: Stop words and stemming
 
-    private func emit(_ bytes: [UInt8], _ body: (String) -> Void) {
+    @inline(__always)
+    private func emit(_ bytes: [UInt8], _ body: (Int32) -> Void) {
         guard !bytes.isEmpty, bytes.count <= Self.maxTermBytes else { return }
         let token = String(decoding: bytes, as: UTF8.self)
-        if options.stopWords && Self.englishStopWords.contains(token) { return }
-        body(stem(token))
+        if let id = tokenIDs[token] {
+            if id >= 0 { body(id) }
+            return
+        }
+        var id: Int32 = -1
+        if !(options.stopWords && Self.englishStopWords.contains(token)) {
+            let term = stem(token)
+            if let existing = termIDs[term] {
+                id = existing
+            } else {
+                id = Int32(vocabulary.count)
+                vocabulary.append(term)
+                termIDs[term] = id
+            }
+        }
+        tokenIDs[token] = id
+        if id >= 0 { body(id) }
     }
 
     /// The stem of one lower-cased token (the token itself without a stemmer).
     public func stem(_ token: String) -> String {
         guard let stemmer else { return token }
-        if let cached = stemCache[token] { return cached }
         var token2 = token
         let stemmed: String = token2.withUTF8 { bytes in
             guard let out = sb_stemmer_stem(stemmer, bytes.baseAddress, Int32(bytes.count)) else { return token }
             let length = Int(sb_stemmer_length(stemmer))
             return String(decoding: UnsafeBufferPointer(start: out, count: length), as: UTF8.self)
         }
-        if stemCache.count >= 200_000 { stemCache.removeAll(keepingCapacity: true) }
-        stemCache[token] = stemmed
         return stemmed
     }
 }

@@ -31,6 +31,7 @@ public final class AnalyzerPool: @unchecked Sendable {  // state guarded by `loc
             do { box = Box(try Analyzer(options)) } catch { throw .analyzer(error) }
         }
         defer {
+            box.analyzer.trimCache()
             lock.withLock {
                 if idle[options, default: []].count < maxIdlePerOptions { idle[options, default: []].append(box) }
             }

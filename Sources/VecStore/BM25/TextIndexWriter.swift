@@ -14,13 +14,31 @@ struct TextIndexWriter {
     private(set) var info: TextInfo
     private var changed = false
     private var analyzer: Analyzer?
-    /// New postings of this batch by term, rows ascending.
-    private var pending: [String: (rows: [UInt32], tfs: [UInt32])] = [:]
-    /// Change of live document frequency by term.
-    private var dfDelta: [String: Int64] = [:]
+    /// Terms touched in this batch → slot in the arrays below.
+    private var slots: [String: Int] = [:]
+    private var slotTerms: [String] = []
+    /// New postings of this batch by slot, rows ascending.
+    private var slotRows: [[UInt32]] = []
+    private var slotTFs: [[UInt32]] = []
+    /// Change of live document frequency by slot.
+    private var slotDF: [Int64] = []
     /// Document-length blocks changed in this batch.
     private var lengthEdits: [UInt32: [UInt32]] = [:]
-    private var counts: [String: UInt32] = [:]
+    /// Per-document scratch: analyzer term ids seen, tf by id, and batch slot by id (−1 = none yet).
+    private var touched: [Int32] = []
+    private var localCounts: [UInt32] = []
+    private var localSlots: [Int32] = []
+
+    private mutating func slot(_ term: String) -> Int {
+        if let s = slots[term] { return s }
+        let s = slotTerms.count
+        slots[term] = s
+        slotTerms.append(term)
+        slotRows.append([])
+        slotTFs.append([])
+        slotDF.append(0)
+        return s
+    }
 
     init(_ txn: Transaction, _ dbs: Databases, collection: UInt32, name: String) throws {
         self.txn = txn
@@ -35,27 +53,49 @@ struct TextIndexWriter {
         }
     }
 
-    private mutating func termCounts(_ text: String) throws -> [String: UInt32] {
+    /// Analyses `text` into `touched` (distinct analyzer term ids) and `localCounts` (tf by id).
+    private mutating func countTerms(_ text: String) throws {
         if analyzer == nil {
             do { analyzer = try Analyzer(info.options.analyzer) } catch {
                 throw VecStoreError.invalidArgument("collection \(name): \(error)")
             }
         }
-        counts.removeAll(keepingCapacity: true)
-        analyzer!.analyze(text) { counts[$0, default: 0] += 1 }
-        return counts
+        let a = analyzer!
+        touched.removeAll(keepingCapacity: true)
+        a.analyzeIDs(text) { id in
+            let i = Int(id)
+            if i >= localCounts.count {
+                localCounts.append(contentsOf: repeatElement(0, count: max(i + 1 - localCounts.count, 1024)))
+                localSlots.append(contentsOf: repeatElement(-1, count: localCounts.count - localSlots.count))
+            }
+            if localCounts[i] == 0 { touched.append(id) }
+            localCounts[i] += 1
+        }
+    }
+
+    /// The batch slot of an analyzer term id.
+    @inline(__always)
+    private mutating func slot(local id: Int32) -> Int {
+        let s = localSlots[Int(id)]
+        if s >= 0 { return Int(s) }
+        let new = slot(analyzer!.term(id))
+        localSlots[Int(id)] = Int32(new)
+        return new
     }
 
     /// Indexes the text of a newly appended row (rows must come in increasing order).
     mutating func add(row: UInt32, text: String?) throws {
         guard info.options.enabled, let text else { return }
-        let counts = try termCounts(text)
+        try countTerms(text)
         var length: UInt32 = 0
-        for (term, tf) in counts {
+        for id in touched {
+            let tf = localCounts[Int(id)]
+            localCounts[Int(id)] = 0
             length += tf
-            pending[term, default: ([], [])].rows.append(row)
-            pending[term]!.tfs.append(tf)
-            dfDelta[term, default: 0] += 1
+            let s = slot(local: id)
+            slotRows[s].append(row)
+            slotTFs[s].append(tf)
+            slotDF[s] += 1
         }
         guard length > 0 else { return }
         try setLength(row, length)
@@ -67,11 +107,12 @@ struct TextIndexWriter {
     /// Takes a deleted row's terms out of the statistics (its postings stay until compaction).
     mutating func remove(row: UInt32, text: String?) throws {
         guard info.options.enabled, let text else { return }
-        let counts = try termCounts(text)
+        try countTerms(text)
         var length: UInt32 = 0
-        for (term, tf) in counts {
-            length += tf
-            dfDelta[term, default: 0] -= 1
+        for id in touched {
+            length += localCounts[Int(id)]
+            localCounts[Int(id)] = 0
+            slotDF[slot(local: id)] -= 1
         }
         guard length > 0 else { return }
         info.docCount -= 1
@@ -113,8 +154,9 @@ struct TextIndexWriter {
             }
         }
         // Terms in key order: puts into LMDB are cheapest in order.
-        let terms = Set(pending.keys).union(dfDelta.keys).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-        for term in terms {
+        let order = slotTerms.indices.sorted { slotTerms[$0].utf8.lexicographicallyPrecedes(slotTerms[$1].utf8) }
+        for s in order {
+            let term = slotTerms[s]
             let key = TextFormat.termKey(collection, term)
             var entry: TermEntry
             if let value = try txn.get(dbs.terms, key) {
@@ -124,19 +166,18 @@ struct TextIndexWriter {
                 info.nextTermID += 1
                 changed = true
             }
-            let delta = dfDelta[term] ?? 0
+            let delta = slotDF[s]
             let df = Int64(entry.df) + delta
             guard df >= 0 else {
                 throw VecStoreError.corrupt("collection \(name): document frequency of '\(term)' would fall below 0")
             }
             entry.df = UInt32(df)
-            if let (rows, tfs) = pending[term] {
-                try appendPostings(&entry, rows: rows, tfs: tfs)
+            if !slotRows[s].isEmpty {
+                try appendPostings(&entry, rows: slotRows[s], tfs: slotTFs[s])
             }
             try txn.put(dbs.terms, key, entry.encoded())
         }
-        pending.removeAll()
-        dfDelta.removeAll()
+        resetSlots()
         lengthEdits.removeAll()
         if changed { try txn.put(dbs.textinfo, Format.prefix(collection), info.encoded()) }
         changed = false
@@ -189,6 +230,15 @@ struct TextIndexWriter {
         entry.blocks = block
     }
 
+    private mutating func resetSlots() {
+        for i in localSlots.indices { localSlots[i] = -1 }
+        slots.removeAll()
+        slotTerms.removeAll()
+        slotRows.removeAll()
+        slotTFs.removeAll()
+        slotDF.removeAll()
+    }
+
     /// Drops the whole index of the collection (terms, postings, lengths) and resets statistics,
     /// keeping the options, so it can be rebuilt.
     mutating func clear() throws {
@@ -201,8 +251,7 @@ struct TextIndexWriter {
         info.nextTermID = 0
         info.docCount = 0
         info.totalLength = 0
-        pending.removeAll()
-        dfDelta.removeAll()
+        resetSlots()
         lengthEdits.removeAll()
         changed = true
     }
@@ -211,6 +260,8 @@ struct TextIndexWriter {
     mutating func setOptions(_ options: TextIndexOptions) {
         info.options = options
         analyzer = nil
+        localCounts.removeAll()
+        localSlots.removeAll()
         changed = true
     }
 }
