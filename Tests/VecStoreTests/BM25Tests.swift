@@ -96,7 +96,9 @@ private func referenceScore(query: [String], doc: [String], all: [[String]], k1:
         for q in 0..<40 {
             let query = (0..<Int.random(in: 1...8, using: &rng)).map { _ in word() }.joined(separator: " ")
             for k in [1, 10, 100] {
-                let pruned = try c.searchText(query, k: k)
+                var small = TextSearchOptions()
+                small.windowRows = [64, 256, 4096][q % 3]
+                let pruned = try c.searchText(query, k: k, options: small)
                 let full = try c.searchText(query, k: k, options: TextSearchOptions(exhaustive: true))
                 #expect(pruned.count == full.count, "query \(q) k \(k)")
                 for (a, b) in zip(pruned, full) {

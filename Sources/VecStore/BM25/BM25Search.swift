@@ -290,7 +290,7 @@ struct BM25Searcher {
 
     /// Top `k` rows by BM25 among `mask`, with block-max MaxScore pruning (or scoring every posting
     /// when `exhaustive`). Also reports how many documents were fully or partly scored.
-    func topK(_ queryTerms: [QueryTerm], k: Int, mask: RowMask, exhaustive: Bool = false) throws
+    func topK(_ queryTerms: [QueryTerm], k: Int, mask: RowMask, exhaustive: Bool = false, window: Int = 4096) throws
         -> (hits: [(score: Double, row: UInt32)], scored: Int)
     {
         guard k > 0, !queryTerms.isEmpty else { return ([], 0) }
@@ -322,6 +322,74 @@ struct BM25Searcher {
         var prefix = [Double](repeating: 0, count: n + 1)
         for i in 0..<n { prefix[i + 1] = prefix[i] + Double(terms[i].upperBound) }
         var firstEssential = 0
+        if !exhaustive {
+            // Block-max MaxScore over windows of rows (as Lucene's MaxScoreBulkScorer): essential terms
+            // add their scores into a window of accumulators term at a time, then the window's rows
+            // are visited in order and only those that could still enter the top k look up the
+            // non-essential terms. The essential/non-essential split is updated between windows.
+            let acc = UnsafeMutablePointer<Double>.allocate(capacity: window)
+            acc.initialize(repeating: 0, count: window)
+            let bits = UnsafeMutablePointer<UInt64>.allocate(capacity: window / 64)
+            bits.initialize(repeating: 0, count: window / 64)
+            defer { acc.deallocate(); bits.deallocate() }
+            let corrupt: Bool = cursors.withUnsafeMutableBufferPointer { c in
+                while true {
+                    let threshold0 = heap.threshold
+                    while firstEssential < n && prefix[firstEssential + 1] <= threshold0 { firstEssential += 1 }
+                    if firstEssential == n { break }
+                    var start = UInt32.max
+                    for i in firstEssential..<n where c[i].doc < start { start = c[i].doc }
+                    if start == .max { break }
+                    let end = UInt32(min(UInt64(start) + UInt64(window), UInt64(UInt32.max)))
+                    for i in firstEssential..<n {
+                        let weight = c[i].weight
+                        while c[i].doc < end {
+                            let row = c[i].doc
+                            let slot = Int(row &- start)
+                            let tf = Float(c[i].tf())
+                            let norm = lengthBase + lengthScale * Float(length(row))
+                            acc[slot] += Double(weight * tf * k1p1 / (tf + norm))
+                            bits[slot >> 6] |= 1 << UInt64(slot & 63)
+                            c[i].next()
+                        }
+                    }
+                    for w in 0..<(window / 64) {
+                        var word = bits[w]
+                        if word == 0 { continue }
+                        bits[w] = 0
+                        while word != 0 {
+                            let slot = w << 6 | word.trailingZeroBitCount
+                            word &= word - 1
+                            let row = start &+ UInt32(slot)
+                            var score = acc[slot]
+                            acc[slot] = 0
+                            guard mask.contains(row) else { continue }
+                            let threshold = heap.threshold
+                            if firstEssential > 0 {
+                                if score + prefix[firstEssential] <= threshold { continue }
+                                var bound = score
+                                for i in 0..<firstEssential { bound += Double(c[i].blockUpperBound(at: row)) }
+                                if bound <= threshold { continue }
+                                let norm = lengthBase + lengthScale * Float(length(row))
+                                for i in stride(from: firstEssential - 1, through: 0, by: -1) {
+                                    if score + prefix[i + 1] <= threshold { break }
+                                    c[i].advance(to: row)
+                                    if c[i].doc == row {
+                                        let tf = Float(c[i].tf())
+                                        score += Double(c[i].weight * tf * k1p1 / (tf + norm))
+                                    }
+                                }
+                            }
+                            scored += 1
+                            if score > threshold { heap.insert(score, row) }
+                        }
+                    }
+                }
+                return c.contains { $0.corrupt }
+            }
+            if corrupt { throw VecStoreError.corrupt("collection \(name): a posting block is damaged") }
+            return (heap.sorted(), scored)
+        }
         let corrupt: Bool = cursors.withUnsafeMutableBufferPointer { c in
             while true {
                 var candidate = UInt32.max

@@ -10,6 +10,8 @@ public struct TextSearchOptions: Sendable {
     public var k1: Float?
     /// Overrides the collection's b for this search (for tuning).
     public var b: Float?
+    /// Rows per accumulator window of the pruned search (a multiple of 64; tests use small ones).
+    var windowRows = 4096
     /// Creates options.
     public init(exhaustive: Bool = false, k1: Float? = nil, b: Float? = nil) {
         self.exhaustive = exhaustive
@@ -161,7 +163,8 @@ extension VectorCollection {
             let searcher = try BM25Searcher(txn, store.dbs, collection: collectionID, name: name, info: info)
             let queryTerms = try searcher.queryTerms(terms)
             let mask = try textMask(txn, filter)
-            let (hits, _) = try searcher.topK(queryTerms, k: k, mask: mask, exhaustive: options.exhaustive)
+            let (hits, _) = try searcher.topK(queryTerms, k: k, mask: mask, exhaustive: options.exhaustive,
+                                              window: options.windowRows)
             return try hits.map { hit in
                 SearchResult(id: try externalID(txn, row: hit.row), score: Float(hit.score), internalID: hit.row)
             }
