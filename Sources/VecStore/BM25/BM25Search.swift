@@ -343,14 +343,31 @@ struct BM25Searcher {
                     let end = UInt32(min(UInt64(start) + UInt64(window), UInt64(UInt32.max)))
                     for i in firstEssential..<n {
                         let weight = c[i].weight
+                        // Whole blocks at a time: decode, then add every posting below `end`.
                         while c[i].doc < end {
-                            let row = c[i].doc
-                            let slot = Int(row &- start)
-                            let tf = Float(c[i].tf())
-                            let norm = lengthBase + lengthScale * Float(length(row))
-                            acc[slot] += Double(weight * tf * k1p1 / (tf + norm))
-                            bits[slot >> 6] |= 1 << UInt64(slot & 63)
-                            c[i].next()
+                            c[i].ensureDecoded()
+                            if c[i].corrupt { break }
+                            let rows = c[i].rows, tfs = c[i].tfs
+                            let count = c[i].blocks[c[i].block].count
+                            var p = c[i].pos
+                            while p < count {
+                                let row = rows[p]
+                                if row >= end { break }
+                                let slot = Int(row &- start)
+                                let tf = Float(tfs[p])
+                                let norm = lengthBase + lengthScale * Float(length(row))
+                                acc[slot] += Double(weight * tf * k1p1 / (tf + norm))
+                                bits[slot >> 6] |= 1 << UInt64(slot & 63)
+                                p += 1
+                            }
+                            if p < count {
+                                c[i].pos = p
+                                c[i].doc = rows[p]
+                            } else {
+                                c[i].block += 1
+                                c[i].pos = 0
+                                c[i].doc = c[i].block < c[i].blocks.count ? c[i].blocks[c[i].block].firstRow : .max
+                            }
                         }
                     }
                     for w in 0..<(window / 64) {
