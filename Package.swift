@@ -26,8 +26,10 @@ let package = Package(
         .target(name: "LMDB", dependencies: ["CLMDB"]),
         // Input readers (JSONL, fvecs/bvecs, npy, id sidecars) and the JSON value model.
         .target(name: "VecStoreIO"),
+        // Float32 distance kernels in C with run-time dispatch to AVX-512F / AVX2+FMA / portable code.
+        .target(name: "CDistance"),
         // Distance kernels, top-k selection and BLAS-backed batch scoring over raw float memory.
-        .target(name: "VecStoreKernels", dependencies: ["CBLAS"]),
+        .target(name: "VecStoreKernels", dependencies: ["CBLAS", "CDistance"]),
         // The engine and public library: store, collections, documents, filters, search, compaction, verify.
         .target(name: "VecStore", dependencies: ["LMDB", "VecStoreKernels", "VecStoreIO", "VecStoreText"]),
         // The command-line interface: a thin layer over the library.
@@ -39,10 +41,10 @@ let package = Package(
             "VecStore", .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "VecStoreIOTests", dependencies: ["VecStoreIO"]),
+        .testTarget(name: "VecStoreIOTests", dependencies: ["VecStoreIO", .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "VecStoreTextTests", dependencies: ["VecStoreText"]),
         .testTarget(name: "VecStoreTests", dependencies: [
-            "VecStore", "LMDB", "VecStoreKernels",
+            "VecStore", "LMDB", "VecStoreKernels", "vecstore",
             .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
     ],

@@ -10,6 +10,15 @@ public struct Database: Sendable, Hashable {
     public let dbi: MDB_dbi
     /// The database's name inside the environment.
     public let name: String
+
+    /// Creates a handle value (normally obtained from `Environment.openDatabases`).
+    public init(dbi: MDB_dbi, name: String) {
+        self.dbi = dbi
+        self.name = name
+    }
+
+    /// The unnamed main database, whose keys are the names of the named databases.
+    public static let main = Database(dbi: 1, name: "")
 }
 
 /// Flags for opening a named database.
@@ -85,6 +94,26 @@ public final class Environment: @unchecked Sendable {
         mdb_env_close(handle)
         pthread_rwlock_destroy(gate)
         gate.deallocate()
+    }
+
+    /// Whether the lock file describes this data file. LMDB readers choose the meta page by the last
+    /// transaction id recorded in the lock file; a process that opens a data file which was just
+    /// renamed into place (vecstore compaction) while the old lock file is still held would attach to
+    /// the old file's lock and read the wrong meta page. Here the lock's transaction id (seen by a read
+    /// transaction) must equal the newest meta page's; a writer committing in between can make them
+    /// differ for an instant, so a mismatch is confirmed three times.
+    public func lockMatchesDataFile() -> Bool {
+        for attempt in 0..<3 {
+            var txn: OpaquePointer?
+            guard mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txn) == MDB_SUCCESS, let txn else { return true }
+            let lockTxnID = mdb_txn_id(txn)
+            var info = MDB_envinfo()
+            mdb_env_info(handle, &info)
+            mdb_txn_abort(txn)
+            if lockTxnID == info.me_last_txnid { return true }
+            if attempt < 2 { usleep(2000) }
+        }
+        return false
     }
 
     /// The page size of the environment.

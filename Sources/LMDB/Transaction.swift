@@ -220,8 +220,14 @@ public final class Cursor {
 
     /// In a dupFixed database: the values of the current key from the cursor position on, up to one
     /// page at a time (`MDB_GET_MULTIPLE`, then `MDB_NEXT_MULTIPLE`), as one contiguous buffer.
+    ///
+    /// A key holding a single value is stored inline, without a duplicate sub-tree; for such a key
+    /// `MDB_GET_MULTIPLE` succeeds without returning data, so its one value is read with `MDB_GET_CURRENT`.
     public func multipleValues(first: Bool) throws(LMDBError) -> UnsafeRawBufferPointer? {
-        try op(first ? MDB_GET_MULTIPLE : MDB_NEXT_MULTIPLE, name: first ? "get_multiple" : "next_multiple")?.value
+        guard first else { return try op(MDB_NEXT_MULTIPLE, name: "next_multiple")?.value }
+        guard let page = try op(MDB_GET_MULTIPLE, name: "get_multiple")?.value else { return nil }
+        if page.baseAddress == nil { return try op(MDB_GET_CURRENT, name: "get_current")?.value }
+        return page
     }
 
     /// Deletes the entry at the cursor.

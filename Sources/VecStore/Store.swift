@@ -60,29 +60,42 @@ public final class VecStore: Sendable {
         var envOptions = EnvironmentOptions()
         envOptions.readOnly = options.readOnly
         envOptions.mapSize = max(options.initialMapSize, Self.fileSize(path) * 2)
-        let env: Environment
-        do {
-            env = try Environment(path: path, options: envOptions)
-        } catch {
-            if error.code == 22 || error.code == -30793 /* MDB_INVALID */ { throw .notAVecStore(path) }
-            throw .storage(error)
-        }
+        let env = try Self.openEnvironment(path, envOptions)
         let baseSpecs: [(name: String, flags: DatabaseFlags)] = [
             (Format.DB.meta, []), (Format.DB.vectors, []), (Format.DB.docs, []), (Format.DB.ids, []),
             (Format.DB.live, []), (Format.DB.fields, [.dupSort, .dupFixed]),
         ]
         let specs = baseSpecs + TextFormat.databaseSpecs
-        // Open read-only first so opening never waits for another process's writer; create only if missing.
-        var handles: [Database]
-        do {
-            handles = try env.openDatabases(specs, create: false)
-        } catch let e as LMDBError where e.isNotFound && !options.readOnly {
-            handles = try storage { try env.openDatabases(specs, create: true) }
-        } catch let e as LMDBError where e.isNotFound {
-            throw .notAVecStore(path)
-        } catch {
-            throw .storage(error as? LMDBError ?? LMDBError(code: -1, operation: "open databases"))
+        // Nothing is created before the file is known to be a vecstore store (or empty): a foreign LMDB
+        // file, or a store of a newer format, is refused untouched.
+        let existingNames: [String] = try storage {
+            try env.read { txn in
+                var names: [String] = []
+                try txn.withCursor(Database.main) { (c: Cursor) throws -> Void in
+                    var entry = try c.first()
+                    while let e = entry {
+                        names.append(String(decoding: e.key, as: UTF8.self))
+                        entry = try c.next()
+                    }
+                }
+                return names
+            }
         }
+        if !existingNames.isEmpty {
+            guard existingNames.contains(Format.DB.meta) else { throw .notAVecStore(path) }
+            let meta = try storage { try env.openDatabases([(Format.DB.meta, [])], create: false)[0] }
+            let formatOK: Bool = try storage {
+                try env.read { txn in
+                    guard let record = try txn.get(meta, Format.formatKey) else { return false }
+                    try Format.checkFormatRecord(record, path: path)
+                    return true
+                }
+            }
+            if !formatOK { throw .notAVecStore(path) }
+        }
+        let missing = specs.contains { !existingNames.contains($0.name) }
+        if missing && options.readOnly { throw .notAVecStore(path) }
+        let handles: [Database] = try storage { try env.openDatabases(specs, create: missing) }
         let dbs = Databases(meta: handles[0], vectors: handles[1], docs: handles[2], ids: handles[3], live: handles[4],
                             fields: handles[5], textinfo: handles[6], terms: handles[7], postings: handles[8],
                             doclens: handles[9])
@@ -111,6 +124,24 @@ public final class VecStore: Sendable {
                 }
             }
         }
+    }
+
+    /// Opens the LMDB environment, retrying while the file is being swapped in by a compaction in
+    /// another process (its lock file then still belongs to the old file; see
+    /// `Environment.lockMatchesDataFile`). The swap takes microseconds; after 2 s of retries it fails.
+    static func openEnvironment(_ path: String, _ options: EnvironmentOptions) throws(VecStoreError) -> Environment {
+        for _ in 0..<200 {
+            let env: Environment
+            do {
+                env = try Environment(path: path, options: options)
+            } catch {
+                if error.code == 22 || error.code == -30793 /* MDB_INVALID */ { throw .notAVecStore(path) }
+                throw .storage(error)
+            }
+            if env.lockMatchesDataFile() { return env }
+            usleep(10_000)
+        }
+        throw .io("\(path) is being replaced by a compaction in another process; try again")
     }
 
     static func fileSize(_ path: String) -> Int {

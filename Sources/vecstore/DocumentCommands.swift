@@ -5,7 +5,7 @@ import VecStoreIO
 
 /// JSON object of one document, as `get` and `export` print it.
 func documentJSON(_ doc: Document) -> JSONValue {
-    var object: [String: JSONValue] = ["id": .string(doc.id), "vector": .array(doc.vector.map { .number(Double($0)) })]
+    var object: [String: JSONValue] = ["id": .string(doc.id), "vector": .array(doc.vector.map { .number(shortestDouble($0)) })]
     if let text = doc.text { object["text"] = .string(text) }
     if !doc.metadata.isEmpty { object["metadata"] = .object(doc.metadata) }
     return .object(object)
@@ -16,7 +16,7 @@ struct GetCommand: ParsableCommand {
         commandName: "get", abstract: "Print stored documents as JSONL.",
         discussion: "Example:\n  vecstore get my.vecstore -c docs doc-1 doc-2\nExits non-zero if an id is not stored.")
 
-    @OptionGroup var target: StoreOptions
+    @OptionGroup var target: StoreArguments
     @Argument(help: "Document ids.") var ids: [String]
 
     func run() throws {
@@ -44,7 +44,7 @@ struct DeleteCommand: ParsableCommand {
               vecstore delete my.vecstore -c docs --ids-file stale.txt
             """)
 
-    @OptionGroup var target: StoreOptions
+    @OptionGroup var target: StoreArguments
     @Argument(help: "Document ids.") var ids: [String] = []
     @Option(help: "File with one id per line.") var idsFile: String?
 
@@ -77,7 +77,7 @@ struct ExportCommand: ParsableCommand {
 
     enum ExportFormat: String, ExpressibleByArgument, CaseIterable { case jsonl, fvecs }
 
-    @OptionGroup var target: StoreOptions
+    @OptionGroup var target: StoreArguments
     @Option(name: .shortAndLong, help: "Output file (default: standard output).") var output: String?
     @Option(help: "jsonl or fvecs.") var format: ExportFormat = .jsonl
 
@@ -116,4 +116,10 @@ struct ExportCommand: ParsableCommand {
             }
         }
     }
+}
+
+/// The double that prints like `x` does as a Float (0.047946, not 0.04794599860906601), so exported
+/// vectors are as short as their float32 values allow and parse back to the same float.
+func shortestDouble(_ x: Float) -> Double {
+    Double(x.description) ?? Double(x)
 }

@@ -22,7 +22,7 @@ struct EvalCommand: ParsableCommand {
                 --query-vectors minilm/queries.fvecs --query-ids minilm/queries_ids.txt
             """)
 
-    @OptionGroup var target: StoreOptions
+    @OptionGroup var target: StoreArguments
 
     @Option(help: "Queries (BEIR JSONL: _id, text).")
     var queries: String

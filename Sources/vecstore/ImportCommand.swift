@@ -26,7 +26,7 @@ struct ImportCommand: ParsableCommand {
               vecstore import my.vecstore -c docs corpus.jsonl --text-field title --text-field text
             """)
 
-    @OptionGroup var target: StoreOptions
+    @OptionGroup var target: StoreArguments
 
     @Argument(help: "Input files (.jsonl, .fvecs, .bvecs, .npy).")
     var files: [String]

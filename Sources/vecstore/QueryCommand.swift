@@ -24,7 +24,7 @@ struct QueryCommand: ParsableCommand {
               vecstore query my.vecstore -c docs --text "vitamin d" --id doc-17 --rrf
             """)
 
-    @OptionGroup var target: StoreOptions
+    @OptionGroup var target: StoreArguments
 
     @Option(help: "Query vector: a JSON array or comma-separated numbers.")
     var vector: String?
@@ -94,7 +94,7 @@ struct QueryCommand: ParsableCommand {
             case .jsonl:
                 var out = ""
                 for (row, hits) in results.enumerated() {
-                    let items = hits.map { JSONValue.object(["id": .string($0.id), "score": .number(Double($0.score))]) }
+                    let items = hits.map { JSONValue.object(["id": .string($0.id), "score": .number(shortestDouble($0.score))]) }
                     out += JSONValue.object(["query": .number(Double(row)), "results": .array(items)]).serialized() + "\n"
                     if out.utf8.count > 1 << 16 { FileHandle.standardOutput.write(Data(out.utf8)); out = "" }
                 }

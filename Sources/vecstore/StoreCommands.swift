@@ -38,18 +38,16 @@ struct StatsCommand: ParsableCommand {
             print("file       \(formatBytes(s.fileBytes)); map \(formatBytes(s.mapSize)); page \(s.pageSize) B")
             print("pages      \(s.usedPages) used, \(s.freePages) free (\(formatBytes(s.freePages * s.pageSize)) reusable; compact returns it)")
             print("")
-            print("collection            documents   tombstones  dimension  metric   rows/block")
-            for c in s.collections {
-                print(c.name.padding(toLength: 20, withPad: " ", startingAt: 0)
-                      + String(format: "  %9d   %10d  %9d  %-7@  %d", c.count, c.tombstones, c.dimension,
-                               c.metric.description, c.blockCapacity))
-            }
+            print(formatTable(["collection", "documents", "tombstones", "dimension", "metric", "rows/block"],
+                              s.collections.map { c in
+                                  [c.name, "\(c.count)", "\(c.tombstones)", "\(c.dimension)", c.metric.description,
+                                   "\(c.blockCapacity)"]
+                              }, rightAligned: [1, 2, 3, 5]))
             print("")
-            print("database   entries      size        overflow pages  depth")
-            for d in s.databases {
-                print(d.name.padding(toLength: 10, withPad: " ", startingAt: 0)
-                      + String(format: " %-12d %-11@ %-15d %d", d.entries, formatBytes(d.bytes), d.overflowPages, d.depth))
-            }
+            print(formatTable(["database", "entries", "size", "overflow pages", "depth"],
+                              s.databases.map { d in
+                                  [d.name, "\(d.entries)", formatBytes(d.bytes), "\(d.overflowPages)", "\(d.depth)"]
+                              }, rightAligned: [1, 2, 3, 4]))
         }
     }
 }

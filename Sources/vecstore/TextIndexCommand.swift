@@ -17,7 +17,7 @@ struct TextIndexCommand: ParsableCommand {
               vecstore text-index my.vecstore -c docs --k1 0.9 --b 0.4
             """)
 
-    @OptionGroup var target: StoreOptions
+    @OptionGroup var target: StoreArguments
 
     @Option(help: "Snowball stemmer name, or none.") var stemmer: String?
     @Flag(inversion: .prefixedNo, help: "Drop English stop words.") var stopWords: Bool?

@@ -24,7 +24,7 @@ struct VecStoreCommand: ParsableCommand {
 }
 
 /// The store path and collection name most commands take.
-struct StoreOptions: ParsableArguments {
+struct StoreArguments: ParsableArguments {
     @Argument(help: "Path of the store file (created by import if missing).")
     var store: String
 
@@ -32,7 +32,7 @@ struct StoreOptions: ParsableArguments {
     var collection: String = "default"
 
     func open(readOnly: Bool = true) throws -> VecStore {
-        try VecStore(path: store, options: .init(readOnly: readOnly, create: !readOnly))
+        try VecStore(path: store, options: StoreOptions(readOnly: readOnly, create: !readOnly))
     }
 }
 

@@ -1,0 +1,289 @@
+// Distance kernels, compiled three times (AVX-512F, AVX2+FMA, portable) and picked once at load time
+// from the running CPU, so one binary is fast on every x86-64 machine and correct everywhere else.
+#include "vs_distance.h"
+#include <stdlib.h>
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#define VS_X86 1
+#include <immintrin.h>
+#endif
+
+// ---------------------------------------------------------------- portable
+static float dot_generic(const float *a, const float *b, size_t d) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= d; i += 4) {
+        s0 += a[i] * b[i]; s1 += a[i + 1] * b[i + 1]; s2 += a[i + 2] * b[i + 2]; s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < d; i++) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+static float l2_generic(const float *a, const float *b, size_t d) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= d; i += 4) {
+        float d0 = a[i] - b[i], d1 = a[i + 1] - b[i + 1], d2 = a[i + 2] - b[i + 2], d3 = a[i + 3] - b[i + 3];
+        s0 += d0 * d0; s1 += d1 * d1; s2 += d2 * d2; s3 += d3 * d3;
+    }
+    for (; i < d; i++) { float t = a[i] - b[i]; s0 += t * t; }
+    return (s0 + s1) + (s2 + s3);
+}
+static void dot_many_generic(const float *q, const float *x, size_t n, size_t d, float *out) {
+    for (size_t r = 0; r < n; r++) out[r] = dot_generic(q, x + r * d, d);
+}
+static void l2_many_generic(const float *q, const float *x, size_t n, size_t d, float *out) {
+    for (size_t r = 0; r < n; r++) out[r] = l2_generic(q, x + r * d, d);
+}
+
+static void dot_tile_generic(const float *q, size_t nq, const float *x, size_t nr, size_t d, float *out,
+                             size_t ldo) {
+    for (size_t r = 0; r < nr; r++)
+        for (size_t i = 0; i < nq; i++) out[i * ldo + r] = dot_generic(q + i * d, x + r * d, d);
+}
+
+#ifdef VS_X86
+#ifndef PREFETCH_ROWS
+#define PREFETCH_ROWS 4
+#endif
+// ---------------------------------------------------------------- AVX2 + FMA
+__attribute__((target("avx2,fma"))) static inline float hsum256(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+__attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, size_t d) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 32 <= d; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+    }
+    for (; i + 8 <= d; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < d; i++) s += a[i] * b[i];
+    return s;
+}
+__attribute__((target("avx2,fma"))) static float l2_avx2(const float *a, const float *b, size_t d) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 32 <= d; i += 32) {
+        __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+        __m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8));
+        __m256 d2 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16));
+        __m256 d3 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24));
+        s0 = _mm256_fmadd_ps(d0, d0, s0); s1 = _mm256_fmadd_ps(d1, d1, s1);
+        s2 = _mm256_fmadd_ps(d2, d2, s2); s3 = _mm256_fmadd_ps(d3, d3, s3);
+    }
+    for (; i + 8 <= d; i += 8) {
+        __m256 t = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+        s0 = _mm256_fmadd_ps(t, t, s0);
+    }
+    float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < d; i++) { float t = a[i] - b[i]; s += t * t; }
+    return s;
+}
+__attribute__((target("avx2,fma"))) static void dot_many_avx2(const float *q, const float *x, size_t n, size_t d,
+                                                             float *out) {
+    for (size_t r = 0; r < n; r++) out[r] = dot_avx2(q, x + r * d, d);
+}
+__attribute__((target("avx2,fma"))) static void l2_many_avx2(const float *q, const float *x, size_t n, size_t d,
+                                                            float *out) {
+    for (size_t r = 0; r < n; r++) out[r] = l2_avx2(q, x + r * d, d);
+}
+
+// 2 rows x 4 queries per step: 8 accumulators, each row chunk loaded once for four queries.
+__attribute__((target("avx2,fma"))) static void dot_tile_avx2(const float *q, size_t nq, const float *x, size_t nr,
+                                                             size_t d, float *out, size_t ldo) {
+    size_t r = 0;
+    size_t dv = d & ~(size_t)7;
+    for (; r + 2 <= nr; r += 2) {
+        const float *x0 = x + r * d, *x1 = x0 + d;
+        size_t i = 0;
+        for (; i + 4 <= nq; i += 4) {
+            const float *q0 = q + i * d, *q1 = q0 + d, *q2 = q1 + d, *q3 = q2 + d;
+            __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00,
+                   a31 = a00;
+            for (size_t k = 0; k < dv; k += 8) {
+                __m256 v0 = _mm256_loadu_ps(x0 + k), v1 = _mm256_loadu_ps(x1 + k), u;
+                u = _mm256_loadu_ps(q0 + k); a00 = _mm256_fmadd_ps(u, v0, a00); a01 = _mm256_fmadd_ps(u, v1, a01);
+                u = _mm256_loadu_ps(q1 + k); a10 = _mm256_fmadd_ps(u, v0, a10); a11 = _mm256_fmadd_ps(u, v1, a11);
+                u = _mm256_loadu_ps(q2 + k); a20 = _mm256_fmadd_ps(u, v0, a20); a21 = _mm256_fmadd_ps(u, v1, a21);
+                u = _mm256_loadu_ps(q3 + k); a30 = _mm256_fmadd_ps(u, v0, a30); a31 = _mm256_fmadd_ps(u, v1, a31);
+            }
+            float t[8] = {hsum256(a00), hsum256(a01), hsum256(a10), hsum256(a11),
+                          hsum256(a20), hsum256(a21), hsum256(a30), hsum256(a31)};
+            for (size_t k = dv; k < d; k++) {
+                t[0] += q0[k] * x0[k]; t[1] += q0[k] * x1[k]; t[2] += q1[k] * x0[k]; t[3] += q1[k] * x1[k];
+                t[4] += q2[k] * x0[k]; t[5] += q2[k] * x1[k]; t[6] += q3[k] * x0[k]; t[7] += q3[k] * x1[k];
+            }
+            for (size_t j = 0; j < 4; j++) {
+                out[(i + j) * ldo + r] = t[2 * j];
+                out[(i + j) * ldo + r + 1] = t[2 * j + 1];
+            }
+        }
+        for (; i < nq; i++) {
+            out[i * ldo + r] = dot_avx2(q + i * d, x0, d);
+            out[i * ldo + r + 1] = dot_avx2(q + i * d, x1, d);
+        }
+    }
+    for (; r < nr; r++)
+        for (size_t i = 0; i < nq; i++) out[i * ldo + r] = dot_avx2(q + i * d, x + r * d, d);
+}
+
+// ---------------------------------------------------------------- AVX-512F
+// Tails use masked loads, so any dimension runs entirely in 512-bit registers.
+__attribute__((target("avx512f"))) static float dot_avx512(const float *a, const float *b, size_t d) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 64 <= d; i += 64) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
+    }
+    for (; i + 16 <= d; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    if (i < d) {
+        __mmask16 m = (__mmask16)((1u << (d - i)) - 1);
+        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+__attribute__((target("avx512f"))) static float l2_avx512(const float *a, const float *b, size_t d) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 64 <= d; i += 64) {
+        __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
+        __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16));
+        __m512 d2 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32));
+        __m512 d3 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48));
+        s0 = _mm512_fmadd_ps(d0, d0, s0); s1 = _mm512_fmadd_ps(d1, d1, s1);
+        s2 = _mm512_fmadd_ps(d2, d2, s2); s3 = _mm512_fmadd_ps(d3, d3, s3);
+    }
+    for (; i + 16 <= d; i += 16) {
+        __m512 t = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
+        s0 = _mm512_fmadd_ps(t, t, s0);
+    }
+    if (i < d) {
+        __mmask16 m = (__mmask16)((1u << (d - i)) - 1);
+        __m512 t = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i));
+        s1 = _mm512_fmadd_ps(t, t, s1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+__attribute__((target("avx512f"))) static void dot_many_avx512(const float *q, const float *x, size_t n, size_t d,
+                                                              float *out) {
+    for (size_t r = 0; r < n; r++) {
+        // Touch the row PREFETCH_ROWS ahead so its lines are in flight while this one is summed.
+        const char *ahead = (const char *)(x + (r + PREFETCH_ROWS) * d);
+        for (size_t b = 0; b < d * 4; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
+        out[r] = dot_avx512(q, x + r * d, d);
+    }
+}
+__attribute__((target("avx512f"))) static void l2_many_avx512(const float *q, const float *x, size_t n, size_t d,
+                                                             float *out) {
+    for (size_t r = 0; r < n; r++) out[r] = l2_avx512(q, x + r * d, d);
+}
+// Batch kernel, GEMM style: 32 rows are packed transposed into a panel (panel[k*32 + j] = row j's
+// component k), then 8 queries x 32 rows are accumulated in 16 registers: per component k, two panel
+// loads and eight broadcast query components feed 16 FMAs. No horizontal sums, no reloading of rows
+// per query. Rows past `nr` are zero-padded in the panel and not stored.
+__attribute__((target("avx512f"))) static void dot_tile_avx512(const float *q, size_t nq, const float *x,
+                                                              size_t nr, size_t d, float *out, size_t ldo) {
+    float *panel = aligned_alloc(64, ((d * 32 * sizeof(float)) + 63) & ~(size_t)63);
+    if (!panel) { dot_tile_generic(q, nq, x, nr, d, out, ldo); return; }
+    for (size_t r0 = 0; r0 < nr; r0 += 32) {
+        size_t rows = nr - r0 < 32 ? nr - r0 : 32;
+        for (size_t j = 0; j < 32; j++) {
+            if (j < rows) {
+                const float *row = x + (r0 + j) * d;
+                for (size_t k = 0; k < d; k++) panel[k * 32 + j] = row[k];
+            } else {
+                for (size_t k = 0; k < d; k++) panel[k * 32 + j] = 0;
+            }
+        }
+        __mmask16 m0 = rows >= 16 ? 0xFFFF : (__mmask16)((1u << rows) - 1);
+        __mmask16 m1 = rows <= 16 ? 0 : rows >= 32 ? 0xFFFF : (__mmask16)((1u << (rows - 16)) - 1);
+        size_t i = 0;
+        for (; i + 8 <= nq; i += 8) {
+            const float *qi = q + i * d;
+            __m512 a0 = _mm512_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
+            __m512 a4 = a0, b4 = a0, a5 = a0, b5 = a0, a6 = a0, b6 = a0, a7 = a0, b7 = a0;
+            for (size_t k = 0; k < d; k++) {
+                __m512 p0 = _mm512_load_ps(panel + k * 32), p1 = _mm512_load_ps(panel + k * 32 + 16), u;
+                u = _mm512_set1_ps(qi[k]);         a0 = _mm512_fmadd_ps(u, p0, a0); b0 = _mm512_fmadd_ps(u, p1, b0);
+                u = _mm512_set1_ps(qi[d + k]);     a1 = _mm512_fmadd_ps(u, p0, a1); b1 = _mm512_fmadd_ps(u, p1, b1);
+                u = _mm512_set1_ps(qi[2 * d + k]); a2 = _mm512_fmadd_ps(u, p0, a2); b2 = _mm512_fmadd_ps(u, p1, b2);
+                u = _mm512_set1_ps(qi[3 * d + k]); a3 = _mm512_fmadd_ps(u, p0, a3); b3 = _mm512_fmadd_ps(u, p1, b3);
+                u = _mm512_set1_ps(qi[4 * d + k]); a4 = _mm512_fmadd_ps(u, p0, a4); b4 = _mm512_fmadd_ps(u, p1, b4);
+                u = _mm512_set1_ps(qi[5 * d + k]); a5 = _mm512_fmadd_ps(u, p0, a5); b5 = _mm512_fmadd_ps(u, p1, b5);
+                u = _mm512_set1_ps(qi[6 * d + k]); a6 = _mm512_fmadd_ps(u, p0, a6); b6 = _mm512_fmadd_ps(u, p1, b6);
+                u = _mm512_set1_ps(qi[7 * d + k]); a7 = _mm512_fmadd_ps(u, p0, a7); b7 = _mm512_fmadd_ps(u, p1, b7);
+            }
+            float *o = out + i * ldo + r0;
+            _mm512_mask_storeu_ps(o, m0, a0); _mm512_mask_storeu_ps(o + 16, m1, b0); o += ldo;
+            _mm512_mask_storeu_ps(o, m0, a1); _mm512_mask_storeu_ps(o + 16, m1, b1); o += ldo;
+            _mm512_mask_storeu_ps(o, m0, a2); _mm512_mask_storeu_ps(o + 16, m1, b2); o += ldo;
+            _mm512_mask_storeu_ps(o, m0, a3); _mm512_mask_storeu_ps(o + 16, m1, b3); o += ldo;
+            _mm512_mask_storeu_ps(o, m0, a4); _mm512_mask_storeu_ps(o + 16, m1, b4); o += ldo;
+            _mm512_mask_storeu_ps(o, m0, a5); _mm512_mask_storeu_ps(o + 16, m1, b5); o += ldo;
+            _mm512_mask_storeu_ps(o, m0, a6); _mm512_mask_storeu_ps(o + 16, m1, b6); o += ldo;
+            _mm512_mask_storeu_ps(o, m0, a7); _mm512_mask_storeu_ps(o + 16, m1, b7);
+        }
+        for (; i < nq; i++) {
+            const float *qi = q + i * d;
+            __m512 a = _mm512_setzero_ps(), b = a;
+            for (size_t k = 0; k < d; k++) {
+                __m512 u = _mm512_set1_ps(qi[k]);
+                a = _mm512_fmadd_ps(u, _mm512_load_ps(panel + k * 32), a);
+                b = _mm512_fmadd_ps(u, _mm512_load_ps(panel + k * 32 + 16), b);
+            }
+            _mm512_mask_storeu_ps(out + i * ldo + r0, m0, a);
+            _mm512_mask_storeu_ps(out + i * ldo + r0 + 16, m1, b);
+        }
+    }
+    free(panel);
+}
+#endif
+
+// ---------------------------------------------------------------- dispatch
+typedef float (*pair_fn)(const float *, const float *, size_t);
+typedef void (*many_fn)(const float *, const float *, size_t, size_t, float *);
+
+static pair_fn dot_impl = dot_generic, l2_impl = l2_generic;
+static many_fn dot_many_impl = dot_many_generic, l2_many_impl = l2_many_generic;
+typedef void (*tile_fn)(const float *, size_t, const float *, size_t, size_t, float *, size_t);
+static tile_fn dot_tile_impl = dot_tile_generic;
+static const char *isa_name = "generic";
+
+// Runs before main (and before any thread exists), so the pointers are never written concurrently.
+__attribute__((constructor)) static void vs_distance_select(void) {
+#ifdef VS_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) {
+        dot_impl = dot_avx512; l2_impl = l2_avx512;
+        dot_many_impl = dot_many_avx512; l2_many_impl = l2_many_avx512; dot_tile_impl = dot_tile_avx512;
+        isa_name = "avx512f";
+    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        dot_impl = dot_avx2; l2_impl = l2_avx2;
+        dot_many_impl = dot_many_avx2; l2_many_impl = l2_many_avx2; dot_tile_impl = dot_tile_avx2;
+        isa_name = "avx2";
+    }
+#endif
+}
+
+void vs_dot_many(const float *q, const float *base, size_t n, size_t dim, float *out) {
+    dot_many_impl(q, base, n, dim, out);
+}
+void vs_l2_many(const float *q, const float *base, size_t n, size_t dim, float *out) {
+    l2_many_impl(q, base, n, dim, out);
+}
+void vs_dot_tile(const float *q, size_t nq, const float *x, size_t nr, size_t dim, float *out, size_t ldo) {
+    dot_tile_impl(q, nq, x, nr, dim, out, ldo);
+}
+float vs_dot(const float *a, const float *b, size_t dim) { return dot_impl(a, b, dim); }
+float vs_l2(const float *a, const float *b, size_t dim) { return l2_impl(a, b, dim); }
+const char *vs_distance_isa(void) { return isa_name; }
