@@ -112,8 +112,13 @@ struct EvalCommand: ParsableCommand {
                 object["rrf_k"] = .number(Double(rrfK))
                 print(JSONValue.object(object).serialized())
             case .table:
-                print("\(queryList.count) queries with judgements; hybrid = weighted alpha \(alpha), rrf = k \(rrfK); "
-                      + "\(candidates) candidates per side")
+                if queryVectors != nil {
+                    print("\(queryList.count) queries with judgements; hybrid = weighted alpha \(alpha), rrf = k \(rrfK); "
+                          + "\(candidates) candidates per side")
+                } else {
+                    print("\(queryList.count) queries with judgements (BM25 only; --query-vectors and --query-ids add vector "
+                          + "and fused results)")
+                }
                 let columns = ks.flatMap { ["ndcg@\($0)"] } + ks.map { "p@\($0)" } + ks.map { "r@\($0)" } + ["mrr"]
                 print("method  " + columns.map { $0.padding(toLength: 8, withPad: " ", startingAt: 0) }.joined(separator: " "))
                 for (name, m) in measured {

@@ -221,6 +221,25 @@ private func referenceScore(query: [String], doc: [String], all: [[String]], k1:
         #expect(try t.store.verify().isOK)
     }
 
+    @Test func concurrentSearchesAgreeAndDropRemovesTheIndex() throws {
+        let t = try TempStore()
+        let c = try t.store.collection("c", dimension: 2)
+        try c.add((0..<500).map { doc("d\($0)", "word\($0 % 17) shared text number \($0 % 5) running") })
+        let queries = ["word3 shared", "number 4", "running word16", "text"]
+        let expected = try queries.map { try c.searchText($0, k: 10).map(\.id) }
+        let failures = LockedCounter()
+        DispatchQueue.concurrentPerform(iterations: 64) { i in
+            let q = i % queries.count
+            if (try? c.searchText(queries[q], k: 10).map(\.id)) != expected[q] { failures.increment() }
+        }
+        #expect(failures.value == 0)
+        try t.store.dropCollection("c")
+        let again = try t.store.collection("c", dimension: 2)
+        #expect(try again.textIndexStats().terms == 0)
+        #expect(try again.searchText("text", k: 5).isEmpty)
+        #expect(try t.store.verify().isOK)
+    }
+
     @Test func hybridFusion() throws {
         let t = try TempStore()
         let c = try t.store.collection("c", dimension: 2)
@@ -285,4 +304,11 @@ private func referenceScore(query: [String], doc: [String], all: [[String]], k1:
         let queries = try RetrievalMetrics.readQueries(path: dir + "/q.jsonl")
         #expect(queries.count == 1 && queries[0].id == "0" && queries[0].text == "a claim")
     }
+}
+
+private final class LockedCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func increment() { lock.lock(); count += 1; lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
 }
