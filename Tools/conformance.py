@@ -31,7 +31,7 @@ except ImportError as e:  # pragma: no cover
 # Constants of Spec/FORMAT.md
 # ---------------------------------------------------------------------------------------------
 
-SUPPORTED_VERSION = 1
+SUPPORTED_VERSION = 2  # version 2 adds the keyword-index databases (Spec/BM25.md; checked by Tools/conformance_bm25.py)
 MAGIC = b"VECSTORE"
 DATABASES = ["meta", "vectors", "docs", "ids", "live", "fields"]
 DUP_DATABASES = {"fields"}  # MDB_DUPSORT | MDB_DUPFIXED
