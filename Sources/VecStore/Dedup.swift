@@ -30,8 +30,10 @@ extension VectorCollection {
             } else {
                 words = view.liveWords
             }
+            guard !words.isEmpty else { return [] }
             let pairs: [SelfJoin.Pair] = words.withUnsafeBufferPointer { w in
-                let mask = CandidateMask(words: w.baseAddress ?? UnsafePointer(bitPattern: 8)!, wordCount: w.count)
+                guard let base = w.baseAddress else { return [] }
+                let mask = CandidateMask(words: base, wordCount: w.count)
                 return SelfJoin.pairs(blocks: view.blocks, dimension: dimension, metric: metric, mask: mask,
                                       threshold: threshold, threads: threads)
             }

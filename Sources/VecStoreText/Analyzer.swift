@@ -247,7 +247,7 @@ public final class Analyzer {
                 while i < n && Self.isWordScalar(scalars[i]) {
                     let s = scalars[i]
                     if s.value < 0x80 ? (s.value >= 0x30 && s.value <= 0x39) : s.properties.numericType != nil { hasDigit = true }
-                    word.append(contentsOf: UTF8.encode(s)!)
+                    if let units = UTF8.encode(s) { word.append(contentsOf: units) }
                     i += 1
                 }
                 compound.append(contentsOf: word)

@@ -220,7 +220,7 @@ struct BM25Searcher {
                 }
                 let b = Int(readBE32(key, at: 4))
                 while blocks.count <= b { blocks.append(nil) }
-                blocks[b] = value.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                blocks[b] = value.baseAddress?.assumingMemoryBound(to: UInt8.self)
                 entry = try c.next()
             }
         }

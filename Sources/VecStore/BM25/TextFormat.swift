@@ -165,7 +165,8 @@ struct TermEntry: Equatable {
 /// header, little-endian), then count − 1 varint row gaps, then count varint term frequencies.
 enum PostingBlock {
     static func encode(rows: ArraySlice<UInt32>, tfs: ArraySlice<UInt32>, lengths: (UInt32) -> UInt32) -> [UInt8] {
-        precondition(!rows.isEmpty && rows.count <= TextFormat.blockSize && rows.count == tfs.count)
+        precondition(rows.count <= TextFormat.blockSize && rows.count == tfs.count)
+        guard let first = rows.first, let last = rows.last else { return [] }
         var maxTF: UInt32 = 0
         var minLength = UInt32.max
         for (row, tf) in zip(rows, tfs) {
@@ -178,9 +179,9 @@ enum PostingBlock {
         b.append(0)
         b.appendLE(UInt16(min(maxTF, 65_535)))
         b.appendLE(minLength)
-        b.appendLE(rows.first!)
-        b.appendLE(rows.last!)
-        var previous = rows.first!
+        b.appendLE(first)
+        b.appendLE(last)
+        var previous = first
         for row in rows.dropFirst() {
             appendVarint(&b, row - previous)
             previous = row
@@ -229,7 +230,8 @@ enum PostingBlock {
     @inline(__always)
     static func decode(_ p: UnsafeRawBufferPointer, count: Int, firstRow: UInt32, lastRow: UInt32,
                        rows: UnsafeMutablePointer<UInt32>, tfs: UnsafeMutablePointer<UInt32>) -> Bool {
-        let base = p.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        guard count >= 1, let raw = p.baseAddress else { return false }
+        let base = raw.assumingMemoryBound(to: UInt8.self)
         let end = p.count
         var o = TextFormat.blockHeaderBytes
         var row = firstRow

@@ -54,13 +54,19 @@ struct TextIndexWriter {
     }
 
     /// Analyses `text` into `touched` (distinct analyzer term ids) and `localCounts` (tf by id).
-    private mutating func countTerms(_ text: String) throws {
-        if analyzer == nil {
-            do { analyzer = try Analyzer(info.options.analyzer) } catch {
-                throw VecStoreError.invalidArgument("collection \(name): \(error)")
-            }
+    private mutating func currentAnalyzer() throws -> Analyzer {
+        if let analyzer { return analyzer }
+        do {
+            let a = try Analyzer(info.options.analyzer)
+            analyzer = a
+            return a
+        } catch {
+            throw VecStoreError.invalidArgument("collection \(name): \(error)")
         }
-        let a = analyzer!
+    }
+
+    private mutating func countTerms(_ text: String) throws {
+        let a = try currentAnalyzer()
         touched.removeAll(keepingCapacity: true)
         a.analyzeIDs(text) { id in
             let i = Int(id)
@@ -75,10 +81,10 @@ struct TextIndexWriter {
 
     /// The batch slot of an analyzer term id.
     @inline(__always)
-    private mutating func slot(local id: Int32) -> Int {
+    private mutating func slot(local id: Int32, _ analyzer: Analyzer) -> Int {
         let s = localSlots[Int(id)]
         if s >= 0 { return Int(s) }
-        let new = slot(analyzer!.term(id))
+        let new = slot(analyzer.term(id))
         localSlots[Int(id)] = Int32(new)
         return new
     }
@@ -87,12 +93,13 @@ struct TextIndexWriter {
     mutating func add(row: UInt32, text: String?) throws {
         guard info.options.enabled, let text else { return }
         try countTerms(text)
+        let analyzer = try currentAnalyzer()
         var length: UInt32 = 0
         for id in touched {
             let tf = localCounts[Int(id)]
             localCounts[Int(id)] = 0
             length += tf
-            let s = slot(local: id)
+            let s = slot(local: id, analyzer)
             slotRows[s].append(row)
             slotTFs[s].append(tf)
             slotDF[s] += 1
@@ -108,11 +115,12 @@ struct TextIndexWriter {
     mutating func remove(row: UInt32, text: String?) throws {
         guard info.options.enabled, let text else { return }
         try countTerms(text)
+        let analyzer = try currentAnalyzer()
         var length: UInt32 = 0
         for id in touched {
             length += localCounts[Int(id)]
             localCounts[Int(id)] = 0
-            slotDF[slot(local: id)] -= 1
+            slotDF[slot(local: id, analyzer)] -= 1
         }
         guard length > 0 else { return }
         info.docCount -= 1
@@ -127,12 +135,14 @@ struct TextIndexWriter {
                 guard existing.count == TextFormat.lengthBlockRows * 4 else {
                     throw VecStoreError.corrupt("collection \(name): length block \(block) has \(existing.count) bytes")
                 }
-                lengthEdits[block] = Array(existing.bindMemory(to: UInt32.self)).map { UInt32(littleEndian: $0) }
+                lengthEdits[block] = (0..<TextFormat.lengthBlockRows).map {
+                    UInt32(littleEndian: existing.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))
+                }
             } else {
                 lengthEdits[block] = [UInt32](repeating: 0, count: TextFormat.lengthBlockRows)
             }
         }
-        lengthEdits[block]![Int(row & UInt32(TextFormat.lengthBlockRows - 1))] = length
+        lengthEdits[block, default: []][Int(row & UInt32(TextFormat.lengthBlockRows - 1))] = length
     }
 
     /// The stored (or pending) length of `row`.
@@ -195,13 +205,12 @@ struct TextIndexWriter {
             }
             let h = try PostingBlock.header(value, context: "collection \(name) term id \(entry.termID) block \(last)")
             if h.count < TextFormat.blockSize {
-                var oldRows = [UInt32](repeating: 0, count: h.count), oldTFs = [UInt32](repeating: 0, count: h.count)
-                let ok = oldRows.withUnsafeMutableBufferPointer { r in
-                    oldTFs.withUnsafeMutableBufferPointer { t in
-                        PostingBlock.decode(value, count: h.count, firstRow: h.firstRow, lastRow: h.lastRow,
-                                            rows: r.baseAddress!, tfs: t.baseAddress!)
-                    }
-                }
+                let scratch = UnsafeMutablePointer<UInt32>.allocate(capacity: 2 * h.count)
+                defer { scratch.deallocate() }
+                let ok = PostingBlock.decode(value, count: h.count, firstRow: h.firstRow, lastRow: h.lastRow,
+                                             rows: scratch, tfs: scratch + h.count)
+                let oldRows = Array(UnsafeBufferPointer(start: scratch, count: h.count))
+                let oldTFs = Array(UnsafeBufferPointer(start: scratch + h.count, count: h.count))
                 guard ok else { throw VecStoreError.corrupt("collection \(name): posting block \(last) of term id \(entry.termID) is damaged") }
                 guard h.lastRow < rows[0] else {
                     throw VecStoreError.corrupt("collection \(name): posting rows out of order for term id \(entry.termID)")

@@ -227,11 +227,11 @@ extension VectorCollection {
                 if !missing.isEmpty {
                     let view = try CollectionView(txn, store.dbs, try currentRecord(txn), name: name)
                     stored.withUnsafeBufferPointer { q in
+                        guard let query = q.baseAddress else { return }
                         for row in missing {
                             let v = view.vector(row)
-                            let s = metric == .l2 ? -Double(squaredL2(q.baseAddress!, v, dimension))
-                                                  : Double(dotProduct(q.baseAddress!, v, dimension))
-                            vec[row] = s
+                            vec[row] = metric == .l2 ? -Double(squaredL2(query, v, dimension))
+                                                     : Double(dotProduct(query, v, dimension))
                         }
                     }
                 }
