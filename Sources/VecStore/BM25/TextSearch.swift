@@ -199,43 +199,55 @@ extension VectorCollection {
         }
         let depth = max(k, candidates)
         let (stored, _) = try storedForm(vector, id: nil)
-        let vectorHits = try search(vector, k: depth, filter: filter)
+        // Both rankings and every score come from one read snapshot.
         return try store.read { txn in
             let info = textOptions.apply(try textInfo(txn))
             guard info.options.enabled else {
                 throw VecStoreError.invalidArgument("collection \(name) has keyword indexing turned off")
             }
+            let view = try CollectionView(txn, store.dbs, try currentRecord(txn), name: name)
+            let words: [UInt64]
+            if let filter {
+                words = try FilterEvaluator(txn: txn, dbs: store.dbs, view: view, collection: self).evaluate(filter)
+            } else {
+                words = view.liveWords
+            }
+            // Vector side: exact top `depth`; similarity (negated squared distance under l2) per row.
+            let vectorRows: [UInt32] = stored.withUnsafeBufferPointer { q in
+                words.withUnsafeBufferPointer { w in
+                    guard let query = q.baseAddress, let base = w.baseAddress else { return [] }
+                    let top = ExactSearch.search(query: query, dimension: dimension, metric: metric, blocks: view.blocks,
+                                                 mask: CandidateMask(words: base, wordCount: w.count), k: depth,
+                                                 threads: 1)
+                    return top.sorted().map(\.id)
+                }
+            }
+            func similarity(_ row: UInt32) -> Double {
+                stored.withUnsafeBufferPointer { q in
+                    guard let query = q.baseAddress else { return 0 }
+                    let v = view.vector(row)
+                    return metric == .l2 ? -Double(squaredL2(query, v, dimension)) : Double(dotProduct(query, v, dimension))
+                }
+            }
+            // Keyword side.
             let terms = try Self.analyze(text, info.options.analyzer)
             let searcher = try BM25Searcher(txn, store.dbs, collection: collectionID, name: name, info: info)
             let queryTerms = try searcher.queryTerms(terms)
-            let mask = try textMask(txn, filter)
-            let (textHits, _) = try searcher.topK(queryTerms, k: depth, mask: mask)
+            let (textHits, _) = try searcher.topK(queryTerms, k: depth, mask: RowMask(words: words),
+                                                  window: textOptions.windowRows)
             var fused: [UInt32: Double] = [:]
             switch fusion {
             case .rrf(let rk):
-                for (rank, hit) in vectorHits.enumerated() { fused[hit.internalID, default: 0] += 1 / Double(rk + rank + 1) }
+                for (rank, row) in vectorRows.enumerated() { fused[row, default: 0] += 1 / Double(rk + rank + 1) }
                 for (rank, hit) in textHits.enumerated() { fused[hit.row, default: 0] += 1 / Double(rk + rank + 1) }
             case .weighted(let alpha):
                 // Exact scores on both sides for the union of candidates.
-                var rows = Set(vectorHits.map(\.internalID))
+                var rows = Set(vectorRows)
                 for h in textHits { rows.insert(h.row) }
-                let rowList = Array(rows)
+                let rowList = rows.sorted()
                 let bm25 = try searcher.scores(queryTerms, rows: rowList)
                 var vec: [UInt32: Double] = [:]
-                for h in vectorHits { vec[h.internalID] = Double(h.score) }
-                let missing = rowList.filter { vec[$0] == nil }
-                if !missing.isEmpty {
-                    let view = try CollectionView(txn, store.dbs, try currentRecord(txn), name: name)
-                    stored.withUnsafeBufferPointer { q in
-                        guard let query = q.baseAddress else { return }
-                        for row in missing {
-                            let v = view.vector(row)
-                            vec[row] = metric == .l2 ? -Double(squaredL2(query, v, dimension))
-                                                     : Double(dotProduct(query, v, dimension))
-                        }
-                    }
-                }
-                if metric == .l2 { for h in vectorHits { vec[h.internalID] = -Double(h.score) } }
+                for row in rowList { vec[row] = similarity(row) }
                 func normalised(_ scores: [UInt32: Double]) -> (UInt32) -> Double {
                     let values = rowList.map { scores[$0] ?? 0 }
                     let lo = values.min() ?? 0, hi = values.max() ?? 0
