@@ -273,7 +273,9 @@ struct BM25Searcher {
                     let tf = Float(h.maxTF)
                     let norm = k1 * (1 - b + b * Float(h.minLength) / avgdl)
                     // Slightly inflated so float rounding never makes a real score exceed it.
-                    let bound = weight * tf * (k1 + 1) / (tf + norm) * (1 + 1e-5)
+                    // A saturated max tf (65,535) bounds nothing: use BM25's limit as tf grows, idf · (k1 + 1).
+                    let bound = h.maxTF >= 65_535 ? weight * (k1 + 1) * (1 + 1e-5)
+                                                  : weight * tf * (k1 + 1) / (tf + norm) * (1 + 1e-5)
                     maxBound = max(maxBound, bound)
                     blocks.append(BlockRef(bytes: v, count: h.count, firstRow: h.firstRow, lastRow: h.lastRow,
                                            upperBound: bound))
