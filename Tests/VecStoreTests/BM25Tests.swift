@@ -112,6 +112,22 @@ private func referenceScore(query: [String], doc: [String], all: [[String]], k1:
         }
     }
 
+    @Test func saturatedTermFrequencyStillBoundsScores() throws {
+        let t = try TempStore()
+        let c = try t.store.collection("c", dimension: 2)
+        // One document repeats a term more often than the block header's 16-bit max tf can say.
+        var docs = (0..<300).map { doc("d\($0)", "alpha beta gamma \($0)") }
+        docs.append(doc("big", String(repeating: "alpha ", count: 70_000) + "delta"))
+        try c.add(docs)
+        var tiny = TextSearchOptions()
+        tiny.windowRows = 64
+        let pruned = try c.searchText("alpha delta", k: 3, options: tiny)
+        let full = try c.searchText("alpha delta", k: 3, options: TextSearchOptions(exhaustive: true))
+        #expect(pruned.map(\.id) == full.map(\.id))
+        #expect(pruned.first?.id == "big")
+        #expect(try c.verifyTextIndex().isEmpty)
+    }
+
     @Test func deletesAndUpsertsKeepStatisticsOfLiveDocuments() throws {
         let a = try TempStore(), b = try TempStore()
         let ca = try a.store.collection("c", dimension: 2)
