@@ -66,18 +66,25 @@ public struct JSONLReader: RecordReader {
         while true {
             let number = lineNumber + 1
             let location = SourceLocation(file: path, line: number, record: recordIndex)
-            let line: JSONValue?? = try file.nextLine { bytes throws(ImportError) -> JSONValue? in
-                var bytes = bytes
-                if number == 1, bytes.starts(with: [0xEF, 0xBB, 0xBF]) {
-                    bytes = UnsafeRawBufferPointer(rebasing: bytes.dropFirst(3))
+            let line: JSONValue??
+            do {
+                line = try file.nextLine { bytes throws(ImportError) -> JSONValue? in
+                    var bytes = bytes
+                    if number == 1, bytes.starts(with: [0xEF, 0xBB, 0xBF]) {
+                        bytes = UnsafeRawBufferPointer(rebasing: bytes.dropFirst(3))
+                    }
+                    if Self.isBlank(bytes) { return nil }
+                    do throws(JSONParseError) {
+                        return try JSONValue.parse(bytes)
+                    } catch {
+                        throw ImportError(location: location,
+                                          reason: "malformed JSON at column \(error.offset + 1): \(error.reason)")
+                    }
                 }
-                if Self.isBlank(bytes) { return nil }
-                do throws(JSONParseError) {
-                    return try JSONValue.parse(bytes)
-                } catch {
-                    throw ImportError(location: location,
-                                      reason: "malformed JSON at column \(error.offset + 1): \(error.reason)")
-                }
+            } catch {
+                // The bad line was consumed: count it, so that the next call reads and numbers the next line.
+                lineNumber = number
+                throw error
             }
             guard let line else { return nil }
             lineNumber = number
@@ -126,7 +133,10 @@ public struct JSONLReader: RecordReader {
     private func readID(_ object: [String: JSONValue],
                         _ failure: (String) -> ImportError) throws(ImportError) -> String? {
         let candidates = options.idField.map { [$0] } ?? ["id", "_id"]
-        guard let field = candidates.first(where: { object[$0] != nil }), let value = object[field] else {
+        // `null` counts as absent, as for the other fields.
+        guard let field = candidates.first(where: { object[$0] != nil && object[$0] != .null }),
+              let value = object[field]
+        else {
             guard options.idRequired else { return nil }
             let names = candidates.map { "'\($0)'" }.joined(separator: " or ")
             throw failure("missing id field \(names)")
