@@ -20,6 +20,9 @@ public struct ImportOptions: Sendable {
     public var vectorsFile: String?
     /// First id given to rows of a vector file without an ids file (ids are row numbers from here).
     public var firstRowID = 0
+    /// Keyword-index options: set on a collection the import creates, or applied to an existing one
+    /// (re-analysing its texts) when they differ. Nil leaves the collection's options as they are.
+    public var textIndex: TextIndexOptions?
     /// Creates default options.
     public init() {}
 }
@@ -273,8 +276,11 @@ extension VecStore {
             if existing.dimension != dimension {
                 throw .dimensionMismatch(expected: existing.dimension, got: dimension, id: nil)
             }
+            if let text = options.textIndex, try existing.textIndexOptions() != text { try existing.configureTextIndex(text) }
             return (existing, false)
         }
-        return (try collection(name, dimension: dimension, metric: options.metric), true)
+        let created = try collection(name, dimension: dimension, metric: options.metric)
+        if let text = options.textIndex { try created.configureTextIndex(text) }
+        return (created, true)
     }
 }

@@ -42,3 +42,25 @@ struct TextQueryOptions: ParsableArguments {
         return Array(hits.filter { $0.id != id }.prefix(k))
     }
 }
+
+/// Keyword-index options of `vecstore import` (Spec/BM25.md §7).
+struct ImportTextOptions: ParsableArguments {
+    @Option(help: "Stemmer of the keyword index: a Snowball algorithm (english, porter, german, …) or none.")
+    var stemmer: String?
+
+    @Flag(inversion: .prefixedNo, help: "Drop English stop words in the keyword index.")
+    var stopWords: Bool?
+
+    @Flag(help: "Do not index text for keyword search.")
+    var noTextIndex = false
+
+    /// The options to apply, starting from the collection's current ones; nil when no flag was given.
+    func options(_ store: VecStore, collection: String) throws -> TextIndexOptions? {
+        guard stemmer != nil || stopWords != nil || noTextIndex else { return nil }
+        var options = (try? store.collection(collection).textIndexOptions()) ?? TextIndexOptions()
+        if let stemmer { options.analyzer.stemmer = stemmer == "none" ? nil : stemmer }
+        if let stopWords { options.analyzer.stopWords = stopWords }
+        if noTextIndex { options.enabled = false }
+        return options
+    }
+}
