@@ -256,6 +256,86 @@ private func referenceScore(query: [String], doc: [String], all: [[String]], k1:
         #expect(try t.store.verify().isOK)
     }
 
+    @Test func postingBlockCodecRoundTrips() throws {
+        var rng = SplitMix(state: 9)
+        for _ in 0..<500 {
+            let n = Int.random(in: 1...128, using: &rng)
+            var rows: [UInt32] = []
+            var row = UInt32.random(in: 0...1_000_000, using: &rng)
+            for _ in 0..<n {
+                rows.append(row)
+                // Gaps from 1 up to multi-byte varints.
+                row += [1, 2, 127, 128, 16_384, 2_000_000][Int.random(in: 0..<6, using: &rng)]
+            }
+            let tfs = (0..<n).map { _ in [1, 2, 300, 70_000][Int.random(in: 0..<4, using: &rng)] as UInt32 }
+            let bytes = PostingBlock.encode(rows: rows[...], tfs: tfs[...]) { $0 % 1000 + 1 }
+            try bytes.withUnsafeBytes { raw in
+                let h = try PostingBlock.header(raw, context: "test")
+                #expect(h.count == n && h.firstRow == rows[0] && h.lastRow == rows[n - 1])
+                #expect(h.maxTF == min(tfs.max()!, 65_535))
+                #expect(h.minLength == rows.map { $0 % 1000 + 1 }.min()!)
+                var r = [UInt32](repeating: 0, count: n), t = [UInt32](repeating: 0, count: n)
+                let ok = r.withUnsafeMutableBufferPointer { rp in
+                    t.withUnsafeMutableBufferPointer { tp in
+                        PostingBlock.decode(raw, count: n, firstRow: h.firstRow, lastRow: h.lastRow,
+                                            rows: rp.baseAddress!, tfs: tp.baseAddress!)
+                    }
+                }
+                #expect(ok && r == rows && t == tfs)
+                // A truncated value does not decode.
+                let cut = UnsafeRawBufferPointer(rebasing: raw[0..<(raw.count - 1)])
+                let bad = r.withUnsafeMutableBufferPointer { rp in
+                    t.withUnsafeMutableBufferPointer { tp in
+                        PostingBlock.decode(cut, count: n, firstRow: h.firstRow, lastRow: h.lastRow,
+                                            rows: rp.baseAddress!, tfs: tp.baseAddress!)
+                    }
+                }
+                #expect(!bad)
+            }
+        }
+    }
+
+    @Test func verifyReportsDamagedIndexes() throws {
+        let t = try TempStore()
+        let c = try t.store.collection("c", dimension: 2)
+        try c.add((0..<200).map { doc("d\($0)", "alpha beta\($0 % 3)") })
+        #expect(try c.verifyTextIndex().isEmpty)
+        let cid = c.collectionID
+        // 1. A wrong document frequency.
+        try t.store.write { txn in
+            let key = TextFormat.termKey(cid, "alpha")
+            var entry = try TermEntry.decode(try #require(try txn.get(t.store.dbs.terms, key)), context: "test")
+            entry.df += 1
+            try txn.put(t.store.dbs.terms, key, entry.encoded())
+        }
+        #expect(try c.verifyTextIndex().contains { $0.contains("'alpha' df 201") })
+        #expect(try !t.store.verify().isOK)
+        try t.store.write { txn in
+            let key = TextFormat.termKey(cid, "alpha")
+            var entry = try TermEntry.decode(try #require(try txn.get(t.store.dbs.terms, key)), context: "test")
+            entry.df -= 1
+            try txn.put(t.store.dbs.terms, key, entry.encoded())
+        }
+        #expect(try c.verifyTextIndex().isEmpty)
+        // 2. A posting block whose tf was changed.
+        try t.store.write { txn in
+            let entry = try TermEntry.decode(try #require(try txn.get(t.store.dbs.terms, TextFormat.termKey(cid, "beta0"))),
+                                             context: "test")
+            let key = TextFormat.postingKey(cid, entry.termID, 0)
+            var bytes = Array(try #require(try txn.get(t.store.dbs.postings, key)))
+            bytes[bytes.count - 1] = 2  // last tf 1 → 2
+            try txn.put(t.store.dbs.postings, key, bytes)
+        }
+        #expect(try c.verifyTextIndex().contains { $0.contains("'beta0'") })
+        // 3. Statistics off by one.
+        try t.store.write { txn in
+            var info = try TextInfo.decode(try #require(try txn.get(t.store.dbs.textinfo, Format.prefix(cid))), context: "test")
+            info.totalLength += 1
+            try txn.put(t.store.dbs.textinfo, Format.prefix(cid), info.encoded())
+        }
+        #expect(try c.verifyTextIndex().contains { $0.contains("text statistics") })
+    }
+
     @Test func hybridFusion() throws {
         let t = try TempStore()
         let c = try t.store.collection("c", dimension: 2)
