@@ -69,7 +69,7 @@ public final class Analyzer {
     public let options: AnalyzerOptions
     private let stemmer: OpaquePointer?
     /// Token → term id after stop words and stemming (−1 for a stop word).
-    private var tokenIDs: [String: Int32] = [:]
+    private var tokenIDs = TokenTable()
     /// Term → id and id → term.
     private var termIDs: [String: Int32] = [:]
     private var vocabulary: [String] = []
@@ -147,40 +147,50 @@ public final class Analyzer {
         }
     }
 
+    /// ASCII byte classes: 1 = letter or digit, 2 = connector (`-`, `_`), 0 = separator.
+    private static let asciiClasses: [UInt8] = (0..<256).map { asciiClass(UInt8($0)) }
+
     private func tokenizeASCII(_ bytes: UnsafeBufferPointer<UInt8>, _ body: (Int32) -> Void) {
-        var word: [UInt8] = []
-        word.reserveCapacity(64)
-        var i = 0
         let n = bytes.count
-        var compound: [UInt8] = []
-        while i < n {
-            // Skip to the start of a word.
-            while i < n && Self.asciiClass(bytes[i]) != 1 { i += 1 }
-            if i >= n { break }
-            compound.removeAll(keepingCapacity: true)
-            var parts = 0
-            var hasDigit = false
-            while true {
-                let start = i
-                while i < n && Self.asciiClass(bytes[i]) == 1 { i += 1 }
-                word.removeAll(keepingCapacity: true)
-                for j in start..<i {
-                    var b = bytes[j]
-                    if b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z") { b |= 0x20 }
-                    if b <= UInt8(ascii: "9") { hasDigit = true }
-                    word.append(b)
+        guard n > 0, let source = bytes.baseAddress else { return }
+        // Lower-case the whole text once; words are then slices of it.
+        let lower = UnsafeMutablePointer<UInt8>.allocate(capacity: n)
+        defer { lower.deallocate() }
+        for j in 0..<n {
+            let b = source[j]
+            lower[j] = b &- UInt8(ascii: "A") < 26 ? b | 0x20 : b
+        }
+        Self.asciiClasses.withUnsafeBufferPointer { classes in
+            var i = 0
+            var compound: [UInt8] = []
+            while i < n {
+                // Skip to the start of a word.
+                while i < n && classes[Int(lower[i])] != 1 { i += 1 }
+                if i >= n { break }
+                let compoundStart = i
+                var parts = 0
+                var hasDigit = false
+                while true {
+                    let start = i
+                    while i < n && classes[Int(lower[i])] == 1 {
+                        if lower[i] <= UInt8(ascii: "9") { hasDigit = true }
+                        i += 1
+                    }
+                    parts += 1
+                    emit(UnsafeBufferPointer(start: lower + start, count: i - start), body)
+                    // A single connector followed by a letter or digit continues the compound.
+                    if i + 1 < n && classes[Int(lower[i])] == 2 && classes[Int(lower[i + 1])] == 1 {
+                        i += 1
+                        continue
+                    }
+                    break
                 }
-                compound.append(contentsOf: word)
-                parts += 1
-                emit(word, body)
-                // A single connector followed by a letter or digit continues the compound.
-                if i + 1 < n && Self.asciiClass(bytes[i]) == 2 && Self.asciiClass(bytes[i + 1]) == 1 {
-                    i += 1
-                    continue
+                if parts > 1 && hasDigit {
+                    compound.removeAll(keepingCapacity: true)
+                    for j in compoundStart..<i where classes[Int(lower[j])] == 1 { compound.append(lower[j]) }
+                    compound.withUnsafeBufferPointer { emit($0, body) }
                 }
-                break
             }
-            if parts > 1 && hasDigit { emit(compound, body) }
         }
     }
 
@@ -267,24 +277,32 @@ public final class Analyzer {
 
     @inline(__always)
     private func emit(_ bytes: [UInt8], _ body: (Int32) -> Void) {
-        guard !bytes.isEmpty, bytes.count <= Self.maxTermBytes else { return }
-        let token = String(decoding: bytes, as: UTF8.self)
-        if let id = tokenIDs[token] {
-            if id >= 0 { body(id) }
-            return
-        }
-        var id: Int32 = -1
-        if !(options.stopWords && Self.englishStopWords.contains(token)) {
-            let term = stem(token)
-            if let existing = termIDs[term] {
-                id = existing
-            } else {
-                id = Int32(vocabulary.count)
-                vocabulary.append(term)
-                termIDs[term] = id
+        bytes.withUnsafeBufferPointer { emit($0, body) }
+    }
+
+    @inline(__always)
+    private func emit(_ p: UnsafeBufferPointer<UInt8>, _ body: (Int32) -> Void) {
+        guard !p.isEmpty, p.count <= Self.maxTermBytes else { return }
+        let h = TokenTable.hash(p)
+        let id: Int32
+        if let found = tokenIDs.find(p, hash: h) {
+            id = found
+        } else {
+            let token = String(decoding: p, as: UTF8.self)
+            var newID: Int32 = -1
+            if !(options.stopWords && Self.englishStopWords.contains(token)) {
+                let term = stem(token)
+                if let existing = termIDs[term] {
+                    newID = existing
+                } else {
+                    newID = Int32(vocabulary.count)
+                    vocabulary.append(term)
+                    termIDs[term] = newID
+                }
             }
+            tokenIDs.insert(p, hash: h, value: newID)
+            id = newID
         }
-        tokenIDs[token] = id
         if id >= 0 { body(id) }
     }
 
