@@ -356,6 +356,13 @@ private func referenceScore(query: [String], doc: [String], all: [[String]], k1:
         #expect(abs(Double(rrf[1].score) - 2.0 / 62) < 1e-7)
         #expect(abs(Double(rrf[2].score) - 1.0 / 61) < 1e-7)
         #expect(throws: VecStoreError.self) { try c.hybridSearch(text: "x", vector: q, k: 1, fusion: .weighted(alpha: 2)) }
+        // The filter applies to both sides.
+        try c.upsert([doc("text", "zebra zebra zebra", ["keep": true], vector: [0, 1]),
+                      doc("vec", "horse", ["keep": true], vector: [1, 0])])
+        for fusion in [Fusion.weighted(alpha: 0.5), .rrf(k: 60)] {
+            let kept = try c.hybridSearch(text: "zebra", vector: q, k: 3, fusion: fusion, filter: .field("keep", .equals(true)))
+            #expect(Set(kept.map(\.id)) == ["text", "vec"])
+        }
     }
 }
 
