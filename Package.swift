@@ -18,6 +18,10 @@ let package = Package(
         // C shims: one system library each, resolved through pkg-config, installed from Debian.
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // Snowball stemmers (libstemmer ships no pkg-config file; the modulemap links it by name).
+        .systemLibrary(name: "CStemmer", providers: [.apt(["libstemmer-dev"])]),
+        // Text analysis for keyword search: Unicode normalisation, tokenizing, stop words, stemming.
+        .target(name: "VecStoreText", dependencies: ["CStemmer"]),
         // Safe, scoped Swift wrapper over LMDB: environments, transactions, databases, cursors.
         .target(name: "LMDB", dependencies: ["CLMDB"]),
         // Input readers (JSONL, fvecs/bvecs, npy, id sidecars) and the JSON value model.
@@ -29,7 +33,7 @@ let package = Package(
         // The engine and public library: store, collections, documents, filters, search, compaction, verify.
         // Runtime-dispatched (AVX-512 / AVX2+FMA / baseline) distance kernels and prefetch for the HNSW hot path.
         .target(name: "CVecKernels"),
-        .target(name: "VecStore", dependencies: ["LMDB", "VecStoreKernels", "VecStoreIO", "CVecKernels"]),
+        .target(name: "VecStore", dependencies: ["LMDB", "VecStoreKernels", "VecStoreIO", "VecStoreText", "CVecKernels"]),
         // The command-line interface: a thin layer over the library.
         .executableTarget(name: "vecstore", dependencies: [
             "VecStore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -40,6 +44,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "VecStoreIOTests", dependencies: ["VecStoreIO", .product(name: "PropertyBased", package: "swift-property-based")]),
+        .testTarget(name: "VecStoreTextTests", dependencies: ["VecStoreText"]),
         .testTarget(name: "VecStoreTests", dependencies: [
             "VecStore", "LMDB", "VecStoreKernels", "vecstore",
             .product(name: "PropertyBased", package: "swift-property-based"),

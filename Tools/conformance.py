@@ -31,7 +31,7 @@ except ImportError as e:  # pragma: no cover
 # Constants of Spec/FORMAT.md
 # ---------------------------------------------------------------------------------------------
 
-SUPPORTED_VERSION = 1
+SUPPORTED_VERSION = 2  # version 2 adds the keyword-index databases (Spec/BM25.md; checked by Tools/conformance_bm25.py)
 MAGIC = b"VECSTORE"
 DATABASES = ["meta", "vectors", "docs", "ids", "live", "fields"]
 DUP_DATABASES = {"fields"}  # MDB_DUPSORT | MDB_DUPFIXED
@@ -251,6 +251,10 @@ class Reader:
                     self.fault(f"collections {ids[c.id]} and {name} share id {c.id}")
                 ids[c.id] = name
                 self.collections[name] = c
+            elif key.startswith(b"hnsw:") and len(key) == 9:
+                # Format v2: the HNSW header of a collection (Spec/HNSW.md); the graph itself is not
+                # read by this tool, which checks the v1 databases and the documents.
+                pass
             else:
                 self.fault(f"meta: unknown key {key!r}")
         if self.next_collection_id is None:

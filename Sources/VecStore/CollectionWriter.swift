@@ -17,13 +17,16 @@ struct CollectionWriter {
     let initialNextID: UInt32
     /// Rows deleted by this batch (HNSW repairs their neighbours).
     var deletedRows: [UInt32] = []
+    /// The keyword index, updated in the same transaction (BM25/TextIndexWriter.swift).
+    var text: TextIndexWriter
 
-    init(_ txn: Transaction, _ dbs: Databases, name: String, record: CollectionRecord) {
+    init(_ txn: Transaction, _ dbs: Databases, name: String, record: CollectionRecord) throws {
         self.txn = txn
         self.dbs = dbs
         self.name = name
         self.record = record
         self.initialNextID = record.nextInternalID
+        self.text = try TextIndexWriter(txn, dbs, collection: record.id, name: name)
     }
 
     /// A validated document ready to write: its vector as stored (unit length for cosine) and the norm
@@ -72,6 +75,7 @@ struct CollectionWriter {
                 for key in FieldKey.keys(record.id, metadata) { try txn.delete(dbs.fields, key, value: rowValue) }
             }
         }
+        try text.remove(row: row, text: doc.text)
         try txn.delete(dbs.docs, docKey)
         if removeIDEntry { try txn.delete(dbs.ids, Format.idKey(record.id, doc.externalID)) }
         try setLive(row, false)
@@ -124,6 +128,7 @@ struct CollectionWriter {
             let rowValue = Self.rowValue(row)
             for key in FieldKey.keys(record.id, doc.metadata) { try txn.put(dbs.fields, key, rowValue) }
             try setLive(row, true)
+            try text.add(row: row, text: doc.text)
         }
         record.nextInternalID = start + UInt32(docs.count)
         record.liveCount += UInt32(docs.count)
@@ -183,6 +188,7 @@ struct CollectionWriter {
         for (block, bytes) in liveEdits { try txn.put(dbs.live, Format.key(record.id, block), bytes) }
         liveEdits.removeAll()
         try updateGraph()  // HNSW/HNSWIndexing.swift: link new rows, repair around deleted ones
+        try text.finish()
         try txn.put(dbs.meta, Format.collectionKey(name), record.encoded())
     }
 }

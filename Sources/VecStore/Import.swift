@@ -22,6 +22,9 @@ public struct ImportOptions: Sendable {
     public var vectorsFile: String?
     /// First id given to rows of a vector file without an ids file (ids are row numbers from here).
     public var firstRowID = 0
+    /// Keyword-index options: set on a collection the import creates, or applied to an existing one
+    /// (re-analysing its texts) when they differ. Nil leaves the collection's options as they are.
+    public var textIndex: TextIndexOptions?
     /// Creates default options.
     public init() {}
 }
@@ -200,7 +203,7 @@ extension VecStore {
             let prepared = batch
             do {
                 try write { txn in
-                    var writer = CollectionWriter(txn, dbs, name: collection, record: try target.currentRecord(txn))
+                    var writer = try CollectionWriter(txn, dbs, name: collection, record: try target.currentRecord(txn))
                     try writer.append(prepared, replace: true)
                     try writer.finish()
                 }
@@ -275,8 +278,11 @@ extension VecStore {
             if existing.dimension != dimension {
                 throw .dimensionMismatch(expected: existing.dimension, got: dimension, id: nil)
             }
+            if let text = options.textIndex, try existing.textIndexOptions() != text { try existing.configureTextIndex(text) }
             return (existing, false)
         }
-        return (try collection(name, dimension: dimension, metric: options.metric, index: options.index), true)
+        let created = try collection(name, dimension: dimension, metric: options.metric, index: options.index)
+        if let text = options.textIndex { try created.configureTextIndex(text) }
+        return (created, true)
     }
 }

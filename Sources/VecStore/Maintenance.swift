@@ -70,8 +70,8 @@ extension VecStore {
         let infos = try names.map { name throws(VecStoreError) in try collection(name).info() }
         let dbs = self.dbs, env = self.env, path = self.path
         return try read { txn in
-            let usage = try [dbs.meta, dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields, dbs.graph,
-                             dbs.graphUpper, dbs.graphVectors].map { db in
+            let usage = try ([dbs.meta, dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields, dbs.graph,
+                              dbs.graphUpper, dbs.graphVectors] + dbs.textDatabases).map { db in
                 let s = try txn.stats(db)
                 return DatabaseUsage(name: db.name, entries: s.entries, bytes: s.bytes, overflowPages: s.overflowPages,
                                      depth: s.depth)
@@ -118,7 +118,7 @@ extension VecStore {
             // Every key of the per-collection databases must belong to a known collection.
             faults += try verifyGraphOwners(txn, known: Set(prefixes.keys))
             for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields, dbs.graph, dbs.graphUpper,
-                       dbs.graphVectors] {
+                       dbs.graphVectors] + dbs.textDatabases {
                 try txn.withCursor(db) { (c: Cursor) throws -> Void in
                     var entry = try c.first()
                     while let (key, _) = entry {
@@ -241,6 +241,7 @@ extension VecStore {
             faults.append("\(name): field index has \(indexEntries) entries, metadata implies \(metadataKeys.count)")
         }
         checked += try verifyGraph(txn, name, record, view, &faults)  // HNSW/HNSWVerify.swift
+        faults += try verifyTextIndex(txn, record, name: name)
         return checked
     }
 
@@ -269,6 +270,7 @@ extension VecStore {
                     let index = try HNSWConfig.load(txn, old.dbs, record.id).map { IndexKind.hnsw($0.parameters) }
                     let target = try fresh.collection(name, dimension: record.dimension, metric: record.metric,
                                                       index: index ?? .flat)
+                    try fresh.copyTextOptions(from: txn, old: old, collection: record.id, to: target)
                     let source = VectorCollection(store: old, name: name, record: record)
                     let view = try CollectionView(txn, old.dbs, record, name: name)
                     tombstones += Int(record.nextInternalID - record.liveCount)
@@ -276,7 +278,7 @@ extension VecStore {
                     func flush() throws {
                         let prepared = batch
                         try fresh.write { t in
-                            var writer = CollectionWriter(t, fresh.dbs, name: name, record: try target.currentRecord(t))
+                            var writer = try CollectionWriter(t, fresh.dbs, name: name, record: try target.currentRecord(t))
                             try writer.append(prepared, replace: false)
                             try writer.finish()
                         }

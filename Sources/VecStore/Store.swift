@@ -23,6 +23,8 @@ struct Databases: Sendable {
     let meta, vectors, docs, ids, live, fields: Database
     /// HNSW layer-0 blocks and upper levels (Spec/HNSW.md).
     let graph, graphUpper, graphVectors: Database
+    /// Keyword index (Spec/BM25.md).
+    let textinfo, terms, postings, doclens: Database
 }
 
 /// A vecstore store: one LMDB environment in a single file (plus `<file>-lock`) holding named collections.
@@ -63,11 +65,12 @@ public final class VecStore: Sendable {
         envOptions.readOnly = options.readOnly
         envOptions.mapSize = max(options.initialMapSize, Self.fileSize(path) * 2)
         let env = try Self.openEnvironment(path, envOptions)
-        let specs: [(name: String, flags: DatabaseFlags)] = [
+        let baseSpecs: [(name: String, flags: DatabaseFlags)] = [
             (Format.DB.meta, []), (Format.DB.vectors, []), (Format.DB.docs, []), (Format.DB.ids, []),
             (Format.DB.live, []), (Format.DB.fields, [.dupSort, .dupFixed]),
             (Format.DB.graph, []), (Format.DB.graphUpper, []), (Format.DB.graphVectors, []),
         ]
+        let specs = baseSpecs + TextFormat.databaseSpecs
         // Nothing is created before the file is known to be a vecstore store (or empty): a foreign LMDB
         // file, or a store of a newer format, is refused untouched.
         let existingNames: [String] = try storage {
@@ -100,7 +103,8 @@ public final class VecStore: Sendable {
         let handles: [Database] = try storage { try env.openDatabases(specs, create: missing) }
         let dbs = Databases(meta: handles[0], vectors: handles[1], docs: handles[2], ids: handles[3], live: handles[4],
                             fields: handles[5], graph: handles[6], graphUpper: handles[7],
-                            graphVectors: handles[8])
+                            graphVectors: handles[8], textinfo: handles[9], terms: handles[10], postings: handles[11],
+                            doclens: handles[12])
         self.env = env
         self.dbs = dbs
         let hasFormat: Bool = try storage {
@@ -250,7 +254,7 @@ public final class VecStore: Sendable {
             guard let rec = try record(txn, name) else { return false }
             let prefix = Format.prefix(rec.id)
             for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields, dbs.graph, dbs.graphUpper,
-                       dbs.graphVectors] {
+                       dbs.graphVectors] + dbs.textDatabases {
                 try txn.withCursor(db) { (c: Cursor) throws -> Void in
                     while let (key, _) = try c.seek(atLeast: prefix), key.starts(with: prefix) {
                         try c.deleteCurrent()

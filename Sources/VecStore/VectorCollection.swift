@@ -49,7 +49,7 @@ public struct VectorCollection: Sendable {
     @discardableResult
     public func delete(ids: [String]) throws(VecStoreError) -> Int {
         try store.write { txn in
-            var writer = CollectionWriter(txn, store.dbs, name: name, record: try currentRecord(txn))
+            var writer = try CollectionWriter(txn, store.dbs, name: name, record: try currentRecord(txn))
             var deleted = 0
             for id in ids where try writer.delete(id: id) { deleted += 1 }
             try writer.finish()
@@ -60,7 +60,7 @@ public struct VectorCollection: Sendable {
     func write(_ documents: [Document], replace: Bool) throws(VecStoreError) {
         let prepared = try prepare(documents)
         try store.write { txn in
-            var writer = CollectionWriter(txn, store.dbs, name: name, record: try currentRecord(txn))
+            var writer = try CollectionWriter(txn, store.dbs, name: name, record: try currentRecord(txn))
             try writer.append(prepared, replace: replace)
             try writer.finish()
         }

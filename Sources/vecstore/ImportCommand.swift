@@ -29,6 +29,8 @@ struct ImportCommand: ParsableCommand {
 
     @OptionGroup var target: StoreArguments
 
+    @OptionGroup(title: "Keyword index") var textIndex: ImportTextOptions
+
     @Argument(help: "Input files (.jsonl, .fvecs, .bvecs, .npy).")
     var files: [String]
 
@@ -95,6 +97,7 @@ struct ImportCommand: ParsableCommand {
             options.index = index == .flat ? .flat
                 : .hnsw(HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch))
             options.idsFile = ids
+            options.textIndex = try textIndex.options(store, collection: target.collection)
             for file in files {
                 var reader = try VecStore.reader(for: file, options: options)
                 let bar = ProgressBar(enabled: !quiet && isatty(STDERR_FILENO) == 1, label: file)

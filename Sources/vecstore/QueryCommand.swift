@@ -22,6 +22,8 @@ struct QueryCommand: ParsableCommand {
               vecstore query my.vecstore -c sift --queries query.fvecs -k 10 --format jsonl
               vecstore query my.vecstore -c docs --id doc-17 --ef 128     (wider HNSW beam)
               vecstore query my.vecstore -c docs --id doc-17 --exact      (exact, ignores the index)
+              vecstore query my.vecstore -c docs --text "vitamin d deficiency" -k 10
+              vecstore query my.vecstore -c docs --text "vitamin d" --id doc-17 --rrf
             """)
 
     @OptionGroup var target: StoreArguments
@@ -53,9 +55,14 @@ struct QueryCommand: ParsableCommand {
     @Flag(help: "Search exactly, ignoring the collection's HNSW index.")
     var exact = false
 
+    @OptionGroup(title: "Keyword and hybrid search") var textOptions: TextQueryOptions
+
     func validate() throws {
         let given = [vector != nil, id != nil, queries != nil].filter { $0 }.count
-        if given != 1 { throw ValidationError("give exactly one of --vector, --id or --queries") }
+        if given > 1 || (given == 0 && textOptions.text == nil) {
+            throw ValidationError("give exactly one of --vector, --id or --queries, and/or --text")
+        }
+        try textOptions.validate(hasVectorQuery: vector != nil || id != nil, hasQueryFile: queries != nil)
         if k < 1 { throw ValidationError("-k must be at least 1") }
         if let ef, ef < 1 { throw ValidationError("--ef must be at least 1") }
     }
@@ -66,7 +73,15 @@ struct QueryCommand: ParsableCommand {
             let collection = try store.collection(target.collection)
             let parsedFilter = try filter.map { try Filter(json: $0) }
             let results: [[SearchResult]]
-            if let id {
+            if textOptions.text != nil {
+                let queryVector = try id.map { id throws -> [Float] in
+                    guard let doc = try collection.get(id: id) else {
+                        throw VecStoreError.invalidArgument("no document with id '\(id)' in \(collection.name)")
+                    }
+                    return doc.vector
+                } ?? vector.map { try Self.parseVector($0) }
+                results = [try textOptions.run(collection, vector: queryVector, excluding: id, k: k, filter: parsedFilter) ?? []]
+            } else if let id {
                 let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact)
                 results = [try collection.search(similarTo: id, k: k, filter: parsedFilter, options: options)]
             } else if let vector {

@@ -150,3 +150,36 @@ struct EngineTests {
         #expect(try store.verify().isOK)
     }
 }
+
+@Suite("Index upkeep through many small writes")
+struct IndexUpkeepTests {
+    /// Small batches are linked into the HNSW graph serially; nodes drawn above the current top level
+    /// must become the entry point (a regression: serial inserts once left the header's max level
+    /// behind, which verify reports).
+    @Test("small batches of adds, upserts and deletes keep every invariant", arguments: [Metric.cosine, .l2])
+    func smallBatches(metric: Metric) throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("s.vecstore"))
+        let coll = try store.collection("c", dimension: 16, metric: metric)
+        var rng = SeededRandom(seed: 12)
+        var live = Set<String>()
+        for batch in 0..<25 {
+            var docs = makeDocuments(37, dimension: 16, seed: UInt64(100 + batch), idPrefix: "b\(batch)")
+            if batch > 0 {
+                // Replace a few earlier documents in the same batch.
+                for i in 0..<3 { docs.append(Document(id: "b\(batch - 1)-\(i)", vector: rng.vector(16))) }
+            }
+            try coll.upsert(docs)
+            live.formUnion(docs.map(\.id))
+            let doomed = (0..<4).map { "b\(batch)-\($0 * 5)" }
+            try coll.delete(ids: doomed)
+            live.subtract(doomed)
+            let report = try store.verify()
+            #expect(report.isOK, "after batch \(batch): \(report.faults)")
+        }
+        #expect(try coll.count() == live.count)
+        let hits = try coll.search(rng.vector(16), k: 10)
+        #expect(hits.count == 10)
+        #expect(hits.allSatisfy { live.contains($0.id) })
+    }
+}

@@ -256,7 +256,7 @@ struct HNSWTests {
         let dbs = store.dbs
         #expect(throws: VecStoreError.self) {
             try store.write { txn in
-                var writer = CollectionWriter(txn, dbs, name: "c", record: try c.currentRecord(txn))
+                var writer = try CollectionWriter(txn, dbs, name: "c", record: try c.currentRecord(txn))
                 for id in doomed { _ = try writer.delete(id: id) }
                 try writer.append(more, replace: false)
                 try writer.finish()  // graph linked and written inside the transaction …

@@ -350,13 +350,15 @@ final class HNSWEditor: HNSWGraphAccess {
             scratch.selectDistances = dists
             l -= 1
         }
-        if holdsGlobal {
+        // A node above the current top level becomes the entry point: serially always checked, in
+        // parallel only by the thread that took the global lock for it (level > maxLevel at entry).
+        if holdsGlobal || !needsLocks {
             if level > config.maxLevel {
                 config.entryPoint = q
                 config.maxLevel = level
             }
-            globalLock.unlock()
         }
+        if holdsGlobal { globalLock.unlock() }
     }
 
     /// Adds `q` to `n`'s list on `level`, pruning with the heuristic when the list is full.

@@ -1,0 +1,66 @@
+import ArgumentParser
+import Foundation
+import VecStore
+
+/// Keyword and hybrid options of `vecstore query` (BM25, Spec/BM25.md).
+struct TextQueryOptions: ParsableArguments {
+    @Option(help: "Keyword query (BM25). Alone: keyword search; with --vector or --id: hybrid search.")
+    var text: String?
+
+    @Option(help: "Hybrid: weight of the vector side in weighted fusion (0 = BM25 only, 1 = vector only; default \(Fusion.defaultAlpha)).")
+    var alpha: Float?
+
+    @Flag(help: "Hybrid: fuse by reciprocal rank instead of weighted normalised scores.")
+    var rrf = false
+
+    @Option(help: "Hybrid: the k constant of reciprocal rank fusion.")
+    var rrfK = 60
+
+    @Option(help: "Hybrid: candidates taken from each side before fusing.")
+    var candidates = 100
+
+    var fusion: Fusion { rrf ? .rrf(k: rrfK) : .weighted(alpha: alpha ?? Fusion.defaultAlpha) }
+
+    func validate(hasVectorQuery: Bool, hasQueryFile: Bool) throws {
+        if text != nil && hasQueryFile { throw ValidationError("--text does not go with --queries") }
+        if text == nil && (alpha != nil || rrf) { throw ValidationError("--alpha and --rrf need --text with --vector or --id") }
+        if alpha != nil && rrf { throw ValidationError("give --alpha or --rrf, not both") }
+        if let alpha, !(0...1).contains(alpha) { throw ValidationError("--alpha must be between 0 and 1") }
+        if candidates < 1 { throw ValidationError("--candidates must be at least 1") }
+        if rrfK < 0 { throw ValidationError("--rrf-k must be at least 0") }
+    }
+
+    /// Runs the keyword or hybrid search, or returns nil when no --text was given.
+    func run(_ collection: VectorCollection, vector: [Float]?, excluding id: String?, k: Int, filter: Filter?) throws
+        -> [SearchResult]?
+    {
+        guard let text else { return nil }
+        guard let vector else { return try collection.searchText(text, k: k, filter: filter) }
+        let extra = id == nil ? 0 : 1
+        let hits = try collection.hybridSearch(text: text, vector: vector, k: k + extra, fusion: fusion,
+                                               candidates: candidates, filter: filter)
+        return Array(hits.filter { $0.id != id }.prefix(k))
+    }
+}
+
+/// Keyword-index options of `vecstore import` (Spec/BM25.md §7).
+struct ImportTextOptions: ParsableArguments {
+    @Option(help: "Stemmer of the keyword index: a Snowball algorithm (english, porter, german, …) or none.")
+    var stemmer: String?
+
+    @Flag(inversion: .prefixedNo, help: "Drop English stop words in the keyword index.")
+    var stopWords: Bool?
+
+    @Flag(help: "Do not index text for keyword search.")
+    var noTextIndex = false
+
+    /// The options to apply, starting from the collection's current ones; nil when no flag was given.
+    func options(_ store: VecStore, collection: String) throws -> TextIndexOptions? {
+        guard stemmer != nil || stopWords != nil || noTextIndex else { return nil }
+        var options = (try? store.collection(collection).textIndexOptions()) ?? TextIndexOptions()
+        if let stemmer { options.analyzer.stemmer = stemmer == "none" ? nil : stemmer }
+        if let stopWords { options.analyzer.stopWords = stopWords }
+        if noTextIndex { options.enabled = false }
+        return options
+    }
+}
