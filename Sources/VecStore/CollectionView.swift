@@ -37,12 +37,15 @@ final class CollectionView {
                     throw VecStoreError.corrupt("collection \(name): vector block \(blockNumber) has \(value.count) bytes")
                 }
                 let count = value.count / rowBytes
-                var base = value.baseAddress!
+                guard var base = value.baseAddress else {
+                    throw VecStoreError.corrupt("collection \(name): vector block \(blockNumber) has no data")
+                }
                 if Int(bitPattern: base) % 4 != 0 {
+                    // A small block stored inside a leaf page may be misaligned: read a copy.
                     let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: value.count, alignment: 64)
                     copy.copyMemory(from: value)
                     ownedCopies.append(copy)
-                    base = UnsafeRawPointer(copy.baseAddress!)
+                    if let copied = copy.baseAddress { base = UnsafeRawPointer(copied) }
                 }
                 let vectors = base.assumingMemoryBound(to: Float.self)
                 blocks.append(VectorBlock(firstID: blockNumber << UInt32(record.blockShift), count: count,

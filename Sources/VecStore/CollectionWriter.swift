@@ -44,19 +44,21 @@ struct CollectionWriter {
 
     private mutating func setLive(_ row: UInt32, _ live: Bool) throws {
         let block = row / UInt32(Format.liveBlockIDs)
-        if liveEdits[block] == nil {
-            if let existing = try txn.get(dbs.live, Format.key(record.id, block)) {
-                liveEdits[block] = Array(existing)
-            } else {
-                liveEdits[block] = [UInt8](repeating: 0, count: Format.liveBlockBytes)
-            }
+        var bitmap: [UInt8]
+        if let edited = liveEdits.removeValue(forKey: block) {
+            bitmap = edited
+        } else if let existing = try txn.get(dbs.live, Format.key(record.id, block)) {
+            bitmap = Array(existing)
+        } else {
+            bitmap = [UInt8](repeating: 0, count: Format.liveBlockBytes)
         }
         let bit = Int(row % UInt32(Format.liveBlockIDs))
         if live {
-            liveEdits[block]![bit / 8] |= UInt8(1 << (bit % 8))
+            bitmap[bit / 8] |= UInt8(1 << (bit % 8))
         } else {
-            liveEdits[block]![bit / 8] &= ~UInt8(1 << (bit % 8))
+            bitmap[bit / 8] &= ~UInt8(1 << (bit % 8))
         }
+        liveEdits[block] = bitmap
     }
 
     // MARK: Deleting
@@ -174,7 +176,7 @@ struct CollectionWriter {
                     let row = oldCount + j
                     doc.stored.withUnsafeBufferPointer { v in
                         _ = UnsafeMutableBufferPointer(rebasing: floats[(row * dim)..<((row + 1) * dim)]).initialize(from: v)
-                        floats[newCount * dim + row] = squaredNorm(v.baseAddress!, dim)
+                        floats[newCount * dim + row] = squaredNorm(doc.stored)
                     }
                 }
             }

@@ -93,7 +93,7 @@ public struct VectorCollection: Sendable {
         for (i, x) in vector.enumerated() where !x.isFinite {
             throw .invalidVector(id: id, reason: "component \(i) is \(x)")
         }
-        let norm = vector.withUnsafeBufferPointer { squaredNorm($0.baseAddress!, dimension) }.squareRoot()
+        let norm = squaredNorm(vector).squareRoot()
         guard metric == .cosine else { return (vector, norm) }
         guard norm > 0, norm.isFinite else {
             throw .invalidVector(id: id, reason: norm == 0 ? "all components are zero, which has no cosine direction"
@@ -234,21 +234,20 @@ public struct VectorCollection: Sendable {
             } else {
                 maskWords = view.liveWords
             }
-            let tops: [TopK] = maskWords.withUnsafeBufferPointer { words in
-                let mask = CandidateMask(words: words.baseAddress ?? UnsafePointer(bitPattern: 8)!, wordCount: words.count)
-                return flat.withUnsafeBufferPointer { q in
+            // `flat` holds queries.count ≥ 1 validated vectors of `dimension` ≥ 1 floats: never empty.
+            return try flat.withUnsafeBufferPointer { q in
+                guard let queryBase = q.baseAddress else { return queries.map { _ in [] } }
+                let tops: [TopK] = CandidateMask.with(maskWords) { mask in
                     if queries.count == 1 {
-                        return [ExactSearch.search(query: q.baseAddress!, dimension: dimension, metric: metric,
+                        return [ExactSearch.search(query: queryBase, dimension: dimension, metric: metric,
                                                    blocks: view.blocks, mask: mask, k: k, threads: options.threads)]
                     }
-                    return ExactSearch.searchBatch(queries: q.baseAddress!, queryCount: queries.count,
+                    return ExactSearch.searchBatch(queries: queryBase, queryCount: queries.count,
                                                    dimension: dimension, metric: metric, blocks: view.blocks,
                                                    mask: mask, k: k, threads: options.threads)
                 }
-            }
-            return try tops.enumerated().map { (qi, top) in
-                try flat.withUnsafeBufferPointer { q in
-                    try resolve(txn, view, top, query: q.baseAddress! + qi * dimension)
+                return try tops.enumerated().map { (qi, top) in
+                    try resolve(txn, view, top, query: queryBase + qi * dimension)
                 }
             }
         }

@@ -249,3 +249,23 @@ struct UnsafeSendable<T>: @unchecked Sendable {
     @usableFromInline var value: T
     @usableFromInline init(_ value: T) { self.value = value }
 }
+
+extension CandidateMask {
+    /// Runs `body` with a mask over `words`; an empty array gives a mask that allows nothing.
+    public static func with<R, E: Error>(_ words: [UInt64], _ body: (CandidateMask) throws(E) -> R) throws(E) -> R {
+        try words.withUnsafeBufferPointer { (buffer) throws(E) -> R in
+            if let base = buffer.baseAddress { return try body(CandidateMask(words: base, wordCount: buffer.count)) }
+            var none: UInt64 = 0
+            return try withUnsafePointer(to: &none) { (p) throws(E) -> R in try body(CandidateMask(words: p, wordCount: 0)) }
+        }
+    }
+}
+
+/// The sum of squares of a vector held in an array.
+@inlinable
+public func squaredNorm(_ v: [Float]) -> Float {
+    v.withUnsafeBufferPointer { b in
+        guard let base = b.baseAddress else { return 0 }
+        return squaredNorm(base, b.count)
+    }
+}
