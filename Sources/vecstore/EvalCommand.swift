@@ -54,6 +54,9 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Override BM25 b for this run (tuning).")
     var b: Float?
 
+    @Flag(help: "Vector side by exact search (the ground truth), not the collection's HNSW index.")
+    var exact = false
+
     @Option(help: "Output: table or json.")
     var format: EvalFormat = .table
 
@@ -92,7 +95,7 @@ struct EvalCommand: ParsableCommand {
                     guard let v = vectors[q.id] else {
                         throw VecStoreError.invalidArgument("query \(q.id) has no vector in \(queryVectors)")
                     }
-                    vector[q.id] = try collection.search(v, k: depth).map(\.id)
+                    vector[q.id] = try collection.search(v, k: depth, options: SearchOptions(exact: exact)).map(\.id)
                     hybrid[q.id] = try collection.hybridSearch(text: q.text, vector: v, k: depth, fusion: .weighted(alpha: alpha),
                                                                candidates: candidates, textOptions: textOptions).map(\.id)
                     rrf[q.id] = try collection.hybridSearch(text: q.text, vector: v, k: depth, fusion: .rrf(k: rrfK),
