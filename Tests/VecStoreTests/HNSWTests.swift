@@ -120,6 +120,29 @@ struct HNSWTests {
         #expect(try c.indexKind() == .hnswDefault)
     }
 
+    @Test("serial inserts raise the entry point when a row lands above the top level")
+    func serialInsertsRaiseEntryPoint() throws {
+        let path = temporaryStorePath("entry")
+        defer { cleanup(path) }
+        let store = try VecStore(path: path)
+        let c = try store.collection("c", dimension: 8, metric: .l2)
+        let docs = makeDocs(1200, dim: 8, seed: 19)
+        var start = 0
+        while start < docs.count {  // batches below the parallel threshold: the serial insert path
+            try c.add(Array(docs[start..<min(docs.count, start + 100)]))
+            start += 100
+            let report = try store.verify()
+            #expect(report.isOK, "after \(start) rows: \(report.faults.prefix(3))")
+        }
+        let config = try #require(try store.read { txn in try HNSWConfig.load(txn, store.dbs, c.collectionID) })
+        let top = (0..<UInt32(1200)).map { config.level(of: $0) }.max() ?? 0
+        #expect(config.maxLevel == top)
+        #expect(config.level(of: config.entryPoint) == top)
+        var r = Rand(state: 20)
+        let queries = (0..<20).map { _ in r.vector(8) }
+        #expect(try recallVsExact(c, queries, k: 10) >= 0.95)
+    }
+
     @Test("deleting documents removes them from results at once, repairs the graph and moves the entry point")
     func deleteRepair() throws {
         let path = temporaryStorePath("del")

@@ -305,7 +305,10 @@ final class HNSWEditor: HNSWGraphAccess {
         if needsLocks { globalLock.lock() }
         let entry = config.entryPoint
         let maxLevel = config.maxLevel
-        let holdsGlobal = needsLocks && level > maxLevel
+        // A row above the top level becomes the entry point; in parallel mode it keeps the global lock
+        // for its whole insert (as hnswlib), so no other row raises the top level meanwhile.
+        let raises = level > maxLevel
+        let holdsGlobal = needsLocks && raises
         if needsLocks && !holdsGlobal { globalLock.unlock() }
         if entry == HNSWConfig.noEntry {
             config.entryPoint = q
@@ -350,12 +353,12 @@ final class HNSWEditor: HNSWGraphAccess {
             scratch.selectDistances = dists
             l -= 1
         }
-        if holdsGlobal {
+        if raises {
             if level > config.maxLevel {
                 config.entryPoint = q
                 config.maxLevel = level
             }
-            globalLock.unlock()
+            if holdsGlobal { globalLock.unlock() }
         }
     }
 
