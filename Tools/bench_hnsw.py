@@ -267,7 +267,12 @@ def report(args):
         w(f"| open + first query (ms) | {g(v, 'open_first_query_ms')} | {g(h, 'open_first_query_ms')} | {g(fa, 'open_first_query_ms')} |")
         if v:
             vm = v["metrics"]
-            w(f"| store / index file (MB) | {fmt(vm['store_bytes'] / 1e6, 1)} (raw vectors {fmt(vm['raw_bytes'] / 1e6, 1)}) | "
+            used = vm.get("store_used_bytes")
+            dbb = vm.get("db_bytes", {})
+            parts = ", ".join(f"{k} {dbb[k] / 1e6:.1f}" for k in ("vectors", "graph-vectors", "graph", "graph-upper", "docs")
+                              if k in dbb)
+            w(f"| store file / pages in use (MB) | {fmt(vm['store_bytes'] / 1e6, 1)} / {fmt(used and used / 1e6, 1)} "
+              f"(raw vectors {fmt(vm['raw_bytes'] / 1e6, 1)}; {parts}) | "
               f"{g(h, 'index_bytes', 1e-6)} | {g(fa, 'index_bytes', 1e-6)} |")
             w(f"| peak RSS of the benchmark process (MB) | {g(v, 'peak_rss_bytes', 1e-6, 0)} | {g(h, 'peak_rss_bytes', 1e-6, 0)} (both peers) | |")
         w("")

@@ -27,6 +27,7 @@ struct ExactBench: ParsableCommand {
         var importOptions = ImportOptions()
         importOptions.metric = metricValue
         importOptions.metricIsExplicit = true
+        importOptions.index = .flat  // this benchmark measures exact search (collections default to HNSW)
         var n = 0, dim = 0
         var importSeconds = 0.0
         do {

@@ -85,6 +85,14 @@ struct HNSWBench: ParsableCommand {
             results.map { hits in hits.map { h in rowOfID.isEmpty ? h.id : String(rowOfID[h.id] ?? -1) } }
         }
         metrics["store_bytes"] = fileBytes(store)
+        do {
+            // Pages in use (the file also holds pages freed by the rebuilds above, reused by later writes).
+            let st = try VecStore(path: store, options: StoreOptions(readOnly: true, create: false)).stats()
+            metrics["store_used_bytes"] = (st.usedPages - st.freePages) * st.pageSize
+            var parts: [String: Int] = [:]
+            for d in st.databases { parts[d.name] = d.bytes }
+            metrics["db_bytes"] = parts
+        }
         metrics["raw_bytes"] = n * dim * 4
 
         // Open from disk + first query.

@@ -120,6 +120,29 @@ struct HNSWTests {
         #expect(try c.indexKind() == .hnswDefault)
     }
 
+    @Test("serial inserts raise the entry point when a row lands above the top level")
+    func serialInsertsRaiseEntryPoint() throws {
+        let path = temporaryStorePath("entry")
+        defer { cleanup(path) }
+        let store = try VecStore(path: path)
+        let c = try store.collection("c", dimension: 8, metric: .l2)
+        let docs = makeDocs(1200, dim: 8, seed: 19)
+        var start = 0
+        while start < docs.count {  // batches below the parallel threshold: the serial insert path
+            try c.add(Array(docs[start..<min(docs.count, start + 100)]))
+            start += 100
+            let report = try store.verify()
+            #expect(report.isOK, "after \(start) rows: \(report.faults.prefix(3))")
+        }
+        let config = try #require(try store.read { txn in try HNSWConfig.load(txn, store.dbs, c.collectionID) })
+        let top = (0..<UInt32(1200)).map { config.level(of: $0) }.max() ?? 0
+        #expect(config.maxLevel == top)
+        #expect(config.level(of: config.entryPoint) == top)
+        var r = Rand(state: 20)
+        let queries = (0..<20).map { _ in r.vector(8) }
+        #expect(try recallVsExact(c, queries, k: 10) >= 0.95)
+    }
+
     @Test("deleting documents removes them from results at once, repairs the graph and moves the entry point")
     func deleteRepair() throws {
         let path = temporaryStorePath("del")
@@ -175,14 +198,31 @@ struct HNSWTests {
         defer { cleanup(path) }
         let store = try VecStore(path: path)
         let c = try store.collection("c", dimension: 8, metric: .cosine)
-        try c.add(makeDocs(300, dim: 8, seed: 4))
-        var moved = makeDocs(300, dim: 8, seed: 5)
+        try c.add(makeDocs(1300, dim: 8, seed: 4))
+        var moved = makeDocs(1300, dim: 8, seed: 5)
         moved = Array(moved[0..<100])
         try c.upsert(moved)
         #expect(try store.verify().isOK)
         let hit = try c.search(moved[7].vector, k: 1)
         #expect(hit.first?.id == moved[7].id)
-        #expect(try c.count() == 300)
+        #expect(try c.count() == 1300)
+        #expect(try c.info().rows == 1400)
+    }
+
+    @Test("collections of at most 1,024 live rows are searched exactly")
+    func smallCollectionsAreExact() throws {
+        let path = temporaryStorePath("small")
+        defer { cleanup(path) }
+        let store = try VecStore(path: path)
+        let c = try store.collection("c", dimension: 8, metric: .l2)
+        try c.add(makeDocs(HNSWSearch.exactBelowRows, dim: 8, seed: 17))
+        var r = Rand(state: 18)
+        for _ in 0..<10 {
+            let q = r.vector(8)
+            let a = try c.search(q, k: 10, options: SearchOptions(ef: 1))
+            let e = try c.search(q, k: 10, options: SearchOptions(exact: true))
+            #expect(a == e)
+        }
     }
 
     @Test("filtered search equals exact filtered search for selective filters")
@@ -229,17 +269,17 @@ struct HNSWTests {
             let store = try VecStore(path: path)
             let c = try store.collection("c", dimension: 16, metric: .l2,
                                          index: .hnsw(HNSWParameters(m: 12, efConstruction: 80, efSearch: 40)))
-            try c.add(makeDocs(1200, dim: 16, seed: 10))
-            try c.delete(ids: (0..<1200).filter { $0 % 4 == 1 }.map { "d\($0)" })
+            try c.add(makeDocs(2000, dim: 16, seed: 10))
+            try c.delete(ids: (0..<2000).filter { $0 % 4 == 1 }.map { "d\($0)" })
         }
         let report = try VecStore.compact(path: path)
-        #expect(report.tombstonesDropped == 300)
+        #expect(report.tombstonesDropped == 500)
         let store = try VecStore(path: path)
         let c = try store.collection("c")
         #expect(try c.indexKind() == .hnsw(HNSWParameters(m: 12, efConstruction: 80, efSearch: 40)))
         let v = try store.verify()
         #expect(v.isOK, "\(v.faults.prefix(5))")
-        #expect(try c.info().rows == 900)
+        #expect(try c.info().rows == 1500)
         #expect(try recallVsExact(c, queries, k: 10) >= 0.9)
     }
 
@@ -281,7 +321,7 @@ struct HNSWTests {
         defer { cleanup(path) }
         let store = try VecStore(path: path)
         let c = try store.collection("c", dimension: 16, metric: .cosine, index: .flat)
-        try c.add(makeDocs(1000, dim: 16, seed: 14))
+        try c.add(makeDocs(1600, dim: 16, seed: 14))
         #expect(try c.indexKind() == .flat)
         try c.buildIndex(HNSWParameters(m: 8, efConstruction: 64, efSearch: 32), threads: 2)
         #expect(try c.indexKind() == .hnsw(HNSWParameters(m: 8, efConstruction: 64, efSearch: 32)))

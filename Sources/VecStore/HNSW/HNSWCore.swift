@@ -185,8 +185,6 @@ final class HNSWScratch: @unchecked Sendable {
     var candidates = DistanceHeap(capacity: 256)
     /// The best `ef` allowed nodes found, keyed by distance (farthest on top).
     var results = DistanceHeap(capacity: 256)
-    /// Neighbour ids copied out of a list (under its lock while building).
-    var neighbours: UnsafeMutablePointer<UInt32>
     /// Unvisited neighbours of the node being expanded, prefetched before they are scored.
     var pending: UnsafeMutablePointer<UInt32>
     var neighbourCapacity = 0
@@ -199,7 +197,6 @@ final class HNSWScratch: @unchecked Sendable {
         stamps = .allocate(capacity: stampCapacity)
         stamps.initialize(repeating: 0, count: stampCapacity)
         neighbourCapacity = 512
-        neighbours = .allocate(capacity: neighbourCapacity)
         pending = .allocate(capacity: neighbourCapacity)
     }
 
@@ -207,7 +204,6 @@ final class HNSWScratch: @unchecked Sendable {
         stamps.deallocate()
         candidates.deallocate()
         results.deallocate()
-        neighbours.deallocate()
         pending.deallocate()
     }
 
@@ -232,10 +228,8 @@ final class HNSWScratch: @unchecked Sendable {
 
     func ensureNeighbourCapacity(_ n: Int) {
         if n > neighbourCapacity {
-            neighbours.deallocate()
             pending.deallocate()
             neighbourCapacity = n
-            neighbours = .allocate(capacity: n)
             pending = .allocate(capacity: n)
         }
     }

@@ -305,7 +305,10 @@ final class HNSWEditor: HNSWGraphAccess {
         if needsLocks { globalLock.lock() }
         let entry = config.entryPoint
         let maxLevel = config.maxLevel
-        let holdsGlobal = needsLocks && level > maxLevel
+        // A row above the top level becomes the entry point; in parallel mode it keeps the global lock
+        // for its whole insert (as hnswlib), so no other row raises the top level meanwhile.
+        let raises = level > maxLevel
+        let holdsGlobal = needsLocks && raises
         if needsLocks && !holdsGlobal { globalLock.unlock() }
         if entry == HNSWConfig.noEntry {
             config.entryPoint = q
@@ -350,15 +353,13 @@ final class HNSWEditor: HNSWGraphAccess {
             scratch.selectDistances = dists
             l -= 1
         }
-        // A node above the current top level becomes the entry point: serially always checked, in
-        // parallel only by the thread that took the global lock for it (level > maxLevel at entry).
-        if holdsGlobal || !needsLocks {
+        if raises {
             if level > config.maxLevel {
                 config.entryPoint = q
                 config.maxLevel = level
             }
+            if holdsGlobal { globalLock.unlock() }
         }
-        if holdsGlobal { globalLock.unlock() }
     }
 
     /// Adds `q` to `n`'s list on `level`, pruning with the heuristic when the list is full.

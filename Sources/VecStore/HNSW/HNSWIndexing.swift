@@ -34,8 +34,7 @@ enum HNSWIndexing {
         defer { vt.deallocate() }
         editor.extend(to: Int(view.record.nextInternalID))
         view.liveWords.withUnsafeBufferPointer { words in
-            let live = CandidateMask(words: words.baseAddress ?? UnsafePointer(bitPattern: 8).unsafelyUnwrapped,
-                                     wordCount: words.count)
+            let live = CandidateMask(words: words.baseAddress ?? emptyMaskWord, wordCount: words.count)
             for d in deleted { editor.repairDeleted(d, D.self, vt, live: live) }
             editor.fixEntryPoint(live: live)
             if inserted.count >= parallelThreshold && threads > 1 {
@@ -159,8 +158,27 @@ final class HNSWViewCache: @unchecked Sendable {
     }
 }
 
+/// One zero word: the storage of a mask over no rows.
+nonisolated(unsafe) let emptyMaskWord: UnsafePointer<UInt64> = {
+    let p = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    p.initialize(to: 0)
+    return UnsafePointer(p)
+}()
+
+/// Calls `body` with a mask over `words` (nil when `words` is nil).
+func withMask<R>(_ words: [UInt64]?, _ body: (CandidateMask?) -> R) -> R {
+    guard let words else { return body(nil) }
+    return words.withUnsafeBufferPointer { w in
+        body(CandidateMask(words: w.baseAddress ?? emptyMaskWord, wordCount: w.count))
+    }
+}
+
 /// HNSW k-NN search on layer 0 after greedy descent.
 enum HNSWSearch {
+    /// Collections with at most this many live rows are searched exactly (unless the filter strategy
+    /// is `.graph`): a scan of 1,024 rows costs about as much as a graph search, and is exact.
+    static let exactBelowRows = 1024
+
     /// Greedy descent and layer-0 beam search over the binary16 copies, then the best `2k` of the beam
     /// re-ranked with the float32 vectors; the best `k` by exact distance.
     static func knn<D: HNSWDistance, H: HNSWHalfDistance>(
@@ -254,9 +272,14 @@ extension VectorCollection {
     func searchIndexed(_ flat: [Float], count: Int, k: Int, filter: Filter?, options: SearchOptions)
         throws(VecStoreError) -> [[SearchResult]]?
     {
-        try store.read { txn -> [[SearchResult]]? in
+        guard count > 0 else { return [] }
+        return try store.read { txn -> [[SearchResult]]? in
             let snap = try store.hnswCache.snapshot(txn, store.dbs, name: name, collectionID: collectionID)
             guard let graph = snap.graph else { return nil }
+            // Small collections are searched exactly: as fast, and exact (Qdrant's full_scan_threshold idea).
+            if options.filterStrategy != .graph && Int(snap.record.liveCount) <= HNSWSearch.exactBelowRows {
+                return nil
+            }
             let view = snap.view
             let ef = options.ef ?? graph.config.efSearch
             var maskWords: [UInt64]? = nil
@@ -276,12 +299,10 @@ extension VectorCollection {
             } else if snap.hasDeletions {
                 maskWords = view.liveWords
             }
-            let tops: [TopK] = flat.withUnsafeBufferPointer { q in
-                let base = q.baseAddress.unsafelyUnwrapped
-                if exactOverMatches, let maskWords {
-                    return maskWords.withUnsafeBufferPointer { w in
-                        let mask = CandidateMask(words: w.baseAddress ?? UnsafePointer(bitPattern: 8).unsafelyUnwrapped,
-                                                 wordCount: w.count)
+            return try flat.withUnsafeBufferPointer { q -> [[SearchResult]] in
+                guard let base = q.baseAddress else { return [] }
+                let tops: [TopK] = withMask(maskWords) { mask in
+                    if exactOverMatches, let mask {
                         if count == 1 {
                             return [ExactSearch.search(query: base, dimension: dimension, metric: metric,
                                                        blocks: view.blocks, mask: mask, k: k, threads: options.threads)]
@@ -290,21 +311,11 @@ extension VectorCollection {
                                                        metric: metric, blocks: view.blocks, mask: mask, k: k,
                                                        threads: options.threads)
                     }
-                }
-                guard let maskWords else {
-                    return HNSWSearch.run(snap, graph, metric: metric, queries: base, count: count, k: k, ef: ef,
-                                          allowed: nil, threads: options.threads)
-                }
-                return maskWords.withUnsafeBufferPointer { w in
-                    let mask = CandidateMask(words: w.baseAddress ?? UnsafePointer(bitPattern: 8).unsafelyUnwrapped,
-                                             wordCount: w.count)
                     return HNSWSearch.run(snap, graph, metric: metric, queries: base, count: count, k: k, ef: ef,
                                           allowed: mask, threads: options.threads)
                 }
-            }
-            return try flat.withUnsafeBufferPointer { q in
-                try tops.enumerated().map { (qi, top) in
-                    try resolveRows(txn, view, top, query: q.baseAddress.unsafelyUnwrapped + qi * dimension)
+                return try tops.enumerated().map { (qi, top) in
+                    try resolveRows(txn, view, top, query: base + qi * dimension)
                 }
             }
         }
