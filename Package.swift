@@ -31,9 +31,7 @@ let package = Package(
         // Distance kernels, top-k selection and BLAS-backed batch scoring over raw float memory.
         .target(name: "VecStoreKernels", dependencies: ["CBLAS", "CDistance"]),
         // The engine and public library: store, collections, documents, filters, search, compaction, verify.
-        // Runtime-dispatched (AVX-512 / AVX2+FMA / baseline) distance kernels and prefetch for the HNSW hot path.
-        .target(name: "CVecKernels"),
-        .target(name: "VecStore", dependencies: ["LMDB", "VecStoreKernels", "VecStoreIO", "VecStoreText", "CVecKernels"]),
+        .target(name: "VecStore", dependencies: ["LMDB", "VecStoreKernels", "VecStoreIO", "VecStoreText", "CDistance"]),
         // The command-line interface: a thin layer over the library.
         .executableTarget(name: "vecstore", dependencies: [
             "VecStore", .product(name: "ArgumentParser", package: "swift-argument-parser"),

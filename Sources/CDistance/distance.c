@@ -247,7 +247,113 @@ __attribute__((target("avx512f"))) static void dot_tile_avx512(const float *q, s
     }
     free(panel);
 }
+
+// ---------------------------------------------------------------- binary16 vectors (HNSW traversal)
+__attribute__((target("avx512f")))
+static float dot_h_avx512(const float *q, const unsigned short *h, size_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 b0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + i)));
+        __m512 b1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + i + 16)));
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), b0, s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i + 16), b1, s1);
+    }
+    for (; i + 16 <= n; i += 16) {
+        __m512 b = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + i)));
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), b, s0);
+    }
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (; i < n; i++) s += q[i] * _cvtsh_ss(h[i]);
+    return s;
+}
+
+__attribute__((target("avx512f")))
+static float l2_h_avx512(const float *q, const unsigned short *h, size_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(q + i), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + i))));
+        __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(q + i + 16),
+                                  _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + i + 16))));
+        s0 = _mm512_fmadd_ps(d0, d0, s0);
+        s1 = _mm512_fmadd_ps(d1, d1, s1);
+    }
+    for (; i + 16 <= n; i += 16) {
+        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(q + i), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + i))));
+        s0 = _mm512_fmadd_ps(d, d, s0);
+    }
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (; i < n; i++) { float d = q[i] - _cvtsh_ss(h[i]); s += d * d; }
+    return s;
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static float dot_h_avx2(const float *q, const unsigned short *h, size_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i + 8))), s1);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))), s0);
+    float s = hsum256(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += q[i] * _cvtsh_ss(h[i]);
+    return s;
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static float l2_h_avx2(const float *q, const unsigned short *h, size_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(q + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+        __m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(q + i + 8), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i + 8))));
+        s0 = _mm256_fmadd_ps(d0, d0, s0);
+        s1 = _mm256_fmadd_ps(d1, d1, s1);
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(q + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+        s0 = _mm256_fmadd_ps(d, d, s0);
+    }
+    float s = hsum256(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) { float d = q[i] - _cvtsh_ss(h[i]); s += d * d; }
+    return s;
+}
 #endif
+
+// ---------------------------------------------------------------- binary16, portable
+
+/// binary16 → binary32 without F16C (normals, subnormals, infinities, NaN).
+static float half_to_float(unsigned short h) {
+    unsigned int sign = (unsigned int)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0x1f) bits = sign | 0x7f800000 | (man << 13);
+    else if (exp != 0) bits = sign | ((exp + 112) << 23) | (man << 13);
+    else if (man == 0) bits = sign;
+    else {
+        int e = -1;
+        do { man <<= 1; e++; } while (!(man & 0x400));
+        bits = sign | ((unsigned int)(112 - e) << 23) | ((man & 0x3ff) << 13);
+    }
+    float f;
+    __builtin_memcpy(&f, &bits, 4);
+    return f;
+}
+
+static float dot_h_base(const float *q, const unsigned short *h, size_t n) {
+    float s = 0;
+    for (size_t i = 0; i < n; i++) s += q[i] * half_to_float(h[i]);
+    return s;
+}
+
+static float l2_h_base(const float *q, const unsigned short *h, size_t n) {
+    float s = 0;
+    for (size_t i = 0; i < n; i++) { float d = q[i] - half_to_float(h[i]); s += d * d; }
+    return s;
+}
+
+
 
 // ---------------------------------------------------------------- dispatch
 typedef float (*pair_fn)(const float *, const float *, size_t);
@@ -257,6 +363,8 @@ static pair_fn dot_impl = dot_generic, l2_impl = l2_generic;
 static many_fn dot_many_impl = dot_many_generic, l2_many_impl = l2_many_generic;
 typedef void (*tile_fn)(const float *, size_t, const float *, size_t, size_t, float *, size_t);
 static tile_fn dot_tile_impl = dot_tile_generic;
+typedef float (*half_fn)(const float *, const unsigned short *, size_t);
+static half_fn dot_h_impl = dot_h_base, l2_h_impl = l2_h_base;
 static const char *isa_name = "generic";
 
 // Runs before main (and before any thread exists), so the pointers are never written concurrently.
@@ -266,10 +374,12 @@ __attribute__((constructor)) static void vs_distance_select(void) {
     if (__builtin_cpu_supports("avx512f")) {
         dot_impl = dot_avx512; l2_impl = l2_avx512;
         dot_many_impl = dot_many_avx512; l2_many_impl = l2_many_avx512; dot_tile_impl = dot_tile_avx512;
+        dot_h_impl = dot_h_avx512; l2_h_impl = l2_h_avx512;
         isa_name = "avx512f";
     } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         dot_impl = dot_avx2; l2_impl = l2_avx2;
         dot_many_impl = dot_many_avx2; l2_many_impl = l2_many_avx2; dot_tile_impl = dot_tile_avx2;
+        if (__builtin_cpu_supports("f16c")) { dot_h_impl = dot_h_avx2; l2_h_impl = l2_h_avx2; }
         isa_name = "avx2";
     }
 #endif
@@ -287,3 +397,5 @@ void vs_dot_tile(const float *q, size_t nq, const float *x, size_t nr, size_t di
 float vs_dot(const float *a, const float *b, size_t dim) { return dot_impl(a, b, dim); }
 float vs_l2(const float *a, const float *b, size_t dim) { return l2_impl(a, b, dim); }
 const char *vs_distance_isa(void) { return isa_name; }
+float vs_dot_f16(const float *q, const unsigned short *h, size_t n) { return dot_h_impl(q, h, n); }
+float vs_l2sq_f16(const float *q, const unsigned short *h, size_t n) { return l2_h_impl(q, h, n); }

@@ -14,6 +14,15 @@ float vs_l2(const float *a, const float *b, size_t dim);
 /// Dot products of a tile of queries with a run of rows: out[i*ldo + r] = dot(q + i*dim, x + r*dim) for
 /// i in [0, nq), r in [0, nr). The batch-search kernel (register-blocked 4 queries x 4 rows).
 void vs_dot_tile(const float *q, size_t nq, const float *x, size_t nr, size_t dim, float *out, size_t ldo);
+/// Inner product of a float query with a vector stored as IEEE binary16 (`h`, n halves).
+float vs_dot_f16(const float *q, const unsigned short *h, size_t n);
+/// Squared Euclidean distance of a float query and a binary16 vector.
+float vs_l2sq_f16(const float *q, const unsigned short *h, size_t n);
+/// Hints the CPU to bring `lines` cache lines from `p` on into L1.
+static inline void vs_prefetch(const void *p, int lines) {
+    const char *c = (const char *)p;
+    for (int i = 0; i < lines; i++) __builtin_prefetch(c + 64 * i, 0, 3);
+}
 /// Name of the instruction set the kernels dispatched to ("avx512f", "avx2", "generic").
 const char *vs_distance_isa(void);
 

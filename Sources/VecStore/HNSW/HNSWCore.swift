@@ -1,4 +1,4 @@
-import CVecKernels
+import CDistance
 import Foundation
 import VecStoreKernels
 
@@ -12,7 +12,7 @@ protocol HNSWDistance: SendableMetatype {
 enum L2Distance: HNSWDistance {
     @inline(__always)
     static func distance(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-        vs_l2sq_f32(a, b, n)
+        vs_l2(a, b, n)
     }
 }
 
@@ -20,7 +20,7 @@ enum L2Distance: HNSWDistance {
 enum InnerProductDistance: HNSWDistance {
     @inline(__always)
     static func distance(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-        -vs_dot_f32(a, b, n)
+        -vs_dot(a, b, n)
     }
 }
 

@@ -1,4 +1,4 @@
-import CVecKernels
+import CDistance
 import LMDB
 import VecStoreKernels
 
