@@ -64,6 +64,9 @@ public final class VecStore: Sendable {
         var envOptions = EnvironmentOptions()
         envOptions.readOnly = options.readOnly
         envOptions.mapSize = max(options.initialMapSize, Self.fileSize(path) * 2)
+        // vecstore parallelises across BLAS calls itself; an OpenBLAS pool left at its default keeps
+        // worker threads spinning (sched_yield) that steal a core from searches.
+        BLAS.useSingleThread()
         let env = try Self.openEnvironment(path, envOptions)
         let baseSpecs: [(name: String, flags: DatabaseFlags)] = [
             (Format.DB.meta, []), (Format.DB.vectors, []), (Format.DB.docs, []), (Format.DB.ids, []),
