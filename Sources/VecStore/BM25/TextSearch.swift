@@ -212,13 +212,27 @@ extension VectorCollection {
             } else {
                 words = view.liveWords
             }
-            // Vector side: exact top `depth`; similarity (negated squared distance under l2) per row.
+            // Vector side: top `depth` through the HNSW graph when the collection has one (ef ≥ depth),
+            // exactly otherwise or when a filter is selective enough that exact search over its
+            // matches is cheaper (the same switch as `search`).
+            let snap = try store.hnswCache.snapshot(txn, store.dbs, name: name, collectionID: collectionID)
+            let matches = words.reduce(0) { $0 + $1.nonzeroBitCount }
             let vectorRows: [UInt32] = stored.withUnsafeBufferPointer { q in
-                words.withUnsafeBufferPointer { w in
-                    guard let query = q.baseAddress, let base = w.baseAddress else { return [] }
+                guard let query = q.baseAddress else { return [] }
+                return CandidateMask.with(words) { mask in
+                    if let graph = snap.graph, Int(snap.record.liveCount) > HNSWSearch.exactBelowRows {
+                        let ef = max(graph.config.efSearch, depth)
+                        let selective = filter != nil
+                            && HNSWSearch.prefersExact(matches: matches, live: Int(snap.record.liveCount),
+                                                       m: graph.config.m, ef: ef)
+                        if !selective {
+                            let allowed: CandidateMask? = filter == nil && !snap.hasDeletions ? nil : mask
+                            return HNSWSearch.run(snap, graph, metric: metric, queries: query, count: 1, k: depth,
+                                                  ef: ef, allowed: allowed, threads: 1)[0].sorted().map(\.id)
+                        }
+                    }
                     let top = ExactSearch.search(query: query, dimension: dimension, metric: metric, blocks: view.blocks,
-                                                 mask: CandidateMask(words: base, wordCount: w.count), k: depth,
-                                                 threads: 1)
+                                                 mask: mask, k: depth, threads: 1)
                     return top.sorted().map(\.id)
                 }
             }
