@@ -11,16 +11,30 @@ public struct DuplicatePair: Sendable, Equatable {
     public var score: Float
 }
 
+/// How `nearDuplicates` finds candidate pairs.
+public enum DuplicateSearch: Sendable, Equatable {
+    /// Through the HNSW graph when the collection has one (each document's `neighbours` nearest), else exact.
+    case automatic
+    /// All pairs, exactly (blocked self-join).
+    case exact
+}
+
 extension VectorCollection {
     /// Every pair of live documents whose vectors have similarity ≥ `threshold` (cosine, dot) or squared
-    /// distance ≤ `threshold` (l2), best first, optionally restricted by `filter`. Exact: a blocked
-    /// self-join over all pairs with the batch-search kernels (`SelfJoin`), O(n²·d) work split over
-    /// `threads`. (An HNSW-based candidate search can replace the join for very large collections.)
-    public func nearDuplicates(threshold: Float, filter: Filter? = nil,
+    /// distance ≤ `threshold` (l2), best first, optionally restricted by `filter`.
+    ///
+    /// With an HNSW index (and `.automatic`), each document's `neighbours` nearest documents are found
+    /// through the graph (ef = max(64, 2·neighbours)) and the pairs at the threshold kept: O(n·ef·d)
+    /// work, approximate — a document with more than `neighbours` near-duplicates can miss some. `.exact`
+    /// (and flat collections) use a blocked self-join over all pairs with the batch kernels (`SelfJoin`),
+    /// O(n²·d), split over `threads`. Scores are always computed exactly.
+    public func nearDuplicates(threshold: Float, filter: Filter? = nil, method: DuplicateSearch = .automatic,
+                               neighbours: Int = 64,
                                threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws(VecStoreError)
         -> [DuplicatePair]
     {
         guard threshold.isFinite else { throw .invalidArgument("threshold must be a finite number") }
+        guard neighbours >= 1 else { throw .invalidArgument("neighbours must be at least 1") }
         return try store.read { txn in
             let record = try currentRecord(txn)
             let view = try CollectionView(txn, store.dbs, record, name: name)
@@ -31,9 +45,12 @@ extension VectorCollection {
                 words = view.liveWords
             }
             guard !words.isEmpty else { return [] }
-            let pairs: [SelfJoin.Pair] = words.withUnsafeBufferPointer { w in
-                guard let base = w.baseAddress else { return [] }
-                let mask = CandidateMask(words: base, wordCount: w.count)
+            let snap = try store.hnswCache.snapshot(txn, store.dbs, name: name, collectionID: collectionID)
+            let pairs: [SelfJoin.Pair] = CandidateMask.with(words) { mask in
+                if method == .automatic, let graph = snap.graph {
+                    return graphPairs(snap, graph, mask: mask, threshold: threshold, neighbours: neighbours,
+                                      threads: threads)
+                }
                 return SelfJoin.pairs(blocks: view.blocks, dimension: dimension, metric: metric, mask: mask,
                                       threshold: threshold, threads: threads)
             }
@@ -46,5 +63,35 @@ extension VectorCollection {
             }
             return try pairs.map { DuplicatePair(a: try id($0.a), b: try id($0.b), score: $0.score) }
         }
+    }
+
+    /// Candidate pairs from each allowed row's graph neighbours, kept when they pass `threshold`.
+    private func graphPairs(_ snap: HNSWSnapshot, _ graph: HNSWGraphView, mask: CandidateMask, threshold: Float,
+                            neighbours: Int, threads: Int) -> [SelfJoin.Pair] {
+        let view = snap.view
+        var found: [UInt64: Float] = [:]
+        for block in view.blocks {
+            let tops = HNSWSearch.run(snap, graph, metric: metric, queries: block.vectors, count: block.count,
+                                      k: neighbours + 1, ef: max(64, 2 * (neighbours + 1)), allowed: mask,
+                                      threads: threads)
+            for (i, top) in tops.enumerated() {
+                let row = block.firstID + UInt32(i)
+                guard mask.contains(row) else { continue }
+                let v = block.vectors + i * dimension
+                for hit in top.sorted() where hit.id != row {
+                    let (a, b) = row < hit.id ? (row, hit.id) : (hit.id, row)
+                    let key = UInt64(a) << 32 | UInt64(b)
+                    if found[key] != nil { continue }
+                    let w = view.vector(hit.id)
+                    let score = metric == .l2 ? squaredL2(v, w, dimension) : dotProduct(v, w, dimension)
+                    let passes = metric == .l2 ? score <= threshold : score >= threshold
+                    if passes { found[key] = score }
+                }
+            }
+        }
+        var pairs = found.map { SelfJoin.Pair(a: UInt32($0.key >> 32), b: UInt32($0.key & 0xFFFF_FFFF), score: $0.value) }
+        let closer: (Float, Float) -> Bool = metric == .l2 ? { $0 < $1 } : { $0 > $1 }
+        pairs.sort { closer($0.score, $1.score) || ($0.score == $1.score && ($0.a, $0.b) < ($1.a, $1.b)) }
+        return pairs
     }
 }

@@ -15,6 +15,13 @@ public enum SelfJoin {
         public var b: UInt32
         /// Cosine similarity / inner product, or squared Euclidean distance under l2.
         public var score: Float
+
+        /// Creates a pair (`a` < `b`).
+        public init(a: UInt32, b: UInt32, score: Float) {
+            self.a = a
+            self.b = b
+            self.score = score
+        }
     }
 
     /// Pairs of rows in `mask` with score ≥ `threshold` (cosine, dot) or squared distance ≤ `threshold`

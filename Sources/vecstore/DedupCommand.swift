@@ -7,9 +7,12 @@ struct DedupCommand: ParsableCommand {
         commandName: "dedup",
         abstract: "Find near-duplicate documents: every pair of vectors at or above a similarity threshold.",
         discussion: """
-            Exact: all pairs are compared (a blocked self-join with the batch-search kernels), so the work
-            grows with the square of the collection size. Under l2 the threshold is a maximum squared distance.
-            --known-pairs takes a file of expected pairs (two ids per line, tab or space separated) and
+            With an HNSW index, each document's --neighbours nearest documents are found through the graph
+            and the pairs at the threshold kept (approximate, linear in the collection size). --exact (and
+            flat collections) compare all pairs with a blocked self-join (work grows with the square of the
+            size). Scores are exact either way. Under l2 the threshold is a maximum squared distance.
+            --known-pairs takes a file of expected pairs (two ids per line, tab-separated, or space-separated when
+            the line has no tab) and
             reports precision and recall of the pairs found.
 
             Examples:
@@ -34,6 +37,12 @@ struct DedupCommand: ParsableCommand {
     @Option(help: "Pairs printed in the table.")
     var limit = 20
 
+    @Flag(help: "Compare all pairs exactly instead of searching the HNSW graph.")
+    var exact = false
+
+    @Option(help: "Graph search: nearest documents examined per document.")
+    var neighbours = 64
+
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int?
 
@@ -44,6 +53,7 @@ struct DedupCommand: ParsableCommand {
             let parsedFilter = try filter.map { try Filter(json: $0) }
             let started = Date()
             let pairs = try collection.nearDuplicates(threshold: threshold, filter: parsedFilter,
+                                                      method: exact ? .exact : .automatic, neighbours: neighbours,
                                                       threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
             let seconds = Date().timeIntervalSince(started)
             switch format {
@@ -68,7 +78,9 @@ struct DedupCommand: ParsableCommand {
                 func key(_ a: String, _ b: String) -> String { a < b ? a + "\u{0}" + b : b + "\u{0}" + a }
                 var known = Set<String>()
                 for line in text.split(whereSeparator: \.isNewline) {
-                    let cols = line.split(whereSeparator: { $0 == "\t" || $0 == " " }).map(String.init)
+                    // Tab-separated when the line has a tab (ids may contain spaces), else whitespace-separated.
+                    let cols = (line.contains("\t") ? line.split(separator: "\t")
+                                                     : line.split(whereSeparator: { $0 == " " })).map(String.init)
                     if cols.count >= 2 { known.insert(key(cols[0], cols[1])) }
                 }
                 let found = Set(pairs.map { key($0.a, $0.b) })

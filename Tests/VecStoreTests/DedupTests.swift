@@ -44,5 +44,11 @@ import Testing
         }
         #expect(zip(found, found.dropFirst()).allSatisfy { $0.score >= $1.score })
         #expect(try c.nearDuplicates(threshold: 0.9, filter: .not(.field("nothing", .exists)), threads: 1).count == 5)
+        // The same pairs by the exact self-join and through the HNSW graph (the collection has one).
+        let exact = try c.nearDuplicates(threshold: 0.9, method: .exact, threads: 2)
+        #expect(exact.map { $0.a + "|" + $0.b } == found.map { $0.a + "|" + $0.b })
+        let flat = try store.collection("flat", dimension: dim, metric: .cosine, index: .flat)
+        try flat.add(vectors.enumerated().map { Document(id: "v\($0.offset)", vector: $0.element) })
+        #expect(Set(try flat.nearDuplicates(threshold: 0.9).map { $0.a + "|" + $0.b }).count == 6)
     }
 }
