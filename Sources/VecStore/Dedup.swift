@@ -38,12 +38,7 @@ extension VectorCollection {
         return try store.read { txn in
             let record = try currentRecord(txn)
             let view = try CollectionView(txn, store.dbs, record, name: name)
-            let words: [UInt64]
-            if let filter {
-                words = try FilterEvaluator(txn: txn, dbs: store.dbs, view: view, collection: self).evaluate(filter)
-            } else {
-                words = view.liveWords
-            }
+            let words = try candidateRows(txn, view, filter)
             guard !words.isEmpty else { return [] }
             let snap = try store.hnswCache.snapshot(txn, store.dbs, name: name, collectionID: collectionID)
             let pairs: [SelfJoin.Pair] = CandidateMask.with(words) { mask in

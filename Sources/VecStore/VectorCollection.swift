@@ -197,6 +197,12 @@ public struct VectorCollection: Sendable {
 
     // MARK: Searching
 
+    /// The rows a search may return: live rows matching `filter`, or all live rows.
+    func candidateRows(_ txn: Transaction, _ view: CollectionView, _ filter: Filter?) throws -> [UInt64] {
+        guard let filter else { return view.liveWords }
+        return try FilterEvaluator(txn: txn, dbs: store.dbs, view: view, collection: self).evaluate(filter)
+    }
+
     /// The `k` nearest live documents to `query` by exact search, optionally restricted by `filter`.
     public func search(_ query: [Float], k: Int, filter: Filter? = nil,
                        options: SearchOptions = SearchOptions()) throws(VecStoreError) -> [SearchResult] {
@@ -228,12 +234,7 @@ public struct VectorCollection: Sendable {
         return try store.read { txn in
             let record = try currentRecord(txn)
             let view = try CollectionView(txn, store.dbs, record, name: name)
-            let maskWords: [UInt64]
-            if let filter {
-                maskWords = try FilterEvaluator(txn: txn, dbs: store.dbs, view: view, collection: self).evaluate(filter)
-            } else {
-                maskWords = view.liveWords
-            }
+            let maskWords = try candidateRows(txn, view, filter)
             // `flat` holds queries.count ≥ 1 validated vectors of `dimension` ≥ 1 floats: never empty.
             return try flat.withUnsafeBufferPointer { q in
                 guard let queryBase = q.baseAddress else { return queries.map { _ in [] } }
@@ -254,21 +255,33 @@ public struct VectorCollection: Sendable {
     }
 
     /// Turns rows into results: exact metric value (recomputed, so every search path reports the same
-    /// number) and external id.
+    /// number) and external id, best first. No per-hit allocation but the id string: the docs key is built
+    /// on the stack and only the external id is decoded.
     func resolve(_ txn: Transaction, _ view: CollectionView, _ top: TopK, query: UnsafePointer<Float>) throws
         -> [SearchResult]
     {
-        var results = try top.sorted().map { hit -> SearchResult in
+        let hits = top.sorted()
+        var results: [SearchResult] = []
+        results.reserveCapacity(hits.count)
+        let docs = store.dbs.docs
+        for hit in hits {
             let v = view.vector(hit.id)
             let score = metric == .l2 ? squaredL2(query, v, dimension) : dotProduct(query, v, dimension)
-            guard let value = try txn.get(store.dbs.docs, Format.key(collectionID, hit.id)) else {
+            var key = (collectionID.bigEndian, hit.id.bigEndian)
+            let found = try withUnsafeBytes(of: &key) { k throws(LMDBError) in try txn.get(docs, k) }
+            guard let value = found, value.count >= 2 else {
                 throw VecStoreError.corrupt("collection \(name): live row \(hit.id) has no document record")
             }
-            return SearchResult(id: try DocumentRecord.externalID(value, context: "docs row \(hit.id)"), score: score,
-                                internalID: hit.id)
+            let n = Int(UInt16(littleEndian: value.loadUnaligned(as: UInt16.self)))
+            guard value.count >= 2 + n,
+                  let id = String(validating: UnsafeRawBufferPointer(rebasing: value[2..<(2 + n)]), as: UTF8.self) else {
+                throw VecStoreError.corrupt("collection \(name): docs row \(hit.id) has a damaged id")
+            }
+            results.append(SearchResult(id: id, score: score, internalID: hit.id))
         }
+        let higher = metric.higherIsCloser
         results.sort { a, b in
-            if a.score != b.score { return metric.higherIsCloser ? a.score > b.score : a.score < b.score }
+            if a.score != b.score { return higher ? a.score > b.score : a.score < b.score }
             return a.internalID < b.internalID
         }
         return results

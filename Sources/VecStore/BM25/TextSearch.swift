@@ -174,8 +174,7 @@ extension VectorCollection {
     func textMask(_ txn: Transaction, _ filter: Filter?) throws -> RowMask {
         guard let filter else { return try BM25Searcher.liveMask(txn, store.dbs, collection: collectionID) }
         let view = try CollectionView(txn, store.dbs, try currentRecord(txn), name: name)
-        let words = try FilterEvaluator(txn: txn, dbs: store.dbs, view: view, collection: self).evaluate(filter)
-        return RowMask(words: words)
+        return RowMask(words: try candidateRows(txn, view, filter))
     }
 
     func externalID(_ txn: Transaction, row: UInt32) throws -> String {
@@ -206,25 +205,19 @@ extension VectorCollection {
                 throw VecStoreError.invalidArgument("collection \(name) has keyword indexing turned off")
             }
             let view = try CollectionView(txn, store.dbs, try currentRecord(txn), name: name)
-            let words: [UInt64]
-            if let filter {
-                words = try FilterEvaluator(txn: txn, dbs: store.dbs, view: view, collection: self).evaluate(filter)
-            } else {
-                words = view.liveWords
-            }
+            let words = try candidateRows(txn, view, filter)
             // Vector side: top `depth` through the HNSW graph when the collection has one (ef ≥ depth),
             // exactly otherwise or when a filter is selective enough that exact search over its
             // matches is cheaper (the same switch as `search`).
             let snap = try store.hnswCache.snapshot(txn, store.dbs, name: name, collectionID: collectionID)
-            let matches = words.reduce(0) { $0 + $1.nonzeroBitCount }
             let vectorRows: [UInt32] = stored.withUnsafeBufferPointer { q in
                 guard let query = q.baseAddress else { return [] }
                 return CandidateMask.with(words) { mask in
                     if let graph = snap.graph, Int(snap.record.liveCount) > HNSWSearch.exactBelowRows {
                         let ef = max(graph.config.efSearch, depth)
                         let selective = filter != nil
-                            && HNSWSearch.prefersExact(matches: matches, live: Int(snap.record.liveCount),
-                                                       m: graph.config.m, ef: ef)
+                            && HNSWSearch.prefersExact(matches: words.reduce(0) { $0 + $1.nonzeroBitCount },
+                                                       live: Int(snap.record.liveCount), m: graph.config.m, ef: ef)
                         if !selective {
                             let allowed: CandidateMask? = filter == nil && !snap.hasDeletions ? nil : mask
                             return HNSWSearch.run(snap, graph, metric: metric, queries: query, count: 1, k: depth,

@@ -33,8 +33,7 @@ enum HNSWIndexing {
         let vt = VectorTable(view)
         defer { vt.deallocate() }
         editor.extend(to: Int(view.record.nextInternalID))
-        view.liveWords.withUnsafeBufferPointer { words in
-            let live = CandidateMask(words: words.baseAddress ?? emptyMaskWord, wordCount: words.count)
+        CandidateMask.with(view.liveWords) { live in
             for d in deleted { editor.repairDeleted(d, D.self, vt, live: live) }
             editor.fixEntryPoint(live: live)
             if inserted.count >= parallelThreshold && threads > 1 {
@@ -158,19 +157,10 @@ final class HNSWViewCache: @unchecked Sendable {
     }
 }
 
-/// One zero word: the storage of a mask over no rows.
-nonisolated(unsafe) let emptyMaskWord: UnsafePointer<UInt64> = {
-    let p = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
-    p.initialize(to: 0)
-    return UnsafePointer(p)
-}()
-
 /// Calls `body` with a mask over `words` (nil when `words` is nil).
 func withMask<R>(_ words: [UInt64]?, _ body: (CandidateMask?) -> R) -> R {
     guard let words else { return body(nil) }
-    return words.withUnsafeBufferPointer { w in
-        body(CandidateMask(words: w.baseAddress ?? emptyMaskWord, wordCount: w.count))
-    }
+    return CandidateMask.with(words) { body($0) }
 }
 
 /// HNSW k-NN search on layer 0 after greedy descent.
@@ -286,7 +276,7 @@ extension VectorCollection {
             var exactOverMatches = false
             if let filter {
                 let (words, matches) = try snap.filterBitmap(filter) {
-                    try FilterEvaluator(txn: txn, dbs: store.dbs, view: view, collection: self).evaluate(filter)
+                    try candidateRows(txn, view, filter)
                 }
                 switch options.filterStrategy {
                 case .exact: exactOverMatches = true
@@ -315,42 +305,10 @@ extension VectorCollection {
                                           allowed: mask, threads: options.threads)
                 }
                 return try tops.enumerated().map { (qi, top) in
-                    try resolveRows(txn, view, top, query: base + qi * dimension)
+                    try resolve(txn, view, top, query: base + qi * dimension)
                 }
             }
         }
-    }
-
-    /// `resolve` without per-hit allocations: the docs key is built on the stack and only the external
-    /// id is decoded. Same scores and order as `resolve`.
-    func resolveRows(_ txn: Transaction, _ view: CollectionView, _ top: TopK, query: UnsafePointer<Float>) throws
-        -> [SearchResult]
-    {
-        let hits = top.sorted()
-        var results: [SearchResult] = []
-        results.reserveCapacity(hits.count)
-        let docs = store.dbs.docs
-        for hit in hits {
-            let v = view.vector(hit.id)
-            let score = metric == .l2 ? squaredL2(query, v, dimension) : dotProduct(query, v, dimension)
-            var key = (collectionID.bigEndian, hit.id.bigEndian)
-            let found = try withUnsafeBytes(of: &key) { k throws(LMDBError) in try txn.get(docs, k) }
-            guard let value = found, value.count >= 2 else {
-                throw VecStoreError.corrupt("collection \(name): live row \(hit.id) has no document record")
-            }
-            let n = Int(UInt16(littleEndian: value.loadUnaligned(as: UInt16.self)))
-            guard value.count >= 2 + n,
-                  let id = String(validating: UnsafeRawBufferPointer(rebasing: value[2..<(2 + n)]), as: UTF8.self) else {
-                throw VecStoreError.corrupt("collection \(name): docs row \(hit.id) has a damaged id")
-            }
-            results.append(SearchResult(id: id, score: score, internalID: hit.id))
-        }
-        let higher = metric.higherIsCloser
-        results.sort { a, b in
-            if a.score != b.score { return higher ? a.score > b.score : a.score < b.score }
-            return a.internalID < b.internalID
-        }
-        return results
     }
 
     /// The collection's index: `.flat` or `.hnsw` with its parameters.
