@@ -192,7 +192,10 @@ extension VecStore {
         var lastLocation: SourceLocation?
 
         func fail(_ e: VecStoreError) -> ImportFailure {
-            ImportFailure(error: e, committedRecords: report.imported, committedBatches: report.batches)
+            // The collection is created (its own transaction) when the first record arrives; if no batch
+            // made it in, take it out again so the store is as before the import.
+            if report.createdCollection && report.batches == 0 { _ = try? dropCollection(collection) }
+            return ImportFailure(error: e, committedRecords: report.imported, committedBatches: report.batches)
         }
         func skip(_ message: String) {
             report.skipped += 1

@@ -84,6 +84,15 @@ struct ImportCommand: ParsableCommand {
     }
 
     func run() throws {
+        let existed = FileManager.default.fileExists(atPath: target.store)
+        var committedAny = false
+        defer {
+            // A store file this command created and never wrote a record to is removed again.
+            if !existed && !committedAny {
+                try? FileManager.default.removeItem(atPath: target.store)
+                try? FileManager.default.removeItem(atPath: target.store + "-lock")
+            }
+        }
         try reportingErrors {
             let store = try target.open(readOnly: false)
             var options = ImportOptions()
@@ -101,9 +110,16 @@ struct ImportCommand: ParsableCommand {
             for file in files {
                 var reader = try VecStore.reader(for: file, options: options)
                 let bar = ProgressBar(enabled: !quiet && isatty(STDERR_FILENO) == 1, label: file)
-                let report = try store.importRecords(from: &reader, into: target.collection, options: options,
-                                                     progress: bar.update)
+                let report: ImportReport
+                do throws(ImportFailure) {
+                    report = try store.importRecords(from: &reader, into: target.collection, options: options,
+                                                         progress: bar.update)
+                } catch {
+                    if error.committedRecords > 0 { committedAny = true }
+                    throw error
+                }
                 bar.finish()
+                if report.imported > 0 { committedAny = true }
                 if !quiet {
                     let rate = report.seconds > 0 ? Double(report.imported) / report.seconds : 0
                     print("\(file): imported \(report.imported) records into '\(report.collection)'"

@@ -162,6 +162,12 @@ struct CLITests {
         #expect(result.stderr.contains("nothing was written"))
         #expect(try VecStore(path: store).collection("c").count() == 1)
         _ = before
+        // A failing first batch into a new collection leaves no collection; into a new file, no file.
+        #expect(try runCLI(["import", store, "-c", "fresh", bad]).status != 0)
+        #expect(try VecStore(path: store).collectionNames() == ["c"])
+        let newFile = dir.path("new.vecstore")
+        #expect(try runCLI(["import", newFile, "-c", "c", bad]).status != 0)
+        #expect(!FileManager.default.fileExists(atPath: newFile))
     }
 
     @Test("truncated vector files and other errors exit non-zero with a clear message")
