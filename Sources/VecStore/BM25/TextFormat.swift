@@ -234,20 +234,24 @@ enum PostingBlock {
         let base = raw.assumingMemoryBound(to: UInt8.self)
         let end = p.count
         var o = TextFormat.blockHeaderBytes
+        /// The LEB128 varint at `o` (advancing it), or nil when it runs past the end or exceeds 5 bytes.
+        @inline(__always) func varint() -> UInt32? {
+            var v: UInt32 = 0
+            var shift: UInt32 = 0
+            while true {
+                guard o < end, shift < 35 else { return nil }
+                let byte = base[o]
+                o += 1
+                v |= UInt32(byte & 0x7f) << shift
+                if byte < 0x80 { return v }
+                shift += 7
+            }
+        }
         var row = firstRow
         rows[0] = row
         var i = 1
         while i < count {
-            var v: UInt32 = 0
-            var shift: UInt32 = 0
-            while true {
-                guard o < end, shift < 35 else { return false }
-                let byte = base[o]
-                o += 1
-                v |= UInt32(byte & 0x7f) << shift
-                if byte < 0x80 { break }
-                shift += 7
-            }
+            guard let v = varint() else { return false }
             row &+= v
             rows[i] = row
             i += 1
@@ -255,16 +259,7 @@ enum PostingBlock {
         guard row == lastRow else { return false }
         i = 0
         while i < count {
-            var v: UInt32 = 0
-            var shift: UInt32 = 0
-            while true {
-                guard o < end, shift < 35 else { return false }
-                let byte = base[o]
-                o += 1
-                v |= UInt32(byte & 0x7f) << shift
-                if byte < 0x80 { break }
-                shift += 7
-            }
+            guard let v = varint() else { return false }
             tfs[i] = v
             i += 1
         }
