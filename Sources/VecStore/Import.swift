@@ -75,7 +75,7 @@ public struct ImportFailure: Error, Sendable, CustomStringConvertible {
         let state = committedBatches == 0
             ? "nothing was written: the store is exactly as before the import"
             : "\(committedBatches) earlier batch(es) with \(committedRecords) records were committed; the failing batch was not written"
-        return "\(error)\nimport stopped: \(state) (use --skip-invalid to skip bad records)"
+        return "\(error)\nimport stopped: \(state)"
     }
 }
 
@@ -138,7 +138,7 @@ extension VecStore {
         -> any RecordReader
     {
         guard let format = format ?? VectorFileFormat.detectFormat(path: path) else {
-            throw .invalidArgument("\(path): unknown file type; use .jsonl, .fvecs, .bvecs or .npy (or --format)")
+            throw .invalidArgument("\(path): unknown file type; use .jsonl, .fvecs, .bvecs or .npy (or name the format)")
         }
         do {
             switch format {
@@ -191,24 +191,41 @@ extension VecStore {
         var seen = Set<String>()
         var lastLocation: SourceLocation?
 
+        // A new collection is created in the transaction of the first batch: a failure before that
+        // commits leaves the store exactly as before, and of several importers creating the same
+        // collection at once exactly one reports it as new.
+        var pendingCreation = false
         func fail(_ e: VecStoreError) -> ImportFailure {
-            // The collection is created (its own transaction) when the first record arrives; if no batch
-            // made it in, take it out again so the store is as before the import.
-            if report.createdCollection && report.batches == 0 { _ = try? dropCollection(collection) }
-            return ImportFailure(error: e, committedRecords: report.imported, committedBatches: report.batches)
+            ImportFailure(error: e, committedRecords: report.imported, committedBatches: report.batches)
         }
         func skip(_ message: String) {
             report.skipped += 1
             if report.skippedExamples.count < 20 { report.skippedExamples.append(message) }
         }
         func flush() throws(ImportFailure) {
-            guard let target, !batch.isEmpty else { return }
+            guard let current = target, !batch.isEmpty else { return }
             let prepared = batch
+            let creating = pendingCreation
             do {
-                try write { txn in
-                    var writer = try CollectionWriter(txn, dbs, name: collection, record: try target.currentRecord(txn))
+                let (record, created) = try write { txn -> (CollectionRecord, Bool) in
+                    var record: CollectionRecord
+                    var created = false
+                    if creating {
+                        (record, created) = try findOrCreate(txn, collection, dimension: current.dimension,
+                                                             metric: current.metric, index: options.index)
+                    } else {
+                        record = try current.currentRecord(txn)
+                    }
+                    var writer = try CollectionWriter(txn, dbs, name: collection, record: record)
+                    if created, let text = options.textIndex { writer.text.setOptions(text) }
                     try writer.append(prepared, replace: true)
                     try writer.finish()
+                    return (record, created)
+                }
+                if creating {
+                    target = VectorCollection(store: self, name: collection, record: record)
+                    report.createdCollection = created
+                    pendingCreation = false
                 }
             } catch { throw fail(error) }
             report.imported += batch.count
@@ -236,9 +253,9 @@ extension VecStore {
             lastLocation = record.location
             if target == nil {
                 do {
-                    let (t, created) = try openTarget(collection, dimension: record.vector.count, options: options)
+                    let (t, exists) = try openTarget(collection, dimension: record.vector.count, options: options)
                     target = t
-                    report.createdCollection = created
+                    pendingCreation = !exists
                 } catch { throw fail(error) }
             }
             guard let target else { break }
@@ -271,10 +288,13 @@ extension VecStore {
         return report
     }
 
+    /// The collection to import into and whether it exists; a missing one is returned as a
+    /// provisional handle (its record is created by the first batch, `findOrCreate`).
     private func openTarget(_ name: String, dimension: Int, options: ImportOptions) throws(VecStoreError)
         -> (VectorCollection, Bool)
     {
-        if let existing = try? collection(name) {
+        if try collectionNames().contains(name) {
+            let existing = try collection(name)
             if options.metricIsExplicit && existing.metric != options.metric {
                 throw .collectionMismatch("collection '\(name)' uses metric \(existing.metric), not \(options.metric)")
             }
@@ -282,10 +302,17 @@ extension VecStore {
                 throw .dimensionMismatch(expected: existing.dimension, got: dimension, id: nil)
             }
             if let text = options.textIndex, try existing.textIndexOptions() != text { try existing.configureTextIndex(text) }
-            return (existing, false)
+            return (existing, true)
         }
-        let created = try collection(name, dimension: dimension, metric: options.metric, index: options.index)
-        if let text = options.textIndex { try created.configureTextIndex(text) }
-        return (created, true)
+        try Self.validateCollectionName(name)
+        if case .hnsw(let p) = options.index { try p.validate() }
+        guard (1...65_536).contains(dimension) else {
+            throw .invalidArgument("dimension \(dimension) is out of range 1...65536")
+        }
+        if let text = options.textIndex { try TextIndexOptions.validate(text) }
+        let provisional = CollectionRecord(id: 0, dimension: dimension, metric: options.metric,
+                                           blockShift: Format.blockShift(dimension: dimension),
+                                           nextInternalID: 0, liveCount: 0)
+        return (VectorCollection(store: self, name: name, record: provisional), false)
     }
 }
