@@ -1,4 +1,6 @@
 import CLMDB
+import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -45,6 +47,14 @@ public struct EnvironmentOptions: Sendable {
     public var readOnly: Bool = false
     /// Unix permissions for a newly created file.
     public var mode: mode_t = 0o644
+    /// With `Environment.shared`: a sidecar file on which every open holds a shared `flock` for as
+    /// long as the environment is open, and which `lockExclusive()` takes exclusively (compaction), so
+    /// that an operation replacing the data file never runs while another process has it open.
+    public var sidecarLockPath: String?
+    /// How long an open waits for an exclusive holder of the sidecar lock (a compaction) to finish.
+    public var sidecarWait: Double = 60
+    /// How long growing the map waits for this process's read transactions to end before failing.
+    public var growthWait: Double = 30
     /// Creates default options.
     public init() {}
 }
@@ -61,11 +71,30 @@ public final class Environment: @unchecked Sendable {
     public let isReadOnly: Bool
     let handle: OpaquePointer
     /// Transactions hold this shared; growing the map holds it exclusively (LMDB requires no active
-    /// transaction in this process when the map size changes).
+    /// transaction in this process when the map size changes). Writer-preferring, so steady reads
+    /// cannot starve growth; a thread that already holds it (a write inside a read closure) does not
+    /// lock it again (`depthKey` counts its holds), and never waits for growth itself.
     private let gate: UnsafeMutablePointer<pthread_rwlock_t>
+    /// Per-thread count of `gate` holds.
+    private let depthKey: pthread_key_t
+    private let growthWait: Double
+    /// Sidecar lock file descriptor (shared `flock` held while open), or -1.
+    private let sidecarFD: Int32
+    /// The registry key (device, inode of the data file) of a shared environment.
+    private var registryKey: FileID?
+    /// `Environment.shared` handles still open on this environment.
+    private var users = 0
+    private let stateLock = NSLockLike()
+    private var closed = false
+    private let supersededAtomic = Atomic<Bool>(false)
+    private var supersededFlag: Bool { supersededAtomic.load(ordering: .acquiring) }
 
     /// Opens (creating if needed) the environment at `path`.
-    public init(path: String, options: EnvironmentOptions = EnvironmentOptions()) throws(LMDBError) {
+    public convenience init(path: String, options: EnvironmentOptions = EnvironmentOptions()) throws(LMDBError) {
+        try self.init(path: path, options: options, sidecarFD: -1)
+    }
+
+    private init(path: String, options: EnvironmentOptions, sidecarFD: Int32) throws(LMDBError) {
         var env: OpaquePointer?
         try check(mdb_env_create(&env), "mdb_env_create")
         guard let env else { throw LMDBError(code: EINVAL, operation: "mdb_env_create") }
@@ -83,17 +112,241 @@ public final class Environment: @unchecked Sendable {
         self.handle = env
         self.path = path
         self.isReadOnly = options.readOnly
+        self.sidecarFD = sidecarFD
+        self.growthWait = options.growthWait
         self.gate = .allocate(capacity: 1)
-        pthread_rwlock_init(gate, nil)
+        var attributes = pthread_rwlockattr_t()
+        pthread_rwlockattr_init(&attributes)
+        pthread_rwlockattr_setkind_np(&attributes, Int32(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
+        pthread_rwlock_init(gate, &attributes)
+        pthread_rwlockattr_destroy(&attributes)
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        self.depthKey = key
         // A reader slot left by a process that died is reclaimed here, so it cannot pin old pages.
         var dead: Int32 = 0
         mdb_reader_check(env, &dead)
     }
 
     deinit {
-        mdb_env_close(handle)
+        if !closed { mdb_env_close(handle) }
+        if sidecarFD >= 0 { Glibc.close(sidecarFD) }
+        pthread_key_delete(depthKey)
         pthread_rwlock_destroy(gate)
         gate.deallocate()
+    }
+
+    // MARK: One environment per file per process
+
+    /// Device and inode of a data file: the registry key.
+    struct FileID: Hashable {
+        let device: UInt64
+        let inode: UInt64
+    }
+
+    nonisolated(unsafe) private static var registry: [FileID: Environment] = [:]
+    private static let registryLock = NSLockLike()
+
+    private static func fileID(path: String) -> FileID? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return FileID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+    }
+
+    private func fileID() -> FileID? {
+        var fd: Int32 = -1
+        guard mdb_env_get_fd(handle, &fd) == MDB_SUCCESS, fd >= 0 else { return nil }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        return FileID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+    }
+
+    /// The process's environment for the data file at `path`, opened (creating the file if needed)
+    /// when this process has none. LMDB allows one environment per file per process: closing a second
+    /// one would clear the reader slots of the first. A shared environment stays open until every
+    /// caller has called `release()`. A writable request for a file opened read-only here fails (close
+    /// the read-only handle first).
+    ///
+    /// With `options.sidecarLockPath`, a new environment first takes a shared `flock` on that file,
+    /// waiting up to `options.sidecarWait` seconds while another process holds it exclusively.
+    public static func shared(path: String, options: EnvironmentOptions = EnvironmentOptions()) throws(LMDBError)
+        -> Environment
+    {
+        registryLock.lock()
+        defer { registryLock.unlock() }
+        if let id = fileID(path: path), let existing = registry[id] {
+            return try existing.adopt(readOnly: options.readOnly)
+        }
+        var fd: Int32 = -1
+        if let sidecar = options.sidecarLockPath {
+            fd = open(sidecar, (options.readOnly ? O_RDONLY : O_RDWR) | O_CREAT | O_CLOEXEC, options.mode)
+            if fd < 0 && options.readOnly { fd = open(sidecar, O_RDONLY | O_CLOEXEC) }
+            if fd < 0 {
+                // A read-only store in a read-only directory has no sidecar: nothing can compact it either.
+                if !(options.readOnly && (errno == EACCES || errno == EROFS)) {
+                    throw LMDBError(code: errno, operation: "open(\(sidecar))")
+                }
+            } else {
+                let deadline = monotonicSeconds() + options.sidecarWait
+                while flock(fd, LOCK_SH | LOCK_NB) != 0 {
+                    let e = errno
+                    if e != EWOULDBLOCK && e != EINTR {
+                        Glibc.close(fd)
+                        throw LMDBError(code: e, operation: "flock(\(sidecar), shared)")
+                    }
+                    if monotonicSeconds() > deadline {
+                        Glibc.close(fd)
+                        throw LMDBError(code: EBUSY, operation: "waiting \(Int(options.sidecarWait)) s for a compaction of \(path) in another process to finish")
+                    }
+                    usleep(10_000)
+                }
+            }
+        }
+        // Under the shared lock the file can no longer be replaced: look again (it may have been
+        // replaced while this open waited).
+        if let id = fileID(path: path), let existing = registry[id] {
+            if fd >= 0 { Glibc.close(fd) }
+            return try existing.adopt(readOnly: options.readOnly)
+        }
+        let env: Environment
+        do {
+            env = try Environment(path: path, options: options, sidecarFD: fd)
+        } catch {
+            if fd >= 0 { Glibc.close(fd) }
+            throw error
+        }
+        env.users = 1
+        if let id = env.fileID() {
+            env.registryKey = id
+            registry[id] = env
+        }
+        return env
+    }
+
+    private func adopt(readOnly: Bool) throws(LMDBError) -> Environment {
+        if isReadOnly && !readOnly {
+            throw LMDBError(code: EBUSY, operation: "open \(path) for writing: this process has it open read-only; close that handle first")
+        }
+        stateLock.lock()
+        users += 1
+        stateLock.unlock()
+        return self
+    }
+
+    /// Gives up one `shared` handle; the last one closes the environment (after its transactions end)
+    /// and releases the sidecar lock.
+    public func release() {
+        Self.registryLock.lock()
+        stateLock.lock()
+        users -= 1
+        let last = users <= 0
+        stateLock.unlock()
+        if last, let key = registryKey, Self.registry[key] === self { Self.registry[key] = nil }
+        Self.registryLock.unlock()
+        if last { close() }
+    }
+
+    /// Closes the environment now: waits for running transactions, then `mdb_env_close`. Later
+    /// transactions throw. Use `release()` for environments from `shared`.
+    public func close() {
+        pthread_rwlock_wrlock(gate)
+        defer { pthread_rwlock_unlock(gate) }
+        guard !closed else { return }
+        closed = true
+        mdb_env_close(handle)
+        if sidecarFD >= 0 { flock(sidecarFD, LOCK_UN) }
+    }
+
+    /// Takes the sidecar lock exclusively (no other process has the file open) for an operation that
+    /// replaces the data file; fails at once with `EBUSY` when another process holds it shared.
+    ///
+    /// Tries for up to `wait` seconds (two compactions started together: the one that gives up lets
+    /// the other through). Then checks that the file at `path` is still the one this environment has
+    /// open: if another process replaced it meanwhile, fails with `EBUSY` too.
+    public func lockExclusive(wait: Double = 2) throws(LMDBError) {
+        guard sidecarFD >= 0 else { throw LMDBError(code: ENOLCK, operation: "exclusive lock on \(path): no sidecar lock file") }
+        let deadline = monotonicSeconds() + wait
+        while flock(sidecarFD, LOCK_EX | LOCK_NB) != 0 {
+            let e = errno
+            // Linux drops the shared lock before trying the exclusive one: take it back (never
+            // blocking: a process holding it exclusively is compacting and will replace the file).
+            _ = flock(sidecarFD, LOCK_SH | LOCK_NB)
+            if (e != EWOULDBLOCK && e != EINTR) || monotonicSeconds() > deadline {
+                throw LMDBError(code: e == EWOULDBLOCK ? EBUSY : e, operation: "exclusive lock on \(path): another process has it open")
+            }
+            usleep(useconds_t(5_000 + Int.random(in: 0..<20_000)))
+        }
+        if fileID() != Self.fileID(path: path) {
+            flock(sidecarFD, LOCK_SH)
+            throw LMDBError(code: EBUSY, operation: "exclusive lock on \(path): the file was replaced by another process meanwhile")
+        }
+    }
+
+    /// Returns the sidecar lock to shared after `lockExclusive()`.
+    public func unlockExclusive() {
+        if sidecarFD >= 0 { flock(sidecarFD, LOCK_SH) }
+    }
+
+    /// Marks the environment as replaced (its file was compacted into a new one): every later
+    /// transaction throws `LMDBError.superseded`, and the registry forgets it so that the next open of
+    /// the path opens the new file.
+    public func markSuperseded() {
+        Self.registryLock.lock()
+        if let key = registryKey, Self.registry[key] === self { Self.registry[key] = nil }
+        registryKey = nil
+        Self.registryLock.unlock()
+        supersededAtomic.store(true, ordering: .releasing)
+        // The file this environment reads is no longer the store: its handles must not hold off a
+        // compaction of the new file by another process.
+        if sidecarFD >= 0 { flock(sidecarFD, LOCK_UN) }
+    }
+
+    /// Whether `markSuperseded()` was called.
+    public var isSuperseded: Bool { supersededFlag }
+
+    // MARK: The gate
+
+    private var depth: Int {
+        get { Int(bitPattern: pthread_getspecific(depthKey)) }
+        set { pthread_setspecific(depthKey, UnsafeRawPointer(bitPattern: newValue)) }
+    }
+
+    /// Takes the gate shared unless this thread holds it already.
+    @inline(__always)
+    private func enterGate() throws(LMDBError) {
+        let d = depth
+        if d == 0 { pthread_rwlock_rdlock(gate) }
+        depth = d + 1
+        if closed {
+            leaveGate()
+            throw LMDBError(code: EINVAL, operation: "use of \(path) after it was closed")
+        }
+    }
+
+    @inline(__always)
+    private func leaveGate() {
+        let d = depth - 1
+        depth = d
+        if d == 0 { pthread_rwlock_unlock(gate) }
+    }
+
+    /// Takes the gate exclusively to change the map size, waiting at most `growthWait` seconds for
+    /// this process's transactions to end. A thread inside a transaction of this environment cannot
+    /// wait for itself: it gets an error instead.
+    private func withGateExclusive(_ what: String, _ body: () throws(LMDBError) -> Void) throws(LMDBError) {
+        if depth > 0 {
+            throw LMDBError(code: EDEADLK, operation: "\(what) of \(path) inside another transaction of this thread (a write inside a read closure needs the map to grow; run it outside)")
+        }
+        var deadline = timespec()
+        clock_gettime(CLOCK_REALTIME, &deadline)
+        deadline.tv_sec += Int(growthWait)
+        let rc = pthread_rwlock_timedwrlock(gate, &deadline)
+        if rc != 0 {
+            throw LMDBError(code: rc == ETIMEDOUT ? EBUSY : rc, operation: "\(what) of \(path): waited \(Int(growthWait)) s for read transactions of this process to end")
+        }
+        defer { pthread_rwlock_unlock(gate) }
+        if closed { throw LMDBError(code: EINVAL, operation: "use of \(path) after it was closed") }
+        try body()
     }
 
     /// Whether the lock file describes this data file. LMDB readers choose the meta page by the last
@@ -105,7 +358,7 @@ public final class Environment: @unchecked Sendable {
     public func lockMatchesDataFile() -> Bool {
         for attempt in 0..<3 {
             var txn: OpaquePointer?
-            guard mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txn) == MDB_SUCCESS, let txn else { return true }
+            guard mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txn) == MDB_SUCCESS, let txn else { return false }
             let lockTxnID = mdb_txn_id(txn)
             var info = MDB_envinfo()
             mdb_env_info(handle, &info)
@@ -145,8 +398,8 @@ public final class Environment: @unchecked Sendable {
         }
         if create { return try write(body) }
         // Handles opened in a read transaction survive only if that transaction commits (mdb_dbi_open docs).
-        pthread_rwlock_rdlock(gate)
-        defer { pthread_rwlock_unlock(gate) }
+        try enterGate()
+        defer { leaveGate() }
         var txnHandle: OpaquePointer?
         try check(mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txnHandle), "mdb_txn_begin(open databases)")
         guard let txnHandle else { throw LMDBError(code: EINVAL, operation: "mdb_txn_begin(open databases)") }
@@ -167,15 +420,19 @@ public final class Environment: @unchecked Sendable {
     /// Runs `body` in a read-only snapshot transaction. Values read inside are valid only inside `body`.
     public func read<R>(_ body: (Transaction) throws -> R) throws -> R {
         while true {
-            pthread_rwlock_rdlock(gate)
+            try enterGate()
+            if supersededFlag {
+                leaveGate()
+                throw LMDBError(code: LMDBError.supersededCode, operation: "read \(path)")
+            }
             var txnHandle: OpaquePointer?
             let rc = mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txnHandle)
             if rc == MDB_MAP_RESIZED {
-                pthread_rwlock_unlock(gate)
+                leaveGate()
                 try adoptResizedMap()
                 continue
             }
-            defer { pthread_rwlock_unlock(gate) }
+            defer { leaveGate() }
             try check(rc, "mdb_txn_begin(read)")
             guard let txnHandle else { throw LMDBError(code: EINVAL, operation: "mdb_txn_begin(read)") }
             let txn = Transaction(handle: txnHandle, writable: false)
@@ -193,17 +450,21 @@ public final class Environment: @unchecked Sendable {
     public func write<R>(_ body: (Transaction) throws -> R) throws -> R {
         if isReadOnly { throw LMDBError(code: EACCES, operation: "write transaction on a read-only store") }
         while true {
-            pthread_rwlock_rdlock(gate)
+            try enterGate()
+            if supersededFlag {
+                leaveGate()
+                throw LMDBError(code: LMDBError.supersededCode, operation: "write \(path)")
+            }
             var txnHandle: OpaquePointer?
             let rc = mdb_txn_begin(handle, nil, 0, &txnHandle)
             if rc == MDB_MAP_RESIZED {
-                pthread_rwlock_unlock(gate)
+                leaveGate()
                 try adoptResizedMap()
                 continue
             }
             var retryAfterGrowing = false
             do {
-                defer { pthread_rwlock_unlock(gate) }
+                defer { leaveGate() }
                 try check(rc, "mdb_txn_begin(write)")
                 guard let txnHandle else { throw LMDBError(code: EINVAL, operation: "mdb_txn_begin(write)") }
                 let txn = Transaction(handle: txnHandle, writable: true)
@@ -224,19 +485,41 @@ public final class Environment: @unchecked Sendable {
         }
     }
 
-    /// Doubles the map size. Waits until no transaction of this process is active.
+    /// Doubles the map size once no transaction of this process is active (see `withGateExclusive`).
     private func growMap() throws(LMDBError) {
-        pthread_rwlock_wrlock(gate)
-        defer { pthread_rwlock_unlock(gate) }
-        let current = info().mapSize
-        try check(mdb_env_set_mapsize(handle, current * 2), "mdb_env_set_mapsize(grow to \(current * 2))")
+        try withGateExclusive("growing the map") { () throws(LMDBError) in
+            let current = info().mapSize
+            try check(mdb_env_set_mapsize(handle, current * 2), "mdb_env_set_mapsize(grow to \(current * 2))")
+        }
     }
 
     /// Another process grew the map: adopt its size.
     private func adoptResizedMap() throws(LMDBError) {
-        pthread_rwlock_wrlock(gate)
-        defer { pthread_rwlock_unlock(gate) }
-        try check(mdb_env_set_mapsize(handle, 0), "mdb_env_set_mapsize(adopt)")
+        try withGateExclusive("adopting the map size another process set") { () throws(LMDBError) in
+            try check(mdb_env_set_mapsize(handle, 0), "mdb_env_set_mapsize(adopt)")
+        }
+    }
+
+    /// Runs `body` in a write transaction that is never rerun: a full map fails it (`isMapFull`)
+    /// instead of growing and retrying. For bodies with effects outside the transaction.
+    public func writeOnce<R>(_ body: (Transaction) throws -> R) throws -> R {
+        if isReadOnly { throw LMDBError(code: EACCES, operation: "write transaction on a read-only store") }
+        try enterGate()
+        defer { leaveGate() }
+        if supersededFlag { throw LMDBError(code: LMDBError.supersededCode, operation: "write \(path)") }
+        var txnHandle: OpaquePointer?
+        try check(mdb_txn_begin(handle, nil, 0, &txnHandle), "mdb_txn_begin(write)")
+        guard let txnHandle else { throw LMDBError(code: EINVAL, operation: "mdb_txn_begin(write)") }
+        let txn = Transaction(handle: txnHandle, writable: true)
+        do {
+            let result = try body(txn)
+            txn.invalidate()
+            try check(mdb_txn_commit(txnHandle), "mdb_txn_commit")
+            return result
+        } catch {
+            if txn.isLive { txn.invalidate(); mdb_txn_abort(txnHandle) }
+            throw error
+        }
     }
 
     /// Flushes buffers to disk (`mdb_env_sync` with force).
@@ -256,4 +539,18 @@ public final class Environment: @unchecked Sendable {
         mdb_reader_check(handle, &dead)
         return Int(dead)
     }
+}
+
+/// A mutex usable from any module without Foundation's `Sendable` caveats.
+final class NSLockLike: @unchecked Sendable {
+    private let mutex = NSLock()
+    func lock() { mutex.lock() }
+    func unlock() { mutex.unlock() }
+}
+
+/// Seconds of a monotonic clock.
+func monotonicSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }

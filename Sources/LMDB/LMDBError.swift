@@ -21,6 +21,12 @@ public struct LMDBError: Error, Sendable, CustomStringConvertible, Equatable {
     public var isMapFull: Bool { code == MDB_MAP_FULL }
     /// `MDB_MAP_RESIZED`: another process grew the map; adopt the new size and retry.
     public var isMapResized: Bool { code == MDB_MAP_RESIZED }
+    /// The code `Environment` uses for a transaction on an environment whose file a compaction replaced.
+    public static let supersededCode: Int32 = -30_000
+    /// The environment's file was replaced by a compaction (`Environment.markSuperseded`).
+    public var isSuperseded: Bool { code == Self.supersededCode }
+    /// Another process holds the store (compaction lock), or growth waited too long.
+    public var isBusy: Bool { code == EBUSY }
     /// The file system is full or the file-size limit was reached (ENOSPC, EDQUOT, EFBIG).
     public var isDiskFull: Bool { code == ENOSPC || code == EDQUOT || code == EFBIG }
     /// `MDB_NOTFOUND`: the key or data item does not exist.
@@ -28,6 +34,7 @@ public struct LMDBError: Error, Sendable, CustomStringConvertible, Equatable {
 
     /// The LMDB message for the code, followed by the operation.
     public var description: String {
+        if code == Self.supersededCode { return "\(operation): the file was compacted into a new one; reopen the store" }
         let message = String(cString: mdb_strerror(code))
         return "\(operation): \(message) (code \(code))"
     }

@@ -7,6 +7,10 @@ public enum VecStoreError: Error, Sendable, CustomStringConvertible {
     case storage(LMDBError)
     /// The file exists but is not a vecstore store.
     case notAVecStore(String)
+    /// No store file at the path (and the open was not allowed to create one).
+    case storeNotFound(String)
+    /// Compaction needs the store alone, and another process has it open.
+    case alreadyOpen(String)
     /// The store was written with a format version this code does not read.
     case unsupportedFormatVersion(found: UInt32, supported: UInt32)
     /// No collection of that name exists.
@@ -81,7 +85,8 @@ public enum VecStoreError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .storage(let e): e.isDiskFull ? .io : (e.code == -30793 /* MDB_INVALID */ ? .corruptStore : .io)
         case .notAVecStore, .unsupportedFormatVersion, .corrupt: .corruptStore
-        case .collectionNotFound: .notFound
+        case .collectionNotFound, .storeNotFound: .notFound
+        case .alreadyOpen: .busy
         case .collectionMismatch, .invalidCollectionName, .dimensionMismatch, .invalidVector, .invalidID,
              .duplicateIDInBatch, .idExists, .invalidMetadata, .invalidFilter, .invalidInput, .invalidArgument,
              .callback:
@@ -96,6 +101,8 @@ public enum VecStoreError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .storage(let e): "storage error: \(e)"
         case .notAVecStore(let p): "\(p) is not a vecstore store (no vecstore format record)"
+        case .storeNotFound(let p): "no store at \(p)"
+        case .alreadyOpen(let m): m
         case .unsupportedFormatVersion(let found, let supported):
             "store format version \(found) is not supported: this vecstore reads version \(supported); upgrade vecstore"
         case .collectionNotFound(let n): "no collection named '\(n)'"
@@ -129,6 +136,8 @@ func storage<R>(_ body: () throws -> R) throws(VecStoreError) -> R {
     } catch let e as VecStoreError {
         throw e
     } catch let e as LMDBError {
+        if e.isSuperseded { throw .superseded("\(e)") }
+        if e.isBusy { throw .busy("\(e)") }
         throw e.isDiskFull ? .diskFull("\(e)") : .storage(e)
     } catch let e as ImportError {
         throw .invalidInput(e)

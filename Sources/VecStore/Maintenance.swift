@@ -249,75 +249,135 @@ extension VecStore {
 
     /// Rewrites the store at `path` without deleted rows and free pages, renumbering rows densely in
     /// their old order, into `<path>.compacting`, then renames it over the original. A crash at any
-    /// point leaves either the old or the new store whole. Other writers are held off for the duration;
-    /// handles opened before the rename get `superseded` on their next write and must reopen.
+    /// point leaves either the old or the new store whole.
+    ///
+    /// Compaction needs the store alone: it takes `FILE-guard` exclusively and fails with
+    /// `alreadyOpen` while another process has the store open (every open holds it shared). Handles
+    /// of this process share one environment with the compaction; after it they get `superseded`
+    /// and must reopen. It checks the free space first (`diskFull`), and on any failure removes its
+    /// temporary files, leaving the old store as it was.
     @discardableResult
     public static func compact(path: String, batchSize: Int = 10_000) throws(VecStoreError) -> CompactReport {
         let old = try VecStore(path: path, options: StoreOptions(create: false))
+        defer { old.close() }
+        do {
+            try old.env.lockExclusive()
+        } catch {
+            throw .alreadyOpen("\(path) is open in another process; compaction needs it alone (\(error))")
+        }
+        var replaced = false
+        defer { if !replaced { old.env.unlockExclusive() } }
         let before = fileSize(path)
         let temporary = path + ".compacting"
-        for leftover in [temporary, temporary + "-lock"] where FileManager.default.fileExists(atPath: leftover) {
-            try? FileManager.default.removeItem(atPath: leftover)
+        try removeIfPresent(temporary)
+        try removeIfPresent(temporary + "-lock")
+        // The new file holds at most the old one's used pages (plus a little for the rebuilt indexes).
+        let used = (old.env.info().lastPage + 1) * old.env.pageSize
+        let needed = used + used / 10 + (4 << 20)
+        if let free = DiskSpace.available(near: path), free < needed {
+            throw .diskFull("compacting \(path) needs about \(needed / 1_048_576) MiB free beside it, \(free / 1_048_576) MiB available; the store is unchanged")
+        }
+        if let limit = DiskSpace.fileSizeLimit(), limit < needed {
+            throw .diskFull("compacting \(path) writes a file of up to \(needed / 1_048_576) MiB, above the file-size limit of \(limit / 1_048_576) MiB; the store is unchanged")
         }
         var documents = 0, tombstones = 0
-        try old.write { txn in
-            documents = 0; tombstones = 0
-            do {
-                let fresh = try VecStore(path: temporary)
-                for name in try old.collectionNames(in: txn) {
-                    guard let record = try old.record(txn, name) else { continue }
-                    // The graph is rebuilt from the renumbered rows by the writer, batch by batch.
-                    let index = try HNSWConfig.load(txn, old.dbs, record.id).map { IndexKind.hnsw($0.parameters) }
-                    let target = try fresh.collection(name, dimension: record.dimension, metric: record.metric,
-                                                      index: index ?? .flat)
-                    try fresh.copyTextOptions(from: txn, old: old, collection: record.id, to: target)
-                    let source = VectorCollection(store: old, name: name, record: record)
-                    let view = try CollectionView(txn, old.dbs, record, name: name)
-                    tombstones += Int(record.nextInternalID - record.liveCount)
-                    var batch: [CollectionWriter.Prepared] = []
-                    func flush() throws {
-                        let prepared = batch
-                        try fresh.write { t in
-                            var writer = try CollectionWriter(t, fresh.dbs, name: name, record: try target.currentRecord(t))
-                            try writer.append(prepared, replace: false)
-                            try writer.finish()
+        do {
+            // One write transaction on the old file, never rerun (`writeOnce`): it holds LMDB's writer
+            // lock against this process's other handles, and the file-system steps inside it happen once.
+            try classifyWriteFailure(path) { () throws(VecStoreError) in
+                try storage {
+                    try old.env.writeOnce { txn in
+                        if try txn.get(old.dbs.meta, Format.supersededKey) != nil {
+                            throw VecStoreError.superseded("\(path) was already compacted into a new file; reopen it")
                         }
-                        documents += batch.count
-                        batch.removeAll(keepingCapacity: true)
+                        // First, so that a full map fails here, before any file is touched; invisible to
+                        // readers until the commit after the rename.
+                        try txn.put(old.dbs.meta, Format.supersededKey, Array(path.utf8))
+                        (documents, tombstones) = try copyLive(txn, old, into: temporary, batchSize: batchSize)
+                        try removeIfPresent(temporary + "-lock")
+                        guard rename(temporary, path) == 0 else {
+                            throw VecStoreError.io("could not rename \(temporary) to \(path): \(String(cString: strerror(errno)))")
+                        }
+                        replaced = true
+                        // New openers must build a fresh lock file for the new data file.
+                        if unlink(path + "-lock") != 0 && errno != ENOENT {
+                            throw VecStoreError.io("could not remove \(path)-lock: \(String(cString: strerror(errno)))")
+                        }
+                        try syncDirectory(of: path)
                     }
-                    for row in 0..<record.nextInternalID where view.isLive(row) {
-                        guard let value = try txn.get(old.dbs.docs, Format.key(record.id, row)) else {
-                            throw VecStoreError.corrupt("\(name): live row \(row) has no document")
-                        }
-                        let rec = try DocumentRecord.decode(value, context: "\(name) docs row \(row)")
-                        var metadata: [String: JSONValue] = [:]
-                        if !rec.metadataJSON.isEmpty,
-                           case .object(let m) = try rec.metadataJSON.withUnsafeBytes({ try JSONValue.parse($0) }) {
-                            metadata = m
-                        }
-                        // Rows are copied as stored (already unit length under cosine): no re-normalising drift.
-                        let stored = Array(UnsafeBufferPointer(start: view.vector(row), count: record.dimension))
-                        batch.append(.init(id: rec.externalID, stored: stored, norm: rec.norm, text: rec.text,
-                                           metadata: metadata, metadataJSON: rec.metadataJSON))
-                        if batch.count >= batchSize { try flush() }
-                    }
-                    if !batch.isEmpty { try flush() }
-                    _ = source
                 }
-                try fresh.env.sync()
             }
-            // `fresh` is closed here. Swap files: data first, then drop the old lock file so that new
-            // openers build a fresh one; processes still holding the old file see `superseded`.
-            try FileManager.default.removeItem(atPath: temporary + "-lock")
-            guard rename(temporary, path) == 0 else {
-                throw VecStoreError.io("could not rename \(temporary) to \(path): \(String(cString: strerror(errno)))")
+        } catch {
+            if !replaced {
+                try? removeIfPresent(temporary)
+                try? removeIfPresent(temporary + "-lock")
+                throw error
             }
-            unlink(path + "-lock")
-            syncDirectory(of: path)
-            try txn.put(old.dbs.meta, Format.supersededKey, Array(path.utf8))
+            // The new file is in place (its data synced before the rename); only the old inode's
+            // `superseded` record or the directory sync failed. Handles of this process are told below.
         }
+        old.env.markSuperseded()
         return CompactReport(bytesBefore: before, bytesAfter: fileSize(path), documents: documents,
                              tombstonesDropped: tombstones)
+    }
+
+    /// Copies every collection's live rows from `txn` into a new store at `temporary` (synced and
+    /// closed on return). Returns the documents copied and the deleted rows dropped.
+    private static func copyLive(_ txn: Transaction, _ old: VecStore, into temporary: String, batchSize: Int) throws
+        -> (Int, Int)
+    {
+        var options = StoreOptions()
+        options.guarded = false
+        let fresh = try VecStore(path: temporary, options: options)
+        defer { fresh.close() }
+        var documents = 0, tombstones = 0
+        for name in try old.collectionNames(in: txn) {
+            guard let record = try old.record(txn, name) else { continue }
+            // The graph is rebuilt from the renumbered rows by the writer, batch by batch.
+            let index = try HNSWConfig.load(txn, old.dbs, record.id).map { IndexKind.hnsw($0.parameters) }
+            let target = try fresh.collection(name, dimension: record.dimension, metric: record.metric,
+                                              index: index ?? .flat)
+            try fresh.copyTextOptions(from: txn, old: old, collection: record.id, to: target)
+            let view = try CollectionView(txn, old.dbs, record, name: name)
+            tombstones += Int(record.nextInternalID - record.liveCount)
+            var batch: [CollectionWriter.Prepared] = []
+            func flush() throws {
+                let prepared = batch
+                try fresh.write { t in
+                    var writer = try CollectionWriter(t, fresh.dbs, name: name, record: try target.currentRecord(t))
+                    try writer.append(prepared, replace: false)
+                    try writer.finish()
+                }
+                documents += batch.count
+                batch.removeAll(keepingCapacity: true)
+            }
+            for row in 0..<record.nextInternalID where view.isLive(row) {
+                guard let value = try txn.get(old.dbs.docs, Format.key(record.id, row)) else {
+                    throw VecStoreError.corrupt("\(name): live row \(row) has no document")
+                }
+                let rec = try DocumentRecord.decode(value, context: "\(name) docs row \(row)")
+                var metadata: [String: JSONValue] = [:]
+                if !rec.metadataJSON.isEmpty,
+                   case .object(let m) = try rec.metadataJSON.withUnsafeBytes({ try JSONValue.parse($0) }) {
+                    metadata = m
+                }
+                // Rows are copied as stored (already unit length under cosine): no re-normalising drift.
+                let stored = Array(UnsafeBufferPointer(start: view.vector(row), count: record.dimension))
+                batch.append(.init(id: rec.externalID, stored: stored, norm: rec.norm, text: rec.text,
+                                   metadata: metadata, metadataJSON: rec.metadataJSON))
+                if batch.count >= batchSize { try flush() }
+            }
+            if !batch.isEmpty { try flush() }
+        }
+        try fresh.env.sync()
+        return (documents, tombstones)
+    }
+
+    /// Removes `path` if it exists; any other failure is an error.
+    private static func removeIfPresent(_ path: String) throws(VecStoreError) {
+        if unlink(path) != 0 && errno != ENOENT {
+            throw .io("could not remove \(path): \(String(cString: strerror(errno)))")
+        }
     }
 
     func collectionNames(in txn: Transaction) throws -> [String] {
@@ -332,12 +392,12 @@ extension VecStore {
         }
     }
 
-    private static func syncDirectory(of path: String) {
+    /// `fsync` of the directory holding `path`, so a rename in it is durable.
+    private static func syncDirectory(of path: String) throws(VecStoreError) {
         let dir = (path as NSString).deletingLastPathComponent
-        let fd = open(dir.isEmpty ? "." : dir, O_RDONLY)
-        if fd >= 0 {
-            fsync(fd)
-            close(fd)
-        }
+        let fd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY)
+        guard fd >= 0 else { throw .io("could not open directory \(dir) to sync it: \(String(cString: strerror(errno)))") }
+        defer { Glibc.close(fd) }
+        if fsync(fd) != 0 { throw .io("could not sync directory \(dir): \(String(cString: strerror(errno)))") }
     }
 }

@@ -11,6 +11,10 @@ public struct StoreOptions: Sendable {
     public var create = true
     /// Initial memory-map size in bytes (the map grows by doubling when full).
     public var initialMapSize = 1 << 30
+    /// How long an open waits while a compaction in another process holds the store (seconds).
+    public var compactionWait: Double = 60
+    /// Whether the open takes the shared lock on `FILE-guard` (compaction's temporary store does not).
+    var guarded = true
     /// Creates default options.
     public init(readOnly: Bool = false, create: Bool = true) {
         self.readOnly = readOnly
@@ -48,6 +52,13 @@ public final class VecStore: Sendable {
     let dbs: Databases
     /// Resolved HNSW views reused across read transactions of the same snapshot.
     let hnswCache = HNSWViewCache()
+    /// Whether this handle was opened read-only (the environment may be shared with a writable one).
+    let isReadOnly: Bool
+    private let closeState = CloseState()
+
+    /// The sidecar file every open holds a shared `flock` on, and compaction an exclusive one
+    /// (Spec/FORMAT.md §15).
+    public static func guardPath(_ path: String) -> String { path + "-guard" }
 
     /// Opens the store at `url`, creating it unless `options.create` is false.
     public convenience init(at url: URL, options: StoreOptions = StoreOptions()) throws(VecStoreError) {
@@ -57,17 +68,43 @@ public final class VecStore: Sendable {
     /// Opens the store at `path`, creating it unless `options.create` is false.
     public init(path: String, options: StoreOptions = StoreOptions()) throws(VecStoreError) {
         self.path = path
+        self.isReadOnly = options.readOnly
         let exists = FileManager.default.fileExists(atPath: path)
         if !exists && (!options.create || options.readOnly) {
-            throw .io("no store at \(path)")
+            throw .storeNotFound(path)
         }
         var envOptions = EnvironmentOptions()
         envOptions.readOnly = options.readOnly
         envOptions.mapSize = max(options.initialMapSize, Self.fileSize(path) * 2)
+        envOptions.sidecarLockPath = options.guarded ? Self.guardPath(path) : nil
+        envOptions.sidecarWait = options.compactionWait
         // vecstore parallelises across BLAS calls itself; an OpenBLAS pool left at its default keeps
         // worker threads spinning (sched_yield) that steal a core from searches.
         BLAS.useSingleThread()
         let env = try Self.openEnvironment(path, envOptions)
+        do {
+            self.dbs = try Self.prepare(env, path: path, options: options)
+        } catch {
+            env.release()
+            throw error
+        }
+        self.env = env
+    }
+
+    deinit {
+        if closeState.close() { env.release() }
+    }
+
+    /// Closes this handle. The process's environment for the file closes when its last handle does
+    /// (handles of one file share it); later calls on this handle throw `.io("… is closed")`.
+    public func close() {
+        if closeState.close() { env.release() }
+    }
+
+    /// Opens or creates the databases; refuses foreign files and newer formats untouched.
+    private static func prepare(_ env: Environment, path: String, options: StoreOptions) throws(VecStoreError)
+        -> Databases
+    {
         let baseSpecs: [(name: String, flags: DatabaseFlags)] = [
             (Format.DB.meta, []), (Format.DB.vectors, []), (Format.DB.docs, []), (Format.DB.ids, []),
             (Format.DB.live, []), (Format.DB.fields, [.dupSort, .dupFixed]),
@@ -108,8 +145,6 @@ public final class VecStore: Sendable {
                             fields: handles[5], graph: handles[6], graphUpper: handles[7],
                             graphVectors: handles[8], textinfo: handles[9], terms: handles[10], postings: handles[11],
                             doclens: handles[12])
-        self.env = env
-        self.dbs = dbs
         let hasFormat: Bool = try storage {
             try env.read { txn in
                 guard let record = try txn.get(dbs.meta, Format.formatKey) else { return false }
@@ -133,24 +168,20 @@ public final class VecStore: Sendable {
                 }
             }
         }
+        return dbs
     }
 
-    /// Opens the LMDB environment, retrying while the file is being swapped in by a compaction in
-    /// another process (its lock file then still belongs to the old file; see
-    /// `Environment.lockMatchesDataFile`). The swap takes microseconds; after 2 s of retries it fails.
+    /// The process's LMDB environment for `path` (shared with other handles of the same file). The
+    /// open holds `FILE-guard` shared, so it waits while a compaction holds it exclusively and then
+    /// opens the new file: a data file and a lock file of different generations are never paired.
     static func openEnvironment(_ path: String, _ options: EnvironmentOptions) throws(VecStoreError) -> Environment {
-        for _ in 0..<200 {
-            let env: Environment
-            do {
-                env = try Environment(path: path, options: options)
-            } catch {
-                if error.code == 22 || error.code == -30793 /* MDB_INVALID */ { throw .notAVecStore(path) }
-                throw .storage(error)
-            }
-            if env.lockMatchesDataFile() { return env }
-            usleep(10_000)
+        do {
+            return try Environment.shared(path: path, options: options)
+        } catch {
+            if error.code == 22 || error.code == -30793 /* MDB_INVALID */ { throw .notAVecStore(path) }
+            if error.isBusy { throw .busy("\(error)") }
+            throw .storage(error)
         }
-        throw .io("\(path) is being replaced by a compaction in another process; try again")
     }
 
     static func fileSize(_ path: String) -> Int {
@@ -161,20 +192,37 @@ public final class VecStore: Sendable {
 
     /// Runs `body` in a read snapshot.
     func read<R>(_ body: (Transaction) throws -> R) throws(VecStoreError) -> R {
-        try storage { try env.read(body) }
+        if closeState.isClosed { throw .io("\(path) is closed") }
+        return try storage { try env.read(body) }
     }
 
     /// Runs `body` in one write transaction, after checking the store was not compacted away.
     func write<R>(_ body: (Transaction) throws -> R) throws(VecStoreError) -> R {
         let dbs = self.dbs, path = self.path
-        return try storage {
-            try env.write { txn in
-                if try txn.get(dbs.meta, Format.supersededKey) != nil {
-                    throw VecStoreError.superseded(
-                        "\(path) was compacted into a new file by another handle; reopen the store to write to it")
+        if closeState.isClosed { throw .io("\(path) is closed") }
+        if isReadOnly { throw .invalidArgument("\(path) was opened read-only") }
+        return try Self.classifyWriteFailure(path) { () throws(VecStoreError) -> R in
+            try storage {
+                try env.write { txn in
+                    if try txn.get(dbs.meta, Format.supersededKey) != nil {
+                        throw VecStoreError.superseded(
+                            "\(path) was compacted into a new file by another handle; reopen the store to write to it")
+                    }
+                    return try body(txn)
                 }
-                return try body(txn)
             }
+        }
+    }
+
+    /// Runs a write, reporting an I/O error as `diskFull` when the file system is (nearly) full or
+    /// the file reached the process's size limit: LMDB reports a short write at commit as EIO.
+    static func classifyWriteFailure<R>(_ path: String, _ body: () throws(VecStoreError) -> R) throws(VecStoreError)
+        -> R
+    {
+        do {
+            return try body()
+        } catch .storage(let e) where e.code == EIO || e.code == ENOSPC || e.code == EFBIG {
+            throw .diskFull("\(e); \(DiskSpace.describe(near: path))")
         }
     }
 
@@ -283,5 +331,52 @@ public final class VecStore: Sendable {
             try txn.delete(dbs.meta, HNSWConfig.key(rec.id))
             return true
         }
+    }
+}
+
+/// Whether a handle was closed (set once, from any thread).
+final class CloseState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var closed = false
+    /// Marks closed; true for the call that closed it.
+    func close() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if closed { return false }
+        closed = true
+        return true
+    }
+    var isClosed: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return closed
+    }
+}
+
+/// Free space and file-size limits, for full-disk messages and compaction's check.
+enum DiskSpace {
+    /// Bytes available to this process on the file system holding `path` (or its directory).
+    static func available(near path: String) -> Int? {
+        var st = statvfs()
+        let dir = (path as NSString).deletingLastPathComponent
+        guard statvfs(FileManager.default.fileExists(atPath: path) ? path : (dir.isEmpty ? "." : dir), &st) == 0 else {
+            return nil
+        }
+        return Int(st.f_bavail) * Int(st.f_frsize)
+    }
+
+    /// The process's file-size limit (`ulimit -f`) in bytes, or nil when unlimited.
+    static func fileSizeLimit() -> Int? {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_FSIZE.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max else { return nil }
+        return Int(clamping: limit.rlim_cur)
+    }
+
+    static func describe(near path: String) -> String {
+        var parts: [String] = []
+        if let free = available(near: path) { parts.append("\(free / 1_048_576) MiB free on its file system") }
+        if let limit = fileSizeLimit() { parts.append("file-size limit \(limit / 1_048_576) MiB") }
+        return "\(path): " + (parts.isEmpty ? "no space information" : parts.joined(separator: ", "))
+            + "; committed batches are intact"
     }
 }

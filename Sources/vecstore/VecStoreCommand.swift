@@ -7,6 +7,9 @@ struct VecStoreCommand: ParsableCommand {
     /// Parses and runs a command; a command-line error exits with `ExitStatus.usage` (2) instead of
     /// ArgumentParser's 64, so every failure kind has its own documented status.
     static func main() {
+        // Past the file-size limit (`ulimit -f`) a write then fails with EFBIG, reported as a full
+        // disk, instead of the process being killed by SIGXFSZ.
+        signal(SIGXFSZ, SIG_IGN)
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -94,22 +94,28 @@ struct CrashTests {
         for (attempt, delay) in [0.05, 0.2, 0.5, 1.0].enumerated() {
             let store = dir.path("s\(attempt).vecstore")
             #expect(try runCLI(["import", store, "-c", "c", "--index", "flat", input, "--batch-size", "10000"]).status == 0)
-            // Delete the upper half so the compacted store is distinguishable from the old one.
-            let coll = try VecStore(path: store).collection("c")
-            try coll.delete(ids: (20_000..<40_000).map { "r\($0)" })
+            // Delete the upper half so the compacted store is distinguishable from the old one. (Handles
+            // are closed before each compaction: it needs the store alone.)
+            do {
+                let coll = try VecStore(path: store).collection("c")
+                try coll.delete(ids: (20_000..<40_000).map { "r\($0)" })
+            }
             let p = try start(["compact", store])
             Thread.sleep(forTimeInterval: delay)
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
-            let reopened = try VecStore(path: store)
-            #expect(try reopened.verify().isOK)
-            let c = try reopened.collection("c")
-            #expect(try c.count() == 20_000)
-            let info = try c.info()
-            #expect(info.rows == 40_000 || info.rows == 20_000, "rows \(info.rows): neither old nor new store")
-            #expect(try c.get(id: "r19999")?.metadata["n"] == .number(19_999))
+            do {
+                let reopened = try VecStore(path: store)
+                #expect(try reopened.verify().isOK)
+                let c = try reopened.collection("c")
+                #expect(try c.count() == 20_000)
+                let info = try c.info()
+                #expect(info.rows == 40_000 || info.rows == 20_000, "rows \(info.rows): neither old nor new store")
+                #expect(try c.get(id: "r19999")?.metadata["n"] == .number(19_999))
+            }
             // Compaction can be run again to completion after the crash (leftovers are cleaned up).
-            #expect(try runCLI(["compact", store]).status == 0)
+            let again = try runCLI(["compact", store])
+            #expect(again.status == 0, "\(again.stderr)")
             #expect(try VecStore(path: store).collection("c").info().rows == 20_000)
             #expect(!FileManager.default.fileExists(atPath: store + ".compacting"))
         }

@@ -1,0 +1,244 @@
+import Foundation
+import Testing
+@testable import VecStore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Processes around compaction, map growth under readers, full disks and concurrent importers.
+@Suite(.serialized) struct ReliabilityTests {
+    func input(_ dir: TempDir, _ name: String, ids: Range<Int>, dimension: Int = 8, seed: UInt64 = 1) throws -> String {
+        let docs = makeDocuments(ids.count, dimension: dimension, seed: seed).enumerated().map { i, d in
+            Document(id: "r\(ids.lowerBound + i)", vector: d.vector, text: d.text, metadata: d.metadata)
+        }
+        let path = dir.path(name)
+        try jsonl(docs).write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func start(_ arguments: [String], output: Pipe? = nil) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: vecstoreBinary)
+        p.arguments = arguments
+        p.standardOutput = output ?? FileHandle.nullDevice
+        p.standardError = output ?? FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+
+    @Test("a reader holding the store open makes a compaction in another process fail cleanly, not race")
+    func readerAcrossCompaction() throws {
+        let dir = try TempDir()
+        let store = dir.path("s.vecstore")
+        #expect(try runCLI(["import", store, "-c", "c", try input(dir, "a.jsonl", ids: 0..<3000)]).status == 0)
+        #expect(try runCLI(["delete", store, "-c", "c", "r1", "r2", "r3"]).status == 0)
+        do {
+            let reader = try VecStore(path: store, options: StoreOptions(readOnly: true))
+            let c = try reader.collection("c")
+            let query = makeDocuments(1, dimension: 8, seed: 5)[0].vector
+            let expected = try c.search(query, k: 5).map(\.id)
+            let done = SharedBox(false)
+            let failures = SharedBox(0)
+            let thread = Thread {
+                while !done.value {
+                    do {
+                        if try c.count() != 2997 || (try c.search(query, k: 5).map(\.id)) != expected { failures.add(1) }
+                    } catch { failures.add(1) }
+                }
+            }
+            thread.start()
+            let r = try runCLI(["compact", store])
+            done.value = true
+            while !thread.isFinished { usleep(1000) }
+            #expect(r.status == 7, "\(r.stderr)")
+            #expect(r.stderr.contains("open in another process"))
+            #expect(failures.value == 0)
+            #expect(try c.info().rows == 3000)
+        }
+        // Closed: now the compaction runs, and leaves nothing behind.
+        let r = try runCLI(["compact", store])
+        #expect(r.status == 0, "\(r.stderr)")
+        let after = try VecStore(path: store, options: StoreOptions(readOnly: true)).collection("c")
+        #expect(try after.count() == 2997 && after.info().rows == 2997)
+        #expect(!FileManager.default.fileExists(atPath: store + ".compacting"))
+    }
+
+    @Test("opens racing compactions always see a whole store; two compactions at once never both run")
+    func openRacingRename() throws {
+        let dir = try TempDir()
+        let store = dir.path("s.vecstore")
+        #expect(try runCLI(["import", store, "-c", "c", "--index", "flat", try input(dir, "a.jsonl", ids: 0..<4000)]).status == 0)
+        var succeeded = 0, busy = 0, opens = 0
+        for round in 0..<4 {
+            // Two compactions at once, and this process opening and reading meanwhile.
+            let p1 = try start(["compact", store]), p2 = try start(["compact", store])
+            while p1.isRunning || p2.isRunning {
+                if let n = try countUnlessBusy(store) {
+                    #expect(n == 4000, "round \(round)")
+                    opens += 1
+                }
+                usleep(UInt32(2_000 + round * 3_000))
+            }
+            for p in [p1, p2] {
+                #expect(p.terminationReason == .exit)
+                if p.terminationStatus == 0 { succeeded += 1 } else {
+                    #expect(p.terminationStatus == 7)
+                    busy += 1
+                }
+            }
+            let v = try runCLI(["verify", store])
+            #expect(v.status == 0, "\(v.stdout)")
+        }
+        #expect(succeeded >= 1 && succeeded + busy == 8)
+        #expect(opens > 0)
+        #expect(!FileManager.default.fileExists(atPath: store + ".compacting"))
+    }
+
+    /// The document count of collection `c`, or nil when the open reports the store busy.
+    func countUnlessBusy(_ store: String) throws -> Int? {
+        let s: VecStore
+        do {
+            s = try VecStore(path: store, options: StoreOptions(readOnly: true))
+        } catch {
+            if case .busy = error { return nil }
+            throw error
+        }
+        return try s.collection("c").count()
+    }
+
+    @Test("the map grows while readers run; a write inside a read closure fails clearly instead of hanging")
+    func mapGrowthWithReaders() throws {
+        let dir = try TempDir()
+        var options = StoreOptions()
+        options.initialMapSize = 1 << 20
+        let store = try VecStore(path: dir.path("g.vecstore"), options: options)
+        let c = try store.collection("c", dimension: 32, metric: .l2, index: .flat)
+        try c.add(makeDocuments(200, dimension: 32, seed: 3))
+        let done = SharedBox(false)
+        let reads = SharedBox(0), failures = SharedBox(0)
+        let readers = (0..<2).map { _ in
+            Thread {
+                let q = [Float](repeating: 0.1, count: 32)
+                while !done.value {
+                    do {
+                        if try c.search(q, k: 3).count != 3 { failures.add(1) }
+                        reads.add(1)
+                    } catch { failures.add(1) }
+                }
+            }
+        }
+        readers.forEach { $0.start() }
+        let before = try store.stats().mapSize
+        for b in 0..<15 { try c.add(makeDocuments(400, dimension: 32, seed: 100 + UInt64(b), idPrefix: "b\(b)")) }
+        done.value = true
+        while readers.contains(where: { !$0.isFinished }) { usleep(1000) }
+        #expect(try store.stats().mapSize > before)
+        #expect(failures.value == 0 && reads.value > 0)
+        // A write from inside a read closure: works, or (when the map must grow) a clear error.
+        var outcome = "not run"
+        try c.forEachBatch(batchSize: 50) { _ in
+            guard outcome == "not run" else { return }
+            do {
+                try c.add(makeDocuments(3000, dimension: 32, seed: 7, idPrefix: "inner"))
+                outcome = "ok"
+            } catch {
+                outcome = "\(error)"
+            }
+        }
+        #expect(outcome == "ok" || outcome.contains("inside another transaction"), "\(outcome)")
+        #expect(try store.verify().isOK)
+    }
+
+    @Test("import and compaction against the file-size limit stop with a disk-full message; the store stays whole")
+    func fileSizeLimit() throws {
+        let dir = try TempDir()
+        let store = dir.path("f.vecstore")
+        let big = try input(dir, "big.jsonl", ids: 0..<20_000, dimension: 64)
+        // 12 MiB limit (ulimit -f counts 1 KiB blocks): a few batches fit, the rest does not.
+        let r = try runShell("ulimit -f 12288; exec \"$0\" import \"$1\" -c c --index flat \"$2\" --batch-size 2000",
+                             [vecstoreBinary, store, big])
+        #expect(r.status == 6, "\(r.stderr)")
+        #expect(r.stderr.contains("disk full"), "\(r.stderr)")
+        #expect(!r.stderr.contains("--skip-invalid"))
+        let s = try VecStore(path: store, options: StoreOptions(readOnly: true))
+        #expect(try s.verify().isOK)
+        let n = try s.collection("c").count()
+        #expect(n > 0 && n < 20_000 && n % 2000 == 0, "\(n) documents: not whole batches")
+        s.close()
+        let sizeBefore = try FileManager.default.attributesOfItem(atPath: store)[.size] as? Int
+        let compacted = try runShell("ulimit -f 4096; exec \"$0\" compact \"$1\"", [vecstoreBinary, store])
+        #expect(compacted.status == 6, "\(compacted.stderr)")
+        #expect(compacted.stderr.contains("disk full"), "\(compacted.stderr)")
+        #expect(try FileManager.default.attributesOfItem(atPath: store)[.size] as? Int == sizeBefore)
+        #expect(!FileManager.default.fileExists(atPath: store + ".compacting"))
+        #expect(!FileManager.default.fileExists(atPath: store + ".compacting-lock"))
+        #expect(try runCLI(["verify", store]).status == 0)
+    }
+
+    @Test("several processes import into one new collection: nothing lost or duplicated, one creates it")
+    func concurrentImporters() throws {
+        let dir = try TempDir()
+        let store = dir.path("w.vecstore")
+        // Three importers: two with their own ids, all three sharing r9000..<9500 (upserts).
+        let files = [try input(dir, "0.jsonl", ids: 0..<3000, seed: 1),
+                     try input(dir, "1.jsonl", ids: 3000..<6000, seed: 2),
+                     try input(dir, "2.jsonl", ids: 9000..<9500, seed: 3)]
+        let shared = try input(dir, "s.jsonl", ids: 9000..<9500, seed: 4)
+        let pipes = files.indices.map { _ in Pipe() }
+        let processes = try files.indices.map { i in
+            try start(["import", store, "-c", "c", files[i], shared, "--batch-size", "250"], output: pipes[i])
+        }
+        var outputs: [String] = []
+        for (p, pipe) in zip(processes, pipes) {
+            outputs.append(String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 0, "\(outputs.last ?? "")")
+        }
+        let created = outputs.map { $0.components(separatedBy: "(new collection)").count - 1 }.reduce(0, +)
+        #expect(created == 1, "\(outputs)")
+        let s = try VecStore(path: store, options: StoreOptions(readOnly: true))
+        let c = try s.collection("c")
+        #expect(try c.count() == 6500)
+        #expect(try s.verify().isOK)
+        for id in ["r0", "r2999", "r3000", "r5999", "r9000", "r9499"] { #expect(try c.get(id: id) != nil) }
+    }
+}
+
+/// Runs `script` with `bash -c`, `arguments` as `$0`, `$1`, ….
+func runShell(_ script: String, _ arguments: [String]) throws -> CLIResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/bash")
+    process.arguments = ["-c", script] + arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let group = DispatchGroup()
+    nonisolated(unsafe) var errData = Data()
+    DispatchQueue.global().async(group: group) { errData = err.fileHandleForReading.readDataToEndOfFile() }
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    process.waitUntilExit()
+    return CLIResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                     stderr: String(decoding: errData, as: UTF8.self))
+}
+
+/// A lock-protected value shared with test threads.
+final class SharedBox<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: T
+    init(_ value: T) { stored = value }
+    var value: T {
+        get { lock.lock(); defer { lock.unlock() }; return stored }
+        set { lock.lock(); stored = newValue; lock.unlock() }
+    }
+}
+
+extension SharedBox where T == Int {
+    func add(_ n: Int) {
+        lock.lock()
+        stored += n
+        lock.unlock()
+    }
+}
