@@ -30,6 +30,11 @@ let package = Package(
         .target(name: "CDistance"),
         // Distance kernels, top-k selection and BLAS-backed batch scoring over raw float memory.
         .target(name: "VecStoreKernels", dependencies: ["CBLAS", "CDistance"]),
+        // Quantized-vector kernels in C (PQ ADC, 4-bit fast scan, int8) with run-time AVX-512BW / AVX2 dispatch.
+        .target(name: "CQuant"),
+        // Vector quantization core: k-means, product quantization, 4-bit fast scan, int8 scalar quantization
+        // and the IVF inverted-list block layout (Spec/IVF.md, Spec/PQ.md). No LMDB, no engine types.
+        .target(name: "VecStoreQuant", dependencies: ["VecStoreKernels", "CQuant", "CDistance"]),
         // The engine and public library: store, collections, documents, filters, search, compaction, verify.
         .target(name: "VecStore", dependencies: ["LMDB", "VecStoreKernels", "VecStoreIO", "VecStoreText", "CDistance"]),
         // The command-line interface: a thin layer over the library.
@@ -38,11 +43,12 @@ let package = Package(
         ]),
         // Release-mode benchmark harness driven by Tools/bench.
         .executableTarget(name: "VecStoreBench", dependencies: [
-            "VecStore", .product(name: "Histogram", package: "hdrhistogram-swift"),
+            "VecStore", "VecStoreQuant", .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "VecStoreIOTests", dependencies: ["VecStoreIO", .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "VecStoreTextTests", dependencies: ["VecStoreText"]),
+        .testTarget(name: "VecStoreQuantTests", dependencies: ["VecStoreQuant", "VecStoreKernels", "CQuant"]),
         .testTarget(name: "VecStoreTests", dependencies: [
             "VecStore", "LMDB", "VecStoreKernels", "vecstore",
             .product(name: "PropertyBased", package: "swift-property-based"),
