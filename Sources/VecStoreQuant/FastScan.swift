@@ -103,30 +103,48 @@ public struct QuantizedTable: Sendable {
         subquantizers = m
         paddedSubquantizers = FastScan.paddedSubquantizers(m)
         negated = innerProduct
-        var mins = [Float](repeating: 0, count: m)
+        scale = 1
+        bias = 0
+        entries = [UInt8](repeating: 0, count: paddedSubquantizers * 16)
+        update(table, innerProduct: innerProduct)
+    }
+
+    /// Re-quantizes a new table of the same shape in place (no allocation: one table per probed list).
+    public mutating func update(_ table: UnsafePointer<Float>, innerProduct: Bool) {
+        let m = subquantizers
+        negated = innerProduct
+        let sign: Float = innerProduct ? -1 : 1
         var range: Float = 0
-        for j in 0..<m {
-            var lo = Float.infinity, hi = -Float.infinity
-            for c in 0..<16 {
-                let v = innerProduct ? -table[j * 16 + c] : table[j * 16 + c]
-                lo = min(lo, v)
-                hi = max(hi, v)
+        var total: Float = 0
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: m) { minsBuffer in
+            guard let mins = minsBuffer.baseAddress else { return }
+            for j in 0..<m {
+                var lo = Float.infinity, hi = -Float.infinity
+                for c in 0..<16 {
+                    let v = sign * table[j * 16 + c]
+                    lo = min(lo, v)
+                    hi = max(hi, v)
+                }
+                mins[j] = lo
+                total += lo
+                range = max(range, hi - lo)
             }
-            mins[j] = lo
-            range = max(range, hi - lo)
-        }
-        let s: Float = range > 0 && range.isFinite ? 255 / range : 1
-        scale = s
-        bias = mins.reduce(0, +)
-        var e = [UInt8](repeating: 0, count: paddedSubquantizers * 16)
-        for j in 0..<m {
-            for c in 0..<16 {
-                let v = innerProduct ? -table[j * 16 + c] : table[j * 16 + c]
-                let q = ((v - mins[j]) * s).rounded()
-                e[j * 16 + c] = UInt8(clamping: Int(q.isFinite ? min(max(q, 0), 255) : 0))
+            let s: Float = range > 0 && range.isFinite ? 255 / range : 1
+            scale = s
+            entries.withUnsafeMutableBufferPointer { e in
+                guard let out = e.baseAddress else { return }
+                for j in 0..<m {
+                    let lo = mins[j], row = table + j * 16, dst = out + j * 16
+                    // (v − lo)·s is in [0, 255] up to rounding; +0.5 and truncation round to nearest without
+                    // a libm call, and the clamp keeps a NaN or overshoot inside the byte.
+                    for c in 0..<16 {
+                        let q = (sign * row[c] - lo) * s + 0.5
+                        dst[c] = q >= 0 && q < 256 ? UInt8(truncatingIfNeeded: Int32(q)) : (q >= 256 ? 255 : 0)
+                    }
+                }
             }
         }
-        entries = e
+        bias = total
     }
 
     /// Largest difference between `distance(sum)` and the float ADC distance of the same code.
