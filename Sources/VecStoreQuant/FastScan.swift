@@ -111,44 +111,34 @@ public struct QuantizedTable: Sendable {
 
     /// Re-quantizes a new table of the same shape in place (no allocation: one table per probed list).
     public mutating func update(_ table: UnsafePointer<Float>, innerProduct: Bool) {
-        let m = subquantizers
+        update(table, plus: nil, innerProduct: innerProduct)
+    }
+
+    /// Re-quantizes the table `table + addend` (entry-wise; `addend` nil for none) in place, in one dispatched
+    /// C pass (the L2 list table is the precomputed list terms plus the query's terms).
+    public mutating func update(_ table: UnsafePointer<Float>, plus addend: UnsafePointer<Float>?, innerProduct: Bool) {
         negated = innerProduct
-        let sign: Float = innerProduct ? -1 : 1
-        var range: Float = 0
-        var total: Float = 0
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: m) { minsBuffer in
-            guard let mins = minsBuffer.baseAddress else { return }
-            for j in 0..<m {
-                var lo = Float.infinity, hi = -Float.infinity
-                for c in 0..<16 {
-                    let v = sign * table[j * 16 + c]
-                    lo = min(lo, v)
-                    hi = max(hi, v)
-                }
-                mins[j] = lo
-                total += lo
-                range = max(range, hi - lo)
-            }
-            let s: Float = range > 0 && range.isFinite ? 255 / range : 1
-            scale = s
-            entries.withUnsafeMutableBufferPointer { e in
-                guard let out = e.baseAddress else { return }
-                for j in 0..<m {
-                    let lo = mins[j], row = table + j * 16, dst = out + j * 16
-                    // (v − lo)·s is in [0, 255] up to rounding; +0.5 and truncation round to nearest without
-                    // a libm call, and the clamp keeps a NaN or overshoot inside the byte.
-                    for c in 0..<16 {
-                        let q = (sign * row[c] - lo) * s + 0.5
-                        dst[c] = q >= 0 && q < 256 ? UInt8(truncatingIfNeeded: Int32(q)) : (q >= 256 ? 255 : 0)
-                    }
-                }
-            }
+        var s: Float = 1, b: Float = 0
+        let m = subquantizers
+        entries.withUnsafeMutableBufferPointer { e in
+            guard let out = e.baseAddress else { return }
+            vq_fs4_quantize_table(table, addend, m, innerProduct ? -1 : 1, out, &s, &b)
         }
-        bias = total
+        scale = s
+        bias = b
     }
 
     /// Largest difference between `distance(sum)` and the float ADC distance of the same code.
     public var errorBound: Float { Float(subquantizers) * 0.5 / scale }
+
+    /// The largest kernel sum whose approximate distance is at most `distance` (−1 when none is), so scans
+    /// can compare integers against a heap threshold.
+    @inlinable @inline(__always)
+    public func sumLimit(forDistance distance: Float) -> Int {
+        let x = (distance - bias) * scale
+        guard x >= 0 else { return -1 }
+        return x >= 65535 ? 65535 : Int(x)
+    }
 
     /// The approximate distance (lower is closer) of a kernel sum.
     @inlinable @inline(__always)

@@ -322,8 +322,11 @@ public final class IVFIndex: @unchecked Sendable {
                         listTable.withUnsafeMutableBufferPointer { lb in
                             guard let p = pb.baseAddress, let q = qb.baseAddress, let o = lb.baseAddress else { return }
                             let row = p + l * tableSize
-                            for i in 0..<tableSize { o[i] = row[i] + q[i] }
-                            if fast { quantized?.update(o, innerProduct: false) }
+                            if fast {
+                                quantized?.update(row, plus: q, innerProduct: false)
+                            } else {
+                                for i in 0..<tableSize { o[i] = row[i] + q[i] }
+                            }
                         }
                     }
                 }

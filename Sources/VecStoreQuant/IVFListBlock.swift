@@ -330,14 +330,18 @@ public enum IVFListScan {
                 FastScan.scan(codes + b * blockSize, blockCount: nb, table: table, into: out)
                 let first = b * FastScan.blockRows
                 let rows = min(nb * FastScan.blockRows, block.count - first)
-                // Rank by −distance: larger is closer for every metric.
+                // Rank by −distance: larger is closer for every metric. A row can enter only if
+                // shift − distance ≥ threshold, i.e. its sum is at most the limit for distance shift − threshold;
+                // the limit is recomputed only after an insertion moves the threshold.
                 let shift = table.negated ? bias : -bias
-                for i in 0..<rows {
+                var limit = top.threshold == -.infinity ? 65535 : table.sumLimit(forDistance: shift - top.threshold) + 1
+                for i in 0..<rows where Int(out[i]) <= limit {
                     let s = shift - table.distance(out[i])
                     guard s >= top.threshold else { continue }
                     let id = block.rowID(first + i)
                     if let mask, !mask.contains(id) { continue }
                     top.insert(s, id)
+                    if top.threshold != -.infinity { limit = table.sumLimit(forDistance: shift - top.threshold) + 1 }
                 }
                 b += nb
             }
