@@ -25,8 +25,26 @@ public struct ImportOptions: Sendable {
     /// Keyword-index options: set on a collection the import creates, or applied to an existing one
     /// (re-analysing its texts) when they differ. Nil leaves the collection's options as they are.
     public var textIndex: TextIndexOptions?
+    /// Dimensionality reduction of a collection the import creates: a PCA fitted on the first records is
+    /// stored with the collection, and only projected vectors are kept (Spec/PCA.md). Importing into an
+    /// existing collection requires it to have been created with the same reduction.
+    public var pca: PCAReduction?
     /// Creates default options.
     public init() {}
+}
+
+/// How an import reduces the vectors of a collection it creates.
+public struct PCAReduction: Sendable, Equatable {
+    /// Dimension of the stored vectors: at least 1 and less than the input dimension.
+    public var dimensions: Int
+    /// How many records from the start of the input the PCA is fitted on (held in memory until then);
+    /// more than `dimensions` are needed.
+    public var sampleSize: Int
+    /// Creates a reduction to `dimensions`, fitted on the first `sampleSize` records.
+    public init(dimensions: Int, sampleSize: Int = 10_000) {
+        self.dimensions = dimensions
+        self.sampleSize = sampleSize
+    }
 }
 
 /// Progress of a running import.
@@ -190,6 +208,9 @@ extension VecStore {
         var batch: [CollectionWriter.Prepared] = []
         var seen = Set<String>()
         var lastLocation: SourceLocation?
+        // Records read ahead to fit a PCA (`options.pca`), handed out again before the reader's.
+        var pending: [ImportRecord] = []
+        var pendingIndex = 0
 
         func fail(_ e: VecStoreError) -> ImportFailure {
             // The collection is created (its own transaction) when the first record arrives; if no batch
@@ -222,8 +243,14 @@ extension VecStore {
         while true {
             let record: ImportRecord
             do {
-                guard let r = try reader.next() else { break }
-                record = r
+                if pendingIndex < pending.count {
+                    record = pending[pendingIndex]
+                    pendingIndex += 1
+                    if pendingIndex == pending.count { pending = [] }
+                } else {
+                    guard let r = try reader.next() else { break }
+                    record = r
+                }
             } catch {
                 // Line-based input can go on after a bad line; a damaged binary file cannot.
                 if options.skipInvalid, let line = error.location?.line, line != lastLocation?.line {
@@ -235,8 +262,32 @@ extension VecStore {
             }
             lastLocation = record.location
             if target == nil {
+                var projection: ProjectionRecord?
+                if let reduction = options.pca, (try? self.collection(collection)) == nil {
+                    // Read ahead the records the PCA is fitted on; they are imported next, as usual.
+                    pending = [record]
+                    pendingIndex = 1
+                    while pending.count < reduction.sampleSize {
+                        do {
+                            guard let r = try reader.next() else { break }
+                            pending.append(r)
+                        } catch {
+                            if options.skipInvalid, let line = error.location?.line, line != lastLocation?.line {
+                                lastLocation = error.location
+                                skip(error.description)
+                                continue
+                            }
+                            throw fail(.invalidInput(error))
+                        }
+                    }
+                    do {
+                        projection = try Self.fitProjection(pending, dimension: record.vector.count, reduction: reduction,
+                                                            metric: options.metric)
+                    } catch { throw fail(error) }
+                }
                 do {
-                    let (t, created) = try openTarget(collection, dimension: record.vector.count, options: options)
+                    let (t, created) = try openTarget(collection, dimension: record.vector.count, options: options,
+                                                      projection: projection)
                     target = t
                     report.createdCollection = created
                 } catch { throw fail(error) }
@@ -271,21 +322,63 @@ extension VecStore {
         return report
     }
 
-    private func openTarget(_ name: String, dimension: Int, options: ImportOptions) throws(VecStoreError)
-        -> (VectorCollection, Bool)
+    private func openTarget(_ name: String, dimension: Int, options: ImportOptions, projection: ProjectionRecord?)
+        throws(VecStoreError) -> (VectorCollection, Bool)
     {
         if let existing = try? collection(name) {
             if options.metricIsExplicit && existing.metric != options.metric {
                 throw .collectionMismatch("collection '\(name)' uses metric \(existing.metric), not \(options.metric)")
             }
-            if existing.dimension != dimension {
-                throw .dimensionMismatch(expected: existing.dimension, got: dimension, id: nil)
+            if let reduction = options.pca, existing.pca?.outputDimension != reduction.dimensions {
+                throw .collectionMismatch("collection '\(name)' exists "
+                    + (existing.pca.map { "with a PCA to \($0.outputDimension) dimensions" } ?? "without a PCA")
+                    + ", not one to \(reduction.dimensions): a reduction is chosen when a collection is created")
+            }
+            if existing.dimension != dimension && existing.pca?.inputDimension != dimension {
+                throw .dimensionMismatch(expected: existing.pca?.inputDimension ?? existing.dimension, got: dimension, id: nil)
             }
             if let text = options.textIndex, try existing.textIndexOptions() != text { try existing.configureTextIndex(text) }
             return (existing, false)
         }
-        let created = try collection(name, dimension: dimension, metric: options.metric, index: options.index)
+        let created = try collection(name, dimension: projection?.pca.outputDimension ?? dimension, metric: options.metric,
+                                     index: options.index, projection: projection)
         if let text = options.textIndex { try created.configureTextIndex(text) }
         return (created, true)
+    }
+
+    /// Fits the PCA of a reduced collection on the usable vectors of `records` (those of `dimension`
+    /// finite components; scaled to unit length under cosine, as the collection will see them).
+    static func fitProjection(_ records: [ImportRecord], dimension: Int, reduction: PCAReduction, metric: Metric)
+        throws(VecStoreError) -> ProjectionRecord
+    {
+        let k = reduction.dimensions
+        guard k >= 1, k < dimension else {
+            throw .invalidArgument("--pca \(k): the reduced dimension must be at least 1 and less than the input dimension \(dimension)")
+        }
+        var sample: [Float] = []
+        sample.reserveCapacity(records.count * dimension)
+        var usable = 0
+        for r in records where r.vector.count == dimension && r.vector.allSatisfy(\.isFinite) {
+            if metric == .cosine {
+                let norm = squaredNorm(r.vector).squareRoot()
+                guard norm > 0, norm.isFinite else { continue }
+                sample.append(contentsOf: r.vector.map { $0 / norm })
+            } else {
+                sample.append(contentsOf: r.vector)
+            }
+            usable += 1
+        }
+        guard usable > k else {
+            throw .invalidArgument("--pca \(k): fitting \(k) components needs more than \(k) vectors; the first "
+                + "\(records.count) records hold \(usable) usable ones (give more data or a larger PCA sample)")
+        }
+        do {
+            // Euclidean distances do not change when the mean is subtracted; inner products and cosines do,
+            // and keep more of their neighbours without it (Spec/PCA.md).
+            let pca = try PCA.fit(sample, dimension: dimension, components: k, subtractsMean: metric == .l2)
+            return ProjectionRecord(pca: pca, normalizesInput: metric == .cosine)
+        } catch {
+            throw .invalidArgument(error.description)
+        }
     }
 }

@@ -25,6 +25,11 @@ struct ImportCommand: ParsableCommand {
               vecstore import my.vecstore -c sift --metric l2 --index flat base.fvecs
               vecstore import my.vecstore -c docs base.jsonl --vectors base.fvecs
               vecstore import my.vecstore -c docs corpus.jsonl --text-field title --text-field text
+              vecstore import my.vecstore -c small --pca 128 base.jsonl --vectors base.fvecs
+
+            --pca D stores a PCA fitted on the first --pca-sample records with the new collection and keeps
+            only the D-dimensional projections; documents and queries of the input dimension are projected
+            automatically (and renormalised under cosine). D must be less than the input dimension.
             """)
 
     @OptionGroup var target: StoreArguments
@@ -70,6 +75,12 @@ struct ImportCommand: ParsableCommand {
     @Option(help: "HNSW default beam width of searches.")
     var efSearch = 64
 
+    @Option(help: "Reduce a new collection's vectors to this many dimensions with PCA (less than the input's).")
+    var pca: Int?
+
+    @Option(help: "Records from the start of the input that the PCA of --pca is fitted on.")
+    var pcaSample = 10_000
+
     @Flag(help: "Skip invalid records and report them instead of stopping.")
     var skipInvalid = false
 
@@ -78,6 +89,8 @@ struct ImportCommand: ParsableCommand {
 
     func validate() throws {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if let pca, pca < 1 { throw ValidationError("--pca must be at least 1") }
+        if pcaSample < 2 { throw ValidationError("--pca-sample must be at least 2") }
         if files.count > 1 && (vectors != nil || ids != nil) {
             throw ValidationError("--vectors and --ids go with a single input file")
         }
@@ -106,6 +119,7 @@ struct ImportCommand: ParsableCommand {
             options.index = index == .flat ? .flat
                 : .hnsw(HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch))
             options.idsFile = ids
+            options.pca = pca.map { PCAReduction(dimensions: $0, sampleSize: pcaSample) }
             options.textIndex = try textIndex.options(store, collection: target.collection)
             for file in files {
                 var reader = try VecStore.reader(for: file, options: options)
@@ -122,8 +136,14 @@ struct ImportCommand: ParsableCommand {
                 if report.imported > 0 { committedAny = true }
                 if !quiet {
                     let rate = report.seconds > 0 ? Double(report.imported) / report.seconds : 0
+                    var created = report.createdCollection ? " (new collection)" : ""
+                    if report.createdCollection, let p = try? store.collection(report.collection).pca {
+                        let kept = p.explainedVarianceRatio.reduce(0, +) * 100
+                        created = String(format: " (new collection, PCA %d → %d dimensions keeping %.1f%% of the variance of %d records)",
+                                         p.inputDimension, p.outputDimension, kept, p.sampleCount)
+                    }
                     print("\(file): imported \(report.imported) records into '\(report.collection)'"
-                          + "\(report.createdCollection ? " (new collection)" : "") in \(report.batches) batch(es), "
+                          + "\(created) in \(report.batches) batch(es), "
                           + String(format: "%.2f s, %.0f records/s", report.seconds, rate))
                     if report.skipped > 0 {
                         print("skipped \(report.skipped) invalid record(s):")

@@ -19,7 +19,8 @@ struct VecStoreCommand: ParsableCommand {
         version: "0.1.0 (store format \(VecStore.formatVersion))",
         subcommands: [ImportCommand.self, QueryCommand.self, GetCommand.self, DeleteCommand.self,
                       CollectionsCommand.self, StatsCommand.self, VerifyCommand.self, CompactCommand.self,
-                      ExportCommand.self, IndexCommand.self, EvalCommand.self, TextIndexCommand.self, DedupCommand.self]
+                      ExportCommand.self, IndexCommand.self, EvalCommand.self, TextIndexCommand.self, DedupCommand.self,
+                      PlotCommand.self]
     )
 }
 
