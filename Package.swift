@@ -30,8 +30,13 @@ let package = Package(
         .target(name: "CDistance"),
         // Distance kernels, top-k selection and BLAS-backed batch scoring over raw float memory.
         .target(name: "VecStoreKernels", dependencies: ["CBLAS", "CDistance"]),
+        // Element-wise kernels of the text encoder (GELU, LayerNorm, softmax, pooling) and SHA-256, in C.
+        .target(name: "CEmbed"),
+        // Text embedding: safetensors reader, BERT WordPiece tokenizer, BERT encoder, pooling (all-MiniLM-L6-v2).
+        .target(name: "VecStoreEmbed", dependencies: ["CEmbed", "CBLAS", "CDistance", "VecStoreKernels", "VecStoreIO"]),
         // The engine and public library: store, collections, documents, filters, search, compaction, verify.
-        .target(name: "VecStore", dependencies: ["LMDB", "VecStoreKernels", "VecStoreIO", "VecStoreText", "CDistance"]),
+        .target(name: "VecStore", dependencies: ["LMDB", "VecStoreKernels", "VecStoreIO", "VecStoreText", "CDistance",
+                                                "VecStoreEmbed"]),
         // The command-line interface: a thin layer over the library.
         .executableTarget(name: "vecstore", dependencies: [
             "VecStore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -43,6 +48,7 @@ let package = Package(
         ]),
         .testTarget(name: "VecStoreIOTests", dependencies: ["VecStoreIO", .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "VecStoreTextTests", dependencies: ["VecStoreText"]),
+        .testTarget(name: "VecStoreEmbedTests", dependencies: ["VecStoreEmbed", "VecStoreIO"]),
         .testTarget(name: "VecStoreTests", dependencies: [
             "VecStore", "LMDB", "VecStoreKernels", "vecstore",
             .product(name: "PropertyBased", package: "swift-property-based"),
