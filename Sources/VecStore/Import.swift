@@ -1,4 +1,5 @@
 import Foundation
+import VecStoreEmbed
 import VecStoreIO
 import VecStoreKernels
 
@@ -25,6 +26,15 @@ public struct ImportOptions: Sendable {
     /// Keyword-index options: set on a collection the import creates, or applied to an existing one
     /// (re-analysing its texts) when they differ. Nil leaves the collection's options as they are.
     public var textIndex: TextIndexOptions?
+    /// Embeds the text of records that bring no vector with this model (records with a vector keep it,
+    /// and must have the model's dimension). A collection the import creates gets the model's dimension,
+    /// the cosine metric and an embedder record (Spec/EMBEDDER.md); an existing collection must have
+    /// been created with the same model (`VectorCollection.embedder()` gives it back for later imports).
+    public var embedder: Embedder?
+    /// Texts per encoder batch when embedding.
+    public var embedBatchSize = Embedder.defaultBatchSize
+    /// Threads for embedding (default: all cores).
+    public var embedThreads: Int?
     /// Creates default options.
     public init() {}
 }
@@ -41,6 +51,17 @@ public struct ImportProgress: Sendable {
     public var totalBytes: UInt64?
     /// Seconds since the start.
     public var elapsed: Double
+    /// Texts embedded so far (with `ImportOptions.embedder`), including those of the batch being embedded.
+    public var embedded: Int
+    /// Creates a progress report.
+    public init(committed: Int, skipped: Int, bytesRead: UInt64, totalBytes: UInt64?, elapsed: Double, embedded: Int = 0) {
+        self.committed = committed
+        self.skipped = skipped
+        self.bytesRead = bytesRead
+        self.totalBytes = totalBytes
+        self.elapsed = elapsed
+        self.embedded = embedded
+    }
 }
 
 /// What an import did.
@@ -144,6 +165,7 @@ extension VecStore {
             switch format {
             case .jsonl:
                 var jsonl = options.jsonl
+                if options.embedder != nil { jsonl.vectorRequired = false }
                 if let vectorsFile = options.vectorsFile {
                     jsonl.vectorRequired = false
                     let records = try JSONLReader(path: path, options: jsonl)
@@ -190,6 +212,9 @@ extension VecStore {
         var batch: [CollectionWriter.Prepared] = []
         var seen = Set<String>()
         var lastLocation: SourceLocation?
+        // Records of `batch` whose vector is still to be embedded: (index in batch, text, location).
+        var pending: [(index: Int, text: String, location: SourceLocation)] = []
+        var embedded = 0
 
         func fail(_ e: VecStoreError) -> ImportFailure {
             // The collection is created (its own transaction) when the first record arrives; if no batch
@@ -201,8 +226,34 @@ extension VecStore {
             report.skipped += 1
             if report.skippedExamples.count < 20 { report.skippedExamples.append(message) }
         }
+        func embedPending(_ target: VectorCollection) throws(ImportFailure) {
+            guard let embedder = options.embedder, !pending.isEmpty else { return }
+            let texts = pending.map(\.text)
+            let base = embedded
+            let imported = report.imported, skipped = report.skipped
+            let bytes = reader.bytesRead, total = reader.totalBytes
+            let vectors: [[Float]]
+            do {
+                vectors = try embedder.embed(texts, batchSize: options.embedBatchSize, threads: options.embedThreads) { done, _ in
+                    progress?(ImportProgress(committed: imported, skipped: skipped, bytesRead: bytes, totalBytes: total,
+                                             elapsed: Date().timeIntervalSince(started), embedded: base + done))
+                }
+            } catch { throw fail(.embedding(error)) }
+            for (p, vector) in zip(pending, vectors) {
+                do {
+                    let (stored, norm) = try target.storedForm(vector, id: batch[p.index].id)
+                    batch[p.index].stored = stored
+                    batch[p.index].norm = norm
+                } catch {
+                    throw fail(.invalidInput(ImportError(location: p.location, reason: "\(error)")))
+                }
+            }
+            embedded += pending.count
+            pending.removeAll(keepingCapacity: true)
+        }
         func flush() throws(ImportFailure) {
             guard let target, !batch.isEmpty else { return }
+            try embedPending(target)
             let prepared = batch
             do {
                 try write { txn in
@@ -216,7 +267,8 @@ extension VecStore {
             batch.removeAll(keepingCapacity: true)
             seen.removeAll(keepingCapacity: true)
             progress?(ImportProgress(committed: report.imported, skipped: report.skipped, bytesRead: reader.bytesRead,
-                                     totalBytes: reader.totalBytes, elapsed: Date().timeIntervalSince(started)))
+                                     totalBytes: reader.totalBytes, elapsed: Date().timeIntervalSince(started),
+                                     embedded: embedded))
         }
 
         while true {
@@ -236,7 +288,8 @@ extension VecStore {
             lastLocation = record.location
             if target == nil {
                 do {
-                    let (t, created) = try openTarget(collection, dimension: record.vector.count, options: options)
+                    let dimension = options.embedder?.dimension ?? record.vector.count
+                    let (t, created) = try openTarget(collection, dimension: dimension, options: options)
                     target = t
                     report.createdCollection = created
                 } catch { throw fail(error) }
@@ -246,7 +299,15 @@ extension VecStore {
             do {
                 try VectorCollection.validateID(id)
                 if seen.contains(id) { throw VecStoreError.duplicateIDInBatch(id) }
-                let (stored, norm) = try target.storedForm(record.vector, id: id)
+                var (stored, norm): ([Float], Float) = ([], 0)
+                if record.vector.isEmpty, options.embedder != nil {
+                    guard let text = record.text else {
+                        throw VecStoreError.invalidArgument("record has neither a vector nor text to embed")
+                    }
+                    pending.append((batch.count, text, record.location))
+                } else {
+                    (stored, norm) = try target.storedForm(record.vector, id: id)
+                }
                 let metadata = record.metadata ?? [:]
                 var json: [UInt8] = []
                 if !metadata.isEmpty {
@@ -274,6 +335,16 @@ extension VecStore {
     private func openTarget(_ name: String, dimension: Int, options: ImportOptions) throws(VecStoreError)
         -> (VectorCollection, Bool)
     {
+        if let embedder = options.embedder, options.metricIsExplicit, options.metric != .cosine {
+            throw .invalidArgument("text embedded with \(embedder.name) is searched by cosine; --metric \(options.metric) does not apply")
+        }
+        if let existing = try? collection(name), let embedder = options.embedder {
+            guard try existing.embedderInfo() != nil else {
+                throw .collectionMismatch("collection '\(name)' has no embedder: its vectors did not come from "
+                                          + "\(embedder.name); import into a new collection to embed text")
+            }
+            _ = try existing.resolveEmbedder(embedder)
+        }
         if let existing = try? collection(name) {
             if options.metricIsExplicit && existing.metric != options.metric {
                 throw .collectionMismatch("collection '\(name)' uses metric \(existing.metric), not \(options.metric)")
@@ -284,8 +355,10 @@ extension VecStore {
             if let text = options.textIndex, try existing.textIndexOptions() != text { try existing.configureTextIndex(text) }
             return (existing, false)
         }
-        let created = try collection(name, dimension: dimension, metric: options.metric, index: options.index)
+        let created = try collection(name, dimension: dimension, metric: options.embedder == nil ? options.metric : .cosine,
+                                     index: options.index)
         if let text = options.textIndex { try created.configureTextIndex(text) }
+        if let embedder = options.embedder { try created.setEmbedder(embedder) }
         return (created, true)
     }
 }

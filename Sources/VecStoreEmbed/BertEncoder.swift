@@ -114,7 +114,8 @@ struct SharedPointer<T>: @unchecked Sendable {
     init(_ p: T) { self.p = p }
 }
 
-/// Runs `body(i)` for i in 0..<n, on `n` threads when n > 1.
+/// Runs `body(i)` for i in 0..<n, on `n` threads when n > 1 (`body` must only touch disjoint memory or
+/// synchronise itself).
 @inline(__always)
 func parallel(_ n: Int, _ body: @Sendable (Int) -> Void) {
     if n <= 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: n, execute: body) }

@@ -83,9 +83,9 @@ public final class Embedder: Sendable {
     /// - Parameters:
     ///   - batchSize: texts per encoder batch (neighbours in length order).
     ///   - threads: worker threads (default: all cores).
-    ///   - progress: called after each batch with (texts done, total), from a worker thread.
+    ///   - progress: called after each batch with (texts done, total), from a worker thread, one call at a time.
     public func embed(_ texts: [String], batchSize: Int = Embedder.defaultBatchSize, threads: Int? = nil,
-                      progress: (@Sendable (Int, Int) -> Void)? = nil) throws(EmbedError) -> [[Float]] {
+                      progress: ((Int, Int) -> Void)? = nil) throws(EmbedError) -> [[Float]] {
         guard batchSize >= 1 else { throw .invalidArgument("batch size must be at least 1") }
         let threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         if threads > 1024 { throw .invalidArgument("threads must be at most 1024") }
@@ -100,7 +100,7 @@ public final class Embedder: Sendable {
 
     /// Embeds texts `text(0) … text(count − 1)` into `output` (count × dimension floats, row i for text i).
     public func embed(count n: Int, text: @Sendable (Int) -> String, batchSize: Int = Embedder.defaultBatchSize,
-                      threads: Int? = nil, progress: (@Sendable (Int, Int) -> Void)? = nil,
+                      threads: Int? = nil, progress: ((Int, Int) -> Void)? = nil,
                       into output: UnsafeMutablePointer<Float>) throws(EmbedError) {
         guard batchSize >= 1 else { throw .invalidArgument("batch size must be at least 1") }
         let threads = max(1, min(1024, threads ?? ProcessInfo.processInfo.activeProcessorCount))
@@ -141,6 +141,8 @@ public final class Embedder: Sendable {
         let out = SharedPointer(output)
         let orderShared = order
         let batchList = batches
+        // Called under BatchQueue's lock only, never concurrently.
+        let report = SharedPointer(progress)
         parallel(workers) { _ in
             while let b = state.next(batches: batchList.count) {
                 let range = batchList[b]
@@ -149,8 +151,7 @@ public final class Embedder: Sendable {
                 enc.encode(members.map { idsShared.p[$0] }, threads: inner, into: scratch)
                 for (j, i) in members.enumerated() { (out.p + i * dim).update(from: scratch + j * dim, count: dim) }
                 scratch.deallocate()
-                let done = state.finish(members.count)
-                progress?(done, n)
+                state.finish(members.count) { done in report.p?(done, n) }
             }
         }
     }
@@ -169,9 +170,11 @@ final class BatchQueue: @unchecked Sendable {
         nextBatch += 1
         return nextBatch - 1
     }
-    func finish(_ count: Int) -> Int {
+    /// Counts `count` more texts done and reports the total to `report` while holding the lock, so that
+    /// progress callbacks never overlap.
+    func finish(_ count: Int, report: (Int) -> Void) {
         lock.lock(); defer { lock.unlock() }
         done += count
-        return done
+        report(done)
     }
 }

@@ -19,7 +19,8 @@ struct VecStoreCommand: ParsableCommand {
         version: "0.1.0 (store format \(VecStore.formatVersion))",
         subcommands: [ImportCommand.self, QueryCommand.self, GetCommand.self, DeleteCommand.self,
                       CollectionsCommand.self, StatsCommand.self, VerifyCommand.self, CompactCommand.self,
-                      ExportCommand.self, IndexCommand.self, EvalCommand.self, TextIndexCommand.self, DedupCommand.self]
+                      ExportCommand.self, IndexCommand.self, EvalCommand.self, TextIndexCommand.self, DedupCommand.self,
+                      EmbedCommand.self, ModelCommand.self]
     )
 }
 
@@ -46,6 +47,9 @@ func reportingErrors<R>(_ body: () throws -> R) throws -> R {
     do {
         return try body()
     } catch let e as VecStoreError {
+        printError("error: \(e)")
+        throw ExitCode.failure
+    } catch let e as EmbedError {
         printError("error: \(e)")
         throw ExitCode.failure
     } catch let e as ImportFailure {
