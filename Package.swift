@@ -39,9 +39,13 @@ let package = Package(
         .target(name: "VecStoreQuant", dependencies: ["VecStoreKernels", "CQuant", "CDistance"]),
         // SVG drawing: scatter maps and line charts, self-contained files with no dependencies.
         .target(name: "VecStorePlot"),
+        // Element-wise kernels of the text encoder (GELU, LayerNorm, softmax, pooling) and SHA-256, in C.
+        .target(name: "CEmbed"),
+        // Text embedding: safetensors reader, BERT WordPiece tokenizer, BERT encoder, pooling (all-MiniLM-L6-v2).
+        .target(name: "VecStoreEmbed", dependencies: ["CEmbed", "CBLAS", "CDistance", "VecStoreKernels", "VecStoreIO"]),
         // The engine and public library: store, collections, documents, filters, search, compaction, verify.
         .target(name: "VecStore", dependencies: ["LMDB", "VecStoreKernels", "VecStoreIO", "VecStoreText", "VecStorePlot",
-                                                "CDistance"]),
+                                                "CDistance", "VecStoreEmbed"]),
         // The command-line interface: a thin layer over the library.
         .executableTarget(name: "vecstore", dependencies: [
             "VecStore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -54,6 +58,7 @@ let package = Package(
         .testTarget(name: "VecStoreIOTests", dependencies: ["VecStoreIO", .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "VecStoreTextTests", dependencies: ["VecStoreText"]),
         .testTarget(name: "VecStoreQuantTests", dependencies: ["VecStoreQuant", "VecStoreKernels", "CQuant"]),
+        .testTarget(name: "VecStoreEmbedTests", dependencies: ["VecStoreEmbed", "VecStoreIO"]),
         .testTarget(name: "VecStoreTests", dependencies: [
             "VecStore", "LMDB", "VecStoreKernels", "vecstore",
             .product(name: "PropertyBased", package: "swift-property-based"),
