@@ -221,8 +221,17 @@ public struct VectorCollection: Sendable {
     }
 
     /// The `k` nearest live documents to the document stored under `id` (which is itself excluded).
+    /// The largest `k` (and hybrid `candidates`) a search accepts: results are held in memory, so a
+    /// larger request is refused with `invalidArgument` instead of trying to reserve room for it.
+    public static let maxK = 100_000
+
+    static func checkK(_ k: Int, _ what: String = "k") throws(VecStoreError) {
+        guard k <= maxK else { throw .invalidArgument("\(what) \(k) is larger than the maximum \(maxK)") }
+    }
+
     public func search(similarTo id: String, k: Int, filter: Filter? = nil,
                        options: SearchOptions = SearchOptions()) throws(VecStoreError) -> [SearchResult] {
+        try Self.checkK(k)
         guard let doc = try get(id: id) else { throw .invalidArgument("no document with id '\(id)' in \(name)") }
         return Array(try search(doc.vector, k: k + 1, filter: filter, options: options).filter { $0.id != id }.prefix(k))
     }
@@ -232,6 +241,7 @@ public struct VectorCollection: Sendable {
     public func searchBatch(_ queries: [[Float]], k: Int, filter: Filter? = nil,
                             options: SearchOptions = SearchOptions()) throws(VecStoreError) -> [[SearchResult]] {
         guard k > 0 else { return queries.map { _ in [] } }
+        try Self.checkK(k)
         var flat: [Float] = []
         flat.reserveCapacity(queries.count * dimension)
         for q in queries {
