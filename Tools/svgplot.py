@@ -158,3 +158,60 @@ def write(path: str, svg: str) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         f.write(svg)
+
+
+def bars(groups: list[str], series: list[dict], title: str, y_label: str, width: int = 760, height: int = 420,
+         subtitle: str | None = None) -> str:
+    """An SVG grouped bar chart: one group per entry of `groups`, one bar per series (dicts with name and
+    values aligned with `groups`; None leaves a gap). Bars carry a <title> with the exact value."""
+    vals = [v for s in series for v in s["values"] if v is not None]
+    if not vals:
+        raise ValueError("bars: no values")
+    ymax = max(vals) * 1.1
+    yticks = _nice_ticks(0.0, ymax)
+    left, right, top, bottom = 78, 170, 58 if subtitle else 44, 56
+    pw, ph = width - left - right, height - top - bottom
+
+    def py(y):
+        return top + ph - y / yticks[-1] * ph if yticks[-1] > 0 else top + ph
+
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+           'font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">',
+           f"<title>{escape(title)}</title>",
+           f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
+           f'<text x="{left}" y="24" font-size="15" font-weight="bold">{escape(title)}</text>']
+    if subtitle:
+        out.append(f'<text x="{left}" y="42" fill="#555555">{escape(subtitle)}</text>')
+    out.append('<g stroke="#e4e4e4">')
+    for t in yticks:
+        out.append(f'<line x1="{left}" y1="{py(t):.2f}" x2="{left + pw}" y2="{py(t):.2f}"/>')
+    out.append("</g>")
+    out.append('<g fill="#444444" font-size="11">')
+    for t in yticks:
+        out.append(f'<text x="{left - 6}" y="{py(t) + 4:.2f}" text-anchor="end">{_fmt(t)}</text>')
+    out.append("</g>")
+    gw = pw / max(1, len(groups))
+    bw = gw * 0.8 / max(1, len(series))
+    for gi, g in enumerate(groups):
+        gx = left + gi * gw + gw * 0.1
+        out.append(f'<text x="{left + gi * gw + gw / 2:.2f}" y="{top + ph + 16}" text-anchor="middle" '
+                   f'font-size="11">{escape(g)}</text>')
+        for si, s in enumerate(series):
+            v = s["values"][gi]
+            if v is None:
+                continue
+            color = s.get("color") or PALETTE[si % len(PALETTE)]
+            x = gx + si * bw
+            out.append(f'<rect x="{x:.2f}" y="{py(v):.2f}" width="{bw - 2:.2f}" height="{top + ph - py(v):.2f}" '
+                       f'fill="{color}"><title>{escape(s["name"])}, {escape(g)}: {v:,.4g}</title></rect>')
+    out.append(f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="#888888"/>')
+    out.append(f'<text transform="translate(20 {top + ph / 2:.1f}) rotate(-90)" text-anchor="middle">'
+               f"{escape(y_label)}</text>")
+    for si, s in enumerate(series):
+        color = s.get("color") or PALETTE[si % len(PALETTE)]
+        ly = top + 8 + 20 * si
+        out.append(f'<rect x="{left + pw + 16}" y="{ly - 6}" width="12" height="12" fill="{color}"/>')
+        out.append(f'<text x="{left + pw + 34}" y="{ly + 4}">{escape(s["name"])}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
