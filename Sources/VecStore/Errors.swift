@@ -1,4 +1,5 @@
 import LMDB
+import VecStoreEmbed
 import VecStoreIO
 
 /// Every error the library reports, each with a message that says what failed and where.
@@ -39,6 +40,8 @@ public enum VecStoreError: Error, Sendable, CustomStringConvertible {
     case io(String)
     /// An argument is out of range.
     case invalidArgument(String)
+    /// A text-embedding model is missing, damaged or does not match the collection (`VecStoreEmbed`).
+    case embedding(EmbedError)
 
     /// A readable message.
     public var description: String {
@@ -63,6 +66,7 @@ public enum VecStoreError: Error, Sendable, CustomStringConvertible {
         case .superseded(let m): m
         case .io(let m): m
         case .invalidArgument(let m): m
+        case .embedding(let e): e.description
         }
     }
 }

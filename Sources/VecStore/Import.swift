@@ -1,4 +1,5 @@
 import Foundation
+import VecStoreEmbed
 import VecStoreIO
 import VecStoreKernels
 
@@ -29,6 +30,15 @@ public struct ImportOptions: Sendable {
     /// stored with the collection, and only projected vectors are kept (Spec/PCA.md). Importing into an
     /// existing collection requires it to have been created with the same reduction.
     public var pca: PCAReduction?
+    /// Embeds the text of records that bring no vector with this model (records with a vector keep it,
+    /// and must have the model's dimension). A collection the import creates gets the model's dimension,
+    /// the cosine metric and an embedder record (Spec/EMBEDDER.md); an existing collection must have
+    /// been created with the same model (`VectorCollection.embedder()` gives it back for later imports).
+    public var embedder: Embedder?
+    /// Texts per encoder batch when embedding.
+    public var embedBatchSize = Embedder.defaultBatchSize
+    /// Threads for embedding (default: all cores).
+    public var embedThreads: Int?
     /// Creates default options.
     public init() {}
 }
@@ -59,6 +69,17 @@ public struct ImportProgress: Sendable {
     public var totalBytes: UInt64?
     /// Seconds since the start.
     public var elapsed: Double
+    /// Texts embedded so far (with `ImportOptions.embedder`), including those of the batch being embedded.
+    public var embedded: Int
+    /// Creates a progress report.
+    public init(committed: Int, skipped: Int, bytesRead: UInt64, totalBytes: UInt64?, elapsed: Double, embedded: Int = 0) {
+        self.committed = committed
+        self.skipped = skipped
+        self.bytesRead = bytesRead
+        self.totalBytes = totalBytes
+        self.elapsed = elapsed
+        self.embedded = embedded
+    }
 }
 
 /// What an import did.
@@ -162,6 +183,7 @@ extension VecStore {
             switch format {
             case .jsonl:
                 var jsonl = options.jsonl
+                if options.embedder != nil { jsonl.vectorRequired = false }
                 if let vectorsFile = options.vectorsFile {
                     jsonl.vectorRequired = false
                     let records = try JSONLReader(path: path, options: jsonl)
@@ -209,8 +231,11 @@ extension VecStore {
         var seen = Set<String>()
         var lastLocation: SourceLocation?
         // Records read ahead to fit a PCA (`options.pca`), handed out again before the reader's.
-        var pending: [ImportRecord] = []
-        var pendingIndex = 0
+        var readAhead: [ImportRecord] = []
+        var readAheadIndex = 0
+        // Records of `batch` whose vector is still to be embedded: (index in batch, text, location).
+        var pending: [(index: Int, text: String, location: SourceLocation)] = []
+        var embedded = 0
 
         func fail(_ e: VecStoreError) -> ImportFailure {
             // The collection is created (its own transaction) when the first record arrives; if no batch
@@ -222,8 +247,34 @@ extension VecStore {
             report.skipped += 1
             if report.skippedExamples.count < 20 { report.skippedExamples.append(message) }
         }
+        func embedPending(_ target: VectorCollection) throws(ImportFailure) {
+            guard let embedder = options.embedder, !pending.isEmpty else { return }
+            let texts = pending.map(\.text)
+            let base = embedded
+            let imported = report.imported, skipped = report.skipped
+            let bytes = reader.bytesRead, total = reader.totalBytes
+            let vectors: [[Float]]
+            do {
+                vectors = try embedder.embed(texts, batchSize: options.embedBatchSize, threads: options.embedThreads) { done, _ in
+                    progress?(ImportProgress(committed: imported, skipped: skipped, bytesRead: bytes, totalBytes: total,
+                                             elapsed: Date().timeIntervalSince(started), embedded: base + done))
+                }
+            } catch { throw fail(.embedding(error)) }
+            for (p, vector) in zip(pending, vectors) {
+                do {
+                    let (stored, norm) = try target.storedForm(vector, id: batch[p.index].id)
+                    batch[p.index].stored = stored
+                    batch[p.index].norm = norm
+                } catch {
+                    throw fail(.invalidInput(ImportError(location: p.location, reason: "\(error)")))
+                }
+            }
+            embedded += pending.count
+            pending.removeAll(keepingCapacity: true)
+        }
         func flush() throws(ImportFailure) {
             guard let target, !batch.isEmpty else { return }
+            try embedPending(target)
             let prepared = batch
             do {
                 try write { txn in
@@ -237,16 +288,17 @@ extension VecStore {
             batch.removeAll(keepingCapacity: true)
             seen.removeAll(keepingCapacity: true)
             progress?(ImportProgress(committed: report.imported, skipped: report.skipped, bytesRead: reader.bytesRead,
-                                     totalBytes: reader.totalBytes, elapsed: Date().timeIntervalSince(started)))
+                                     totalBytes: reader.totalBytes, elapsed: Date().timeIntervalSince(started),
+                                     embedded: embedded))
         }
 
         while true {
             let record: ImportRecord
             do {
-                if pendingIndex < pending.count {
-                    record = pending[pendingIndex]
-                    pendingIndex += 1
-                    if pendingIndex == pending.count { pending = [] }
+                if readAheadIndex < readAhead.count {
+                    record = readAhead[readAheadIndex]
+                    readAheadIndex += 1
+                    if readAheadIndex == readAhead.count { readAhead = [] }
                 } else {
                     guard let r = try reader.next() else { break }
                     record = r
@@ -264,13 +316,17 @@ extension VecStore {
             if target == nil {
                 var projection: ProjectionRecord?
                 if let reduction = options.pca, (try? self.collection(collection)) == nil {
+                    if options.embedder != nil {
+                        throw fail(.invalidArgument("a reduced collection cannot be created from embedded text in one "
+                            + "import yet: embed the text first (vecstore embed), then import the vectors with the reduction"))
+                    }
                     // Read ahead the records the PCA is fitted on; they are imported next, as usual.
-                    pending = [record]
-                    pendingIndex = 1
-                    while pending.count < reduction.sampleSize {
+                    readAhead = [record]
+                    readAheadIndex = 1
+                    while readAhead.count < reduction.sampleSize {
                         do {
                             guard let r = try reader.next() else { break }
-                            pending.append(r)
+                            readAhead.append(r)
                         } catch {
                             if options.skipInvalid, let line = error.location?.line, line != lastLocation?.line {
                                 lastLocation = error.location
@@ -281,12 +337,13 @@ extension VecStore {
                         }
                     }
                     do {
-                        projection = try Self.fitProjection(pending, dimension: record.vector.count, reduction: reduction,
+                        projection = try Self.fitProjection(readAhead, dimension: record.vector.count, reduction: reduction,
                                                             metric: options.metric)
                     } catch { throw fail(error) }
                 }
                 do {
-                    let (t, created) = try openTarget(collection, dimension: record.vector.count, options: options,
+                    let dimension = options.embedder?.dimension ?? record.vector.count
+                    let (t, created) = try openTarget(collection, dimension: dimension, options: options,
                                                       projection: projection)
                     target = t
                     report.createdCollection = created
@@ -297,7 +354,15 @@ extension VecStore {
             do {
                 try VectorCollection.validateID(id)
                 if seen.contains(id) { throw VecStoreError.duplicateIDInBatch(id) }
-                let (stored, norm) = try target.storedForm(record.vector, id: id)
+                var (stored, norm): ([Float], Float) = ([], 0)
+                if record.vector.isEmpty, options.embedder != nil {
+                    guard let text = record.text else {
+                        throw VecStoreError.invalidArgument("record has neither a vector nor text to embed")
+                    }
+                    pending.append((batch.count, text, record.location))
+                } else {
+                    (stored, norm) = try target.storedForm(record.vector, id: id)
+                }
                 let metadata = record.metadata ?? [:]
                 var json: [UInt8] = []
                 if !metadata.isEmpty {
@@ -325,6 +390,16 @@ extension VecStore {
     private func openTarget(_ name: String, dimension: Int, options: ImportOptions, projection: ProjectionRecord?)
         throws(VecStoreError) -> (VectorCollection, Bool)
     {
+        if let embedder = options.embedder, options.metricIsExplicit, options.metric != .cosine {
+            throw .invalidArgument("text embedded with \(embedder.name) is searched by cosine; --metric \(options.metric) does not apply")
+        }
+        if let existing = try? collection(name), let embedder = options.embedder {
+            guard try existing.embedderInfo() != nil else {
+                throw .collectionMismatch("collection '\(name)' has no embedder: its vectors did not come from "
+                                          + "\(embedder.name); import into a new collection to embed text")
+            }
+            _ = try existing.resolveEmbedder(embedder)
+        }
         if let existing = try? collection(name) {
             if options.metricIsExplicit && existing.metric != options.metric {
                 throw .collectionMismatch("collection '\(name)' uses metric \(existing.metric), not \(options.metric)")
@@ -340,9 +415,11 @@ extension VecStore {
             if let text = options.textIndex, try existing.textIndexOptions() != text { try existing.configureTextIndex(text) }
             return (existing, false)
         }
-        let created = try collection(name, dimension: projection?.pca.outputDimension ?? dimension, metric: options.metric,
+        let created = try collection(name, dimension: projection?.pca.outputDimension ?? dimension,
+                                     metric: options.embedder == nil ? options.metric : .cosine,
                                      index: options.index, projection: projection)
         if let text = options.textIndex { try created.configureTextIndex(text) }
+        if let embedder = options.embedder { try created.setEmbedder(embedder) }
         return (created, true)
     }
 

@@ -92,6 +92,7 @@ extension VecStore {
             var faults: [String] = []
             var checked = 0
             var prefixes: [UInt32: String] = [:]
+            var embedderKeys: [(UInt32, [UInt8])] = []
             try txn.withCursor(dbs.meta) { (c: Cursor) throws -> Void in
                 var entry = try c.first()
                 while let (key, value) = entry {
@@ -108,6 +109,8 @@ extension VecStore {
                         // checked with its collection (verifyGraph)
                     } else if key.starts(with: ProjectionRecord.keyPrefix) && key.count == ProjectionRecord.keyPrefix.count + 4 {
                         // checked with its collection (verifyProjection)
+                    } else if key.starts(with: EmbedderInfo.keyPrefix) && key.count == EmbedderInfo.keyPrefix.count + 4 {
+                        embedderKeys.append((readBE32(key, at: EmbedderInfo.keyPrefix.count), Array(value)))
                     } else if !["format", "next-collection-id", "superseded"].contains(name) {
                         faults.append("meta: unknown key '\(name)'")
                     }
@@ -117,6 +120,7 @@ extension VecStore {
             for (_, cname) in prefixes.sorted(by: { $0.key < $1.key }) {
                 checked += try verifyCollection(txn, cname, &faults)
             }
+            faults += try verifyEmbedders(txn, embedderKeys, collections: prefixes)
             // Every key of the per-collection databases must belong to a known collection.
             faults += try verifyGraphOwners(txn, known: Set(prefixes.keys))
             faults += try verifyProjectionOwners(txn, known: Set(prefixes.keys))
@@ -276,6 +280,9 @@ extension VecStore {
                                                       index: index ?? .flat,
                                                       projection: try ProjectionRecord.load(txn, old.dbs, record.id))
                     try fresh.copyTextOptions(from: txn, old: old, collection: record.id, to: target)
+                    if let embedder = try EmbedderInfo.load(txn, old.dbs, record.id, name: name) {
+                        try fresh.write { t in try t.put(fresh.dbs.meta, EmbedderInfo.key(target.collectionID), embedder.encoded()) }
+                    }
                     let source = VectorCollection(store: old, name: name, record: record)
                     let view = try CollectionView(txn, old.dbs, record, name: name)
                     tombstones += Int(record.nextInternalID - record.liveCount)

@@ -276,6 +276,7 @@ public final class VecStore: Sendable {
             try txn.delete(dbs.meta, Format.collectionKey(name))
             try txn.delete(dbs.meta, HNSWConfig.key(rec.id))
             try txn.delete(dbs.meta, ProjectionRecord.key(rec.id))
+            try txn.delete(dbs.meta, EmbedderInfo.key(rec.id))
             return true
         }
     }

@@ -26,6 +26,14 @@ struct QueryCommand: ParsableCommand {
               vecstore query my.vecstore -c docs --id doc-17 --exact      (exact, ignores the index)
               vecstore query my.vecstore -c docs --text "vitamin d deficiency" -k 10
               vecstore query my.vecstore -c docs --text "vitamin d" --id doc-17 --rrf
+              vecstore query my.vecstore -c notes --text "how do I cook rice"                 (hybrid, if imported with --embed)
+              vecstore query my.vecstore -c notes --text "how do I cook rice" --semantic-only (by meaning only)
+              vecstore query my.vecstore -c notes --text "risotto" --keyword-only             (BM25 only)
+
+            --text alone on a collection imported with --embed embeds the query with the collection's model and
+            runs hybrid search (BM25 + vector, weighted fusion alpha \(Fusion.defaultAlpha) unless --alpha/--rrf);
+            --semantic-only keeps the vector side, --keyword-only the BM25 side. On other collections --text
+            alone is BM25.
             """)
 
     @OptionGroup var target: StoreArguments
@@ -82,7 +90,8 @@ struct QueryCommand: ParsableCommand {
                     }
                     return doc.vector
                 } ?? vector.map { try Self.parseVector($0) }
-                results = [try textOptions.run(collection, vector: queryVector, excluding: id, k: k, filter: parsedFilter) ?? []]
+                results = [try textOptions.run(collection, vector: queryVector, excluding: id, k: k, filter: parsedFilter,
+                                               options: SearchOptions(threads: threads ?? 1, ef: ef, exact: exact)) ?? []]
             } else if let id {
                 let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact)
                 results = [try collection.search(similarTo: id, k: k, filter: parsedFilter, options: options)]

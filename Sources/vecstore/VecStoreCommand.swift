@@ -20,7 +20,7 @@ struct VecStoreCommand: ParsableCommand {
         subcommands: [ImportCommand.self, QueryCommand.self, GetCommand.self, DeleteCommand.self,
                       CollectionsCommand.self, StatsCommand.self, VerifyCommand.self, CompactCommand.self,
                       ExportCommand.self, IndexCommand.self, EvalCommand.self, TextIndexCommand.self, DedupCommand.self,
-                      PlotCommand.self]
+                      PlotCommand.self, EmbedCommand.self, ModelCommand.self]
     )
 }
 
@@ -47,6 +47,9 @@ func reportingErrors<R>(_ body: () throws -> R) throws -> R {
     do {
         return try body()
     } catch let e as VecStoreError {
+        printError("error: \(e)")
+        throw ExitCode.failure
+    } catch let e as EmbedError {
         printError("error: \(e)")
         throw ExitCode.failure
     } catch let e as ImportFailure {
