@@ -217,7 +217,7 @@ def plot_curves(ds, any_run, v, h, fa, plot_dir):
         {"name": f"vecstore {threads} threads", "points": curve(v, "qps_all")},
         {"name": "hnswlib 1 thread", "points": curve(h, "qps_1t"), "dashed": True},
         {"name": f"hnswlib {threads} threads", "points": curve(h, "qps_all"), "dashed": True},
-        {"name": "FAISS HNSWFlat 1 thread", "points": curve(fa, "qps_1t"), "dashed": True},
+        {"name": "FAISS HNSW 1 thread", "points": curve(fa, "qps_1t"), "dashed": True},
     ]
     name = f"hnsw-{ds}.svg"
     svgplot.write(os.path.join(plot_dir, name), svgplot.chart(

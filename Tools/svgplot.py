@@ -90,7 +90,7 @@ def chart(series: list[dict], title: str, x_label: str, y_label: str, log_y: boo
         ylo, yhi = min(0.0, min(ys)), max(ys) * 1.08
         yticks = _nice_ticks(ylo, yhi)
     xticks = _nice_ticks(xlo, xhi)
-    left, right, top, bottom = 78, 190, 58 if subtitle else 44, 56
+    left, right, top, bottom = 78, 215, 58 if subtitle else 44, 56
     pw, ph = width - left - right, height - top - bottom
 
     def px(x):
