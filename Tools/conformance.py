@@ -255,6 +255,9 @@ class Reader:
                 # Format v2: the HNSW header of a collection (Spec/HNSW.md); the graph itself is not
                 # read by this tool, which checks the v1 databases and the documents.
                 pass
+            elif key.startswith(b"embedder:") and len(key) == 13:
+                # The text-embedding model of a collection (Spec/EMBEDDER.md); it changes no other byte.
+                pass
             else:
                 self.fault(f"meta: unknown key {key!r}")
         if self.next_collection_id is None:
