@@ -19,7 +19,8 @@ final class CollectionView {
     init(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String) throws {
         self.record = record
         let rows = Int(record.nextInternalID)
-        liveWords = [UInt64](repeating: 0, count: (rows + 63) / 64)
+        // Sized once the vector blocks confirm `rows` (a damaged record could claim 2³² rows).
+        liveWords = []
         let dim = record.dimension
         let rowBytes = (dim + 1) * 4
         let prefix = Format.prefix(record.id)
@@ -58,6 +59,7 @@ final class CollectionView {
         guard stored == rows, blocks.dropLast().allSatisfy({ $0.count == record.blockCapacity }) else {
             throw VecStoreError.corrupt("collection \(name): \(stored) vector rows stored, record says \(rows)")
         }
+        liveWords = [UInt64](repeating: 0, count: (rows + 63) / 64)
         try liveWords.withUnsafeMutableBytes { words in
             try txn.withCursor(dbs.live) { (c: Cursor) throws -> Void in
                 var entry = try c.seek(atLeast: prefix)

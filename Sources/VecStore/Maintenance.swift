@@ -107,6 +107,8 @@ extension VecStore {
                         } catch { faults.append("\(error)") }
                     } else if key.starts(with: HNSWConfig.keyPrefix) && key.count == HNSWConfig.keyPrefix.count + 4 {
                         // checked with its collection (verifyGraph)
+                    } else if key.starts(with: ProjectionRecord.keyPrefix) && key.count == ProjectionRecord.keyPrefix.count + 4 {
+                        // checked with its collection (verifyProjection)
                     } else if key.starts(with: EmbedderInfo.keyPrefix) && key.count == EmbedderInfo.keyPrefix.count + 4 {
                         embedderKeys.append((readBE32(key, at: EmbedderInfo.keyPrefix.count), Array(value)))
                     } else if !["format", "next-collection-id", "superseded"].contains(name) {
@@ -121,6 +123,7 @@ extension VecStore {
             faults += try verifyEmbedders(txn, embedderKeys, collections: prefixes)
             // Every key of the per-collection databases must belong to a known collection.
             faults += try verifyGraphOwners(txn, known: Set(prefixes.keys))
+            faults += try verifyProjectionOwners(txn, known: Set(prefixes.keys))
             for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields, dbs.graph, dbs.graphUpper,
                        dbs.graphVectors] + dbs.textDatabases {
                 try txn.withCursor(db) { (c: Cursor) throws -> Void in
@@ -246,6 +249,7 @@ extension VecStore {
         }
         checked += try verifyGraph(txn, name, record, view, &faults)  // HNSW/HNSWVerify.swift
         faults += try verifyTextIndex(txn, record, name: name)
+        faults += try verifyProjection(txn, record, name: name)
         return checked
     }
 
@@ -273,7 +277,8 @@ extension VecStore {
                     // The graph is rebuilt from the renumbered rows by the writer, batch by batch.
                     let index = try HNSWConfig.load(txn, old.dbs, record.id).map { IndexKind.hnsw($0.parameters) }
                     let target = try fresh.collection(name, dimension: record.dimension, metric: record.metric,
-                                                      index: index ?? .flat)
+                                                      index: index ?? .flat,
+                                                      projection: try ProjectionRecord.load(txn, old.dbs, record.id))
                     try fresh.copyTextOptions(from: txn, old: old, collection: record.id, to: target)
                     if let embedder = try EmbedderInfo.load(txn, old.dbs, record.id, name: name) {
                         try fresh.write { t in try t.put(fresh.dbs.meta, EmbedderInfo.key(target.collectionID), embedder.encoded()) }

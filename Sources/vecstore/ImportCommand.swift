@@ -25,7 +25,12 @@ struct ImportCommand: ParsableCommand {
               vecstore import my.vecstore -c sift --metric l2 --index flat base.fvecs
               vecstore import my.vecstore -c docs base.jsonl --vectors base.fvecs
               vecstore import my.vecstore -c docs corpus.jsonl --text-field title --text-field text
+              vecstore import my.vecstore -c small --pca 128 base.jsonl --vectors base.fvecs
               vecstore import my.vecstore -c notes notes.jsonl --embed all-minilm-l6-v2   (text only: embeds "text")
+
+            --pca D stores a PCA fitted on the first --pca-sample records with the new collection and keeps
+            only the D-dimensional projections; documents and queries of the input dimension are projected
+            automatically (and renormalised under cosine). D must be less than the input dimension.
 
             With --embed MODEL, records without a "vector" get one by embedding their text (all-MiniLM-L6-v2,
             384-d, text truncated to 256 tokens); a new collection gets dimension 384, metric cosine and a
@@ -76,6 +81,12 @@ struct ImportCommand: ParsableCommand {
     @Option(help: "HNSW default beam width of searches.")
     var efSearch = 64
 
+    @Option(help: "Reduce a new collection's vectors to this many dimensions with PCA (less than the input's).")
+    var pca: Int?
+
+    @Option(help: "Records from the start of the input that the PCA of --pca is fitted on.")
+    var pcaSample = 10_000
+
     @Option(help: "Embed the text of records without a vector with this model (all-minilm-l6-v2; see `vecstore model list`).")
     var embed: String?
 
@@ -87,6 +98,8 @@ struct ImportCommand: ParsableCommand {
 
     func validate() throws {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if let pca, pca < 1 { throw ValidationError("--pca must be at least 1") }
+        if pcaSample < 2 { throw ValidationError("--pca-sample must be at least 2") }
         if files.count > 1 && (vectors != nil || ids != nil) {
             throw ValidationError("--vectors and --ids go with a single input file")
         }
@@ -117,6 +130,7 @@ struct ImportCommand: ParsableCommand {
             options.index = index == .flat ? .flat
                 : .hnsw(HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch))
             options.idsFile = ids
+            options.pca = pca.map { PCAReduction(dimensions: $0, sampleSize: pcaSample) }
             options.textIndex = try textIndex.options(store, collection: target.collection)
             // A collection filled from text embeds later imports the same way.
             options.embedder = try model ?? (try? store.collection(target.collection))?.embedder()
@@ -135,8 +149,14 @@ struct ImportCommand: ParsableCommand {
                 if report.imported > 0 { committedAny = true }
                 if !quiet {
                     let rate = report.seconds > 0 ? Double(report.imported) / report.seconds : 0
+                    var created = report.createdCollection ? " (new collection)" : ""
+                    if report.createdCollection, let p = try? store.collection(report.collection).pca {
+                        let kept = p.explainedVarianceRatio.reduce(0, +) * 100
+                        created = String(format: " (new collection, PCA %d → %d dimensions keeping %.1f%% of the variance of %d records)",
+                                         p.inputDimension, p.outputDimension, kept, p.sampleCount)
+                    }
                     print("\(file): imported \(report.imported) records into '\(report.collection)'"
-                          + "\(report.createdCollection ? " (new collection)" : "") in \(report.batches) batch(es), "
+                          + "\(created) in \(report.batches) batch(es), "
                           + String(format: "%.2f s, %.0f records/s", report.seconds, rate))
                     if report.skipped > 0 {
                         print("skipped \(report.skipped) invalid record(s):")

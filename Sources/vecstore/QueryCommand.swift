@@ -71,7 +71,8 @@ struct QueryCommand: ParsableCommand {
             throw ValidationError("give exactly one of --vector, --id or --queries, and/or --text")
         }
         try textOptions.validate(hasVectorQuery: vector != nil || id != nil, hasQueryFile: queries != nil)
-        if k < 1 { throw ValidationError("-k must be at least 1") }
+        if !(1...VectorCollection.maxK).contains(k) { throw ValidationError("-k must be in 1...\(VectorCollection.maxK)") }
+        if let ef, ef > 4096 { throw ValidationError("--ef must be at most 4096") }
         if let ef, ef < 1 { throw ValidationError("--ef must be at least 1") }
     }
 
