@@ -298,6 +298,9 @@ class Reader:
                 pass
             elif key.startswith(b"pca:") and len(key) == 8:
                 pca_records[struct.unpack_from(">I", key, 4)[0]] = value
+            elif key.startswith(b"embedder:") and len(key) == 13:
+                # The text-embedding model of a collection (Spec/EMBEDDER.md); it changes no other byte.
+                pass
             else:
                 self.fault(f"meta: unknown key {key!r}")
         by_id = {c.id: c for c in self.collections.values()}
