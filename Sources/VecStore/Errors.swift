@@ -9,6 +9,8 @@ public enum VecStoreError: Error, Sendable, CustomStringConvertible {
     case notAVecStore(String)
     /// The store was written with a format version this code does not read.
     case unsupportedFormatVersion(found: UInt32, supported: UInt32)
+    /// The store uses a format version, feature or record code that only a newer vecstore understands.
+    case newerFormat(String)
     /// No collection of that name exists.
     case collectionNotFound(String)
     /// A collection of that name exists with a different dimension or metric.
@@ -47,6 +49,7 @@ public enum VecStoreError: Error, Sendable, CustomStringConvertible {
         case .notAVecStore(let p): "\(p) is not a vecstore store (no vecstore format record)"
         case .unsupportedFormatVersion(let found, let supported):
             "store format version \(found) is not supported: this vecstore reads version \(supported); upgrade vecstore"
+        case .newerFormat(let m): "\(m): written by a newer vecstore; upgrade vecstore"
         case .collectionNotFound(let n): "no collection named '\(n)'"
         case .collectionMismatch(let m): m
         case .invalidCollectionName(let m): "invalid collection name: \(m)"

@@ -79,7 +79,8 @@ extension VecStore {
             let info = env.info()
             return StoreStats(path: path, fileBytes: Self.fileSize(path), pageSize: env.pageSize, mapSize: info.mapSize,
                               usedPages: info.lastPage + 1, freePages: try txn.freePageCount(),
-                              formatVersion: Format.version, databases: usage, collections: infos)
+                              formatVersion: try Self.formatAccess(txn, dbs.meta, path: path)?.readVersion ?? Format.version,
+                              databases: usage, collections: infos)
         }
     }
 
@@ -92,6 +93,9 @@ extension VecStore {
             var faults: [String] = []
             var checked = 0
             var prefixes: [UInt32: String] = [:]
+            // Keys `<feature>:…` belong to a declared feature (known to this build or not).
+            let featurePrefixes = try (txn.get(dbs.meta, Format.featuresKey).map { v in try Format.decodeFeatures(v) } ?? [])
+                .map { Array("\($0.name):".utf8) }
             try txn.withCursor(dbs.meta) { (c: Cursor) throws -> Void in
                 var entry = try c.first()
                 while let (key, value) = entry {
@@ -106,7 +110,9 @@ extension VecStore {
                         } catch { faults.append("\(error)") }
                     } else if key.starts(with: HNSWConfig.keyPrefix) && key.count == HNSWConfig.keyPrefix.count + 4 {
                         // checked with its collection (verifyGraph)
-                    } else if !["format", "next-collection-id", "superseded"].contains(name) {
+                    } else if featurePrefixes.contains(where: { key.starts(with: $0) }) {
+                        // a declared feature's record: checked by the module that implements it
+                    } else if !["format", "next-collection-id", "superseded", "features"].contains(name) {
                         faults.append("meta: unknown key '\(name)'")
                     }
                     entry = try c.next()

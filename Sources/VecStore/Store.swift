@@ -48,6 +48,8 @@ public final class VecStore: Sendable {
     let dbs: Databases
     /// Resolved HNSW views reused across read transactions of the same snapshot.
     let hnswCache = HNSWViewCache()
+    /// Why this build must not write the store (its format or a feature needs a newer vecstore), or nil.
+    let writeRefusal: String?
 
     /// Opens the store at `url`, creating it unless `options.create` is false.
     public convenience init(at url: URL, options: StoreOptions = StoreOptions()) throws(VecStoreError) {
@@ -92,14 +94,8 @@ public final class VecStore: Sendable {
         if !existingNames.isEmpty {
             guard existingNames.contains(Format.DB.meta) else { throw .notAVecStore(path) }
             let meta = try storage { try env.openDatabases([(Format.DB.meta, [])], create: false)[0] }
-            let formatOK: Bool = try storage {
-                try env.read { txn in
-                    guard let record = try txn.get(meta, Format.formatKey) else { return false }
-                    try Format.checkFormatRecord(record, path: path)
-                    return true
-                }
-            }
-            if !formatOK { throw .notAVecStore(path) }
+            let found = try storage { try env.read { txn in try Self.formatAccess(txn, meta, path: path) } }
+            if found == nil { throw .notAVecStore(path) }
         }
         let missing = specs.contains { !existingNames.contains($0.name) }
         if missing && options.readOnly { throw .notAVecStore(path) }
@@ -110,28 +106,39 @@ public final class VecStore: Sendable {
                             doclens: handles[12])
         self.env = env
         self.dbs = dbs
-        let hasFormat: Bool = try storage {
-            try env.read { txn in
-                guard let record = try txn.get(dbs.meta, Format.formatKey) else { return false }
-                try Format.checkFormatRecord(record, path: path)
-                return true
-            }
-        }
-        if !hasFormat {
+        var access = try storage { try env.read { txn in try Self.formatAccess(txn, dbs.meta, path: path) } }
+        if access == nil {
             if options.readOnly { throw .notAVecStore(path) }
-            try storage {
-                try env.write { txn in
-                    if let record = try txn.get(dbs.meta, Format.formatKey) {
-                        try Format.checkFormatRecord(record, path: path)
-                        return
-                    }
+            access = try storage {
+                try env.write { txn -> FormatAccess? in
+                    if let existing = try Self.formatAccess(txn, dbs.meta, path: path) { return existing }
                     try txn.withCursor(dbs.meta) { (c: Cursor) throws -> Void in
                         if try c.first() != nil { throw VecStoreError.notAVecStore(path) }
                     }
                     try txn.put(dbs.meta, Format.formatKey, Format.encodeFormatRecord())
                     try txn.put(dbs.meta, Format.nextCollectionKey, Format.encodeInternalID(1))
+                    return try Self.formatAccess(txn, dbs.meta, path: path)
                 }
             }
+        }
+        guard let access else { throw .notAVecStore(path) }
+        self.writeRefusal = access.writeRefusal
+    }
+
+    /// The version rule applied to the store's `format` and `features` records; nil when there is no
+    /// `format` record.
+    static func formatAccess(_ txn: Transaction, _ meta: Database, path: String) throws -> FormatAccess? {
+        guard let record = try txn.get(meta, Format.formatKey) else { return nil }
+        return try Format.access(record, features: try txn.get(meta, Format.featuresKey), path: path)
+    }
+
+    /// Declares a feature of the store (Spec/FORMAT.md §5): readers or writers that do not implement it
+    /// refuse the store or keep to reading it. Declaring one moves the store to format version 3.
+    func declareFeature(_ name: String, neededToRead: Bool, neededToWrite: Bool) throws(VecStoreError) {
+        let meta = dbs.meta
+        try write { txn in
+            try Format.declare(Format.Feature(name: name, neededToRead: neededToRead, neededToWrite: neededToWrite),
+                               txn, meta: meta)
         }
     }
 
@@ -166,6 +173,7 @@ public final class VecStore: Sendable {
 
     /// Runs `body` in one write transaction, after checking the store was not compacted away.
     func write<R>(_ body: (Transaction) throws -> R) throws(VecStoreError) -> R {
+        if let writeRefusal { throw .newerFormat(writeRefusal) }
         let dbs = self.dbs, path = self.path
         return try storage {
             try env.write { txn in
