@@ -138,6 +138,46 @@ class Collection:
         self.block_rows = []
         self.live = None  # (rows,) bool
         self.docs = {}  # row -> dict(id, norm, text, metadata, metadata_raw)
+        self.pca = None  # Projection of a reduced collection (Spec/PCA.md), or None
+
+
+class Projection:
+    """The `pca:<cid>` record of a reduced collection (Spec/PCA.md §2)."""
+
+    def __init__(self, value):
+        if len(value) < 20:
+            raise ValueError(f"PCA record has {len(value)} bytes, the header alone needs 20")
+        self.version, self.flags, reserved = struct.unpack_from("<BBH", value, 0)
+        self.d, self.k, self.n = struct.unpack_from("<III", value, 4)
+        (self.total,) = struct.unpack_from("<f", value, 16)
+        if self.version != 1:
+            raise ValueError(f"PCA record version {self.version} is unknown")
+        if self.flags & ~3:
+            raise ValueError(f"PCA flags {self.flags} have unknown bits")
+        if not (2 <= self.d <= 65536 and 1 <= self.k < self.d):
+            raise ValueError(f"PCA dimensions {self.d} -> {self.k} out of range")
+        size = 20 + 4 * (self.d + self.k + self.k * self.d)
+        if len(value) != size:
+            raise ValueError(f"PCA record has {len(value)} bytes, {self.d} -> {self.k} needs {size}")
+        f = np.frombuffer(value, dtype="<f4", offset=20).astype(np.float64)
+        self.mean = f[: self.d]
+        self.variance = f[self.d: self.d + self.k]
+        self.w = f[self.d + self.k:].reshape(self.k, self.d)
+        if not (np.isfinite(f).all() and np.isfinite(self.total)):
+            raise ValueError("PCA record holds a non-finite value")
+        if (self.variance < 0).any() or self.total < 0:
+            raise ValueError("PCA record holds a negative variance")
+        self.subtract_mean = bool(self.flags & 1)
+        self.normalize_input = bool(self.flags & 2)
+
+    def project(self, x):
+        """Spec/PCA.md §3, steps 2-4 (the caller normalises again under cosine)."""
+        x = np.asarray(x, dtype=np.float64)
+        if self.normalize_input:
+            x = x / np.linalg.norm(x)
+        if self.subtract_mean:
+            x = x - self.mean
+        return self.w @ x
 
 
 class Reader:
@@ -229,6 +269,7 @@ class Reader:
         self.next_collection_id = None
         self.superseded = None
         ids = {}
+        pca_records = {}
         cur = txn.cursor(db=meta)
         for key, value in cur:
             self.checked += 1
@@ -277,10 +318,31 @@ class Reader:
                 # Format v2: the HNSW header of a collection (Spec/HNSW.md); the graph itself is not
                 # read by this tool, which checks the v1 databases and the documents.
                 pass
+            elif key.startswith(b"pca:") and len(key) == 8:
+                pca_records[struct.unpack_from(">I", key, 4)[0]] = value
             elif key == META_FEATURES or any(key.startswith(p) for p in self.feature_prefixes):
                 pass  # checked above / a declared feature's record
             else:
                 self.fault(f"meta: unknown key {key!r}")
+        by_id = {c.id: c for c in self.collections.values()}
+        for cid, value in pca_records.items():
+            c = by_id.get(cid)
+            if c is None:
+                self.fault(f"meta: PCA record of unknown collection id {cid}")
+                continue
+            try:
+                p = Projection(value)
+            except ValueError as e:
+                self.fault(f"collection {c.name}: {e}")
+                continue
+            c.pca = p
+            if p.k != c.dim:
+                self.fault(f"collection {c.name}: PCA projects to {p.k} dimensions, the collection has {c.dim}")
+            gram = p.w @ p.w.T
+            if np.abs(gram - np.eye(p.k)).max() > 1e-3:
+                self.fault(f"collection {c.name}: PCA components are not orthonormal")
+            if p.normalize_input != (c.metric == "cosine"):
+                self.fault(f"collection {c.name}: PCA NORMALIZE_INPUT flag does not match metric {c.metric}")
         if self.next_collection_id is None:
             self.fault("meta: no next-collection-id record")
         elif ids and self.next_collection_id <= max(ids):
@@ -588,6 +650,8 @@ def check_queries(reader, c, queries, expect_path, k, tol):
         if got is None:
             problems.append(f"query {qi}: no result line")
             continue
+        if c.pca is not None and len(q) == c.pca.d:
+            q = c.pca.project(q)  # a reduced collection projects queries of the input dimension
         if c.metric == "cosine":
             q = q / np.linalg.norm(q)
             scores = m @ q

@@ -89,6 +89,9 @@ struct CollectionWriter {
         if removeIDEntry { try txn.delete(dbs.ids, Format.idKey(record.id, doc.externalID)) }
         try setLive(row, false)
         deletedRows.append(row)
+        guard record.liveCount > 0 else {
+            throw VecStoreError.corrupt("collection \(name): deleting row \(row) from a collection whose record counts 0 live documents")
+        }
         record.liveCount -= 1
     }
 
@@ -103,7 +106,11 @@ struct CollectionWriter {
     func lookup(_ id: String) throws -> UInt32? {
         guard let v = try txn.get(dbs.ids, Format.idKey(record.id, id)) else { return nil }
         guard v.count == 4 else { throw VecStoreError.corrupt("ids entry of '\(id)' has \(v.count) bytes") }
-        return UInt32(littleEndian: v.loadUnaligned(as: UInt32.self))
+        let row = UInt32(littleEndian: v.loadUnaligned(as: UInt32.self))
+        guard row < record.nextInternalID else {
+            throw VecStoreError.corrupt("collection \(name): ids entry of '\(id)' points at row \(row) ≥ \(record.nextInternalID)")
+        }
+        return row
     }
 
     static func rowValue(_ row: UInt32) -> [UInt8] {

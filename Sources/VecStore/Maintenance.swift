@@ -96,6 +96,7 @@ extension VecStore {
             // Keys `<feature>:…` belong to a declared feature (known to this build or not).
             let featurePrefixes = try (txn.get(dbs.meta, Format.featuresKey).map { v in try Format.decodeFeatures(v) } ?? [])
                 .map { Array("\($0.name):".utf8) }
+            var embedderKeys: [(UInt32, [UInt8])] = []
             try txn.withCursor(dbs.meta) { (c: Cursor) throws -> Void in
                 var entry = try c.first()
                 while let (key, value) = entry {
@@ -110,6 +111,10 @@ extension VecStore {
                         } catch { faults.append("\(error)") }
                     } else if key.starts(with: HNSWConfig.keyPrefix) && key.count == HNSWConfig.keyPrefix.count + 4 {
                         // checked with its collection (verifyGraph)
+                    } else if key.starts(with: ProjectionRecord.keyPrefix) && key.count == ProjectionRecord.keyPrefix.count + 4 {
+                        // checked with its collection (verifyProjection)
+                    } else if key.starts(with: EmbedderInfo.keyPrefix) && key.count == EmbedderInfo.keyPrefix.count + 4 {
+                        embedderKeys.append((readBE32(key, at: EmbedderInfo.keyPrefix.count), Array(value)))
                     } else if featurePrefixes.contains(where: { key.starts(with: $0) }) {
                         // a declared feature's record: checked by the module that implements it
                     } else if !["format", "next-collection-id", "superseded", "features"].contains(name) {
@@ -121,8 +126,10 @@ extension VecStore {
             for (_, cname) in prefixes.sorted(by: { $0.key < $1.key }) {
                 checked += try verifyCollection(txn, cname, &faults)
             }
+            faults += try verifyEmbedders(txn, embedderKeys, collections: prefixes)
             // Every key of the per-collection databases must belong to a known collection.
             faults += try verifyGraphOwners(txn, known: Set(prefixes.keys))
+            faults += try verifyProjectionOwners(txn, known: Set(prefixes.keys))
             for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields, dbs.graph, dbs.graphUpper,
                        dbs.graphVectors] + dbs.textDatabases {
                 try txn.withCursor(db) { (c: Cursor) throws -> Void in
@@ -248,6 +255,7 @@ extension VecStore {
         }
         checked += try verifyGraph(txn, name, record, view, &faults)  // HNSW/HNSWVerify.swift
         faults += try verifyTextIndex(txn, record, name: name)
+        faults += try verifyProjection(txn, record, name: name)
         return checked
     }
 
@@ -275,8 +283,12 @@ extension VecStore {
                     // The graph is rebuilt from the renumbered rows by the writer, batch by batch.
                     let index = try HNSWConfig.load(txn, old.dbs, record.id).map { IndexKind.hnsw($0.parameters) }
                     let target = try fresh.collection(name, dimension: record.dimension, metric: record.metric,
-                                                      index: index ?? .flat)
+                                                      index: index ?? .flat,
+                                                      projection: try ProjectionRecord.load(txn, old.dbs, record.id))
                     try fresh.copyTextOptions(from: txn, old: old, collection: record.id, to: target)
+                    if let embedder = try EmbedderInfo.load(txn, old.dbs, record.id, name: name) {
+                        try fresh.write { t in try t.put(fresh.dbs.meta, EmbedderInfo.key(target.collectionID), embedder.encoded()) }
+                    }
                     let source = VectorCollection(store: old, name: name, record: record)
                     let view = try CollectionView(txn, old.dbs, record, name: name)
                     tombstones += Int(record.nextInternalID - record.liveCount)

@@ -203,15 +203,22 @@ public final class VecStore: Sendable {
 
     /// The existing collection `name`.
     public func collection(_ name: String) throws(VecStoreError) -> VectorCollection {
-        let found = try read { txn in try record(txn, name) }
+        let found = try read { txn in try record(txn, name).map { ($0, try ProjectionRecord.load(txn, dbs, $0.id)) } }
         guard let found else { throw .collectionNotFound(name) }
-        return VectorCollection(store: self, name: name, record: found)
+        return VectorCollection(store: self, name: name, record: found.0, projection: found.1)
     }
 
     /// The collection `name`, created with `dimension`, `metric` and `index` if it does not exist. An
     /// existing collection must have the same dimension and metric (its index is left as it is).
     public func collection(_ name: String, dimension: Int, metric: Metric = .cosine,
                            index: IndexKind = .hnswDefault) throws(VecStoreError) -> VectorCollection
+    {
+        try collection(name, dimension: dimension, metric: metric, index: index, projection: nil)
+    }
+
+    /// Creates (or opens) `name` with `projection` stored beside it in the creation transaction.
+    func collection(_ name: String, dimension: Int, metric: Metric, index: IndexKind,
+                    projection: ProjectionRecord?) throws(VecStoreError) -> VectorCollection
     {
         try Self.validateCollectionName(name)
         if case .hnsw(let p) = index { try p.validate() }
@@ -220,30 +227,49 @@ public final class VecStore: Sendable {
         }
         if let existing = try read({ txn in try record(txn, name) }) {
             try Self.checkMatch(existing, name: name, dimension: dimension, metric: metric)
-            return VectorCollection(store: self, name: name, record: existing)
+            return try collection(name)
         }
-        let dbs = self.dbs
         let created = try write { txn -> CollectionRecord in
-            if let existing = try record(txn, name) {
-                try Self.checkMatch(existing, name: name, dimension: dimension, metric: metric)
-                return existing
-            }
-            var nextID: UInt32 = 1
-            if let v = try txn.get(dbs.meta, Format.nextCollectionKey), v.count == 4 {
-                nextID = UInt32(littleEndian: v.loadUnaligned(as: UInt32.self))
-            }
-            let rec = CollectionRecord(id: nextID, dimension: dimension, metric: metric,
-                                       blockShift: Format.blockShift(dimension: dimension),
-                                       nextInternalID: 0, liveCount: 0)
-            try txn.put(dbs.meta, Format.collectionKey(name), rec.encoded())
-            try txn.put(dbs.meta, Format.nextCollectionKey, Format.encodeInternalID(nextID + 1))
-            if case .hnsw(let p) = index { try HNSWConfig.create(p, collection: nextID).store(txn, dbs, nextID) }
-            return rec
+            try findOrCreate(txn, name, dimension: dimension, metric: metric, index: index, projection: projection).record
         }
-        return VectorCollection(store: self, name: name, record: created)
+        if projection == nil { return VectorCollection(store: self, name: name, record: created) }
+        return try collection(name)
     }
 
-    private static func checkMatch(_ r: CollectionRecord, name: String, dimension: Int, metric: Metric)
+    /// Inside `txn`: the record of collection `name`, created with `dimension`, `metric` and `index`
+    /// when it does not exist (`created` says which). Creating inside the caller's transaction lets
+    /// an import create its collection in its first batch, so of several concurrent importers exactly
+    /// one reports the collection as new.
+    func findOrCreate(_ txn: Transaction, _ name: String, dimension: Int, metric: Metric, index: IndexKind,
+                      projection: ProjectionRecord? = nil, embedder: EmbedderInfo? = nil) throws
+        -> (record: CollectionRecord, created: Bool)
+    {
+        if let existing = try record(txn, name) {
+            try Self.checkMatch(existing, name: name, dimension: dimension, metric: metric)
+            return (existing, false)
+        }
+        var nextID: UInt32 = 1
+        if let v = try txn.get(dbs.meta, Format.nextCollectionKey) {
+            guard v.count == 4 else {
+                throw VecStoreError.corrupt(database: "meta", key: "next-collection-id", reason: "\(v.count) bytes, not 4")
+            }
+            nextID = UInt32(littleEndian: v.loadUnaligned(as: UInt32.self))
+            guard nextID >= 1, nextID < UInt32.max else {
+                throw VecStoreError.corrupt(database: "meta", key: "next-collection-id", reason: "value \(nextID) is not a collection id")
+            }
+        }
+        let rec = CollectionRecord(id: nextID, dimension: dimension, metric: metric,
+                                   blockShift: Format.blockShift(dimension: dimension),
+                                   nextInternalID: 0, liveCount: 0)
+        try txn.put(dbs.meta, Format.collectionKey(name), rec.encoded())
+        try txn.put(dbs.meta, Format.nextCollectionKey, Format.encodeInternalID(nextID + 1))
+        if case .hnsw(let p) = index { try HNSWConfig.create(p, collection: nextID).store(txn, dbs, nextID) }
+        try projection?.store(txn, dbs, nextID)
+        if let embedder { try txn.put(dbs.meta, EmbedderInfo.key(nextID), embedder.encoded()) }
+        return (rec, true)
+    }
+
+    static func checkMatch(_ r: CollectionRecord, name: String, dimension: Int, metric: Metric)
         throws(VecStoreError)
     {
         if r.dimension != dimension || r.metric != metric {
@@ -274,6 +300,8 @@ public final class VecStore: Sendable {
             }
             try txn.delete(dbs.meta, Format.collectionKey(name))
             try txn.delete(dbs.meta, HNSWConfig.key(rec.id))
+            try txn.delete(dbs.meta, ProjectionRecord.key(rec.id))
+            try txn.delete(dbs.meta, EmbedderInfo.key(rec.id))
             return true
         }
     }

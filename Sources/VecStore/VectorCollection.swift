@@ -17,14 +17,22 @@ public struct VectorCollection: Sendable {
     /// Distance metric.
     public let metric: Metric
     let collectionID: UInt32
+    /// The projection of a reduced collection (Spec/PCA.md), applied to vectors of its input dimension.
+    let projection: ProjectionRecord?
 
-    init(store: VecStore, name: String, record: CollectionRecord) {
+    init(store: VecStore, name: String, record: CollectionRecord, projection: ProjectionRecord? = nil) {
         self.store = store
         self.name = name
         self.dimension = record.dimension
         self.metric = record.metric
         self.collectionID = record.id
+        self.projection = projection
     }
+
+    /// The PCA that reduces vectors entering this collection (documents and queries of
+    /// `pca.inputDimension` floats are projected to `dimension`), or nil for a collection that stores
+    /// vectors as given.
+    public var pca: PCA? { projection?.pca }
 
     func currentRecord(_ txn: Transaction) throws -> CollectionRecord {
         guard let r = try store.record(txn, name), r.id == collectionID else {
@@ -87,8 +95,11 @@ public struct VectorCollection: Sendable {
         return result
     }
 
-    /// Checks a vector and returns it as stored: unit length under cosine, with its original norm.
+    /// Checks a vector and returns it as stored: unit length under cosine, with its original norm. In a
+    /// reduced collection a vector of the input dimension is projected first (every document and query
+    /// vector passes here); one of the reduced dimension is taken as already projected.
     func storedForm(_ vector: [Float], id: String?) throws(VecStoreError) -> ([Float], Float) {
+        let vector = try projection.map { p throws(VecStoreError) in try p.reduce(vector, id: id) } ?? vector
         guard vector.count == dimension else { throw .dimensionMismatch(expected: dimension, got: vector.count, id: id) }
         for (i, x) in vector.enumerated() where !x.isFinite {
             throw .invalidVector(id: id, reason: "component \(i) is \(x)")
@@ -210,8 +221,17 @@ public struct VectorCollection: Sendable {
     }
 
     /// The `k` nearest live documents to the document stored under `id` (which is itself excluded).
+    /// The largest `k` (and hybrid `candidates`) a search accepts: results are held in memory, so a
+    /// larger request is refused with `invalidArgument` instead of trying to reserve room for it.
+    public static let maxK = 100_000
+
+    static func checkK(_ k: Int, _ what: String = "k") throws(VecStoreError) {
+        guard k <= maxK else { throw .invalidArgument("\(what) \(k) is larger than the maximum \(maxK)") }
+    }
+
     public func search(similarTo id: String, k: Int, filter: Filter? = nil,
                        options: SearchOptions = SearchOptions()) throws(VecStoreError) -> [SearchResult] {
+        try Self.checkK(k)
         guard let doc = try get(id: id) else { throw .invalidArgument("no document with id '\(id)' in \(name)") }
         return Array(try search(doc.vector, k: k + 1, filter: filter, options: options).filter { $0.id != id }.prefix(k))
     }
@@ -221,6 +241,7 @@ public struct VectorCollection: Sendable {
     public func searchBatch(_ queries: [[Float]], k: Int, filter: Filter? = nil,
                             options: SearchOptions = SearchOptions()) throws(VecStoreError) -> [[SearchResult]] {
         guard k > 0 else { return queries.map { _ in [] } }
+        try Self.checkK(k)
         var flat: [Float] = []
         flat.reserveCapacity(queries.count * dimension)
         for q in queries {

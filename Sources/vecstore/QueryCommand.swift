@@ -24,6 +24,14 @@ struct QueryCommand: ParsableCommand {
               vecstore query my.vecstore -c docs --id doc-17 --exact      (exact, ignores the index)
               vecstore query my.vecstore -c docs --text "vitamin d deficiency" -k 10
               vecstore query my.vecstore -c docs --text "vitamin d" --id doc-17 --rrf
+              vecstore query my.vecstore -c notes --text "how do I cook rice"                 (hybrid, if imported with --embed)
+              vecstore query my.vecstore -c notes --text "how do I cook rice" --semantic-only (by meaning only)
+              vecstore query my.vecstore -c notes --text "risotto" --keyword-only             (BM25 only)
+
+            --text alone on a collection imported with --embed embeds the query with the collection's model and
+            runs hybrid search (BM25 + vector, weighted fusion alpha \(Fusion.defaultAlpha) unless --alpha/--rrf);
+            --semantic-only keeps the vector side, --keyword-only the BM25 side. On other collections --text
+            alone is BM25.
             """)
 
     @OptionGroup var target: StoreArguments
@@ -63,7 +71,8 @@ struct QueryCommand: ParsableCommand {
             throw ValidationError("give exactly one of --vector, --id or --queries, and/or --text")
         }
         try textOptions.validate(hasVectorQuery: vector != nil || id != nil, hasQueryFile: queries != nil)
-        if k < 1 { throw ValidationError("-k must be at least 1") }
+        if !(1...VectorCollection.maxK).contains(k) { throw ValidationError("-k must be in 1...\(VectorCollection.maxK)") }
+        if let ef, ef > 4096 { throw ValidationError("--ef must be at most 4096") }
         if let ef, ef < 1 { throw ValidationError("--ef must be at least 1") }
     }
 
@@ -80,7 +89,8 @@ struct QueryCommand: ParsableCommand {
                     }
                     return doc.vector
                 } ?? vector.map { try Self.parseVector($0) }
-                results = [try textOptions.run(collection, vector: queryVector, excluding: id, k: k, filter: parsedFilter) ?? []]
+                results = [try textOptions.run(collection, vector: queryVector, excluding: id, k: k, filter: parsedFilter,
+                                               options: SearchOptions(threads: threads ?? 1, ef: ef, exact: exact)) ?? []]
             } else if let id {
                 let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact)
                 results = [try collection.search(similarTo: id, k: k, filter: parsedFilter, options: options)]

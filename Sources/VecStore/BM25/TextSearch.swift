@@ -73,12 +73,7 @@ extension VectorCollection {
     /// analyzer or turning indexing on or off rebuilds the index from the stored texts, in one
     /// transaction.
     public func configureTextIndex(_ options: TextIndexOptions) throws(VecStoreError) {
-        guard options.k1 >= 0, options.k1.isFinite, (0...1).contains(options.b) else {
-            throw .invalidArgument("BM25 needs k1 ≥ 0 and 0 ≤ b ≤ 1 (got k1 \(options.k1), b \(options.b))")
-        }
-        if let stem = options.analyzer.stemmer, !Analyzer.stemmerLanguages.contains(stem) {
-            throw .invalidArgument(AnalyzerError.unknownStemmer(stem).description)
-        }
+        try TextIndexOptions.validate(options)
         try store.write { txn in
             let record = try currentRecord(txn)
             var writer = try CollectionWriter(txn, store.dbs, name: name, record: record)
@@ -154,6 +149,7 @@ extension VectorCollection {
     public func searchText(_ query: String, k: Int, filter: Filter? = nil,
                            options: TextSearchOptions = TextSearchOptions()) throws(VecStoreError) -> [SearchResult] {
         guard k > 0 else { return [] }
+        try VectorCollection.checkK(k)
         return try store.read { txn in
             let info = options.apply(try textInfo(txn))
             guard info.options.enabled else {
@@ -190,6 +186,8 @@ extension VectorCollection {
                              candidates: Int = 100, filter: Filter? = nil,
                              textOptions: TextSearchOptions = TextSearchOptions()) throws(VecStoreError) -> [SearchResult] {
         guard k > 0 else { return [] }
+        try VectorCollection.checkK(k)
+        try VectorCollection.checkK(candidates, "candidates")
         switch fusion {
         case .weighted(let alpha):
             guard (0...1).contains(alpha) else { throw .invalidArgument("alpha must be in 0...1, got \(alpha)") }
@@ -267,6 +265,18 @@ extension VectorCollection {
             return try ranked.map { (row, score) in
                 SearchResult(id: try externalID(txn, row: row), score: Float(score), internalID: row)
             }
+        }
+    }
+}
+
+extension TextIndexOptions {
+    /// Throws `invalidArgument` for BM25 parameters out of range or an unknown stemmer.
+    static func validate(_ options: TextIndexOptions) throws(VecStoreError) {
+        guard options.k1 >= 0, options.k1.isFinite, (0...1).contains(options.b) else {
+            throw .invalidArgument("BM25 needs k1 ≥ 0 and 0 ≤ b ≤ 1 (got k1 \(options.k1), b \(options.b))")
+        }
+        if let stem = options.analyzer.stemmer, !Analyzer.stemmerLanguages.contains(stem) {
+            throw .invalidArgument(AnalyzerError.unknownStemmer(stem).description)
         }
     }
 }

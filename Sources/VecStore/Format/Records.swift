@@ -138,8 +138,11 @@ struct CollectionRecord: Equatable {
         guard flags == 0, reserved == 0 else {
             throw .newerFormat("collection \(name) has flags \(flags) / reserved bytes \(reserved) this vecstore does not know")
         }
-        guard dimension > 0, (6...20).contains(shift) else {
+        guard (1...65_536).contains(dimension), (6...20).contains(shift) else {
             throw .corrupt("collection \(name): dimension \(dimension) / block shift \(shift) out of range")
+        }
+        guard live <= next else {
+            throw .corrupt("collection \(name): \(live) live documents but only \(next) rows")
         }
         return CollectionRecord(id: id, dimension: dimension, metric: metric, elementType: elementType,
                                 blockShift: shift, flags: flags, nextInternalID: next, liveCount: live)

@@ -161,6 +161,54 @@ final class HNSWEditor: HNSWGraphAccess {
             }
         }
         upperDirty = false
+        try validateLoaded()
+    }
+
+    /// Checks what the editor trusts from disk before it edits: every list count within its degree
+    /// bound, every link a row of the graph (on upper levels, a node of that level), and the entry
+    /// point a row on the top level. Editing loops run to the stored counts, so this runs once per
+    /// write batch instead of in every loop (one pass over the lists, ~1 ms per 100k rows).
+    private func validateLoaded() throws {
+        let limit = UInt32(rows)
+        for b in 0..<blockRows.count {
+            let base = readBases[b]
+            for r in 0..<blockRows[b] {
+                let list = base + r * slotWords0
+                let n = Int(list[0])
+                guard n <= config.maxLinks0 else {
+                    throw VecStoreError.corrupt(
+                        "collection \(name): graph block \(b) slot \(r) holds \(n) links, more than 2·M = \(config.maxLinks0)")
+                }
+                for j in 0..<n where list[1 + j] >= limit {
+                    throw VecStoreError.corrupt(
+                        "collection \(name): graph block \(b) slot \(r) links to row \(list[1 + j]) ≥ \(rows)")
+                }
+            }
+        }
+        for (i, nodes) in levelNodes.enumerated() {
+            let level = i + 1
+            for node in nodes {
+                let list = upperData + Int(upperOffset[Int(node)]) + (level - 1) * slotWordsUpper
+                let n = Int(list[0])
+                guard n <= config.m else {
+                    throw VecStoreError.corrupt(
+                        "collection \(name): HNSW node \(node) holds \(n) links on level \(level), more than M = \(config.m)")
+                }
+                for j in 0..<n {
+                    let t = list[1 + j]
+                    guard t < limit, Int(levels[Int(t)]) >= level else {
+                        throw VecStoreError.corrupt(
+                            "collection \(name): HNSW node \(node) links to \(t) on level \(level), which is not a node of that level")
+                    }
+                }
+            }
+        }
+        if config.entryPoint != HNSWConfig.noEntry {
+            guard config.entryPoint < limit, Int(levels[Int(config.entryPoint)]) >= config.maxLevel else {
+                throw VecStoreError.corrupt(
+                    "collection \(name): HNSW entry point \(config.entryPoint) is not a row on the top level \(config.maxLevel)")
+            }
+        }
     }
 
     deinit {

@@ -187,7 +187,9 @@ enum HNSWSearch {
     ) -> TopK {
         var top = TopK(k: k)
         let entry = g.config.entryPoint
-        guard entry != HNSWConfig.noEntry, g.rows > 0 else { return top }
+        // The entry point comes from disk: one outside the graph is damage (HNSWGraphView rejects it;
+        // this guard keeps the search in bounds whatever view it is given).
+        guard entry != HNSWConfig.noEntry, Int(entry) < g.rows else { return top }
         let scorer = HalfScorer<H>(graph: g, query: query, lines: g.halfPrefetchLines)
         let d0 = scorer.distance(entry)
         let (cur, curD) = HNSWAlgorithms.greedyDescent(g, scorer, entry: entry, entryDistance: d0,
