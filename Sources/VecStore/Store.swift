@@ -18,15 +18,6 @@ public struct StoreOptions: Sendable {
     }
 }
 
-/// The handles of a store's named databases.
-struct Databases: Sendable {
-    let meta, vectors, docs, ids, live, fields: Database
-    /// HNSW layer-0 blocks and upper levels (Spec/HNSW.md).
-    let graph, graphUpper, graphVectors: Database
-    /// Keyword index (Spec/BM25.md).
-    let textinfo, terms, postings, doclens: Database
-}
-
 /// A vecstore store: one LMDB environment in a single file (plus `<file>-lock`) holding named collections.
 ///
 /// A store is `Sendable`: share one instance across threads and tasks. Any number of searches run at
@@ -70,12 +61,7 @@ public final class VecStore: Sendable {
         // worker threads spinning (sched_yield) that steal a core from searches.
         BLAS.useSingleThread()
         let env = try Self.openEnvironment(path, envOptions)
-        let baseSpecs: [(name: String, flags: DatabaseFlags)] = [
-            (Format.DB.meta, []), (Format.DB.vectors, []), (Format.DB.docs, []), (Format.DB.ids, []),
-            (Format.DB.live, []), (Format.DB.fields, [.dupSort, .dupFixed]),
-            (Format.DB.graph, []), (Format.DB.graphUpper, []), (Format.DB.graphVectors, []),
-        ]
-        let specs = baseSpecs + TextFormat.databaseSpecs
+        let specs = Schema.databases.map { (name: $0.name, flags: $0.flags) }
         // Nothing is created before the file is known to be a vecstore store (or empty): a foreign LMDB
         // file, or a store of a newer format, is refused untouched.
         let existingNames: [String] = try storage {
@@ -100,10 +86,7 @@ public final class VecStore: Sendable {
         let missing = specs.contains { !existingNames.contains($0.name) }
         if missing && options.readOnly { throw .notAVecStore(path) }
         let handles: [Database] = try storage { try env.openDatabases(specs, create: missing) }
-        let dbs = Databases(meta: handles[0], vectors: handles[1], docs: handles[2], ids: handles[3], live: handles[4],
-                            fields: handles[5], graph: handles[6], graphUpper: handles[7],
-                            graphVectors: handles[8], textinfo: handles[9], terms: handles[10], postings: handles[11],
-                            doclens: handles[12])
+        let dbs = Databases(handles)
         self.env = env
         self.dbs = dbs
         var access = try storage { try env.read { txn in try Self.formatAccess(txn, dbs.meta, path: path) } }
@@ -290,8 +273,7 @@ public final class VecStore: Sendable {
         return try write { txn in
             guard let rec = try record(txn, name) else { return false }
             let prefix = Format.prefix(rec.id)
-            for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields, dbs.graph, dbs.graphUpper,
-                       dbs.graphVectors] + dbs.textDatabases {
+            for db in dbs.perCollection {
                 try txn.withCursor(db) { (c: Cursor) throws -> Void in
                     while let (key, _) = try c.seek(atLeast: prefix), key.starts(with: prefix) {
                         try c.deleteCurrent()
@@ -299,9 +281,7 @@ public final class VecStore: Sendable {
                 }
             }
             try txn.delete(dbs.meta, Format.collectionKey(name))
-            try txn.delete(dbs.meta, HNSWConfig.key(rec.id))
-            try txn.delete(dbs.meta, ProjectionRecord.key(rec.id))
-            try txn.delete(dbs.meta, EmbedderInfo.key(rec.id))
+            for (metaPrefix, _) in Schema.metaPrefixes { try txn.delete(dbs.meta, metaPrefix + prefix) }
             return true
         }
     }
