@@ -32,6 +32,9 @@ except ImportError as e:  # pragma: no cover
 # ---------------------------------------------------------------------------------------------
 
 SUPPORTED_VERSION = 2  # version 2 adds the keyword-index databases (Spec/BM25.md; checked by Tools/conformance_bm25.py)
+MAX_READ_VERSION = 3  # version 3 = version 2 plus a `features` record (FORMAT.md §5)
+KNOWN_FEATURES = set()  # features this reader implements; others are handled by their flags (§5)
+META_FEATURES = b"features"
 MAGIC = b"VECSTORE"
 DATABASES = ["meta", "vectors", "docs", "ids", "live", "fields"]
 DUP_DATABASES = {"fields"}  # MDB_DUPSORT | MDB_DUPFIXED
@@ -135,6 +138,46 @@ class Collection:
         self.block_rows = []
         self.live = None  # (rows,) bool
         self.docs = {}  # row -> dict(id, norm, text, metadata, metadata_raw)
+        self.pca = None  # Projection of a reduced collection (Spec/PCA.md), or None
+
+
+class Projection:
+    """The `pca:<cid>` record of a reduced collection (Spec/PCA.md §2)."""
+
+    def __init__(self, value):
+        if len(value) < 20:
+            raise ValueError(f"PCA record has {len(value)} bytes, the header alone needs 20")
+        self.version, self.flags, reserved = struct.unpack_from("<BBH", value, 0)
+        self.d, self.k, self.n = struct.unpack_from("<III", value, 4)
+        (self.total,) = struct.unpack_from("<f", value, 16)
+        if self.version != 1:
+            raise ValueError(f"PCA record version {self.version} is unknown")
+        if self.flags & ~3:
+            raise ValueError(f"PCA flags {self.flags} have unknown bits")
+        if not (2 <= self.d <= 65536 and 1 <= self.k < self.d):
+            raise ValueError(f"PCA dimensions {self.d} -> {self.k} out of range")
+        size = 20 + 4 * (self.d + self.k + self.k * self.d)
+        if len(value) != size:
+            raise ValueError(f"PCA record has {len(value)} bytes, {self.d} -> {self.k} needs {size}")
+        f = np.frombuffer(value, dtype="<f4", offset=20).astype(np.float64)
+        self.mean = f[: self.d]
+        self.variance = f[self.d: self.d + self.k]
+        self.w = f[self.d + self.k:].reshape(self.k, self.d)
+        if not (np.isfinite(f).all() and np.isfinite(self.total)):
+            raise ValueError("PCA record holds a non-finite value")
+        if (self.variance < 0).any() or self.total < 0:
+            raise ValueError("PCA record holds a negative variance")
+        self.subtract_mean = bool(self.flags & 1)
+        self.normalize_input = bool(self.flags & 2)
+
+    def project(self, x):
+        """Spec/PCA.md §3, steps 2-4 (the caller normalises again under cosine)."""
+        x = np.asarray(x, dtype=np.float64)
+        if self.normalize_input:
+            x = x / np.linalg.norm(x)
+        if self.subtract_mean:
+            x = x - self.mean
+        return self.w @ x
 
 
 class Reader:
@@ -197,16 +240,36 @@ class Reader:
         if len(fmt) < 12 or fmt[:8] != MAGIC:
             raise NotAStore(f"{self.path}: 'format' record does not start with VECSTORE: not a vecstore store")
         version = read_le32(fmt, 8)
-        if version != SUPPORTED_VERSION:
+        if not SUPPORTED_VERSION <= version <= MAX_READ_VERSION:
             raise Unsupported(f"{self.path}: format version {version} is not supported "
-                              f"(this reader reads version {SUPPORTED_VERSION} only)")
+                              f"(this reader reads versions {SUPPORTED_VERSION} to {MAX_READ_VERSION})")
         self.version = version
-        if len(fmt) != 16 or read_le32(fmt, 12) != 0:
-            self.fault(f"meta format: writer should write 16 bytes with reserved u32 = 0, found {fmt.hex()}")
+        write_version = read_le32(fmt, 12) if len(fmt) >= 16 else 0
+        if len(fmt) != 16 or (write_version != 0 and write_version <= version):
+            self.fault(f"meta format: writer should write 16 bytes, the write version 0 or above the read "
+                       f"version, found {fmt.hex()}")
+        self.feature_prefixes = []
+        feats = txn.get(META_FEATURES, db=meta)
+        if feats is not None:
+            if version < 3:
+                self.fault("meta: a features record in a version-2 store (declaring one sets version 3)")
+            n, o = feats[0], 1
+            for _ in range(n):
+                flags, length = feats[o], feats[o + 1]
+                name = feats[o + 2:o + 2 + length].decode()
+                o += 2 + length
+                if flags & ~3:
+                    self.fault(f"meta features: flags {flags} of {name!r}")
+                if name not in KNOWN_FEATURES and flags & 1:
+                    raise Unsupported(f"{self.path}: feature {name!r} is needed to read it")
+                self.feature_prefixes.append((name + ":").encode())
+            if o != len(feats):
+                self.fault("meta features: trailing bytes")
         self.collections = {}
         self.next_collection_id = None
         self.superseded = None
         ids = {}
+        pca_records = {}
         cur = txn.cursor(db=meta)
         for key, value in cur:
             self.checked += 1
@@ -255,8 +318,34 @@ class Reader:
                 # Format v2: the HNSW header of a collection (Spec/HNSW.md); the graph itself is not
                 # read by this tool, which checks the v1 databases and the documents.
                 pass
+            elif key.startswith(b"pca:") and len(key) == 8:
+                pca_records[struct.unpack_from(">I", key, 4)[0]] = value
+            elif key.startswith(b"embedder:") and len(key) == 13:
+                # The text-embedding model of a collection (Spec/EMBEDDER.md); it changes no other byte.
+                pass
+            elif key == META_FEATURES or any(key.startswith(p) for p in self.feature_prefixes):
+                pass  # checked above / a declared feature's record
             else:
                 self.fault(f"meta: unknown key {key!r}")
+        by_id = {c.id: c for c in self.collections.values()}
+        for cid, value in pca_records.items():
+            c = by_id.get(cid)
+            if c is None:
+                self.fault(f"meta: PCA record of unknown collection id {cid}")
+                continue
+            try:
+                p = Projection(value)
+            except ValueError as e:
+                self.fault(f"collection {c.name}: {e}")
+                continue
+            c.pca = p
+            if p.k != c.dim:
+                self.fault(f"collection {c.name}: PCA projects to {p.k} dimensions, the collection has {c.dim}")
+            gram = p.w @ p.w.T
+            if np.abs(gram - np.eye(p.k)).max() > 1e-3:
+                self.fault(f"collection {c.name}: PCA components are not orthonormal")
+            if p.normalize_input != (c.metric == "cosine"):
+                self.fault(f"collection {c.name}: PCA NORMALIZE_INPUT flag does not match metric {c.metric}")
         if self.next_collection_id is None:
             self.fault("meta: no next-collection-id record")
         elif ids and self.next_collection_id <= max(ids):
@@ -564,6 +653,8 @@ def check_queries(reader, c, queries, expect_path, k, tol):
         if got is None:
             problems.append(f"query {qi}: no result line")
             continue
+        if c.pca is not None and len(q) == c.pca.d:
+            q = c.pca.project(q)  # a reduced collection projects queries of the input dimension
         if c.metric == "cosine":
             q = q / np.linalg.norm(q)
             scores = m @ q

@@ -124,6 +124,12 @@ def main():
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     print(f"wrote {len(rows)} documents to {os.path.normpath(out)}")
+    # The same notes as text only (no vectors), for the demo of `vecstore import --embed`.
+    notes = os.path.join(os.path.dirname(out), "notes.jsonl")
+    with open(notes, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps({k: v for k, v in r.items() if k != "vector"}, ensure_ascii=False) + "\n")
+    print(f"wrote {len(rows)} text-only documents to {os.path.normpath(notes)}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 import LMDB
+import VecStoreEmbed
 import VecStoreIO
 
 /// Every error the library reports, each with a message that says what failed and where.
@@ -13,6 +14,8 @@ public enum VecStoreError: Error, Sendable, CustomStringConvertible {
     case alreadyOpen(String)
     /// The store was written with a format version this code does not read.
     case unsupportedFormatVersion(found: UInt32, supported: UInt32)
+    /// The store uses a format version, feature or record code that only a newer vecstore understands.
+    case newerFormat(String)
     /// No collection of that name exists.
     case collectionNotFound(String)
     /// A collection of that name exists with a different dimension or metric.
@@ -44,6 +47,8 @@ public enum VecStoreError: Error, Sendable, CustomStringConvertible {
     case io(String)
     /// An argument is out of range.
     case invalidArgument(String)
+    /// A text-embedding model is missing, damaged or does not match the collection (`VecStoreEmbed`).
+    case embedding(EmbedError)
     /// The file system is full or the process hit its file-size limit (ENOSPC, EDQUOT, EFBIG). What
     /// was committed before stays committed; the failing transaction or compaction left nothing behind.
     case diskFull(String)
@@ -62,6 +67,7 @@ public enum VecStoreError: Error, Sendable, CustomStringConvertible {
     /// The store was written by a newer vecstore (an alias of `unsupportedFormatVersion`'s meaning).
     public var isFormatTooNew: Bool {
         if case .unsupportedFormatVersion(let found, let supported) = self { return found > supported }
+        if case .newerFormat = self { return true }
         return false
     }
 
@@ -84,13 +90,19 @@ public enum VecStoreError: Error, Sendable, CustomStringConvertible {
     public var category: Category {
         switch self {
         case .storage(let e): e.isDiskFull ? .io : (e.code == -30793 /* MDB_INVALID */ ? .corruptStore : .io)
-        case .notAVecStore, .unsupportedFormatVersion, .corrupt: .corruptStore
+        case .notAVecStore, .unsupportedFormatVersion, .newerFormat, .corrupt: .corruptStore
         case .collectionNotFound, .storeNotFound: .notFound
         case .alreadyOpen: .busy
         case .collectionMismatch, .invalidCollectionName, .dimensionMismatch, .invalidVector, .invalidID,
              .duplicateIDInBatch, .idExists, .invalidMetadata, .invalidFilter, .invalidInput, .invalidArgument,
              .callback:
             .badInput
+        case .embedding(let e):
+            switch e {
+            case .unknownModel, .invalidArgument: .badInput
+            case .modelNotInstalled: .notFound
+            case .badModel: .io
+            }
         case .superseded, .busy: .busy
         case .io, .diskFull: .io
         }
@@ -105,6 +117,7 @@ public enum VecStoreError: Error, Sendable, CustomStringConvertible {
         case .alreadyOpen(let m): m
         case .unsupportedFormatVersion(let found, let supported):
             "store format version \(found) is not supported: this vecstore reads version \(supported); upgrade vecstore"
+        case .newerFormat(let m): "\(m): written by a newer vecstore; upgrade vecstore"
         case .collectionNotFound(let n): "no collection named '\(n)'"
         case .collectionMismatch(let m): m
         case .invalidCollectionName(let m): "invalid collection name: \(m)"
@@ -121,6 +134,7 @@ public enum VecStoreError: Error, Sendable, CustomStringConvertible {
         case .superseded(let m): m
         case .io(let m): m
         case .invalidArgument(let m): m
+        case .embedding(let e): e.description
         case .diskFull(let m): "disk full: \(m)"
         case .busy(let m): m
         case .callback(let e): "\(e)"

@@ -1,4 +1,5 @@
 import Foundation
+import VecStoreEmbed
 import VecStoreIO
 import VecStoreKernels
 
@@ -25,8 +26,35 @@ public struct ImportOptions: Sendable {
     /// Keyword-index options: set on a collection the import creates, or applied to an existing one
     /// (re-analysing its texts) when they differ. Nil leaves the collection's options as they are.
     public var textIndex: TextIndexOptions?
+    /// Dimensionality reduction of a collection the import creates: a PCA fitted on the first records is
+    /// stored with the collection, and only projected vectors are kept (Spec/PCA.md). Importing into an
+    /// existing collection requires it to have been created with the same reduction.
+    public var pca: PCAReduction?
+    /// Embeds the text of records that bring no vector with this model (records with a vector keep it,
+    /// and must have the model's dimension). A collection the import creates gets the model's dimension,
+    /// the cosine metric and an embedder record (Spec/EMBEDDER.md); an existing collection must have
+    /// been created with the same model (`VectorCollection.embedder()` gives it back for later imports).
+    public var embedder: Embedder?
+    /// Texts per encoder batch when embedding.
+    public var embedBatchSize = Embedder.defaultBatchSize
+    /// Threads for embedding (default: all cores).
+    public var embedThreads: Int?
     /// Creates default options.
     public init() {}
+}
+
+/// How an import reduces the vectors of a collection it creates.
+public struct PCAReduction: Sendable, Equatable {
+    /// Dimension of the stored vectors: at least 1 and less than the input dimension.
+    public var dimensions: Int
+    /// How many records from the start of the input the PCA is fitted on (held in memory until then);
+    /// more than `dimensions` are needed.
+    public var sampleSize: Int
+    /// Creates a reduction to `dimensions`, fitted on the first `sampleSize` records.
+    public init(dimensions: Int, sampleSize: Int = 10_000) {
+        self.dimensions = dimensions
+        self.sampleSize = sampleSize
+    }
 }
 
 /// Progress of a running import.
@@ -41,6 +69,17 @@ public struct ImportProgress: Sendable {
     public var totalBytes: UInt64?
     /// Seconds since the start.
     public var elapsed: Double
+    /// Texts embedded so far (with `ImportOptions.embedder`), including those of the batch being embedded.
+    public var embedded: Int
+    /// Creates a progress report.
+    public init(committed: Int, skipped: Int, bytesRead: UInt64, totalBytes: UInt64?, elapsed: Double, embedded: Int = 0) {
+        self.committed = committed
+        self.skipped = skipped
+        self.bytesRead = bytesRead
+        self.totalBytes = totalBytes
+        self.elapsed = elapsed
+        self.embedded = embedded
+    }
 }
 
 /// What an import did.
@@ -144,6 +183,7 @@ extension VecStore {
             switch format {
             case .jsonl:
                 var jsonl = options.jsonl
+                if options.embedder != nil { jsonl.vectorRequired = false }
                 if let vectorsFile = options.vectorsFile {
                     jsonl.vectorRequired = false
                     let records = try JSONLReader(path: path, options: jsonl)
@@ -190,6 +230,12 @@ extension VecStore {
         var batch: [CollectionWriter.Prepared] = []
         var seen = Set<String>()
         var lastLocation: SourceLocation?
+        // Records read ahead to fit a PCA (`options.pca`), handed out again before the reader's.
+        var readAhead: [ImportRecord] = []
+        var readAheadIndex = 0
+        // Records of `batch` whose vector is still to be embedded: (index in batch, text, location).
+        var pending: [(index: Int, text: String, location: SourceLocation)] = []
+        var embedded = 0
 
         // A new collection is created in the transaction of the first batch: a failure before that
         // commits leaves the store exactly as before, and of several importers creating the same
@@ -202,8 +248,34 @@ extension VecStore {
             report.skipped += 1
             if report.skippedExamples.count < 20 { report.skippedExamples.append(message) }
         }
+        func embedPending(_ target: VectorCollection) throws(ImportFailure) {
+            guard let embedder = options.embedder, !pending.isEmpty else { return }
+            let texts = pending.map(\.text)
+            let base = embedded
+            let imported = report.imported, skipped = report.skipped
+            let bytes = reader.bytesRead, total = reader.totalBytes
+            let vectors: [[Float]]
+            do {
+                vectors = try embedder.embed(texts, batchSize: options.embedBatchSize, threads: options.embedThreads) { done, _ in
+                    progress?(ImportProgress(committed: imported, skipped: skipped, bytesRead: bytes, totalBytes: total,
+                                             elapsed: Date().timeIntervalSince(started), embedded: base + done))
+                }
+            } catch { throw fail(.embedding(error)) }
+            for (p, vector) in zip(pending, vectors) {
+                do {
+                    let (stored, norm) = try target.storedForm(vector, id: batch[p.index].id)
+                    batch[p.index].stored = stored
+                    batch[p.index].norm = norm
+                } catch {
+                    throw fail(.invalidInput(ImportError(location: p.location, reason: "\(error)")))
+                }
+            }
+            embedded += pending.count
+            pending.removeAll(keepingCapacity: true)
+        }
         func flush() throws(ImportFailure) {
             guard let current = target, !batch.isEmpty else { return }
+            try embedPending(current)
             let prepared = batch
             let creating = pendingCreation
             do {
@@ -212,7 +284,9 @@ extension VecStore {
                     var created = false
                     if creating {
                         (record, created) = try findOrCreate(txn, collection, dimension: current.dimension,
-                                                             metric: current.metric, index: options.index)
+                                                             metric: current.metric, index: options.index,
+                                                             projection: current.projection,
+                                                             embedder: options.embedder.map(EmbedderInfo.init))
                     } else {
                         record = try current.currentRecord(txn)
                     }
@@ -223,7 +297,8 @@ extension VecStore {
                     return (record, created)
                 }
                 if creating {
-                    target = VectorCollection(store: self, name: collection, record: record)
+                    target = VectorCollection(store: self, name: collection, record: record,
+                                              projection: current.projection)
                     report.createdCollection = created
                     pendingCreation = false
                 }
@@ -233,14 +308,21 @@ extension VecStore {
             batch.removeAll(keepingCapacity: true)
             seen.removeAll(keepingCapacity: true)
             progress?(ImportProgress(committed: report.imported, skipped: report.skipped, bytesRead: reader.bytesRead,
-                                     totalBytes: reader.totalBytes, elapsed: Date().timeIntervalSince(started)))
+                                     totalBytes: reader.totalBytes, elapsed: Date().timeIntervalSince(started),
+                                     embedded: embedded))
         }
 
         while true {
             let record: ImportRecord
             do {
-                guard let r = try reader.next() else { break }
-                record = r
+                if readAheadIndex < readAhead.count {
+                    record = readAhead[readAheadIndex]
+                    readAheadIndex += 1
+                    if readAheadIndex == readAhead.count { readAhead = [] }
+                } else {
+                    guard let r = try reader.next() else { break }
+                    record = r
+                }
             } catch {
                 // Line-based input can go on after a bad line; a damaged binary file cannot.
                 if options.skipInvalid, let line = error.location?.line, line != lastLocation?.line {
@@ -252,8 +334,39 @@ extension VecStore {
             }
             lastLocation = record.location
             if target == nil {
+                var projection: ProjectionRecord?
+                let exists: Bool
+                do { exists = try collectionNames().contains(collection) } catch { throw fail(error) }
+                if let reduction = options.pca, !exists {
+                    if options.embedder != nil {
+                        throw fail(.invalidArgument("a reduced collection cannot be created from embedded text in one "
+                            + "import yet: embed the text first (vecstore embed), then import the vectors with the reduction"))
+                    }
+                    // Read ahead the records the PCA is fitted on; they are imported next, as usual.
+                    readAhead = [record]
+                    readAheadIndex = 1
+                    while readAhead.count < reduction.sampleSize {
+                        do {
+                            guard let r = try reader.next() else { break }
+                            readAhead.append(r)
+                        } catch {
+                            if options.skipInvalid, let line = error.location?.line, line != lastLocation?.line {
+                                lastLocation = error.location
+                                skip(error.description)
+                                continue
+                            }
+                            throw fail(.invalidInput(error))
+                        }
+                    }
+                    do {
+                        projection = try Self.fitProjection(readAhead, dimension: record.vector.count, reduction: reduction,
+                                                            metric: options.metric)
+                    } catch { throw fail(error) }
+                }
                 do {
-                    let (t, exists) = try openTarget(collection, dimension: record.vector.count, options: options)
+                    let dimension = options.embedder?.dimension ?? record.vector.count
+                    let (t, exists) = try openTarget(collection, dimension: dimension, options: options,
+                                                     projection: projection)
                     target = t
                     pendingCreation = !exists
                 } catch { throw fail(error) }
@@ -263,7 +376,15 @@ extension VecStore {
             do {
                 try VectorCollection.validateID(id)
                 if seen.contains(id) { throw VecStoreError.duplicateIDInBatch(id) }
-                let (stored, norm) = try target.storedForm(record.vector, id: id)
+                var (stored, norm): ([Float], Float) = ([], 0)
+                if record.vector.isEmpty, options.embedder != nil {
+                    guard let text = record.text else {
+                        throw VecStoreError.invalidArgument("record has neither a vector nor text to embed")
+                    }
+                    pending.append((batch.count, text, record.location))
+                } else {
+                    (stored, norm) = try target.storedForm(record.vector, id: id)
+                }
                 let metadata = record.metadata ?? [:]
                 var json: [UInt8] = []
                 if !metadata.isEmpty {
@@ -290,16 +411,31 @@ extension VecStore {
 
     /// The collection to import into and whether it exists; a missing one is returned as a
     /// provisional handle (its record is created by the first batch, `findOrCreate`).
-    private func openTarget(_ name: String, dimension: Int, options: ImportOptions) throws(VecStoreError)
-        -> (VectorCollection, Bool)
+    private func openTarget(_ name: String, dimension: Int, options: ImportOptions, projection: ProjectionRecord?)
+        throws(VecStoreError) -> (VectorCollection, Bool)
     {
+        if let embedder = options.embedder, options.metricIsExplicit, options.metric != .cosine {
+            throw .invalidArgument("text embedded with \(embedder.name) is searched by cosine; metric \(options.metric) does not apply")
+        }
         if try collectionNames().contains(name) {
             let existing = try collection(name)
+            if let embedder = options.embedder {
+                guard try existing.embedderInfo() != nil else {
+                    throw .collectionMismatch("collection '\(name)' has no embedder: its vectors did not come from "
+                                              + "\(embedder.name); import into a new collection to embed text")
+                }
+                _ = try existing.resolveEmbedder(embedder)
+            }
             if options.metricIsExplicit && existing.metric != options.metric {
                 throw .collectionMismatch("collection '\(name)' uses metric \(existing.metric), not \(options.metric)")
             }
-            if existing.dimension != dimension {
-                throw .dimensionMismatch(expected: existing.dimension, got: dimension, id: nil)
+            if let reduction = options.pca, existing.pca?.outputDimension != reduction.dimensions {
+                throw .collectionMismatch("collection '\(name)' exists "
+                    + (existing.pca.map { "with a PCA to \($0.outputDimension) dimensions" } ?? "without a PCA")
+                    + ", not one to \(reduction.dimensions): a reduction is chosen when a collection is created")
+            }
+            if existing.dimension != dimension && existing.pca?.inputDimension != dimension {
+                throw .dimensionMismatch(expected: existing.pca?.inputDimension ?? existing.dimension, got: dimension, id: nil)
             }
             if let text = options.textIndex, try existing.textIndexOptions() != text { try existing.configureTextIndex(text) }
             return (existing, true)
@@ -310,9 +446,46 @@ extension VecStore {
             throw .invalidArgument("dimension \(dimension) is out of range 1...65536")
         }
         if let text = options.textIndex { try TextIndexOptions.validate(text) }
-        let provisional = CollectionRecord(id: 0, dimension: dimension, metric: options.metric,
-                                           blockShift: Format.blockShift(dimension: dimension),
+        let stored = projection?.pca.outputDimension ?? dimension
+        let provisional = CollectionRecord(id: 0, dimension: stored, metric: options.embedder == nil ? options.metric : .cosine,
+                                           blockShift: Format.blockShift(dimension: stored),
                                            nextInternalID: 0, liveCount: 0)
-        return (VectorCollection(store: self, name: name, record: provisional), false)
+        return (VectorCollection(store: self, name: name, record: provisional, projection: projection), false)
+    }
+
+    /// Fits the PCA of a reduced collection on the usable vectors of `records` (those of `dimension`
+    /// finite components; scaled to unit length under cosine, as the collection will see them).
+    static func fitProjection(_ records: [ImportRecord], dimension: Int, reduction: PCAReduction, metric: Metric)
+        throws(VecStoreError) -> ProjectionRecord
+    {
+        let k = reduction.dimensions
+        guard k >= 1, k < dimension else {
+            throw .invalidArgument("--pca \(k): the reduced dimension must be at least 1 and less than the input dimension \(dimension)")
+        }
+        var sample: [Float] = []
+        sample.reserveCapacity(records.count * dimension)
+        var usable = 0
+        for r in records where r.vector.count == dimension && r.vector.allSatisfy(\.isFinite) {
+            if metric == .cosine {
+                let norm = squaredNorm(r.vector).squareRoot()
+                guard norm > 0, norm.isFinite else { continue }
+                sample.append(contentsOf: r.vector.map { $0 / norm })
+            } else {
+                sample.append(contentsOf: r.vector)
+            }
+            usable += 1
+        }
+        guard usable > k else {
+            throw .invalidArgument("--pca \(k): fitting \(k) components needs more than \(k) vectors; the first "
+                + "\(records.count) records hold \(usable) usable ones (give more data or a larger PCA sample)")
+        }
+        do {
+            // Euclidean distances do not change when the mean is subtracted; inner products and cosines do,
+            // and keep more of their neighbours without it (Spec/PCA.md).
+            let pca = try PCA.fit(sample, dimension: dimension, components: k, subtractsMean: metric == .l2)
+            return ProjectionRecord(pca: pca, normalizesInput: metric == .cosine)
+        } catch {
+            throw .invalidArgument(error.description)
+        }
     }
 }

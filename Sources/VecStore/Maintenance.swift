@@ -70,8 +70,7 @@ extension VecStore {
         let infos = try names.map { name throws(VecStoreError) in try collection(name).info() }
         let dbs = self.dbs, env = self.env, path = self.path
         return try read { txn in
-            let usage = try ([dbs.meta, dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields, dbs.graph,
-                              dbs.graphUpper, dbs.graphVectors] + dbs.textDatabases).map { db in
+            let usage = try dbs.all.map { db in
                 let s = try txn.stats(db)
                 return DatabaseUsage(name: db.name, entries: s.entries, bytes: s.bytes, overflowPages: s.overflowPages,
                                      depth: s.depth)
@@ -79,7 +78,8 @@ extension VecStore {
             let info = env.info()
             return StoreStats(path: path, fileBytes: Self.fileSize(path), pageSize: env.pageSize, mapSize: info.mapSize,
                               usedPages: info.lastPage + 1, freePages: try txn.freePageCount(),
-                              formatVersion: Format.version, databases: usage, collections: infos)
+                              formatVersion: try Self.formatAccess(txn, dbs.meta, path: path)?.readVersion ?? Format.version,
+                              databases: usage, collections: infos)
         }
     }
 
@@ -92,6 +92,10 @@ extension VecStore {
             var faults: [String] = []
             var checked = 0
             var prefixes: [UInt32: String] = [:]
+            // Keys `<feature>:…` belong to a declared feature (known to this build or not).
+            let featurePrefixes = try (txn.get(dbs.meta, Format.featuresKey).map { v in try Format.decodeFeatures(v) } ?? [])
+                .map { Array("\($0.name):".utf8) }
+            var embedderKeys: [(UInt32, [UInt8])] = []
             try txn.withCursor(dbs.meta) { (c: Cursor) throws -> Void in
                 var entry = try c.first()
                 while let (key, value) = entry {
@@ -106,7 +110,13 @@ extension VecStore {
                         } catch { faults.append("\(error)") }
                     } else if key.starts(with: HNSWConfig.keyPrefix) && key.count == HNSWConfig.keyPrefix.count + 4 {
                         // checked with its collection (verifyGraph)
-                    } else if !["format", "next-collection-id", "superseded"].contains(name) {
+                    } else if key.starts(with: ProjectionRecord.keyPrefix) && key.count == ProjectionRecord.keyPrefix.count + 4 {
+                        // checked with its collection (verifyProjection)
+                    } else if key.starts(with: EmbedderInfo.keyPrefix) && key.count == EmbedderInfo.keyPrefix.count + 4 {
+                        embedderKeys.append((readBE32(key, at: EmbedderInfo.keyPrefix.count), Array(value)))
+                    } else if featurePrefixes.contains(where: { key.starts(with: $0) }) {
+                        // a declared feature's record: checked by the module that implements it
+                    } else if !["format", "next-collection-id", "superseded", "features"].contains(name) {
                         faults.append("meta: unknown key '\(name)'")
                     }
                     entry = try c.next()
@@ -115,10 +125,11 @@ extension VecStore {
             for (_, cname) in prefixes.sorted(by: { $0.key < $1.key }) {
                 checked += try verifyCollection(txn, cname, &faults)
             }
+            faults += try verifyEmbedders(txn, embedderKeys, collections: prefixes)
             // Every key of the per-collection databases must belong to a known collection.
             faults += try verifyGraphOwners(txn, known: Set(prefixes.keys))
-            for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields, dbs.graph, dbs.graphUpper,
-                       dbs.graphVectors] + dbs.textDatabases {
+            faults += try verifyProjectionOwners(txn, known: Set(prefixes.keys))
+            for db in dbs.perCollection {
                 try txn.withCursor(db) { (c: Cursor) throws -> Void in
                     var entry = try c.first()
                     while let (key, _) = entry {
@@ -242,6 +253,7 @@ extension VecStore {
         }
         checked += try verifyGraph(txn, name, record, view, &faults)  // HNSW/HNSWVerify.swift
         faults += try verifyTextIndex(txn, record, name: name)
+        faults += try verifyProjection(txn, record, name: name)
         return checked
     }
 
@@ -336,8 +348,12 @@ extension VecStore {
             // The graph is rebuilt from the renumbered rows by the writer, batch by batch.
             let index = try HNSWConfig.load(txn, old.dbs, record.id).map { IndexKind.hnsw($0.parameters) }
             let target = try fresh.collection(name, dimension: record.dimension, metric: record.metric,
-                                              index: index ?? .flat)
+                                              index: index ?? .flat,
+                                              projection: try ProjectionRecord.load(txn, old.dbs, record.id))
             try fresh.copyTextOptions(from: txn, old: old, collection: record.id, to: target)
+            if let embedder = try EmbedderInfo.load(txn, old.dbs, record.id, name: name) {
+                try fresh.write { t in try t.put(fresh.dbs.meta, EmbedderInfo.key(target.collectionID), embedder.encoded()) }
+            }
             let view = try CollectionView(txn, old.dbs, record, name: name)
             tombstones += Int(record.nextInternalID - record.liveCount)
             var batch: [CollectionWriter.Prepared] = []

@@ -202,8 +202,8 @@ public enum ExactSearch {
     }
 }
 
-/// Which kernel scores query tiles in batch search.
-enum BatchKernel {
+/// Which kernel multiplies float matrices (batch search tiles, the text encoder's linear layers).
+public enum BatchKernel: Sendable {
     /// `cblas_sgemm` from the system OpenBLAS.
     case blas
     /// vecstore's register-blocked C kernel (`vs_dot_tile`).
@@ -213,7 +213,7 @@ enum BatchKernel {
     /// SSE3 only, measured 630 q/s against 1,897 q/s for `vs_dot_tile` on docs60k, one thread) loses to our kernel; a
     /// correctly dispatched OpenBLAS (SkylakeX kernels) is still a little faster (2,194 q/s).
     /// `VECSTORE_BATCH_KERNEL=blas|simd` overrides the choice (for measurement).
-    static let current: BatchKernel = {
+    public static let current: BatchKernel = {
         if let v = getenv("VECSTORE_BATCH_KERNEL") {
             switch String(cString: v) {
             case "blas": return .blas

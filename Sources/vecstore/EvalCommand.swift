@@ -20,6 +20,10 @@ struct EvalCommand: ParsableCommand {
             Example (SciFact):
               vecstore eval sf.vecstore -c scifact --queries queries.jsonl --qrels qrels/test.tsv \\
                 --query-vectors minilm/queries.fvecs --query-ids minilm/queries_ids.txt
+              vecstore eval sf.vecstore -c scifact --queries queries.jsonl --qrels qrels/test.tsv --embed
+
+            --embed embeds the query texts with the collection's own model (a collection imported with
+            --embed), so no query vectors are needed.
             """)
 
     @OptionGroup var target: StoreArguments
@@ -35,6 +39,9 @@ struct EvalCommand: ParsableCommand {
 
     @Option(help: "Query ids, one a line, aligned with --query-vectors.")
     var queryIds: String?
+
+    @Flag(help: "Embed the query texts with the collection's embedder instead of reading --query-vectors.")
+    var embed = false
 
     @Option(name: .customShort("k"), parsing: .upToNextOption, help: "Cut-offs.")
     var ks: [Int] = [1, 3, 5, 10]
@@ -62,6 +69,7 @@ struct EvalCommand: ParsableCommand {
 
     func validate() throws {
         if (queryVectors == nil) != (queryIds == nil) { throw ValidationError("--query-vectors and --query-ids go together") }
+        if embed && queryVectors != nil { throw ValidationError("give --embed or --query-vectors, not both") }
         if ks.isEmpty || ks.contains(where: { $0 < 1 }) { throw ValidationError("-k values must be at least 1") }
         if !(0...1).contains(alpha) { throw ValidationError("--alpha must be between 0 and 1") }
     }
@@ -82,7 +90,14 @@ struct EvalCommand: ParsableCommand {
                 bm25[q.id] = try collection.searchText(q.text, k: depth, options: textOptions).map(\.id)
             }
             runs.append(("bm25", bm25))
-            if let queryVectors, let queryIds {
+            var queryVectorSource: (vectors: [String: [Float]], name: String)?
+            if embed {
+                guard let model = try collection.embedder() else {
+                    throw VecStoreError.collectionMismatch("collection '\(collection.name)' has no embedder (import it with --embed)")
+                }
+                let embedded = try model.embed(queryList.map(\.text))
+                queryVectorSource = (Dictionary(zip(queryList.map(\.id), embedded), uniquingKeysWith: { a, _ in a }), model.name)
+            } else if let queryVectors, let queryIds {
                 var options = ImportOptions()
                 options.idsFile = queryIds
                 var reader = try VecStore.reader(for: queryVectors, options: options)
@@ -90,10 +105,13 @@ struct EvalCommand: ParsableCommand {
                 do throws(ImportError) {
                     while let r = try reader.next() { if let id = r.id { vectors[id] = r.vector } }
                 } catch { throw VecStoreError.invalidInput(error) }
+                queryVectorSource = (vectors, queryVectors)
+            }
+            if let (vectors, source) = queryVectorSource {
                 var vector: [String: [String]] = [:], hybrid: [String: [String]] = [:], rrf: [String: [String]] = [:]
                 for q in queryList {
                     guard let v = vectors[q.id] else {
-                        throw VecStoreError.invalidArgument("query \(q.id) has no vector in \(queryVectors)")
+                        throw VecStoreError.invalidArgument("query \(q.id) has no vector in \(source)")
                     }
                     vector[q.id] = try collection.search(v, k: depth, options: SearchOptions(exact: exact)).map(\.id)
                     hybrid[q.id] = try collection.hybridSearch(text: q.text, vector: v, k: depth, fusion: .weighted(alpha: alpha),
@@ -115,7 +133,7 @@ struct EvalCommand: ParsableCommand {
                 object["rrf_k"] = .number(Double(rrfK))
                 print(JSONValue.object(object).serialized())
             case .table:
-                if queryVectors != nil {
+                if queryVectorSource != nil {
                     print("\(queryList.count) queries with judgements; hybrid = weighted alpha \(alpha), rrf = k \(rrfK); "
                           + "\(candidates) candidates per side")
                 } else {

@@ -25,6 +25,17 @@ struct ImportCommand: ParsableCommand {
               vecstore import my.vecstore -c sift --metric l2 --index flat base.fvecs
               vecstore import my.vecstore -c docs base.jsonl --vectors base.fvecs
               vecstore import my.vecstore -c docs corpus.jsonl --text-field title --text-field text
+              vecstore import my.vecstore -c small --pca 128 base.jsonl --vectors base.fvecs
+              vecstore import my.vecstore -c notes notes.jsonl --embed all-minilm-l6-v2   (text only: embeds "text")
+
+            --pca D stores a PCA fitted on the first --pca-sample records with the new collection and keeps
+            only the D-dimensional projections; documents and queries of the input dimension are projected
+            automatically (and renormalised under cosine). D must be less than the input dimension.
+
+            With --embed MODEL, records without a "vector" get one by embedding their text (all-MiniLM-L6-v2,
+            384-d, text truncated to 256 tokens); a new collection gets dimension 384, metric cosine and a
+            record of the model (name and checksum). Later imports into that collection embed the same way
+            without --embed; records that bring a vector must have dimension 384.
             """)
 
     @OptionGroup var target: StoreArguments
@@ -70,6 +81,15 @@ struct ImportCommand: ParsableCommand {
     @Option(help: "HNSW default beam width of searches.")
     var efSearch = 64
 
+    @Option(help: "Reduce a new collection's vectors to this many dimensions with PCA (less than the input's).")
+    var pca: Int?
+
+    @Option(help: "Records from the start of the input that the PCA of --pca is fitted on.")
+    var pcaSample = 10_000
+
+    @Option(help: "Embed the text of records without a vector with this model (all-minilm-l6-v2; see `vecstore model list`).")
+    var embed: String?
+
     @Flag(help: "Skip invalid records and report them instead of stopping.")
     var skipInvalid = false
 
@@ -78,6 +98,8 @@ struct ImportCommand: ParsableCommand {
 
     func validate() throws {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if let pca, pca < 1 { throw ValidationError("--pca must be at least 1") }
+        if pcaSample < 2 { throw ValidationError("--pca-sample must be at least 2") }
         if files.count > 1 && (vectors != nil || ids != nil) {
             throw ValidationError("--vectors and --ids go with a single input file")
         }
@@ -94,6 +116,8 @@ struct ImportCommand: ParsableCommand {
             }
         }
         try reportingErrors {
+            // The model is loaded and checked before the store is touched: a missing or damaged model writes nothing.
+            let model = try embed.map { try Embedder(model: $0) }
             let store = try target.open(readOnly: false)
             var options = ImportOptions()
             options.batchSize = batchSize
@@ -106,7 +130,10 @@ struct ImportCommand: ParsableCommand {
             options.index = index == .flat ? .flat
                 : .hnsw(HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch))
             options.idsFile = ids
+            options.pca = pca.map { PCAReduction(dimensions: $0, sampleSize: pcaSample) }
             options.textIndex = try textIndex.options(store, collection: target.collection)
+            // A collection filled from text embeds later imports the same way.
+            options.embedder = try model ?? (try? store.collection(target.collection))?.embedder()
             for file in files {
                 var reader = try VecStore.reader(for: file, options: options)
                 let bar = ProgressBar(enabled: !quiet && isatty(STDERR_FILENO) == 1, label: file)
@@ -122,8 +149,14 @@ struct ImportCommand: ParsableCommand {
                 if report.imported > 0 { committedAny = true }
                 if !quiet {
                     let rate = report.seconds > 0 ? Double(report.imported) / report.seconds : 0
+                    var created = report.createdCollection ? " (new collection)" : ""
+                    if report.createdCollection, let p = try? store.collection(report.collection).pca {
+                        let kept = p.explainedVarianceRatio.reduce(0, +) * 100
+                        created = String(format: " (new collection, PCA %d → %d dimensions keeping %.1f%% of the variance of %d records)",
+                                         p.inputDimension, p.outputDimension, kept, p.sampleCount)
+                    }
                     print("\(file): imported \(report.imported) records into '\(report.collection)'"
-                          + "\(report.createdCollection ? " (new collection)" : "") in \(report.batches) batch(es), "
+                          + "\(created) in \(report.batches) batch(es), "
                           + String(format: "%.2f s, %.0f records/s", report.seconds, rate))
                     if report.skipped > 0 {
                         print("skipped \(report.skipped) invalid record(s):")
@@ -149,15 +182,16 @@ final class ProgressBar {
 
     func update(_ p: ImportProgress) {
         guard enabled else { return }
-        let rate = p.elapsed > 0 ? Double(p.committed) / p.elapsed : 0
-        var line = "\(label): \(p.committed) records, \(Int(rate)) records/s"
+        let rate = p.elapsed > 0 ? Double(max(p.committed, p.embedded)) / p.elapsed : 0
+        let embedding = p.embedded > 0 ? " (\(p.embedded) embedded)" : ""
+        var line = "\(label): \(p.committed) records\(embedding), \(Int(rate)) records/s"
         if let total = p.totalBytes, total > 0 {
             let fraction = min(1, Double(p.bytesRead) / Double(total))
             let width = 30
             let filled = Int(fraction * Double(width))
             let eta = fraction > 0 ? p.elapsed * (1 - fraction) / fraction : 0
             line = "\(label) [" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-                + "] \(Int(fraction * 100))% \(p.committed) records, \(Int(rate))/s, ETA \(Int(eta.rounded())) s"
+                + "] \(Int(fraction * 100))% \(p.committed) records\(embedding), \(Int(rate))/s, ETA \(Int(eta.rounded())) s"
         }
         FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
     }

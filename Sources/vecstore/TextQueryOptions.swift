@@ -4,8 +4,14 @@ import VecStore
 
 /// Keyword and hybrid options of `vecstore query` (BM25, Spec/BM25.md).
 struct TextQueryOptions: ParsableArguments {
-    @Option(help: "Keyword query (BM25). Alone: keyword search; with --vector or --id: hybrid search.")
+    @Option(help: "Text query. With --vector or --id: hybrid search. Alone: hybrid search (BM25 + the embedded text) on a collection with an embedder (import --embed), else BM25.")
     var text: String?
+
+    @Flag(help: "--text alone: BM25 keyword search only, even on a collection with an embedder.")
+    var keywordOnly = false
+
+    @Flag(help: "--text alone: search by meaning only (the embedded text, no BM25); needs a collection with an embedder.")
+    var semanticOnly = false
 
     @Option(help: "Hybrid: weight of the vector side in weighted fusion (0 = BM25 only, 1 = vector only; default \(Fusion.defaultAlpha)).")
     var alpha: Float?
@@ -23,6 +29,13 @@ struct TextQueryOptions: ParsableArguments {
 
     func validate(hasVectorQuery: Bool, hasQueryFile: Bool) throws {
         if text != nil && hasQueryFile { throw ValidationError("--text does not go with --queries") }
+        if keywordOnly && semanticOnly { throw ValidationError("give --keyword-only or --semantic-only, not both") }
+        if (keywordOnly || semanticOnly) && (text == nil || hasVectorQuery) {
+            throw ValidationError("--keyword-only and --semantic-only go with --text alone (no --vector or --id)")
+        }
+        if (keywordOnly || semanticOnly) && (alpha != nil || rrf) {
+            throw ValidationError("--alpha and --rrf choose the fusion of hybrid search; not with --keyword-only or --semantic-only")
+        }
         if text == nil && (alpha != nil || rrf) { throw ValidationError("--alpha and --rrf need --text with --vector or --id") }
         if alpha != nil && rrf { throw ValidationError("give --alpha or --rrf, not both") }
         if let alpha, !(0...1).contains(alpha) { throw ValidationError("--alpha must be between 0 and 1") }
@@ -32,12 +45,16 @@ struct TextQueryOptions: ParsableArguments {
         if rrfK < 0 { throw ValidationError("--rrf-k must be at least 0") }
     }
 
-    /// Runs the keyword or hybrid search, or returns nil when no --text was given.
-    func run(_ collection: VectorCollection, vector: [Float]?, excluding id: String?, k: Int, filter: Filter?) throws
-        -> [SearchResult]?
-    {
+    /// Runs the keyword, semantic or hybrid search, or returns nil when no --text was given.
+    func run(_ collection: VectorCollection, vector: [Float]?, excluding id: String?, k: Int, filter: Filter?,
+             options: SearchOptions = SearchOptions()) throws -> [SearchResult]? {
         guard let text else { return nil }
-        guard let vector else { return try collection.searchText(text, k: k, filter: filter) }
+        guard let vector else {
+            if keywordOnly { return try collection.searchText(text, k: k, filter: filter) }
+            if semanticOnly { return try collection.search(text: text, k: k, filter: filter, options: options) }
+            guard try collection.embedderInfo() != nil else { return try collection.searchText(text, k: k, filter: filter) }
+            return try collection.hybridSearch(text: text, k: k, fusion: fusion, candidates: candidates, filter: filter)
+        }
         let extra = id == nil ? 0 : 1
         let hits = try collection.hybridSearch(text: text, vector: vector, k: k + extra, fusion: fusion,
                                                candidates: candidates, filter: filter)

@@ -38,7 +38,8 @@ struct VecStoreCommand: ParsableCommand {
         version: "0.1.0 (store format \(VecStore.formatVersion))",
         subcommands: [ImportCommand.self, QueryCommand.self, GetCommand.self, DeleteCommand.self,
                       CollectionsCommand.self, StatsCommand.self, VerifyCommand.self, CompactCommand.self,
-                      ExportCommand.self, IndexCommand.self, EvalCommand.self, TextIndexCommand.self, DedupCommand.self]
+                      ExportCommand.self, IndexCommand.self, EvalCommand.self, TextIndexCommand.self, DedupCommand.self,
+                      PlotCommand.self, EmbedCommand.self, ModelCommand.self]
     )
 }
 
@@ -98,6 +99,9 @@ func reportingErrors<R>(_ body: () throws -> R) throws -> R {
     } catch let e as VecStoreError {
         printError("error: \(e)")
         throw ExitCode(ExitStatus.of(e))
+    } catch let e as EmbedError {
+        printError("error: \(e)")
+        throw ExitCode(ExitStatus.of(VecStoreError.embedding(e)))
     } catch let e as ImportFailure {
         printError("error: \(e)")
         if e.error.category == .badInput { printError("(use --skip-invalid to skip bad records)") }

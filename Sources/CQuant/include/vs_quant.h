@@ -1,0 +1,54 @@
+// Kernels over quantized vectors (product-quantization codes, 4-bit fast-scan blocks, int8 scalar codes),
+// with run-time CPU dispatch to AVX-512BW, AVX2 or portable C, chosen once at load time like CDistance.
+#ifndef VS_QUANT_H
+#define VS_QUANT_H
+#include <stddef.h>
+#include <stdint.h>
+
+/// Rows per fast-scan block. Codes of 32 rows are interleaved so that one 32-byte load feeds two
+/// 16-entry table look-ups (`vpshufb`) for 16 rows each.
+#define VQ_FS_BLOCK_ROWS 32
+
+/// ADC scan over 8-bit PQ codes: out[i] = sum_j lut[j*256 + codes[i*m + j]] for i in [0, n).
+void vq_pq8_scan(const float *lut, size_t m, const uint8_t *codes, size_t n, float *out);
+/// ADC scan over packed 4-bit PQ codes (row i is (m+1)/2 bytes; sub-quantizer j is the low nibble of byte
+/// j/2 when j is even, the high nibble when odd): out[i] = sum_j lut[j*16 + code_j(i)].
+void vq_pq4_scan(const float *lut, size_t m, const uint8_t *codes, size_t n, float *out);
+
+/// Fast scan of 4-bit codes in the interleaved block layout (Spec/PQ.md): `blocks` holds `nblocks` blocks
+/// of `(mpad/2) * 32` bytes (mpad even, 2 <= mpad <= 256), `lut` holds mpad tables of 16 uint8 entries.
+/// out[b*32 + r] = sum over sub-quantizers j of lut[j*16 + code_j(row r of block b)], exact in 16 bits.
+void vq_fs4_scan(const uint8_t *blocks, size_t nblocks, size_t mpad, const uint8_t *lut, uint16_t *out);
+/// The portable reference of `vq_fs4_scan` (same results bit for bit), exposed for tests.
+void vq_fs4_scan_reference(const uint8_t *blocks, size_t nblocks, size_t mpad, const uint8_t *lut, uint16_t *out);
+
+/// PQ look-up table from transposed codebooks: `books_t` holds, per sub-quantizer j, dsub rows of ksub floats
+/// (component t of every centroid k at books_t[(j*dsub + t)*ksub + k]). out[j*ksub + k] is
+/// sum_t (q[j*dsub+t] - c)^2 when `l2` is nonzero, sum_t q[j*dsub+t] * c otherwise.
+void vq_pq_table(const float *q, const float *books_t, size_t m, size_t ksub, size_t dsub, int l2, float *out);
+
+/// Quantizes a 4-bit ADC table for fast scan: t = sign * (a + b) (b may be NULL; sign is +1 or -1) for `m`
+/// sub-quantizers of 16 entries; per sub-quantizer the minimum is subtracted, all entries are scaled by one
+/// factor 255 / max range and rounded to the nearest byte. Writes `m * 16` bytes to `out` (the caller zeroes
+/// padding), and out_scale / out_bias (sum of minima) so a row's distance is bias + sum / scale.
+void vq_fs4_quantize_table(const float *a, const float *b, size_t m, float sign, uint8_t *out, float *out_scale,
+                           float *out_bias);
+
+/// sum_i q[i] * c[i] for a float query and int8 codes.
+float vq_dot_f32_i8(const float *q, const int8_t *c, size_t n);
+/// sum_i w[i] * (q[i] - c[i])^2 for a float query and int8 codes; `w` may be NULL (all weights 1).
+float vq_l2_f32_i8(const float *q, const float *w, const int8_t *c, size_t n);
+/// sum_i a[i] * b[i] over int8 vectors, exact in 32 bits for n <= 65536.
+int32_t vq_dot_i8(const int8_t *a, const int8_t *b, size_t n);
+/// sum_i (a[i] - b[i])^2 over int8 vectors, exact in 32 bits for n <= 32768.
+int32_t vq_l2_i8(const int8_t *a, const int8_t *b, size_t n);
+/// Portable references of the int8 kernels, exposed for tests.
+float vq_dot_f32_i8_reference(const float *q, const int8_t *c, size_t n);
+float vq_l2_f32_i8_reference(const float *q, const float *w, const int8_t *c, size_t n);
+int32_t vq_dot_i8_reference(const int8_t *a, const int8_t *b, size_t n);
+int32_t vq_l2_i8_reference(const int8_t *a, const int8_t *b, size_t n);
+
+/// Name of the instruction set the quantized kernels dispatched to ("avx512bw", "avx2", "generic").
+const char *vq_isa(void);
+
+#endif

@@ -1,0 +1,432 @@
+// Quantized-vector kernels, compiled for AVX-512BW, AVX2 and portable C and picked once at load time from the
+// running CPU (the CDistance pattern), so one binary is fast on every x86-64 machine and correct elsewhere.
+#include "vs_quant.h"
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#define VQ_X86 1
+#include <immintrin.h>
+#endif
+
+// ---------------------------------------------------------------- PQ ADC (scalar: table look-ups)
+// Four rows per step keep four independent dependency chains in flight.
+void vq_pq8_scan(const float *lut, size_t m, const uint8_t *codes, size_t n, float *out) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint8_t *c0 = codes + i * m, *c1 = c0 + m, *c2 = c1 + m, *c3 = c2 + m;
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (size_t j = 0; j < m; j++) {
+            const float *t = lut + j * 256;
+            s0 += t[c0[j]]; s1 += t[c1[j]]; s2 += t[c2[j]]; s3 += t[c3[j]];
+        }
+        out[i] = s0; out[i + 1] = s1; out[i + 2] = s2; out[i + 3] = s3;
+    }
+    for (; i < n; i++) {
+        const uint8_t *c = codes + i * m;
+        float s = 0;
+        for (size_t j = 0; j < m; j++) s += lut[j * 256 + c[j]];
+        out[i] = s;
+    }
+}
+
+void vq_pq4_scan(const float *lut, size_t m, const uint8_t *codes, size_t n, float *out) {
+    size_t bytes = (m + 1) / 2, pairs = m / 2;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *c = codes + i * bytes;
+        float s0 = 0, s1 = 0;
+        for (size_t p = 0; p < pairs; p++) {
+            s0 += lut[(2 * p) * 16 + (c[p] & 15)];
+            s1 += lut[(2 * p + 1) * 16 + (c[p] >> 4)];
+        }
+        if (m & 1) s0 += lut[(m - 1) * 16 + (c[pairs] & 15)];
+        out[i] = s0 + s1;
+    }
+}
+
+// ---------------------------------------------------------------- fast scan, portable reference
+// Block layout: for sub-quantizer pair p (j = 2p, 2p+1) the block holds 32 bytes at p*32; byte h*16 + i
+// carries code_{2p+h} of row i in its low nibble and of row i+16 in its high nibble.
+void vq_fs4_scan_reference(const uint8_t *blocks, size_t nblocks, size_t mpad, const uint8_t *lut, uint16_t *out) {
+    size_t pairs = mpad / 2;
+    for (size_t b = 0; b < nblocks; b++) {
+        const uint8_t *blk = blocks + b * pairs * 32;
+        for (size_t r = 0; r < 32; r++) {
+            uint32_t s = 0;
+            for (size_t j = 0; j < mpad; j++) {
+                uint8_t byte = blk[(j / 2) * 32 + (j % 2) * 16 + (r % 16)];
+                uint8_t code = r < 16 ? (byte & 15) : (byte >> 4);
+                s += lut[j * 16 + code];
+            }
+            out[b * 32 + r] = (uint16_t)s;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- PQ look-up tables
+// Vectorised across centroids (the transposed layout makes the k loop contiguous), one broadcast per component.
+static inline __attribute__((always_inline)) void pq_table_body(const float *q, const float *bt, size_t m, size_t ksub,
+                                                                size_t dsub, int l2, float *out) {
+    for (size_t j = 0; j < m; j++) {
+        float *o = out + j * ksub;
+        const float *qj = q + j * dsub;
+        for (size_t k = 0; k < ksub; k++) o[k] = 0;
+        for (size_t t = 0; t < dsub; t++) {
+            const float *row = bt + (j * dsub + t) * ksub;
+            float x = qj[t];
+            if (l2) {
+                for (size_t k = 0; k < ksub; k++) { float d = x - row[k]; o[k] += d * d; }
+            } else {
+                for (size_t k = 0; k < ksub; k++) o[k] += x * row[k];
+            }
+        }
+    }
+}
+static void pq_table_generic(const float *q, const float *bt, size_t m, size_t ksub, size_t dsub, int l2, float *out) {
+    pq_table_body(q, bt, m, ksub, dsub, l2, out);
+}
+#ifdef VQ_X86
+__attribute__((target("avx512f"))) static void pq_table_avx512(const float *q, const float *bt, size_t m, size_t ksub,
+                                                              size_t dsub, int l2, float *out) {
+    pq_table_body(q, bt, m, ksub, dsub, l2, out);
+}
+__attribute__((target("avx2,fma"))) static void pq_table_avx2(const float *q, const float *bt, size_t m, size_t ksub,
+                                                             size_t dsub, int l2, float *out) {
+    pq_table_body(q, bt, m, ksub, dsub, l2, out);
+}
+#endif
+
+// ---------------------------------------------------------------- fast-scan table quantization
+// Written as plain loops over 16-entry rows so the compiler vectorizes them for each target below.
+static inline __attribute__((always_inline)) void quantize_table_body(const float *a, const float *b, size_t m,
+                                                                      float sign, uint8_t *out, float *out_scale,
+                                                                      float *out_bias) {
+    float range = 0, total = 0;
+    float mins[256];
+    for (size_t j = 0; j < m && j < 256; j++) {
+        float lo = 3.4e38f, hi = -3.4e38f;
+        for (int c = 0; c < 16; c++) {
+            float v = sign * (a[j * 16 + c] + (b ? b[j * 16 + c] : 0.0f));
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
+        }
+        mins[j] = lo;
+        total += lo;
+        range = hi - lo > range ? hi - lo : range;
+    }
+    float s = (range > 0 && range < 3.4e38f) ? 255.0f / range : 1.0f;
+    for (size_t j = 0; j < m && j < 256; j++) {
+        for (int c = 0; c < 16; c++) {
+            float v = (sign * (a[j * 16 + c] + (b ? b[j * 16 + c] : 0.0f)) - mins[j]) * s + 0.5f;
+            v = v > 0.0f ? v : 0.0f;  // also maps NaN to 0
+            v = v < 255.0f ? v : 255.0f;
+            out[j * 16 + c] = (uint8_t)(int)v;
+        }
+    }
+    *out_scale = s;
+    *out_bias = total;
+}
+static void quantize_table_generic(const float *a, const float *b, size_t m, float sign, uint8_t *out, float *sc,
+                                   float *bi) {
+    quantize_table_body(a, b, m, sign, out, sc, bi);
+}
+#ifdef VQ_X86
+__attribute__((target("avx512f,avx512bw"))) static void quantize_table_avx512(const float *a, const float *b, size_t m,
+                                                                           float sign, uint8_t *out, float *sc,
+                                                                           float *bi) {
+    quantize_table_body(a, b, m, sign, out, sc, bi);
+}
+__attribute__((target("avx2,fma"))) static void quantize_table_avx2(const float *a, const float *b, size_t m, float sign,
+                                                                   uint8_t *out, float *sc, float *bi) {
+    quantize_table_body(a, b, m, sign, out, sc, bi);
+}
+#endif
+
+// ---------------------------------------------------------------- int8, portable reference
+float vq_dot_f32_i8_reference(const float *q, const int8_t *c, size_t n) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += q[i] * c[i]; s1 += q[i + 1] * c[i + 1]; s2 += q[i + 2] * c[i + 2]; s3 += q[i + 3] * c[i + 3];
+    }
+    for (; i < n; i++) s0 += q[i] * c[i];
+    return (s0 + s1) + (s2 + s3);
+}
+float vq_l2_f32_i8_reference(const float *q, const float *w, const int8_t *c, size_t n) {
+    float s = 0;
+    for (size_t i = 0; i < n; i++) {
+        float d = q[i] - (float)c[i];
+        s += (w ? w[i] : 1.0f) * d * d;
+    }
+    return s;
+}
+int32_t vq_dot_i8_reference(const int8_t *a, const int8_t *b, size_t n) {
+    int32_t s = 0;
+    for (size_t i = 0; i < n; i++) s += (int32_t)a[i] * (int32_t)b[i];
+    return s;
+}
+int32_t vq_l2_i8_reference(const int8_t *a, const int8_t *b, size_t n) {
+    int32_t s = 0;
+    for (size_t i = 0; i < n; i++) { int32_t d = (int32_t)a[i] - (int32_t)b[i]; s += d * d; }
+    return s;
+}
+
+#ifdef VQ_X86
+// ---------------------------------------------------------------- fast scan, AVX2
+// One 32-byte load of a pair's codes: low nibbles are rows 0-15, high nibbles rows 16-31; lane 0 holds
+// sub-quantizer 2p, lane 1 sub-quantizer 2p+1, matching the table register (lane 0 = table 2p, lane 1 =
+// table 2p+1). Look-ups give bytes; even and odd bytes are widened to 16-bit lanes separately, so four
+// accumulators hold rows {0,2,..,14}, {1,3,..,15}, {16,18,..}, {17,19,..}; the two 128-bit lanes are
+// summed at the end. Sums stay below 255 * 256 < 65536 for mpad <= 256, so 16-bit adds are exact.
+__attribute__((target("avx2"))) static inline void fs4_store_avx2(__m256i even, __m256i odd, uint16_t *dst) {
+    __m128i e = _mm_add_epi16(_mm256_castsi256_si128(even), _mm256_extracti128_si256(even, 1));
+    __m128i o = _mm_add_epi16(_mm256_castsi256_si128(odd), _mm256_extracti128_si256(odd, 1));
+    _mm_storeu_si128((__m128i *)dst, _mm_unpacklo_epi16(e, o));
+    _mm_storeu_si128((__m128i *)(dst + 8), _mm_unpackhi_epi16(e, o));
+}
+
+__attribute__((target("avx2"))) static void fs4_scan_avx2(const uint8_t *blocks, size_t nblocks, size_t mpad,
+                                                         const uint8_t *lut, uint16_t *out) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f), low8 = _mm256_set1_epi16(0x00ff);
+    size_t pairs = mpad / 2;
+    for (size_t b = 0; b < nblocks; b++) {
+        const uint8_t *blk = blocks + b * pairs * 32;
+        __m256i le = _mm256_setzero_si256(), lo = le, he = le, ho = le;
+        for (size_t p = 0; p < pairs; p++) {
+            __m256i codes = _mm256_loadu_si256((const __m256i *)(blk + p * 32));
+            __m256i table = _mm256_loadu_si256((const __m256i *)(lut + p * 32));
+            __m256i rl = _mm256_shuffle_epi8(table, _mm256_and_si256(codes, low4));
+            __m256i rh = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(codes, 4), low4));
+            le = _mm256_add_epi16(le, _mm256_and_si256(rl, low8));
+            lo = _mm256_add_epi16(lo, _mm256_srli_epi16(rl, 8));
+            he = _mm256_add_epi16(he, _mm256_and_si256(rh, low8));
+            ho = _mm256_add_epi16(ho, _mm256_srli_epi16(rh, 8));
+        }
+        fs4_store_avx2(le, lo, out + b * 32);
+        fs4_store_avx2(he, ho, out + b * 32 + 16);
+    }
+}
+
+// ---------------------------------------------------------------- fast scan, AVX-512BW
+// Two pairs (four sub-quantizers, one per 128-bit lane) per 64-byte load; an odd last pair runs in the low
+// 256 bits with the upper half of codes and table zeroed (table entry 0 looked up by code 0 adds 0).
+__attribute__((target("avx512f,avx512bw,avx2"))) static void fs4_scan_avx512(const uint8_t *blocks, size_t nblocks,
+                                                                           size_t mpad, const uint8_t *lut,
+                                                                           uint16_t *out) {
+    const __m512i low4 = _mm512_set1_epi8(0x0f), low8 = _mm512_set1_epi16(0x00ff);
+    size_t pairs = mpad / 2;
+    for (size_t b = 0; b < nblocks; b++) {
+        const uint8_t *blk = blocks + b * pairs * 32;
+        __m512i le = _mm512_setzero_si512(), lo = le, he = le, ho = le;
+        size_t p = 0;
+        for (; p + 2 <= pairs; p += 2) {
+            __m512i codes = _mm512_loadu_si512((const void *)(blk + p * 32));
+            __m512i table = _mm512_loadu_si512((const void *)(lut + p * 32));
+            __m512i rl = _mm512_shuffle_epi8(table, _mm512_and_si512(codes, low4));
+            __m512i rh = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(codes, 4), low4));
+            le = _mm512_add_epi16(le, _mm512_and_si512(rl, low8));
+            lo = _mm512_add_epi16(lo, _mm512_srli_epi16(rl, 8));
+            he = _mm512_add_epi16(he, _mm512_and_si512(rh, low8));
+            ho = _mm512_add_epi16(ho, _mm512_srli_epi16(rh, 8));
+        }
+        if (p < pairs) {
+            __m512i codes = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + p * 32)));
+            __m512i table = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(lut + p * 32)));
+            __m512i rl = _mm512_shuffle_epi8(table, _mm512_and_si512(codes, low4));
+            __m512i rh = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(codes, 4), low4));
+            le = _mm512_add_epi16(le, _mm512_and_si512(rl, low8));
+            lo = _mm512_add_epi16(lo, _mm512_srli_epi16(rl, 8));
+            he = _mm512_add_epi16(he, _mm512_and_si512(rh, low8));
+            ho = _mm512_add_epi16(ho, _mm512_srli_epi16(rh, 8));
+        }
+        __m256i le2 = _mm256_add_epi16(_mm512_castsi512_si256(le), _mm512_extracti64x4_epi64(le, 1));
+        __m256i lo2 = _mm256_add_epi16(_mm512_castsi512_si256(lo), _mm512_extracti64x4_epi64(lo, 1));
+        __m256i he2 = _mm256_add_epi16(_mm512_castsi512_si256(he), _mm512_extracti64x4_epi64(he, 1));
+        __m256i ho2 = _mm256_add_epi16(_mm512_castsi512_si256(ho), _mm512_extracti64x4_epi64(ho, 1));
+        fs4_store_avx2(le2, lo2, out + b * 32);
+        fs4_store_avx2(he2, ho2, out + b * 32 + 16);
+    }
+}
+
+// ---------------------------------------------------------------- int8, AVX2
+__attribute__((target("avx2,fma"))) static inline float hsum256_q(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+__attribute__((target("avx2"))) static inline int32_t hsum256_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+__attribute__((target("avx2,fma"))) static float dot_f32_i8_avx2(const float *q, const int8_t *c, size_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i raw = _mm_loadu_si128((const __m128i *)(c + i));
+        __m256 c0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw));
+        __m256 c1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(raw, 8)));
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), c0, s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), c1, s1);
+    }
+    float s = hsum256_q(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += q[i] * c[i];
+    return s;
+}
+__attribute__((target("avx2,fma"))) static float l2_f32_i8_avx2(const float *q, const float *w, const int8_t *c,
+                                                               size_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i raw = _mm_loadu_si128((const __m128i *)(c + i));
+        __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(q + i), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw)));
+        __m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(q + i + 8),
+                                  _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(raw, 8))));
+        if (w) {
+            s0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(w + i), d0), d0, s0);
+            s1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(w + i + 8), d1), d1, s1);
+        } else {
+            s0 = _mm256_fmadd_ps(d0, d0, s0);
+            s1 = _mm256_fmadd_ps(d1, d1, s1);
+        }
+    }
+    float s = hsum256_q(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) { float d = q[i] - (float)c[i]; s += (w ? w[i] : 1.0f) * d * d; }
+    return s;
+}
+__attribute__((target("avx2"))) static int32_t dot_i8_avx2(const int8_t *a, const int8_t *b, size_t n) {
+    __m256i acc = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i x = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
+        __m256i y = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + i)));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, y));
+    }
+    int32_t s = hsum256_i32(acc);
+    for (; i < n; i++) s += (int32_t)a[i] * (int32_t)b[i];
+    return s;
+}
+__attribute__((target("avx2"))) static int32_t l2_i8_avx2(const int8_t *a, const int8_t *b, size_t n) {
+    __m256i acc = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i d = _mm256_sub_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + i))),
+                                     _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + i))));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(d, d));
+    }
+    int32_t s = hsum256_i32(acc);
+    for (; i < n; i++) { int32_t d = (int32_t)a[i] - (int32_t)b[i]; s += d * d; }
+    return s;
+}
+
+// ---------------------------------------------------------------- int8, AVX-512
+__attribute__((target("avx512f"))) static float dot_f32_i8_avx512(const float *q, const int8_t *c, size_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 c0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(c + i))));
+        __m512 c1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(c + i + 16))));
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), c0, s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i + 16), c1, s1);
+    }
+    for (; i + 16 <= n; i += 16) {
+        __m512 c0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(c + i))));
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), c0, s0);
+    }
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (; i < n; i++) s += q[i] * c[i];
+    return s;
+}
+__attribute__((target("avx512f"))) static float l2_f32_i8_avx512(const float *q, const float *w, const int8_t *c,
+                                                                size_t n) {
+    __m512 s0 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(q + i),
+                                 _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(c + i)))));
+        s0 = w ? _mm512_fmadd_ps(_mm512_mul_ps(_mm512_loadu_ps(w + i), d), d, s0) : _mm512_fmadd_ps(d, d, s0);
+    }
+    float s = _mm512_reduce_add_ps(s0);
+    for (; i < n; i++) { float d = q[i] - (float)c[i]; s += (w ? w[i] : 1.0f) * d * d; }
+    return s;
+}
+__attribute__((target("avx512f,avx512bw"))) static int32_t dot_i8_avx512(const int8_t *a, const int8_t *b, size_t n) {
+    __m512i acc = _mm512_setzero_si512();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512i x = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(a + i)));
+        __m512i y = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + i)));
+        acc = _mm512_add_epi32(acc, _mm512_madd_epi16(x, y));
+    }
+    int32_t s = _mm512_reduce_add_epi32(acc);
+    for (; i < n; i++) s += (int32_t)a[i] * (int32_t)b[i];
+    return s;
+}
+__attribute__((target("avx512f,avx512bw"))) static int32_t l2_i8_avx512(const int8_t *a, const int8_t *b, size_t n) {
+    __m512i acc = _mm512_setzero_si512();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512i d = _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(a + i))),
+                                     _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + i))));
+        acc = _mm512_add_epi32(acc, _mm512_madd_epi16(d, d));
+    }
+    int32_t s = _mm512_reduce_add_epi32(acc);
+    for (; i < n; i++) { int32_t d = (int32_t)a[i] - (int32_t)b[i]; s += d * d; }
+    return s;
+}
+#endif
+
+// ---------------------------------------------------------------- dispatch
+typedef void (*fs4_fn)(const uint8_t *, size_t, size_t, const uint8_t *, uint16_t *);
+typedef void (*qt_fn)(const float *, const float *, size_t, float, uint8_t *, float *, float *);
+static qt_fn qt_impl = quantize_table_generic;
+typedef void (*pqt_fn)(const float *, const float *, size_t, size_t, size_t, int, float *);
+static pqt_fn pqt_impl = pq_table_generic;
+typedef float (*dotf_fn)(const float *, const int8_t *, size_t);
+typedef float (*l2f_fn)(const float *, const float *, const int8_t *, size_t);
+typedef int32_t (*i8_fn)(const int8_t *, const int8_t *, size_t);
+
+static fs4_fn fs4_impl = vq_fs4_scan_reference;
+static dotf_fn dotf_impl = vq_dot_f32_i8_reference;
+static l2f_fn l2f_impl = vq_l2_f32_i8_reference;
+static i8_fn doti_impl = vq_dot_i8_reference, l2i_impl = vq_l2_i8_reference;
+static const char *vq_isa_name = "generic";
+
+// Runs before main (and before any thread exists), so the pointers are never written concurrently.
+__attribute__((constructor)) static void vq_select(void) {
+#ifdef VQ_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
+        fs4_impl = fs4_scan_avx512;
+        qt_impl = quantize_table_avx512;
+        pqt_impl = pq_table_avx512;
+        dotf_impl = dot_f32_i8_avx512; l2f_impl = l2_f32_i8_avx512;
+        doti_impl = dot_i8_avx512; l2i_impl = l2_i8_avx512;
+        vq_isa_name = "avx512bw";
+    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        fs4_impl = fs4_scan_avx2;
+        qt_impl = quantize_table_avx2;
+        pqt_impl = pq_table_avx2;
+        dotf_impl = dot_f32_i8_avx2; l2f_impl = l2_f32_i8_avx2;
+        doti_impl = dot_i8_avx2; l2i_impl = l2_i8_avx2;
+        vq_isa_name = "avx2";
+    }
+#endif
+}
+
+void vq_fs4_scan(const uint8_t *blocks, size_t nblocks, size_t mpad, const uint8_t *lut, uint16_t *out) {
+    fs4_impl(blocks, nblocks, mpad, lut, out);
+}
+void vq_pq_table(const float *q, const float *books_t, size_t m, size_t ksub, size_t dsub, int l2, float *out) {
+    pqt_impl(q, books_t, m, ksub, dsub, l2, out);
+}
+void vq_fs4_quantize_table(const float *a, const float *b, size_t m, float sign, uint8_t *out, float *out_scale,
+                           float *out_bias) {
+    qt_impl(a, b, m, sign, out, out_scale, out_bias);
+}
+float vq_dot_f32_i8(const float *q, const int8_t *c, size_t n) { return dotf_impl(q, c, n); }
+float vq_l2_f32_i8(const float *q, const float *w, const int8_t *c, size_t n) { return l2f_impl(q, w, c, n); }
+int32_t vq_dot_i8(const int8_t *a, const int8_t *b, size_t n) { return doti_impl(a, b, n); }
+int32_t vq_l2_i8(const int8_t *a, const int8_t *b, size_t n) { return l2i_impl(a, b, n); }
+const char *vq_isa(void) { return vq_isa_name; }

@@ -1,0 +1,147 @@
+import CDistance
+import CQuant
+
+/// int8 scalar quantization, meant for HNSW traversal copies (a quarter of the float32 size).
+///
+/// Component `t` of a vector is stored as `c_t = round((x_t − offset_t) / scale_t)` clamped to −127…127,
+/// and decoded as `offset_t + scale_t · c_t`. With `.perDimension`, each component has its own offset
+/// (the midpoint of its training range) and scale (half the range over 127); with `.global`, one pair
+/// covers all components. Values outside the trained range clamp. A query stays float: scores use
+/// `q · x̂ = q · offset + Σ (q_t · scale_t) · c_t` and `|q − x̂|² = Σ scale_t² ((q_t − offset_t)/scale_t − c_t)²`,
+/// each one dispatched int8 kernel call (`CQuant`) after a per-query preparation (`Query`).
+public struct ScalarQuantizer8: Sendable, Equatable {
+    /// How offsets and scales are shared.
+    public enum Granularity: UInt8, Sendable {
+        /// One offset and scale for all components.
+        case global = 0
+        /// An offset and scale per component.
+        case perDimension = 1
+    }
+
+    /// Components per vector.
+    public let dimension: Int
+    /// Sharing of offsets and scales.
+    public let granularity: Granularity
+    /// Offset per component (`dimension` values, equal under `.global`).
+    public let offsets: [Float]
+    /// Scale per component (`dimension` values, > 0).
+    public let scales: [Float]
+
+    /// A quantizer with explicit parameters.
+    ///
+    /// - Throws: `QuantError.invalidParameter` when the arrays do not have `dimension` values, or a value
+    ///   is not finite, or a scale is not positive.
+    public init(dimension: Int, granularity: Granularity, offsets: [Float], scales: [Float]) throws(QuantError) {
+        guard dimension >= 1, offsets.count == dimension, scales.count == dimension else {
+            throw .invalidParameter("int8 quantizer needs \(dimension) offsets and scales")
+        }
+        if let bad = offsets.firstIndex(where: { !$0.isFinite }) {
+            throw .invalidParameter("int8 offset \(bad) is not finite")
+        }
+        if let bad = scales.firstIndex(where: { !($0.isFinite && $0 > 0) }) {
+            throw .invalidParameter("int8 scale \(bad) is not a finite positive number")
+        }
+        self.dimension = dimension
+        self.granularity = granularity
+        self.offsets = offsets
+        self.scales = scales
+    }
+
+    /// Trains offsets and scales from the range of `count` rows.
+    ///
+    /// - Throws: `QuantError.invalidParameter` for no rows, a zero dimension or a non-finite value.
+    public static func train(_ data: UnsafePointer<Float>, count: Int, dimension: Int,
+                             granularity: Granularity) throws(QuantError) -> ScalarQuantizer8 {
+        guard count >= 1, dimension >= 1 else { throw .invalidParameter("int8 training needs rows and a dimension") }
+        var lo = [Float](repeating: .infinity, count: dimension), hi = [Float](repeating: -.infinity, count: dimension)
+        for i in 0..<count {
+            for t in 0..<dimension {
+                let v = data[i * dimension + t]
+                guard v.isFinite else { throw .invalidParameter("int8 training row \(i) component \(t) is not finite") }
+                lo[t] = min(lo[t], v)
+                hi[t] = max(hi[t], v)
+            }
+        }
+        if granularity == .global {
+            let l = lo.min() ?? 0, h = hi.max() ?? 0
+            lo = [Float](repeating: l, count: dimension)
+            hi = [Float](repeating: h, count: dimension)
+        }
+        let offsets = (0..<dimension).map { (lo[$0] + hi[$0]) / 2 }
+        let scales = (0..<dimension).map { t -> Float in
+            let s = (hi[t] - lo[t]) / 254
+            return s > 0 && s.isFinite ? s : 1
+        }
+        return try ScalarQuantizer8(dimension: dimension, granularity: granularity, offsets: offsets, scales: scales)
+    }
+
+    /// Encodes `count` rows into `count × dimension` int8 codes.
+    public func encode(_ data: UnsafePointer<Float>, count: Int, into codes: UnsafeMutablePointer<Int8>) {
+        for i in 0..<count {
+            for t in 0..<dimension {
+                let v = ((data[i * dimension + t] - offsets[t]) / scales[t]).rounded()
+                codes[i * dimension + t] = v.isNaN ? 0 : Int8(min(max(v, -127), 127))
+            }
+        }
+    }
+
+    /// Decodes `count` rows of codes into floats.
+    public func decode(_ codes: UnsafePointer<Int8>, count: Int, into out: UnsafeMutablePointer<Float>) {
+        for i in 0..<count {
+            for t in 0..<dimension { out[i * dimension + t] = offsets[t] + scales[t] * Float(codes[i * dimension + t]) }
+        }
+    }
+
+    /// Largest error of one decoded component inside the trained range (half a step).
+    public var componentErrorBound: Float { (scales.max() ?? 0) / 2 }
+
+    /// A query prepared for scoring against codes (built once per query, reused for every row).
+    public struct Query: Sendable {
+        /// `q_t · scale_t`.
+        public var scaled: [Float]
+        /// `q · offset`.
+        public var offsetDot: Float
+        /// `(q_t − offset_t) / scale_t`.
+        public var shifted: [Float]
+        /// `scale_t²`, or empty when all scales are equal (then `uniformWeight` applies).
+        public var weights: [Float]
+        /// `scale²` when the quantizer is global.
+        public var uniformWeight: Float
+    }
+
+    /// Prepares `query` (`dimension` floats).
+    public func prepare(_ query: UnsafePointer<Float>) -> Query {
+        var scaled = [Float](repeating: 0, count: dimension), shifted = scaled
+        var offsetDot: Float = 0
+        for t in 0..<dimension {
+            scaled[t] = query[t] * scales[t]
+            shifted[t] = (query[t] - offsets[t]) / scales[t]
+            offsetDot += query[t] * offsets[t]
+        }
+        let uniform = granularity == .global
+        return Query(scaled: scaled, offsetDot: offsetDot, shifted: shifted,
+                     weights: uniform ? [] : scales.map { $0 * $0 }, uniformWeight: uniform ? scales[0] * scales[0] : 1)
+    }
+
+    /// Inner product of the query and a decoded row.
+    @inlinable
+    public func dot(_ query: Query, _ codes: UnsafePointer<Int8>) -> Float {
+        query.scaled.withUnsafeBufferPointer { q in
+            guard let qb = q.baseAddress else { return query.offsetDot }
+            return query.offsetDot + vq_dot_f32_i8(qb, codes, dimension)
+        }
+    }
+
+    /// Squared Euclidean distance of the query and a decoded row.
+    @inlinable
+    public func squaredL2(_ query: Query, _ codes: UnsafePointer<Int8>) -> Float {
+        query.shifted.withUnsafeBufferPointer { q in
+            guard let qb = q.baseAddress else { return 0 }
+            if query.weights.isEmpty { return query.uniformWeight * vq_l2_f32_i8(qb, nil, codes, dimension) }
+            return query.weights.withUnsafeBufferPointer { w in vq_l2_f32_i8(qb, w.baseAddress, codes, dimension) }
+        }
+    }
+
+    /// Instruction set of the int8 and fast-scan kernels ("avx512bw", "avx2" or "generic").
+    public static var kernelISA: String { String(cString: vq_isa()) }
+}

@@ -1,0 +1,96 @@
+import Testing
+import VecStoreKernels
+@testable import VecStoreQuant
+
+@Suite struct KMeansTests {
+    let dimension = 16
+
+    @Test func sameSeedSameCentroidsAndNoEmptyCluster() throws {
+        let data = clusteredData(count: 3000, dimension: dimension, clusters: 20, seed: 7)
+        var calls: [Int] = []
+        let options = KMeansOptions(iterations: 12, seed: 42, maxPointsPerCentroid: 64, threads: 2)
+        let a = try data.withUnsafeBufferPointer { try KMeans.train($0.baseAddress!, count: 3000, dimension: dimension,
+                                                                     k: 40, metric: .l2, options: options) { calls.append($0.iteration) } }
+        let b = try data.withUnsafeBufferPointer { try KMeans.train($0.baseAddress!, count: 3000, dimension: dimension,
+                                                                     k: 40, metric: .l2,
+                                                                     options: KMeansOptions(iterations: 12, seed: 42, maxPointsPerCentroid: 64, threads: 1)) }
+        #expect(a.centroids == b.centroids)  // deterministic, and independent of the thread count
+        #expect(a.meanSquaredError == b.meanSquaredError)
+        #expect(calls == Array(1...12))
+        #expect(a.sampleCount == 40 * 64)
+        #expect(a.history.count == 12)
+        #expect(a.history.last! <= a.history.first!)
+        let c = try data.withUnsafeBufferPointer { try KMeans.train($0.baseAddress!, count: 3000, dimension: dimension,
+                                                                     k: 40, metric: .l2, options: KMeansOptions(iterations: 12, seed: 43, maxPointsPerCentroid: 64)) }
+        #expect(c.centroids != a.centroids)
+        // Every centroid owns at least one of the training rows' nearest-centroid assignments.
+        var labels: [UInt32] = [], distances: [Float] = []
+        data.withUnsafeBufferPointer {
+            KMeans.assign($0.baseAddress!, count: 3000, dimension: dimension, centroids: a.centroids, k: 40, metric: .l2,
+                          labels: &labels, distances: &distances)
+        }
+        #expect(Set(labels).count == 40)
+        #expect(a.centroids.allSatisfy { $0.isFinite })
+    }
+
+    @Test func emptyClustersAreSplitFromTheLargest() throws {
+        // 3 tight blobs and k = 8: the random initialisation puts several centroids in one blob and Lloyd
+        // leaves some empty; the split must re-seed all of them.
+        let data = clusteredData(count: 600, dimension: 4, clusters: 3, seed: 3, spread: 0.01)
+        let r = try data.withUnsafeBufferPointer {
+            try KMeans.train($0.baseAddress!, count: 600, dimension: 4, k: 8, metric: .l2,
+                             options: KMeansOptions(iterations: 10, seed: 5))
+        }
+        var labels: [UInt32] = [], distances: [Float] = []
+        data.withUnsafeBufferPointer {
+            KMeans.assign($0.baseAddress!, count: 600, dimension: 4, centroids: r.centroids, k: 8, metric: .l2,
+                          labels: &labels, distances: &distances)
+        }
+        #expect(Set(labels).count == 8)
+
+        // The split itself: cluster 1 empty, cluster 0 holds everything; its farthest row moves to cluster 1.
+        let sample: [Float] = [0, 0, 1, 1, 5, 5]
+        var l: [UInt32] = [0, 0, 0], d: [Float] = [0.5, 0.1, 9]
+        var sums: [Double] = [6, 6, 0, 0], counts = [3, 0]
+        let splits = KMeans.splitEmpty(sample: sample, dimension: 2, k: 2, labels: &l, distances: &d, sums: &sums, counts: &counts)
+        #expect(splits == 1)
+        #expect(l == [0, 0, 1])
+        #expect(counts == [2, 1])
+        #expect(sums == [1, 1, 5, 5])
+    }
+
+    @Test func sphericalCentroidsAreUnitAndInnerProductAssigns() throws {
+        var data = clusteredData(count: 1000, dimension: dimension, clusters: 10, seed: 11)
+        KMeans.normalizeRows(&data, count: 1000, dimension: dimension)
+        let r = try data.withUnsafeBufferPointer {
+            try KMeans.train($0.baseAddress!, count: 1000, dimension: dimension, k: 10, metric: .cosine,
+                             options: KMeansOptions(iterations: 8, seed: 1))
+        }
+        for j in 0..<10 {
+            let norm = (0..<dimension).reduce(Float(0)) { $0 + r.centroids[j * dimension + $1] * r.centroids[j * dimension + $1] }
+            #expect(abs(norm - 1) < 1e-4)
+        }
+        // nearest() agrees with a brute-force inner-product argmax.
+        let q = Array(data[0..<dimension])
+        let probes = q.withUnsafeBufferPointer { qb in
+            r.centroids.withUnsafeBufferPointer { KMeans.nearest(qb.baseAddress!, centroids: $0.baseAddress!, k: 10,
+                                                                 dimension: dimension, metric: .cosine, count: 3) }
+        }
+        let dots = (0..<10).map { j in (0..<dimension).reduce(Float(0)) { $0 + q[$1] * r.centroids[j * dimension + $1] } }
+        #expect(Int(probes[0]) == dots.indices.max { dots[$0] < dots[$1] })
+        #expect(probes.count == 3)
+    }
+
+    @Test func rejectsBadParameters() {
+        let data = uniformData(count: 40, seed: 1)
+        data.withUnsafeBufferPointer { p in
+            #expect(throws: QuantError.self) { try KMeans.train(p.baseAddress!, count: 10, dimension: 4, k: 11, metric: .l2) }
+            #expect(throws: QuantError.self) { try KMeans.train(p.baseAddress!, count: 10, dimension: 4, k: 0, metric: .l2) }
+        }
+        var bad = data
+        bad[5] = .nan
+        bad.withUnsafeBufferPointer { p in
+            #expect(throws: QuantError.self) { try KMeans.train(p.baseAddress!, count: 10, dimension: 4, k: 2, metric: .l2) }
+        }
+    }
+}

@@ -1,0 +1,145 @@
+import CQuant
+import Testing
+import VecStoreKernels
+@testable import VecStoreQuant
+
+@Suite struct PQTests {
+    let dimension = 32
+
+    func trained(bits: Int, m: Int, rows: Int = 2000) throws -> (ProductQuantizer, [Float]) {
+        let data = clusteredData(count: rows, dimension: dimension, clusters: 30, seed: 9, spread: 0.2)
+        var pq = try ProductQuantizer(dimension: dimension, subquantizers: m, bits: bits)
+        let mse = try data.withUnsafeBufferPointer { try pq.train($0.baseAddress!, count: rows, options: KMeansOptions(iterations: 8, seed: 2)) }
+        #expect(mse.isFinite && mse > 0)
+        return (pq, data)
+    }
+
+    /// ADC values equal the brute-force distance / inner product between the query and the decoded vector.
+    @Test(arguments: [(8, 8), (4, 8), (4, 5), (8, 4)])
+    func adcEqualsBruteForceOnDecodedVectors(bits: Int, m: Int) throws {
+        let dim = m == 5 ? 40 : dimension
+        let data = clusteredData(count: 1500, dimension: dim, clusters: 30, seed: 9, spread: 0.2)
+        var pq = try ProductQuantizer(dimension: dim, subquantizers: m, bits: bits)
+        try data.withUnsafeBufferPointer { _ = try pq.train($0.baseAddress!, count: 1500, options: KMeansOptions(iterations: 6, seed: 2)) }
+        let n = 300
+        var codes = [UInt8](repeating: 0, count: n * pq.codeSize)
+        var decoded = [Float](repeating: 0, count: n * dim)
+        data.withUnsafeBufferPointer { d in
+            codes.withUnsafeMutableBufferPointer { c in
+                pq.encode(d.baseAddress!, count: n, into: c.baseAddress!)
+            }
+        }
+        codes.withUnsafeBufferPointer { c in decoded.withUnsafeMutableBufferPointer { pq.decode(c.baseAddress!, count: n, into: $0.baseAddress!) } }
+        let query = uniformData(count: dim, seed: 77)
+        for metric in [Metric.l2, .dot] {
+            var table = [Float](repeating: 0, count: m * pq.centroidsPerSubquantizer)
+            var adc = [Float](repeating: 0, count: n)
+            query.withUnsafeBufferPointer { q in table.withUnsafeMutableBufferPointer { pq.lookupTable(q.baseAddress!, metric: metric, into: $0.baseAddress!) } }
+            table.withUnsafeBufferPointer { t in codes.withUnsafeBufferPointer { c in adc.withUnsafeMutableBufferPointer {
+                pq.scan(table: t.baseAddress!, codes: c.baseAddress!, count: n, into: $0.baseAddress!)
+            } } }
+            for i in 0..<n {
+                var exact = 0.0
+                for t in 0..<dim {
+                    let x = Double(decoded[i * dim + t]), y = Double(query[t])
+                    exact += metric == .l2 ? (x - y) * (x - y) : x * y
+                }
+                #expect(abs(Double(adc[i]) - exact) <= 1e-4 * max(1, abs(exact)), "row \(i) \(metric): \(adc[i]) vs \(exact)")
+            }
+        }
+        // Encoding picks the nearest sub-centroid: re-encoding the decoded vectors gives the same codes.
+        var again = [UInt8](repeating: 0, count: n * pq.codeSize)
+        decoded.withUnsafeBufferPointer { d in again.withUnsafeMutableBufferPointer { pq.encode(d.baseAddress!, count: n, into: $0.baseAddress!) } }
+        #expect(again == codes)
+    }
+
+    @Test func rejectsBadShapes() {
+        #expect(throws: QuantError.self) { try ProductQuantizer(dimension: 30, subquantizers: 8, bits: 8) }
+        #expect(throws: QuantError.self) { try ProductQuantizer(dimension: 32, subquantizers: 8, bits: 6) }
+        #expect(throws: QuantError.self) {
+            try ProductQuantizer(dimension: 8, subquantizers: 2, bits: 4, codebooks: [Float](repeating: .nan, count: 8 * 16))
+        }
+    }
+
+    @Test func fastScanPackRoundTripsAndKernelMatchesReference() throws {
+        var rng = SplitMix64(seed: 5)
+        for m in [1, 2, 3, 8, 15, 16, 32, 48, 64] {
+            let rows = 32 * 3 + 7
+            let bytesPerRow = (m + 1) / 2
+            var codes = [UInt8](repeating: 0, count: rows * bytesPerRow)
+            for i in 0..<rows {
+                for j in 0..<m { codes[i * bytesPerRow + j / 2] |= UInt8(rng.below(16)) << UInt8((j % 2) * 4) }
+            }
+            let blocks = FastScan.blockCount(rows)
+            var packed = [UInt8](repeating: 0xAA, count: blocks * FastScan.blockBytes(m))
+            codes.withUnsafeBufferPointer { c in packed.withUnsafeMutableBufferPointer { FastScan.pack(c.baseAddress!, count: rows, subquantizers: m, into: $0.baseAddress!) } }
+            var back = [UInt8](repeating: 0xFF, count: codes.count)
+            packed.withUnsafeBufferPointer { p in back.withUnsafeMutableBufferPointer { FastScan.unpack(p.baseAddress!, count: rows, subquantizers: m, into: $0.baseAddress!) } }
+            #expect(back == codes, "m = \(m)")
+            // Kernel (dispatched) == portable reference, bit for bit, with random 8-bit tables.
+            let mpad = FastScan.paddedSubquantizers(m)
+            var lut = (0..<(mpad * 16)).map { _ in UInt8(rng.below(256)) }
+            for j in m..<mpad { for c in 0..<16 { lut[j * 16 + c] = 0 } }
+            var fast = [UInt16](repeating: 0, count: blocks * 32), reference = fast
+            packed.withUnsafeBufferPointer { p in lut.withUnsafeBufferPointer { l in
+                fast.withUnsafeMutableBufferPointer { vq_fs4_scan(p.baseAddress!, blocks, mpad, l.baseAddress!, $0.baseAddress!) }
+                reference.withUnsafeMutableBufferPointer { vq_fs4_scan_reference(p.baseAddress!, blocks, mpad, l.baseAddress!, $0.baseAddress!) }
+            } }
+            #expect(fast == reference, "m = \(m) on \(ScalarQuantizer8.kernelISA)")
+            // And both equal the plain table sum per row.
+            for i in 0..<rows {
+                var s = 0
+                for j in 0..<m { s += Int(lut[j * 16 + Int((codes[i * bytesPerRow + j / 2] >> UInt8((j % 2) * 4)) & 15)]) }
+                #expect(Int(fast[i]) == s)
+            }
+        }
+    }
+
+    /// Fast-scan distances equal the float ADC distances within the documented table-quantization bound.
+    @Test(arguments: [Metric.l2, .dot])
+    func fastScanWithinQuantizationBound(metric: Metric) throws {
+        let m = 16
+        let (pq, data) = try trained(bits: 4, m: m)
+        let n = 200
+        var codes = [UInt8](repeating: 0, count: n * pq.codeSize)
+        data.withUnsafeBufferPointer { d in codes.withUnsafeMutableBufferPointer { pq.encode(d.baseAddress!, count: n, into: $0.baseAddress!) } }
+        var packed = [UInt8](repeating: 0, count: FastScan.blockCount(n) * FastScan.blockBytes(m))
+        codes.withUnsafeBufferPointer { c in packed.withUnsafeMutableBufferPointer { FastScan.pack(c.baseAddress!, count: n, subquantizers: m, into: $0.baseAddress!) } }
+        let query = uniformData(count: dimension, seed: 8)
+        var table = [Float](repeating: 0, count: m * 16)
+        query.withUnsafeBufferPointer { q in table.withUnsafeMutableBufferPointer { pq.lookupTable(q.baseAddress!, metric: metric, into: $0.baseAddress!) } }
+        var adc = [Float](repeating: 0, count: n)
+        table.withUnsafeBufferPointer { t in codes.withUnsafeBufferPointer { c in adc.withUnsafeMutableBufferPointer { pq.scan(table: t.baseAddress!, codes: c.baseAddress!, count: n, into: $0.baseAddress!) } } }
+        let qt = table.withUnsafeBufferPointer { QuantizedTable($0.baseAddress!, subquantizers: m, innerProduct: metric != .l2) }
+        var sums = [UInt16](repeating: 0, count: FastScan.blockCount(n) * 32)
+        packed.withUnsafeBufferPointer { p in sums.withUnsafeMutableBufferPointer { FastScan.scan(p.baseAddress!, blockCount: FastScan.blockCount(n), table: qt, into: $0.baseAddress!) } }
+        #expect(qt.errorBound > 0)
+        for i in 0..<n {
+            let approx = qt.value(sums[i])
+            #expect(abs(approx - adc[i]) <= qt.errorBound * 1.0001 + 1e-5, "row \(i): \(approx) vs \(adc[i]), bound \(qt.errorBound)")
+        }
+    }
+
+    @Test func rerankReportsExactScores() {
+        let data = uniformData(count: 50 * 8, seed: 3)
+        let q = uniformData(count: 8, seed: 4)
+        let result = q.withUnsafeBufferPointer { qb in
+            data.withUnsafeBufferPointer { db in
+                ExactRerank.rerank([3, 7, 11, 20, 42], query: qb.baseAddress!, dimension: 8, metric: .l2, k: 2) { row in
+                    row == 20 ? nil : db.baseAddress! + Int(row) * 8
+                }
+            }
+        }
+        func distance(_ r: Int) -> Float {
+            var s: Float = 0
+            for t in 0..<8 {
+                let d = data[r * 8 + t] - q[t]
+                s += d * d
+            }
+            return s
+        }
+        let expected: [(Int, Float)] = [3, 7, 11, 42].map { ($0, distance($0)) }.sorted { $0.1 < $1.1 }
+        #expect(result.map { Int($0.id) } == expected.prefix(2).map { $0.0 })
+        for (r, e) in zip(result, expected) { #expect(abs(r.score - e.1) < 1e-4) }
+    }
+}
