@@ -20,6 +20,9 @@ import os
 import struct
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import conformance_hnsw  # noqa: E402  (HNSW graph checks, Spec/HNSW.md §6)
+
 try:
     import lmdb
     import numpy as np
@@ -36,7 +39,7 @@ MAX_READ_VERSION = 3  # version 3 = version 2 plus a `features` record (FORMAT.m
 KNOWN_FEATURES = set()  # features this reader implements; others are handled by their flags (§5)
 META_FEATURES = b"features"
 MAGIC = b"VECSTORE"
-DATABASES = ["meta", "vectors", "docs", "ids", "live", "fields"]
+DATABASES = ["meta", "vectors", "docs", "ids", "live", "fields", "graph", "graph-upper", "graph-vectors"]
 DUP_DATABASES = {"fields"}  # MDB_DUPSORT | MDB_DUPFIXED
 META_FORMAT = b"format"
 META_NEXT_COLLECTION = b"next-collection-id"
@@ -229,10 +232,19 @@ class Reader:
             self.check_meta(txn)
             for c in self.collections.values():
                 self.load_collection(txn, c)
+                # Spec/HNSW.md §6: the graph of an indexed collection, or no graph entries at all.
+                header = self.hnsw_headers.pop(c.id, None)
+                if header is None:
+                    conformance_hnsw.check_flat(self, txn, c)
+                elif c.vectors is not None and len(c.vectors) == c.rows:
+                    self.checked += conformance_hnsw.check_graph(self, txn, c, header)
+            for cid in self.hnsw_headers:
+                self.fault(f"meta: HNSW header of unknown collection id {cid}")
             self.check_orphans(txn)
             self.txn = None
 
     def check_meta(self, txn):
+        self.hnsw_headers = {}
         meta = self.dbs["meta"]
         fmt = txn.get(META_FORMAT, db=meta)
         if fmt is None:
@@ -315,9 +327,9 @@ class Reader:
                 ids[c.id] = name
                 self.collections[name] = c
             elif key.startswith(b"hnsw:") and len(key) == 9:
-                # Format v2: the HNSW header of a collection (Spec/HNSW.md); the graph itself is not
-                # read by this tool, which checks the v1 databases and the documents.
-                pass
+                # Format v2: the HNSW header of a collection; its graph is checked per collection
+                # (Tools/conformance_hnsw.py, Spec/HNSW.md §6).
+                self.hnsw_headers[struct.unpack_from(">I", key, 5)[0]] = value
             elif key.startswith(b"pca:") and len(key) == 8:
                 pca_records[struct.unpack_from(">I", key, 4)[0]] = value
             elif key.startswith(b"embedder:") and len(key) == 13:

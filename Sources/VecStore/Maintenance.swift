@@ -187,7 +187,11 @@ extension VecStore {
                 let v = block.vectors + r * dim
                 let norm2 = squaredNorm(v, dim)
                 checked += 1
-                if !norm2.isFinite { faults.append("\(name): row \(row) has a non-finite component"); continue }
+                if !norm2.isFinite {
+                    let finite = (0..<dim).allSatisfy { v[$0].isFinite }
+                    faults.append("\(name): row \(row) " + (finite ? "has a squared norm that overflows float32" : "has a non-finite component"))
+                    continue
+                }
                 if abs(norm2 - block.squaredNorms[r]) > 1e-4 * max(1, norm2) {
                     faults.append("\(name): row \(row) stored squared norm \(block.squaredNorms[r]) ≠ \(norm2)")
                 }

@@ -105,8 +105,12 @@ public struct VectorCollection: Sendable {
             throw .invalidVector(id: id, reason: "component \(i) is \(x)")
         }
         let norm = squaredNorm(vector).squareRoot()
+        // Under every metric a squared norm that overflows float32 is refused (Spec/FORMAT.md §11): l2
+        // distances to it would be infinite and its stored squared norm not finite. A zero vector is
+        // fine for l2 and dot.
+        guard norm.isFinite else { throw .invalidVector(id: id, reason: "its norm overflows float32") }
         guard metric == .cosine else { return (vector, norm) }
-        guard norm > 0, norm.isFinite else {
+        guard norm > 0 else {
             throw .invalidVector(id: id, reason: norm == 0 ? "all components are zero, which has no cosine direction"
                                                      : "its norm overflows float32")
         }

@@ -1,0 +1,168 @@
+"""HNSW graph checks of Tools/conformance.py, written from Spec/HNSW.md alone (§2 header, §3 layout,
+§4 levels, §6 invariants). Reads the `graph`, `graph-upper` and `graph-vectors` databases with py-lmdb
+and numpy; no vecstore code."""
+
+import math
+import struct
+
+import numpy as np
+
+HNSW_DATABASES = ["graph", "graph-upper", "graph-vectors"]
+PHI = 0x9E3779B97F4A7C15
+MASK64 = (1 << 64) - 1
+NO_ENTRY = 0xFFFFFFFF
+LEVEL_CAP = 30
+
+
+def mix(z):
+    """The SplitMix64 finalizer (HNSW.md §4)."""
+    z ^= z >> 30
+    z = (z * 0xBF58476D1CE4E5B9) & MASK64
+    z ^= z >> 27
+    z = (z * 0x94D049BB133111EB) & MASK64
+    z ^= z >> 31
+    return z
+
+
+def level_of(row, seed, m):
+    """⌊−ln(u)·mL⌋ with u = ((mix(seed + r·φ) >> 11) + 1)·2⁻⁵³, capped at 30 (HNSW.md §4)."""
+    z = mix((seed + row * PHI) & MASK64)
+    u = ((z >> 11) + 1) * 2.0 ** -53
+    return min(LEVEL_CAP, int(-math.log(u) * (1.0 / math.log(m))))
+
+
+def decode_header(value):
+    """The 32-byte `hnsw:<cid>` record (HNSW.md §2) as a dict, or raises ValueError."""
+    if len(value) != 32:
+        raise ValueError(f"header has {len(value)} bytes, not 32")
+    version, flags, m, efc, efs, entry, max_level = struct.unpack_from("<BBHHHIB", value, 0)
+    seed, rows = struct.unpack_from("<QI", value, 16)
+    if version != 1 or flags != 1:
+        raise ValueError(f"header version {version} / flags {flags} unknown")
+    if not 4 <= m <= 128 or max_level > LEVEL_CAP:
+        raise ValueError(f"M {m} / max level {max_level} out of range")
+    return dict(m=m, efc=efc, efs=efs, entry=entry, max_level=max_level, seed=seed, rows=rows)
+
+
+def check_graph(reader, txn, c, header_value):
+    """Checks one indexed collection `c` (decoded by conformance.py, with c.vectors and c.live) against
+    HNSW.md §6; appends faults to `reader`. Returns the number of checked items."""
+    name, cid, rows = c.name, c.id, c.rows
+    prefix = struct.pack(">I", cid)
+    fault = reader.fault
+    try:
+        h = decode_header(header_value)
+    except ValueError as e:
+        fault(f"{name}: HNSW {e}")
+        return 0
+    m = h["m"]
+    checked = 0
+    # §6.1: header rows = collection rows; layer-0 blocks cover the vector blocks.
+    if h["rows"] != rows:
+        fault(f"{name}: HNSW header covers {h['rows']} rows, the collection has {rows}")
+        return 0
+    capacity = 1 << c.shift
+    slot_words = 1 + 2 * m
+    links0 = np.zeros((rows, slot_words), dtype="<u4")
+    expected = 0
+    for key, value in reader.prefix_items(txn, "graph", prefix):
+        block = struct.unpack_from(">I", key, 4)[0] if len(key) == 8 else -1
+        count = min(capacity, rows - block * capacity) if block >= 0 else 0
+        if block != expected or count <= 0 or len(value) != count * slot_words * 4:
+            fault(f"{name}: graph block {block} (expected {expected}) has {len(value)} bytes for {count} rows")
+            return checked
+        links0[block * capacity: block * capacity + count] = np.frombuffer(value, dtype="<u4").reshape(count, slot_words)
+        expected += 1
+    if expected * capacity < rows or (rows and expected != (rows + capacity - 1) // capacity):
+        fault(f"{name}: {expected} graph blocks for {rows} rows")
+        return checked
+    # §6.2: layer-0 lists.
+    for r in range(rows):
+        checked += 1
+        n = int(links0[r, 0])
+        if n > 2 * m:
+            fault(f"{name}: HNSW row {r} has {n} layer-0 links, more than 2M = {2 * m}")
+            continue
+        targets = links0[r, 1:1 + n]
+        if np.any(targets >= rows):
+            fault(f"{name}: HNSW row {r} links to a row ≥ {rows} on layer 0")
+        if np.any(targets == r):
+            fault(f"{name}: HNSW row {r} links to itself on layer 0")
+        if len(set(targets.tolist())) != n:
+            fault(f"{name}: HNSW row {r} has a duplicate layer-0 link")
+    # §6.3, §6.4: upper levels.
+    members = {}
+    lists = {}
+    for key, value in reader.prefix_items(txn, "graph-upper", prefix):
+        level = struct.unpack_from(">I", key, 4)[0] if len(key) == 8 else -1
+        n = struct.unpack_from("<I", value, 0)[0] if len(value) >= 4 else -1
+        if level < 1 or n < 0 or len(value) != 4 + 4 * n + 4 * n * (1 + m):
+            fault(f"{name}: HNSW level block {level} is malformed ({len(value)} bytes)")
+            continue
+        ids = np.frombuffer(value, dtype="<u4", count=n, offset=4)
+        slots = np.frombuffer(value, dtype="<u4", offset=4 + 4 * n).reshape(n, 1 + m)
+        if n and (np.any(np.diff(ids.astype(np.int64)) <= 0) or int(ids[-1]) >= rows):
+            fault(f"{name}: HNSW level {level} rows not strictly ascending or ≥ {rows}")
+        members[level] = set(ids.tolist())
+        lists[level] = (ids, slots)
+    for level, (ids, slots) in lists.items():
+        for i, node in enumerate(ids.tolist()):
+            checked += 1
+            cnt = int(slots[i, 0])
+            if cnt > m:
+                fault(f"{name}: HNSW node {node} has {cnt} links on level {level}, more than M = {m}")
+                continue
+            for t in slots[i, 1:1 + cnt].tolist():
+                if t == node:
+                    fault(f"{name}: HNSW node {node} links to itself on level {level}")
+                elif t not in members[level]:
+                    fault(f"{name}: HNSW node {node} links to {t}, which is not on level {level}")
+    level_has = np.zeros(rows, dtype=np.int64)
+    for level, ids in members.items():
+        for node in ids:
+            if node < rows:
+                level_has[node] = max(level_has[node], level)
+    for r in range(rows):
+        want = level_of(r, h["seed"], m)
+        if level_has[r] != want or any(r not in members.get(l, ()) for l in range(1, want + 1)):
+            fault(f"{name}: HNSW row {r} is on levels up to {level_has[r]}, its level (§4) is {want}")
+            break
+    # §6.5: entry point.
+    live = c.live if c.live is not None else np.zeros(rows, dtype=bool)
+    if live.any():
+        top = int(level_has[live].max())
+        e = h["entry"]
+        if e == NO_ENTRY or e >= rows:
+            fault(f"{name}: HNSW entry point {e} is not a row")
+        else:
+            if not live[e]:
+                fault(f"{name}: HNSW entry point {e} is deleted")
+            if level_has[e] != h["max_level"] or top != h["max_level"]:
+                fault(f"{name}: HNSW entry point level {level_has[e]}, top live level {top}, header max level {h['max_level']}")
+    # §6.6: binary16 traversal copies.
+    half_bytes = (c.dim + 1) // 2 * 4
+    expected = 0
+    for key, value in reader.prefix_items(txn, "graph-vectors", prefix):
+        block = struct.unpack_from(">I", key, 4)[0] if len(key) == 8 else -1
+        count = min(capacity, rows - block * capacity) if block >= 0 else 0
+        if block != expected or count <= 0 or len(value) != count * half_bytes:
+            fault(f"{name}: graph-vectors block {block} (expected {expected}) has {len(value)} bytes for {count} rows")
+            return checked
+        halves = np.frombuffer(value, dtype="<f2").reshape(count, half_bytes // 2)[:, :c.dim]
+        stored = c.vectors[block * capacity: block * capacity + count].astype(np.float16)
+        if not np.array_equal(halves.view("<u2"), stored.view("<u2")):
+            fault(f"{name}: graph-vectors block {block} differs from the binary16 conversion of the vectors")
+        checked += count
+        expected += 1
+    if rows and expected != (rows + capacity - 1) // capacity:
+        fault(f"{name}: {expected} graph-vectors blocks for {rows} rows")
+    return checked
+
+
+def check_flat(reader, txn, c):
+    """§6.7: a collection without a header has no graph entries."""
+    prefix = struct.pack(">I", c.id)
+    for db in HNSW_DATABASES:
+        for _ in reader.prefix_items(txn, db, prefix):
+            reader.fault(f"{c.name}: {db} entries but no HNSW header (flat collection)")
+            break
