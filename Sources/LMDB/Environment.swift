@@ -208,9 +208,22 @@ public final class Environment: @unchecked Sendable {
             if fd >= 0 { Glibc.close(fd) }
             return try existing.adopt(readOnly: options.readOnly)
         }
+        // Opened read-write even for a read-only request when the file allows it, so that a later
+        // writable handle of this process can share it (the caller enforces its own read-only-ness);
+        // a file or directory without write permission is opened read-only.
+        var envOptions = options
+        envOptions.readOnly = false
         let env: Environment
         do {
-            env = try Environment(path: path, options: options, sidecarFD: fd)
+            if options.readOnly {
+                do {
+                    env = try Environment(path: path, options: envOptions, sidecarFD: fd)
+                } catch where error.code == EACCES || error.code == EROFS || error.code == EPERM {
+                    env = try Environment(path: path, options: options, sidecarFD: fd)
+                }
+            } else {
+                env = try Environment(path: path, options: options, sidecarFD: fd)
+            }
         } catch {
             if fd >= 0 { Glibc.close(fd) }
             throw error
