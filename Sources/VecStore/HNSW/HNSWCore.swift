@@ -82,11 +82,68 @@ struct VectorTable {
         prefetchLines = Int32(min(2, (dimension * 4 + 63) / 64))
     }
 
+    /// The vectors of a write transaction: rows of blocks before the one holding `appended.firstRow`
+    /// from `before` (the snapshot the transaction started from), later rows from `appended`.
+    init(_ before: CollectionView, appended: BatchVectors?) {
+        shift = UInt32(before.record.blockShift)
+        mask = (1 << shift) - 1
+        dimension = before.record.dimension
+        prefetchLines = Int32(min(2, (dimension * 4 + 63) / 64))
+        guard let appended else {
+            blockCount = before.blocks.count
+            bases = .allocate(capacity: max(1, blockCount))
+            for (i, b) in before.blocks.enumerated() { bases[i] = b.vectors }
+            return
+        }
+        let firstBlock = Int(appended.firstRow >> shift)
+        let capacity = 1 << Int(shift)
+        let newBlocks = (appended.rows + capacity - 1) / capacity
+        blockCount = firstBlock + newBlocks
+        bases = .allocate(capacity: max(1, blockCount))
+        for i in 0..<firstBlock { bases[i] = before.blocks[i].vectors }
+        for j in 0..<newBlocks { bases[firstBlock + j] = UnsafePointer(appended.storage + j * capacity * dimension) }
+    }
+
     func deallocate() { bases.deallocate() }
 
     @inline(__always)
     func vector(_ i: UInt32) -> UnsafePointer<Float> {
         bases[Int(i >> shift)] + Int(i & mask) * dimension
+    }
+}
+
+/// The float32 rows a write transaction appends (with the rows of the tail block before them), kept in
+/// the writer's own memory: graph construction and the binary16 copies read them from here rather than
+/// from pages written in the same transaction.
+final class BatchVectors {
+    /// The first row held: the first row of the block the batch's first row falls in.
+    let firstRow: UInt32
+    let dimension: Int
+    private(set) var storage: UnsafeMutablePointer<Float>
+    private(set) var rows = 0
+    private var capacity: Int
+
+    init(firstRow: UInt32, dimension: Int, capacity: Int) {
+        self.firstRow = firstRow
+        self.dimension = dimension
+        self.capacity = max(1, capacity)
+        storage = .allocate(capacity: self.capacity * dimension)
+    }
+
+    deinit { storage.deallocate() }
+
+    /// Appends one row of `dimension` floats.
+    func append(_ row: UnsafePointer<Float>) {
+        if rows == capacity {
+            let n = capacity * 2
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: n * dimension)
+            p.update(from: storage, count: rows * dimension)
+            storage.deallocate()
+            storage = p
+            capacity = n
+        }
+        (storage + rows * dimension).update(from: row, count: dimension)
+        rows += 1
     }
 }
 
