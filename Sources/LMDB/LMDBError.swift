@@ -21,6 +21,8 @@ public struct LMDBError: Error, Sendable, CustomStringConvertible, Equatable {
     public var isMapFull: Bool { code == MDB_MAP_FULL }
     /// `MDB_MAP_RESIZED`: another process grew the map; adopt the new size and retry.
     public var isMapResized: Bool { code == MDB_MAP_RESIZED }
+    /// The file system is full or the file-size limit was reached (ENOSPC, EDQUOT, EFBIG).
+    public var isDiskFull: Bool { code == ENOSPC || code == EDQUOT || code == EFBIG }
     /// `MDB_NOTFOUND`: the key or data item does not exist.
     public var isNotFound: Bool { code == MDB_NOTFOUND }
 

@@ -16,10 +16,14 @@ final class CollectionView {
     /// inside a leaf page rather than on overflow pages).
     private var ownedCopies: [UnsafeMutableRawBufferPointer] = []
 
-    init(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String) throws {
+    /// Resolves the collection's vector blocks and (unless `vectorsOnly`) copies its live bitmap.
+    init(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String, vectorsOnly: Bool = false)
+        throws
+    {
         self.record = record
         let rows = Int(record.nextInternalID)
-        liveWords = [UInt64](repeating: 0, count: (rows + 63) / 64)
+        // The live bitmap is sized once the vector blocks confirm `rows` (a damaged record could claim 2³² rows).
+        liveWords = []
         let dim = record.dimension
         let rowBytes = (dim + 1) * 4
         let prefix = Format.prefix(record.id)
@@ -58,6 +62,16 @@ final class CollectionView {
         guard stored == rows, blocks.dropLast().allSatisfy({ $0.count == record.blockCapacity }) else {
             throw VecStoreError.corrupt("collection \(name): \(stored) vector rows stored, record says \(rows)")
         }
+        if !vectorsOnly { liveWords = try Self.liveWords(txn, dbs, record, name: name) }
+    }
+
+    /// The collection's live bitmap as words (bit `i` = row `i`), copied out of the `live` blocks.
+    static func liveWords(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String) throws
+        -> [UInt64]
+    {
+        let rows = Int(record.nextInternalID)
+        let prefix = Format.prefix(record.id)
+        var liveWords = [UInt64](repeating: 0, count: (rows + 63) / 64)
         try liveWords.withUnsafeMutableBytes { words in
             try txn.withCursor(dbs.live) { (c: Cursor) throws -> Void in
                 var entry = try c.seek(atLeast: prefix)
@@ -77,6 +91,7 @@ final class CollectionView {
         }
         // Bits past the last row are not rows.
         if rows % 64 != 0, !liveWords.isEmpty { liveWords[liveWords.count - 1] &= (UInt64(1) << UInt64(rows % 64)) - 1 }
+        return liveWords
     }
 
     deinit {

@@ -19,6 +19,13 @@ struct CollectionWriter {
     var deletedRows: [UInt32] = []
     /// The keyword index, updated in the same transaction (BM25/TextIndexWriter.swift).
     var text: TextIndexWriter
+    /// The vector blocks as the transaction found them, resolved before its first append when the
+    /// collection has a graph (the graph update reads old rows from these unwritten pages).
+    var preBatch: CollectionView?
+    /// The rows appended by this batch, with the old rows of the tail block before them.
+    var appended: BatchVectors?
+    /// Layer-0 graph blocks the last graph update wrote (tests check a small batch writes few).
+    var graphBlocksWritten = 0
 
     init(_ txn: Transaction, _ dbs: Databases, name: String, record: CollectionRecord) throws {
         self.txn = txn
@@ -82,6 +89,9 @@ struct CollectionWriter {
         if removeIDEntry { try txn.delete(dbs.ids, Format.idKey(record.id, doc.externalID)) }
         try setLive(row, false)
         deletedRows.append(row)
+        guard record.liveCount > 0 else {
+            throw VecStoreError.corrupt("collection \(name): deleting row \(row) from a collection whose record counts 0 live documents")
+        }
         record.liveCount -= 1
     }
 
@@ -96,7 +106,11 @@ struct CollectionWriter {
     func lookup(_ id: String) throws -> UInt32? {
         guard let v = try txn.get(dbs.ids, Format.idKey(record.id, id)) else { return nil }
         guard v.count == 4 else { throw VecStoreError.corrupt("ids entry of '\(id)' has \(v.count) bytes") }
-        return UInt32(littleEndian: v.loadUnaligned(as: UInt32.self))
+        let row = UInt32(littleEndian: v.loadUnaligned(as: UInt32.self))
+        guard row < record.nextInternalID else {
+            throw VecStoreError.corrupt("collection \(name): ids entry of '\(id)' points at row \(row) ≥ \(record.nextInternalID)")
+        }
+        return row
     }
 
     static func rowValue(_ row: UInt32) -> [UInt8] {
@@ -121,6 +135,9 @@ struct CollectionWriter {
                 try deleteRow(old, removeIDEntry: false)
             }
         }
+        if preBatch == nil, appended == nil, try HNSWConfig.load(txn, dbs, record.id) != nil {
+            preBatch = try CollectionView(txn, dbs, record, name: name, vectorsOnly: true)
+        }
         try appendRows(docs, start: start)
         for (i, doc) in docs.enumerated() {
             let row = start + UInt32(i)
@@ -138,7 +155,7 @@ struct CollectionWriter {
 
     /// Appends vector rows block by block: a partly filled tail block is rewritten with the new rows
     /// after the old ones, and each block value is written once, in place (`MDB_RESERVE`).
-    private func appendRows(_ docs: [Prepared], start: UInt32) throws {
+    private mutating func appendRows(_ docs: [Prepared], start: UInt32) throws {
         let dim = record.dimension
         let shift = UInt32(record.blockShift)
         let capacity = record.blockCapacity
@@ -160,6 +177,21 @@ struct CollectionWriter {
             }
             let added = newCount - oldCount
             let first = next
+            if preBatch != nil {
+                if appended == nil {
+                    let batch = BatchVectors(firstRow: UInt32(blockStart), dimension: dim, capacity: oldCount + docs.count)
+                    old.withUnsafeBufferPointer { o in
+                        guard let base = o.baseAddress else { return }
+                        for r in 0..<oldCount { batch.append(base + r * dim) }
+                    }
+                    appended = batch
+                }
+                if let batch = appended {
+                    for j in 0..<added { docs[first + j].stored.withUnsafeBufferPointer { v in
+                        if let base = v.baseAddress { batch.append(base) }
+                    } }
+                }
+            }
             try txn.reserve(dbs.vectors, key, count: newCount * (dim + 1) * 4) { out in
                 let floats = out.bindMemory(to: Float.self)
                 if oldCount > 0 {

@@ -114,7 +114,7 @@ public struct ImportFailure: Error, Sendable, CustomStringConvertible {
         let state = committedBatches == 0
             ? "nothing was written: the store is exactly as before the import"
             : "\(committedBatches) earlier batch(es) with \(committedRecords) records were committed; the failing batch was not written"
-        return "\(error)\nimport stopped: \(state) (use --skip-invalid to skip bad records)"
+        return "\(error)\nimport stopped: \(state)"
     }
 }
 
@@ -177,7 +177,7 @@ extension VecStore {
         -> any RecordReader
     {
         guard let format = format ?? VectorFileFormat.detectFormat(path: path) else {
-            throw .invalidArgument("\(path): unknown file type; use .jsonl, .fvecs, .bvecs or .npy (or --format)")
+            throw .invalidArgument("\(path): unknown file type; use .jsonl, .fvecs, .bvecs or .npy (or name the format)")
         }
         do {
             switch format {
@@ -237,11 +237,12 @@ extension VecStore {
         var pending: [(index: Int, text: String, location: SourceLocation)] = []
         var embedded = 0
 
+        // A new collection is created in the transaction of the first batch: a failure before that
+        // commits leaves the store exactly as before, and of several importers creating the same
+        // collection at once exactly one reports it as new.
+        var pendingCreation = false
         func fail(_ e: VecStoreError) -> ImportFailure {
-            // The collection is created (its own transaction) when the first record arrives; if no batch
-            // made it in, take it out again so the store is as before the import.
-            if report.createdCollection && report.batches == 0 { _ = try? dropCollection(collection) }
-            return ImportFailure(error: e, committedRecords: report.imported, committedBatches: report.batches)
+            ImportFailure(error: e, committedRecords: report.imported, committedBatches: report.batches)
         }
         func skip(_ message: String) {
             report.skipped += 1
@@ -273,14 +274,33 @@ extension VecStore {
             pending.removeAll(keepingCapacity: true)
         }
         func flush() throws(ImportFailure) {
-            guard let target, !batch.isEmpty else { return }
-            try embedPending(target)
+            guard let current = target, !batch.isEmpty else { return }
+            try embedPending(current)
             let prepared = batch
+            let creating = pendingCreation
             do {
-                try write { txn in
-                    var writer = try CollectionWriter(txn, dbs, name: collection, record: try target.currentRecord(txn))
+                let (record, created) = try write { txn -> (CollectionRecord, Bool) in
+                    var record: CollectionRecord
+                    var created = false
+                    if creating {
+                        (record, created) = try findOrCreate(txn, collection, dimension: current.dimension,
+                                                             metric: current.metric, index: options.index,
+                                                             projection: current.projection,
+                                                             embedder: options.embedder.map(EmbedderInfo.init))
+                    } else {
+                        record = try current.currentRecord(txn)
+                    }
+                    var writer = try CollectionWriter(txn, dbs, name: collection, record: record)
+                    if created, let text = options.textIndex { writer.text.setOptions(text) }
                     try writer.append(prepared, replace: true)
                     try writer.finish()
+                    return (record, created)
+                }
+                if creating {
+                    target = VectorCollection(store: self, name: collection, record: record,
+                                              projection: current.projection)
+                    report.createdCollection = created
+                    pendingCreation = false
                 }
             } catch { throw fail(error) }
             report.imported += batch.count
@@ -315,7 +335,9 @@ extension VecStore {
             lastLocation = record.location
             if target == nil {
                 var projection: ProjectionRecord?
-                if let reduction = options.pca, (try? self.collection(collection)) == nil {
+                let exists: Bool
+                do { exists = try collectionNames().contains(collection) } catch { throw fail(error) }
+                if let reduction = options.pca, !exists {
                     if options.embedder != nil {
                         throw fail(.invalidArgument("a reduced collection cannot be created from embedded text in one "
                             + "import yet: embed the text first (vecstore embed), then import the vectors with the reduction"))
@@ -343,10 +365,10 @@ extension VecStore {
                 }
                 do {
                     let dimension = options.embedder?.dimension ?? record.vector.count
-                    let (t, created) = try openTarget(collection, dimension: dimension, options: options,
-                                                      projection: projection)
+                    let (t, exists) = try openTarget(collection, dimension: dimension, options: options,
+                                                     projection: projection)
                     target = t
-                    report.createdCollection = created
+                    pendingCreation = !exists
                 } catch { throw fail(error) }
             }
             guard let target else { break }
@@ -387,20 +409,23 @@ extension VecStore {
         return report
     }
 
+    /// The collection to import into and whether it exists; a missing one is returned as a
+    /// provisional handle (its record is created by the first batch, `findOrCreate`).
     private func openTarget(_ name: String, dimension: Int, options: ImportOptions, projection: ProjectionRecord?)
         throws(VecStoreError) -> (VectorCollection, Bool)
     {
         if let embedder = options.embedder, options.metricIsExplicit, options.metric != .cosine {
-            throw .invalidArgument("text embedded with \(embedder.name) is searched by cosine; --metric \(options.metric) does not apply")
+            throw .invalidArgument("text embedded with \(embedder.name) is searched by cosine; metric \(options.metric) does not apply")
         }
-        if let existing = try? collection(name), let embedder = options.embedder {
-            guard try existing.embedderInfo() != nil else {
-                throw .collectionMismatch("collection '\(name)' has no embedder: its vectors did not come from "
-                                          + "\(embedder.name); import into a new collection to embed text")
+        if try collectionNames().contains(name) {
+            let existing = try collection(name)
+            if let embedder = options.embedder {
+                guard try existing.embedderInfo() != nil else {
+                    throw .collectionMismatch("collection '\(name)' has no embedder: its vectors did not come from "
+                                              + "\(embedder.name); import into a new collection to embed text")
+                }
+                _ = try existing.resolveEmbedder(embedder)
             }
-            _ = try existing.resolveEmbedder(embedder)
-        }
-        if let existing = try? collection(name) {
             if options.metricIsExplicit && existing.metric != options.metric {
                 throw .collectionMismatch("collection '\(name)' uses metric \(existing.metric), not \(options.metric)")
             }
@@ -413,14 +438,19 @@ extension VecStore {
                 throw .dimensionMismatch(expected: existing.pca?.inputDimension ?? existing.dimension, got: dimension, id: nil)
             }
             if let text = options.textIndex, try existing.textIndexOptions() != text { try existing.configureTextIndex(text) }
-            return (existing, false)
+            return (existing, true)
         }
-        let created = try collection(name, dimension: projection?.pca.outputDimension ?? dimension,
-                                     metric: options.embedder == nil ? options.metric : .cosine,
-                                     index: options.index, projection: projection)
-        if let text = options.textIndex { try created.configureTextIndex(text) }
-        if let embedder = options.embedder { try created.setEmbedder(embedder) }
-        return (created, true)
+        try Self.validateCollectionName(name)
+        if case .hnsw(let p) = options.index { try p.validate() }
+        guard (1...65_536).contains(dimension) else {
+            throw .invalidArgument("dimension \(dimension) is out of range 1...65536")
+        }
+        if let text = options.textIndex { try TextIndexOptions.validate(text) }
+        let stored = projection?.pca.outputDimension ?? dimension
+        let provisional = CollectionRecord(id: 0, dimension: stored, metric: options.embedder == nil ? options.metric : .cosine,
+                                           blockShift: Format.blockShift(dimension: stored),
+                                           nextInternalID: 0, liveCount: 0)
+        return (VectorCollection(store: self, name: name, record: provisional, projection: projection), false)
     }
 
     /// Fits the PCA of a reduced collection on the usable vectors of `records` (those of `dimension`

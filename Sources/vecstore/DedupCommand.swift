@@ -46,6 +46,12 @@ struct DedupCommand: ParsableCommand {
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int?
 
+    func validate() throws {
+        if limit < 0 { throw ValidationError("--limit must be at least 0") }
+        if !(1...4096).contains(neighbours) { throw ValidationError("--neighbours must be in 1...4096") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
     func run() throws {
         try reportingErrors {
             let store = try target.open()

@@ -73,7 +73,8 @@ struct QueryCommand: ParsableCommand {
             throw ValidationError("give exactly one of --vector, --id or --queries, and/or --text")
         }
         try textOptions.validate(hasVectorQuery: vector != nil || id != nil, hasQueryFile: queries != nil)
-        if k < 1 { throw ValidationError("-k must be at least 1") }
+        if !(1...VectorCollection.maxK).contains(k) { throw ValidationError("-k must be in 1...\(VectorCollection.maxK)") }
+        if let ef, ef > 4096 { throw ValidationError("--ef must be at most 4096") }
         if let ef, ef < 1 { throw ValidationError("--ef must be at least 1") }
     }
 
@@ -93,10 +94,11 @@ struct QueryCommand: ParsableCommand {
                 results = [try textOptions.run(collection, vector: queryVector, excluding: id, k: k, filter: parsedFilter,
                                                options: SearchOptions(threads: threads ?? 1, ef: ef, exact: exact)) ?? []]
             } else if let id {
-                let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact)
+                // The table shows texts: they come from the search's own read transaction.
+                let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact, includeText: format == .table)
                 results = [try collection.search(similarTo: id, k: k, filter: parsedFilter, options: options)]
             } else if let vector {
-                let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact)
+                let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact, includeText: format == .table)
                 results = [try collection.search(try Self.parseVector(vector), k: k, filter: parsedFilter, options: options)]
             } else {
                 let path = queries ?? ""
@@ -108,7 +110,7 @@ struct QueryCommand: ParsableCommand {
                     while let r = try reader.next() { vectors.append(r.vector) }
                 } catch { throw VecStoreError.invalidInput(error) }
                 let options2 = SearchOptions(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount, ef: ef,
-                                             exact: exact)
+                                             exact: exact, includeText: format == .table)
                 results = try collection.searchBatch(vectors, k: k, filter: parsedFilter, options: options2)
             }
             switch format {
@@ -123,11 +125,12 @@ struct QueryCommand: ParsableCommand {
             case .table:
                 for (row, hits) in results.enumerated() {
                     if results.count > 1 { print("query \(row)") }
-                    let docs = try collection.get(ids: hits.map(\.id))
+                    // Keyword and hybrid results carry no text: fetch it (vector searches brought theirs).
+                    let texts = textOptions.text == nil ? hits.map(\.text) : try collection.get(ids: hits.map(\.id)).map { $0?.text }
                     print("rank  score         id")
                     for (rank, hit) in hits.enumerated() {
                         var line = String(format: "%4d  %-12.6f  ", rank + 1, hit.score) + hit.id
-                        if let text = docs[rank]?.text {
+                        if let text = texts[rank] {
                             let flat = text.replacingOccurrences(of: "\n", with: " ")
                             line += "  " + (flat.count > 70 ? flat.prefix(69) + "…" : flat)
                         }

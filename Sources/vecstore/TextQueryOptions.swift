@@ -39,7 +39,9 @@ struct TextQueryOptions: ParsableArguments {
         if text == nil && (alpha != nil || rrf) { throw ValidationError("--alpha and --rrf need --text with --vector or --id") }
         if alpha != nil && rrf { throw ValidationError("give --alpha or --rrf, not both") }
         if let alpha, !(0...1).contains(alpha) { throw ValidationError("--alpha must be between 0 and 1") }
-        if candidates < 1 { throw ValidationError("--candidates must be at least 1") }
+        if !(1...VectorCollection.maxK).contains(candidates) {
+            throw ValidationError("--candidates must be in 1...\(VectorCollection.maxK)")
+        }
         if rrfK < 0 { throw ValidationError("--rrf-k must be at least 0") }
     }
 
@@ -74,7 +76,11 @@ struct ImportTextOptions: ParsableArguments {
     /// The options to apply, starting from the collection's current ones; nil when no flag was given.
     func options(_ store: VecStore, collection: String) throws -> TextIndexOptions? {
         guard stemmer != nil || stopWords != nil || noTextIndex else { return nil }
-        var options = (try? store.collection(collection).textIndexOptions()) ?? TextIndexOptions()
+        // A new collection starts from the defaults; any other failure (a damaged record) is reported.
+        var options = TextIndexOptions()
+        if try store.collectionNames().contains(collection) {
+            options = try store.collection(collection).textIndexOptions()
+        }
         if let stemmer { options.analyzer.stemmer = stemmer == "none" ? nil : stemmer }
         if let stopWords { options.analyzer.stopWords = stopWords }
         if noTextIndex { options.enabled = false }

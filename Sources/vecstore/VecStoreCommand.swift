@@ -4,6 +4,22 @@ import VecStore
 
 @main
 struct VecStoreCommand: ParsableCommand {
+    /// Parses and runs a command; a command-line error exits with `ExitStatus.usage` (2) instead of
+    /// ArgumentParser's 64, so every failure kind has its own documented status.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure {
+                printError(fullMessage(for: error))
+                Foundation.exit(ExitStatus.usage)
+            }
+            exit(withError: error)
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "vecstore",
         abstract: "An embedded vector database on LMDB: import, search, inspect and maintain a store file.",
@@ -13,7 +29,7 @@ struct VecStoreCommand: ParsableCommand {
 
             Quick start:
               vecstore import demo.vecstore --collection docs Samples/docs.jsonl
-              vecstore query demo.vecstore --collection docs --id python:tutorial#1 -k 5
+              vecstore query demo.vecstore --collection docs --id databases/vector-search/overview -k 5
               vecstore stats demo.vecstore
             """,
         version: "0.1.0 (store format \(VecStore.formatVersion))",
@@ -42,18 +58,50 @@ func printError(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
 }
 
-/// Runs `body`, printing library errors plainly (no usage text) and exiting non-zero.
+/// The documented exit statuses of every command (README "Exit status").
+enum ExitStatus {
+    /// Success.
+    static let ok: Int32 = 0
+    /// `verify` found faults; `get`/`delete` did not find every id.
+    static let faultsFound: Int32 = 1
+    /// The command line is wrong (unknown option, missing argument, value out of range).
+    static let usage: Int32 = 2
+    /// An input file, vector, filter, id or argument value is invalid.
+    static let badInput: Int32 = 3
+    /// The store, collection or document named does not exist.
+    static let notFound: Int32 = 4
+    /// The store is damaged, not a vecstore store, or written by a newer vecstore.
+    static let corruptStore: Int32 = 5
+    /// A file-system failure, including a full disk.
+    static let io: Int32 = 6
+    /// The store is busy (a compaction holds it) or was replaced by a compaction: try again.
+    static let busy: Int32 = 7
+
+    static func of(_ error: VecStoreError) -> Int32 {
+        switch error.category {
+        case .badInput: badInput
+        case .notFound: notFound
+        case .corruptStore: corruptStore
+        case .io: io
+        case .busy: busy
+        }
+    }
+}
+
+/// Runs `body`, printing library errors plainly (no usage text) and exiting with the status of the
+/// error's category (`ExitStatus`).
 func reportingErrors<R>(_ body: () throws -> R) throws -> R {
     do {
         return try body()
     } catch let e as VecStoreError {
         printError("error: \(e)")
-        throw ExitCode.failure
+        throw ExitCode(ExitStatus.of(e))
     } catch let e as EmbedError {
         printError("error: \(e)")
-        throw ExitCode.failure
+        throw ExitCode(ExitStatus.of(VecStoreError.embedding(e)))
     } catch let e as ImportFailure {
         printError("error: \(e)")
-        throw ExitCode.failure
+        if e.error.category == .badInput { printError("(use --skip-invalid to skip bad records)") }
+        throw ExitCode(ExitStatus.of(e.error))
     }
 }

@@ -23,6 +23,9 @@ static inline void vs_prefetch(const void *p, int lines) {
     const char *c = (const char *)p;
     for (int i = 0; i < lines; i++) __builtin_prefetch(c + 64 * i, 0, 3);
 }
+/// A release fence: stores before it are visible to any thread that later reads a pointer published
+/// after it (HNSW's parallel insert publishes copied link blocks this way).
+static inline void vs_release_fence(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
 /// Name of the instruction set the kernels dispatched to ("avx512f", "avx2", "generic").
 const char *vs_distance_isa(void);
 

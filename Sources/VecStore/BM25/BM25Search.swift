@@ -270,6 +270,12 @@ struct BM25Searcher {
                 var e = try c.seek(atLeast: start)
                 while let (key, v) = e, key.starts(with: prefix) {
                     let h = try PostingBlock.header(v, context: "collection \(name) term '\(term)' block")
+                    // Blocks hold ascending, disjoint row ranges: the cursors and the scoring window rely on it.
+                    guard h.firstRow <= h.lastRow, h.count > 1 || h.firstRow == h.lastRow,
+                          blocks.last.map({ $0.lastRow < h.firstRow }) ?? true else {
+                        throw VecStoreError.corrupt(
+                            "collection \(name): term '\(term)' block \(blocks.count) covers rows \(h.firstRow)...\(h.lastRow) out of order")
+                    }
                     let tf = Float(h.maxTF)
                     let norm = k1 * (1 - b + b * Float(h.minLength) / avgdl)
                     // Slightly inflated so float rounding never makes a real score exceed it.

@@ -226,7 +226,8 @@ enum PostingBlock {
     }
 
     /// Decodes rows and term frequencies into `rows` and `tfs` (room for `count` each). Returns false
-    /// when the varints run past the end of the value or rows do not end at the header's last row.
+    /// when the varints run past the end of the value, a row gap is 0 or wraps around, or rows do not
+    /// end at the header's last row.
     @inline(__always)
     static func decode(_ p: UnsafeRawBufferPointer, count: Int, firstRow: UInt32, lastRow: UInt32,
                        rows: UnsafeMutablePointer<UInt32>, tfs: UnsafeMutablePointer<UInt32>) -> Bool {
@@ -251,8 +252,11 @@ enum PostingBlock {
         rows[0] = row
         var i = 1
         while i < count {
-            guard let v = varint() else { return false }
-            row &+= v
+            // Rows strictly increase: a gap of 0 or one that wraps past UInt32.max is damage.
+            guard let v = varint(), v >= 1 else { return false }
+            let (next, overflow) = row.addingReportingOverflow(v)
+            if overflow { return false }
+            row = next
             rows[i] = row
             i += 1
         }
@@ -265,13 +269,6 @@ enum PostingBlock {
         }
         return o == end
     }
-}
-
-extension TextFormat {
-    /// The keyword index's databases, in the order `Databases` stores their handles.
-    static let databaseSpecs: [(name: String, flags: DatabaseFlags)] = [
-        (DB.textinfo, []), (DB.terms, []), (DB.postings, []), (DB.doclens, []),
-    ]
 }
 
 extension Databases {

@@ -123,6 +123,10 @@ struct TextIndexWriter {
             slotDF[slot(local: id, analyzer)] -= 1
         }
         guard length > 0 else { return }
+        guard info.docCount > 0, info.totalLength >= UInt64(length) else {
+            throw VecStoreError.corrupt(
+                "collection \(name): text statistics (\(info.docCount) documents, \(info.totalLength) terms) are smaller than the deleted document")
+        }
         info.docCount -= 1
         info.totalLength -= UInt64(length)
         changed = true

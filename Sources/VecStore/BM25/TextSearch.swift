@@ -73,12 +73,7 @@ extension VectorCollection {
     /// analyzer or turning indexing on or off rebuilds the index from the stored texts, in one
     /// transaction.
     public func configureTextIndex(_ options: TextIndexOptions) throws(VecStoreError) {
-        guard options.k1 >= 0, options.k1.isFinite, (0...1).contains(options.b) else {
-            throw .invalidArgument("BM25 needs k1 ≥ 0 and 0 ≤ b ≤ 1 (got k1 \(options.k1), b \(options.b))")
-        }
-        if let stem = options.analyzer.stemmer, !Analyzer.stemmerLanguages.contains(stem) {
-            throw .invalidArgument(AnalyzerError.unknownStemmer(stem).description)
-        }
+        try TextIndexOptions.validate(options)
         try store.write { txn in
             let record = try currentRecord(txn)
             var writer = try CollectionWriter(txn, store.dbs, name: name, record: record)
@@ -154,6 +149,7 @@ extension VectorCollection {
     public func searchText(_ query: String, k: Int, filter: Filter? = nil,
                            options: TextSearchOptions = TextSearchOptions()) throws(VecStoreError) -> [SearchResult] {
         guard k > 0 else { return [] }
+        try VectorCollection.checkK(k)
         return try store.read { txn in
             let info = options.apply(try textInfo(txn))
             guard info.options.enabled else {
@@ -190,6 +186,8 @@ extension VectorCollection {
                              candidates: Int = 100, filter: Filter? = nil,
                              textOptions: TextSearchOptions = TextSearchOptions()) throws(VecStoreError) -> [SearchResult] {
         guard k > 0 else { return [] }
+        try VectorCollection.checkK(k)
+        try VectorCollection.checkK(candidates, "candidates")
         switch fusion {
         case .weighted(let alpha):
             guard (0...1).contains(alpha) else { throw .invalidArgument("alpha must be in 0...1, got \(alpha)") }
@@ -204,30 +202,16 @@ extension VectorCollection {
             guard info.options.enabled else {
                 throw VecStoreError.invalidArgument("collection \(name) has keyword indexing turned off")
             }
-            let view = try CollectionView(txn, store.dbs, try currentRecord(txn), name: name)
-            let words = try candidateRows(txn, view, filter)
-            // Vector side: top `depth` through the HNSW graph when the collection has one (ef ≥ depth),
-            // exactly otherwise or when a filter is selective enough that exact search over its
-            // matches is cheaper (the same switch as `search`).
-            let snap = try store.hnswCache.snapshot(txn, store.dbs, name: name, collectionID: collectionID)
+            // Vector side: top `depth` by the search planner (the graph with ef ≥ depth, or exact for
+            // small collections and selective filters), in this snapshot.
+            let snap = try snapshot(txn)
+            let view = snap.view
+            let plan = try plan(txn, snap, filter: filter, k: depth,
+                                options: SearchOptions(ef: snap.graph.map { max($0.config.efSearch, depth) }))
+            let words = plan.mask ?? view.liveWords
             let vectorRows: [UInt32] = stored.withUnsafeBufferPointer { q in
                 guard let query = q.baseAddress else { return [] }
-                return CandidateMask.with(words) { mask in
-                    if let graph = snap.graph, Int(snap.record.liveCount) > HNSWSearch.exactBelowRows {
-                        let ef = max(graph.config.efSearch, depth)
-                        let selective = filter != nil
-                            && HNSWSearch.prefersExact(matches: words.reduce(0) { $0 + $1.nonzeroBitCount },
-                                                       live: Int(snap.record.liveCount), m: graph.config.m, ef: ef)
-                        if !selective {
-                            let allowed: CandidateMask? = filter == nil && !snap.hasDeletions ? nil : mask
-                            return HNSWSearch.run(snap, graph, metric: metric, queries: query, count: 1, k: depth,
-                                                  ef: ef, allowed: allowed, threads: 1)[0].sorted().map(\.id)
-                        }
-                    }
-                    let top = ExactSearch.search(query: query, dimension: dimension, metric: metric, blocks: view.blocks,
-                                                 mask: mask, k: depth, threads: 1)
-                    return top.sorted().map(\.id)
-                }
+                return execute(plan, snap, queries: query, count: 1, k: depth, threads: 1)[0].sorted().map(\.id)
             }
             func similarity(_ row: UInt32) -> Double {
                 stored.withUnsafeBufferPointer { q in
@@ -267,6 +251,18 @@ extension VectorCollection {
             return try ranked.map { (row, score) in
                 SearchResult(id: try externalID(txn, row: row), score: Float(score), internalID: row)
             }
+        }
+    }
+}
+
+extension TextIndexOptions {
+    /// Throws `invalidArgument` for BM25 parameters out of range or an unknown stemmer.
+    static func validate(_ options: TextIndexOptions) throws(VecStoreError) {
+        guard options.k1 >= 0, options.k1.isFinite, (0...1).contains(options.b) else {
+            throw .invalidArgument("BM25 needs k1 ≥ 0 and 0 ≤ b ≤ 1 (got k1 \(options.k1), b \(options.b))")
+        }
+        if let stem = options.analyzer.stemmer, !Analyzer.stemmerLanguages.contains(stem) {
+            throw .invalidArgument(AnalyzerError.unknownStemmer(stem).description)
         }
     }
 }

@@ -62,5 +62,8 @@ struct ByteReader {
 
 @inline(__always)
 func readBE32(_ p: UnsafeRawBufferPointer, at offset: Int) -> UInt32 {
-    UInt32(bigEndian: p.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+    // A key shorter than expected reads as UInt32.max (no block, row or level has that number), never
+    // past its end; callers check key lengths too.
+    guard offset >= 0, offset + 4 <= p.count else { return .max }
+    return UInt32(bigEndian: p.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
 }

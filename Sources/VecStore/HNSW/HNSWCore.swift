@@ -82,11 +82,68 @@ struct VectorTable {
         prefetchLines = Int32(min(2, (dimension * 4 + 63) / 64))
     }
 
+    /// The vectors of a write transaction: rows of blocks before the one holding `appended.firstRow`
+    /// from `before` (the snapshot the transaction started from), later rows from `appended`.
+    init(_ before: CollectionView, appended: BatchVectors?) {
+        shift = UInt32(before.record.blockShift)
+        mask = (1 << shift) - 1
+        dimension = before.record.dimension
+        prefetchLines = Int32(min(2, (dimension * 4 + 63) / 64))
+        guard let appended else {
+            blockCount = before.blocks.count
+            bases = .allocate(capacity: max(1, blockCount))
+            for (i, b) in before.blocks.enumerated() { bases[i] = b.vectors }
+            return
+        }
+        let firstBlock = Int(appended.firstRow >> shift)
+        let capacity = 1 << Int(shift)
+        let newBlocks = (appended.rows + capacity - 1) / capacity
+        blockCount = firstBlock + newBlocks
+        bases = .allocate(capacity: max(1, blockCount))
+        for i in 0..<firstBlock { bases[i] = before.blocks[i].vectors }
+        for j in 0..<newBlocks { bases[firstBlock + j] = UnsafePointer(appended.storage + j * capacity * dimension) }
+    }
+
     func deallocate() { bases.deallocate() }
 
     @inline(__always)
     func vector(_ i: UInt32) -> UnsafePointer<Float> {
         bases[Int(i >> shift)] + Int(i & mask) * dimension
+    }
+}
+
+/// The float32 rows a write transaction appends (with the rows of the tail block before them), kept in
+/// the writer's own memory: graph construction and the binary16 copies read them from here rather than
+/// from pages written in the same transaction.
+final class BatchVectors {
+    /// The first row held: the first row of the block the batch's first row falls in.
+    let firstRow: UInt32
+    let dimension: Int
+    private(set) var storage: UnsafeMutablePointer<Float>
+    private(set) var rows = 0
+    private var capacity: Int
+
+    init(firstRow: UInt32, dimension: Int, capacity: Int) {
+        self.firstRow = firstRow
+        self.dimension = dimension
+        self.capacity = max(1, capacity)
+        storage = .allocate(capacity: self.capacity * dimension)
+    }
+
+    deinit { storage.deallocate() }
+
+    /// Appends one row of `dimension` floats.
+    func append(_ row: UnsafePointer<Float>) {
+        if rows == capacity {
+            let n = capacity * 2
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: n * dimension)
+            p.update(from: storage, count: rows * dimension)
+            storage.deallocate()
+            storage = p
+            capacity = n
+        }
+        (storage + rows * dimension).update(from: row, count: dimension)
+        rows += 1
     }
 }
 
@@ -101,6 +158,16 @@ protocol HNSWGraphAccess {
     func links(_ node: UInt32, _ level: Int) -> UnsafePointer<UInt32>
     /// Hints that `node`'s layer-0 list is read next.
     func prefetchLinks(_ node: UInt32)
+    /// Nodes in the graph: a link to an id at or above this is damage and is skipped.
+    var rows: Int { get }
+    /// The graph's header (its degree bounds clamp the stored list counts).
+    var config: HNSWConfig { get }
+}
+
+extension HNSWGraphAccess {
+    /// The most links a list on `level` can hold: a stored count above it is damage and is clamped.
+    @inline(__always)
+    func linkCap(_ level: Int) -> Int { level == 0 ? config.maxLinks0 : config.m }
 }
 
 /// A max-heap of (distance, id) over manually managed memory (no per-push allocation, no
@@ -265,18 +332,23 @@ enum HNSWAlgorithms {
         var current = entry
         var currentDistance = entryDistance
         var level = top
+        // Values from disk are not trusted: counts are clamped to the degree bound and ids outside the
+        // graph are skipped (a damaged store then searches a damaged graph, but never reads out of bounds).
+        let limit = UInt32(truncatingIfNeeded: g.rows)
         while level > bottom {
+            let cap = g.linkCap(level)
             var changed = true
             while changed {
                 changed = false
                 let node = current
                 if g.needsLocks { g.lock(node) }
                 let list = g.links(node, level)
-                let n = Int(list[0])
+                let n = min(Int(list[0]), cap)
                 var j = 1
                 while j <= n {
                     let cand = list[j]
                     j += 1
+                    if cand >= limit { continue }
                     let d = scorer.distance(cand)
                     if d < currentDistance {
                         currentDistance = d
@@ -299,6 +371,11 @@ enum HNSWAlgorithms {
         ef: Int, level: Int, allowed: CandidateMask?, rows: Int, scratch: HNSWScratch
     ) {
         scratch.begin(rows: rows)
+        // Stored counts are clamped to the degree bound and ids outside the graph skipped (see
+        // greedyDescent); `entry` is checked by the caller.
+        let cap = g.linkCap(level)
+        let limit = UInt32(truncatingIfNeeded: min(rows, g.rows))
+        if entry >= limit { return }
         let stamps = scratch.stamps
         let gen = scratch.generation
         var candidates = scratch.candidates
@@ -320,7 +397,7 @@ enum HNSWAlgorithms {
             if level == 0 && !candidates.isEmpty { g.prefetchLinks(candidates.topID) }
             if locks { g.lock(c) }
             let list = g.links(c, level)
-            let n = Int(list[0])
+            let n = min(Int(list[0]), cap)
             scratch.ensureNeighbourCapacity(n)
             let pending = scratch.pending
             // First pass: mark and prefetch the unvisited neighbours; second pass: score them, so the
@@ -330,7 +407,7 @@ enum HNSWAlgorithms {
             while j <= n {
                 let id = list[j]
                 j += 1
-                if stamps[Int(id)] == gen { continue }
+                if id >= limit || stamps[Int(id)] == gen { continue }
                 stamps[Int(id)] = gen
                 pending[p] = id
                 p += 1

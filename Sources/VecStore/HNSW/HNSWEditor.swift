@@ -1,3 +1,4 @@
+import CDistance
 import Foundation
 import LMDB
 import VecStoreKernels
@@ -48,6 +49,8 @@ final class HNSWEditor: HNSWGraphAccess {
     private let stripes: UnsafeMutablePointer<pthread_mutex_t>
     private static let stripeCount = 1 << 12
     private let globalLock = NSLock()
+    /// Taken while a parallel worker makes the first copy of a layer-0 block.
+    private let ownLock: UnsafeMutablePointer<pthread_mutex_t>
 
     /// Loads the graph of `record` (or starts an empty one with `fresh`), covering `config.nodes` rows.
     init(_ txn: Transaction, _ dbs: Databases, record: CollectionRecord, config: HNSWConfig, name: String,
@@ -83,6 +86,8 @@ final class HNSWEditor: HNSWGraphAccess {
         upperData = .allocate(capacity: upperCapacity)
         stripes = .allocate(capacity: Self.stripeCount)
         for i in 0..<Self.stripeCount { pthread_mutex_init(stripes + i, nil) }
+        ownLock = .allocate(capacity: 1)
+        pthread_mutex_init(ownLock, nil)
         guard !fresh, rows > 0 else { return }
 
         // Layer-0 blocks, in place.
@@ -156,6 +161,54 @@ final class HNSWEditor: HNSWGraphAccess {
             }
         }
         upperDirty = false
+        try validateLoaded()
+    }
+
+    /// Checks what the editor trusts from disk before it edits: every list count within its degree
+    /// bound, every link a row of the graph (on upper levels, a node of that level), and the entry
+    /// point a row on the top level. Editing loops run to the stored counts, so this runs once per
+    /// write batch instead of in every loop (one pass over the lists, ~1 ms per 100k rows).
+    private func validateLoaded() throws {
+        let limit = UInt32(rows)
+        for b in 0..<blockRows.count {
+            let base = readBases[b]
+            for r in 0..<blockRows[b] {
+                let list = base + r * slotWords0
+                let n = Int(list[0])
+                guard n <= config.maxLinks0 else {
+                    throw VecStoreError.corrupt(
+                        "collection \(name): graph block \(b) slot \(r) holds \(n) links, more than 2·M = \(config.maxLinks0)")
+                }
+                for j in 0..<n where list[1 + j] >= limit {
+                    throw VecStoreError.corrupt(
+                        "collection \(name): graph block \(b) slot \(r) links to row \(list[1 + j]) ≥ \(rows)")
+                }
+            }
+        }
+        for (i, nodes) in levelNodes.enumerated() {
+            let level = i + 1
+            for node in nodes {
+                let list = upperData + Int(upperOffset[Int(node)]) + (level - 1) * slotWordsUpper
+                let n = Int(list[0])
+                guard n <= config.m else {
+                    throw VecStoreError.corrupt(
+                        "collection \(name): HNSW node \(node) holds \(n) links on level \(level), more than M = \(config.m)")
+                }
+                for j in 0..<n {
+                    let t = list[1 + j]
+                    guard t < limit, Int(levels[Int(t)]) >= level else {
+                        throw VecStoreError.corrupt(
+                            "collection \(name): HNSW node \(node) links to \(t) on level \(level), which is not a node of that level")
+                    }
+                }
+            }
+        }
+        if config.entryPoint != HNSWConfig.noEntry {
+            guard config.entryPoint < limit, Int(levels[Int(config.entryPoint)]) >= config.maxLevel else {
+                throw VecStoreError.corrupt(
+                    "collection \(name): HNSW entry point \(config.entryPoint) is not a row on the top level \(config.maxLevel)")
+            }
+        }
     }
 
     deinit {
@@ -167,6 +220,8 @@ final class HNSWEditor: HNSWGraphAccess {
         upperData.deallocate()
         for i in 0..<Self.stripeCount { pthread_mutex_destroy(stripes + i) }
         stripes.deallocate()
+        pthread_mutex_destroy(ownLock)
+        ownLock.deallocate()
     }
 
     private func allocateUpper(row: Int, level: Int) {
@@ -197,13 +252,18 @@ final class HNSWEditor: HNSWGraphAccess {
         return UnsafePointer(upperData + Int(upperOffset[Int(node)]) + (level - 1) * slotWordsUpper)
     }
 
-    /// A writable list; copies the layer-0 block out of the map on first use (serial mode only; a
-    /// parallel build makes every block writable first).
+    /// A writable list; copies the layer-0 block out of the map on first write to it, so a batch
+    /// writes back only the blocks it changed. In a parallel insert (the caller holds `node`'s lock)
+    /// the first copy of a block is made under `ownLock`: the copy is of the map's bytes, which no
+    /// thread changes, and is published (after a release fence) before any list in it is changed.
     @inline(__always)
     func mutableLinks(_ node: UInt32, _ level: Int) -> UnsafeMutablePointer<UInt32> {
         if level == 0 {
             let b = Int(node >> shift)
-            if needsLocks, let base = owned[b] { return base + Int(node & mask) * slotWords0 }
+            if needsLocks {
+                if let base = owned[b] { return base + Int(node & mask) * slotWords0 }
+                return ownShared(b) + Int(node & mask) * slotWords0
+            }
             let base = owned[b] ?? makeOwned(b)
             dirty[b] = true
             return base + Int(node & mask) * slotWords0
@@ -212,13 +272,26 @@ final class HNSWEditor: HNSWGraphAccess {
         return upperData + Int(upperOffset[Int(node)]) + (level - 1) * slotWordsUpper
     }
 
+    /// The owned copy of block `b`, made by the first of the parallel workers that writes to it.
+    private func ownShared(_ b: Int) -> UnsafeMutablePointer<UInt32> {
+        pthread_mutex_lock(ownLock)
+        defer { pthread_mutex_unlock(ownLock) }
+        if let base = owned[b] { return base }
+        dirty[b] = true
+        return makeOwned(b)
+    }
+
     private func makeOwned(_ b: Int) -> UnsafeMutablePointer<UInt32> {
         let copy = UnsafeMutablePointer<UInt32>.allocate(capacity: blockCapacity * slotWords0)
         copy.update(from: readBases[b], count: blockRows[b] * slotWords0)
+        vs_release_fence()
         owned[b] = copy
         readBases[b] = UnsafePointer(copy)
         return copy
     }
+
+    /// Layer-0 blocks the last `write` wrote.
+    private(set) var lastWrittenBlocks = 0
 
     func level(of node: UInt32) -> Int { Int(levels[Int(node)]) }
 
@@ -282,13 +355,6 @@ final class HNSWEditor: HNSWGraphAccess {
             }
         }
         rows = newRows
-    }
-
-    /// Makes every layer-0 block writable (before a parallel build).
-    func ownAll() {
-        for b in 0..<blockRows.count where owned[b] == nil { _ = makeOwned(b) }
-        for b in 0..<blockRows.count { dirty[b] = true }
-        upperDirty = true
     }
 
     // MARK: Inserting
@@ -396,7 +462,8 @@ final class HNSWEditor: HNSWGraphAccess {
     /// Inserts `rows` on `threads` workers with per-node (striped) locks, as hnswlib does.
     func insertParallel<D: HNSWDistance>(_ rowsToInsert: [UInt32], _: D.Type, _ vt: VectorTable, live: CandidateMask,
                                          threads: Int) {
-        ownAll()
+        // Upper lists change only on levels the inserted rows reach (`extend` marked new upper nodes).
+        if rowsToInsert.contains(where: { levels[Int($0)] > 0 }) { upperDirty = true }
         needsLocks = true
         defer { needsLocks = false }
         let nextLock = NSLock()
@@ -482,7 +549,7 @@ final class HNSWEditor: HNSWGraphAccess {
 
     /// Writes changed layer-0 blocks, the binary16 copies of the new rows (rewriting only the blocks
     /// they fall in), the upper levels (when changed) and the header record.
-    func write(_ txn: Transaction, _ dbs: Databases, view: CollectionView) throws {
+    func write(_ txn: Transaction, _ dbs: Databases, vectors: VectorTable) throws {
         if rows > initialRows {
             let rowBytes = HNSWConfig.halfRowBytes(dimension: dimension)
             let halfStride = rowBytes / 2
@@ -502,7 +569,7 @@ final class HNSWEditor: HNSWGraphAccess {
                     if old > 0 { prefix.withUnsafeBytes { out.copyMemory(from: $0) } }
                     let halves = out.bindMemory(to: UInt16.self)
                     for r in old..<count {
-                        let v = view.vector(UInt32(start + r))
+                        let v = vectors.vector(UInt32(start + r))
                         let dst = r * halfStride
                         for i in 0..<dimension { halves[dst + i] = Float16(v[i]).bitPattern }
                         if halfStride > dimension { halves[dst + dimension] = 0 }
@@ -511,8 +578,10 @@ final class HNSWEditor: HNSWGraphAccess {
             }
         }
         let slotBytes = slotWords0 * 4
+        lastWrittenBlocks = 0
         for b in 0..<blockRows.count where dirty[b] {
             guard let src = owned[b] else { continue }
+            lastWrittenBlocks += 1
             let n = blockRows[b] * slotBytes
             try txn.reserve(dbs.graph, Format.key(collectionID, UInt32(b)), count: n) { out in
                 out.copyMemory(from: UnsafeRawBufferPointer(start: src, count: n))

@@ -69,6 +69,9 @@ final class HNSWGraphView: HNSWGraphAccess {
         guard Int(config.nodes) == rows else {
             throw VecStoreError.corrupt("collection \(name): HNSW graph covers \(config.nodes) rows, the collection has \(rows)")
         }
+        guard config.entryPoint == HNSWConfig.noEntry || Int(config.entryPoint) < rows else {
+            throw VecStoreError.corrupt("collection \(name): HNSW entry point \(config.entryPoint) is not one of its \(rows) rows")
+        }
         let blocksNeeded = (rows + record.blockCapacity - 1) / record.blockCapacity
         bases = .allocate(capacity: max(1, blocksNeeded))
         halfBases = .allocate(capacity: max(1, blocksNeeded))

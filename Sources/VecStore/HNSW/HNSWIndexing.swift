@@ -18,22 +18,24 @@ enum HNSWIndexing {
 
     static var defaultThreads: Int { ProcessInfo.processInfo.activeProcessorCount }
 
-    /// Repairs around `deleted`, moves the entry point if needed, inserts `inserted`.
-    static func apply(_ editor: HNSWEditor, _ view: CollectionView, metric: Metric, deleted: [UInt32],
-                      inserted: [UInt32], threads: Int) {
+    /// Repairs around `deleted`, moves the entry point if needed, inserts `inserted`. `vectors` maps
+    /// every row below `rows` to its float32 vector; `liveWords` is the live bitmap after the batch.
+    static func apply(_ editor: HNSWEditor, _ vectors: VectorTable, liveWords: [UInt64], rows: Int, metric: Metric,
+                      deleted: [UInt32], inserted: [UInt32], threads: Int) {
         switch metric {
-        case .l2: apply(editor, view, L2Distance.self, deleted: deleted, inserted: inserted, threads: threads)
+        case .l2: apply(editor, vectors, L2Distance.self, liveWords: liveWords, rows: rows, deleted: deleted,
+                        inserted: inserted, threads: threads)
         case .cosine, .dot:
-            apply(editor, view, InnerProductDistance.self, deleted: deleted, inserted: inserted, threads: threads)
+            apply(editor, vectors, InnerProductDistance.self, liveWords: liveWords, rows: rows, deleted: deleted,
+                  inserted: inserted, threads: threads)
         }
     }
 
-    private static func apply<D: HNSWDistance>(_ editor: HNSWEditor, _ view: CollectionView, _: D.Type,
-                                               deleted: [UInt32], inserted: [UInt32], threads: Int) {
-        let vt = VectorTable(view)
-        defer { vt.deallocate() }
-        editor.extend(to: Int(view.record.nextInternalID))
-        CandidateMask.with(view.liveWords) { live in
+    private static func apply<D: HNSWDistance>(_ editor: HNSWEditor, _ vt: VectorTable, _: D.Type,
+                                               liveWords: [UInt64], rows: Int, deleted: [UInt32], inserted: [UInt32],
+                                               threads: Int) {
+        editor.extend(to: rows)
+        CandidateMask.with(liveWords) { live in
             for d in deleted { editor.repairDeleted(d, D.self, vt, live: live) }
             editor.fixEntryPoint(live: live)
             if inserted.count >= parallelThreshold && threads > 1 {
@@ -58,20 +60,28 @@ enum HNSWIndexing {
 extension CollectionWriter {
     /// Brings the collection's graph (if it has one) up to date with this batch, inside its transaction:
     /// appended rows are linked in, neighbours of deleted rows are repaired, and every touched block is
-    /// written once.
-    func updateGraph() throws {
+    /// written once. Vectors come from the snapshot before the batch (pages this transaction has not
+    /// written, which stay in place until it commits) and from the batch's own rows (`appended`), never
+    /// from pages written in this transaction, which LMDB may spill and free in a large transaction.
+    mutating func updateGraph() throws {
         guard let config = try HNSWConfig.load(txn, dbs, record.id) else { return }
         guard config.nodes == initialNextID else {
             throw VecStoreError.corrupt("collection \(name): HNSW graph covers \(config.nodes) rows, the collection had \(initialNextID)")
         }
         let added = Int(initialNextID)..<Int(record.nextInternalID)
         if deletedRows.isEmpty && added.isEmpty { return }
-        let view = try CollectionView(txn, dbs, record, name: name)
+        let before = try preBatch ?? CollectionView(txn, dbs, record, name: name, vectorsOnly: true)
+        let vt = VectorTable(before, appended: appended)
+        defer { vt.deallocate() }
+        let liveWords = try CollectionView.liveWords(txn, dbs, record, name: name)
         let editor = try HNSWEditor(txn, dbs, record: record, config: config, name: name, fresh: false)
-        let inserted = added.map { UInt32($0) }.filter { view.isLive($0) }
-        HNSWIndexing.apply(editor, view, metric: record.metric, deleted: deletedRows.filter { $0 < initialNextID },
-                           inserted: inserted, threads: HNSWIndexing.defaultThreads)
-        try editor.write(txn, dbs, view: view)
+        let isLive = { (row: Int) in (liveWords[row >> 6] >> UInt64(row & 63)) & 1 == 1 }
+        let inserted = added.filter(isLive).map { UInt32($0) }
+        HNSWIndexing.apply(editor, vt, liveWords: liveWords, rows: Int(record.nextInternalID), metric: record.metric,
+                           deleted: deletedRows.filter { $0 < initialNextID }, inserted: inserted,
+                           threads: HNSWIndexing.defaultThreads)
+        try editor.write(txn, dbs, vectors: vt)
+        graphBlocksWritten = editor.lastWrittenBlocks
     }
 }
 
@@ -177,7 +187,9 @@ enum HNSWSearch {
     ) -> TopK {
         var top = TopK(k: k)
         let entry = g.config.entryPoint
-        guard entry != HNSWConfig.noEntry, g.rows > 0 else { return top }
+        // The entry point comes from disk: one outside the graph is damage (HNSWGraphView rejects it;
+        // this guard keeps the search in bounds whatever view it is given).
+        guard entry != HNSWConfig.noEntry, Int(entry) < g.rows else { return top }
         let scorer = HalfScorer<H>(graph: g, query: query, lines: g.halfPrefetchLines)
         let d0 = scorer.distance(entry)
         let (cur, curD) = HNSWAlgorithms.greedyDescent(g, scorer, entry: entry, entryDistance: d0,
@@ -256,61 +268,6 @@ enum HNSWSearch {
 }
 
 extension VectorCollection {
-    /// Searches through the HNSW graph; nil when the collection has none (then the caller searches
-    /// exactly). Very selective filters are answered exactly over their matches (`prefersExact`), with
-    /// the filter's bitmap cached for the snapshot.
-    func searchIndexed(_ flat: [Float], count: Int, k: Int, filter: Filter?, options: SearchOptions)
-        throws(VecStoreError) -> [[SearchResult]]?
-    {
-        guard count > 0 else { return [] }
-        return try store.read { txn -> [[SearchResult]]? in
-            let snap = try store.hnswCache.snapshot(txn, store.dbs, name: name, collectionID: collectionID)
-            guard let graph = snap.graph else { return nil }
-            // Small collections are searched exactly: as fast, and exact (Qdrant's full_scan_threshold idea).
-            if options.filterStrategy != .graph && Int(snap.record.liveCount) <= HNSWSearch.exactBelowRows {
-                return nil
-            }
-            let view = snap.view
-            let ef = options.ef ?? graph.config.efSearch
-            var maskWords: [UInt64]? = nil
-            var exactOverMatches = false
-            if let filter {
-                let (words, matches) = try snap.filterBitmap(filter) {
-                    try candidateRows(txn, view, filter)
-                }
-                switch options.filterStrategy {
-                case .exact: exactOverMatches = true
-                case .graph: break
-                case .automatic:
-                    exactOverMatches = HNSWSearch.prefersExact(matches: matches, live: Int(snap.record.liveCount),
-                                                               m: graph.config.m, ef: max(ef, k))
-                }
-                maskWords = words
-            } else if snap.hasDeletions {
-                maskWords = view.liveWords
-            }
-            return try flat.withUnsafeBufferPointer { q -> [[SearchResult]] in
-                guard let base = q.baseAddress else { return [] }
-                let tops: [TopK] = withMask(maskWords) { mask in
-                    if exactOverMatches, let mask {
-                        if count == 1 {
-                            return [ExactSearch.search(query: base, dimension: dimension, metric: metric,
-                                                       blocks: view.blocks, mask: mask, k: k, threads: options.threads)]
-                        }
-                        return ExactSearch.searchBatch(queries: base, queryCount: count, dimension: dimension,
-                                                       metric: metric, blocks: view.blocks, mask: mask, k: k,
-                                                       threads: options.threads)
-                    }
-                    return HNSWSearch.run(snap, graph, metric: metric, queries: base, count: count, k: k, ef: ef,
-                                          allowed: mask, threads: options.threads)
-                }
-                return try tops.enumerated().map { (qi, top) in
-                    try resolve(txn, view, top, query: base + qi * dimension)
-                }
-            }
-        }
-    }
-
     /// The collection's index: `.flat` or `.hnsw` with its parameters.
     public func indexKind() throws(VecStoreError) -> IndexKind {
         try store.read { txn in
@@ -331,9 +288,12 @@ extension VectorCollection {
             let view = try CollectionView(txn, store.dbs, record, name: name)
             let editor = try HNSWEditor(txn, store.dbs, record: record, config: config, name: name, fresh: true)
             let live = (0..<record.nextInternalID).filter { view.isLive($0) }
-            HNSWIndexing.apply(editor, view, metric: record.metric, deleted: [], inserted: live,
-                               threads: max(1, threads))
-            try editor.write(txn, store.dbs, view: view)
+            // No vector page is written by this transaction: the view's pointers stay valid throughout.
+            let vt = VectorTable(view)
+            defer { vt.deallocate() }
+            HNSWIndexing.apply(editor, vt, liveWords: view.liveWords, rows: Int(record.nextInternalID),
+                               metric: record.metric, deleted: [], inserted: live, threads: max(1, threads))
+            try editor.write(txn, store.dbs, vectors: vt)
         }
     }
 

@@ -75,7 +75,7 @@ extension VecStore {
             while let (key, value) = entry, key.starts(with: prefix) {
                 let level = Int(readBE32(key, at: 4))
                 let n = value.count >= 4 ? Int(UInt32(littleEndian: value.loadUnaligned(as: UInt32.self))) : -1
-                if key.count != 8 || level < 1 || n < 0 || value.count != 4 + 4 * n + 4 * n * config.slotWordsUpper {
+                if key.count != 8 || level < 1 || level > HNSWConfig.levelCap || n < 0 || value.count != 4 + 4 * n + 4 * n * config.slotWordsUpper {
                     fault("level block \(level) is malformed (\(value.count) bytes)")
                 } else {
                     var ids: [UInt32] = [], slots: [UInt32] = []

@@ -1,0 +1,296 @@
+import ArgumentParser
+import Foundation
+import VecStore
+import VecStoreIO
+
+/// Scale: one import of a large set in batches (time, CPU, peak anonymous memory, per-row cost of the
+/// first and last 10% of batches, bytes written against the store size, free pages), then rows added
+/// in small batches, recall@10 against QPS per ef (one query per call, one thread), open plus first
+/// query, filtered search per `source`, and compaction after deleting 1% of the rows. Writes JSON for
+/// `Tools/bench_scale.py report`.
+struct ScaleBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "scale", abstract: "Scale benchmark (docs1m).")
+
+    @Option(help: "Base vectors (.fvecs).") var base: String
+    @Option(help: "Ids, one per line, aligned with --base.") var ids: String?
+    @Option(help: "metadata.source per row, one per line, aligned with --base (filtered runs).") var sources: String?
+    @Option(help: "Query vectors.") var queries: String
+    @Option(help: "Ground truth (.ivecs, base row numbers).") var groundtruth: String
+    @Option(help: "Store file to create (replaced).") var store: String
+    @Option(help: "Output JSON file.") var json: String
+    @Option(help: "Rows per import batch.") var batch = 10_000
+    @Option(help: "The last N rows are added after the import, in batches of --add-batch.") var addRows = 0
+    @Option(help: "Rows per batch of the add phase.") var addBatch = 1_000
+    @Option(help: "Import threads (HNSW linking).") var threads = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "ef values, comma-separated.") var efs = "16,32,64,128,256"
+    @Option(help: "Use only the first N queries.") var maxQueries: Int?
+    @Option(help: "Phases, comma-separated: import,add,search,filter,compact.") var phases = "import,add,search,filter,compact"
+
+    func run() throws {
+        let phaseSet = Set(phases.split(separator: ",").map(String.init))
+        let queryRows = try readVectors(queries, limit: maxQueries)
+        let truth = try readIvecs(groundtruth)
+        let dataset = datasetName(base)
+        var metrics: [String: Any] = ["threads": threads, "batch": batch]
+        let efList = efs.split(separator: ",").compactMap { Int($0) }
+        let total = fileBytes(base) / (4 + 4 * (queryRows.first?.count ?? 1))
+        let importRows = total - addRows
+        var dim = queryRows.first?.count ?? 0
+
+        if phaseSet.contains("import") {
+            removeStore(store)
+            let vs = try VecStore(path: store)
+            var reader = try AttachingReader(base: base, ids: ids, sources: sources, limit: importRows)
+            var options = ImportOptions()
+            options.metric = .cosine
+            options.batchSize = batch
+            var batchEnds: [(rows: Int, t: Double)] = []
+            let sampler = AnonSampler()
+            let io0 = ProcessIO.read(), cpu0 = cpuSeconds(), t0 = now()
+            let report = try vs.importRecords(from: &reader, into: "bench", options: options) { p in
+                batchEnds.append((p.committed, now()))
+            }
+            let seconds = now() - t0, cpu = cpuSeconds() - cpu0, io1 = ProcessIO.read()
+            sampler.stop()
+            let stats = try vs.stats()
+            let written = io1.writeBytes - io0.writeBytes
+            metrics["import_rows"] = report.imported
+            metrics["import_s"] = seconds
+            metrics["import_cpu_pct"] = 100 * cpu / seconds
+            metrics["import_peak_anon_bytes"] = sampler.peak
+            metrics["import_write_bytes"] = written
+            metrics["store_bytes"] = stats.fileBytes
+            metrics["free_pages"] = stats.freePages
+            metrics["used_pages"] = stats.usedPages
+            metrics["raw_vector_bytes"] = report.imported * dim * 4
+            metrics["databases"] = Dictionary(uniqueKeysWithValues: stats.databases.map { ($0.name, $0.bytes) })
+            // Per-row cost of the first and last 10% of batches.
+            var perRow: [Double] = []
+            var prev = (rows: 0, t: t0)
+            for e in batchEnds {
+                perRow.append((e.t - prev.t) / Double(max(1, e.rows - prev.rows)))
+                prev = e
+            }
+            let tenth = max(1, perRow.count / 10)
+            let first = perRow.prefix(tenth).reduce(0, +) / Double(tenth)
+            let last = perRow.suffix(tenth).reduce(0, +) / Double(tenth)
+            metrics["first10_us_per_row"] = first * 1e6
+            metrics["last10_us_per_row"] = last * 1e6
+            print(String(format: "%@: import %d rows in %.1f s (%.0f%% CPU), %.0f rows/s; peak anon %.0f MB; wrote %.2f GB for a %.2f GB store (%.2fx); free pages %d of %d (%.1f%%); per row first/last 10%%: %.0f/%.0f us",
+                         dataset, report.imported, seconds, 100 * cpu / seconds, Double(report.imported) / seconds,
+                         Double(sampler.peak) / 1e6, Double(written) / 1e9, Double(stats.fileBytes) / 1e9,
+                         Double(written) / Double(max(1, stats.fileBytes)), stats.freePages, stats.usedPages,
+                         100 * Double(stats.freePages) / Double(max(1, stats.usedPages)), first * 1e6, last * 1e6))
+        }
+        let vs = try VecStore(path: store)
+        let coll = try vs.collection("bench")
+        dim = coll.dimension
+        if phaseSet.contains("add"), addRows > 0 {
+            var reader = try AttachingReader(base: base, ids: ids, sources: sources, limit: total, skip: importRows)
+            let size0 = fileBytes(store), io0 = ProcessIO.read(), t0 = now()
+            var docs: [Document] = []
+            while let r = try reader.next() {
+                docs.append(Document(id: r.id ?? "", vector: r.vector, metadata: r.metadata ?? [:]))
+                if docs.count == addBatch { try coll.add(docs); docs.removeAll(keepingCapacity: true) }
+            }
+            if !docs.isEmpty { try coll.add(docs) }
+            let seconds = now() - t0, written = ProcessIO.read().writeBytes - io0.writeBytes
+            let growth = fileBytes(store) - size0
+            metrics["add_rows"] = addRows
+            metrics["add_batch"] = addBatch
+            metrics["add_s"] = seconds
+            metrics["add_write_bytes"] = written
+            metrics["add_store_growth_bytes"] = growth
+            print(String(format: "%@: added %d rows in batches of %d in %.1f s (%.0f rows/s): wrote %.1f MiB, store grew %.1f MiB (%.1fx)",
+                         dataset, addRows, addBatch, seconds, Double(addRows) / seconds, Double(written) / 1048576,
+                         Double(growth) / 1048576, Double(written) / Double(max(1, growth))))
+        }
+        if phaseSet.contains("search") {
+            let t0 = now()
+            let reopened = try VecStore(path: store, options: StoreOptions(readOnly: true, create: false))
+            _ = try reopened.collection("bench").search(queryRows[0], k: 10)
+            metrics["open_first_query_ms"] = (now() - t0) * 1000
+            var curve: [[String: Any]] = []
+            for ef in efList {
+                let options = SearchOptions(ef: ef)
+                var results: [[SearchResult]] = []
+                let seconds = try bestOf(2) {
+                    results = try queryRows.map { try coll.search($0, k: 10, options: options) }
+                }
+                let recall = recallOfRows(results.map { $0.map(\.id) }, truth, k: 10, rowOfID: rowID)
+                curve.append(["ef": ef, "recall": recall, "qps_1t": Double(queryRows.count) / seconds])
+                print(String(format: "%@ ef=%d: recall@10 %.4f, %.0f q/s (1 thread)", dataset, ef, recall,
+                             Double(queryRows.count) / seconds))
+            }
+            metrics["curve"] = curve
+        }
+        if phaseSet.contains("filter"), let sources {
+            let all = try String(contentsOfFile: sources, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+            var counts: [String: Int] = [:]
+            for s in all.prefix(total) { counts[String(s), default: 0] += 1 }
+            var filtered: [[String: Any]] = []
+            for source in ["linux", "python", "sphinx"] where counts[source] != nil {
+                let filter = Filter.field("source", .equals(.string(source)))
+                let qs = Array(queryRows.prefix(200))
+                let reopened = try VecStore(path: store, options: StoreOptions(readOnly: true, create: false))
+                let c2 = try reopened.collection("bench")
+                let tf = now()
+                _ = try c2.search(qs[0], k: 10, filter: filter)
+                let firstMs = (now() - tf) * 1000
+                var got: [[String]] = [], exact: [[String]] = []
+                let seconds = try bestOf(2) { got = try qs.map { try coll.search($0, k: 10, filter: filter).map(\.id) } }
+                exact = try qs.map { try coll.search($0, k: 10, filter: filter, options: SearchOptions(exact: true)).map(\.id) }
+                var hit = 0, all = 0
+                for (g, e) in zip(got, exact) { hit += Set(g).intersection(e).count; all += e.count }
+                let recall = Double(hit) / Double(max(1, all))
+                filtered.append(["source": source, "share": Double(counts[source] ?? 0) / Double(total), "recall": recall,
+                                 "qps_1t": Double(qs.count) / seconds, "first_ms": firstMs])
+                print(String(format: "%@ filter source=%@ (%.1f%%): recall %.4f vs exact filtered, %.0f q/s, first query %.1f ms",
+                             dataset, source, 100 * Double(counts[source] ?? 0) / Double(total), recall,
+                             Double(qs.count) / seconds, firstMs))
+            }
+            metrics["filtered"] = filtered
+        }
+        if phaseSet.contains("compact") {
+            let n = try coll.count()
+            var rng = SplitMix(seed: 99)
+            var doomed = Set<String>()
+            var reader = try AttachingReader(base: base, ids: ids, sources: nil, limit: total)
+            var allIDs: [String] = []
+            while let r = try reader.next() { allIDs.append(r.id ?? "") }
+            while doomed.count < n / 100 { doomed.insert(allIDs[Int(rng.next() % UInt64(allIDs.count))]) }
+            try coll.delete(ids: Array(doomed))
+            func recall(_ c: VectorCollection) throws -> Double {
+                let qs = Array(queryRows.prefix(200))
+                var hit = 0, all = 0
+                for q in qs {
+                    let e = try c.search(q, k: 10, options: SearchOptions(exact: true)).map(\.id)
+                    let g = try c.search(q, k: 10).map(\.id)
+                    hit += Set(g).intersection(e).count
+                    all += e.count
+                }
+                return Double(hit) / Double(max(1, all))
+            }
+            let before = try recall(coll)
+            let sampler = AnonSampler()
+            let t0 = now()
+            try VecStore.compact(path: store)
+            let seconds = now() - t0
+            sampler.stop()
+            let after = try recall(try VecStore(path: store).collection("bench"))
+            metrics["compact_s"] = seconds
+            metrics["compact_peak_anon_bytes"] = sampler.peak
+            metrics["compact_recall_before"] = before
+            metrics["compact_recall_after"] = after
+            print(String(format: "%@: compact after deleting %d rows: %.1f s, peak anon %.0f MB, recall vs exact %.4f -> %.4f",
+                         dataset, doomed.count, seconds, Double(sampler.peak) / 1e6, before, after))
+        }
+        try writeResult(json, dataset: dataset, n: total, dim: dim, metric: "cosine", metrics: metrics)
+    }
+
+    /// Ground-truth rows are base row numbers; ids from --ids map back to them.
+    var rowID: [String: Int] {
+        guard let ids, let text = try? String(contentsOfFile: ids, encoding: .utf8) else { return [:] }
+        var map: [String: Int] = [:]
+        for (i, line) in text.split(separator: "\n").enumerated() { map[String(line)] = i }
+        return map
+    }
+}
+
+/// Mean recall@k of ids against ground-truth rows, through an id → row map (ids are row numbers
+/// when the map is empty).
+func recallOfRows(_ results: [[String]], _ truth: [[Int32]], k: Int, rowOfID: [String: Int]) -> Double {
+    if rowOfID.isEmpty { return recallOfRows(results, truth, k: k) }
+    let asRows = results.map { $0.map { rowOfID[$0].map(String.init) ?? "-1" } }
+    return recallOfRows(asRows, truth, k: k)
+}
+
+/// Rows of an .fvecs file with ids and `{"source": …}` metadata from aligned text files.
+struct AttachingReader: RecordReader {
+    var vectors: FvecsReader
+    var ids: [Substring]?
+    var sources: [Substring]?
+    var row = 0
+    let limit: Int
+
+    init(base: String, ids: String?, sources: String?, limit: Int, skip: Int = 0) throws {
+        vectors = try FvecsReader(path: base, format: .fvecs)
+        self.ids = try ids.map { try String(contentsOfFile: $0, encoding: .utf8).split(separator: "\n") }
+        self.sources = try sources.map {
+            try String(contentsOfFile: $0, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+        }
+        self.limit = limit
+        for _ in 0..<skip { _ = try vectors.next(); row += 1 }
+    }
+
+    var bytesRead: UInt64 { vectors.bytesRead }
+    var totalBytes: UInt64? { vectors.totalBytes }
+    var dimension: Int? { vectors.dimension }
+
+    mutating func next() throws(ImportError) -> ImportRecord? {
+        guard row < limit, var r = try vectors.next() else { return nil }
+        if let ids, row < ids.count { r.id = String(ids[row]) } else { r.id = String(row) }
+        if let sources, row < sources.count, !sources[row].isEmpty {
+            r.metadata = ["source": .string(String(sources[row]))]
+        }
+        row += 1
+        return r
+    }
+}
+
+/// `/proc/self/io` counters.
+struct ProcessIO {
+    var writeBytes = 0
+    static func read() -> ProcessIO {
+        var io = ProcessIO()
+        guard let text = try? String(contentsOfFile: "/proc/self/io", encoding: .utf8) else { return io }
+        for line in text.split(separator: "\n") where line.hasPrefix("write_bytes:") {
+            io.writeBytes = Int(line.dropFirst(12).trimmingCharacters(in: .whitespaces)) ?? 0
+        }
+        return io
+    }
+}
+
+/// User + system CPU seconds of this process.
+func cpuSeconds() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Double(u.ru_utime.tv_sec) + Double(u.ru_utime.tv_usec) / 1e6 + Double(u.ru_stime.tv_sec)
+        + Double(u.ru_stime.tv_usec) / 1e6
+}
+
+/// `RssAnon` of this process in bytes.
+func rssAnonBytes() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("RssAnon:") {
+        return (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
+    }
+    return 0
+}
+
+/// Samples `RssAnon` every 50 ms on a background thread and keeps the peak (mapped store pages are page
+/// cache, not anonymous memory).
+final class AnonSampler: @unchecked Sendable {
+    private let lock = NSLock()
+    private var running = true
+    private var value = 0
+    var peak: Int { lock.lock(); defer { lock.unlock() }; return max(value, rssAnonBytes()) }
+
+    init() {
+        value = rssAnonBytes()
+        Thread.detachNewThread { [self] in
+            while true {
+                let v = rssAnonBytes()
+                lock.lock()
+                value = max(value, v)
+                let go = running
+                lock.unlock()
+                if !go { return }
+                usleep(50_000)
+            }
+        }
+    }
+
+    func stop() { lock.lock(); running = false; lock.unlock() }
+}
+
