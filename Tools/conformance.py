@@ -32,6 +32,9 @@ except ImportError as e:  # pragma: no cover
 # ---------------------------------------------------------------------------------------------
 
 SUPPORTED_VERSION = 2  # version 2 adds the keyword-index databases (Spec/BM25.md; checked by Tools/conformance_bm25.py)
+MAX_READ_VERSION = 3  # version 3 = version 2 plus a `features` record (FORMAT.md §5)
+KNOWN_FEATURES = {"pca", "embedder"}  # features this reader implements (Spec/PCA.md, Spec/EMBEDDER.md); others by their flags (§5)
+META_FEATURES = b"features"
 MAGIC = b"VECSTORE"
 DATABASES = ["meta", "vectors", "docs", "ids", "live", "fields"]
 DUP_DATABASES = {"fields"}  # MDB_DUPSORT | MDB_DUPFIXED
@@ -237,12 +240,31 @@ class Reader:
         if len(fmt) < 12 or fmt[:8] != MAGIC:
             raise NotAStore(f"{self.path}: 'format' record does not start with VECSTORE: not a vecstore store")
         version = read_le32(fmt, 8)
-        if version != SUPPORTED_VERSION:
+        if not SUPPORTED_VERSION <= version <= MAX_READ_VERSION:
             raise Unsupported(f"{self.path}: format version {version} is not supported "
-                              f"(this reader reads version {SUPPORTED_VERSION} only)")
+                              f"(this reader reads versions {SUPPORTED_VERSION} to {MAX_READ_VERSION})")
         self.version = version
-        if len(fmt) != 16 or read_le32(fmt, 12) != 0:
-            self.fault(f"meta format: writer should write 16 bytes with reserved u32 = 0, found {fmt.hex()}")
+        write_version = read_le32(fmt, 12) if len(fmt) >= 16 else 0
+        if len(fmt) != 16 or (write_version != 0 and write_version <= version):
+            self.fault(f"meta format: writer should write 16 bytes, the write version 0 or above the read "
+                       f"version, found {fmt.hex()}")
+        self.feature_prefixes = []
+        feats = txn.get(META_FEATURES, db=meta)
+        if feats is not None:
+            if version < 3:
+                self.fault("meta: a features record in a version-2 store (declaring one sets version 3)")
+            n, o = feats[0], 1
+            for _ in range(n):
+                flags, length = feats[o], feats[o + 1]
+                name = feats[o + 2:o + 2 + length].decode()
+                o += 2 + length
+                if flags & ~3:
+                    self.fault(f"meta features: flags {flags} of {name!r}")
+                if name not in KNOWN_FEATURES and flags & 1:
+                    raise Unsupported(f"{self.path}: feature {name!r} is needed to read it")
+                self.feature_prefixes.append((name + ":").encode())
+            if o != len(feats):
+                self.fault("meta features: trailing bytes")
         self.collections = {}
         self.next_collection_id = None
         self.superseded = None
@@ -298,6 +320,11 @@ class Reader:
                 pass
             elif key.startswith(b"pca:") and len(key) == 8:
                 pca_records[struct.unpack_from(">I", key, 4)[0]] = value
+            elif key.startswith(b"embedder:") and len(key) == 13:
+                # The text-embedding model of a collection (Spec/EMBEDDER.md); it changes no other byte.
+                pass
+            elif key == META_FEATURES or any(key.startswith(p) for p in self.feature_prefixes):
+                pass  # checked above / a declared feature's record
             else:
                 self.fault(f"meta: unknown key {key!r}")
         by_id = {c.id: c for c in self.collections.values()}

@@ -22,7 +22,7 @@ final class CollectionView {
     {
         self.record = record
         let rows = Int(record.nextInternalID)
-        // Sized once the vector blocks confirm `rows` (a damaged record could claim 2³² rows).
+        // The live bitmap is sized once the vector blocks confirm `rows` (a damaged record could claim 2³² rows).
         liveWords = []
         let dim = record.dimension
         let rowBytes = (dim + 1) * 4

@@ -36,11 +36,12 @@ extension VectorCollection {
         guard threshold.isFinite else { throw .invalidArgument("threshold must be a finite number") }
         guard neighbours >= 1 else { throw .invalidArgument("neighbours must be at least 1") }
         return try store.read { txn in
-            let record = try currentRecord(txn)
-            let view = try CollectionView(txn, store.dbs, record, name: name)
-            let words = try candidateRows(txn, view, filter)
+            // The snapshot's views and filter bitmap, shared with `search` (SearchPlanner.swift).
+            let snap = try snapshot(txn)
+            let view = snap.view
+            let words = try filter.map { f in try snap.filterBitmap(f) { try candidateRows(txn, view, f) }.0 }
+                ?? view.liveWords
             guard !words.isEmpty else { return [] }
-            let snap = try store.hnswCache.snapshot(txn, store.dbs, name: name, collectionID: collectionID)
             let pairs: [SelfJoin.Pair] = CandidateMask.with(words) { mask in
                 if method == .automatic, let graph = snap.graph {
                     return graphPairs(snap, graph, mask: mask, threshold: threshold, neighbours: neighbours,

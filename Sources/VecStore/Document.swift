@@ -30,6 +30,16 @@ public struct SearchResult: Sendable, Equatable {
     public var score: Float
     /// The store's internal row number (changes on compaction).
     public var internalID: UInt32
+    /// The document's text, when the search was asked for it (`SearchOptions.includeText`) and it has one.
+    public var text: String?
+
+    /// Creates a result.
+    public init(id: String, score: Float, internalID: UInt32, text: String? = nil) {
+        self.id = id
+        self.score = score
+        self.internalID = internalID
+        self.text = text
+    }
 }
 
 /// Options of a search.
@@ -43,8 +53,12 @@ public struct SearchOptions: Sendable {
     public var exact: Bool
     /// How an HNSW collection answers a filtered search (see `FilterStrategy`).
     public var filterStrategy: FilterStrategy
+    /// Also return each result's text (read in the search's own snapshot).
+    public var includeText = false
     /// Creates options; `threads` defaults to 1 for single queries.
-    public init(threads: Int = 1, ef: Int? = nil, exact: Bool = false, filterStrategy: FilterStrategy = .automatic) {
+    public init(threads: Int = 1, ef: Int? = nil, exact: Bool = false, filterStrategy: FilterStrategy = .automatic,
+                includeText: Bool = false) {
+        self.includeText = includeText
         self.threads = max(1, threads)
         self.ef = ef.map { max(1, $0) }
         self.exact = exact

@@ -10,6 +10,8 @@ public enum VecStoreError: Error, Sendable, CustomStringConvertible {
     case notAVecStore(String)
     /// The store was written with a format version this code does not read.
     case unsupportedFormatVersion(found: UInt32, supported: UInt32)
+    /// The store uses a format version, feature or record code that only a newer vecstore understands.
+    case newerFormat(String)
     /// No collection of that name exists.
     case collectionNotFound(String)
     /// A collection of that name exists with a different dimension or metric.
@@ -61,6 +63,7 @@ public enum VecStoreError: Error, Sendable, CustomStringConvertible {
     /// The store was written by a newer vecstore (an alias of `unsupportedFormatVersion`'s meaning).
     public var isFormatTooNew: Bool {
         if case .unsupportedFormatVersion(let found, let supported) = self { return found > supported }
+        if case .newerFormat = self { return true }
         return false
     }
 
@@ -83,7 +86,7 @@ public enum VecStoreError: Error, Sendable, CustomStringConvertible {
     public var category: Category {
         switch self {
         case .storage(let e): e.isDiskFull ? .io : (e.code == -30793 /* MDB_INVALID */ ? .corruptStore : .io)
-        case .notAVecStore, .unsupportedFormatVersion, .corrupt: .corruptStore
+        case .notAVecStore, .unsupportedFormatVersion, .newerFormat, .corrupt: .corruptStore
         case .collectionNotFound: .notFound
         case .collectionMismatch, .invalidCollectionName, .dimensionMismatch, .invalidVector, .invalidID,
              .duplicateIDInBatch, .idExists, .invalidMetadata, .invalidFilter, .invalidInput, .invalidArgument,
@@ -107,6 +110,7 @@ public enum VecStoreError: Error, Sendable, CustomStringConvertible {
         case .notAVecStore(let p): "\(p) is not a vecstore store (no vecstore format record)"
         case .unsupportedFormatVersion(let found, let supported):
             "store format version \(found) is not supported: this vecstore reads version \(supported); upgrade vecstore"
+        case .newerFormat(let m): "\(m): written by a newer vecstore; upgrade vecstore"
         case .collectionNotFound(let n): "no collection named '\(n)'"
         case .collectionMismatch(let m): m
         case .invalidCollectionName(let m): "invalid collection name: \(m)"

@@ -70,8 +70,7 @@ extension VecStore {
         let infos = try names.map { name throws(VecStoreError) in try collection(name).info() }
         let dbs = self.dbs, env = self.env, path = self.path
         return try read { txn in
-            let usage = try ([dbs.meta, dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields, dbs.graph,
-                              dbs.graphUpper, dbs.graphVectors] + dbs.textDatabases).map { db in
+            let usage = try dbs.all.map { db in
                 let s = try txn.stats(db)
                 return DatabaseUsage(name: db.name, entries: s.entries, bytes: s.bytes, overflowPages: s.overflowPages,
                                      depth: s.depth)
@@ -79,7 +78,8 @@ extension VecStore {
             let info = env.info()
             return StoreStats(path: path, fileBytes: Self.fileSize(path), pageSize: env.pageSize, mapSize: info.mapSize,
                               usedPages: info.lastPage + 1, freePages: try txn.freePageCount(),
-                              formatVersion: Format.version, databases: usage, collections: infos)
+                              formatVersion: try Self.formatAccess(txn, dbs.meta, path: path)?.readVersion ?? Format.version,
+                              databases: usage, collections: infos)
         }
     }
 
@@ -92,6 +92,9 @@ extension VecStore {
             var faults: [String] = []
             var checked = 0
             var prefixes: [UInt32: String] = [:]
+            // Keys `<feature>:…` belong to a declared feature (known to this build or not).
+            let featurePrefixes = try (txn.get(dbs.meta, Format.featuresKey).map { v in try Format.decodeFeatures(v) } ?? [])
+                .map { Array("\($0.name):".utf8) }
             var embedderKeys: [(UInt32, [UInt8])] = []
             try txn.withCursor(dbs.meta) { (c: Cursor) throws -> Void in
                 var entry = try c.first()
@@ -111,7 +114,9 @@ extension VecStore {
                         // checked with its collection (verifyProjection)
                     } else if key.starts(with: EmbedderInfo.keyPrefix) && key.count == EmbedderInfo.keyPrefix.count + 4 {
                         embedderKeys.append((readBE32(key, at: EmbedderInfo.keyPrefix.count), Array(value)))
-                    } else if !["format", "next-collection-id", "superseded"].contains(name) {
+                    } else if featurePrefixes.contains(where: { key.starts(with: $0) }) {
+                        // a declared feature's record: checked by the module that implements it
+                    } else if !["format", "next-collection-id", "superseded", "features"].contains(name) {
                         faults.append("meta: unknown key '\(name)'")
                     }
                     entry = try c.next()
@@ -124,8 +129,7 @@ extension VecStore {
             // Every key of the per-collection databases must belong to a known collection.
             faults += try verifyGraphOwners(txn, known: Set(prefixes.keys))
             faults += try verifyProjectionOwners(txn, known: Set(prefixes.keys))
-            for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields, dbs.graph, dbs.graphUpper,
-                       dbs.graphVectors] + dbs.textDatabases {
+            for db in dbs.perCollection {
                 try txn.withCursor(db) { (c: Cursor) throws -> Void in
                     var entry = try c.first()
                     while let (key, _) = entry {
@@ -281,7 +285,7 @@ extension VecStore {
                                                       projection: try ProjectionRecord.load(txn, old.dbs, record.id))
                     try fresh.copyTextOptions(from: txn, old: old, collection: record.id, to: target)
                     if let embedder = try EmbedderInfo.load(txn, old.dbs, record.id, name: name) {
-                        try fresh.write { t in try t.put(fresh.dbs.meta, EmbedderInfo.key(target.collectionID), embedder.encoded()) }
+                        try fresh.write { t in try embedder.store(t, fresh.dbs, target.collectionID) }
                     }
                     let source = VectorCollection(store: old, name: name, record: record)
                     let view = try CollectionView(txn, old.dbs, record, name: name)

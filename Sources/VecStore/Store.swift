@@ -18,15 +18,6 @@ public struct StoreOptions: Sendable {
     }
 }
 
-/// The handles of a store's named databases.
-struct Databases: Sendable {
-    let meta, vectors, docs, ids, live, fields: Database
-    /// HNSW layer-0 blocks and upper levels (Spec/HNSW.md).
-    let graph, graphUpper, graphVectors: Database
-    /// Keyword index (Spec/BM25.md).
-    let textinfo, terms, postings, doclens: Database
-}
-
 /// A vecstore store: one LMDB environment in a single file (plus `<file>-lock`) holding named collections.
 ///
 /// A store is `Sendable`: share one instance across threads and tasks. Any number of searches run at
@@ -48,6 +39,8 @@ public final class VecStore: Sendable {
     let dbs: Databases
     /// Resolved HNSW views reused across read transactions of the same snapshot.
     let hnswCache = HNSWViewCache()
+    /// Why this build must not write the store (its format or a feature needs a newer vecstore), or nil.
+    let writeRefusal: String?
 
     /// Opens the store at `url`, creating it unless `options.create` is false.
     public convenience init(at url: URL, options: StoreOptions = StoreOptions()) throws(VecStoreError) {
@@ -68,12 +61,7 @@ public final class VecStore: Sendable {
         // worker threads spinning (sched_yield) that steal a core from searches.
         BLAS.useSingleThread()
         let env = try Self.openEnvironment(path, envOptions)
-        let baseSpecs: [(name: String, flags: DatabaseFlags)] = [
-            (Format.DB.meta, []), (Format.DB.vectors, []), (Format.DB.docs, []), (Format.DB.ids, []),
-            (Format.DB.live, []), (Format.DB.fields, [.dupSort, .dupFixed]),
-            (Format.DB.graph, []), (Format.DB.graphUpper, []), (Format.DB.graphVectors, []),
-        ]
-        let specs = baseSpecs + TextFormat.databaseSpecs
+        let specs = Schema.databases.map { (name: $0.name, flags: $0.flags) }
         // Nothing is created before the file is known to be a vecstore store (or empty): a foreign LMDB
         // file, or a store of a newer format, is refused untouched.
         let existingNames: [String] = try storage {
@@ -92,46 +80,48 @@ public final class VecStore: Sendable {
         if !existingNames.isEmpty {
             guard existingNames.contains(Format.DB.meta) else { throw .notAVecStore(path) }
             let meta = try storage { try env.openDatabases([(Format.DB.meta, [])], create: false)[0] }
-            let formatOK: Bool = try storage {
-                try env.read { txn in
-                    guard let record = try txn.get(meta, Format.formatKey) else { return false }
-                    try Format.checkFormatRecord(record, path: path)
-                    return true
-                }
-            }
-            if !formatOK { throw .notAVecStore(path) }
+            let found = try storage { try env.read { txn in try Self.formatAccess(txn, meta, path: path) } }
+            if found == nil { throw .notAVecStore(path) }
         }
         let missing = specs.contains { !existingNames.contains($0.name) }
         if missing && options.readOnly { throw .notAVecStore(path) }
         let handles: [Database] = try storage { try env.openDatabases(specs, create: missing) }
-        let dbs = Databases(meta: handles[0], vectors: handles[1], docs: handles[2], ids: handles[3], live: handles[4],
-                            fields: handles[5], graph: handles[6], graphUpper: handles[7],
-                            graphVectors: handles[8], textinfo: handles[9], terms: handles[10], postings: handles[11],
-                            doclens: handles[12])
+        let dbs = Databases(handles)
         self.env = env
         self.dbs = dbs
-        let hasFormat: Bool = try storage {
-            try env.read { txn in
-                guard let record = try txn.get(dbs.meta, Format.formatKey) else { return false }
-                try Format.checkFormatRecord(record, path: path)
-                return true
-            }
-        }
-        if !hasFormat {
+        var access = try storage { try env.read { txn in try Self.formatAccess(txn, dbs.meta, path: path) } }
+        if access == nil {
             if options.readOnly { throw .notAVecStore(path) }
-            try storage {
-                try env.write { txn in
-                    if let record = try txn.get(dbs.meta, Format.formatKey) {
-                        try Format.checkFormatRecord(record, path: path)
-                        return
-                    }
+            access = try storage {
+                try env.write { txn -> FormatAccess? in
+                    if let existing = try Self.formatAccess(txn, dbs.meta, path: path) { return existing }
                     try txn.withCursor(dbs.meta) { (c: Cursor) throws -> Void in
                         if try c.first() != nil { throw VecStoreError.notAVecStore(path) }
                     }
                     try txn.put(dbs.meta, Format.formatKey, Format.encodeFormatRecord())
                     try txn.put(dbs.meta, Format.nextCollectionKey, Format.encodeInternalID(1))
+                    return try Self.formatAccess(txn, dbs.meta, path: path)
                 }
             }
+        }
+        guard let access else { throw .notAVecStore(path) }
+        self.writeRefusal = access.writeRefusal
+    }
+
+    /// The version rule applied to the store's `format` and `features` records; nil when there is no
+    /// `format` record.
+    static func formatAccess(_ txn: Transaction, _ meta: Database, path: String) throws -> FormatAccess? {
+        guard let record = try txn.get(meta, Format.formatKey) else { return nil }
+        return try Format.access(record, features: try txn.get(meta, Format.featuresKey), path: path)
+    }
+
+    /// Declares a feature of the store (Spec/FORMAT.md §5): readers or writers that do not implement it
+    /// refuse the store or keep to reading it. Declaring one moves the store to format version 3.
+    func declareFeature(_ name: String, neededToRead: Bool, neededToWrite: Bool) throws(VecStoreError) {
+        let meta = dbs.meta
+        try write { txn in
+            try Format.declare(Format.Feature(name: name, neededToRead: neededToRead, neededToWrite: neededToWrite),
+                               txn, meta: meta)
         }
     }
 
@@ -166,6 +156,7 @@ public final class VecStore: Sendable {
 
     /// Runs `body` in one write transaction, after checking the store was not compacted away.
     func write<R>(_ body: (Transaction) throws -> R) throws(VecStoreError) -> R {
+        if let writeRefusal { throw .newerFormat(writeRefusal) }
         let dbs = self.dbs, path = self.path
         return try storage {
             try env.write { txn in
@@ -257,7 +248,7 @@ public final class VecStore: Sendable {
         try txn.put(dbs.meta, Format.nextCollectionKey, Format.encodeInternalID(nextID + 1))
         if case .hnsw(let p) = index { try HNSWConfig.create(p, collection: nextID).store(txn, dbs, nextID) }
         try projection?.store(txn, dbs, nextID)
-        if let embedder { try txn.put(dbs.meta, EmbedderInfo.key(nextID), embedder.encoded()) }
+        try embedder?.store(txn, dbs, nextID)
         return (rec, true)
     }
 
@@ -282,8 +273,7 @@ public final class VecStore: Sendable {
         return try write { txn in
             guard let rec = try record(txn, name) else { return false }
             let prefix = Format.prefix(rec.id)
-            for db in [dbs.vectors, dbs.docs, dbs.ids, dbs.live, dbs.fields, dbs.graph, dbs.graphUpper,
-                       dbs.graphVectors] + dbs.textDatabases {
+            for db in dbs.perCollection {
                 try txn.withCursor(db) { (c: Cursor) throws -> Void in
                     while let (key, _) = try c.seek(atLeast: prefix), key.starts(with: prefix) {
                         try c.deleteCurrent()
@@ -291,9 +281,7 @@ public final class VecStore: Sendable {
                 }
             }
             try txn.delete(dbs.meta, Format.collectionKey(name))
-            try txn.delete(dbs.meta, HNSWConfig.key(rec.id))
-            try txn.delete(dbs.meta, ProjectionRecord.key(rec.id))
-            try txn.delete(dbs.meta, EmbedderInfo.key(rec.id))
+            for (metaPrefix, _) in Schema.metaPrefixes { try txn.delete(dbs.meta, metaPrefix + prefix) }
             return true
         }
     }

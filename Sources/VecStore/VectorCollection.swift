@@ -232,54 +232,44 @@ public struct VectorCollection: Sendable {
     public func search(similarTo id: String, k: Int, filter: Filter? = nil,
                        options: SearchOptions = SearchOptions()) throws(VecStoreError) -> [SearchResult] {
         try Self.checkK(k)
-        guard let doc = try get(id: id) else { throw .invalidArgument("no document with id '\(id)' in \(name)") }
-        return Array(try search(doc.vector, k: k + 1, filter: filter, options: options).filter { $0.id != id }.prefix(k))
+        guard k > 0 else { return [] }
+        // One read transaction: the document's row and stored vector, then the search without it.
+        return try store.read { txn in
+            guard let v = try txn.get(store.dbs.ids, Format.idKey(collectionID, id)), v.count == 4 else {
+                throw VecStoreError.invalidArgument("no document with id '\(id)' in \(name)")
+            }
+            let row = UInt32(littleEndian: v.loadUnaligned(as: UInt32.self))
+            let snap = try snapshot(txn)
+            guard row < snap.record.nextInternalID, snap.view.isLive(row) else {
+                throw VecStoreError.corrupt("collection \(name): id '\(id)' maps to row \(row), which is not live")
+            }
+            let query = Array(UnsafeBufferPointer(start: snap.view.vector(row), count: dimension))
+            return try searchRows(txn, query, count: 1, k: k, filter: filter, options: options, exclude: row)[0]
+        }
     }
 
-    /// Exact top-`k` for each query. From 20 queries up, scoring is a BLAS matrix product per block;
-    /// queries are split across `options.threads` workers.
+    /// Top-`k` for each query, all from one snapshot, by the plan `plan(...)` chooses (exact, through
+    /// the index, or exact over a selective filter's matches). Exact batches of 20 queries and more
+    /// score each block with one BLAS matrix product; queries are split across `options.threads`.
     public func searchBatch(_ queries: [[Float]], k: Int, filter: Filter? = nil,
                             options: SearchOptions = SearchOptions()) throws(VecStoreError) -> [[SearchResult]] {
         guard k > 0 else { return queries.map { _ in [] } }
         try Self.checkK(k)
+        guard !queries.isEmpty else { return [] }
         var flat: [Float] = []
         flat.reserveCapacity(queries.count * dimension)
         for q in queries {
             let (stored, _) = try storedForm(q, id: nil)
             flat.append(contentsOf: stored)
         }
-        if !options.exact,
-           let indexed = try searchIndexed(flat, count: queries.count, k: k, filter: filter, options: options) {
-            return indexed
-        }
-        return try store.read { txn in
-            let record = try currentRecord(txn)
-            let view = try CollectionView(txn, store.dbs, record, name: name)
-            let maskWords = try candidateRows(txn, view, filter)
-            // `flat` holds queries.count ≥ 1 validated vectors of `dimension` ≥ 1 floats: never empty.
-            return try flat.withUnsafeBufferPointer { q in
-                guard let queryBase = q.baseAddress else { return queries.map { _ in [] } }
-                let tops: [TopK] = CandidateMask.with(maskWords) { mask in
-                    if queries.count == 1 {
-                        return [ExactSearch.search(query: queryBase, dimension: dimension, metric: metric,
-                                                   blocks: view.blocks, mask: mask, k: k, threads: options.threads)]
-                    }
-                    return ExactSearch.searchBatch(queries: queryBase, queryCount: queries.count,
-                                                   dimension: dimension, metric: metric, blocks: view.blocks,
-                                                   mask: mask, k: k, threads: options.threads)
-                }
-                return try tops.enumerated().map { (qi, top) in
-                    try resolve(txn, view, top, query: queryBase + qi * dimension)
-                }
-            }
-        }
+        return try searchRows(flat, count: queries.count, k: k, filter: filter, options: options)
     }
 
     /// Turns rows into results: exact metric value (recomputed, so every search path reports the same
     /// number) and external id, best first. No per-hit allocation but the id string: the docs key is built
     /// on the stack and only the external id is decoded.
-    func resolve(_ txn: Transaction, _ view: CollectionView, _ top: TopK, query: UnsafePointer<Float>) throws
-        -> [SearchResult]
+    func resolve(_ txn: Transaction, _ view: CollectionView, _ top: TopK, query: UnsafePointer<Float>,
+                 includeText: Bool = false) throws -> [SearchResult]
     {
         let hits = top.sorted()
         var results: [SearchResult] = []
@@ -298,7 +288,11 @@ public struct VectorCollection: Sendable {
                   let id = String(validating: UnsafeRawBufferPointer(rebasing: value[2..<(2 + n)]), as: UTF8.self) else {
                 throw VecStoreError.corrupt("collection \(name): docs row \(hit.id) has a damaged id")
             }
-            results.append(SearchResult(id: id, score: score, internalID: hit.id))
+            var result = SearchResult(id: id, score: score, internalID: hit.id)
+            if includeText {
+                result.text = try DocumentRecord.decode(value, context: "\(name) docs row \(hit.id)").text
+            }
+            results.append(result)
         }
         let higher = metric.higherIsCloser
         results.sort { a, b in

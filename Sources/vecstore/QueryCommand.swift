@@ -15,6 +15,8 @@ struct QueryCommand: ParsableCommand {
             Scores are cosine similarity (cosine), inner product (dot) or squared Euclidean distance (l2).
             --filter takes a JSON filter on metadata: {"source": "linux"}, {"year": {"$gte": 2020}},
             {"tag": {"$in": ["a", "b"]}}, {"$or": [...]}, {"$not": {...}}, {"field": {"$exists": true}}.
+            In a collection imported with --pca, query vectors of the input dimension are projected
+            (and renormalised under cosine) before the search.
 
             Examples:
               vecstore query my.vecstore -c docs --vector '[0.1, 0.2, 0.3]' -k 5
@@ -92,10 +94,11 @@ struct QueryCommand: ParsableCommand {
                 results = [try textOptions.run(collection, vector: queryVector, excluding: id, k: k, filter: parsedFilter,
                                                options: SearchOptions(threads: threads ?? 1, ef: ef, exact: exact)) ?? []]
             } else if let id {
-                let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact)
+                // The table shows texts: they come from the search's own read transaction.
+                let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact, includeText: format == .table)
                 results = [try collection.search(similarTo: id, k: k, filter: parsedFilter, options: options)]
             } else if let vector {
-                let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact)
+                let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact, includeText: format == .table)
                 results = [try collection.search(try Self.parseVector(vector), k: k, filter: parsedFilter, options: options)]
             } else {
                 let path = queries ?? ""
@@ -107,7 +110,7 @@ struct QueryCommand: ParsableCommand {
                     while let r = try reader.next() { vectors.append(r.vector) }
                 } catch { throw VecStoreError.invalidInput(error) }
                 let options2 = SearchOptions(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount, ef: ef,
-                                             exact: exact)
+                                             exact: exact, includeText: format == .table)
                 results = try collection.searchBatch(vectors, k: k, filter: parsedFilter, options: options2)
             }
             switch format {
@@ -122,11 +125,12 @@ struct QueryCommand: ParsableCommand {
             case .table:
                 for (row, hits) in results.enumerated() {
                     if results.count > 1 { print("query \(row)") }
-                    let docs = try collection.get(ids: hits.map(\.id))
+                    // Keyword and hybrid results carry no text: fetch it (vector searches brought theirs).
+                    let texts = textOptions.text == nil ? hits.map(\.text) : try collection.get(ids: hits.map(\.id)).map { $0?.text }
                     print("rank  score         id")
                     for (rank, hit) in hits.enumerated() {
                         var line = String(format: "%4d  %-12.6f  ", rank + 1, hit.score) + hit.id
-                        if let text = docs[rank]?.text {
+                        if let text = texts[rank] {
                             let flat = text.replacingOccurrences(of: "\n", with: " ")
                             line += "  " + (flat.count > 70 ? flat.prefix(69) + "…" : flat)
                         }

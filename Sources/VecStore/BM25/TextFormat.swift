@@ -271,13 +271,6 @@ enum PostingBlock {
     }
 }
 
-extension TextFormat {
-    /// The keyword index's databases, in the order `Databases` stores their handles.
-    static let databaseSpecs: [(name: String, flags: DatabaseFlags)] = [
-        (DB.textinfo, []), (DB.terms, []), (DB.postings, []), (DB.doclens, []),
-    ]
-}
-
 extension Databases {
     /// The keyword index's databases (every key starts with the collection id).
     var textDatabases: [Database] { [textinfo, terms, postings, doclens] }

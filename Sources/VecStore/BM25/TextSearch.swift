@@ -202,30 +202,16 @@ extension VectorCollection {
             guard info.options.enabled else {
                 throw VecStoreError.invalidArgument("collection \(name) has keyword indexing turned off")
             }
-            let view = try CollectionView(txn, store.dbs, try currentRecord(txn), name: name)
-            let words = try candidateRows(txn, view, filter)
-            // Vector side: top `depth` through the HNSW graph when the collection has one (ef ≥ depth),
-            // exactly otherwise or when a filter is selective enough that exact search over its
-            // matches is cheaper (the same switch as `search`).
-            let snap = try store.hnswCache.snapshot(txn, store.dbs, name: name, collectionID: collectionID)
+            // Vector side: top `depth` by the search planner (the graph with ef ≥ depth, or exact for
+            // small collections and selective filters), in this snapshot.
+            let snap = try snapshot(txn)
+            let view = snap.view
+            let plan = try plan(txn, snap, filter: filter, k: depth,
+                                options: SearchOptions(ef: snap.graph.map { max($0.config.efSearch, depth) }))
+            let words = plan.mask ?? view.liveWords
             let vectorRows: [UInt32] = stored.withUnsafeBufferPointer { q in
                 guard let query = q.baseAddress else { return [] }
-                return CandidateMask.with(words) { mask in
-                    if let graph = snap.graph, Int(snap.record.liveCount) > HNSWSearch.exactBelowRows {
-                        let ef = max(graph.config.efSearch, depth)
-                        let selective = filter != nil
-                            && HNSWSearch.prefersExact(matches: words.reduce(0) { $0 + $1.nonzeroBitCount },
-                                                       live: Int(snap.record.liveCount), m: graph.config.m, ef: ef)
-                        if !selective {
-                            let allowed: CandidateMask? = filter == nil && !snap.hasDeletions ? nil : mask
-                            return HNSWSearch.run(snap, graph, metric: metric, queries: query, count: 1, k: depth,
-                                                  ef: ef, allowed: allowed, threads: 1)[0].sorted().map(\.id)
-                        }
-                    }
-                    let top = ExactSearch.search(query: query, dimension: dimension, metric: metric, blocks: view.blocks,
-                                                 mask: mask, k: depth, threads: 1)
-                    return top.sorted().map(\.id)
-                }
+                return execute(plan, snap, queries: query, count: 1, k: depth, threads: 1)[0].sorted().map(\.id)
             }
             func similarity(_ row: UInt32) -> Double {
                 stored.withUnsafeBufferPointer { q in

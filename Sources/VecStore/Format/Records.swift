@@ -4,7 +4,8 @@ import VecStoreKernels
 
 /// Constants and codecs of the on-disk format, one function per record of Spec/FORMAT.md.
 enum Format {
-    /// The format version this code writes and reads.
+    /// The format version this code writes into a new store: read and write version 2 (the layout of
+    /// Spec/FORMAT.md, HNSW.md and BM25.md). Stores with a `features` record get 3 (Versioning.swift).
     static let version: UInt32 = 2
     /// The 8-byte magic at the start of the `format` meta record.
     static let magic: [UInt8] = Array("VECSTORE".utf8)
@@ -53,20 +54,6 @@ enum Format {
     }
 
     // MARK: format record
-
-    static func encodeFormatRecord() -> [UInt8] {
-        var b = magic
-        b.appendLE(version)
-        b.appendLE(UInt32(0))
-        return b
-    }
-
-    /// Checks the `format` record; throws for a foreign file or an unknown version.
-    static func checkFormatRecord(_ value: UnsafeRawBufferPointer, path: String) throws(VecStoreError) {
-        guard value.count >= 12, Array(value.prefix(8)) == magic else { throw .notAVecStore(path) }
-        let found = UInt32(littleEndian: value.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-        if found != version { throw .unsupportedFormatVersion(found: found, supported: version) }
-    }
 
     // MARK: keys
 
@@ -139,11 +126,17 @@ struct CollectionRecord: Equatable {
         let flags = try r.u8()
         let next = try r.u32()
         let live = try r.u32()
+        let reserved = try r.u32()
+        // Codes and bits this version does not define were written by a newer vecstore: refuse them as
+        // such, not as damage (Spec/FORMAT.md §5).
         guard let metric = Metric(rawValue: metricCode) else {
-            throw .corrupt("collection \(name): unknown metric code \(metricCode)")
+            throw .newerFormat("collection \(name) uses metric code \(metricCode)")
         }
         guard elementType == 0 else {
-            throw .corrupt("collection \(name): element type \(elementType) is not supported by this version (0 = float32)")
+            throw .newerFormat("collection \(name) stores element type \(elementType) (this vecstore knows 0 = float32)")
+        }
+        guard flags == 0, reserved == 0 else {
+            throw .newerFormat("collection \(name) has flags \(flags) / reserved bytes \(reserved) this vecstore does not know")
         }
         guard (1...65_536).contains(dimension), (6...20).contains(shift) else {
             throw .corrupt("collection \(name): dimension \(dimension) / block shift \(shift) out of range")

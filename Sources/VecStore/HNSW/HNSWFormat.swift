@@ -131,17 +131,20 @@ struct HNSWConfig: Equatable {
     static func decode(_ value: UnsafeRawBufferPointer, context: String) throws(VecStoreError) -> HNSWConfig {
         var r = ByteReader(value, context: context)
         let version = try r.u8()
-        guard version == recordVersion else { throw .corrupt("\(context): HNSW record version \(version) is unknown") }
+        guard version == recordVersion else { throw .newerFormat("\(context): HNSW record version \(version)") }
         let flags = try r.u8()
-        guard flags == flagHalfVectors else { throw .corrupt("\(context): HNSW flags \(flags) are unknown") }
+        guard flags == flagHalfVectors else { throw .newerFormat("\(context): HNSW flags \(flags)") }
         let m = Int(try r.u16()), efc = Int(try r.u16()), efs = Int(try r.u16())
         let entry = try r.u32()
         let maxLevel = Int(try r.u8())
-        _ = try r.u8()
-        _ = try r.u16()
+        let reserved1 = try r.u8()
+        let reserved2 = try r.u16()
         let lo = UInt64(try r.u32()), hi = UInt64(try r.u32())
         let nodes = try r.u32()
-        _ = try r.u32()
+        let reserved3 = try r.u32()
+        guard reserved1 == 0, reserved2 == 0, reserved3 == 0 else {
+            throw .newerFormat("\(context): HNSW reserved bytes are not zero")
+        }
         guard (4...128).contains(m), efc >= 1, efs >= 1, maxLevel <= levelCap else {
             throw .corrupt("\(context): HNSW parameters out of range (M \(m), efConstruction \(efc), max level \(maxLevel))")
         }

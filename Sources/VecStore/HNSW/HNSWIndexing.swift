@@ -268,61 +268,6 @@ enum HNSWSearch {
 }
 
 extension VectorCollection {
-    /// Searches through the HNSW graph; nil when the collection has none (then the caller searches
-    /// exactly). Very selective filters are answered exactly over their matches (`prefersExact`), with
-    /// the filter's bitmap cached for the snapshot.
-    func searchIndexed(_ flat: [Float], count: Int, k: Int, filter: Filter?, options: SearchOptions)
-        throws(VecStoreError) -> [[SearchResult]]?
-    {
-        guard count > 0 else { return [] }
-        return try store.read { txn -> [[SearchResult]]? in
-            let snap = try store.hnswCache.snapshot(txn, store.dbs, name: name, collectionID: collectionID)
-            guard let graph = snap.graph else { return nil }
-            // Small collections are searched exactly: as fast, and exact (Qdrant's full_scan_threshold idea).
-            if options.filterStrategy != .graph && Int(snap.record.liveCount) <= HNSWSearch.exactBelowRows {
-                return nil
-            }
-            let view = snap.view
-            let ef = options.ef ?? graph.config.efSearch
-            var maskWords: [UInt64]? = nil
-            var exactOverMatches = false
-            if let filter {
-                let (words, matches) = try snap.filterBitmap(filter) {
-                    try candidateRows(txn, view, filter)
-                }
-                switch options.filterStrategy {
-                case .exact: exactOverMatches = true
-                case .graph: break
-                case .automatic:
-                    exactOverMatches = HNSWSearch.prefersExact(matches: matches, live: Int(snap.record.liveCount),
-                                                               m: graph.config.m, ef: max(ef, k))
-                }
-                maskWords = words
-            } else if snap.hasDeletions {
-                maskWords = view.liveWords
-            }
-            return try flat.withUnsafeBufferPointer { q -> [[SearchResult]] in
-                guard let base = q.baseAddress else { return [] }
-                let tops: [TopK] = withMask(maskWords) { mask in
-                    if exactOverMatches, let mask {
-                        if count == 1 {
-                            return [ExactSearch.search(query: base, dimension: dimension, metric: metric,
-                                                       blocks: view.blocks, mask: mask, k: k, threads: options.threads)]
-                        }
-                        return ExactSearch.searchBatch(queries: base, queryCount: count, dimension: dimension,
-                                                       metric: metric, blocks: view.blocks, mask: mask, k: k,
-                                                       threads: options.threads)
-                    }
-                    return HNSWSearch.run(snap, graph, metric: metric, queries: base, count: count, k: k, ef: ef,
-                                          allowed: mask, threads: options.threads)
-                }
-                return try tops.enumerated().map { (qi, top) in
-                    try resolve(txn, view, top, query: base + qi * dimension)
-                }
-            }
-        }
-    }
-
     /// The collection's index: `.flat` or `.hnsw` with its parameters.
     public func indexKind() throws(VecStoreError) -> IndexKind {
         try store.read { txn in

@@ -1,0 +1,114 @@
+import LMDB
+import VecStoreKernels
+
+/// How a vector search is answered: the one place that chooses between exact search, the collection's
+/// index, and exact search over a filter's matches (the rules of Spec/HNSW.md §5.1–5.2, written down
+/// once for `search`, `searchBatch`, `search(similarTo:)`, `hybridSearch` and `nearDuplicates`).
+struct SearchPlan {
+    enum Path: Equatable {
+        /// Exact scan of the candidate rows (flat collection, small collection, `exact` requested).
+        case exact
+        /// Exact scan of a selective filter's matches.
+        case exactOverMatches
+        /// Through the collection's vector index, under the candidate mask.
+        case index
+    }
+    var path: Path
+    /// The rows a result may come from (live ∧ filter), or nil for "every row" (no filter, no deletes:
+    /// the index path then skips the mask test).
+    var mask: [UInt64]?
+    /// Beam width for the index path.
+    var ef: Int
+}
+
+extension VectorCollection {
+    /// Chooses how to answer a search in snapshot `snap`. The filter's bitmap comes from the snapshot's
+    /// cache (built once per snapshot), so repeated filtered queries pay only for their scans.
+    func plan(_ txn: Transaction, _ snap: HNSWSnapshot, filter: Filter?, k: Int, options: SearchOptions) throws
+        -> SearchPlan
+    {
+        let live = Int(snap.record.liveCount)
+        var words: [UInt64]? = nil
+        var matches = live
+        if let filter {
+            let (w, m) = try snap.filterBitmap(filter) { try candidateRows(txn, snap.view, filter) }
+            words = w
+            matches = m
+        } else if snap.hasDeletions {
+            words = snap.view.liveWords
+        }
+        guard let graph = snap.graph, !options.exact else {
+            return SearchPlan(path: .exact, mask: words ?? snap.view.liveWords, ef: 0)
+        }
+        let ef = max(options.ef ?? graph.config.efSearch, k)
+        // Small collections are searched exactly: as fast, and exact (Qdrant's full_scan_threshold idea).
+        if options.filterStrategy != .graph && live <= HNSWSearch.exactBelowRows {
+            return SearchPlan(path: .exact, mask: words ?? snap.view.liveWords, ef: ef)
+        }
+        if filter != nil {
+            switch options.filterStrategy {
+            case .exact: return SearchPlan(path: .exactOverMatches, mask: words, ef: ef)
+            case .graph: break
+            case .automatic:
+                if HNSWSearch.prefersExact(matches: matches, live: live, m: graph.config.m, ef: ef) {
+                    return SearchPlan(path: .exactOverMatches, mask: words, ef: ef)
+                }
+            }
+        }
+        return SearchPlan(path: .index, mask: words, ef: ef)
+    }
+
+    /// Runs a plan for `count` queries (stored form, `dimension` floats each) and returns each query's
+    /// top rows.
+    func execute(_ plan: SearchPlan, _ snap: HNSWSnapshot, queries: UnsafePointer<Float>, count: Int, k: Int,
+                 threads: Int) -> [TopK] {
+        let view = snap.view
+        return withMask(plan.mask) { mask -> [TopK] in
+            if plan.path == .index, let graph = snap.graph {
+                return HNSWSearch.run(snap, graph, metric: metric, queries: queries, count: count, k: k, ef: plan.ef,
+                                      allowed: mask, threads: threads)
+            }
+            return withMask(plan.mask ?? view.liveWords) { scanMask -> [TopK] in
+                guard let scanMask else { return Array(repeating: TopK(k: k), count: count) }
+                if count == 1 {
+                    return [ExactSearch.search(query: queries, dimension: dimension, metric: metric, blocks: view.blocks,
+                                               mask: scanMask, k: k, threads: threads)]
+                }
+                return ExactSearch.searchBatch(queries: queries, queryCount: count, dimension: dimension, metric: metric,
+                                               blocks: view.blocks, mask: scanMask, k: k, threads: threads)
+            }
+        }
+    }
+
+    /// The snapshot's views of this collection (cached per LMDB snapshot): vector blocks, live rows, the
+    /// index's read view, and recent filters' bitmaps.
+    func snapshot(_ txn: Transaction) throws -> HNSWSnapshot {
+        try store.hnswCache.snapshot(txn, store.dbs, name: name, collectionID: collectionID)
+    }
+
+    /// Searches in one read transaction: plan, execute, resolve ids (and texts with
+    /// `options.includeText`). `exclude` drops one row from the results (search by a stored document).
+    func searchRows(_ flat: [Float], count: Int, k: Int, filter: Filter?, options: SearchOptions,
+                    exclude: UInt32? = nil) throws(VecStoreError) -> [[SearchResult]] {
+        try store.read { txn in try searchRows(txn, flat, count: count, k: k, filter: filter, options: options,
+                                               exclude: exclude) }
+    }
+
+    func searchRows(_ txn: Transaction, _ flat: [Float], count: Int, k: Int, filter: Filter?, options: SearchOptions,
+                    exclude: UInt32? = nil) throws -> [[SearchResult]] {
+        let snap = try snapshot(txn)
+        let want = exclude == nil ? k : k + 1
+        let plan = try plan(txn, snap, filter: filter, k: want, options: options)
+        return try flat.withUnsafeBufferPointer { q -> [[SearchResult]] in
+            guard let base = q.baseAddress else { return [] }
+            let tops = execute(plan, snap, queries: base, count: count, k: want, threads: options.threads)
+            return try tops.enumerated().map { (qi, top) in
+                var results = try resolve(txn, snap.view, top, query: base + qi * dimension,
+                                          includeText: options.includeText)
+                if let exclude { results.removeAll { $0.internalID == exclude } }
+                if results.count > k { results.removeLast(results.count - k) }
+                return results
+            }
+        }
+    }
+}
