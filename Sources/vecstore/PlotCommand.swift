@@ -7,12 +7,7 @@ struct PlotCommand: ParsableCommand {
         commandName: "plot",
         abstract: "Draw a 2-D PCA map of a collection as an SVG (or PNG) scatter plot.",
         discussion: """
-            The documents (or a seeded sample of them) are projected on the first two principal components
-            of their stored vectors. Points are coloured by a metadata field (documents without it are grey,
-            "(none)"; beyond 12 values the smallest are folded into "other"), the legend gives counts, and
-            each point's tooltip (hover in a browser) shows its id and the start of its text. The axes say
-            how much of the variance each component explains. --format png rasterises the SVG with
-            rsvg-convert (Debian package librsvg2-bin).
+            The documents (or a seeded sample of them) are projected on the first two principal components of their stored vectors. Points are coloured by a metadata field (documents without it are grey, "(none)"; beyond 12 values the smallest are folded into "other"), the legend gives counts, and each point's tooltip (hover in a browser) shows its id and the start of its text. The axes say how much of the variance each component explains. --format png rasterises the SVG with rsvg-convert (Debian package librsvg2-bin).
 
             Examples:
               vecstore plot my.vecstore -c docs --color-by source -o map.svg
