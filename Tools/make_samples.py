@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate Samples/docs.jsonl: the small demo corpus that ships with vecstore.
 
-    python3 Tools/make_samples.py            # rewrites Samples/docs.jsonl
+    python3 Tools/make_samples.py            # rewrites Samples/docs.jsonl, notes.jsonl and the query files
 
 The documents are short notes written for this demo (no third-party text), in five topics, with
 metadata of every supported type (string, number, boolean, array). The vectors are 64-dimensional
@@ -16,6 +16,7 @@ import math
 import os
 import random
 import re
+import struct
 
 DIM = 64
 TOPICS = {
@@ -80,6 +81,19 @@ ANGLES = [
     ("checklist", "Before you start with {subject}, remember: {fact}"),
 ]
 
+# Questions about the notes, for the `--help` examples of query, eval and import (Samples/queries.*):
+# (query id, text, topic, subject slug). The relevant documents of a question are every angle of its subject.
+QUERIES = [
+    ("q1", "how do I cook rice until it is creamy", "cooking", "risotto"),
+    ("q2", "why do readers keep a snapshot while a writer commits", "databases", "mvcc-readers"),
+    ("q3", "which planet has the largest volcano", "astronomy", "mars"),
+    ("q4", "how are planets around other stars found", "astronomy", "exoplanets"),
+    ("q5", "what causes a data race between two threads", "programming", "concurrency"),
+    ("q6", "sleeping on a train across Europe", "travel", "night-trains"),
+    ("q7", "ranking documents by term frequency", "databases", "bm25-ranking"),
+    ("q8", "how to make bread dough rise", "cooking", "bread-dough"),
+]
+
 
 def words(text):
     return re.findall(r"[a-z0-9]+", text.lower())
@@ -130,6 +144,32 @@ def main():
         for r in rows:
             f.write(json.dumps({k: v for k, v in r.items() if k != "vector"}, ensure_ascii=False) + "\n")
     print(f"wrote {len(rows)} text-only documents to {os.path.normpath(notes)}")
+    write_queries(os.path.dirname(out), rows)
+
+
+def write_queries(folder, rows):
+    """Samples/queries.jsonl (BEIR layout: _id, text), queries.fvecs (their vectors, same embedding as the
+    documents), queries_ids.txt (the ids, one a line, aligned with the .fvecs rows) and qrels.tsv (BEIR
+    judgements: every angle of the question's subject is relevant)."""
+    with open(os.path.join(folder, "queries.jsonl"), "w", encoding="utf-8") as f:
+        for qid, text, _, _ in QUERIES:
+            f.write(json.dumps({"_id": qid, "text": text}, ensure_ascii=False) + "\n")
+    with open(os.path.join(folder, "queries.fvecs"), "wb") as f:
+        for _, text, _, _ in QUERIES:
+            v = embed(text)
+            f.write(struct.pack(f"<i{len(v)}f", len(v), *v))
+    with open(os.path.join(folder, "queries_ids.txt"), "w", encoding="utf-8") as f:
+        for qid, _, _, _ in QUERIES:
+            f.write(qid + "\n")
+    ids = {r["id"] for r in rows}
+    with open(os.path.join(folder, "qrels.tsv"), "w", encoding="utf-8") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for qid, _, topic, slug in QUERIES:
+            relevant = [r["id"] for r in rows if r["id"].startswith(f"{topic}/{slug}/")]
+            assert relevant and all(i in ids for i in relevant), qid
+            for doc in relevant:
+                f.write(f"{qid}\t{doc}\t1\n")
+    print(f"wrote {len(QUERIES)} queries (jsonl, fvecs, ids) and their judgements to {os.path.normpath(folder)}")
 
 
 if __name__ == "__main__":

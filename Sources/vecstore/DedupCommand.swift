@@ -16,8 +16,9 @@ struct DedupCommand: ParsableCommand {
             reports precision and recall of the pairs found.
 
             Examples:
-              vecstore dedup my.vecstore -c docs --threshold 0.95
-              vecstore dedup my.vecstore -c docs --threshold 0.9 --format jsonl > pairs.jsonl
+              vecstore dedup demo.vecstore -c docs --threshold 0.95
+              vecstore dedup demo.vecstore -c docs --threshold 0.9 --exact --limit 5
+              vecstore dedup demo.vecstore -c docs --format jsonl > pairs.jsonl
             """)
 
     @OptionGroup var target: StoreArguments

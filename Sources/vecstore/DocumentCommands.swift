@@ -14,7 +14,12 @@ func documentJSON(_ doc: Document) -> JSONValue {
 struct GetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "get", abstract: "Print stored documents as JSONL.",
-        discussion: "Example:\n  vecstore get my.vecstore -c docs doc-1 doc-2\nExits non-zero if an id is not stored.")
+        discussion: """
+            Exits with status 1 if an id is not stored (the others are still printed).
+            Examples:
+              vecstore get demo.vecstore -c docs cooking/risotto/tip astronomy/mars/tip
+              vecstore get demo.vecstore -c docs astronomy/pluto/overview   # exit status 1
+            """)
 
     @OptionGroup var target: StoreArguments
     @Argument(help: "Document ids.") var ids: [String]
@@ -40,8 +45,8 @@ struct DeleteCommand: ParsableCommand {
         discussion: """
             Deleted documents disappear from every search at once; their space is reclaimed by compact.
             Examples:
-              vecstore delete my.vecstore -c docs doc-1 doc-2
-              vecstore delete my.vecstore -c docs --ids-file stale.txt
+              vecstore delete demo.vecstore -c docs travel/museum-passes/tip
+              vecstore delete demo.vecstore -c questions --ids-file Samples/queries_ids.txt
             """)
 
     @OptionGroup var target: StoreArguments
@@ -71,8 +76,8 @@ struct ExportCommand: ParsableCommand {
         discussion: """
             JSONL lines carry id, vector, text and metadata and can be imported again.
             Examples:
-              vecstore export my.vecstore -c docs > docs.jsonl
-              vecstore export my.vecstore -c docs --format fvecs -o docs.fvecs
+              vecstore export demo.vecstore -c docs > docs-export.jsonl
+              vecstore export demo.vecstore -c docs --format fvecs -o docs.fvecs
             """)
 
     enum ExportFormat: String, ExpressibleByArgument, CaseIterable { case jsonl, fvecs }

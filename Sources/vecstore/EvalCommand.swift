@@ -17,10 +17,14 @@ struct EvalCommand: ParsableCommand {
             Vector and hybrid search need the query vectors: a vector file aligned with a file of query ids.
             Reports P@k, R@k and nDCG@k for each -k, and MRR at the largest k.
 
-            Example (SciFact):
-              vecstore eval sf.vecstore -c scifact --queries queries.jsonl --qrels qrels/test.tsv \\
-                --query-vectors minilm/queries.fvecs --query-ids minilm/queries_ids.txt
-              vecstore eval sf.vecstore -c scifact --queries queries.jsonl --qrels qrels/test.tsv --embed
+            Examples (the sample questions Samples/queries.* and their judgements Samples/qrels.tsv):
+              vecstore eval demo.vecstore -c docs --queries Samples/queries.jsonl \\
+                --qrels Samples/qrels.tsv -k 1 5
+              vecstore eval demo.vecstore -c docs --queries Samples/queries.jsonl \\
+                --qrels Samples/qrels.tsv --query-vectors Samples/queries.fvecs \\
+                --query-ids Samples/queries_ids.txt
+              vecstore eval demo.vecstore -c notes --queries Samples/queries.jsonl \\
+                --qrels Samples/qrels.tsv --embed                  # needs the model
 
             --embed embeds the query texts with the collection's own model (a collection imported with
             --embed), so no query vectors are needed.

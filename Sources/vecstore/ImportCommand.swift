@@ -20,13 +20,15 @@ struct ImportCommand: ParsableCommand {
             (--skip-invalid skips and reports bad records instead).
 
             Examples:
-              vecstore import my.vecstore -c docs docs.jsonl
-              vecstore import my.vecstore -c sift --metric l2 base.fvecs
-              vecstore import my.vecstore -c sift --metric l2 --index flat base.fvecs
-              vecstore import my.vecstore -c docs base.jsonl --vectors base.fvecs
-              vecstore import my.vecstore -c docs corpus.jsonl --text-field title --text-field text
-              vecstore import my.vecstore -c small --pca 128 base.jsonl --vectors base.fvecs
-              vecstore import my.vecstore -c notes notes.jsonl --embed all-minilm-l6-v2   (text only: embeds "text")
+              vecstore import demo.vecstore -c docs Samples/docs.jsonl
+              vecstore import demo.vecstore -c exact --index flat Samples/docs.jsonl
+              vecstore import demo.vecstore -c small --pca 4 Samples/docs.jsonl
+              vecstore import demo.vecstore -c questions Samples/queries.jsonl \\
+                --vectors Samples/queries.fvecs --stemmer none
+              vecstore import demo.vecstore -c raw --metric l2 Samples/queries.fvecs \\
+                --ids Samples/queries_ids.txt
+              vecstore import demo.vecstore -c notes Samples/notes.jsonl \\
+                --embed all-minilm-l6-v2     # text only: embeds "text"; needs the model
 
             --pca D stores a PCA fitted on the first --pca-sample records with the new collection and keeps
             only the D-dimensional projections; documents and queries of the input dimension are projected

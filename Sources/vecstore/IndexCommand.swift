@@ -12,7 +12,7 @@ struct IndexCommand: ParsableCommand {
 struct IndexShowCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "show", abstract: "Print the collection's index and its parameters.",
-        discussion: "Example:\n  vecstore index show my.vecstore -c docs")
+        discussion: "Example:\n  vecstore index show demo.vecstore -c docs")
     @OptionGroup var target: StoreArguments
 
     func run() throws {
@@ -32,8 +32,9 @@ struct IndexBuildCommand: ParsableCommand {
         discussion: """
             Replaces any previous graph; searches keep using the old one until the build commits.
             Examples:
-              vecstore index build my.vecstore -c docs
-              vecstore index build my.vecstore -c docs --m 32 --ef-construction 400 --ef-search 128
+              vecstore index build demo.vecstore -c docs
+              vecstore index build demo.vecstore -c docs --m 32 --ef-construction 400 \\
+                --ef-search 128
             """)
     @OptionGroup var target: StoreArguments
     @Option(help: "Links per node (layer 0 keeps 2·M).") var m = 16
@@ -57,7 +58,7 @@ struct IndexBuildCommand: ParsableCommand {
 struct IndexDropCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drop", abstract: "Remove the HNSW graph: the collection is searched exactly from now on.",
-        discussion: "Example:\n  vecstore index drop my.vecstore -c docs")
+        discussion: "Example:\n  vecstore index drop demo.vecstore -c small")
     @OptionGroup var target: StoreArguments
 
     func run() throws {

@@ -10,10 +10,12 @@ struct PlotCommand: ParsableCommand {
             The documents (or a seeded sample of them) are projected on the first two principal components of their stored vectors. Points are coloured by a metadata field (documents without it are grey, "(none)"; beyond 12 values the smallest are folded into "other"), the legend gives counts, and each point's tooltip (hover in a browser) shows its id and the start of its text. The axes say how much of the variance each component explains. --format png rasterises the SVG with rsvg-convert (Debian package librsvg2-bin).
 
             Examples:
-              vecstore plot my.vecstore -c docs --color-by source -o map.svg
-              vecstore plot my.vecstore -c docs --color-by source --sample 20000 --seed 7 -o map.svg
-              vecstore plot my.vecstore -c docs --color-by topic --filter '{"year": {"$gte": 2020}}' -o recent.svg
-              vecstore plot my.vecstore -c docs --color-by source --format png -o map.png
+              vecstore plot demo.vecstore -c docs --color-by topic -o map.svg
+              vecstore plot demo.vecstore -c docs --sample 100 --seed 7 -o sample.svg
+              vecstore plot demo.vecstore -c docs --color-by topic \\
+                --filter '{"year": {"$gte": 2020}}' -o recent.svg
+              vecstore plot demo.vecstore -c docs --color-by topic --format png \\
+                -o map.png                                 # needs rsvg-convert
             """)
 
     @OptionGroup var target: StoreArguments

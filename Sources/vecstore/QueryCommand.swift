@@ -18,17 +18,24 @@ struct QueryCommand: ParsableCommand {
             In a collection imported with --pca, query vectors of the input dimension are projected
             (and renormalised under cosine) before the search.
 
-            Examples:
-              vecstore query my.vecstore -c docs --vector '[0.1, 0.2, 0.3]' -k 5
-              vecstore query my.vecstore -c docs --id doc-17 --filter '{"source": "python"}'
-              vecstore query my.vecstore -c sift --queries query.fvecs -k 10 --format jsonl
-              vecstore query my.vecstore -c docs --id doc-17 --ef 128     (wider HNSW beam)
-              vecstore query my.vecstore -c docs --id doc-17 --exact      (exact, ignores the index)
-              vecstore query my.vecstore -c docs --text "vitamin d deficiency" -k 10
-              vecstore query my.vecstore -c docs --text "vitamin d" --id doc-17 --rrf
-              vecstore query my.vecstore -c notes --text "how do I cook rice"                 (hybrid, if imported with --embed)
-              vecstore query my.vecstore -c notes --text "how do I cook rice" --semantic-only (by meaning only)
-              vecstore query my.vecstore -c notes --text "risotto" --keyword-only             (BM25 only)
+            Examples (demo.vecstore as made by the examples of import):
+              vecstore query demo.vecstore -c small --vector '[0.5, -0.2, 0.1, 0.3]' -k 5
+              vecstore query demo.vecstore -c docs --id cooking/risotto/overview \\
+                --filter '{"year": {"$gte": 2020}}'
+              vecstore query demo.vecstore -c docs --queries Samples/queries.fvecs -k 3 \\
+                --format jsonl
+              vecstore query demo.vecstore -c docs --id astronomy/mars/tip --ef 128
+              vecstore query demo.vecstore -c docs --id astronomy/mars/tip --exact
+              vecstore query demo.vecstore -c docs --text "creamy rice stock" -k 5
+              vecstore query demo.vecstore -c docs --id cooking/risotto/tip \\
+                --text "rice stock" --rrf
+              vecstore query demo.vecstore -c notes --text "cook rice"  # needs the model
+              vecstore query demo.vecstore -c notes --text "cook rice" --semantic-only \\
+                                                                # needs the model
+              vecstore query demo.vecstore -c notes --text "risotto" --keyword-only \\
+                                                                # needs the model
+
+            --ef widens the HNSW beam of one search; --exact ignores the index and searches exactly.
 
             --text alone on a collection imported with --embed embeds the query with the collection's model and
             runs hybrid search (BM25 + vector, weighted fusion alpha \(Fusion.defaultAlpha) unless --alpha/--rrf);

@@ -11,7 +11,8 @@ func formatBytes(_ n: Int) -> String {
 
 struct CollectionsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "collections", abstract: "List the collections of a store.")
+        commandName: "collections", abstract: "List the collections of a store.",
+        discussion: "Example:\n  vecstore collections demo.vecstore")
     @Argument(help: "Path of the store file.") var store: String
 
     func run() throws {
@@ -28,7 +29,7 @@ struct CollectionsCommand: ParsableCommand {
 struct StatsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stats", abstract: "Show counts, tombstones, sizes per database and free pages.",
-        discussion: "Example:\n  vecstore stats my.vecstore")
+        discussion: "Example:\n  vecstore stats demo.vecstore")
     @Argument(help: "Path of the store file.") var store: String
 
     func run() throws {
@@ -55,7 +56,7 @@ struct StatsCommand: ParsableCommand {
 struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify", abstract: "Check every invariant of the store; exit 1 on any fault.",
-        discussion: "Example:\n  vecstore verify my.vecstore")
+        discussion: "Example:\n  vecstore verify demo.vecstore")
     @Argument(help: "Path of the store file.") var store: String
 
     func run() throws {
@@ -80,7 +81,7 @@ struct CompactCommand: ParsableCommand {
             Writes FILE.compacting, then renames it over FILE: a crash leaves either the old or the new
             store intact. Writers are held off meanwhile; other processes must reopen the store afterwards.
             Example:
-              vecstore compact my.vecstore
+              vecstore compact demo.vecstore
             """)
     @Argument(help: "Path of the store file.") var store: String
 

@@ -12,9 +12,9 @@ struct TextIndexCommand: ParsableCommand {
             k1 or b takes effect at once. Stemmers: \(Analyzer.stemmerLanguages.joined(separator: ", ")), or none.
 
             Examples:
-              vecstore text-index my.vecstore -c docs
-              vecstore text-index my.vecstore -c docs --stemmer none --no-stop-words
-              vecstore text-index my.vecstore -c docs --k1 0.9 --b 0.4
+              vecstore text-index demo.vecstore -c docs
+              vecstore text-index demo.vecstore -c docs --stemmer none --no-stop-words
+              vecstore text-index demo.vecstore -c docs --k1 0.9 --b 0.4
             """)
 
     @OptionGroup var target: StoreArguments

@@ -30,10 +30,15 @@ struct VecStoreCommand: ParsableCommand {
             A store is one file (plus FILE-lock beside it) holding named collections of documents:
             an id, a vector, optional text and optional JSON metadata.
 
-            Quick start:
-              vecstore import demo.vecstore --collection docs Samples/docs.jsonl
-              vecstore query demo.vecstore --collection docs --id databases/vector-search/overview -k 5
+            Quick start (from the repository root):
+              vecstore import demo.vecstore -c docs Samples/docs.jsonl
+              vecstore query demo.vecstore -c docs --id cooking/risotto/overview -k 5
               vecstore stats demo.vecstore
+
+            The examples in every command's help run as written from the repository root, on the files in
+            Samples/, in the order of the command list below (import first makes demo.vecstore). Lines
+            marked "# needs the model" need all-MiniLM-L6-v2 (bash Tools/install-deps --model); "# needs
+            rsvg-convert" needs the Debian package librsvg2-bin.
             """,
         version: "0.1.0 (store format \(VecStore.formatVersion))",
         subcommands: [ImportCommand.self, QueryCommand.self, GetCommand.self, DeleteCommand.self,
