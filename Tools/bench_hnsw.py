@@ -7,9 +7,10 @@
       save + load + first query, recall@10 and QPS per ef (one batched call per ef, 1 thread and all),
       and (with --jsonl) hnswlib with a filter function on metadata.source.
 
-  bench_hnsw.py report RESULT.json... [--write BENCHMARKS.md --command "..."]
+  bench_hnsw.py report RESULT.json... [--write BENCHMARKS.md --command "..."] [--plot-dir plots]
       Tables from vecstore-bench hnsw and peers results; --write replaces the section between
-      <!-- hnsw:begin --> and <!-- hnsw:end --> (appended at the end when absent).
+      <!-- hnsw:begin --> and <!-- hnsw:end --> (appended at the end when absent). --plot-dir writes
+      PLOT_DIR/hnsw-<dataset>.svg (recall@10 against queries/s by ef, every system) and embeds it.
 """
 import argparse
 import json
@@ -18,6 +19,9 @@ import resource
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import svgplot  # noqa: E402
 
 
 def fvecs(path):
@@ -199,6 +203,31 @@ def ratio(a, b):
     return f"{a / b:.2f}×" if a and b else "–"
 
 
+def plot_curves(ds, any_run, v, h, fa, plot_dir):
+    """Writes PLOT_DIR/hnsw-<ds>.svg (recall@10 against QPS, one curve per system and mode) and returns
+    the markdown image line."""
+    def curve(run, key, label_ef=False):
+        if not run:
+            return []
+        pts = sorted(run["metrics"]["curve"], key=lambda p: p["ef"])
+        return [(p["recall"], p.get(key), f"ef {p['ef']}" if label_ef else None) for p in pts if p.get(key)]
+    threads = any_run["metrics"].get("threads_all", "all")
+    series = [
+        {"name": "vecstore 1 thread", "points": curve(v, "qps_1t", label_ef=True)},
+        {"name": f"vecstore {threads} threads", "points": curve(v, "qps_all")},
+        {"name": "hnswlib 1 thread", "points": curve(h, "qps_1t"), "dashed": True},
+        {"name": f"hnswlib {threads} threads", "points": curve(h, "qps_all"), "dashed": True},
+        {"name": "FAISS HNSW 1 thread", "points": curve(fa, "qps_1t"), "dashed": True},
+    ]
+    name = f"hnsw-{ds}.svg"
+    svgplot.write(os.path.join(plot_dir, name), svgplot.chart(
+        [s for s in series if s["points"]], title=f"{ds}: HNSW recall@10 vs queries/s",
+        subtitle=f"{any_run['n']:,} × {any_run['dim']}, {any_run['metric']}; M=16, efConstruction=200; "
+                 "one point per ef (10 … 256)",
+        x_label="recall@10", y_label="queries/s", log_y=True))
+    return f"![{ds}: HNSW recall@10 against queries/s for vecstore, hnswlib and FAISS]({os.path.basename(plot_dir)}/{name})"
+
+
 def report(args):
     runs = []
     for path in args.results:
@@ -243,6 +272,9 @@ def report(args):
               f"{fmt(pv and pv['qps_all'])} | {fmt(ph and ph['recall'], 4)} | {fmt(ph and ph['qps_1t'])} | "
               f"{fmt(ph and ph['qps_all'])} | {fmt(pf and pf['recall'], 4)} | {fmt(pf and pf['qps_1t'])} |")
         w("")
+        if args.plot_dir:
+            w(plot_curves(ds, any_run, v, h, fa, args.plot_dir))
+            w("")
         w("Best QPS among the ef values reaching a recall (ratio = vecstore / hnswlib):")
         w("")
         w("| recall ≥ | vecstore 1t | vecstore batch 1t | hnswlib 1t | ratio 1t | vecstore all | hnswlib all | ratio all | FAISS 1t |")
@@ -349,6 +381,7 @@ def main():
     r.add_argument("results", nargs="+")
     r.add_argument("--write")
     r.add_argument("--command", default="Tools/bench-hnsw")
+    r.add_argument("--plot-dir", help="write hnsw-<dataset>.svg here and embed it in the tables")
     args = ap.parse_args()
     peers(args) if args.cmd == "peers" else report(args)
 

@@ -185,6 +185,27 @@ def system_order(systems) -> list[str]:
 # Tables
 
 
+PLOT_MODES = [("single 1 thread", "qps_single_1t"), ("single all threads", "qps_single_all"),
+              ("batched 1 thread", "qps_batch_1t"), ("batched all threads", "qps_batch_all")]
+
+
+def plot_dataset(name: str, docs: list[dict], plot_dir: str) -> str | None:
+    """Writes PLOT_DIR/exact-<name>.svg (queries/s by mode, one bar per system) and returns the markdown
+    image line. Exact search has recall 1 everywhere, so the picture compares speed alone."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import svgplot
+    by_sys = {d["system"]: d["metrics"] for d in docs}
+    systems = system_order(by_sys)
+    series = [{"name": s, "values": [by_sys[s].get(key) for _, key in PLOT_MODES]} for s in systems]
+    if not any(v is not None for s in series for v in s["values"]):
+        return None
+    file = f"exact-{name}.svg"
+    svgplot.write(os.path.join(plot_dir, file), svgplot.bars(
+        [label for label, _ in PLOT_MODES], series, title=f"{name}: exact search queries/s",
+        subtitle="recall@10 = 1 for every system; higher is faster", y_label="queries/s"))
+    return f"![{name}: exact search queries/s by mode]({os.path.basename(plot_dir)}/{file})"
+
+
 def dataset_table(name: str, docs: list[dict]) -> str:
     by_sys: dict[str, dict] = {}
     for d in docs:
@@ -288,7 +309,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def build_report(docs: list[dict], command: str | None) -> str:
+def build_report(docs: list[dict], command: str | None, plot_dir: str | None = None) -> str:
     datasets: dict[str, list[dict]] = {}
     for d in docs:
         datasets.setdefault(d["dataset"], []).append(d)
@@ -308,6 +329,11 @@ def build_report(docs: list[dict], command: str | None) -> str:
         parts.append("")
     for name in sorted(datasets):
         parts.append(dataset_table(name, datasets[name]))
+        image = plot_dataset(name, datasets[name], plot_dir) if plot_dir else None
+        if image:
+            parts.append("")
+            parts.append(image)
+            parts.append("")
     return "\n".join(parts).rstrip() + "\n"
 
 
@@ -348,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="rewrite the exact section of FILE (e.g. BENCHMARKS.md)")
     ap.add_argument("--command", default=None,
                     help="command line to quote in the report (default: this one)")
+    ap.add_argument("--plot-dir", metavar="DIR",
+                    help="also write DIR/exact-<dataset>.svg (queries/s by mode) and embed it")
     args = ap.parse_args(argv)
 
     if not os.path.isdir(args.out_dir):
@@ -357,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     if not docs:
         print(f"warning: no result JSON in {args.out_dir}", file=sys.stderr)
     command = args.command or " ".join(shlex.quote(a) for a in [sys.argv[0]] + sys.argv[1:])
-    report = build_report(docs, command)
+    report = build_report(docs, command, args.plot_dir)
     sys.stdout.write(report)
     if args.write:
         write_section(args.write, report)

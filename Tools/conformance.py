@@ -320,6 +320,9 @@ class Reader:
                 pass
             elif key.startswith(b"pca:") and len(key) == 8:
                 pca_records[struct.unpack_from(">I", key, 4)[0]] = value
+            elif key.startswith(b"embedder:") and len(key) == 13:
+                # The text-embedding model of a collection (Spec/EMBEDDER.md); it changes no other byte.
+                pass
             elif key == META_FEATURES or any(key.startswith(p) for p in self.feature_prefixes):
                 pass  # checked above / a declared feature's record
             else:

@@ -61,6 +61,85 @@ void vq_fs4_scan_reference(const uint8_t *blocks, size_t nblocks, size_t mpad, c
     }
 }
 
+// ---------------------------------------------------------------- PQ look-up tables
+// Vectorised across centroids (the transposed layout makes the k loop contiguous), one broadcast per component.
+static inline __attribute__((always_inline)) void pq_table_body(const float *q, const float *bt, size_t m, size_t ksub,
+                                                                size_t dsub, int l2, float *out) {
+    for (size_t j = 0; j < m; j++) {
+        float *o = out + j * ksub;
+        const float *qj = q + j * dsub;
+        for (size_t k = 0; k < ksub; k++) o[k] = 0;
+        for (size_t t = 0; t < dsub; t++) {
+            const float *row = bt + (j * dsub + t) * ksub;
+            float x = qj[t];
+            if (l2) {
+                for (size_t k = 0; k < ksub; k++) { float d = x - row[k]; o[k] += d * d; }
+            } else {
+                for (size_t k = 0; k < ksub; k++) o[k] += x * row[k];
+            }
+        }
+    }
+}
+static void pq_table_generic(const float *q, const float *bt, size_t m, size_t ksub, size_t dsub, int l2, float *out) {
+    pq_table_body(q, bt, m, ksub, dsub, l2, out);
+}
+#ifdef VQ_X86
+__attribute__((target("avx512f"))) static void pq_table_avx512(const float *q, const float *bt, size_t m, size_t ksub,
+                                                              size_t dsub, int l2, float *out) {
+    pq_table_body(q, bt, m, ksub, dsub, l2, out);
+}
+__attribute__((target("avx2,fma"))) static void pq_table_avx2(const float *q, const float *bt, size_t m, size_t ksub,
+                                                             size_t dsub, int l2, float *out) {
+    pq_table_body(q, bt, m, ksub, dsub, l2, out);
+}
+#endif
+
+// ---------------------------------------------------------------- fast-scan table quantization
+// Written as plain loops over 16-entry rows so the compiler vectorizes them for each target below.
+static inline __attribute__((always_inline)) void quantize_table_body(const float *a, const float *b, size_t m,
+                                                                      float sign, uint8_t *out, float *out_scale,
+                                                                      float *out_bias) {
+    float range = 0, total = 0;
+    float mins[256];
+    for (size_t j = 0; j < m && j < 256; j++) {
+        float lo = 3.4e38f, hi = -3.4e38f;
+        for (int c = 0; c < 16; c++) {
+            float v = sign * (a[j * 16 + c] + (b ? b[j * 16 + c] : 0.0f));
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
+        }
+        mins[j] = lo;
+        total += lo;
+        range = hi - lo > range ? hi - lo : range;
+    }
+    float s = (range > 0 && range < 3.4e38f) ? 255.0f / range : 1.0f;
+    for (size_t j = 0; j < m && j < 256; j++) {
+        for (int c = 0; c < 16; c++) {
+            float v = (sign * (a[j * 16 + c] + (b ? b[j * 16 + c] : 0.0f)) - mins[j]) * s + 0.5f;
+            v = v > 0.0f ? v : 0.0f;  // also maps NaN to 0
+            v = v < 255.0f ? v : 255.0f;
+            out[j * 16 + c] = (uint8_t)(int)v;
+        }
+    }
+    *out_scale = s;
+    *out_bias = total;
+}
+static void quantize_table_generic(const float *a, const float *b, size_t m, float sign, uint8_t *out, float *sc,
+                                   float *bi) {
+    quantize_table_body(a, b, m, sign, out, sc, bi);
+}
+#ifdef VQ_X86
+__attribute__((target("avx512f,avx512bw"))) static void quantize_table_avx512(const float *a, const float *b, size_t m,
+                                                                           float sign, uint8_t *out, float *sc,
+                                                                           float *bi) {
+    quantize_table_body(a, b, m, sign, out, sc, bi);
+}
+__attribute__((target("avx2,fma"))) static void quantize_table_avx2(const float *a, const float *b, size_t m, float sign,
+                                                                   uint8_t *out, float *sc, float *bi) {
+    quantize_table_body(a, b, m, sign, out, sc, bi);
+}
+#endif
+
 // ---------------------------------------------------------------- int8, portable reference
 float vq_dot_f32_i8_reference(const float *q, const int8_t *c, size_t n) {
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -300,6 +379,10 @@ __attribute__((target("avx512f,avx512bw"))) static int32_t l2_i8_avx512(const in
 
 // ---------------------------------------------------------------- dispatch
 typedef void (*fs4_fn)(const uint8_t *, size_t, size_t, const uint8_t *, uint16_t *);
+typedef void (*qt_fn)(const float *, const float *, size_t, float, uint8_t *, float *, float *);
+static qt_fn qt_impl = quantize_table_generic;
+typedef void (*pqt_fn)(const float *, const float *, size_t, size_t, size_t, int, float *);
+static pqt_fn pqt_impl = pq_table_generic;
 typedef float (*dotf_fn)(const float *, const int8_t *, size_t);
 typedef float (*l2f_fn)(const float *, const float *, const int8_t *, size_t);
 typedef int32_t (*i8_fn)(const int8_t *, const int8_t *, size_t);
@@ -316,11 +399,15 @@ __attribute__((constructor)) static void vq_select(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
         fs4_impl = fs4_scan_avx512;
+        qt_impl = quantize_table_avx512;
+        pqt_impl = pq_table_avx512;
         dotf_impl = dot_f32_i8_avx512; l2f_impl = l2_f32_i8_avx512;
         doti_impl = dot_i8_avx512; l2i_impl = l2_i8_avx512;
         vq_isa_name = "avx512bw";
     } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         fs4_impl = fs4_scan_avx2;
+        qt_impl = quantize_table_avx2;
+        pqt_impl = pq_table_avx2;
         dotf_impl = dot_f32_i8_avx2; l2f_impl = l2_f32_i8_avx2;
         doti_impl = dot_i8_avx2; l2i_impl = l2_i8_avx2;
         vq_isa_name = "avx2";
@@ -330,6 +417,13 @@ __attribute__((constructor)) static void vq_select(void) {
 
 void vq_fs4_scan(const uint8_t *blocks, size_t nblocks, size_t mpad, const uint8_t *lut, uint16_t *out) {
     fs4_impl(blocks, nblocks, mpad, lut, out);
+}
+void vq_pq_table(const float *q, const float *books_t, size_t m, size_t ksub, size_t dsub, int l2, float *out) {
+    pqt_impl(q, books_t, m, ksub, dsub, l2, out);
+}
+void vq_fs4_quantize_table(const float *a, const float *b, size_t m, float sign, uint8_t *out, float *out_scale,
+                           float *out_bias) {
+    qt_impl(a, b, m, sign, out, out_scale, out_bias);
 }
 float vq_dot_f32_i8(const float *q, const int8_t *c, size_t n) { return dotf_impl(q, c, n); }
 float vq_l2_f32_i8(const float *q, const float *w, const int8_t *c, size_t n) { return l2f_impl(q, w, c, n); }

@@ -7,5 +7,6 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vecstore-bench",
         abstract: "Benchmarks for vecstore (build with -c release; run through Tools/bench).",
-        subcommands: [ExactBench.self, HNSWBench.self, BM25Bench.self, ScaleBench.self])
+        subcommands: [ExactBench.self, HNSWBench.self, BM25Bench.self, ScaleBench.self, IVFBench.self, PCABench.self,
+                      EmbedBench.self])
 }

@@ -103,34 +103,42 @@ public struct QuantizedTable: Sendable {
         subquantizers = m
         paddedSubquantizers = FastScan.paddedSubquantizers(m)
         negated = innerProduct
-        var mins = [Float](repeating: 0, count: m)
-        var range: Float = 0
-        for j in 0..<m {
-            var lo = Float.infinity, hi = -Float.infinity
-            for c in 0..<16 {
-                let v = innerProduct ? -table[j * 16 + c] : table[j * 16 + c]
-                lo = min(lo, v)
-                hi = max(hi, v)
-            }
-            mins[j] = lo
-            range = max(range, hi - lo)
+        scale = 1
+        bias = 0
+        entries = [UInt8](repeating: 0, count: paddedSubquantizers * 16)
+        update(table, innerProduct: innerProduct)
+    }
+
+    /// Re-quantizes a new table of the same shape in place (no allocation: one table per probed list).
+    public mutating func update(_ table: UnsafePointer<Float>, innerProduct: Bool) {
+        update(table, plus: nil, innerProduct: innerProduct)
+    }
+
+    /// Re-quantizes the table `table + addend` (entry-wise; `addend` nil for none) in place, in one dispatched
+    /// C pass (the L2 list table is the precomputed list terms plus the query's terms).
+    public mutating func update(_ table: UnsafePointer<Float>, plus addend: UnsafePointer<Float>?, innerProduct: Bool) {
+        negated = innerProduct
+        var s: Float = 1, b: Float = 0
+        let m = subquantizers
+        entries.withUnsafeMutableBufferPointer { e in
+            guard let out = e.baseAddress else { return }
+            vq_fs4_quantize_table(table, addend, m, innerProduct ? -1 : 1, out, &s, &b)
         }
-        let s: Float = range > 0 && range.isFinite ? 255 / range : 1
         scale = s
-        bias = mins.reduce(0, +)
-        var e = [UInt8](repeating: 0, count: paddedSubquantizers * 16)
-        for j in 0..<m {
-            for c in 0..<16 {
-                let v = innerProduct ? -table[j * 16 + c] : table[j * 16 + c]
-                let q = ((v - mins[j]) * s).rounded()
-                e[j * 16 + c] = UInt8(clamping: Int(q.isFinite ? min(max(q, 0), 255) : 0))
-            }
-        }
-        entries = e
+        bias = b
     }
 
     /// Largest difference between `distance(sum)` and the float ADC distance of the same code.
     public var errorBound: Float { Float(subquantizers) * 0.5 / scale }
+
+    /// The largest kernel sum whose approximate distance is at most `distance` (−1 when none is), so scans
+    /// can compare integers against a heap threshold.
+    @inlinable @inline(__always)
+    public func sumLimit(forDistance distance: Float) -> Int {
+        let x = (distance - bias) * scale
+        guard x >= 0 else { return -1 }
+        return x >= 65535 ? 65535 : Int(x)
+    }
 
     /// The approximate distance (lower is closer) of a kernel sum.
     @inlinable @inline(__always)

@@ -55,6 +55,8 @@ public final class IVFIndex: @unchecked Sendable {
     public let centroids: [Float]
     /// The product quantizer of the PQ kinds.
     public let quantizer: ProductQuantizer?
+    /// L2 PQ kinds: `nlist × M × 2^bits` list terms of the table decomposition (`precomputedTerms`).
+    let precomputed: [Float]
     /// Encoded blocks: `blocks[list]` are byte ranges of `storage`.
     let blocks: [[Range<Int>]]
     /// All block values, each starting 16-byte aligned (as an LMDB overflow value is).
@@ -65,6 +67,11 @@ public final class IVFIndex: @unchecked Sendable {
         self.header = header
         self.centroids = centroids
         self.quantizer = quantizer
+        if let quantizer, header.metric == .l2 {
+            precomputed = Self.precomputedTerms(centroids: centroids, nlist: header.nlist, quantizer: quantizer)
+        } else {
+            precomputed = []
+        }
         var total = 0
         for list in values { for v in list { total += (v.count + 15) & ~15 } }
         storageBytes = max(total, 16)
@@ -255,52 +262,81 @@ public final class IVFIndex: @unchecked Sendable {
                               width: header.kind == .flat ? header.dimension : header.subquantizers, list: list)
     }
 
-    /// ADC over the probed lists' codes. L2 tables depend on the list (they are built from q − centroid);
-    /// inner-product tables do not (q · (c + r) = q · c + q · r), so one table serves every list and q · c
-    /// is added per list.
+    /// The list-dependent part of L2 ADC tables over residual codes, so a query needs no per-list table of
+    /// `M × 2^bits × dsub` work (FAISS's "precomputed tables"). With x = c + r and r's sub-vectors coded as
+    /// centroids `r_jk`: |q − x|² = |q − c|² + Σ_j (|r_jk|² + 2 c_j · r_jk) − 2 Σ_j q_j · r_jk. Entry
+    /// (l, j, k) is `|r_jk|² + 2 c_l,j · r_jk`; the query adds −2 q_j · r_jk (one table for all lists) and the
+    /// list constant |q − c_l|².
+    public static func precomputedTerms(centroids: [Float], nlist: Int, quantizer pq: ProductQuantizer) -> [Float] {
+        let m = pq.subquantizers, ksub = pq.centroidsPerSubquantizer, dsub = pq.subDimension, d = pq.dimension
+        var out = [Float](repeating: 0, count: nlist * m * ksub)
+        pq.codebooks.withUnsafeBufferPointer { cb in
+            centroids.withUnsafeBufferPointer { cc in
+                out.withUnsafeMutableBufferPointer { ob in
+                    guard let book = cb.baseAddress, let c = cc.baseAddress, let o = ob.baseAddress else { return }
+                    for j in 0..<m {
+                        let sub = book + j * ksub * dsub
+                        for k in 0..<ksub {
+                            let r = sub + k * dsub
+                            let norm = vs_dot(r, r, dsub)
+                            for l in 0..<nlist {
+                                o[(l * m + j) * ksub + k] = norm + 2 * vs_dot(c + l * d + j * dsub, r, dsub)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// ADC over the probed lists' codes. Inner product: q · (c + r) = q · c + q · r, so one table serves every
+    /// list and q · c is the list's bias. L2: the precomputed decomposition (`precomputedTerms`), one table
+    /// add per list and |q − c|² as the bias. Tables and the quantized fast-scan table are reused across lists.
     func scanCodes(_ query: UnsafePointer<Float>, probes: [UInt32], pq: ProductQuantizer, mask: CandidateMask?,
                    into top: inout TopK) throws(QuantError) {
         let d = header.dimension, metric = header.metric, l2 = metric == .l2
-        let tableSize = pq.subquantizers * pq.centroidsPerSubquantizer
-        var table = [Float](repeating: 0, count: tableSize)
-        var shifted = [Float](repeating: 0, count: d)
-        var quantized: QuantizedTable?
-        if !l2 {
-            table.withUnsafeMutableBufferPointer { t in if let tb = t.baseAddress { pq.lookupTable(query, metric: metric, into: tb) } }
-            if header.kind == .pq4FastScan {
-                quantized = table.withUnsafeBufferPointer { t in
-                    t.baseAddress.map { QuantizedTable($0, subquantizers: pq.subquantizers, innerProduct: true) }
-                }
-            }
+        let m = pq.subquantizers
+        let tableSize = m * pq.centroidsPerSubquantizer
+        let fast = header.kind == .pq4FastScan
+        var queryTable = [Float](repeating: 0, count: tableSize)
+        var listTable = [Float](repeating: 0, count: tableSize)
+        queryTable.withUnsafeMutableBufferPointer { t in
+            guard let tb = t.baseAddress else { return }
+            pq.lookupTable(query, metric: .dot, into: tb)
+            if l2 { for i in 0..<tableSize { tb[i] *= -2 } }
+        }
+        var quantized = queryTable.withUnsafeBufferPointer { t in
+            t.baseAddress.map { QuantizedTable($0, subquantizers: m, innerProduct: !l2) }
         }
         for list in probes {
             let l = Int(list)
             var bias: Float = 0
             centroids.withUnsafeBufferPointer { cb in
                 guard let c = cb.baseAddress else { return }
-                let centroid = c + l * d
-                if l2 {
-                    for t in 0..<d { shifted[t] = query[t] - centroid[t] }
-                    shifted.withUnsafeBufferPointer { s in
-                        table.withUnsafeMutableBufferPointer { tb in
-                            if let sb = s.baseAddress, let tp = tb.baseAddress { pq.lookupTable(sb, metric: .l2, into: tp) }
+                bias = l2 ? vs_l2(query, c + l * d, d) : vs_dot(query, c + l * d, d)
+            }
+            if l2 {
+                precomputed.withUnsafeBufferPointer { pb in
+                    queryTable.withUnsafeBufferPointer { qb in
+                        listTable.withUnsafeMutableBufferPointer { lb in
+                            guard let p = pb.baseAddress, let q = qb.baseAddress, let o = lb.baseAddress else { return }
+                            let row = p + l * tableSize
+                            if fast {
+                                quantized?.update(row, plus: q, innerProduct: false)
+                            } else {
+                                for i in 0..<tableSize { o[i] = row[i] + q[i] }
+                            }
                         }
                     }
-                    if header.kind == .pq4FastScan {
-                        quantized = table.withUnsafeBufferPointer { t in
-                            t.baseAddress.map { QuantizedTable($0, subquantizers: pq.subquantizers, innerProduct: false) }
-                        }
-                    }
-                } else {
-                    bias = vs_dot(query, centroid, d)
                 }
             }
             for r in blocks[l] {
                 let view = try blockView(r, list: l)
-                if let quantized {
+                if fast, let quantized {
                     IVFListScan.fastScan(view, table: quantized, bias: bias, mask: mask, into: &top)
                 } else {
-                    table.withUnsafeBufferPointer { t in
+                    (l2 ? listTable : queryTable).withUnsafeBufferPointer { t in
                         guard let tb = t.baseAddress else { return }
                         IVFListScan.pq(view, quantizer: pq, table: tb, metric: metric, bias: bias, mask: mask, into: &top)
                     }

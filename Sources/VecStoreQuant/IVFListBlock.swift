@@ -288,8 +288,9 @@ public enum IVFListScan {
         }
     }
 
-    /// ADC scores of a `.pq8` or `.pq4` block: `table` from `ProductQuantizer.lookupTable`; `bias` is added
-    /// to every inner-product value (the query · coarse-centroid term of a residual code) and ignored for L2.
+    /// ADC scores of a `.pq8` or `.pq4` block with an M × 2^bits `table`; `bias` is the list's constant term,
+    /// added to every ADC value (q · centroid for inner product; |q − centroid|² for L2 with the
+    /// precomputed-table decomposition, or 0 with a table built from q − centroid).
     public static func pq(_ block: IVFListBlockView, quantizer: ProductQuantizer, table: UnsafePointer<Float>,
                           metric: Metric, bias: Float, mask: CandidateMask?, into top: inout TopK) {
         guard block.kind == .pq8 || block.kind == .pq4, block.width == quantizer.subquantizers,
@@ -303,7 +304,7 @@ public enum IVFListScan {
                 let n = min(256, block.count - start)
                 quantizer.scan(table: table, codes: codes + start * size, count: n, into: out)
                 for i in 0..<n {
-                    let s = l2 ? -out[i] : out[i] + bias
+                    let s = l2 ? -(out[i] + bias) : out[i] + bias
                     guard s >= top.threshold else { continue }
                     let id = block.rowID(start + i)
                     if let mask, !mask.contains(id) { continue }
@@ -314,8 +315,8 @@ public enum IVFListScan {
         }
     }
 
-    /// Fast-scan approximate scores of a `.pq4FastScan` block with a quantized table (scores are
-    /// `QuantizedTable.value` + `bias` for inner product, `−value` for L2).
+    /// Fast-scan approximate scores of a `.pq4FastScan` block with a quantized table; `bias` is the list's
+    /// constant term as for `pq` (scores are `value + bias` for inner product, `−(value + bias)` for L2).
     public static func fastScan(_ block: IVFListBlockView, table: QuantizedTable, bias: Float, mask: CandidateMask?,
                                 into top: inout TopK) {
         guard block.kind == .pq4FastScan, block.width == table.subquantizers else { return }
@@ -329,14 +330,18 @@ public enum IVFListScan {
                 FastScan.scan(codes + b * blockSize, blockCount: nb, table: table, into: out)
                 let first = b * FastScan.blockRows
                 let rows = min(nb * FastScan.blockRows, block.count - first)
-                // Rank by −distance: larger is closer for every metric (the bias is constant per list).
-                let shift = table.negated ? bias : 0
-                for i in 0..<rows {
+                // Rank by −distance: larger is closer for every metric. A row can enter only if
+                // shift − distance ≥ threshold, i.e. its sum is at most the limit for distance shift − threshold;
+                // the limit is recomputed only after an insertion moves the threshold.
+                let shift = table.negated ? bias : -bias
+                var limit = top.threshold == -.infinity ? 65535 : table.sumLimit(forDistance: shift - top.threshold) + 1
+                for i in 0..<rows where Int(out[i]) <= limit {
                     let s = shift - table.distance(out[i])
                     guard s >= top.threshold else { continue }
                     let id = block.rowID(first + i)
                     if let mask, !mask.contains(id) { continue }
                     top.insert(s, id)
+                    if top.threshold != -.infinity { limit = table.sumLimit(forDistance: shift - top.threshold) + 1 }
                 }
                 b += nb
             }

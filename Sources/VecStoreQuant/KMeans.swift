@@ -135,26 +135,36 @@ public enum KMeans {
                        threads: options.threads, labels: &labels, distances: &distances)
             }
             inertia = distances.reduce(0.0) { $0 + Double($1) }
-            // Update: sums and counts per cluster.
-            for i in 0..<sums.count { sums[i] = 0 }
-            for j in 0..<k { counts[j] = 0 }
+            // Update: sums and counts per cluster (float64 sums, so the mean does not depend on row order).
             sample.withUnsafeBufferPointer { s in
                 sums.withUnsafeMutableBufferPointer { sm in
-                    guard let sb = s.baseAddress, let sp = sm.baseAddress else { return }
-                    for i in 0..<n {
-                        let c = Int(labels[i])
-                        counts[c] += 1
-                        let row = sb + i * dimension, acc = sp + c * dimension
-                        for t in 0..<dimension { acc[t] += Double(row[t]) }
+                    counts.withUnsafeMutableBufferPointer { cm in
+                        labels.withUnsafeBufferPointer { lb in
+                            guard let sb = s.baseAddress, let sp = sm.baseAddress, let cp = cm.baseAddress,
+                                  let lp = lb.baseAddress else { return }
+                            sp.update(repeating: 0, count: k * dimension)
+                            cp.update(repeating: 0, count: k)
+                            for i in 0..<n {
+                                let c = Int(lp[i])
+                                cp[c] += 1
+                                let row = sb + i * dimension, acc = sp + c * dimension
+                                for t in 0..<dimension { acc[t] += Double(row[t]) }
+                            }
+                        }
                     }
                 }
             }
             let splits = splitEmpty(sample: sample, dimension: dimension, k: k, labels: &labels,
                                     distances: &distances, sums: &sums, counts: &counts)
             totalSplits += splits
-            for j in 0..<k where counts[j] > 0 {
-                let inv = 1.0 / Double(counts[j])
-                for t in 0..<dimension { centroids[j * dimension + t] = Float(sums[j * dimension + t] * inv) }
+            sums.withUnsafeBufferPointer { sm in
+                centroids.withUnsafeMutableBufferPointer { cm in
+                    guard let sp = sm.baseAddress, let cp = cm.baseAddress else { return }
+                    for j in 0..<k where counts[j] > 0 {
+                        let inv = 1.0 / Double(counts[j])
+                        for t in 0..<dimension { cp[j * dimension + t] = Float(sp[j * dimension + t] * inv) }
+                    }
+                }
             }
             if metric == .cosine { normalizeRows(&centroids, count: k, dimension: dimension) }
             let mse = inertia / Double(n)

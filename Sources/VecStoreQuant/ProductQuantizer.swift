@@ -17,7 +17,26 @@ public struct ProductQuantizer: Sendable, Equatable {
     /// Bits per sub-quantizer code: 8 or 4.
     public let bits: Int
     /// Codebooks: `M × ksub × dsub` floats (sub-quantizer, centroid, component).
-    public private(set) var codebooks: [Float]
+    public private(set) var codebooks: [Float] {
+        didSet { transposed = Self.transpose(codebooks, m: subquantizers, ksub: 1 << bits, dsub: dimension / subquantizers) }
+    }
+    /// The codebooks component-major per sub-quantizer (`[j][t][k]`), for the vectorised table kernel.
+    private var transposed: [Float]
+
+    static func transpose(_ books: [Float], m: Int, ksub: Int, dsub: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: books.count)
+        for j in 0..<m {
+            for k in 0..<ksub {
+                for t in 0..<dsub { out[(j * dsub + t) * ksub + k] = books[(j * ksub + k) * dsub + t] }
+            }
+        }
+        return out
+    }
+
+    /// Two quantizers are equal when their shapes and codebooks are.
+    public static func == (a: ProductQuantizer, b: ProductQuantizer) -> Bool {
+        a.dimension == b.dimension && a.subquantizers == b.subquantizers && a.bits == b.bits && a.codebooks == b.codebooks
+    }
 
     /// Components per sub-vector.
     public var subDimension: Int { dimension / subquantizers }
@@ -41,6 +60,7 @@ public struct ProductQuantizer: Sendable, Equatable {
         self.subquantizers = subquantizers
         self.bits = bits
         codebooks = [Float](repeating: 0, count: dimension * (1 << bits))
+        transposed = codebooks
     }
 
     /// A quantizer with given codebooks (read back from a record).
@@ -56,6 +76,7 @@ public struct ProductQuantizer: Sendable, Equatable {
             throw .invalidParameter("PQ codebook component \(bad) is not finite")
         }
         self.codebooks = codebooks
+        transposed = Self.transpose(codebooks, m: subquantizers, ksub: 1 << bits, dsub: dimension / subquantizers)
     }
 
     /// Trains each sub-quantizer's codebook with L2 k-means (k = 2^bits) on the sub-vectors of `count`
@@ -70,6 +91,7 @@ public struct ProductQuantizer: Sendable, Equatable {
             throw .invalidParameter("PQ with \(bits)-bit codes needs at least \(ksub) training rows (got \(count))")
         }
         var sub = [Float](repeating: 0, count: count * dsub)
+        var books = codebooks
         for j in 0..<subquantizers {
             sub.withUnsafeMutableBufferPointer { s in
                 guard let sb = s.baseAddress else { return }
@@ -82,8 +104,9 @@ public struct ProductQuantizer: Sendable, Equatable {
                 return try KMeans.train(sb, count: count, dimension: dsub, k: ksub, metric: .l2, options: o,
                                         progress: progress.map { p in { p(j, $0) } })
             }
-            for t in 0..<(ksub * dsub) { codebooks[j * ksub * dsub + t] = result.centroids[t] }
+            for t in 0..<(ksub * dsub) { books[j * ksub * dsub + t] = result.centroids[t] }
         }
+        codebooks = books  // one assignment: didSet rebuilds the transposed copy once
         var codes = [UInt8](repeating: 0, count: count * codeSize)
         var decoded = [Float](repeating: 0, count: count * dimension)
         codes.withUnsafeMutableBufferPointer { c in
@@ -170,13 +193,9 @@ public struct ProductQuantizer: Sendable, Equatable {
     /// `|q_j − c_j|²` for L2 and `q_j · c_j` for inner product / cosine, so the ADC value of a code is the
     /// sum of its M entries (`scan`).
     public func lookupTable(_ query: UnsafePointer<Float>, metric: Metric, into table: UnsafeMutablePointer<Float>) {
-        let ksub = centroidsPerSubquantizer, dsub = subDimension
-        codebooks.withUnsafeBufferPointer { cbBuf in
-            guard let cb = cbBuf.baseAddress else { return }
-            for j in 0..<subquantizers {
-                let q = query + j * dsub, book = cb + j * ksub * dsub, out = table + j * ksub
-                if metric == .l2 { vs_l2_many(q, book, ksub, dsub, out) } else { vs_dot_many(q, book, ksub, dsub, out) }
-            }
+        transposed.withUnsafeBufferPointer { t in
+            guard let tb = t.baseAddress else { return }
+            vq_pq_table(query, tb, subquantizers, centroidsPerSubquantizer, subDimension, metric == .l2 ? 1 : 0, table)
         }
     }
 

@@ -15,6 +15,8 @@ struct QueryCommand: ParsableCommand {
             Scores are cosine similarity (cosine), inner product (dot) or squared Euclidean distance (l2).
             --filter takes a JSON filter on metadata: {"source": "linux"}, {"year": {"$gte": 2020}},
             {"tag": {"$in": ["a", "b"]}}, {"$or": [...]}, {"$not": {...}}, {"field": {"$exists": true}}.
+            In a collection imported with --pca, query vectors of the input dimension are projected
+            (and renormalised under cosine) before the search.
 
             Examples:
               vecstore query my.vecstore -c docs --vector '[0.1, 0.2, 0.3]' -k 5

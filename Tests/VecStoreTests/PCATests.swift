@@ -235,6 +235,25 @@ struct ReducedCollectionTests {
         }
     }
 
+    @Test("library: a reduced collection created from a PCA projects upserts and queries")
+    func createFromPCA() throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("r.vecstore"))
+        let docs = lowRankDocuments(200, dimension: 10, rank: 3, seed: 8)
+        let pca = try PCA.fit(docs.flatMap(\.vector), dimension: 10, components: 3, subtractsMean: true)
+        let c = try store.collection("l", reducing: pca, metric: .l2, index: .flat)
+        try c.upsert(docs)
+        #expect(c.dimension == 3 && c.pca == pca)
+        #expect(try c.get(id: "p0")?.vector.count == 3)
+        let hits = try c.search(docs[5].vector, k: 1)
+        #expect(hits.first?.id == "p5" && abs(hits[0].score) < 1e-6)
+        #expect(try store.collection("l", reducing: pca, metric: .l2).pca == pca)
+        #expect(throws: VecStoreError.self) { try store.collection("l", reducing: pca.subtractingMean(false), metric: .l2) }
+        _ = try store.collection("x", dimension: 3, metric: .l2)  // a plain collection of the reduced dimension
+        #expect(throws: VecStoreError.self) { try store.collection("x", reducing: pca, metric: .l2) }
+        #expect(try store.verify().isOK)
+    }
+
     @Test("verify reports a damaged projection record")
     func verifyDamage() throws {
         let dir = try TempDir()

@@ -22,6 +22,18 @@ void vq_fs4_scan(const uint8_t *blocks, size_t nblocks, size_t mpad, const uint8
 /// The portable reference of `vq_fs4_scan` (same results bit for bit), exposed for tests.
 void vq_fs4_scan_reference(const uint8_t *blocks, size_t nblocks, size_t mpad, const uint8_t *lut, uint16_t *out);
 
+/// PQ look-up table from transposed codebooks: `books_t` holds, per sub-quantizer j, dsub rows of ksub floats
+/// (component t of every centroid k at books_t[(j*dsub + t)*ksub + k]). out[j*ksub + k] is
+/// sum_t (q[j*dsub+t] - c)^2 when `l2` is nonzero, sum_t q[j*dsub+t] * c otherwise.
+void vq_pq_table(const float *q, const float *books_t, size_t m, size_t ksub, size_t dsub, int l2, float *out);
+
+/// Quantizes a 4-bit ADC table for fast scan: t = sign * (a + b) (b may be NULL; sign is +1 or -1) for `m`
+/// sub-quantizers of 16 entries; per sub-quantizer the minimum is subtracted, all entries are scaled by one
+/// factor 255 / max range and rounded to the nearest byte. Writes `m * 16` bytes to `out` (the caller zeroes
+/// padding), and out_scale / out_bias (sum of minima) so a row's distance is bias + sum / scale.
+void vq_fs4_quantize_table(const float *a, const float *b, size_t m, float sign, uint8_t *out, float *out_scale,
+                           float *out_bias);
+
 /// sum_i q[i] * c[i] for a float query and int8 codes.
 float vq_dot_f32_i8(const float *q, const int8_t *c, size_t n);
 /// sum_i w[i] * (q[i] - c[i])^2 for a float query and int8 codes; `w` may be NULL (all weights 1).

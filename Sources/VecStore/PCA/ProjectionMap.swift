@@ -66,6 +66,10 @@ public struct ProjectionMap: Sendable {
             if colorField != nil { title += "\n[\(p.label)]" }
             return .init(x: Double(p.x), y: Double(p.y), classIndex: index[p.label] ?? 0, title: title)
         }
+        // Drawn in a fixed shuffled order, so that no class is painted over the others just because its
+        // documents come last in the store.
+        var rng = SplitMix64(seed: 0x5CA7_7E12)
+        plot.points.shuffle(using: &rng)
         return plot.svg(width: width, height: height)
     }
 }

@@ -135,3 +135,25 @@ struct ProjectionRecord: Equatable {
         return faults
     }
 }
+
+extension VecStore {
+    /// The collection `name`, created if missing as a reduced collection: it stores `pca.outputDimension`-
+    /// dimensional vectors, and documents and queries of `pca.inputDimension` floats are projected with
+    /// `pca` (scaled to unit length first under cosine, renormalised after) — see Spec/PCA.md. Fit `pca`
+    /// on vectors as the collection will see them (unit length under cosine). An existing collection must
+    /// have the same metric and an equal projection.
+    public func collection(_ name: String, reducing pca: PCA, metric: Metric = .cosine,
+                           index: IndexKind = .hnswDefault) throws(VecStoreError) -> VectorCollection
+    {
+        guard pca.outputDimension < pca.inputDimension else {
+            throw .invalidArgument("a PCA to \(pca.outputDimension) dimensions does not reduce \(pca.inputDimension)")
+        }
+        let projection = ProjectionRecord(pca: pca, normalizesInput: metric == .cosine)
+        let c = try collection(name, dimension: pca.outputDimension, metric: metric, index: index, projection: projection)
+        guard c.projection == projection else {
+            throw .collectionMismatch("collection '\(name)' exists "
+                + (c.pca == nil ? "without a PCA" : "with a different PCA") + "; a reduction is chosen when a collection is created")
+        }
+        return c
+    }
+}

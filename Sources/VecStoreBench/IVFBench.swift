@@ -1,0 +1,113 @@
+import ArgumentParser
+import Foundation
+import VecStore
+import VecStoreQuant
+
+/// The in-memory IVF core (`VecStoreQuant`, not yet wired into the store): k-means training time, build
+/// time, and recall@10 / QPS against nprobe for IVF-Flat, IVF-PQ (8-bit) and 4-bit fast scan with re-ranking,
+/// one query at a time on one thread. Writes one JSON file read by `Tools/bench_ivf.py report`.
+struct IVFBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ivf", abstract: "IVF / PQ core benchmark (in memory).")
+
+    @Option(help: "Base vectors (.fvecs).") var base: String
+    @Option(help: "Query vectors.") var queries: String
+    @Option(help: "Ground truth (.ivecs, base row numbers).") var groundtruth: String
+    @Option(help: "cosine, l2 or dot.") var metric: String
+    @Option(help: "Lists (coarse centroids).") var nlist: Int
+    @Option(help: "Sub-quantizers of the 8-bit IVF-PQ index.") var pqM: Int
+    @Option(help: "Sub-quantizers of the 4-bit fast-scan index.") var fsM: Int
+    @Option(help: "Re-ranking factor of the fast-scan index (refine × k candidates).") var refine = 10
+    @Option(help: "Comma-separated nprobe values.") var nprobes = "1,2,4,8,16,32,64"
+    @Option(help: "Coarse k-means iterations (FAISS IndexIVF uses 10).") var iterations = 10
+    @Option(help: "k-means seed.") var seed: UInt64 = 1234
+    @Option(help: "Use only the first N queries.") var maxQueries: Int?
+    @Option(help: "Timed repetitions of each query loop (best kept).") var runs = 3
+    @Option(help: "Output JSON file.") var json: String
+
+    func run() throws {
+        guard let metricValue = Metric(name: metric) else { throw BenchError(description: "unknown metric \(metric)") }
+        let baseRows = try readVectors(base)
+        let queryRows = try readVectors(queries, limit: maxQueries)
+        let truth = try readIvecs(groundtruth)
+        guard let dim = baseRows.first?.count else { throw BenchError(description: "\(base) is empty") }
+        let n = baseRows.count
+        func flatten(_ rows: [[Float]]) -> [Float] {
+            var out = [Float]()
+            out.reserveCapacity(rows.count * dim)
+            for r in rows {
+                if metricValue == .cosine {
+                    let norm = r.reduce(Float(0)) { $0 + $1 * $1 }.squareRoot()
+                    out.append(contentsOf: r.map { norm > 0 ? $0 / norm : 0 })
+                } else {
+                    out.append(contentsOf: r)
+                }
+            }
+            return out
+        }
+        let x = flatten(baseRows), q = flatten(queryRows)
+        let nq = queryRows.count
+        let probes = nprobes.split(separator: ",").compactMap { Int($0) }.filter { $0 <= nlist }
+        var metrics: [String: Any] = ["nlist": nlist, "pq_m": pqM, "fs_m": fsM, "refine": refine,
+                                      "iterations": iterations, "kernel_isa": ScalarQuantizer8.kernelISA,
+                                      "matrix_kernel": "\(MatrixProduct.kernelName)"]
+        try x.withUnsafeBufferPointer { xb in
+            guard let xp = xb.baseAddress else { return }
+            // k-means alone, as faiss.Kmeans(d, nlist, niter, seed, max_points_per_centroid=256) on 1 thread.
+            let t0 = now()
+            let km = try KMeans.train(xp, count: n, dimension: dim, k: nlist, metric: metricValue,
+                                      options: KMeansOptions(iterations: iterations, seed: seed))
+            metrics["kmeans_s"] = now() - t0
+            metrics["kmeans_mse"] = km.meanSquaredError
+            metrics["kmeans_sample"] = km.sampleCount
+            print("k-means nlist=\(nlist): \(String(format: "%.3f", now() - t0)) s, training error \(km.meanSquaredError)")
+
+            let coarse = KMeansOptions(iterations: iterations, seed: seed)
+            let kinds: [(String, IVFBuildOptions, Int)] = [
+                ("flat", IVFBuildOptions(nlist: nlist, kind: .flat, blockCapacity: 256, kmeans: coarse), 0),
+                ("pq8", IVFBuildOptions(nlist: nlist, kind: .pq8, subquantizers: pqM, kmeans: coarse), 0),
+                ("fastscan", IVFBuildOptions(nlist: nlist, kind: .pq4FastScan, subquantizers: fsM, kmeans: coarse), refine),
+            ]
+            for (name, options, refineFactor) in kinds {
+                let tb = now()
+                let index = try IVFIndex.build(xp, count: n, dimension: dim, metric: metricValue, options: options)
+                let buildSeconds = now() - tb
+                var curve: [[String: Any]] = []
+                for nprobe in probes {
+                    var results = [[UInt32]](repeating: [], count: nq)
+                    let searchOptions = IVFSearchOptions(nprobe: nprobe, refine: refineFactor)
+                    let seconds = try bestOf(runs) {
+                        try q.withUnsafeBufferPointer { qb in
+                            guard let qp = qb.baseAddress else { return }
+                            for i in 0..<nq {
+                                let hits = try index.search(qp + i * dim, k: 10, options: searchOptions, vectors: xp)
+                                results[i] = hits.map(\.id)
+                            }
+                        }
+                    }
+                    let recall = rowRecall(results, truth, k: 10)
+                    curve.append(["nprobe": nprobe, "recall": recall, "qps_1t": Double(nq) / seconds])
+                    print("\(name) nprobe=\(nprobe): recall@10 \(String(format: "%.4f", recall)), \(Int(Double(nq) / seconds)) q/s")
+                }
+                let sizes = index.listSizes.sorted()
+                metrics[name] = ["build_s": buildSeconds, "curve": curve, "code_bytes": index.codeSize,
+                                 "list_bytes": index.listBytes, "coarse_mse": index.header.coarseError,
+                                 "code_mse": index.header.codeError, "list_min": sizes.first ?? 0,
+                                 "list_median": sizes[sizes.count / 2], "list_max": sizes.last ?? 0,
+                                 "refine": refineFactor] as [String: Any]
+                print("\(name): build \(String(format: "%.2f", buildSeconds)) s, \(index.codeSize) B/vector, lists \(sizes.first ?? 0)/\(sizes[sizes.count / 2])/\(sizes.last ?? 0)")
+            }
+        }
+        metrics["peak_rss_bytes"] = peakRSSBytes()
+        try writeResult(json, dataset: datasetName(base), n: n, dim: dim, metric: metric, metrics: metrics)
+    }
+}
+
+/// Mean recall@k of row-number results against ground-truth rows.
+func rowRecall(_ results: [[UInt32]], _ truth: [[Int32]], k: Int) -> Double {
+    var total = 0.0
+    for (q, hits) in results.enumerated() {
+        let expected = Set(truth[q].prefix(k).map { UInt32($0) })
+        total += Double(hits.prefix(k).filter { expected.contains($0) }.count) / Double(min(k, expected.count))
+    }
+    return total / Double(max(results.count, 1))
+}

@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""IVF / PQ benchmark peers (FAISS) and report, beside `vecstore-bench ivf` (the in-memory core).
+
+  bench_ivf.py peers  --dataset NAME --base B.fvecs --queries Q.fvecs --groundtruth G.ivecs --metric l2|cosine
+                      --nlist N --pq-m M --fs-m M --refine R [--nprobes 1,2,...] [--iterations 10] --out peers.json
+      faiss.Kmeans training time (same k, iterations, sample cap 256 per centroid, one thread), then
+      IndexIVFFlat, IndexIVFPQ (8-bit) and IndexIVFPQFastScan (4-bit) + IndexRefineFlat with the same nlist, M,
+      nprobe and refine: build time, recall@10 and QPS per nprobe (one batched call, one thread).
+
+  bench_ivf.py report RESULT.json... [--write BENCHMARKS.md --command "..."]
+      Side-by-side tables with ratios; --write replaces the section between <!-- ivf:begin --> and
+      <!-- ivf:end --> of BENCHMARKS.md (appended when absent).
+"""
+import argparse
+import json
+import sys
+import time
+
+
+def fvecs(path):
+    import numpy as np
+    a = np.fromfile(path, dtype=np.int32)
+    d = a[0]
+    return a.reshape(-1, d + 1)[:, 1:].view(np.float32).copy()
+
+
+def ivecs(path):
+    import numpy as np
+    a = np.fromfile(path, dtype=np.int32)
+    d = a[0]
+    return a.reshape(-1, d + 1)[:, 1:].copy()
+
+
+def recall_at(labels, truth, k=10):
+    hits = 0
+    for row, want in zip(labels, truth):
+        hits += len(set(row[:k].tolist()) & set(want[:k].tolist()))
+    return hits / (k * len(labels))
+
+
+def best_of(runs, fn):
+    best, out = float("inf"), None
+    for _ in range(runs):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def peers(args):
+    import numpy as np
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    base = fvecs(args.base)
+    queries = fvecs(args.queries)
+    if args.max_queries:
+        queries = queries[: args.max_queries]
+    truth = ivecs(args.groundtruth)[: len(queries)]
+    n, dim = base.shape
+    if args.metric == "cosine":
+        base = base / np.linalg.norm(base, axis=1, keepdims=True)
+        queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    base = np.ascontiguousarray(base, dtype=np.float32)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    ip = args.metric != "l2"
+    fmetric = faiss.METRIC_INNER_PRODUCT if ip else faiss.METRIC_L2
+    nprobes = [p for p in (int(x) for x in args.nprobes.split(",")) if p <= args.nlist]
+    m = {"nlist": args.nlist, "pq_m": args.pq_m, "fs_m": args.fs_m, "refine": args.refine,
+         "iterations": args.iterations, "faiss_version": faiss.__version__}
+
+    km = faiss.Kmeans(dim, args.nlist, niter=args.iterations, seed=args.seed, max_points_per_centroid=256,
+                      spherical=args.metric == "cosine", verbose=False)
+    t = time.perf_counter()
+    km.train(base)
+    m["kmeans_s"] = time.perf_counter() - t
+    m["kmeans_mse"] = float(km.obj[-1]) / min(n, args.nlist * 256) if not ip else None
+    print(f"faiss {args.dataset}: k-means {m['kmeans_s']:.3f} s", file=sys.stderr)
+
+    def quantizer():
+        return faiss.IndexFlatIP(dim) if ip else faiss.IndexFlatL2(dim)
+
+    def make(kind):
+        if kind == "flat":
+            q = quantizer()
+            return faiss.IndexIVFFlat(q, dim, args.nlist, fmetric), q, None
+        if kind == "pq8":
+            q = quantizer()
+            return faiss.IndexIVFPQ(q, dim, args.nlist, args.pq_m, 8, fmetric), q, None
+        q = quantizer()
+        inner = faiss.IndexIVFPQFastScan(q, dim, args.nlist, args.fs_m, 4, fmetric)
+        return faiss.IndexRefineFlat(inner), q, inner
+
+    for kind in ("flat", "pq8", "fastscan"):
+        index, q, inner = make(kind)
+        ivf = inner if inner is not None else index
+        ivf.cp.niter = args.iterations
+        ivf.cp.seed = args.seed
+        t = time.perf_counter()
+        index.train(base)
+        index.add(base)
+        build = time.perf_counter() - t
+        curve = []
+        for nprobe in nprobes:
+            ivf.nprobe = nprobe
+            if kind == "fastscan":
+                params = faiss.IndexRefineSearchParameters(k_factor=args.refine,
+                                                          base_index_params=faiss.SearchParametersIVF(nprobe=nprobe))
+                s, (_, labels) = best_of(args.runs, lambda: index.search(queries, 10, params=params))
+            else:
+                s, (_, labels) = best_of(args.runs, lambda: index.search(queries, 10))
+            r = recall_at(labels, truth)
+            curve.append({"nprobe": nprobe, "recall": r, "qps_1t": len(queries) / s})
+            print(f"faiss {args.dataset} {kind} nprobe={nprobe}: recall {r:.4f} {len(queries) / s:.0f} q/s", file=sys.stderr)
+        code = dim * 4 if kind == "flat" else (args.pq_m if kind == "pq8" else (args.fs_m + 1) // 2)
+        m[kind] = {"build_s": build, "curve": curve, "code_bytes": code,
+                   "refine": args.refine if kind == "fastscan" else 0}
+        del index, q, inner
+    with open(args.out, "w") as f:
+        json.dump([{"system": "faiss", "dataset": args.dataset, "n": int(n), "dim": int(dim),
+                    "metric": args.metric, "metrics": m}], f, indent=1)
+
+
+def fmt(x, digits=0):
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return f"{x:,.{digits}f}"
+    return f"{x:,}"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}×" if a and b else "–"
+
+
+def report(args):
+    runs = []
+    for path in args.results:
+        with open(path) as f:
+            doc = json.load(f)
+        runs.extend(doc if isinstance(doc, list) else [doc])
+    datasets = []
+    for r in runs:
+        if r["dataset"] not in datasets:
+            datasets.append(r["dataset"])
+    out = []
+    w = out.append
+    names = {"flat": "IVF-Flat", "pq8": "IVF-PQ 8-bit", "fastscan": "IVF-PQ 4-bit fast scan + refine"}
+    for ds in datasets:
+        by = {r["system"]: r for r in runs if r["dataset"] == ds}
+        v, f = by.get("vecstore"), by.get("faiss")
+        any_run = v or f
+        am = any_run["metrics"]
+        w(f"### {ds} ({any_run['n']:,} × {any_run['dim']}, {any_run['metric']}; nlist={am['nlist']}, "
+          f"IVF-PQ M={am['pq_m']} × 8 bits, fast scan M={am['fs_m']} × 4 bits, refine={am['refine']})")
+        w("")
+        vk = v and v["metrics"].get("kmeans_s")
+        fk = f and f["metrics"].get("kmeans_s")
+        w(f"k-means (k={am['nlist']}, {am['iterations']} iterations, ≤ 256 rows per centroid, 1 thread): "
+          f"vecstore {fmt(vk, 3)} s, FAISS `Kmeans` {fmt(fk, 3)} s (time ratio FAISS / vecstore {ratio(fk, vk)}).")
+        w("")
+        for kind in ("flat", "pq8", "fastscan"):
+            vm = v and v["metrics"].get(kind)
+            fm = f and f["metrics"].get(kind)
+            if not (vm or fm):
+                continue
+            code = (vm or fm)["code_bytes"]
+            extra = ""
+            if vm:
+                extra = (f"; vecstore lists min/median/max {vm['list_min']}/{vm['list_median']}/{vm['list_max']}, "
+                         f"coarse training error {vm['coarse_mse']:.4g}"
+                         + (f", PQ training error {vm['code_mse']:.4g}" if kind != "flat" else ""))
+            w(f"**{names[kind]}** ({code} B per vector; build = train + add: vecstore {fmt(vm and vm['build_s'], 2)} s, "
+              f"FAISS {fmt(fm and fm['build_s'], 2)} s{extra})")
+            w("")
+            w("| nprobe | vecstore recall@10 | FAISS recall@10 | Δ recall | vecstore QPS | FAISS QPS | QPS ratio |")
+            w("|---:|---:|---:|---:|---:|---:|---:|")
+            pts = {}
+            for s, key in ((vm, "v"), (fm, "f")):
+                if s:
+                    for p in s["curve"]:
+                        pts.setdefault(p["nprobe"], {})[key] = p
+            for nprobe in sorted(pts):
+                pv, pf = pts[nprobe].get("v"), pts[nprobe].get("f")
+                d = f"{pv['recall'] - pf['recall']:+.4f}" if pv and pf else "–"
+                w(f"| {nprobe} | {fmt(pv and pv['recall'], 4)} | {fmt(pf and pf['recall'], 4)} | {d} | "
+                  f"{fmt(pv and pv['qps_1t'])} | {fmt(pf and pf['qps_1t'])} | "
+                  f"{ratio(pv and pv['qps_1t'], pf and pf['qps_1t'])} |")
+            w("")
+    text = "\n".join(out)
+    print(text)
+    if args.write:
+        intro = ("These tables measure the **in-memory IVF / PQ core** (`Sources/VecStoreQuant`, issue 10), "
+                 "not the store: the index is built and searched in memory through the same checked list-block "
+                 "views and scans a store snapshot will use, but nothing is read from LMDB yet. vecstore: one "
+                 "`IVFIndex.search` call per query on one thread; FAISS: one batched `search` call with "
+                 "`omp_set_num_threads(1)`. QPS ratio = vecstore / FAISS.")
+        section = ("<!-- ivf:begin -->\n## IVF and PQ (in-memory core)\n\n" + f"Command: `{args.command}`\n\n"
+                   + intro + "\n\n" + text + "\n<!-- ivf:end -->")
+        try:
+            with open(args.write) as f:
+                doc = f.read()
+        except FileNotFoundError:
+            doc = "# Benchmarks\n"
+        b, e = doc.find("<!-- ivf:begin -->"), doc.find("<!-- ivf:end -->")
+        if b >= 0 and e > b:
+            doc = doc[:b] + section + doc[e + len("<!-- ivf:end -->"):]
+        else:
+            doc = doc.rstrip("\n") + "\n\n" + section + "\n"
+        with open(args.write, "w") as f:
+            f.write(doc)
+        print(f"wrote the ivf section of {args.write}", file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("peers")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--base", required=True)
+    p.add_argument("--queries", required=True)
+    p.add_argument("--groundtruth", required=True)
+    p.add_argument("--metric", required=True, choices=["l2", "cosine", "dot"])
+    p.add_argument("--nlist", type=int, required=True)
+    p.add_argument("--pq-m", type=int, required=True)
+    p.add_argument("--fs-m", type=int, required=True)
+    p.add_argument("--refine", type=int, default=10)
+    p.add_argument("--nprobes", default="1,2,4,8,16,32,64")
+    p.add_argument("--iterations", type=int, default=10)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--max-queries", type=int)
+    p.add_argument("--out", required=True)
+    r = sub.add_parser("report")
+    r.add_argument("results", nargs="+")
+    r.add_argument("--write")
+    r.add_argument("--command", default="Tools/bench-ivf")
+    args = ap.parse_args()
+    peers(args) if args.cmd == "peers" else report(args)
+
+
+if __name__ == "__main__":
+    main()
