@@ -182,6 +182,9 @@ def report(args):
                         pts.setdefault(p["nprobe"], {})[key] = p
             for nprobe in sorted(pts):
                 pv, pf = pts[nprobe].get("v"), pts[nprobe].get("f")
+                for p in (pv, pf):
+                    if p:
+                        p["recall"] = float(p["recall"])
                 d = f"{pv['recall'] - pf['recall']:+.4f}" if pv and pf else "–"
                 w(f"| {nprobe} | {fmt(pv and pv['recall'], 4)} | {fmt(pf and pf['recall'], 4)} | {d} | "
                   f"{fmt(pv and pv['qps_1t'])} | {fmt(pf and pf['qps_1t'])} | "

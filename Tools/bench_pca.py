@@ -139,8 +139,8 @@ def report(args):
     w("")
     w("| dim | variance kept (vecstore / numpy) | vecstore exact recall | exact QPS | "
       f"HNSW ef={ef_ref} recall | HNSW QPS | store MB | import s | FAISS PCA+FlatIP recall | FAISS QPS | FAISS MB | "
-      "numpy ref. recall | exact QPS vecstore / FAISS |")
-    w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "numpy ref. recall | exact QPS vecstore / FAISS | projection µs/query |")
+    w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for d in dims:
         a, b = vp.get(d, {}), fp.get(d, {})
         h = next((c for c in a.get("hnsw", []) if c["ef"] == ef_ref), {})
@@ -152,7 +152,8 @@ def report(args):
         w(f"| {d} | {var} | {fmt(a.get('exact_recall'), 4)} | {fmt(a.get('exact_qps_1t'))} | "
           f"{fmt(h.get('recall'), 4)} | {fmt(h.get('qps_1t'))} | {fmt(a.get('store_bytes', 0) / 1e6, 1)} | "
           f"{fmt(a.get('import_s'), 1)} | {fmt(b.get('faiss_recall'), 4)} | {fmt(b.get('faiss_qps_1t'))} | "
-          f"{fmt(b.get('faiss_bytes', 0) / 1e6, 1)} | {fmt(b.get('numpy_recall'), 4)} | {ratio} |")
+          f"{fmt(b.get('faiss_bytes', 0) / 1e6, 1)} | {fmt(b.get('numpy_recall'), 4)} | {ratio} | "
+          f"{fmt(a.get('projection_us'), 1)} |")
     w("")
     hnsw_rows = []
     for d in dims:

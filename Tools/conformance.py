@@ -33,7 +33,7 @@ except ImportError as e:  # pragma: no cover
 
 SUPPORTED_VERSION = 2  # version 2 adds the keyword-index databases (Spec/BM25.md; checked by Tools/conformance_bm25.py)
 MAX_READ_VERSION = 3  # version 3 = version 2 plus a `features` record (FORMAT.md §5)
-KNOWN_FEATURES = set()  # features this reader implements; others are handled by their flags (§5)
+KNOWN_FEATURES = {"pca", "embedder"}  # features this reader implements (Spec/PCA.md, Spec/EMBEDDER.md); others by their flags (§5)
 META_FEATURES = b"features"
 MAGIC = b"VECSTORE"
 DATABASES = ["meta", "vectors", "docs", "ids", "live", "fields"]

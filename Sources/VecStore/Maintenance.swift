@@ -285,7 +285,7 @@ extension VecStore {
                                                       projection: try ProjectionRecord.load(txn, old.dbs, record.id))
                     try fresh.copyTextOptions(from: txn, old: old, collection: record.id, to: target)
                     if let embedder = try EmbedderInfo.load(txn, old.dbs, record.id, name: name) {
-                        try fresh.write { t in try t.put(fresh.dbs.meta, EmbedderInfo.key(target.collectionID), embedder.encoded()) }
+                        try fresh.write { t in try embedder.store(t, fresh.dbs, target.collectionID) }
                     }
                     let source = VectorCollection(store: old, name: name, record: record)
                     let view = try CollectionView(txn, old.dbs, record, name: name)

@@ -248,7 +248,7 @@ public final class VecStore: Sendable {
         try txn.put(dbs.meta, Format.nextCollectionKey, Format.encodeInternalID(nextID + 1))
         if case .hnsw(let p) = index { try HNSWConfig.create(p, collection: nextID).store(txn, dbs, nextID) }
         try projection?.store(txn, dbs, nextID)
-        if let embedder { try txn.put(dbs.meta, EmbedderInfo.key(nextID), embedder.encoded()) }
+        try embedder?.store(txn, dbs, nextID)
         return (rec, true)
     }
 

@@ -76,6 +76,13 @@ struct PCABench: ParsableCommand {
                 }
                 return (recallAtK(results, truth, k: 10), Double(queryRows.count) / best)
             }
+            if let pca = coll.pca {
+                // What the projection alone costs per query (the search does this once per query vector).
+                var sink: Float = 0
+                let t = try bestOf(runs) { for q in queryRows { sink += pca.project(q)[0] } }
+                point["projection_us"] = t / Double(queryRows.count) * 1e6
+                if sink.isNaN { print("") }
+            }
             let exact = try measure(SearchOptions(threads: 1, exact: true))
             point["exact_recall"] = exact.recall
             point["exact_qps_1t"] = exact.qps

@@ -83,12 +83,10 @@ struct FormatVersionTests {
                 #expect((try? wrote.get()) != nil)
             }
         }
-        // A feature this build implements is no obstacle.
-        Format.knownFeatures.insert("known-here")
-        defer { Format.knownFeatures.remove("known-here") }
+        // A feature this build implements is no obstacle (no global state is changed: tests run in parallel).
         let dir = try TempDir()
         let path = try Self.store(dir)
-        try VecStore(path: path).declareFeature("known-here", neededToRead: true, neededToWrite: true)
+        try VecStore(path: path).declareFeature(EmbedderInfo.feature, neededToRead: true, neededToWrite: true)
         try VecStore(path: path).collection("c").add([Document(id: "b", vector: [0, 1])])
     }
 

@@ -176,6 +176,10 @@ struct ReducedCollectionTests {
         let pca = try #require(c.pca)
         #expect(pca.inputDimension == 24 && pca.outputDimension == 8 && pca.sampleCount == 300)
         #expect(pca.subtractsMean == (metric == .l2))
+        // The store declares the `pca` feature (needed to write), which this build implements.
+        let features = try store.read { txn in try txn.get(store.dbs.meta, Format.featuresKey).map { try Format.decodeFeatures($0) } }
+        #expect(features == [Format.Feature(name: "pca", neededToRead: false, neededToWrite: true)])
+        #expect(store.writeRefusal == nil)
         #expect(try c.get(id: "p3")?.vector.count == 8)
 
         // A full-dimensional query equals searching its projection by hand (normalised under cosine).

@@ -25,6 +25,16 @@ public struct EmbedderInfo: Sendable, Equatable, CustomStringConvertible {
         checksum = embedder.checksum
     }
 
+    /// The feature a store with an embedder record declares (Spec/EMBEDDER.md): needed to write, since a
+    /// writer that does not know the record would drop it in compaction; not needed to read.
+    static let feature = "embedder"
+
+    /// Writes the record and declares the `embedder` feature, in the caller's transaction.
+    func store(_ txn: Transaction, _ dbs: Databases, _ collection: UInt32) throws {
+        try txn.put(dbs.meta, Self.key(collection), encoded())
+        try Format.declare(Format.Feature(name: Self.feature, neededToRead: false, neededToWrite: true), txn, meta: dbs.meta)
+    }
+
     /// Meta key: `embedder:` · BE32(collection id).
     static let keyPrefix: [UInt8] = Array("embedder:".utf8)
     static func key(_ collection: UInt32) -> [UInt8] {
@@ -147,7 +157,7 @@ extension VectorCollection {
                 if existing == info { return }
                 try Self.check(embedder, matches: existing, collection: name)
             }
-            try txn.put(dbs.meta, EmbedderInfo.key(collectionID), info.encoded())
+            try info.store(txn, dbs, collectionID)
         }
     }
 

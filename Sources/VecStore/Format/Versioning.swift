@@ -37,7 +37,7 @@ extension Format {
 
     /// Features this build implements (a store may declare them freely). Another module's feature is
     /// added here together with the code that reads its records.
-    nonisolated(unsafe) static var knownFeatures: Set<String> = []
+    static let knownFeatures: Set<String> = [ProjectionRecord.feature, EmbedderInfo.feature]
 
     /// One entry of the `features` record.
     struct Feature: Equatable {

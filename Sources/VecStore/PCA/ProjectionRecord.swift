@@ -6,6 +6,9 @@ import VecStoreKernels
 struct ProjectionRecord: Equatable {
     static let recordVersion: UInt8 = 1
     static let keyPrefix: [UInt8] = Array("pca:".utf8)
+    /// The feature a store with a reduced collection declares (Spec/PCA.md §1): needed to write, since a
+    /// writer without it would drop the record on compaction and leave it behind when dropping the collection.
+    static let feature = "pca"
     /// Flag bit 0: `project` subtracts the mean first.
     static let flagSubtractMean: UInt8 = 1
     /// Flag bit 1: input vectors are scaled to unit length before projecting (cosine collections).
@@ -84,8 +87,10 @@ struct ProjectionRecord: Equatable {
         return try decode(v, context: "meta pca:\(collection)")
     }
 
+    /// Writes the record and declares the `pca` feature, in the caller's transaction.
     func store(_ txn: Transaction, _ dbs: Databases, _ collection: UInt32) throws {
         try txn.put(dbs.meta, Self.key(collection), encoded())
+        try Format.declare(Format.Feature(name: Self.feature, neededToRead: false, neededToWrite: true), txn, meta: dbs.meta)
     }
 
     /// `vector` as the collection stores it before cosine normalisation: projected when it has the input
