@@ -77,8 +77,11 @@ struct WriteCostTests {
         let big = Self.clustered(&rng, centres: centres, cluster: 3, count: 300, idPrefix: "big")
             + Self.clustered(&rng, centres: centres, cluster: 30, count: 300, idPrefix: "big")
         let bigBlocks = try Self.write(store, c, big)
-        // Clusters 3 and 30, the partly filled tail block and the 5 blocks the new rows fill.
-        #expect(bigBlocks <= 9, "600 rows rewrote \(bigBlocks) of \(blocks + 6) graph blocks")
+        // Clusters 3 and 30, the partly filled tail block and the 5 blocks the new rows fill: 9. The parallel
+        // insert's interleaving is not deterministic, and now and then a new row links into a neighbouring
+        // cluster's block (seen once as 10), so the bound leaves room for a few; the old whole-graph copy
+        // rewrote all 53.
+        #expect(bigBlocks <= 14, "600 rows rewrote \(bigBlocks) of \(blocks + 6) graph blocks")
         // (Recall of graphs built this way is tested in HNSWTests; these clusters are near-equidistant
         // blobs, a poor recall test.) The graph, its binary16 copies and the header are consistent.
         #expect(try store.verify().isOK)
