@@ -104,6 +104,7 @@ public final class Environment: @unchecked Sendable {
             try check(mdb_env_set_mapsize(env, options.mapSize), "mdb_env_set_mapsize")
             var flags = UInt32(MDB_NOSUBDIR | MDB_NOTLS)
             if options.readOnly { flags |= UInt32(MDB_RDONLY) }
+            if !options.readOnly { try Self.reserveLockFile(path + "-lock", readers: options.maxReaders, mode: options.mode) }
             try check(mdb_env_open(env, path, flags, options.mode), "mdb_env_open(\(path))")
         } catch {
             mdb_env_close(env)
@@ -126,6 +127,33 @@ public final class Environment: @unchecked Sendable {
         // A reader slot left by a process that died is reclaimed here, so it cannot pin old pages.
         var dead: Int32 = 0
         mdb_reader_check(env, &dead)
+    }
+
+    /// Allocates the disk blocks of LMDB's lock file before LMDB maps it. LMDB extends the lock file with
+    /// `ftruncate` and then writes it through a shared memory map; on a full file system the first touch
+    /// of an unbacked page raises SIGBUS and kills the process. Reserving the blocks first
+    /// (`FALLOC_FL_KEEP_SIZE`, so the file's size and LMDB's reader-table arithmetic are untouched) turns
+    /// that into an `ENOSPC` error here. File systems without `fallocate` are left to LMDB as before.
+    /// A lock file this call created is removed again when the reservation fails.
+    static func reserveLockFile(_ lockPath: String, readers: UInt32, mode: mode_t) throws(LMDBError) {
+        // LMDB's lock file: a 192-byte header plus one 64-byte slot per reader after the first; one
+        // page of slack covers the header on any layout.
+        let bytes = (off_t(readers) * 64 + 4096 + 4095) / 4096 * 4096
+        let created: Bool
+        var fd = open(lockPath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        if fd >= 0 {
+            created = true
+        } else {
+            created = false
+            fd = open(lockPath, O_RDWR | O_CLOEXEC)
+            guard fd >= 0 else { return }  // LMDB reports why it cannot open the file
+        }
+        let error = vs_reserve_blocks(fd, Int64(bytes))
+        Glibc.close(fd)
+        if error == ENOSPC || error == EDQUOT || error == EFBIG {
+            if created { unlink(lockPath) }
+            throw LMDBError(code: error, operation: "reserving \(bytes) bytes for \(lockPath)")
+        }
     }
 
     deinit {

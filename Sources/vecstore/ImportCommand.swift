@@ -115,6 +115,7 @@ struct ImportCommand: ParsableCommand {
             if !existed && !committedAny {
                 try? FileManager.default.removeItem(atPath: target.store)
                 try? FileManager.default.removeItem(atPath: target.store + "-lock")
+                try? FileManager.default.removeItem(atPath: target.store + "-guard")
             }
         }
         try reportingErrors {
