@@ -312,25 +312,32 @@ extension VecStore {
                                      embedded: embedded))
         }
 
+        /// The reader's next record, skipping unreadable ones when `options.skipInvalid` allows it.
+        func readRecord() throws(ImportFailure) -> ImportRecord? {
+            while true {
+                do {
+                    return try reader.next()
+                } catch {
+                    // Line-based input can go on after a bad line; a damaged binary file cannot.
+                    if options.skipInvalid, let line = error.location?.line, line != lastLocation?.line {
+                        lastLocation = error.location
+                        skip(error.description)
+                        continue
+                    }
+                    throw fail(.invalidInput(error))
+                }
+            }
+        }
+
         while true {
             let record: ImportRecord
-            do {
-                if readAheadIndex < readAhead.count {
-                    record = readAhead[readAheadIndex]
-                    readAheadIndex += 1
-                    if readAheadIndex == readAhead.count { readAhead = [] }
-                } else {
-                    guard let r = try reader.next() else { break }
-                    record = r
-                }
-            } catch {
-                // Line-based input can go on after a bad line; a damaged binary file cannot.
-                if options.skipInvalid, let line = error.location?.line, line != lastLocation?.line {
-                    lastLocation = error.location
-                    skip(error.description)
-                    continue
-                }
-                throw fail(.invalidInput(error))
+            if readAheadIndex < readAhead.count {
+                record = readAhead[readAheadIndex]
+                readAheadIndex += 1
+                if readAheadIndex == readAhead.count { readAhead = [] }
+            } else {
+                guard let r = try readRecord() else { break }
+                record = r
             }
             lastLocation = record.location
             if target == nil {
@@ -345,19 +352,7 @@ extension VecStore {
                     // Read ahead the records the PCA is fitted on; they are imported next, as usual.
                     readAhead = [record]
                     readAheadIndex = 1
-                    while readAhead.count < reduction.sampleSize {
-                        do {
-                            guard let r = try reader.next() else { break }
-                            readAhead.append(r)
-                        } catch {
-                            if options.skipInvalid, let line = error.location?.line, line != lastLocation?.line {
-                                lastLocation = error.location
-                                skip(error.description)
-                                continue
-                            }
-                            throw fail(.invalidInput(error))
-                        }
-                    }
+                    while readAhead.count < reduction.sampleSize, let r = try readRecord() { readAhead.append(r) }
                     do {
                         projection = try Self.fitProjection(readAhead, dimension: record.vector.count, reduction: reduction,
                                                             metric: options.metric)

@@ -119,7 +119,16 @@ public final class VecStore: Sendable {
             guard existingNames.contains(Format.DB.meta) else { throw .notAVecStore(path) }
             let meta = try storage { try env.openDatabases([(Format.DB.meta, [])], create: false)[0] }
             let found = try storage { try env.read { txn in try Self.formatAccess(txn, meta, path: path) } }
-            if found == nil { throw .notAVecStore(path) }
+            if found == nil {
+                // Another process creating the store commits its databases before its format record: an
+                // empty `meta` beside vecstore's own database names only is that window, not a foreign
+                // file. The format record is then found, or written, below under the writer lock.
+                let ours = Set(specs.map(\.name))
+                let metaIsEmpty = try storage {
+                    try env.read { txn in try txn.withCursor(meta) { (c: Cursor) throws -> Bool in try c.first() == nil } }
+                }
+                guard metaIsEmpty, existingNames.allSatisfy(ours.contains) else { throw .notAVecStore(path) }
+            }
         }
         let missing = specs.contains { !existingNames.contains($0.name) }
         if missing && options.readOnly { throw .notAVecStore(path) }
