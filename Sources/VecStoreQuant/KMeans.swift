@@ -45,10 +45,8 @@ public struct KMeansResult: Sendable {
     /// Assignment rule the centroids were trained for (cosine means spherical k-means: unit centroids).
     public var metric: Metric
     /// Mean squared Euclidean distance of the training rows to their nearest centroid at the last iteration
-    /// (the training error; inertia / sampleCount).
+    /// (the training error; times `sampleCount` it is the inertia).
     public var meanSquaredError: Double
-    /// Sum of squared Euclidean distances of the training rows to their assigned centroid (last iteration).
-    public var inertia: Double
     /// Training rows used (after sampling).
     public var sampleCount: Int
     /// Empty clusters re-seeded over the whole run.
@@ -156,7 +154,7 @@ public enum KMeans {
                                      meanSquaredError: mse, splits: splits))
         }
         return KMeansResult(centroids: centroids, k: k, dimension: dimension, metric: metric,
-                            meanSquaredError: inertia / Double(n), inertia: inertia, sampleCount: n,
+                            meanSquaredError: inertia / Double(n), sampleCount: n,
                             splits: totalSplits, history: history)
     }
 
