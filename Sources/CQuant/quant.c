@@ -6,6 +6,7 @@
 #define VQ_X86 1
 #include <immintrin.h>
 #endif
+#define VQ_INLINE static inline __attribute__((always_inline))
 
 // ---------------------------------------------------------------- PQ ADC (scalar: table look-ups)
 // Four rows per step keep four independent dependency chains in flight.
@@ -140,6 +141,27 @@ __attribute__((target("avx2,fma"))) static void quantize_table_avx2(const float 
 }
 #endif
 
+// ---------------------------------------------------------------- int8, scalar loops
+// Each adds elements [i, n) to `s`: the whole portable reference (i = 0, s = 0) and the tail of every SIMD
+// kernel below. Always inlined, so in a SIMD kernel they compile for its target (FMA contraction included),
+// exactly as the tail loops written out in each kernel did.
+VQ_INLINE float dot_f32_i8_tail(float s, const float *q, const int8_t *c, size_t i, size_t n) {
+    for (; i < n; i++) s += q[i] * c[i];
+    return s;
+}
+VQ_INLINE float l2_f32_i8_tail(float s, const float *q, const float *w, const int8_t *c, size_t i, size_t n) {
+    for (; i < n; i++) { float d = q[i] - (float)c[i]; s += (w ? w[i] : 1.0f) * d * d; }
+    return s;
+}
+VQ_INLINE int32_t dot_i8_tail(int32_t s, const int8_t *a, const int8_t *b, size_t i, size_t n) {
+    for (; i < n; i++) s += (int32_t)a[i] * (int32_t)b[i];
+    return s;
+}
+VQ_INLINE int32_t l2_i8_tail(int32_t s, const int8_t *a, const int8_t *b, size_t i, size_t n) {
+    for (; i < n; i++) { int32_t d = (int32_t)a[i] - (int32_t)b[i]; s += d * d; }
+    return s;
+}
+
 // ---------------------------------------------------------------- int8, portable reference
 float vq_dot_f32_i8_reference(const float *q, const int8_t *c, size_t n) {
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -147,27 +169,14 @@ float vq_dot_f32_i8_reference(const float *q, const int8_t *c, size_t n) {
     for (; i + 4 <= n; i += 4) {
         s0 += q[i] * c[i]; s1 += q[i + 1] * c[i + 1]; s2 += q[i + 2] * c[i + 2]; s3 += q[i + 3] * c[i + 3];
     }
-    for (; i < n; i++) s0 += q[i] * c[i];
+    s0 = dot_f32_i8_tail(s0, q, c, i, n);
     return (s0 + s1) + (s2 + s3);
 }
 float vq_l2_f32_i8_reference(const float *q, const float *w, const int8_t *c, size_t n) {
-    float s = 0;
-    for (size_t i = 0; i < n; i++) {
-        float d = q[i] - (float)c[i];
-        s += (w ? w[i] : 1.0f) * d * d;
-    }
-    return s;
+    return l2_f32_i8_tail(0, q, w, c, 0, n);
 }
-int32_t vq_dot_i8_reference(const int8_t *a, const int8_t *b, size_t n) {
-    int32_t s = 0;
-    for (size_t i = 0; i < n; i++) s += (int32_t)a[i] * (int32_t)b[i];
-    return s;
-}
-int32_t vq_l2_i8_reference(const int8_t *a, const int8_t *b, size_t n) {
-    int32_t s = 0;
-    for (size_t i = 0; i < n; i++) { int32_t d = (int32_t)a[i] - (int32_t)b[i]; s += d * d; }
-    return s;
-}
+int32_t vq_dot_i8_reference(const int8_t *a, const int8_t *b, size_t n) { return dot_i8_tail(0, a, b, 0, n); }
+int32_t vq_l2_i8_reference(const int8_t *a, const int8_t *b, size_t n) { return l2_i8_tail(0, a, b, 0, n); }
 
 #ifdef VQ_X86
 // ---------------------------------------------------------------- fast scan, AVX2
@@ -208,35 +217,33 @@ __attribute__((target("avx2"))) static void fs4_scan_avx2(const uint8_t *blocks,
 // ---------------------------------------------------------------- fast scan, AVX-512BW
 // Two pairs (four sub-quantizers, one per 128-bit lane) per 64-byte load; an odd last pair runs in the low
 // 256 bits with the upper half of codes and table zeroed (table entry 0 looked up by code 0 adds 0).
+// One step: table look-ups of 32 rows for the sub-quantizers in `codes` / `table`, widened into the four
+// 16-bit accumulators (as in the AVX2 kernel).
+__attribute__((target("avx512f,avx512bw"))) VQ_INLINE void fs4_step_avx512(__m512i codes, __m512i table, __m512i *le,
+                                                                          __m512i *lo, __m512i *he, __m512i *ho) {
+    const __m512i low4 = _mm512_set1_epi8(0x0f), low8 = _mm512_set1_epi16(0x00ff);
+    __m512i rl = _mm512_shuffle_epi8(table, _mm512_and_si512(codes, low4));
+    __m512i rh = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(codes, 4), low4));
+    *le = _mm512_add_epi16(*le, _mm512_and_si512(rl, low8));
+    *lo = _mm512_add_epi16(*lo, _mm512_srli_epi16(rl, 8));
+    *he = _mm512_add_epi16(*he, _mm512_and_si512(rh, low8));
+    *ho = _mm512_add_epi16(*ho, _mm512_srli_epi16(rh, 8));
+}
 __attribute__((target("avx512f,avx512bw,avx2"))) static void fs4_scan_avx512(const uint8_t *blocks, size_t nblocks,
                                                                            size_t mpad, const uint8_t *lut,
                                                                            uint16_t *out) {
-    const __m512i low4 = _mm512_set1_epi8(0x0f), low8 = _mm512_set1_epi16(0x00ff);
     size_t pairs = mpad / 2;
     for (size_t b = 0; b < nblocks; b++) {
         const uint8_t *blk = blocks + b * pairs * 32;
         __m512i le = _mm512_setzero_si512(), lo = le, he = le, ho = le;
         size_t p = 0;
-        for (; p + 2 <= pairs; p += 2) {
-            __m512i codes = _mm512_loadu_si512((const void *)(blk + p * 32));
-            __m512i table = _mm512_loadu_si512((const void *)(lut + p * 32));
-            __m512i rl = _mm512_shuffle_epi8(table, _mm512_and_si512(codes, low4));
-            __m512i rh = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(codes, 4), low4));
-            le = _mm512_add_epi16(le, _mm512_and_si512(rl, low8));
-            lo = _mm512_add_epi16(lo, _mm512_srli_epi16(rl, 8));
-            he = _mm512_add_epi16(he, _mm512_and_si512(rh, low8));
-            ho = _mm512_add_epi16(ho, _mm512_srli_epi16(rh, 8));
-        }
-        if (p < pairs) {
-            __m512i codes = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + p * 32)));
-            __m512i table = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(lut + p * 32)));
-            __m512i rl = _mm512_shuffle_epi8(table, _mm512_and_si512(codes, low4));
-            __m512i rh = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(codes, 4), low4));
-            le = _mm512_add_epi16(le, _mm512_and_si512(rl, low8));
-            lo = _mm512_add_epi16(lo, _mm512_srli_epi16(rl, 8));
-            he = _mm512_add_epi16(he, _mm512_and_si512(rh, low8));
-            ho = _mm512_add_epi16(ho, _mm512_srli_epi16(rh, 8));
-        }
+        for (; p + 2 <= pairs; p += 2)
+            fs4_step_avx512(_mm512_loadu_si512((const void *)(blk + p * 32)),
+                            _mm512_loadu_si512((const void *)(lut + p * 32)), &le, &lo, &he, &ho);
+        if (p < pairs)
+            fs4_step_avx512(_mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + p * 32))),
+                            _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(lut + p * 32))), &le, &lo,
+                            &he, &ho);
         __m256i le2 = _mm256_add_epi16(_mm512_castsi512_si256(le), _mm512_extracti64x4_epi64(le, 1));
         __m256i lo2 = _mm256_add_epi16(_mm512_castsi512_si256(lo), _mm512_extracti64x4_epi64(lo, 1));
         __m256i he2 = _mm256_add_epi16(_mm512_castsi512_si256(he), _mm512_extracti64x4_epi64(he, 1));
@@ -270,9 +277,7 @@ __attribute__((target("avx2,fma"))) static float dot_f32_i8_avx2(const float *q,
         s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), c0, s0);
         s1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), c1, s1);
     }
-    float s = hsum256_q(_mm256_add_ps(s0, s1));
-    for (; i < n; i++) s += q[i] * c[i];
-    return s;
+    return dot_f32_i8_tail(hsum256_q(_mm256_add_ps(s0, s1)), q, c, i, n);
 }
 __attribute__((target("avx2,fma"))) static float l2_f32_i8_avx2(const float *q, const float *w, const int8_t *c,
                                                                size_t n) {
@@ -291,9 +296,7 @@ __attribute__((target("avx2,fma"))) static float l2_f32_i8_avx2(const float *q, 
             s1 = _mm256_fmadd_ps(d1, d1, s1);
         }
     }
-    float s = hsum256_q(_mm256_add_ps(s0, s1));
-    for (; i < n; i++) { float d = q[i] - (float)c[i]; s += (w ? w[i] : 1.0f) * d * d; }
-    return s;
+    return l2_f32_i8_tail(hsum256_q(_mm256_add_ps(s0, s1)), q, w, c, i, n);
 }
 __attribute__((target("avx2"))) static int32_t dot_i8_avx2(const int8_t *a, const int8_t *b, size_t n) {
     __m256i acc = _mm256_setzero_si256();
@@ -303,9 +306,7 @@ __attribute__((target("avx2"))) static int32_t dot_i8_avx2(const int8_t *a, cons
         __m256i y = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + i)));
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, y));
     }
-    int32_t s = hsum256_i32(acc);
-    for (; i < n; i++) s += (int32_t)a[i] * (int32_t)b[i];
-    return s;
+    return dot_i8_tail(hsum256_i32(acc), a, b, i, n);
 }
 __attribute__((target("avx2"))) static int32_t l2_i8_avx2(const int8_t *a, const int8_t *b, size_t n) {
     __m256i acc = _mm256_setzero_si256();
@@ -315,9 +316,7 @@ __attribute__((target("avx2"))) static int32_t l2_i8_avx2(const int8_t *a, const
                                      _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + i))));
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(d, d));
     }
-    int32_t s = hsum256_i32(acc);
-    for (; i < n; i++) { int32_t d = (int32_t)a[i] - (int32_t)b[i]; s += d * d; }
-    return s;
+    return l2_i8_tail(hsum256_i32(acc), a, b, i, n);
 }
 
 // ---------------------------------------------------------------- int8, AVX-512
@@ -334,9 +333,7 @@ __attribute__((target("avx512f"))) static float dot_f32_i8_avx512(const float *q
         __m512 c0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(c + i))));
         s0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), c0, s0);
     }
-    float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
-    for (; i < n; i++) s += q[i] * c[i];
-    return s;
+    return dot_f32_i8_tail(_mm512_reduce_add_ps(_mm512_add_ps(s0, s1)), q, c, i, n);
 }
 __attribute__((target("avx512f"))) static float l2_f32_i8_avx512(const float *q, const float *w, const int8_t *c,
                                                                 size_t n) {
@@ -347,9 +344,7 @@ __attribute__((target("avx512f"))) static float l2_f32_i8_avx512(const float *q,
                                  _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(c + i)))));
         s0 = w ? _mm512_fmadd_ps(_mm512_mul_ps(_mm512_loadu_ps(w + i), d), d, s0) : _mm512_fmadd_ps(d, d, s0);
     }
-    float s = _mm512_reduce_add_ps(s0);
-    for (; i < n; i++) { float d = q[i] - (float)c[i]; s += (w ? w[i] : 1.0f) * d * d; }
-    return s;
+    return l2_f32_i8_tail(_mm512_reduce_add_ps(s0), q, w, c, i, n);
 }
 __attribute__((target("avx512f,avx512bw"))) static int32_t dot_i8_avx512(const int8_t *a, const int8_t *b, size_t n) {
     __m512i acc = _mm512_setzero_si512();
@@ -359,9 +354,7 @@ __attribute__((target("avx512f,avx512bw"))) static int32_t dot_i8_avx512(const i
         __m512i y = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + i)));
         acc = _mm512_add_epi32(acc, _mm512_madd_epi16(x, y));
     }
-    int32_t s = _mm512_reduce_add_epi32(acc);
-    for (; i < n; i++) s += (int32_t)a[i] * (int32_t)b[i];
-    return s;
+    return dot_i8_tail(_mm512_reduce_add_epi32(acc), a, b, i, n);
 }
 __attribute__((target("avx512f,avx512bw"))) static int32_t l2_i8_avx512(const int8_t *a, const int8_t *b, size_t n) {
     __m512i acc = _mm512_setzero_si512();
@@ -371,9 +364,7 @@ __attribute__((target("avx512f,avx512bw"))) static int32_t l2_i8_avx512(const in
                                      _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + i))));
         acc = _mm512_add_epi32(acc, _mm512_madd_epi16(d, d));
     }
-    int32_t s = _mm512_reduce_add_epi32(acc);
-    for (; i < n; i++) { int32_t d = (int32_t)a[i] - (int32_t)b[i]; s += d * d; }
-    return s;
+    return l2_i8_tail(_mm512_reduce_add_epi32(acc), a, b, i, n);
 }
 #endif
 

@@ -106,16 +106,12 @@ public struct QuantizedTable: Sendable {
         scale = 1
         bias = 0
         entries = [UInt8](repeating: 0, count: paddedSubquantizers * 16)
-        update(table, innerProduct: innerProduct)
-    }
-
-    /// Re-quantizes a new table of the same shape in place (no allocation: one table per probed list).
-    public mutating func update(_ table: UnsafePointer<Float>, innerProduct: Bool) {
         update(table, plus: nil, innerProduct: innerProduct)
     }
 
-    /// Re-quantizes the table `table + addend` (entry-wise; `addend` nil for none) in place, in one dispatched
-    /// C pass (the L2 list table is the precomputed list terms plus the query's terms).
+    /// Re-quantizes the table `table + addend` (entry-wise; `addend` nil for none) of the same shape in place,
+    /// in one dispatched C pass with no allocation (the L2 list table, one per probed list, is the
+    /// precomputed list terms plus the query's terms).
     public mutating func update(_ table: UnsafePointer<Float>, plus addend: UnsafePointer<Float>?, innerProduct: Bool) {
         negated = innerProduct
         var s: Float = 1, b: Float = 0

@@ -173,10 +173,12 @@ public enum FloatMatrixRecord {
     }
 
     /// Reads exactly `count` finite floats; a wrong length or a non-finite value gives `QuantError.damaged`
-    /// naming `record`.
+    /// naming `record`. A `count` that is negative or whose byte size overflows matches no value (an error,
+    /// not a trap: the count comes from stored header fields).
     public static func decode(_ bytes: UnsafeRawBufferPointer, count: Int, record: String) throws(QuantError) -> [Float] {
-        guard bytes.count == count * 4 else {
-            throw .damaged(record: record, offset: 0, reason: "length \(bytes.count), expected \(count * 4) (\(count) floats)")
+        let size = count.multipliedReportingOverflow(by: 4)
+        guard count >= 0, !size.overflow, bytes.count == size.partialValue else {
+            throw .damaged(record: record, offset: 0, reason: "length \(bytes.count), expected \(count) floats")
         }
         var out = [Float](repeating: 0, count: count)
         for i in 0..<count {

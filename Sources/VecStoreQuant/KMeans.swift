@@ -45,10 +45,8 @@ public struct KMeansResult: Sendable {
     /// Assignment rule the centroids were trained for (cosine means spherical k-means: unit centroids).
     public var metric: Metric
     /// Mean squared Euclidean distance of the training rows to their nearest centroid at the last iteration
-    /// (the training error; inertia / sampleCount).
+    /// (the training error; times `sampleCount` it is the inertia).
     public var meanSquaredError: Double
-    /// Sum of squared Euclidean distances of the training rows to their assigned centroid (last iteration).
-    public var inertia: Double
     /// Training rows used (after sampling).
     public var sampleCount: Int
     /// Empty clusters re-seeded over the whole run.
@@ -136,24 +134,7 @@ public enum KMeans {
             }
             inertia = distances.reduce(0.0) { $0 + Double($1) }
             // Update: sums and counts per cluster (float64 sums, so the mean does not depend on row order).
-            sample.withUnsafeBufferPointer { s in
-                sums.withUnsafeMutableBufferPointer { sm in
-                    counts.withUnsafeMutableBufferPointer { cm in
-                        labels.withUnsafeBufferPointer { lb in
-                            guard let sb = s.baseAddress, let sp = sm.baseAddress, let cp = cm.baseAddress,
-                                  let lp = lb.baseAddress else { return }
-                            sp.update(repeating: 0, count: k * dimension)
-                            cp.update(repeating: 0, count: k)
-                            for i in 0..<n {
-                                let c = Int(lp[i])
-                                cp[c] += 1
-                                let row = sb + i * dimension, acc = sp + c * dimension
-                                for t in 0..<dimension { acc[t] += Double(row[t]) }
-                            }
-                        }
-                    }
-                }
-            }
+            accumulate(sample, count: n, dimension: dimension, labels: labels, k: k, sums: &sums, counts: &counts)
             let splits = splitEmpty(sample: sample, dimension: dimension, k: k, labels: &labels,
                                     distances: &distances, sums: &sums, counts: &counts)
             totalSplits += splits
@@ -173,8 +154,22 @@ public enum KMeans {
                                      meanSquaredError: mse, splits: splits))
         }
         return KMeansResult(centroids: centroids, k: k, dimension: dimension, metric: metric,
-                            meanSquaredError: inertia / Double(n), inertia: inertia, sampleCount: n,
+                            meanSquaredError: inertia / Double(n), sampleCount: n,
                             splits: totalSplits, history: history)
+    }
+
+    /// Zeroes `sums` (k × dimension) and `counts` (k), then adds each of `count` rows to the sum of its
+    /// cluster `labels[i]` and counts it.
+    static func accumulate(_ rows: UnsafePointer<Float>, count n: Int, dimension: Int, labels: UnsafePointer<UInt32>,
+                           k: Int, sums: UnsafeMutablePointer<Double>, counts: UnsafeMutablePointer<Int>) {
+        sums.update(repeating: 0, count: k * dimension)
+        counts.update(repeating: 0, count: k)
+        for i in 0..<n {
+            let c = Int(labels[i])
+            counts[c] += 1
+            let row = rows + i * dimension, acc = sums + c * dimension
+            for t in 0..<dimension { acc[t] += Double(row[t]) }
+        }
     }
 
     /// Re-seeds every empty cluster from the largest one (see the type's documentation). Returns the
@@ -227,36 +222,32 @@ public enum KMeans {
         guard count > 0, k > 0 else { return }
         if labels.count < count { labels = [UInt32](repeating: 0, count: count) }
         if distances.count < count { distances = [Float](repeating: 0, count: count) }
-        let norms = centroids.withUnsafeBufferPointer { c -> [Float] in
-            guard let cb = c.baseAddress else { return [] }
-            return (0..<k).map { vs_dot(cb + $0 * dimension, cb + $0 * dimension, dimension) }
-        }
+        assignRows(data, count: count, dimension: dimension, centroids: centroids, k: k, metric: metric,
+                   threads: threads, labels: &labels, distances: &distances)
+    }
+
+    /// `assign` over raw memory (`labels` and `distances` hold at least `count` values).
+    static func assignRows(_ data: UnsafePointer<Float>, count: Int, dimension: Int, centroids: UnsafePointer<Float>,
+                           k: Int, metric: Metric, threads: Int, labels: UnsafeMutablePointer<UInt32>,
+                           distances: UnsafeMutablePointer<Float>) {
+        let norms = UnsafeMutablePointer<Float>.allocate(capacity: k)
+        defer { norms.deallocate() }
+        for j in 0..<k { norms[j] = vs_dot(centroids + j * dimension, centroids + j * dimension, dimension) }
+        let shared = AssignShared(data: data, labels: labels, distances: distances, centroids: centroids, norms: norms)
         let tile = tileRows(k: k)
         let tiles = (count + tile - 1) / tile
         let workers = max(1, min(threads, tiles))
-        labels.withUnsafeMutableBufferPointer { lb in
-            distances.withUnsafeMutableBufferPointer { db in
-                centroids.withUnsafeBufferPointer { cb in
-                    norms.withUnsafeBufferPointer { nb in
-                        guard let l = lb.baseAddress, let d = db.baseAddress, let c = cb.baseAddress,
-                              let cn = nb.baseAddress else { return }
-                        let shared = AssignShared(data: data, labels: l, distances: d, centroids: c, norms: cn)
-                        let work: @Sendable (Int) -> Void = { w in
-                            let scores = UnsafeMutablePointer<Float>.allocate(capacity: tile * k)
-                            defer { scores.deallocate() }
-                            var t = w
-                            while t < tiles {
-                                let start = t * tile, rows = min(tile, count - start)
-                                assignTile(shared, start: start, rows: rows, dimension: dimension, k: k,
-                                           metric: metric, scores: scores)
-                                t += workers
-                            }
-                        }
-                        if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
-                    }
-                }
+        let work: @Sendable (Int) -> Void = { w in
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: tile * k)
+            defer { scores.deallocate() }
+            var t = w
+            while t < tiles {
+                let start = t * tile, rows = min(tile, count - start)
+                assignTile(shared, start: start, rows: rows, dimension: dimension, k: k, metric: metric, scores: scores)
+                t += workers
             }
         }
+        if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
     }
 
     /// Pointers shared by the assignment workers; each worker writes disjoint rows of `labels`/`distances`.

@@ -157,6 +157,9 @@ import VecStoreKernels
         let m = FloatMatrixRecord.encode(values)
         #expect(try m.withUnsafeBytes { try FloatMatrixRecord.decode($0, count: 3, record: "c") } == values)
         #expect(throws: QuantError.self) { try m.withUnsafeBytes { try FloatMatrixRecord.decode($0, count: 4, record: "c") } }
+        // A count whose byte size overflows Int (or is negative) is an error, not a trap.
+        #expect(throws: QuantError.self) { try m.withUnsafeBytes { try FloatMatrixRecord.decode($0, count: Int.max / 2, record: "c") } }
+        #expect(throws: QuantError.self) { try m.withUnsafeBytes { try FloatMatrixRecord.decode($0, count: -3, record: "c") } }
         var nan = m
         nan[3] = 0x7f; nan[2] = 0xc0
         #expect(throws: QuantError.self) { try nan.withUnsafeBytes { try FloatMatrixRecord.decode($0, count: 3, record: "c") } }
