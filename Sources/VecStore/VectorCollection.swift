@@ -224,7 +224,6 @@ public struct VectorCollection: Sendable {
         try searchBatch([query], k: k, filter: filter, options: options)[0]
     }
 
-    /// The `k` nearest live documents to the document stored under `id` (which is itself excluded).
     /// The largest `k` (and hybrid `candidates`) a search accepts: results are held in memory, so a
     /// larger request is refused with `invalidArgument` instead of trying to reserve room for it.
     public static let maxK = 100_000
@@ -233,6 +232,7 @@ public struct VectorCollection: Sendable {
         guard k <= maxK else { throw .invalidArgument("\(what) \(k) is larger than the maximum \(maxK)") }
     }
 
+    /// The `k` nearest live documents to the document stored under `id` (which is itself excluded).
     public func search(similarTo id: String, k: Int, filter: Filter? = nil,
                        options: SearchOptions = SearchOptions()) throws(VecStoreError) -> [SearchResult] {
         try Self.checkK(k)
