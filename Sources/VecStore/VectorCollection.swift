@@ -289,7 +289,7 @@ public struct VectorCollection: Sendable {
             }
             let n = Int(UInt16(littleEndian: value.loadUnaligned(as: UInt16.self)))
             guard value.count >= 2 + n,
-                  let id = String(validating: UnsafeRawBufferPointer(rebasing: value[2..<(2 + n)]), as: UTF8.self) else {
+                  let id = decodeUTF8(UnsafeRawBufferPointer(rebasing: value[2..<(2 + n)])) else {
                 throw VecStoreError.corrupt("collection \(name): docs row \(hit.id) has a damaged id")
             }
             var result = SearchResult(id: id, score: score, internalID: hit.id)
