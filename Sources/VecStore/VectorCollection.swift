@@ -271,17 +271,25 @@ public struct VectorCollection: Sendable {
 
     /// Turns rows into results: exact metric value (recomputed, so every search path reports the same
     /// number) and external id, best first. No per-hit allocation but the id string: the docs key is built
-    /// on the stack and only the external id is decoded.
+    /// on the stack and only the external id is decoded. With `exactScores`, `top` already holds each
+    /// row's value as this function computes it (the index path re-ranks with the same float32 kernels:
+    /// negated squared l2 or the inner product), so it is taken from there instead of computed again.
     func resolve(_ txn: Transaction, _ view: CollectionView, _ top: TopK, query: UnsafePointer<Float>,
-                 includeText: Bool = false) throws -> [SearchResult]
+                 includeText: Bool = false, exactScores: Bool = false) throws -> [SearchResult]
     {
         let hits = top.sorted()
         var results: [SearchResult] = []
         results.reserveCapacity(hits.count)
         let docs = store.dbs.docs
+        let l2 = metric == .l2
         for hit in hits {
-            let v = view.vector(hit.id)
-            let score = metric == .l2 ? squaredL2(query, v, dimension) : dotProduct(query, v, dimension)
+            let score: Float
+            if exactScores {
+                score = l2 ? -hit.score : hit.score
+            } else {
+                let v = view.vector(hit.id)
+                score = l2 ? squaredL2(query, v, dimension) : dotProduct(query, v, dimension)
+            }
             var key = (collectionID.bigEndian, hit.id.bigEndian)
             let found = try withUnsafeBytes(of: &key) { k throws(LMDBError) in try txn.get(docs, k) }
             guard let value = found, value.count >= 2 else {
