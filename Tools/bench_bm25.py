@@ -13,15 +13,13 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 
 import numpy as np
 
-
-def read_fvecs(path):
-    raw = np.fromfile(path, dtype=np.int32)
-    dim = int(raw[0])
-    return raw.reshape(-1, dim + 1)[:, 1:].view(np.float32).copy()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import fvecs as read_fvecs  # noqa: E402
 
 
 def read_qrels(path):

@@ -22,38 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import svgplot  # noqa: E402
-
-
-def fvecs(path):
-    import numpy as np
-    a = np.fromfile(path, dtype=np.int32)
-    d = a[0]
-    return a.reshape(-1, d + 1)[:, 1:].view(np.float32).copy()
-
-
-def ivecs(path):
-    import numpy as np
-    a = np.fromfile(path, dtype=np.int32)
-    d = a[0]
-    return a.reshape(-1, d + 1)[:, 1:].copy()
-
-
-def recall_at(labels, truth, k=10):
-    import numpy as np
-    hits = 0
-    for row, want in zip(labels, truth):
-        hits += len(set(row[:k].tolist()) & set(want[:k].tolist()))
-    return hits / (k * len(labels))
-
-
-def best_of(runs, fn):
-    best = float("inf")
-    out = None
-    for _ in range(runs):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+from benchlib import best_of, fmt, fvecs, ivecs, ratio, recall_at, write_section  # noqa: E402
 
 
 def peers(args):
@@ -189,18 +158,6 @@ def peers(args):
 def qps_at(curve, target, key="qps_1t"):
     ok = [p[key] for p in curve if p["recall"] >= target]
     return max(ok) if ok else None
-
-
-def fmt(x, digits=0):
-    if x is None:
-        return "–"
-    if isinstance(x, float):
-        return f"{x:,.{digits}f}"
-    return f"{x:,}"
-
-
-def ratio(a, b):
-    return f"{a / b:.2f}×" if a and b else "–"
 
 
 def plot_curves(ds, any_run, v, h, fa, plot_dir):
@@ -344,19 +301,7 @@ def report(args):
     if args.write:
         section = ("<!-- hnsw:begin -->\n## HNSW\n\n"
                    + f"Command: `{args.command}`\n\n" + text + "\n<!-- hnsw:end -->")
-        try:
-            with open(args.write) as f:
-                doc = f.read()
-        except FileNotFoundError:
-            doc = "# Benchmarks\n"
-        b, e = doc.find("<!-- hnsw:begin -->"), doc.find("<!-- hnsw:end -->")
-        if b >= 0 and e > b:
-            doc = doc[:b] + section + doc[e + len("<!-- hnsw:end -->"):]
-        else:
-            doc = doc.rstrip("\n") + "\n\n" + section + "\n"
-        with open(args.write, "w") as f:
-            f.write(doc)
-        print(f"wrote the hnsw section of {args.write}", file=sys.stderr)
+        write_section(args.write, "hnsw", section)
 
 
 def main():

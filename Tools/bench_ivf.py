@@ -13,38 +13,12 @@
 """
 import argparse
 import json
+import os
 import sys
 import time
 
-
-def fvecs(path):
-    import numpy as np
-    a = np.fromfile(path, dtype=np.int32)
-    d = a[0]
-    return a.reshape(-1, d + 1)[:, 1:].view(np.float32).copy()
-
-
-def ivecs(path):
-    import numpy as np
-    a = np.fromfile(path, dtype=np.int32)
-    d = a[0]
-    return a.reshape(-1, d + 1)[:, 1:].copy()
-
-
-def recall_at(labels, truth, k=10):
-    hits = 0
-    for row, want in zip(labels, truth):
-        hits += len(set(row[:k].tolist()) & set(want[:k].tolist()))
-    return hits / (k * len(labels))
-
-
-def best_of(runs, fn):
-    best, out = float("inf"), None
-    for _ in range(runs):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import best_of, fmt, fvecs, ivecs, ratio, recall_at, write_section  # noqa: E402
 
 
 def peers(args):
@@ -121,18 +95,6 @@ def peers(args):
                     "metric": args.metric, "metrics": m}], f, indent=1)
 
 
-def fmt(x, digits=0):
-    if x is None:
-        return "–"
-    if isinstance(x, float):
-        return f"{x:,.{digits}f}"
-    return f"{x:,}"
-
-
-def ratio(a, b):
-    return f"{a / b:.2f}×" if a and b else "–"
-
-
 def report(args):
     runs = []
     for path in args.results:
@@ -200,19 +162,7 @@ def report(args):
                  "`omp_set_num_threads(1)`. QPS ratio = vecstore / FAISS.")
         section = ("<!-- ivf:begin -->\n## IVF and PQ (in-memory core)\n\n" + f"Command: `{args.command}`\n\n"
                    + intro + "\n\n" + text + "\n<!-- ivf:end -->")
-        try:
-            with open(args.write) as f:
-                doc = f.read()
-        except FileNotFoundError:
-            doc = "# Benchmarks\n"
-        b, e = doc.find("<!-- ivf:begin -->"), doc.find("<!-- ivf:end -->")
-        if b >= 0 and e > b:
-            doc = doc[:b] + section + doc[e + len("<!-- ivf:end -->"):]
-        else:
-            doc = doc.rstrip("\n") + "\n\n" + section + "\n"
-        with open(args.write, "w") as f:
-            f.write(doc)
-        print(f"wrote the ivf section of {args.write}", file=sys.stderr)
+        write_section(args.write, "ivf", section)
 
 
 def main():

@@ -20,27 +20,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import svgplot  # noqa: E402
-
-
-def fvecs(path):
-    import numpy as np
-    a = np.fromfile(path, dtype=np.int32)
-    d = a[0]
-    return a.reshape(-1, d + 1)[:, 1:].view(np.float32).copy()
-
-
-def ivecs(path):
-    import numpy as np
-    a = np.fromfile(path, dtype=np.int32)
-    d = a[0]
-    return a.reshape(-1, d + 1)[:, 1:].copy()
-
-
-def recall_at(labels, truth, k=10):
-    hits = 0
-    for row, want in zip(labels, truth):
-        hits += len(set(row[:k].tolist()) & set(want[:k].tolist()))
-    return hits / (k * len(labels))
+from benchlib import fvecs, ivecs, recall_at, write_section  # noqa: E402
+import benchlib  # noqa: E402
 
 
 def peers(args):
@@ -109,9 +90,8 @@ def peers(args):
 
 
 def fmt(x, digits=0):
-    if x is None:
-        return "–"
-    return f"{x:,.{digits}f}"
+    """benchlib.fmt with every number as a float (this table prints whole numbers with their decimals)."""
+    return benchlib.fmt(None if x is None else float(x), digits)
 
 
 def report(args):
@@ -186,19 +166,7 @@ def report(args):
     if args.write:
         section = ("<!-- pca:begin -->\n## PCA reduction (Tools/bench-pca)\n\n"
                    + f"Command: `{args.command}`\n\n" + text + "\n<!-- pca:end -->")
-        try:
-            with open(args.write) as f:
-                doc = f.read()
-        except FileNotFoundError:
-            doc = "# Benchmarks\n"
-        b, e = doc.find("<!-- pca:begin -->"), doc.find("<!-- pca:end -->")
-        if b >= 0 and e > b:
-            doc = doc[:b] + section + doc[e + len("<!-- pca:end -->"):]
-        else:
-            doc = doc.rstrip("\n") + "\n\n" + section + "\n"
-        with open(args.write, "w") as f:
-            f.write(doc)
-        print(f"wrote the pca section of {args.write}", file=sys.stderr)
+        write_section(args.write, "pca", section)
 
 
 def main():

@@ -5,16 +5,8 @@
 """
 import argparse, json, os, resource, sys, time
 
-def fvecs(path):
-    import numpy as np
-    a = np.fromfile(path, dtype=np.int32)
-    d = a[0]
-    return a.reshape(-1, d + 1)[:, 1:].copy().view(np.float32)
-
-def ivecs(path):
-    import numpy as np
-    a = np.fromfile(path, dtype=np.int32)
-    return a.reshape(-1, a[0] + 1)[:, 1:]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import fvecs, ivecs  # noqa: E402
 
 def anon_kb():
     with open("/proc/self/status") as f:

@@ -71,6 +71,19 @@ def _marker(kind: str, x: float, y: float, color: str, title: str) -> str:
     return f'<circle cx="{x:.2f}" cy="{y:.2f}" r="4" fill="{color}">{t}</circle>'
 
 
+def _head(width: int, height: int, title: str, subtitle: str | None, left: int) -> list[str]:
+    """The opening lines of a chart: XML declaration, <svg> element, white background, title and subtitle."""
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+           'font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">',
+           f"<title>{escape(title)}</title>",
+           f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
+           f'<text x="{left}" y="24" font-size="15" font-weight="bold">{escape(title)}</text>']
+    if subtitle:
+        out.append(f'<text x="{left}" y="42" fill="#555555">{escape(subtitle)}</text>')
+    return out
+
+
 def chart(series: list[dict], title: str, x_label: str, y_label: str, log_y: bool = False,
           width: int = 760, height: int = 480, subtitle: str | None = None) -> str:
     """An SVG document plotting `series` (dicts with name, points [(x, y, label|None)], optional color,
@@ -101,14 +114,7 @@ def chart(series: list[dict], title: str, x_label: str, y_label: str, log_y: boo
             return top + ph - (math.log10(y) - math.log10(ylo)) / (math.log10(yhi) - math.log10(ylo)) * ph
         return top + ph - (y - ylo) / (yhi - ylo) * ph
 
-    out = ['<?xml version="1.0" encoding="UTF-8"?>',
-           f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-           'font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">',
-           f"<title>{escape(title)}</title>",
-           f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
-           f'<text x="{left}" y="24" font-size="15" font-weight="bold">{escape(title)}</text>']
-    if subtitle:
-        out.append(f'<text x="{left}" y="42" fill="#555555">{escape(subtitle)}</text>')
+    out = _head(width, height, title, subtitle, left)
     out.append('<g stroke="#e4e4e4">')
     for t in xticks:
         if xlo <= t <= xhi:
@@ -175,14 +181,7 @@ def bars(groups: list[str], series: list[dict], title: str, y_label: str, width:
     def py(y):
         return top + ph - y / yticks[-1] * ph if yticks[-1] > 0 else top + ph
 
-    out = ['<?xml version="1.0" encoding="UTF-8"?>',
-           f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-           'font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">',
-           f"<title>{escape(title)}</title>",
-           f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
-           f'<text x="{left}" y="24" font-size="15" font-weight="bold">{escape(title)}</text>']
-    if subtitle:
-        out.append(f'<text x="{left}" y="42" fill="#555555">{escape(subtitle)}</text>')
+    out = _head(width, height, title, subtitle, left)
     out.append('<g stroke="#e4e4e4">')
     for t in yticks:
         out.append(f'<line x1="{left}" y1="{py(t):.2f}" x2="{left + pw}" y2="{py(t):.2f}"/>')

@@ -91,7 +91,9 @@ public struct ScatterPlot: Sendable {
         let left = 70.0, right = legendWidth + 20, top = subtitle == nil ? 50.0 : 66.0, bottom = 56.0
         let w = Double(width), h = Double(height)
         let plotW = max(50, w - left - right), plotH = max(50, h - top - bottom)
-        let xs = Axis(points.map(\.x)), ys = Axis(points.map(\.y))
+        // A point without finite coordinates has no place on the plot: it is left out (and out of the axes).
+        let drawn = points.filter { $0.x.isFinite && $0.y.isFinite }
+        let xs = Axis(drawn.map(\.x)), ys = Axis(drawn.map(\.y))
         func px(_ x: Double) -> Double { left + (x - xs.low) / (xs.high - xs.low) * plotW }
         func py(_ y: Double) -> Double { top + plotH - (y - ys.low) / (ys.high - ys.low) * plotH }
         let colors = resolvedColors
@@ -125,7 +127,7 @@ public struct ScatterPlot: Sendable {
         s += "<text transform=\"translate(18 \(fmt(top + plotH / 2))) rotate(-90)\" text-anchor=\"middle\">\(xmlEscape(yLabel))</text>\n"
         // Points.
         s += "<g id=\"points\" fill-opacity=\"0.75\" stroke=\"none\">\n"
-        for p in points {
+        for p in drawn {
             let color = colors.indices.contains(p.classIndex) ? colors[p.classIndex] : Self.noneColor
             s += "<circle cx=\"\(fmt(px(p.x)))\" cy=\"\(fmt(py(p.y)))\" r=\"\(fmt(radius))\" fill=\"\(color)\">"
             s += "<title>\(xmlEscape(p.title))</title></circle>\n"
@@ -159,7 +161,7 @@ struct Axis {
 
     init(_ values: [Double]) {
         var lo = values.min() ?? 0, hi = values.max() ?? 1
-        if !lo.isFinite || !hi.isFinite { lo = 0; hi = 1 }
+        if !lo.isFinite || !hi.isFinite || !(hi - lo).isFinite { lo = 0; hi = 1 }
         if hi - lo < 1e-12 { lo -= 1; hi += 1 }
         let pad = (hi - lo) * 0.04
         lo -= pad
@@ -188,7 +190,7 @@ struct Axis {
 }
 
 func floorLog10(_ x: Double) -> Double {
-    guard x > 0 else { return 0 }
+    guard x > 0, x.isFinite else { return 0 }
     var e = 0.0, v = x
     while v >= 10 { v /= 10; e += 1 }
     while v < 1 { v *= 10; e -= 1 }
@@ -201,10 +203,12 @@ func pow10(_ e: Double) -> Double {
     return r
 }
 
-/// `v` with a fixed number of decimals, without Foundation.
+/// `v` with a fixed number of decimals, without Foundation; beyond what an `Int` holds (or not finite), in
+/// Swift's shortest form (`1e+19`).
 func formatFixed(_ v: Double, decimals: Int) -> String {
     let scale = pow10(Double(decimals))
     let scaled = (abs(v) * scale).rounded()
+    guard scaled < 1e18 else { return String(v) }
     let whole = Int(scaled / scale)
     let frac = Int(scaled - Double(whole) * scale)
     var s = (v < 0 && scaled > 0 ? "-" : "") + String(whole)

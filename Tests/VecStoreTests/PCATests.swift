@@ -4,6 +4,7 @@ import FoundationXML
 #endif
 import Testing
 @testable import VecStore
+import VecStorePlot
 
 /// Counts the elements of an SVG by name with Foundation's XML parser (which fails on malformed XML).
 final class SVGCounter: NSObject, XMLParserDelegate {
@@ -339,6 +340,26 @@ struct ProjectionMapTests {
         // A filter narrows the map.
         let filtered = try c.projectionMap(colorBy: "kind", filter: .field("kind", .equals("k1")))
         #expect(filtered.points.count == filtered.population && filtered.classes.map(\.name) == ["k1"])
+    }
+
+    @Test("coordinates beyond Int range, or not finite, are drawn or left out without trapping")
+    func extremeCoordinates() throws {
+        // An l2 collection may hold a vector of norm up to √Float.max ≈ 1.8e19: its tick labels exceed Int.
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("m.vecstore"))
+        let c = try store.collection("m", dimension: 3, metric: .l2, index: .flat)
+        try c.upsert([Document(id: "far", vector: [1.8e19, 0, 0]), Document(id: "a", vector: [0, 1, 0]),
+                      Document(id: "b", vector: [0, 0, 1])])
+        let svg = try c.projectionMap().svg()
+        #expect(SVGCounter.parse(svg)?.counts["circle"] == 3)
+        #expect(svg.contains("e+18") || svg.contains("e+19"), "large tick labels in exponent form")
+        // The plot itself: NaN and infinite points are left out; a range wider than Double holds still draws.
+        var plot = ScatterPlot(title: "t", xLabel: "x", yLabel: "y")
+        plot.classes = [.init(name: "c", count: 5)]
+        plot.points = [(0.0, 1.0), (.nan, 2), (3, .infinity), (-1.7e308, 0), (1.7e308, 5)].map {
+            .init(x: $0.0, y: $0.1, classIndex: 0, title: "p")
+        }
+        #expect(SVGCounter.parse(plot.svg())?.counts["circle"] == 3)
     }
 
     @Test("empty and one-document collections give a clear message")

@@ -88,8 +88,9 @@ extension VectorCollection {
         guard dimension >= 2 else {
             throw .invalidArgument("collection '\(name)' has dimension \(dimension): a 2-D map needs at least 2")
         }
-        struct Row { var id: String; var vector: [Float]; var label: String; var snippet: String? }
-        let (rows, population): ([Row], Int) = try store.read { txn in
+        struct Row { var id: String; var label: String; var snippet: String? }
+        // The sampled rows, and their stored vectors one after another (what the fit reads).
+        let (rows, flat, population): ([Row], [Float], Int) = try store.read { txn in
             let record = try currentRecord(txn)
             let view = try CollectionView(txn, store.dbs, record, name: name)
             let words = try candidateRows(txn, view, filter)
@@ -113,6 +114,8 @@ extension VectorCollection {
             }
             var rows: [Row] = []
             rows.reserveCapacity(candidates.count)
+            var flat: [Float] = []
+            flat.reserveCapacity(candidates.count * dimension)
             for row in candidates {
                 guard let value = try txn.get(store.dbs.docs, Format.key(collectionID, row)) else {
                     throw VecStoreError.corrupt("collection \(name): live row \(row) has no document record")
@@ -124,18 +127,15 @@ extension VectorCollection {
                    let v = m[colorBy] {
                     label = Self.classLabel(v) ?? ProjectionMap.noneLabel
                 }
-                let vector = Array(UnsafeBufferPointer(start: view.vector(row), count: dimension))
-                rows.append(Row(id: doc.externalID, vector: vector, label: label, snippet: doc.text.map(Self.snippet)))
+                flat.append(contentsOf: UnsafeBufferPointer(start: view.vector(row), count: dimension))
+                rows.append(Row(id: doc.externalID, label: label, snippet: doc.text.map(Self.snippet)))
             }
-            return (rows, population)
+            return (rows, flat, population)
         }
         guard rows.count >= 3 else {
             let what = filter == nil ? "collection '\(name)' has" : "the filter matches"
             throw .invalidArgument("\(what) \(rows.count) document\(rows.count == 1 ? "" : "s"): a 2-D PCA map needs at least 3")
         }
-        var flat: [Float] = []
-        flat.reserveCapacity(rows.count * dimension)
-        for r in rows { flat.append(contentsOf: r.vector) }
         let pca: PCA
         do { pca = try PCA.fit(flat, dimension: dimension, components: 2) } catch {
             throw .invalidArgument(error.description)
