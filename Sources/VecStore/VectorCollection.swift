@@ -224,7 +224,6 @@ public struct VectorCollection: Sendable {
         try searchBatch([query], k: k, filter: filter, options: options)[0]
     }
 
-    /// The `k` nearest live documents to the document stored under `id` (which is itself excluded).
     /// The largest `k` (and hybrid `candidates`) a search accepts: results are held in memory, so a
     /// larger request is refused with `invalidArgument` instead of trying to reserve room for it.
     public static let maxK = 100_000
@@ -233,6 +232,7 @@ public struct VectorCollection: Sendable {
         guard k <= maxK else { throw .invalidArgument("\(what) \(k) is larger than the maximum \(maxK)") }
     }
 
+    /// The `k` nearest live documents to the document stored under `id` (which is itself excluded).
     public func search(similarTo id: String, k: Int, filter: Filter? = nil,
                        options: SearchOptions = SearchOptions()) throws(VecStoreError) -> [SearchResult] {
         try Self.checkK(k)
@@ -271,17 +271,25 @@ public struct VectorCollection: Sendable {
 
     /// Turns rows into results: exact metric value (recomputed, so every search path reports the same
     /// number) and external id, best first. No per-hit allocation but the id string: the docs key is built
-    /// on the stack and only the external id is decoded.
+    /// on the stack and only the external id is decoded. With `exactScores`, `top` already holds each
+    /// row's value as this function computes it (the index path re-ranks with the same float32 kernels:
+    /// negated squared l2 or the inner product), so it is taken from there instead of computed again.
     func resolve(_ txn: Transaction, _ view: CollectionView, _ top: TopK, query: UnsafePointer<Float>,
-                 includeText: Bool = false) throws -> [SearchResult]
+                 includeText: Bool = false, exactScores: Bool = false) throws -> [SearchResult]
     {
         let hits = top.sorted()
         var results: [SearchResult] = []
         results.reserveCapacity(hits.count)
         let docs = store.dbs.docs
+        let l2 = metric == .l2
         for hit in hits {
-            let v = view.vector(hit.id)
-            let score = metric == .l2 ? squaredL2(query, v, dimension) : dotProduct(query, v, dimension)
+            let score: Float
+            if exactScores {
+                score = l2 ? -hit.score : hit.score
+            } else {
+                let v = view.vector(hit.id)
+                score = l2 ? squaredL2(query, v, dimension) : dotProduct(query, v, dimension)
+            }
             var key = (collectionID.bigEndian, hit.id.bigEndian)
             let found = try withUnsafeBytes(of: &key) { k throws(LMDBError) in try txn.get(docs, k) }
             guard let value = found, value.count >= 2 else {
@@ -289,7 +297,7 @@ public struct VectorCollection: Sendable {
             }
             let n = Int(UInt16(littleEndian: value.loadUnaligned(as: UInt16.self)))
             guard value.count >= 2 + n,
-                  let id = String(validating: UnsafeRawBufferPointer(rebasing: value[2..<(2 + n)]), as: UTF8.self) else {
+                  let id = decodeUTF8(UnsafeRawBufferPointer(rebasing: value[2..<(2 + n)])) else {
                 throw VecStoreError.corrupt("collection \(name): docs row \(hit.id) has a damaged id")
             }
             var result = SearchResult(id: id, score: score, internalID: hit.id)

@@ -37,6 +37,19 @@ struct CodecTests {
         }
     }
 
+    @Test("UTF-8 decoding agrees with String(validating:) on ASCII, multi-byte, invalid and empty bytes")
+    func utf8Decoding() {
+        let cases: [[UInt8]] = [
+            [], Array("doc-17".utf8), Array("café ✓ 𝄞".utf8), [0x61, 0x80], [0xC3], [0xE2, 0x82], [0xFF, 0x61],
+            [0xED, 0xA0, 0x80], Array("a\u{0}b".utf8),
+        ]
+        for bytes in cases {
+            let got = bytes.withUnsafeBytes { decodeUTF8($0) }
+            let want = bytes.withUnsafeBytes { String(validating: $0, as: UTF8.self) }
+            #expect(got == want, "\(bytes)")
+        }
+    }
+
     @Test("rows per block: a power of two, at least 64, block value at most 1 MiB when possible")
     func blockShift() async {
         await propertyCheck(input: Gen.int(in: 1...8192)) { dim in

@@ -226,6 +226,28 @@ struct HNSWTests {
         }
     }
 
+    @Test("graph search reports the same scores as exact search, bit for bit, under every metric")
+    func graphScoresEqualExactScores() throws {
+        for metric in [Metric.l2, .cosine, .dot] {
+            let path = temporaryStorePath("score")
+            defer { cleanup(path) }
+            let store = try VecStore(path: path)
+            let c = try store.collection("c", dimension: 16, metric: metric)
+            try c.add(makeDocs(2000, dim: 16, seed: 31))
+            var r = Rand(state: 32)
+            for _ in 0..<10 {
+                let q = r.vector(16)
+                let graph = try c.search(q, k: 10, options: SearchOptions(ef: 32))
+                let exact = try c.search(q, k: 2000, options: SearchOptions(exact: true))
+                let exactScore = Dictionary(uniqueKeysWithValues: exact.map { ($0.id, $0.score.bitPattern) })
+                #expect(graph.count == 10)
+                for hit in graph {
+                    #expect(exactScore[hit.id] == hit.score.bitPattern, "\(metric) \(hit.id): \(hit.score)")
+                }
+            }
+        }
+    }
+
     @Test("filtered search equals exact filtered search for selective filters")
     func filteredSearch() throws {
         let path = temporaryStorePath("flt")

@@ -58,14 +58,20 @@ extension Format {
         return b
     }
 
+    /// The read and write versions of a `format` record (a write version of 0, or none, means the read
+    /// version), or nil when the record is shorter than its 12-byte minimum. The magic is not checked.
+    static func versions(_ value: UnsafeRawBufferPointer) -> (read: UInt32, write: UInt32)? {
+        guard value.count >= 12 else { return nil }
+        let read = UInt32(littleEndian: value.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        let write = value.count >= 16 ? UInt32(littleEndian: value.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) : 0
+        return (read, write == 0 ? read : write)
+    }
+
     /// Applies the version rule to a `format` record and the `features` record (nil when absent).
     static func access(_ value: UnsafeRawBufferPointer, features: UnsafeRawBufferPointer?, path: String)
         throws(VecStoreError) -> FormatAccess
     {
-        guard value.count >= 12, Array(value.prefix(8)) == magic else { throw .notAVecStore(path) }
-        let read = UInt32(littleEndian: value.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-        var write = value.count >= 16 ? UInt32(littleEndian: value.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) : 0
-        if write == 0 { write = read }
+        guard Array(value.prefix(8)) == magic, let (read, write) = versions(value) else { throw .notAVecStore(path) }
         if read < minReadVersion { throw .unsupportedFormatVersion(found: read, supported: version) }
         if read > maxReadVersion {
             throw .newerFormat("\(path) needs format version \(read) to be read; this vecstore reads up to \(maxReadVersion)")
@@ -133,14 +139,12 @@ extension Format {
         }
         guard list.count <= 255 else { throw VecStoreError.invalidArgument("a store declares at most 255 features") }
         try txn.put(meta, featuresKey, encodeFeatures(list))
-        guard let record = try txn.get(meta, formatKey), record.count >= 12 else {
+        guard let record = try txn.get(meta, formatKey), let (read, write) = versions(record) else {
             throw VecStoreError.corrupt("meta format record missing")
         }
-        let read = UInt32(littleEndian: record.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-        let write = record.count >= 16 ? UInt32(littleEndian: record.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) : 0
         if read < featuresVersion || write < featuresVersion {
             try txn.put(meta, formatKey, encodeFormatRecord(readVersion: max(read, featuresVersion),
-                                                            writeVersion: max(write == 0 ? read : write, featuresVersion)))
+                                                            writeVersion: max(write, featuresVersion)))
         }
     }
 }

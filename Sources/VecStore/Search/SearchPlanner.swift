@@ -102,9 +102,11 @@ extension VectorCollection {
         return try flat.withUnsafeBufferPointer { q -> [[SearchResult]] in
             guard let base = q.baseAddress else { return [] }
             let tops = execute(plan, snap, queries: base, count: count, k: want, threads: options.threads)
+            // The index path's tops hold float32 scores (HNSWSearch.knn re-ranks with them): not computed again.
+            let exactScores = plan.path == .index && snap.graph != nil
             return try tops.enumerated().map { (qi, top) in
                 var results = try resolve(txn, snap.view, top, query: base + qi * dimension,
-                                          includeText: options.includeText)
+                                          includeText: options.includeText, exactScores: exactScores)
                 if let exclude { results.removeAll { $0.internalID == exclude } }
                 if results.count > k { results.removeLast(results.count - k) }
                 return results
