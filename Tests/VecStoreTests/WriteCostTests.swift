@@ -86,4 +86,42 @@ struct WriteCostTests {
         // blobs, a poor recall test.) The graph, its binary16 copies and the header are consistent.
         #expect(try store.verify().isOK)
     }
+
+    @Test("a batch checks only the graph blocks it changes: damage elsewhere does not stop it, damage it touches does")
+    func damageIsCheckedWhereTheBatchWrites() throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("damage.vecstore"))
+        let c = try store.collection("c", dimension: Self.dimension, metric: .l2,
+                                     index: .hnsw(HNSWParameters(m: 16, efConstruction: 48)))
+        var rng = SeededRandom(seed: 5)
+        let centres = (0..<Self.clusters).map { _ in rng.vector(Self.dimension) }
+        for cl in stride(from: 0, to: Self.clusters, by: 8) {
+            var docs: [Document] = []
+            for k in cl..<(cl + 8) {
+                docs += Self.clustered(&rng, centres: centres, cluster: k, count: Self.perCluster, idPrefix: "base")
+            }
+            try c.add(docs)
+        }
+        // Slot 0 of cluster 40's layer-0 block claims 2³² − 1 links.
+        let key = Format.key(c.collectionID, 40)
+        try store.write { txn in
+            guard let value = try txn.get(store.dbs.graph, key) else { throw VecStoreError.corrupt("no block 40") }
+            var bytes = Array(value)
+            bytes.replaceSubrange(0..<4, with: [0xFF, 0xFF, 0xFF, 0xFF])
+            try txn.put(store.dbs.graph, key, bytes)
+        }
+        // A batch next to cluster 7 never copies block 40: it is written.
+        let near = Self.clustered(&rng, centres: centres, cluster: 7, count: 10, idPrefix: "near")
+        try c.add(near)
+        #expect(try c.count() == Self.clusters * Self.perCluster + 10)
+        // A batch into cluster 40 changes lists of block 40: the damage is reported, nothing is written.
+        let far = Self.clustered(&rng, centres: centres, cluster: 40, count: 10, idPrefix: "far")
+        let outcome = Result { () throws(VecStoreError) -> Void in try c.add(far) }
+        guard case .failure(.corrupt(let message)) = outcome else {
+            Issue.record("a batch that changes a damaged block gave \(outcome), not a corrupt-store error")
+            return
+        }
+        #expect(message.contains("graph block 40 slot 0"), "\(message)")
+        #expect(try c.count() == Self.clusters * Self.perCluster + 10)
+    }
 }

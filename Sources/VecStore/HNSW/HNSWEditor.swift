@@ -110,6 +110,7 @@ final class HNSWEditor: HNSWGraphAccess {
                     UnsafeMutableRawPointer(copy).copyMemory(from: base, byteCount: value.count)
                     owned[block] = copy
                     readBases[block] = UnsafePointer(copy)
+                    noteDamage(checkBlock(copy, block: block, count: expectedRows))
                 }
                 blockRows.append(expectedRows)
                 dirty.append(false)
@@ -164,27 +165,13 @@ final class HNSWEditor: HNSWGraphAccess {
         try validateLoaded()
     }
 
-    /// Checks what the editor trusts from disk before it edits: every list count within its degree
-    /// bound, every link a row of the graph (on upper levels, a node of that level), and the entry
-    /// point a row on the top level. Editing loops run to the stored counts, so this runs once per
-    /// write batch instead of in every loop (one pass over the lists, ~1 ms per 100k rows).
+    /// Checks what the editor trusts from disk of the upper levels and the header before it edits: every
+    /// upper list count within M, every upper link a node of that level, and the entry point a row on the
+    /// top level. (The upper levels are loaded whole anyway.) Layer 0 is checked block by block as a batch
+    /// first copies a block to change it (`checkBlock`), so the check costs what the batch touches, and
+    /// loops that only read layer-0 lists clamp their counts and skip ids outside the graph, as searches do.
     private func validateLoaded() throws {
         let limit = UInt32(rows)
-        for b in 0..<blockRows.count {
-            let base = readBases[b]
-            for r in 0..<blockRows[b] {
-                let list = base + r * slotWords0
-                let n = Int(list[0])
-                guard n <= config.maxLinks0 else {
-                    throw VecStoreError.corrupt(
-                        "collection \(name): graph block \(b) slot \(r) holds \(n) links, more than 2·M = \(config.maxLinks0)")
-                }
-                for j in 0..<n where list[1 + j] >= limit {
-                    throw VecStoreError.corrupt(
-                        "collection \(name): graph block \(b) slot \(r) links to row \(list[1 + j]) ≥ \(rows)")
-                }
-            }
-        }
         for (i, nodes) in levelNodes.enumerated() {
             let level = i + 1
             for node in nodes {
@@ -281,13 +268,51 @@ final class HNSWEditor: HNSWGraphAccess {
         return makeOwned(b)
     }
 
+    /// Called alone or under `ownLock`.
     private func makeOwned(_ b: Int) -> UnsafeMutablePointer<UInt32> {
         let copy = UnsafeMutablePointer<UInt32>.allocate(capacity: blockCapacity * slotWords0)
         copy.update(from: readBases[b], count: blockRows[b] * slotWords0)
+        noteDamage(checkBlock(copy, block: b, count: blockRows[b]))
         vs_release_fence()
         owned[b] = copy
         readBases[b] = UnsafePointer(copy)
         return copy
+    }
+
+    /// The first damage found in a layer-0 block this batch copied (`write` refuses to store the batch).
+    private var blockDamage: String?
+
+    /// Records the first damage found (callers hold `ownLock` or run alone).
+    private func noteDamage(_ damage: String?) {
+        if blockDamage == nil, let damage { blockDamage = damage }
+    }
+
+    /// Checks the `count` lists of a copied layer-0 block: each count within 2·M and each link a row of
+    /// the graph. A damaged list is made safe in the copy (count clamped, bad links dropped) so the
+    /// batch's edits stay in bounds, and the damage is returned: `write` then fails, and the store
+    /// keeps its old bytes.
+    private func checkBlock(_ base: UnsafeMutablePointer<UInt32>, block: Int, count: Int) -> String? {
+        var damage: String?
+        let limit = UInt32(rows)
+        for r in 0..<count {
+            let list = base + r * slotWords0
+            let stored = Int(list[0])
+            if stored > config.maxLinks0, damage == nil {
+                damage = "graph block \(block) slot \(r) holds \(stored) links, more than 2·M = \(config.maxLinks0)"
+            }
+            var kept = 0
+            for j in 0..<min(stored, config.maxLinks0) {
+                let t = list[1 + j]
+                if t >= limit {
+                    if damage == nil { damage = "graph block \(block) slot \(r) links to row \(t) ≥ \(rows)" }
+                    continue
+                }
+                list[1 + kept] = t
+                kept += 1
+            }
+            list[0] = UInt32(kept)
+        }
+        return damage
     }
 
     /// Layer-0 blocks the last `write` wrote.
@@ -499,13 +524,17 @@ final class HNSWEditor: HNSWGraphAccess {
     /// through it until compaction.
     func repairDeleted<D: HNSWDistance>(_ d: UInt32, _: D.Type, _ vt: VectorTable, live: CandidateMask) {
         let dim = vt.dimension
+        let limit = UInt32(rows)
         for l in 0...Int(levels[Int(d)]) {
+            let cap = l == 0 ? config.maxLinks0 : config.m
+            // Read-only lists are clamped like a search clamps them (a list this repair changes is
+            // checked when its block is copied).
             let dl = links(d, l)
-            let dn = Array(UnsafeBufferPointer(start: dl + 1, count: Int(dl[0])))
+            let dn = UnsafeBufferPointer(start: dl + 1, count: min(Int(dl[0]), cap)).filter { $0 < limit }
             for n in dn where n != d && live.contains(n) && Int(levels[Int(n)]) >= l {
                 let nl = links(n, l)
-                let before = Int(nl[0])
-                let nn = Array(UnsafeBufferPointer(start: nl + 1, count: before))
+                let before = min(Int(nl[0]), cap)
+                let nn = UnsafeBufferPointer(start: nl + 1, count: before).filter { $0 < limit }
                 guard nn.contains(d) else { continue }
                 var kept = nn.filter { live.contains($0) }
                 let nv = vt.vector(n)
@@ -513,7 +542,6 @@ final class HNSWEditor: HNSWGraphAccess {
                     x != n && x != d && live.contains(x) && Int(levels[Int(x)]) >= l && !kept.contains(x)
                 }.map { (id: $0, dist: D.distance(nv, vt.vector($0), dim)) }
                 pool.sort { $0.dist < $1.dist }
-                let cap = l == 0 ? config.maxLinks0 : config.m
                 let target = min(cap, before)
                 var addedAny = false
                 for c in pool where kept.count < target {
@@ -550,6 +578,7 @@ final class HNSWEditor: HNSWGraphAccess {
     /// Writes changed layer-0 blocks, the binary16 copies of the new rows (rewriting only the blocks
     /// they fall in), the upper levels (when changed) and the header record.
     func write(_ txn: Transaction, _ dbs: Databases, vectors: VectorTable) throws {
+        if let blockDamage { throw VecStoreError.corrupt("collection \(name): \(blockDamage)") }
         if rows > initialRows {
             let rowBytes = HNSWConfig.halfRowBytes(dimension: dimension)
             let halfStride = rowBytes / 2
