@@ -79,7 +79,9 @@ struct BertWeights: Sendable {
         }
         word = try t("embeddings.word_embeddings.weight", [c.vocabulary, h])
         position = try t("embeddings.position_embeddings.weight", [c.maxPositions, h])
-        tokenType = Array(try t("embeddings.token_type_embeddings.weight", [file.tensors[prefix + "embeddings.token_type_embeddings.weight"]?.shape.first ?? 2, h]).prefix(h))
+        // Every token has type 0: only the first row is kept, so the table must have one.
+        let typeRows = max(1, file.tensors[prefix + "embeddings.token_type_embeddings.weight"]?.shape.first ?? 2)
+        tokenType = Array(try t("embeddings.token_type_embeddings.weight", [typeRows, h]).prefix(h))
         normGamma = try t("embeddings.LayerNorm.weight", [h])
         normBeta = try t("embeddings.LayerNorm.bias", [h])
         layers = []

@@ -53,7 +53,8 @@ public final class Embedder: Sendable {
         guard case .object(let o)? = try? JSONValue.parse([UInt8](data)), case .number(let n)? = o["max_seq_length"],
               n >= 2, n == n.rounded()
         else { throw .badModel(path: path, reason: "max_seq_length is missing or not an integer of at least 2") }
-        return min(Int(n), positions)
+        // Capped as a Double first: a huge or infinite value must not trap in the conversion to Int.
+        return Int(min(n, Double(positions)))
     }
 
     /// Only mean pooling is implemented; a folder asking for another pooling is refused.
