@@ -53,7 +53,11 @@ public struct BertConfig: Sendable, Equatable {
 }
 
 /// The weights of a BERT encoder, loaded from safetensors and checked against the configuration.
-struct BertWeights: Sendable {
+///
+/// The word embedding (the largest tensor: 47 of MiniLM's 90 MB, of which a batch reads a few rows) is
+/// used in place in the file's read-only map when it is aligned there, not copied at every load; `file`
+/// keeps the map alive. The other tensors are copied (the Q, K and V projections are stacked).
+struct BertWeights: @unchecked Sendable {
     struct Layer: Sendable {
         /// Query, key and value projections stacked: (3·hidden) × hidden, and their biases.
         var qkv: [Float], qkvBias: [Float]
@@ -63,7 +67,12 @@ struct BertWeights: Sendable {
         var down: [Float], downBias: [Float]
         var norm2Gamma: [Float], norm2Beta: [Float]
     }
-    var word: [Float], position: [Float], tokenType: [Float]
+    /// The safetensors file whose map `mappedWord` points into.
+    let file: SafetensorsFile
+    /// The word embedding in the map, or nil when it is unaligned there and `copiedWord` holds it.
+    let mappedWord: UnsafeBufferPointer<Float>?
+    let copiedWord: [Float]
+    var position: [Float], tokenType: [Float]
     var normGamma: [Float], normBeta: [Float]
     var layers: [Layer]
 
@@ -71,13 +80,25 @@ struct BertWeights: Sendable {
         let h = c.hidden
         // Some exports prefix every name with "bert." — accept both.
         let prefix = file.tensors["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
+        func check(_ name: String, _ values: UnsafeBufferPointer<Float>) throws(EmbedError) {
+            let bad = ve_count_nonfinite(values.baseAddress, values.count)
+            if bad > 0 { throw .badModel(path: file.path, reason: "tensor '\(prefix + name)' holds \(bad) NaN or infinite values (damaged file?)") }
+        }
         func t(_ name: String, _ shape: [Int]) throws(EmbedError) -> [Float] {
             let values = try file.floats(prefix + name, shape: shape)
-            let bad = values.withUnsafeBufferPointer { ve_count_nonfinite($0.baseAddress, $0.count) }
-            if bad > 0 { throw .badModel(path: file.path, reason: "tensor '\(prefix + name)' holds \(bad) NaN or infinite values (damaged file?)") }
+            try values.withUnsafeBufferPointer { (v) throws(EmbedError) in try check(name, v) }
             return values
         }
-        word = try t("embeddings.word_embeddings.weight", [c.vocabulary, h])
+        self.file = file
+        let wordName = "embeddings.word_embeddings.weight"
+        if let mapped = try file.mappedFloats(prefix + wordName, shape: [c.vocabulary, h]) {
+            try check(wordName, mapped)
+            mappedWord = mapped
+            copiedWord = []
+        } else {
+            mappedWord = nil
+            copiedWord = try t(wordName, [c.vocabulary, h])
+        }
         position = try t("embeddings.position_embeddings.weight", [c.maxPositions, h])
         // Every token has type 0: only the first row is kept, so the table must have one.
         let typeRows = max(1, file.tensors[prefix + "embeddings.token_type_embeddings.weight"]?.shape.first ?? 2)
@@ -107,6 +128,12 @@ struct BertWeights: Sendable {
         if file.tensors[prefix + "encoder.layer.\(c.layers).attention.self.query.weight"] != nil {
             throw .badModel(path: file.path, reason: "the file has more layers than config.json's \(c.layers)")
         }
+    }
+
+    /// Calls `body` with the word embedding (vocabulary × hidden floats).
+    func withWordEmbedding<R>(_ body: (UnsafePointer<Float>?) -> R) -> R {
+        if let mappedWord { return body(mappedWord.baseAddress) }
+        return copiedWord.withUnsafeBufferPointer { body($0.baseAddress) }
     }
 }
 
@@ -178,10 +205,10 @@ final class BertEncoder: Sendable {
         let w = weights
         ids.withUnsafeBufferPointer { idp in
             positions.withUnsafeBufferPointer { pp in
-                w.word.withUnsafeBufferPointer { word in
+                w.withWordEmbedding { word in
                     w.position.withUnsafeBufferPointer { pos in
                         w.tokenType.withUnsafeBufferPointer { type0 in
-                            ve_embed_tokens(idp.baseAddress, pp.baseAddress, tokens, word.baseAddress, pos.baseAddress,
+                            ve_embed_tokens(idp.baseAddress, pp.baseAddress, tokens, word, pos.baseAddress,
                                             type0.baseAddress, h, ws.hidden)
                         }
                     }

@@ -169,6 +169,21 @@ struct TinyModel {
         #expect(throws: EmbedError.self) { try Embedder(directory: model.directory, name: "tiny") }
     }
 
+    @Test func theWordEmbeddingIsReadInPlaceAndStillChecked() throws {
+        let model = try TinyModel()
+        defer { model.remove() }
+        let file = try SafetensorsFile(path: model.directory + "/model.safetensors")
+        let shape = [TinyModel.vocabulary.count, model.hidden]
+        let mapped = try #require(try file.mappedFloats("embeddings.word_embeddings.weight", shape: shape))
+        #expect(Array(mapped) == (try file.floats("embeddings.word_embeddings.weight", shape: shape)))
+        #expect(throws: EmbedError.self) { try file.mappedFloats("embeddings.word_embeddings.weight", shape: [1]) }
+        // A NaN in the in-place word embedding is found at load like one in a copied tensor.
+        var tensors = model.tensors()
+        tensors[0].2[5] = .infinity
+        try model.writeWeights(tensors)
+        #expect(throws: EmbedError.self) { try Embedder(directory: model.directory, name: "tiny") }
+    }
+
     @Test func safetensorsHeaderIsChecked() throws {
         let path = NSTemporaryDirectory() + "st-\(UUID().uuidString).safetensors"
         defer { try? FileManager.default.removeItem(atPath: path) }
