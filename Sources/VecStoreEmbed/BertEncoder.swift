@@ -1,5 +1,4 @@
 import CBLAS
-import CDistance
 import CEmbed
 import Dispatch
 import Foundation
@@ -154,8 +153,8 @@ func parallel(_ n: Int, _ body: @Sendable (Int) -> Void) {
 ///
 /// Texts of a batch are packed end to end without padding: every layer except attention works token
 /// by token, so one matrix product covers the whole batch, and attention runs per text and head on
-/// its own length. Matrix products are `sgemm` (or `vs_dot_tile` where OpenBLAS runs a slow generic
-/// kernel); the element-wise steps are the C kernels of `CEmbed`.
+/// its own length. The linear layers are `MatrixProduct.dotTile` (`sgemm`, or `vs_dot_tile` where OpenBLAS
+/// runs a slow generic kernel), attention is `sgemm`; the element-wise steps are the C kernels of `CEmbed`.
 final class BertEncoder: Sendable {
     let config: BertConfig
     let weights: BertWeights
@@ -278,12 +277,8 @@ final class BertEncoder: Sendable {
                 // Column ranges in multiples of 16 so each worker's stores stay on its own cache lines.
                 let c0 = (outputs * i / n) & ~15, c1 = i == n - 1 ? outputs : (outputs * (i + 1) / n) & ~15
                 guard c1 > c0 else { return }
-                if BatchKernel.current == .blas {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(c1 - c0), Int32(inputs), 1,
-                                xs.p, Int32(inputs), ws.p + c0 * inputs, Int32(inputs), 0, ys.p + c0, Int32(outputs))
-                } else {
-                    vs_dot_tile(xs.p, rows, ws.p + c0 * inputs, c1 - c0, inputs, ys.p + c0, outputs)
-                }
+                MatrixProduct.dotTile(xs.p, aRows: rows, ws.p + c0 * inputs, bRows: c1 - c0, dimension: inputs,
+                                      into: ys.p + c0, ldo: outputs)
             }
         }
     }
