@@ -184,13 +184,16 @@ final class VectorWriter {
     func write(_ vector: [Float], id: String, text: String, metadata: [String: JSONValue]?) throws {
         switch format {
         case .jsonl:
-            var object: [String: JSONValue] = ["id": .string(id), "text": .string(text), "vector": .array([])]
+            var object: [String: JSONValue] = ["id": .string(id), "text": .string(text)]
             if let metadata, !metadata.isEmpty { object["metadata"] = .object(metadata) }
-            // The vector is spliced in with Float's shortest round-trip digits (shorter than Double's).
-            var line = JSONValue.object(object).serialized()
-            let numbers = vector.map { $0.description }.joined(separator: ",")
-            line = line.replacingOccurrences(of: "\"vector\":[]", with: "\"vector\":[\(numbers)]")
-            buffer += Array(line.utf8)
+            // The vector is appended as the last member (where sorted keys put it) with Float's shortest
+            // round-trip digits (shorter than Double's); splicing it into a placeholder would also hit a
+            // metadata member spelled the same way.
+            var line = Array(JSONValue.object(object).serialized().utf8.dropLast())
+            line += Array(",\"vector\":[".utf8)
+            line += Array(vector.map { $0.description }.joined(separator: ",").utf8)
+            line += Array("]}".utf8)
+            buffer += line
             buffer.append(0x0A)
         case .fvecs:
             var d = Int32(dimension).littleEndian
