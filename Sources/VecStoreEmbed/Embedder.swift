@@ -136,7 +136,7 @@ public final class Embedder: Sendable {
         }
         let workers = min(threads, batches.count)
         let inner = max(1, threads / workers)
-        let state = BatchQueue(total: n)
+        let state = BatchQueue()
         let dim = dimension
         let enc = encoder
         let out = SharedPointer(output)
@@ -163,8 +163,6 @@ final class BatchQueue: @unchecked Sendable {
     private let lock = NSLock()
     private var nextBatch = 0
     private var done = 0
-    let total: Int
-    init(total: Int) { self.total = total }
     func next(batches: Int) -> Int? {
         lock.lock(); defer { lock.unlock() }
         guard nextBatch < batches else { return nil }

@@ -168,9 +168,7 @@ final class VectorWriter {
 
     private static let npyHeaderBytes = 128
 
-    private func npyHeaderFor(rows: Int) -> [UInt8] { Self.npyHeader(rows: rows, dimension: dimension) }
-
-    private static func npyHeader(rows: Int, dimension: Int = 0) -> [UInt8] {
+    private static func npyHeader(rows: Int, dimension: Int) -> [UInt8] {
         var text = Array(npyHeaderText(rows: rows, dimension: dimension).utf8)
         let prefix = 10
         while prefix + text.count + 1 < npyHeaderBytes { text.append(0x20) }
@@ -218,7 +216,7 @@ final class VectorWriter {
         if format == .npy {
             do {
                 try handle.seek(toOffset: 0)
-                try handle.write(contentsOf: npyHeaderFor(rows: rows))
+                try handle.write(contentsOf: Self.npyHeader(rows: rows, dimension: dimension))
             } catch { throw VecStoreError.io("cannot write \(path ?? "-"): \(error)") }
         }
         if path != nil { try? handle.close() }
