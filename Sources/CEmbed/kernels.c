@@ -114,17 +114,16 @@ typedef struct {
     void (*bias_gelu)(float *, size_t, size_t, size_t, const float *);
     void (*layernorm)(float *, size_t, size_t, const float *, const float *, const float *, const float *, float);
     void (*softmax)(float *, size_t, size_t, size_t, float);
-    const char *name;
 } ve_table;
 
 static ve_table table;
 
 __attribute__((constructor)) static void ve_dispatch(void) {
-    table = (ve_table){add_bias_generic, bias_gelu_generic, layernorm_generic, softmax_generic, "generic"};
+    table = (ve_table){add_bias_generic, bias_gelu_generic, layernorm_generic, softmax_generic};
 #ifdef VE_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        table = (ve_table){add_bias_avx2, bias_gelu_avx2, layernorm_avx2, softmax_avx2, "avx2"};
+        table = (ve_table){add_bias_avx2, bias_gelu_avx2, layernorm_avx2, softmax_avx2};
     }
 #endif
 }
@@ -142,7 +141,6 @@ void ve_residual_layernorm(float *x, size_t rows, size_t dim, const float *bias,
 void ve_softmax_rows(float *s, size_t rows, size_t cols, size_t ld, float scale) {
     table.softmax(s, rows, cols, ld, scale);
 }
-const char *ve_isa(void) { return table.name; }
 
 void ve_embed_tokens(const int32_t *ids, const int32_t *positions, size_t n, const float *word, const float *pos,
                      const float *type0, size_t dim, float *out) {

@@ -1,5 +1,4 @@
 import CBLAS
-import CDistance
 import CEmbed
 import Dispatch
 import Foundation
@@ -53,7 +52,11 @@ public struct BertConfig: Sendable, Equatable {
 }
 
 /// The weights of a BERT encoder, loaded from safetensors and checked against the configuration.
-struct BertWeights: Sendable {
+///
+/// The word embedding (the largest tensor: 47 of MiniLM's 90 MB, of which a batch reads a few rows) is
+/// used in place in the file's read-only map when it is aligned there, not copied at every load; `file`
+/// keeps the map alive. The other tensors are copied (the Q, K and V projections are stacked).
+struct BertWeights: @unchecked Sendable {
     struct Layer: Sendable {
         /// Query, key and value projections stacked: (3·hidden) × hidden, and their biases.
         var qkv: [Float], qkvBias: [Float]
@@ -63,7 +66,12 @@ struct BertWeights: Sendable {
         var down: [Float], downBias: [Float]
         var norm2Gamma: [Float], norm2Beta: [Float]
     }
-    var word: [Float], position: [Float], tokenType: [Float]
+    /// The safetensors file whose map `mappedWord` points into.
+    let file: SafetensorsFile
+    /// The word embedding in the map, or nil when it is unaligned there and `copiedWord` holds it.
+    let mappedWord: UnsafeBufferPointer<Float>?
+    let copiedWord: [Float]
+    var position: [Float], tokenType: [Float]
     var normGamma: [Float], normBeta: [Float]
     var layers: [Layer]
 
@@ -71,15 +79,29 @@ struct BertWeights: Sendable {
         let h = c.hidden
         // Some exports prefix every name with "bert." — accept both.
         let prefix = file.tensors["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
+        func check(_ name: String, _ values: UnsafeBufferPointer<Float>) throws(EmbedError) {
+            let bad = ve_count_nonfinite(values.baseAddress, values.count)
+            if bad > 0 { throw .badModel(path: file.path, reason: "tensor '\(prefix + name)' holds \(bad) NaN or infinite values (damaged file?)") }
+        }
         func t(_ name: String, _ shape: [Int]) throws(EmbedError) -> [Float] {
             let values = try file.floats(prefix + name, shape: shape)
-            let bad = values.withUnsafeBufferPointer { ve_count_nonfinite($0.baseAddress, $0.count) }
-            if bad > 0 { throw .badModel(path: file.path, reason: "tensor '\(prefix + name)' holds \(bad) NaN or infinite values (damaged file?)") }
+            try values.withUnsafeBufferPointer { (v) throws(EmbedError) in try check(name, v) }
             return values
         }
-        word = try t("embeddings.word_embeddings.weight", [c.vocabulary, h])
+        self.file = file
+        let wordName = "embeddings.word_embeddings.weight"
+        if let mapped = try file.mappedFloats(prefix + wordName, shape: [c.vocabulary, h]) {
+            try check(wordName, mapped)
+            mappedWord = mapped
+            copiedWord = []
+        } else {
+            mappedWord = nil
+            copiedWord = try t(wordName, [c.vocabulary, h])
+        }
         position = try t("embeddings.position_embeddings.weight", [c.maxPositions, h])
-        tokenType = Array(try t("embeddings.token_type_embeddings.weight", [file.tensors[prefix + "embeddings.token_type_embeddings.weight"]?.shape.first ?? 2, h]).prefix(h))
+        // Every token has type 0: only the first row is kept, so the table must have one.
+        let typeRows = max(1, file.tensors[prefix + "embeddings.token_type_embeddings.weight"]?.shape.first ?? 2)
+        tokenType = Array(try t("embeddings.token_type_embeddings.weight", [typeRows, h]).prefix(h))
         normGamma = try t("embeddings.LayerNorm.weight", [h])
         normBeta = try t("embeddings.LayerNorm.bias", [h])
         layers = []
@@ -106,6 +128,12 @@ struct BertWeights: Sendable {
             throw .badModel(path: file.path, reason: "the file has more layers than config.json's \(c.layers)")
         }
     }
+
+    /// Calls `body` with the word embedding (vocabulary × hidden floats).
+    func withWordEmbedding<R>(_ body: (UnsafePointer<Float>?) -> R) -> R {
+        if let mappedWord { return body(mappedWord.baseAddress) }
+        return copiedWord.withUnsafeBufferPointer { body($0.baseAddress) }
+    }
 }
 
 /// A raw pointer handed to parallel workers that write disjoint parts of the memory behind it.
@@ -125,8 +153,8 @@ func parallel(_ n: Int, _ body: @Sendable (Int) -> Void) {
 ///
 /// Texts of a batch are packed end to end without padding: every layer except attention works token
 /// by token, so one matrix product covers the whole batch, and attention runs per text and head on
-/// its own length. Matrix products are `sgemm` (or `vs_dot_tile` where OpenBLAS runs a slow generic
-/// kernel); the element-wise steps are the C kernels of `CEmbed`.
+/// its own length. The linear layers are `MatrixProduct.dotTile` (`sgemm`, or `vs_dot_tile` where OpenBLAS
+/// runs a slow generic kernel), attention is `sgemm`; the element-wise steps are the C kernels of `CEmbed`.
 final class BertEncoder: Sendable {
     let config: BertConfig
     let weights: BertWeights
@@ -176,10 +204,10 @@ final class BertEncoder: Sendable {
         let w = weights
         ids.withUnsafeBufferPointer { idp in
             positions.withUnsafeBufferPointer { pp in
-                w.word.withUnsafeBufferPointer { word in
+                w.withWordEmbedding { word in
                     w.position.withUnsafeBufferPointer { pos in
                         w.tokenType.withUnsafeBufferPointer { type0 in
-                            ve_embed_tokens(idp.baseAddress, pp.baseAddress, tokens, word.baseAddress, pos.baseAddress,
+                            ve_embed_tokens(idp.baseAddress, pp.baseAddress, tokens, word, pos.baseAddress,
                                             type0.baseAddress, h, ws.hidden)
                         }
                     }
@@ -249,12 +277,8 @@ final class BertEncoder: Sendable {
                 // Column ranges in multiples of 16 so each worker's stores stay on its own cache lines.
                 let c0 = (outputs * i / n) & ~15, c1 = i == n - 1 ? outputs : (outputs * (i + 1) / n) & ~15
                 guard c1 > c0 else { return }
-                if BatchKernel.current == .blas {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(c1 - c0), Int32(inputs), 1,
-                                xs.p, Int32(inputs), ws.p + c0 * inputs, Int32(inputs), 0, ys.p + c0, Int32(outputs))
-                } else {
-                    vs_dot_tile(xs.p, rows, ws.p + c0 * inputs, c1 - c0, inputs, ys.p + c0, outputs)
-                }
+                MatrixProduct.dotTile(xs.p, aRows: rows, ws.p + c0 * inputs, bRows: c1 - c0, dimension: inputs,
+                                      into: ys.p + c0, ldo: outputs)
             }
         }
     }

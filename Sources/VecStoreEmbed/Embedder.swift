@@ -53,7 +53,8 @@ public final class Embedder: Sendable {
         guard case .object(let o)? = try? JSONValue.parse([UInt8](data)), case .number(let n)? = o["max_seq_length"],
               n >= 2, n == n.rounded()
         else { throw .badModel(path: path, reason: "max_seq_length is missing or not an integer of at least 2") }
-        return min(Int(n), positions)
+        // Capped as a Double first: a huge or infinite value must not trap in the conversion to Int.
+        return Int(min(n, Double(positions)))
     }
 
     /// Only mean pooling is implemented; a folder asking for another pooling is refused.
@@ -135,7 +136,7 @@ public final class Embedder: Sendable {
         }
         let workers = min(threads, batches.count)
         let inner = max(1, threads / workers)
-        let state = BatchQueue(total: n)
+        let state = BatchQueue()
         let dim = dimension
         let enc = encoder
         let out = SharedPointer(output)
@@ -162,8 +163,6 @@ final class BatchQueue: @unchecked Sendable {
     private let lock = NSLock()
     private var nextBatch = 0
     private var done = 0
-    let total: Int
-    init(total: Int) { self.total = total }
     func next(batches: Int) -> Int? {
         lock.lock(); defer { lock.unlock() }
         guard nextBatch < batches else { return nil }

@@ -133,9 +133,8 @@ public final class SafetensorsFile: @unchecked Sendable {
 
     deinit { munmap(base, mappedBytes) }
 
-    /// A copy of the float32 data of tensor `name`, checked to have exactly `shape` (copied out of the map
-    /// so that the result is aligned whatever the file's layout, and outlives the file).
-    public func floats(_ name: String, shape: [Int]) throws(EmbedError) -> [Float] {
+    /// The header entry of tensor `name`, checked to be float32 of exactly `shape`.
+    private func float32Info(_ name: String, shape: [Int]) throws(EmbedError) -> TensorInfo {
         guard let info = tensors[name] else { throw .badModel(path: path, reason: "tensor '\(name)' is missing") }
         guard info.dtype == .f32 else {
             throw .badModel(path: path, reason: "tensor '\(name)' is \(info.dtype.rawValue), expected F32")
@@ -143,6 +142,13 @@ public final class SafetensorsFile: @unchecked Sendable {
         guard info.shape == shape else {
             throw .badModel(path: path, reason: "tensor '\(name)' has shape \(info.shape), expected \(shape)")
         }
+        return info
+    }
+
+    /// A copy of the float32 data of tensor `name`, checked to have exactly `shape` (copied out of the map
+    /// so that the result is aligned whatever the file's layout, and outlives the file).
+    public func floats(_ name: String, shape: [Int]) throws(EmbedError) -> [Float] {
+        let info = try float32Info(name, shape: shape)
         let start = base + dataOffset + info.range.lowerBound
         return [Float](unsafeUninitializedCapacity: info.count) { buffer, initialized in
             if let destination = buffer.baseAddress { memcpy(destination, start, info.range.count) }
@@ -150,9 +156,12 @@ public final class SafetensorsFile: @unchecked Sendable {
         }
     }
 
-    /// Calls `body` with the raw bytes of tensor `name` in the map.
-    public func withBytes<R>(_ name: String, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R? {
-        guard let info = tensors[name] else { return nil }
-        return try body(UnsafeRawBufferPointer(start: base + dataOffset + info.range.lowerBound, count: info.range.count))
+    /// The float32 data of tensor `name`, checked to have exactly `shape`, read in place from the map
+    /// (valid while this file is alive), or nil when it is not 4-byte aligned there (then use `floats`).
+    public func mappedFloats(_ name: String, shape: [Int]) throws(EmbedError) -> UnsafeBufferPointer<Float>? {
+        let info = try float32Info(name, shape: shape)
+        let start = UnsafeRawPointer(base + dataOffset + info.range.lowerBound)
+        guard Int(bitPattern: start) % MemoryLayout<Float>.alignment == 0 else { return nil }
+        return UnsafeBufferPointer(start: start.assumingMemoryBound(to: Float.self), count: info.count)
     }
 }

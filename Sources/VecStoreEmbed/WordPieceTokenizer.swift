@@ -49,6 +49,9 @@ public struct WordPieceTokenizer: Sendable {
     /// Builds the tokenizer from the vocabulary in id order.
     public init(tokens: [String], maxTokens: Int = 256, source: String = "vocabulary") throws(EmbedError) {
         guard maxTokens >= 2 else { throw .invalidArgument("maxTokens must be at least 2 (for [CLS] and [SEP])") }
+        guard tokens.count <= Int(Int32.max) else {
+            throw .badModel(path: source, reason: "\(tokens.count) tokens; ids are 32-bit")
+        }
         var vocabulary: [String: Int32] = [:]
         vocabulary.reserveCapacity(tokens.count)
         for (i, token) in tokens.enumerated() where vocabulary[token] == nil { vocabulary[token] = Int32(i) }

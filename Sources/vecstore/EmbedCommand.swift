@@ -168,9 +168,7 @@ final class VectorWriter {
 
     private static let npyHeaderBytes = 128
 
-    private func npyHeaderFor(rows: Int) -> [UInt8] { Self.npyHeader(rows: rows, dimension: dimension) }
-
-    private static func npyHeader(rows: Int, dimension: Int = 0) -> [UInt8] {
+    private static func npyHeader(rows: Int, dimension: Int) -> [UInt8] {
         var text = Array(npyHeaderText(rows: rows, dimension: dimension).utf8)
         let prefix = 10
         while prefix + text.count + 1 < npyHeaderBytes { text.append(0x20) }
@@ -184,13 +182,16 @@ final class VectorWriter {
     func write(_ vector: [Float], id: String, text: String, metadata: [String: JSONValue]?) throws {
         switch format {
         case .jsonl:
-            var object: [String: JSONValue] = ["id": .string(id), "text": .string(text), "vector": .array([])]
+            var object: [String: JSONValue] = ["id": .string(id), "text": .string(text)]
             if let metadata, !metadata.isEmpty { object["metadata"] = .object(metadata) }
-            // The vector is spliced in with Float's shortest round-trip digits (shorter than Double's).
-            var line = JSONValue.object(object).serialized()
-            let numbers = vector.map { $0.description }.joined(separator: ",")
-            line = line.replacingOccurrences(of: "\"vector\":[]", with: "\"vector\":[\(numbers)]")
-            buffer += Array(line.utf8)
+            // The vector is appended as the last member (where sorted keys put it) with Float's shortest
+            // round-trip digits (shorter than Double's); splicing it into a placeholder would also hit a
+            // metadata member spelled the same way.
+            var line = Array(JSONValue.object(object).serialized().utf8.dropLast())
+            line += Array(",\"vector\":[".utf8)
+            line += Array(vector.map { $0.description }.joined(separator: ",").utf8)
+            line += Array("]}".utf8)
+            buffer += line
             buffer.append(0x0A)
         case .fvecs:
             var d = Int32(dimension).littleEndian
@@ -215,7 +216,7 @@ final class VectorWriter {
         if format == .npy {
             do {
                 try handle.seek(toOffset: 0)
-                try handle.write(contentsOf: npyHeaderFor(rows: rows))
+                try handle.write(contentsOf: Self.npyHeader(rows: rows, dimension: dimension))
             } catch { throw VecStoreError.io("cannot write \(path ?? "-"): \(error)") }
         }
         if path != nil { try? handle.close() }

@@ -154,6 +154,36 @@ struct TinyModel {
         #expect(loadError().contains("mean pooling"))
     }
 
+    @Test func outOfRangeSizesInModelFilesAreErrorsNotTraps() throws {
+        let model = try TinyModel()
+        defer { model.remove() }
+        // A max_seq_length far beyond Int's range is capped by the position table, not converted first.
+        try #"{"max_seq_length": 1e300}"#.write(toFile: model.directory + "/sentence_bert_config.json", atomically: true, encoding: .utf8)
+        let embedder = try Embedder(directory: model.directory, name: "tiny")
+        #expect(embedder.tokenizer.maxTokens == model.positions)
+        // A token-type table without rows (the encoder reads its first row for every token).
+        var tensors = model.tensors()
+        let index = try #require(tensors.firstIndex { $0.0 == "embeddings.token_type_embeddings.weight" })
+        tensors[index] = (tensors[index].0, [0, model.hidden], [])
+        try model.writeWeights(tensors)
+        #expect(throws: EmbedError.self) { try Embedder(directory: model.directory, name: "tiny") }
+    }
+
+    @Test func theWordEmbeddingIsReadInPlaceAndStillChecked() throws {
+        let model = try TinyModel()
+        defer { model.remove() }
+        let file = try SafetensorsFile(path: model.directory + "/model.safetensors")
+        let shape = [TinyModel.vocabulary.count, model.hidden]
+        let mapped = try #require(try file.mappedFloats("embeddings.word_embeddings.weight", shape: shape))
+        #expect(Array(mapped) == (try file.floats("embeddings.word_embeddings.weight", shape: shape)))
+        #expect(throws: EmbedError.self) { try file.mappedFloats("embeddings.word_embeddings.weight", shape: [1]) }
+        // A NaN in the in-place word embedding is found at load like one in a copied tensor.
+        var tensors = model.tensors()
+        tensors[0].2[5] = .infinity
+        try model.writeWeights(tensors)
+        #expect(throws: EmbedError.self) { try Embedder(directory: model.directory, name: "tiny") }
+    }
+
     @Test func safetensorsHeaderIsChecked() throws {
         let path = NSTemporaryDirectory() + "st-\(UUID().uuidString).safetensors"
         defer { try? FileManager.default.removeItem(atPath: path) }

@@ -75,6 +75,22 @@ struct EmbedCLITests {
         #expect(again.status == 0, "\(again.stderr)")
     }
 
+    @Test func embedJsonlKeepsAMetadataMemberNamedVector() throws {
+        let dir = try TempDir()
+        let input = dir.path("in.jsonl")
+        try #"{"id": "a", "text": "hello", "metadata": {"vector": [], "z": "\"vector\":[]"}}"#.appending("\n")
+            .write(toFile: input, atomically: true, encoding: .utf8)
+        let r = try runCLI(["embed", input])
+        #expect(r.status == 0, "\(r.stderr)")
+        guard case .object(let o)? = try? JSONValue.parse(String(r.stdout.split(separator: "\n").first ?? "")) else {
+            Issue.record("bad JSONL: \(r.stdout.prefix(200))")
+            return
+        }
+        #expect(o["metadata"] == .object(["vector": .array([]), "z": .string(#""vector":[]"#)]))
+        #expect(o["text"] == .string("hello"))
+        if case .array(let v)? = o["vector"] { #expect(v.count == 384) } else { Issue.record("no vector") }
+    }
+
     @Test func embedReportsInvalidUTF8WithFileAndLine() throws {
         let dir = try TempDir()
         let input = dir.path("bad.txt")

@@ -35,6 +35,4 @@ void ve_sha256_init(ve_sha256 *ctx);
 void ve_sha256_update(ve_sha256 *ctx, const void *data, size_t n);
 void ve_sha256_final(ve_sha256 *ctx, uint8_t digest[32]);
 
-/// Name of the instruction set the kernels dispatched to ("avx2", "generic").
-const char *ve_isa(void);
 #endif
