@@ -42,7 +42,7 @@ let package = Package(
         // Element-wise kernels of the text encoder (GELU, LayerNorm, softmax, pooling) and SHA-256, in C.
         .target(name: "CEmbed"),
         // Text embedding: safetensors reader, BERT WordPiece tokenizer, BERT encoder, pooling (all-MiniLM-L6-v2).
-        .target(name: "VecStoreEmbed", dependencies: ["CEmbed", "CBLAS", "CDistance", "VecStoreKernels", "VecStoreIO"]),
+        .target(name: "VecStoreEmbed", dependencies: ["CEmbed", "CBLAS", "VecStoreKernels", "VecStoreIO"]),
         // The engine and public library: store, collections, documents, filters, search, compaction, verify.
         .target(name: "VecStore", dependencies: ["LMDB", "VecStoreKernels", "VecStoreIO", "VecStoreText", "VecStorePlot",
                                                 "CDistance", "VecStoreEmbed"]),

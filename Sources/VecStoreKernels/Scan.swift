@@ -168,13 +168,8 @@ public enum ExactSearch {
             for block in blocks {
                 let n = block.count
                 // scores[t][r] = query(t) · row(r)
-                if BatchKernel.current == .blas {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tileCount), Int32(n),
-                                Int32(dimension), 1, queries + tileStart * dimension, Int32(dimension),
-                                block.vectors, Int32(dimension), 0, scores, Int32(n))
-                } else {
-                    vs_dot_tile(queries + tileStart * dimension, tileCount, block.vectors, n, dimension, scores, n)
-                }
+                MatrixProduct.dotTile(queries + tileStart * dimension, aRows: tileCount, block.vectors, bRows: n,
+                                      dimension: dimension, into: scores, ldo: n)
                 let base = Int(block.firstID)
                 for t in 0..<tileCount {
                     let row = scores + t * n

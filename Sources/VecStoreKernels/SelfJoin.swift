@@ -1,5 +1,3 @@
-import CBLAS
-import CDistance
 import Dispatch
 import Foundation
 
@@ -48,12 +46,8 @@ public enum SelfJoin {
                     for j in i..<blocks.count {
                         let right = blocks[j]
                         let n = right.count
-                        if BatchKernel.current == .blas {
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tc), Int32(n), Int32(dimension), 1,
-                                        q, Int32(dimension), right.vectors, Int32(dimension), 0, scores, Int32(n))
-                        } else {
-                            vs_dot_tile(q, tc, right.vectors, n, dimension, scores, n)
-                        }
+                        MatrixProduct.dotTile(q, aRows: tc, right.vectors, bRows: n, dimension: dimension,
+                                              into: scores, ldo: n)
                         for t in 0..<tc {
                             let rowA = left.firstID + UInt32(t0 + t)
                             guard mask.contains(rowA) else { continue }
