@@ -226,25 +226,6 @@ import Glibc
     }
 }
 
-/// Runs `script` with `bash -c`, `arguments` as `$0`, `$1`, ….
-func runShell(_ script: String, _ arguments: [String]) throws -> CLIResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/bin/bash")
-    process.arguments = ["-c", script] + arguments
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let group = DispatchGroup()
-    nonisolated(unsafe) var errData = Data()
-    DispatchQueue.global().async(group: group) { errData = err.fileHandleForReading.readDataToEndOfFile() }
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    group.wait()
-    process.waitUntilExit()
-    return CLIResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                     stderr: String(decoding: errData, as: UTF8.self))
-}
-
 /// A lock-protected value shared with test threads.
 final class SharedBox<T: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
