@@ -109,7 +109,8 @@ func reportingErrors<R>(_ body: () throws -> R) throws -> R {
         throw ExitCode(ExitStatus.of(VecStoreError.embedding(e)))
     } catch let e as ImportFailure {
         printError("error: \(e)")
-        if e.error.category == .badInput { printError("(use --skip-invalid to skip bad records)") }
+        // Only a bad record can be skipped; a refused option or collection cannot.
+        if case .invalidInput = e.error { printError("(use --skip-invalid to skip bad records)") }
         throw ExitCode(ExitStatus.of(e.error))
     }
 }
