@@ -353,11 +353,9 @@ extension VecStore {
             let index = try HNSWConfig.load(txn, old.dbs, record.id).map { IndexKind.hnsw($0.parameters) }
             let target = try fresh.collection(name, dimension: record.dimension, metric: record.metric,
                                               index: index ?? .flat,
-                                              projection: try ProjectionRecord.load(txn, old.dbs, record.id))
+                                              projection: try ProjectionRecord.load(txn, old.dbs, record.id),
+                                              embedder: try EmbedderInfo.load(txn, old.dbs, record.id, name: name))
             try fresh.copyTextOptions(from: txn, old: old, collection: record.id, to: target)
-            if let embedder = try EmbedderInfo.load(txn, old.dbs, record.id, name: name) {
-                try fresh.write { t in try embedder.store(t, fresh.dbs, target.collectionID) }
-            }
             let view = try CollectionView(txn, old.dbs, record, name: name)
             tombstones += Int(record.nextInternalID - record.liveCount)
             var batch: [CollectionWriter.Prepared] = []

@@ -256,9 +256,10 @@ public final class VecStore: Sendable {
         try collection(name, dimension: dimension, metric: metric, index: index, projection: nil)
     }
 
-    /// Creates (or opens) `name` with `projection` stored beside it in the creation transaction.
+    /// Creates (or opens) `name` with `projection` and `embedder` stored beside it in the creation
+    /// transaction.
     func collection(_ name: String, dimension: Int, metric: Metric, index: IndexKind,
-                    projection: ProjectionRecord?) throws(VecStoreError) -> VectorCollection
+                    projection: ProjectionRecord?, embedder: EmbedderInfo? = nil) throws(VecStoreError) -> VectorCollection
     {
         try Self.validateCollectionName(name)
         if case .hnsw(let p) = index { try p.validate() }
@@ -270,7 +271,8 @@ public final class VecStore: Sendable {
             return try collection(name)
         }
         let created = try write { txn -> CollectionRecord in
-            try findOrCreate(txn, name, dimension: dimension, metric: metric, index: index, projection: projection).record
+            try findOrCreate(txn, name, dimension: dimension, metric: metric, index: index, projection: projection,
+                             embedder: embedder).record
         }
         if projection == nil { return VectorCollection(store: self, name: name, record: created) }
         return try collection(name)
