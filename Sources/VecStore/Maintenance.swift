@@ -126,6 +126,13 @@ extension VecStore {
                 checked += try verifyCollection(txn, cname, &faults)
             }
             faults += try verifyEmbedders(txn, embedderKeys, collections: prefixes)
+            // Every collection id was handed out by the counter: the next one is above them all.
+            do {
+                let next = try nextCollectionID(txn)
+                if let (id, cname) = prefixes.max(by: { $0.key < $1.key }), id >= next {
+                    faults.append("meta: next-collection-id \(next) is not above the id \(id) of collection '\(cname)'")
+                }
+            } catch let e as VecStoreError { faults.append("\(e)") }
             // Every key of the per-collection databases must belong to a known collection.
             faults += try verifyGraphOwners(txn, known: Set(prefixes.keys))
             faults += try verifyProjectionOwners(txn, known: Set(prefixes.keys))

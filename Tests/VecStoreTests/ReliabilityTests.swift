@@ -27,6 +27,22 @@ import Glibc
         return p
     }
 
+    @Test("a damaged next-collection-id that names an existing collection is refused and reported, never reused")
+    func damagedCollectionCounter() throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("n.vecstore"))
+        let a = try store.collection("a", dimension: 4, index: .flat)
+        try a.upsert([Document(id: "x", vector: [1, 0, 0, 0])])
+        #expect(try store.verify().isOK)
+        // Roll the counter back onto collection a's id.
+        try store.write { txn in try txn.put(store.dbs.meta, Format.nextCollectionKey, Format.encodeInternalID(a.collectionID)) }
+        let report = try store.verify()
+        #expect(report.faults.contains { $0.contains("next-collection-id") }, "\(report.faults)")
+        #expect(throws: VecStoreError.self) { _ = try store.collection("b", dimension: 4, index: .flat) }
+        #expect(try store.collectionNames() == ["a"])
+        #expect(try a.get(id: "x") != nil)
+    }
+
     @Test("a reader holding the store open makes a compaction in another process fail cleanly, not race")
     func readerAcrossCompaction() throws {
         let dir = try TempDir()
