@@ -93,9 +93,20 @@ public final class Environment: @unchecked Sendable {
     }
 
     private init(path: String, options: EnvironmentOptions, sidecarFD: Int32) throws(LMDBError) {
+        var key = pthread_key_t()
+        let keyStatus = pthread_key_create(&key, nil)
+        guard keyStatus == 0 else { throw LMDBError(code: keyStatus, operation: "pthread_key_create") }
         var env: OpaquePointer?
-        try check(mdb_env_create(&env), "mdb_env_create")
-        guard let env else { throw LMDBError(code: EINVAL, operation: "mdb_env_create") }
+        do {
+            try check(mdb_env_create(&env), "mdb_env_create")
+        } catch {
+            pthread_key_delete(key)
+            throw error
+        }
+        guard let env else {
+            pthread_key_delete(key)
+            throw LMDBError(code: EINVAL, operation: "mdb_env_create")
+        }
         do {
             try check(mdb_env_set_maxdbs(env, options.maxDatabases), "mdb_env_set_maxdbs")
             try check(mdb_env_set_maxreaders(env, options.maxReaders), "mdb_env_set_maxreaders")
@@ -106,6 +117,7 @@ public final class Environment: @unchecked Sendable {
             try check(mdb_env_open(env, path, flags, options.mode), "mdb_env_open(\(path))")
         } catch {
             mdb_env_close(env)
+            pthread_key_delete(key)
             throw error
         }
         self.handle = env
@@ -119,8 +131,6 @@ public final class Environment: @unchecked Sendable {
         pthread_rwlockattr_setkind_np(&attributes, Int32(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
         pthread_rwlock_init(gate, &attributes)
         pthread_rwlockattr_destroy(&attributes)
-        var key = pthread_key_t()
-        pthread_key_create(&key, nil)
         self.depthKey = key
         // A reader slot left by a process that died is reclaimed here, so it cannot pin old pages.
         var dead: Int32 = 0
