@@ -212,16 +212,16 @@ public final class Environment: @unchecked Sendable {
     public static func shared(path: String, options: EnvironmentOptions = EnvironmentOptions()) throws(LMDBError)
         -> Environment
     {
-        registryLock.lock()
-        defer { registryLock.unlock() }
-        if let id = fileID(path: path), let existing = registry[id] {
-            return try existing.adopt(readOnly: options.readOnly)
-        }
+        if let existing = try registered(path: path, readOnly: options.readOnly) { return existing }
+        // Waiting for a compaction in another process happens outside `registryLock`, so that it
+        // does not hold up this process's opens and releases of other files.
         let fd = try options.sidecarLockPath.map { sidecar throws(LMDBError) in
             try lockShared(sidecar, of: path, options: options)
         } ?? -1
+        registryLock.lock()
+        defer { registryLock.unlock() }
         // Under the shared lock the file can no longer be replaced: look again (it may have been
-        // replaced while this open waited).
+        // replaced while this open waited, or opened by another thread).
         if let id = fileID(path: path), let existing = registry[id] {
             if fd >= 0 { Glibc.close(fd) }
             return try existing.adopt(readOnly: options.readOnly)
@@ -248,6 +248,14 @@ public final class Environment: @unchecked Sendable {
             registry[id] = env
         }
         return env
+    }
+
+    /// The registered environment of the file at `path`, adopted as one more handle, or nil.
+    private static func registered(path: String, readOnly: Bool) throws(LMDBError) -> Environment? {
+        registryLock.lock()
+        defer { registryLock.unlock() }
+        guard let id = fileID(path: path), let existing = registry[id] else { return nil }
+        return try existing.adopt(readOnly: readOnly)
     }
 
     /// Opens the sidecar lock file and takes its shared `flock`, waiting up to `options.sidecarWait`

@@ -27,6 +27,33 @@ import Glibc
         return p
     }
 
+    @Test("an open waiting for a compaction of one store does not hold up opens of another store")
+    func waitingOpenDoesNotBlockOthers() throws {
+        let dir = try TempDir()
+        let a = dir.path("a.vecstore"), b = dir.path("b.vecstore")
+        try VecStore(path: a).close()
+        // Another process holds a's guard exclusively, as a compaction does, for 3 s.
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/flock")
+        holder.arguments = ["-x", VecStore.guardPath(a), "sleep", "3"]
+        try holder.run()
+        defer { holder.waitUntilExit() }
+        usleep(300_000)
+        let done = DispatchSemaphore(value: 0)
+        let waiting = Thread {
+            var options = StoreOptions()
+            options.compactionWait = 5
+            _ = try? VecStore(path: a, options: options)
+            done.signal()
+        }
+        waiting.start()
+        usleep(200_000)
+        let started = Date()
+        try VecStore(path: b).close()
+        #expect(Date().timeIntervalSince(started) < 1.5, "opening b waited for a's compaction")
+        done.wait()
+    }
+
     @Test("a damaged next-collection-id that names an existing collection is refused and reported, never reused")
     func damagedCollectionCounter() throws {
         let dir = try TempDir()
