@@ -82,12 +82,10 @@ public final class Environment: @unchecked Sendable {
     private let sidecarFD: Int32
     /// The registry key (device, inode of the data file) of a shared environment.
     private var registryKey: FileID?
-    /// `Environment.shared` handles still open on this environment.
+    /// `Environment.shared` handles still open on this environment (guarded by `registryLock`).
     private var users = 0
-    private let stateLock = NSLockLike()
     private var closed = false
     private let supersededAtomic = Atomic<Bool>(false)
-    private var supersededFlag: Bool { supersededAtomic.load(ordering: .acquiring) }
 
     /// Opens (creating if needed) the environment at `path`.
     public convenience init(path: String, options: EnvironmentOptions = EnvironmentOptions()) throws(LMDBError) {
@@ -95,9 +93,20 @@ public final class Environment: @unchecked Sendable {
     }
 
     private init(path: String, options: EnvironmentOptions, sidecarFD: Int32) throws(LMDBError) {
+        var key = pthread_key_t()
+        let keyStatus = pthread_key_create(&key, nil)
+        guard keyStatus == 0 else { throw LMDBError(code: keyStatus, operation: "pthread_key_create") }
         var env: OpaquePointer?
-        try check(mdb_env_create(&env), "mdb_env_create")
-        guard let env else { throw LMDBError(code: EINVAL, operation: "mdb_env_create") }
+        do {
+            try check(mdb_env_create(&env), "mdb_env_create")
+        } catch {
+            pthread_key_delete(key)
+            throw error
+        }
+        guard let env else {
+            pthread_key_delete(key)
+            throw LMDBError(code: EINVAL, operation: "mdb_env_create")
+        }
         do {
             try check(mdb_env_set_maxdbs(env, options.maxDatabases), "mdb_env_set_maxdbs")
             try check(mdb_env_set_maxreaders(env, options.maxReaders), "mdb_env_set_maxreaders")
@@ -108,6 +117,7 @@ public final class Environment: @unchecked Sendable {
             try check(mdb_env_open(env, path, flags, options.mode), "mdb_env_open(\(path))")
         } catch {
             mdb_env_close(env)
+            pthread_key_delete(key)
             throw error
         }
         self.handle = env
@@ -121,8 +131,6 @@ public final class Environment: @unchecked Sendable {
         pthread_rwlockattr_setkind_np(&attributes, Int32(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
         pthread_rwlock_init(gate, &attributes)
         pthread_rwlockattr_destroy(&attributes)
-        var key = pthread_key_t()
-        pthread_key_create(&key, nil)
         self.depthKey = key
         // A reader slot left by a process that died is reclaimed here, so it cannot pin old pages.
         var dead: Int32 = 0
@@ -170,6 +178,10 @@ public final class Environment: @unchecked Sendable {
     struct FileID: Hashable {
         let device: UInt64
         let inode: UInt64
+        init(_ st: stat) {
+            device = UInt64(st.st_dev)
+            inode = UInt64(st.st_ino)
+        }
     }
 
     nonisolated(unsafe) private static var registry: [FileID: Environment] = [:]
@@ -178,7 +190,7 @@ public final class Environment: @unchecked Sendable {
     private static func fileID(path: String) -> FileID? {
         var st = stat()
         guard stat(path, &st) == 0 else { return nil }
-        return FileID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+        return FileID(st)
     }
 
     private func fileID() -> FileID? {
@@ -186,7 +198,7 @@ public final class Environment: @unchecked Sendable {
         guard mdb_env_get_fd(handle, &fd) == MDB_SUCCESS, fd >= 0 else { return nil }
         var st = stat()
         guard fstat(fd, &st) == 0 else { return nil }
-        return FileID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+        return FileID(st)
     }
 
     /// The process's environment for the data file at `path`, opened (creating the file if needed)
@@ -200,38 +212,16 @@ public final class Environment: @unchecked Sendable {
     public static func shared(path: String, options: EnvironmentOptions = EnvironmentOptions()) throws(LMDBError)
         -> Environment
     {
+        if let existing = try registered(path: path, readOnly: options.readOnly) { return existing }
+        // Waiting for a compaction in another process happens outside `registryLock`, so that it
+        // does not hold up this process's opens and releases of other files.
+        let fd = try options.sidecarLockPath.map { sidecar throws(LMDBError) in
+            try lockShared(sidecar, of: path, options: options)
+        } ?? -1
         registryLock.lock()
         defer { registryLock.unlock() }
-        if let id = fileID(path: path), let existing = registry[id] {
-            return try existing.adopt(readOnly: options.readOnly)
-        }
-        var fd: Int32 = -1
-        if let sidecar = options.sidecarLockPath {
-            fd = open(sidecar, (options.readOnly ? O_RDONLY : O_RDWR) | O_CREAT | O_CLOEXEC, options.mode)
-            if fd < 0 && options.readOnly { fd = open(sidecar, O_RDONLY | O_CLOEXEC) }
-            if fd < 0 {
-                // A read-only store in a read-only directory has no sidecar: nothing can compact it either.
-                if !(options.readOnly && (errno == EACCES || errno == EROFS)) {
-                    throw LMDBError(code: errno, operation: "open(\(sidecar))")
-                }
-            } else {
-                let deadline = monotonicSeconds() + options.sidecarWait
-                while flock(fd, LOCK_SH | LOCK_NB) != 0 {
-                    let e = errno
-                    if e != EWOULDBLOCK && e != EINTR {
-                        Glibc.close(fd)
-                        throw LMDBError(code: e, operation: "flock(\(sidecar), shared)")
-                    }
-                    if monotonicSeconds() > deadline {
-                        Glibc.close(fd)
-                        throw LMDBError(code: EBUSY, operation: "waiting \(Int(options.sidecarWait)) s for a compaction of \(path) in another process to finish")
-                    }
-                    usleep(10_000)
-                }
-            }
-        }
         // Under the shared lock the file can no longer be replaced: look again (it may have been
-        // replaced while this open waited).
+        // replaced while this open waited, or opened by another thread).
         if let id = fileID(path: path), let existing = registry[id] {
             if fd >= 0 { Glibc.close(fd) }
             return try existing.adopt(readOnly: options.readOnly)
@@ -243,13 +233,9 @@ public final class Environment: @unchecked Sendable {
         envOptions.readOnly = false
         let env: Environment
         do {
-            if options.readOnly {
-                do {
-                    env = try Environment(path: path, options: envOptions, sidecarFD: fd)
-                } catch where error.code == EACCES || error.code == EROFS || error.code == EPERM {
-                    env = try Environment(path: path, options: options, sidecarFD: fd)
-                }
-            } else {
+            do {
+                env = try Environment(path: path, options: envOptions, sidecarFD: fd)
+            } catch where options.readOnly && [EACCES, EROFS, EPERM].contains(error.code) {
                 env = try Environment(path: path, options: options, sidecarFD: fd)
             }
         } catch {
@@ -264,13 +250,47 @@ public final class Environment: @unchecked Sendable {
         return env
     }
 
+    /// The registered environment of the file at `path`, adopted as one more handle, or nil.
+    private static func registered(path: String, readOnly: Bool) throws(LMDBError) -> Environment? {
+        registryLock.lock()
+        defer { registryLock.unlock() }
+        guard let id = fileID(path: path), let existing = registry[id] else { return nil }
+        return try existing.adopt(readOnly: readOnly)
+    }
+
+    /// Opens the sidecar lock file and takes its shared `flock`, waiting up to `options.sidecarWait`
+    /// seconds while another process holds it exclusively. Returns the descriptor, or -1 for a
+    /// read-only open where the sidecar cannot be created (nothing can compact such a store either).
+    private static func lockShared(_ sidecar: String, of path: String, options: EnvironmentOptions) throws(LMDBError)
+        -> Int32
+    {
+        var fd = open(sidecar, (options.readOnly ? O_RDONLY : O_RDWR) | O_CREAT | O_CLOEXEC, options.mode)
+        if fd < 0 && options.readOnly { fd = open(sidecar, O_RDONLY | O_CLOEXEC) }
+        if fd < 0 {
+            if options.readOnly && (errno == EACCES || errno == EROFS) { return -1 }
+            throw LMDBError(code: errno, operation: "open(\(sidecar))")
+        }
+        let deadline = monotonicSeconds() + options.sidecarWait
+        while flock(fd, LOCK_SH | LOCK_NB) != 0 {
+            let e = errno
+            if e != EWOULDBLOCK && e != EINTR {
+                Glibc.close(fd)
+                throw LMDBError(code: e, operation: "flock(\(sidecar), shared)")
+            }
+            if monotonicSeconds() > deadline {
+                Glibc.close(fd)
+                throw LMDBError(code: EBUSY, operation: "waiting \(Int(options.sidecarWait)) s for a compaction of \(path) in another process to finish")
+            }
+            usleep(10_000)
+        }
+        return fd
+    }
+
     private func adopt(readOnly: Bool) throws(LMDBError) -> Environment {
         if isReadOnly && !readOnly {
             throw LMDBError(code: EBUSY, operation: "open \(path) for writing: this process has it open read-only; close that handle first")
         }
-        stateLock.lock()
-        users += 1
-        stateLock.unlock()
+        users += 1  // under registryLock, like every change of `users`
         return self
     }
 
@@ -278,10 +298,8 @@ public final class Environment: @unchecked Sendable {
     /// and releases the sidecar lock.
     public func release() {
         Self.registryLock.lock()
-        stateLock.lock()
         users -= 1
         let last = users <= 0
-        stateLock.unlock()
         if last, let key = registryKey, Self.registry[key] === self { Self.registry[key] = nil }
         Self.registryLock.unlock()
         if last { close() }
@@ -318,7 +336,7 @@ public final class Environment: @unchecked Sendable {
             usleep(useconds_t(5_000 + Int.random(in: 0..<20_000)))
         }
         if fileID() != Self.fileID(path: path) {
-            flock(sidecarFD, LOCK_SH)
+            unlockExclusive()
             throw LMDBError(code: EBUSY, operation: "exclusive lock on \(path): the file was replaced by another process meanwhile")
         }
     }
@@ -343,7 +361,7 @@ public final class Environment: @unchecked Sendable {
     }
 
     /// Whether `markSuperseded()` was called.
-    public var isSuperseded: Bool { supersededFlag }
+    public var isSuperseded: Bool { supersededAtomic.load(ordering: .acquiring) }
 
     // MARK: The gate
 
@@ -352,15 +370,20 @@ public final class Environment: @unchecked Sendable {
         set { pthread_setspecific(depthKey, UnsafeRawPointer(bitPattern: newValue)) }
     }
 
-    /// Takes the gate shared unless this thread holds it already.
+    /// Takes the gate shared unless this thread holds it already. With `transaction` (its kind, for
+    /// the message), also refuses an environment whose file a compaction replaced.
     @inline(__always)
-    private func enterGate() throws(LMDBError) {
+    private func enterGate(transaction: String? = nil) throws(LMDBError) {
         let d = depth
         if d == 0 { pthread_rwlock_rdlock(gate) }
         depth = d + 1
         if closed {
             leaveGate()
             throw LMDBError(code: EINVAL, operation: "use of \(path) after it was closed")
+        }
+        if let transaction, isSuperseded {
+            leaveGate()
+            throw LMDBError(code: LMDBError.supersededCode, operation: "\(transaction) \(path)")
         }
     }
 
@@ -461,11 +484,7 @@ public final class Environment: @unchecked Sendable {
     /// Runs `body` in a read-only snapshot transaction. Values read inside are valid only inside `body`.
     public func read<R>(_ body: (Transaction) throws -> R) throws -> R {
         while true {
-            try enterGate()
-            if supersededFlag {
-                leaveGate()
-                throw LMDBError(code: LMDBError.supersededCode, operation: "read \(path)")
-            }
+            try enterGate(transaction: "read")
             var txnHandle: OpaquePointer?
             let rc = mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txnHandle)
             if rc == MDB_MAP_RESIZED {
@@ -491,11 +510,7 @@ public final class Environment: @unchecked Sendable {
     public func write<R>(_ body: (Transaction) throws -> R) throws -> R {
         if isReadOnly { throw LMDBError(code: EACCES, operation: "write transaction on a read-only store") }
         while true {
-            try enterGate()
-            if supersededFlag {
-                leaveGate()
-                throw LMDBError(code: LMDBError.supersededCode, operation: "write \(path)")
-            }
+            try enterGate(transaction: "write")
             var txnHandle: OpaquePointer?
             let rc = mdb_txn_begin(handle, nil, 0, &txnHandle)
             if rc == MDB_MAP_RESIZED {
@@ -545,9 +560,8 @@ public final class Environment: @unchecked Sendable {
     /// instead of growing and retrying. For bodies with effects outside the transaction.
     public func writeOnce<R>(_ body: (Transaction) throws -> R) throws -> R {
         if isReadOnly { throw LMDBError(code: EACCES, operation: "write transaction on a read-only store") }
-        try enterGate()
+        try enterGate(transaction: "write")
         defer { leaveGate() }
-        if supersededFlag { throw LMDBError(code: LMDBError.supersededCode, operation: "write \(path)") }
         var txnHandle: OpaquePointer?
         try check(mdb_txn_begin(handle, nil, 0, &txnHandle), "mdb_txn_begin(write)")
         guard let txnHandle else { throw LMDBError(code: EINVAL, operation: "mdb_txn_begin(write)") }

@@ -231,8 +231,7 @@ extension VecStore {
         var seen = Set<String>()
         var lastLocation: SourceLocation?
         // Records read ahead to fit a PCA (`options.pca`), handed out again before the reader's.
-        var readAhead: [ImportRecord] = []
-        var readAheadIndex = 0
+        var readAhead: ArraySlice<ImportRecord> = []
         // Records of `batch` whose vector is still to be embedded: (index in batch, text, location).
         var pending: [(index: Int, text: String, location: SourceLocation)] = []
         var embedded = 0
@@ -329,43 +328,48 @@ extension VecStore {
             }
         }
 
+        /// The collection the first record goes to: the existing one, or a provisional handle of the one
+        /// the first batch creates (with a PCA fitted on records read ahead from `first` on).
+        func openTarget(for first: ImportRecord) throws(ImportFailure) -> VectorCollection {
+            do {
+                let existing = try existingCollection(collection)
+                var projection: ProjectionRecord?
+                if let reduction = options.pca, existing == nil {
+                    if options.embedder != nil {
+                        throw VecStoreError.invalidArgument("a reduced collection cannot be created from embedded text "
+                            + "in one import yet: embed the text first, then import the vectors with the reduction")
+                    }
+                    // Read ahead the records the PCA is fitted on; they are imported next, as usual.
+                    var sample = [first]
+                    while sample.count < reduction.sampleSize, let r = try readRecord() { sample.append(r) }
+                    projection = try Self.fitProjection(sample, dimension: first.vector.count, reduction: reduction,
+                                                        metric: options.metric)
+                    readAhead = sample.dropFirst()
+                }
+                let dimension = options.embedder?.dimension ?? first.vector.count
+                pendingCreation = existing == nil
+                return try prepareTarget(collection, existing: existing, dimension: dimension, options: options,
+                                         projection: projection)
+            } catch let e as ImportFailure {
+                throw e
+            } catch let e as VecStoreError {
+                throw fail(e)
+            } catch {
+                throw fail(.io("\(error)"))
+            }
+        }
+
         while true {
             let record: ImportRecord
-            if readAheadIndex < readAhead.count {
-                record = readAhead[readAheadIndex]
-                readAheadIndex += 1
-                if readAheadIndex == readAhead.count { readAhead = [] }
+            if let r = readAhead.popFirst() {
+                record = r
+                if readAhead.isEmpty { readAhead = [] }  // frees the sample
             } else {
                 guard let r = try readRecord() else { break }
                 record = r
             }
             lastLocation = record.location
-            if target == nil {
-                var projection: ProjectionRecord?
-                let exists: Bool
-                do { exists = try collectionNames().contains(collection) } catch { throw fail(error) }
-                if let reduction = options.pca, !exists {
-                    if options.embedder != nil {
-                        throw fail(.invalidArgument("a reduced collection cannot be created from embedded text in one "
-                            + "import yet: embed the text first (vecstore embed), then import the vectors with the reduction"))
-                    }
-                    // Read ahead the records the PCA is fitted on; they are imported next, as usual.
-                    readAhead = [record]
-                    readAheadIndex = 1
-                    while readAhead.count < reduction.sampleSize, let r = try readRecord() { readAhead.append(r) }
-                    do {
-                        projection = try Self.fitProjection(readAhead, dimension: record.vector.count, reduction: reduction,
-                                                            metric: options.metric)
-                    } catch { throw fail(error) }
-                }
-                do {
-                    let dimension = options.embedder?.dimension ?? record.vector.count
-                    let (t, exists) = try openTarget(collection, dimension: dimension, options: options,
-                                                     projection: projection)
-                    target = t
-                    pendingCreation = !exists
-                } catch { throw fail(error) }
-            }
+            if target == nil { target = try openTarget(for: record) }
             guard let target else { break }
             let id = record.id ?? String(record.location.record)
             do {
@@ -404,16 +408,25 @@ extension VecStore {
         return report
     }
 
-    /// The collection to import into and whether it exists; a missing one is returned as a
-    /// provisional handle (its record is created by the first batch, `findOrCreate`).
-    private func openTarget(_ name: String, dimension: Int, options: ImportOptions, projection: ProjectionRecord?)
-        throws(VecStoreError) -> (VectorCollection, Bool)
+    /// The collection `name`, or nil when there is none.
+    private func existingCollection(_ name: String) throws(VecStoreError) -> VectorCollection? {
+        do {
+            return try collection(name)
+        } catch .collectionNotFound {
+            return nil
+        }
+    }
+
+    /// Checks `existing` (the collection `name`, or nil) against the import's options and returns the
+    /// collection to import into; a missing one is returned as a provisional handle (its record is
+    /// created by the first batch, `findOrCreate`).
+    private func prepareTarget(_ name: String, existing: VectorCollection?, dimension: Int, options: ImportOptions,
+                               projection: ProjectionRecord?) throws(VecStoreError) -> VectorCollection
     {
         if let embedder = options.embedder, options.metricIsExplicit, options.metric != .cosine {
             throw .invalidArgument("text embedded with \(embedder.name) is searched by cosine; metric \(options.metric) does not apply")
         }
-        if try collectionNames().contains(name) {
-            let existing = try collection(name)
+        if let existing {
             if let embedder = options.embedder {
                 guard try existing.embedderInfo() != nil else {
                     throw .collectionMismatch("collection '\(name)' has no embedder: its vectors did not come from "
@@ -433,7 +446,7 @@ extension VecStore {
                 throw .dimensionMismatch(expected: existing.pca?.inputDimension ?? existing.dimension, got: dimension, id: nil)
             }
             if let text = options.textIndex, try existing.textIndexOptions() != text { try existing.configureTextIndex(text) }
-            return (existing, true)
+            return existing
         }
         try Self.validateCollectionName(name)
         if case .hnsw(let p) = options.index { try p.validate() }
@@ -445,7 +458,7 @@ extension VecStore {
         let provisional = CollectionRecord(id: 0, dimension: stored, metric: options.embedder == nil ? options.metric : .cosine,
                                            blockShift: Format.blockShift(dimension: stored),
                                            nextInternalID: 0, liveCount: 0)
-        return (VectorCollection(store: self, name: name, record: provisional, projection: projection), false)
+        return VectorCollection(store: self, name: name, record: provisional, projection: projection)
     }
 
     /// Fits the PCA of a reduced collection on the usable vectors of `records` (those of `dimension`
@@ -455,7 +468,7 @@ extension VecStore {
     {
         let k = reduction.dimensions
         guard k >= 1, k < dimension else {
-            throw .invalidArgument("--pca \(k): the reduced dimension must be at least 1 and less than the input dimension \(dimension)")
+            throw .invalidArgument("a PCA to \(k) dimensions: the reduced dimension must be at least 1 and less than the input dimension \(dimension)")
         }
         var sample: [Float] = []
         sample.reserveCapacity(records.count * dimension)
@@ -471,7 +484,7 @@ extension VecStore {
             usable += 1
         }
         guard usable > k else {
-            throw .invalidArgument("--pca \(k): fitting \(k) components needs more than \(k) vectors; the first "
+            throw .invalidArgument("a PCA to \(k) dimensions: fitting \(k) components needs more than \(k) vectors; the first "
                 + "\(records.count) records hold \(usable) usable ones (give more data or a larger PCA sample)")
         }
         do {

@@ -126,6 +126,13 @@ extension VecStore {
                 checked += try verifyCollection(txn, cname, &faults)
             }
             faults += try verifyEmbedders(txn, embedderKeys, collections: prefixes)
+            // Every collection id was handed out by the counter: the next one is above them all.
+            do {
+                let next = try nextCollectionID(txn)
+                if let (id, cname) = prefixes.max(by: { $0.key < $1.key }), id >= next {
+                    faults.append("meta: next-collection-id \(next) is not above the id \(id) of collection '\(cname)'")
+                }
+            } catch let e as VecStoreError { faults.append("\(e)") }
             // Every key of the per-collection databases must belong to a known collection.
             faults += try verifyGraphOwners(txn, known: Set(prefixes.keys))
             faults += try verifyProjectionOwners(txn, known: Set(prefixes.keys))
@@ -353,11 +360,9 @@ extension VecStore {
             let index = try HNSWConfig.load(txn, old.dbs, record.id).map { IndexKind.hnsw($0.parameters) }
             let target = try fresh.collection(name, dimension: record.dimension, metric: record.metric,
                                               index: index ?? .flat,
-                                              projection: try ProjectionRecord.load(txn, old.dbs, record.id))
+                                              projection: try ProjectionRecord.load(txn, old.dbs, record.id),
+                                              embedder: try EmbedderInfo.load(txn, old.dbs, record.id, name: name))
             try fresh.copyTextOptions(from: txn, old: old, collection: record.id, to: target)
-            if let embedder = try EmbedderInfo.load(txn, old.dbs, record.id, name: name) {
-                try fresh.write { t in try embedder.store(t, fresh.dbs, target.collectionID) }
-            }
             let view = try CollectionView(txn, old.dbs, record, name: name)
             tombstones += Int(record.nextInternalID - record.liveCount)
             var batch: [CollectionWriter.Prepared] = []

@@ -256,9 +256,10 @@ public final class VecStore: Sendable {
         try collection(name, dimension: dimension, metric: metric, index: index, projection: nil)
     }
 
-    /// Creates (or opens) `name` with `projection` stored beside it in the creation transaction.
+    /// Creates (or opens) `name` with `projection` and `embedder` stored beside it in the creation
+    /// transaction.
     func collection(_ name: String, dimension: Int, metric: Metric, index: IndexKind,
-                    projection: ProjectionRecord?) throws(VecStoreError) -> VectorCollection
+                    projection: ProjectionRecord?, embedder: EmbedderInfo? = nil) throws(VecStoreError) -> VectorCollection
     {
         try Self.validateCollectionName(name)
         if case .hnsw(let p) = index { try p.validate() }
@@ -270,7 +271,8 @@ public final class VecStore: Sendable {
             return try collection(name)
         }
         let created = try write { txn -> CollectionRecord in
-            try findOrCreate(txn, name, dimension: dimension, metric: metric, index: index, projection: projection).record
+            try findOrCreate(txn, name, dimension: dimension, metric: metric, index: index, projection: projection,
+                             embedder: embedder).record
         }
         if projection == nil { return VectorCollection(store: self, name: name, record: created) }
         return try collection(name)
@@ -288,15 +290,11 @@ public final class VecStore: Sendable {
             try Self.checkMatch(existing, name: name, dimension: dimension, metric: metric)
             return (existing, false)
         }
-        var nextID: UInt32 = 1
-        if let v = try txn.get(dbs.meta, Format.nextCollectionKey) {
-            guard v.count == 4 else {
-                throw VecStoreError.corrupt(database: "meta", key: "next-collection-id", reason: "\(v.count) bytes, not 4")
-            }
-            nextID = UInt32(littleEndian: v.loadUnaligned(as: UInt32.self))
-            guard nextID >= 1, nextID < UInt32.max else {
-                throw VecStoreError.corrupt(database: "meta", key: "next-collection-id", reason: "value \(nextID) is not a collection id")
-            }
+        let nextID = try nextCollectionID(txn)
+        // A damaged counter must not hand out the id of an existing collection: their rows would mix.
+        for other in try collectionNames(in: txn) where try record(txn, other)?.id == nextID {
+            throw VecStoreError.corrupt(database: "meta", key: "next-collection-id",
+                                        reason: "value \(nextID) is already the id of collection '\(other)'")
         }
         let rec = CollectionRecord(id: nextID, dimension: dimension, metric: metric,
                                    blockShift: Format.blockShift(dimension: dimension),
@@ -307,6 +305,20 @@ public final class VecStore: Sendable {
         try projection?.store(txn, dbs, nextID)
         try embedder?.store(txn, dbs, nextID)
         return (rec, true)
+    }
+
+    /// The id the next new collection gets (`next-collection-id`, 1 when absent), checked to be 4 bytes
+    /// holding a usable id.
+    func nextCollectionID(_ txn: Transaction) throws -> UInt32 {
+        guard let v = try txn.get(dbs.meta, Format.nextCollectionKey) else { return 1 }
+        guard v.count == 4 else {
+            throw VecStoreError.corrupt(database: "meta", key: "next-collection-id", reason: "\(v.count) bytes, not 4")
+        }
+        let nextID = UInt32(littleEndian: v.loadUnaligned(as: UInt32.self))
+        guard nextID >= 1, nextID < UInt32.max else {
+            throw VecStoreError.corrupt(database: "meta", key: "next-collection-id", reason: "value \(nextID) is not a collection id")
+        }
+        return nextID
     }
 
     static func checkMatch(_ r: CollectionRecord, name: String, dimension: Int, metric: Metric)

@@ -13,10 +13,10 @@ struct ImportCommand: ParsableCommand {
         commandName: "import",
         abstract: "Import documents from JSONL, .fvecs/.bvecs or .npy files.",
         discussion: """
-            JSONL lines look like {"id": "a", "vector": [0.1, ...], "text": "...", "metadata": {"year": 2024}}.
-            The first import into a new collection creates it with the dimension of the data.
-            Records with an id already stored replace it. Each batch is one transaction: on an invalid
-            record the import stops, earlier batches stay committed and the failing batch is not written
+            JSONL lines look like {"id": "a", "vector": [0.1, ...], "text": "...", "metadata": {"year": 2024}}. \
+            The first import into a new collection creates it with the dimension of the data. \
+            Records with an id already stored replace it. Each batch is one transaction: on an invalid \
+            record the import stops, earlier batches stay committed and the failing batch is not written \
             (--skip-invalid skips and reports bad records instead).
 
             Examples:
@@ -30,13 +30,13 @@ struct ImportCommand: ParsableCommand {
               vecstore import demo.vecstore -c notes Samples/notes.jsonl \\
                 --embed all-minilm-l6-v2     # text only: embeds "text"; needs the model
 
-            --pca D stores a PCA fitted on the first --pca-sample records with the new collection and keeps
-            only the D-dimensional projections; documents and queries of the input dimension are projected
+            --pca D stores a PCA fitted on the first --pca-sample records with the new collection and keeps \
+            only the D-dimensional projections; documents and queries of the input dimension are projected \
             automatically (and renormalised under cosine). D must be less than the input dimension.
 
-            With --embed MODEL, records without a "vector" get one by embedding their text (all-MiniLM-L6-v2,
-            384-d, text truncated to 256 tokens); a new collection gets dimension 384, metric cosine and a
-            record of the model (name and checksum). Later imports into that collection embed the same way
+            With --embed MODEL, records without a "vector" get one by embedding their text (all-MiniLM-L6-v2, \
+            384-d, text truncated to 256 tokens); a new collection gets dimension 384, metric cosine and a \
+            record of the model (name and checksum). Later imports into that collection embed the same way \
             without --embed; records that bring a vector must have dimension 384.
             """)
 

@@ -27,7 +27,7 @@ struct VecStoreCommand: ParsableCommand {
         commandName: "vecstore",
         abstract: "An embedded vector database on LMDB: import, search, inspect and maintain a store file.",
         discussion: """
-            A store is one file (plus FILE-lock beside it) holding named collections of documents:
+            A store is one file (plus FILE-lock and FILE-guard beside it) holding named collections of documents: \
             an id, a vector, optional text and optional JSON metadata.
 
             Quick start (from the repository root):
@@ -35,9 +35,9 @@ struct VecStoreCommand: ParsableCommand {
               vecstore query demo.vecstore -c docs --id cooking/risotto/overview -k 5
               vecstore stats demo.vecstore
 
-            The examples in every command's help run as written from the repository root, on the files in
-            Samples/, in the order of the command list below (import first makes demo.vecstore). Lines
-            marked "# needs the model" need all-MiniLM-L6-v2 (bash Tools/install-deps --model); "# needs
+            The examples in every command's help run as written from the repository root, on the files in \
+            Samples/, in the order of the command list below (import first makes demo.vecstore). Lines \
+            marked "# needs the model" need all-MiniLM-L6-v2 (bash Tools/install-deps --model); "# needs \
             rsvg-convert" needs the Debian package librsvg2-bin.
             """,
         version: "0.1.0 (store format \(VecStore.formatVersion))",
@@ -109,7 +109,8 @@ func reportingErrors<R>(_ body: () throws -> R) throws -> R {
         throw ExitCode(ExitStatus.of(VecStoreError.embedding(e)))
     } catch let e as ImportFailure {
         printError("error: \(e)")
-        if e.error.category == .badInput { printError("(use --skip-invalid to skip bad records)") }
+        // Only a bad record can be skipped; a refused option or collection cannot.
+        if case .invalidInput = e.error { printError("(use --skip-invalid to skip bad records)") }
         throw ExitCode(ExitStatus.of(e.error))
     }
 }

@@ -5,26 +5,6 @@ import Testing
 private let modelInstalled = (try? EmbeddingModels.locate(EmbeddingModels.miniLM.name)) != nil
 private let missingModel = Comment(rawValue: "all-minilm-l6-v2 is not installed in \(EmbeddingModels.directory) (bash Tools/install-deps --model)")
 
-/// Runs the CLI with extra environment variables.
-private func runCLI(_ arguments: [String], environment: [String: String]) throws -> CLIResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: vecstoreBinary)
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let group = DispatchGroup()
-    nonisolated(unsafe) var errData = Data()
-    DispatchQueue.global().async(group: group) { errData = err.fileHandleForReading.readDataToEndOfFile() }
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    group.wait()
-    process.waitUntilExit()
-    return CLIResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                     stderr: String(decoding: errData, as: UTF8.self))
-}
-
 private func readFvecs(_ path: String) throws -> [[Float]] {
     var reader = try FvecsReader(path: path, format: .fvecs)
     var rows: [[Float]] = []

@@ -27,6 +27,49 @@ import Glibc
         return p
     }
 
+    @Test("an open waiting for a compaction of one store does not hold up opens of another store")
+    func waitingOpenDoesNotBlockOthers() throws {
+        let dir = try TempDir()
+        let a = dir.path("a.vecstore"), b = dir.path("b.vecstore")
+        try VecStore(path: a).close()
+        // Another process holds a's guard exclusively, as a compaction does, for 3 s.
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/flock")
+        holder.arguments = ["-x", VecStore.guardPath(a), "sleep", "3"]
+        try holder.run()
+        defer { holder.waitUntilExit() }
+        usleep(300_000)
+        let done = DispatchSemaphore(value: 0)
+        let waiting = Thread {
+            var options = StoreOptions()
+            options.compactionWait = 5
+            _ = try? VecStore(path: a, options: options)
+            done.signal()
+        }
+        waiting.start()
+        usleep(200_000)
+        let started = Date()
+        try VecStore(path: b).close()
+        #expect(Date().timeIntervalSince(started) < 1.5, "opening b waited for a's compaction")
+        done.wait()
+    }
+
+    @Test("a damaged next-collection-id that names an existing collection is refused and reported, never reused")
+    func damagedCollectionCounter() throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("n.vecstore"))
+        let a = try store.collection("a", dimension: 4, index: .flat)
+        try a.upsert([Document(id: "x", vector: [1, 0, 0, 0])])
+        #expect(try store.verify().isOK)
+        // Roll the counter back onto collection a's id.
+        try store.write { txn in try txn.put(store.dbs.meta, Format.nextCollectionKey, Format.encodeInternalID(a.collectionID)) }
+        let report = try store.verify()
+        #expect(report.faults.contains { $0.contains("next-collection-id") }, "\(report.faults)")
+        #expect(throws: VecStoreError.self) { _ = try store.collection("b", dimension: 4, index: .flat) }
+        #expect(try store.collectionNames() == ["a"])
+        #expect(try a.get(id: "x") != nil)
+    }
+
     @Test("a reader holding the store open makes a compaction in another process fail cleanly, not race")
     func readerAcrossCompaction() throws {
         let dir = try TempDir()
@@ -224,25 +267,6 @@ import Glibc
         #expect(try s.verify().isOK)
         for id in ["r0", "r2999", "r3000", "r5999", "r9000", "r9499"] { #expect(try c.get(id: id) != nil) }
     }
-}
-
-/// Runs `script` with `bash -c`, `arguments` as `$0`, `$1`, ….
-func runShell(_ script: String, _ arguments: [String]) throws -> CLIResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/bin/bash")
-    process.arguments = ["-c", script] + arguments
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let group = DispatchGroup()
-    nonisolated(unsafe) var errData = Data()
-    DispatchQueue.global().async(group: group) { errData = err.fileHandleForReading.readDataToEndOfFile() }
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    group.wait()
-    process.waitUntilExit()
-    return CLIResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                     stderr: String(decoding: errData, as: UTF8.self))
 }
 
 /// A lock-protected value shared with test threads.

@@ -110,20 +110,28 @@ struct CLIResult {
     var stderr: String
 }
 
-/// Runs `vecstore` with `arguments` and waits for it.
+/// Runs `executable` with `arguments` (in `directory`, with `environment` added to this process's) and
+/// waits for it. `stdin` is written to its standard input, which is otherwise empty.
 @discardableResult
-func runCLI(_ arguments: [String], stdin: String? = nil) throws -> CLIResult {
+func runProcess(_ executable: String, _ arguments: [String], stdin: String? = nil, in directory: URL? = nil,
+                environment: [String: String] = [:]) throws -> CLIResult {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: vecstoreBinary)
+    process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
+    if let directory { process.currentDirectoryURL = directory }
+    if !environment.isEmpty {
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+    }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
-    let input = Pipe()
-    process.standardInput = input
+    let input = stdin.map { _ in Pipe() }
+    process.standardInput = input ?? FileHandle.nullDevice
     try process.run()
-    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-    try input.fileHandleForWriting.close()
+    if let input, let stdin {
+        input.fileHandleForWriting.write(Data(stdin.utf8))
+        try input.fileHandleForWriting.close()
+    }
     // Read both pipes before waiting so a full pipe cannot deadlock the child.
     let group = DispatchGroup()
     nonisolated(unsafe) var errData = Data()
@@ -133,6 +141,17 @@ func runCLI(_ arguments: [String], stdin: String? = nil) throws -> CLIResult {
     process.waitUntilExit()
     return CLIResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                      stderr: String(decoding: errData, as: UTF8.self))
+}
+
+/// Runs `vecstore` with `arguments` (and `environment` added to this process's) and waits for it.
+@discardableResult
+func runCLI(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) throws -> CLIResult {
+    try runProcess(vecstoreBinary, arguments, stdin: stdin, environment: environment)
+}
+
+/// Runs `script` with `bash -c`, `arguments` as `$0`, `$1`, ….
+func runShell(_ script: String, _ arguments: [String]) throws -> CLIResult {
+    try runProcess("/bin/bash", ["-c", script] + arguments)
 }
 
 /// Writes documents as import JSONL.
