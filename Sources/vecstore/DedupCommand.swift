@@ -7,12 +7,12 @@ struct DedupCommand: ParsableCommand {
         commandName: "dedup",
         abstract: "Find near-duplicate documents: every pair of vectors at or above a similarity threshold.",
         discussion: """
-            With an HNSW index, each document's --neighbours nearest documents are found through the graph
-            and the pairs at the threshold kept (approximate, linear in the collection size). --exact (and
-            flat collections) compare all pairs with a blocked self-join (work grows with the square of the
-            size). Scores are exact either way. Under l2 the threshold is a maximum squared distance.
-            --known-pairs takes a file of expected pairs (two ids per line, tab-separated, or space-separated when
-            the line has no tab) and
+            With an HNSW index, each document's --neighbours nearest documents are found through the graph \
+            and the pairs at the threshold kept (approximate, linear in the collection size). --exact (and \
+            flat collections) compare all pairs with a blocked self-join (work grows with the square of the \
+            size). Scores are exact either way. Under l2 the threshold is a maximum squared distance. \
+            --known-pairs takes a file of expected pairs (two ids per line, tab-separated, or space-separated when \
+            the line has no tab) and \
             reports precision and recall of the pairs found.
 
             Examples:

