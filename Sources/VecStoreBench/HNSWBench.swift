@@ -234,7 +234,7 @@ struct HNSWBench: ParsableCommand {
         metrics["incremental_verify_ok"] = v.isOK
 
         // Delete a random 20% (fixed seed).
-        var rng = SplitMix(seed: 42)
+        var rng = SplitMix64(seed: 42)
         var ids = all.map { $0.id ?? String($0.location.record) }
         for i in stride(from: ids.count - 1, to: 0, by: -1) { ids.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
         let doomed = Array(ids.prefix(ids.count / 5))
@@ -269,19 +269,6 @@ struct HNSWBench: ParsableCommand {
         print("deletes 20%: recall vs exact at ef=\(ef) \(String(format: "%.4f", afterDelete)); after compact "
               + "\(String(format: "%.4f", afterCompact)) (\(report.tombstonesDropped) dropped)")
         removeStore(path)
-    }
-}
-
-/// A small deterministic generator for the benchmark's random choices.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

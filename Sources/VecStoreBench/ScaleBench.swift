@@ -153,7 +153,7 @@ struct ScaleBench: ParsableCommand {
         }
         if phaseSet.contains("compact") {
             let n = try coll.count()
-            var rng = SplitMix(seed: 99)
+            var rng = SplitMix64(seed: 99)
             var doomed = Set<String>()
             var reader = try AttachingReader(base: base, ids: ids, sources: nil, limit: total)
             var allIDs: [String] = []

@@ -1,4 +1,5 @@
 import Foundation
+import VecStoreKernels
 import VecStoreQuant
 
 /// `../shared/data` beside the package root, found from this file's path.

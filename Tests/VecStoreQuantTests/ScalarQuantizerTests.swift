@@ -1,5 +1,6 @@
 import CQuant
 import Testing
+import VecStoreKernels
 @testable import VecStoreQuant
 
 @Suite struct ScalarQuantizerTests {

@@ -17,18 +17,6 @@ private final class TempStore {
     }
 }
 
-/// Deterministic generator (SplitMix64) so failures reproduce.
-private struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 private func doc(_ id: String, _ text: String?, _ metadata: [String: JSONValue] = [:], vector: [Float] = [1, 0]) -> Document {
     Document(id: id, vector: vector, text: text, metadata: metadata)
 }
@@ -78,7 +66,7 @@ private func referenceScore(query: [String], doc: [String], all: [[String]], k1:
     @Test func prunedSearchEqualsExhaustive() throws {
         let t = try TempStore()
         let c = try t.store.collection("c", dimension: 2)
-        var rng = SplitMix(state: 42)
+        var rng = SplitMix64(seed: 42)
         let vocab = (0..<60).map { "w\($0)" }
         // Zipf-like term choice so some terms span many 128-posting blocks and others are rare.
         func word() -> String {
@@ -257,7 +245,7 @@ private func referenceScore(query: [String], doc: [String], all: [[String]], k1:
     }
 
     @Test func postingBlockCodecRoundTrips() throws {
-        var rng = SplitMix(state: 9)
+        var rng = SplitMix64(seed: 9)
         for _ in 0..<500 {
             let n = Int.random(in: 1...128, using: &rng)
             var rows: [UInt32] = []

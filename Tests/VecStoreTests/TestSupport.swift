@@ -1,4 +1,5 @@
 import Foundation
+import VecStoreKernels
 import Testing
 @testable import VecStore
 
@@ -13,17 +14,11 @@ final class TempDir: @unchecked Sendable {
     deinit { try? FileManager.default.removeItem(at: url) }
 }
 
-/// Deterministic random numbers (SplitMix64) so failures reproduce.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// Deterministic random numbers (the project's SplitMix64) so failures reproduce.
+typealias SeededRandom = SplitMix64
+
+extension SplitMix64 {
+    /// A vector of `dim` components uniform in -1...1.
     mutating func vector(_ dim: Int) -> [Float] { (0..<dim).map { _ in Float.random(in: -1...1, using: &self) } }
 }
 
