@@ -81,7 +81,8 @@ public struct PCA: Sendable, Equatable {
     /// Fits a PCA with `components` axes on `count` row-major vectors of `dimension` floats.
     ///
     /// Needs more samples than components (`count > components`), finite values, and
-    /// `1 ≤ components ≤ dimension`. Memory: one centred copy of the sample plus a `dimension²` matrix.
+    /// `1 ≤ components ≤ dimension`. Memory: one centred copy of the sample plus a `min(count, dimension)²`
+    /// matrix.
     public static func fit(_ samples: UnsafeBufferPointer<Float>, count: Int, dimension: Int, components: Int,
                            subtractsMean: Bool = true) throws(PCAError) -> PCA
     {
@@ -109,19 +110,10 @@ public struct PCA: Sendable, Equatable {
         for r in 0..<n {
             for j in 0..<d { centred[r * d + j] = base[r * d + j] - mean[j] }
         }
-        // Covariance C = Xcᵀ Xc / (n − 1), d × d (symmetric, so row- and column-major agree).
-        var cov = [Float](repeating: 0, count: d * d)
         BLAS.useSingleThread()
-        centred.withUnsafeBufferPointer { x in
-            cov.withUnsafeMutableBufferPointer { c in
-                guard let xp = x.baseAddress, let cp = c.baseAddress else { return }
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(d), Int32(n),
-                            1 / Float(n - 1), xp, Int32(d), xp, Int32(d), 0, cp, Int32(d))
-            }
-        }
-        var trace: Double = 0
-        for j in 0..<d { trace += Double(cov[j * d + j]) }
-        let (values, vectors) = try largestEigenpairs(&cov, dimension: d, count: k)
+        let (values, vectors, trace) = try (n <= d
+            ? gramEigenpairs(centred, count: n, dimension: d, components: k)
+            : covarianceEigenpairs(centred, count: n, dimension: d, components: k))
         // Descending order, deterministic signs.
         var rows = [Float](repeating: 0, count: k * d)
         var variances = [Float](repeating: 0, count: k)
@@ -146,6 +138,64 @@ public struct PCA: Sendable, Equatable {
             try fit(b, count: samples.count / dimension, dimension: dimension, components: components,
                     subtractsMean: subtractsMean)
         }
+    }
+
+    /// The top `k` eigenpairs (ascending, each eigenvector `d` contiguous floats) of the covariance
+    /// `C = Xcᵀ Xc / (n − 1)` (d × d) of the centred rows `xc`, and its trace.
+    static func covarianceEigenpairs(_ xc: [Float], count n: Int, dimension d: Int, components k: Int)
+        throws(PCAError) -> ([Float], [Float], Double)
+    {
+        var cov = [Float](repeating: 0, count: d * d)  // symmetric, so row- and column-major agree
+        xc.withUnsafeBufferPointer { x in
+            cov.withUnsafeMutableBufferPointer { c in
+                guard let xp = x.baseAddress, let cp = c.baseAddress else { return }
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(d), Int32(n),
+                            1 / Float(n - 1), xp, Int32(d), xp, Int32(d), 0, cp, Int32(d))
+            }
+        }
+        var trace: Double = 0
+        for j in 0..<d { trace += Double(cov[j * d + j]) }
+        let (values, vectors) = try largestEigenpairs(&cov, dimension: d, count: k)
+        return (values, vectors, trace)
+    }
+
+    /// The same eigenpairs from the n × n Gram matrix `G = Xc Xcᵀ / (n − 1)`, for samples with no more rows
+    /// than dimensions: C has rank ≤ n − 1, and `G u = λ u` gives `C (Xcᵀ u) = λ (Xcᵀ u)`, so the
+    /// eigenvectors of C are the normalised `Xcᵀ u` and trace(C) = trace(G). Memory grows with n², not d²
+    /// (the covariance of a 65,536-dimensional collection alone would take 17 GB).
+    static func gramEigenpairs(_ xc: [Float], count n: Int, dimension d: Int, components k: Int)
+        throws(PCAError) -> ([Float], [Float], Double)
+    {
+        var gram = [Float](repeating: 0, count: n * n)
+        xc.withUnsafeBufferPointer { x in
+            gram.withUnsafeMutableBufferPointer { g in
+                guard let xp = x.baseAddress, let gp = g.baseAddress else { return }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(n), Int32(d),
+                            1 / Float(n - 1), xp, Int32(d), xp, Int32(d), 0, gp, Int32(n))
+            }
+        }
+        var trace: Double = 0
+        for i in 0..<n { trace += Double(gram[i * n + i]) }
+        let (values, u) = try largestEigenpairs(&gram, dimension: n, count: k)
+        // V = U Xc (k × d): row i is Xcᵀ u_i, then scaled to unit length.
+        var vectors = [Float](repeating: 0, count: k * d)
+        u.withUnsafeBufferPointer { up in
+            xc.withUnsafeBufferPointer { x in
+                vectors.withUnsafeMutableBufferPointer { v in
+                    guard let upp = up.baseAddress, let xp = x.baseAddress, let vp = v.baseAddress else { return }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(k), Int32(d), Int32(n), 1,
+                                upp, Int32(n), xp, Int32(d), 0, vp, Int32(d))
+                }
+            }
+        }
+        for i in 0..<k {
+            var norm: Double = 0
+            for j in 0..<d { norm += Double(vectors[i * d + j]) * Double(vectors[i * d + j]) }
+            guard norm > 0 else { continue }
+            let scale = Float(1 / norm.squareRoot())
+            for j in 0..<d { vectors[i * d + j] *= scale }
+        }
+        return (values, vectors, trace)
     }
 
     /// The `count` largest eigenvalues (ascending) and their eigenvectors (one contiguous `dimension`-float

@@ -4,6 +4,7 @@ import FoundationXML
 #endif
 import Testing
 @testable import VecStore
+@testable import VecStoreKernels
 import VecStorePlot
 
 /// Counts the elements of an SVG by name with Foundation's XML parser (which fails on malformed XML).
@@ -104,6 +105,45 @@ struct PCATests {
                 let a = Array(pca.components[i * d..<(i + 1) * d]), b = Array(pca.components[j * d..<(j + 1) * d])
                 #expect(abs(dot(a, b)) < 1e-4)
             }
+        }
+    }
+
+    @Test("fewer samples than dimensions: the Gram-matrix path gives the covariance path's eigenpairs")
+    func gramPathMatchesCovariance() throws {
+        var rng = SeededRandom(seed: 31)
+        let n = 40, d = 96, k = 5
+        // Rows with a few strong directions so the top eigenvalues are well separated.
+        let axes = (0..<k).map { _ in rng.vector(d) }
+        var centred = [Float](repeating: 0, count: n * d)
+        for r in 0..<n {
+            let row = (0..<k).reduce(rng.vector(d).map { $0 * 0.01 }) { acc, a in
+                let w = Float(k - a) * Float.random(in: -1...1, using: &rng)
+                return zip(acc, axes[a]).map { $0 + w * $1 }
+            }
+            for j in 0..<d { centred[r * d + j] = row[j] }
+        }
+        for j in 0..<d {  // centre the columns, as fit does
+            let mean = (0..<n).reduce(Float(0)) { $0 + centred[$1 * d + j] } / Float(n)
+            for r in 0..<n { centred[r * d + j] -= mean }
+        }
+        let (gv, gu, gt) = try PCA.gramEigenpairs(centred, count: n, dimension: d, components: k)
+        let (cv, cu, ct) = try PCA.covarianceEigenpairs(centred, count: n, dimension: d, components: k)
+        let traceError: Double = Swift.abs(gt - ct)
+        #expect(traceError <= 1e-4 * ct)
+        for i in 0..<k {
+            let valueError: Float = Swift.abs(gv[i] - cv[i])
+            #expect(valueError <= 1e-3 * cv[k - 1], "eigenvalue \(i): \(gv[i]) vs \(cv[i])")
+            let g = Array(gu[(i * d)..<((i + 1) * d)]), c = Array(cu[(i * d)..<((i + 1) * d)])
+            let cosine: Double = Swift.abs(dot(g, c))
+            #expect(Swift.abs(cosine - 1) < 1e-3, "eigenvector \(i): |cos| = \(cosine)")
+        }
+        // And fit takes that path: its components are unit length and its variance matches.
+        let pca = try PCA.fit(centred, dimension: d, components: k)
+        let totalError: Float = Swift.abs(pca.totalVariance - Float(ct))
+        #expect(totalError <= 1e-4 * Float(ct))
+        for i in 0..<k {
+            let row = Array(pca.components[(i * d)..<((i + 1) * d)])
+            #expect(Swift.abs(dot(row, row) - 1) < 1e-4)
         }
     }
 
