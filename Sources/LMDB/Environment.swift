@@ -52,6 +52,8 @@ public struct EnvironmentOptions: Sendable {
     /// that an operation replacing the data file never runs while another process has it open.
     public var sidecarLockPath: String?
     /// How long an open waits for an exclusive holder of the sidecar lock (a compaction) to finish.
+    /// An open that creates the data file holds the sidecar exclusively until `endCreation()`, so
+    /// that no other process sees the file before its creator has set it up.
     public var sidecarWait: Double = 60
     /// How long growing the map waits for this process's read transactions to end before failing.
     public var growthWait: Double = 30
@@ -80,6 +82,8 @@ public final class Environment: @unchecked Sendable {
     private let growthWait: Double
     /// Sidecar lock file descriptor (shared `flock` held while open), or -1.
     private let sidecarFD: Int32
+    /// Whether this open created the data file and still holds the sidecar exclusively (under `registryLock`).
+    private var holdsCreationLock = false
     /// The registry key (device, inode of the data file) of a shared environment.
     private var registryKey: FileID?
     /// `Environment.shared` handles still open on this environment (guarded by `registryLock`).
@@ -215,9 +219,9 @@ public final class Environment: @unchecked Sendable {
         if let existing = try registered(path: path, readOnly: options.readOnly) { return existing }
         // Waiting for a compaction in another process happens outside `registryLock`, so that it
         // does not hold up this process's opens and releases of other files.
-        let fd = try options.sidecarLockPath.map { sidecar throws(LMDBError) in
+        let (fd, creating) = try options.sidecarLockPath.map { sidecar throws(LMDBError) in
             try lockShared(sidecar, of: path, options: options)
-        } ?? -1
+        } ?? (-1, false)
         registryLock.lock()
         defer { registryLock.unlock() }
         // Under the shared lock the file can no longer be replaced: look again (it may have been
@@ -243,6 +247,7 @@ public final class Environment: @unchecked Sendable {
             throw error
         }
         env.users = 1
+        env.holdsCreationLock = creating
         if let id = env.fileID() {
             env.registryKey = id
             registry[id] = env
@@ -261,29 +266,71 @@ public final class Environment: @unchecked Sendable {
     /// Opens the sidecar lock file and takes its shared `flock`, waiting up to `options.sidecarWait`
     /// seconds while another process holds it exclusively. Returns the descriptor, or -1 for a
     /// read-only open where the sidecar cannot be created (nothing can compact such a store either).
+    /// A sidecar unlinked while this open waited on it (`removeUnused`) is let go and the current
+    /// one at the path locked instead, so every open of a file locks one and the same sidecar.
+    ///
+    /// When the data file does not exist yet, the lock is taken exclusively if it is free, and the
+    /// second value is true: the caller creates the store and calls `endCreation()`. Processes
+    /// opening the file meanwhile wait for the shared lock, so none sees it half set up.
     private static func lockShared(_ sidecar: String, of path: String, options: EnvironmentOptions) throws(LMDBError)
-        -> Int32
+        -> (Int32, Bool)
     {
-        var fd = open(sidecar, (options.readOnly ? O_RDONLY : O_RDWR) | O_CREAT | O_CLOEXEC, options.mode)
-        if fd < 0 && options.readOnly { fd = open(sidecar, O_RDONLY | O_CLOEXEC) }
-        if fd < 0 {
-            if options.readOnly && (errno == EACCES || errno == EROFS) { return -1 }
-            throw LMDBError(code: errno, operation: "open(\(sidecar))")
-        }
         let deadline = monotonicSeconds() + options.sidecarWait
-        while flock(fd, LOCK_SH | LOCK_NB) != 0 {
-            let e = errno
-            if e != EWOULDBLOCK && e != EINTR {
-                Glibc.close(fd)
-                throw LMDBError(code: e, operation: "flock(\(sidecar), shared)")
+        while true {
+            var exclusive = false
+            var fd = open(sidecar, (options.readOnly ? O_RDONLY : O_RDWR) | O_CREAT | O_CLOEXEC, options.mode)
+            if fd < 0 && options.readOnly { fd = open(sidecar, O_RDONLY | O_CLOEXEC) }
+            if fd < 0 {
+                if options.readOnly && (errno == EACCES || errno == EROFS) { return (-1, false) }
+                throw LMDBError(code: errno, operation: "open(\(sidecar))")
             }
-            if monotonicSeconds() > deadline {
-                Glibc.close(fd)
-                throw LMDBError(code: EBUSY, operation: "waiting \(Int(options.sidecarWait)) s for a compaction of \(path) in another process to finish")
+            while true {
+                if !options.readOnly && access(path, F_OK) != 0 && flock(fd, LOCK_EX | LOCK_NB) == 0 {
+                    exclusive = true
+                    break
+                }
+                if flock(fd, LOCK_SH | LOCK_NB) == 0 { break }
+                let e = errno
+                if e != EWOULDBLOCK && e != EINTR {
+                    Glibc.close(fd)
+                    throw LMDBError(code: e, operation: "flock(\(sidecar), shared)")
+                }
+                if monotonicSeconds() > deadline {
+                    Glibc.close(fd)
+                    throw LMDBError(code: EBUSY, operation: "waiting \(Int(options.sidecarWait)) s for a compaction of \(path) in another process to finish")
+                }
+                usleep(10_000)
             }
-            usleep(10_000)
+            var held = stat()
+            if fstat(fd, &held) == 0, let current = fileID(path: sidecar), current == FileID(held) { return (fd, exclusive) }
+            Glibc.close(fd)
         }
-        return fd
+    }
+
+    /// Removes the data file at `path`, its LMDB lock file and `sidecar`, if no other process has the
+    /// file open (none holds `sidecar`) and `isUnused` — called on the environment opened for the
+    /// check, under the exclusive lock — says so. Returns whether the files were removed. Used to
+    /// take back a store that a failed command created and never wrote to.
+    public static func removeUnused(path: String, sidecar: String, isUnused: (Environment) throws -> Bool) -> Bool {
+        var options = EnvironmentOptions()
+        options.sidecarLockPath = sidecar
+        options.sidecarWait = 0
+        guard let env = try? Environment.shared(path: path, options: options) else { return false }
+        defer { env.release() }
+        // Another handle of this process sharing the environment also counts as a user.
+        let alone = { () -> Bool in registryLock.lock(); defer { registryLock.unlock() }; return env.users == 1 }()
+        guard alone, (try? env.lockExclusive(wait: 0)) != nil else { return false }
+        guard (try? isUnused(env)) == true else {
+            env.unlockExclusive()
+            return false
+        }
+        // Openers wait on the sidecar while it is held exclusively; unlinking it last makes them
+        // retry on a fresh one (see `lockShared`) and create a new store.
+        unlink(path)
+        unlink(path + "-lock")
+        unlink(sidecar)
+        env.markSuperseded()
+        return true
     }
 
     private func adopt(readOnly: Bool) throws(LMDBError) -> Environment {
@@ -339,6 +386,15 @@ public final class Environment: @unchecked Sendable {
             unlockExclusive()
             throw LMDBError(code: EBUSY, operation: "exclusive lock on \(path): the file was replaced by another process meanwhile")
         }
+    }
+
+    /// Ends the creation of the data file by this open: the exclusive sidecar lock that kept other
+    /// processes' opens waiting becomes shared. Does nothing for an open that did not create the file.
+    public func endCreation() {
+        Self.registryLock.lock()
+        defer { Self.registryLock.unlock() }
+        if holdsCreationLock && sidecarFD >= 0 { flock(sidecarFD, LOCK_SH) }
+        holdsCreationLock = false
     }
 
     /// Returns the sidecar lock to shared after `lockExclusive()`.

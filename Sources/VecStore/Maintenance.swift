@@ -398,6 +398,37 @@ extension VecStore {
         return (documents, tombstones)
     }
 
+    /// Removes the store at `path`, with its `-lock` and `-guard` files, if it holds no collection and
+    /// nothing else has it open: no other process, and no other handle of this one. Returns whether it
+    /// was removed. `vecstore import` uses it to take back a store it created but never wrote to,
+    /// without pulling the file from under another process that is filling it.
+    @discardableResult
+    public static func removeIfEmpty(path: String) -> Bool {
+        guard FileManager.default.fileExists(atPath: path) else { return false }
+        return Environment.removeUnused(path: path, sidecar: guardPath(path)) { env in
+            let names = try env.read { txn in
+                try txn.withCursor(Database.main) { (c: Cursor) throws -> [String] in
+                    var names: [String] = []
+                    var entry = try c.first()
+                    while let e = entry {
+                        names.append(String(decoding: e.key, as: UTF8.self))
+                        entry = try c.next()
+                    }
+                    return names
+                }
+            }
+            if names.isEmpty { return true }  // created, no database in it yet
+            guard names.contains(Format.DB.meta) else { return false }
+            let meta = try env.openDatabases([(Format.DB.meta, [])], create: false)[0]
+            return try env.read { txn in
+                try txn.withCursor(meta) { (c: Cursor) throws -> Bool in
+                    guard let (key, _) = try c.seek(atLeast: Format.collectionPrefix) else { return true }
+                    return !key.starts(with: Format.collectionPrefix)
+                }
+            }
+        }
+    }
+
     /// Removes `path` if it exists; any other failure is an error.
     private static func removeIfPresent(_ path: String) throws(VecStoreError) {
         if unlink(path) != 0 && errno != ENOENT {

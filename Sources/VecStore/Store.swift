@@ -77,6 +77,7 @@ public final class VecStore: Sendable {
         let env = try Self.openEnvironment(path, envOptions)
         do {
             (self.dbs, self.writeRefusal) = try Self.prepare(env, path: path, options: options)
+            env.endCreation()  // other processes' opens of a file this one created proceed from here
         } catch {
             env.release()
             throw error

@@ -111,12 +111,9 @@ struct ImportCommand: ParsableCommand {
         let existed = FileManager.default.fileExists(atPath: target.store)
         var committedAny = false
         defer {
-            // A store file this command created and never wrote a record to is removed again.
-            if !existed && !committedAny {
-                try? FileManager.default.removeItem(atPath: target.store)
-                try? FileManager.default.removeItem(atPath: target.store + "-lock")
-                try? FileManager.default.removeItem(atPath: target.store + "-guard")
-            }
+            // A store file this command created and never wrote a record to is removed again, unless
+            // another process has it open or has put a collection in it meanwhile.
+            if !existed && !committedAny { VecStore.removeIfEmpty(path: target.store) }
         }
         try reportingErrors {
             // The model is loaded and checked before the store is touched: a missing or damaged model writes nothing.

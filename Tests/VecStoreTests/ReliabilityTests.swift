@@ -240,6 +240,30 @@ import Glibc
         }
     }
 
+    @Test("a failed import takes back only an empty store nobody else has open")
+    func removeIfEmpty() throws {
+        let dir = try TempDir()
+        let store = dir.path("s.vecstore")
+        let held = try VecStore(path: store)
+        #expect(!VecStore.removeIfEmpty(path: store), "another handle has it open")
+        held.close()
+        let other = try start(["import", store, "-c", "c",
+                               packageRoot.appendingPathComponent("Samples/docs.jsonl").path], output: Pipe())
+        other.waitUntilExit()
+        #expect(other.terminationStatus == 0)
+        #expect(!VecStore.removeIfEmpty(path: store), "it holds a collection now")
+        #expect(FileManager.default.fileExists(atPath: store))
+
+        let empty = dir.path("empty.vecstore")
+        try VecStore(path: empty).close()
+        #expect(VecStore.removeIfEmpty(path: empty))
+        for suffix in ["", "-lock", "-guard"] { #expect(!FileManager.default.fileExists(atPath: empty + suffix)) }
+        // A later open creates a fresh store at the path.
+        let again = try VecStore(path: empty)
+        #expect(try again.collectionNames().isEmpty)
+        again.close()
+    }
+
     @Test("several processes import into one new collection: nothing lost or duplicated, one creates it")
     func concurrentImporters() throws {
         let dir = try TempDir()
