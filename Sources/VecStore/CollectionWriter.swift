@@ -222,6 +222,7 @@ struct CollectionWriter {
         for (block, bytes) in liveEdits { try txn.put(dbs.live, Format.key(record.id, block), bytes) }
         liveEdits.removeAll()
         try updateGraph()  // HNSW/HNSWIndexing.swift: link new rows, repair around deleted ones
+        try updateIVF()  // IVF/IVFCollection.swift: assign new rows to their lists
         try text.finish()
         try txn.put(dbs.meta, Format.collectionKey(name), record.encoded())
     }

@@ -263,6 +263,9 @@ extension VecStore {
             faults.append("\(name): field index has \(indexEntries) entries, metadata implies \(metadataKeys.count)")
         }
         checked += try verifyGraph(txn, name, record, view, &faults)  // HNSW/HNSWVerify.swift
+        let ivf = try IVFVerify.faults(txn, dbs, record, view, name: name)  // IVF/IVFVerify.swift
+        faults += ivf.faults
+        checked += ivf.checked
         faults += try verifyTextIndex(txn, record, name: name)
         faults += try verifyProjection(txn, record, name: name)
         return checked

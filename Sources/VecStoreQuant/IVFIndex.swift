@@ -290,58 +290,21 @@ public final class IVFIndex: @unchecked Sendable {
         return out
     }
 
-    /// ADC over the probed lists' codes. Inner product: q · (c + r) = q · c + q · r, so one table serves every
-    /// list and q · c is the list's bias. L2: the precomputed decomposition (`precomputedTerms`), one table
-    /// add per list and |q − c|² as the bias. Tables and the quantized fast-scan table are reused across lists.
+    /// ADC over the probed lists' codes through `IVFProbeScorer` (one query table, one list table and
+    /// constant per probed list).
     func scanCodes(_ query: UnsafePointer<Float>, probes: [UInt32], pq: ProductQuantizer, mask: CandidateMask?,
                    into top: inout TopK) throws(QuantError) {
-        let d = header.dimension, metric = header.metric, l2 = metric == .l2
-        let m = pq.subquantizers
-        let tableSize = m * pq.centroidsPerSubquantizer
-        let fast = header.kind == .pq4FastScan
-        var queryTable = [Float](repeating: 0, count: tableSize)
-        var listTable = [Float](repeating: 0, count: tableSize)
-        queryTable.withUnsafeMutableBufferPointer { t in
-            guard let tb = t.baseAddress else { return }
-            pq.lookupTable(query, metric: .dot, into: tb)
-            if l2 { for i in 0..<tableSize { tb[i] *= -2 } }
-        }
-        var quantized = queryTable.withUnsafeBufferPointer { t in
-            t.baseAddress.map { QuantizedTable($0, subquantizers: m, innerProduct: !l2) }
-        }
+        let d = header.dimension
+        var scorer = IVFProbeScorer(query: query, header: header, quantizer: pq, precomputed: precomputed)
         for list in probes {
             let l = Int(list)
-            var bias: Float = 0
             centroids.withUnsafeBufferPointer { cb in
-                guard let c = cb.baseAddress else { return }
-                bias = l2 ? vs_l2(query, c + l * d, d) : vs_dot(query, c + l * d, d)
-            }
-            if l2 {
                 precomputed.withUnsafeBufferPointer { pb in
-                    queryTable.withUnsafeBufferPointer { qb in
-                        listTable.withUnsafeMutableBufferPointer { lb in
-                            guard let p = pb.baseAddress, let q = qb.baseAddress, let o = lb.baseAddress else { return }
-                            let row = p + l * tableSize
-                            if fast {
-                                quantized?.update(row, plus: q, innerProduct: false)
-                            } else {
-                                for i in 0..<tableSize { o[i] = row[i] + q[i] }
-                            }
-                        }
-                    }
+                    guard let c = cb.baseAddress else { return }
+                    scorer.prepare(list: l, query: query, centroid: c + l * d, precomputed: pb.baseAddress)
                 }
             }
-            for r in blocks[l] {
-                let view = try blockView(r, list: l)
-                if fast, let quantized {
-                    IVFListScan.fastScan(view, table: quantized, bias: bias, mask: mask, into: &top)
-                } else {
-                    (l2 ? listTable : queryTable).withUnsafeBufferPointer { t in
-                        guard let tb = t.baseAddress else { return }
-                        IVFListScan.pq(view, quantizer: pq, table: tb, metric: metric, bias: bias, mask: mask, into: &top)
-                    }
-                }
-            }
+            for r in blocks[l] { scorer.scan(try blockView(r, list: l), mask: mask, into: &top) }
         }
     }
 }

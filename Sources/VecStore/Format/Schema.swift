@@ -34,6 +34,9 @@ enum Schema {
         Entry(name: TextFormat.DB.terms, flags: [], owner: "bm25", perCollection: true),
         Entry(name: TextFormat.DB.postings, flags: [], owner: "bm25", perCollection: true),
         Entry(name: TextFormat.DB.doclens, flags: [], owner: "bm25", perCollection: true),
+        // Spec/IVF.md
+        Entry(name: IVFFormat.DB.ivf, flags: [], owner: "ivf", perCollection: true),
+        Entry(name: IVFFormat.DB.lists, flags: [], owner: "ivf", perCollection: true),
     ]
 
     /// Per-collection meta records `<prefix>BE32(cid)` and their owners; each is deleted with its
@@ -42,6 +45,7 @@ enum Schema {
         (HNSWConfig.keyPrefix, "hnsw"),
         (ProjectionRecord.keyPrefix, "pca"),
         (EmbedderInfo.keyPrefix, "embed"),
+        (IVFFormat.keyPrefix, "ivf"),
     ]
 }
 

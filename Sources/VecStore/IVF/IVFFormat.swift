@@ -1,0 +1,148 @@
+import Foundation
+import LMDB
+import VecStoreKernels
+import VecStoreQuant
+
+/// What an IVF index keeps in its inverted lists.
+public enum IVFCoding: Sendable, Equatable, CustomStringConvertible {
+    /// The float32 vectors (IVF-Flat): list scans score exactly.
+    case flat
+    /// Product-quantization codes of the residuals against the list's centroid (IVF-PQ): `m` sub-quantizers
+    /// of `bits` bits (8, or 4 in the 32-row fast-scan layout). Scores are approximate (ADC) and re-ranked
+    /// with the float32 vectors (`SearchOptions.refine`).
+    case pq(m: Int, bits: Int)
+
+    /// `flat`, `pq8` or `pq4` (as `index show` prints it).
+    public var description: String {
+        switch self {
+        case .flat: "flat"
+        case .pq(let m, let bits): "pq\(bits) M=\(m)"
+        }
+    }
+
+    /// The list payload this coding writes (4-bit codes are always stored in the fast-scan layout).
+    var payloadKind: IVFPayloadKind {
+        switch self {
+        case .flat: .flat
+        case .pq(_, let bits): bits == 8 ? .pq8 : .pq4FastScan
+        }
+    }
+}
+
+/// Parameters of an IVF index (Spec/IVF.md).
+public struct IVFParameters: Sendable, Equatable {
+    /// Lists (coarse centroids); nil picks `IVFParameters.defaultNlist(rows:)` from the collection size.
+    public var nlist: Int?
+    /// What the lists carry.
+    public var coding: IVFCoding
+    /// Lists probed when a search does not say (`SearchOptions.nprobe`); nil: max(1, nlist / 16).
+    public var nprobe: Int?
+    /// Re-ranking factor when a search does not say (`SearchOptions.refine`); nil: 4 for PQ, 0 for flat.
+    public var refine: Int?
+    /// Seed of the training sample and of k-means.
+    public var seed: UInt64
+    /// Coarse k-means iterations.
+    public var iterations: Int
+
+    /// Parameters; every field but `coding` has a default chosen from the data when the index is trained.
+    public init(nlist: Int? = nil, coding: IVFCoding = .flat, nprobe: Int? = nil, refine: Int? = nil,
+                seed: UInt64 = 1234, iterations: Int = 10) {
+        self.nlist = nlist
+        self.coding = coding
+        self.nprobe = nprobe
+        self.refine = refine
+        self.seed = seed
+        self.iterations = iterations
+    }
+
+    /// Training rows needed per list: FAISS warns below 39 (k-means then has too few points per centroid).
+    public static let rowsPerList = 39
+
+    /// The default number of lists for `rows` vectors: 4·√rows rounded to the nearest power of two, at most
+    /// `rows / 39` (so k-means has ≥ 39 training rows per centroid), and within 1…65536.
+    public static func defaultNlist(rows: Int) -> Int {
+        guard rows > 0 else { return 1 }
+        let target = 4 * Double(rows).squareRoot()
+        var nlist = 1 << Int(log2(max(target, 1)).rounded())
+        nlist = min(nlist, max(1, rows / rowsPerList), 65536)
+        return max(1, nlist)
+    }
+
+    /// The fewest live rows an index with these parameters can be trained on: `nlist` (one row per centroid)
+    /// and, for PQ, the `2^bits` rows a codebook needs.
+    func minimumRows(nlist: Int) -> Int {
+        switch coding {
+        case .flat: nlist
+        case .pq(_, let bits): max(nlist, 1 << bits)
+        }
+    }
+
+    /// Checks the explicit fields against a collection of `dimension`.
+    func validate(dimension: Int) throws(VecStoreError) {
+        if let nlist, !(1...65536).contains(nlist) { throw .invalidArgument("--nlist \(nlist) is outside 1…65536") }
+        if let nprobe, !(1...65535).contains(nprobe) { throw .invalidArgument("--nprobe \(nprobe) is outside 1…65535") }
+        if let refine, !(0...65535).contains(refine) { throw .invalidArgument("--refine \(refine) is outside 0…65535") }
+        guard (1...1000).contains(iterations) else { throw .invalidArgument("IVF k-means iterations \(iterations) outside 1…1000") }
+        if case .pq(let m, let bits) = coding {
+            guard bits == 8 || bits == 4 else { throw .invalidArgument("--pq-bits must be 8 or 4 (got \(bits))") }
+            guard (1...256).contains(m), dimension % m == 0 else {
+                throw .invalidArgument("--pq-m \(m) must be 1…256 and divide the dimension \(dimension)")
+            }
+        }
+    }
+}
+
+/// Keys, database names and constants of the IVF layout (Spec/IVF.md §1).
+enum IVFFormat {
+    /// The store feature an IVF collection declares: needed to read (a reader without it would ignore the
+    /// lists and search a collection whose writes it cannot keep in step) and to write.
+    static let feature = "ivf"
+    /// Meta key prefix of the header record `ivf:<BE32 cid>`.
+    static let keyPrefix: [UInt8] = Array("ivf:".utf8)
+
+    /// Named databases.
+    enum DB {
+        /// Centroids (`BE32(cid)·0x00`) and PQ codebooks (`BE32(cid)·0x01`).
+        static let ivf = "ivf"
+        /// List blocks `BE32(cid)·BE32(list)·BE32(block)`.
+        static let lists = "ivf-lists"
+    }
+
+    /// Rows per full list block: 256 for flat lists (a 128-d block is 128 KiB), 1024 for PQ codes.
+    static func blockCapacity(_ kind: IVFPayloadKind) -> Int { kind == .flat ? 256 : 1024 }
+
+    static func headerKey(_ cid: UInt32) -> [UInt8] { keyPrefix + Format.prefix(cid) }
+    static func centroidKey(_ cid: UInt32) -> [UInt8] { Format.prefix(cid) + [0] }
+    static func codebookKey(_ cid: UInt32) -> [UInt8] { Format.prefix(cid) + [1] }
+
+    static func blockKey(_ cid: UInt32, list: Int, block: Int) -> [UInt8] {
+        var k: [UInt8] = []
+        k.reserveCapacity(12)
+        k.appendBE(cid)
+        k.appendBE(UInt32(list))
+        k.appendBE(UInt32(block))
+        return k
+    }
+
+    /// The handles of the two IVF databases.
+    static func handles(_ dbs: Databases) throws(VecStoreError) -> (ivf: Database, lists: Database) {
+        guard let ivf = dbs.named(DB.ivf), let lists = dbs.named(DB.lists) else {
+            throw .corrupt("the store has no IVF databases (opened read-only before they were created)")
+        }
+        return (ivf, lists)
+    }
+
+    /// A damaged-record error of the quantization codecs as a store error naming the collection.
+    static func corrupt(_ error: QuantError, _ name: String) -> VecStoreError {
+        .corrupt("collection \(name): \(error)")
+    }
+}
+
+extension Databases {
+    /// The handle of the database called `name`, or nil when this store has none (an index kind's database
+    /// missing from a store opened read-only before the kind existed).
+    func named(_ name: String) -> Database? {
+        for (entry, handle) in zip(Schema.databases, all) where entry.name == name { return handle }
+        return nil
+    }
+}

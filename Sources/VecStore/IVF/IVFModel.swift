@@ -1,0 +1,105 @@
+import LMDB
+import VecStoreKernels
+import VecStoreQuant
+
+/// A collection's trained IVF quantizers as stored (Spec/IVF.md §2–3, Spec/PQ.md §2): the header, the coarse
+/// centroids and, for IVF-PQ, the product quantizer. Every value is checked when it is read; a damaged
+/// record gives `VecStoreError.corrupt` naming the collection and the record.
+final class IVFModel: @unchecked Sendable {
+    let header: IVFHeader
+    /// `nlist × dimension` centroids, row-major.
+    let centroids: [Float]
+    /// The product quantizer of IVF-PQ (nil for IVF-Flat).
+    let quantizer: ProductQuantizer?
+
+    init(header: IVFHeader, centroids: [Float], quantizer: ProductQuantizer?) {
+        self.header = header
+        self.centroids = centroids
+        self.quantizer = quantizer
+    }
+
+    /// Bytes of one row's payload: `4 · dimension` for flat, the PQ code size otherwise.
+    var codeSize: Int { quantizer?.codeSize ?? header.dimension * 4 }
+
+    /// Width field of the list blocks: the dimension for flat, M for PQ.
+    var width: Int { header.kind == .flat ? header.dimension : header.subquantizers }
+
+    /// The model of collection `record`, or nil when it has no IVF index.
+    static func load(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String) throws -> IVFModel? {
+        guard let value = try txn.get(dbs.meta, IVFFormat.headerKey(record.id)) else { return nil }
+        let (ivf, _) = try IVFFormat.handles(dbs)
+        let cv = try txn.get(ivf, IVFFormat.centroidKey(record.id))
+        let bv = try txn.get(ivf, IVFFormat.codebookKey(record.id))
+        do throws(QuantError) {
+            let header = try IVFHeader.decode(value)
+            guard header.metric == record.metric else {
+                throw QuantError.damaged(record: "IVF header", offset: 2,
+                                         reason: "metric \(header.metric), the collection's is \(record.metric)")
+            }
+            guard header.dimension == record.dimension else {
+                throw QuantError.damaged(record: "IVF header", offset: 8,
+                                         reason: "dimension \(header.dimension), the collection's is \(record.dimension)")
+            }
+            guard let cv else { throw QuantError.damaged(record: "IVF centroids", offset: 0, reason: "record missing") }
+            let centroids = try FloatMatrixRecord.decode(cv, count: header.nlist * header.dimension,
+                                                        record: "IVF centroids")
+            var quantizer: ProductQuantizer?
+            if header.kind != .flat {
+                guard let bv else { throw QuantError.damaged(record: "PQ codebooks", offset: 0, reason: "record missing") }
+                let books = try FloatMatrixRecord.decode(bv, count: header.dimension << header.bits,
+                                                        record: "PQ codebooks")
+                quantizer = try ProductQuantizer(dimension: header.dimension, subquantizers: header.subquantizers,
+                                                 bits: header.bits, codebooks: books)
+            }
+            return IVFModel(header: header, centroids: centroids, quantizer: quantizer)
+        } catch {
+            throw IVFFormat.corrupt(error, name)
+        }
+    }
+
+    /// Writes the header, centroids and codebooks of collection `cid` and declares the `ivf` feature.
+    func store(_ txn: Transaction, _ dbs: Databases, _ cid: UInt32) throws {
+        let (ivf, _) = try IVFFormat.handles(dbs)
+        let encoded: [UInt8]
+        do { encoded = try header.encode() } catch { throw VecStoreError.invalidArgument("\(error)") }
+        try txn.put(dbs.meta, IVFFormat.headerKey(cid), encoded)
+        try txn.put(ivf, IVFFormat.centroidKey(cid), FloatMatrixRecord.encode(centroids))
+        if let quantizer {
+            try txn.put(ivf, IVFFormat.codebookKey(cid), FloatMatrixRecord.encode(quantizer.codebooks))
+        } else {
+            _ = try txn.delete(ivf, IVFFormat.codebookKey(cid))
+        }
+        try Format.declare(Format.Feature(name: IVFFormat.feature, neededToRead: true, neededToWrite: true), txn,
+                           meta: dbs.meta)
+    }
+
+    /// Deletes collection `cid`'s IVF records and lists (the collection is searched exactly afterwards).
+    /// Stores opened read-only without the IVF databases hold no IVF collection: nothing to do.
+    static func drop(_ txn: Transaction, _ dbs: Databases, _ cid: UInt32) throws {
+        _ = try txn.delete(dbs.meta, IVFFormat.headerKey(cid))
+        let prefix = Format.prefix(cid)
+        for name in [IVFFormat.DB.ivf, IVFFormat.DB.lists] {
+            guard let db = dbs.named(name) else { continue }
+            try txn.withCursor(db) { (c: Cursor) throws -> Void in
+                while let (key, _) = try c.seek(atLeast: prefix), key.starts(with: prefix) { try c.deleteCurrent() }
+            }
+        }
+    }
+
+    /// The `count` nearest lists of a query, nearest first (Spec/IVF.md §6 step 1).
+    func probes(_ query: UnsafePointer<Float>, count: Int) -> [UInt32] {
+        centroids.withUnsafeBufferPointer { c in
+            guard let cb = c.baseAddress else { return [] }
+            return KMeans.nearest(query, centroids: cb, k: header.nlist, dimension: header.dimension,
+                                  metric: header.metric, count: count)
+        }
+    }
+
+    /// The nearest list of each of `count` rows (Spec/IVF.md §5 step 3's rule).
+    func assign(_ rows: UnsafePointer<Float>, count: Int, threads: Int = 1) -> [UInt32] {
+        var labels = [UInt32](), distances = [Float]()
+        KMeans.assign(rows, count: count, dimension: header.dimension, centroids: centroids, k: header.nlist,
+                      metric: header.metric, threads: threads, labels: &labels, distances: &distances)
+        return Array(labels.prefix(count))
+    }
+}

@@ -1,0 +1,136 @@
+import Dispatch
+import LMDB
+import VecStoreKernels
+import VecStoreQuant
+
+/// A collection's IVF index as one read snapshot sees it: the model and, per list, checked zero-copy views
+/// of its blocks in the memory map (one cursor pass over the list keys when the view is opened; no LMDB
+/// look-up during a search). Valid while the snapshot it was read in is.
+final class IVFView: @unchecked Sendable {
+    let model: IVFModel
+    let name: String
+    /// `blocks[list]`: the list's blocks in order.
+    let blocks: [[IVFListBlockView]]
+    /// L2 IVF-PQ: `nlist × M × 2^bits` precomputed list terms (empty otherwise, or when too large).
+    let precomputed: [Float]
+    /// Rows in all lists.
+    let listedRows: Int
+
+    /// Precomputed L2 terms are kept up to this many floats (64 MiB); larger indexes build each probed
+    /// list's table from the residual query instead.
+    static let precomputedLimit = 16 << 20
+
+    /// Reads and checks the list keys and block headers of collection `record` (Spec/IVF.md §4.3's
+    /// constant-time checks; `verify` runs the one-pass checks).
+    init(_ txn: Transaction, _ dbs: Databases, record: CollectionRecord, model: IVFModel, name: String) throws {
+        self.model = model
+        self.name = name
+        let header = model.header
+        let lists = try IVFFormat.handles(dbs).lists
+        var blocks = [[IVFListBlockView]](repeating: [], count: header.nlist)
+        var listed = 0
+        let prefix = Format.prefix(record.id)
+        try txn.withCursor(lists) { (c: Cursor) throws -> Void in
+            var entry = try c.seek(atLeast: prefix)
+            while let (key, value) = entry, key.starts(with: prefix) {
+                guard key.count == 12 else {
+                    throw VecStoreError.corrupt("collection \(name): IVF list key of \(key.count) bytes (expected 12)")
+                }
+                let list = Int(readBE32(key, at: 4)), number = Int(readBE32(key, at: 8))
+                guard list < header.nlist else {
+                    throw VecStoreError.corrupt("collection \(name): IVF list \(list) ≥ nlist \(header.nlist)")
+                }
+                guard number == blocks[list].count else {
+                    throw VecStoreError.corrupt("collection \(name): IVF list \(list) block \(blocks[list].count) missing (found \(number))")
+                }
+                if let previous = blocks[list].last, previous.count != header.blockCapacity {
+                    throw VecStoreError.corrupt("collection \(name): IVF list \(list) block \(number - 1) holds \(previous.count) rows but is not the last (capacity \(header.blockCapacity))")
+                }
+                let view: IVFListBlockView
+                do throws(QuantError) { view = try IVFListBlock.view(value, kind: header.kind, width: model.width, list: list) } catch {
+                    throw IVFFormat.corrupt(error, name)
+                }
+                guard view.count <= header.blockCapacity else {
+                    throw VecStoreError.corrupt("collection \(name): IVF list \(list) block \(number) holds \(view.count) rows, capacity \(header.blockCapacity)")
+                }
+                blocks[list].append(view)
+                listed += view.count
+                entry = try c.next()
+            }
+        }
+        self.blocks = blocks
+        listedRows = listed
+        if let pq = model.quantizer, header.metric == .l2,
+           header.nlist * pq.subquantizers * pq.centroidsPerSubquantizer <= Self.precomputedLimit {
+            precomputed = IVFIndex.precomputedTerms(centroids: model.centroids, nlist: header.nlist, quantizer: pq)
+        } else {
+            precomputed = []
+        }
+    }
+
+    /// Rows in each list.
+    var listSizes: [Int] { blocks.map { $0.reduce(0) { $0 + $1.count } } }
+
+    /// The `k` best rows of each of `count` queries (stored form), as `TopK`s whose scores are larger-is-closer
+    /// (−squared L2, or the inner product). Only rows in `mask` are considered (the caller passes at least the
+    /// live rows: list blocks may hold deleted rows). `nprobe` lists are probed; PQ candidates are re-ranked
+    /// exactly with the float32 vectors of `vectors` when `refine` > 0 (the best `refine·k` of the ADC
+    /// scores), so their scores are exact; flat lists score exactly.
+    func search(queries: UnsafePointer<Float>, count: Int, k: Int, mask: CandidateMask, nprobe: Int, refine: Int,
+                vectors: CollectionView, threads: Int) -> [TopK] {
+        let d = model.header.dimension
+        let workers = max(1, min(threads, count))
+        if workers == 1 {
+            return (0..<count).map { one(queries + $0 * d, k: k, mask: mask, nprobe: nprobe, refine: refine, vectors: vectors) }
+        }
+        let out = UnsafeMutableBufferPointer<TopK>.allocate(capacity: count)
+        out.initialize(repeating: TopK(k: 0))
+        defer { out.deinitialize(); out.deallocate() }
+        let box = SendableBox((self, queries, out, mask, vectors))
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let (view, queries, out, mask, vectors) = box.value
+            var i = w
+            while i < count {
+                out[i] = view.one(queries + i * d, k: k, mask: mask, nprobe: nprobe, refine: refine, vectors: vectors)
+                i += workers
+            }
+        }
+        return Array(out)
+    }
+
+    /// One query (see `search`).
+    func one(_ query: UnsafePointer<Float>, k: Int, mask: CandidateMask, nprobe: Int, refine: Int,
+             vectors: CollectionView) -> TopK {
+        let header = model.header, d = header.dimension, metric = header.metric
+        let probes = model.probes(query, count: max(1, nprobe))
+        guard let pq = model.quantizer else {
+            var top = TopK(k: k)
+            for list in probes {
+                for block in blocks[Int(list)] { IVFListScan.flat(block, query: query, metric: metric, mask: mask, into: &top) }
+            }
+            return top
+        }
+        let refining = refine > 0
+        var top = TopK(k: refining ? k * refine : k)
+        var scorer = IVFProbeScorer(query: query, header: header, quantizer: pq, precomputed: precomputed)
+        model.centroids.withUnsafeBufferPointer { cb in
+            precomputed.withUnsafeBufferPointer { pb in
+                guard let c = cb.baseAddress else { return }
+                for list in probes {
+                    let l = Int(list)
+                    scorer.prepare(list: l, query: query, centroid: c + l * d, precomputed: pb.baseAddress)
+                    for block in blocks[l] { scorer.scan(block, mask: mask, into: &top) }
+                }
+            }
+        }
+        guard refining else { return top }
+        // Every candidate passed the mask, so it is a row of the collection: its vector is in `vectors`.
+        var exact = TopK(k: k)
+        for (row, _) in top.sorted() {
+            let v = vectors.vector(row)
+            let s = metric == .l2 ? -squaredL2(query, v, d) : dotProduct(query, v, d)
+            if s >= exact.threshold { exact.insert(s, row) }
+        }
+        return exact
+    }
+}
