@@ -55,10 +55,17 @@ public struct SearchOptions: Sendable {
     public var filterStrategy: FilterStrategy
     /// Also return each result's text (read in the search's own snapshot).
     public var includeText = false
+    /// IVF lists probed for this search (default: the index's nprobe); capped at the index's nlist.
+    public var nprobe: Int?
+    /// IVF-PQ re-ranking factor for this search: the best `refine × k` candidates by ADC score are re-scored
+    /// with the float32 vectors (default: the index's refine; 0 keeps ADC order). Reported scores are exact.
+    public var refine: Int?
     /// Creates options; `threads` defaults to 1 for single queries.
     public init(threads: Int = 1, ef: Int? = nil, exact: Bool = false, filterStrategy: FilterStrategy = .automatic,
-                includeText: Bool = false) {
+                includeText: Bool = false, nprobe: Int? = nil, refine: Int? = nil) {
         self.includeText = includeText
+        self.nprobe = nprobe.map { max(1, $0) }
+        self.refine = refine.map { max(0, $0) }
         self.threads = max(1, threads)
         self.ef = ef.map { max(1, $0) }
         self.exact = exact

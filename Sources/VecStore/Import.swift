@@ -98,6 +98,16 @@ public struct ImportReport: Sendable {
     public var skippedExamples: [String]
     /// Wall-clock seconds.
     public var seconds: Double
+    /// For `IndexKind.ivf` on a collection the import created: whether the index was trained at the end.
+    public var ivf: IVFImportOutcome?
+}
+
+/// Whether an import trained the IVF index of the collection it created.
+public enum IVFImportOutcome: Sendable {
+    /// Trained over the imported rows.
+    case trained(IVFBuildReport)
+    /// Too few rows to train (`rows` < `needed`): the collection is searched exactly until `buildIVF`.
+    case notTrained(rows: Int, needed: Int)
 }
 
 /// An import stopped at an invalid record or a storage error. Whole batches before the failing one
@@ -404,8 +414,27 @@ extension VecStore {
             if batch.count >= options.batchSize { try flush() }
         }
         try flush()
+        if report.createdCollection, case .ivf(let parameters) = options.index, let target {
+            report.ivf = try trainImported(target, parameters, report: report)
+        }
         report.seconds = Date().timeIntervalSince(started)
         return report
+    }
+
+    /// Trains the IVF index of a collection an import created (Spec/IVF.md §5 "When an index is trained"):
+    /// when it has the rows the parameters need; otherwise it stays searched exactly and the outcome says why.
+    private func trainImported(_ target: VectorCollection, _ parameters: IVFParameters, report: ImportReport)
+        throws(ImportFailure) -> IVFImportOutcome
+    {
+        do {
+            let live = try target.count()
+            let nlist = parameters.nlist ?? IVFParameters.defaultNlist(rows: live)
+            let need = parameters.minimumRows(nlist: nlist)
+            guard live >= need else { return .notTrained(rows: live, needed: need) }
+            return .trained(try target.buildIVF(parameters))
+        } catch {
+            throw ImportFailure(error: error, committedRecords: report.imported, committedBatches: report.batches)
+        }
     }
 
     /// The collection `name`, or nil when there is none.
@@ -455,6 +484,7 @@ extension VecStore {
         }
         if let text = options.textIndex { try TextIndexOptions.validate(text) }
         let stored = projection?.pca.outputDimension ?? dimension
+        if case .ivf(let p) = options.index { try p.validate(dimension: options.embedder?.dimension ?? stored) }
         let provisional = CollectionRecord(id: 0, dimension: stored, metric: options.embedder == nil ? options.metric : .cosine,
                                            blockShift: Format.blockShift(dimension: stored),
                                            nextInternalID: 0, liveCount: 0)

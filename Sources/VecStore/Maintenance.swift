@@ -396,6 +396,7 @@ extension VecStore {
                 if batch.count >= batchSize { try flush() }
             }
             if !batch.isEmpty { try flush() }
+            try fresh.copyIVF(from: txn, old: old, record: record, name: name)  // IVF/IVFCollection.swift
         }
         try fresh.env.sync()
         return (documents, tombstones)

@@ -22,6 +22,7 @@ struct ImportCommand: ParsableCommand {
             Examples:
               vecstore import demo.vecstore -c docs Samples/docs.jsonl
               vecstore import demo.vecstore -c exact --index flat Samples/docs.jsonl
+              vecstore import demo.vecstore -c compressed --index ivf-pq --pq-m 16 Samples/docs.jsonl
               vecstore import demo.vecstore -c small --pca 4 Samples/docs.jsonl
               vecstore import demo.vecstore -c questions Samples/queries.jsonl \\
                 --vectors Samples/queries.fvecs --stemmer none
@@ -33,6 +34,10 @@ struct ImportCommand: ParsableCommand {
             --pca D stores a PCA fitted on the first --pca-sample records with the new collection and keeps \
             only the D-dimensional projections; documents and queries of the input dimension are projected \
             automatically (and renormalised under cosine). D must be less than the input dimension.
+
+            --index ivf or ivf-pq: the collection is searched exactly while the import runs, and the index is \
+            trained at the end of the import that creates the collection, when it has at least nlist rows (and \
+            16 or 256 for 4- or 8-bit PQ); later imports assign new rows to the trained lists.
 
             With --embed MODEL, records without a "vector" get one by embedding their text (all-MiniLM-L6-v2, \
             384-d, text truncated to 256 tokens); a new collection gets dimension 384, metric cosine and a \
@@ -71,8 +76,10 @@ struct ImportCommand: ParsableCommand {
     @Option(help: "Records per transaction.")
     var batchSize = 10_000
 
-    @Option(help: "Index of a new collection: hnsw (approximate, default) or flat (exact only).")
+    @Option(help: "Index of a new collection: hnsw (approximate, default), flat (exact only), ivf or ivf-pq (trained at the end of the import).")
     var index: IndexChoice = .hnsw
+
+    @OptionGroup(title: "IVF (--index ivf or ivf-pq)") var ivf: IVFTrainingOptions
 
     @Option(help: "HNSW links per node of a new collection (layer 0 keeps 2·M).")
     var m = 16
@@ -127,8 +134,12 @@ struct ImportCommand: ParsableCommand {
             options.jsonl = JSONLReader.Options(idField: idField, vectorField: vectorField, textFields: textField,
                                                 metadataField: metadataField)
             options.vectorsFile = vectors
-            options.index = index == .flat ? .flat
-                : .hnsw(HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch))
+            switch index {
+            case .flat: options.index = .flat
+            case .hnsw: options.index = .hnsw(HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch))
+            case .ivf, .ivfPQ:
+                options.index = .ivf(try ivf.parameters(pq: index == .ivfPQ))
+            }
             options.idsFile = ids
             options.pca = pca.map { PCAReduction(dimensions: $0, sampleSize: pcaSample) }
             options.textIndex = try textIndex.options(store, collection: target.collection)
@@ -158,6 +169,15 @@ struct ImportCommand: ParsableCommand {
                     print("\(file): imported \(report.imported) records into '\(report.collection)'"
                           + "\(created) in \(report.batches) batch(es), "
                           + String(format: "%.2f s, %.0f records/s", report.seconds, rate))
+                    switch report.ivf {
+                    case .trained(let r)?:
+                        print(String(format: "trained IVF index: nlist=%d over %d rows (sample %d), coarse error %.4g",
+                                     r.nlist, r.rows, r.trainingRows, r.coarseError)
+                              + (r.codeError > 0 ? String(format: ", PQ error %.4g", r.codeError) : ""))
+                    case .notTrained(let rows, let needed)?:
+                        print("IVF index not trained: \(rows) rows, \(needed) needed; searched exactly until `vecstore index build`")
+                    case nil: break
+                    }
                     if report.skipped > 0 {
                         print("skipped \(report.skipped) invalid record(s):")
                         for line in report.skippedExamples { print("  \(line)") }
@@ -203,5 +223,6 @@ final class ProgressBar {
 
 /// `--index` values.
 enum IndexChoice: String, ExpressibleByArgument, CaseIterable {
-    case hnsw, flat
+    case hnsw, flat, ivf
+    case ivfPQ = "ivf-pq"
 }

@@ -4,7 +4,7 @@ import VecStore
 
 struct IndexCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "index", abstract: "Show, build or drop a collection's HNSW index.",
+        commandName: "index", abstract: "Show, build or drop a collection's vector index (HNSW, IVF or IVF-PQ).",
         subcommands: [IndexShowCommand.self, IndexBuildCommand.self, IndexDropCommand.self],
         defaultSubcommand: IndexShowCommand.self)
 }
@@ -12,52 +12,88 @@ struct IndexCommand: ParsableCommand {
 struct IndexShowCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "show", abstract: "Print the collection's index and its parameters.",
-        discussion: "Example:\n  vecstore index show demo.vecstore -c docs")
+        discussion: """
+            For IVF indexes: list sizes (min, median, max), the training errors and the code size.
+            Examples:
+              vecstore index show demo.vecstore -c docs
+              vecstore index show demo.vecstore -c compressed
+            """)
     @OptionGroup var target: StoreArguments
 
     func run() throws {
         try reportingErrors {
-            switch try target.open().collection(target.collection).indexKind() {
+            let collection = try target.open().collection(target.collection)
+            switch try collection.indexKind() {
             case .flat: print("\(target.collection): flat (exact search)")
             case .hnsw(let p):
                 print("\(target.collection): hnsw M=\(p.m) efConstruction=\(p.efConstruction) efSearch=\(p.efSearch)")
+            case .ivf:
+                guard let info = try collection.ivfInfo() else { print("\(target.collection): flat (exact search)"); return }
+                let lines = describeIVF(info)
+                print("\(target.collection): " + lines[0])
+                for line in lines.dropFirst() { print(line) }
             }
         }
     }
 }
 
+/// `--index` values of `index build`.
+enum BuildIndexChoice: String, ExpressibleByArgument, CaseIterable {
+    case hnsw, ivf
+    case ivfPQ = "ivf-pq"
+}
+
 struct IndexBuildCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "build", abstract: "(Re)build the HNSW graph with new parameters, in one transaction.",
+        commandName: "build", abstract: "(Re)build the collection's index with new parameters, in one transaction.",
         discussion: """
-            Replaces any previous graph; searches keep using the old one until the build commits.
+            Replaces any previous index (a collection has one); searches keep using the old one until the build \
+            commits. IVF and IVF-PQ train k-means on a seeded sample of at most 256 rows per list, assign every \
+            live row to its nearest list and (IVF-PQ) encode its residual; run it again to retrain when the data \
+            has drifted (see README, "Choosing an index").
             Examples:
               vecstore index build demo.vecstore -c docs
               vecstore index build demo.vecstore -c docs --m 32 --ef-construction 400 \\
                 --ef-search 128
+              vecstore index build demo.vecstore -c exact --index ivf --nlist 4
+              vecstore index build demo.vecstore -c exact --index ivf-pq --nlist 4 --pq-m 16 \\
+                --pq-bits 4
             """)
     @OptionGroup var target: StoreArguments
-    @Option(help: "Links per node (layer 0 keeps 2·M).") var m = 16
-    @Option(help: "Beam width while building.") var efConstruction = 200
-    @Option(help: "Default beam width of searches.") var efSearch = 64
+    @Option(help: "Index kind: hnsw, ivf or ivf-pq.") var index: BuildIndexChoice = .hnsw
+    @Option(help: "HNSW links per node (layer 0 keeps 2·M).") var m = 16
+    @Option(help: "HNSW beam width while building.") var efConstruction = 200
+    @Option(help: "HNSW default beam width of searches.") var efSearch = 64
+    @OptionGroup(title: "IVF") var ivf: IVFTrainingOptions
     @Option(help: "Build threads (default: all cores).") var threads: Int?
 
     func run() throws {
         try reportingErrors {
             let collection = try target.open(readOnly: false).collection(target.collection)
             let started = Date()
-            try collection.buildIndex(HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch),
-                                      threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
-            print(String(format: "built HNSW index of '%@' (M=%d, efConstruction=%d) over %d documents in %.1f s",
-                         target.collection, m, efConstruction, try collection.count(),
-                         Date().timeIntervalSince(started)))
+            let threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
+            if index == .hnsw {
+                try collection.buildIndex(HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch),
+                                          threads: threads)
+                print(String(format: "built HNSW index of '%@' (M=%d, efConstruction=%d) over %d documents in %.1f s",
+                             target.collection, m, efConstruction, try collection.count(),
+                             Date().timeIntervalSince(started)))
+                return
+            }
+            let parameters = try ivf.parameters(pq: index == .ivfPQ)
+            let bar = IVFProgressBar(enabled: isatty(STDERR_FILENO) == 1)
+            let report = try collection.buildIVF(parameters, threads: threads, progress: { bar.update($0) })
+            bar.finish()
+            print(String(format: "built %@ index of '%@' (nlist=%d, %@) over %d documents in %.1f s; trained on %d rows, coarse error %.4g",
+                         index.rawValue, target.collection, report.nlist, parameters.coding.description, report.rows,
+                         Date().timeIntervalSince(started), report.trainingRows, report.coarseError))
         }
     }
 }
 
 struct IndexDropCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "drop", abstract: "Remove the HNSW graph: the collection is searched exactly from now on.",
+        commandName: "drop", abstract: "Remove the index: the collection is searched exactly from now on.",
         discussion: "Example:\n  vecstore index drop demo.vecstore -c small")
     @OptionGroup var target: StoreArguments
 

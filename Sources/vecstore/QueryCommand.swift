@@ -26,6 +26,8 @@ struct QueryCommand: ParsableCommand {
                 --format jsonl
               vecstore query demo.vecstore -c docs --id astronomy/mars/tip --ef 128
               vecstore query demo.vecstore -c docs --id astronomy/mars/tip --exact
+              vecstore query demo.vecstore -c compressed --id astronomy/mars/tip --nprobe 4 \
+                --refine 8
               vecstore query demo.vecstore -c docs --text "creamy rice stock" -k 5
               vecstore query demo.vecstore -c docs --id cooking/risotto/tip \\
                 --text "rice stock" --rrf
@@ -35,7 +37,8 @@ struct QueryCommand: ParsableCommand {
               vecstore query demo.vecstore -c notes --text "risotto" --keyword-only \\
                                                                 # needs the model
 
-            --ef widens the HNSW beam of one search; --exact ignores the index and searches exactly.
+            --ef widens the HNSW beam of one search; --nprobe probes more IVF lists and --refine re-ranks more \
+            IVF-PQ candidates with the float32 vectors; --exact ignores the index and searches exactly.
 
             --text alone on a collection imported with --embed embeds the query with the collection's model and \
             runs hybrid search (BM25 + vector, weighted fusion alpha \(Fusion.defaultAlpha) unless --alpha/--rrf); \
@@ -69,8 +72,14 @@ struct QueryCommand: ParsableCommand {
     @Option(help: "HNSW beam width (default: the collection's efSearch); larger is slower and more exact.")
     var ef: Int?
 
-    @Flag(help: "Search exactly, ignoring the collection's HNSW index.")
+    @Flag(help: "Search exactly, ignoring the collection's index.")
     var exact = false
+
+    @Option(help: "IVF lists to probe (default: the index's nprobe); more is slower and more exact.")
+    var nprobe: Int?
+
+    @Option(help: "IVF-PQ re-ranking factor: the best refine × k ADC candidates are re-scored exactly (default: the index's).")
+    var refine: Int?
 
     @OptionGroup(title: "Keyword and hybrid search") var textOptions: TextQueryOptions
 
@@ -83,6 +92,8 @@ struct QueryCommand: ParsableCommand {
         if !(1...VectorCollection.maxK).contains(k) { throw ValidationError("-k must be in 1...\(VectorCollection.maxK)") }
         if let ef, ef > 4096 { throw ValidationError("--ef must be at most 4096") }
         if let ef, ef < 1 { throw ValidationError("--ef must be at least 1") }
+        if let nprobe, !(1...65535).contains(nprobe) { throw ValidationError("--nprobe must be in 1...65535") }
+        if let refine, !(0...65535).contains(refine) { throw ValidationError("--refine must be in 0...65535") }
     }
 
     func run() throws {
@@ -99,13 +110,16 @@ struct QueryCommand: ParsableCommand {
                     return doc.vector
                 } ?? vector.map { try Self.parseVector($0) }
                 results = [try textOptions.run(collection, vector: queryVector, excluding: id, k: k, filter: parsedFilter,
-                                               options: SearchOptions(threads: threads ?? 1, ef: ef, exact: exact)) ?? []]
+                                               options: SearchOptions(threads: threads ?? 1, ef: ef, exact: exact, nprobe: nprobe,
+                                                                      refine: refine)) ?? []]
             } else if let id {
                 // The table shows texts: they come from the search's own read transaction.
-                let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact, includeText: format == .table)
+                let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact, includeText: format == .table,
+                                            nprobe: nprobe, refine: refine)
                 results = [try collection.search(similarTo: id, k: k, filter: parsedFilter, options: options)]
             } else if let vector {
-                let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact, includeText: format == .table)
+                let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact, includeText: format == .table,
+                                            nprobe: nprobe, refine: refine)
                 results = [try collection.search(try Self.parseVector(vector), k: k, filter: parsedFilter, options: options)]
             } else {
                 let path = queries ?? ""
@@ -117,7 +131,7 @@ struct QueryCommand: ParsableCommand {
                     while let r = try reader.next() { vectors.append(r.vector) }
                 } catch { throw VecStoreError.invalidInput(error) }
                 let options2 = SearchOptions(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount, ef: ef,
-                                             exact: exact, includeText: format == .table)
+                                             exact: exact, includeText: format == .table, nprobe: nprobe, refine: refine)
                 results = try collection.searchBatch(vectors, k: k, filter: parsedFilter, options: options2)
             }
             switch format {

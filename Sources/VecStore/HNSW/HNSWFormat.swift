@@ -35,6 +35,10 @@ public enum IndexKind: Sendable, Equatable {
     /// An HNSW graph kept up to date by every write; searches are approximate unless
     /// `SearchOptions.exact` is set.
     case hnsw(HNSWParameters)
+    /// An inverted-file index (IVF-Flat or IVF-PQ, Spec/IVF.md), trained from the collection's rows: a
+    /// collection created with it is searched exactly until `buildIVF` trains it (an import that creates
+    /// the collection trains at its end). Later writes are assigned to the trained lists.
+    case ivf(IVFParameters)
 
     /// HNSW with default parameters (M=16, efConstruction=200, efSearch=64).
     public static var hnswDefault: IndexKind { .hnsw(HNSWParameters()) }

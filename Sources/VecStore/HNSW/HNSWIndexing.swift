@@ -268,9 +268,10 @@ enum HNSWSearch {
 }
 
 extension VectorCollection {
-    /// The collection's index: `.flat` or `.hnsw` with its parameters.
+    /// The collection's index: `.flat`, `.hnsw` or a trained `.ivf`, with its parameters.
     public func indexKind() throws(VecStoreError) -> IndexKind {
         try store.read { txn in
+            if let ivf = try IVFModel.load(txn, store.dbs, try currentRecord(txn), name: name) { return .ivf(ivf.parameters) }
             guard let c = try HNSWConfig.load(txn, store.dbs, collectionID) else { return IndexKind.flat }
             return IndexKind.hnsw(c.parameters)
         }
@@ -284,6 +285,7 @@ extension VectorCollection {
         try store.write { txn in
             let record = try currentRecord(txn)
             try HNSWConfig.dropGraph(txn, store.dbs, record.id)
+            try IVFModel.drop(txn, store.dbs, record.id)  // a collection has one index
             let config = HNSWConfig.create(parameters, collection: record.id)
             let view = try CollectionView(txn, store.dbs, record, name: name)
             let editor = try HNSWEditor(txn, store.dbs, record: record, config: config, name: name, fresh: true)
@@ -297,8 +299,11 @@ extension VectorCollection {
         }
     }
 
-    /// Removes the HNSW graph: the collection is searched exactly from now on.
+    /// Removes the HNSW graph or IVF index: the collection is searched exactly from now on.
     public func dropIndex() throws(VecStoreError) {
-        try store.write { txn in try HNSWConfig.dropGraph(txn, store.dbs, collectionID) }
+        try store.write { txn in
+            try HNSWConfig.dropGraph(txn, store.dbs, collectionID)
+            try IVFModel.drop(txn, store.dbs, collectionID)
+        }
     }
 }

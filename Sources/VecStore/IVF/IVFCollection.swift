@@ -136,3 +136,17 @@ extension CollectionWriter {
         return writer.blocksWritten
     }
 }
+
+extension VecStore {
+    /// Compaction: gives collection `name` of this (new) store the IVF index `record` has in `old` (read in
+    /// `txn`), with the same trained centroids and codebooks, its lists rebuilt from the renumbered rows.
+    func copyIVF(from txn: Transaction, old: VecStore, record: CollectionRecord, name: String) throws {
+        guard let model = try IVFModel.load(txn, old.dbs, record, name: name) else { return }
+        try write { t in
+            guard let fresh = try self.record(t, name) else { throw VecStoreError.collectionNotFound(name) }
+            let view = try CollectionView(t, dbs, fresh, name: name)
+            try IVFTraining.write(t, dbs, view, model: model, name: name,
+                                  threads: ProcessInfo.processInfo.activeProcessorCount, progress: nil)
+        }
+    }
+}

@@ -8,7 +8,8 @@ public enum IVFCoding: Sendable, Equatable, CustomStringConvertible {
     /// The float32 vectors (IVF-Flat): list scans score exactly.
     case flat
     /// Product-quantization codes of the residuals against the list's centroid (IVF-PQ): `m` sub-quantizers
-    /// of `bits` bits (8, or 4 in the 32-row fast-scan layout). Scores are approximate (ADC) and re-ranked
+    /// of `bits` bits (8, or 4 in the 32-row fast-scan layout); `m` 0 picks
+    /// `IVFParameters.defaultSubquantizers(dimension:)`. Scores are approximate (ADC) and re-ranked
     /// with the float32 vectors (`SearchOptions.refine`).
     case pq(m: Int, bits: Int)
 
@@ -68,6 +69,21 @@ public struct IVFParameters: Sendable, Equatable {
         return max(1, nlist)
     }
 
+    /// The default PQ sub-quantizers for `dimension`: the largest divisor of the dimension that is at most
+    /// min(64, dimension / 4), so a 4-bit code takes at most 1/16 of the float32 vector (8-bit: 1/8).
+    public static func defaultSubquantizers(dimension: Int) -> Int {
+        var m = max(1, min(64, dimension / 4))
+        while dimension % m != 0 { m -= 1 }
+        return m
+    }
+
+    /// These parameters with `m` 0 replaced by the default for `dimension`.
+    func resolved(dimension: Int) -> IVFParameters {
+        var p = self
+        if case .pq(0, let bits) = coding { p.coding = .pq(m: Self.defaultSubquantizers(dimension: dimension), bits: bits) }
+        return p
+    }
+
     /// The fewest live rows an index with these parameters can be trained on: `nlist` (one row per centroid)
     /// and, for PQ, the `2^bits` rows a codebook needs.
     func minimumRows(nlist: Int) -> Int {
@@ -79,6 +95,7 @@ public struct IVFParameters: Sendable, Equatable {
 
     /// Checks the explicit fields against a collection of `dimension`.
     func validate(dimension: Int) throws(VecStoreError) {
+        let coding = resolved(dimension: dimension).coding
         if let nlist, !(1...65536).contains(nlist) { throw .invalidArgument("--nlist \(nlist) is outside 1…65536") }
         if let nprobe, !(1...65535).contains(nprobe) { throw .invalidArgument("--nprobe \(nprobe) is outside 1…65535") }
         if let refine, !(0...65535).contains(refine) { throw .invalidArgument("--refine \(refine) is outside 0…65535") }

@@ -54,10 +54,11 @@ enum IVFTraining {
     /// Trains a model on the live rows of `view`.
     ///
     /// - Throws: `invalidArgument` when the collection has fewer live rows than the parameters need.
-    static func train(_ view: CollectionView, live: [UInt32], parameters p: IVFParameters, threads: Int,
+    static func train(_ view: CollectionView, live: [UInt32], parameters given: IVFParameters, threads: Int,
                       progress: ((IVFBuildProgress) -> Void)?) throws(VecStoreError) -> IVFModel {
         let record = view.record
         let d = record.dimension, metric = record.metric
+        let p = given.resolved(dimension: d)
         try p.validate(dimension: d)
         let nlist = p.nlist ?? IVFParameters.defaultNlist(rows: live.count)
         let need = p.minimumRows(nlist: nlist)
