@@ -282,6 +282,10 @@ extension VecStore {
             embedded += pending.count
             pending.removeAll(keepingCapacity: true)
         }
+        // An IVF collection is created flat and trained once at the end, on every imported row (a batch
+        // crossing the training threshold would train on the first batches only).
+        let indexAtCreation: IndexKind
+        if case .ivf = options.index { indexAtCreation = .flat } else { indexAtCreation = options.index }
         func flush() throws(ImportFailure) {
             guard let current = target, !batch.isEmpty else { return }
             try embedPending(current)
@@ -293,7 +297,7 @@ extension VecStore {
                     var created = false
                     if creating {
                         (record, created) = try findOrCreate(txn, collection, dimension: current.dimension,
-                                                             metric: current.metric, index: options.index,
+                                                             metric: current.metric, index: indexAtCreation,
                                                              projection: current.projection,
                                                              embedder: options.embedder.map(EmbedderInfo.init))
                     } else {
@@ -478,10 +482,12 @@ extension VecStore {
             return existing
         }
         try Self.validateCollectionName(name)
-        if case .hnsw(let p) = options.index { try p.validate() }
         guard (1...65_536).contains(dimension) else {
             throw .invalidArgument("dimension \(dimension) is out of range 1...65536")
         }
+        try IndexRegistry.kind(for: options.index)?.validate(
+            options.index, dimension: projection?.pca.outputDimension ?? dimension,
+            metric: options.embedder == nil ? options.metric : .cosine)
         if let text = options.textIndex { try TextIndexOptions.validate(text) }
         let stored = projection?.pca.outputDimension ?? dimension
         if case .ivf(let p) = options.index { try p.validate(dimension: options.embedder?.dimension ?? stored) }

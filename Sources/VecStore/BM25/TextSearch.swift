@@ -202,12 +202,12 @@ extension VectorCollection {
             guard info.options.enabled else {
                 throw VecStoreError.invalidArgument("collection \(name) has keyword indexing turned off")
             }
-            // Vector side: top `depth` by the search planner (the graph with ef ≥ depth, or exact for
-            // small collections and selective filters), in this snapshot.
+            // Vector side: top `depth` by the search planner (the index searching at least `depth` deep,
+            // e.g. HNSW with ef ≥ depth, or exact for small collections and selective filters), in this
+            // snapshot.
             let snap = try snapshot(txn)
             let view = snap.view
-            let plan = try plan(txn, snap, filter: filter, k: depth,
-                                options: SearchOptions(ef: snap.graph.map { max($0.config.efSearch, depth) }))
+            let plan = try plan(txn, snap, filter: filter, k: depth, options: SearchOptions())
             let words = plan.mask ?? view.liveWords
             let vectorRows: [UInt32] = stored.withUnsafeBufferPointer { q in
                 guard let query = q.baseAddress else { return [] }

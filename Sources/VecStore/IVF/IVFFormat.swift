@@ -84,9 +84,17 @@ public struct IVFParameters: Sendable, Equatable {
         return p
     }
 
+    /// The live rows at which a write batch trains an untrained index of these parameters: 39 per list with
+    /// an explicit `nlist` (and at least `minimumRows`), 10,000 when `nlist` is chosen from the data (where
+    /// the default `nlist` is 256). `buildIVF` and `index build` train at any size from `minimumRows` on.
+    public var trainingThreshold: Int {
+        guard let nlist else { return 10_000 }
+        return max(minimumRows(nlist: nlist), Self.rowsPerList * nlist)
+    }
+
     /// The fewest live rows an index with these parameters can be trained on: `nlist` (one row per centroid)
     /// and, for PQ, the `2^bits` rows a codebook needs.
-    func minimumRows(nlist: Int) -> Int {
+    public func minimumRows(nlist: Int) -> Int {
         switch coding {
         case .flat: nlist
         case .pq(_, let bits): max(nlist, 1 << bits)
@@ -143,7 +151,7 @@ enum IVFFormat {
 
     /// The handles of the two IVF databases.
     static func handles(_ dbs: Databases) throws(VecStoreError) -> (ivf: Database, lists: Database) {
-        guard let ivf = dbs.named(DB.ivf), let lists = dbs.named(DB.lists) else {
+        guard let ivf = dbs.handle(DB.ivf), let lists = dbs.handle(DB.lists) else {
             throw .corrupt("the store has no IVF databases (opened read-only before they were created)")
         }
         return (ivf, lists)
@@ -152,14 +160,5 @@ enum IVFFormat {
     /// A damaged-record error of the quantization codecs as a store error naming the collection.
     static func corrupt(_ error: QuantError, _ name: String) -> VecStoreError {
         .corrupt("collection \(name): \(error)")
-    }
-}
-
-extension Databases {
-    /// The handle of the database called `name`, or nil when this store has none (an index kind's database
-    /// missing from a store opened read-only before the kind existed).
-    func named(_ name: String) -> Database? {
-        for (entry, handle) in zip(Schema.databases, all) where entry.name == name { return handle }
-        return nil
     }
 }

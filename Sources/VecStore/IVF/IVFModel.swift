@@ -79,7 +79,7 @@ final class IVFModel: @unchecked Sendable {
         _ = try txn.delete(dbs.meta, IVFFormat.headerKey(cid))
         let prefix = Format.prefix(cid)
         for name in [IVFFormat.DB.ivf, IVFFormat.DB.lists] {
-            guard let db = dbs.named(name) else { continue }
+            guard let db = dbs.handle(name) else { continue }
             try txn.withCursor(db) { (c: Cursor) throws -> Void in
                 while let (key, _) = try c.seek(atLeast: prefix), key.starts(with: prefix) { try c.deleteCurrent() }
             }

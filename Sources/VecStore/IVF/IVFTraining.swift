@@ -39,6 +39,24 @@ public struct IVFBuildReport: Sendable {
     public var codeError: Double
 }
 
+/// A collection's rows as a write transaction sees them: every row's float32 vector (stored form) and the
+/// live bitmap.
+struct IVFRows {
+    let vectors: VectorTable
+    let liveWords: [UInt64]
+    /// Rows of the collection (`nextInternalID`).
+    let count: UInt32
+
+    @inline(__always)
+    func isLive(_ row: UInt32) -> Bool {
+        let w = Int(row >> 6)
+        return w < liveWords.count && (liveWords[w] >> UInt64(row & 63)) & 1 == 1
+    }
+
+    /// The live rows, ascending.
+    var live: [UInt32] { (0..<count).filter(isLive) }
+}
+
 /// Training and (re)building a collection's IVF index inside one write transaction (Spec/IVF.md §5).
 enum IVFTraining {
     /// The seeded sample of `count` rows out of `rows` (partial Fisher–Yates with SplitMix64, Lemire's
@@ -54,10 +72,8 @@ enum IVFTraining {
     /// Trains a model on the live rows of `view`.
     ///
     /// - Throws: `invalidArgument` when the collection has fewer live rows than the parameters need.
-    static func train(_ view: CollectionView, live: [UInt32], parameters given: IVFParameters, threads: Int,
-                      progress: ((IVFBuildProgress) -> Void)?) throws(VecStoreError) -> IVFModel {
-        let record = view.record
-        let d = record.dimension, metric = record.metric
+    static func train(_ view: IVFRows, live: [UInt32], dimension d: Int, metric: Metric, parameters given: IVFParameters,
+                      threads: Int, progress: ((IVFBuildProgress) -> Void)?) throws(VecStoreError) -> IVFModel {
         let p = given.resolved(dimension: d)
         try p.validate(dimension: d)
         let nlist = p.nlist ?? IVFParameters.defaultNlist(rows: live.count)
@@ -71,7 +87,7 @@ enum IVFTraining {
         var data = [Float](repeating: 0, count: chosen.count * d)
         data.withUnsafeMutableBufferPointer { b in
             guard let base = b.baseAddress else { return }
-            for (j, row) in chosen.enumerated() { (base + j * d).update(from: view.vector(row), count: d) }
+            for (j, row) in chosen.enumerated() { (base + j * d).update(from: view.vectors.vector(row), count: d) }
         }
         do throws(QuantError) {
             let coarse = try data.withUnsafeBufferPointer { (b) throws(QuantError) -> KMeansResult in
@@ -139,33 +155,34 @@ enum IVFTraining {
                   defaultNprobe: 1, defaultRefine: 0, seed: 0, coarseError: 0, codeError: 0, trainingRows: 0, iterations: 0)
     }
 
-    /// Writes `model` for collection `record` and fills its lists with every live row of `view` (after
-    /// dropping any previous IVF index and HNSW graph: a collection has one index). `view` must have been
-    /// resolved in `txn` before any write (its vector pages are not written by this transaction).
-    static func write(_ txn: Transaction, _ dbs: Databases, _ view: CollectionView, model: IVFModel,
+    /// Writes `model` for collection `cid` and fills its lists with every live row of `rows`, replacing any
+    /// list or record the collection's IVF index had (the caller removed any other index).
+    static func write(_ txn: Transaction, _ dbs: Databases, cid: UInt32, _ rows: IVFRows, model: IVFModel,
                       name: String, threads: Int, progress: ((IVFBuildProgress) -> Void)?) throws {
-        let cid = view.record.id
         try IVFModel.drop(txn, dbs, cid)
-        try HNSWConfig.dropGraph(txn, dbs, cid)
         try model.store(txn, dbs, cid)
-        let d = view.record.dimension
-        // Assign block by block (each vector block is contiguous in the map), keeping live rows only.
+        let d = model.header.dimension
+        // Assign block by block (each vector block is contiguous), keeping live rows only.
         var members = [[UInt32]](repeating: [], count: model.header.nlist)
-        for block in view.blocks {
-            let labels = model.assign(block.vectors, count: block.count, threads: threads)
+        let perBlock = Int(rows.vectors.mask) + 1
+        for block in 0..<rows.vectors.blockCount {
+            let first = block * perBlock
+            let n = min(perBlock, Int(rows.count) - first)
+            guard n > 0 else { break }
+            let labels = model.assign(rows.vectors.bases[block], count: n, threads: threads)
             for (i, l) in labels.enumerated() {
-                let row = block.firstID + UInt32(i)
-                if view.isLive(row) { members[Int(l)].append(row) }
+                let row = UInt32(first + i)
+                if rows.isLive(row) { members[Int(l)].append(row) }
             }
         }
         var writer = try IVFListWriter(txn, dbs, model: model, cid: cid, name: name)
         var gathered: [Float] = []
         for list in 0..<model.header.nlist where !members[list].isEmpty {
-            let rows = members[list]
+            let listRows = members[list]
             gathered.removeAll(keepingCapacity: true)
-            gathered.reserveCapacity(rows.count * d)
-            for row in rows { gathered.append(contentsOf: UnsafeBufferPointer(start: view.vector(row), count: d)) }
-            try writer.append(list: list, rows: rows, codes: writer.encode(gathered, count: rows.count, list: list))
+            gathered.reserveCapacity(listRows.count * d)
+            for row in listRows { gathered.append(contentsOf: UnsafeBufferPointer(start: rows.vectors.vector(row), count: d)) }
+            try writer.append(list: list, rows: listRows, codes: writer.encode(gathered, count: listRows.count, list: list))
             if list % 16 == 15 || list == model.header.nlist - 1 {
                 progress?(IVFBuildProgress(stage: .lists(done: list + 1, total: model.header.nlist)))
             }
