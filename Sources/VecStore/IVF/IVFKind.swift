@@ -86,7 +86,9 @@ enum IVFIndexKind: VectorIndexKind {
 
     static func verify(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String,
                        _ view: CollectionView) throws -> (checked: Int, faults: [String]) {
-        guard case .trained? = try state(txn, dbs, record, name: name) else {
+        let current: State?
+        do { current = try state(txn, dbs, record, name: name) } catch let e as VecStoreError { return (1, ["\(e)"]) }
+        guard case .trained? = current else {
             // Untrained: no centroid, codebook or list key may exist yet.
             var faults: [String] = []
             let prefix = Format.prefix(record.id)
@@ -111,7 +113,7 @@ enum IVFIndexKind: VectorIndexKind {
         case nil: throw VecStoreError.corrupt("collection \(name): no IVF record")
         case .pending(let pending)?:
             let p = pending.parameters
-            return IndexStats(kind: name, lines: [
+            return IndexStats(kind: Self.name, lines: [
                 .init("coding", p.coding.description), .init("nlist", p.nlist.map(String.init) ?? "from the rows"),
                 .init("state", "not trained: searched exactly until \(pending.trainAt) live rows or `index build`"),
             ])
@@ -119,7 +121,7 @@ enum IVFIndexKind: VectorIndexKind {
             let info = try IVFIndexInfo(txn, dbs, record, model: model, name: name)
             let (lo, median, hi) = info.listSizeSummary
             let p = info.parameters
-            return IndexStats(kind: name, lines: [
+            return IndexStats(kind: Self.name, lines: [
                 .init("coding", p.coding.description), .init("nlist", "\(p.nlist ?? 0)"),
                 .init("nprobe", "\(p.nprobe ?? 0)"), .init("refine", "\(p.refine ?? 0)"),
                 .init("rows in lists", "\(info.listSizes.reduce(0, +))"),

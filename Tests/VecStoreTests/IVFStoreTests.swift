@@ -1,0 +1,289 @@
+import Foundation
+import LMDB
+import Testing
+import VecStoreQuant
+@testable import VecStore
+
+private let siftDirectory = sharedData.appendingPathComponent("siftsmall").path
+
+private func readFvecs(_ path: String) throws -> [[Float]] {
+    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    return data.withUnsafeBytes { raw -> [[Float]] in
+        var rows: [[Float]] = []
+        var o = 0
+        while o + 4 <= raw.count {
+            let n = Int(raw.loadUnaligned(fromByteOffset: o, as: Int32.self))
+            rows.append((0..<n).map { raw.loadUnaligned(fromByteOffset: o + 4 + 4 * $0, as: Float.self) })
+            o += 4 + 4 * n
+        }
+        return rows
+    }
+}
+
+/// Mean fraction of the exact top-k ids that `options` also returns.
+private func recall(_ c: VectorCollection, _ queries: [[Float]], k: Int, options: SearchOptions,
+                    filter: Filter? = nil) throws -> Double {
+    var total = 0.0
+    for q in queries {
+        let exact = Set(try c.search(q, k: k, filter: filter, options: SearchOptions(exact: true)).map(\.id))
+        let got = try c.search(q, k: k, filter: filter, options: options).map(\.id)
+        total += Double(got.filter { exact.contains($0) }.count) / Double(max(1, exact.count))
+    }
+    return total / Double(queries.count)
+}
+
+/// Clustered random vectors (so lists are uneven, as real data makes them).
+private func clustered(_ count: Int, dimension: Int, seed: UInt64) -> [[Float]] {
+    var rng = SeededRandom(seed: seed)
+    let centres = (0..<12).map { _ in rng.vector(dimension) }
+    return (0..<count).map { _ in
+        let c = centres[rng.below(centres.count)]
+        return c.map { $0 + 0.3 * Float.random(in: -1...1, using: &rng) }
+    }
+}
+
+@Suite("IVF index in the store")
+struct IVFStoreTests {
+    @Test("siftsmall: IVF-Flat at nprobe = nlist returns exactly what exact search returns; IVF-PQ with refine ≥ 0.9",
+          .enabled(if: FileManager.default.fileExists(atPath: siftDirectory + "/siftsmall_query.fvecs")))
+    func siftsmallRecall() throws {
+        let base = try readFvecs(siftDirectory + "/siftsmall_base.fvecs")
+        let queries = Array(try readFvecs(siftDirectory + "/siftsmall_query.fvecs").prefix(40))
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("s.vecstore"))
+        let c = try store.collection("sift", dimension: 128, metric: .l2, index: .flat)
+        try c.add(base.enumerated().map { Document(id: String($0.offset), vector: $0.element) })
+        let report = try c.buildIVF(IVFParameters(nlist: 32))
+        #expect(report.nlist == 32 && report.rows == 10_000)
+        #expect(try c.indexKind().name == "ivf")
+        for q in queries.prefix(20) {
+            let exact = try c.search(q, k: 10, options: SearchOptions(exact: true))
+            let ivf = try c.search(q, k: 10, options: SearchOptions(nprobe: 32))
+            #expect(ivf.map(\.id) == exact.map(\.id))
+            #expect(ivf.map(\.score) == exact.map(\.score))
+        }
+        // Recall never falls as nprobe grows (flat lists: each probe set contains the previous one).
+        var last = 0.0
+        for nprobe in [1, 2, 4, 8, 16, 32] {
+            let r = try recall(c, queries, k: 10, options: SearchOptions(nprobe: nprobe))
+            #expect(r >= last, "recall \(r) at nprobe \(nprobe) below \(last)")
+            last = r
+        }
+        #expect(last == 1)
+        #expect(try store.verify().isOK)
+
+        try c.buildIVF(IVFParameters(nlist: 32, coding: .pq(m: 32, bits: 4)))
+        let pq = try recall(c, queries, k: 10, options: SearchOptions(nprobe: 8, refine: 10))
+        #expect(pq >= 0.9, "IVF-PQ fast-scan recall@10 \(pq) at nprobe 8, refine 10")
+        try c.buildIVF(IVFParameters(nlist: 32, coding: .pq(m: 16, bits: 8)))
+        let pq8 = try recall(c, queries, k: 10, options: SearchOptions(nprobe: 8, refine: 10))
+        #expect(pq8 >= 0.9, "IVF-PQ 8-bit recall@10 \(pq8) at nprobe 8, refine 10")
+        let info = try #require(try c.ivfInfo())
+        #expect(info.codeSize == 16 && info.listSizes.reduce(0, +) == 10_000)
+        let check = try store.verify()
+        #expect(check.isOK, "\(check.faults.prefix(3))")
+    }
+
+    @Test("training is deterministic: the same seed gives the same centroids, codebooks and lists")
+    func deterministicTraining() throws {
+        let dir = try TempDir()
+        let vectors = clustered(2000, dimension: 16, seed: 7)
+        var records: [[[UInt8]]] = []
+        for name in ["a", "b"] {
+            let store = try VecStore(path: dir.path("\(name).vecstore"))
+            let c = try store.collection("c", dimension: 16, metric: .cosine, index: .flat)
+            try c.add(vectors.enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
+            try c.buildIVF(IVFParameters(nlist: 16, coding: .pq(m: 4, bits: 8), seed: 99), threads: name == "a" ? 1 : 2)
+            records.append(try store.read { txn in
+                let lists = try #require(store.dbs.handle(IVFFormat.DB.lists))
+                let ivf = try #require(store.dbs.handle(IVFFormat.DB.ivf))
+                var out: [[UInt8]] = [Array(try #require(try txn.get(store.dbs.meta, IVFFormat.headerKey(1))))]
+                for db in [ivf, lists] {
+                    try txn.withCursor(db) { (cur: Cursor) throws -> Void in
+                        var e = try cur.first()
+                        while let (k, v) = e { out.append(Array(k) + Array(v)); e = try cur.next() }
+                    }
+                }
+                return out
+            })
+        }
+        #expect(records[0] == records[1])
+        #expect(records[0].count > 3)
+    }
+
+    @Test("writes after training: appends go to lists (one block per touched list), deletes are skipped, verify holds",
+          arguments: [IVFCoding.flat, .pq(m: 8, bits: 4), .pq(m: 4, bits: 8)])
+    func writesAfterTraining(coding: IVFCoding) throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("w.vecstore"))
+        let vectors = clustered(3000, dimension: 16, seed: 3)
+        let c = try store.collection("c", dimension: 16, metric: .l2, index: .flat)
+        try c.add(vectors.prefix(2000).enumerated().map {
+            Document(id: "r\($0.offset)", vector: $0.element, metadata: ["g": .number(Double($0.offset % 10))])
+        })
+        try c.buildIVF(IVFParameters(nlist: 8, coding: coding))
+        // Appends in several batches, some small.
+        var start = 2000
+        for size in [1, 7, 300, 692] {
+            try c.add((start..<(start + size)).map { Document(id: "r\($0)", vector: vectors[$0]) })
+            start += size
+        }
+        #expect(try c.count() == 3000)
+        var report = try store.verify()
+        #expect(report.isOK, "\(report.faults.prefix(3))")
+        #expect(try c.ivfInfo()?.listSizes.reduce(0, +) == 3000)
+        // A one-row batch rewrites one block.
+        let written = try store.write { txn -> Int in
+            let record = try c.currentRecord(txn)
+            var writer = try CollectionWriter(txn, store.dbs, name: "c", record: record)
+            try writer.append(try c.prepare([Document(id: "one", vector: vectors[0])]), replace: false)
+            try writer.finish()
+            return writer.indexBlocksWritten
+        }
+        #expect(written == 1)
+        // Deletes and upserts: deleted rows stay in the lists but are never returned.
+        let gone = (0..<200).map { "r\($0 * 7)" }
+        #expect(try c.delete(ids: gone) == 200)
+        try c.upsert([Document(id: "r1", vector: vectors[2])])
+        report = try store.verify()
+        #expect(report.isOK, "\(report.faults.prefix(3))")
+        let goneSet = Set(gone)
+        for q in vectors.prefix(30) {
+            let hits = try c.search(q, k: 20, options: SearchOptions(nprobe: 8, refine: 50))
+            #expect(!hits.contains { goneSet.contains($0.id) })
+            if coding == .flat {
+                #expect(hits.map(\.id) == (try c.search(q, k: 20, options: SearchOptions(exact: true))).map(\.id))
+            }
+        }
+        // Filters go through the planner: a selective one is answered exactly, a broad one under the mask.
+        let filter = Filter.field("g", .equals(.number(3)))
+        #expect(try c.search(vectors[0], k: 5, filter: Filter.field("missing", .exists)).isEmpty)
+        for q in vectors.suffix(10) {
+            let exact = try c.search(q, k: 10, filter: filter, options: SearchOptions(exact: true))
+            let graph = try c.search(q, k: 10, filter: filter,
+                                     options: SearchOptions(filterStrategy: .graph, nprobe: 8, refine: 100))
+            #expect(graph.allSatisfy { Int($0.id.dropFirst()).map { $0 % 10 == 3 && $0 < 2000 } ?? false })
+            if coding == .flat { #expect(graph.map(\.id) == exact.map(\.id)) }
+        }
+    }
+
+    @Test("compaction carries the index over: same model, renumbered lists without deleted rows")
+    func compactionRemapsLists() throws {
+        let dir = try TempDir()
+        let path = dir.path("c.vecstore")
+        let vectors = clustered(2500, dimension: 12, seed: 5)
+        do {
+            let store = try VecStore(path: path)
+            let c = try store.collection("c", dimension: 12, metric: .dot, index: .flat)
+            try c.add(vectors.enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
+            try c.buildIVF(IVFParameters(nlist: 16, coding: .pq(m: 6, bits: 4), refine: 8))
+            try c.delete(ids: (0..<500).map { "r\($0 * 5)" })
+            store.close()
+        }
+        try VecStore.compact(path: path)
+        let store = try VecStore(path: path)
+        let c = try store.collection("c")
+        let info = try #require(try c.ivfInfo())
+        #expect(info.listSizes.reduce(0, +) == 2000)
+        #expect(info.parameters.coding == .pq(m: 6, bits: 4) && info.parameters.refine == 8)
+        let report = try store.verify()
+        #expect(report.isOK, "\(report.faults.prefix(3))")
+        #expect(try recall(c, Array(vectors.prefix(20)), k: 10, options: SearchOptions(nprobe: 16, refine: 50)) >= 0.95)
+    }
+
+    @Test("an index given at creation is searched exactly until the batch that reaches its training threshold")
+    func trainsAtThreshold() throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("t.vecstore"))
+        let vectors = clustered(400, dimension: 8, seed: 9)
+        let c = try store.collection("c", dimension: 8, metric: .cosine, index: .ivf(IVFParameters(nlist: 4)))
+        #expect(IVFParameters(nlist: 4).trainingThreshold == 156)
+        try c.add(vectors.prefix(150).enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
+        #expect(try c.ivfInfo() == nil)
+        #expect(try c.indexKind() == .ivf(IVFParameters(nlist: 4)))
+        #expect(try c.indexStats().lines.contains { $0.key == "state" })
+        try c.add(vectors[150..<200].enumerated().map { Document(id: "s\($0.offset)", vector: $0.element) })
+        let info = try #require(try c.ivfInfo())
+        #expect(info.listSizes.reduce(0, +) == 200 && info.parameters.nlist == 4)
+        #expect(try store.verify().isOK)
+    }
+
+    @Test("import --index ivf-pq trains at the end; index show prints list sizes, errors and code size")
+    func cliImportAndShow() throws {
+        let dir = try TempDir()
+        let store = dir.path("cli.vecstore")
+        let samples = packageRoot.appendingPathComponent("Samples/docs.jsonl").path
+        let imported = try runCLI(["import", store, "-c", "pq", "--index", "ivf-pq", "--pq-m", "16", samples])
+        #expect(imported.status == 0, "\(imported.stderr)")
+        #expect(imported.stdout.contains("trained IVF index"))
+        let shown = try runCLI(["index", "show", store, "-c", "pq"])
+        #expect(shown.stdout.contains("ivf-pq M=16 bits=4"))
+        #expect(shown.stdout.contains("sizes min"))
+        #expect(shown.stdout.contains("code size: 8 bytes per vector"))
+        let query = try runCLI(["query", store, "-c", "pq", "--id", "astronomy/mars/tip", "--nprobe", "7", "--refine", "30",
+                                "-k", "3", "--format", "jsonl"])
+        let exact = try runCLI(["query", store, "-c", "pq", "--id", "astronomy/mars/tip", "--exact", "-k", "3",
+                                "--format", "jsonl"])
+        #expect(query.status == 0 && query.stdout == exact.stdout)
+        let verify = try runCLI(["verify", store])
+        #expect(verify.status == 0, "\(verify.stdout)")
+        let bad = try runCLI(["index", "build", store, "-c", "pq", "--index", "ivf-pq", "--pq-m", "7"])
+        #expect(bad.status != 0 && bad.stderr.contains("divide"))
+    }
+
+    @Test("damaged IVF records give errors naming the record, never a crash; verify reports them")
+    func damagedRecords() throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("d.vecstore"))
+        let vectors = clustered(1500, dimension: 8, seed: 11)
+        let c = try store.collection("c", dimension: 8, metric: .l2, index: .flat)
+        try c.add(vectors.enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
+        try c.buildIVF(IVFParameters(nlist: 8, coding: .pq(m: 4, bits: 4)))
+        let lists = try #require(store.dbs.handle(IVFFormat.DB.lists))
+        let ivf = try #require(store.dbs.handle(IVFFormat.DB.ivf))
+        let headerKey = IVFFormat.headerKey(c.collectionID), blockKey = IVFFormat.blockKey(c.collectionID, list: 0, block: 0)
+        let centroidKey = IVFFormat.centroidKey(c.collectionID)
+        let original = try store.read { txn in
+            (Array(try #require(try txn.get(store.dbs.meta, headerKey))), Array(try #require(try txn.get(lists, blockKey))),
+             Array(try #require(try txn.get(ivf, centroidKey))))
+        }
+        // Each damage: (database, key, damaged value, words the error must contain).
+        var nanCentroids = original.2
+        nanCentroids.replaceSubrange(4..<8, with: [0, 0, 0xC0, 0x7F])
+        var badRows = original.1
+        badRows[8] = 0xFF  // row count no longer matches the length
+        var badKind = original.0
+        badKind[1] = 9
+        var bigRow = original.1
+        bigRow.replaceSubrange(16..<20, with: [0xFF, 0xFF, 0xFF, 0x7F])  // first row id far past the collection
+        let cases: [(Database, [UInt8], [UInt8], String)] = [
+            (store.dbs.meta, headerKey, badKind, "payload kind"),
+            (store.dbs.meta, headerKey, Array(original.0.prefix(40)), "IVF"),
+            (ivf, centroidKey, nanCentroids, "not finite"),
+            (ivf, centroidKey, Array(nanCentroids.prefix(12)), "IVF centroids"),
+            (lists, blockKey, badRows, "IVF list block"),
+            (lists, blockKey, Array(original.1.prefix(10)), "IVF list block"),
+        ]
+        for (db, key, value, words) in cases {
+            try store.write { txn in try txn.put(db, key, value) }
+            #expect(throws: VecStoreError.self) { _ = try c.search(vectors[0], k: 5) }
+            do { _ = try c.search(vectors[0], k: 5) } catch {
+                #expect("\(error)".contains(words), "\(error)")
+            }
+            let report = try store.verify()
+            #expect(!report.isOK)
+            try store.write { txn in
+                try txn.put(store.dbs.meta, headerKey, original.0)
+                try txn.put(lists, blockKey, original.1)
+                try txn.put(ivf, centroidKey, original.2)
+            }
+        }
+        // A row id past the collection passes the constant-time checks: searches never return it, verify finds it.
+        try store.write { txn in try txn.put(lists, blockKey, bigRow) }
+        _ = try c.search(vectors[0], k: 5, options: SearchOptions(nprobe: 8))
+        let report = try store.verify()
+        #expect(report.faults.contains { $0.contains("IVF list 0") }, "\(report.faults.prefix(3))")
+        try store.write { txn in try txn.put(lists, blockKey, original.1) }
+        #expect(try store.verify().isOK)
+    }
+}
