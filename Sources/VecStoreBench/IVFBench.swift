@@ -3,9 +3,11 @@ import Foundation
 import VecStore
 import VecStoreQuant
 
-/// The in-memory IVF core (`VecStoreQuant`, not yet wired into the store): k-means training time, build
-/// time, and recall@10 / QPS against nprobe for IVF-Flat, IVF-PQ (8-bit) and 4-bit fast scan with re-ranking,
-/// one query at a time on one thread. Writes one JSON file read by `Tools/bench_ivf.py report`.
+/// IVF-Flat, IVF-PQ (8-bit) and 4-bit fast scan with re-ranking: k-means training time, build time, and
+/// recall@10 / QPS against nprobe, on one thread, for the in-memory core (`VecStoreQuant.IVFIndex`, one query
+/// at a time) and, with `--store`, for the store's index kinds (`buildIVF`, then `searchBatch` with one
+/// thread: LMDB snapshot, list scan from the map, re-ranking and id resolution included). Writes one JSON file
+/// read by `Tools/bench_ivf.py report`.
 struct IVFBench: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ivf", abstract: "IVF / PQ core benchmark (in memory).")
 
@@ -23,6 +25,8 @@ struct IVFBench: ParsableCommand {
     @Option(help: "Use only the first N queries.") var maxQueries: Int?
     @Option(help: "Timed repetitions of each query loop (best kept).") var runs = 3
     @Option(help: "Output JSON file.") var json: String
+    @Option(help: "Also build and search the IVF kinds in a store at this path (replaced), through the public API.")
+    var store: String?
 
     func run() throws {
         guard let metricValue = Metric(name: metric) else { throw BenchError(description: "unknown metric \(metric)") }
@@ -97,8 +101,61 @@ struct IVFBench: ParsableCommand {
                 print("\(name): build \(String(format: "%.2f", buildSeconds)) s, \(index.codeSize) B/vector, lists \(sizes.first ?? 0)/\(sizes[sizes.count / 2])/\(sizes.last ?? 0)")
             }
         }
+        if let store {
+            try benchStore(path: store, baseRows: baseRows, queryRows: queryRows, truth: truth, metric: metricValue,
+                           probes: probes, metrics: &metrics)
+        }
         metrics["peak_rss_bytes"] = peakRSSBytes()
         try writeResult(json, dataset: datasetName(base), n: n, dim: dim, metric: metric, metrics: metrics)
+    }
+}
+
+extension IVFBench {
+    /// The store side: one collection with every base row (ids are row numbers), then each IVF kind built with
+    /// `buildIVF` (one thread) and searched with `searchBatch` (one thread, k = 10) at every nprobe.
+    func benchStore(path: String, baseRows: [[Float]], queryRows: [[Float]], truth: [[Int32]], metric: Metric,
+                    probes: [Int], metrics: inout [String: Any]) throws {
+        for suffix in ["", "-lock", "-guard"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        defer { for suffix in ["", "-lock", "-guard"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        let vs = try VecStore(path: path)
+        defer { vs.close() }
+        let collection = try vs.collection("bench", dimension: baseRows[0].count, metric: metric, index: .flat)
+        var start = 0
+        while start < baseRows.count {
+            let end = min(baseRows.count, start + 10_000)
+            try collection.add((start..<end).map { Document(id: String($0), vector: baseRows[$0]) })
+            start = end
+        }
+        let n = baseRows.count
+        let kinds: [(String, IVFCoding, Int)] = [("flat", .flat, 0), ("pq8", .pq(m: pqM, bits: 8), 0),
+                                                 ("fastscan", .pq(m: fsM, bits: 4), refine)]
+        for (name, coding, refineFactor) in kinds {
+            let tb = now()
+            let report = try collection.buildIVF(IVFParameters(nlist: nlist, coding: coding, refine: refineFactor,
+                                                               seed: seed, iterations: iterations), threads: 1)
+            let buildSeconds = now() - tb
+            let stats = try vs.stats()
+            let indexBytes = stats.databases.filter { $0.name == "ivf" || $0.name == "ivf-lists" }.reduce(0) { $0 + $1.bytes }
+            let info = try collection.ivfInfo()
+            var curve: [[String: Any]] = []
+            for nprobe in probes {
+                var results: [[UInt32]] = []
+                let options = SearchOptions(threads: 1, nprobe: nprobe, refine: refineFactor)
+                let seconds = try bestOf(runs) {
+                    results = try collection.searchBatch(queryRows, k: 10, options: options).map { hits in
+                        hits.compactMap { UInt32($0.id) }
+                    }
+                }
+                let recall = rowRecall(results, truth, k: 10)
+                curve.append(["nprobe": nprobe, "recall": recall, "qps_1t": Double(queryRows.count) / seconds])
+                print("store \(name) nprobe=\(nprobe): recall@10 \(String(format: "%.4f", recall)), \(Int(Double(queryRows.count) / seconds)) q/s")
+            }
+            metrics["store_" + name] = ["build_s": buildSeconds, "curve": curve, "index_bytes": indexBytes,
+                                        "bytes_per_vector": Double(indexBytes) / Double(n),
+                                        "code_bytes": info?.codeSize ?? 0, "coarse_mse": report.coarseError,
+                                        "code_mse": report.codeError, "refine": refineFactor] as [String: Any]
+            print("store \(name): build \(String(format: "%.2f", buildSeconds)) s, index \(indexBytes) bytes (\(String(format: "%.1f", Double(indexBytes) / Double(n))) B/vector)")
+        }
     }
 }
 
