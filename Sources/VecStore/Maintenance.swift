@@ -37,6 +37,8 @@ public struct StoreStats: Sendable {
     public var databases: [DatabaseUsage]
     /// Per-collection shape and counts.
     public var collections: [CollectionInfo]
+    /// Each collection's vector index (kind "flat" when it has none), in `collections` order.
+    public var indexes: [IndexStats] = []
 }
 
 /// The outcome of `VecStore.verify()`.
@@ -68,6 +70,7 @@ extension VecStore {
     public func stats() throws(VecStoreError) -> StoreStats {
         let names = try collectionNames()
         let infos = try names.map { name throws(VecStoreError) in try collection(name).info() }
+        let indexes = try names.map { name throws(VecStoreError) in try collection(name).indexStats() }
         let dbs = self.dbs, env = self.env, path = self.path
         return try read { txn in
             let usage = try dbs.all.map { db in
@@ -79,7 +82,7 @@ extension VecStore {
             return StoreStats(path: path, fileBytes: Self.fileSize(path), pageSize: env.pageSize, mapSize: info.mapSize,
                               usedPages: info.lastPage + 1, freePages: try txn.freePageCount(),
                               formatVersion: try Self.formatAccess(txn, dbs.meta, path: path)?.readVersion ?? Format.version,
-                              databases: usage, collections: infos)
+                              databases: usage, collections: infos, indexes: indexes)
         }
     }
 
@@ -420,8 +423,7 @@ extension VecStore {
     /// without pulling the file from under another process that is filling it.
     @discardableResult
     public static func removeIfEmpty(path: String) -> Bool {
-        guard FileManager.default.fileExists(atPath: path) else { return false }
-        return Environment.removeUnused(path: path, sidecar: guardPath(path)) { env in
+        Environment.removeUnused(path: path, sidecar: guardPath(path)) { env in
             let names = try env.read { txn in
                 try txn.withCursor(Database.main) { (c: Cursor) throws -> [String] in
                     var names: [String] = []

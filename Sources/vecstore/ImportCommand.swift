@@ -22,7 +22,8 @@ struct ImportCommand: ParsableCommand {
             Examples:
               vecstore import demo.vecstore -c docs Samples/docs.jsonl
               vecstore import demo.vecstore -c exact --index flat Samples/docs.jsonl
-              vecstore import demo.vecstore -c compressed --index ivf-pq --pq-m 16 Samples/docs.jsonl
+              vecstore import demo.vecstore -c compressed --index ivf-pq \\
+                Samples/docs.jsonl
               vecstore import demo.vecstore -c small --pca 4 Samples/docs.jsonl
               vecstore import demo.vecstore -c questions Samples/queries.jsonl \\
                 --vectors Samples/queries.fvecs --stemmer none

@@ -11,9 +11,9 @@ struct IndexCommand: ParsableCommand {
 
 struct IndexShowCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "show", abstract: "Print the collection's index and its parameters.",
+        commandName: "show", abstract: "Print the collection's index, its parameters and its size.",
         discussion: """
-            For IVF indexes: list sizes (min, median, max), the training errors and the code size.
+            IVF indexes also show their list sizes (min / median / max), training errors and code size.
             Examples:
               vecstore index show demo.vecstore -c docs
               vecstore index show demo.vecstore -c compressed
@@ -22,16 +22,15 @@ struct IndexShowCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let collection = try target.open().collection(target.collection)
-            switch try collection.indexKind() {
-            case .flat: print("\(target.collection): flat (exact search)")
-            case .hnsw(let p):
-                print("\(target.collection): hnsw M=\(p.m) efConstruction=\(p.efConstruction) efSearch=\(p.efSearch)")
-            case .ivf:
-                guard let info = try collection.ivfInfo() else { print("\(target.collection): flat (exact search)"); return }
-                let lines = describeIVF(info)
-                print("\(target.collection): " + lines[0])
-                for line in lines.dropFirst() { print(line) }
+            let stats = try target.open().collection(target.collection).indexStats()
+            if stats.lines.isEmpty {
+                print("\(target.collection): flat (exact search)")
+            } else {
+                print("\(target.collection): \(stats.kind)")
+                let width = stats.lines.map(\.key.count).max() ?? 0
+                for line in stats.lines {
+                    print("  " + line.key.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + line.value)
+                }
             }
         }
     }
@@ -56,8 +55,8 @@ struct IndexBuildCommand: ParsableCommand {
               vecstore index build demo.vecstore -c docs --m 32 --ef-construction 400 \\
                 --ef-search 128
               vecstore index build demo.vecstore -c exact --index ivf --nlist 4
-              vecstore index build demo.vecstore -c exact --index ivf-pq --nlist 4 --pq-m 16 \\
-                --pq-bits 4
+              vecstore index build demo.vecstore -c exact --index ivf-pq \\
+                --nlist 4 --pq-m 16 --pq-bits 4
             """)
     @OptionGroup var target: StoreArguments
     @Option(help: "Index kind: hnsw, ivf or ivf-pq.") var index: BuildIndexChoice = .hnsw

@@ -217,9 +217,9 @@ struct IVFStoreTests {
         #expect(imported.status == 0, "\(imported.stderr)")
         #expect(imported.stdout.contains("trained IVF index"))
         let shown = try runCLI(["index", "show", store, "-c", "pq"])
-        #expect(shown.stdout.contains("ivf-pq M=16 bits=4"))
-        #expect(shown.stdout.contains("sizes min"))
-        #expect(shown.stdout.contains("code size: 8 bytes per vector"))
+        #expect(shown.stdout.contains("pq4 M=16"), "\(shown.stdout)")
+        #expect(shown.stdout.contains("list sizes") && shown.stdout.contains("min "))
+        #expect(shown.stdout.contains("8 bytes per vector"))
         let query = try runCLI(["query", store, "-c", "pq", "--id", "astronomy/mars/tip", "--nprobe", "7", "--refine", "30",
                                 "-k", "3", "--format", "jsonl"])
         let exact = try runCLI(["query", store, "-c", "pq", "--id", "astronomy/mars/tip", "--exact", "-k", "3",

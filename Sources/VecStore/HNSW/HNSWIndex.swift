@@ -68,7 +68,7 @@ enum HNSWIndex: VectorIndexKind {
                 entry = try cur.next()
             }
         }
-        return IndexStats(kind: name, lines: [
+        return IndexStats(kind: Self.name, lines: [
             .init("M", "\(c.m)"), .init("efConstruction", "\(c.efConstruction)"), .init("efSearch", "\(c.efSearch)"),
             .init("nodes", "\(c.nodes)"), .init("max level", "\(c.maxLevel)"),
             .init("upper-level nodes", "\(upperNodes)"),

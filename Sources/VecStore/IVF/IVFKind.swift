@@ -149,7 +149,7 @@ enum IVFIndexKind: VectorIndexKind {
         case .trained(let model)?:
             return IVFIndexView(list: try IVFView(txn, dbs, record: record, model: model, name: name), rows: rows)
         default:
-            return IVFUntrainedView(rows: rows)
+            return ExactScanView(rows: rows)  // not trained yet: searched exactly
         }
     }
 
@@ -277,30 +277,4 @@ final class IVFIndexView: VectorIndexView, @unchecked Sendable {
     func prefersExact(matches: Int, live: Int, k: Int, options: SearchOptions) -> Bool {
         Double(matches) * Double(list.model.header.nlist) <= Double(live) * Double(nprobe(options))
     }
-}
-
-/// The view of an index that is not trained yet: exact search under the mask.
-final class IVFUntrainedView: VectorIndexView, @unchecked Sendable {
-    let rows: CollectionView
-
-    init(rows: CollectionView) { self.rows = rows }
-
-    func search(queries: UnsafePointer<Float>, count: Int, k: Int, mask: CandidateMask?, options: SearchOptions,
-                threads: Int) -> [TopK] {
-        let record = rows.record
-        let run = { (m: CandidateMask) -> [TopK] in
-            if count == 1 {
-                return [ExactSearch.search(query: queries, dimension: record.dimension, metric: record.metric,
-                                           blocks: self.rows.blocks, mask: m, k: k, threads: threads)]
-            }
-            return ExactSearch.searchBatch(queries: queries, queryCount: count, dimension: record.dimension,
-                                           metric: record.metric, blocks: self.rows.blocks, mask: m, k: k, threads: threads)
-        }
-        if let mask { return run(mask) }
-        return CandidateMask.with(rows.liveWords) { run($0) }
-    }
-
-    var scoresAreExact: Bool { false }
-    func prefersExact(matches: Int, live: Int, k: Int, options: SearchOptions) -> Bool { true }
-    var answersNeighbourQueries: Bool { false }
 }

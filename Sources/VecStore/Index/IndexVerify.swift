@@ -43,6 +43,12 @@ extension VecStore {
                     continue
                 }
                 owner = kind
+                if let feature = kind.feature {
+                    let declared = try txn.get(dbs.meta, Format.featuresKey).map { v in try Format.decodeFeatures(v) } ?? []
+                    if !declared.contains(where: { $0.name == feature.name }) {
+                        faults.append("\(name): has a \(kind.name) index but the store does not declare feature '\(feature.name)'")
+                    }
+                }
                 let (n, found) = try kind.verify(txn, dbs, record, name: name, view)
                 checked += n
                 faults += found

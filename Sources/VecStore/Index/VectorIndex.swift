@@ -199,3 +199,10 @@ enum IndexRegistry {
     /// Parameters of every kind a collection can have, flat first: the contract tests run over these.
     static var allDefaults: [IndexKind] { [.flat] + kinds.flatMap { $0.testParameters } }
 }
+
+extension IndexStats {
+    /// One line for tables: the kind and its first figures ("hnsw M=16 efConstruction=200 efSearch=64").
+    public var summary: String {
+        ([kind] + lines.prefix(3).map { "\($0.key)=\($0.value)" }).joined(separator: " ")
+    }
+}

@@ -11,6 +11,8 @@ final class CollectionSnapshot: @unchecked Sendable {
     let view: CollectionView
     /// The collection's index opened in this snapshot, or nil for a flat collection.
     let index: (any VectorIndexView)?
+    /// Exact search over the snapshot's rows (every collection has it).
+    let exact: ExactScanView
 
     init(snapshotID: Int, recordAddress: UnsafeRawPointer?, record: CollectionRecord, view: CollectionView,
          index: (any VectorIndexView)?) {
@@ -19,6 +21,7 @@ final class CollectionSnapshot: @unchecked Sendable {
         self.record = record
         self.view = view
         self.index = index
+        self.exact = ExactScanView(rows: view)
     }
 
     private let filterLock = NSLock()

@@ -64,21 +64,9 @@ extension VectorCollection {
     /// top rows.
     func execute(_ plan: SearchPlan, _ snap: CollectionSnapshot, queries: UnsafePointer<Float>, count: Int, k: Int,
                  threads: Int) -> [TopK] {
-        let view = snap.view
+        let view: any VectorIndexView = plan.path == .index ? (snap.index ?? snap.exact) : snap.exact
         return withMask(plan.mask) { mask -> [TopK] in
-            if plan.path == .index, let index = snap.index {
-                return index.search(queries: queries, count: count, k: k, mask: mask, options: plan.options,
-                                    threads: threads)
-            }
-            return withMask(plan.mask ?? view.liveWords) { scanMask -> [TopK] in
-                guard let scanMask else { return Array(repeating: TopK(k: k), count: count) }
-                if count == 1 {
-                    return [ExactSearch.search(query: queries, dimension: dimension, metric: metric, blocks: view.blocks,
-                                               mask: scanMask, k: k, threads: threads)]
-                }
-                return ExactSearch.searchBatch(queries: queries, queryCount: count, dimension: dimension, metric: metric,
-                                               blocks: view.blocks, mask: scanMask, k: k, threads: threads)
-            }
+            view.search(queries: queries, count: count, k: k, mask: mask, options: plan.options, threads: threads)
         }
     }
 
