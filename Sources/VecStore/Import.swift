@@ -98,7 +98,8 @@ public struct ImportReport: Sendable {
     public var skippedExamples: [String]
     /// Wall-clock seconds.
     public var seconds: Double
-    /// For `IndexKind.ivf` on a collection the import created: whether the index was trained at the end.
+    /// When the collection has an IVF index that was not trained (one the import created, or one an earlier
+    /// import left untrained): whether the import trained it at its end.
     public var ivf: IVFImportOutcome?
 }
 
@@ -282,10 +283,6 @@ extension VecStore {
             embedded += pending.count
             pending.removeAll(keepingCapacity: true)
         }
-        // An IVF collection is created flat and trained once at the end, on every imported row (a batch
-        // crossing the training threshold would train on the first batches only).
-        let indexAtCreation: IndexKind
-        if case .ivf = options.index { indexAtCreation = .flat } else { indexAtCreation = options.index }
         func flush() throws(ImportFailure) {
             guard let current = target, !batch.isEmpty else { return }
             try embedPending(current)
@@ -297,7 +294,7 @@ extension VecStore {
                     var created = false
                     if creating {
                         (record, created) = try findOrCreate(txn, collection, dimension: current.dimension,
-                                                             metric: current.metric, index: indexAtCreation,
+                                                             metric: current.metric, index: options.index,
                                                              projection: current.projection,
                                                              embedder: options.embedder.map(EmbedderInfo.init))
                     } else {
@@ -305,6 +302,9 @@ extension VecStore {
                     }
                     var writer = try CollectionWriter(txn, dbs, name: collection, record: record)
                     if created, let text = options.textIndex { writer.text.setOptions(text) }
+                    // An IVF index is trained once, at the end, on every imported row (a batch crossing the
+                    // training threshold would train on the first batches only).
+                    if created, case .ivf = options.index { try IVFIndexKind.deferTraining(txn, dbs, record) }
                     try writer.append(prepared, replace: true)
                     try writer.finish()
                     return (record, created)
@@ -418,19 +418,19 @@ extension VecStore {
             if batch.count >= options.batchSize { try flush() }
         }
         try flush()
-        if report.createdCollection, case .ivf(let parameters) = options.index, let target {
-            report.ivf = try trainImported(target, parameters, report: report)
-        }
+        if let target { report.ivf = try trainImported(target, report: report) }
         report.seconds = Date().timeIntervalSince(started)
         return report
     }
 
-    /// Trains the IVF index of a collection an import created (Spec/IVF.md §5 "When an index is trained"):
-    /// when it has the rows the parameters need; otherwise it stays searched exactly and the outcome says why.
-    private func trainImported(_ target: VectorCollection, _ parameters: IVFParameters, report: ImportReport)
-        throws(ImportFailure) -> IVFImportOutcome
+    /// At the end of an import, trains the collection's IVF index if it has one that is not trained yet
+    /// (Spec/IVF.md §5 "When an index is trained"): when it has the rows the parameters need; otherwise it
+    /// stays searched exactly and the outcome says why. Nil when the collection has no untrained IVF index.
+    private func trainImported(_ target: VectorCollection, report: ImportReport) throws(ImportFailure)
+        -> IVFImportOutcome?
     {
         do {
+            guard let parameters = try target.untrainedIVF() else { return nil }
             let live = try target.count()
             let nlist = parameters.nlist ?? IVFParameters.defaultNlist(rows: live)
             let need = parameters.minimumRows(nlist: nlist)

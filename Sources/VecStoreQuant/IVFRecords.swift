@@ -12,7 +12,7 @@ import VecStoreKernels
 /// | 8 | 4 | dimension, 1…65535 |
 /// | 12 | 2 | M (PQ sub-quantizers; 0 for flat) |
 /// | 14 | 1 | bits per code (8 or 4; 0 for flat) |
-/// | 15 | 1 | reserved, 0 |
+/// | 15 | 1 | defaults: which parameters were chosen by the trainer, not given (`IVFHeader.Defaults`); bits 4–7 0 |
 /// | 16 | 4 | block capacity: rows per full list block, a multiple of 32 in 32…65536 |
 /// | 20 | 2 | default nprobe, 1…nlist |
 /// | 22 | 2 | default refine factor (0 = no re-ranking) |
@@ -56,6 +56,25 @@ public struct IVFHeader: Sendable, Equatable {
     public var trainingRows: Int
     /// k-means iterations.
     public var iterations: Int
+    /// Which parameters the trainer chose rather than the caller (so the index reports its parameters as
+    /// they were asked for).
+    public var defaults: Defaults
+
+    /// Bits of the `defaults` byte: a set bit means the field holds the trainer's default for the data.
+    public struct Defaults: OptionSet, Sendable, Equatable {
+        /// The byte.
+        public let rawValue: UInt8
+        /// Creates a set from its byte.
+        public init(rawValue: UInt8) { self.rawValue = rawValue }
+        /// `nlist` was chosen from the number of rows.
+        public static let nlist = Defaults(rawValue: 1)
+        /// `M` was chosen from the dimension.
+        public static let subquantizers = Defaults(rawValue: 2)
+        /// `defaultNprobe` is the trainer's default.
+        public static let nprobe = Defaults(rawValue: 4)
+        /// `defaultRefine` is the trainer's default.
+        public static let refine = Defaults(rawValue: 8)
+    }
 
     /// Whether codes are residuals against the coarse centroid (true for every PQ kind).
     public var residual: Bool { kind != .flat }
@@ -63,7 +82,8 @@ public struct IVFHeader: Sendable, Equatable {
     /// Creates a header; `validate` is applied by `encode` and `decode`.
     public init(kind: IVFPayloadKind, metric: Metric, nlist: Int, dimension: Int, subquantizers: Int, bits: Int,
                 blockCapacity: Int, defaultNprobe: Int, defaultRefine: Int, seed: UInt64, coarseError: Double,
-                codeError: Double, trainingRows: Int, iterations: Int) {
+                codeError: Double, trainingRows: Int, iterations: Int, defaults: Defaults = []) {
+        self.defaults = defaults
         self.kind = kind
         self.metric = metric
         self.nlist = nlist
@@ -115,7 +135,7 @@ public struct IVFHeader: Sendable, Equatable {
         out.appendLE(UInt32(dimension))
         out.appendLE(UInt16(subquantizers))
         out.append(UInt8(bits))
-        out.append(0)
+        out.append(defaults.rawValue)
         out.appendLE(UInt32(blockCapacity))
         out.appendLE(UInt16(defaultNprobe))
         out.appendLE(UInt16(defaultRefine))
@@ -144,8 +164,9 @@ public struct IVFHeader: Sendable, Equatable {
         guard bytes[3] == (kind == .flat ? 0 : 1) else {
             throw .damaged(record: record, offset: 3, reason: "flags \(bytes[3]) do not match the \(kind) kind")
         }
-        guard bytes[15] == 0, bytes.loadLE(UInt64.self, at: 56) == 0 else {
-            throw .damaged(record: record, offset: bytes[15] == 0 ? 56 : 15, reason: "reserved field is not 0")
+        guard bytes[15] & 0xF0 == 0 else { throw .damaged(record: record, offset: 15, reason: "unknown defaults bits") }
+        guard bytes.loadLE(UInt64.self, at: 56) == 0 else {
+            throw .damaged(record: record, offset: 56, reason: "reserved field is not 0")
         }
         let header = IVFHeader(
             kind: kind, metric: metric, nlist: Int(bytes.loadLE(UInt32.self, at: 4)),
@@ -155,7 +176,8 @@ public struct IVFHeader: Sendable, Equatable {
             seed: bytes.loadLE(UInt64.self, at: 24),
             coarseError: Double(bitPattern: bytes.loadLE(UInt64.self, at: 32)),
             codeError: Double(bitPattern: bytes.loadLE(UInt64.self, at: 40)),
-            trainingRows: Int(bytes.loadLE(UInt32.self, at: 48)), iterations: Int(bytes.loadLE(UInt32.self, at: 52)))
+            trainingRows: Int(bytes.loadLE(UInt32.self, at: 48)), iterations: Int(bytes.loadLE(UInt32.self, at: 52)),
+            defaults: Defaults(rawValue: bytes[15]))
         if let (offset, reason) = header.problem() { throw .damaged(record: record, offset: offset, reason: reason) }
         return header
     }

@@ -37,8 +37,9 @@ struct ImportCommand: ParsableCommand {
             automatically (and renormalised under cosine). D must be less than the input dimension.
 
             --index ivf or ivf-pq: the collection is searched exactly while the import runs, and the index is \
-            trained at the end of the import that creates the collection, when it has at least nlist rows (and \
-            16 or 256 for 4- or 8-bit PQ); later imports assign new rows to the trained lists.
+            trained at its end, when the collection has at least nlist rows (and 16 or 256 for 4- or 8-bit PQ); \
+            an import into a collection whose index is still untrained trains it too. Later imports assign \
+            new rows to the trained lists.
 
             With --embed MODEL, records without a "vector" get one by embedding their text (all-MiniLM-L6-v2, \
             384-d, text truncated to 256 tokens); a new collection gets dimension 384, metric cosine and a \

@@ -25,6 +25,22 @@ struct IndexContractTests {
         }
     }
 
+    /// The `vecstore import` options that create a collection with index `kind` and its parameters.
+    static func cliIndexArguments(_ kind: IndexKind) -> [String] {
+        switch kind {
+        case .flat: return ["--index", "flat"]
+        case .hnsw(let p):
+            return ["--index", "hnsw", "--m", "\(p.m)", "--ef-construction", "\(p.efConstruction)", "--ef-search", "\(p.efSearch)"]
+        case .ivf(let p):
+            var args = ["--index", p.coding == .flat ? "ivf" : "ivf-pq"]
+            if let nlist = p.nlist { args += ["--nlist", "\(nlist)"] }
+            if case .pq(let m, let bits) = p.coding { args += (m > 0 ? ["--pq-m", "\(m)"] : []) + ["--pq-bits", "\(bits)"] }
+            if let nprobe = p.nprobe { args += ["--nprobe", "\(nprobe)"] }
+            if let refine = p.refine { args += ["--refine", "\(refine)"] }
+            return args + ["--seed", "\(p.seed)"]
+        }
+    }
+
     static func queries(_ count: Int, seed: UInt64) -> [[Float]] {
         var rng = SeededRandom(seed: seed)
         return (0..<count).map { _ in rng.vector(dimension) }
@@ -243,7 +259,7 @@ struct IndexContractTests {
         let path = dir.path("s.vecstore")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: vecstoreBinary)
-        p.arguments = ["import", path, "-c", "c", "--index", kind.name, input, "--batch-size", "\(batch)"]
+        p.arguments = ["import", path, "-c", "c"] + Self.cliIndexArguments(kind) + [input, "--batch-size", "\(batch)"]
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()

@@ -31,7 +31,7 @@ public struct IVFIndexInfo: Sendable, Equatable {
     init(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, model: IVFModel, name: String) throws {
         let view = try IVFView(txn, dbs, record: record, model: model, name: name)
         let h = model.header
-        self.init(parameters: model.parameters, listSizes: view.listSizes, coarseError: h.coarseError,
+        self.init(parameters: model.effectiveParameters, listSizes: view.listSizes, coarseError: h.coarseError,
                   codeError: h.codeError, trainingRows: h.trainingRows, codeSize: model.codeSize,
                   blockCapacity: h.blockCapacity)
     }
@@ -57,12 +57,24 @@ public struct IVFIndexInfo: Sendable, Equatable {
 }
 
 extension IVFModel {
-    /// The parameters the model was trained with.
-    var parameters: IVFParameters {
+    /// The parameters the index was trained with, every field as the trainer resolved it.
+    var effectiveParameters: IVFParameters {
         let h = header
         let coding: IVFCoding = h.kind == .flat ? .flat : .pq(m: h.subquantizers, bits: h.bits)
         return IVFParameters(nlist: h.nlist, coding: coding, nprobe: h.defaultNprobe, refine: h.defaultRefine,
                              seed: h.seed, iterations: h.iterations)
+    }
+
+    /// The parameters as they were asked for: fields the trainer chose (`IVFHeader.defaults`) are nil (M 0),
+    /// so `indexKind()` equals the `IndexKind` the index was created or built with.
+    var parameters: IVFParameters {
+        var p = effectiveParameters
+        let d = header.defaults
+        if d.contains(.nlist) { p.nlist = nil }
+        if d.contains(.subquantizers), case .pq(_, let bits) = p.coding { p.coding = .pq(m: 0, bits: bits) }
+        if d.contains(.nprobe) { p.nprobe = nil }
+        if d.contains(.refine) { p.refine = nil }
+        return p
     }
 }
 
@@ -96,6 +108,16 @@ extension VectorCollection {
                                   threads: max(1, threads), progress: progress)
             return IVFBuildReport(nlist: model.header.nlist, trainingRows: model.header.trainingRows, rows: live.count,
                                   coarseError: model.header.coarseError, codeError: model.header.codeError)
+        }
+    }
+
+    /// The parameters of the collection's IVF index when it is not trained yet, else nil.
+    func untrainedIVF() throws(VecStoreError) -> IVFParameters? {
+        try store.read { txn in
+            guard case .pending(let p)? = try IVFIndexKind.state(txn, store.dbs, try currentRecord(txn), name: name) else {
+                return nil
+            }
+            return p.parameters
         }
     }
 

@@ -14,11 +14,11 @@ enum IVFIndexKind: VectorIndexKind {
     ]
     static let metaPrefix = IVFFormat.keyPrefix
     static let feature: Format.Feature? = Format.Feature(name: IVFFormat.feature, neededToRead: true, neededToWrite: true)
-    /// IVF-Flat with 4 lists: small enough to train (at 156 rows) in the contract tests' collections.
-    static var defaultParameters: IndexKind { .ivf(IVFParameters(nlist: 4)) }
-    /// IVF-Flat and IVF-PQ with 4-bit fast-scan codes.
+    /// IVF-Flat with 4 lists, 3 probed: small enough to train (at 156 rows) in the contract tests' collections.
+    static var defaultParameters: IndexKind { .ivf(IVFParameters(nlist: 4, nprobe: 3)) }
+    /// IVF-Flat and IVF-PQ with 4-bit fast-scan codes (M = 16 on the contract's 16-d rows: 8 B a row, refine 8).
     static var testParameters: [IndexKind] {
-        [defaultParameters, .ivf(IVFParameters(nlist: 4, coding: .pq(m: 0, bits: 4)))]
+        [defaultParameters, .ivf(IVFParameters(nlist: 4, coding: .pq(m: 16, bits: 4), nprobe: 3, refine: 8))]
     }
 
     static func accepts(_ parameters: IndexKind) -> Bool {
@@ -43,6 +43,14 @@ enum IVFIndexKind: VectorIndexKind {
         let live = Int(record.liveCount)
         let trainAt = live > 0 ? p.minimumRows(nlist: p.nlist ?? IVFParameters.defaultNlist(rows: live)) : p.trainingThreshold
         let pending = IVFPendingRecord(parameters: p, metric: record.metric, trainAt: trainAt)
+        try txn.put(dbs.meta, IVFFormat.headerKey(record.id), try pending.encode(dimension: record.dimension))
+    }
+
+    /// Marks the untrained index of `record` to be trained only on request (`buildIVF`, the end of an
+    /// import), not by a write batch: an import creates it so and trains once, on every row, at its end.
+    static func deferTraining(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord) throws {
+        guard case .pending(var pending)? = try state(txn, dbs, record, name: "id \(record.id)") else { return }
+        pending.trainAt = IVFPendingRecord.onRequest
         try txn.put(dbs.meta, IVFFormat.headerKey(record.id), try pending.encode(dimension: record.dimension))
     }
 
@@ -113,12 +121,13 @@ enum IVFIndexKind: VectorIndexKind {
         case nil: throw VecStoreError.corrupt("collection \(name): no IVF record")
         case .pending(let pending)?:
             let p = pending.parameters
+            let until = pending.trainAt == IVFPendingRecord.onRequest ? "" : " \(pending.trainAt) live rows,"
             return IndexStats(kind: Self.name, lines: [
                 .init("coding", p.coding.description), .init("nlist", p.nlist.map(String.init) ?? "from the rows"),
-                .init("state", "not trained: searched exactly until \(pending.trainAt) live rows or `index build`"),
+                .init("state", "not trained: searched exactly until\(until) the end of an import or `index build`"),
             ])
         case .trained(let model)?:
-            let info = try IVFIndexInfo(txn, dbs, record, model: model, name: name)
+            let info = try IVFIndexInfo(txn, dbs, record, model: model, name: name)  // resolved values
             let (lo, median, hi) = info.listSizeSummary
             let p = info.parameters
             return IndexStats(kind: Self.name, lines: [
@@ -214,7 +223,7 @@ struct IVFBatchWriter: VectorIndexWriter {
         let rows = IVFRows(vectors: batch.vectors, liveWords: batch.liveWords, count: record.nextInternalID)
         switch state {
         case .pending(let pending):
-            guard Int(record.liveCount) >= pending.trainAt else { return }
+            guard pending.trainAt != IVFPendingRecord.onRequest, Int(record.liveCount) >= pending.trainAt else { return }
             let live = rows.live
             let p = pending.parameters
             guard live.count >= p.minimumRows(nlist: p.nlist ?? IVFParameters.defaultNlist(rows: live.count)) else { return }

@@ -15,7 +15,7 @@ import VecStoreQuant
 /// | 8 | 2 | M: 0 for flat; for PQ 0 (chosen from the dimension) or 1…256 dividing the dimension |
 /// | 10 | 1 | bits: 0 flat, 8 pq8, 4 pq4-fastscan |
 /// | 11 | 1 | reserved, 0 |
-/// | 12 | 4 | live rows at which a write batch trains the index, ≥ 1 |
+/// | 12 | 4 | live rows at which a write batch trains the index, ≥ 1; 0xFFFFFFFF: only on request |
 /// | 16 | 2 | default nprobe (0: nlist / 16) |
 /// | 18 | 2 | default refine (0xFFFF: 4 for PQ, 0 for flat) |
 /// | 20 | 4 | k-means iterations, 1…1000 |
@@ -28,6 +28,8 @@ struct IVFPendingRecord: Equatable {
     var metric: Metric
     /// Live rows at which a write batch trains.
     var trainAt: Int
+    /// `trainAt` of an index trained only by `buildIVF` or at the end of an import.
+    static let onRequest = Int(UInt32.max)
 
     func encode(dimension: Int) throws(VecStoreError) -> [UInt8] {
         try parameters.validate(dimension: dimension)

@@ -141,12 +141,23 @@ enum IVFTraining {
                                    blockCapacity: IVFFormat.blockCapacity(kind), defaultNprobe: nprobe,
                                    defaultRefine: kind == .flat ? 0 : (p.refine ?? 4), seed: p.seed,
                                    coarseError: coarse.meanSquaredError, codeError: codeError,
-                                   trainingRows: coarse.sampleCount, iterations: p.iterations)
+                                   trainingRows: coarse.sampleCount, iterations: p.iterations,
+                                   defaults: defaults(given))
             _ = try header.encode()
             return IVFModel(header: header, centroids: coarse.centroids, quantizer: quantizer)
         } catch {
             throw .invalidArgument("IVF training: \(error)")
         }
+    }
+
+    /// Which of `p`'s fields the trainer chose (recorded so the index reports its parameters as asked for).
+    static func defaults(_ p: IVFParameters) -> IVFHeader.Defaults {
+        var d: IVFHeader.Defaults = []
+        if p.nlist == nil { d.insert(.nlist) }
+        if case .pq(0, _) = p.coding { d.insert(.subquantizers) }
+        if p.nprobe == nil { d.insert(.nprobe) }
+        if p.refine == nil { d.insert(.refine) }
+        return d
     }
 
     /// A flat header used only to assign rows to centroids before the real header exists.
