@@ -94,10 +94,10 @@ enum Damage: CaseIterable, CustomStringConvertible {
 /// or an error message. `VECSTORE_FUZZ_ROUNDS` / `VECSTORE_FUZZ_SEED` run it longer (Tools/fuzz-asan).
 @Suite(.serialized) struct FuzzTests {
     static let databases = ["meta", "vectors", "docs", "ids", "live", "fields", "graph", "graph-upper",
-                            "graph-vectors", "textinfo", "terms", "postings", "doclens"]
+                            "graph-vectors", "textinfo", "terms", "postings", "doclens", "ivf", "ivf-lists"]
 
     /// A store with an HNSW collection large enough to be searched through its graph (> 1,024 live
-    /// rows), text, metadata and deletes, plus a small flat l2 collection.
+    /// rows), text, metadata and deletes, a small flat l2 collection and an IVF-PQ one.
     static func makeStore(_ path: String) throws {
         let store = try VecStore(path: path)
         let docs = try store.collection("docs", dimension: 8, metric: .cosine,
@@ -106,6 +106,11 @@ enum Damage: CaseIterable, CustomStringConvertible {
         _ = try docs.delete(ids: Array(stride(from: 0, to: 1_200, by: 37).map { "doc-\($0)" }))
         let flat = try store.collection("flat", dimension: 3, metric: .l2, index: .flat)
         try flat.upsert(makeDocuments(40, dimension: 3, seed: 12, idPrefix: "f"))
+        // An IVF-PQ collection (4-bit fast scan) searched through its lists (Spec/IVF.md).
+        let quant = try store.collection("quant", dimension: 8, metric: .l2, index: .flat)
+        try quant.upsert(makeDocuments(1_100, dimension: 8, seed: 13, idPrefix: "q"))
+        try quant.buildIVF(IVFParameters(nlist: 8, coding: .pq(m: 4, bits: 4)), threads: 1)
+        _ = try quant.delete(ids: ["q-3", "q-500"])
     }
 
     /// Every (database, key) of the store, grouped by database.
@@ -161,6 +166,7 @@ enum Damage: CaseIterable, CustomStringConvertible {
             ["query", store, "-c", "docs", "--text", "document", "--id", "doc-9", "--rrf"],
             ["query", store, "-c", "docs", "--vector", v, "--filter", #"{"category": "tech", "year": {"$gte": 2010}}"#],
             ["query", store, "-c", "flat", "--vector", "0.5,0.5,0.5", "-k", "3"],
+            ["query", store, "-c", "quant", "--vector", v, "-k", "5", "--nprobe", "4", "--refine", "4"],
             ["get", store, "-c", "docs", "doc-3", "doc-10", "doc-1199"],
             ["export", store, "-c", "docs", "-o", dir + "/export.jsonl"],
             ["import", store, "-c", "docs", dir + "/batch.jsonl"],
