@@ -19,6 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import best_of, fmt, fvecs, ivecs, ratio, recall_at, write_section  # noqa: E402
+import svgplot  # noqa: E402
 
 
 def peers(args):
@@ -95,6 +96,31 @@ def peers(args):
                     "metric": args.metric, "metrics": m}], f, indent=1)
 
 
+def plot_curves(ds, any_run, v, f, plot_dir):
+    """Writes PLOT_DIR/ivf-<ds>.svg (recall@10 against queries/s: the store's kinds and FAISS's, one point per
+    nprobe) and returns the markdown image line."""
+    names = {"flat": "IVF-Flat", "pq8": "IVF-PQ8", "fastscan": "PQ4 fast scan"}
+    series = []
+    for kind in ("flat", "pq8", "fastscan"):
+        for run, key, who, dashed in ((v, "store_" + kind, "vecstore", False), (f, kind, "FAISS", True)):
+            m = run and run["metrics"].get(key)
+            if not m:
+                continue
+            pts = sorted(m["curve"], key=lambda p: p["nprobe"])
+            series.append({"name": f"{who} {names[kind]}", "dashed": dashed,
+                           "points": [(float(p["recall"]), p["qps_1t"], f"{p['nprobe']}" if not dashed else None)
+                                      for p in pts]})
+    os.makedirs(plot_dir, exist_ok=True)
+    name = f"ivf-{ds}.svg"
+    am = any_run["metrics"]
+    svgplot.write(os.path.join(plot_dir, name), svgplot.chart(
+        series, title=f"{ds}: IVF recall@10 vs queries/s (1 thread)",
+        subtitle=f"{any_run['n']:,} × {any_run['dim']}, {any_run['metric']}; nlist={am['nlist']}; "
+                 "labels: nprobe (1 … 64)",
+        x_label="recall@10", y_label="queries/s", log_y=True, width=900))
+    return f"![{ds}: IVF recall@10 against queries/s for the vecstore store and FAISS](plots/{name})"
+
+
 def report(args):
     runs = []
     for path in args.results:
@@ -157,6 +183,9 @@ def report(args):
                 w(f"| {nprobe} | {fmt(ps and ps['recall'], 4)} | {fmt(pv and pv['recall'], 4)} | "
                   f"{fmt(pf and pf['recall'], 4)} | {d} | {fmt(ps and ps['qps_1t'])} | {fmt(pv and pv['qps_1t'])} | "
                   f"{fmt(pf and pf['qps_1t'])} | {ratio(ps and ps['qps_1t'], pf and pf['qps_1t'])} |")
+            w("")
+        if args.write:
+            w(plot_curves(ds, any_run, v, f, os.path.join(os.path.dirname(os.path.abspath(args.write)), "plots")))
             w("")
     text = "\n".join(out)
     print(text)
