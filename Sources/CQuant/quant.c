@@ -378,6 +378,92 @@ typedef float (*dotf_fn)(const float *, const int8_t *, size_t);
 typedef float (*l2f_fn)(const float *, const float *, const int8_t *, size_t);
 typedef int32_t (*i8_fn)(const int8_t *, const int8_t *, size_t);
 
+// ---------------------------------------------------------------- nearest candidate (k-means, PQ encode)
+// Two passes: the extreme value (vector min/max), then the first index holding it (vector compare). 2 * x is
+// exact in float, so norms - 2 * dots rounds the same whether or not the compiler fuses it.
+size_t vq_nearest_reference(const float *norms, const float *dots, size_t k, int l2, float *value) {
+    size_t best = 0;
+    float bv = l2 ? norms[0] - 2.0f * dots[0] : dots[0];
+    for (size_t j = 1; j < k; j++) {
+        float v = l2 ? norms[j] - 2.0f * dots[j] : dots[j];
+        if (l2 ? v < bv : v > bv) { bv = v; best = j; }
+    }
+    *value = bv;
+    return best;
+}
+
+#ifdef VQ_X86
+__attribute__((target("avx512f"))) static size_t nearest_avx512(const float *norms, const float *dots, size_t k,
+                                                                int l2, float *value) {
+    if (k < 16) return vq_nearest_reference(norms, dots, k, l2, value);
+    const __m512 two = _mm512_set1_ps(2.0f);
+    __m512 ext = l2 ? _mm512_sub_ps(_mm512_loadu_ps(norms), _mm512_mul_ps(two, _mm512_loadu_ps(dots)))
+                    : _mm512_loadu_ps(dots);
+    size_t j = 16;
+    for (; j + 16 <= k; j += 16) {
+        __m512 v = l2 ? _mm512_sub_ps(_mm512_loadu_ps(norms + j), _mm512_mul_ps(two, _mm512_loadu_ps(dots + j)))
+                      : _mm512_loadu_ps(dots + j);
+        ext = l2 ? _mm512_min_ps(ext, v) : _mm512_max_ps(ext, v);
+    }
+    float bv = l2 ? _mm512_reduce_min_ps(ext) : _mm512_reduce_max_ps(ext);
+    for (; j < k; j++) {
+        float v = l2 ? norms[j] - 2.0f * dots[j] : dots[j];
+        if (l2 ? v < bv : v > bv) bv = v;
+    }
+    const __m512 target = _mm512_set1_ps(bv);
+    size_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+        __m512 v = l2 ? _mm512_sub_ps(_mm512_loadu_ps(norms + i), _mm512_mul_ps(two, _mm512_loadu_ps(dots + i)))
+                      : _mm512_loadu_ps(dots + i);
+        __mmask16 hit = _mm512_cmp_ps_mask(v, target, _CMP_EQ_OQ);
+        if (hit) { *value = bv; return i + (size_t)__builtin_ctz(hit); }
+    }
+    for (; i < k; i++) {
+        float v = l2 ? norms[i] - 2.0f * dots[i] : dots[i];
+        if (v == bv) { *value = bv; return i; }
+    }
+    return vq_nearest_reference(norms, dots, k, l2, value);  // NaN input: no value equals the extreme
+}
+
+__attribute__((target("avx2"))) static size_t nearest_avx2(const float *norms, const float *dots, size_t k, int l2,
+                                                           float *value) {
+    if (k < 8) return vq_nearest_reference(norms, dots, k, l2, value);
+    const __m256 two = _mm256_set1_ps(2.0f);
+    __m256 ext = l2 ? _mm256_sub_ps(_mm256_loadu_ps(norms), _mm256_mul_ps(two, _mm256_loadu_ps(dots)))
+                    : _mm256_loadu_ps(dots);
+    size_t j = 8;
+    for (; j + 8 <= k; j += 8) {
+        __m256 v = l2 ? _mm256_sub_ps(_mm256_loadu_ps(norms + j), _mm256_mul_ps(two, _mm256_loadu_ps(dots + j)))
+                      : _mm256_loadu_ps(dots + j);
+        ext = l2 ? _mm256_min_ps(ext, v) : _mm256_max_ps(ext, v);
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, ext);
+    float bv = lanes[0];
+    for (int t = 1; t < 8; t++) bv = l2 ? (lanes[t] < bv ? lanes[t] : bv) : (lanes[t] > bv ? lanes[t] : bv);
+    for (; j < k; j++) {
+        float v = l2 ? norms[j] - 2.0f * dots[j] : dots[j];
+        if (l2 ? v < bv : v > bv) bv = v;
+    }
+    const __m256 target = _mm256_set1_ps(bv);
+    size_t i = 0;
+    for (; i + 8 <= k; i += 8) {
+        __m256 v = l2 ? _mm256_sub_ps(_mm256_loadu_ps(norms + i), _mm256_mul_ps(two, _mm256_loadu_ps(dots + i)))
+                      : _mm256_loadu_ps(dots + i);
+        int hit = _mm256_movemask_ps(_mm256_cmp_ps(v, target, _CMP_EQ_OQ));
+        if (hit) { *value = bv; return i + (size_t)__builtin_ctz((unsigned)hit); }
+    }
+    for (; i < k; i++) {
+        float v = l2 ? norms[i] - 2.0f * dots[i] : dots[i];
+        if (v == bv) { *value = bv; return i; }
+    }
+    return vq_nearest_reference(norms, dots, k, l2, value);
+}
+#endif
+
+typedef size_t (*nearest_fn)(const float *, const float *, size_t, int, float *);
+static nearest_fn nearest_impl = vq_nearest_reference;
+
 static fs4_fn fs4_impl = vq_fs4_scan_reference;
 static dotf_fn dotf_impl = vq_dot_f32_i8_reference;
 static l2f_fn l2f_impl = vq_l2_f32_i8_reference;
@@ -394,6 +480,7 @@ __attribute__((constructor)) static void vq_select(void) {
         pqt_impl = pq_table_avx512;
         dotf_impl = dot_f32_i8_avx512; l2f_impl = l2_f32_i8_avx512;
         doti_impl = dot_i8_avx512; l2i_impl = l2_i8_avx512;
+        nearest_impl = nearest_avx512;
         vq_isa_name = "avx512bw";
     } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         fs4_impl = fs4_scan_avx2;
@@ -401,6 +488,7 @@ __attribute__((constructor)) static void vq_select(void) {
         pqt_impl = pq_table_avx2;
         dotf_impl = dot_f32_i8_avx2; l2f_impl = l2_f32_i8_avx2;
         doti_impl = dot_i8_avx2; l2i_impl = l2_i8_avx2;
+        nearest_impl = nearest_avx2;
         vq_isa_name = "avx2";
     }
 #endif
@@ -420,4 +508,7 @@ float vq_dot_f32_i8(const float *q, const int8_t *c, size_t n) { return dotf_imp
 float vq_l2_f32_i8(const float *q, const float *w, const int8_t *c, size_t n) { return l2f_impl(q, w, c, n); }
 int32_t vq_dot_i8(const int8_t *a, const int8_t *b, size_t n) { return doti_impl(a, b, n); }
 int32_t vq_l2_i8(const int8_t *a, const int8_t *b, size_t n) { return l2i_impl(a, b, n); }
+size_t vq_nearest(const float *norms, const float *dots, size_t k, int l2, float *value) {
+    return nearest_impl(norms, dots, k, l2, value);
+}
 const char *vq_isa(void) { return vq_isa_name; }

@@ -1,4 +1,5 @@
 import CDistance
+import CQuant
 import Dispatch
 import VecStoreKernels
 
@@ -263,20 +264,12 @@ public enum KMeans {
                            scores: UnsafeMutablePointer<Float>) {
         let x = s.data + start * dimension
         MatrixProduct.dotTile(x, aRows: rows, s.centroids, bRows: k, dimension: dimension, into: scores, ldo: k)
-        let l2 = metric == .l2
+        let l2: Int32 = metric == .l2 ? 1 : 0
+        var value: Float = 0
         for i in 0..<rows {
             let line = scores + i * k
-            var best = 0
-            if l2 {
-                var bestValue = s.norms[0] - 2 * line[0]
-                for j in 1..<k {
-                    let v = s.norms[j] - 2 * line[j]
-                    if v < bestValue { bestValue = v; best = j }
-                }
-            } else {
-                var bestValue = line[0]
-                for j in 1..<k where line[j] > bestValue { bestValue = line[j]; best = j }
-            }
+            // Smallest |c|² − 2x·c (L2) or largest x·c, first on ties: one vectorised C pass per row.
+            let best = Int(vq_nearest(s.norms, line, k, l2, &value))
             let row = x + i * dimension
             let xn = vs_dot(row, row, dimension)
             s.labels[start + i] = UInt32(best)

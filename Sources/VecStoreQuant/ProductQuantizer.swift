@@ -148,13 +148,12 @@ public struct ProductQuantizer: Sendable, Equatable {
                     MatrixProduct.dotTile(gathered, aRows: rows, book, bRows: ksub, dimension: dsub, into: scores,
                                           ldo: ksub)
                     let base = j * ksub
+                    var value: Float = 0
                     for i in 0..<rows {
                         let line = scores + i * ksub
-                        var best = 0
-                        var bestValue = norms[base] - 2 * line[0]
-                        for c in 1..<ksub {
-                            let v = norms[base + c] - 2 * line[c]
-                            if v < bestValue { bestValue = v; best = c }
+                        let best = norms.withUnsafeBufferPointer { nb -> Int in
+                            guard let n = nb.baseAddress else { return 0 }
+                            return Int(vq_nearest(n + base, line, ksub, 1, &value))
                         }
                         let row = codes + (start + i) * size
                         if bits == 8 {

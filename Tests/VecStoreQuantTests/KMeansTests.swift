@@ -1,8 +1,28 @@
+import CQuant
 import Testing
 import VecStoreKernels
 @testable import VecStoreQuant
 
 @Suite struct KMeansTests {
+    /// The dispatched nearest-candidate kernel (AVX-512 / AVX2) picks what the portable loop picks: the
+    /// smallest norms − 2·dots (or largest dot), first index on ties, for every k around the vector widths.
+    @Test func nearestKernelMatchesReference() {
+        var rng = SplitMix64(seed: 5)
+        for k in [1, 2, 7, 8, 9, 15, 16, 17, 31, 100, 256, 1000] {
+            for trial in 0..<20 {
+                // Few distinct values, so ties are common.
+                let dots = (0..<k).map { _ in Float(rng.below(trial % 2 == 0 ? 5 : 1000)) * 0.25 }
+                let norms = (0..<k).map { _ in Float(rng.below(7)) * 0.5 }
+                for l2: Int32 in [0, 1] {
+                    var a: Float = 0, b: Float = 0
+                    let fast = vq_nearest(norms, dots, k, l2, &a)
+                    let slow = vq_nearest_reference(norms, dots, k, l2, &b)
+                    #expect(fast == slow && a == b, "k \(k) l2 \(l2): \(fast) (\(a)) vs \(slow) (\(b))")
+                }
+            }
+        }
+    }
+
     let dimension = 16
 
     @Test func sameSeedSameCentroidsAndNoEmptyCluster() throws {

@@ -48,6 +48,14 @@ float vq_l2_f32_i8_reference(const float *q, const float *w, const int8_t *c, si
 int32_t vq_dot_i8_reference(const int8_t *a, const int8_t *b, size_t n);
 int32_t vq_l2_i8_reference(const int8_t *a, const int8_t *b, size_t n);
 
+/// Nearest of `k` candidates from a row of inner products: with `l2` nonzero the index of the smallest
+/// norms[j] - 2 * dots[j] (squared distance less the row's own norm), otherwise of the largest dots[j]
+/// (`norms` unused, may be NULL); the first such index on ties. Writes the winning value to *value.
+/// k >= 1. The k-means assignment and PQ encoding step (one call per row).
+size_t vq_nearest(const float *norms, const float *dots, size_t k, int l2, float *value);
+/// The portable reference of `vq_nearest` (same results), exposed for tests.
+size_t vq_nearest_reference(const float *norms, const float *dots, size_t k, int l2, float *value);
+
 /// Name of the instruction set the quantized kernels dispatched to ("avx512bw", "avx2", "generic").
 const char *vq_isa(void);
 
