@@ -22,6 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import conformance_hnsw  # noqa: E402  (HNSW graph checks, Spec/HNSW.md §6)
+import conformance_ivf  # noqa: E402  (IVF lists, PQ codes and ADC, Spec/IVF.md, Spec/PQ.md)
 
 try:
     import lmdb
@@ -36,7 +37,8 @@ except ImportError as e:  # pragma: no cover
 
 SUPPORTED_VERSION = 2  # version 2 adds the keyword-index databases (Spec/BM25.md; checked by Tools/conformance_bm25.py)
 MAX_READ_VERSION = 3  # version 3 = version 2 plus a `features` record (FORMAT.md §5)
-KNOWN_FEATURES = {"pca", "embedder"}  # features this reader implements (Spec/PCA.md, Spec/EMBEDDER.md); others by their flags (§5)
+KNOWN_FEATURES = {"pca", "embedder", "ivf"}  # features this reader implements (Spec/PCA.md, Spec/EMBEDDER.md, Spec/IVF.md); others by their flags (§5)
+OPTIONAL_DATABASES = ["ivf", "ivf-lists"]  # an index kind's databases (FORMAT.md §20.2): absent in older stores
 META_FEATURES = b"features"
 MAGIC = b"VECSTORE"
 DATABASES = ["meta", "vectors", "docs", "ids", "live", "fields", "graph", "graph-upper", "graph-vectors"]
@@ -192,13 +194,13 @@ class Reader:
         if not os.path.isfile(path):
             raise NotAStore(f"{path}: no such file (a store is a single file, opened with MDB_NOSUBDIR)")
         try:
-            self.env = lmdb.open(path, subdir=False, readonly=True, lock=True, max_dbs=len(DATABASES) + 2,
+            self.env = lmdb.open(path, subdir=False, readonly=True, lock=True, max_dbs=len(DATABASES) + 8,
                                  create=False)
         except lmdb.Error as e:
             # A read-only file system or an unwritable lock file: read without the lock (safe only when no
             # writer is active).
             self.notes.append(f"opened without the lock file ({e})")
-            self.env = lmdb.open(path, subdir=False, readonly=True, lock=False, max_dbs=len(DATABASES) + 2,
+            self.env = lmdb.open(path, subdir=False, readonly=True, lock=False, max_dbs=len(DATABASES) + 8,
                                  create=False)
         self.dbs = {}
         # py-lmdb opens each handle in its own read transaction and commits it (LMDB keeps a handle
@@ -212,6 +214,11 @@ class Reader:
                 raise NotAStore(f"{path}: no '{name}' database: not a vecstore store")
             except lmdb.IncompatibleError as e:
                 raise NotAStore(f"{path}: database '{name}' has unexpected flags ({e})")
+        for name in OPTIONAL_DATABASES:
+            try:
+                self.dbs[name] = self.env.open_db(name.encode(), create=False)
+            except lmdb.NotFoundError:
+                pass
         with self.env.begin() as txn:
             for name, db in self.dbs.items():
                 flags = db.flags(txn)
@@ -233,6 +240,11 @@ class Reader:
             for c in self.collections.values():
                 self.load_collection(txn, c)
                 # Spec/HNSW.md §6: the graph of an indexed collection, or no graph entries at all.
+                ivf = self.ivf_records.pop(c.id, None)
+                if ivf is None:
+                    conformance_ivf.check_flat(self, txn, c)
+                elif c.vectors is not None and len(c.vectors) == c.rows and c.live is not None:
+                    self.checked += conformance_ivf.check_ivf(self, txn, c, ivf)
                 header = self.hnsw_headers.pop(c.id, None)
                 if header is None:
                     conformance_hnsw.check_flat(self, txn, c)
@@ -240,11 +252,14 @@ class Reader:
                     self.checked += conformance_hnsw.check_graph(self, txn, c, header)
             for cid in self.hnsw_headers:
                 self.fault(f"meta: HNSW header of unknown collection id {cid}")
+            for cid in self.ivf_records:
+                self.fault(f"meta: IVF record of unknown collection id {cid}")
             self.check_orphans(txn)
             self.txn = None
 
     def check_meta(self, txn):
         self.hnsw_headers = {}
+        self.ivf_records = {}
         meta = self.dbs["meta"]
         fmt = txn.get(META_FORMAT, db=meta)
         if fmt is None:
@@ -330,6 +345,10 @@ class Reader:
                 # Format v2: the HNSW header of a collection; its graph is checked per collection
                 # (Tools/conformance_hnsw.py, Spec/HNSW.md §6).
                 self.hnsw_headers[struct.unpack_from(">I", key, 5)[0]] = value
+            elif key.startswith(b"ivf:") and len(key) == 8:
+                # An IVF-Flat / IVF-PQ index (Spec/IVF.md); its lists are checked per collection
+                # (Tools/conformance_ivf.py).
+                self.ivf_records[struct.unpack_from(">I", key, 4)[0]] = value
             elif key.startswith(b"pca:") and len(key) == 8:
                 pca_records[struct.unpack_from(">I", key, 4)[0]] = value
             elif key.startswith(b"embedder:") and len(key) == 13:
@@ -499,7 +518,7 @@ class Reader:
 
     def check_orphans(self, txn):
         known = {c.id for c in self.collections.values()}
-        for dbname in DATABASES[1:]:
+        for dbname in DATABASES[1:] + [d for d in OPTIONAL_DATABASES if d in self.dbs]:
             cur = txn.cursor(db=self.dbs[dbname])
             ok = cur.first()
             while ok:
