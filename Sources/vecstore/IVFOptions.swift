@@ -64,19 +64,3 @@ final class IVFProgressBar: @unchecked Sendable {
         if enabled { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
     }
 }
-
-/// One line describing an IVF index for `index show`.
-func describeIVF(_ info: IVFIndexInfo) -> [String] {
-    let p = info.parameters
-    let (lo, median, hi) = info.listSizeSummary
-    let rows = info.listSizes.reduce(0, +)
-    var kind = "ivf"
-    if case .pq(let m, let bits) = p.coding { kind = "ivf-pq M=\(m) bits=\(bits)\(bits == 4 ? " (fast scan)" : "")" }
-    return [
-        "\(kind) nlist=\(p.nlist ?? 0) nprobe=\(p.nprobe ?? 0)" + (p.refine.map { $0 > 0 ? " refine=\($0)" : "" } ?? ""),
-        "  lists: \(rows) rows, sizes min \(lo) / median \(median) / max \(hi); block capacity \(info.blockCapacity)",
-        String(format: "  training: %d rows, seed %llu; coarse error %.6g", info.trainingRows, p.seed, info.coarseError)
-            + (info.codeError > 0 ? String(format: ", PQ error %.6g", info.codeError) : ""),
-        "  code size: \(info.codeSize) bytes per vector",
-    ]
-}
