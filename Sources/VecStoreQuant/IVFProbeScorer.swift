@@ -39,8 +39,10 @@ public struct IVFProbeScorer {
             pq.lookupTable(query, metric: .dot, into: tb)
             if l2 { for i in 0..<size { tb[i] *= -2 } }
         }
-        quantized = fast ? queryTable.withUnsafeBufferPointer { t in
-            t.baseAddress.map { QuantizedTable($0, subquantizers: m, innerProduct: !l2) }
+        // Inner product: one quantized table serves every list. L2: each list quantizes its own table
+        // (`prepare`), so none is made here.
+        quantized = fast && !l2 ? queryTable.withUnsafeBufferPointer { t in
+            t.baseAddress.map { QuantizedTable($0, subquantizers: m, innerProduct: true) }
         } : nil
     }
 
@@ -57,13 +59,19 @@ public struct IVFProbeScorer {
             let row = precomputed + l * size
             queryTable.withUnsafeBufferPointer { qb in
                 guard let q = qb.baseAddress else { return }
-                if fast {
+                if fast, quantized != nil {
                     quantized?.update(row, plus: q, innerProduct: false)
                 } else {
                     listTable.withUnsafeMutableBufferPointer { lb in
                         guard let o = lb.baseAddress else { return }
                         for i in 0..<size { o[i] = row[i] + q[i] }
                     }
+                }
+            }
+            if fast, quantized == nil {
+                // The first probed list makes the quantized table; later ones re-quantize it in place.
+                quantized = listTable.withUnsafeBufferPointer { t in
+                    t.baseAddress.map { QuantizedTable($0, subquantizers: quantizer.subquantizers, innerProduct: false) }
                 }
             }
             return
@@ -75,7 +83,16 @@ public struct IVFProbeScorer {
                 guard let r = rb.baseAddress, let o = lb.baseAddress else { return }
                 for t in 0..<d { r[t] = query[t] - centroid[t] }
                 pq.lookupTable(r, metric: .l2, into: o)
-                if fast { quantized?.update(o, plus: nil, innerProduct: false) }
+            }
+        }
+        guard fast else { return }
+        if quantized == nil {
+            quantized = listTable.withUnsafeBufferPointer { t in
+                t.baseAddress.map { QuantizedTable($0, subquantizers: pq.subquantizers, innerProduct: false) }
+            }
+        } else {
+            listTable.withUnsafeBufferPointer { t in
+                if let tb = t.baseAddress { quantized?.update(tb, plus: nil, innerProduct: false) }
             }
         }
     }
