@@ -59,6 +59,19 @@ public struct CompactReport: Sendable {
     public var documents: Int
     /// Deleted rows dropped.
     public var tombstonesDropped: Int
+    /// What happened to each collection's vector index, in collection order (flat collections have none).
+    public var indexes: [CompactedIndex] = []
+}
+
+/// How compaction brought one collection's vector index into the new store.
+public struct CompactedIndex: Sendable {
+    /// The collection.
+    public var collection: String
+    /// Whether the index was carried over by renumbering (true) or rebuilt from the copied rows (false).
+    public var carried: Bool
+    /// What was done: for a carried graph, the lists that lost links to dropped rows and how many were
+    /// refilled; for a rebuilt one, why it was not carried.
+    public var detail: String
 }
 
 extension VecStore {
@@ -279,8 +292,14 @@ extension VecStore {
     /// of this process share one environment with the compaction; after it they get `superseded`
     /// and must reopen. It checks the free space first (`diskFull`), and on any failure removes its
     /// temporary files, leaving the old store as it was.
+    ///
+    /// An HNSW graph is carried over by renumbering its rows (Spec/HNSW.md §5.5), which costs a small
+    /// part of a rebuild; with `rebuildIndexes`, or when the old graph is inconsistent, it is rebuilt from
+    /// the copied rows instead. `CompactReport.indexes` says which happened.
     @discardableResult
-    public static func compact(path: String, batchSize: Int = 10_000) throws(VecStoreError) -> CompactReport {
+    public static func compact(path: String, batchSize: Int = 10_000, rebuildIndexes: Bool = false)
+        throws(VecStoreError) -> CompactReport
+    {
         let old = try VecStore(path: path, options: StoreOptions(create: false))
         defer { old.close() }
         do {
@@ -304,6 +323,7 @@ extension VecStore {
             throw .diskFull("compacting \(path) writes a file of up to \(needed / 1_048_576) MiB, above the file-size limit of \(limit / 1_048_576) MiB; the store is unchanged")
         }
         var documents = 0, tombstones = 0
+        var indexes: [CompactedIndex] = []
         do {
             // One write transaction on the old file, never rerun (`writeOnce`): it holds LMDB's writer
             // lock against this process's other handles, and the file-system steps inside it happen once.
@@ -316,7 +336,8 @@ extension VecStore {
                         // First, so that a full map fails here, before any file is touched; invisible to
                         // readers until the commit after the rename.
                         try txn.put(old.dbs.meta, Format.supersededKey, Array(path.utf8))
-                        (documents, tombstones) = try copyLive(txn, old, into: temporary, batchSize: batchSize)
+                        (documents, tombstones, indexes) = try copyLive(txn, old, into: temporary, batchSize: batchSize,
+                                                                         rebuildIndexes: rebuildIndexes)
                         try removeIfPresent(temporary + "-lock")
                         guard rename(temporary, path) == 0 else {
                             throw VecStoreError.io("could not rename \(temporary) to \(path): \(String(cString: strerror(errno)))")
@@ -341,42 +362,71 @@ extension VecStore {
         }
         old.env.markSuperseded()
         return CompactReport(bytesBefore: before, bytesAfter: fileSize(path), documents: documents,
-                             tombstonesDropped: tombstones)
+                             tombstonesDropped: tombstones, indexes: indexes)
     }
 
     /// Copies every collection's live rows from `txn` into a new store at `temporary` (synced and
-    /// closed on return). Returns the documents copied and the deleted rows dropped.
-    private static func copyLive(_ txn: Transaction, _ old: VecStore, into temporary: String, batchSize: Int) throws
-        -> (Int, Int)
-    {
+    /// closed on return). An HNSW graph is carried over by `HNSWRemap`: its layer-0 and traversal-copy
+    /// blocks are written with the rows, batch by batch, its upper levels and header after the last
+    /// batch; the collection has no header until then, so the writer does not link the rows itself.
+    /// When the old graph does not pass `HNSWRemap`'s checks (or `rebuildIndexes`), the new collection
+    /// gets an empty graph and the writer links the rows batch by batch. Returns the documents copied,
+    /// the deleted rows dropped and what happened to each index.
+    private static func copyLive(_ txn: Transaction, _ old: VecStore, into temporary: String, batchSize: Int,
+                                 rebuildIndexes: Bool) throws -> (Int, Int, [CompactedIndex]) {
         var options = StoreOptions()
         options.guarded = false
         let fresh = try VecStore(path: temporary, options: options)
         defer { fresh.close() }
         var documents = 0, tombstones = 0
+        var indexes: [CompactedIndex] = []
         for name in try old.collectionNames(in: txn) {
             guard let record = try old.record(txn, name) else { continue }
-            // The graph is rebuilt from the renumbered rows by the writer, batch by batch.
-            let index = try HNSWConfig.load(txn, old.dbs, record.id).map { IndexKind.hnsw($0.parameters) }
-            let target = try fresh.collection(name, dimension: record.dimension, metric: record.metric,
-                                              index: index ?? .flat,
+            let view = try CollectionView(txn, old.dbs, record, name: name)
+            let graphConfig = try HNSWConfig.load(txn, old.dbs, record.id)
+            let map = RowMap(liveWords: view.liveWords, rows: Int(record.nextInternalID))
+            var carry: HNSWRemap?
+            if let graphConfig {
+                if rebuildIndexes {
+                    indexes.append(CompactedIndex(collection: name, carried: false, detail: "rebuilt as asked"))
+                } else {
+                    do {
+                        carry = try HNSWRemap(txn, old.dbs, record: record, config: graphConfig, view: view, map: map,
+                                              name: name)
+                    } catch VecStoreError.corrupt(let reason) {
+                        indexes.append(CompactedIndex(collection: name, carried: false,
+                                                      detail: "rebuilt: the old graph cannot be renumbered (\(reason))"))
+                    }
+                }
+            }
+            let index: IndexKind = carry == nil ? graphConfig.map { IndexKind.hnsw($0.parameters) } ?? .flat : .flat
+            let target = try fresh.collection(name, dimension: record.dimension, metric: record.metric, index: index,
                                               projection: try ProjectionRecord.load(txn, old.dbs, record.id),
                                               embedder: try EmbedderInfo.load(txn, old.dbs, record.id, name: name))
             try fresh.copyTextOptions(from: txn, old: old, collection: record.id, to: target)
-            let view = try CollectionView(txn, old.dbs, record, name: name)
             tombstones += Int(record.nextInternalID - record.liveCount)
             var batch: [CollectionWriter.Prepared] = []
+            var graphBlocks = 0  // layer-0 blocks of the new store written so far (carried graph)
+            var refilled = 0  // their lists that got links from deleted rows' neighbours
             func flush() throws {
                 let prepared = batch
-                try fresh.write { t in
+                let written = try fresh.write { t in
                     var writer = try CollectionWriter(t, fresh.dbs, name: name, record: try target.currentRecord(t))
                     try writer.append(prepared, replace: false)
                     try writer.finish()
+                    // Blocks whose rows are all copied get their graph now (a rerun writes the same).
+                    let full = Int(writer.record.nextInternalID) / writer.record.blockCapacity
+                    let lists = try carry?.writeLayer0(t, fresh.dbs, newRecord: writer.record, blocks: graphBlocks..<full)
+                    return (full, lists ?? 0)
+                }
+                if carry != nil {
+                    graphBlocks = written.0
+                    refilled += written.1
                 }
                 documents += batch.count
                 batch.removeAll(keepingCapacity: true)
             }
-            for row in 0..<record.nextInternalID where view.isLive(row) {
+            for row in map.oldRow {
                 guard let value = try txn.get(old.dbs.docs, Format.key(record.id, row)) else {
                     throw VecStoreError.corrupt("\(name): live row \(row) has no document")
                 }
@@ -393,9 +443,25 @@ extension VecStore {
                 if batch.count >= batchSize { try flush() }
             }
             if !batch.isEmpty { try flush() }
+            if let carry, let graphConfig {
+                let newID = try fresh.read { t in try target.currentRecord(t).id }
+                let newConfig = HNSWConfig.create(graphConfig.parameters, collection: newID)
+                carry.buildUpperLevels(newConfig)
+                refilled += try fresh.write { t in
+                    let newRecord = try target.currentRecord(t)
+                    let blocks = (Int(newRecord.nextInternalID) + newRecord.blockCapacity - 1) / newRecord.blockCapacity
+                    let lists = try carry.writeLayer0(t, fresh.dbs, newRecord: newRecord, blocks: graphBlocks..<blocks)
+                    try carry.finish(t, fresh.dbs, newRecord: newRecord, newConfig: newConfig)
+                    return lists
+                }
+                indexes.append(CompactedIndex(
+                    collection: name, carried: true,
+                    detail: "HNSW carried over: \(carry.listsLosingLinks) layer-0 lists lost links to deleted rows, "
+                        + "\(refilled) refilled; upper levels relinked"))
+            }
         }
         try fresh.env.sync()
-        return (documents, tombstones)
+        return (documents, tombstones, indexes)
     }
 
     /// Removes the store at `path`, with its `-lock` and `-guard` files, if it holds no collection and
