@@ -226,4 +226,36 @@ struct CompactRemapTests {
         #expect(rebuilt.stdout.contains("c: rebuilt as asked"), "\(rebuilt.stdout)")
         #expect(try VecStore(path: path).verify().isOK)
     }
+
+    @Test("SIGKILL while a graph is carried over leaves the old or the new store, whole and verified")
+    func killWhileCarrying() throws {
+        let dir = try TempDir()
+        let source = dir.path("source.vecstore")
+        try Self.makeStore(source, n: 8000, dim: 16) { $0 % 3 == 0 }
+        for (attempt, delay) in [0.05, 0.3, 0.8, 1.5].enumerated() {
+            let store = dir.path("s\(attempt).vecstore")
+            try FileManager.default.copyItem(atPath: source, toPath: store)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: vecstoreBinary)
+            p.arguments = ["compact", store]
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            Thread.sleep(forTimeInterval: delay)
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            do {
+                let reopened = try VecStore(path: store)
+                let v = try reopened.verify()
+                #expect(v.isOK, "delay \(delay): \(v.faults.prefix(3))")
+                let info = try reopened.collection("c").info()
+                #expect(info.count == 5333)
+                #expect(info.rows == 8000 || info.rows == 5333, "rows \(info.rows): neither old nor new store")
+            }
+            let again = try runCLI(["compact", store])
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect(again.stdout.contains("HNSW carried over"), "\(again.stdout)")
+            #expect(try VecStore(path: store).verify().isOK)
+        }
+    }
 }

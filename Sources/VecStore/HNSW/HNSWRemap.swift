@@ -58,9 +58,6 @@ final class HNSWRemap {
     private let halfBytes: Int
     /// Live lists that link to dropped rows (they lose those links here).
     private(set) var listsLosingLinks = 0
-    /// Whether lists that lost links are refilled (on by default; tests turn it off to compare).
-    var refill = HNSWRemap.experimentRefill
-    nonisolated(unsafe) static var experimentRefill = true
     private var upper: HNSWUpperBuilder?
 
     /// Checks the old graph of `record` (read through `txn`, which must stay open while this object is
@@ -151,7 +148,7 @@ final class HNSWRemap {
     }
 
     /// Writes old row `o`'s layer-0 list in new numbering to `out` (count, then links): links to kept
-    /// rows renumbered in their order; when some linked rows are dropped and `refill` is on, the freed
+    /// rows renumbered in their order; when some linked rows are dropped, the freed
     /// places go to the dropped rows' live links as `HNSWEditor.repairDeleted` chooses them. Returns
     /// whether the list was refilled.
     private func renumber(_ o: UInt32, into out: UnsafeMutablePointer<UInt32>) -> Bool {
@@ -167,7 +164,7 @@ final class HNSWRemap {
             kept += 1
         }
         out[0] = UInt32(kept)
-        guard lost, refill else { return false }
+        guard lost else { return false }
         let added: [UInt32]
         switch metric {
         case .l2: added = refillCandidates(o, L2Distance.self)
