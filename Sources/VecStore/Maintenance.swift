@@ -470,8 +470,7 @@ extension VecStore {
     /// without pulling the file from under another process that is filling it.
     @discardableResult
     public static func removeIfEmpty(path: String) -> Bool {
-        guard FileManager.default.fileExists(atPath: path) else { return false }
-        return Environment.removeUnused(path: path, sidecar: guardPath(path)) { env in
+        Environment.removeUnused(path: path, sidecar: guardPath(path)) { env in
             let names = try env.read { txn in
                 try txn.withCursor(Database.main) { (c: Cursor) throws -> [String] in
                     var names: [String] = []
