@@ -221,13 +221,13 @@ final class HNSWRemap {
     // MARK: Upper levels and header
 
     /// Links the rows whose level (by their new row number and `newConfig`'s seed) is ≥ 1 into the upper
-    /// levels, reading vectors from the old store. Done once, outside any write transaction of the new
-    /// store, so `finish` only writes.
-    func buildUpperLevels(_ newConfig: HNSWConfig) {
+    /// levels, reading vectors from the old store, on `threads` cores. Done once, outside any write
+    /// transaction of the new store, so `finish` only writes.
+    func buildUpperLevels(_ newConfig: HNSWConfig, threads: Int = HNSWIndexing.defaultThreads) {
         let builder = HNSWUpperBuilder(config: newConfig, map: map)
         switch metric {
-        case .l2: builder.build(vectors, L2Distance.self)
-        case .cosine, .dot: builder.build(vectors, InnerProductDistance.self)
+        case .l2: builder.build(vectors, L2Distance.self, threads: threads)
+        case .cosine, .dot: builder.build(vectors, InnerProductDistance.self, threads: threads)
         }
         upper = builder
     }
@@ -272,14 +272,20 @@ final class HNSWRemap {
 /// The upper levels (≥ 1) of a renumbered graph, built by the insert algorithm (greedy descent, beam
 /// search of width efConstruction, the selection heuristic, reverse links pruned to M) over the rows
 /// whose level by their new number is ≥ 1. Works in old row numbers (vectors come from the old store),
-/// so its `rows` are the old rows; rows that are dropped are never nodes.
+/// so its `rows` are the old rows; rows that are dropped are never nodes. Several threads link at once
+/// (per-node striped locks, as `HNSWEditor.insertParallel`).
 final class HNSWUpperBuilder: HNSWGraphAccess {
     let config: HNSWConfig
     let rows: Int
     let map: RowMap
-    var needsLocks: Bool { false }
-    func lock(_ node: UInt32) {}
-    func unlock(_ node: UInt32) {}
+    /// Set while `build` links on several threads: lists are then read and changed under their node's lock.
+    private(set) var needsLocks = false
+    private static let stripeCount = 1 << 12
+    private let stripes: UnsafeMutablePointer<pthread_mutex_t>
+    /// Held while the entry point is read, and for the whole insert of a row above the top level.
+    private let globalLock = NSLock()
+    func lock(_ node: UInt32) { pthread_mutex_lock(stripes + Int(node & UInt32(Self.stripeCount - 1))) }
+    func unlock(_ node: UInt32) { pthread_mutex_unlock(stripes + Int(node & UInt32(Self.stripeCount - 1))) }
     func prefetchLinks(_ node: UInt32) {}
     private let slotWords: Int
     /// Per old row: its level by its new row number (0 for dropped rows) and the offset of its level-1
@@ -314,12 +320,16 @@ final class HNSWUpperBuilder: HNSWGraphAccess {
         dataWords = max(1, words)
         data = .allocate(capacity: dataWords)
         data.initialize(repeating: 0, count: dataWords)
+        stripes = .allocate(capacity: Self.stripeCount)
+        for i in 0..<Self.stripeCount { pthread_mutex_init(stripes + i, nil) }
     }
 
     deinit {
         levels.deallocate()
         offsets.deallocate()
         data.deallocate()
+        for i in 0..<Self.stripeCount { pthread_mutex_destroy(stripes + i) }
+        stripes.deallocate()
     }
 
     @inline(__always)
@@ -332,29 +342,71 @@ final class HNSWUpperBuilder: HNSWGraphAccess {
         data + Int(offsets[Int(node)]) + (level - 1) * slotWords
     }
 
-    /// Inserts every node, in row order.
-    func build<D: HNSWDistance>(_ vt: VectorTable, _: D.Type) {
-        guard !nodes.isEmpty else { return }
+    /// Inserts every node: the first alone, the rest on `threads` workers taking rows in order in
+    /// chunks of 16, with per-node (striped) locks as `HNSWEditor.insertParallel` does.
+    func build<D: HNSWDistance>(_ vt: VectorTable, _: D.Type, threads: Int) {
+        guard let first = nodes.first else { return }
         let scratch = HNSWScratchPool.take(rows: rows)
-        defer { HNSWScratchPool.give(scratch) }
-        for q in nodes { insert(q, vt, D.self, scratch: scratch) }
+        insert(first, vt, D.self, scratch: scratch)
+        HNSWScratchPool.give(scratch)
+        let rest = nodes.count - 1
+        let workers = max(1, min(threads, rest / 64))
+        if workers == 1 {
+            let scratch = HNSWScratchPool.take(rows: rows)
+            defer { HNSWScratchPool.give(scratch) }
+            for q in nodes.dropFirst() { insert(q, vt, D.self, scratch: scratch) }
+            return
+        }
+        needsLocks = true
+        defer { needsLocks = false }
+        let nextLock = NSLock()
+        let next = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+        next.initialize(to: 1)
+        defer { next.deallocate() }
+        let box = SendableBox((self, vt, next))
+        let chunk = 16
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            let (builder, vt, next) = box.value
+            let scratch = HNSWScratchPool.take(rows: builder.rows)
+            defer { HNSWScratchPool.give(scratch) }
+            while true {
+                nextLock.lock()
+                let start = next.pointee
+                next.pointee = start + chunk
+                nextLock.unlock()
+                if start >= builder.nodes.count { break }
+                for i in start..<min(builder.nodes.count, start + chunk) {
+                    builder.insert(builder.nodes[i], vt, D.self, scratch: scratch)
+                }
+            }
+        }
     }
 
+    /// Links `q` into levels `1 … level(q)` (Malkov & Yashunin, algorithm 1, above layer 0). A row above
+    /// the top level keeps the global lock for its whole insert, so no other row raises the top level
+    /// meanwhile (as hnswlib and `HNSWEditor.insert`).
     private func insert<D: HNSWDistance>(_ q: UInt32, _ vt: VectorTable, _: D.Type, scratch: HNSWScratch) {
         let level = Int(levels[Int(q)])
+        if needsLocks { globalLock.lock() }
+        let entry = self.entry
+        let top = maxLevel
+        let raises = level > top
+        let holdsGlobal = needsLocks && raises
+        if needsLocks && !holdsGlobal { globalLock.unlock() }
+        defer { if holdsGlobal { globalLock.unlock() } }
         guard entry != HNSWConfig.noEntry else {
-            entry = q
+            self.entry = q
             maxLevel = level
             return
         }
         let scorer = FloatScorer<D>(vectors: vt, query: vt.vector(q))
         var cur = entry
         var curD = scorer.distance(entry)
-        if level < maxLevel {
-            (cur, curD) = HNSWAlgorithms.greedyDescent(self, scorer, entry: cur, entryDistance: curD, top: maxLevel,
+        if level < top {
+            (cur, curD) = HNSWAlgorithms.greedyDescent(self, scorer, entry: cur, entryDistance: curD, top: top,
                                                        bottom: level)
         }
-        var l = min(level, maxLevel)
+        var l = min(level, top)
         while l >= 1 {
             HNSWAlgorithms.searchLayer(self, scorer, entry: cur, entryDistance: curD, ef: config.efConstruction,
                                        level: l, allowed: nil, rows: rows, scratch: scratch)
@@ -373,22 +425,26 @@ final class HNSWUpperBuilder: HNSWGraphAccess {
             }
             scratch.results = res
             _ = HNSWAlgorithms.selectNeighbours(vt, D.self, ids: &ids, distances: &dists, max: config.m)
+            if needsLocks { lock(q) }
             let own = mutableLinks(q, l)
             own[0] = UInt32(ids.count)
             for (j, id) in ids.enumerated() { own[1 + j] = id }
+            if needsLocks { unlock(q) }
             for n in ids { connect(n, to: q, level: l, vt, D.self) }
             scratch.selectIDs = ids
             scratch.selectDistances = dists
             l -= 1
         }
-        if level > maxLevel {
-            entry = q
+        if raises && level > maxLevel {
+            self.entry = q
             maxLevel = level
         }
     }
 
     /// Adds `q` to `n`'s list on `level`, re-selecting with the heuristic when the list is full.
     private func connect<D: HNSWDistance>(_ n: UInt32, to q: UInt32, level: Int, _ vt: VectorTable, _: D.Type) {
+        if needsLocks { lock(n) }
+        defer { if needsLocks { unlock(n) } }
         let list = mutableLinks(n, level)
         let count = Int(list[0])
         for j in 0..<count where list[1 + j] == q { return }
