@@ -258,4 +258,36 @@ struct CompactRemapTests {
             #expect(try VecStore(path: store).verify().isOK)
         }
     }
+
+    @Test("HNSWRemap.remap renumbers a graph into another store in one transaction (the index seam's hook)")
+    func remapInOneTransaction() throws {
+        let dir = try TempDir()
+        let old = try VecStore(path: dir.path("old.vecstore"))
+        let c = try old.collection("c", dimension: 12, metric: .l2, index: .hnsw(Self.params))
+        let all = Self.docs(1500, dim: 12, seed: 31)
+        try c.add(all)
+        try c.delete(ids: (0..<1500).filter { $0 % 4 == 2 }.map { "d\($0)" })
+        // The new store gets the kept rows, in order, as a flat collection; then the graph is remapped.
+        let new = try VecStore(path: dir.path("new.vecstore"))
+        let target = try new.collection("c", dimension: 12, metric: .l2, index: .flat)
+        try target.add((0..<1500).filter { $0 % 4 != 2 }.map { all[$0] })
+        let oldDBs = old.dbs, newDBs = new.dbs
+        try old.read { oldTxn in
+            let oldRecord = try c.currentRecord(oldTxn)
+            let config = try #require(try HNSWConfig.load(oldTxn, oldDBs, oldRecord.id))
+            let live = try CollectionView.liveWords(oldTxn, oldDBs, oldRecord, name: "c")
+            let map = RowMap(liveWords: live, rows: Int(oldRecord.nextInternalID))
+            #expect(map.newCount == 1125 && map.oldCount == 1500)
+            try new.write { newTxn in
+                try HNSWRemap.remap(from: oldTxn, oldDBs, oldRecord, config: config, to: newTxn, newDBs,
+                                    try target.currentRecord(newTxn), map: map, name: "c")
+            }
+        }
+        let v = try new.verify()
+        #expect(v.isOK, "\(v.faults.prefix(5))")
+        #expect(try target.indexKind() == .hnsw(Self.params))
+        var r = SeededRandom(seed: 6)
+        let queries = (0..<40).map { _ in all[Int(r.next() % 1500)].vector.map { $0 + 0.2 * Float.random(in: -1...1, using: &r) } }
+        #expect(try Self.recall(target, queries, ef: 32) >= 0.9)
+    }
 }
