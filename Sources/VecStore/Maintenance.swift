@@ -37,6 +37,8 @@ public struct StoreStats: Sendable {
     public var databases: [DatabaseUsage]
     /// Per-collection shape and counts.
     public var collections: [CollectionInfo]
+    /// Each collection's vector index (kind "flat" when it has none), in `collections` order.
+    public var indexes: [IndexStats] = []
 }
 
 /// The outcome of `VecStore.verify()`.
@@ -69,8 +71,8 @@ public struct CompactedIndex: Sendable {
     public var collection: String
     /// Whether the index was carried over by renumbering (true) or rebuilt from the copied rows (false).
     public var carried: Bool
-    /// What was done: for a carried graph, the lists that lost links to dropped rows and how many were
-    /// refilled; for a rebuilt one, why it was not carried.
+    /// What was done: for a carried HNSW graph, the lists that lost links to deleted rows and how many
+    /// were refilled; for a rebuilt index, why it was not carried.
     public var detail: String
 }
 
@@ -81,6 +83,7 @@ extension VecStore {
     public func stats() throws(VecStoreError) -> StoreStats {
         let names = try collectionNames()
         let infos = try names.map { name throws(VecStoreError) in try collection(name).info() }
+        let indexes = try names.map { name throws(VecStoreError) in try collection(name).indexStats() }
         let dbs = self.dbs, env = self.env, path = self.path
         return try read { txn in
             let usage = try dbs.all.map { db in
@@ -92,7 +95,7 @@ extension VecStore {
             return StoreStats(path: path, fileBytes: Self.fileSize(path), pageSize: env.pageSize, mapSize: info.mapSize,
                               usedPages: info.lastPage + 1, freePages: try txn.freePageCount(),
                               formatVersion: try Self.formatAccess(txn, dbs.meta, path: path)?.readVersion ?? Format.version,
-                              databases: usage, collections: infos)
+                              databases: usage, collections: infos, indexes: indexes)
         }
     }
 
@@ -121,8 +124,8 @@ extension VecStore {
                             if let other = prefixes[r.id] { faults.append("collections \(other) and \(cname) share id \(r.id)") }
                             prefixes[r.id] = cname
                         } catch { faults.append("\(error)") }
-                    } else if key.starts(with: HNSWConfig.keyPrefix) && key.count == HNSWConfig.keyPrefix.count + 4 {
-                        // checked with its collection (verifyGraph)
+                    } else if IndexRegistry.kinds.contains(where: { key.starts(with: $0.metaPrefix) && key.count == $0.metaPrefix.count + 4 }) {
+                        // an index record: checked with its collection (verifyIndex), its owner below
                     } else if key.starts(with: ProjectionRecord.keyPrefix) && key.count == ProjectionRecord.keyPrefix.count + 4 {
                         // checked with its collection (verifyProjection)
                     } else if key.starts(with: EmbedderInfo.keyPrefix) && key.count == EmbedderInfo.keyPrefix.count + 4 {
@@ -147,7 +150,7 @@ extension VecStore {
                 }
             } catch let e as VecStoreError { faults.append("\(e)") }
             // Every key of the per-collection databases must belong to a known collection.
-            faults += try verifyGraphOwners(txn, known: Set(prefixes.keys))
+            faults += try verifyIndexOwners(txn, known: Set(prefixes.keys))
             faults += try verifyProjectionOwners(txn, known: Set(prefixes.keys))
             for db in dbs.perCollection {
                 try txn.withCursor(db) { (c: Cursor) throws -> Void in
@@ -275,7 +278,7 @@ extension VecStore {
         if indexEntries != metadataKeys.count {
             faults.append("\(name): field index has \(indexEntries) entries, metadata implies \(metadataKeys.count)")
         }
-        checked += try verifyGraph(txn, name, record, view, &faults)  // HNSW/HNSWVerify.swift
+        checked += try verifyIndex(txn, name, record, view, &faults)
         faults += try verifyTextIndex(txn, record, name: name)
         faults += try verifyProjection(txn, record, name: name)
         return checked
@@ -366,14 +369,14 @@ extension VecStore {
     }
 
     /// Copies every collection's live rows from `txn` into a new store at `temporary` (synced and
-    /// closed on return). An HNSW graph is carried over by `HNSWRemap`: its layer-0 and traversal-copy
-    /// blocks are written with the rows, batch by batch, its upper levels and header after the last
-    /// batch; the collection has no header until then, so the writer does not link the rows itself.
-    /// When the old graph does not pass `HNSWRemap`'s checks (or `rebuildIndexes`), the new collection
-    /// gets an empty graph and the writer links the rows batch by batch. Returns the documents copied,
-    /// the deleted rows dropped and what happened to each index.
+    /// closed on return). Rows are copied without index updates. An index whose kind remaps while the
+    /// rows are copied (`StreamingRemapKind`: HNSW) writes its parts with each batch and the rest after
+    /// the last; another kind's `remap` runs once after the rows; an index that cannot be renumbered
+    /// (or every index, with `rebuildIndexes`) is rebuilt from the copied rows. Returns the documents
+    /// copied, the deleted rows dropped and what happened to each index.
     private static func copyLive(_ txn: Transaction, _ old: VecStore, into temporary: String, batchSize: Int,
-                                 rebuildIndexes: Bool) throws -> (Int, Int, [CompactedIndex]) {
+                                 rebuildIndexes: Bool) throws -> (Int, Int, [CompactedIndex])
+    {
         var options = StoreOptions()
         options.guarded = false
         let fresh = try VecStore(path: temporary, options: options)
@@ -382,46 +385,41 @@ extension VecStore {
         var indexes: [CompactedIndex] = []
         for name in try old.collectionNames(in: txn) {
             guard let record = try old.record(txn, name) else { continue }
-            let view = try CollectionView(txn, old.dbs, record, name: name)
-            let graphConfig = try HNSWConfig.load(txn, old.dbs, record.id)
-            let map = RowMap(liveWords: view.liveWords, rows: Int(record.nextInternalID))
-            var carry: HNSWRemap?
-            if let graphConfig {
-                if rebuildIndexes {
-                    indexes.append(CompactedIndex(collection: name, carried: false, detail: "rebuilt as asked"))
-                } else {
-                    do {
-                        carry = try HNSWRemap(txn, old.dbs, record: record, config: graphConfig, view: view, map: map,
-                                              name: name)
-                    } catch VecStoreError.corrupt(let reason) {
-                        indexes.append(CompactedIndex(collection: name, carried: false,
-                                                      detail: "rebuilt: the old graph cannot be renumbered (\(reason))"))
-                    }
-                }
-            }
-            let index: IndexKind = carry == nil ? graphConfig.map { IndexKind.hnsw($0.parameters) } ?? .flat : .flat
-            let target = try fresh.collection(name, dimension: record.dimension, metric: record.metric, index: index,
+            // Rows are copied without index updates; the index is carried over by its kind's remap
+            // once all rows are in, or rebuilt from them when the kind cannot remap.
+            let index = try IndexRegistry.find(txn, old.dbs, record)
+            let target = try fresh.collection(name, dimension: record.dimension, metric: record.metric,
+                                              index: index?.parameters ?? .flat,
                                               projection: try ProjectionRecord.load(txn, old.dbs, record.id),
                                               embedder: try EmbedderInfo.load(txn, old.dbs, record.id, name: name))
             try fresh.copyTextOptions(from: txn, old: old, collection: record.id, to: target)
+            let view = try CollectionView(txn, old.dbs, record, name: name)
             tombstones += Int(record.nextInternalID - record.liveCount)
             var batch: [CollectionWriter.Prepared] = []
-            var graphBlocks = 0  // layer-0 blocks of the new store written so far (carried graph)
-            var refilled = 0  // their lists that got links from deleted rows' neighbours
+            let map = RowMap(liveWords: view.liveWords, rows: Int(record.nextInternalID))
+            let source = IndexRemapSource(txn: txn, dbs: old.dbs, record: record, newRow: map.newRow)
+            var remapper: (any IndexRemapper)?
+            var notCarried: String?
+            if let index {
+                if rebuildIndexes {
+                    notCarried = "rebuilt as asked"
+                } else if let streaming = index.kind as? any StreamingRemapKind.Type {
+                    do {
+                        remapper = try streaming.makeRemapper(source, name: name)
+                    } catch VecStoreError.corrupt(let reason) {
+                        notCarried = "rebuilt: the old \(index.kind.name) index cannot be renumbered (\(reason))"
+                    }
+                }
+            }
             func flush() throws {
                 let prepared = batch
-                let written = try fresh.write { t in
-                    var writer = try CollectionWriter(t, fresh.dbs, name: name, record: try target.currentRecord(t))
+                try fresh.write { t in
+                    let before = try target.currentRecord(t)
+                    var writer = try CollectionWriter(t, fresh.dbs, name: name, record: before)
+                    writer.updatesIndex = false
                     try writer.append(prepared, replace: false)
                     try writer.finish()
-                    // Blocks whose rows are all copied get their graph now (a rerun writes the same).
-                    let full = Int(writer.record.nextInternalID) / writer.record.blockCapacity
-                    let lists = try carry?.writeLayer0(t, fresh.dbs, newRecord: writer.record, blocks: graphBlocks..<full)
-                    return (full, lists ?? 0)
-                }
-                if carry != nil {
-                    graphBlocks = written.0
-                    refilled += written.1
+                    try remapper?.rowsCopied(t, fresh.dbs, before: before, after: writer.record)
                 }
                 documents += batch.count
                 batch.removeAll(keepingCapacity: true)
@@ -443,21 +441,22 @@ extension VecStore {
                 if batch.count >= batchSize { try flush() }
             }
             if !batch.isEmpty { try flush() }
-            if let carry, let graphConfig {
-                let newID = try fresh.read { t in try target.currentRecord(t).id }
-                let newConfig = HNSWConfig.create(graphConfig.parameters, collection: newID)
-                carry.buildUpperLevels(newConfig)
-                refilled += try fresh.write { t in
-                    let newRecord = try target.currentRecord(t)
-                    let blocks = (Int(newRecord.nextInternalID) + newRecord.blockCapacity - 1) / newRecord.blockCapacity
-                    let lists = try carry.writeLayer0(t, fresh.dbs, newRecord: newRecord, blocks: graphBlocks..<blocks)
-                    try carry.finish(t, fresh.dbs, newRecord: newRecord, newConfig: newConfig)
-                    return lists
+            if let index {
+                let outcome: CompactedIndex = try fresh.write { t in
+                    let current = try target.currentRecord(t)
+                    if let remapper {
+                        try remapper.finish(t, fresh.dbs, current)
+                        return CompactedIndex(collection: name, carried: true, detail: remapper.detail)
+                    }
+                    if notCarried == nil, try index.kind.remap(source, into: t, fresh.dbs, current, name: name) == .remapped {
+                        return CompactedIndex(collection: name, carried: true, detail: "\(index.kind.name) renumbered")
+                    }
+                    try VectorCollection.rebuild(t, fresh.dbs, index.kind, current, name: name,
+                                                 threads: ProcessInfo.processInfo.activeProcessorCount)
+                    return CompactedIndex(collection: name, carried: false,
+                                          detail: notCarried ?? "rebuilt: \(index.kind.name) cannot be renumbered")
                 }
-                indexes.append(CompactedIndex(
-                    collection: name, carried: true,
-                    detail: "HNSW carried over: \(carry.listsLosingLinks) layer-0 lists lost links to deleted rows, "
-                        + "\(refilled) refilled; upper levels relinked"))
+                indexes.append(outcome)
             }
         }
         try fresh.env.sync()

@@ -25,6 +25,20 @@ struct RowMap {
         self.oldRow = oldRow
     }
 
+    /// The map `newRow` (per old row, its new row or `gone`). Throws `corrupt` unless the kept rows are
+    /// numbered exactly `0 ..< kept` in their old order, as compaction numbers them.
+    init(newRow: [UInt32]) throws {
+        var oldRow: [UInt32] = []
+        for (o, n) in newRow.enumerated() where n != Self.gone {
+            guard n == UInt32(oldRow.count) else {
+                throw VecStoreError.corrupt("row map sends old row \(o) to \(n), expected \(oldRow.count)")
+            }
+            oldRow.append(UInt32(o))
+        }
+        self.newRow = newRow
+        self.oldRow = oldRow
+    }
+
     /// Rows before compaction.
     var oldCount: Int { newRow.count }
     /// Rows after compaction.
@@ -266,6 +280,59 @@ final class HNSWRemap {
         try remap.writeLayer0(newTxn, newDBs, newRecord: newRecord, blocks: 0..<blocks)
         remap.buildUpperLevels(newConfig)
         try remap.finish(newTxn, newDBs, newRecord: newRecord, newConfig: newConfig)
+    }
+}
+
+extension HNSWIndex: StreamingRemapKind {
+    /// Compaction's per-batch remap of an HNSW graph (`HNSWRemapper`); throws `corrupt` naming what
+    /// does not fit when the old graph cannot be renumbered.
+    static func makeRemapper(_ source: IndexRemapSource, name: String) throws -> any IndexRemapper {
+        guard let config = try HNSWConfig.load(source.txn, source.dbs, source.record.id) else {
+            throw VecStoreError.corrupt("collection \(name): no HNSW header")
+        }
+        let view = try CollectionView(source.txn, source.dbs, source.record, name: name, vectorsOnly: true)
+        let remap = try HNSWRemap(source.txn, source.dbs, record: source.record, config: config, view: view,
+                                  map: try RowMap(newRow: source.newRow), name: name)
+        return HNSWRemapper(remap)
+    }
+}
+
+/// Carries one HNSW graph through a compaction: the layer-0 and binary16 blocks whose rows a batch
+/// completed are written in that batch's transaction; the rest, the upper levels and the header after
+/// the last batch. Stateless between transactions but for the refill counts per block, so a rerun
+/// transaction writes (and counts) the same.
+final class HNSWRemapper: IndexRemapper {
+    private let remap: HNSWRemap
+    private var refilledPerBlock: [Int: Int] = [:]
+
+    init(_ remap: HNSWRemap) { self.remap = remap }
+
+    func rowsCopied(_ txn: Transaction, _ dbs: Databases, before: CollectionRecord, after: CollectionRecord) throws {
+        let capacity = after.blockCapacity
+        let blocks = (Int(before.nextInternalID) / capacity)..<(Int(after.nextInternalID) / capacity)
+        for b in blocks {
+            refilledPerBlock[b] = try remap.writeLayer0(txn, dbs, newRecord: after, blocks: b..<(b + 1))
+        }
+    }
+
+    func finish(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord) throws {
+        let capacity = record.blockCapacity
+        let blocks = (Int(record.nextInternalID) / capacity)..<((Int(record.nextInternalID) + capacity - 1) / capacity)
+        for b in blocks {
+            refilledPerBlock[b] = try remap.writeLayer0(txn, dbs, newRecord: record, blocks: b..<(b + 1))
+        }
+        let newConfig = HNSWConfig.create(remap.oldConfig.parameters, collection: record.id)
+        if !upperBuilt {
+            remap.buildUpperLevels(newConfig)
+            upperBuilt = true
+        }
+        try remap.finish(txn, dbs, newRecord: record, newConfig: newConfig)
+    }
+    private var upperBuilt = false
+
+    var detail: String {
+        "HNSW carried over: \(remap.listsLosingLinks) layer-0 lists lost links to deleted rows, "
+            + "\(refilledPerBlock.values.reduce(0, +)) refilled; upper levels relinked"
     }
 }
 
