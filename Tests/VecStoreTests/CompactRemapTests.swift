@@ -259,7 +259,7 @@ struct CompactRemapTests {
         }
     }
 
-    @Test("HNSWRemap.remap renumbers a graph into another store in one transaction (the index seam's hook)")
+    @Test("HNSWIndex.remap (the index seam's one-transaction hook) renumbers a graph into another store")
     func remapInOneTransaction() throws {
         let dir = try TempDir()
         let old = try VecStore(path: dir.path("old.vecstore"))
@@ -278,10 +278,12 @@ struct CompactRemapTests {
             let live = try CollectionView.liveWords(oldTxn, oldDBs, oldRecord, name: "c")
             let map = RowMap(liveWords: live, rows: Int(oldRecord.nextInternalID))
             #expect(map.newCount == 1125 && map.oldCount == 1500)
-            try new.write { newTxn in
-                try HNSWRemap.remap(from: oldTxn, oldDBs, oldRecord, config: config, to: newTxn, newDBs,
-                                    try target.currentRecord(newTxn), map: map, name: "c")
+            #expect(config.nodes == 1500)
+            let source = IndexRemapSource(txn: oldTxn, dbs: oldDBs, record: oldRecord, newRow: map.newRow)
+            let outcome = try new.write { newTxn in
+                try HNSWIndex.remap(source, into: newTxn, newDBs, try target.currentRecord(newTxn), name: "c")
             }
+            #expect(outcome == .remapped)
         }
         let v = try new.verify()
         #expect(v.isOK, "\(v.faults.prefix(5))")
