@@ -60,8 +60,15 @@ enum IVFIndexKind: VectorIndexKind {
         case trained(IVFModel)
     }
 
+    /// A record whose version byte this build does not know was written by a newer vecstore (FORMAT.md §20.2).
+    static func checkVersion(_ value: UnsafeRawBufferPointer, name: String) throws(VecStoreError) {
+        guard let version = value.first, version != IVFHeader.version else { return }
+        throw .newerFormat("collection \(name): IVF record version \(version)")
+    }
+
     static func state(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String) throws -> State? {
         guard let value = try txn.get(dbs.meta, IVFFormat.headerKey(record.id)) else { return nil }
+        try checkVersion(value, name: name)
         if value.count == IVFPendingRecord.size {
             return .pending(try IVFPendingRecord.decode(value, dimension: record.dimension, metric: record.metric, name: name))
         }
@@ -72,6 +79,7 @@ enum IVFIndexKind: VectorIndexKind {
     static func load(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord) throws -> IndexKind? {
         guard let value = try txn.get(dbs.meta, IVFFormat.headerKey(record.id)) else { return nil }
         let name = "id \(record.id)"
+        try checkVersion(value, name: name)
         if value.count == IVFPendingRecord.size {
             return .ivf(try IVFPendingRecord.decode(value, dimension: record.dimension, metric: record.metric,
                                                     name: name).parameters)
