@@ -89,20 +89,24 @@ extension CollectionWriter {
 /// transaction of the same snapshot.
 final class HNSWSnapshot: @unchecked Sendable {
     let snapshotID: Int
-    let recordAddress: UnsafeRawPointer?
+    /// `Transaction.mapGeneration` of the transaction that resolved this snapshot.
+    let mapGeneration: Int
     let record: CollectionRecord
     let view: CollectionView
     let graph: HNSWGraphView?
     let vectors: VectorTable
+    /// Where each row's docs record sits in this snapshot's map, filled as `resolve` looks rows up.
+    let docsRecords: RowPointerTable
 
-    init(snapshotID: Int, recordAddress: UnsafeRawPointer?, record: CollectionRecord, view: CollectionView,
+    init(snapshotID: Int, mapGeneration: Int, record: CollectionRecord, view: CollectionView,
          graph: HNSWGraphView?) {
         self.snapshotID = snapshotID
-        self.recordAddress = recordAddress
+        self.mapGeneration = mapGeneration
         self.record = record
         self.view = view
         self.graph = graph
         vectors = VectorTable(view)
+        docsRecords = RowPointerTable(count: Int(record.nextInternalID))
     }
 
     deinit { vectors.deallocate() }
@@ -133,24 +137,30 @@ final class HNSWSnapshot: @unchecked Sendable {
     var hasDeletions: Bool { record.liveCount != record.nextInternalID }
 }
 
-/// Per-store cache of `HNSWSnapshot`s by collection id. An entry is reused only by a read transaction
-/// of the same snapshot id whose collection record sits at the same address: same snapshot means the
-/// same bytes at the same map offsets, and the same address means the map was not moved (grown)
-/// since, so every pointer the entry holds is valid in the new transaction.
+/// Per-store cache of `HNSWSnapshot`s by collection id. An entry is reused by a read transaction of
+/// the same snapshot id and the same map generation (`Transaction.mapGeneration`): same snapshot means
+/// the same bytes at the same map offsets, and the same generation means the map was not moved (grown)
+/// since, so every pointer the entry holds is valid in the new transaction. A hit therefore costs no
+/// LMDB lookup: the collection record was read and checked when the entry was made, and within one
+/// snapshot it cannot change. Write transactions (whose pages are private until they commit) neither
+/// use nor fill the cache.
 final class HNSWViewCache: @unchecked Sendable {
     private let lock = NSLock()
     private var entries: [UInt32: HNSWSnapshot] = [:]
 
     func snapshot(_ txn: Transaction, _ dbs: Databases, name: String, collectionID: UInt32) throws -> HNSWSnapshot {
         let sid = try txn.snapshotID()
+        let cacheable = !txn.isWritable
+        if cacheable {
+            lock.lock()
+            let cached = entries[collectionID]
+            lock.unlock()
+            if let cached, cached.snapshotID == sid, cached.mapGeneration == txn.mapGeneration {
+                return cached
+            }
+        }
         guard let value = try txn.get(dbs.meta, Format.collectionKey(name)) else {
             throw VecStoreError.collectionNotFound(name)
-        }
-        lock.lock()
-        let cached = entries[collectionID]
-        lock.unlock()
-        if let cached, cached.snapshotID == sid, cached.recordAddress == value.baseAddress {
-            return cached
         }
         let record = try CollectionRecord.decode(value, name: name)
         guard record.id == collectionID else { throw VecStoreError.collectionNotFound(name) }
@@ -158,12 +168,24 @@ final class HNSWViewCache: @unchecked Sendable {
         let graph = try HNSWConfig.load(txn, dbs, record.id).map {
             try HNSWGraphView(txn, dbs, record, $0, name: name)
         }
-        let entry = HNSWSnapshot(snapshotID: sid, recordAddress: value.baseAddress, record: record, view: view,
+        let entry = HNSWSnapshot(snapshotID: sid, mapGeneration: txn.mapGeneration, record: record, view: view,
                                  graph: graph)
-        lock.lock()
-        entries[collectionID] = entry
-        lock.unlock()
+        if cacheable {
+            lock.lock()
+            entries[collectionID] = entry
+            lock.unlock()
+        }
         return entry
+    }
+
+    /// The docs-record table of the cached snapshot whose view is `view`, or nil (a view not from this
+    /// cache, such as a write transaction's).
+    func docsRecords(of view: CollectionView, collectionID: UInt32) -> RowPointerTable? {
+        lock.lock()
+        let cached = entries[collectionID]
+        lock.unlock()
+        guard let cached, cached.view === view else { return nil }
+        return cached.docsRecords
     }
 }
 
