@@ -330,6 +330,17 @@ public final class Environment: @unchecked Sendable {
     /// check, under the exclusive lock — says so. Returns whether the files were removed. Used to
     /// take back a store that a failed command created and never wrote to.
     public static func removeUnused(path: String, sidecar: String, isUnused: (Environment) throws -> Bool) -> Bool {
+        if access(path, F_OK) != 0 {
+            // No data file (its creation failed): only the lock file and the sidecar can be left, and
+            // only while nobody holds the sidecar.
+            let fd = open(sidecar, O_RDWR | O_CLOEXEC)
+            guard fd >= 0 else { return false }
+            defer { Glibc.close(fd) }
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0, access(path, F_OK) != 0 else { return false }
+            unlink(path + "-lock")
+            unlink(sidecar)
+            return true
+        }
         var options = EnvironmentOptions()
         options.sidecarLockPath = sidecar
         options.sidecarWait = 0

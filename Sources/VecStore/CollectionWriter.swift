@@ -1,3 +1,4 @@
+import Foundation
 import LMDB
 import VecStoreIO
 import VecStoreKernels
@@ -13,19 +14,24 @@ struct CollectionWriter {
     var record: CollectionRecord
     /// Live bitmap blocks changed in this batch, written once at `finish`.
     private var liveEdits: [UInt32: [UInt8]] = [:]
-    /// Rows at the start of the batch: rows from here on were appended by it (HNSW inserts them).
+    /// Rows at the start of the batch: rows from here on were appended by it (the index adds them).
     let initialNextID: UInt32
-    /// Rows deleted by this batch (HNSW repairs their neighbours).
+    /// Rows deleted by this batch (the index removes them or repairs around them).
     var deletedRows: [UInt32] = []
+    /// The collection's vector index kind, or nil for a flat collection (Index/VectorIndex.swift).
+    let indexKind: (any VectorIndexKind.Type)?
+    /// Whether `finish` brings the index up to date; compaction turns it off while it copies rows and
+    /// carries the index over (or rebuilds it) once at the end.
+    var updatesIndex = true
     /// The keyword index, updated in the same transaction (BM25/TextIndexWriter.swift).
     var text: TextIndexWriter
     /// The vector blocks as the transaction found them, resolved before its first append when the
-    /// collection has a graph (the graph update reads old rows from these unwritten pages).
+    /// collection has an index (the index update reads old rows from these unwritten pages).
     var preBatch: CollectionView?
     /// The rows appended by this batch, with the old rows of the tail block before them.
     var appended: BatchVectors?
-    /// Layer-0 graph blocks the last graph update wrote (tests check a small batch writes few).
-    var graphBlocksWritten = 0
+    /// Index blocks the last index update wrote (tests check a small batch writes few).
+    var indexBlocksWritten = 0
 
     init(_ txn: Transaction, _ dbs: Databases, name: String, record: CollectionRecord) throws {
         self.txn = txn
@@ -34,6 +40,7 @@ struct CollectionWriter {
         self.record = record
         self.initialNextID = record.nextInternalID
         self.text = try TextIndexWriter(txn, dbs, collection: record.id, name: name)
+        self.indexKind = try IndexRegistry.find(txn, dbs, record)?.kind
     }
 
     /// A validated document ready to write: its vector as stored (unit length for cosine) and the norm
@@ -135,7 +142,7 @@ struct CollectionWriter {
                 try deleteRow(old, removeIDEntry: false)
             }
         }
-        if preBatch == nil, appended == nil, try HNSWConfig.load(txn, dbs, record.id) != nil {
+        if preBatch == nil, appended == nil, indexKind != nil, updatesIndex {
             preBatch = try CollectionView(txn, dbs, record, name: name, vectorsOnly: true)
         }
         try appendRows(docs, start: start)
@@ -217,12 +224,31 @@ struct CollectionWriter {
         }
     }
 
-    /// Writes the changed live blocks and the collection record.
+    /// Writes the changed live blocks, the index's changes and the collection record.
     mutating func finish() throws {
         for (block, bytes) in liveEdits { try txn.put(dbs.live, Format.key(record.id, block), bytes) }
         liveEdits.removeAll()
-        try updateGraph()  // HNSW/HNSWIndexing.swift: link new rows, repair around deleted ones
+        if updatesIndex { try updateIndex() }
         try text.finish()
         try txn.put(dbs.meta, Format.collectionKey(name), record.encoded())
+    }
+
+    /// Brings the collection's vector index (if it has one) up to date with this batch, inside its
+    /// transaction. Vectors come from the snapshot before the batch (pages this transaction has not
+    /// written, which stay in place until it commits) and from the batch's own rows (`appended`), never
+    /// from pages written in this transaction, which LMDB may spill and free in a large transaction.
+    private mutating func updateIndex() throws {
+        guard let kind = indexKind else { return }
+        let added = initialNextID..<record.nextInternalID
+        let deleted = deletedRows.filter { $0 < initialNextID }
+        if deleted.isEmpty && added.isEmpty { return }
+        let before = try preBatch ?? CollectionView(txn, dbs, record, name: name, vectorsOnly: true)
+        let vectors = VectorTable(before, appended: appended)
+        defer { vectors.deallocate() }
+        let liveWords = try CollectionView.liveWords(txn, dbs, record, name: name)
+        var writer = try kind.makeWriter(txn, dbs, record, name: name)
+        try writer.apply(IndexBatch(record: record, appended: added, deleted: deleted, vectors: vectors,
+                                    liveWords: liveWords, threads: ProcessInfo.processInfo.activeProcessorCount))
+        indexBlocksWritten = writer.blocksWritten
     }
 }

@@ -13,7 +13,7 @@ public struct DuplicatePair: Sendable, Equatable {
 
 /// How `nearDuplicates` finds candidate pairs.
 public enum DuplicateSearch: Sendable, Equatable {
-    /// Through the HNSW graph when the collection has one (each document's `neighbours` nearest), else exact.
+    /// Through the collection's index when it has one (each document's `neighbours` nearest), else exact.
     case automatic
     /// All pairs, exactly (blocked self-join).
     case exact
@@ -23,8 +23,8 @@ extension VectorCollection {
     /// Every pair of live documents whose vectors have similarity ≥ `threshold` (cosine, dot) or squared
     /// distance ≤ `threshold` (l2), best first, optionally restricted by `filter`.
     ///
-    /// With an HNSW index (and `.automatic`), each document's `neighbours` nearest documents are found
-    /// through the graph (ef = max(64, 2·neighbours)) and the pairs at the threshold kept: O(n·ef·d)
+    /// With an index (and `.automatic`), each document's `neighbours` nearest documents are found
+    /// through it (HNSW: ef = max(64, 2·neighbours)) and the pairs at the threshold kept: O(n·ef·d)
     /// work, approximate — a document with more than `neighbours` near-duplicates can miss some. `.exact`
     /// (and flat collections) use a blocked self-join over all pairs with the batch kernels (`SelfJoin`),
     /// O(n²·d), split over `threads`. Scores are always computed exactly.
@@ -43,8 +43,8 @@ extension VectorCollection {
                 ?? view.liveWords
             guard !words.isEmpty else { return [] }
             let pairs: [SelfJoin.Pair] = CandidateMask.with(words) { mask in
-                if method == .automatic, let graph = snap.graph {
-                    return graphPairs(snap, graph, mask: mask, threshold: threshold, neighbours: neighbours,
+                if method == .automatic, let index = snap.index, index.answersNeighbourQueries {
+                    return indexPairs(snap, index, mask: mask, threshold: threshold, neighbours: neighbours,
                                       threads: threads)
                 }
                 return SelfJoin.pairs(blocks: view.blocks, dimension: dimension, metric: metric, mask: mask,
@@ -61,15 +61,15 @@ extension VectorCollection {
         }
     }
 
-    /// Candidate pairs from each allowed row's graph neighbours, kept when they pass `threshold`.
-    private func graphPairs(_ snap: HNSWSnapshot, _ graph: HNSWGraphView, mask: CandidateMask, threshold: Float,
-                            neighbours: Int, threads: Int) -> [SelfJoin.Pair] {
+    /// Candidate pairs from each allowed row's nearest rows by the collection's index, kept when they
+    /// pass `threshold`.
+    private func indexPairs(_ snap: CollectionSnapshot, _ index: any VectorIndexView, mask: CandidateMask,
+                            threshold: Float, neighbours: Int, threads: Int) -> [SelfJoin.Pair] {
         let view = snap.view
         var found: [UInt64: Float] = [:]
         for block in view.blocks {
-            let tops = HNSWSearch.run(snap, graph, metric: metric, queries: block.vectors, count: block.count,
-                                      k: neighbours + 1, ef: max(64, 2 * (neighbours + 1)), allowed: mask,
-                                      threads: threads)
+            let tops = index.search(queries: block.vectors, count: block.count, k: neighbours + 1, mask: mask,
+                                    options: SearchOptions(ef: max(64, 2 * (neighbours + 1))), threads: threads)
             for (i, top) in tops.enumerated() {
                 let row = block.firstID + UInt32(i)
                 guard mask.contains(row) else { continue }

@@ -449,10 +449,12 @@ extension VecStore {
             return existing
         }
         try Self.validateCollectionName(name)
-        if case .hnsw(let p) = options.index { try p.validate() }
         guard (1...65_536).contains(dimension) else {
             throw .invalidArgument("dimension \(dimension) is out of range 1...65536")
         }
+        try IndexRegistry.kind(for: options.index)?.validate(
+            options.index, dimension: projection?.pca.outputDimension ?? dimension,
+            metric: options.embedder == nil ? options.metric : .cosine)
         if let text = options.textIndex { try TextIndexOptions.validate(text) }
         let stored = projection?.pca.outputDimension ?? dimension
         let provisional = CollectionRecord(id: 0, dimension: stored, metric: options.embedder == nil ? options.metric : .cosine,

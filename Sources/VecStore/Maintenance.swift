@@ -37,6 +37,8 @@ public struct StoreStats: Sendable {
     public var databases: [DatabaseUsage]
     /// Per-collection shape and counts.
     public var collections: [CollectionInfo]
+    /// Each collection's vector index (kind "flat" when it has none), in `collections` order.
+    public var indexes: [IndexStats] = []
 }
 
 /// The outcome of `VecStore.verify()`.
@@ -68,6 +70,7 @@ extension VecStore {
     public func stats() throws(VecStoreError) -> StoreStats {
         let names = try collectionNames()
         let infos = try names.map { name throws(VecStoreError) in try collection(name).info() }
+        let indexes = try names.map { name throws(VecStoreError) in try collection(name).indexStats() }
         let dbs = self.dbs, env = self.env, path = self.path
         return try read { txn in
             let usage = try dbs.all.map { db in
@@ -79,7 +82,7 @@ extension VecStore {
             return StoreStats(path: path, fileBytes: Self.fileSize(path), pageSize: env.pageSize, mapSize: info.mapSize,
                               usedPages: info.lastPage + 1, freePages: try txn.freePageCount(),
                               formatVersion: try Self.formatAccess(txn, dbs.meta, path: path)?.readVersion ?? Format.version,
-                              databases: usage, collections: infos)
+                              databases: usage, collections: infos, indexes: indexes)
         }
     }
 
@@ -108,8 +111,8 @@ extension VecStore {
                             if let other = prefixes[r.id] { faults.append("collections \(other) and \(cname) share id \(r.id)") }
                             prefixes[r.id] = cname
                         } catch { faults.append("\(error)") }
-                    } else if key.starts(with: HNSWConfig.keyPrefix) && key.count == HNSWConfig.keyPrefix.count + 4 {
-                        // checked with its collection (verifyGraph)
+                    } else if IndexRegistry.kinds.contains(where: { key.starts(with: $0.metaPrefix) && key.count == $0.metaPrefix.count + 4 }) {
+                        // an index record: checked with its collection (verifyIndex), its owner below
                     } else if key.starts(with: ProjectionRecord.keyPrefix) && key.count == ProjectionRecord.keyPrefix.count + 4 {
                         // checked with its collection (verifyProjection)
                     } else if key.starts(with: EmbedderInfo.keyPrefix) && key.count == EmbedderInfo.keyPrefix.count + 4 {
@@ -134,7 +137,7 @@ extension VecStore {
                 }
             } catch let e as VecStoreError { faults.append("\(e)") }
             // Every key of the per-collection databases must belong to a known collection.
-            faults += try verifyGraphOwners(txn, known: Set(prefixes.keys))
+            faults += try verifyIndexOwners(txn, known: Set(prefixes.keys))
             faults += try verifyProjectionOwners(txn, known: Set(prefixes.keys))
             for db in dbs.perCollection {
                 try txn.withCursor(db) { (c: Cursor) throws -> Void in
@@ -262,7 +265,7 @@ extension VecStore {
         if indexEntries != metadataKeys.count {
             faults.append("\(name): field index has \(indexEntries) entries, metadata implies \(metadataKeys.count)")
         }
-        checked += try verifyGraph(txn, name, record, view, &faults)  // HNSW/HNSWVerify.swift
+        checked += try verifyIndex(txn, name, record, view, &faults)
         faults += try verifyTextIndex(txn, record, name: name)
         faults += try verifyProjection(txn, record, name: name)
         return checked
@@ -356,20 +359,24 @@ extension VecStore {
         var documents = 0, tombstones = 0
         for name in try old.collectionNames(in: txn) {
             guard let record = try old.record(txn, name) else { continue }
-            // The graph is rebuilt from the renumbered rows by the writer, batch by batch.
-            let index = try HNSWConfig.load(txn, old.dbs, record.id).map { IndexKind.hnsw($0.parameters) }
+            // Rows are copied without index updates; the index is carried over by its kind's remap
+            // once all rows are in, or rebuilt from them when the kind cannot remap.
+            let index = try IndexRegistry.find(txn, old.dbs, record)
             let target = try fresh.collection(name, dimension: record.dimension, metric: record.metric,
-                                              index: index ?? .flat,
+                                              index: index?.parameters ?? .flat,
                                               projection: try ProjectionRecord.load(txn, old.dbs, record.id),
                                               embedder: try EmbedderInfo.load(txn, old.dbs, record.id, name: name))
             try fresh.copyTextOptions(from: txn, old: old, collection: record.id, to: target)
             let view = try CollectionView(txn, old.dbs, record, name: name)
             tombstones += Int(record.nextInternalID - record.liveCount)
             var batch: [CollectionWriter.Prepared] = []
+            var newRow = [UInt32](repeating: IndexRemapSource.gone, count: Int(record.nextInternalID))
+            var nextRow: UInt32 = 0
             func flush() throws {
                 let prepared = batch
                 try fresh.write { t in
                     var writer = try CollectionWriter(t, fresh.dbs, name: name, record: try target.currentRecord(t))
+                    writer.updatesIndex = false
                     try writer.append(prepared, replace: false)
                     try writer.finish()
                 }
@@ -390,9 +397,21 @@ extension VecStore {
                 let stored = Array(UnsafeBufferPointer(start: view.vector(row), count: record.dimension))
                 batch.append(.init(id: rec.externalID, stored: stored, norm: rec.norm, text: rec.text,
                                    metadata: metadata, metadataJSON: rec.metadataJSON))
+                newRow[Int(row)] = nextRow
+                nextRow += 1
                 if batch.count >= batchSize { try flush() }
             }
             if !batch.isEmpty { try flush() }
+            if let index {
+                let source = IndexRemapSource(txn: txn, dbs: old.dbs, record: record, newRow: newRow)
+                try fresh.write { t in
+                    let current = try target.currentRecord(t)
+                    if try index.kind.remap(source, into: t, fresh.dbs, current, name: name) == .rebuild {
+                        try VectorCollection.rebuild(t, fresh.dbs, index.kind, current, name: name,
+                                                     threads: ProcessInfo.processInfo.activeProcessorCount)
+                    }
+                }
+            }
         }
         try fresh.env.sync()
         return (documents, tombstones)
@@ -404,8 +423,7 @@ extension VecStore {
     /// without pulling the file from under another process that is filling it.
     @discardableResult
     public static func removeIfEmpty(path: String) -> Bool {
-        guard FileManager.default.fileExists(atPath: path) else { return false }
-        return Environment.removeUnused(path: path, sidecar: guardPath(path)) { env in
+        Environment.removeUnused(path: path, sidecar: guardPath(path)) { env in
             let names = try env.read { txn in
                 try txn.withCursor(Database.main) { (c: Cursor) throws -> [String] in
                     var names: [String] = []

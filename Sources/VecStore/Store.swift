@@ -41,8 +41,8 @@ public final class VecStore: Sendable {
     public let path: String
     let env: Environment
     let dbs: Databases
-    /// Resolved HNSW views reused across read transactions of the same snapshot.
-    let hnswCache = HNSWViewCache()
+    /// Resolved collection views and index views reused across read transactions of the same snapshot.
+    let snapshots = SnapshotCache()
     /// Whether this handle was opened read-only (the environment may be shared with a writable one).
     let isReadOnly: Bool
     private let closeState = CloseState()
@@ -131,10 +131,15 @@ public final class VecStore: Sendable {
                 guard metaIsEmpty, existingNames.allSatisfy(ours.contains) else { throw .notAVecStore(path) }
             }
         }
-        let missing = specs.contains { !existingNames.contains($0.name) }
-        if missing && options.readOnly { throw .notAVecStore(path) }
-        let handles: [Database] = try storage { try env.openDatabases(specs, create: missing) }
-        let dbs = Databases(handles)
+        let absent = Schema.databases.filter { !existingNames.contains($0.name) }
+        if options.readOnly && absent.contains(where: { !$0.optional }) { throw .notAVecStore(path) }
+        // Read-only, an optional database the store lacks (an index kind newer than the store) is
+        // left out: no collection of the store can have that kind.
+        let entries = options.readOnly ? Schema.databases.filter { existingNames.contains($0.name) } : Schema.databases
+        let handles: [Database] = try storage {
+            try env.openDatabases(entries.map { (name: $0.name, flags: $0.flags) }, create: !absent.isEmpty && !options.readOnly)
+        }
+        let dbs = try Databases(Array(zip(entries, handles)).map { (entry: $0.0, handle: $0.1) })
         var access = try storage { try env.read { txn in try Self.formatAccess(txn, dbs.meta, path: path) } }
         if access == nil {
             if options.readOnly { throw .notAVecStore(path) }
@@ -263,7 +268,7 @@ public final class VecStore: Sendable {
                     projection: ProjectionRecord?, embedder: EmbedderInfo? = nil) throws(VecStoreError) -> VectorCollection
     {
         try Self.validateCollectionName(name)
-        if case .hnsw(let p) = index { try p.validate() }
+        try IndexRegistry.kind(for: index)?.validate(index, dimension: dimension, metric: metric)
         guard (1...65_536).contains(dimension) else {
             throw .invalidArgument("dimension \(dimension) is out of range 1...65536")
         }
@@ -302,7 +307,7 @@ public final class VecStore: Sendable {
                                    nextInternalID: 0, liveCount: 0)
         try txn.put(dbs.meta, Format.collectionKey(name), rec.encoded())
         try txn.put(dbs.meta, Format.nextCollectionKey, Format.encodeInternalID(nextID + 1))
-        if case .hnsw(let p) = index { try HNSWConfig.create(p, collection: nextID).store(txn, dbs, nextID) }
+        if let kind = IndexRegistry.kind(for: index) { try createIndex(txn, kind, rec, parameters: index) }
         try projection?.store(txn, dbs, nextID)
         try embedder?.store(txn, dbs, nextID)
         return (rec, true)

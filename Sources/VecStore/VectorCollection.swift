@@ -286,7 +286,7 @@ public struct VectorCollection: Sendable {
         results.reserveCapacity(hits.count)
         let docs = store.dbs.docs
         let l2 = metric == .l2
-        let table = store.hnswCache.docsRecords(of: view, collectionID: collectionID)
+        let table = store.snapshots.docsRecords(of: view, collectionID: collectionID)
         for hit in hits {
             let score: Float
             if exactScores {

@@ -4,23 +4,28 @@ import VecStore
 
 struct IndexCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "index", abstract: "Show, build or drop a collection's HNSW index.",
+        commandName: "index", abstract: "Show, build or drop a collection's vector index.",
         subcommands: [IndexShowCommand.self, IndexBuildCommand.self, IndexDropCommand.self],
         defaultSubcommand: IndexShowCommand.self)
 }
 
 struct IndexShowCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "show", abstract: "Print the collection's index and its parameters.",
+        commandName: "show", abstract: "Print the collection's index, its parameters and its size.",
         discussion: "Example:\n  vecstore index show demo.vecstore -c docs")
     @OptionGroup var target: StoreArguments
 
     func run() throws {
         try reportingErrors {
-            switch try target.open().collection(target.collection).indexKind() {
-            case .flat: print("\(target.collection): flat (exact search)")
-            case .hnsw(let p):
-                print("\(target.collection): hnsw M=\(p.m) efConstruction=\(p.efConstruction) efSearch=\(p.efSearch)")
+            let stats = try target.open().collection(target.collection).indexStats()
+            if stats.lines.isEmpty {
+                print("\(target.collection): flat (exact search)")
+            } else {
+                print("\(target.collection): \(stats.kind)")
+                let width = stats.lines.map(\.key.count).max() ?? 0
+                for line in stats.lines {
+                    print("  " + line.key.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + line.value)
+                }
             }
         }
     }

@@ -99,7 +99,8 @@ struct QueryCommand: ParsableCommand {
                     return doc.vector
                 } ?? vector.map { try Self.parseVector($0) }
                 results = [try textOptions.run(collection, vector: queryVector, excluding: id, k: k, filter: parsedFilter,
-                                               options: SearchOptions(threads: threads ?? 1, ef: ef, exact: exact)) ?? []]
+                                               options: SearchOptions(threads: threads ?? 1, ef: ef, exact: exact,
+                                                                      includeText: format == .table)) ?? []]
             } else if let id {
                 // The table shows texts: they come from the search's own read transaction.
                 let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact, includeText: format == .table)
@@ -132,8 +133,8 @@ struct QueryCommand: ParsableCommand {
             case .table:
                 for (row, hits) in results.enumerated() {
                     if results.count > 1 { print("query \(row)") }
-                    // Keyword and hybrid results carry no text: fetch it (vector searches brought theirs).
-                    let texts = textOptions.text == nil ? hits.map(\.text) : try collection.get(ids: hits.map(\.id)).map { $0?.text }
+                    // Every search brought its results' texts from its own read transaction.
+                    let texts = hits.map(\.text)
                     print("rank  score         id")
                     for (rank, hit) in hits.enumerated() {
                         var line = String(format: "%4d  %-12.6f  ", rank + 1, hit.score) + hit.id

@@ -39,10 +39,10 @@ struct StatsCommand: ParsableCommand {
             print("file       \(formatBytes(s.fileBytes)); map \(formatBytes(s.mapSize)); page \(s.pageSize) B")
             print("pages      \(s.usedPages) used, \(s.freePages) free (\(formatBytes(s.freePages * s.pageSize)) reusable; compact returns it)")
             print("")
-            print(formatTable(["collection", "documents", "tombstones", "dimension", "metric", "rows/block"],
-                              s.collections.map { c in
+            print(formatTable(["collection", "documents", "tombstones", "dimension", "metric", "rows/block", "index"],
+                              zip(s.collections, s.indexes).map { c, index in
                                   [c.name, "\(c.count)", "\(c.tombstones)", "\(c.dimension)", c.metric.description,
-                                   "\(c.blockCapacity)"]
+                                   "\(c.blockCapacity)", index.summary]
                               }, rightAligned: [1, 2, 3, 5]))
             print("")
             print(formatTable(["database", "entries", "size", "overflow pages", "depth"],

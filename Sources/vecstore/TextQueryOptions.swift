@@ -49,15 +49,20 @@ struct TextQueryOptions: ParsableArguments {
     func run(_ collection: VectorCollection, vector: [Float]?, excluding id: String?, k: Int, filter: Filter?,
              options: SearchOptions = SearchOptions()) throws -> [SearchResult]? {
         guard let text else { return nil }
+        // Texts (for the table) come from each search's own read transaction, like `options.includeText`.
+        let textOptions = TextSearchOptions(includeText: options.includeText)
         guard let vector else {
-            if keywordOnly { return try collection.searchText(text, k: k, filter: filter) }
+            if keywordOnly { return try collection.searchText(text, k: k, filter: filter, options: textOptions) }
             if semanticOnly { return try collection.search(text: text, k: k, filter: filter, options: options) }
-            guard try collection.embedderInfo() != nil else { return try collection.searchText(text, k: k, filter: filter) }
-            return try collection.hybridSearch(text: text, k: k, fusion: fusion, candidates: candidates, filter: filter)
+            guard try collection.embedderInfo() != nil else {
+                return try collection.searchText(text, k: k, filter: filter, options: textOptions)
+            }
+            return try collection.hybridSearch(text: text, k: k, fusion: fusion, candidates: candidates, filter: filter,
+                                               textOptions: textOptions)
         }
         let extra = id == nil ? 0 : 1
         let hits = try collection.hybridSearch(text: text, vector: vector, k: k + extra, fusion: fusion,
-                                               candidates: candidates, filter: filter)
+                                               candidates: candidates, filter: filter, textOptions: textOptions)
         return Array(hits.filter { $0.id != id }.prefix(k))
     }
 }

@@ -216,7 +216,7 @@ struct HNSWTests {
         defer { cleanup(path) }
         let store = try VecStore(path: path)
         let c = try store.collection("c", dimension: 8, metric: .l2)
-        try c.add(makeDocs(HNSWSearch.exactBelowRows, dim: 8, seed: 17))
+        try c.add(makeDocs(SearchPlan.exactBelowRows, dim: 8, seed: 17))
         var r = Rand(state: 18)
         for _ in 0..<10 {
             let q = r.vector(8)

@@ -37,7 +37,7 @@ struct WriteCostTests {
             var writer = try CollectionWriter(txn, store.dbs, name: collection.name, record: try collection.currentRecord(txn))
             try writer.append(prepared, replace: false)
             try writer.finish()
-            return writer.graphBlocksWritten
+            return writer.indexBlocksWritten
         }
     }
 

@@ -12,8 +12,11 @@ public struct TextSearchOptions: Sendable {
     public var b: Float?
     /// Rows per accumulator window of the pruned search (a multiple of 64; tests use small ones).
     var windowRows = 4096
+    /// Also return each result's text (read in the search's own snapshot).
+    public var includeText: Bool
     /// Creates options.
-    public init(exhaustive: Bool = false, k1: Float? = nil, b: Float? = nil) {
+    public init(exhaustive: Bool = false, k1: Float? = nil, b: Float? = nil, includeText: Bool = false) {
+        self.includeText = includeText
         self.exhaustive = exhaustive
         self.k1 = k1
         self.b = b
@@ -162,7 +165,7 @@ extension VectorCollection {
             let (hits, _) = try searcher.topK(queryTerms, k: k, mask: mask, exhaustive: options.exhaustive,
                                               window: options.windowRows)
             return try hits.map { hit in
-                SearchResult(id: try externalID(txn, row: hit.row), score: Float(hit.score), internalID: hit.row)
+                try result(txn, row: hit.row, score: Float(hit.score), includeText: options.includeText)
             }
         }
     }
@@ -171,6 +174,19 @@ extension VectorCollection {
         guard let filter else { return try BM25Searcher.liveMask(txn, store.dbs, collection: collectionID) }
         let view = try CollectionView(txn, store.dbs, try currentRecord(txn), name: name)
         return RowMask(words: try candidateRows(txn, view, filter))
+    }
+
+    /// A keyword or hybrid result for `row`: its external id, and its text with `includeText`, read in
+    /// the search's own transaction.
+    func result(_ txn: Transaction, row: UInt32, score: Float, includeText: Bool) throws -> SearchResult {
+        guard includeText else { return SearchResult(id: try externalID(txn, row: row), score: score, internalID: row) }
+        guard let value = try txn.get(store.dbs.docs, Format.key(collectionID, row)) else {
+            throw VecStoreError.corrupt("collection \(name): live row \(row) has no document record")
+        }
+        let doc = try DocumentRecord.decode(value, context: "\(name) docs row \(row)")
+        var r = SearchResult(id: doc.externalID, score: score, internalID: row)
+        r.text = doc.text
+        return r
     }
 
     func externalID(_ txn: Transaction, row: UInt32) throws -> String {
@@ -202,12 +218,12 @@ extension VectorCollection {
             guard info.options.enabled else {
                 throw VecStoreError.invalidArgument("collection \(name) has keyword indexing turned off")
             }
-            // Vector side: top `depth` by the search planner (the graph with ef ≥ depth, or exact for
-            // small collections and selective filters), in this snapshot.
+            // Vector side: top `depth` by the search planner (the index searching at least `depth` deep,
+            // e.g. HNSW with ef ≥ depth, or exact for small collections and selective filters), in this
+            // snapshot.
             let snap = try snapshot(txn)
             let view = snap.view
-            let plan = try plan(txn, snap, filter: filter, k: depth,
-                                options: SearchOptions(ef: snap.graph.map { max($0.config.efSearch, depth) }))
+            let plan = try plan(txn, snap, filter: filter, k: depth, options: SearchOptions())
             let words = plan.mask ?? view.liveWords
             let vectorRows: [UInt32] = stored.withUnsafeBufferPointer { q in
                 guard let query = q.baseAddress else { return [] }
@@ -249,7 +265,7 @@ extension VectorCollection {
             }
             let ranked = fused.sorted { a, b in a.value != b.value ? a.value > b.value : a.key < b.key }.prefix(k)
             return try ranked.map { (row, score) in
-                SearchResult(id: try externalID(txn, row: row), score: Float(score), internalID: row)
+                try result(txn, row: row, score: Float(score), includeText: textOptions.includeText)
             }
         }
     }

@@ -191,11 +191,13 @@ extension VectorCollection {
     /// (the collection's embedder, or `embedder`).
     public func hybridSearch(text: String, k: Int, fusion: Fusion = .default,
                              candidates: Int = 100, filter: Filter? = nil,
-                             embedder: Embedder? = nil) throws(VecStoreError) -> [SearchResult] {
+                             embedder: Embedder? = nil,
+                             textOptions: TextSearchOptions = TextSearchOptions()) throws(VecStoreError) -> [SearchResult] {
         let model = try resolveEmbedder(embedder)
         let vector: [Float]
         do { vector = try model.embed([text], threads: 1)[0] } catch { throw .embedding(error) }
-        return try hybridSearch(text: text, vector: vector, k: k, fusion: fusion, candidates: candidates, filter: filter)
+        return try hybridSearch(text: text, vector: vector, k: k, fusion: fusion, candidates: candidates, filter: filter,
+                                textOptions: textOptions)
     }
 }
 

@@ -28,18 +28,6 @@ public struct HNSWParameters: Sendable, Equatable {
     }
 }
 
-/// How a collection is searched by default.
-public enum IndexKind: Sendable, Equatable {
-    /// Exact search over every stored vector; no index is kept.
-    case flat
-    /// An HNSW graph kept up to date by every write; searches are approximate unless
-    /// `SearchOptions.exact` is set.
-    case hnsw(HNSWParameters)
-
-    /// HNSW with default parameters (M=16, efConstruction=200, efSearch=64).
-    public static var hnswDefault: IndexKind { .hnsw(HNSWParameters()) }
-}
-
 /// How a filtered search on an HNSW collection is answered.
 public enum FilterStrategy: Sendable, Equatable {
     /// Exact search over the matches when the filter is selective (matches² < 3·M·ef·live), else
@@ -171,7 +159,7 @@ struct HNSWConfig: Equatable {
     /// Removes every graph record of a collection (meta header, layer-0 blocks, upper-layer blocks).
     static func dropGraph(_ txn: Transaction, _ dbs: Databases, _ collection: UInt32) throws {
         let prefix = Format.prefix(collection)
-        for db in [dbs.graph, dbs.graphUpper, dbs.graphVectors] {
+        for db in [try dbs.graph, try dbs.graphUpper, try dbs.graphVectors] {
             try txn.withCursor(db) { (c: Cursor) throws -> Void in
                 while let (key, _) = try c.seek(atLeast: prefix), key.starts(with: prefix) { try c.deleteCurrent() }
             }

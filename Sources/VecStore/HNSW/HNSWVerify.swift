@@ -1,42 +1,16 @@
 import LMDB
 import VecStoreKernels
 
-extension VecStore {
-    /// Faults for HNSW header records whose collection id is not a collection.
-    func verifyGraphOwners(_ txn: Transaction, known: Set<UInt32>) throws -> [String] {
-        var faults: [String] = []
-        try txn.withCursor(dbs.meta) { (c: Cursor) throws -> Void in
-            var entry = try c.seek(atLeast: HNSWConfig.keyPrefix)
-            while let (key, _) = entry, key.starts(with: HNSWConfig.keyPrefix) {
-                if key.count != HNSWConfig.keyPrefix.count + 4 {
-                    faults.append("meta: malformed HNSW key of \(key.count) bytes")
-                } else {
-                    let id = readBE32(key, at: HNSWConfig.keyPrefix.count)
-                    if !known.contains(id) { faults.append("meta: HNSW record of unknown collection id \(id)") }
-                }
-                entry = try c.next()
-            }
-        }
-        return faults
-    }
-
+/// The HNSW graph checks `vecstore verify` runs for a collection with a graph.
+enum HNSWVerifier {
     /// Checks a collection's graph (Spec/HNSW.md §Invariants): it covers every row; links point at
     /// other rows in range, without duplicates, within the degree bounds (2·M on layer 0, M above);
     /// upper-level links point at nodes of that level; each node's levels are exactly 1...level(row)
     /// from the seed; the entry point is live and on the top level, and no live node is above it.
-    func verifyGraph(_ txn: Transaction, _ name: String, _ record: CollectionRecord, _ view: CollectionView,
-                     _ faults: inout [String]) throws -> Int {
+    static func verifyGraph(_ txn: Transaction, _ dbs: Databases, _ name: String, _ record: CollectionRecord,
+                            _ view: CollectionView, _ faults: inout [String]) throws -> Int {
         let prefix = Format.prefix(record.id)
-        guard let config = try HNSWConfig.load(txn, dbs, record.id) else {
-            for db in [dbs.graph, dbs.graphUpper, dbs.graphVectors] {
-                let stray = try txn.withCursor(db) { (c: Cursor) throws -> Bool in
-                    guard let (key, _) = try c.seek(atLeast: prefix) else { return false }
-                    return key.starts(with: prefix)
-                }
-                if stray { faults.append("\(name): \(db.name) entries but no HNSW header (flat collection)") }
-            }
-            return 0
-        }
+        guard let config = try HNSWConfig.load(txn, dbs, record.id) else { return 0 }
         let rows = Int(record.nextInternalID)
         let graph: HNSWGraphView
         do { graph = try HNSWGraphView(txn, dbs, record, config, name: name) } catch {

@@ -13,18 +13,21 @@ struct SearchPlan {
         /// Through the collection's vector index, under the candidate mask.
         case index
     }
+    /// Collections with at most this many live rows are searched exactly (unless the filter strategy
+    /// is `.graph`): a scan of 1,024 rows costs about as much as a graph search, and is exact.
+    static let exactBelowRows = 1024
     var path: Path
     /// The rows a result may come from (live ∧ filter), or nil for "every row" (no filter, no deletes:
     /// the index path then skips the mask test).
     var mask: [UInt64]?
-    /// Beam width for the index path.
-    var ef: Int
+    /// The search's options, read by the index view (`ef` for HNSW).
+    var options: SearchOptions
 }
 
 extension VectorCollection {
     /// Chooses how to answer a search in snapshot `snap`. The filter's bitmap comes from the snapshot's
     /// cache (built once per snapshot), so repeated filtered queries pay only for their scans.
-    func plan(_ txn: Transaction, _ snap: HNSWSnapshot, filter: Filter?, k: Int, options: SearchOptions) throws
+    func plan(_ txn: Transaction, _ snap: CollectionSnapshot, filter: Filter?, k: Int, options: SearchOptions) throws
         -> SearchPlan
     {
         let live = Int(snap.record.liveCount)
@@ -37,53 +40,40 @@ extension VectorCollection {
         } else if snap.hasDeletions {
             words = snap.view.liveWords
         }
-        guard let graph = snap.graph, !options.exact else {
-            return SearchPlan(path: .exact, mask: words ?? snap.view.liveWords, ef: 0)
+        guard let index = snap.index, !options.exact else {
+            return SearchPlan(path: .exact, mask: words ?? snap.view.liveWords, options: options)
         }
-        let ef = max(options.ef ?? graph.config.efSearch, k)
         // Small collections are searched exactly: as fast, and exact (Qdrant's full_scan_threshold idea).
-        if options.filterStrategy != .graph && live <= HNSWSearch.exactBelowRows {
-            return SearchPlan(path: .exact, mask: words ?? snap.view.liveWords, ef: ef)
+        if options.filterStrategy != .graph && live <= SearchPlan.exactBelowRows {
+            return SearchPlan(path: .exact, mask: words ?? snap.view.liveWords, options: options)
         }
         if filter != nil {
             switch options.filterStrategy {
-            case .exact: return SearchPlan(path: .exactOverMatches, mask: words, ef: ef)
+            case .exact: return SearchPlan(path: .exactOverMatches, mask: words, options: options)
             case .graph: break
             case .automatic:
-                if HNSWSearch.prefersExact(matches: matches, live: live, m: graph.config.m, ef: ef) {
-                    return SearchPlan(path: .exactOverMatches, mask: words, ef: ef)
+                if index.prefersExact(matches: matches, live: live, k: k, options: options) {
+                    return SearchPlan(path: .exactOverMatches, mask: words, options: options)
                 }
             }
         }
-        return SearchPlan(path: .index, mask: words, ef: ef)
+        return SearchPlan(path: .index, mask: words, options: options)
     }
 
     /// Runs a plan for `count` queries (stored form, `dimension` floats each) and returns each query's
     /// top rows.
-    func execute(_ plan: SearchPlan, _ snap: HNSWSnapshot, queries: UnsafePointer<Float>, count: Int, k: Int,
+    func execute(_ plan: SearchPlan, _ snap: CollectionSnapshot, queries: UnsafePointer<Float>, count: Int, k: Int,
                  threads: Int) -> [TopK] {
-        let view = snap.view
+        let view: any VectorIndexView = plan.path == .index ? (snap.index ?? snap.exact) : snap.exact
         return withMask(plan.mask) { mask -> [TopK] in
-            if plan.path == .index, let graph = snap.graph {
-                return HNSWSearch.run(snap, graph, metric: metric, queries: queries, count: count, k: k, ef: plan.ef,
-                                      allowed: mask, threads: threads)
-            }
-            return withMask(plan.mask ?? view.liveWords) { scanMask -> [TopK] in
-                guard let scanMask else { return Array(repeating: TopK(k: k), count: count) }
-                if count == 1 {
-                    return [ExactSearch.search(query: queries, dimension: dimension, metric: metric, blocks: view.blocks,
-                                               mask: scanMask, k: k, threads: threads)]
-                }
-                return ExactSearch.searchBatch(queries: queries, queryCount: count, dimension: dimension, metric: metric,
-                                               blocks: view.blocks, mask: scanMask, k: k, threads: threads)
-            }
+            view.search(queries: queries, count: count, k: k, mask: mask, options: plan.options, threads: threads)
         }
     }
 
     /// The snapshot's views of this collection (cached per LMDB snapshot): vector blocks, live rows, the
     /// index's read view, and recent filters' bitmaps.
-    func snapshot(_ txn: Transaction) throws -> HNSWSnapshot {
-        try store.hnswCache.snapshot(txn, store.dbs, name: name, collectionID: collectionID)
+    func snapshot(_ txn: Transaction) throws -> CollectionSnapshot {
+        try store.snapshots.snapshot(txn, store.dbs, name: name, collectionID: collectionID)
     }
 
     /// Searches in one read transaction: plan, execute, resolve ids (and texts with
@@ -102,8 +92,8 @@ extension VectorCollection {
         return try flat.withUnsafeBufferPointer { q -> [[SearchResult]] in
             guard let base = q.baseAddress else { return [] }
             let tops = execute(plan, snap, queries: base, count: count, k: want, threads: options.threads)
-            // The index path's tops hold float32 scores (HNSWSearch.knn re-ranks with them): not computed again.
-            let exactScores = plan.path == .index && snap.graph != nil
+            // Tops of an index whose scores are exact float32 (HNSW re-ranks with them) are not computed again.
+            let exactScores = plan.path == .index && (snap.index?.scoresAreExact ?? false)
             return try tops.enumerated().map { (qi, top) in
                 var results = try resolve(txn, snap.view, top, query: base + qi * dimension,
                                           includeText: options.includeText, exactScores: exactScores)

@@ -1,0 +1,109 @@
+import Foundation
+import LMDB
+import VecStoreKernels
+
+/// What one snapshot of a collection needs for search: its rows, its index's read view (if it has an
+/// index) and recent filters' bitmaps, reused by every read transaction of the same snapshot.
+final class CollectionSnapshot: @unchecked Sendable {
+    let snapshotID: Int
+    /// `Transaction.mapGeneration` of the transaction that resolved this snapshot.
+    let mapGeneration: Int
+    let record: CollectionRecord
+    let view: CollectionView
+    /// The collection's index opened in this snapshot, or nil for a flat collection.
+    let index: (any VectorIndexView)?
+    /// Exact search over the snapshot's rows (every collection has it).
+    let exact: ExactScanView
+    /// Where each row's docs record sits in this snapshot's map, filled as `resolve` looks rows up.
+    let docsRecords: RowPointerTable
+
+    init(snapshotID: Int, mapGeneration: Int, record: CollectionRecord, view: CollectionView,
+         index: (any VectorIndexView)?) {
+        self.snapshotID = snapshotID
+        self.mapGeneration = mapGeneration
+        self.docsRecords = RowPointerTable(count: Int(record.nextInternalID))
+        self.record = record
+        self.view = view
+        self.index = index
+        self.exact = ExactScanView(rows: view)
+    }
+
+    private let filterLock = NSLock()
+    private var filters: [(filter: Filter, words: [UInt64], matches: Int)] = []
+
+    /// The live matching rows of `filter` and their number, evaluated once per snapshot (the last 8
+    /// filters are kept): a filter over half the collection costs far more to evaluate from the field
+    /// index than the graph search it restricts.
+    func filterBitmap(_ filter: Filter, evaluate: () throws -> [UInt64]) rethrows -> ([UInt64], Int) {
+        filterLock.lock()
+        if let hit = filters.first(where: { $0.filter == filter }) {
+            filterLock.unlock()
+            return (hit.words, hit.matches)
+        }
+        filterLock.unlock()
+        let words = try evaluate()
+        let matches = words.reduce(0) { $0 + $1.nonzeroBitCount }
+        filterLock.lock()
+        if filters.count >= 8 { filters.removeFirst() }
+        filters.append((filter, words, matches))
+        filterLock.unlock()
+        return (words, matches)
+    }
+
+    /// Whether some rows are deleted (then results are checked against the live bitmap).
+    var hasDeletions: Bool { record.liveCount != record.nextInternalID }
+}
+
+/// Per-store cache of `CollectionSnapshot`s by collection id. An entry is reused by a read transaction
+/// of the same snapshot id and the same map generation (`Transaction.mapGeneration`): same snapshot
+/// means the same bytes at the same map offsets, and the same generation means the map was not moved
+/// (grown) since, so every pointer the entry holds is valid in the new transaction. A hit therefore
+/// costs no LMDB lookup: the collection record was read and checked when the entry was made, and within
+/// one snapshot it cannot change. Write transactions (whose pages are private until they commit)
+/// neither use nor fill the cache.
+final class SnapshotCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var entries: [UInt32: CollectionSnapshot] = [:]
+
+    func snapshot(_ txn: Transaction, _ dbs: Databases, name: String, collectionID: UInt32) throws
+        -> CollectionSnapshot
+    {
+        let sid = try txn.snapshotID()
+        let cacheable = !txn.isWritable
+        if cacheable {
+            lock.lock()
+            let cached = entries[collectionID]
+            lock.unlock()
+            if let cached, cached.snapshotID == sid, cached.mapGeneration == txn.mapGeneration {
+                return cached
+            }
+        }
+        guard let value = try txn.get(dbs.meta, Format.collectionKey(name)) else {
+            throw VecStoreError.collectionNotFound(name)
+        }
+        let record = try CollectionRecord.decode(value, name: name)
+        guard record.id == collectionID else { throw VecStoreError.collectionNotFound(name) }
+        let view = try CollectionView(txn, dbs, record, name: name)
+        let index = try IndexRegistry.find(txn, dbs, record).map { found in
+            try found.kind.openView(txn, dbs, record, name: name, view)
+        }
+        let entry = CollectionSnapshot(snapshotID: sid, mapGeneration: txn.mapGeneration, record: record, view: view,
+                                       index: index)
+        if cacheable {
+            lock.lock()
+            entries[collectionID] = entry
+            lock.unlock()
+        }
+        return entry
+    }
+
+    /// The docs-record table of the cached snapshot whose view is `view`, or nil (a view not from this
+    /// cache, such as a write transaction's).
+    func docsRecords(of view: CollectionView, collectionID: UInt32) -> RowPointerTable? {
+        lock.lock()
+        let cached = entries[collectionID]
+        lock.unlock()
+        guard let cached, cached.view === view else { return nil }
+        return cached.docsRecords
+    }
+}
