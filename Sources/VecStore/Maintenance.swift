@@ -61,6 +61,19 @@ public struct CompactReport: Sendable {
     public var documents: Int
     /// Deleted rows dropped.
     public var tombstonesDropped: Int
+    /// What happened to each collection's vector index, in collection order (flat collections have none).
+    public var indexes: [CompactedIndex] = []
+}
+
+/// How compaction brought one collection's vector index into the new store.
+public struct CompactedIndex: Sendable {
+    /// The collection.
+    public var collection: String
+    /// Whether the index was carried over by renumbering (true) or rebuilt from the copied rows (false).
+    public var carried: Bool
+    /// What was done: for a carried HNSW graph, the lists that lost links to deleted rows and how many
+    /// were refilled; for a rebuilt index, why it was not carried.
+    public var detail: String
 }
 
 extension VecStore {
@@ -282,8 +295,14 @@ extension VecStore {
     /// of this process share one environment with the compaction; after it they get `superseded`
     /// and must reopen. It checks the free space first (`diskFull`), and on any failure removes its
     /// temporary files, leaving the old store as it was.
+    ///
+    /// An HNSW graph is carried over by renumbering its rows (Spec/HNSW.md §5.5), which costs a small
+    /// part of a rebuild; with `rebuildIndexes`, or when the old graph is inconsistent, it is rebuilt from
+    /// the copied rows instead. `CompactReport.indexes` says which happened.
     @discardableResult
-    public static func compact(path: String, batchSize: Int = 10_000) throws(VecStoreError) -> CompactReport {
+    public static func compact(path: String, batchSize: Int = 10_000, rebuildIndexes: Bool = false)
+        throws(VecStoreError) -> CompactReport
+    {
         let old = try VecStore(path: path, options: StoreOptions(create: false))
         defer { old.close() }
         do {
@@ -307,6 +326,7 @@ extension VecStore {
             throw .diskFull("compacting \(path) writes a file of up to \(needed / 1_048_576) MiB, above the file-size limit of \(limit / 1_048_576) MiB; the store is unchanged")
         }
         var documents = 0, tombstones = 0
+        var indexes: [CompactedIndex] = []
         do {
             // One write transaction on the old file, never rerun (`writeOnce`): it holds LMDB's writer
             // lock against this process's other handles, and the file-system steps inside it happen once.
@@ -319,7 +339,8 @@ extension VecStore {
                         // First, so that a full map fails here, before any file is touched; invisible to
                         // readers until the commit after the rename.
                         try txn.put(old.dbs.meta, Format.supersededKey, Array(path.utf8))
-                        (documents, tombstones) = try copyLive(txn, old, into: temporary, batchSize: batchSize)
+                        (documents, tombstones, indexes) = try copyLive(txn, old, into: temporary, batchSize: batchSize,
+                                                                         rebuildIndexes: rebuildIndexes)
                         try removeIfPresent(temporary + "-lock")
                         guard rename(temporary, path) == 0 else {
                             throw VecStoreError.io("could not rename \(temporary) to \(path): \(String(cString: strerror(errno)))")
@@ -344,19 +365,24 @@ extension VecStore {
         }
         old.env.markSuperseded()
         return CompactReport(bytesBefore: before, bytesAfter: fileSize(path), documents: documents,
-                             tombstonesDropped: tombstones)
+                             tombstonesDropped: tombstones, indexes: indexes)
     }
 
     /// Copies every collection's live rows from `txn` into a new store at `temporary` (synced and
-    /// closed on return). Returns the documents copied and the deleted rows dropped.
-    private static func copyLive(_ txn: Transaction, _ old: VecStore, into temporary: String, batchSize: Int) throws
-        -> (Int, Int)
+    /// closed on return). Rows are copied without index updates. An index whose kind remaps while the
+    /// rows are copied (`StreamingRemapKind`: HNSW) writes its parts with each batch and the rest after
+    /// the last; another kind's `remap` runs once after the rows; an index that cannot be renumbered
+    /// (or every index, with `rebuildIndexes`) is rebuilt from the copied rows. Returns the documents
+    /// copied, the deleted rows dropped and what happened to each index.
+    private static func copyLive(_ txn: Transaction, _ old: VecStore, into temporary: String, batchSize: Int,
+                                 rebuildIndexes: Bool) throws -> (Int, Int, [CompactedIndex])
     {
         var options = StoreOptions()
         options.guarded = false
         let fresh = try VecStore(path: temporary, options: options)
         defer { fresh.close() }
         var documents = 0, tombstones = 0
+        var indexes: [CompactedIndex] = []
         for name in try old.collectionNames(in: txn) {
             guard let record = try old.record(txn, name) else { continue }
             // Rows are copied without index updates; the index is carried over by its kind's remap
@@ -370,20 +396,35 @@ extension VecStore {
             let view = try CollectionView(txn, old.dbs, record, name: name)
             tombstones += Int(record.nextInternalID - record.liveCount)
             var batch: [CollectionWriter.Prepared] = []
-            var newRow = [UInt32](repeating: IndexRemapSource.gone, count: Int(record.nextInternalID))
-            var nextRow: UInt32 = 0
+            let map = RowMap(liveWords: view.liveWords, rows: Int(record.nextInternalID))
+            let source = IndexRemapSource(txn: txn, dbs: old.dbs, record: record, newRow: map.newRow)
+            var remapper: (any IndexRemapper)?
+            var notCarried: String?
+            if let index {
+                if rebuildIndexes {
+                    notCarried = "rebuilt as asked"
+                } else if let streaming = index.kind as? any StreamingRemapKind.Type {
+                    do {
+                        remapper = try streaming.makeRemapper(source, name: name)
+                    } catch VecStoreError.corrupt(let reason) {
+                        notCarried = "rebuilt: the old \(index.kind.name) index cannot be renumbered (\(reason))"
+                    }
+                }
+            }
             func flush() throws {
                 let prepared = batch
                 try fresh.write { t in
-                    var writer = try CollectionWriter(t, fresh.dbs, name: name, record: try target.currentRecord(t))
+                    let before = try target.currentRecord(t)
+                    var writer = try CollectionWriter(t, fresh.dbs, name: name, record: before)
                     writer.updatesIndex = false
                     try writer.append(prepared, replace: false)
                     try writer.finish()
+                    try remapper?.rowsCopied(t, fresh.dbs, before: before, after: writer.record)
                 }
                 documents += batch.count
                 batch.removeAll(keepingCapacity: true)
             }
-            for row in 0..<record.nextInternalID where view.isLive(row) {
+            for row in map.oldRow {
                 guard let value = try txn.get(old.dbs.docs, Format.key(record.id, row)) else {
                     throw VecStoreError.corrupt("\(name): live row \(row) has no document")
                 }
@@ -397,24 +438,29 @@ extension VecStore {
                 let stored = Array(UnsafeBufferPointer(start: view.vector(row), count: record.dimension))
                 batch.append(.init(id: rec.externalID, stored: stored, norm: rec.norm, text: rec.text,
                                    metadata: metadata, metadataJSON: rec.metadataJSON))
-                newRow[Int(row)] = nextRow
-                nextRow += 1
                 if batch.count >= batchSize { try flush() }
             }
             if !batch.isEmpty { try flush() }
             if let index {
-                let source = IndexRemapSource(txn: txn, dbs: old.dbs, record: record, newRow: newRow)
-                try fresh.write { t in
+                let outcome: CompactedIndex = try fresh.write { t in
                     let current = try target.currentRecord(t)
-                    if try index.kind.remap(source, into: t, fresh.dbs, current, name: name) == .rebuild {
-                        try VectorCollection.rebuild(t, fresh.dbs, index.kind, current, name: name,
-                                                     threads: ProcessInfo.processInfo.activeProcessorCount)
+                    if let remapper {
+                        try remapper.finish(t, fresh.dbs, current)
+                        return CompactedIndex(collection: name, carried: true, detail: remapper.detail)
                     }
+                    if notCarried == nil, try index.kind.remap(source, into: t, fresh.dbs, current, name: name) == .remapped {
+                        return CompactedIndex(collection: name, carried: true, detail: "\(index.kind.name) renumbered")
+                    }
+                    try VectorCollection.rebuild(t, fresh.dbs, index.kind, current, name: name,
+                                                 threads: ProcessInfo.processInfo.activeProcessorCount)
+                    return CompactedIndex(collection: name, carried: false,
+                                          detail: notCarried ?? "rebuilt: \(index.kind.name) cannot be renumbered")
                 }
+                indexes.append(outcome)
             }
         }
         try fresh.env.sync()
-        return (documents, tombstones)
+        return (documents, tombstones, indexes)
     }
 
     /// Removes the store at `path`, with its `-lock` and `-guard` files, if it holds no collection and

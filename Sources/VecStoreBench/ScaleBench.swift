@@ -24,7 +24,7 @@ struct ScaleBench: ParsableCommand {
     @Option(help: "Import threads (HNSW linking).") var threads = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "ef values, comma-separated.") var efs = "16,32,64,128,256"
     @Option(help: "Use only the first N queries.") var maxQueries: Int?
-    @Option(help: "Phases, comma-separated: import,add,exact,search,filter,compact.") var phases = "import,add,search,filter,compact"
+    @Option(help: "Phases, comma-separated: import,add,exact,search,filter,compact,compact-rebuild (the last compacts the store as the compact phase found it, rebuilding the graph).") var phases = "import,add,search,filter,compact"
     @Option(help: "Queries for the exact phase (single-query exact search, 1 thread).") var exactQueries = 100
 
     func run() throws {
@@ -157,6 +157,40 @@ struct ScaleBench: ParsableCommand {
             }
             metrics["filtered"] = filtered
         }
+        // The store as it was before compaction (after the deletes), kept for the `compact-rebuild` phase.
+        let deletedCopy = store + ".deleted"
+        func recallVsExact(_ c: VectorCollection) throws -> Double {
+            let qs = Array(queryRows.prefix(200))
+            var hit = 0, all = 0
+            for q in qs {
+                let e = try c.search(q, k: 10, options: SearchOptions(exact: true)).map(\.id)
+                let g = try c.search(q, k: 10).map(\.id)
+                hit += Set(g).intersection(e).count
+                all += e.count
+            }
+            return Double(hit) / Double(max(1, all))
+        }
+        /// Compacts `path` (carrying the graph over, or rebuilding it) and records time, peak anonymous
+        /// memory (and the process's before it) and recall after under `prefix`.
+        func compactMeasured(_ path: String, rebuild: Bool, prefix: String, deletedRows: Int, before: Double) throws {
+            let base = rssAnonBytes()
+            let sampler = AnonSampler()
+            let t0 = now()
+            let report = try VecStore.compact(path: path, rebuildIndexes: rebuild)
+            let seconds = now() - t0
+            sampler.stop()
+            let after = try recallVsExact(try VecStore(path: path).collection("bench"))
+            metrics[prefix + "_s"] = seconds
+            metrics[prefix + "_peak_anon_bytes"] = sampler.peak
+            metrics[prefix + "_base_anon_bytes"] = base
+            metrics[prefix + "_recall_before"] = before
+            metrics[prefix + "_recall_after"] = after
+            metrics[prefix + "_index"] = report.indexes.first?.detail ?? "flat"
+            print(String(format: "%@: compact (%@) after deleting %d rows: %.1f s, peak anon %.0f MB (%.0f MB before), recall vs exact %.4f -> %.4f; %@",
+                         dataset, rebuild ? "graph rebuilt" : "graph carried over", deletedRows, seconds,
+                         Double(sampler.peak) / 1e6, Double(base) / 1e6, before, after,
+                         report.indexes.first?.detail ?? "flat"))
+        }
         if phaseSet.contains("compact") {
             let n = try coll.count()
             var rng = SplitMix64(seed: 99)
@@ -165,31 +199,24 @@ struct ScaleBench: ParsableCommand {
             var allIDs: [String] = []
             while let r = try reader.next() { allIDs.append(r.id ?? "") }
             while doomed.count < n / 100 { doomed.insert(allIDs[Int(rng.next() % UInt64(allIDs.count))]) }
+            allIDs = []
             try coll.delete(ids: Array(doomed))
-            func recall(_ c: VectorCollection) throws -> Double {
-                let qs = Array(queryRows.prefix(200))
-                var hit = 0, all = 0
-                for q in qs {
-                    let e = try c.search(q, k: 10, options: SearchOptions(exact: true)).map(\.id)
-                    let g = try c.search(q, k: 10).map(\.id)
-                    hit += Set(g).intersection(e).count
-                    all += e.count
-                }
-                return Double(hit) / Double(max(1, all))
-            }
-            let before = try recall(coll)
-            let sampler = AnonSampler()
-            let t0 = now()
-            try VecStore.compact(path: store)
-            let seconds = now() - t0
-            sampler.stop()
-            let after = try recall(try VecStore(path: store).collection("bench"))
-            metrics["compact_s"] = seconds
-            metrics["compact_peak_anon_bytes"] = sampler.peak
-            metrics["compact_recall_before"] = before
-            metrics["compact_recall_after"] = after
-            print(String(format: "%@: compact after deleting %d rows: %.1f s, peak anon %.0f MB, recall vs exact %.4f -> %.4f",
-                         dataset, doomed.count, seconds, Double(sampler.peak) / 1e6, before, after))
+            let before = try recallVsExact(coll)
+            metrics["compact_deleted_rows"] = doomed.count
+            try? FileManager.default.removeItem(atPath: deletedCopy)
+            try FileManager.default.copyItem(atPath: store, toPath: deletedCopy)
+            try compactMeasured(store, rebuild: false, prefix: "compact", deletedRows: doomed.count, before: before)
+        }
+        if phaseSet.contains("compact-rebuild") {
+            // The same deleted state compacted the old way: the graph rebuilt from the kept rows.
+            let path = store + ".rebuild"
+            for p in [path, path + "-lock", path + "-guard"] { try? FileManager.default.removeItem(atPath: p) }
+            try FileManager.default.copyItem(atPath: deletedCopy, toPath: path)
+            let before = try recallVsExact(try VecStore(path: path).collection("bench"))
+            let deleted = try VecStore(path: path).collection("bench").info()
+            try compactMeasured(path, rebuild: true, prefix: "compact_rebuild", deletedRows: deleted.rows - deleted.count,
+                                before: before)
+            for p in [path, path + "-lock", path + "-guard", deletedCopy] { try? FileManager.default.removeItem(atPath: p) }
         }
         try writeResult(json, dataset: dataset, n: total, dim: dim, metric: "cosine", metrics: metrics)
     }

@@ -81,16 +81,23 @@ struct CompactCommand: ParsableCommand {
             Writes FILE.compacting, then renames it over FILE: a crash leaves either the old or the new \
             store intact. It needs the store to itself: while another process has it open, compact exits with \
             status 7 (busy), and opens in other processes wait until it has finished.
+            An HNSW graph is carried over: its links are renumbered (links to deleted rows dropped, the lists \
+            that lose some refilled from the deleted rows' neighbours) and only its upper levels are relinked, \
+            a small part of the cost of building it again. A graph that fails the checks is rebuilt instead, \
+            and the output says so; --rebuild-index rebuilds every graph from the kept rows.
             Example:
               vecstore compact demo.vecstore
             """)
     @Argument(help: "Path of the store file.") var store: String
+    @Flag(help: "Rebuild each HNSW graph from the kept rows instead of renumbering the old one.")
+    var rebuildIndex = false
 
     func run() throws {
         try reportingErrors {
-            let r = try VecStore.compact(path: store)
+            let r = try VecStore.compact(path: store, rebuildIndexes: rebuildIndex)
             print("compacted \(store): \(formatBytes(r.bytesBefore)) -> \(formatBytes(r.bytesAfter)), "
                   + "\(r.documents) documents kept, \(r.tombstonesDropped) deleted rows dropped")
+            for index in r.indexes { print("  \(index.collection): \(index.detail)") }
         }
     }
 }

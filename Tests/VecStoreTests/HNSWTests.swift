@@ -282,7 +282,7 @@ struct HNSWTests {
         #expect(!HNSWSearch.prefersExact(matches: 31_500, live: 59_647, m: 16, ef: 64))
     }
 
-    @Test("compaction drops deleted nodes and rebuilds a valid graph over the renumbered rows")
+    @Test("compaction drops deleted nodes and carries a valid graph over to the renumbered rows")
     func compaction() throws {
         let path = temporaryStorePath("cmp")
         defer { cleanup(path) }

@@ -93,10 +93,19 @@ enum HNSWIndex: VectorIndexKind {
         return HNSWIndexView(graph: try HNSWGraphView(txn, dbs, record, config, name: name), rows: rows)
     }
 
-    /// HNSW renumbering is not wired in yet: compaction rebuilds the graph.
+    /// Renumbers the graph in one transaction (`HNSWRemap`, Spec/HNSW.md §5.5); `.rebuild`, with nothing
+    /// written, when the old graph fails the remap's checks. (Compaction uses the per-batch
+    /// `makeRemapper` instead, HNSW/HNSWRemap.swift.)
     static func remap(_ source: IndexRemapSource, into txn: Transaction, _ dbs: Databases,
                       _ record: CollectionRecord, name: String) throws -> IndexRemapOutcome {
-        .rebuild
+        guard let config = try HNSWConfig.load(source.txn, source.dbs, source.record.id) else { return .rebuild }
+        do {
+            try HNSWRemap.remap(from: source.txn, source.dbs, source.record, config: config, to: txn, dbs, record,
+                                map: try RowMap(newRow: source.newRow), name: name)
+        } catch VecStoreError.corrupt {
+            return .rebuild  // thrown by the checks, before anything is written
+        }
+        return .remapped
     }
 }
 
