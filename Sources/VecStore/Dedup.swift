@@ -43,7 +43,7 @@ extension VectorCollection {
                 ?? view.liveWords
             guard !words.isEmpty else { return [] }
             let pairs: [SelfJoin.Pair] = CandidateMask.with(words) { mask in
-                if method == .automatic, let index = snap.index, index.answersNeighbourQueries {
+                if let index = duplicateIndex(snap, method) {
                     return indexPairs(snap, index, mask: mask, threshold: threshold, neighbours: neighbours,
                                       threads: threads)
                 }

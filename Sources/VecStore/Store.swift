@@ -116,10 +116,13 @@ public final class VecStore: Sendable {
                 return names
             }
         }
+        // A store this build may not write (a newer write version or feature) gets no new databases.
+        var mayCreate = !options.readOnly
         if !existingNames.isEmpty {
             guard existingNames.contains(Format.DB.meta) else { throw .notAVecStore(path) }
             let meta = try storage { try env.openDatabases([(Format.DB.meta, [])], create: false)[0] }
             let found = try storage { try env.read { txn in try Self.formatAccess(txn, meta, path: path) } }
+            if found?.writeRefusal != nil { mayCreate = false }
             if found == nil {
                 // Another process creating the store commits its databases before its format record: an
                 // empty `meta` beside vecstore's own database names only is that window, not a foreign
@@ -132,12 +135,12 @@ public final class VecStore: Sendable {
             }
         }
         let absent = Schema.databases.filter { !existingNames.contains($0.name) }
-        if options.readOnly && absent.contains(where: { !$0.optional }) { throw .notAVecStore(path) }
-        // Read-only, an optional database the store lacks (an index kind newer than the store) is
-        // left out: no collection of the store can have that kind.
-        let entries = options.readOnly ? Schema.databases.filter { existingNames.contains($0.name) } : Schema.databases
+        if !mayCreate && absent.contains(where: { !$0.optional }) { throw .notAVecStore(path) }
+        // Without creating, an optional database the store lacks (an index kind newer than the store)
+        // is left out: no collection of the store can have that kind.
+        let entries = mayCreate ? Schema.databases : Schema.databases.filter { existingNames.contains($0.name) }
         let handles: [Database] = try storage {
-            try env.openDatabases(entries.map { (name: $0.name, flags: $0.flags) }, create: !absent.isEmpty && !options.readOnly)
+            try env.openDatabases(entries.map { (name: $0.name, flags: $0.flags) }, create: !absent.isEmpty && mayCreate)
         }
         let dbs = try Databases(Array(zip(entries, handles)).map { (entry: $0.0, handle: $0.1) })
         var access = try storage { try env.read { txn in try Self.formatAccess(txn, dbs.meta, path: path) } }

@@ -234,6 +234,35 @@ struct IndexContractTests {
         #expect(report.faults.contains { $0.contains("unknown collection id 77") }, "\(report.faults)")
     }
 
+    @Test("an index record of a newer version means 'written by a newer vecstore', not damage",
+          arguments: kindNames)
+    func newerRecord(kindName: String) throws {
+        let kind = try #require(IndexRegistry.kind(named: kindName))
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("s.vecstore"))
+        let c = try store.collection("c", dimension: 4, metric: .l2, index: kind.defaultParameters)
+        try c.add(Self.documents(10, seed: 13).map { d in Document(id: d.id, vector: Array(d.vector.prefix(4))) })
+        // Byte 0 of every kind's record is its record version (Spec/FORMAT.md §20.2).
+        try store.write { txn in
+            let key = kind.metaPrefix + Format.prefix(c.collectionID)
+            guard let v = try txn.get(store.dbs.meta, key) else { throw VecStoreError.corrupt("no index record") }
+            var bytes = Array(v)
+            bytes[0] = 0xFE
+            try txn.put(store.dbs.meta, key, bytes)
+        }
+        func isNewer(_ body: () throws -> Void) -> Bool {
+            do { try body() } catch let e as VecStoreError {
+                if case .newerFormat = e { return "\(e)".contains("newer vecstore") }
+                return false
+            } catch { return false }
+            return false
+        }
+        #expect(isNewer { _ = try c.indexKind() })
+        #expect(isNewer { _ = try c.search([1, 0, 0, 0], k: 3) })
+        #expect(isNewer { try c.add([Document(id: "x", vector: [1, 2, 3, 4])]) })
+        #expect(try c.count() == 10, "the refused write changed nothing")
+    }
+
     @Test("SIGKILL of an importing process mid-batch leaves whole batches and a valid index", arguments: kinds)
     func crash(kind: IndexKind) throws {
         let dir = try TempDir()

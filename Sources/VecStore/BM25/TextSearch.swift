@@ -170,10 +170,12 @@ extension VectorCollection {
         }
     }
 
+    /// The rows a keyword search may return: live rows, or the filter's live matches from the
+    /// snapshot's filter cache (shared with vector search, built once per snapshot).
     func textMask(_ txn: Transaction, _ filter: Filter?) throws -> RowMask {
         guard let filter else { return try BM25Searcher.liveMask(txn, store.dbs, collection: collectionID) }
-        let view = try CollectionView(txn, store.dbs, try currentRecord(txn), name: name)
-        return RowMask(words: try candidateRows(txn, view, filter))
+        let snap = try snapshot(txn)
+        return RowMask(words: try snap.filterBitmap(filter) { try candidateRows(txn, snap.view, filter) }.0)
     }
 
     /// A keyword or hybrid result for `row`: its external id, and its text with `includeText`, read in

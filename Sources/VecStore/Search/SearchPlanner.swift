@@ -60,6 +60,14 @@ extension VectorCollection {
         return SearchPlan(path: .index, mask: words, options: options)
     }
 
+    /// The planner's choice for `nearDuplicates`: the snapshot's index when the method allows it and the
+    /// index answers neighbour queries (each row's nearest rows through it), or nil for the exact
+    /// blocked self-join.
+    func duplicateIndex(_ snap: CollectionSnapshot, _ method: DuplicateSearch) -> (any VectorIndexView)? {
+        guard method == .automatic, let index = snap.index, index.answersNeighbourQueries else { return nil }
+        return index
+    }
+
     /// Runs a plan for `count` queries (stored form, `dimension` floats each) and returns each query's
     /// top rows.
     func execute(_ plan: SearchPlan, _ snap: CollectionSnapshot, queries: UnsafePointer<Float>, count: Int, k: Int,
