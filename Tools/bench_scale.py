@@ -1,7 +1,8 @@
 """hnswlib side of Tools/bench-scale, and the report that sets both sides next to each other.
 
     python Tools/bench_scale.py hnswlib --data DIR --json OUT [--threads 2] [--efs 16,32,64,128]
-    python Tools/bench_scale.py report VECSTORE_JSON... --peer HNSWLIB_JSON
+    python Tools/bench_scale.py faiss-flat --data DIR --json OUT [--max-queries 100]
+    python Tools/bench_scale.py report VECSTORE_JSON... --peer HNSWLIB_JSON [--flat FAISS_FLAT_JSON]
 """
 import argparse, json, os, resource, sys, time
 
@@ -52,6 +53,31 @@ def run_hnswlib(a):
     with open(a.json, "w") as f:
         json.dump(out, f, indent=1)
 
+def run_faiss_flat(a):
+    """FAISS IndexFlatIP, one thread, one query per call: the exact-search peer of the `exact` phase."""
+    import faiss, numpy as np
+    faiss.omp_set_num_threads(1)
+    base = fvecs(os.path.join(a.data, "base.fvecs"))
+    queries = np.ascontiguousarray(fvecs(os.path.join(a.data, "queries.fvecs"))[: a.max_queries])
+    truth = ivecs(os.path.join(a.data, "groundtruth.ivecs"))
+    t0 = time.time()
+    index = faiss.IndexFlatIP(base.shape[1])
+    index.add(base)
+    index.search(queries[:1], 10)
+    first = (time.time() - t0) * 1000
+    best = 1e9
+    for _ in range(2):
+        t0 = time.time()
+        labels = [index.search(q.reshape(1, -1), 10)[1][0] for q in queries]
+        best = min(best, time.time() - t0)
+    recall = sum(len(set(l) & set(truth[i][:10])) for i, l in enumerate(labels)) / (10 * len(queries))
+    out = {"system": "faiss IndexFlatIP", "version": faiss.__version__, "n": int(base.shape[0]),
+           "qps_1t": len(queries) / best, "recall": recall, "add_first_query_ms": first}
+    print(f"faiss IndexFlatIP ({faiss.__version__}): {len(queries) / best:.1f} q/s single-query 1 thread, "
+          f"recall@10 {recall:.4f}; add + first query {first:.0f} ms (vectors already in RAM)")
+    with open(a.json, "w") as f:
+        json.dump(out, f, indent=1)
+
 def qps_at(curve, target):
     """QPS at a recall target, interpolated linearly between measured points (None if never reached)."""
     pts = sorted((p["recall"], p["qps_1t"]) for p in curve)
@@ -88,6 +114,17 @@ def report(a):
             ratio = f"{a_ / b_:.2f}x" if a_ and b_ else ""
             print(f"| QPS at recall@10 {target:.2f} (1 thread) | {fmt(a_)} | {fmt(b_)} | {ratio} |")
         print(f"| open + first query | {vs['open_first_query_ms']:.1f} ms | | |")
+    if "exact_qps_1t" in vs:
+        flat = None
+        if a.flat:
+            with open(a.flat) as f:
+                flat = json.load(f)
+        fq = f"{flat['qps_1t']:.1f}" if flat else ""
+        ratio = f"{vs['exact_qps_1t'] / flat['qps_1t']:.2f}x" if flat else ""
+        print(f"| exact search QPS, single query, 1 thread (vs FAISS IndexFlatIP) | {vs['exact_qps_1t']:.1f} "
+              f"(p50 {vs['exact_p50_ms']:.1f} ms) | {fq} | {ratio} |")
+        print(f"| exact: open + first query / second query | {vs['exact_first_query_ms']:.0f} / "
+              f"{vs['exact_second_query_ms']:.0f} ms | | |")
     for f_ in vs.get("filtered", []):
         print(f"| filter source={f_['source']} ({100 * f_['share']:.1f}%) | recall {f_['recall']:.3f}, {f_['qps_1t']:.0f} q/s, "
               f"first {f_['first_ms']:.1f} ms | | |")
@@ -110,6 +147,9 @@ sub = p.add_subparsers(dest="cmd", required=True)
 h = sub.add_parser("hnswlib"); h.add_argument("--data", required=True); h.add_argument("--json", required=True)
 h.add_argument("--threads", type=int, default=2); h.add_argument("--efs", default="16,32,64,128")
 h.add_argument("--max-queries", type=int, default=1000)
+ff = sub.add_parser("faiss-flat"); ff.add_argument("--data", required=True); ff.add_argument("--json", required=True)
+ff.add_argument("--max-queries", type=int, default=100)
 r = sub.add_parser("report"); r.add_argument("vecstore", nargs="+"); r.add_argument("--peer", required=True)
+r.add_argument("--flat", help="faiss-flat JSON (exact-search peer)")
 a = p.parse_args()
-run_hnswlib(a) if a.cmd == "hnswlib" else report(a)
+{"hnswlib": run_hnswlib, "faiss-flat": run_faiss_flat, "report": report}[a.cmd](a)

@@ -90,6 +90,16 @@ public final class Environment: @unchecked Sendable {
     private var users = 0
     private var closed = false
     private let supersededAtomic = Atomic<Bool>(false)
+    /// Read transactions ended with `mdb_txn_reset` and kept for `mdb_txn_renew`: a renewed handle
+    /// keeps its reader slot (`MDB_NOTLS`), so a read skips `mdb_txn_begin`'s allocation and the
+    /// reader-table mutex. Guarded by `idleLock`; at most `maxIdleReaders` are kept.
+    private var idleReaders: [OpaquePointer] = []
+    private let idleLock: UnsafeMutablePointer<pthread_mutex_t>
+    /// How many reset read transactions are kept for reuse (each holds one reader-table slot).
+    static let maxIdleReaders = 16
+    /// Bumped whenever the map may have moved (grown or adopted another process's size), under the
+    /// exclusive gate; see `Transaction.mapGeneration`.
+    private let mapGenerationAtomic = Atomic<Int>(0)
 
     /// Opens (creating if needed) the environment at `path`.
     public convenience init(path: String, options: EnvironmentOptions = EnvironmentOptions()) throws(LMDBError) {
@@ -130,6 +140,9 @@ public final class Environment: @unchecked Sendable {
         self.sidecarFD = sidecarFD
         self.growthWait = options.growthWait
         self.gate = .allocate(capacity: 1)
+        self.idleLock = .allocate(capacity: 1)
+        pthread_mutex_init(idleLock, nil)
+        idleReaders.reserveCapacity(Self.maxIdleReaders)
         var attributes = pthread_rwlockattr_t()
         pthread_rwlockattr_init(&attributes)
         pthread_rwlockattr_setkind_np(&attributes, Int32(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
@@ -169,7 +182,12 @@ public final class Environment: @unchecked Sendable {
     }
 
     deinit {
-        if !closed { mdb_env_close(handle) }
+        if !closed {
+            abortIdleReaders()
+            mdb_env_close(handle)
+        }
+        pthread_mutex_destroy(idleLock)
+        idleLock.deallocate()
         if sidecarFD >= 0 { Glibc.close(sidecarFD) }
         pthread_key_delete(depthKey)
         pthread_rwlock_destroy(gate)
@@ -370,6 +388,7 @@ public final class Environment: @unchecked Sendable {
         defer { pthread_rwlock_unlock(gate) }
         guard !closed else { return }
         closed = true
+        abortIdleReaders()
         mdb_env_close(handle)
         if sidecarFD >= 0 { flock(sidecarFD, LOCK_UN) }
     }
@@ -548,12 +567,59 @@ public final class Environment: @unchecked Sendable {
         return result
     }
 
+    // MARK: Reused read transactions
+
+    /// A reset read transaction to renew, or nil. Called with the gate held.
+    @inline(__always)
+    private func takeIdleReader() -> OpaquePointer? {
+        pthread_mutex_lock(idleLock)
+        let idle = idleReaders.popLast()
+        pthread_mutex_unlock(idleLock)
+        return idle
+    }
+
+    /// Resets `txn` and keeps it for reuse, or aborts it when enough are kept. Called with the gate
+    /// held, so `close()` (which takes the gate exclusively) cannot run meanwhile.
+    @inline(__always)
+    private func recycleReader(_ txn: OpaquePointer) {
+        mdb_txn_reset(txn)
+        pthread_mutex_lock(idleLock)
+        let kept = idleReaders.count < Self.maxIdleReaders
+        if kept { idleReaders.append(txn) }
+        pthread_mutex_unlock(idleLock)
+        if !kept { mdb_txn_abort(txn) }
+    }
+
+    /// Frees every kept read transaction and its reader slot (before `mdb_env_close`).
+    private func abortIdleReaders() {
+        pthread_mutex_lock(idleLock)
+        let idle = idleReaders
+        idleReaders.removeAll()
+        pthread_mutex_unlock(idleLock)
+        for txn in idle { mdb_txn_abort(txn) }
+    }
+
     /// Runs `body` in a read-only snapshot transaction. Values read inside are valid only inside `body`.
+    ///
+    /// The transaction handle is renewed from an earlier, reset one when one is kept (see
+    /// `idleReaders`), and reset and kept again afterwards: a read costs no allocation and no lock of
+    /// LMDB's reader table.
     public func read<R>(_ body: (Transaction) throws -> R) throws -> R {
         while true {
             try enterGate(transaction: "read")
             var txnHandle: OpaquePointer?
-            let rc = mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txnHandle)
+            var rc: Int32
+            if let idle = takeIdleReader() {
+                rc = mdb_txn_renew(idle)
+                if rc == MDB_SUCCESS {
+                    txnHandle = idle
+                } else {
+                    mdb_txn_abort(idle)  // gives its reader slot back; a fresh handle reports the cause
+                    rc = mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txnHandle)
+                }
+            } else {
+                rc = mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txnHandle)
+            }
             if rc == MDB_MAP_RESIZED {
                 leaveGate()
                 try adoptResizedMap()
@@ -562,10 +628,11 @@ public final class Environment: @unchecked Sendable {
             defer { leaveGate() }
             try check(rc, "mdb_txn_begin(read)")
             guard let txnHandle else { throw LMDBError(code: EINVAL, operation: "mdb_txn_begin(read)") }
-            let txn = Transaction(handle: txnHandle, writable: false)
+            let txn = Transaction(handle: txnHandle, writable: false,
+                                  mapGeneration: mapGenerationAtomic.load(ordering: .relaxed))
             defer {
                 txn.invalidate()
-                mdb_txn_abort(txnHandle)
+                recycleReader(txnHandle)
             }
             return try body(txn)
         }
@@ -612,6 +679,7 @@ public final class Environment: @unchecked Sendable {
     private func growMap() throws(LMDBError) {
         try withGateExclusive("growing the map") { () throws(LMDBError) in
             let current = info().mapSize
+            mapGenerationAtomic.add(1, ordering: .relaxed)
             try check(mdb_env_set_mapsize(handle, current * 2), "mdb_env_set_mapsize(grow to \(current * 2))")
         }
     }
@@ -619,6 +687,7 @@ public final class Environment: @unchecked Sendable {
     /// Another process grew the map: adopt its size.
     private func adoptResizedMap() throws(LMDBError) {
         try withGateExclusive("adopting the map size another process set") { () throws(LMDBError) in
+            mapGenerationAtomic.add(1, ordering: .relaxed)
             try check(mdb_env_set_mapsize(handle, 0), "mdb_env_set_mapsize(adopt)")
         }
     }

@@ -30,10 +30,15 @@ public final class Transaction {
     private var rawHandle: OpaquePointer?
     /// Whether the transaction may write.
     public let isWritable: Bool
+    /// The environment's map generation when this transaction began: it changes whenever the map may
+    /// have moved (grown), so two read transactions with the same `snapshotID()` and the same
+    /// generation see the same bytes at the same addresses (write transactions report -1).
+    public let mapGeneration: Int
 
-    init(handle: OpaquePointer, writable: Bool) {
+    init(handle: OpaquePointer, writable: Bool, mapGeneration: Int = -1) {
         self.rawHandle = handle
         self.isWritable = writable
+        self.mapGeneration = mapGeneration
     }
 
     var isLive: Bool { rawHandle != nil }

@@ -55,47 +55,78 @@ public enum ExactSearch {
     /// Scores every allowed row of `blocks` against one query and keeps the best `k` in `topK`.
     ///
     /// Rows are visited 64 at a time (one mask word). A mostly-set word is scored in one call to the
-    /// dispatched C kernel (AVX-512/AVX2, rows streamed from the map), a sparse word row by row.
+    /// dispatched C kernel (AVX-512/AVX2, rows streamed from the map). The rows of sparse words (a
+    /// selective filter's matches) are gathered into a short list and scored with the vectors of the
+    /// rows `sparseLookahead` places ahead prefetched, so their cache misses overlap instead of each
+    /// costing a full memory latency: the cost follows the number of matches, not the collection size.
     public static func scan(query: UnsafePointer<Float>, dimension: Int, metric: Metric,
                             blocks: some Collection<VectorBlock>, mask: CandidateMask, into topK: inout TopK) {
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 64) { scratch in
-            guard let out = scratch.baseAddress else { return }
-            let l2 = metric == .l2
-            for block in blocks {
-                let base = Int(block.firstID)
-                var row = 0
-                while row < block.count {
-                    let word = (base + row) >> 6
-                    var bits = word < mask.wordCount ? mask.words[word] : 0
-                    let limit = min(64, block.count - row)
-                    if limit < 64 { bits &= (UInt64(1) << UInt64(limit)) &- 1 }
-                    if bits.nonzeroBitCount >= 16 {
-                        let rows = block.vectors + row * dimension
-                        if l2 {
-                            vs_l2_many(query, rows, limit, dimension, out)
-                        } else {
-                            vs_dot_many(query, rows, limit, dimension, out)
-                        }
-                        while bits != 0 {
-                            let j = bits.trailingZeroBitCount
-                            bits &= bits &- 1
-                            let score = l2 ? -out[j] : out[j]
-                            if score >= topK.threshold { topK.insert(score, UInt32(base + row + j)) }
-                        }
-                    } else {
-                        while bits != 0 {
-                            let j = bits.trailingZeroBitCount
-                            bits &= bits &- 1
-                            let v = block.vectors + (row + j) * dimension
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: sparseBatch) { pendingBuffer in
+                guard let out = scratch.baseAddress, let pending = pendingBuffer.baseAddress else { return }
+                let l2 = metric == .l2
+                let lines = Int32(min(64, (dimension * 4 + 63) / 64))
+                for block in blocks {
+                    let base = Int(block.firstID)
+                    var pendingCount = 0
+                    // Scores the gathered sparse rows (block-relative), prefetching ahead.
+                    func flush() {
+                        var i = 0
+                        while i < pendingCount {
+                            if i + sparseLookahead < pendingCount {
+                                vs_prefetch(block.vectors + Int(pending[i + sparseLookahead]) * dimension, lines)
+                            }
+                            let r = Int(pending[i])
+                            let v = block.vectors + r * dimension
                             let score = l2 ? -vs_l2(query, v, dimension) : vs_dot(query, v, dimension)
-                            if score >= topK.threshold { topK.insert(score, UInt32(base + row + j)) }
+                            if score >= topK.threshold { topK.insert(score, UInt32(base + r)) }
+                            i += 1
                         }
+                        pendingCount = 0
                     }
-                    row += 64
+                    var row = 0
+                    while row < block.count {
+                        let word = (base + row) >> 6
+                        var bits = word < mask.wordCount ? mask.words[word] : 0
+                        let limit = min(64, block.count - row)
+                        if limit < 64 { bits &= (UInt64(1) << UInt64(limit)) &- 1 }
+                        if bits.nonzeroBitCount >= 16 {
+                            let rows = block.vectors + row * dimension
+                            if l2 {
+                                vs_l2_many(query, rows, limit, dimension, out)
+                            } else {
+                                vs_dot_many(query, rows, limit, dimension, out)
+                            }
+                            while bits != 0 {
+                                let j = bits.trailingZeroBitCount
+                                bits &= bits &- 1
+                                let score = l2 ? -out[j] : out[j]
+                                if score >= topK.threshold { topK.insert(score, UInt32(base + row + j)) }
+                            }
+                        } else if bits != 0 {
+                            if pendingCount + bits.nonzeroBitCount > sparseBatch { flush() }
+                            while bits != 0 {
+                                let j = bits.trailingZeroBitCount
+                                bits &= bits &- 1
+                                if pendingCount < sparseLookahead {
+                                    vs_prefetch(block.vectors + (row + j) * dimension, lines)
+                                }
+                                pending[pendingCount] = UInt32(row + j)
+                                pendingCount += 1
+                            }
+                        }
+                        row += 64
+                    }
+                    flush()
                 }
             }
         }
     }
+
+    /// Sparse rows gathered before they are scored (see `scan`).
+    static let sparseBatch = 256
+    /// How many gathered rows ahead the sparse loop prefetches.
+    static let sparseLookahead = 4
 
     /// One query over all blocks, the blocks split across `threads` workers.
     public static func search(query: UnsafePointer<Float>, dimension: Int, metric: Metric, blocks: [VectorBlock],

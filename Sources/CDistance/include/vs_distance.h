@@ -26,6 +26,15 @@ static inline void vs_prefetch(const void *p, int lines) {
 /// A release fence: stores before it are visible to any thread that later reads a pointer published
 /// after it (HNSW's parallel insert publishes copied link blocks this way).
 static inline void vs_release_fence(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
+/// Atomic load (acquire) of a pointer slot: the value a concurrent `vs_store_pointer` published, or an
+/// older one, never a torn mix.
+static inline const void *vs_load_pointer(const void *const *slot) {
+    return __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+}
+/// Atomic store (release) of a pointer slot.
+static inline void vs_store_pointer(const void **slot, const void *value) {
+    __atomic_store_n(slot, value, __ATOMIC_RELEASE);
+}
 /// Name of the instruction set the kernels dispatched to ("avx512f", "avx2", "generic").
 const char *vs_distance_isa(void);
 

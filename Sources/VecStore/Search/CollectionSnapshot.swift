@@ -6,18 +6,22 @@ import VecStoreKernels
 /// index) and recent filters' bitmaps, reused by every read transaction of the same snapshot.
 final class CollectionSnapshot: @unchecked Sendable {
     let snapshotID: Int
-    let recordAddress: UnsafeRawPointer?
+    /// `Transaction.mapGeneration` of the transaction that resolved this snapshot.
+    let mapGeneration: Int
     let record: CollectionRecord
     let view: CollectionView
     /// The collection's index opened in this snapshot, or nil for a flat collection.
     let index: (any VectorIndexView)?
     /// Exact search over the snapshot's rows (every collection has it).
     let exact: ExactScanView
+    /// Where each row's docs record sits in this snapshot's map, filled as `resolve` looks rows up.
+    let docsRecords: RowPointerTable
 
-    init(snapshotID: Int, recordAddress: UnsafeRawPointer?, record: CollectionRecord, view: CollectionView,
+    init(snapshotID: Int, mapGeneration: Int, record: CollectionRecord, view: CollectionView,
          index: (any VectorIndexView)?) {
         self.snapshotID = snapshotID
-        self.recordAddress = recordAddress
+        self.mapGeneration = mapGeneration
+        self.docsRecords = RowPointerTable(count: Int(record.nextInternalID))
         self.record = record
         self.view = view
         self.index = index
@@ -50,10 +54,13 @@ final class CollectionSnapshot: @unchecked Sendable {
     var hasDeletions: Bool { record.liveCount != record.nextInternalID }
 }
 
-/// Per-store cache of `CollectionSnapshot`s by collection id. An entry is reused only by a read
-/// transaction of the same snapshot id whose collection record sits at the same address: same snapshot
-/// means the same bytes at the same map offsets, and the same address means the map was not moved
-/// (grown) since, so every pointer the entry holds is valid in the new transaction.
+/// Per-store cache of `CollectionSnapshot`s by collection id. An entry is reused by a read transaction
+/// of the same snapshot id and the same map generation (`Transaction.mapGeneration`): same snapshot
+/// means the same bytes at the same map offsets, and the same generation means the map was not moved
+/// (grown) since, so every pointer the entry holds is valid in the new transaction. A hit therefore
+/// costs no LMDB lookup: the collection record was read and checked when the entry was made, and within
+/// one snapshot it cannot change. Write transactions (whose pages are private until they commit)
+/// neither use nor fill the cache.
 final class SnapshotCache: @unchecked Sendable {
     private let lock = NSLock()
     private var entries: [UInt32: CollectionSnapshot] = [:]
@@ -62,14 +69,17 @@ final class SnapshotCache: @unchecked Sendable {
         -> CollectionSnapshot
     {
         let sid = try txn.snapshotID()
+        let cacheable = !txn.isWritable
+        if cacheable {
+            lock.lock()
+            let cached = entries[collectionID]
+            lock.unlock()
+            if let cached, cached.snapshotID == sid, cached.mapGeneration == txn.mapGeneration {
+                return cached
+            }
+        }
         guard let value = try txn.get(dbs.meta, Format.collectionKey(name)) else {
             throw VecStoreError.collectionNotFound(name)
-        }
-        lock.lock()
-        let cached = entries[collectionID]
-        lock.unlock()
-        if let cached, cached.snapshotID == sid, cached.recordAddress == value.baseAddress {
-            return cached
         }
         let record = try CollectionRecord.decode(value, name: name)
         guard record.id == collectionID else { throw VecStoreError.collectionNotFound(name) }
@@ -77,11 +87,23 @@ final class SnapshotCache: @unchecked Sendable {
         let index = try IndexRegistry.find(txn, dbs, record).map { found in
             try found.kind.openView(txn, dbs, record, name: name, view)
         }
-        let entry = CollectionSnapshot(snapshotID: sid, recordAddress: value.baseAddress, record: record, view: view,
+        let entry = CollectionSnapshot(snapshotID: sid, mapGeneration: txn.mapGeneration, record: record, view: view,
                                        index: index)
-        lock.lock()
-        entries[collectionID] = entry
-        lock.unlock()
+        if cacheable {
+            lock.lock()
+            entries[collectionID] = entry
+            lock.unlock()
+        }
         return entry
+    }
+
+    /// The docs-record table of the cached snapshot whose view is `view`, or nil (a view not from this
+    /// cache, such as a write transaction's).
+    func docsRecords(of view: CollectionView, collectionID: UInt32) -> RowPointerTable? {
+        lock.lock()
+        let cached = entries[collectionID]
+        lock.unlock()
+        guard let cached, cached.view === view else { return nil }
+        return cached.docsRecords
     }
 }
