@@ -540,7 +540,7 @@ final class HNSWUpperBuilder: HNSWGraphAccess {
     /// Writes one `graph-upper` value per level 1 … top (Spec/HNSW.md §3.2) in new row numbers: the
     /// level's nodes ascending, then their slots (count, M links, unused words zero).
     func write(_ txn: Transaction, _ dbs: Databases, collection: UInt32) throws {
-        let top = nodes.reduce(0) { max($0, Int(levels[Int($1)])) }
+        let top = maxLevel  // the highest node level once `build` ran (0 when no row reaches level 1)
         guard top >= 1 else { return }
         for level in 1...top {
             let members = nodes.filter { Int(levels[Int($0)]) >= level }
