@@ -286,4 +286,24 @@ struct IVFStoreTests {
         try store.write { txn in try txn.put(lists, blockKey, original.1) }
         #expect(try store.verify().isOK)
     }
+
+    @Test("a damaged list key numbering its full last block 2³²−1 makes an append throw, not trap")
+    func appendAfterHugeBlockNumber() throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("h.vecstore"))
+        let vectors = clustered(300, dimension: 8, seed: 5)
+        let c = try store.collection("c", dimension: 8, metric: .l2, index: .flat)
+        try c.add(vectors.enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
+        try c.buildIVF(IVFParameters(nlist: 1))  // flat lists: block 0 holds 256 rows (full), block 1 the rest
+        let lists = try #require(store.dbs.handle(IVFFormat.DB.lists))
+        let first = IVFFormat.blockKey(c.collectionID, list: 0, block: 0)
+        let second = IVFFormat.blockKey(c.collectionID, list: 0, block: 1)
+        try store.write { txn in
+            let full = Array(try #require(try txn.get(lists, first)))
+            _ = try txn.delete(lists, first)
+            _ = try txn.delete(lists, second)
+            try txn.put(lists, IVFFormat.blockKey(c.collectionID, list: 0, block: Int(UInt32.max)), full)
+        }
+        #expect(throws: VecStoreError.self) { try c.add([Document(id: "new", vector: vectors[0])]) }
+    }
 }

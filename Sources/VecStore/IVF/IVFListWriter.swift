@@ -123,6 +123,9 @@ struct IVFListWriter {
             do throws(QuantError) { view = try IVFListBlock.view(last, kind: kind, width: width, list: list) } catch {
                 throw IVFFormat.corrupt(error, name)
             }
+            guard view.count <= capacity else {
+                throw VecStoreError.corrupt("collection \(name): IVF list \(list) block \(blocks - 1) holds \(view.count) rows, capacity \(capacity)")
+            }
             if view.count < capacity {
                 rows = view.rowIDs
                 codes = rowCodes(view)
@@ -135,6 +138,10 @@ struct IVFListWriter {
         }
         rows += newRows
         codes += newCodes
+        // Block numbers are BE32 in the key: a damaged key numbering the last block near 2³² gives an error.
+        guard block + (rows.count + capacity - 1) / capacity <= Int(UInt32.max) + 1 else {
+            throw VecStoreError.corrupt("collection \(name): IVF list \(list) numbers its last block \(blocks - 1), too large to append to")
+        }
         var start = 0
         while start < rows.count {
             let n = min(capacity, rows.count - start)
