@@ -115,28 +115,24 @@ enum HNSWSearch {
                     count: Int, k: Int, ef: Int, allowed: CandidateMask?, threads: Int) -> [TopK] {
         switch (metric, g.int8) {
         case (.l2, nil):
-            run(vectors, g, L2Distance.self, { q, _ in HalfScorer<L2HalfDistance>(graph: g, query: q, lines: g.copyPrefetchLines) },
+            run(vectors, g, L2Distance.self, HalfScorerFactory<L2HalfDistance>(graph: g),
                 queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads)
         case (.cosine, nil), (.dot, nil):
-            run(vectors, g, InnerProductDistance.self,
-                { q, _ in HalfScorer<InnerProductHalfDistance>(graph: g, query: q, lines: g.copyPrefetchLines) },
+            run(vectors, g, InnerProductDistance.self, HalfScorerFactory<InnerProductHalfDistance>(graph: g),
                 queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads)
         case (.l2, let s?):
-            run(vectors, g, L2Distance.self,
-                { q, buf in Int8Scorer<L2Int8Distance>(graph: g, scoring: s, query: q, buffer: buf) },
+            run(vectors, g, L2Distance.self, Int8ScorerFactory<L2Int8Distance>(graph: g, scoring: s),
                 queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads)
         case (.cosine, let s?), (.dot, let s?):
-            run(vectors, g, InnerProductDistance.self,
-                { q, buf in Int8Scorer<InnerProductInt8Distance>(graph: g, scoring: s, query: q, buffer: buf) },
+            run(vectors, g, InnerProductDistance.self, Int8ScorerFactory<InnerProductInt8Distance>(graph: g, scoring: s),
                 queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads)
         }
     }
 
-    /// `makeScorer(query, buffer)` builds a query's scorer; `buffer` is a per-thread array of
-    /// `dimension` floats it may prepare the query in (reused from query to query).
-    private static func run<D: HNSWDistance, S: HNSWScorer>(
-        _ vectors: VectorTable, _ g: HNSWGraphView, _: D.Type,
-        _ makeScorer: @escaping (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> S, queries: UnsafePointer<Float>,
+    /// `factory` builds each query's scorer in a per-thread buffer of `dimension` floats (reused from
+    /// query to query).
+    private static func run<D: HNSWDistance, F: HNSWScorerFactory>(
+        _ vectors: VectorTable, _ g: HNSWGraphView, _: D.Type, _ factory: F, queries: UnsafePointer<Float>,
         count: Int, k: Int, ef: Int, allowed: CandidateMask?, threads: Int
     ) -> [TopK] {
         let dim = vectors.dimension
@@ -147,16 +143,18 @@ enum HNSWSearch {
             defer { HNSWScratchPool.give(scratch); buffer.deallocate() }
             return (0..<count).map { i in
                 let q = queries + i * dim
-                return knn(g, vectors, D.self, makeScorer(q, buffer), query: q, k: k, ef: ef, allowed: allowed,
-                           scratch: scratch)
+                return knn(g, vectors, D.self, factory.scorer(query: q, buffer: buffer), query: q, k: k, ef: ef,
+                           allowed: allowed, scratch: scratch)
             }
         }
         let out = UnsafeMutableBufferPointer<TopK>.allocate(capacity: count)
         out.initialize(repeating: TopK(k: 0))
         defer { out.deinitialize(); out.deallocate() }
-        let box = SendableBox((vectors, g, queries, out, allowed, makeScorer))
+        let box = SendableBox((vectors, g, queries, out, allowed))
+        let factoryBox = SendableBox(factory)
         DispatchQueue.concurrentPerform(iterations: workers) { w in
-            let (vectors, g, queries, out, allowed, makeScorer) = box.value
+            let (vectors, g, queries, out, allowed) = box.value
+            let factory = factoryBox.value
             let scratch = HNSWScratchPool.take(rows: g.rows)
             let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(1, dim))
             defer { HNSWScratchPool.give(scratch); buffer.deallocate() }
@@ -164,8 +162,8 @@ enum HNSWSearch {
             var i = w
             while i < count {
                 let q = queries + i * dim
-                out[i] = knn(g, vectors, D.self, makeScorer(q, buffer), query: q, k: k, ef: ef, allowed: allowed,
-                             scratch: scratch)
+                out[i] = knn(g, vectors, D.self, factory.scorer(query: q, buffer: buffer), query: q, k: k, ef: ef,
+                             allowed: allowed, scratch: scratch)
                 i += workers
             }
         }

@@ -307,6 +307,31 @@ struct Int8Scorer<D: HNSWInt8Distance>: HNSWScorer {
     @inline(__always) func prefetch(_ id: UInt32) { vs_prefetch(graph.int8Codes(id), lines) }
 }
 
+/// Makes each query's scorer for `HNSWSearch.run`, so the search loop is specialised for the scorer type.
+protocol HNSWScorerFactory {
+    associatedtype Scorer: HNSWScorer
+    /// The scorer of `query`; `buffer` (`dimension` floats, owned by the calling thread) may hold the
+    /// prepared query.
+    func scorer(query: UnsafePointer<Float>, buffer: UnsafeMutablePointer<Float>) -> Scorer
+}
+
+/// Scorers over binary16 copies.
+struct HalfScorerFactory<H: HNSWHalfDistance>: HNSWScorerFactory {
+    let graph: HNSWGraphView
+    func scorer(query: UnsafePointer<Float>, buffer: UnsafeMutablePointer<Float>) -> HalfScorer<H> {
+        HalfScorer<H>(graph: graph, query: query, lines: graph.copyPrefetchLines)
+    }
+}
+
+/// Scorers over int8 copies (the query prepared in `buffer`).
+struct Int8ScorerFactory<D: HNSWInt8Distance>: HNSWScorerFactory {
+    let graph: HNSWGraphView
+    let scoring: HNSWInt8Scoring
+    func scorer(query: UnsafePointer<Float>, buffer: UnsafeMutablePointer<Float>) -> Int8Scorer<D> {
+        Int8Scorer<D>(graph: graph, scoring: scoring, query: query, buffer: buffer)
+    }
+}
+
 /// The int8 checks of `verify` (Spec/HNSW.md §6 invariant 6).
 enum HNSWInt8Verify {
     /// Whether row `v`'s codes decode within the quantizer's bound: half a step per component inside the
