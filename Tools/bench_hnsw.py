@@ -234,8 +234,8 @@ def traversal_report(args):
         for ef in efs:
             a, b = point(f16 and f16["curve"], ef), point(i8 and i8["curve"], ef)
             c = point(h and h["metrics"]["curve"], ef)
-            w(f"| {ef} | {fmt(a and a['recall'], 4)} | {fmt(a and a['qps_1t'])} | {fmt(b and b['recall'], 4)} | "
-              f"{fmt(b and b['qps_1t'])} | {ratio(b and b['qps_1t'], a and a['qps_1t'])} | {fmt(c and c['recall'], 4)} | "
+            w(f"| {ef} | {fmt(a and float(a['recall']), 4)} | {fmt(a and a['qps_1t'])} | {fmt(b and float(b['recall']), 4)} | "
+              f"{fmt(b and b['qps_1t'])} | {ratio(b and b['qps_1t'], a and a['qps_1t'])} | {fmt(c and float(c['recall']), 4)} | "
               f"{fmt(c and c['qps_1t'])} | {ratio(b and b['qps_1t'], c and c['qps_1t'])} |")
         w("")
         raw = v["n"] * v["dim"] * 4
