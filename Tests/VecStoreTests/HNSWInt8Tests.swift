@@ -218,6 +218,39 @@ struct HNSWInt8Tests {
         #expect(try !store.verify().isOK)
     }
 
+    @Test("every kind of damage to the quantizer record or an int8 block: the CLI reports it, never crashes")
+    func damagedInt8NeverCrashes() throws {
+        let tmp = try TempDir()
+        let base = tmp.path("base.vecstore")
+        let id: UInt32
+        do {
+            let store = try VecStore(path: base)
+            let c = try store.collection("c", dimension: 8, metric: .l2, index: .hnsw(HNSWParameters(m: 4, traversal: .int8)))
+            try c.add(makeDocuments(1_100, dimension: 8, seed: 3))
+            id = try store.read { txn in try c.currentRecord(txn).id }
+        }
+        var rng = SeededRandom(seed: 77)
+        var failures: [String] = []
+        var damaged = 0
+        for (db, key) in [("meta", HNSWInt8Record.key(id)), ("graph-vectors", Format.key(id, 0))] {
+            for kind in Damage.allCases {
+                let store = tmp.path("\(db)-\(kind).vecstore")
+                try FileManager.default.copyItem(atPath: base, toPath: store)
+                guard let what = try FuzzTests.damage(store, db: db, key: key, kind, &rng) else { continue }
+                damaged += 1
+                for command in [["verify", store], ["query", store, "-c", "c", "--vector", "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8", "-k", "5"],
+                                ["index", "show", store, "-c", "c"], ["compact", store]] {
+                    let r = try runGuarded(command, timeout: 30)
+                    if r.timedOut || r.signal != nil {
+                        failures.append("\(what): vecstore \(command[0]) crashed or hung: \(r.output.suffix(300))")
+                    }
+                }
+            }
+        }
+        #expect(damaged >= 10)
+        #expect(failures.isEmpty, "\(failures.prefix(5).joined(separator: "\n"))")
+    }
+
     @Test("binary16 stores are unchanged: header flags 1, no feature; int8 declares hnsw-int8 (read and write)")
     func formatCompatibility() throws {
         let dir = try TempDir()
