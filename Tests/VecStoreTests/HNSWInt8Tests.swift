@@ -276,6 +276,9 @@ struct HNSWInt8Tests {
         #expect(flagsB == 2)
         #expect(recordBytes == 12 + 8 * 8)
         #expect(Format.knownFeatures.contains("hnsw-int8"))
+        // `vecstore stats` shows the traversal in the index column when it is not binary16.
+        #expect(try b.indexStats().summary == "hnsw M=8 efConstruction=200 efSearch=64 traversal=int8")
+        #expect(try a.indexStats().summary == "hnsw M=8 efConstruction=200 efSearch=64")
         // Dropping the index removes the quantizer record with the graph.
         try b.dropIndex()
         let gone = try store.read { txn in try txn.get(dbs.meta, HNSWInt8Record.key(bid)) == nil }
