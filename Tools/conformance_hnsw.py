@@ -205,9 +205,12 @@ def check_graph(reader, txn, c, header_value):
             if np.any(rowsb[:, c.dim:norm_offset]):
                 fault(f"{name}: graph-vectors block {block}: int8 padding bytes are not zero")
             stored = rowsb[:, norm_offset:].copy().view("<f4").reshape(count)
-            decoded = offsets.astype(np.float64) + scales.astype(np.float64) * rowsb[:, :c.dim].astype(np.float64)
+            step = scales.astype(np.float64) * rowsb[:, :c.dim].astype(np.float64)
+            decoded = offsets.astype(np.float64) + step
             norms = (decoded ** 2).sum(axis=1)
-            if not np.all(np.abs(stored - norms) <= 1e-5 * norms + 1e-30):
+            # float32 rounding of offset + scale·c (which may cancel) and of the sum (HNSW.md §3.4).
+            slack = 2.0 ** -21 * (np.abs(decoded) * (np.abs(offsets) + np.abs(step))).sum(axis=1)
+            if not np.all(np.abs(stored - norms) <= 1e-5 * norms + slack + 1e-30):
                 fault(f"{name}: graph-vectors block {block}: a stored |x̂|² differs from the decoded row's")
         else:
             halves = np.frombuffer(value, dtype="<f2").reshape(count, half_bytes // 2)[:, :c.dim]
