@@ -140,7 +140,7 @@ struct ImportCommand: ParsableCommand {
             case .flat: options.index = .flat
             case .hnsw: options.index = .hnsw(HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch))
             case .ivf, .ivfPQ:
-                options.index = .ivf(try ivf.parameters(pq: index == .ivfPQ))
+                options.index = .ivf(ivf.parameters(pq: index == .ivfPQ))
             }
             options.idsFile = ids
             options.pca = pca.map { PCAReduction(dimensions: $0, sampleSize: pcaSample) }

@@ -208,6 +208,39 @@ struct IVFStoreTests {
         #expect(try store.verify().isOK)
     }
 
+    @Test("index show prints only what applies: no refine or PQ error for IVF-Flat, both for IVF-PQ")
+    func statsLinesPerCoding() throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("s.vecstore"))
+        let vectors = clustered(300, dimension: 8, seed: 4)
+        for (name, coding) in [("f", IVFCoding.flat), ("p", .pq(m: 4, bits: 4))] {
+            let c = try store.collection(name, dimension: 8, metric: .l2)
+            try c.add(vectors.enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
+            _ = try c.buildIVF(IVFParameters(nlist: 4, coding: coding), threads: 1)
+            let keys = Set(try c.indexStats().lines.map(\.key))
+            #expect(keys.isSuperset(of: ["coding", "nlist", "nprobe", "list sizes", "code size", "coarse error"]))
+            #expect(keys.contains("PQ error") == (coding != .flat), "\(name): \(keys)")
+            #expect(keys.contains("refine") == (coding != .flat), "\(name): \(keys)")
+        }
+    }
+
+    @Test("the CLI rejects out-of-range IVF options with the library's messages (one source of the ranges)")
+    func cliOptionRanges() throws {
+        let dir = try TempDir()
+        let store = dir.path("r.vecstore")
+        for (args, message) in [(["--nlist", "0"], "--nlist 0 is outside 1…65536"),
+                                (["--pq-bits", "5"], "--pq-bits must be 8 or 4"),
+                                (["--pq-m", "300"], "--pq-m 300 is outside 1…256"),
+                                (["--pq-m", "0"], "--pq-m 0 is outside 1…256"),
+                                (["--refine", "-1"], "--refine -1 is outside 0…65535")] {
+            let r = try runCLI(["index", "build", store, "-c", "c", "--index", "ivf-pq"] + args)
+            #expect(r.status != 0 && r.stderr.contains(message), "\(args): \(r.stderr)")
+        }
+        #expect(throws: VecStoreError.self) { try IVFParameters(nprobe: 0).validateRanges() }
+        #expect(throws: VecStoreError.self) { try IVFParameters(coding: .pq(m: 8, bits: 6)).validateRanges() }
+        try IVFParameters(nlist: 16, coding: .pq(m: 0, bits: 4), nprobe: 2, refine: 0).validateRanges()
+    }
+
     @Test("import --index ivf-pq trains at the end; index show prints list sizes, errors and code size")
     func cliImportAndShow() throws {
         let dir = try TempDir()
