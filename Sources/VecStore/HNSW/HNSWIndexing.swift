@@ -125,31 +125,13 @@ enum HNSWSearch {
         k: Int, ef: Int, allowed: CandidateMask?, threads: Int
     ) -> [TopK] {
         let dim = vectors.dimension
-        let workers = max(1, min(threads, count))
-        if workers == 1 {
+        return QueryWorkers.map(count: count, threads: threads, placeholder: TopK(k: 0)) { indices, put in
             let scratch = HNSWScratchPool.take(rows: g.rows)
             defer { HNSWScratchPool.give(scratch) }
-            return (0..<count).map { i in
-                knn(g, vectors, D.self, H.self, query: queries + i * dim, k: k, ef: ef, allowed: allowed,
-                    scratch: scratch)
+            for i in indices {
+                put(i, knn(g, vectors, D.self, H.self, query: queries + i * dim, k: k, ef: ef, allowed: allowed,
+                           scratch: scratch))
             }
         }
-        let out = UnsafeMutableBufferPointer<TopK>.allocate(capacity: count)
-        out.initialize(repeating: TopK(k: 0))
-        defer { out.deinitialize(); out.deallocate() }
-        let box = SendableBox((vectors, g, queries, out, allowed))
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            let (vectors, g, queries, out, allowed) = box.value
-            let scratch = HNSWScratchPool.take(rows: g.rows)
-            defer { HNSWScratchPool.give(scratch) }
-            // Interleaved assignment keeps workers balanced without a shared counter.
-            var i = w
-            while i < count {
-                out[i] = knn(g, vectors, D.self, H.self, query: queries + i * dim, k: k, ef: ef, allowed: allowed,
-                             scratch: scratch)
-                i += workers
-            }
-        }
-        return Array(out)
     }
 }

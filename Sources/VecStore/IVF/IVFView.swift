@@ -1,4 +1,3 @@
-import Dispatch
 import LMDB
 import VecStoreKernels
 import VecStoreQuant
@@ -79,23 +78,11 @@ final class IVFView: @unchecked Sendable {
     func search(queries: UnsafePointer<Float>, count: Int, k: Int, mask: CandidateMask, nprobe: Int, refine: Int,
                 vectors: CollectionView, threads: Int) -> [TopK] {
         let d = model.header.dimension
-        let workers = max(1, min(threads, count))
-        if workers == 1 {
-            return (0..<count).map { one(queries + $0 * d, k: k, mask: mask, nprobe: nprobe, refine: refine, vectors: vectors) }
-        }
-        let out = UnsafeMutableBufferPointer<TopK>.allocate(capacity: count)
-        out.initialize(repeating: TopK(k: 0))
-        defer { out.deinitialize(); out.deallocate() }
-        let box = SendableBox((self, queries, out, mask, vectors))
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            let (view, queries, out, mask, vectors) = box.value
-            var i = w
-            while i < count {
-                out[i] = view.one(queries + i * d, k: k, mask: mask, nprobe: nprobe, refine: refine, vectors: vectors)
-                i += workers
+        return QueryWorkers.map(count: count, threads: threads, placeholder: TopK(k: 0)) { indices, put in
+            for i in indices {
+                put(i, one(queries + i * d, k: k, mask: mask, nprobe: nprobe, refine: refine, vectors: vectors))
             }
         }
-        return Array(out)
     }
 
     /// One query (see `search`).
