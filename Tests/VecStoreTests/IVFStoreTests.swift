@@ -232,7 +232,8 @@ struct IVFStoreTests {
                                 (["--pq-bits", "5"], "--pq-bits must be 8 or 4"),
                                 (["--pq-m", "300"], "--pq-m 300 is outside 1…256"),
                                 (["--pq-m", "0"], "--pq-m 0 is outside 1…256"),
-                                (["--refine", "-1"], "--refine -1 is outside 0…65535")] {
+                                (["--refine=-1"], "--refine -1 is outside 0…65535"),
+                                (["--nprobe", "70000"], "--nprobe 70000 is outside 1…65535")] {
             let r = try runCLI(["index", "build", store, "-c", "c", "--index", "ivf-pq"] + args)
             #expect(r.status != 0 && r.stderr.contains(message), "\(args): \(r.stderr)")
         }
@@ -317,6 +318,35 @@ struct IVFStoreTests {
         let report = try store.verify()
         #expect(report.faults.contains { $0.contains("IVF list 0") }, "\(report.faults.prefix(3))")
         try store.write { txn in try txn.put(lists, blockKey, original.1) }
+        #expect(try store.verify().isOK)
+    }
+
+    @Test("verify and search reject a list block holding more rows than the header's capacity, or a short non-last block")
+    func blockCapacityChecked() throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("cap.vecstore"))
+        let vectors = clustered(300, dimension: 8, seed: 6)
+        let c = try store.collection("c", dimension: 8, metric: .l2, index: .flat)
+        try c.add(vectors.enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
+        try c.buildIVF(IVFParameters(nlist: 1))  // flat lists: block 0 holds 256 rows (the capacity), block 1 the rest
+        let lists = try #require(store.dbs.handle(IVFFormat.DB.lists))
+        let key = IVFFormat.blockKey(c.collectionID, list: 0, block: 0)
+        let original = try store.read { txn in Array(try #require(try txn.get(lists, key))) }
+        func block(rows: Int) throws -> [UInt8] {
+            try IVFListBlock.encode(kind: .flat, list: 0, width: 8, rows: (0..<rows).map(UInt32.init),
+                                    payloadBytes: FloatMatrixRecord.encode(Array(vectors.prefix(rows).joined())))
+        }
+        for (rows, words) in [(257, "capacity 256"), (10, "is not the last")] {
+            let damaged = try block(rows: rows)
+            try store.write { txn in try txn.put(lists, key, damaged) }
+            do {
+                _ = try c.search(vectors[0], k: 5)
+                Issue.record("a \(rows)-row block 0 was accepted")
+            } catch { #expect("\(error)".contains(words), "\(error)") }
+            let report = try store.verify()
+            #expect(report.faults.contains { $0.contains(words) }, "\(report.faults.prefix(3))")
+        }
+        try store.write { txn in try txn.put(lists, key, original) }
         #expect(try store.verify().isOK)
     }
 
