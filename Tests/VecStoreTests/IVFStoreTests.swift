@@ -350,6 +350,27 @@ struct IVFStoreTests {
         #expect(try store.verify().isOK)
     }
 
+    @Test("searchBatch (probes found for the whole batch by matrix products) returns what one-by-one searches return",
+          arguments: [IVFCoding.flat, .pq(m: 4, bits: 4), .pq(m: 4, bits: 8)])
+    func batchProbesMatchSingleQueries(coding: IVFCoding) throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("b.vecstore"))
+        let vectors = clustered(1200, dimension: 8, seed: 21)
+        for metric in [Metric.l2, .cosine] {
+            let c = try store.collection("c\(metric)", dimension: 8, metric: metric)
+            try c.add(vectors.enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
+            try c.buildIVF(IVFParameters(nlist: 16, coding: coding, refine: 4))
+            let queries = clustered(40, dimension: 8, seed: 22)
+            for threads in [1, 2] {
+                let options = SearchOptions(threads: threads, nprobe: 3)
+                let batch = try c.searchBatch(queries, k: 5, options: options)
+                for (i, q) in queries.enumerated() {
+                    #expect(batch[i].map(\.id) == (try c.search(q, k: 5, options: options)).map(\.id), "\(metric) query \(i)")
+                }
+            }
+        }
+    }
+
     @Test("a damaged list key numbering its full last block 2³²−1 makes an append throw, not trap")
     func appendAfterHugeBlockNumber() throws {
         let dir = try TempDir()
