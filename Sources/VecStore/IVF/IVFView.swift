@@ -79,8 +79,10 @@ final class IVFView: @unchecked Sendable {
     func search(queries: UnsafePointer<Float>, count: Int, k: Int, mask: CandidateMask, nprobe: Int, refine: Int,
                 vectors: CollectionView, threads: Int) -> [TopK] {
         let d = model.header.dimension, p = min(max(1, nprobe), model.header.nlist)
-        // Large batches find every query's probes up front with matrix products (one per tile of queries).
-        let batched = count >= IVFModel.batchProbeThreshold ? model.batchProbes(queries, count: count, nprobe: p) : []
+        // Batches find every query's probes up front with matrix products (one per tile of queries), unless
+        // the probe table would pass 16 MiB (then each query finds its own).
+        let batch = count >= IVFModel.batchProbeThreshold && count * p <= 1 << 22
+        let batched = batch ? model.batchProbes(queries, count: count, nprobe: p) : []
         return QueryWorkers.map(count: count, threads: threads, placeholder: TopK(k: 0)) { indices, put in
             for i in indices {
                 let probes = batched.isEmpty ? model.probes(queries + i * d, count: p)[...] : batched[(i * p)..<(i * p + p)]
