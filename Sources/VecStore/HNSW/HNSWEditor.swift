@@ -575,37 +575,13 @@ final class HNSWEditor: HNSWGraphAccess {
 
     // MARK: Writing
 
-    /// Writes changed layer-0 blocks, the binary16 copies of the new rows (rewriting only the blocks
-    /// they fall in), the upper levels (when changed) and the header record.
+    /// Writes changed layer-0 blocks, the traversal copies of the new rows (rewriting only the blocks
+    /// they fall in; `HNSWTraversalCopies`), the upper levels (when changed) and the header record.
     func write(_ txn: Transaction, _ dbs: Databases, vectors: VectorTable) throws {
         if let blockDamage { throw VecStoreError.corrupt("collection \(name): \(blockDamage)") }
-        if rows > initialRows {
-            let rowBytes = HNSWConfig.halfRowBytes(dimension: dimension)
-            let halfStride = rowBytes / 2
-            for b in (initialRows / blockCapacity)..<((rows + blockCapacity - 1) / blockCapacity) {
-                let start = b * blockCapacity
-                let count = min(blockCapacity, rows - start)
-                let old = max(0, initialRows - start)
-                let key = Format.key(collectionID, UInt32(b))
-                var prefix: [UInt8] = []
-                if old > 0 {
-                    guard let existing = try txn.get(dbs.graphVectors, key), existing.count == old * rowBytes else {
-                        throw VecStoreError.corrupt("collection \(name): graph-vectors block \(b) does not hold \(old) rows")
-                    }
-                    prefix = Array(existing)
-                }
-                try txn.reserve(dbs.graphVectors, key, count: count * rowBytes) { out in
-                    if old > 0 { prefix.withUnsafeBytes { out.copyMemory(from: $0) } }
-                    let halves = out.bindMemory(to: UInt16.self)
-                    for r in old..<count {
-                        let v = vectors.vector(UInt32(start + r))
-                        let dst = r * halfStride
-                        for i in 0..<dimension { halves[dst + i] = Float16(v[i]).bitPattern }
-                        if halfStride > dimension { halves[dst + dimension] = 0 }
-                    }
-                }
-            }
-        }
+        try HNSWTraversalCopies.write(txn, dbs, traversal: config.traversal, collection: collectionID, name: name,
+                                      dimension: dimension, blockCapacity: blockCapacity, initialRows: initialRows,
+                                      rows: rows, vectors: vectors)
         let slotBytes = slotWords0 * 4
         lastWrittenBlocks = 0
         for b in 0..<blockRows.count where dirty[b] {

@@ -73,7 +73,7 @@ enum HNSWIndex: VectorIndexKind {
             .init("nodes", "\(c.nodes)"), .init("max level", "\(c.maxLevel)"),
             .init("upper-level nodes", "\(upperNodes)"),
             .init("entry point", c.entryPoint == HNSWConfig.noEntry ? "none" : "\(c.entryPoint)"),
-        ])
+        ] + (try HNSWInt8Record.statsLines(txn, dbs, record, traversal: c.traversal)))
     }
 
     static func makeWriter(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String) throws

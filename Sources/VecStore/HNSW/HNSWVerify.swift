@@ -20,14 +20,21 @@ enum HNSWVerifier {
         var checked = 0
         let before = faults.count
         func fault(_ s: String) { if faults.count - before < 50 { faults.append("\(name): HNSW \(s)") } }
-        // Layer 0: links, and the binary16 copy of each row's vector.
+        // Layer 0: links, and the traversal copy of each row's vector (binary16: equal to its conversion;
+        // int8: within half a step of it, or clamped; the quantizer record was checked opening the view).
         for node in 0..<UInt32(rows) {
             checked += 1
-            let half = graph.halfVector(node)
             let v = view.vector(node)
-            for i in 0..<record.dimension where half[i] != Float16(v[i]).bitPattern {
-                fault("node \(node): binary16 copy differs from the stored vector at component \(i)")
-                break
+            if let int8 = graph.int8 {
+                if let t = HNSWInt8Verify.check(graph.int8Codes(node), v, int8, rowBytes: graph.copyStride) {
+                    fault("node \(node): int8 copy is off at byte \(t) (a code outside the quantizer's bound of its component, a non-zero padding byte, or a wrong |x̂|²)")
+                }
+            } else {
+                let half = graph.halfVector(node)
+                for i in 0..<record.dimension where half[i] != Float16(v[i]).bitPattern {
+                    fault("node \(node): binary16 copy differs from the stored vector at component \(i)")
+                    break
+                }
             }
             let list = graph.links0(node)
             let n = Int(list[0])
