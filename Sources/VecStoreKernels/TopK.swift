@@ -16,9 +16,9 @@ public struct TopK: Sendable {
         ids.reserveCapacity(self.k)
     }
 
-    /// The score a candidate must beat to enter (−∞ while fewer than `k` are held).
+    /// The score a candidate must beat to enter (−∞ while fewer than `k` are held; +∞ when `k` is 0).
     @inlinable
-    public var threshold: Float { scores.count < k ? -.infinity : scores[0] }
+    public var threshold: Float { scores.count < k ? -.infinity : scores.first ?? .infinity }
 
     /// Number of candidates held.
     public var count: Int { scores.count }
@@ -100,6 +100,11 @@ public struct TopK: Sendable {
         s[parent] = score
         i[parent] = id
     }
+
+    /// The held candidates' ids in heap order (unsorted; shares the selection's storage, no copy). For
+    /// consumers that re-score the candidates and need no order.
+    @inlinable
+    public var unorderedIDs: [UInt32] { ids }
 
     /// Calls `body` with every held candidate `(score, id)`, in heap order (unsorted; use `sorted()` for
     /// best first). For consumers that re-score the candidates and need no order.
