@@ -246,10 +246,8 @@ public final class IVFIndex: @unchecked Sendable {
             try scanCodes(query, probes: probes, pq: pq, mask: mask, into: &top)
         }
         if refining, let vectors {
-            var candidates: [UInt32] = []
-            candidates.reserveCapacity(top.count)
-            top.forEachUnordered { _, row in candidates.append(row) }  // order-free: ties break by row
-            return ExactRerank.rerank(candidates, query: query, dimension: d, metric: metric, k: k) { row in
+            // order-free: ties break by row
+            return ExactRerank.rerank(top.unorderedIDs, query: query, dimension: d, metric: metric, k: k) { row in
                 vectors + Int(row) * d
             }
         }

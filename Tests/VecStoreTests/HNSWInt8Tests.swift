@@ -59,7 +59,7 @@ struct HNSWInt8Tests {
                 for t in 0..<dim {
                     #expect(abs(decoded[t] - v[t]) <= s.scales[t] * 0.5001 + 1e-6, "row \(row) component \(t)")
                 }
-                #expect(HNSWInt8Verify.check(codes, v, s, rowBytes: graph.copyStride) == nil)
+                #expect(HNSWInt8Verify.check(codes, v, s) == nil)
                 for pad in dim..<40 { #expect(codes[pad] == 0) }
                 let norm = UnsafeRawPointer(codes).load(fromByteOffset: 40, as: Float.self)
                 #expect(norm == HNSWInt8Record.decodedSquaredNorm(codes, s.quantizer))
@@ -71,12 +71,12 @@ struct HNSWInt8Tests {
             #expect(codes.prefix(dim).allSatisfy { $0 == 127 })
             let farNorm = HNSWInt8Record.decodedSquaredNorm(codes, s.quantizer).bitPattern
             for i in 0..<4 { codes[40 + i] = Int8(bitPattern: UInt8(truncatingIfNeeded: farNorm >> (8 * i))) }
-            #expect(HNSWInt8Verify.check(codes, far, s, rowBytes: 44) == nil)
+            #expect(HNSWInt8Verify.check(codes, far, s) == nil)
             codes[41] ^= 0x40  // the stored norm no longer matches
-            #expect(HNSWInt8Verify.check(codes, far, s, rowBytes: 44) == 40)
+            #expect(HNSWInt8Verify.check(codes, far, s) == 40)
             codes[41] ^= 0x40
             codes[3] = 126
-            #expect(HNSWInt8Verify.check(codes, far, s, rowBytes: 44) == 3)
+            #expect(HNSWInt8Verify.check(codes, far, s) == 3)
         }
     }
 

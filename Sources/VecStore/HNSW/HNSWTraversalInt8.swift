@@ -361,8 +361,7 @@ enum HNSWInt8Verify {
     /// Whether row `v`'s codes decode within the quantizer's bound: half a step per component inside the
     /// trained range, and the clamped code (±127 on the value's side) outside it; padding bytes zero; the
     /// stored `|x̂|²` that of the decoded codes. Returns the first failing byte offset, or nil.
-    static func check(_ codes: UnsafePointer<Int8>, _ v: UnsafePointer<Float>, _ s: HNSWInt8Scoring,
-                      rowBytes: Int) -> Int? {
+    static func check(_ codes: UnsafePointer<Int8>, _ v: UnsafePointer<Float>, _ s: HNSWInt8Scoring) -> Int? {
         for t in 0..<s.dimension {
             let o = s.offsets[t], sc = s.scales[t]
             let x = v[t], c = Float(codes[t])

@@ -26,7 +26,7 @@ enum HNSWVerifier {
             checked += 1
             let v = view.vector(node)
             if let int8 = graph.int8 {
-                if let t = HNSWInt8Verify.check(graph.int8Codes(node), v, int8, rowBytes: graph.copyStride) {
+                if let t = HNSWInt8Verify.check(graph.int8Codes(node), v, int8) {
                     fault("node \(node): int8 copy is off at byte \(t) (a code outside the quantizer's bound of its component, a non-zero padding byte, or a wrong |x̂|²)")
                 }
             } else {
