@@ -39,6 +39,9 @@ public struct ImportOptions: Sendable {
     public var embedBatchSize = Embedder.defaultBatchSize
     /// Threads for embedding (default: all cores).
     public var embedThreads: Int?
+    /// When an HNSW collection's batches are linked into its graph (Spec/HNSW.md §4.4); tests lower
+    /// the thresholds to exercise several steps on small inputs.
+    var tailPolicy = HNSWTailPolicy()
     /// Creates default options.
     public init() {}
 }
@@ -301,6 +304,9 @@ extension VecStore {
                         record = try current.currentRecord(txn)
                     }
                     var writer = try CollectionWriter(txn, dbs, name: collection, record: record)
+                    // Batches join the graph's unlinked tail, linked in large steps and at the end
+                    // (Spec/HNSW.md §4.4), instead of rewriting the whole graph in every batch.
+                    writer.indexLinking = IndexLinking(mode: .deferred, policy: options.tailPolicy)
                     if created, let text = options.textIndex { writer.text.setOptions(text) }
                     // An IVF index is trained once, at the end, on every imported row (a batch crossing the
                     // training threshold would train on the first batches only).
@@ -418,6 +424,14 @@ extension VecStore {
             if batch.count >= options.batchSize { try flush() }
         }
         try flush()
+        if let target, report.batches > 0 {
+            // The rows still in the graph's tail are linked in bounded steps: a finished import leaves none.
+            let linked: Int
+            do { linked = try target.linkIndexTail(threads: HNSWIndexing.defaultThreads, policy: options.tailPolicy) } catch { throw fail(error) }
+            if linked > 0 { progress?(ImportProgress(committed: report.imported, skipped: report.skipped, bytesRead: reader.bytesRead,
+                                     totalBytes: reader.totalBytes, elapsed: Date().timeIntervalSince(started),
+                                     embedded: embedded)) }
+        }
         if let target { report.ivf = try trainImported(target, report: report) }
         report.seconds = Date().timeIntervalSince(started)
         return report

@@ -59,15 +59,17 @@ final class HNSWGraphView: HNSWGraphAccess {
 
     init(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, _ config: HNSWConfig, name: String) throws {
         self.config = config
-        rows = Int(record.nextInternalID)
+        // The graph covers rows `[0, nodes)`; rows from `nodes` to the collection's end are its unlinked
+        // tail (Spec/HNSW.md §4.4), which searches scan exactly.
+        rows = Int(config.nodes)
         shift = UInt32(record.blockShift)
         mask = (1 << shift) - 1
         slotWords0 = config.slotWords0
         dimension = record.dimension
         halfStride = HNSWConfig.halfRowBytes(dimension: record.dimension) / 2
         halfPrefetchLines = Int32(min(32, (HNSWConfig.halfRowBytes(dimension: record.dimension) + 63) / 64))
-        guard Int(config.nodes) == rows else {
-            throw VecStoreError.corrupt("collection \(name): HNSW graph covers \(config.nodes) rows, the collection has \(rows)")
+        guard config.nodes <= record.nextInternalID else {
+            throw VecStoreError.corrupt("collection \(name): HNSW graph covers \(config.nodes) rows, the collection has \(record.nextInternalID)")
         }
         guard config.entryPoint == HNSWConfig.noEntry || Int(config.entryPoint) < rows else {
             throw VecStoreError.corrupt("collection \(name): HNSW entry point \(config.entryPoint) is not one of its \(rows) rows")

@@ -3,7 +3,8 @@ import VecStoreKernels
 
 /// The HNSW graph checks `vecstore verify` runs for a collection with a graph.
 enum HNSWVerifier {
-    /// Checks a collection's graph (Spec/HNSW.md §Invariants): it covers every row; links point at
+    /// Checks a collection's graph (Spec/HNSW.md §Invariants): it covers rows `[0, nodes)` (the rest is
+    /// its unlinked tail, which needs the `hnsw-tail` feature); links point at
     /// other rows in range, without duplicates, within the degree bounds (2·M on layer 0, M above);
     /// upper-level links point at nodes of that level; each node's levels are exactly 1...level(row)
     /// from the seed; the entry point is live and on the top level, and no live node is above it.
@@ -11,7 +12,21 @@ enum HNSWVerifier {
                             _ view: CollectionView, _ faults: inout [String]) throws -> Int {
         let prefix = Format.prefix(record.id)
         guard let config = try HNSWConfig.load(txn, dbs, record.id) else { return 0 }
-        let rows = Int(record.nextInternalID)
+        // The graph covers rows `[0, nodes)`; the rest is the unlinked tail (Spec/HNSW.md §4.4): no slots,
+        // no binary16 copies, no upper-level entries, and no link from the graph points into it (every
+        // check below bounds links by `rows` = nodes).
+        guard config.nodes <= record.nextInternalID else {
+            faults.append("\(name): HNSW graph covers \(config.nodes) rows, the collection has \(record.nextInternalID)")
+            return 1
+        }
+        let rows = Int(config.nodes)
+        if rows < Int(record.nextInternalID) {
+            let declared = try txn.get(dbs.meta, Format.featuresKey).map { v in try Format.decodeFeatures(v) } ?? []
+            if !declared.contains(where: { $0.name == HNSWIndex.tailFeature.name }) {
+                faults.append("\(name): HNSW graph has an unlinked tail of \(Int(record.nextInternalID) - rows) rows, "
+                    + "but the store does not declare feature '\(HNSWIndex.tailFeature.name)'")
+            }
+        }
         let graph: HNSWGraphView
         do { graph = try HNSWGraphView(txn, dbs, record, config, name: name) } catch {
             faults.append("\(error)")
