@@ -48,6 +48,7 @@ def check_graph(reader, txn, c, header_value):
     """Checks one indexed collection `c` (decoded by conformance.py, with c.vectors and c.live) against
     HNSW.md §6; appends faults to `reader`. Returns the number of checked items."""
     name, cid, rows = c.name, c.id, c.rows
+    collection_rows = rows
     prefix = struct.pack(">I", cid)
     fault = reader.fault
     try:
@@ -57,10 +58,13 @@ def check_graph(reader, txn, c, header_value):
         return 0
     m = h["m"]
     checked = 0
-    # §6.1: header rows = collection rows; layer-0 blocks cover the vector blocks.
-    if h["rows"] != rows:
+    # §6.1: header rows = collection rows, or fewer with feature `hnsw-tail` (§4.1: rows from the header's
+    # count on are the unlinked tail, which a search scans exactly); layer-0 blocks cover the graph's rows.
+    tail_allowed = "hnsw-tail" in getattr(reader, "features", set())
+    if h["rows"] > rows or (h["rows"] < rows and not tail_allowed):
         fault(f"{name}: HNSW header covers {h['rows']} rows, the collection has {rows}")
         return 0
+    rows = h["rows"]  # every check below is over the graph's rows; no link may reach the tail
     capacity = 1 << c.shift
     slot_words = 1 + 2 * m
     links0 = np.zeros((rows, slot_words), dtype="<u4")
@@ -128,7 +132,7 @@ def check_graph(reader, txn, c, header_value):
             fault(f"{name}: HNSW row {r} is on levels up to {level_has[r]}, its level (§4) is {want}")
             break
     # §6.5: entry point.
-    live = c.live if c.live is not None else np.zeros(rows, dtype=bool)
+    live = c.live[:rows] if c.live is not None else np.zeros(rows, dtype=bool)
     if live.any():
         top = int(level_has[live].max())
         e = h["entry"]
@@ -156,6 +160,7 @@ def check_graph(reader, txn, c, header_value):
         expected += 1
     if rows and expected != (rows + capacity - 1) // capacity:
         fault(f"{name}: {expected} graph-vectors blocks for {rows} rows")
+    checked += collection_rows - rows  # tail rows: searched exactly, nothing of the graph to check
     return checked
 
 

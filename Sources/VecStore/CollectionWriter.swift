@@ -33,7 +33,7 @@ struct CollectionWriter {
     /// Index blocks the last index update wrote (tests check a small batch writes few).
     var indexBlocksWritten = 0
     /// How much of a graph's unlinked tail the index update links: every row (`.all`, single writes), or
-    /// only in large steps (mode `.deferred`, bulk import batches; Spec/HNSW.md §4.4).
+    /// only in large steps (mode `.deferred`, bulk import batches; Spec/HNSW.md §4.1).
     var indexLinking: IndexLinking = .all
 
     init(_ txn: Transaction, _ dbs: Databases, name: String, record: CollectionRecord) throws {

@@ -2,14 +2,14 @@ import Foundation
 import Testing
 @testable import VecStore
 
-/// The unlinked tail of an HNSW graph (Spec/HNSW.md §4.4): bulk imports link their batches in large
+/// The unlinked tail of an HNSW graph (Spec/HNSW.md §4.1): bulk imports link their batches in large
 /// steps, searches scan the tail exactly, verify checks it, and any later write links it.
 @Suite("HNSW unlinked tail", .serialized)
 struct TailTests {
     static let dimension = 16
 
     /// A policy that never links a deferred batch.
-    static let neverLink = HNSWTailPolicy(minimumTail: Int.max / 2, growth: 1, stepBytes: 48 << 20)
+    static let neverLink = HNSWTailPolicy(minimumTail: Int.max / 2, growth: 1)
 
     /// Writes `docs` in one transaction with the given linking (as an import batch does).
     @discardableResult
@@ -79,10 +79,9 @@ struct TailTests {
         // partly filled last vector block), subtracted below so the graph's share is compared.
         let flat = try importAll("flat", HNSWTailPolicy(), index: .flat)
         // Every batch linked in its own commit (the behaviour before the tail).
-        let eager = try importAll("eager", HNSWTailPolicy(minimumTail: 0, growth: 0, stepBytes: 1 << 40))
-        // Linked when the tail reaches the graph's size (and at least 500 rows), at most 1,000 rows per step.
-        let tail = try importAll("tail", HNSWTailPolicy(minimumTail: 500, growth: 1,
-                                                        stepBytes: 1000 * HNSWConfig.halfRowBytes(dimension: 32)))
+        let eager = try importAll("eager", HNSWTailPolicy(minimumTail: 0, growth: 0))
+        // Linked when the tail reaches the graph's size (and at least 500 rows).
+        let tail = try importAll("tail", HNSWTailPolicy(minimumTail: 500, growth: 1))
         // Layer 0 (1 + 2·16 words per row) and the binary16 copies of the final graph.
         let graphBytes = docs.count * (4 * 33 + HNSWConfig.halfRowBytes(dimension: 32))
         print("tail tests: import wrote \(tail.written) bytes with a tail, \(eager.written) linking every batch, "
@@ -197,7 +196,7 @@ struct TailTests {
         var docs = makeDocuments(3000, dimension: Self.dimension, seed: 3)
         var options = ImportOptions()
         options.batchSize = 200
-        options.tailPolicy = HNSWTailPolicy(minimumTail: 500, growth: 1, stepBytes: 48 << 20)
+        options.tailPolicy = HNSWTailPolicy(minimumTail: 500, growth: 1)
         var bad = docs
         bad[2650].vector = [1, 2, 3]  // wrong dimension: the batch of rows 2600..<2800 fails
         var reader = ArrayReader(bad)
@@ -220,7 +219,7 @@ struct TailTests {
     func steppedLinking() throws {
         let dir = try TempDir()
         let (store, c, docs) = try Self.withTail(dir, graphRows: 1100, tailRows: 1900)
-        let policy = HNSWTailPolicy(minimumTail: 1, growth: 1, stepBytes: 400 * HNSWConfig.halfRowBytes(dimension: Self.dimension))
+        let policy = HNSWTailPolicy(minimumTail: 1, growth: 0.25, minimumStep: 400)
         #expect(try c.linkIndexTail(threads: 2, policy: policy) == 1900)
         #expect(try c.unindexedRows() == 0)
         #expect(try store.verify().isOK)

@@ -22,8 +22,6 @@ final class HNSWEditor: HNSWGraphAccess {
     let blockCapacity: Int
     let slotWords0: Int
     let dimension: Int
-    /// Rows the graph covered when loaded: rows from here on get their binary16 copies at `write`.
-    let initialRows: Int
     let slotWordsUpper: Int
 
     // Layer 0: per block, the pointer reads go through (map or owned copy), and the owned copy.
@@ -70,7 +68,6 @@ final class HNSWEditor: HNSWGraphAccess {
             self.config.maxLevel = 0
         }
         rows = Int(self.config.nodes)
-        initialRows = rows
         blockSlots = max(4, (rows + blockCapacity - 1) / blockCapacity + 4)
         readBases = .allocate(capacity: blockSlots)
         owned = .allocate(capacity: blockSlots)
@@ -575,37 +572,10 @@ final class HNSWEditor: HNSWGraphAccess {
 
     // MARK: Writing
 
-    /// Writes changed layer-0 blocks, the binary16 copies of the new rows (rewriting only the blocks
-    /// they fall in), the upper levels (when changed) and the header record.
+    /// Writes changed layer-0 blocks, the upper levels (when changed) and the header record. (The
+    /// binary16 copies of rows are written by the batch that appends them, `writeHalfCopies`.)
     func write(_ txn: Transaction, _ dbs: Databases, vectors: VectorTable) throws {
         if let blockDamage { throw VecStoreError.corrupt("collection \(name): \(blockDamage)") }
-        if rows > initialRows {
-            let rowBytes = HNSWConfig.halfRowBytes(dimension: dimension)
-            let halfStride = rowBytes / 2
-            for b in (initialRows / blockCapacity)..<((rows + blockCapacity - 1) / blockCapacity) {
-                let start = b * blockCapacity
-                let count = min(blockCapacity, rows - start)
-                let old = max(0, initialRows - start)
-                let key = Format.key(collectionID, UInt32(b))
-                var prefix: [UInt8] = []
-                if old > 0 {
-                    guard let existing = try txn.get(dbs.graphVectors, key), existing.count == old * rowBytes else {
-                        throw VecStoreError.corrupt("collection \(name): graph-vectors block \(b) does not hold \(old) rows")
-                    }
-                    prefix = Array(existing)
-                }
-                try txn.reserve(dbs.graphVectors, key, count: count * rowBytes) { out in
-                    if old > 0 { prefix.withUnsafeBytes { out.copyMemory(from: $0) } }
-                    let halves = out.bindMemory(to: UInt16.self)
-                    for r in old..<count {
-                        let v = vectors.vector(UInt32(start + r))
-                        let dst = r * halfStride
-                        for i in 0..<dimension { halves[dst + i] = Float16(v[i]).bitPattern }
-                        if halfStride > dimension { halves[dst + dimension] = 0 }
-                    }
-                }
-            }
-        }
         let slotBytes = slotWords0 * 4
         lastWrittenBlocks = 0
         for b in 0..<blockRows.count where dirty[b] {
@@ -641,5 +611,44 @@ final class HNSWEditor: HNSWGraphAccess {
         }
         config.nodes = UInt32(rows)
         try config.store(txn, dbs, collectionID)
+    }
+}
+
+extension HNSWEditor {
+    /// Writes the binary16 traversal copies of rows `range` (Spec/HNSW.md §3.3) from `vectors`, rewriting
+    /// only the `graph-vectors` blocks they fall in: the rows before `range.lowerBound` in its first block
+    /// are kept as stored. `vectors` holds the rows appended in this transaction in the writer's own
+    /// memory (`VectorTable(before:appended:)`), never pages written by it.
+    static func writeHalfCopies(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, rows range: Range<Int>,
+                                vectors: VectorTable, name: String) throws {
+        guard !range.isEmpty else { return }
+        let dimension = record.dimension
+        let blockCapacity = record.blockCapacity
+        let rowBytes = HNSWConfig.halfRowBytes(dimension: dimension)
+        let halfStride = rowBytes / 2
+        let first = range.lowerBound, rows = range.upperBound
+        for b in (first / blockCapacity)..<((rows + blockCapacity - 1) / blockCapacity) {
+            let start = b * blockCapacity
+            let count = min(blockCapacity, rows - start)
+            let old = max(0, first - start)
+            let key = Format.key(record.id, UInt32(b))
+            var prefix: [UInt8] = []
+            if old > 0 {
+                guard let existing = try txn.get(dbs.graphVectors, key), existing.count == old * rowBytes else {
+                    throw VecStoreError.corrupt("collection \(name): graph-vectors block \(b) does not hold \(old) rows")
+                }
+                prefix = Array(existing)
+            }
+            try txn.reserve(dbs.graphVectors, key, count: count * rowBytes) { out in
+                if old > 0 { prefix.withUnsafeBytes { out.copyMemory(from: $0) } }
+                let halves = out.bindMemory(to: UInt16.self)
+                for r in old..<count {
+                    let v = vectors.vector(UInt32(start + r))
+                    let dst = r * halfStride
+                    for i in 0..<dimension { halves[dst + i] = Float16(v[i]).bitPattern }
+                    if halfStride > dimension { halves[dst + dimension] = 0 }
+                }
+            }
+        }
     }
 }

@@ -60,7 +60,7 @@ final class HNSWGraphView: HNSWGraphAccess {
     init(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, _ config: HNSWConfig, name: String) throws {
         self.config = config
         // The graph covers rows `[0, nodes)`; rows from `nodes` to the collection's end are its unlinked
-        // tail (Spec/HNSW.md §4.4), which searches scan exactly.
+        // tail (Spec/HNSW.md §4.1), which searches scan exactly.
         rows = Int(config.nodes)
         shift = UInt32(record.blockShift)
         mask = (1 << shift) - 1
@@ -76,7 +76,7 @@ final class HNSWGraphView: HNSWGraphAccess {
         }
         let blocksNeeded = (rows + record.blockCapacity - 1) / record.blockCapacity
         bases = .allocate(capacity: max(1, blocksNeeded))
-        halfBases = .allocate(capacity: max(1, blocksNeeded))
+        halfBases = .allocate(capacity: max(1, (Int(record.nextInternalID) + record.blockCapacity - 1) / record.blockCapacity))
         blockCount = blocksNeeded
         let slotBytes = slotWords0 * 4
         let prefix = Format.prefix(record.id)
@@ -99,13 +99,17 @@ final class HNSWGraphView: HNSWGraphAccess {
         guard found == blocksNeeded else {
             throw VecStoreError.corrupt("collection \(name): \(found) graph blocks stored, \(blocksNeeded) needed")
         }
+        // Binary16 copies exist for every row of the collection, the tail's included (written by the batch
+        // that appended them).
+        let allRows = Int(record.nextInternalID)
+        let halfBlocks = (allRows + record.blockCapacity - 1) / record.blockCapacity
         let halfBytes = HNSWConfig.halfRowBytes(dimension: record.dimension)
         var halves = 0
         try txn.withCursor(dbs.graphVectors) { (c: Cursor) throws -> Void in
             var entry = try c.seek(atLeast: prefix)
             while let (key, value) = entry, key.starts(with: prefix) {
                 let block = Int(readBE32(key, at: 4))
-                let expectedRows = min(record.blockCapacity, rows - block * record.blockCapacity)
+                let expectedRows = min(record.blockCapacity, allRows - block * record.blockCapacity)
                 guard key.count == 8, block == halves, expectedRows > 0, value.count == expectedRows * halfBytes else {
                     throw VecStoreError.corrupt(
                         "collection \(name): graph-vectors block \(block) (expected \(halves)) has \(value.count) bytes for \(max(0, expectedRows)) rows")
@@ -115,8 +119,8 @@ final class HNSWGraphView: HNSWGraphAccess {
                 entry = try c.next()
             }
         }
-        guard halves == blocksNeeded else {
-            throw VecStoreError.corrupt("collection \(name): \(halves) graph-vectors blocks stored, \(blocksNeeded) needed")
+        guard halves == halfBlocks else {
+            throw VecStoreError.corrupt("collection \(name): \(halves) graph-vectors blocks stored, \(halfBlocks) needed")
         }
         let upperWords = config.slotWordsUpper
         if config.maxLevel >= 1 {

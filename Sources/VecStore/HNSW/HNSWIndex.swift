@@ -132,8 +132,9 @@ struct HNSWWriter: VectorIndexWriter {
         self.config = config
     }
 
-    /// Links the batch's rows, or only part of the tail, as `batch.linking` and `HNSWTailPolicy` say;
-    /// deleted graph rows are repaired around, deleted tail rows need nothing (their live bit is off).
+    /// Writes the binary16 copies of the batch's rows, then links the tail (the batch's rows included) or
+    /// part of it, as `batch.linking` says (Spec/HNSW.md §4.1); deleted graph rows are repaired around,
+    /// deleted tail rows need nothing (their live bit is off and no list names them).
     mutating func apply(_ batch: IndexBatch) throws {
         let nodes = config.nodes
         guard nodes <= batch.appended.lowerBound else {
@@ -141,8 +142,9 @@ struct HNSWWriter: VectorIndexWriter {
                 "collection \(name): HNSW graph covers \(nodes) rows, the collection had \(batch.appended.lowerBound)")
         }
         let record = batch.record
-        let end = batch.linking.policy.linkEnd(nodes: nodes, rows: record.nextInternalID, linking: batch.linking.mode,
-                                               dimension: record.dimension)
+        try HNSWEditor.writeHalfCopies(txn, dbs, record, rows: Int(batch.appended.lowerBound)..<Int(batch.appended.upperBound),
+                                       vectors: batch.vectors, name: name)
+        let end = batch.linking.policy.linkEnd(nodes: nodes, rows: record.nextInternalID, linking: batch.linking.mode)
         let deleted = batch.deleted.filter { $0 < nodes }
         blocksWritten = 0
         if end > nodes || !deleted.isEmpty {
@@ -197,7 +199,7 @@ final class HNSWIndexView: VectorIndexView, @unchecked Sendable {
         return tops
     }
 
-    /// Rows the graph does not cover yet (Spec/HNSW.md §4.4): `[nodes, rows)`, searched exactly.
+    /// Rows the graph does not cover yet (Spec/HNSW.md §4.1): `[nodes, rows)`, searched exactly.
     var tail: Range<UInt32> { UInt32(graph.rows)..<rows.record.nextInternalID }
 
     /// Scans the tail rows allowed by `mask` exactly for each query and merges the best `k` into `tops`.

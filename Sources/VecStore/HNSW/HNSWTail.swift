@@ -1,40 +1,32 @@
 import LMDB
 
-/// When a graph links its unlinked tail (Spec/HNSW.md §4.4). The header's `nodes` says how many rows the
+/// When a graph links its unlinked tail (Spec/HNSW.md §4.1). The header's `nodes` says how many rows the
 /// graph covers; rows `[nodes, rows)` are the tail, stored like every row (vector, document, id, live
-/// bit) but without graph slots or binary16 copies, and searched exactly. A bulk import adds its
-/// batches to the tail and links it in large steps, so the whole layer-0 graph is rewritten a few
-/// times per doubling of the collection instead of once per batch.
+/// bit, binary16 copy) but without graph links, and searched exactly. A bulk import adds its batches to
+/// the tail and links it in geometric steps, so the layer-0 graph is rewritten O(log n) times over the
+/// import instead of once per batch.
 struct HNSWTailPolicy: Equatable, Sendable {
     /// A deferred batch links the tail once it has at least this many rows …
     var minimumTail = 10_000
-    /// … and at least this fraction of the rows the graph covers (geometric steps: 1 = the graph at
-    /// least doubles with each step).
+    /// … and at least this fraction of the rows the graph covers (1: the graph at least doubles with each
+    /// step).
     var growth = 1.0
-    /// Binary16 copies one transaction may write at most (LMDB holds every page a transaction writes in
-    /// anonymous memory until it commits), which bounds the rows linked per transaction.
-    var stepBytes = 48 << 20
-
-    /// Rows linked per transaction at most, for vectors of `dimension`.
-    func stepRows(dimension: Int) -> Int {
-        max(1, min(Int(UInt32.max), stepBytes / HNSWConfig.halfRowBytes(dimension: dimension)))
-    }
+    /// A bounded step (`IndexLinking.Mode.step`: rebuilds, `linkIndexTail`) links at most
+    /// `max(minimumStep, growth · nodes)` rows, each step its own transaction.
+    var minimumStep = 65_536
 
     /// The graph's row count after a batch that leaves the collection with `rows` rows, when the graph
     /// covered `nodes` before it.
-    func linkEnd(nodes: UInt32, rows: UInt32, linking: IndexLinking.Mode, dimension: Int) -> UInt32 {
+    func linkEnd(nodes: UInt32, rows: UInt32, linking: IndexLinking.Mode) -> UInt32 {
         let tail = Int(rows) - Int(nodes)
         guard tail > 0 else { return nodes }
-        let step = UInt32(min(tail, stepRows(dimension: dimension)))
+        let share = Int((growth * Double(nodes)).rounded(.up))
         switch linking {
         case .all: return rows
-        case .step: return nodes + step
-        case .deferred:
-            let due = max(minimumTail, Int((growth * Double(nodes)).rounded(.up)))
-            return tail >= due ? nodes + step : nodes
+        case .step: return nodes + UInt32(min(tail, max(minimumStep, share)))
+        case .deferred: return tail >= max(minimumTail, share) ? rows : nodes
         }
     }
-
 }
 
 extension HNSWIndex {
@@ -42,4 +34,21 @@ extension HNSWIndex {
     /// tail rows exactly (a reader without the rule would miss them), and a writer must keep `nodes`
     /// apart from the row count. Stores whose graphs always cover every row do not declare it.
     static let tailFeature = Format.Feature(name: "hnsw-tail", neededToRead: true, neededToWrite: true)
+
+    /// Replaces the collection's graph by an empty one with `parameters` (header `nodes` 0, every row in
+    /// the tail), keeping its binary16 copies (a function of the vectors alone): the first transaction of
+    /// a batched rebuild. Returns false, with nothing written, when the collection has no HNSW graph.
+    static func resetGraph(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord,
+                           parameters: HNSWParameters) throws -> Bool {
+        guard try HNSWConfig.load(txn, dbs, record.id) != nil else { return false }
+        let prefix = Format.prefix(record.id)
+        for db in [try dbs.graph, try dbs.graphUpper] {
+            try txn.withCursor(db) { (c: Cursor) throws -> Void in
+                while let (key, _) = try c.seek(atLeast: prefix), key.starts(with: prefix) { try c.deleteCurrent() }
+            }
+        }
+        try HNSWConfig.create(parameters, collection: record.id).store(txn, dbs, record.id)
+        if record.nextInternalID > 0 { try Format.declare(tailFeature, txn, meta: dbs.meta) }
+        return true
+    }
 }

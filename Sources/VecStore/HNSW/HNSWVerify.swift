@@ -12,7 +12,7 @@ enum HNSWVerifier {
                             _ view: CollectionView, _ faults: inout [String]) throws -> Int {
         let prefix = Format.prefix(record.id)
         guard let config = try HNSWConfig.load(txn, dbs, record.id) else { return 0 }
-        // The graph covers rows `[0, nodes)`; the rest is the unlinked tail (Spec/HNSW.md §4.4): no slots,
+        // The graph covers rows `[0, nodes)`; the rest is the unlinked tail (Spec/HNSW.md §4.1): no slots,
         // no binary16 copies, no upper-level entries, and no link from the graph points into it (every
         // check below bounds links by `rows` = nodes).
         guard config.nodes <= record.nextInternalID else {
@@ -35,15 +35,18 @@ enum HNSWVerifier {
         var checked = 0
         let before = faults.count
         func fault(_ s: String) { if faults.count - before < 50 { faults.append("\(name): HNSW \(s)") } }
-        // Layer 0: links, and the binary16 copy of each row's vector.
-        for node in 0..<UInt32(rows) {
-            checked += 1
-            let half = graph.halfVector(node)
-            let v = view.vector(node)
+        // The binary16 copy of every row's vector (tail rows have theirs too).
+        for row in 0..<record.nextInternalID {
+            let half = graph.halfVector(row)
+            let v = view.vector(row)
             for i in 0..<record.dimension where half[i] != Float16(v[i]).bitPattern {
-                fault("node \(node): binary16 copy differs from the stored vector at component \(i)")
+                fault("row \(row): binary16 copy differs from the stored vector at component \(i)")
                 break
             }
+        }
+        // Layer 0: links.
+        for node in 0..<UInt32(rows) {
+            checked += 1
             let list = graph.links0(node)
             let n = Int(list[0])
             if n > config.maxLinks0 { fault("node \(node) has \(n) layer-0 links, more than 2·M = \(config.maxLinks0)"); continue }

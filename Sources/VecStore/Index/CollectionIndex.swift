@@ -29,29 +29,30 @@ extension VectorCollection {
     }
 
     /// (Re)builds the collection's index as `kind` over all live documents on `threads` cores,
-    /// replacing any previous index (`.flat` drops it). An HNSW graph is rebuilt in bounded steps, each
-    /// its own transaction: the first replaces the old graph by an empty one (every row in its unlinked
-    /// tail, searched exactly meanwhile), the next ones link the tail (`linkIndexTail`). Other kinds
-    /// are built in one transaction; readers keep seeing the old index until it commits.
+    /// replacing any previous index (`.flat` drops it). An HNSW graph that replaces an HNSW graph is
+    /// rebuilt in bounded steps, each its own transaction: the first empties the graph (every row in its
+    /// unlinked tail, searched exactly meanwhile; the binary16 copies are kept), the next ones link the
+    /// tail (`linkIndexTail`). Otherwise the index is built in one transaction, and readers keep seeing
+    /// the old one until it commits.
     public func buildIndex(kind parameters: IndexKind,
                            threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws(VecStoreError) {
         guard let kind = IndexRegistry.kind(for: parameters) else { return try dropIndex() }
         try kind.validate(parameters, dimension: dimension, metric: metric)
-        let stepped = kind.name == HNSWIndex.name
-        try store.write { txn in
+        let stepped: Bool = try store.write { txn in
             let record = try currentRecord(txn)
+            // HNSW over HNSW: the graph is emptied (its binary16 copies kept) and linked in steps below.
+            if case .hnsw(let p) = parameters, try HNSWIndex.resetGraph(txn, store.dbs, record, parameters: p) {
+                return true
+            }
             try store.dropIndex(txn, record)
             try store.createIndex(txn, kind, record, parameters: parameters)
-            if stepped {
-                if record.nextInternalID > 0 { try Format.declare(HNSWIndex.tailFeature, txn, meta: store.dbs.meta) }
-            } else {
-                try Self.rebuild(txn, store.dbs, kind, record, name: name, threads: threads)
-            }
+            try Self.rebuild(txn, store.dbs, kind, record, name: name, threads: threads)
+            return false
         }
         if stepped { try linkIndexTail(threads: threads) }
     }
 
-    /// Rows the collection's index does not cover yet: an HNSW graph's unlinked tail (Spec/HNSW.md §4.4),
+    /// Rows the collection's index does not cover yet: an HNSW graph's unlinked tail (Spec/HNSW.md §4.1),
     /// left by an import that was interrupted or by a rebuild in progress. Searches scan them exactly.
     public func unindexedRows() throws(VecStoreError) -> Int {
         try store.read { txn in
@@ -61,9 +62,9 @@ extension VectorCollection {
         }
     }
 
-    /// Links the collection's unlinked tail into its graph in bounded steps, one transaction each
-    /// (at most `HNSWTailPolicy.stepRows` rows per step, so a step's memory stays bounded); every commit
-    /// leaves a valid graph. Returns the rows linked (0 when there was no tail).
+    /// Links the collection's unlinked tail into its graph in bounded steps, one transaction each (at
+    /// most `max(65,536, nodes)` rows per step: the graph at most doubles per commit); every commit leaves
+    /// a valid graph. Returns the rows linked (0 when there was no tail).
     @discardableResult
     public func linkIndexTail(threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws(VecStoreError) -> Int {
         try linkIndexTail(threads: threads, policy: HNSWTailPolicy())

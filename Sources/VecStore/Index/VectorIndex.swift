@@ -91,16 +91,16 @@ struct IndexBatch {
     var linking: IndexLinking = .all
 }
 
-/// How much of a graph's unlinked tail (rows appended but not yet linked, Spec/HNSW.md §4.4) a write
+/// How much of a graph's unlinked tail (rows appended but not yet linked, Spec/HNSW.md §4.1) a write
 /// batch links, and the thresholds that decide it.
 struct IndexLinking: Equatable {
     enum Mode: Equatable {
         /// Every row: the index covers the whole collection after the batch (single writes, rebuilds).
         case all
-        /// Bulk import: the batch's rows join the tail, and the tail is linked only once it is large
-        /// against the graph, at most `policy.stepRows` rows per transaction.
+        /// Bulk import: the batch's rows join the tail, and the whole tail is linked only once it is large
+        /// against the graph (`HNSWTailPolicy`).
         case deferred
-        /// One bounded step: up to `policy.stepRows` tail rows (the end of an import, batched rebuilds).
+        /// One bounded step of the tail (batched rebuilds, `linkIndexTail`).
         case step
     }
     var mode: Mode
@@ -141,7 +141,7 @@ protocol VectorIndexView: AnyObject, Sendable {
 extension VectorIndexKind {
     /// One configuration: the default parameters.
     static var testParameters: [IndexKind] { [defaultParameters] }
-    /// Rows the index does not cover yet (HNSW's unlinked tail, Spec/HNSW.md §4.4); other kinds cover
+    /// Rows the index does not cover yet (HNSW's unlinked tail, Spec/HNSW.md §4.1); other kinds cover
     /// every row after each batch.
     static func unindexedRows(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord) throws -> Int { 0 }
 }
@@ -231,5 +231,11 @@ extension IndexStats {
     /// One line for tables: the kind and its first figures ("hnsw M=16 efConstruction=200 efSearch=64").
     public var summary: String {
         ([kind] + lines.prefix(3).map { "\($0.key)=\($0.value)" }).joined(separator: " ")
+    }
+
+    /// " (N rows unlinked)" when the index has an unlinked tail (Spec/HNSW.md §4.1), else "".
+    public var unlinkedNote: String {
+        guard let tail = lines.first(where: { $0.key == "unlinked tail" }), tail.value != "0" else { return "" }
+        return " (\(tail.value) rows unlinked)"
     }
 }
