@@ -143,12 +143,12 @@ def check_graph(reader, txn, c, header_value):
                 fault(f"{name}: HNSW entry point {e} is deleted")
             if level_has[e] != h["max_level"] or top != h["max_level"]:
                 fault(f"{name}: HNSW entry point level {level_has[e]}, top live level {top}, header max level {h['max_level']}")
-    # §6.6: binary16 traversal copies.
+    # §6.6: binary16 traversal copies, of every row (tail rows included, §4.1).
     half_bytes = (c.dim + 1) // 2 * 4
     expected = 0
     for key, value in reader.prefix_items(txn, "graph-vectors", prefix):
         block = struct.unpack_from(">I", key, 4)[0] if len(key) == 8 else -1
-        count = min(capacity, rows - block * capacity) if block >= 0 else 0
+        count = min(capacity, collection_rows - block * capacity) if block >= 0 else 0
         if block != expected or count <= 0 or len(value) != count * half_bytes:
             fault(f"{name}: graph-vectors block {block} (expected {expected}) has {len(value)} bytes for {count} rows")
             return checked
@@ -158,9 +158,8 @@ def check_graph(reader, txn, c, header_value):
             fault(f"{name}: graph-vectors block {block} differs from the binary16 conversion of the vectors")
         checked += count
         expected += 1
-    if rows and expected != (rows + capacity - 1) // capacity:
-        fault(f"{name}: {expected} graph-vectors blocks for {rows} rows")
-    checked += collection_rows - rows  # tail rows: searched exactly, nothing of the graph to check
+    if collection_rows and expected != (collection_rows + capacity - 1) // capacity:
+        fault(f"{name}: {expected} graph-vectors blocks for {collection_rows} rows")
     return checked
 
 
