@@ -83,13 +83,12 @@ public final class Embedder: Sendable {
     ///
     /// - Parameters:
     ///   - batchSize: texts per encoder batch (neighbours in length order).
-    ///   - threads: worker threads (default: all cores).
+    ///   - threads: worker threads (default: all cores; at most 1,024 are used).
     ///   - progress: called after each batch with (texts done, total), from a worker thread, one call at a time.
     public func embed(_ texts: [String], batchSize: Int = Embedder.defaultBatchSize, threads: Int? = nil,
                       progress: ((Int, Int) -> Void)? = nil) throws(EmbedError) -> [[Float]] {
         guard batchSize >= 1 else { throw .invalidArgument("batch size must be at least 1") }
-        let threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
-        if threads > 1024 { throw .invalidArgument("threads must be at most 1024") }
+        let threads = max(1, min(1024, threads ?? ProcessInfo.processInfo.activeProcessorCount))
         let n = texts.count
         guard n > 0 else { return [] }
         let dim = dimension

@@ -89,8 +89,25 @@ public enum EmbeddingModels {
         }
     }
 
+    /// Where the checksum of the model in `directory` is cached: `<directory>/.vecstore-checksum`, or,
+    /// when the model directory is read-only (a system-wide install), a file named after the directory's
+    /// path in the user's cache (`$XDG_CACHE_HOME/vecstore/checksums/`, else `~/.cache/vecstore/checksums/`).
+    static func checksumCacheFiles(directory: String) -> [String] {
+        let env = ProcessInfo.processInfo.environment
+        let home = env["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+        let cacheHome = env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? home + "/.cache"
+        var ctx = ve_sha256()
+        ve_sha256_init(&ctx)
+        let path = Array(directory.utf8)
+        path.withUnsafeBytes { ve_sha256_update(&ctx, $0.baseAddress, $0.count) }
+        var digest = [UInt8](repeating: 0, count: 32)
+        ve_sha256_final(&ctx, &digest)
+        let name = digest.prefix(16).map { String(format: "%02x", $0) }.joined()
+        return [directory + "/.vecstore-checksum", cacheHome + "/vecstore/checksums/" + name]
+    }
+
     /// The model checksum: SHA-256 (hex) of `model.safetensors` followed by `vocab.txt`, the two files
-    /// that decide its output. Cached in `<directory>/.vecstore-checksum`, keyed by the files' sizes and
+    /// that decide its output. Cached (see `checksumCacheFiles`), keyed by the files' sizes and
     /// modification times, so that only the first use after installing reads the 90 MB.
     public static func checksum(directory: String) throws(EmbedError) -> String {
         let files = [directory + "/model.safetensors", directory + "/vocab.txt"]
@@ -101,10 +118,12 @@ public enum EmbeddingModels {
             else { throw .badModel(path: f, reason: "cannot read the file") }
             key += "\(size.uint64Value) \(date.timeIntervalSince1970) "
         }
-        let cache = directory + "/.vecstore-checksum"
-        if let cached = try? String(contentsOfFile: cache, encoding: .utf8) {
-            let parts = cached.split(separator: "\n")
-            if parts.count == 2, parts[0] == key, parts[1].count == 64 { return String(parts[1]) }
+        let caches = checksumCacheFiles(directory: directory)
+        for cache in caches {
+            if let cached = try? String(contentsOfFile: cache, encoding: .utf8) {
+                let parts = cached.split(separator: "\n")
+                if parts.count == 2, parts[0] == key, parts[1].count == 64 { return String(parts[1]) }
+            }
         }
         var ctx = ve_sha256()
         ve_sha256_init(&ctx)
@@ -123,7 +142,12 @@ public enum EmbeddingModels {
         var digest = [UInt8](repeating: 0, count: 32)
         ve_sha256_final(&ctx, &digest)
         let hex = digest.map { String(format: "%02x", $0) }.joined()
-        try? (key + "\n" + hex).write(toFile: cache, atomically: true, encoding: .utf8)
+        // The first cache that can be written keeps it; with none writable, the next load hashes again.
+        for cache in caches {
+            let folder = (cache as NSString).deletingLastPathComponent
+            try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            if (try? (key + "\n" + hex).write(toFile: cache, atomically: true, encoding: .utf8)) != nil { break }
+        }
         return hex
     }
 }

@@ -104,6 +104,19 @@ struct TinyModel {
         #expect(embedder.checksum.count == 64)
     }
 
+    @Test func theChecksumIsCachedInTheUserCacheWhenTheModelFolderCannotBeWritten() throws {
+        let model = try TinyModel()
+        defer { model.remove() }
+        // A directory where the cache file would go: no process, root included, can write the file there.
+        let caches = EmbeddingModels.checksumCacheFiles(directory: model.directory)
+        try FileManager.default.createDirectory(atPath: caches[0], withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: caches[1]) }
+        let first = try EmbeddingModels.checksum(directory: model.directory)
+        let cached = try String(contentsOfFile: caches[1], encoding: .utf8)
+        #expect(cached.hasSuffix("\n" + first))
+        #expect(try EmbeddingModels.checksum(directory: model.directory) == first)
+    }
+
     @Test func aDamagedOrWrongModelGivesAClearError() throws {
         let model = try TinyModel()
         defer { model.remove() }

@@ -206,4 +206,12 @@ struct EmbedCLITests {
         let checksum = try Embedder().checksum
         #expect(good.stdout.contains("all-minilm-l6-v2") && good.stdout.contains(checksum))
     }
+
+    @Test func aModelTruncatingAtAnotherLengthIsRefused() throws {
+        let embedder = try Embedder()
+        var info = EmbedderInfo(embedder)
+        try VectorCollection.check(embedder, matches: info, collection: "c")
+        info.maxTokens = 128
+        #expect(throws: VecStoreError.self) { try VectorCollection.check(embedder, matches: info, collection: "c") }
+    }
 }

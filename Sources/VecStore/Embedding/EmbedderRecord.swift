@@ -140,6 +140,11 @@ extension VectorCollection {
             throw .collectionMismatch("collection '\(collection)' was embedded with \(info.name) (model sha256 \(info.checksum)); "
                                       + "the model at hand is \(model.name) (sha256 \(model.checksum), \(model.dimension)-d)")
         }
+        // Texts truncated at another length give vectors that are not comparable with the stored ones.
+        if model.tokenizer.maxTokens != info.maxTokens {
+            throw .collectionMismatch("collection '\(collection)' was embedded with texts truncated at \(info.maxTokens) tokens; "
+                                      + "the model at hand truncates at \(model.tokenizer.maxTokens)")
+        }
     }
 
     /// Records `embedder` as the model this collection's text is embedded with. The collection must
