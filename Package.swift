@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "VecStoreEmbed", dependencies: ["CEmbed", "CBLAS", "VecStoreKernels", "VecStoreIO"]),
         // The engine and public library: store, collections, documents, filters, search, compaction, verify.
         .target(name: "VecStore", dependencies: ["LMDB", "VecStoreKernels", "VecStoreIO", "VecStoreText", "VecStorePlot",
-                                                "CDistance", "VecStoreEmbed", "VecStoreQuant"]),
+                                                "CDistance", "VecStoreEmbed", "VecStoreQuant", "CQuant"]),
         // The command-line interface: a thin layer over the library.
         .executableTarget(name: "vecstore", dependencies: [
             "VecStore", .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -7,6 +7,15 @@
       save + load + first query, recall@10 and QPS per ef (one batched call per ef, 1 thread and all),
       and (with --jsonl) hnswlib with a filter function on metadata.source.
 
+  bench_hnsw.py traversal-peer --dataset NAME --base B.fvecs --queries Q.fvecs --groundtruth G.ivecs
+                       --metric l2|cosine [--efs ...] --out hnswlib-traversal.json
+      hnswlib with one knn_query call per query on one thread (as vecstore's `hnsw-traversal` run), and the
+      size of its saved index.
+
+  bench_hnsw.py traversal-report VECSTORE.json PEER.json... [--write BENCHMARKS.md --command "..."]
+      The binary16-against-int8 traversal table (recall@10, QPS per ef, store sizes) beside hnswlib;
+      --write replaces the section between <!-- hnsw-traversal:begin --> and <!-- hnsw-traversal:end -->.
+
   bench_hnsw.py report RESULT.json... [--write BENCHMARKS.md --command "..."] [--plot-dir plots]
       Tables from vecstore-bench hnsw and peers results; --write replaces the section between
       <!-- hnsw:begin --> and <!-- hnsw:end --> (appended at the end when absent). --plot-dir writes
@@ -151,6 +160,101 @@ def peers(args):
                     "metric": args.metric, "metrics": fm})
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
+
+
+# ------------------------------------------------------------------------------ traversal copies
+
+def traversal_peer(args):
+    import numpy as np
+    import hnswlib
+
+    base = fvecs(args.base)
+    queries = fvecs(args.queries)
+    if args.max_queries:
+        queries = queries[: args.max_queries]
+    truth = ivecs(args.groundtruth)[: len(queries)]
+    n, dim = base.shape
+    if args.metric == "cosine":
+        base = base / np.linalg.norm(base, axis=1, keepdims=True)
+        queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    idx = hnswlib.Index(space="l2" if args.metric == "l2" else "ip", dim=dim)
+    idx.init_index(max_elements=n, M=args.m, ef_construction=args.ef_construction, random_seed=100)
+    idx.add_items(base, np.arange(n), num_threads=os.cpu_count() or 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "index.bin")
+        idx.save_index(path)
+        size = os.path.getsize(path)
+    rows = [queries[i: i + 1] for i in range(len(queries))]
+    curve = []
+    for ef in [int(x) for x in args.efs.split(",")]:
+        idx.set_ef(ef)
+
+        def one_by_one():
+            return np.vstack([idx.knn_query(q, k=10, num_threads=1)[0] for q in rows])
+        sec, labels = best_of(args.runs, one_by_one)
+        r = recall_at(labels, truth)
+        curve.append({"ef": ef, "recall": r, "qps_1t": len(queries) / sec})
+        print(f"hnswlib {args.dataset} ef={ef}: recall {r:.4f} {len(queries)/sec:.0f} q/s (one query per call)",
+              file=sys.stderr)
+    with open(args.out, "w") as f:
+        json.dump({"system": "hnswlib", "dataset": args.dataset, "n": int(n), "dim": int(dim), "metric": args.metric,
+                   "metrics": {"index_bytes": size, "curve": curve}}, f, indent=1)
+
+
+def traversal_report(args):
+    runs = []
+    for path in args.results:
+        with open(path) as f:
+            runs.append(json.load(f))
+    datasets = []
+    for r in runs:
+        if r["dataset"] not in datasets:
+            datasets.append(r["dataset"])
+    out = []
+    w = out.append
+    w("One thread, one `search` call per query (hnswlib: one `knn_query` call per query), k = 10, M = 16, "
+      "efConstruction = 200; both vecstore graphs built by `index build` over the same imported rows (the "
+      "int8 quantizer trained on all of them). Ratios are int8 / f16 and int8 / hnswlib.")
+    w("")
+    for ds in datasets:
+        v = next((r for r in runs if r["dataset"] == ds and r["system"] == "vecstore"), None)
+        h = next((r for r in runs if r["dataset"] == ds and r["system"] == "hnswlib"), None)
+        if not v:
+            continue
+        var = {x["traversal"]: x for x in v["metrics"]["variants"]}
+        f16, i8 = var.get("f16"), var.get("int8")
+        w(f"#### {ds} ({v['n']:,} × {v['dim']}, {v['metric']})")
+        w("")
+        w("| ef | f16 recall | f16 QPS | int8 recall | int8 QPS | int8/f16 QPS | hnswlib recall | hnswlib QPS | int8/hnswlib QPS |")
+        w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+        def point(curve, ef):
+            return next((p for p in curve if p["ef"] == ef), None) if curve else None
+        efs = sorted({p["ef"] for x in (f16, i8) if x for p in x["curve"]})
+        for ef in efs:
+            a, b = point(f16 and f16["curve"], ef), point(i8 and i8["curve"], ef)
+            c = point(h and h["metrics"]["curve"], ef)
+            w(f"| {ef} | {fmt(a and float(a['recall']), 4)} | {fmt(a and a['qps_1t'])} | {fmt(b and float(b['recall']), 4)} | "
+              f"{fmt(b and b['qps_1t'])} | {ratio(b and b['qps_1t'], a and a['qps_1t'])} | {fmt(c and float(c['recall']), 4)} | "
+              f"{fmt(c and c['qps_1t'])} | {ratio(b and b['qps_1t'], c and c['qps_1t'])} |")
+        w("")
+        raw = v["n"] * v["dim"] * 4
+        w("| | vecstore f16 | vecstore int8 | hnswlib |")
+        w("|---|---:|---:|---:|")
+        w(f"| traversal copies, `graph-vectors` pages (MB; % of raw float32 {raw / 1e6:.1f} MB) | "
+          f"{f16['copies_bytes'] / 1e6:.1f} ({100 * f16['copies_bytes'] / raw:.0f}%) | "
+          f"{i8['copies_bytes'] / 1e6:.1f} ({100 * i8['copies_bytes'] / raw:.0f}%) | – |")
+        w(f"| store pages in use (MB; hnswlib: saved index) | {f16['store_used_bytes'] / 1e6:.1f} | "
+          f"{i8['store_used_bytes'] / 1e6:.1f} | {fmt(h and h['metrics']['index_bytes'] / 1e6, 1)} |")
+        w(f"| build, all cores (s) | {f16['build_s_all']:.1f} | {i8['build_s_all']:.1f} | – |")
+        w(f"| verify clean | {f16['verify_ok']} | {i8['verify_ok']} | – |")
+        w("")
+    text = "\n".join(out)
+    print(text)
+    if args.write:
+        section = ("<!-- hnsw-traversal:begin -->\n### HNSW traversal copies: binary16 against int8\n\n"
+                   + f"Command: `{args.command}`\n\n" + text + "\n<!-- hnsw-traversal:end -->")
+        write_section(args.write, "hnsw-traversal", section)
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -327,8 +431,25 @@ def main():
     r.add_argument("--write")
     r.add_argument("--command", default="Tools/bench-hnsw")
     r.add_argument("--plot-dir", help="write hnsw-<dataset>.svg here and embed it in the tables")
+    t = sub.add_parser("traversal-peer")
+    t.add_argument("--dataset", required=True)
+    t.add_argument("--base", required=True)
+    t.add_argument("--queries", required=True)
+    t.add_argument("--groundtruth", required=True)
+    t.add_argument("--metric", required=True, choices=["l2", "cosine"])
+    t.add_argument("--efs", default="10,16,32,64,128,256")
+    t.add_argument("--m", type=int, default=16)
+    t.add_argument("--ef-construction", type=int, default=200)
+    t.add_argument("--runs", type=int, default=3)
+    t.add_argument("--max-queries", type=int)
+    t.add_argument("--out", required=True)
+    tr = sub.add_parser("traversal-report")
+    tr.add_argument("results", nargs="+")
+    tr.add_argument("--write")
+    tr.add_argument("--command", default="Tools/bench-hnsw --traversal")
     args = ap.parse_args()
-    peers(args) if args.cmd == "peers" else report(args)
+    {"peers": peers, "report": report, "traversal-peer": traversal_peer,
+     "traversal-report": traversal_report}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -37,11 +37,46 @@ def decode_header(value):
         raise ValueError(f"header has {len(value)} bytes, not 32")
     version, flags, m, efc, efs, entry, max_level = struct.unpack_from("<BBHHHIB", value, 0)
     seed, rows = struct.unpack_from("<QI", value, 16)
-    if version != 1 or flags != 1:
+    if version != 1 or flags not in (1, 2):
         raise ValueError(f"header version {version} / flags {flags} unknown")
     if not 4 <= m <= 128 or max_level > LEVEL_CAP:
         raise ValueError(f"M {m} / max level {max_level} out of range")
-    return dict(m=m, efc=efc, efs=efs, entry=entry, max_level=max_level, seed=seed, rows=rows)
+    return dict(m=m, efc=efc, efs=efs, entry=entry, max_level=max_level, seed=seed, rows=rows,
+                traversal="int8" if flags == 2 else "f16")
+
+
+def decode_int8_record(value, dim):
+    """The `hnsw-int8:<cid>` quantizer record (HNSW.md §3.4): (offsets, scales, training rows) as float32
+    arrays, or raises ValueError."""
+    if len(value) < 12:
+        raise ValueError(f"int8 quantizer record has {len(value)} bytes")
+    version, granularity, reserved, d, trained = struct.unpack_from("<BBHII", value, 0)
+    if version != 1 or granularity != 1 or reserved != 0:
+        raise ValueError(f"int8 quantizer record version {version} / granularity {granularity} unknown")
+    if d != dim or len(value) != 12 + 8 * d:
+        raise ValueError(f"int8 quantizer record of dimension {d} has {len(value)} bytes (collection dimension {dim})")
+    offsets = np.frombuffer(value, dtype="<f4", count=d, offset=12)
+    scales = np.frombuffer(value, dtype="<f4", count=d, offset=12 + 4 * d)
+    with np.errstate(over="ignore", invalid="ignore"):
+        reach = np.abs(offsets) + 127 * scales
+    if not (np.all(np.isfinite(offsets)) and np.all(np.isfinite(scales)) and np.all(scales > 0)
+            and np.all(np.isfinite(reach))):
+        raise ValueError("int8 quantizer offsets / scales are not finite and positive")
+    return offsets, scales, trained
+
+
+def check_int8_codes(codes, vectors, offsets, scales):
+    """Rows (indices) whose codes do not decode within the bound of HNSW.md §3.4: inside the trained range
+    |offset + scale·c − x| ≤ scale/2 (float32 rounding allowed for), outside it c = ±127 on x's side."""
+    c = codes.astype(np.float32)
+    x = vectors.astype(np.float32)
+    lo, hi = offsets - 127 * scales, offsets + 127 * scales
+    inside = (x >= lo) & (x <= hi)
+    err = np.abs(offsets + scales * c - x)
+    ok_inside = err <= scales * 0.501 + 1e-6 * (np.abs(x) + np.abs(offsets))
+    ok_outside = np.where(x > hi, codes == 127, codes == -127)
+    ok = np.where(inside, ok_inside, ok_outside)
+    return np.nonzero(~ok.all(axis=1))[0]
 
 
 def check_graph(reader, txn, c, header_value):
@@ -143,8 +178,19 @@ def check_graph(reader, txn, c, header_value):
                 fault(f"{name}: HNSW entry point {e} is deleted")
             if level_has[e] != h["max_level"] or top != h["max_level"]:
                 fault(f"{name}: HNSW entry point level {level_has[e]}, top live level {top}, header max level {h['max_level']}")
-    # §6.6: binary16 traversal copies, of every row (tail rows included, §4.1).
-    half_bytes = (c.dim + 1) // 2 * 4
+    # §6.6: traversal copies, binary16 (§3.3) or int8 (§3.4), of every row (tail rows included, §4.1).
+    int8 = h["traversal"] == "int8"
+    half_bytes = (c.dim + 3) // 4 * 4 if int8 else (c.dim + 1) // 2 * 4
+    if int8:
+        record = txn.get(b"hnsw-int8:" + prefix, db=reader.dbs["meta"])
+        if record is None:
+            fault(f"{name}: HNSW graph with int8 copies but no hnsw-int8 record")
+            return checked
+        try:
+            offsets, scales, _ = decode_int8_record(record, c.dim)
+        except ValueError as e:
+            fault(f"{name}: {e}")
+            return checked
     expected = 0
     for key, value in reader.prefix_items(txn, "graph-vectors", prefix):
         block = struct.unpack_from(">I", key, 4)[0] if len(key) == 8 else -1
@@ -152,10 +198,20 @@ def check_graph(reader, txn, c, header_value):
         if block != expected or count <= 0 or len(value) != count * half_bytes:
             fault(f"{name}: graph-vectors block {block} (expected {expected}) has {len(value)} bytes for {count} rows")
             return checked
-        halves = np.frombuffer(value, dtype="<f2").reshape(count, half_bytes // 2)[:, :c.dim]
-        stored = c.vectors[block * capacity: block * capacity + count].astype(np.float16)
-        if not np.array_equal(halves.view("<u2"), stored.view("<u2")):
-            fault(f"{name}: graph-vectors block {block} differs from the binary16 conversion of the vectors")
+        if int8:
+            rowsb = np.frombuffer(value, dtype="i1").reshape(count, half_bytes)
+            bad = check_int8_codes(rowsb[:, :c.dim], c.vectors[block * capacity: block * capacity + count],
+                                   offsets, scales)
+            if len(bad):
+                fault(f"{name}: graph-vectors block {block}: int8 codes of row {block * capacity + int(bad[0])} "
+                      f"(and {len(bad) - 1} more) do not decode within half a step of the vector")
+            if np.any(rowsb[:, c.dim:]):
+                fault(f"{name}: graph-vectors block {block}: int8 padding bytes are not zero")
+        else:
+            halves = np.frombuffer(value, dtype="<f2").reshape(count, half_bytes // 2)[:, :c.dim]
+            stored = c.vectors[block * capacity: block * capacity + count].astype(np.float16)
+            if not np.array_equal(halves.view("<u2"), stored.view("<u2")):
+                fault(f"{name}: graph-vectors block {block} differs from the binary16 conversion of the vectors")
         checked += count
         expected += 1
     if collection_rows and expected != (collection_rows + capacity - 1) // capacity:

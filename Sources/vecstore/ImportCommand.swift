@@ -27,6 +27,7 @@ struct ImportCommand: ParsableCommand {
               vecstore import demo.vecstore -c compressed --index ivf-pq \\
                 Samples/docs.jsonl
               vecstore import demo.vecstore -c small --pca 4 Samples/docs.jsonl
+              vecstore import demo.vecstore -c quarter --traversal int8 Samples/docs.jsonl
               vecstore import demo.vecstore -c questions Samples/queries.jsonl \\
                 --vectors Samples/queries.fvecs --stemmer none
               vecstore import demo.vecstore -c raw --metric l2 Samples/queries.fvecs \\
@@ -94,6 +95,9 @@ struct ImportCommand: ParsableCommand {
     @Option(help: "HNSW default beam width of searches.")
     var efSearch = 64
 
+    @Option(help: "HNSW traversal copies of a new collection: f16 (half the float32 bytes) or int8 (a quarter; quantizer trained on the first batch).")
+    var traversal: HNSWTraversal = .f16
+
     @Option(help: "Reduce a new collection's vectors to this many dimensions with PCA (less than the input's).")
     var pca: Int?
 
@@ -140,7 +144,9 @@ struct ImportCommand: ParsableCommand {
             options.vectorsFile = vectors
             switch index {
             case .flat: options.index = .flat
-            case .hnsw: options.index = .hnsw(HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch))
+            case .hnsw:
+                options.index = .hnsw(HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch,
+                                                     traversal: traversal))
             case .ivf, .ivfPQ:
                 options.index = .ivf(try ivf.parameters(pq: index == .ivfPQ))
             }

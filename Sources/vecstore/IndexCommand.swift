@@ -58,6 +58,7 @@ struct IndexBuildCommand: ParsableCommand {
               vecstore index build demo.vecstore -c docs
               vecstore index build demo.vecstore -c docs --m 32 --ef-construction 400 \\
                 --ef-search 128
+              vecstore index build demo.vecstore -c docs --traversal int8
               vecstore index build demo.vecstore -c exact --index ivf --nlist 4
               vecstore index build demo.vecstore -c exact --index ivf-pq \\
                 --nlist 4 --pq-m 16 --pq-bits 4
@@ -67,6 +68,8 @@ struct IndexBuildCommand: ParsableCommand {
     @Option(help: "HNSW links per node (layer 0 keeps 2·M).") var m = 16
     @Option(help: "HNSW beam width while building.") var efConstruction = 200
     @Option(help: "HNSW default beam width of searches.") var efSearch = 64
+    @Option(help: "HNSW traversal copies: f16 (half the float32 bytes) or int8 (a quarter; quantizer trained on all rows).")
+    var traversal: HNSWTraversal = .f16
     @OptionGroup(title: "IVF") var ivf: IVFTrainingOptions
     @Option(help: "Build threads (default: all cores).") var threads: Int?
 
@@ -76,10 +79,11 @@ struct IndexBuildCommand: ParsableCommand {
             let started = Date()
             let threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
             if index == .hnsw {
-                try collection.buildIndex(HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch),
+                try collection.buildIndex(HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch,
+                                                         traversal: traversal),
                                           threads: threads)
-                print(String(format: "built HNSW index of '%@' (M=%d, efConstruction=%d) over %d documents in %.1f s",
-                             target.collection, m, efConstruction, try collection.count(),
+                print(String(format: "built HNSW index of '%@' (M=%d, efConstruction=%d, traversal %@) over %d documents in %.1f s",
+                             target.collection, m, efConstruction, traversal.rawValue, try collection.count(),
                              Date().timeIntervalSince(started)))
                 return
             }
@@ -107,3 +111,6 @@ struct IndexDropCommand: ParsableCommand {
         }
     }
 }
+
+/// `--traversal f16|int8` (HNSW traversal copies).
+extension HNSWTraversal: ExpressibleByArgument {}

@@ -111,6 +111,10 @@ enum Damage: CaseIterable, CustomStringConvertible {
         try quant.upsert(makeDocuments(1_100, dimension: 8, seed: 13, idPrefix: "q"))
         try quant.buildIVF(IVFParameters(nlist: 8, coding: .pq(m: 4, bits: 4)), threads: 1)
         _ = try quant.delete(ids: ["q-3", "q-500"])
+        // An HNSW collection with int8 traversal copies and its quantizer record (Spec/HNSW.md §3.4).
+        let int8 = try store.collection("int8", dimension: 8, metric: .l2,
+                                        index: .hnsw(HNSWParameters(m: 4, efConstruction: 16, efSearch: 16, traversal: .int8)))
+        try int8.upsert(makeDocuments(1_100, dimension: 8, seed: 14, idPrefix: "i"))
     }
 
     /// Every (database, key) of the store, grouped by database.
@@ -167,6 +171,7 @@ enum Damage: CaseIterable, CustomStringConvertible {
             ["query", store, "-c", "docs", "--vector", v, "--filter", #"{"category": "tech", "year": {"$gte": 2010}}"#],
             ["query", store, "-c", "flat", "--vector", "0.5,0.5,0.5", "-k", "3"],
             ["query", store, "-c", "quant", "--vector", v, "-k", "5", "--nprobe", "4", "--refine", "4"],
+            ["query", store, "-c", "int8", "--vector", v, "-k", "5"],
             ["get", store, "-c", "docs", "doc-3", "doc-10", "doc-1199"],
             ["export", store, "-c", "docs", "-o", dir + "/export.jsonl"],
             ["import", store, "-c", "docs", dir + "/batch.jsonl"],

@@ -573,7 +573,7 @@ final class HNSWEditor: HNSWGraphAccess {
     // MARK: Writing
 
     /// Writes changed layer-0 blocks, the upper levels (when changed) and the header record. (The
-    /// binary16 copies of rows are written by the batch that appends them, `writeHalfCopies`.)
+    /// traversal copies of rows are written by the batch that appends them, `HNSWTraversalCopies`.)
     func write(_ txn: Transaction, _ dbs: Databases, vectors: VectorTable) throws {
         if let blockDamage { throw VecStoreError.corrupt("collection \(name): \(blockDamage)") }
         let slotBytes = slotWords0 * 4
@@ -611,44 +611,5 @@ final class HNSWEditor: HNSWGraphAccess {
         }
         config.nodes = UInt32(rows)
         try config.store(txn, dbs, collectionID)
-    }
-}
-
-extension HNSWEditor {
-    /// Writes the binary16 traversal copies of rows `range` (Spec/HNSW.md §3.3) from `vectors`, rewriting
-    /// only the `graph-vectors` blocks they fall in: the rows before `range.lowerBound` in its first block
-    /// are kept as stored. `vectors` holds the rows appended in this transaction in the writer's own
-    /// memory (`VectorTable(before:appended:)`), never pages written by it.
-    static func writeHalfCopies(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, rows range: Range<Int>,
-                                vectors: VectorTable, name: String) throws {
-        guard !range.isEmpty else { return }
-        let dimension = record.dimension
-        let blockCapacity = record.blockCapacity
-        let rowBytes = HNSWConfig.halfRowBytes(dimension: dimension)
-        let halfStride = rowBytes / 2
-        let first = range.lowerBound, rows = range.upperBound
-        for b in (first / blockCapacity)..<((rows + blockCapacity - 1) / blockCapacity) {
-            let start = b * blockCapacity
-            let count = min(blockCapacity, rows - start)
-            let old = max(0, first - start)
-            let key = Format.key(record.id, UInt32(b))
-            var prefix: [UInt8] = []
-            if old > 0 {
-                guard let existing = try txn.get(dbs.graphVectors, key), existing.count == old * rowBytes else {
-                    throw VecStoreError.corrupt("collection \(name): graph-vectors block \(b) does not hold \(old) rows")
-                }
-                prefix = Array(existing)
-            }
-            try txn.reserve(dbs.graphVectors, key, count: count * rowBytes) { out in
-                if old > 0 { prefix.withUnsafeBytes { out.copyMemory(from: $0) } }
-                let halves = out.bindMemory(to: UInt16.self)
-                for r in old..<count {
-                    let v = vectors.vector(UInt32(start + r))
-                    let dst = r * halfStride
-                    for i in 0..<dimension { halves[dst + i] = Float16(v[i]).bitPattern }
-                    if halfStride > dimension { halves[dst + dimension] = 0 }
-                }
-            }
-        }
     }
 }

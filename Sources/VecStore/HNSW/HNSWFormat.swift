@@ -9,12 +9,16 @@ public struct HNSWParameters: Sendable, Equatable {
     public var efConstruction: Int
     /// Default beam width of a search (overridden by `SearchOptions.ef`).
     public var efSearch: Int
+    /// Element type of the traversal copies the layer-0 search scores (Spec/HNSW.md §3.3, §3.4).
+    public var traversal: HNSWTraversal
 
-    /// Creates parameters; the defaults are hnswlib's and FAISS's usual M=16, efConstruction=200.
-    public init(m: Int = 16, efConstruction: Int = 200, efSearch: Int = 64) {
+    /// Creates parameters; the defaults are hnswlib's and FAISS's usual M=16, efConstruction=200, with
+    /// binary16 traversal copies.
+    public init(m: Int = 16, efConstruction: Int = 200, efSearch: Int = 64, traversal: HNSWTraversal = .f16) {
         self.m = m
         self.efConstruction = efConstruction
         self.efSearch = efSearch
+        self.traversal = traversal
     }
 
     func validate() throws(VecStoreError) {
@@ -54,8 +58,12 @@ struct HNSWConfig: Equatable {
     var maxLevel: Int = 0
     var seed: UInt64
     var nodes: UInt32 = 0
+    /// Element type of the traversal copies (header flags bit 0 or bit 1).
+    var traversal: HNSWTraversal = .f16
 
-    var parameters: HNSWParameters { HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch) }
+    var parameters: HNSWParameters {
+        HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch, traversal: traversal)
+    }
     /// Links kept per node on layer 0.
     var maxLinks0: Int { 2 * m }
     /// u32 words of a layer-0 slot: count, then `2M` ids.
@@ -66,6 +74,9 @@ struct HNSWConfig: Equatable {
     /// Header flag bit 0: the graph has binary16 traversal copies in `graph-vectors`. Always set by
     /// this version.
     static let flagHalfVectors: UInt8 = 1
+    /// Header flag bit 1: the graph has int8 traversal copies in `graph-vectors` and an `hnsw-int8:`
+    /// quantizer record (Spec/HNSW.md §3.4). Exactly one of bits 0 and 1 is set.
+    static let flagInt8Vectors: UInt8 = 2
     /// u32 words of an upper-layer slot: count, then `M` ids.
     var slotWordsUpper: Int { 1 + m }
     /// mL = 1 / ln(M).
@@ -75,6 +86,7 @@ struct HNSWConfig: Equatable {
         m = p.m
         efConstruction = p.efConstruction
         efSearch = p.efSearch
+        traversal = p.traversal
         self.seed = seed
     }
 
@@ -101,7 +113,7 @@ struct HNSWConfig: Equatable {
         var b: [UInt8] = []
         b.reserveCapacity(32)
         b.append(Self.recordVersion)
-        b.append(Self.flagHalfVectors)
+        b.append(traversal == .int8 ? Self.flagInt8Vectors : Self.flagHalfVectors)
         b.appendLE(UInt16(m))
         b.appendLE(UInt16(efConstruction))
         b.appendLE(UInt16(efSearch))
@@ -121,7 +133,9 @@ struct HNSWConfig: Equatable {
         let version = try r.u8()
         guard version == recordVersion else { throw .newerFormat("\(context): HNSW record version \(version)") }
         let flags = try r.u8()
-        guard flags == flagHalfVectors else { throw .newerFormat("\(context): HNSW flags \(flags)") }
+        guard flags == flagHalfVectors || flags == flagInt8Vectors else {
+            throw .newerFormat("\(context): HNSW flags \(flags)")
+        }
         let m = Int(try r.u16()), efc = Int(try r.u16()), efs = Int(try r.u16())
         let entry = try r.u32()
         let maxLevel = Int(try r.u8())
@@ -140,6 +154,7 @@ struct HNSWConfig: Equatable {
         c.entryPoint = entry
         c.maxLevel = maxLevel
         c.nodes = nodes
+        c.traversal = flags == flagInt8Vectors ? .int8 : .f16
         return c
     }
 
@@ -165,6 +180,7 @@ struct HNSWConfig: Equatable {
             }
         }
         try txn.delete(dbs.meta, key(collection))
+        try HNSWInt8Record.drop(txn, dbs, collection)
     }
 }
 

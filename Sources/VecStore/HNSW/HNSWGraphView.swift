@@ -34,13 +34,15 @@ final class HNSWGraphView: HNSWGraphAccess {
     let mask: UInt32
     let slotWords0: Int
     let dimension: Int
-    /// UInt16 units from one row's binary16 copy to the next.
-    let halfStride: Int
-    /// Cache lines prefetched per binary16 copy: all of it (measured on docs60k, 384-d: 12 lines were
+    /// Bytes from one row's traversal copy to the next (binary16 or int8, `HNSWTraversal.rowBytes`).
+    let copyStride: Int
+    /// Cache lines prefetched per traversal copy: all of it (measured on docs60k, 384-d: 12 lines were
     /// 7–14% faster than 2).
-    let halfPrefetchLines: Int32
+    let copyPrefetchLines: Int32
+    /// The int8 quantizer's constants when the copies are int8 (`hnsw-int8:` record), else nil.
+    let int8: HNSWInt8Scoring?
     private let bases: UnsafeMutablePointer<UnsafePointer<UInt32>>
-    private let halfBases: UnsafeMutablePointer<UnsafePointer<UInt16>>
+    private let copyBases: UnsafeMutablePointer<UnsafeRawPointer>
     let blockCount: Int
     private(set) var upper: [UpperLevelView] = []
     private var ownedCopies: [UnsafeMutableRawBufferPointer] = []
@@ -66,8 +68,17 @@ final class HNSWGraphView: HNSWGraphAccess {
         mask = (1 << shift) - 1
         slotWords0 = config.slotWords0
         dimension = record.dimension
-        halfStride = HNSWConfig.halfRowBytes(dimension: record.dimension) / 2
-        halfPrefetchLines = Int32(min(32, (HNSWConfig.halfRowBytes(dimension: record.dimension) + 63) / 64))
+        let copyBytes = config.traversal.rowBytes(dimension: record.dimension)
+        copyStride = copyBytes
+        copyPrefetchLines = Int32(min(32, (copyBytes + 63) / 64))
+        if config.traversal == .int8 {
+            guard let q = try HNSWInt8Record.load(txn, dbs, record.id, dimension: record.dimension) else {
+                throw VecStoreError.corrupt("collection \(name): HNSW graph has int8 copies but no hnsw-int8 quantizer record")
+            }
+            int8 = HNSWInt8Scoring(q.quantizer)
+        } else {
+            int8 = nil
+        }
         guard config.nodes <= record.nextInternalID else {
             throw VecStoreError.corrupt("collection \(name): HNSW graph covers \(config.nodes) rows, the collection has \(record.nextInternalID)")
         }
@@ -76,7 +87,11 @@ final class HNSWGraphView: HNSWGraphAccess {
         }
         let blocksNeeded = (rows + record.blockCapacity - 1) / record.blockCapacity
         bases = .allocate(capacity: max(1, blocksNeeded))
-        halfBases = .allocate(capacity: max(1, (Int(record.nextInternalID) + record.blockCapacity - 1) / record.blockCapacity))
+        // Traversal copies exist for every row of the collection, the tail's included (written by the batch
+        // that appended them, Spec/HNSW.md §4.1).
+        let allRows = Int(record.nextInternalID)
+        let halfBlocks = (allRows + record.blockCapacity - 1) / record.blockCapacity
+        copyBases = .allocate(capacity: max(1, halfBlocks))
         blockCount = blocksNeeded
         let slotBytes = slotWords0 * 4
         let prefix = Format.prefix(record.id)
@@ -99,11 +114,7 @@ final class HNSWGraphView: HNSWGraphAccess {
         guard found == blocksNeeded else {
             throw VecStoreError.corrupt("collection \(name): \(found) graph blocks stored, \(blocksNeeded) needed")
         }
-        // Binary16 copies exist for every row of the collection, the tail's included (written by the batch
-        // that appended them).
-        let allRows = Int(record.nextInternalID)
-        let halfBlocks = (allRows + record.blockCapacity - 1) / record.blockCapacity
-        let halfBytes = HNSWConfig.halfRowBytes(dimension: record.dimension)
+        let halfBytes = copyBytes
         var halves = 0
         try txn.withCursor(dbs.graphVectors) { (c: Cursor) throws -> Void in
             var entry = try c.seek(atLeast: prefix)
@@ -114,7 +125,7 @@ final class HNSWGraphView: HNSWGraphAccess {
                     throw VecStoreError.corrupt(
                         "collection \(name): graph-vectors block \(block) (expected \(halves)) has \(value.count) bytes for \(max(0, expectedRows)) rows")
                 }
-                halfBases[block] = aligned(value).assumingMemoryBound(to: UInt16.self)
+                copyBases[block] = aligned(value)
                 halves += 1
                 entry = try c.next()
             }
@@ -142,7 +153,7 @@ final class HNSWGraphView: HNSWGraphAccess {
 
     deinit {
         bases.deallocate()
-        halfBases.deallocate()
+        copyBases.deallocate()
         for c in ownedCopies { c.deallocate() }
     }
 
@@ -161,10 +172,22 @@ final class HNSWGraphView: HNSWGraphAccess {
         bases[Int(node >> shift)] + Int(node & mask) * slotWords0
     }
 
-    /// The binary16 copy of `node`'s vector.
+    /// The traversal copy of `node`'s vector (`copyStride` bytes).
+    @inline(__always)
+    func traversalCopy(_ node: UInt32) -> UnsafeRawPointer {
+        copyBases[Int(node >> shift)] + Int(node & mask) * copyStride
+    }
+
+    /// The binary16 copy of `node`'s vector (graphs with `.f16` traversal).
     @inline(__always)
     func halfVector(_ node: UInt32) -> UnsafePointer<UInt16> {
-        halfBases[Int(node >> shift)] + Int(node & mask) * halfStride
+        traversalCopy(node).assumingMemoryBound(to: UInt16.self)
+    }
+
+    /// The int8 codes of `node`'s vector (graphs with `.int8` traversal).
+    @inline(__always)
+    func int8Codes(_ node: UInt32) -> UnsafePointer<Int8> {
+        traversalCopy(node).assumingMemoryBound(to: Int8.self)
     }
 
     @inline(__always)

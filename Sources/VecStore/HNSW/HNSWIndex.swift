@@ -75,7 +75,7 @@ enum HNSWIndex: VectorIndexKind {
             .init("max level", "\(c.maxLevel)"),
             .init("upper-level nodes", "\(upperNodes)"),
             .init("entry point", c.entryPoint == HNSWConfig.noEntry ? "none" : "\(c.entryPoint)"),
-        ])
+        ] + (try HNSWInt8Record.statsLines(txn, dbs, record, traversal: c.traversal)))
     }
 
     static func unindexedRows(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord) throws -> Int {
@@ -132,7 +132,7 @@ struct HNSWWriter: VectorIndexWriter {
         self.config = config
     }
 
-    /// Writes the binary16 copies of the batch's rows, then links the tail (the batch's rows included) or
+    /// Writes the traversal copies of the batch's rows, then links the tail (the batch's rows included) or
     /// part of it, as `batch.linking` says (Spec/HNSW.md §4.1); deleted graph rows are repaired around,
     /// deleted tail rows need nothing (their live bit is off and no list names them).
     mutating func apply(_ batch: IndexBatch) throws {
@@ -142,8 +142,10 @@ struct HNSWWriter: VectorIndexWriter {
                 "collection \(name): HNSW graph covers \(nodes) rows, the collection had \(batch.appended.lowerBound)")
         }
         let record = batch.record
-        try HNSWEditor.writeHalfCopies(txn, dbs, record, rows: Int(batch.appended.lowerBound)..<Int(batch.appended.upperBound),
-                                       vectors: batch.vectors, name: name)
+        try HNSWTraversalCopies.write(txn, dbs, traversal: config.traversal, collection: record.id, name: name,
+                                      dimension: record.dimension, blockCapacity: record.blockCapacity,
+                                      initialRows: Int(batch.appended.lowerBound), rows: Int(batch.appended.upperBound),
+                                      vectors: batch.vectors)
         let end = batch.linking.policy.linkEnd(nodes: nodes, rows: record.nextInternalID, linking: batch.linking.mode)
         let deleted = batch.deleted.filter { $0 < nodes }
         blocksWritten = 0

@@ -68,8 +68,8 @@ enum HNSWSearch {
 
     /// Greedy descent and layer-0 beam search over the binary16 copies, then the best `2k` of the beam
     /// re-ranked with the float32 vectors; the best `k` by exact distance.
-    static func knn<D: HNSWDistance, H: HNSWHalfDistance>(
-        _ g: HNSWGraphView, _ vt: VectorTable, _: D.Type, _: H.Type, query: UnsafePointer<Float>, k: Int, ef: Int,
+    static func knn<D: HNSWDistance, S: HNSWScorer>(
+        _ g: HNSWGraphView, _ vt: VectorTable, _: D.Type, _ scorer: S, query: UnsafePointer<Float>, k: Int, ef: Int,
         allowed: CandidateMask?, scratch: HNSWScratch
     ) -> TopK {
         var top = TopK(k: k)
@@ -77,7 +77,6 @@ enum HNSWSearch {
         // The entry point comes from disk: one outside the graph is damage (HNSWGraphView rejects it;
         // this guard keeps the search in bounds whatever view it is given).
         guard entry != HNSWConfig.noEntry, Int(entry) < g.rows else { return top }
-        let scorer = HalfScorer<H>(graph: g, query: query, lines: g.halfPrefetchLines)
         let d0 = scorer.distance(entry)
         let (cur, curD) = HNSWAlgorithms.greedyDescent(g, scorer, entry: entry, entryDistance: d0,
                                                        top: g.config.maxLevel, bottom: 0)
@@ -85,8 +84,10 @@ enum HNSWSearch {
                                    level: 0, allowed: allowed, rows: g.rows, scratch: scratch)
         let exact = FloatScorer<D>(vectors: vt, query: query)
         var res = scratch.results
-        // Only the 2k closest by binary16 distance are re-ranked: binary16 error (~1e-3 relative) does
+        // Only the 2k closest by traversal distance are re-ranked: binary16 error (~1e-3 relative) does
         // not move a true top-k result 2k places down, and each re-ranked row costs a float32 fetch.
+        // int8 error is larger (half a step per component); its recall per ef is measured in
+        // BENCHMARKS.md, and a larger ef buys it back.
         while res.count > 2 * k { res.pop() }
         var i = 0
         while i < res.count {
@@ -112,41 +113,57 @@ enum HNSWSearch {
 
     static func run(_ vectors: VectorTable, _ g: HNSWGraphView, metric: Metric, queries: UnsafePointer<Float>,
                     count: Int, k: Int, ef: Int, allowed: CandidateMask?, threads: Int) -> [TopK] {
-        switch metric {
-        case .l2: run(vectors, g, L2Distance.self, L2HalfDistance.self, queries: queries, count: count, k: k, ef: ef,
-                      allowed: allowed, threads: threads)
-        case .cosine, .dot: run(vectors, g, InnerProductDistance.self, InnerProductHalfDistance.self, queries: queries,
-                                count: count, k: k, ef: ef, allowed: allowed, threads: threads)
+        switch (metric, g.int8) {
+        case (.l2, nil):
+            run(vectors, g, L2Distance.self, HalfScorerFactory<L2HalfDistance>(graph: g),
+                queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads)
+        case (.cosine, nil), (.dot, nil):
+            run(vectors, g, InnerProductDistance.self, HalfScorerFactory<InnerProductHalfDistance>(graph: g),
+                queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads)
+        case (.l2, let s?):
+            run(vectors, g, L2Distance.self, Int8ScorerFactory<L2Int8Distance>(graph: g, scoring: s),
+                queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads)
+        case (.cosine, let s?), (.dot, let s?):
+            run(vectors, g, InnerProductDistance.self, Int8ScorerFactory<InnerProductInt8Distance>(graph: g, scoring: s),
+                queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads)
         }
     }
 
-    private static func run<D: HNSWDistance, H: HNSWHalfDistance>(
-        _ vectors: VectorTable, _ g: HNSWGraphView, _: D.Type, _: H.Type, queries: UnsafePointer<Float>, count: Int,
-        k: Int, ef: Int, allowed: CandidateMask?, threads: Int
+    /// `factory` builds each query's scorer in a per-thread buffer of `dimension` floats (reused from
+    /// query to query).
+    private static func run<D: HNSWDistance, F: HNSWScorerFactory>(
+        _ vectors: VectorTable, _ g: HNSWGraphView, _: D.Type, _ factory: F, queries: UnsafePointer<Float>,
+        count: Int, k: Int, ef: Int, allowed: CandidateMask?, threads: Int
     ) -> [TopK] {
         let dim = vectors.dimension
         let workers = max(1, min(threads, count))
         if workers == 1 {
             let scratch = HNSWScratchPool.take(rows: g.rows)
-            defer { HNSWScratchPool.give(scratch) }
+            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(1, dim))
+            defer { HNSWScratchPool.give(scratch); buffer.deallocate() }
             return (0..<count).map { i in
-                knn(g, vectors, D.self, H.self, query: queries + i * dim, k: k, ef: ef, allowed: allowed,
-                    scratch: scratch)
+                let q = queries + i * dim
+                return knn(g, vectors, D.self, factory.scorer(query: q, buffer: buffer), query: q, k: k, ef: ef,
+                           allowed: allowed, scratch: scratch)
             }
         }
         let out = UnsafeMutableBufferPointer<TopK>.allocate(capacity: count)
         out.initialize(repeating: TopK(k: 0))
         defer { out.deinitialize(); out.deallocate() }
         let box = SendableBox((vectors, g, queries, out, allowed))
+        let factoryBox = SendableBox(factory)
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             let (vectors, g, queries, out, allowed) = box.value
+            let factory = factoryBox.value
             let scratch = HNSWScratchPool.take(rows: g.rows)
-            defer { HNSWScratchPool.give(scratch) }
+            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(1, dim))
+            defer { HNSWScratchPool.give(scratch); buffer.deallocate() }
             // Interleaved assignment keeps workers balanced without a shared counter.
             var i = w
             while i < count {
-                out[i] = knn(g, vectors, D.self, H.self, query: queries + i * dim, k: k, ef: ef, allowed: allowed,
-                             scratch: scratch)
+                let q = queries + i * dim
+                out[i] = knn(g, vectors, D.self, factory.scorer(query: q, buffer: buffer), query: q, k: k, ef: ef,
+                             allowed: allowed, scratch: scratch)
                 i += workers
             }
         }

@@ -69,7 +69,10 @@ final class HNSWRemap {
     private let graph: HNSWGraphView
     private let vectors: VectorTable
     private let metric: Metric
+    /// Bytes of one traversal copy (binary16 or int8), copied byte for byte.
     private let halfBytes: Int
+    /// The int8 quantizer record's training-row count, carried with it.
+    private let int8TrainingRows: Int
     /// Live lists that link to dropped rows (they lose those links here).
     private(set) var listsLosingLinks = 0
     private var upper: HNSWUpperBuilder?
@@ -94,7 +97,9 @@ final class HNSWRemap {
                 "collection \(name): the graph covers \(config.nodes) of \(record.nextInternalID) rows (unlinked tail)")
         }
         graph = try HNSWGraphView(txn, dbs, record, config, name: name)
-        halfBytes = HNSWConfig.halfRowBytes(dimension: record.dimension)
+        int8TrainingRows = config.traversal == .int8
+            ? (try HNSWInt8Record.load(txn, dbs, record.id, dimension: record.dimension)?.trainingRows ?? 0) : 0
+        halfBytes = config.traversal.rowBytes(dimension: record.dimension)
         vectors = VectorTable(view)
         try validate()  // on failure `deinit` runs (every property is set) and frees `vectors`
     }
@@ -158,7 +163,7 @@ final class HNSWRemap {
             try txn.reserve(dbs.graphVectors, key, count: count * halfBytes) { out in
                 guard let dst = out.baseAddress else { return }
                 for j in 0..<count {
-                    let src = UnsafeRawPointer(graph.halfVector(map.oldRow[start + j]))
+                    let src = graph.traversalCopy(map.oldRow[start + j])
                     (dst + j * halfBytes).copyMemory(from: src, byteCount: halfBytes)
                 }
             }
@@ -270,6 +275,10 @@ final class HNSWRemap {
             config.maxLevel = 0
         }
         config.nodes = UInt32(map.newCount)
+        // int8 copies were carried byte for byte: the new graph keeps their quantizer.
+        if let q = graph.int8?.quantizer {
+            try HNSWInt8Record(quantizer: q, trainingRows: int8TrainingRows).store(txn, dbs, newRecord.id)
+        }
         try config.store(txn, dbs, newRecord.id)
     }
 

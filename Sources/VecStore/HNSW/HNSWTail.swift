@@ -36,11 +36,15 @@ extension HNSWIndex {
     static let tailFeature = Format.Feature(name: "hnsw-tail", neededToRead: true, neededToWrite: true)
 
     /// Replaces the collection's graph by an empty one with `parameters` (header `nodes` 0, every row in
-    /// the tail), keeping its binary16 copies (a function of the vectors alone): the first transaction of
-    /// a batched rebuild. Returns false, with nothing written, when the collection has no HNSW graph.
+    /// the tail), keeping its traversal copies (and int8 quantizer), which depend on the vectors alone:
+    /// the first transaction of a batched rebuild. Returns false, with nothing written, when the
+    /// collection has no HNSW graph or its copies are of another element type than `parameters` ask for.
     static func resetGraph(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord,
                            parameters: HNSWParameters) throws -> Bool {
-        guard try HNSWConfig.load(txn, dbs, record.id) != nil else { return false }
+        // The copies are kept, so they must be of the element type the new parameters ask for.
+        guard let old = try HNSWConfig.load(txn, dbs, record.id), old.traversal == parameters.traversal else {
+            return false
+        }
         let prefix = Format.prefix(record.id)
         for db in [try dbs.graph, try dbs.graphUpper] {
             try txn.withCursor(db) { (c: Cursor) throws -> Void in

@@ -35,13 +35,20 @@ enum HNSWVerifier {
         var checked = 0
         let before = faults.count
         func fault(_ s: String) { if faults.count - before < 50 { faults.append("\(name): HNSW \(s)") } }
-        // The binary16 copy of every row's vector (tail rows have theirs too).
+        // The traversal copy of every row's vector, tail rows included (binary16: equal to its conversion;
+        // int8: within half a step of it, or clamped; the quantizer record was checked opening the view).
         for row in 0..<record.nextInternalID {
-            let half = graph.halfVector(row)
             let v = view.vector(row)
-            for i in 0..<record.dimension where half[i] != Float16(v[i]).bitPattern {
-                fault("row \(row): binary16 copy differs from the stored vector at component \(i)")
-                break
+            if let int8 = graph.int8 {
+                if let t = HNSWInt8Verify.check(graph.int8Codes(row), v, int8, rowBytes: graph.copyStride) {
+                    fault("row \(row): int8 copy does not decode within the quantizer's bound at byte \(t)")
+                }
+            } else {
+                let half = graph.halfVector(row)
+                for i in 0..<record.dimension where half[i] != Float16(v[i]).bitPattern {
+                    fault("row \(row): binary16 copy differs from the stored vector at component \(i)")
+                    break
+                }
             }
         }
         // Layer 0: links.

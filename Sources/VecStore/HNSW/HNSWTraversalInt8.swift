@@ -1,0 +1,357 @@
+import CDistance
+import Foundation
+import CQuant
+import LMDB
+import VecStoreKernels
+import VecStoreQuant
+
+/// Element type of an HNSW graph's traversal copies (the vectors its layer-0 beam search scores before
+/// the best `2k` are re-ranked with the float32 rows; Spec/HNSW.md §3.3, §3.4).
+public enum HNSWTraversal: String, Sendable, Equatable, CaseIterable {
+    /// IEEE binary16: half of the float32 bytes, no measurable recall change. The default.
+    case f16
+    /// int8 codes under a per-dimension affine quantizer trained when the graph is created: a quarter
+    /// of the float32 bytes, at some recall per `ef` (README, "Choosing an index").
+    case int8
+
+    /// Bytes of one row's copy: `⌈dim/2⌉·4` for binary16, `⌈dim/4⌉·4` for int8 (both multiples of 4).
+    func rowBytes(dimension: Int) -> Int {
+        switch self {
+        case .f16: return HNSWConfig.halfRowBytes(dimension: dimension)
+        case .int8: return (dimension + 3) / 4 * 4
+        }
+    }
+}
+
+/// The `hnsw-int8:<cid>` meta record (Spec/HNSW.md §3.4): the per-dimension quantizer of a graph with
+/// int8 traversal copies. Component `t` of a row is coded `c = clamp(round((x − offset_t) / scale_t), −127, 127)`
+/// and decodes to `offset_t + scale_t·c`.
+struct HNSWInt8Record: Equatable {
+    static let recordVersion: UInt8 = 1
+    /// The store feature a graph with int8 copies declares: needed to read (a reader without it would take
+    /// the codes for binary16) and to write (a writer without it would append binary16 copies).
+    static let feature = "hnsw-int8"
+    static let keyPrefix: [UInt8] = Array("hnsw-int8:".utf8)
+    /// Bytes before the two float arrays.
+    static let headerBytes = 12
+
+    var quantizer: ScalarQuantizer8
+    /// Rows the ranges were taken from.
+    var trainingRows: Int
+
+    static func key(_ collection: UInt32) -> [UInt8] {
+        var k = keyPrefix
+        k.appendBE(collection)
+        return k
+    }
+
+    func encoded() -> [UInt8] {
+        let d = quantizer.dimension
+        var b: [UInt8] = []
+        b.reserveCapacity(Self.headerBytes + 8 * d)
+        b.append(Self.recordVersion)
+        b.append(ScalarQuantizer8.Granularity.perDimension.rawValue)
+        b.appendLE(UInt16(0))
+        b.appendLE(UInt32(d))
+        b.appendLE(UInt32(clamping: trainingRows))
+        for x in quantizer.offsets { b.appendLE(x) }
+        for x in quantizer.scales { b.appendLE(x) }
+        return b
+    }
+
+    /// Decodes and checks the record: known version and granularity, the collection's dimension, the
+    /// exact size, finite offsets and finite positive scales. Anything else is damage (`corrupt`), except an
+    /// unknown version or granularity (`newerFormat`).
+    static func decode(_ value: UnsafeRawBufferPointer, dimension: Int, context: String) throws(VecStoreError)
+        -> HNSWInt8Record
+    {
+        var r = ByteReader(value, context: context)
+        let version = try r.u8()
+        guard version == recordVersion else { throw .newerFormat("\(context): int8 quantizer record version \(version)") }
+        let granularity = try r.u8()
+        guard granularity == ScalarQuantizer8.Granularity.perDimension.rawValue else {
+            throw .newerFormat("\(context): int8 quantizer granularity \(granularity)")
+        }
+        guard try r.u16() == 0 else { throw .newerFormat("\(context): int8 quantizer reserved bytes are not zero") }
+        let d = Int(try r.u32())
+        let rows = Int(try r.u32())
+        guard d == dimension, value.count == headerBytes + 8 * d else {
+            throw .corrupt("\(context): int8 quantizer record has dimension \(d) and \(value.count) bytes; the collection has dimension \(dimension)")
+        }
+        var offsets = [Float](), scales = [Float]()
+        offsets.reserveCapacity(d)
+        scales.reserveCapacity(d)
+        for _ in 0..<d { offsets.append(try r.f32()) }
+        for _ in 0..<d { scales.append(try r.f32()) }
+        // Scales also bound the codes' reach: offset ± 127·scale must be finite.
+        if let t = (0..<d).first(where: { !(offsets[$0] + 127 * scales[$0]).isFinite || !(offsets[$0] - 127 * scales[$0]).isFinite }) {
+            throw .corrupt("\(context): int8 quantizer range of component \(t) is not finite")
+        }
+        do {
+            let q = try ScalarQuantizer8(dimension: d, granularity: .perDimension, offsets: offsets, scales: scales)
+            return HNSWInt8Record(quantizer: q, trainingRows: rows)
+        } catch {
+            throw .corrupt("\(context): int8 quantizer: \(error)")
+        }
+    }
+
+    /// The record of `collection`, or nil when there is none.
+    static func load(_ txn: Transaction, _ dbs: Databases, _ collection: UInt32, dimension: Int) throws
+        -> HNSWInt8Record?
+    {
+        guard let v = try txn.get(dbs.meta, key(collection)) else { return nil }
+        return try decode(v, dimension: dimension, context: "meta hnsw-int8:\(collection)")
+    }
+
+    /// Writes the record and declares the feature, in the caller's transaction.
+    func store(_ txn: Transaction, _ dbs: Databases, _ collection: UInt32) throws {
+        try Format.declare(Format.Feature(name: Self.feature, neededToRead: true, neededToWrite: true), txn,
+                           meta: dbs.meta)
+        try txn.put(dbs.meta, Self.key(collection), encoded())
+    }
+
+    /// `index show` lines about the traversal copies: element type and bytes per row, and for int8 the
+    /// rows the quantizer was trained on.
+    static func statsLines(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord,
+                           traversal: HNSWTraversal) throws -> [IndexStats.Line] {
+        let bytes = traversal.rowBytes(dimension: record.dimension)
+        let share = String(format: "%.0f%%", 100 * Double(bytes) / Double(4 * record.dimension))
+        var lines = [IndexStats.Line("traversal", "\(traversal.rawValue) (\(bytes) bytes/row, \(share) of float32)")]
+        if traversal == .int8, let r = try load(txn, dbs, record.id, dimension: record.dimension) {
+            lines.append(.init("int8 quantizer", "per dimension, trained on \(r.trainingRows) rows"))
+        }
+        return lines
+    }
+
+    static func drop(_ txn: Transaction, _ dbs: Databases, _ collection: UInt32) throws {
+        try txn.delete(dbs.meta, key(collection))
+    }
+
+    /// Trains the quantizer from the range of `count` rows starting at row `first` of `vectors`: offset
+    /// the midpoint, scale the half-range over 127 per component, at least 2⁻²⁰ of the largest scale.
+    static func train(_ vectors: VectorTable, first: Int, count: Int) throws -> HNSWInt8Record {
+        let d = vectors.dimension
+        var lo = [Float](repeating: .infinity, count: d), hi = [Float](repeating: -.infinity, count: d)
+        for i in first..<(first + count) {
+            let v = vectors.vector(UInt32(i))
+            for t in 0..<d {
+                let x = v[t]
+                guard x.isFinite else { continue }
+                lo[t] = min(lo[t], x)
+                hi[t] = max(hi[t], x)
+            }
+        }
+        var offsets = [Float](repeating: 0, count: d), scales = [Float](repeating: 0, count: d)
+        for t in 0..<d where lo[t] <= hi[t] {
+            offsets[t] = lo[t] / 2 + hi[t] / 2
+            scales[t] = (hi[t] / 2 - lo[t] / 2) / 127
+        }
+        // A component (nearly) constant over the sample gets a floor of 2⁻²⁰ of the widest scale: codes
+        // for later rows that vary there stay usable, and l2's shifted query (q − offset)/scale and
+        // weight scale² stay far from overflow and underflow.
+        let widest = scales.filter { $0.isFinite && $0 > 0 }.max() ?? 1
+        let floor = widest * 0x1p-20
+        for t in 0..<d where !(scales[t].isFinite && scales[t] >= floor) { scales[t] = floor }
+        do {
+            let q = try ScalarQuantizer8(dimension: d, granularity: .perDimension, offsets: offsets, scales: scales)
+            return HNSWInt8Record(quantizer: q, trainingRows: count)
+        } catch {
+            throw VecStoreError.invalidArgument("int8 traversal quantizer cannot be trained: \(error)")
+        }
+    }
+}
+
+/// Writing a graph's traversal copies (`graph-vectors`, Spec/HNSW.md §3.3/§3.4) for the rows a write
+/// appends, from the batch's own float32 rows.
+enum HNSWTraversalCopies {
+    /// Writes the copies of rows `initialRows ..< rows` of `collection`, rewriting only the blocks they
+    /// fall in (the old rows of the first one are kept byte for byte). For int8 copies, the quantizer
+    /// record is loaded, or trained from these rows and stored when the graph has none yet (its first
+    /// rows); a graph with rows but no record is damage.
+    static func write(_ txn: Transaction, _ dbs: Databases, traversal: HNSWTraversal, collection: UInt32,
+                      name: String, dimension: Int, blockCapacity: Int, initialRows: Int, rows: Int,
+                      vectors: VectorTable) throws {
+        guard rows > initialRows else { return }
+        var quantizer: ScalarQuantizer8?
+        if traversal == .int8 {
+            if let r = try HNSWInt8Record.load(txn, dbs, collection, dimension: dimension) {
+                quantizer = r.quantizer
+            } else if initialRows == 0 {
+                let r = try HNSWInt8Record.train(vectors, first: 0, count: rows)
+                try r.store(txn, dbs, collection)
+                quantizer = r.quantizer
+            } else {
+                throw VecStoreError.corrupt("collection \(name): HNSW graph has int8 copies but no hnsw-int8 quantizer record")
+            }
+        }
+        let rowBytes = traversal.rowBytes(dimension: dimension)
+        for b in (initialRows / blockCapacity)..<((rows + blockCapacity - 1) / blockCapacity) {
+            let start = b * blockCapacity
+            let count = min(blockCapacity, rows - start)
+            let old = max(0, initialRows - start)
+            let key = Format.key(collection, UInt32(b))
+            var prefix: [UInt8] = []
+            if old > 0 {
+                guard let existing = try txn.get(dbs.graphVectors, key), existing.count == old * rowBytes else {
+                    throw VecStoreError.corrupt("collection \(name): graph-vectors block \(b) does not hold \(old) rows")
+                }
+                prefix = Array(existing)
+            }
+            try txn.reserve(dbs.graphVectors, key, count: count * rowBytes) { out in
+                guard let base = out.baseAddress else { return }
+                if old > 0 { prefix.withUnsafeBytes { out.copyMemory(from: $0) } }
+                for r in old..<count {
+                    let v = vectors.vector(UInt32(start + r))
+                    let dst = base + r * rowBytes
+                    if let quantizer {
+                        let codes = dst.bindMemory(to: Int8.self, capacity: rowBytes)
+                        quantizer.encode(v, count: 1, into: codes)
+                        for i in dimension..<rowBytes { codes[i] = 0 }
+                    } else {
+                        let halves = dst.bindMemory(to: UInt16.self, capacity: rowBytes / 2)
+                        for i in 0..<dimension { halves[i] = Float16(v[i]).bitPattern }
+                        if rowBytes / 2 > dimension { halves[dimension] = 0 }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The per-collection constants of int8 scoring, made once when a graph view is opened: the quantizer
+/// and `scale_t²` (the l2 weights).
+final class HNSWInt8Scoring: @unchecked Sendable {
+    let quantizer: ScalarQuantizer8
+    let dimension: Int
+    let offsets: UnsafeMutablePointer<Float>
+    let scales: UnsafeMutablePointer<Float>
+    let weights: UnsafeMutablePointer<Float>
+
+    init(_ q: ScalarQuantizer8) {
+        quantizer = q
+        dimension = q.dimension
+        offsets = .allocate(capacity: dimension)
+        scales = .allocate(capacity: dimension)
+        weights = .allocate(capacity: dimension)
+        for t in 0..<dimension {
+            offsets[t] = q.offsets[t]
+            scales[t] = q.scales[t]
+            weights[t] = q.scales[t] * q.scales[t]
+        }
+    }
+
+    deinit {
+        offsets.deallocate()
+        scales.deallocate()
+        weights.deallocate()
+    }
+}
+
+/// Distance between a float query (prepared once per search) and a row's int8 codes: exactly the
+/// distance to the decoded row, computed without decoding it.
+protocol HNSWInt8Distance: SendableMetatype {
+    /// Writes the prepared query to `out` (`dimension` floats) and returns the constant term.
+    static func prepare(_ q: UnsafePointer<Float>, _ s: HNSWInt8Scoring, into out: UnsafeMutablePointer<Float>) -> Float
+    static func distance(_ prepared: UnsafePointer<Float>, _ bias: Float, _ s: HNSWInt8Scoring,
+                         _ codes: UnsafePointer<Int8>) -> Float
+}
+
+/// Squared L2 to the decoded row: `Σ scale_t² · ((q_t − offset_t)/scale_t − c_t)²`. No per-row term:
+/// the weights are the collection's, read from cache.
+enum L2Int8Distance: HNSWInt8Distance {
+    static func prepare(_ q: UnsafePointer<Float>, _ s: HNSWInt8Scoring, into out: UnsafeMutablePointer<Float>) -> Float {
+        for t in 0..<s.dimension { out[t] = (q[t] - s.offsets[t]) / s.scales[t] }
+        return 0
+    }
+    @inline(__always)
+    static func distance(_ prepared: UnsafePointer<Float>, _ bias: Float, _ s: HNSWInt8Scoring,
+                         _ codes: UnsafePointer<Int8>) -> Float {
+        vq_l2_f32_i8(prepared, s.weights, codes, s.dimension)
+    }
+}
+
+/// Negated inner product with the decoded row: `−(q·offset + Σ (q_t·scale_t) · c_t)`.
+enum InnerProductInt8Distance: HNSWInt8Distance {
+    static func prepare(_ q: UnsafePointer<Float>, _ s: HNSWInt8Scoring, into out: UnsafeMutablePointer<Float>) -> Float {
+        var bias: Float = 0
+        for t in 0..<s.dimension {
+            out[t] = q[t] * s.scales[t]
+            bias += q[t] * s.offsets[t]
+        }
+        return bias
+    }
+    @inline(__always)
+    static func distance(_ prepared: UnsafePointer<Float>, _ bias: Float, _ s: HNSWInt8Scoring,
+                         _ codes: UnsafePointer<Int8>) -> Float {
+        -(bias + vq_dot_f32_i8(prepared, codes, s.dimension))
+    }
+}
+
+/// Scores against the int8 copies in `graph-vectors`: a quarter of the float32 bytes. The query is
+/// prepared once (`prepared`, owned by the caller's per-thread buffer); searches re-rank their beam
+/// with float32 at the end.
+struct Int8Scorer<D: HNSWInt8Distance>: HNSWScorer {
+    let graph: HNSWGraphView
+    let scoring: HNSWInt8Scoring
+    let prepared: UnsafePointer<Float>
+    let bias: Float
+    let lines: Int32
+
+    init(graph: HNSWGraphView, scoring: HNSWInt8Scoring, query: UnsafePointer<Float>,
+         buffer: UnsafeMutablePointer<Float>) {
+        self.graph = graph
+        self.scoring = scoring
+        bias = D.prepare(query, scoring, into: buffer)
+        prepared = UnsafePointer(buffer)
+        lines = graph.copyPrefetchLines
+    }
+
+    @inline(__always) func distance(_ id: UInt32) -> Float { D.distance(prepared, bias, scoring, graph.int8Codes(id)) }
+    @inline(__always) func prefetch(_ id: UInt32) { vs_prefetch(graph.int8Codes(id), lines) }
+}
+
+/// Makes each query's scorer for `HNSWSearch.run`, so the search loop is specialised for the scorer type.
+protocol HNSWScorerFactory {
+    associatedtype Scorer: HNSWScorer
+    /// The scorer of `query`; `buffer` (`dimension` floats, owned by the calling thread) may hold the
+    /// prepared query.
+    func scorer(query: UnsafePointer<Float>, buffer: UnsafeMutablePointer<Float>) -> Scorer
+}
+
+/// Scorers over binary16 copies.
+struct HalfScorerFactory<H: HNSWHalfDistance>: HNSWScorerFactory {
+    let graph: HNSWGraphView
+    func scorer(query: UnsafePointer<Float>, buffer: UnsafeMutablePointer<Float>) -> HalfScorer<H> {
+        HalfScorer<H>(graph: graph, query: query, lines: graph.copyPrefetchLines)
+    }
+}
+
+/// Scorers over int8 copies (the query prepared in `buffer`).
+struct Int8ScorerFactory<D: HNSWInt8Distance>: HNSWScorerFactory {
+    let graph: HNSWGraphView
+    let scoring: HNSWInt8Scoring
+    func scorer(query: UnsafePointer<Float>, buffer: UnsafeMutablePointer<Float>) -> Int8Scorer<D> {
+        Int8Scorer<D>(graph: graph, scoring: scoring, query: query, buffer: buffer)
+    }
+}
+
+/// The int8 checks of `verify` (Spec/HNSW.md §6 invariant 6).
+enum HNSWInt8Verify {
+    /// Whether row `v`'s codes decode within the quantizer's bound: half a step per component inside the
+    /// trained range, and the clamped code (±127 on the value's side) outside it; padding bytes zero.
+    /// Returns the first failing component, or nil.
+    static func check(_ codes: UnsafePointer<Int8>, _ v: UnsafePointer<Float>, _ s: HNSWInt8Scoring,
+                      rowBytes: Int) -> Int? {
+        for t in 0..<s.dimension {
+            let o = s.offsets[t], sc = s.scales[t]
+            let x = v[t], c = Float(codes[t])
+            let lo = o - 127 * sc, hi = o + 127 * sc
+            if x > hi { if codes[t] != 127 { return t } else { continue } }
+            if x < lo { if codes[t] != -127 { return t } else { continue } }
+            let err = abs(o + sc * c - x)
+            if !(err <= sc * 0.501 + 1e-6 * (abs(x) + abs(o))) { return t }
+        }
+        for i in s.dimension..<rowBytes where codes[i] != 0 { return i }
+        return nil
+    }
+}
