@@ -8,8 +8,8 @@ import Testing
 struct TailTests {
     static let dimension = 16
 
-    /// A policy that never links a deferred batch.
-    static let neverLink = HNSWTailPolicy(minimumTail: Int.max / 2, growth: 1)
+    /// A policy under which a deferred batch into a non-empty graph links nothing.
+    static let neverLink = HNSWTailPolicy(minimumTail: 1, growth: 1e9)
 
     /// Writes `docs` in one transaction with the given linking (as an import batch does).
     @discardableResult

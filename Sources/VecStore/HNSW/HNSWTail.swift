@@ -6,7 +6,8 @@ import LMDB
 /// the tail and links it in geometric steps, so the layer-0 graph is rewritten O(log n) times over the
 /// import instead of once per batch.
 struct HNSWTailPolicy: Equatable, Sendable {
-    /// A deferred batch links the tail once it has at least this many rows …
+    /// A deferred batch links the whole tail while the graph has fewer than this many rows, and later once
+    /// the tail has at least this many rows …
     var minimumTail = 10_000
     /// … and at least this fraction of the rows the graph covers (1: the graph at least doubles with each
     /// step).
@@ -24,7 +25,9 @@ struct HNSWTailPolicy: Equatable, Sendable {
         switch linking {
         case .all: return rows
         case .step: return nodes + UInt32(min(tail, max(minimumStep, share)))
-        case .deferred: return tail >= max(minimumTail, share) ? rows : nodes
+        // A graph smaller than `minimumTail` costs little to relink, and linking it keeps small imports
+        // free of any tail (and of the `hnsw-tail` feature).
+        case .deferred: return Int(nodes) < minimumTail || tail >= max(minimumTail, share) ? rows : nodes
         }
     }
 }

@@ -41,12 +41,12 @@ enum HNSWVerifier {
             let v = view.vector(row)
             if let int8 = graph.int8 {
                 if let t = HNSWInt8Verify.check(graph.int8Codes(row), v, int8, rowBytes: graph.copyStride) {
-                    fault("row \(row): int8 copy does not decode within the quantizer's bound at byte \(t)")
+                    fault("node \(row): int8 copy does not decode within the quantizer's bound at byte \(t)")
                 }
             } else {
                 let half = graph.halfVector(row)
                 for i in 0..<record.dimension where half[i] != Float16(v[i]).bitPattern {
-                    fault("row \(row): binary16 copy differs from the stored vector at component \(i)")
+                    fault("node \(row): binary16 copy differs from the stored vector at component \(i)")
                     break
                 }
             }
