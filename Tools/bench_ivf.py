@@ -4,7 +4,8 @@
   bench_ivf.py peers  --dataset NAME --base B.fvecs --queries Q.fvecs --groundtruth G.ivecs --metric l2|cosine
                       --nlist N --pq-m M --fs-m M --refine R [--nprobes 1,2,...] [--iterations 10] --out peers.json
       faiss.Kmeans training time (same k, iterations, sample cap 256 per centroid, one thread), then
-      IndexIVFFlat, IndexIVFPQ (8-bit) and IndexIVFPQFastScan (4-bit) + IndexRefineFlat with the same nlist, M,
+      IndexIVFFlat, IndexIVFPQ (8-bit) and IndexIVFPQFastScan (4-bit, residual codes as in the store unless
+      --fs-by-residual 0) + IndexRefineFlat with the same nlist, M,
       nprobe and refine: build time, recall@10 and QPS per nprobe (one batched call, one thread).
 
   bench_ivf.py report RESULT.json... [--write BENCHMARKS.md --command "..."]
@@ -64,6 +65,10 @@ def peers(args):
             return faiss.IndexIVFPQ(q, dim, args.nlist, args.pq_m, 8, fmetric), q, None
         q = quantizer()
         inner = faiss.IndexIVFPQFastScan(q, dim, args.nlist, args.fs_m, 4, fmetric)
+        # FAISS (1.15) defaults fast scan to codes of the raw vectors (by_residual False: one table per query);
+        # the store codes residuals against the list centroid, as IndexIVFPQ does. --fs-by-residual 1 (the
+        # default here) compares the same configuration; 0 measures FAISS's default.
+        inner.by_residual = bool(args.fs_by_residual)
         return faiss.IndexRefineFlat(inner), q, inner
 
     for kind in ("flat", "pq8", "fastscan"):
@@ -90,6 +95,8 @@ def peers(args):
         code = dim * 4 if kind == "flat" else (args.pq_m if kind == "pq8" else (args.fs_m + 1) // 2)
         m[kind] = {"build_s": build, "curve": curve, "code_bytes": code,
                    "refine": args.refine if kind == "fastscan" else 0}
+        if kind == "fastscan":
+            m[kind]["by_residual"] = bool(args.fs_by_residual)
         del index, q, inner
     with open(args.out, "w") as f:
         json.dump([{"system": "faiss", "dataset": args.dataset, "n": int(n), "dim": int(dim),
@@ -163,6 +170,9 @@ def report(args):
             if sm:
                 store = (f"; store: build {fmt(sm['build_s'], 2)} s, index on disk {sm['bytes_per_vector']:.1f} B per "
                          f"vector (lists, row ids, centroids, codebooks, B-tree pages)")
+            if fm and "by_residual" in fm:
+                extra += ("; FAISS codes residuals (`by_residual = True`), as the store does" if fm["by_residual"]
+                          else "; FAISS codes raw vectors (its default `by_residual = False`), the store residuals")
             w(f"**{names[kind]}** ({code} B per vector; build = train + add on 1 thread: store {fmt(sm and sm['build_s'], 2)} s, "
               f"core {fmt(vm and vm['build_s'], 2)} s, FAISS {fmt(fm and fm['build_s'], 2)} s{store}{extra})")
             w("")
@@ -215,6 +225,8 @@ def main():
     p.add_argument("--pq-m", type=int, required=True)
     p.add_argument("--fs-m", type=int, required=True)
     p.add_argument("--refine", type=int, default=10)
+    p.add_argument("--fs-by-residual", type=int, choices=[0, 1], default=1,
+                   help="FAISS fast scan codes residuals (1, as the store does) or raw vectors (0, FAISS's default)")
     p.add_argument("--nprobes", default="1,2,4,8,16,32,64")
     p.add_argument("--iterations", type=int, default=10)
     p.add_argument("--seed", type=int, default=1234)

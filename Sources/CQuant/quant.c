@@ -96,16 +96,18 @@ __attribute__((target("avx2,fma"))) static void pq_table_avx2(const float *q, co
 #endif
 
 // ---------------------------------------------------------------- fast-scan table quantization
-// Written as plain loops over 16-entry rows so the compiler vectorizes them for each target below.
+// Written as plain loops over 16-entry rows so the compiler vectorizes them for each target below. `has_b` is
+// a constant at every call (each wrapper calls the body once with b and once without), so the `b` test folds
+// away: tested per entry at run time it kept the loops scalar (6x slower without b, 2 us for M = 32).
 static inline __attribute__((always_inline)) void quantize_table_body(const float *a, const float *b, size_t m,
                                                                       float sign, uint8_t *out, float *out_scale,
-                                                                      float *out_bias) {
+                                                                      float *out_bias, const int has_b) {
     float range = 0, total = 0;
     float mins[256];
     for (size_t j = 0; j < m && j < 256; j++) {
         float lo = 3.4e38f, hi = -3.4e38f;
         for (int c = 0; c < 16; c++) {
-            float v = sign * (a[j * 16 + c] + (b ? b[j * 16 + c] : 0.0f));
+            float v = sign * (a[j * 16 + c] + (has_b ? b[j * 16 + c] : 0.0f));
             lo = v < lo ? v : lo;
             hi = v > hi ? v : hi;
         }
@@ -116,7 +118,7 @@ static inline __attribute__((always_inline)) void quantize_table_body(const floa
     float s = (range > 0 && range < 3.4e38f) ? 255.0f / range : 1.0f;
     for (size_t j = 0; j < m && j < 256; j++) {
         for (int c = 0; c < 16; c++) {
-            float v = (sign * (a[j * 16 + c] + (b ? b[j * 16 + c] : 0.0f)) - mins[j]) * s + 0.5f;
+            float v = (sign * (a[j * 16 + c] + (has_b ? b[j * 16 + c] : 0.0f)) - mins[j]) * s + 0.5f;
             v = v > 0.0f ? v : 0.0f;  // also maps NaN to 0
             v = v < 255.0f ? v : 255.0f;
             out[j * 16 + c] = (uint8_t)(int)v;
@@ -125,19 +127,22 @@ static inline __attribute__((always_inline)) void quantize_table_body(const floa
     *out_scale = s;
     *out_bias = total;
 }
+#define QUANTIZE_TABLE_DISPATCH                                                                                   \
+    if (b) quantize_table_body(a, b, m, sign, out, sc, bi, 1);                                                    \
+    else quantize_table_body(a, NULL, m, sign, out, sc, bi, 0);
 static void quantize_table_generic(const float *a, const float *b, size_t m, float sign, uint8_t *out, float *sc,
                                    float *bi) {
-    quantize_table_body(a, b, m, sign, out, sc, bi);
+    QUANTIZE_TABLE_DISPATCH
 }
 #ifdef VQ_X86
 __attribute__((target("avx512f,avx512bw"))) static void quantize_table_avx512(const float *a, const float *b, size_t m,
                                                                            float sign, uint8_t *out, float *sc,
                                                                            float *bi) {
-    quantize_table_body(a, b, m, sign, out, sc, bi);
+    QUANTIZE_TABLE_DISPATCH
 }
 __attribute__((target("avx2,fma"))) static void quantize_table_avx2(const float *a, const float *b, size_t m, float sign,
                                                                    uint8_t *out, float *sc, float *bi) {
-    quantize_table_body(a, b, m, sign, out, sc, bi);
+    QUANTIZE_TABLE_DISPATCH
 }
 #endif
 

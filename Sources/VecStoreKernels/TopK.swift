@@ -32,36 +32,80 @@ public struct TopK: Sendable {
     @inlinable
     public mutating func insert(_ score: Float, _ id: UInt32) {
         if scores.count < k {
+            // Until k are held the threshold is −∞ and no order is needed: append, and build the heap once
+            // when the k-th candidate arrives (O(k) instead of k sift-ups).
             scores.append(score)
             ids.append(id)
-            var child = scores.count - 1
-            while child > 0 {
-                let parent = (child - 1) / 2
-                if Self.worse(scores[child], ids[child], scores[parent], ids[parent]) {
-                    scores.swapAt(child, parent)
-                    ids.swapAt(child, parent)
-                    child = parent
-                } else { break }
-            }
+            if scores.count == k { heapify() }
             return
         }
         guard k > 0, Self.worse(scores[0], ids[0], score, id) else { return }
-        scores[0] = score
-        ids[0] = id
-        var parent = 0
         let n = scores.count
+        scores.withUnsafeMutableBufferPointer { sb in
+            ids.withUnsafeMutableBufferPointer { ib in
+                guard let s = sb.baseAddress, let i = ib.baseAddress else { return }
+                Self.siftDown(s, i, count: n, score, id)
+            }
+        }
+    }
+
+    /// Orders the held candidates as a heap whose root is the worst (bottom-up construction).
+    @inlinable
+    mutating func heapify() {
+        let n = scores.count
+        guard n > 1 else { return }
+        scores.withUnsafeMutableBufferPointer { sb in
+            ids.withUnsafeMutableBufferPointer { ib in
+                guard let s = sb.baseAddress, let i = ib.baseAddress else { return }
+                var start = n / 2 - 1
+                while start >= 0 {
+                    // Sift the entry at `start` down within [start, n).
+                    let cs = s[start], ci = i[start]
+                    var parent = start
+                    while true {
+                        let left = 2 * parent + 1
+                        if left >= n { break }
+                        var worst = left
+                        let right = left + 1
+                        if right < n && Self.worse(s[right], i[right], s[left], i[left]) { worst = right }
+                        guard Self.worse(s[worst], i[worst], cs, ci) else { break }
+                        s[parent] = s[worst]
+                        i[parent] = i[worst]
+                        parent = worst
+                    }
+                    s[parent] = cs
+                    i[parent] = ci
+                    start -= 1
+                }
+            }
+        }
+    }
+
+    /// Replaces the root (the worst entry) with `(score, id)` and moves it down to its place.
+    @inlinable @inline(__always)
+    static func siftDown(_ s: UnsafeMutablePointer<Float>, _ i: UnsafeMutablePointer<UInt32>, count n: Int,
+                         _ score: Float, _ id: UInt32) {
+        var parent = 0
         while true {
             let left = 2 * parent + 1
             if left >= n { break }
             var worst = left
             let right = left + 1
-            if right < n && Self.worse(scores[right], ids[right], scores[left], ids[left]) { worst = right }
-            if Self.worse(scores[worst], ids[worst], scores[parent], ids[parent]) {
-                scores.swapAt(worst, parent)
-                ids.swapAt(worst, parent)
-                parent = worst
-            } else { break }
+            if right < n && worse(s[right], i[right], s[left], i[left]) { worst = right }
+            guard worse(s[worst], i[worst], score, id) else { break }
+            s[parent] = s[worst]
+            i[parent] = i[worst]
+            parent = worst
         }
+        s[parent] = score
+        i[parent] = id
+    }
+
+    /// Calls `body` with every held candidate `(score, id)`, in heap order (unsorted; use `sorted()` for
+    /// best first). For consumers that re-score the candidates and need no order.
+    @inlinable
+    public func forEachUnordered(_ body: (Float, UInt32) -> Void) {
+        for j in 0..<scores.count { body(scores[j], ids[j]) }
     }
 
     /// Merges another selection into this one.

@@ -109,6 +109,17 @@ public struct QuantizedTable: Sendable {
         update(table, plus: nil, innerProduct: innerProduct)
     }
 
+    /// An all-zero table of `m` sub-quantizers (scale 1, bias 0): storage that `update` fills in place, so a
+    /// query that quantizes one table per probed list allocates it once.
+    public init(subquantizers m: Int) {
+        subquantizers = m
+        paddedSubquantizers = FastScan.paddedSubquantizers(m)
+        negated = false
+        scale = 1
+        bias = 0
+        entries = [UInt8](repeating: 0, count: paddedSubquantizers * 16)
+    }
+
     /// Re-quantizes the table `table + addend` (entry-wise; `addend` nil for none) of the same shape in place,
     /// in one dispatched C pass with no allocation (the L2 list table, one per probed list, is the
     /// precomputed list terms plus the query's terms).
@@ -147,13 +158,19 @@ public struct QuantizedTable: Sendable {
 
 /// Re-ranking of approximate candidates with the float32 vectors, so reported scores are exact.
 public enum ExactRerank {
+    /// Candidates ahead of the one being scored whose vectors are prefetched (their cache misses overlap).
+    public static let prefetchDistance = 4
+
     /// The `k` best of `candidates` by exact score against `query`: `(row, score)` best first, where score is
     /// the squared distance for L2 (ascending) and the inner product for dot and cosine (descending); ties go
     /// to the lower row. `vector(row)` gives a row's `dimension` floats, or nil for a row to skip (deleted).
     public static func rerank(_ candidates: [UInt32], query: UnsafePointer<Float>, dimension: Int, metric: Metric,
                               k: Int, vector: (UInt32) -> UnsafePointer<Float>?) -> [(id: UInt32, score: Float)] {
         var top = TopK(k: k)
-        for row in candidates {
+        let lines = Int32(min(64, (dimension * 4 + 63) / 64)), ahead = prefetchDistance
+        for j in 0..<min(ahead, candidates.count) { if let v = vector(candidates[j]) { vs_prefetch(v, lines) } }
+        for (j, row) in candidates.enumerated() {
+            if j + ahead < candidates.count, let next = vector(candidates[j + ahead]) { vs_prefetch(next, lines) }
             guard let v = vector(row) else { continue }
             let s = metric == .l2 ? -vs_l2(query, v, dimension) : vs_dot(query, v, dimension)
             if s >= top.threshold { top.insert(s, row) }

@@ -246,7 +246,9 @@ public final class IVFIndex: @unchecked Sendable {
             try scanCodes(query, probes: probes, pq: pq, mask: mask, into: &top)
         }
         if refining, let vectors {
-            let candidates = top.sorted().map(\.id)
+            var candidates: [UInt32] = []
+            candidates.reserveCapacity(top.count)
+            top.forEachUnordered { _, row in candidates.append(row) }  // order-free: ties break by row
             return ExactRerank.rerank(candidates, query: query, dimension: d, metric: metric, k: k) { row in
                 vectors + Int(row) * d
             }

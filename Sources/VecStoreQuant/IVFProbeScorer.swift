@@ -31,7 +31,8 @@ public struct IVFProbeScorer {
         fast = header.kind == .pq4FastScan
         tableSize = pq.subquantizers * pq.centroidsPerSubquantizer
         queryTable = [Float](repeating: 0, count: tableSize)
-        listTable = [Float](repeating: 0, count: l2 ? tableSize : 0)
+        // The per-list float table: L2 only, and not for fast scan with precomputed terms (quantized in one pass).
+        listTable = [Float](repeating: 0, count: l2 && !(fast && !precomputed.isEmpty) ? tableSize : 0)
         residual = [Float](repeating: 0, count: l2 && precomputed.isEmpty ? header.dimension : 0)
         let l2 = self.l2, size = tableSize, m = pq.subquantizers
         queryTable.withUnsafeMutableBufferPointer { t in
@@ -39,11 +40,13 @@ public struct IVFProbeScorer {
             pq.lookupTable(query, metric: .dot, into: tb)
             if l2 { for i in 0..<size { tb[i] *= -2 } }
         }
-        // Inner product: one quantized table serves every list. L2: each list quantizes its own table
-        // (`prepare`), so none is made here.
-        quantized = fast && !l2 ? queryTable.withUnsafeBufferPointer { t in
-            t.baseAddress.map { QuantizedTable($0, subquantizers: m, innerProduct: true) }
-        } : nil
+        // Inner product: one quantized table serves every list. L2: each list re-quantizes its own table in
+        // place (`prepare`); the storage is made here, once per query.
+        if fast {
+            quantized = l2 ? QuantizedTable(subquantizers: m) : queryTable.withUnsafeBufferPointer { t in
+                t.baseAddress.map { QuantizedTable($0, subquantizers: m, innerProduct: true) }
+            }
+        }
     }
 
     /// Sets up the table and constant term of list `l` (centroid `centroid`).
@@ -59,19 +62,13 @@ public struct IVFProbeScorer {
             let row = precomputed + l * size
             queryTable.withUnsafeBufferPointer { qb in
                 guard let q = qb.baseAddress else { return }
-                if fast, quantized != nil {
+                if fast {
                     quantized?.update(row, plus: q, innerProduct: false)
                 } else {
                     listTable.withUnsafeMutableBufferPointer { lb in
                         guard let o = lb.baseAddress else { return }
                         for i in 0..<size { o[i] = row[i] + q[i] }
                     }
-                }
-            }
-            if fast, quantized == nil {
-                // The first probed list makes the quantized table; later ones re-quantize it in place.
-                quantized = listTable.withUnsafeBufferPointer { t in
-                    t.baseAddress.map { QuantizedTable($0, subquantizers: quantizer.subquantizers, innerProduct: false) }
                 }
             }
             return
@@ -86,14 +83,8 @@ public struct IVFProbeScorer {
             }
         }
         guard fast else { return }
-        if quantized == nil {
-            quantized = listTable.withUnsafeBufferPointer { t in
-                t.baseAddress.map { QuantizedTable($0, subquantizers: pq.subquantizers, innerProduct: false) }
-            }
-        } else {
-            listTable.withUnsafeBufferPointer { t in
-                if let tb = t.baseAddress { quantized?.update(tb, plus: nil, innerProduct: false) }
-            }
+        listTable.withUnsafeBufferPointer { t in
+            if let tb = t.baseAddress { quantized?.update(tb, plus: nil, innerProduct: false) }
         }
     }
 

@@ -22,22 +22,17 @@ struct IVFTrainingOptions: ParsableArguments {
     @Option(help: "Seed of the IVF training sample and k-means.")
     var seed: UInt64 = 1234
 
-    /// The parameters of IVF (`pq` false) or IVF-PQ.
-    func parameters(pq: Bool) throws -> IVFParameters {
-        var coding = IVFCoding.flat
-        if pq {
-            guard pqBits == 8 || pqBits == 4 else { throw ValidationError("--pq-bits must be 8 or 4") }
-            coding = .pq(m: pqM ?? 0, bits: pqBits)  // 0: the library's default for the dimension
-        }
+    /// The parameters of IVF (`pq` false) or IVF-PQ (`validate` has checked the ranges).
+    func parameters(pq: Bool) -> IVFParameters {
+        let coding = pq ? IVFCoding.pq(m: pqM ?? 0, bits: pqBits) : .flat  // m 0: the library's default
         return IVFParameters(nlist: nlist, coding: coding, nprobe: nprobe, refine: refine, seed: seed)
     }
 
+    /// Rejects out-of-range options before a store is opened, through the library's own checks
+    /// (`IVFParameters.validateRanges`, the one source of the ranges). `--pq-m 0` is not an option value.
     func validate() throws {
-        if let nlist, !(1...65536).contains(nlist) { throw ValidationError("--nlist must be in 1...65536") }
-        if let pqM, !(1...256).contains(pqM) { throw ValidationError("--pq-m must be in 1...256") }
-        if pqBits != 8 && pqBits != 4 { throw ValidationError("--pq-bits must be 8 or 4") }
-        if let nprobe, !(1...65535).contains(nprobe) { throw ValidationError("--nprobe must be in 1...65535") }
-        if let refine, !(0...65535).contains(refine) { throw ValidationError("--refine must be in 0...65535") }
+        if pqM == 0 { throw ValidationError("--pq-m 0 is outside 1…256") }
+        do { try parameters(pq: true).validateRanges() } catch { throw ValidationError(error.description) }
     }
 }
 

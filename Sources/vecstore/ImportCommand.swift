@@ -148,7 +148,7 @@ struct ImportCommand: ParsableCommand {
                 options.index = .hnsw(HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch,
                                                      traversal: traversal))
             case .ivf, .ivfPQ:
-                options.index = .ivf(try ivf.parameters(pq: index == .ivfPQ))
+                options.index = .ivf(ivf.parameters(pq: index == .ivfPQ))
             }
             options.idsFile = ids
             options.pca = pca.map { PCAReduction(dimensions: $0, sampleSize: pcaSample) }

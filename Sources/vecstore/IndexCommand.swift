@@ -87,7 +87,7 @@ struct IndexBuildCommand: ParsableCommand {
                              Date().timeIntervalSince(started)))
                 return
             }
-            let parameters = try ivf.parameters(pq: index == .ivfPQ)
+            let parameters = ivf.parameters(pq: index == .ivfPQ)
             let bar = IVFProgressBar(enabled: isatty(STDERR_FILENO) == 1)
             let report = try collection.buildIVF(parameters, threads: threads, progress: { bar.update($0) })
             bar.finish()

@@ -149,4 +149,82 @@ struct IVFSearchTests {
             #expect(got.allSatisfy { $0.id % 3 == 0 })
         }
     }
+    /// Fast scan without re-ranking returns exactly what a plain reference scoring of the same stored codes
+    /// gives (table sums looked up code by code, the same quantized tables, every probed row ranked by a
+    /// full sort, ties to the lower row): the SIMD kernel, the threshold pruning and the heap cannot change
+    /// results silently.
+    @Test func fastScanEqualsReferenceScoring() throws {
+        let f = try #require(siftFixture)
+        let index = f.fastScan
+        let pq = try #require(index.quantizer)
+        for q in 0..<20 {
+            for nprobe in [1, 3, 16] {
+                for k in [1, 10, 100] {
+                    let got = try f.queries.withUnsafeBufferPointer { qb in
+                        try index.search(qb.baseAddress! + q * 128, k: k, options: IVFSearchOptions(nprobe: nprobe))
+                    }
+                    var all: [(id: UInt32, score: Float)] = []
+                    try f.queries.withUnsafeBufferPointer { qb in
+                        let query = qb.baseAddress! + q * 128
+                        let probes = index.centroids.withUnsafeBufferPointer {
+                            KMeans.nearest(query, centroids: $0.baseAddress!, k: index.header.nlist, dimension: 128,
+                                           metric: .l2, count: nprobe)
+                        }
+                        var scorer = IVFProbeScorer(query: query, header: index.header, quantizer: pq,
+                                                    precomputed: index.precomputed)
+                        for list in probes.map(Int.init) {
+                            index.centroids.withUnsafeBufferPointer { cb in
+                                index.precomputed.withUnsafeBufferPointer { pb in
+                                    scorer.prepare(list: list, query: query, centroid: cb.baseAddress! + list * 128,
+                                                   precomputed: pb.baseAddress)
+                                }
+                            }
+                            let table = try #require(scorer.quantized)
+                            let shift = table.negated ? scorer.bias : -scorer.bias
+                            for b in 0..<index.blockCount(list: list) {
+                                let value = index.blockValue(list: list, block: b)
+                                try value.withUnsafeBytes { raw in
+                                    let view = try IVFListBlock.view(raw, kind: .pq4FastScan, list: list)
+                                    let codes = (view.base + view.payloadOffset).assumingMemoryBound(to: UInt8.self)
+                                    for r in 0..<view.count {
+                                        let block = codes + (r / 32) * FastScan.blockBytes(view.width)
+                                        var sum = 0
+                                        for j in 0..<view.width {
+                                            sum += Int(table.entries[j * 16 + FastScan.code(block: block, row: r % 32, subquantizer: j)])
+                                        }
+                                        all.append((view.rowID(r), shift - table.distance(UInt16(sum))))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    all.sort { $0.score > $1.score || ($0.score == $1.score && $0.id < $1.id) }
+                    let want = all.prefix(k)
+                    #expect(got.map(\.id) == want.map(\.id), "query \(q) nprobe \(nprobe) k \(k)")
+                    #expect(got.map(\.score) == want.map { -$0.score }, "query \(q) nprobe \(nprobe) k \(k)")
+                }
+            }
+        }
+    }
+
+    /// The heap selection keeps exactly the k best of any sequence (ties to the lower id), as a full sort does.
+    @Test func topKMatchesSort() {
+        var rng = SplitMix64(seed: 99)
+        for trial in 0..<200 {
+            let n = rng.below(300), k = 1 + rng.below(40)
+            // Few distinct scores, so ties are common.
+            var items: [(id: UInt32, score: Float)] = []
+            for _ in 0..<n { items.append((id: UInt32(rng.below(1000)), score: Float(rng.below(20)))) }
+            var top = TopK(k: k)
+            for it in items where it.score >= top.threshold { top.insert(it.score, it.id) }
+            let sortedItems = items.sorted { (a, b) -> Bool in a.score > b.score || (a.score == b.score && a.id < b.id) }
+            let want: [UInt32] = sortedItems.prefix(k).map { $0.id }
+            let got: [UInt32] = top.sorted().map { $0.id }
+            #expect(got == want, "trial \(trial)")
+            var unordered: [UInt32] = []
+            top.forEachUnordered { _, id in unordered.append(id) }
+            #expect(unordered.sorted() == want.sorted())
+        }
+    }
 }
+

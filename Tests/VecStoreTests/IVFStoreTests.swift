@@ -208,6 +208,40 @@ struct IVFStoreTests {
         #expect(try store.verify().isOK)
     }
 
+    @Test("index show prints only what applies: no refine or PQ error for IVF-Flat, both for IVF-PQ")
+    func statsLinesPerCoding() throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("s.vecstore"))
+        let vectors = clustered(300, dimension: 8, seed: 4)
+        for (name, coding) in [("f", IVFCoding.flat), ("p", .pq(m: 4, bits: 4))] {
+            let c = try store.collection(name, dimension: 8, metric: .l2)
+            try c.add(vectors.enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
+            _ = try c.buildIVF(IVFParameters(nlist: 4, coding: coding), threads: 1)
+            let keys = Set(try c.indexStats().lines.map(\.key))
+            #expect(keys.isSuperset(of: ["coding", "nlist", "nprobe", "list sizes", "code size", "coarse error"]))
+            #expect(keys.contains("PQ error") == (coding != .flat), "\(name): \(keys)")
+            #expect(keys.contains("refine") == (coding != .flat), "\(name): \(keys)")
+        }
+    }
+
+    @Test("the CLI rejects out-of-range IVF options with the library's messages (one source of the ranges)")
+    func cliOptionRanges() throws {
+        let dir = try TempDir()
+        let store = dir.path("r.vecstore")
+        for (args, message) in [(["--nlist", "0"], "--nlist 0 is outside 1…65536"),
+                                (["--pq-bits", "5"], "--pq-bits must be 8 or 4"),
+                                (["--pq-m", "300"], "--pq-m 300 is outside 1…256"),
+                                (["--pq-m", "0"], "--pq-m 0 is outside 1…256"),
+                                (["--refine=-1"], "--refine -1 is outside 0…65535"),
+                                (["--nprobe", "70000"], "--nprobe 70000 is outside 1…65535")] {
+            let r = try runCLI(["index", "build", store, "-c", "c", "--index", "ivf-pq"] + args)
+            #expect(r.status != 0 && r.stderr.contains(message), "\(args): \(r.stderr)")
+        }
+        #expect(throws: VecStoreError.self) { try IVFParameters(nprobe: 0).validateRanges() }
+        #expect(throws: VecStoreError.self) { try IVFParameters(coding: .pq(m: 8, bits: 6)).validateRanges() }
+        try IVFParameters(nlist: 16, coding: .pq(m: 0, bits: 4), nprobe: 2, refine: 0).validateRanges()
+    }
+
     @Test("import --index ivf-pq trains at the end; index show prints list sizes, errors and code size")
     func cliImportAndShow() throws {
         let dir = try TempDir()
@@ -285,6 +319,56 @@ struct IVFStoreTests {
         #expect(report.faults.contains { $0.contains("IVF list 0") }, "\(report.faults.prefix(3))")
         try store.write { txn in try txn.put(lists, blockKey, original.1) }
         #expect(try store.verify().isOK)
+    }
+
+    @Test("verify and search reject a list block holding more rows than the header's capacity, or a short non-last block")
+    func blockCapacityChecked() throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("cap.vecstore"))
+        let vectors = clustered(300, dimension: 8, seed: 6)
+        let c = try store.collection("c", dimension: 8, metric: .l2, index: .flat)
+        try c.add(vectors.enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
+        try c.buildIVF(IVFParameters(nlist: 1))  // flat lists: block 0 holds 256 rows (the capacity), block 1 the rest
+        let lists = try #require(store.dbs.handle(IVFFormat.DB.lists))
+        let key = IVFFormat.blockKey(c.collectionID, list: 0, block: 0)
+        let original = try store.read { txn in Array(try #require(try txn.get(lists, key))) }
+        func block(rows: Int) throws -> [UInt8] {
+            try IVFListBlock.encode(kind: .flat, list: 0, width: 8, rows: (0..<rows).map(UInt32.init),
+                                    payloadBytes: FloatMatrixRecord.encode(Array(vectors.prefix(rows).joined())))
+        }
+        for (rows, words) in [(257, "capacity 256"), (10, "is not the last")] {
+            let damaged = try block(rows: rows)
+            try store.write { txn in try txn.put(lists, key, damaged) }
+            do {
+                _ = try c.search(vectors[0], k: 5)
+                Issue.record("a \(rows)-row block 0 was accepted")
+            } catch { #expect("\(error)".contains(words), "\(error)") }
+            let report = try store.verify()
+            #expect(report.faults.contains { $0.contains(words) }, "\(report.faults.prefix(3))")
+        }
+        try store.write { txn in try txn.put(lists, key, original) }
+        #expect(try store.verify().isOK)
+    }
+
+    @Test("searchBatch (probes found for the whole batch by matrix products) returns what one-by-one searches return",
+          arguments: [IVFCoding.flat, .pq(m: 4, bits: 4), .pq(m: 4, bits: 8)])
+    func batchProbesMatchSingleQueries(coding: IVFCoding) throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("b.vecstore"))
+        let vectors = clustered(1200, dimension: 8, seed: 21)
+        for metric in [Metric.l2, .cosine] {
+            let c = try store.collection("c\(metric)", dimension: 8, metric: metric)
+            try c.add(vectors.enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
+            try c.buildIVF(IVFParameters(nlist: 16, coding: coding, refine: 4))
+            let queries = clustered(40, dimension: 8, seed: 22)
+            for threads in [1, 2] {
+                let options = SearchOptions(threads: threads, nprobe: 3)
+                let batch = try c.searchBatch(queries, k: 5, options: options)
+                for (i, q) in queries.enumerated() {
+                    #expect(batch[i].map(\.id) == (try c.search(q, k: 5, options: options)).map(\.id), "\(metric) query \(i)")
+                }
+            }
+        }
     }
 
     @Test("a damaged list key numbering its full last block 2³²−1 makes an append throw, not trap")

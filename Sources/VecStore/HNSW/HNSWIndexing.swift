@@ -136,37 +136,15 @@ enum HNSWSearch {
         count: Int, k: Int, ef: Int, allowed: CandidateMask?, threads: Int
     ) -> [TopK] {
         let dim = vectors.dimension
-        let workers = max(1, min(threads, count))
-        if workers == 1 {
+        return QueryWorkers.map(count: count, threads: threads, placeholder: TopK(k: 0)) { indices, put in
             let scratch = HNSWScratchPool.take(rows: g.rows)
             let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(1, dim))
             defer { HNSWScratchPool.give(scratch); buffer.deallocate() }
-            return (0..<count).map { i in
+            for i in indices {
                 let q = queries + i * dim
-                return knn(g, vectors, D.self, factory.scorer(query: q, buffer: buffer), query: q, k: k, ef: ef,
-                           allowed: allowed, scratch: scratch)
+                put(i, knn(g, vectors, D.self, factory.scorer(query: q, buffer: buffer), query: q, k: k, ef: ef,
+                           allowed: allowed, scratch: scratch))
             }
         }
-        let out = UnsafeMutableBufferPointer<TopK>.allocate(capacity: count)
-        out.initialize(repeating: TopK(k: 0))
-        defer { out.deinitialize(); out.deallocate() }
-        let box = SendableBox((vectors, g, queries, out, allowed))
-        let factoryBox = SendableBox(factory)
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            let (vectors, g, queries, out, allowed) = box.value
-            let factory = factoryBox.value
-            let scratch = HNSWScratchPool.take(rows: g.rows)
-            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(1, dim))
-            defer { HNSWScratchPool.give(scratch); buffer.deallocate() }
-            // Interleaved assignment keeps workers balanced without a shared counter.
-            var i = w
-            while i < count {
-                let q = queries + i * dim
-                out[i] = knn(g, vectors, D.self, factory.scorer(query: q, buffer: buffer), query: q, k: k, ef: ef,
-                             allowed: allowed, scratch: scratch)
-                i += workers
-            }
-        }
-        return Array(out)
     }
 }

@@ -101,15 +101,27 @@ public struct IVFParameters: Sendable, Equatable {
         }
     }
 
-    /// Checks the explicit fields against a collection of `dimension`.
-    func validate(dimension: Int) throws(VecStoreError) {
-        let coding = resolved(dimension: dimension).coding
+    /// Checks the ranges of the explicit fields that do not depend on the collection (the one place they are
+    /// checked; the CLI calls it to reject bad options before opening a store): `nlist` 1…65536, `nprobe`
+    /// 1…65535, `refine` 0…65535, iterations 1…1000, PQ bits 8 or 4, PQ `m` 0 (the default) or 1…256.
+    ///
+    /// - Throws: `VecStoreError.invalidArgument` naming the option.
+    public func validateRanges() throws(VecStoreError) {
         if let nlist, !(1...65536).contains(nlist) { throw .invalidArgument("--nlist \(nlist) is outside 1…65536") }
         if let nprobe, !(1...65535).contains(nprobe) { throw .invalidArgument("--nprobe \(nprobe) is outside 1…65535") }
         if let refine, !(0...65535).contains(refine) { throw .invalidArgument("--refine \(refine) is outside 0…65535") }
         guard (1...1000).contains(iterations) else { throw .invalidArgument("IVF k-means iterations \(iterations) outside 1…1000") }
         if case .pq(let m, let bits) = coding {
             guard bits == 8 || bits == 4 else { throw .invalidArgument("--pq-bits must be 8 or 4 (got \(bits))") }
+            guard (0...256).contains(m) else { throw .invalidArgument("--pq-m \(m) is outside 1…256") }
+        }
+    }
+
+    /// Checks the explicit fields against a collection of `dimension` (`validateRanges`, then that `m`
+    /// divides the dimension).
+    func validate(dimension: Int) throws(VecStoreError) {
+        try validateRanges()
+        if case .pq(let m, _) = resolved(dimension: dimension).coding {
             guard (1...256).contains(m), dimension % m == 0 else {
                 throw .invalidArgument("--pq-m \(m) must be 1…256 and divide the dimension \(dimension)")
             }

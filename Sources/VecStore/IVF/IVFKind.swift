@@ -138,16 +138,20 @@ enum IVFIndexKind: VectorIndexKind {
             let info = try IVFIndexInfo(txn, dbs, record, model: model, name: name)  // resolved values
             let (lo, median, hi) = info.listSizeSummary
             let p = info.parameters
-            return IndexStats(kind: Self.name, lines: [
-                .init("coding", p.coding.description), .init("nlist", "\(p.nlist ?? 0)"),
-                .init("nprobe", "\(p.nprobe ?? 0)"), .init("refine", "\(p.refine ?? 0)"),
+            // Re-ranking and the PQ training error apply to PQ codings only (flat lists score exactly).
+            let pq = p.coding != .flat
+            var lines: [IndexStats.Line] = [.init("coding", p.coding.description), .init("nlist", "\(p.nlist ?? 0)"),
+                                            .init("nprobe", "\(p.nprobe ?? 0)")]
+            if pq { lines.append(.init("refine", "\(p.refine ?? 0)")) }
+            lines += [
                 .init("rows in lists", "\(info.listSizes.reduce(0, +))"),
                 .init("list sizes", "min \(lo) / median \(median) / max \(hi)"),
                 .init("code size", "\(info.codeSize) bytes per vector"),
                 .init("training rows", "\(info.trainingRows)"),
                 .init("coarse error", String(format: "%.6g", info.coarseError)),
-                .init("PQ error", String(format: "%.6g", info.codeError)),
-            ])
+            ]
+            if pq { lines.append(.init("PQ error", String(format: "%.6g", info.codeError))) }
+            return IndexStats(kind: Self.name, lines: lines)
         }
     }
 

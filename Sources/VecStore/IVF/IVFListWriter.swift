@@ -33,11 +33,23 @@ struct IVFListWriter {
     mutating func append(rows: [UInt32], vectors: UnsafePointer<Float>, threads: Int = 1) throws {
         guard !rows.isEmpty else { return }
         let labels = model.assign(vectors, count: rows.count, threads: threads)
-        var members = [Int: [Int]]()
-        for (i, l) in labels.enumerated() { members[Int(l), default: []].append(i) }
+        // Group the batch by list with a counting sort over nlist (stable: rows stay ascending in a list).
+        let nlist = model.header.nlist
+        var start = [Int](repeating: 0, count: nlist + 1)
+        for l in labels {
+            guard Int(l) < nlist else { throw VecStoreError.corrupt("collection \(name): IVF assignment to list \(l) ≥ nlist \(nlist)") }
+            start[Int(l) + 1] += 1
+        }
+        for l in 0..<nlist { start[l + 1] += start[l] }
+        var order = [Int](repeating: 0, count: labels.count)
+        var next = start
+        for (i, l) in labels.enumerated() {
+            order[next[Int(l)]] = i
+            next[Int(l)] += 1
+        }
         let d = model.header.dimension
-        for list in members.keys.sorted() {
-            guard let idx = members[list] else { continue }
+        for list in 0..<nlist where start[list + 1] > start[list] {
+            let idx = order[start[list]..<start[list + 1]]
             var gathered = [Float](repeating: 0, count: idx.count * d)
             gathered.withUnsafeMutableBufferPointer { g in
                 guard let gb = g.baseAddress else { return }

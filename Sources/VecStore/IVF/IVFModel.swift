@@ -95,6 +95,45 @@ final class IVFModel: @unchecked Sendable {
         }
     }
 
+    /// Batches from this many queries find their probes with `batchProbes` (one matrix product per tile of
+    /// queries, as FAISS's batched search does); smaller ones query the centroids one by one.
+    static let batchProbeThreshold = 16
+
+    /// The `nprobe` (≤ nlist) nearest lists of each of `count` queries, `count × nprobe` row-major, nearest
+    /// first (ties to the lower list): the centroid products of a tile of queries come from one
+    /// `MatrixProduct.dotTile` (sgemm), ranked by |c|² − 2 q·c (L2, the distance less |q|²) or q·c.
+    /// The same rule as `probes` up to float rounding of near-ties.
+    func batchProbes(_ queries: UnsafePointer<Float>, count: Int, nprobe: Int) -> [UInt32] {
+        let nlist = header.nlist, d = header.dimension, l2 = header.metric == .l2
+        let p = min(max(1, nprobe), nlist)
+        var out = [UInt32](repeating: 0, count: count * p)
+        let tile = max(1, min(256, (1 << 18) / nlist))
+        centroids.withUnsafeBufferPointer { cb in
+            guard let c = cb.baseAddress else { return }
+            let norms = (0..<nlist).map { l2 ? dotProduct(c + $0 * d, c + $0 * d, d) : 0 }
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: tile * nlist) { buf in
+                guard let scores = buf.baseAddress else { return }
+                var start = 0
+                while start < count {
+                    let rows = min(tile, count - start)
+                    MatrixProduct.dotTile(queries + start * d, aRows: rows, c, bRows: nlist, dimension: d,
+                                          into: scores, ldo: nlist)
+                    for i in 0..<rows {
+                        let line = scores + i * nlist
+                        var top = TopK(k: p)
+                        for j in 0..<nlist {
+                            let s = l2 ? 2 * line[j] - norms[j] : line[j]
+                            if s >= top.threshold { top.insert(s, UInt32(j)) }
+                        }
+                        for (r, hit) in top.sorted().enumerated() { out[(start + i) * p + r] = hit.id }
+                    }
+                    start += rows
+                }
+            }
+        }
+        return out
+    }
+
     /// The nearest list of each of `count` rows (Spec/IVF.md §5 step 3's rule).
     func assign(_ rows: UnsafePointer<Float>, count: Int, threads: Int = 1) -> [UInt32] {
         var labels = [UInt32](), distances = [Float]()

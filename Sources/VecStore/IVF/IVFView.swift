@@ -1,4 +1,4 @@
-import Dispatch
+import CDistance
 import LMDB
 import VecStoreKernels
 import VecStoreQuant
@@ -78,31 +78,23 @@ final class IVFView: @unchecked Sendable {
     /// scores), so their scores are exact; flat lists score exactly.
     func search(queries: UnsafePointer<Float>, count: Int, k: Int, mask: CandidateMask, nprobe: Int, refine: Int,
                 vectors: CollectionView, threads: Int) -> [TopK] {
-        let d = model.header.dimension
-        let workers = max(1, min(threads, count))
-        if workers == 1 {
-            return (0..<count).map { one(queries + $0 * d, k: k, mask: mask, nprobe: nprobe, refine: refine, vectors: vectors) }
-        }
-        let out = UnsafeMutableBufferPointer<TopK>.allocate(capacity: count)
-        out.initialize(repeating: TopK(k: 0))
-        defer { out.deinitialize(); out.deallocate() }
-        let box = SendableBox((self, queries, out, mask, vectors))
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            let (view, queries, out, mask, vectors) = box.value
-            var i = w
-            while i < count {
-                out[i] = view.one(queries + i * d, k: k, mask: mask, nprobe: nprobe, refine: refine, vectors: vectors)
-                i += workers
+        let d = model.header.dimension, p = min(max(1, nprobe), model.header.nlist)
+        // Batches find every query's probes up front with matrix products (one per tile of queries), unless
+        // the probe table would pass 16 MiB (then each query finds its own).
+        let batch = count >= IVFModel.batchProbeThreshold && count * p <= 1 << 22
+        let batched = batch ? model.batchProbes(queries, count: count, nprobe: p) : []
+        return QueryWorkers.map(count: count, threads: threads, placeholder: TopK(k: 0)) { indices, put in
+            for i in indices {
+                let probes = batched.isEmpty ? model.probes(queries + i * d, count: p)[...] : batched[(i * p)..<(i * p + p)]
+                put(i, one(queries + i * d, k: k, mask: mask, probes: probes, refine: refine, vectors: vectors))
             }
         }
-        return Array(out)
     }
 
     /// One query (see `search`).
-    func one(_ query: UnsafePointer<Float>, k: Int, mask: CandidateMask, nprobe: Int, refine: Int,
+    func one(_ query: UnsafePointer<Float>, k: Int, mask: CandidateMask, probes: ArraySlice<UInt32>, refine: Int,
              vectors: CollectionView) -> TopK {
         let header = model.header, d = header.dimension, metric = header.metric
-        let probes = model.probes(query, count: max(1, nprobe))
         guard let pq = model.quantizer else {
             var top = TopK(k: k)
             for list in probes {
@@ -125,9 +117,19 @@ final class IVFView: @unchecked Sendable {
         }
         guard refining else { return top }
         // Every candidate passed the mask, so it is a row of the collection: its vector is in `vectors`.
+        // Candidates in heap order: the exact selection breaks ties by row, so the order they come in is
+        // irrelevant and no sort is needed.
         var exact = TopK(k: k)
-        for (row, _) in top.sorted() {
-            let v = vectors.vector(row)
+        var rows: [UInt32] = []
+        rows.reserveCapacity(top.count)
+        top.forEachUnordered { _, row in rows.append(row) }
+        // The candidates' vectors are scattered over the map: prefetch a few rows ahead so their cache
+        // misses overlap instead of stalling one row at a time.
+        let lines = Int32(min(64, (d * 4 + 63) / 64)), ahead = ExactRerank.prefetchDistance
+        for j in 0..<min(ahead, rows.count) { vs_prefetch(vectors.vector(rows[j]), lines) }
+        for j in 0..<rows.count {
+            if j + ahead < rows.count { vs_prefetch(vectors.vector(rows[j + ahead]), lines) }
+            let row = rows[j], v = vectors.vector(row)
             let s = metric == .l2 ? -squaredL2(query, v, d) : dotProduct(query, v, d)
             if s >= exact.threshold { exact.insert(s, row) }
         }

@@ -1,0 +1,32 @@
+import Dispatch
+
+/// Spreads independent per-query work over threads: the one place the batch searches of the index kinds
+/// (HNSW, IVF) split their queries. Queries are assigned interleaved (worker `w` takes `w`, `w + workers`, …),
+/// which keeps workers balanced without a shared counter.
+public enum QueryWorkers {
+    /// The results of `count` queries, in query order, computed by up to `threads` workers (one on the
+    /// calling thread when `threads` ≤ 1 or `count` ≤ 1). `worker` runs once per worker with the query
+    /// numbers it owns and a `put(i, result)` to record query `i`'s result; it can set up per-worker state
+    /// (scratch buffers) around its loop. `placeholder` fills the slots before they are written.
+    public static func map<Result>(count: Int, threads: Int, placeholder: Result,
+                                   _ worker: (_ queries: StrideTo<Int>, _ put: (Int, Result) -> Void) -> Void) -> [Result] {
+        guard count > 0 else { return [] }
+        let workers = max(1, min(threads, count))
+        let out = UnsafeMutableBufferPointer<Result>.allocate(capacity: count)
+        out.initialize(repeating: placeholder)
+        defer { out.deinitialize(); out.deallocate() }
+        let put: (Int, Result) -> Void = { i, r in out[i] = r }
+        if workers == 1 {
+            worker(stride(from: 0, to: count, by: 1), put)
+        } else {
+            withoutActuallyEscaping(worker) { body in
+                let shared = UnsafeSendable((body, put))
+                DispatchQueue.concurrentPerform(iterations: workers) { w in
+                    let (body, put) = shared.value
+                    body(stride(from: w, to: count, by: workers), put)
+                }
+            }
+        }
+        return Array(out)
+    }
+}
