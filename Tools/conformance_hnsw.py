@@ -180,7 +180,8 @@ def check_graph(reader, txn, c, header_value):
                 fault(f"{name}: HNSW entry point level {level_has[e]}, top live level {top}, header max level {h['max_level']}")
     # §6.6: traversal copies, binary16 (§3.3) or int8 (§3.4), of every row (tail rows included, §4.1).
     int8 = h["traversal"] == "int8"
-    half_bytes = (c.dim + 3) // 4 * 4 if int8 else (c.dim + 1) // 2 * 4
+    norm_offset = (c.dim + 3) // 4 * 4
+    half_bytes = norm_offset + 4 if int8 else (c.dim + 1) // 2 * 4
     if int8:
         record = txn.get(b"hnsw-int8:" + prefix, db=reader.dbs["meta"])
         if record is None:
@@ -205,8 +206,16 @@ def check_graph(reader, txn, c, header_value):
             if len(bad):
                 fault(f"{name}: graph-vectors block {block}: int8 codes of row {block * capacity + int(bad[0])} "
                       f"(and {len(bad) - 1} more) do not decode within half a step of the vector")
-            if np.any(rowsb[:, c.dim:]):
+            if np.any(rowsb[:, c.dim:norm_offset]):
                 fault(f"{name}: graph-vectors block {block}: int8 padding bytes are not zero")
+            stored = rowsb[:, norm_offset:].copy().view("<f4").reshape(count)
+            step = scales.astype(np.float64) * rowsb[:, :c.dim].astype(np.float64)
+            decoded = offsets.astype(np.float64) + step
+            norms = (decoded ** 2).sum(axis=1)
+            # float32 rounding of offset + scale·c (which may cancel) and of the sum (HNSW.md §3.4).
+            slack = 2.0 ** -21 * (np.abs(decoded) * (np.abs(offsets) + np.abs(step))).sum(axis=1)
+            if not np.all(np.abs(stored - norms) <= 1e-5 * norms + slack + 1e-30):
+                fault(f"{name}: graph-vectors block {block}: a stored |x̂|² differs from the decoded row's")
         else:
             halves = np.frombuffer(value, dtype="<f2").reshape(count, half_bytes // 2)[:, :c.dim]
             stored = c.vectors[block * capacity: block * capacity + count].astype(np.float16)

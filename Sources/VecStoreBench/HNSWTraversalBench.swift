@@ -21,12 +21,13 @@ struct HNSWTraversalBench: ParsableCommand {
     @Option(help: "HNSW M.") var m = 16
     @Option(help: "HNSW efConstruction.") var efConstruction = 200
     @Option(help: "Timed repetitions (best kept).") var runs = 3
+    @Option(help: "Dataset name in the results (default: the base file's directory).") var dataset: String?
 
     func run() throws {
         guard let metricValue = Metric(name: metric) else { throw BenchError(description: "unknown metric \(metric)") }
         let queryRows = try readVectors(queries, limit: maxQueries)
         let truth = try readIvecs(groundtruth)
-        let dataset = datasetName(base)
+        let dataset = self.dataset ?? datasetName(base)
         let efList = efs.split(separator: ",").compactMap { Int($0) }
         var variants: [[String: Any]] = []
         var n = 0, dim = 0

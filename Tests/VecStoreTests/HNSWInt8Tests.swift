@@ -49,7 +49,7 @@ struct HNSWInt8Tests {
         try c.add((0..<n).map { i in Document(id: "r\(i)", vector: Array(rows[(i * dim)..<((i + 1) * dim)])) })
         try Self.withGraph(store, "c") { record, config, graph, view in
             #expect(config.traversal == .int8)
-            #expect(graph.copyStride == 40)  // 37 codes, padded to 40 bytes
+            #expect(graph.copyStride == 44)  // 37 codes, padded to 40 bytes, then |x̂|²
             guard let s = graph.int8 else { Issue.record("no int8 scoring"); return }
             var decoded = [Float](repeating: 0, count: dim)
             for row in 0..<UInt32(n) {
@@ -61,15 +61,22 @@ struct HNSWInt8Tests {
                 }
                 #expect(HNSWInt8Verify.check(codes, v, s, rowBytes: graph.copyStride) == nil)
                 for pad in dim..<40 { #expect(codes[pad] == 0) }
+                let norm = UnsafeRawPointer(codes).load(fromByteOffset: 40, as: Float.self)
+                #expect(norm == HNSWInt8Record.decodedSquaredNorm(codes, s.quantizer))
             }
             // Out of the trained range: the code is clamped, and the check accepts the clamp only.
             var far = (0..<dim).map { Float($0) * 100 + 1000 }
-            var codes = [Int8](repeating: 0, count: 40)
+            var codes = [Int8](repeating: 0, count: 44)
             s.quantizer.encode(&far, count: 1, into: &codes)
             #expect(codes.prefix(dim).allSatisfy { $0 == 127 })
-            #expect(HNSWInt8Verify.check(codes, far, s, rowBytes: 40) == nil)
+            let farNorm = HNSWInt8Record.decodedSquaredNorm(codes, s.quantizer).bitPattern
+            for i in 0..<4 { codes[40 + i] = Int8(bitPattern: UInt8(truncatingIfNeeded: farNorm >> (8 * i))) }
+            #expect(HNSWInt8Verify.check(codes, far, s, rowBytes: 44) == nil)
+            codes[41] ^= 0x40  // the stored norm no longer matches
+            #expect(HNSWInt8Verify.check(codes, far, s, rowBytes: 44) == 40)
+            codes[41] ^= 0x40
             codes[3] = 126
-            #expect(HNSWInt8Verify.check(codes, far, s, rowBytes: 40) == 3)
+            #expect(HNSWInt8Verify.check(codes, far, s, rowBytes: 44) == 3)
         }
     }
 
@@ -133,7 +140,7 @@ struct HNSWInt8Tests {
         try c.buildIndex(HNSWParameters(m: 16, efConstruction: 100))
         let f16 = try recall()
         try c.buildIndex(HNSWParameters(m: 16, efConstruction: 100, traversal: .int8))
-        #expect(try c.indexStats().lines.contains { $0.key == "traversal" && $0.value.hasPrefix("int8 (128 bytes/row, 25%") })
+        #expect(try c.indexStats().lines.contains { $0.key == "traversal" && $0.value.hasPrefix("int8 (132 bytes/row, 26%") })
         let i8 = try recall()
         #expect(i8 >= 0.95 && i8 >= f16 - 0.02, "int8 recall@10 \(i8), binary16 \(f16)")
         #expect(try store.verify().isOK)
@@ -194,7 +201,7 @@ struct HNSWInt8Tests {
         try store.write { txn in
             let key = Format.key(id, 0)
             guard var block = try txn.get(try dbs.graphVectors, key).map({ Array($0) }) else { throw VecStoreError.corrupt("no block") }
-            block[16 * 5 + 2] = Int8(bitPattern: block[16 * 5 + 2]) > 0 ? 0x9C : 100  // −100 or 100
+            block[20 * 5 + 2] = Int8(bitPattern: block[20 * 5 + 2]) > 0 ? 0x9C : 100  // −100 or 100 (rows of 16 + 4 bytes)
             try txn.put(try dbs.graphVectors, key, block)
         }
         let faults = try store.verify().faults
@@ -276,6 +283,9 @@ struct HNSWInt8Tests {
         #expect(flagsB == 2)
         #expect(recordBytes == 12 + 8 * 8)
         #expect(Format.knownFeatures.contains("hnsw-int8"))
+        // `vecstore stats` shows the traversal in the index column when it is not binary16.
+        #expect(try b.indexStats().summary == "hnsw M=8 efConstruction=200 efSearch=64 traversal=int8")
+        #expect(try a.indexStats().summary == "hnsw M=8 efConstruction=200 efSearch=64")
         // Dropping the index removes the quantizer record with the graph.
         try b.dropIndex()
         let gone = try store.read { txn in try txn.get(dbs.meta, HNSWInt8Record.key(bid)) == nil }

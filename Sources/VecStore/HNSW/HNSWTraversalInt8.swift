@@ -10,17 +10,21 @@ import VecStoreQuant
 public enum HNSWTraversal: String, Sendable, Equatable, CaseIterable {
     /// IEEE binary16: half of the float32 bytes, no measurable recall change. The default.
     case f16
-    /// int8 codes under a per-dimension affine quantizer trained when the graph is created: a quarter
-    /// of the float32 bytes, at some recall per `ef` (README, "Choosing an index").
+    /// int8 codes under a per-dimension affine quantizer trained when the graph is created, and the
+    /// decoded row's squared norm: a quarter of the float32 bytes plus 4 (README, "Approximate search").
     case int8
 
-    /// Bytes of one row's copy: `⌈dim/2⌉·4` for binary16, `⌈dim/4⌉·4` for int8 (both multiples of 4).
+    /// Bytes of one row's copy: `⌈dim/2⌉·4` for binary16; for int8 `⌈dim/4⌉·4` code bytes then a
+    /// float32 `|x̂|²` (all multiples of 4).
     func rowBytes(dimension: Int) -> Int {
         switch self {
         case .f16: return HNSWConfig.halfRowBytes(dimension: dimension)
-        case .int8: return (dimension + 3) / 4 * 4
+        case .int8: return HNSWTraversal.int8NormOffset(dimension: dimension) + 4
         }
     }
+
+    /// Offset of the float32 `|x̂|²` in an int8 row: the codes padded to a multiple of 4 bytes.
+    static func int8NormOffset(dimension: Int) -> Int { (dimension + 3) / 4 * 4 }
 }
 
 /// The `hnsw-int8:<cid>` meta record (Spec/HNSW.md §3.4): the per-dimension quantizer of a graph with
@@ -123,6 +127,16 @@ struct HNSWInt8Record: Equatable {
         return lines
     }
 
+    /// `|x̂|²` of a code row, summed in component order in float32 (writers and `verify` use this).
+    static func decodedSquaredNorm(_ codes: UnsafePointer<Int8>, _ q: ScalarQuantizer8) -> Float {
+        var sum: Float = 0
+        for t in 0..<q.dimension {
+            let x = q.offsets[t] + q.scales[t] * Float(codes[t])
+            sum += x * x
+        }
+        return sum
+    }
+
     static func drop(_ txn: Transaction, _ dbs: Databases, _ collection: UInt32) throws {
         try txn.delete(dbs.meta, key(collection))
     }
@@ -204,9 +218,12 @@ enum HNSWTraversalCopies {
                     let v = vectors.vector(UInt32(start + r))
                     let dst = base + r * rowBytes
                     if let quantizer {
-                        let codes = dst.bindMemory(to: Int8.self, capacity: rowBytes)
+                        let normOffset = HNSWTraversal.int8NormOffset(dimension: dimension)
+                        let codes = dst.bindMemory(to: Int8.self, capacity: normOffset)
                         quantizer.encode(v, count: 1, into: codes)
-                        for i in dimension..<rowBytes { codes[i] = 0 }
+                        for i in dimension..<normOffset { codes[i] = 0 }
+                        let norm = HNSWInt8Record.decodedSquaredNorm(codes, quantizer)
+                        (dst + normOffset).storeBytes(of: norm.bitPattern.littleEndian, as: UInt32.self)
                     } else {
                         let halves = dst.bindMemory(to: UInt16.self, capacity: rowBytes / 2)
                         for i in 0..<dimension { halves[i] = Float16(v[i]).bitPattern }
@@ -219,54 +236,58 @@ enum HNSWTraversalCopies {
 }
 
 /// The per-collection constants of int8 scoring, made once when a graph view is opened: the quantizer
-/// and `scale_t²` (the l2 weights).
+/// as raw arrays, and where a row's `|x̂|²` is.
 final class HNSWInt8Scoring: @unchecked Sendable {
     let quantizer: ScalarQuantizer8
     let dimension: Int
+    let normOffset: Int
     let offsets: UnsafeMutablePointer<Float>
     let scales: UnsafeMutablePointer<Float>
-    let weights: UnsafeMutablePointer<Float>
 
     init(_ q: ScalarQuantizer8) {
         quantizer = q
         dimension = q.dimension
+        normOffset = HNSWTraversal.int8NormOffset(dimension: q.dimension)
         offsets = .allocate(capacity: dimension)
         scales = .allocate(capacity: dimension)
-        weights = .allocate(capacity: dimension)
         for t in 0..<dimension {
             offsets[t] = q.offsets[t]
             scales[t] = q.scales[t]
-            weights[t] = q.scales[t] * q.scales[t]
         }
     }
 
     deinit {
         offsets.deallocate()
         scales.deallocate()
-        weights.deallocate()
     }
 }
 
 /// Distance between a float query (prepared once per search) and a row's int8 codes: exactly the
-/// distance to the decoded row, computed without decoding it.
+/// distance to the decoded row (up to float rounding), computed without decoding it, with one dot
+/// kernel call.
 protocol HNSWInt8Distance: SendableMetatype {
     /// Writes the prepared query to `out` (`dimension` floats) and returns the constant term.
     static func prepare(_ q: UnsafePointer<Float>, _ s: HNSWInt8Scoring, into out: UnsafeMutablePointer<Float>) -> Float
     static func distance(_ prepared: UnsafePointer<Float>, _ bias: Float, _ s: HNSWInt8Scoring,
-                         _ codes: UnsafePointer<Int8>) -> Float
+                         _ row: UnsafeRawPointer) -> Float
 }
 
-/// Squared L2 to the decoded row: `Σ scale_t² · ((q_t − offset_t)/scale_t − c_t)²`. No per-row term:
-/// the weights are the collection's, read from cache.
+/// Squared L2 to the decoded row: `|q|² − 2·q·offset − 2·Σ (q_t·scale_t)·c_t + |x̂|²`, with `|x̂|²` stored
+/// after the row's codes.
 enum L2Int8Distance: HNSWInt8Distance {
     static func prepare(_ q: UnsafePointer<Float>, _ s: HNSWInt8Scoring, into out: UnsafeMutablePointer<Float>) -> Float {
-        for t in 0..<s.dimension { out[t] = (q[t] - s.offsets[t]) / s.scales[t] }
-        return 0
+        var bias: Float = 0
+        for t in 0..<s.dimension {
+            out[t] = -2 * q[t] * s.scales[t]
+            bias += q[t] * q[t] - 2 * q[t] * s.offsets[t]
+        }
+        return bias
     }
     @inline(__always)
     static func distance(_ prepared: UnsafePointer<Float>, _ bias: Float, _ s: HNSWInt8Scoring,
-                         _ codes: UnsafePointer<Int8>) -> Float {
-        vq_l2_f32_i8(prepared, s.weights, codes, s.dimension)
+                         _ row: UnsafeRawPointer) -> Float {
+        let norm = Float(bitPattern: UInt32(littleEndian: row.load(fromByteOffset: s.normOffset, as: UInt32.self)))
+        return bias + norm + vq_dot_f32_i8(prepared, row.assumingMemoryBound(to: Int8.self), s.dimension)
     }
 }
 
@@ -282,8 +303,8 @@ enum InnerProductInt8Distance: HNSWInt8Distance {
     }
     @inline(__always)
     static func distance(_ prepared: UnsafePointer<Float>, _ bias: Float, _ s: HNSWInt8Scoring,
-                         _ codes: UnsafePointer<Int8>) -> Float {
-        -(bias + vq_dot_f32_i8(prepared, codes, s.dimension))
+                         _ row: UnsafeRawPointer) -> Float {
+        -(bias + vq_dot_f32_i8(prepared, row.assumingMemoryBound(to: Int8.self), s.dimension))
     }
 }
 
@@ -306,7 +327,7 @@ struct Int8Scorer<D: HNSWInt8Distance>: HNSWScorer {
         lines = graph.copyPrefetchLines
     }
 
-    @inline(__always) func distance(_ id: UInt32) -> Float { D.distance(prepared, bias, scoring, graph.int8Codes(id)) }
+    @inline(__always) func distance(_ id: UInt32) -> Float { D.distance(prepared, bias, scoring, graph.traversalCopy(id)) }
     @inline(__always) func prefetch(_ id: UInt32) { vs_prefetch(graph.int8Codes(id), lines) }
 }
 
@@ -338,8 +359,8 @@ struct Int8ScorerFactory<D: HNSWInt8Distance>: HNSWScorerFactory {
 /// The int8 checks of `verify` (Spec/HNSW.md §6 invariant 6).
 enum HNSWInt8Verify {
     /// Whether row `v`'s codes decode within the quantizer's bound: half a step per component inside the
-    /// trained range, and the clamped code (±127 on the value's side) outside it; padding bytes zero.
-    /// Returns the first failing component, or nil.
+    /// trained range, and the clamped code (±127 on the value's side) outside it; padding bytes zero; the
+    /// stored `|x̂|²` that of the decoded codes. Returns the first failing byte offset, or nil.
     static func check(_ codes: UnsafePointer<Int8>, _ v: UnsafePointer<Float>, _ s: HNSWInt8Scoring,
                       rowBytes: Int) -> Int? {
         for t in 0..<s.dimension {
@@ -351,7 +372,10 @@ enum HNSWInt8Verify {
             let err = abs(o + sc * c - x)
             if !(err <= sc * 0.501 + 1e-6 * (abs(x) + abs(o))) { return t }
         }
-        for i in s.dimension..<rowBytes where codes[i] != 0 { return i }
+        for i in s.dimension..<s.normOffset where codes[i] != 0 { return i }
+        let stored = Float(bitPattern: UInt32(littleEndian: UnsafeRawPointer(codes).loadUnaligned(fromByteOffset: s.normOffset, as: UInt32.self)))
+        let norm = HNSWInt8Record.decodedSquaredNorm(codes, s.quantizer)
+        if !(abs(stored - norm) <= 1e-5 * norm + 1e-30) { return s.normOffset }
         return nil
     }
 }

@@ -41,7 +41,7 @@ enum HNSWVerifier {
             let v = view.vector(row)
             if let int8 = graph.int8 {
                 if let t = HNSWInt8Verify.check(graph.int8Codes(row), v, int8, rowBytes: graph.copyStride) {
-                    fault("node \(row): int8 copy does not decode within the quantizer's bound at byte \(t)")
+                    fault("node \(row): int8 copy is off at byte \(t) (a code outside the quantizer's bound of its component, a non-zero padding byte, or a wrong |x̂|²)")
                 }
             } else {
                 let half = graph.halfVector(row)

@@ -228,9 +228,12 @@ enum IndexRegistry {
 }
 
 extension IndexStats {
-    /// One line for tables: the kind and its first figures ("hnsw M=16 efConstruction=200 efSearch=64").
+    /// One line for tables: the kind and its first figures ("hnsw M=16 efConstruction=200 efSearch=64"),
+    /// and an HNSW graph's traversal copies when they are not binary16 ("traversal=int8").
     public var summary: String {
-        ([kind] + lines.prefix(3).map { "\($0.key)=\($0.value)" }).joined(separator: " ")
+        let traversal = lines.first { $0.key == "traversal" }?.value.split(separator: " ").first.map(String.init)
+        return ([kind] + lines.prefix(3).map { "\($0.key)=\($0.value)" }
+            + (traversal.map { $0 == "f16" ? [] : ["traversal=\($0)"] } ?? [])).joined(separator: " ")
     }
 
     /// " (N rows unlinked)" when the index has an unlinked tail (Spec/HNSW.md §4.1), else "".
