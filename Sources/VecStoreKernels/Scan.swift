@@ -31,6 +31,9 @@ public struct CandidateMask: @unchecked Sendable {
     public let words: UnsafePointer<UInt64>
     /// Number of words.
     public let wordCount: Int
+    /// How many ids the mask allows, when its maker counted them (the planner does); -1 if unknown.
+    /// Filtered graph search chooses its traversal by the mask's density.
+    public var matches = -1
 
     /// Creates a mask view over `wordCount` words.
     public init(words: UnsafePointer<UInt64>, wordCount: Int) {

@@ -282,6 +282,60 @@ struct HNSWTests {
         #expect(!HNSWSearch.prefersExact(matches: 31_500, live: 59_647, m: 16, ef: 64))
     }
 
+    @Test("filtered graph search finds matches that lie away from the query (correlated filters)")
+    func correlatedFilters() throws {
+        let path = temporaryStorePath("corr")
+        defer { cleanup(path) }
+        let store = try VecStore(path: path)
+        let c = try store.collection("c", dimension: 16, metric: .cosine)
+        // 20 clusters; `cluster` is each document's cluster, so a filter on it selects whole regions of
+        // the space and most queries' nearest matches are far from their nearest rows.
+        var r = Rand(state: 11)
+        let centres = (0..<20).map { _ in r.vector(16) }
+        var cluster: [String: Int] = [:]
+        let docs = (0..<4000).map { i -> Document in
+            let k = Int(r.next() % 20)
+            cluster["d\(i)"] = k
+            return Document(id: "d\(i)", vector: centres[k].map { $0 + 0.3 * r.float() },
+                            metadata: ["cluster": .number(Double(k))])
+        }
+        try c.add(docs)
+        let queries = (0..<30).map { _ in r.vector(16) }
+        let graph = SearchOptions(filterStrategy: .graph)
+        // About 50%, 15% and 5% of the rows.
+        for limit in [10, 3, 1] {
+            let filter = Filter.field("cluster", .lessThan(Double(limit)))
+            var total = 0.0
+            for q in queries {
+                let e = Set(try c.search(q, k: 10, filter: filter, options: SearchOptions(exact: true)).map(\.id))
+                let a = try c.search(q, k: 10, filter: filter, options: graph)
+                #expect(a.count == 10)
+                #expect(a.allSatisfy { (cluster[$0.id] ?? 99) < limit })
+                total += Double(a.filter { e.contains($0.id) }.count) / 10
+            }
+            let recall = total / Double(queries.count)
+            #expect(recall >= 0.95, "clusters < \(limit): recall \(recall)")
+        }
+    }
+
+    @Test("a filter's bitmap is built once per snapshot and rebuilt after a write")
+    func filterBitmapCache() throws {
+        let path = temporaryStorePath("fbc")
+        defer { cleanup(path) }
+        let store = try VecStore(path: path)
+        let c = try store.collection("c", dimension: 16, metric: .cosine)
+        try c.add(makeDocs(3000, dim: 16, seed: 6))
+        let half = Filter.field("tag", .equals(.string("half")))
+        let q = makeDocs(1, dim: 16, seed: 99)[0].vector
+        let first = try c.search(q, k: 10, filter: half)
+        for _ in 0..<5 { #expect(try c.search(q, k: 10, filter: half).map(\.id) == first.map(\.id)) }
+        _ = try c.search(q, k: 10, filter: .field("tag", .equals(.string("rare"))))
+        #expect(try store.read { txn in try c.snapshot(txn).filterBuilds } == 2)
+        try c.add([Document(id: "new", vector: q, metadata: ["tag": .string("half")])])
+        #expect(try c.search(q, k: 10, filter: half).first?.id == "new")
+        #expect(try store.read { txn in try c.snapshot(txn).filterBuilds } == 1)
+    }
+
     @Test("compaction drops deleted nodes and carries a valid graph over to the renumbered rows")
     func compaction() throws {
         let path = temporaryStorePath("cmp")

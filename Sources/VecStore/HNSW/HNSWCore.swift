@@ -431,6 +431,140 @@ enum HNSWAlgorithms {
         }
     }
 
+    /// Filtered beam search on layer 0 that scores only the rows `allowed` admits (ACORN-1's two-hop
+    /// expansion over an ordinary HNSW graph). Expanding a node makes its allowed neighbours candidates;
+    /// a neighbour that fails the filter is looked through, and its allowed neighbours become candidates
+    /// instead, up to one list's worth (`linkCap(0)`) per expansion. Nodes outside the filter are never
+    /// scored, so a broad filter whose matches lie away from the query does not drag the beam through
+    /// every closer non-matching node (the plain `searchLayer` expands all of them: at 238k rows a
+    /// filter on 53% of the rows scored 7× and one on 13% 21× the nodes of an unfiltered search).
+    ///
+    /// Until the first allowed node is found (the query's neighbourhood may hold none), every unvisited
+    /// neighbour is scored and may be expanded, as in `searchLayer`, so the beam walks towards the
+    /// filter's rows instead of dying at an entry point with no allowed node within two hops.
+    /// On return `scratch.results` holds up to `ef` allowed nodes, farthest on top.
+    static func searchLayerFiltered<G: HNSWGraphAccess, S: HNSWScorer>(
+        _ g: G, _ scorer: S, entry: UInt32, entryDistance: Float, ef: Int, allowed: CandidateMask, rows: Int,
+        scratch: HNSWScratch
+    ) {
+        scratch.begin(rows: rows)
+        // Stored counts are clamped to the degree bound and ids outside the graph skipped (see
+        // greedyDescent); `entry` is checked by the caller.
+        let cap = g.linkCap(0)
+        let limit = UInt32(truncatingIfNeeded: min(rows, g.rows))
+        if entry >= limit { return }
+        let stamps = scratch.stamps
+        let gen = scratch.generation
+        var candidates = scratch.candidates
+        var results = scratch.results
+        defer {
+            scratch.candidates = candidates
+            scratch.results = results
+        }
+        // `pending`: the allowed nodes to score (at most `cap`), then the failing neighbours (at most `cap`).
+        scratch.ensureNeighbourCapacity(2 * cap)
+        let pending = scratch.pending
+        let failing = pending + cap
+        stamps[Int(entry)] = gen
+        candidates.push(-entryDistance, entry)
+        if allowed.contains(entry) { results.push(entryDistance, entry) }
+        var bound: Float = results.count > 0 ? entryDistance : .infinity
+        let locks = g.needsLocks
+        while !candidates.isEmpty {
+            let cd = -candidates.topKey
+            if cd > bound && results.count >= ef { break }
+            let c = candidates.topID
+            candidates.pop()
+            if !candidates.isEmpty { g.prefetchLinks(candidates.topID) }
+            if locks { g.lock(c) }
+            let list = g.links(c, 0)
+            let n = min(Int(list[0]), cap)
+            var p = 0
+            var j = 1
+            if results.isEmpty {
+                // No allowed node reached yet: score every unvisited neighbour (plain beam search).
+                while j <= n {
+                    let id = list[j]
+                    j += 1
+                    if id >= limit || stamps[Int(id)] == gen { continue }
+                    stamps[Int(id)] = gen
+                    pending[p] = id
+                    p += 1
+                    scorer.prefetch(id)
+                }
+                if locks { g.unlock(c) }
+                j = 0
+                while j < p {
+                    let id = pending[j]
+                    j += 1
+                    let d = scorer.distance(id)
+                    if results.count < ef || d < bound {
+                        candidates.push(-d, id)
+                        if allowed.contains(id) {
+                            results.push(d, id)
+                            if results.count > ef { results.pop() }
+                            bound = results.topKey
+                        }
+                    }
+                }
+                continue
+            }
+            // One hop: allowed neighbours are scored, failing ones kept (unmarked) to look through.
+            var f = 0
+            while j <= n {
+                let id = list[j]
+                j += 1
+                if id >= limit || stamps[Int(id)] == gen { continue }
+                if allowed.contains(id) {
+                    stamps[Int(id)] = gen
+                    pending[p] = id
+                    p += 1
+                    scorer.prefetch(id)
+                } else {
+                    failing[f] = id
+                    f += 1
+                    g.prefetchLinks(id)
+                }
+            }
+            if locks { g.unlock(c) }
+            // Two hops: a failing neighbour's list is read once per search (it is marked when read),
+            // while there is room for more candidates.
+            var x = 0
+            while x < f && p < cap {
+                let hop = failing[x]
+                x += 1
+                if stamps[Int(hop)] == gen { continue }
+                stamps[Int(hop)] = gen
+                if locks { g.lock(hop) }
+                let hopList = g.links(hop, 0)
+                let hn = min(Int(hopList[0]), cap)
+                var i = 1
+                while i <= hn && p < cap {
+                    let id = hopList[i]
+                    i += 1
+                    if id >= limit || stamps[Int(id)] == gen || !allowed.contains(id) { continue }
+                    stamps[Int(id)] = gen
+                    pending[p] = id
+                    p += 1
+                    scorer.prefetch(id)
+                }
+                if locks { g.unlock(hop) }
+            }
+            j = 0
+            while j < p {
+                let id = pending[j]
+                j += 1
+                let d = scorer.distance(id)
+                if results.count < ef || d < bound {
+                    candidates.push(-d, id)
+                    results.push(d, id)
+                    if results.count > ef { results.pop() }
+                    bound = results.topKey
+                }
+            }
+        }
+    }
+
     /// The selection heuristic (Malkov & Yashunin, algorithm 4, without extending candidates or keeping
     /// pruned links, as hnswlib): walk candidates from closest, keep one unless it is closer to an
     /// already kept node than to the base. `ids`/`distances` (to the base) are reordered; returns the

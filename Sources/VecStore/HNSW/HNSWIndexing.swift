@@ -80,8 +80,14 @@ enum HNSWSearch {
         let d0 = scorer.distance(entry)
         let (cur, curD) = HNSWAlgorithms.greedyDescent(g, scorer, entry: entry, entryDistance: d0,
                                                        top: g.config.maxLevel, bottom: 0)
-        HNSWAlgorithms.searchLayer(g, scorer, entry: cur, entryDistance: curD, ef: max(ef, k),
-                                   level: 0, allowed: allowed, rows: g.rows, scratch: scratch)
+        if let allowed, lookThrough(allowed, rows: g.rows, links: g.linkCap(0)) {
+            // Under a mask (a filter, or deleted rows), only allowed rows are scored (two-hop expansion).
+            HNSWAlgorithms.searchLayerFiltered(g, scorer, entry: cur, entryDistance: curD, ef: max(ef, k),
+                                               allowed: allowed, rows: g.rows, scratch: scratch)
+        } else {
+            HNSWAlgorithms.searchLayer(g, scorer, entry: cur, entryDistance: curD, ef: max(ef, k),
+                                       level: 0, allowed: allowed, rows: g.rows, scratch: scratch)
+        }
         let exact = FloatScorer<D>(vectors: vt, query: query)
         var res = scratch.results
         // Only the 2k closest by traversal distance are re-ranked: binary16 error (~1e-3 relative) does
@@ -100,6 +106,15 @@ enum HNSWSearch {
         }
         scratch.results = res
         return top
+    }
+
+    /// Whether a mask is dense enough for the two-hop filtered search: a node's two-hop neighbourhood
+    /// (about `links`² nodes) must hold some `links` allowed ones, that is a share of at least 1/`links`
+    /// (3% at M=16). Sparser masks (reached only with `filterStrategy: .graph`; the planner answers them
+    /// exactly) use the plain beam, which scores and expands every node. A mask of unknown count counts
+    /// as dense.
+    static func lookThrough(_ mask: CandidateMask, rows: Int, links: Int) -> Bool {
+        mask.matches < 0 || mask.matches * links >= rows
     }
 
     /// Whether a filter matching `matches` of `live` rows is answered by exact search over the matches

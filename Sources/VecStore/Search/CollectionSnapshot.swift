@@ -30,6 +30,14 @@ final class CollectionSnapshot: @unchecked Sendable {
 
     private let filterLock = NSLock()
     private var filters: [(filter: Filter, words: [UInt64], matches: Int)] = []
+    private var builds = 0
+
+    /// How many filter bitmaps this snapshot has evaluated (a repeated filter is served from the cache).
+    var filterBuilds: Int {
+        filterLock.lock()
+        defer { filterLock.unlock() }
+        return builds
+    }
 
     /// The live matching rows of `filter` and their number, evaluated once per snapshot (the last 8
     /// filters are kept): a filter over half the collection costs far more to evaluate from the field
@@ -44,6 +52,7 @@ final class CollectionSnapshot: @unchecked Sendable {
         let words = try evaluate()
         let matches = words.reduce(0) { $0 + $1.nonzeroBitCount }
         filterLock.lock()
+        builds += 1
         if filters.count >= 8 { filters.removeFirst() }
         filters.append((filter, words, matches))
         filterLock.unlock()

@@ -20,6 +20,8 @@ struct SearchPlan {
     /// The rows a result may come from (live ∧ filter), or nil for "every row" (no filter, no deletes:
     /// the index path then skips the mask test).
     var mask: [UInt64]?
+    /// The number of rows `mask` allows (the live rows when it is nil).
+    var matches: Int
     /// The search's options, read by the index view (`ef` for HNSW).
     var options: SearchOptions
 }
@@ -41,23 +43,25 @@ extension VectorCollection {
             words = snap.view.liveWords
         }
         guard let index = snap.index, !options.exact else {
-            return SearchPlan(path: .exact, mask: words ?? snap.view.liveWords, options: options)
+            return SearchPlan(path: .exact, mask: words ?? snap.view.liveWords, matches: matches,
+                              options: options)
         }
         // Small collections are searched exactly: as fast, and exact (Qdrant's full_scan_threshold idea).
         if options.filterStrategy != .graph && live <= SearchPlan.exactBelowRows {
-            return SearchPlan(path: .exact, mask: words ?? snap.view.liveWords, options: options)
+            return SearchPlan(path: .exact, mask: words ?? snap.view.liveWords, matches: matches,
+                              options: options)
         }
         if filter != nil {
             switch options.filterStrategy {
-            case .exact: return SearchPlan(path: .exactOverMatches, mask: words, options: options)
+            case .exact: return SearchPlan(path: .exactOverMatches, mask: words, matches: matches, options: options)
             case .graph: break
             case .automatic:
                 if index.prefersExact(matches: matches, live: live, k: k, options: options) {
-                    return SearchPlan(path: .exactOverMatches, mask: words, options: options)
+                    return SearchPlan(path: .exactOverMatches, mask: words, matches: matches, options: options)
                 }
             }
         }
-        return SearchPlan(path: .index, mask: words, options: options)
+        return SearchPlan(path: .index, mask: words, matches: matches, options: options)
     }
 
     /// The planner's choice for `nearDuplicates`: the snapshot's index when the method allows it and the
@@ -74,7 +78,10 @@ extension VectorCollection {
                  threads: Int) -> [TopK] {
         let view: any VectorIndexView = plan.path == .index ? (snap.index ?? snap.exact) : snap.exact
         return withMask(plan.mask) { mask -> [TopK] in
-            view.search(queries: queries, count: count, k: k, mask: mask, options: plan.options, threads: threads)
+            var counted = mask
+            counted?.matches = plan.matches
+            return view.search(queries: queries, count: count, k: k, mask: counted, options: plan.options,
+                               threads: threads)
         }
     }
 
