@@ -16,9 +16,9 @@ public struct TopK: Sendable {
         ids.reserveCapacity(self.k)
     }
 
-    /// The score a candidate must beat to enter (−∞ while fewer than `k` are held).
+    /// The score a candidate must beat to enter (−∞ while fewer than `k` are held; +∞ when `k` is 0).
     @inlinable
-    public var threshold: Float { scores.count < k ? -.infinity : scores[0] }
+    public var threshold: Float { scores.count < k ? -.infinity : scores.first ?? .infinity }
 
     /// Number of candidates held.
     public var count: Int { scores.count }
@@ -59,33 +59,19 @@ public struct TopK: Sendable {
                 guard let s = sb.baseAddress, let i = ib.baseAddress else { return }
                 var start = n / 2 - 1
                 while start >= 0 {
-                    // Sift the entry at `start` down within [start, n).
-                    let cs = s[start], ci = i[start]
-                    var parent = start
-                    while true {
-                        let left = 2 * parent + 1
-                        if left >= n { break }
-                        var worst = left
-                        let right = left + 1
-                        if right < n && Self.worse(s[right], i[right], s[left], i[left]) { worst = right }
-                        guard Self.worse(s[worst], i[worst], cs, ci) else { break }
-                        s[parent] = s[worst]
-                        i[parent] = i[worst]
-                        parent = worst
-                    }
-                    s[parent] = cs
-                    i[parent] = ci
+                    Self.siftDown(s, i, count: n, from: start, s[start], i[start])
                     start -= 1
                 }
             }
         }
     }
 
-    /// Replaces the root (the worst entry) with `(score, id)` and moves it down to its place.
+    /// Puts `(score, id)` at slot `start` (the root unless given) and moves it down to its place within
+    /// `[start, n)`: replacing the worst entry, and each step of `heapify`.
     @inlinable @inline(__always)
     static func siftDown(_ s: UnsafeMutablePointer<Float>, _ i: UnsafeMutablePointer<UInt32>, count n: Int,
-                         _ score: Float, _ id: UInt32) {
-        var parent = 0
+                         from start: Int = 0, _ score: Float, _ id: UInt32) {
+        var parent = start
         while true {
             let left = 2 * parent + 1
             if left >= n { break }
@@ -100,6 +86,11 @@ public struct TopK: Sendable {
         s[parent] = score
         i[parent] = id
     }
+
+    /// The held candidates' ids in heap order (unsorted; shares the selection's storage, no copy). For
+    /// consumers that re-score the candidates and need no order.
+    @inlinable
+    public var unorderedIDs: [UInt32] { ids }
 
     /// Calls `body` with every held candidate `(score, id)`, in heap order (unsorted; use `sorted()` for
     /// best first). For consumers that re-score the candidates and need no order.

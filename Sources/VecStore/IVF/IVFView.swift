@@ -120,9 +120,7 @@ final class IVFView: @unchecked Sendable {
         // Candidates in heap order: the exact selection breaks ties by row, so the order they come in is
         // irrelevant and no sort is needed.
         var exact = TopK(k: k)
-        var rows: [UInt32] = []
-        rows.reserveCapacity(top.count)
-        top.forEachUnordered { _, row in rows.append(row) }
+        let rows = top.unorderedIDs
         // The candidates' vectors are scattered over the map: prefetch a few rows ahead so their cache
         // misses overlap instead of stalling one row at a time.
         let lines = Int32(min(64, (d * 4 + 63) / 64)), ahead = ExactRerank.prefetchDistance
