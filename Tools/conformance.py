@@ -37,7 +37,7 @@ except ImportError as e:  # pragma: no cover
 
 SUPPORTED_VERSION = 2  # version 2 adds the keyword-index databases (Spec/BM25.md; checked by Tools/conformance_bm25.py)
 MAX_READ_VERSION = 3  # version 3 = version 2 plus a `features` record (FORMAT.md §5)
-KNOWN_FEATURES = {"pca", "embedder", "ivf", "hnsw-int8"}  # features this reader implements (Spec/PCA.md, Spec/EMBEDDER.md, Spec/IVF.md, Spec/HNSW.md §3.4); others by their flags (§5)
+KNOWN_FEATURES = {"pca", "embedder", "ivf", "hnsw-int8", "hnsw-tail"}  # features this reader implements (Spec/PCA.md, Spec/EMBEDDER.md, Spec/IVF.md, Spec/HNSW.md §3.4 and §4.1); others by their flags (§5)
 OPTIONAL_DATABASES = ["ivf", "ivf-lists"]  # an index kind's databases (FORMAT.md §20.2): absent in older stores
 META_FEATURES = b"features"
 MAGIC = b"VECSTORE"
@@ -276,6 +276,7 @@ class Reader:
             self.fault(f"meta format: writer should write 16 bytes, the write version 0 or above the read "
                        f"version, found {fmt.hex()}")
         self.feature_prefixes = []
+        self.features = set()
         feats = txn.get(META_FEATURES, db=meta)
         if feats is not None:
             if version < 3:
@@ -290,6 +291,7 @@ class Reader:
                 if name not in KNOWN_FEATURES and flags & 1:
                     raise Unsupported(f"{self.path}: feature {name!r} is needed to read it")
                 self.feature_prefixes.append((name + ":").encode())
+                self.features.add(name)
             if o != len(feats):
                 self.fault("meta features: trailing bytes")
         self.collections = {}

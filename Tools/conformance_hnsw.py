@@ -83,6 +83,7 @@ def check_graph(reader, txn, c, header_value):
     """Checks one indexed collection `c` (decoded by conformance.py, with c.vectors and c.live) against
     HNSW.md §6; appends faults to `reader`. Returns the number of checked items."""
     name, cid, rows = c.name, c.id, c.rows
+    collection_rows = rows
     prefix = struct.pack(">I", cid)
     fault = reader.fault
     try:
@@ -92,10 +93,13 @@ def check_graph(reader, txn, c, header_value):
         return 0
     m = h["m"]
     checked = 0
-    # §6.1: header rows = collection rows; layer-0 blocks cover the vector blocks.
-    if h["rows"] != rows:
+    # §6.1: header rows = collection rows, or fewer with feature `hnsw-tail` (§4.1: rows from the header's
+    # count on are the unlinked tail, which a search scans exactly); layer-0 blocks cover the graph's rows.
+    tail_allowed = "hnsw-tail" in getattr(reader, "features", set())
+    if h["rows"] > rows or (h["rows"] < rows and not tail_allowed):
         fault(f"{name}: HNSW header covers {h['rows']} rows, the collection has {rows}")
         return 0
+    rows = h["rows"]  # every check below is over the graph's rows; no link may reach the tail
     capacity = 1 << c.shift
     slot_words = 1 + 2 * m
     links0 = np.zeros((rows, slot_words), dtype="<u4")
@@ -163,7 +167,7 @@ def check_graph(reader, txn, c, header_value):
             fault(f"{name}: HNSW row {r} is on levels up to {level_has[r]}, its level (§4) is {want}")
             break
     # §6.5: entry point.
-    live = c.live if c.live is not None else np.zeros(rows, dtype=bool)
+    live = c.live[:rows] if c.live is not None else np.zeros(rows, dtype=bool)
     if live.any():
         top = int(level_has[live].max())
         e = h["entry"]
@@ -174,7 +178,7 @@ def check_graph(reader, txn, c, header_value):
                 fault(f"{name}: HNSW entry point {e} is deleted")
             if level_has[e] != h["max_level"] or top != h["max_level"]:
                 fault(f"{name}: HNSW entry point level {level_has[e]}, top live level {top}, header max level {h['max_level']}")
-    # §6.6: traversal copies, binary16 (§3.3) or int8 (§3.4).
+    # §6.6: traversal copies, binary16 (§3.3) or int8 (§3.4), of every row (tail rows included, §4.1).
     int8 = h["traversal"] == "int8"
     norm_offset = (c.dim + 3) // 4 * 4
     half_bytes = norm_offset + 4 if int8 else (c.dim + 1) // 2 * 4
@@ -191,7 +195,7 @@ def check_graph(reader, txn, c, header_value):
     expected = 0
     for key, value in reader.prefix_items(txn, "graph-vectors", prefix):
         block = struct.unpack_from(">I", key, 4)[0] if len(key) == 8 else -1
-        count = min(capacity, rows - block * capacity) if block >= 0 else 0
+        count = min(capacity, collection_rows - block * capacity) if block >= 0 else 0
         if block != expected or count <= 0 or len(value) != count * half_bytes:
             fault(f"{name}: graph-vectors block {block} (expected {expected}) has {len(value)} bytes for {count} rows")
             return checked
@@ -219,8 +223,8 @@ def check_graph(reader, txn, c, header_value):
                 fault(f"{name}: graph-vectors block {block} differs from the binary16 conversion of the vectors")
         checked += count
         expected += 1
-    if rows and expected != (rows + capacity - 1) // capacity:
-        fault(f"{name}: {expected} graph-vectors blocks for {rows} rows")
+    if collection_rows and expected != (collection_rows + capacity - 1) // capacity:
+        fault(f"{name}: {expected} graph-vectors blocks for {collection_rows} rows")
     return checked
 
 

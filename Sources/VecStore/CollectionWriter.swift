@@ -32,6 +32,9 @@ struct CollectionWriter {
     var appended: BatchVectors?
     /// Index blocks the last index update wrote (tests check a small batch writes few).
     var indexBlocksWritten = 0
+    /// How much of a graph's unlinked tail the index update links: every row (`.all`, single writes), or
+    /// only in large steps (mode `.deferred`, bulk import batches; Spec/HNSW.md §4.1).
+    var indexLinking: IndexLinking = .all
 
     init(_ txn: Transaction, _ dbs: Databases, name: String, record: CollectionRecord) throws {
         self.txn = txn
@@ -248,7 +251,8 @@ struct CollectionWriter {
         let liveWords = try CollectionView.liveWords(txn, dbs, record, name: name)
         var writer = try kind.makeWriter(txn, dbs, record, name: name)
         try writer.apply(IndexBatch(record: record, appended: added, deleted: deleted, vectors: vectors,
-                                    liveWords: liveWords, threads: ProcessInfo.processInfo.activeProcessorCount))
+                                    liveWords: liveWords, threads: ProcessInfo.processInfo.activeProcessorCount,
+                                    linking: indexLinking))
         indexBlocksWritten = writer.blocksWritten
     }
 }

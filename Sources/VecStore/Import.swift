@@ -39,6 +39,9 @@ public struct ImportOptions: Sendable {
     public var embedBatchSize = Embedder.defaultBatchSize
     /// Threads for embedding (default: all cores).
     public var embedThreads: Int?
+    /// When an HNSW collection's batches are linked into its graph (Spec/HNSW.md §4.1); tests lower
+    /// the thresholds to exercise several steps on small inputs.
+    var tailPolicy = HNSWTailPolicy()
     /// Creates default options.
     public init() {}
 }
@@ -283,7 +286,9 @@ extension VecStore {
             embedded += pending.count
             pending.removeAll(keepingCapacity: true)
         }
-        func flush() throws(ImportFailure) {
+        /// Commits `batch`. `last` says no record follows it: its graph update then links the whole tail,
+        /// where earlier batches add their rows to it and link it only in large steps (Spec/HNSW.md §4.1).
+        func flush(last: Bool) throws(ImportFailure) {
             guard let current = target, !batch.isEmpty else { return }
             try embedPending(current)
             let prepared = batch
@@ -301,6 +306,9 @@ extension VecStore {
                         record = try current.currentRecord(txn)
                     }
                     var writer = try CollectionWriter(txn, dbs, name: collection, record: record)
+                    // Batches join the graph's unlinked tail, linked in large steps and at the end
+                    // (Spec/HNSW.md §4.1), instead of rewriting the whole graph in every batch.
+                    writer.indexLinking = IndexLinking(mode: last ? .all : .deferred, policy: options.tailPolicy)
                     if created, let text = options.textIndex { writer.text.setOptions(text) }
                     // An IVF index is trained once, at the end, on every imported row (a batch crossing the
                     // training threshold would train on the first batches only).
@@ -337,6 +345,8 @@ extension VecStore {
                         skip(error.description)
                         continue
                     }
+                    // A full batch waiting for the next record is committed before the import stops.
+                    if batch.count >= options.batchSize { try flush(last: true) }
                     throw fail(.invalidInput(error))
                 }
             }
@@ -385,6 +395,8 @@ extension VecStore {
             lastLocation = record.location
             if target == nil { target = try openTarget(for: record) }
             guard let target else { break }
+            // A full batch is committed once the next record has been read, so the last batch is known.
+            if batch.count >= options.batchSize { try flush(last: false) }
             let id = record.id ?? String(record.location.record)
             do {
                 try VectorCollection.validateID(id)
@@ -415,9 +427,8 @@ extension VecStore {
                 }
                 throw fail(.invalidInput(located))
             }
-            if batch.count >= options.batchSize { try flush() }
         }
-        try flush()
+        try flush(last: true)
         if let target { report.ivf = try trainImported(target, report: report) }
         report.seconds = Date().timeIntervalSince(started)
         return report

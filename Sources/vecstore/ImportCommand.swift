@@ -17,7 +17,9 @@ struct ImportCommand: ParsableCommand {
             The first import into a new collection creates it with the dimension of the data. \
             Records with an id already stored replace it. Each batch is one transaction: on an invalid \
             record the import stops, earlier batches stay committed and the failing batch is not written \
-            (--skip-invalid skips and reports bad records instead).
+            (--skip-invalid skips and reports bad records instead). An HNSW graph is linked in a few large \
+            steps rather than once per batch; rows not yet linked are searched exactly, and a finished import \
+            leaves none.
 
             Examples:
               vecstore import demo.vecstore -c docs Samples/docs.jsonl

@@ -13,7 +13,8 @@ struct IndexShowCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "show", abstract: "Print the collection's index, its parameters and its size.",
         discussion: """
-            IVF indexes also show their list sizes (min / median / max), training errors and code size.
+            HNSW shows the rows its graph does not cover yet ("unlinked tail": left by an import that was \
+            stopped, searched exactly, linked by the next write). IVF indexes also show their list sizes (min / median / max), training errors and code size.
             Examples:
               vecstore index show demo.vecstore -c docs
               vecstore index show demo.vecstore -c compressed
@@ -44,10 +45,13 @@ enum BuildIndexChoice: String, ExpressibleByArgument, CaseIterable {
 
 struct IndexBuildCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "build", abstract: "(Re)build the collection's index with new parameters, in one transaction.",
+        commandName: "build", abstract: "(Re)build the collection's index with new parameters.",
         discussion: """
-            Replaces any previous index (a collection has one); searches keep using the old one until the build \
-            commits. IVF and IVF-PQ train k-means on a seeded sample of at most 256 rows per list, assign every \
+            Replaces any previous index (a collection has one). HNSW is rebuilt in bounded steps, each its own \
+            transaction: the first replaces the graph by an empty one whose rows are all searched exactly (the \
+            unlinked tail), the next ones link them; searches stay correct throughout, and a build that is \
+            interrupted is finished by the next write. IVF and IVF-PQ are built in one transaction (searches keep \
+            using the old index until it commits). IVF and IVF-PQ train k-means on a seeded sample of at most 256 rows per list, assign every \
             live row to its nearest list and (IVF-PQ) encode its residual; run it again to retrain when the data \
             has drifted (see README, "Choosing an index").
             Examples:

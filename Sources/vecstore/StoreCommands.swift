@@ -42,7 +42,7 @@ struct StatsCommand: ParsableCommand {
             print(formatTable(["collection", "documents", "tombstones", "dimension", "metric", "rows/block", "index"],
                               zip(s.collections, s.indexes).map { c, index in
                                   [c.name, "\(c.count)", "\(c.tombstones)", "\(c.dimension)", c.metric.description,
-                                   "\(c.blockCapacity)", index.summary]
+                                   "\(c.blockCapacity)", index.summary + index.unlinkedNote]
                               }, rightAligned: [1, 2, 3, 5]))
             print("")
             print(formatTable(["database", "entries", "size", "overflow pages", "depth"],

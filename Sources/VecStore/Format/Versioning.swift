@@ -38,7 +38,8 @@ extension Format {
     /// Features this build implements (a store may declare them freely). Another module's feature is
     /// added here together with the code that reads its records.
     /// Index kinds that declare a feature are known through `IndexRegistry.kinds`.
-    static let knownFeatures: Set<String> = Set([ProjectionRecord.feature, EmbedderInfo.feature, HNSWInt8Record.feature]
+    static let knownFeatures: Set<String> = Set([ProjectionRecord.feature, EmbedderInfo.feature, HNSWInt8Record.feature,
+                                                 HNSWIndex.tailFeature.name]
         + IndexRegistry.kinds.compactMap { $0.feature?.name })
 
     /// One entry of the `features` record.

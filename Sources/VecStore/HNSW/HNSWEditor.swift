@@ -22,8 +22,6 @@ final class HNSWEditor: HNSWGraphAccess {
     let blockCapacity: Int
     let slotWords0: Int
     let dimension: Int
-    /// Rows the graph covered when loaded: rows from here on get their binary16 copies at `write`.
-    let initialRows: Int
     let slotWordsUpper: Int
 
     // Layer 0: per block, the pointer reads go through (map or owned copy), and the owned copy.
@@ -70,7 +68,6 @@ final class HNSWEditor: HNSWGraphAccess {
             self.config.maxLevel = 0
         }
         rows = Int(self.config.nodes)
-        initialRows = rows
         blockSlots = max(4, (rows + blockCapacity - 1) / blockCapacity + 4)
         readBases = .allocate(capacity: blockSlots)
         owned = .allocate(capacity: blockSlots)
@@ -575,13 +572,10 @@ final class HNSWEditor: HNSWGraphAccess {
 
     // MARK: Writing
 
-    /// Writes changed layer-0 blocks, the traversal copies of the new rows (rewriting only the blocks
-    /// they fall in; `HNSWTraversalCopies`), the upper levels (when changed) and the header record.
+    /// Writes changed layer-0 blocks, the upper levels (when changed) and the header record. (The
+    /// traversal copies of rows are written by the batch that appends them, `HNSWTraversalCopies`.)
     func write(_ txn: Transaction, _ dbs: Databases, vectors: VectorTable) throws {
         if let blockDamage { throw VecStoreError.corrupt("collection \(name): \(blockDamage)") }
-        try HNSWTraversalCopies.write(txn, dbs, traversal: config.traversal, collection: collectionID, name: name,
-                                      dimension: dimension, blockCapacity: blockCapacity, initialRows: initialRows,
-                                      rows: rows, vectors: vectors)
         let slotBytes = slotWords0 * 4
         lastWrittenBlocks = 0
         for b in 0..<blockRows.count where dirty[b] {

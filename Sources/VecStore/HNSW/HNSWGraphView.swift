@@ -61,7 +61,9 @@ final class HNSWGraphView: HNSWGraphAccess {
 
     init(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, _ config: HNSWConfig, name: String) throws {
         self.config = config
-        rows = Int(record.nextInternalID)
+        // The graph covers rows `[0, nodes)`; rows from `nodes` to the collection's end are its unlinked
+        // tail (Spec/HNSW.md §4.1), which searches scan exactly.
+        rows = Int(config.nodes)
         shift = UInt32(record.blockShift)
         mask = (1 << shift) - 1
         slotWords0 = config.slotWords0
@@ -77,15 +79,19 @@ final class HNSWGraphView: HNSWGraphAccess {
         } else {
             int8 = nil
         }
-        guard Int(config.nodes) == rows else {
-            throw VecStoreError.corrupt("collection \(name): HNSW graph covers \(config.nodes) rows, the collection has \(rows)")
+        guard config.nodes <= record.nextInternalID else {
+            throw VecStoreError.corrupt("collection \(name): HNSW graph covers \(config.nodes) rows, the collection has \(record.nextInternalID)")
         }
         guard config.entryPoint == HNSWConfig.noEntry || Int(config.entryPoint) < rows else {
             throw VecStoreError.corrupt("collection \(name): HNSW entry point \(config.entryPoint) is not one of its \(rows) rows")
         }
         let blocksNeeded = (rows + record.blockCapacity - 1) / record.blockCapacity
         bases = .allocate(capacity: max(1, blocksNeeded))
-        copyBases = .allocate(capacity: max(1, blocksNeeded))
+        // Traversal copies exist for every row of the collection, the tail's included (written by the batch
+        // that appended them, Spec/HNSW.md §4.1).
+        let allRows = Int(record.nextInternalID)
+        let halfBlocks = (allRows + record.blockCapacity - 1) / record.blockCapacity
+        copyBases = .allocate(capacity: max(1, halfBlocks))
         blockCount = blocksNeeded
         let slotBytes = slotWords0 * 4
         let prefix = Format.prefix(record.id)
@@ -114,7 +120,7 @@ final class HNSWGraphView: HNSWGraphAccess {
             var entry = try c.seek(atLeast: prefix)
             while let (key, value) = entry, key.starts(with: prefix) {
                 let block = Int(readBE32(key, at: 4))
-                let expectedRows = min(record.blockCapacity, rows - block * record.blockCapacity)
+                let expectedRows = min(record.blockCapacity, allRows - block * record.blockCapacity)
                 guard key.count == 8, block == halves, expectedRows > 0, value.count == expectedRows * halfBytes else {
                     throw VecStoreError.corrupt(
                         "collection \(name): graph-vectors block \(block) (expected \(halves)) has \(value.count) bytes for \(max(0, expectedRows)) rows")
@@ -124,8 +130,8 @@ final class HNSWGraphView: HNSWGraphAccess {
                 entry = try c.next()
             }
         }
-        guard halves == blocksNeeded else {
-            throw VecStoreError.corrupt("collection \(name): \(halves) graph-vectors blocks stored, \(blocksNeeded) needed")
+        guard halves == halfBlocks else {
+            throw VecStoreError.corrupt("collection \(name): \(halves) graph-vectors blocks stored, \(halfBlocks) needed")
         }
         let upperWords = config.slotWordsUpper
         if config.maxLevel >= 1 {

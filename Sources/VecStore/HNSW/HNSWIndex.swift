@@ -70,10 +70,17 @@ enum HNSWIndex: VectorIndexKind {
         }
         return IndexStats(kind: Self.name, lines: [
             .init("M", "\(c.m)"), .init("efConstruction", "\(c.efConstruction)"), .init("efSearch", "\(c.efSearch)"),
-            .init("nodes", "\(c.nodes)"), .init("max level", "\(c.maxLevel)"),
+            .init("nodes", "\(c.nodes)"),
+            .init("unlinked tail", "\(max(0, Int(record.nextInternalID) - Int(c.nodes)))"),
+            .init("max level", "\(c.maxLevel)"),
             .init("upper-level nodes", "\(upperNodes)"),
             .init("entry point", c.entryPoint == HNSWConfig.noEntry ? "none" : "\(c.entryPoint)"),
         ] + (try HNSWInt8Record.statsLines(txn, dbs, record, traversal: c.traversal)))
+    }
+
+    static func unindexedRows(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord) throws -> Int {
+        guard let c = try HNSWConfig.load(txn, dbs, record.id) else { return 0 }
+        return max(0, Int(record.nextInternalID) - Int(c.nodes))
     }
 
     static func makeWriter(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String) throws
@@ -125,23 +132,35 @@ struct HNSWWriter: VectorIndexWriter {
         self.config = config
     }
 
+    /// Writes the traversal copies of the batch's rows, then links the tail (the batch's rows included) or
+    /// part of it, as `batch.linking` says (Spec/HNSW.md §4.1); deleted graph rows are repaired around,
+    /// deleted tail rows need nothing (their live bit is off and no list names them).
     mutating func apply(_ batch: IndexBatch) throws {
-        guard config.nodes == batch.appended.lowerBound else {
+        let nodes = config.nodes
+        guard nodes <= batch.appended.lowerBound else {
             throw VecStoreError.corrupt(
-                "collection \(name): HNSW graph covers \(config.nodes) rows, the collection had \(batch.appended.lowerBound)")
+                "collection \(name): HNSW graph covers \(nodes) rows, the collection had \(batch.appended.lowerBound)")
         }
-        if batch.deleted.isEmpty && batch.appended.isEmpty { return }
         let record = batch.record
-        let editor = try HNSWEditor(txn, dbs, record: record, config: config, name: name, fresh: config.nodes == 0)
-        let liveWords = batch.liveWords
-        let isLive = { (row: UInt32) in (liveWords[Int(row) >> 6] >> UInt64(row & 63)) & 1 == 1 }
-        let inserted = batch.appended.filter(isLive)
-        HNSWIndexing.apply(editor, batch.vectors, liveWords: liveWords, rows: Int(record.nextInternalID),
-                           metric: record.metric, deleted: batch.deleted, inserted: inserted,
-                           threads: max(1, batch.threads))
-        try editor.write(txn, dbs, vectors: batch.vectors)
-        config = editor.config
-        blocksWritten = editor.lastWrittenBlocks
+        try HNSWTraversalCopies.write(txn, dbs, traversal: config.traversal, collection: record.id, name: name,
+                                      dimension: record.dimension, blockCapacity: record.blockCapacity,
+                                      initialRows: Int(batch.appended.lowerBound), rows: Int(batch.appended.upperBound),
+                                      vectors: batch.vectors)
+        let end = batch.linking.policy.linkEnd(nodes: nodes, rows: record.nextInternalID, linking: batch.linking.mode)
+        let deleted = batch.deleted.filter { $0 < nodes }
+        blocksWritten = 0
+        if end > nodes || !deleted.isEmpty {
+            let editor = try HNSWEditor(txn, dbs, record: record, config: config, name: name, fresh: nodes == 0)
+            let liveWords = batch.liveWords
+            let isLive = { (row: UInt32) in (liveWords[Int(row) >> 6] >> UInt64(row & 63)) & 1 == 1 }
+            let inserted = (nodes..<end).filter(isLive)
+            HNSWIndexing.apply(editor, batch.vectors, liveWords: liveWords, rows: Int(end), metric: record.metric,
+                               deleted: deleted, inserted: inserted, threads: max(1, batch.threads))
+            try editor.write(txn, dbs, vectors: batch.vectors)
+            config = editor.config
+            blocksWritten = editor.lastWrittenBlocks
+        }
+        if config.nodes < record.nextInternalID { try Format.declare(HNSWIndex.tailFeature, txn, meta: dbs.meta) }
     }
 }
 
@@ -168,8 +187,60 @@ final class HNSWIndexView: VectorIndexView, @unchecked Sendable {
 
     func search(queries: UnsafePointer<Float>, count: Int, k: Int, mask: CandidateMask?, options: SearchOptions,
                 threads: Int) -> [TopK] {
-        HNSWSearch.run(vectors, graph, metric: metric, queries: queries, count: count, k: k, ef: ef(k: k, options),
-                       allowed: mask, threads: threads)
+        var tops = HNSWSearch.run(vectors, graph, metric: metric, queries: queries, count: count, k: k,
+                                  ef: ef(k: k, options), allowed: mask, threads: threads)
+        if tail.count > 0 {
+            if let mask {
+                mergeTail(&tops, queries: queries, k: k, mask: mask, threads: threads)
+            } else {
+                CandidateMask.with(rows.liveWords) { live in
+                    mergeTail(&tops, queries: queries, k: k, mask: live, threads: threads)
+                }
+            }
+        }
+        return tops
+    }
+
+    /// Rows the graph does not cover yet (Spec/HNSW.md §4.1): `[nodes, rows)`, searched exactly.
+    var tail: Range<UInt32> { UInt32(graph.rows)..<rows.record.nextInternalID }
+
+    /// Scans the tail rows allowed by `mask` exactly for each query and merges the best `k` into `tops`.
+    /// The first tail rows up to a multiple of 64 are scored one by one; the rest go through the scan
+    /// kernel over the vector blocks, with the mask rebased to start at that multiple (the kernel reads
+    /// one mask word per 64 rows from a block's first row). Tail hits are scored with the same float32
+    /// distance as the graph's re-ranking, so the two sides compare exactly.
+    private func mergeTail(_ tops: inout [TopK], queries: UnsafePointer<Float>, k: Int, mask: CandidateMask,
+                           threads: Int) {
+        let dim = vectors.dimension
+        let start = tail.lowerBound, end = tail.upperBound
+        let aligned = min(end, (start + 63) & ~63)
+        let base = Int(aligned >> 6)
+        let shifted = CandidateMask(words: mask.words + min(base, mask.wordCount),
+                                    wordCount: max(0, mask.wordCount - base))
+        // Blocks (or their parts) holding rows `aligned ..< end`, numbered from `aligned`.
+        var blocks: [VectorBlock] = []
+        for b in rows.blocks {
+            let first = max(aligned, b.firstID), last = min(end, b.firstID + UInt32(b.count))
+            guard first < last else { continue }
+            let offset = Int(first - b.firstID)
+            blocks.append(VectorBlock(firstID: first - aligned, count: Int(last - first),
+                                      vectors: b.vectors + offset * dim, squaredNorms: b.squaredNorms + offset))
+        }
+        let l2 = metric == .l2
+        func score(_ q: UnsafePointer<Float>, _ id: UInt32) -> Float {
+            l2 ? -L2Distance.distance(q, vectors.vector(id), dim) : -InnerProductDistance.distance(q, vectors.vector(id), dim)
+        }
+        for i in 0..<tops.count {
+            let q = queries + i * dim
+            var found = TopK(k: k)
+            for id in start..<aligned where mask.contains(id) { found.insert(score(q, id), id) }
+            if !blocks.isEmpty {
+                let scanned = ExactSearch.search(query: q, dimension: dim, metric: metric, blocks: blocks,
+                                                 mask: shifted, k: k, threads: tops.count == 1 ? threads : 1)
+                for hit in scanned.sorted() { found.insert(score(q, hit.id + aligned), hit.id + aligned) }
+            }
+            tops[i].merge(found)
+        }
     }
 
     /// `HNSWSearch.knn` re-ranks with the float32 vectors.

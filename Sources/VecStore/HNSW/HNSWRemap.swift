@@ -91,6 +91,11 @@ final class HNSWRemap {
         guard map.oldCount == Int(record.nextInternalID) else {
             throw VecStoreError.corrupt("collection \(name): row map covers \(map.oldCount) rows, the collection has \(record.nextInternalID)")
         }
+        guard config.nodes == record.nextInternalID else {
+            // An unlinked tail (left by an interrupted import) is linked by a rebuild instead.
+            throw VecStoreError.corrupt(
+                "collection \(name): the graph covers \(config.nodes) of \(record.nextInternalID) rows (unlinked tail)")
+        }
         graph = try HNSWGraphView(txn, dbs, record, config, name: name)
         int8TrainingRows = config.traversal == .int8
             ? (try HNSWInt8Record.load(txn, dbs, record.id, dimension: record.dimension)?.trainingRows ?? 0) : 0

@@ -3,7 +3,8 @@ import VecStoreKernels
 
 /// The HNSW graph checks `vecstore verify` runs for a collection with a graph.
 enum HNSWVerifier {
-    /// Checks a collection's graph (Spec/HNSW.md §Invariants): it covers every row; links point at
+    /// Checks a collection's graph (Spec/HNSW.md §Invariants): it covers rows `[0, nodes)` (the rest is
+    /// its unlinked tail, which needs the `hnsw-tail` feature); links point at
     /// other rows in range, without duplicates, within the degree bounds (2·M on layer 0, M above);
     /// upper-level links point at nodes of that level; each node's levels are exactly 1...level(row)
     /// from the seed; the entry point is live and on the top level, and no live node is above it.
@@ -11,7 +12,21 @@ enum HNSWVerifier {
                             _ view: CollectionView, _ faults: inout [String]) throws -> Int {
         let prefix = Format.prefix(record.id)
         guard let config = try HNSWConfig.load(txn, dbs, record.id) else { return 0 }
-        let rows = Int(record.nextInternalID)
+        // The graph covers rows `[0, nodes)`; the rest is the unlinked tail (Spec/HNSW.md §4.1): no slots,
+        // no binary16 copies, no upper-level entries, and no link from the graph points into it (every
+        // check below bounds links by `rows` = nodes).
+        guard config.nodes <= record.nextInternalID else {
+            faults.append("\(name): HNSW graph covers \(config.nodes) rows, the collection has \(record.nextInternalID)")
+            return 1
+        }
+        let rows = Int(config.nodes)
+        if rows < Int(record.nextInternalID) {
+            let declared = try txn.get(dbs.meta, Format.featuresKey).map { v in try Format.decodeFeatures(v) } ?? []
+            if !declared.contains(where: { $0.name == HNSWIndex.tailFeature.name }) {
+                faults.append("\(name): HNSW graph has an unlinked tail of \(Int(record.nextInternalID) - rows) rows, "
+                    + "but the store does not declare feature '\(HNSWIndex.tailFeature.name)'")
+            }
+        }
         let graph: HNSWGraphView
         do { graph = try HNSWGraphView(txn, dbs, record, config, name: name) } catch {
             faults.append("\(error)")
@@ -20,22 +35,25 @@ enum HNSWVerifier {
         var checked = 0
         let before = faults.count
         func fault(_ s: String) { if faults.count - before < 50 { faults.append("\(name): HNSW \(s)") } }
-        // Layer 0: links, and the traversal copy of each row's vector (binary16: equal to its conversion;
+        // The traversal copy of every row's vector, tail rows included (binary16: equal to its conversion;
         // int8: within half a step of it, or clamped; the quantizer record was checked opening the view).
-        for node in 0..<UInt32(rows) {
-            checked += 1
-            let v = view.vector(node)
+        for row in 0..<record.nextInternalID {
+            let v = view.vector(row)
             if let int8 = graph.int8 {
-                if let t = HNSWInt8Verify.check(graph.int8Codes(node), v, int8) {
-                    fault("node \(node): int8 copy is off at byte \(t) (a code outside the quantizer's bound of its component, a non-zero padding byte, or a wrong |x̂|²)")
+                if let t = HNSWInt8Verify.check(graph.int8Codes(row), v, int8) {
+                    fault("node \(row): int8 copy is off at byte \(t) (a code outside the quantizer's bound of its component, a non-zero padding byte, or a wrong |x̂|²)")
                 }
             } else {
-                let half = graph.halfVector(node)
+                let half = graph.halfVector(row)
                 for i in 0..<record.dimension where half[i] != Float16(v[i]).bitPattern {
-                    fault("node \(node): binary16 copy differs from the stored vector at component \(i)")
+                    fault("node \(row): binary16 copy differs from the stored vector at component \(i)")
                     break
                 }
             }
+        }
+        // Layer 0: links.
+        for node in 0..<UInt32(rows) {
+            checked += 1
             let list = graph.links0(node)
             let n = Int(list[0])
             if n > config.maxLinks0 { fault("node \(node) has \(n) layer-0 links, more than 2·M = \(config.maxLinks0)"); continue }

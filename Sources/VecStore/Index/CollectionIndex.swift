@@ -28,18 +28,73 @@ extension VectorCollection {
         try buildIndex(kind: .hnsw(parameters), threads: threads)
     }
 
-    /// (Re)builds the collection's index as `kind` over all live documents, in one transaction, on
-    /// `threads` cores, replacing any previous index (`.flat` drops it). Readers keep seeing the old
-    /// index until it commits.
+    /// (Re)builds the collection's index as `kind` over all live documents on `threads` cores,
+    /// replacing any previous index (`.flat` drops it). An HNSW graph that replaces an HNSW graph is
+    /// rebuilt in bounded steps, each its own transaction: the first empties the graph (every row in its
+    /// unlinked tail, searched exactly meanwhile; the binary16 copies are kept), the next ones link the
+    /// tail (`linkIndexTail`). Otherwise the index is built in one transaction, and readers keep seeing
+    /// the old one until it commits.
     public func buildIndex(kind parameters: IndexKind,
                            threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws(VecStoreError) {
         guard let kind = IndexRegistry.kind(for: parameters) else { return try dropIndex() }
         try kind.validate(parameters, dimension: dimension, metric: metric)
-        try store.write { txn in
+        let stepped: Bool = try store.write { txn in
             let record = try currentRecord(txn)
+            // HNSW over HNSW: the graph is emptied (its binary16 copies kept) and linked in steps below.
+            if case .hnsw(let p) = parameters, try HNSWIndex.resetGraph(txn, store.dbs, record, parameters: p) {
+                return true
+            }
             try store.dropIndex(txn, record)
             try store.createIndex(txn, kind, record, parameters: parameters)
             try Self.rebuild(txn, store.dbs, kind, record, name: name, threads: threads)
+            return false
+        }
+        if stepped { try linkIndexTail(threads: threads) }
+    }
+
+    /// Rows the collection's index does not cover yet: an HNSW graph's unlinked tail (Spec/HNSW.md §4.1),
+    /// left by an import that was interrupted or by a rebuild in progress. Searches scan them exactly.
+    public func unindexedRows() throws(VecStoreError) -> Int {
+        try store.read { txn in
+            let record = try currentRecord(txn)
+            guard let found = try IndexRegistry.find(txn, store.dbs, record) else { return 0 }
+            return try found.kind.unindexedRows(txn, store.dbs, record)
+        }
+    }
+
+    /// Links the collection's unlinked tail into its graph in bounded steps, one transaction each (at
+    /// most `max(65,536, nodes)` rows per step: the graph at most doubles per commit); every commit leaves
+    /// a valid graph. Returns the rows linked (0 when there was no tail).
+    @discardableResult
+    public func linkIndexTail(threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws(VecStoreError) -> Int {
+        try linkIndexTail(threads: threads, policy: HNSWTailPolicy())
+    }
+
+    /// `linkIndexTail` with the step size of `policy`.
+    func linkIndexTail(threads: Int, policy: HNSWTailPolicy) throws(VecStoreError) -> Int {
+        var linked = 0
+        while true {
+            let step: Int = try store.write { txn in
+                let record = try currentRecord(txn)
+                guard let found = try IndexRegistry.find(txn, store.dbs, record) else { return 0 }
+                let before = try found.kind.unindexedRows(txn, store.dbs, record)
+                guard before > 0 else { return 0 }
+                let view = try CollectionView(txn, store.dbs, record, name: name)
+                let vectors = VectorTable(view)
+                defer { vectors.deallocate() }
+                var writer = try found.kind.makeWriter(txn, store.dbs, record, name: name)
+                let end = record.nextInternalID
+                try writer.apply(IndexBatch(record: record, appended: end..<end, deleted: [], vectors: vectors,
+                                            liveWords: view.liveWords, threads: max(1, threads),
+                                            linking: IndexLinking(mode: .step, policy: policy)))
+                let after = try found.kind.unindexedRows(txn, store.dbs, record)
+                guard after < before else {
+                    throw VecStoreError.corrupt("collection \(name): linking its unlinked tail made no progress")
+                }
+                return before - after
+            }
+            if step == 0 { return linked }
+            linked += step
         }
     }
 

@@ -65,6 +65,8 @@ protocol VectorIndexKind {
     /// `.rebuild` when the kind cannot renumber (the caller then rebuilds through the writer).
     static func remap(_ source: IndexRemapSource, into txn: Transaction, _ dbs: Databases,
                       _ record: CollectionRecord, name: String) throws -> IndexRemapOutcome
+    /// Rows of `record` the index does not cover yet, which searches scan exactly.
+    static func unindexedRows(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord) throws -> Int
 }
 
 /// One write batch, as an index sees it at the end of the writer's transaction.
@@ -84,6 +86,28 @@ struct IndexBatch {
     let liveWords: [UInt64]
     /// Cores the index may use.
     let threads: Int
+    /// How much of the rows not yet indexed the index should take in now (an index that always takes
+    /// every row, like IVF, ignores it).
+    var linking: IndexLinking = .all
+}
+
+/// How much of a graph's unlinked tail (rows appended but not yet linked, Spec/HNSW.md §4.1) a write
+/// batch links, and the thresholds that decide it.
+struct IndexLinking: Equatable {
+    enum Mode: Equatable {
+        /// Every row: the index covers the whole collection after the batch (single writes, rebuilds).
+        case all
+        /// Bulk import: the batch's rows join the tail, and the whole tail is linked only once it is large
+        /// against the graph (`HNSWTailPolicy`).
+        case deferred
+        /// One bounded step of the tail (batched rebuilds, `linkIndexTail`).
+        case step
+    }
+    var mode: Mode
+    var policy = HNSWTailPolicy()
+
+    /// Every row, now.
+    static let all = IndexLinking(mode: .all)
 }
 
 /// Applies write batches to one collection's index inside the writer's transaction.
@@ -117,6 +141,9 @@ protocol VectorIndexView: AnyObject, Sendable {
 extension VectorIndexKind {
     /// One configuration: the default parameters.
     static var testParameters: [IndexKind] { [defaultParameters] }
+    /// Rows the index does not cover yet (HNSW's unlinked tail, Spec/HNSW.md §4.1); other kinds cover
+    /// every row after each batch.
+    static func unindexedRows(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord) throws -> Int { 0 }
 }
 
 extension VectorIndexView {
@@ -207,5 +234,11 @@ extension IndexStats {
         let traversal = lines.first { $0.key == "traversal" }?.value.split(separator: " ").first.map(String.init)
         return ([kind] + lines.prefix(3).map { "\($0.key)=\($0.value)" }
             + (traversal.map { $0 == "f16" ? [] : ["traversal=\($0)"] } ?? [])).joined(separator: " ")
+    }
+
+    /// " (N rows unlinked)" when the index has an unlinked tail (Spec/HNSW.md §4.1), else "".
+    public var unlinkedNote: String {
+        guard let tail = lines.first(where: { $0.key == "unlinked tail" }), tail.value != "0" else { return "" }
+        return " (\(tail.value) rows unlinked)"
     }
 }
