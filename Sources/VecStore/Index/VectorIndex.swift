@@ -200,8 +200,9 @@ enum IndexRemapOutcome: Equatable {
 
 /// Every index kind this build implements. Adding a kind is one line here.
 enum IndexRegistry {
-    /// The registered kinds, in the order a collection's meta records are probed.
-    static let kinds: [any VectorIndexKind.Type] = [HNSWIndex.self, IVFIndexKind.self]
+    /// The registered kinds, in the order a collection's meta records are probed. Immutable metatypes of
+    /// stateless types, so sharing them across threads is safe (existential metatypes are not `Sendable`).
+    nonisolated(unsafe) static let kinds: [any VectorIndexKind.Type] = [HNSWIndex.self, IVFIndexKind.self]
 
     /// The kind that `parameters` describe, or nil for `.flat` (no index).
     static func kind(for parameters: IndexKind) -> (any VectorIndexKind.Type)? {
