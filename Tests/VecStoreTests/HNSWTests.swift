@@ -277,9 +277,13 @@ struct HNSWTests {
             }
             #expect(total / Double(queries.count) >= 0.95, "filter \(filter): recall \(total / Double(queries.count))")
         }
-        // The switch point: exact when matches² < 3·M·ef·live.
-        #expect(HNSWSearch.prefersExact(matches: 7_800, live: 59_647, m: 16, ef: 64))
+        // The switch point: exact below 5·M·ef matches (5,120 at M=16, ef=64) or below live/(2M).
+        #expect(HNSWSearch.prefersExact(matches: 5_000, live: 59_647, m: 16, ef: 64))
+        #expect(!HNSWSearch.prefersExact(matches: 7_800, live: 59_647, m: 16, ef: 64))
         #expect(!HNSWSearch.prefersExact(matches: 31_500, live: 59_647, m: 16, ef: 64))
+        #expect(HNSWSearch.prefersExact(matches: 20_000, live: 1_000_000, m: 16, ef: 64))
+        #expect(!HNSWSearch.prefersExact(matches: 40_000, live: 1_000_000, m: 16, ef: 64))
+        #expect(HNSWSearch.prefersExact(matches: 9_000, live: 59_647, m: 16, ef: 128))
     }
 
     @Test("filtered graph search finds matches that lie away from the query (correlated filters)")
