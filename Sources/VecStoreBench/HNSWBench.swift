@@ -162,8 +162,9 @@ struct HNSWBench: ParsableCommand {
                     _ = try queryRows.map { try coll.search($0, k: 10, filter: filter, options: SearchOptions(threads: 1, exact: true)) }
                 }
                 let matches = try countMatches(coll, source)
-                // The library's automatic switch (HNSWSearch.prefersExact) at the default ef=64, M=16.
-                let path = Double(matches) * Double(matches) < 3 * 16 * 64 * Double(total) ? "exact" : "graph"
+                // The library's automatic switch at the default ef, as the planner decides it.
+                let path = try coll.explainSearch(k: 10, filter: filter, options: SearchOptions(threads: 1)).path == .index
+                    ? "graph" : "exact"
                 filtered.append(["source": source, "selectivity": Double(matches) / Double(total), "recall": recall,
                                  "qps_1t": qps, "path": path, "graph_recall": graphRecall, "graph_qps_1t": graphQPS,
                                  "exact_qps_1t": Double(queryRows.count) / exactSeconds])

@@ -277,6 +277,15 @@ struct HNSWTests {
             }
             #expect(total / Double(queries.count) >= 0.95, "filter \(filter): recall \(total / Double(queries.count))")
         }
+        // The planner's choice, as `explainSearch` reports it (3,000 rows: 1,440 "half", 60 "rare").
+        let half = Filter.field("tag", .equals(.string("half")))
+        #expect(try c.explainSearch(k: 10, filter: half, options: SearchOptions(ef: 4))
+            == SearchExplanation(path: .index, candidates: 1440))
+        #expect(try c.explainSearch(k: 10, filter: half) == SearchExplanation(path: .exactOverMatches, candidates: 1440))
+        #expect(try c.explainSearch(k: 10, filter: rare, options: SearchOptions(ef: 4)).path == .exactOverMatches)
+        #expect(try c.explainSearch(k: 10, filter: rare, options: SearchOptions(filterStrategy: .graph)).path == .index)
+        #expect(try c.explainSearch(k: 10) == SearchExplanation(path: .index, candidates: 3000))
+        #expect(try c.explainSearch(k: 10, options: SearchOptions(exact: true)).path == .exact)
         // The switch point: exact below 5·M·ef matches (5,120 at M=16, ef=64) or below live/(2M).
         #expect(HNSWSearch.prefersExact(matches: 5_000, live: 59_647, m: 16, ef: 64))
         #expect(!HNSWSearch.prefersExact(matches: 7_800, live: 59_647, m: 16, ef: 64))

@@ -26,6 +26,43 @@ struct SearchPlan {
     var options: SearchOptions
 }
 
+/// How a search would be answered now: the planner's choice (Spec/HNSW.md §5.1–5.2) and how many rows
+/// a result may come from. Returned by `VectorCollection.explainSearch(k:filter:options:)`.
+public struct SearchExplanation: Sendable, Equatable {
+    /// The ways a vector search is answered.
+    public enum Path: String, Sendable {
+        /// Exact scan of every live row (flat collection, small collection, or `exact` requested).
+        case exact
+        /// Exact scan of the rows matching a selective filter.
+        case exactOverMatches = "exact-over-matches"
+        /// Through the collection's vector index (HNSW graph or IVF lists), under the filter.
+        case index
+    }
+    /// The path a search takes.
+    public var path: Path
+    /// Live rows a result may come from (those matching the filter, if any).
+    public var candidates: Int
+}
+
+extension VectorCollection {
+    /// Which path `search(_:k:filter:options:)` would take now for `k` results under `filter` and
+    /// `options`, and how many rows match: the planner's decision, without searching.
+    public func explainSearch(k: Int, filter: Filter? = nil, options: SearchOptions = SearchOptions())
+        throws(VecStoreError) -> SearchExplanation
+    {
+        try store.read { txn in
+            let snap = try snapshot(txn)
+            let plan = try plan(txn, snap, filter: filter, k: k, options: options)
+            let path: SearchExplanation.Path = switch plan.path {
+            case .exact: .exact
+            case .exactOverMatches: .exactOverMatches
+            case .index: .index
+            }
+            return SearchExplanation(path: path, candidates: plan.matches)
+        }
+    }
+}
+
 extension VectorCollection {
     /// Chooses how to answer a search in snapshot `snap`. The filter's bitmap comes from the snapshot's
     /// cache (built once per snapshot), so repeated filtered queries pay only for their scans.
