@@ -47,19 +47,30 @@ public struct ScalarQuantizer8: Sendable, Equatable {
         self.scales = scales
     }
 
-    /// Trains offsets and scales from the range of `count` rows.
-    ///
-    /// - Throws: `QuantError.invalidParameter` for no rows, a zero dimension or a non-finite value.
+    /// Trains offsets and scales from the range of `count` contiguous rows (see `train(count:dimension:granularity:row:)`).
     public static func train(_ data: UnsafePointer<Float>, count: Int, dimension: Int,
                              granularity: Granularity) throws(QuantError) -> ScalarQuantizer8 {
+        try train(count: count, dimension: dimension, granularity: granularity) { data + $0 * dimension }
+    }
+
+    /// Trains offsets and scales from the range of rows `row(0) … row(count − 1)` (`dimension` floats
+    /// each): per component (or over all, `.global`) `offset = lo/2 + hi/2` and `scale = (hi/2 − lo/2)/127`
+    /// (halves first, so no range overflows), then every scale raised to at least 2⁻²⁰ of the widest (1
+    /// when none is positive): a component constant over the sample keeps usable codes for later rows that
+    /// vary there, and per-query terms like `(q − offset)/scale` stay far from overflow and underflow.
+    ///
+    /// - Throws: `QuantError.invalidParameter` for no rows, a zero dimension or a non-finite value.
+    public static func train(count: Int, dimension: Int, granularity: Granularity,
+                             row: (Int) -> UnsafePointer<Float>) throws(QuantError) -> ScalarQuantizer8 {
         guard count >= 1, dimension >= 1 else { throw .invalidParameter("int8 training needs rows and a dimension") }
         var lo = [Float](repeating: .infinity, count: dimension), hi = [Float](repeating: -.infinity, count: dimension)
         for i in 0..<count {
+            let v = row(i)
             for t in 0..<dimension {
-                let v = data[i * dimension + t]
-                guard v.isFinite else { throw .invalidParameter("int8 training row \(i) component \(t) is not finite") }
-                lo[t] = min(lo[t], v)
-                hi[t] = max(hi[t], v)
+                let x = v[t]
+                guard x.isFinite else { throw .invalidParameter("int8 training row \(i) component \(t) is not finite") }
+                lo[t] = min(lo[t], x)
+                hi[t] = max(hi[t], x)
             }
         }
         if granularity == .global {
@@ -67,11 +78,11 @@ public struct ScalarQuantizer8: Sendable, Equatable {
             lo = [Float](repeating: l, count: dimension)
             hi = [Float](repeating: h, count: dimension)
         }
-        let offsets = (0..<dimension).map { (lo[$0] + hi[$0]) / 2 }
-        let scales = (0..<dimension).map { t -> Float in
-            let s = (hi[t] - lo[t]) / 254
-            return s > 0 && s.isFinite ? s : 1
-        }
+        let offsets = (0..<dimension).map { lo[$0] / 2 + hi[$0] / 2 }
+        var scales = (0..<dimension).map { (hi[$0] / 2 - lo[$0] / 2) / 127 }
+        let widest = scales.filter { $0.isFinite && $0 > 0 }.max() ?? 1
+        let floor = widest * 0x1p-20
+        for t in 0..<dimension where !(scales[t].isFinite && scales[t] >= floor) { scales[t] = floor }
         return try ScalarQuantizer8(dimension: dimension, granularity: granularity, offsets: offsets, scales: scales)
     }
 

@@ -144,30 +144,10 @@ struct HNSWInt8Record: Equatable {
     /// Trains the quantizer from the range of `count` rows starting at row `first` of `vectors`: offset
     /// the midpoint, scale the half-range over 127 per component, at least 2⁻²⁰ of the largest scale.
     static func train(_ vectors: VectorTable, first: Int, count: Int) throws -> HNSWInt8Record {
-        let d = vectors.dimension
-        var lo = [Float](repeating: .infinity, count: d), hi = [Float](repeating: -.infinity, count: d)
-        for i in first..<(first + count) {
-            let v = vectors.vector(UInt32(i))
-            for t in 0..<d {
-                let x = v[t]
-                guard x.isFinite else { continue }
-                lo[t] = min(lo[t], x)
-                hi[t] = max(hi[t], x)
-            }
-        }
-        var offsets = [Float](repeating: 0, count: d), scales = [Float](repeating: 0, count: d)
-        for t in 0..<d where lo[t] <= hi[t] {
-            offsets[t] = lo[t] / 2 + hi[t] / 2
-            scales[t] = (hi[t] / 2 - lo[t] / 2) / 127
-        }
-        // A component (nearly) constant over the sample gets a floor of 2⁻²⁰ of the widest scale: codes
-        // for later rows that vary there stay usable, and l2's shifted query (q − offset)/scale and
-        // weight scale² stay far from overflow and underflow.
-        let widest = scales.filter { $0.isFinite && $0 > 0 }.max() ?? 1
-        let floor = widest * 0x1p-20
-        for t in 0..<d where !(scales[t].isFinite && scales[t] >= floor) { scales[t] = floor }
         do {
-            let q = try ScalarQuantizer8(dimension: d, granularity: .perDimension, offsets: offsets, scales: scales)
+            let q = try ScalarQuantizer8.train(count: count, dimension: vectors.dimension, granularity: .perDimension) {
+                vectors.vector(UInt32(first + $0))
+            }
             return HNSWInt8Record(quantizer: q, trainingRows: count)
         } catch {
             throw VecStoreError.invalidArgument("int8 traversal quantizer cannot be trained: \(error)")
