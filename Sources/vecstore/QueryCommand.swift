@@ -81,6 +81,9 @@ struct QueryCommand: ParsableCommand {
     @Option(help: "IVF-PQ re-ranking factor: the best refine × k ADC candidates are re-scored exactly (default: the index's).")
     var refine: Int?
 
+    @Flag(help: "Print how the vector search would be answered (exact, exact over the filter's matches, or through the index) and how many documents it may return from, instead of searching.")
+    var explain = false
+
     @OptionGroup(title: "Keyword and hybrid search") var textOptions: TextQueryOptions
 
     func validate() throws {
@@ -101,6 +104,16 @@ struct QueryCommand: ParsableCommand {
             let store = try target.open()
             let collection = try store.collection(target.collection)
             let parsedFilter = try filter.map { try Filter(json: $0) }
+            if explain {
+                let plan = try collection.explainSearch(k: k, filter: parsedFilter,
+                                                        options: SearchOptions(ef: ef, exact: exact, nprobe: nprobe,
+                                                                               refine: refine))
+                switch format {
+                case .jsonl: print("{\"path\": \"\(plan.path.rawValue)\", \"candidates\": \(plan.candidates)}")
+                case .table: print("path: \(plan.path.rawValue)\ncandidates: \(plan.candidates)")
+                }
+                return
+            }
             let results: [[SearchResult]]
             if textOptions.text != nil {
                 let queryVector = try id.map { id throws -> [Float] in

@@ -52,6 +52,15 @@ struct CLITests {
                                   docs[4].vector, k: 2, metric: .cosine)
         if case .object(let first) = results[0] { #expect(first["id"] == .string(expected[0].id)) }
 
+        // --explain: the planner's path and candidate count instead of results (120 rows: searched exactly).
+        let matching = docs.filter { referenceMatches(.field("category", .in(["tech", "art"])), $0.metadata) }.count
+        let explained = try runCLI(["query", store, "-c", "docs", "--vector", q, "--explain", "--format", "jsonl",
+                                    "--filter", #"{"category": {"$in": ["tech", "art"]}}"#])
+        #expect(explained.status == 0, "\(explained.stderr)")
+        #expect(explained.stdout == "{\"path\": \"exact\", \"candidates\": \(matching)}\n")
+        let explainedTable = try runCLI(["query", store, "-c", "docs", "--vector", q, "--explain"])
+        #expect(explainedTable.stdout == "path: exact\ncandidates: 120\n", "\(explainedTable.stdout)")
+
         let got = try runCLI(["get", store, "-c", "docs", "doc-7", "doc-8"])
         #expect(got.status == 0)
         #expect(got.stdout.split(separator: "\n").count == 2)
