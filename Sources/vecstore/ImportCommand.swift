@@ -95,8 +95,8 @@ struct ImportCommand: ParsableCommand {
     @Option(help: "HNSW default beam width of searches.")
     var efSearch = 64
 
-    @Option(help: "HNSW traversal copies of a new collection: f16 (half the float32 bytes) or int8 (a quarter; quantizer trained on the first batch).")
-    var traversal: HNSWTraversal = .f16
+    @Option(help: "HNSW traversal copies of a new collection: f16 (default; half the float32 bytes) or int8 (a quarter; quantizer trained on the first batch).")
+    var traversal: HNSWTraversal?
 
     @Option(help: "Reduce a new collection's vectors to this many dimensions with PCA (less than the input's).")
     var pca: Int?
@@ -117,6 +117,7 @@ struct ImportCommand: ParsableCommand {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         if let pca, pca < 1 { throw ValidationError("--pca must be at least 1") }
         if pcaSample < 2 { throw ValidationError("--pca-sample must be at least 2") }
+        if traversal != nil && index != .hnsw { throw ValidationError("--traversal applies to --index hnsw only") }
         if files.count > 1 && (vectors != nil || ids != nil) {
             throw ValidationError("--vectors and --ids go with a single input file")
         }
@@ -146,7 +147,7 @@ struct ImportCommand: ParsableCommand {
             case .flat: options.index = .flat
             case .hnsw:
                 options.index = .hnsw(HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch,
-                                                     traversal: traversal))
+                                                     traversal: traversal ?? .f16))
             case .ivf, .ivfPQ:
                 options.index = .ivf(ivf.parameters(pq: index == .ivfPQ))
             }

@@ -68,10 +68,14 @@ struct IndexBuildCommand: ParsableCommand {
     @Option(help: "HNSW links per node (layer 0 keeps 2·M).") var m = 16
     @Option(help: "HNSW beam width while building.") var efConstruction = 200
     @Option(help: "HNSW default beam width of searches.") var efSearch = 64
-    @Option(help: "HNSW traversal copies: f16 (half the float32 bytes) or int8 (a quarter; quantizer trained on all rows).")
-    var traversal: HNSWTraversal = .f16
+    @Option(help: "HNSW traversal copies: f16 (default; half the float32 bytes) or int8 (a quarter; quantizer trained on all rows).")
+    var traversal: HNSWTraversal?
     @OptionGroup(title: "IVF") var ivf: IVFTrainingOptions
     @Option(help: "Build threads (default: all cores).") var threads: Int?
+
+    func validate() throws {
+        if traversal != nil && index != .hnsw { throw ValidationError("--traversal applies to --index hnsw only") }
+    }
 
     func run() throws {
         try reportingErrors {
@@ -80,10 +84,10 @@ struct IndexBuildCommand: ParsableCommand {
             let threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
             if index == .hnsw {
                 try collection.buildIndex(HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch,
-                                                         traversal: traversal),
+                                                         traversal: traversal ?? .f16),
                                           threads: threads)
                 print(String(format: "built HNSW index of '%@' (M=%d, efConstruction=%d, traversal %@) over %d documents in %.1f s",
-                             target.collection, m, efConstruction, traversal.rawValue, try collection.count(),
+                             target.collection, m, efConstruction, (traversal ?? .f16).rawValue, try collection.count(),
                              Date().timeIntervalSince(started)))
                 return
             }

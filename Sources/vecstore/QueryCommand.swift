@@ -105,6 +105,13 @@ struct QueryCommand: ParsableCommand {
             let collection = try store.collection(target.collection)
             let parsedFilter = try filter.map { try Filter(json: $0) }
             if explain {
+                // The plan does not depend on the query, but a query the search would refuse is refused here too.
+                if let vector, case let v = try Self.parseVector(vector), v.count != collection.dimension {
+                    throw VecStoreError.dimensionMismatch(expected: collection.dimension, got: v.count, id: nil)
+                }
+                if let id, try collection.get(id: id) == nil {
+                    throw VecStoreError.invalidArgument("no document with id '\(id)' in \(collection.name)")
+                }
                 let plan = try collection.explainSearch(k: k, filter: parsedFilter,
                                                         options: SearchOptions(ef: ef, exact: exact, nprobe: nprobe,
                                                                                refine: refine))
