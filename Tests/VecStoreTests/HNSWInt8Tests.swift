@@ -4,21 +4,6 @@ import Testing
 @testable import VecStore
 import VecStoreKernels
 
-/// Rows of an .fvecs / .ivecs file.
-private func readVecs<T>(_ path: String, as: T.Type) throws -> [[T]] {
-    let data = try Data(contentsOf: URL(fileURLWithPath: path))
-    return data.withUnsafeBytes { raw -> [[T]] in
-        var rows: [[T]] = []
-        var o = 0
-        while o + 4 <= raw.count {
-            let n = Int(raw.loadUnaligned(fromByteOffset: o, as: Int32.self))
-            rows.append((0..<n).map { raw.loadUnaligned(fromByteOffset: o + 4 + 4 * $0, as: T.self) })
-            o += 4 + 4 * n
-        }
-        return rows
-    }
-}
-
 /// int8 traversal copies of HNSW graphs (HNSW/HNSWTraversalInt8.swift, Spec/HNSW.md §3.4).
 @Suite("HNSW int8 traversal copies")
 struct HNSWInt8Tests {

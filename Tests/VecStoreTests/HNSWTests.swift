@@ -18,20 +18,6 @@ private func cleanup(_ path: String) {
 private let dataDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data").path
 
-private func readVecs<T>(_ path: String, as: T.Type) throws -> [[T]] {
-    let data = try Data(contentsOf: URL(fileURLWithPath: path))
-    return data.withUnsafeBytes { raw -> [[T]] in
-        var rows: [[T]] = []
-        var o = 0
-        while o + 4 <= raw.count {
-            let n = Int(raw.loadUnaligned(fromByteOffset: o, as: Int32.self))
-            rows.append((0..<n).map { raw.loadUnaligned(fromByteOffset: o + 4 + 4 * $0, as: T.self) })
-            o += 4 + 4 * n
-        }
-        return rows
-    }
-}
-
 /// Deterministic pseudo-random vectors.
 private struct Rand {
     var state: UInt64

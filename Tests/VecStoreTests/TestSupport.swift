@@ -158,3 +158,18 @@ func jsonl(_ docs: [Document]) -> String {
         return JSONValue.object(o).serialized()
     }.joined(separator: "\n") + "\n"
 }
+
+/// Rows of an .fvecs / .ivecs file.
+func readVecs<T>(_ path: String, as: T.Type) throws -> [[T]] {
+    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    return data.withUnsafeBytes { raw -> [[T]] in
+        var rows: [[T]] = []
+        var o = 0
+        while o + 4 <= raw.count {
+            let n = Int(raw.loadUnaligned(fromByteOffset: o, as: Int32.self))
+            rows.append((0..<n).map { raw.loadUnaligned(fromByteOffset: o + 4 + 4 * $0, as: T.self) })
+            o += 4 + 4 * n
+        }
+        return rows
+    }
+}

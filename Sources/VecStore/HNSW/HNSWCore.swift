@@ -414,18 +414,30 @@ enum HNSWAlgorithms {
                 scorer.prefetch(id)
             }
             if locks { g.unlock(c) }
-            j = 0
-            while j < p {
-                let id = pending[j]
-                j += 1
-                let d = scorer.distance(id)
-                if results.count < ef || d < bound {
-                    candidates.push(-d, id)
-                    if allowed?.contains(id) ?? true {
-                        results.push(d, id)
-                        if results.count > ef { results.pop() }
-                        bound = results.topKey
-                    }
+            scorePending(scorer, pending, count: p, ef: ef, allowed: allowed, candidates: &candidates, results: &results,
+                         bound: &bound)
+        }
+    }
+
+    /// Scores the `count` ids at `pending` and pushes each that beats the beam's bound into `candidates`
+    /// and, when `allowed` admits it (nil: every id), into `results` (kept to `ef`, `bound` its farthest):
+    /// the scoring pass of `searchLayer` and `searchLayerFiltered`.
+    @inline(__always)
+    static func scorePending<S: HNSWScorer>(
+        _ scorer: S, _ pending: UnsafeMutablePointer<UInt32>, count: Int, ef: Int, allowed: CandidateMask?,
+        candidates: inout DistanceHeap, results: inout DistanceHeap, bound: inout Float
+    ) {
+        var j = 0
+        while j < count {
+            let id = pending[j]
+            j += 1
+            let d = scorer.distance(id)
+            if results.count < ef || d < bound {
+                candidates.push(-d, id)
+                if allowed?.contains(id) ?? true {
+                    results.push(d, id)
+                    if results.count > ef { results.pop() }
+                    bound = results.topKey
                 }
             }
         }
@@ -493,20 +505,8 @@ enum HNSWAlgorithms {
                     scorer.prefetch(id)
                 }
                 if locks { g.unlock(c) }
-                j = 0
-                while j < p {
-                    let id = pending[j]
-                    j += 1
-                    let d = scorer.distance(id)
-                    if results.count < ef || d < bound {
-                        candidates.push(-d, id)
-                        if allowed.contains(id) {
-                            results.push(d, id)
-                            if results.count > ef { results.pop() }
-                            bound = results.topKey
-                        }
-                    }
-                }
+                scorePending(scorer, pending, count: p, ef: ef, allowed: allowed, candidates: &candidates, results: &results,
+                             bound: &bound)
                 continue
             }
             // One hop: allowed neighbours are scored, failing ones kept (unmarked) to look through.
@@ -550,18 +550,8 @@ enum HNSWAlgorithms {
                 }
                 if locks { g.unlock(hop) }
             }
-            j = 0
-            while j < p {
-                let id = pending[j]
-                j += 1
-                let d = scorer.distance(id)
-                if results.count < ef || d < bound {
-                    candidates.push(-d, id)
-                    results.push(d, id)
-                    if results.count > ef { results.pop() }
-                    bound = results.topKey
-                }
-            }
+            scorePending(scorer, pending, count: p, ef: ef, allowed: nil, candidates: &candidates, results: &results,
+                         bound: &bound)
         }
     }
 

@@ -21,7 +21,6 @@ final class HNSWEditor: HNSWGraphAccess {
     let mask: UInt32
     let blockCapacity: Int
     let slotWords0: Int
-    let dimension: Int
     let slotWordsUpper: Int
 
     // Layer 0: per block, the pointer reads go through (map or owned copy), and the owned copy.
@@ -60,7 +59,6 @@ final class HNSWEditor: HNSWGraphAccess {
         mask = (1 << shift) - 1
         blockCapacity = record.blockCapacity
         slotWords0 = config.slotWords0
-        dimension = record.dimension
         slotWordsUpper = config.slotWordsUpper
         if fresh {
             self.config.nodes = 0
@@ -574,7 +572,7 @@ final class HNSWEditor: HNSWGraphAccess {
 
     /// Writes changed layer-0 blocks, the upper levels (when changed) and the header record. (The
     /// traversal copies of rows are written by the batch that appends them, `HNSWTraversalCopies`.)
-    func write(_ txn: Transaction, _ dbs: Databases, vectors: VectorTable) throws {
+    func write(_ txn: Transaction, _ dbs: Databases) throws {
         if let blockDamage { throw VecStoreError.corrupt("collection \(name): \(blockDamage)") }
         let slotBytes = slotWords0 * 4
         lastWrittenBlocks = 0

@@ -44,7 +44,8 @@ public enum FilterStrategy: Sendable, Equatable {
 }
 
 /// The `hnsw:<collection id>` meta record (32 bytes, Spec/HNSW.md §Header record). Its presence means
-/// the collection has a graph; `nodes` equals the collection's rows after every committed write.
+/// the collection has a graph; it covers rows `[0, nodes)`, `nodes` at most the collection's rows (the rest
+/// is the unlinked tail, Spec/HNSW.md §4.1).
 struct HNSWConfig: Equatable {
     static let recordVersion: UInt8 = 1
     static let noEntry: UInt32 = 0xFFFF_FFFF

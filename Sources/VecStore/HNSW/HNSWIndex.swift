@@ -156,7 +156,7 @@ struct HNSWWriter: VectorIndexWriter {
             let inserted = (nodes..<end).filter(isLive)
             HNSWIndexing.apply(editor, batch.vectors, liveWords: liveWords, rows: Int(end), metric: record.metric,
                                deleted: deleted, inserted: inserted, threads: max(1, batch.threads))
-            try editor.write(txn, dbs, vectors: batch.vectors)
+            try editor.write(txn, dbs)
             config = editor.config
             blocksWritten = editor.lastWrittenBlocks
         }

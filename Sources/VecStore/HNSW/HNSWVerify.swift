@@ -12,9 +12,9 @@ enum HNSWVerifier {
                             _ view: CollectionView, _ faults: inout [String]) throws -> Int {
         let prefix = Format.prefix(record.id)
         guard let config = try HNSWConfig.load(txn, dbs, record.id) else { return 0 }
-        // The graph covers rows `[0, nodes)`; the rest is the unlinked tail (Spec/HNSW.md §4.1): no slots,
-        // no binary16 copies, no upper-level entries, and no link from the graph points into it (every
-        // check below bounds links by `rows` = nodes).
+        // The graph covers rows `[0, nodes)`; the rest is the unlinked tail (Spec/HNSW.md §4.1): traversal
+        // copies (checked below) but no slots, no upper-level entries, and no link from the graph points
+        // into it (every check below bounds links by `rows` = nodes).
         guard config.nodes <= record.nextInternalID else {
             faults.append("\(name): HNSW graph covers \(config.nodes) rows, the collection has \(record.nextInternalID)")
             return 1
