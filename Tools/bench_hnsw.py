@@ -31,7 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import svgplot  # noqa: E402
-from benchlib import best_of, fmt, fvecs, ivecs, ratio, recall_at, write_section  # noqa: E402
+from benchlib import best_of, fmt, load_run, ratio, recall_at, publish  # noqa: E402
 
 
 def peers(args):
@@ -39,11 +39,7 @@ def peers(args):
     import hnswlib
     import faiss
 
-    base = fvecs(args.base)
-    queries = fvecs(args.queries)
-    if args.max_queries:
-        queries = queries[: args.max_queries]
-    truth = ivecs(args.groundtruth)[: len(queries)]
+    base, queries, truth = load_run(args)
     n, dim = base.shape
     cores = os.cpu_count() or 1
     efs = [int(x) for x in args.efs.split(",")]
@@ -168,11 +164,7 @@ def traversal_peer(args):
     import numpy as np
     import hnswlib
 
-    base = fvecs(args.base)
-    queries = fvecs(args.queries)
-    if args.max_queries:
-        queries = queries[: args.max_queries]
-    truth = ivecs(args.groundtruth)[: len(queries)]
+    base, queries, truth = load_run(args)
     n, dim = base.shape
     if args.metric == "cosine":
         base = base / np.linalg.norm(base, axis=1, keepdims=True)
@@ -253,11 +245,7 @@ def traversal_report(args):
         w(f"| verify clean | {f16['verify_ok']} | {i8['verify_ok']} | – |")
         w("")
     text = "\n".join(out)
-    print(text)
-    if args.write:
-        section = ("<!-- hnsw-traversal:begin -->\n### HNSW traversal copies: binary16 against int8\n\n"
-                   + f"Command: `{args.command}`\n\n" + text + "\n<!-- hnsw-traversal:end -->")
-        write_section(args.write, "hnsw-traversal", section)
+    publish(args, "hnsw-traversal", "### HNSW traversal copies: binary16 against int8", text)
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -404,11 +392,7 @@ def report(args):
                   f"{fmt(x.get('exact_qps_1t'))} | {fmt(hx.get('recall'), 4)} | {fmt(hx.get('qps_1t'))} |")
             w("")
     text = "\n".join(out)
-    print(text)
-    if args.write:
-        section = ("<!-- hnsw:begin -->\n## HNSW\n\n"
-                   + f"Command: `{args.command}`\n\n" + text + "\n<!-- hnsw:end -->")
-        write_section(args.write, "hnsw", section)
+    publish(args, "hnsw", "## HNSW", text)
 
 
 def main():

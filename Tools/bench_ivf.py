@@ -19,7 +19,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import best_of, fmt, fvecs, ivecs, ratio, recall_at, write_section  # noqa: E402
+from benchlib import best_of, fmt, load_run, ratio, recall_at, publish  # noqa: E402
 import svgplot  # noqa: E402
 
 
@@ -28,11 +28,7 @@ def peers(args):
     import faiss
 
     faiss.omp_set_num_threads(1)
-    base = fvecs(args.base)
-    queries = fvecs(args.queries)
-    if args.max_queries:
-        queries = queries[: args.max_queries]
-    truth = ivecs(args.groundtruth)[: len(queries)]
+    base, queries, truth = load_run(args)
     n, dim = base.shape
     if args.metric == "cosine":
         base = base / np.linalg.norm(base, axis=1, keepdims=True)
@@ -198,18 +194,14 @@ def report(args):
             w(plot_curves(ds, any_run, v, f, os.path.join(os.path.dirname(os.path.abspath(args.write)), "plots")))
             w("")
     text = "\n".join(out)
-    print(text)
-    if args.write:
-        intro = ("**store**: the IVF index kinds of the store (issue 10): `buildIVF` on one thread, then "
-                 "`searchBatch` with one thread (k = 10): LMDB read snapshot, list blocks scanned in place in the "
-                 "memory map, re-ranking from the stored float32 vectors and id resolution included. **core**: the "
-                 "in-memory `VecStoreQuant.IVFIndex` (same scans, no store), one `search` call per query. FAISS: one "
-                 "batched `search` call with `omp_set_num_threads(1)`. The store's bytes per vector count what its "
-                 "index adds to the file (the `ivf` and `ivf-lists` databases); the float32 vectors are kept in "
-                 "`vectors` in every kind.")
-        section = ("<!-- ivf:begin -->\n## IVF and PQ (store and in-memory core)\n\n" + f"Command: `{args.command}`\n\n"
-                   + intro + "\n\n" + text + "\n<!-- ivf:end -->")
-        write_section(args.write, "ivf", section)
+    intro = ("**store**: the IVF index kinds of the store (issue 10): `buildIVF` on one thread, then "
+             "`searchBatch` with one thread (k = 10): LMDB read snapshot, list blocks scanned in place in the "
+             "memory map, re-ranking from the stored float32 vectors and id resolution included. **core**: the "
+             "in-memory `VecStoreQuant.IVFIndex` (same scans, no store), one `search` call per query. FAISS: one "
+             "batched `search` call with `omp_set_num_threads(1)`. The store's bytes per vector count what its "
+             "index adds to the file (the `ivf` and `ivf-lists` databases); the float32 vectors are kept in "
+             "`vectors` in every kind.")
+    publish(args, "ivf", "## IVF and PQ (store and in-memory core)", text, intro)
 
 
 def main():

@@ -20,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import svgplot  # noqa: E402
-from benchlib import fvecs, ivecs, recall_at, write_section  # noqa: E402
+from benchlib import fvecs, ivecs, recall_at, publish  # noqa: E402
 import benchlib  # noqa: E402
 
 
@@ -162,11 +162,7 @@ def report(args):
         w(f"![{ds}: recall@10 against queries/s per PCA dimension]({os.path.basename(args.plot_dir)}/{plot_name})")
         w("")
     text = "\n".join(out)
-    print(text)
-    if args.write:
-        section = ("<!-- pca:begin -->\n## PCA reduction (Tools/bench-pca)\n\n"
-                   + f"Command: `{args.command}`\n\n" + text + "\n<!-- pca:end -->")
-        write_section(args.write, "pca", section)
+    publish(args, "pca", "## PCA reduction (Tools/bench-pca)", text)
 
 
 def main():

@@ -22,6 +22,16 @@ def ivecs(path):
     return a.reshape(-1, d + 1)[:, 1:].copy()
 
 
+def load_run(args):
+    """(base, queries, truth) of a peer run: args.base and args.queries as fvecs, the queries cut to
+    args.max_queries when given, and args.groundtruth's rows for those queries."""
+    base = fvecs(args.base)
+    queries = fvecs(args.queries)
+    if args.max_queries:
+        queries = queries[: args.max_queries]
+    return base, queries, ivecs(args.groundtruth)[: len(queries)]
+
+
 def recall_at(labels, truth, k=10):
     """Mean share of each row's first k ground-truth ids found among its first k labels."""
     hits = 0
@@ -52,6 +62,16 @@ def fmt(x, digits=0):
 def ratio(a, b):
     """a / b as "1.23×", or "–" when either is missing or zero."""
     return f"{a / b:.2f}×" if a and b else "–"
+
+
+def publish(args, name, heading, text, intro=""):
+    """Prints a report's `text`; with args.write, replaces its `name` section of that file: the `heading`
+    line, the args.command that produced it, `intro` when given, then the text."""
+    print(text)
+    if args.write:
+        section = (f"<!-- {name}:begin -->\n{heading}\n\nCommand: `{args.command}`\n\n"
+                   + (intro + "\n\n" if intro else "") + text + f"\n<!-- {name}:end -->")
+        write_section(args.write, name, section)
 
 
 def write_section(path, name, section):

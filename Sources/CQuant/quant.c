@@ -147,23 +147,10 @@ __attribute__((target("avx2,fma"))) static void quantize_table_avx2(const float 
 #endif
 
 // ---------------------------------------------------------------- int8, scalar loops
-// Each adds elements [i, n) to `s`: the whole portable reference (i = 0, s = 0) and the tail of every SIMD
-// kernel below. Always inlined, so in a SIMD kernel they compile for its target (FMA contraction included),
-// exactly as the tail loops written out in each kernel did.
+// Adds elements [i, n) to `s`: the tail of the portable reference and of every SIMD kernel below. Always
+// inlined, so in a SIMD kernel it compiles for its target (FMA contraction included).
 VQ_INLINE float dot_f32_i8_tail(float s, const float *q, const int8_t *c, size_t i, size_t n) {
     for (; i < n; i++) s += q[i] * c[i];
-    return s;
-}
-VQ_INLINE float l2_f32_i8_tail(float s, const float *q, const float *w, const int8_t *c, size_t i, size_t n) {
-    for (; i < n; i++) { float d = q[i] - (float)c[i]; s += (w ? w[i] : 1.0f) * d * d; }
-    return s;
-}
-VQ_INLINE int32_t dot_i8_tail(int32_t s, const int8_t *a, const int8_t *b, size_t i, size_t n) {
-    for (; i < n; i++) s += (int32_t)a[i] * (int32_t)b[i];
-    return s;
-}
-VQ_INLINE int32_t l2_i8_tail(int32_t s, const int8_t *a, const int8_t *b, size_t i, size_t n) {
-    for (; i < n; i++) { int32_t d = (int32_t)a[i] - (int32_t)b[i]; s += d * d; }
     return s;
 }
 
@@ -177,11 +164,6 @@ float vq_dot_f32_i8_reference(const float *q, const int8_t *c, size_t n) {
     s0 = dot_f32_i8_tail(s0, q, c, i, n);
     return (s0 + s1) + (s2 + s3);
 }
-float vq_l2_f32_i8_reference(const float *q, const float *w, const int8_t *c, size_t n) {
-    return l2_f32_i8_tail(0, q, w, c, 0, n);
-}
-int32_t vq_dot_i8_reference(const int8_t *a, const int8_t *b, size_t n) { return dot_i8_tail(0, a, b, 0, n); }
-int32_t vq_l2_i8_reference(const int8_t *a, const int8_t *b, size_t n) { return l2_i8_tail(0, a, b, 0, n); }
 
 #ifdef VQ_X86
 // ---------------------------------------------------------------- fast scan, AVX2
@@ -266,12 +248,6 @@ __attribute__((target("avx2,fma"))) static inline float hsum256_q(__m256 v) {
     lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
     return _mm_cvtss_f32(lo);
 }
-__attribute__((target("avx2"))) static inline int32_t hsum256_i32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
-}
 __attribute__((target("avx2,fma"))) static float dot_f32_i8_avx2(const float *q, const int8_t *c, size_t n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = s0;
     size_t i = 0;
@@ -283,45 +259,6 @@ __attribute__((target("avx2,fma"))) static float dot_f32_i8_avx2(const float *q,
         s1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), c1, s1);
     }
     return dot_f32_i8_tail(hsum256_q(_mm256_add_ps(s0, s1)), q, c, i, n);
-}
-__attribute__((target("avx2,fma"))) static float l2_f32_i8_avx2(const float *q, const float *w, const int8_t *c,
-                                                               size_t n) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m128i raw = _mm_loadu_si128((const __m128i *)(c + i));
-        __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(q + i), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw)));
-        __m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(q + i + 8),
-                                  _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(raw, 8))));
-        if (w) {
-            s0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(w + i), d0), d0, s0);
-            s1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(w + i + 8), d1), d1, s1);
-        } else {
-            s0 = _mm256_fmadd_ps(d0, d0, s0);
-            s1 = _mm256_fmadd_ps(d1, d1, s1);
-        }
-    }
-    return l2_f32_i8_tail(hsum256_q(_mm256_add_ps(s0, s1)), q, w, c, i, n);
-}
-__attribute__((target("avx2"))) static int32_t dot_i8_avx2(const int8_t *a, const int8_t *b, size_t n) {
-    __m256i acc = _mm256_setzero_si256();
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m256i x = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
-        __m256i y = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + i)));
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, y));
-    }
-    return dot_i8_tail(hsum256_i32(acc), a, b, i, n);
-}
-__attribute__((target("avx2"))) static int32_t l2_i8_avx2(const int8_t *a, const int8_t *b, size_t n) {
-    __m256i acc = _mm256_setzero_si256();
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m256i d = _mm256_sub_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + i))),
-                                     _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + i))));
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(d, d));
-    }
-    return l2_i8_tail(hsum256_i32(acc), a, b, i, n);
 }
 
 // ---------------------------------------------------------------- int8, AVX-512
@@ -340,37 +277,6 @@ __attribute__((target("avx512f"))) static float dot_f32_i8_avx512(const float *q
     }
     return dot_f32_i8_tail(_mm512_reduce_add_ps(_mm512_add_ps(s0, s1)), q, c, i, n);
 }
-__attribute__((target("avx512f"))) static float l2_f32_i8_avx512(const float *q, const float *w, const int8_t *c,
-                                                                size_t n) {
-    __m512 s0 = _mm512_setzero_ps();
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(q + i),
-                                 _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(c + i)))));
-        s0 = w ? _mm512_fmadd_ps(_mm512_mul_ps(_mm512_loadu_ps(w + i), d), d, s0) : _mm512_fmadd_ps(d, d, s0);
-    }
-    return l2_f32_i8_tail(_mm512_reduce_add_ps(s0), q, w, c, i, n);
-}
-__attribute__((target("avx512f,avx512bw"))) static int32_t dot_i8_avx512(const int8_t *a, const int8_t *b, size_t n) {
-    __m512i acc = _mm512_setzero_si512();
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m512i x = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(a + i)));
-        __m512i y = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + i)));
-        acc = _mm512_add_epi32(acc, _mm512_madd_epi16(x, y));
-    }
-    return dot_i8_tail(_mm512_reduce_add_epi32(acc), a, b, i, n);
-}
-__attribute__((target("avx512f,avx512bw"))) static int32_t l2_i8_avx512(const int8_t *a, const int8_t *b, size_t n) {
-    __m512i acc = _mm512_setzero_si512();
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m512i d = _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(a + i))),
-                                     _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + i))));
-        acc = _mm512_add_epi32(acc, _mm512_madd_epi16(d, d));
-    }
-    return l2_i8_tail(_mm512_reduce_add_epi32(acc), a, b, i, n);
-}
 #endif
 
 // ---------------------------------------------------------------- dispatch
@@ -380,8 +286,6 @@ static qt_fn qt_impl = quantize_table_generic;
 typedef void (*pqt_fn)(const float *, const float *, size_t, size_t, size_t, int, float *);
 static pqt_fn pqt_impl = pq_table_generic;
 typedef float (*dotf_fn)(const float *, const int8_t *, size_t);
-typedef float (*l2f_fn)(const float *, const float *, const int8_t *, size_t);
-typedef int32_t (*i8_fn)(const int8_t *, const int8_t *, size_t);
 
 // ---------------------------------------------------------------- nearest candidate (k-means, PQ encode)
 // Two passes: the extreme value (vector min/max), then the first index holding it (vector compare). 2 * x is
@@ -471,8 +375,6 @@ static nearest_fn nearest_impl = vq_nearest_reference;
 
 static fs4_fn fs4_impl = vq_fs4_scan_reference;
 static dotf_fn dotf_impl = vq_dot_f32_i8_reference;
-static l2f_fn l2f_impl = vq_l2_f32_i8_reference;
-static i8_fn doti_impl = vq_dot_i8_reference, l2i_impl = vq_l2_i8_reference;
 static const char *vq_isa_name = "generic";
 
 // Runs before main (and before any thread exists), so the pointers are never written concurrently.
@@ -483,16 +385,14 @@ __attribute__((constructor)) static void vq_select(void) {
         fs4_impl = fs4_scan_avx512;
         qt_impl = quantize_table_avx512;
         pqt_impl = pq_table_avx512;
-        dotf_impl = dot_f32_i8_avx512; l2f_impl = l2_f32_i8_avx512;
-        doti_impl = dot_i8_avx512; l2i_impl = l2_i8_avx512;
+        dotf_impl = dot_f32_i8_avx512;
         nearest_impl = nearest_avx512;
         vq_isa_name = "avx512bw";
     } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         fs4_impl = fs4_scan_avx2;
         qt_impl = quantize_table_avx2;
         pqt_impl = pq_table_avx2;
-        dotf_impl = dot_f32_i8_avx2; l2f_impl = l2_f32_i8_avx2;
-        doti_impl = dot_i8_avx2; l2i_impl = l2_i8_avx2;
+        dotf_impl = dot_f32_i8_avx2;
         nearest_impl = nearest_avx2;
         vq_isa_name = "avx2";
     }
@@ -510,9 +410,6 @@ void vq_fs4_quantize_table(const float *a, const float *b, size_t m, float sign,
     qt_impl(a, b, m, sign, out, out_scale, out_bias);
 }
 float vq_dot_f32_i8(const float *q, const int8_t *c, size_t n) { return dotf_impl(q, c, n); }
-float vq_l2_f32_i8(const float *q, const float *w, const int8_t *c, size_t n) { return l2f_impl(q, w, c, n); }
-int32_t vq_dot_i8(const int8_t *a, const int8_t *b, size_t n) { return doti_impl(a, b, n); }
-int32_t vq_l2_i8(const int8_t *a, const int8_t *b, size_t n) { return l2i_impl(a, b, n); }
 size_t vq_nearest(const float *norms, const float *dots, size_t k, int l2, float *value) {
     return nearest_impl(norms, dots, k, l2, value);
 }

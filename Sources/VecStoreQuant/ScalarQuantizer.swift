@@ -106,53 +106,6 @@ public struct ScalarQuantizer8: Sendable, Equatable {
     /// Largest error of one decoded component inside the trained range (half a step).
     public var componentErrorBound: Float { (scales.max() ?? 0) / 2 }
 
-    /// A query prepared for scoring against codes (built once per query, reused for every row).
-    public struct Query: Sendable {
-        /// `q_t · scale_t`.
-        public var scaled: [Float]
-        /// `q · offset`.
-        public var offsetDot: Float
-        /// `(q_t − offset_t) / scale_t`.
-        public var shifted: [Float]
-        /// `scale_t²`, or empty when all scales are equal (then `uniformWeight` applies).
-        public var weights: [Float]
-        /// `scale²` when the quantizer is global.
-        public var uniformWeight: Float
-    }
-
-    /// Prepares `query` (`dimension` floats).
-    public func prepare(_ query: UnsafePointer<Float>) -> Query {
-        var scaled = [Float](repeating: 0, count: dimension), shifted = scaled
-        var offsetDot: Float = 0
-        for t in 0..<dimension {
-            scaled[t] = query[t] * scales[t]
-            shifted[t] = (query[t] - offsets[t]) / scales[t]
-            offsetDot += query[t] * offsets[t]
-        }
-        let uniform = granularity == .global
-        return Query(scaled: scaled, offsetDot: offsetDot, shifted: shifted,
-                     weights: uniform ? [] : scales.map { $0 * $0 }, uniformWeight: uniform ? scales[0] * scales[0] : 1)
-    }
-
-    /// Inner product of the query and a decoded row.
-    @inlinable
-    public func dot(_ query: Query, _ codes: UnsafePointer<Int8>) -> Float {
-        query.scaled.withUnsafeBufferPointer { q in
-            guard let qb = q.baseAddress else { return query.offsetDot }
-            return query.offsetDot + vq_dot_f32_i8(qb, codes, dimension)
-        }
-    }
-
-    /// Squared Euclidean distance of the query and a decoded row.
-    @inlinable
-    public func squaredL2(_ query: Query, _ codes: UnsafePointer<Int8>) -> Float {
-        query.shifted.withUnsafeBufferPointer { q in
-            guard let qb = q.baseAddress else { return 0 }
-            if query.weights.isEmpty { return query.uniformWeight * vq_l2_f32_i8(qb, nil, codes, dimension) }
-            return query.weights.withUnsafeBufferPointer { w in vq_l2_f32_i8(qb, w.baseAddress, codes, dimension) }
-        }
-    }
-
     /// Instruction set of the int8 and fast-scan kernels ("avx512bw", "avx2" or "generic").
     public static var kernelISA: String { String(cString: vq_isa()) }
 }

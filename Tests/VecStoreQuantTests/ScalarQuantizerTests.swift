@@ -5,7 +5,7 @@ import VecStoreKernels
 
 @Suite struct ScalarQuantizerTests {
     @Test(arguments: [ScalarQuantizer8.Granularity.global, .perDimension])
-    func roundTripAndScoresMatchDecodedVectors(granularity: ScalarQuantizer8.Granularity) throws {
+    func roundTripStaysWithinErrorBoundAndClamps(granularity: ScalarQuantizer8.Granularity) throws {
         let dim = 67, n = 100
         var data = uniformData(count: n * dim, seed: 12)
         for i in 0..<n { for t in 0..<dim where t % 3 == 0 { data[i * dim + t] *= 5 } }  // uneven ranges
@@ -17,20 +17,6 @@ import VecStoreKernels
         for i in 0..<(n * dim) {
             #expect(abs(decoded[i] - data[i]) <= sq.componentErrorBound * 1.001 + 1e-6)
         }
-        let q = uniformData(count: dim, seed: 13)
-        let prepared = q.withUnsafeBufferPointer { sq.prepare($0.baseAddress!) }
-        for i in 0..<n {
-            var dot = 0.0, l2 = 0.0
-            for t in 0..<dim {
-                let x = Double(decoded[i * dim + t]), y = Double(q[t])
-                dot += x * y
-                l2 += (x - y) * (x - y)
-            }
-            let gotDot = codes.withUnsafeBufferPointer { sq.dot(prepared, $0.baseAddress! + i * dim) }
-            let gotL2 = codes.withUnsafeBufferPointer { sq.squaredL2(prepared, $0.baseAddress! + i * dim) }
-            #expect(abs(Double(gotDot) - dot) <= 1e-3 * max(1, abs(dot)))
-            #expect(abs(Double(gotL2) - l2) <= 1e-3 * max(1, l2))
-        }
         // Out-of-range values clamp instead of wrapping.
         var far = [Float](repeating: 1e6, count: dim)
         far[1] = -1e6
@@ -39,24 +25,16 @@ import VecStoreKernels
         #expect(farCodes[0] == 127 && farCodes[1] == -127)
     }
 
-    @Test func int8KernelsMatchReferences() {
+    @Test func int8KernelMatchesReference() {
         var rng = SplitMix64(seed: 21)
         for n in [1, 7, 16, 31, 32, 33, 100, 384, 1000] {
             let a = (0..<n).map { _ in Int8(truncatingIfNeeded: rng.below(256) - 128) }
-            let b = (0..<n).map { _ in Int8(truncatingIfNeeded: rng.below(256) - 128) }
             let q = (0..<n).map { _ in Float.random(in: -2...2, using: &rng) }
-            let w = (0..<n).map { _ in Float.random(in: 0.1...2, using: &rng) }
-            a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in q.withUnsafeBufferPointer { qp in w.withUnsafeBufferPointer { wp in
-                let pa = ap.baseAddress!, pb = bp.baseAddress!, pq = qp.baseAddress!, pw = wp.baseAddress!
-                #expect(vq_dot_i8(pa, pb, n) == vq_dot_i8_reference(pa, pb, n))
-                #expect(vq_l2_i8(pa, pb, n) == vq_l2_i8_reference(pa, pb, n))
+            a.withUnsafeBufferPointer { ap in q.withUnsafeBufferPointer { qp in
+                let pa = ap.baseAddress!, pq = qp.baseAddress!
                 let d1 = vq_dot_f32_i8(pq, pa, n), d2 = vq_dot_f32_i8_reference(pq, pa, n)
                 #expect(abs(d1 - d2) <= 1e-4 * max(1, abs(d2)))
-                let l1 = vq_l2_f32_i8(pq, pw, pa, n), l2 = vq_l2_f32_i8_reference(pq, pw, pa, n)
-                #expect(abs(l1 - l2) <= 1e-4 * max(1, l2))
-                let u1 = vq_l2_f32_i8(pq, nil, pa, n), u2 = vq_l2_f32_i8_reference(pq, nil, pa, n)
-                #expect(abs(u1 - u2) <= 1e-4 * max(1, u2))
-            } } } }
+            } }
         }
     }
 

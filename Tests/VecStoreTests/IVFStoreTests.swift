@@ -33,6 +33,11 @@ private func recall(_ c: VectorCollection, _ queries: [[Float]], k: Int, options
 }
 
 /// Clustered random vectors (so lists are uneven, as real data makes them).
+/// One document per vector, ids `prefix` + its position in `vectors` (counted from 0).
+private func documents<S: Sequence<[Float]>>(_ vectors: S, prefix: String = "r") -> [Document] {
+    vectors.enumerated().map { Document(id: "\(prefix)\($0.offset)", vector: $0.element) }
+}
+
 private func clustered(_ count: Int, dimension: Int, seed: UInt64) -> [[Float]] {
     var rng = SeededRandom(seed: seed)
     let centres = (0..<12).map { _ in rng.vector(dimension) }
@@ -92,7 +97,7 @@ struct IVFStoreTests {
         for name in ["a", "b"] {
             let store = try VecStore(path: dir.path("\(name).vecstore"))
             let c = try store.collection("c", dimension: 16, metric: .cosine, index: .flat)
-            try c.add(vectors.enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
+            try c.add(documents(vectors))
             try c.buildIVF(IVFParameters(nlist: 16, coding: .pq(m: 4, bits: 8), seed: 99), threads: name == "a" ? 1 : 2)
             records.append(try store.read { txn in
                 let lists = try #require(store.dbs.handle(IVFFormat.DB.lists))
@@ -175,7 +180,7 @@ struct IVFStoreTests {
         do {
             let store = try VecStore(path: path)
             let c = try store.collection("c", dimension: 12, metric: .dot, index: .flat)
-            try c.add(vectors.enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
+            try c.add(documents(vectors))
             try c.buildIVF(IVFParameters(nlist: 16, coding: .pq(m: 6, bits: 4), refine: 8))
             try c.delete(ids: (0..<500).map { "r\($0 * 5)" })
             store.close()
@@ -198,11 +203,11 @@ struct IVFStoreTests {
         let vectors = clustered(400, dimension: 8, seed: 9)
         let c = try store.collection("c", dimension: 8, metric: .cosine, index: .ivf(IVFParameters(nlist: 4)))
         #expect(IVFParameters(nlist: 4).trainingThreshold == 156)
-        try c.add(vectors.prefix(150).enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
+        try c.add(documents(vectors.prefix(150)))
         #expect(try c.ivfInfo() == nil)
         #expect(try c.indexKind() == .ivf(IVFParameters(nlist: 4)))
         #expect(try c.indexStats().lines.contains { $0.key == "state" })
-        try c.add(vectors[150..<200].enumerated().map { Document(id: "s\($0.offset)", vector: $0.element) })
+        try c.add(documents(vectors[150..<200], prefix: "s"))
         let info = try #require(try c.ivfInfo())
         #expect(info.listSizes.reduce(0, +) == 200 && info.parameters.nlist == 4)
         #expect(try store.verify().isOK)
@@ -215,7 +220,7 @@ struct IVFStoreTests {
         let vectors = clustered(300, dimension: 8, seed: 4)
         for (name, coding) in [("f", IVFCoding.flat), ("p", .pq(m: 4, bits: 4))] {
             let c = try store.collection(name, dimension: 8, metric: .l2)
-            try c.add(vectors.enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
+            try c.add(documents(vectors))
             _ = try c.buildIVF(IVFParameters(nlist: 4, coding: coding), threads: 1)
             let keys = Set(try c.indexStats().lines.map(\.key))
             #expect(keys.isSuperset(of: ["coding", "nlist", "nprobe", "list sizes", "code size", "coarse error"]))
@@ -271,7 +276,7 @@ struct IVFStoreTests {
         let store = try VecStore(path: dir.path("d.vecstore"))
         let vectors = clustered(1500, dimension: 8, seed: 11)
         let c = try store.collection("c", dimension: 8, metric: .l2, index: .flat)
-        try c.add(vectors.enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
+        try c.add(documents(vectors))
         try c.buildIVF(IVFParameters(nlist: 8, coding: .pq(m: 4, bits: 4)))
         let lists = try #require(store.dbs.handle(IVFFormat.DB.lists))
         let ivf = try #require(store.dbs.handle(IVFFormat.DB.ivf))
@@ -327,7 +332,7 @@ struct IVFStoreTests {
         let store = try VecStore(path: dir.path("cap.vecstore"))
         let vectors = clustered(300, dimension: 8, seed: 6)
         let c = try store.collection("c", dimension: 8, metric: .l2, index: .flat)
-        try c.add(vectors.enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
+        try c.add(documents(vectors))
         try c.buildIVF(IVFParameters(nlist: 1))  // flat lists: block 0 holds 256 rows (the capacity), block 1 the rest
         let lists = try #require(store.dbs.handle(IVFFormat.DB.lists))
         let key = IVFFormat.blockKey(c.collectionID, list: 0, block: 0)
@@ -358,7 +363,7 @@ struct IVFStoreTests {
         let vectors = clustered(1200, dimension: 8, seed: 21)
         for metric in [Metric.l2, .cosine] {
             let c = try store.collection("c\(metric)", dimension: 8, metric: metric)
-            try c.add(vectors.enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
+            try c.add(documents(vectors))
             try c.buildIVF(IVFParameters(nlist: 16, coding: coding, refine: 4))
             let queries = clustered(40, dimension: 8, seed: 22)
             for threads in [1, 2] {
@@ -377,7 +382,7 @@ struct IVFStoreTests {
         let store = try VecStore(path: dir.path("h.vecstore"))
         let vectors = clustered(300, dimension: 8, seed: 5)
         let c = try store.collection("c", dimension: 8, metric: .l2, index: .flat)
-        try c.add(vectors.enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
+        try c.add(documents(vectors))
         try c.buildIVF(IVFParameters(nlist: 1))  // flat lists: block 0 holds 256 rows (full), block 1 the rest
         let lists = try #require(store.dbs.handle(IVFFormat.DB.lists))
         let first = IVFFormat.blockKey(c.collectionID, list: 0, block: 0)

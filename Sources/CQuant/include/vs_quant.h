@@ -36,17 +36,8 @@ void vq_fs4_quantize_table(const float *a, const float *b, size_t m, float sign,
 
 /// sum_i q[i] * c[i] for a float query and int8 codes.
 float vq_dot_f32_i8(const float *q, const int8_t *c, size_t n);
-/// sum_i w[i] * (q[i] - c[i])^2 for a float query and int8 codes; `w` may be NULL (all weights 1).
-float vq_l2_f32_i8(const float *q, const float *w, const int8_t *c, size_t n);
-/// sum_i a[i] * b[i] over int8 vectors, exact in 32 bits for n <= 65536.
-int32_t vq_dot_i8(const int8_t *a, const int8_t *b, size_t n);
-/// sum_i (a[i] - b[i])^2 over int8 vectors, exact in 32 bits for n <= 32768.
-int32_t vq_l2_i8(const int8_t *a, const int8_t *b, size_t n);
-/// Portable references of the int8 kernels, exposed for tests.
+/// Portable reference of the int8 kernel, exposed for tests.
 float vq_dot_f32_i8_reference(const float *q, const int8_t *c, size_t n);
-float vq_l2_f32_i8_reference(const float *q, const float *w, const int8_t *c, size_t n);
-int32_t vq_dot_i8_reference(const int8_t *a, const int8_t *b, size_t n);
-int32_t vq_l2_i8_reference(const int8_t *a, const int8_t *b, size_t n);
 
 /// Nearest of `k` candidates from a row of inner products: with `l2` nonzero the index of the smallest
 /// norms[j] - 2 * dots[j] (squared distance less the row's own norm), otherwise of the largest dots[j]
