@@ -100,10 +100,15 @@ public enum EmbeddingModels {
         ve_sha256_init(&ctx)
         let path = Array(directory.utf8)
         path.withUnsafeBytes { ve_sha256_update(&ctx, $0.baseAddress, $0.count) }
+        let name = String(finalHex(&ctx).prefix(32))
+        return [directory + "/.vecstore-checksum", cacheHome + "/vecstore/checksums/" + name]
+    }
+
+    /// Finishes `ctx` and returns the digest in lowercase hex (64 digits).
+    private static func finalHex(_ ctx: inout ve_sha256) -> String {
         var digest = [UInt8](repeating: 0, count: 32)
         ve_sha256_final(&ctx, &digest)
-        let name = digest.prefix(16).map { String(format: "%02x", $0) }.joined()
-        return [directory + "/.vecstore-checksum", cacheHome + "/vecstore/checksums/" + name]
+        return digest.map { String(format: "%02x", $0) }.joined()
     }
 
     /// The model checksum: SHA-256 (hex) of `model.safetensors` followed by `vocab.txt`, the two files
@@ -139,9 +144,7 @@ public enum EmbeddingModels {
                 chunk.withUnsafeBytes { ve_sha256_update(&ctx, $0.baseAddress, $0.count) }
             }
         }
-        var digest = [UInt8](repeating: 0, count: 32)
-        ve_sha256_final(&ctx, &digest)
-        let hex = digest.map { String(format: "%02x", $0) }.joined()
+        let hex = finalHex(&ctx)
         // The first cache that can be written keeps it; with none writable, the next load hashes again.
         for cache in caches {
             let folder = (cache as NSString).deletingLastPathComponent
