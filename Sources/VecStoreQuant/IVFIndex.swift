@@ -245,7 +245,15 @@ public final class IVFIndex: @unchecked Sendable {
                                   count: options.nprobe)
         }
         let refining = kind != .flat && options.refine > 0 && vectors != nil
-        var top = TopK(k: refining ? k * options.refine : k)
+        if refining, let vectors, let pq = quantizer {
+            var candidates = CandidateReservoir(k: k * options.refine)
+            try scanCodes(query, probes: probes, pq: pq, mask: mask, into: &candidates)
+            // order-free: ties break by row
+            return ExactRerank.rerank(candidates.finish().map(\.id), query: query, dimension: d, metric: metric, k: k) { row in
+                vectors + Int(row) * d
+            }
+        }
+        var top = TopK(k: k)
         if kind == .flat {
             for list in probes {
                 for r in blocks[Int(list)] {
@@ -255,12 +263,6 @@ public final class IVFIndex: @unchecked Sendable {
             }
         } else if let pq = quantizer {
             try scanCodes(query, probes: probes, pq: pq, mask: mask, into: &top)
-        }
-        if refining, let vectors {
-            // order-free: ties break by row
-            return ExactRerank.rerank(top.unorderedIDs, query: query, dimension: d, metric: metric, k: k) { row in
-                vectors + Int(row) * d
-            }
         }
         let sorted = top.sorted()
         return metric == .l2 ? sorted.map { (id: $0.id, score: -$0.score) } : sorted
@@ -303,8 +305,8 @@ public final class IVFIndex: @unchecked Sendable {
 
     /// ADC over the probed lists' codes through `IVFProbeScorer` (one query table, one list table and
     /// constant per probed list).
-    func scanCodes(_ query: UnsafePointer<Float>, probes: [UInt32], pq: ProductQuantizer, mask: CandidateMask?,
-                   into top: inout TopK) throws(QuantError) {
+    func scanCodes<S: ScoredRowSink>(_ query: UnsafePointer<Float>, probes: [UInt32], pq: ProductQuantizer,
+                                     mask: CandidateMask?, into top: inout S) throws(QuantError) {
         let d = header.dimension
         var scorer = IVFProbeScorer(query: query, header: header, quantizer: pq, precomputed: precomputed)
         for list in probes {
@@ -315,7 +317,7 @@ public final class IVFIndex: @unchecked Sendable {
                     scorer.prepare(list: l, query: query, centroid: c + l * d, precomputed: pb.baseAddress)
                 }
             }
-            for r in blocks[l] { scorer.scan(try blockView(r, list: l), mask: mask, into: &top) }
+            for r in blocks[l] { scorer.scanRows(try blockView(r, list: l), mask: mask, into: &top) }
         }
     }
 }

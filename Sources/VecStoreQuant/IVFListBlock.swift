@@ -294,6 +294,25 @@ public enum IVFListScan {
     /// precomputed-table decomposition, or 0 with a table built from q − centroid).
     public static func pq(_ block: IVFListBlockView, quantizer: ProductQuantizer, table: UnsafePointer<Float>,
                           metric: Metric, bias: Float, mask: CandidateMask?, into top: inout TopK) {
+        pqRows(block, quantizer: quantizer, table: table, metric: metric, bias: bias, mask: mask, into: &top)
+    }
+
+    /// `pq` into a `CandidateReservoir` (the re-ranking candidates of a refining search).
+    public static func pq(_ block: IVFListBlockView, quantizer: ProductQuantizer, table: UnsafePointer<Float>,
+                          metric: Metric, bias: Float, mask: CandidateMask?, into top: inout CandidateReservoir) {
+        pqRows(block, quantizer: quantizer, table: table, metric: metric, bias: bias, mask: mask, into: &top)
+    }
+
+    /// `fastScan` into a `CandidateReservoir` (the re-ranking candidates of a refining search).
+    public static func fastScan(_ block: IVFListBlockView, table: QuantizedTable, bias: Float, mask: CandidateMask?,
+                                into top: inout CandidateReservoir) {
+        fastScanRows(block, table: table, bias: bias, mask: mask, into: &top)
+    }
+
+    @inline(__always)
+    static func pqRows<S: ScoredRowSink>(_ block: IVFListBlockView, quantizer: ProductQuantizer,
+                                         table: UnsafePointer<Float>, metric: Metric, bias: Float,
+                                         mask: CandidateMask?, into top: inout S) {
         guard block.kind == .pq8 || block.kind == .pq4, block.width == quantizer.subquantizers,
               (block.kind == .pq8) == (quantizer.bits == 8) else { return }
         let codes = (block.base + block.payloadOffset).assumingMemoryBound(to: UInt8.self)
@@ -320,6 +339,12 @@ public enum IVFListScan {
     /// constant term as for `pq` (scores are `value + bias` for inner product, `−(value + bias)` for L2).
     public static func fastScan(_ block: IVFListBlockView, table: QuantizedTable, bias: Float, mask: CandidateMask?,
                                 into top: inout TopK) {
+        fastScanRows(block, table: table, bias: bias, mask: mask, into: &top)
+    }
+
+    @inline(__always)
+    static func fastScanRows<S: ScoredRowSink>(_ block: IVFListBlockView, table: QuantizedTable, bias: Float,
+                                               mask: CandidateMask?, into top: inout S) {
         guard block.kind == .pq4FastScan, block.width == table.subquantizers else { return }
         let codes = (block.base + block.payloadOffset).assumingMemoryBound(to: UInt8.self)
         let blocks = FastScan.blockCount(block.count), blockSize = FastScan.blockBytes(block.width)

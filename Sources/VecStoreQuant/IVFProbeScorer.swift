@@ -114,14 +114,24 @@ public struct IVFProbeScorer {
 
     /// Scans one checked block of the prepared list into `top` (larger score = closer).
     public func scan(_ block: IVFListBlockView, mask: CandidateMask?, into top: inout TopK) {
+        scanRows(block, mask: mask, into: &top)
+    }
+
+    /// `scan` into the re-ranking candidates of a refining search.
+    public func scan(_ block: IVFListBlockView, mask: CandidateMask?, into top: inout CandidateReservoir) {
+        scanRows(block, mask: mask, into: &top)
+    }
+
+    @inline(__always)
+    func scanRows<S: ScoredRowSink>(_ block: IVFListBlockView, mask: CandidateMask?, into top: inout S) {
         if fast {
-            if let quantized { IVFListScan.fastScan(block, table: quantized, bias: bias, mask: mask, into: &top) }
+            if let quantized { IVFListScan.fastScanRows(block, table: quantized, bias: bias, mask: mask, into: &top) }
             return
         }
         (l2 && residualCodes ? listTable : queryTable).withUnsafeBufferPointer { t in
             guard let tb = t.baseAddress else { return }
-            IVFListScan.pq(block, quantizer: quantizer, table: tb, metric: header.metric, bias: bias, mask: mask,
-                           into: &top)
+            IVFListScan.pqRows(block, quantizer: quantizer, table: tb, metric: header.metric, bias: bias, mask: mask,
+                               into: &top)
         }
     }
 }

@@ -311,3 +311,25 @@ struct IVFSearchTests {
         }
     }
 }
+
+/// The re-ranking candidates' reservoir keeps exactly the rows `TopK` keeps (ties to the lower id), for
+/// streams offered as a scan offers them (only rows at or above the current threshold), with many ties.
+@Suite struct CandidateReservoirTests {
+    @Test(arguments: [1, 2, 10, 100])
+    func keepsWhatTopKKeeps(k: Int) {
+        var rng = SplitMix64(seed: UInt64(k))
+        var reservoir = CandidateReservoir(k: k)
+        for round in 0..<20 {
+            let n = [0, 1, k, 2 * k, 5 * k + 3, 1000][round % 6]
+            var top = TopK(k: k)
+            reservoir.removeAll()
+            for id in (0..<UInt32(n)).shuffled(using: &rng) {
+                let score = Float(rng.below(round % 2 == 0 ? 8 : 100_000))  // few distinct scores: many ties
+                if score >= top.threshold { top.insert(score, id) }
+                if score >= reservoir.threshold { reservoir.insert(score, id) }
+            }
+            let kept = reservoir.finish().sorted { $0.score > $1.score || ($0.score == $1.score && $0.id < $1.id) }
+            #expect(kept.map(\.id) == top.sorted().map(\.id), "k \(k) round \(round) n \(n)")
+        }
+    }
+}

@@ -87,7 +87,7 @@ final class IVFView: @unchecked Sendable {
         return QueryWorkers.map(count: count, threads: threads, placeholder: TopK(k: 0)) { indices, put in
             // One scratch per worker: the ADC candidates' selection and the PQ scorer's tables are refilled
             // for each query, not allocated.
-            var scratch = Scratch(candidates: TopK(k: refining ? k * refine : 0),
+            var scratch = Scratch(candidates: CandidateReservoir(k: refining ? k * refine : 1),
                                   scorer: model.quantizer.map { IVFProbeScorer(header: model.header, quantizer: $0,
                                                                                precomputed: precomputed) })
             for i in indices {
@@ -101,7 +101,7 @@ final class IVFView: @unchecked Sendable {
     /// Per-worker state reused by every query of a search (`one`).
     struct Scratch {
         /// The best `refine · k` ADC candidates (refining PQ searches).
-        var candidates: TopK
+        var candidates: CandidateReservoir
         /// The PQ look-up tables (nil for flat).
         var scorer: IVFProbeScorer?
     }
@@ -141,14 +141,15 @@ final class IVFView: @unchecked Sendable {
         // Every candidate passed the mask, so it is a row of the collection: its vector is in `vectors`.
         // Candidates in heap order: the exact selection breaks ties by row, so the order they come in is
         // irrelevant and no sort is needed.
-        let rows = scratch.candidates.unorderedIDs
+        let rows = scratch.candidates.finish()
         // The candidates' vectors are scattered over the map: prefetch a few rows ahead so their cache
         // misses overlap instead of stalling one row at a time.
         let lines = Int32(min(64, (d * 4 + 63) / 64)), ahead = ExactRerank.prefetchDistance
-        for j in 0..<min(ahead, rows.count) { vs_prefetch(vectors.vector(rows[j]), lines) }
-        for j in 0..<rows.count {
-            if j + ahead < rows.count { vs_prefetch(vectors.vector(rows[j + ahead]), lines) }
-            let row = rows[j], v = vectors.vector(row)
+        let first = rows.startIndex, n = rows.count
+        for j in 0..<min(ahead, n) { vs_prefetch(vectors.vector(rows[first + j].id), lines) }
+        for j in 0..<n {
+            if j + ahead < n { vs_prefetch(vectors.vector(rows[first + j + ahead].id), lines) }
+            let row = rows[first + j].id, v = vectors.vector(row)
             let s = metric == .l2 ? -squaredL2(query, v, d) : dotProduct(query, v, d)
             if s >= result.threshold { result.insert(s, row) }
         }
