@@ -73,6 +73,12 @@ public struct IVFParameters: Sendable, Equatable {
         }
     }
 
+    /// The coding as `index show` prints it: `flat`, or e.g. `pq4 M=96, codes of the raw vectors`.
+    var codingSummary: String {
+        coding == .flat ? coding.description
+            : coding.description + (pqResidual ? ", residual codes" : ", codes of the raw vectors")
+    }
+
     /// Training rows needed per list: FAISS warns below 39 (k-means then has too few points per centroid).
     public static let rowsPerList = 39
 

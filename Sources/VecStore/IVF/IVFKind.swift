@@ -134,7 +134,8 @@ enum IVFIndexKind: VectorIndexKind {
             let p = pending.parameters
             let until = pending.trainAt == IVFPendingRecord.onRequest ? "" : " \(pending.trainAt) live rows,"
             return IndexStats(kind: Self.name, lines: [
-                .init("coding", p.coding.description), .init("nlist", p.nlist.map(String.init) ?? "from the rows"),
+                .init("coding", p.codingSummary),
+                .init("nlist", p.nlist.map(String.init) ?? "from the rows"),
                 .init("state", "not trained: searched exactly until\(until) the end of an import or `index build`"),
             ])
         case .trained(let model)?:
@@ -143,8 +144,7 @@ enum IVFIndexKind: VectorIndexKind {
             let p = info.parameters
             // Re-ranking and the PQ training error apply to PQ codings only (flat lists score exactly).
             let pq = p.coding != .flat
-            let coding = p.coding.description + (pq ? (p.pqResidual ? ", residual codes" : ", codes of the raw vectors") : "")
-            var lines: [IndexStats.Line] = [.init("coding", coding), .init("nlist", "\(p.nlist ?? 0)"),
+            var lines: [IndexStats.Line] = [.init("coding", p.codingSummary), .init("nlist", "\(p.nlist ?? 0)"),
                                             .init("nprobe", "\(p.nprobe ?? 0)")]
             if pq { lines.append(.init("refine", "\(p.refine ?? 0)")) }
             lines += [
