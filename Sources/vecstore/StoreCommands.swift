@@ -44,6 +44,10 @@ struct StatsCommand: ParsableCommand {
                                   [c.name, "\(c.count)", "\(c.tombstones)", "\(c.dimension)", c.metric.description,
                                    "\(c.blockCapacity)", index.summary + index.unlinkedNote]
                               }, rightAligned: [1, 2, 3, 5]))
+            for c in s.collections where !c.idRuns.isEmpty {
+                print("id runs    \(c.name): \(c.idRuns.reduce(0, +)) of \(c.count) ids in runs (per level: "
+                      + c.idRuns.map(String.init).joined(separator: ", ") + "); the rest in the base")
+            }
             print("")
             print(formatTable(["database", "entries", "size", "overflow pages", "depth"],
                               s.databases.map { d in
