@@ -351,8 +351,11 @@ struct IDIndex {
     /// uses it when the run record is damaged or disagrees with the runs).
     func lookingEverywhere(_ present: [Int]) -> IDIndex {
         var copy = self
-        let top = present.max() ?? -1
-        copy.levels = (0...max(top, levels.count - 1)).map { $0 < levels.count && levels[$0] > 0 ? levels[$0] : (present.contains($0) ? 1 : 0) }
+        let count = max(levels.count, (present.max() ?? -1) + 1)
+        copy.levels = (0..<count).map { level in
+            if level < levels.count && levels[level] > 0 { return levels[level] }
+            return present.contains(level) ? 1 : 0  // looked in; the count is not used
+        }
         return copy
     }
 
