@@ -28,7 +28,7 @@ struct CollectionsCommand: ParsableCommand {
 
 struct StatsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "stats", abstract: "Show counts, tombstones, sizes per database and free pages.",
+        commandName: "stats", abstract: "Show counts, tombstones, id runs, sizes per database and free pages.",
         discussion: "Example:\n  vecstore stats demo.vecstore")
     @Argument(help: "Path of the store file.") var store: String
 
