@@ -233,6 +233,51 @@ struct TailTests {
         #expect(hits >= 58)
     }
 
+    @Test("compaction carries a tail over as a tail: graph renumbered, no rebuild, same results")
+    func compactCarriesTail() throws {
+        let dir = try TempDir()
+        let path = dir.path("t.vecstore")
+        // 1,500 linked rows and 1,500 in the tail; deletes in both parts.
+        let gone = Set(Array(stride(from: 3, to: 1500, by: 17)) + Array(stride(from: 1505, to: 3000, by: 13)))
+        let queries = (0..<40).map { i in makeDocuments(3000, dimension: Self.dimension, seed: 5)[(i * 73) % 3000]
+            .vector.map { $0 + 0.03 } }
+        let before: [[SearchResult]]
+        do {
+            let (store, c, docs) = try Self.withTail(dir, graphRows: 1500, tailRows: 1500)
+            try Self.write(store, c, [], deleting: gone.map { docs[$0].id },
+                           linking: IndexLinking(mode: .deferred, policy: Self.neverLink))
+            #expect(try c.unindexedRows() == 1500)
+            before = try queries.map { try c.search($0, k: 10, options: SearchOptions(ef: 256)) }
+        }
+        for batchSize in [10_000, 700] {
+            let copy = dir.path("t\(batchSize).vecstore")
+            try FileManager.default.copyItem(atPath: path, toPath: copy)
+            let report = try VecStore.compact(path: copy, batchSize: batchSize)
+            #expect(report.indexes.count == 1 && report.indexes[0].carried, "\(report.indexes)")
+            let store = try VecStore(path: copy)
+            let c = try store.collection("c")
+            let keptGraph = 1500 - gone.filter { $0 < 1500 }.count, keptTail = 1500 - gone.filter { $0 >= 1500 }.count
+            #expect(try c.count() == keptGraph + keptTail)
+            #expect(try c.unindexedRows() == keptTail)
+            #expect(try CompactRemapTests.header(store, "c")?.nodes == UInt32(keptGraph))
+            let declared: [Format.Feature] = try store.read { txn in
+                try txn.get(store.dbs.meta, Format.featuresKey).map { v in try Format.decodeFeatures(v) } ?? []
+            }
+            #expect(declared.contains(HNSWIndex.tailFeature))
+            let v = try store.verify()
+            #expect(v.isOK, "\(v.faults.prefix(5))")
+            for (q, expected) in zip(queries, before) {
+                let got = try c.search(q, k: 10, options: SearchOptions(ef: 256))
+                #expect(got.map(\.id) == expected.map(\.id))
+                #expect(zip(got, expected).allSatisfy { abs($0.score - $1.score) < 1e-6 })
+            }
+            // The carried tail is linked by the next write like any tail.
+            try c.add([Document(id: "late", vector: queries[0])])
+            #expect(try c.unindexedRows() == 0)
+            #expect(try store.verify().isOK)
+        }
+    }
+
     @Test("SIGKILL during a bulk import leaves whole batches and a valid graph; the next write links the tail")
     func killDuringImport() throws {
         let dir = try TempDir()
