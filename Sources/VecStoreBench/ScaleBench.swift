@@ -24,7 +24,8 @@ struct ScaleBench: ParsableCommand {
     @Option(help: "Import threads (HNSW linking).") var threads = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "ef values, comma-separated.") var efs = "16,32,64,128,256"
     @Option(help: "Use only the first N queries.") var maxQueries: Int?
-    @Option(help: "Phases, comma-separated: import,add,exact,search,ids,filter,compact,compact-rebuild (ids: lookups by id; the last compacts the store as the compact phase found it, rebuilding the graph).") var phases = "import,add,search,filter,compact"
+    @Option(help: "Phases, comma-separated: import,add,open,exact,search,ids,filter,compact,compact-rebuild (ids: lookups by id; the last compacts the store as the compact phase found it, rebuilding the graph).") var phases = "import,add,search,filter,compact"
+    @Option(help: "Fresh opens for the open phase (open + first query, open + first filtered query per source; medians).") var openRuns = 5
     @Option(help: "Queries for the exact phase (single-query exact search, 1 thread).") var exactQueries = 100
     @Option(help: "Index of the imported collection: hnsw or flat (flat shows what the rows alone write).") var index = "hnsw"
 
@@ -90,6 +91,11 @@ struct ScaleBench: ParsableCommand {
                          Double(sampler.peak) / 1e6, Double(written) / 1e9, Double(stats.fileBytes) / 1e9,
                          Double(written) / Double(max(1, stats.fileBytes)), stats.freePages, stats.usedPages,
                          100 * Double(stats.freePages) / Double(max(1, stats.usedPages)), first * 1e6, last * 1e6))
+        }
+        if phaseSet.contains("open") {
+            // Before any other open in this process: each run opens the store afresh (new map, new
+            // snapshot caches; the page cache stays warm) and closes it again.
+            try openPhase(queryRows: queryRows, dataset: dataset, metrics: &metrics)
         }
         if phaseSet.contains("exact") {
             // Before any other open in this process: the first query maps the vectors in (page cache warm
@@ -254,6 +260,38 @@ struct ScaleBench: ParsableCommand {
             for p in [path, path + "-lock", path + "-guard", deletedCopy] { try? FileManager.default.removeItem(atPath: p) }
         }
         try writeResult(json, dataset: dataset, n: total, dim: dim, metric: "cosine", metrics: metrics)
+    }
+
+    /// Open + first query (default search) and open + first filtered query per source, each in a fresh
+    /// open of the store (the handle closed after each, so the next run maps the file again), `openRuns`
+    /// times; medians and every run go to the JSON.
+    private func openPhase(queryRows: [[Float]], dataset: String, metrics: inout [String: Any]) throws {
+        func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
+        func fresh(_ q: [Float], filter: Filter?) throws -> Double {
+            let t0 = now()
+            let opened = try VecStore(path: store, options: StoreOptions(readOnly: true, create: false))
+            _ = try opened.collection("bench").search(q, k: 10, filter: filter)
+            let ms = (now() - t0) * 1000
+            opened.close()
+            return ms
+        }
+        var plain: [Double] = []
+        for r in 0..<openRuns { plain.append(try fresh(queryRows[r % queryRows.count], filter: nil)) }
+        metrics["open_first_query_runs_ms"] = plain
+        metrics["open_first_query_median_ms"] = median(plain)
+        print(String(format: "%@ open + first query: median %.2f ms (runs %@)", dataset, median(plain),
+                     plain.map { String(format: "%.2f", $0) }.joined(separator: ", ")))
+        guard sources != nil else { return }
+        var filtered: [String: Any] = [:]
+        for source in ["linux", "python", "sphinx"] {
+            let filter = Filter.field("source", .equals(.string(source)))
+            var runs: [Double] = []
+            for r in 0..<openRuns { runs.append(try fresh(queryRows[(r + 7) % queryRows.count], filter: filter)) }
+            filtered[source] = ["median_ms": median(runs), "runs_ms": runs]
+            print(String(format: "%@ open + first filtered query source=%@: median %.2f ms (runs %@)", dataset, source,
+                         median(runs), runs.map { String(format: "%.2f", $0) }.joined(separator: ", ")))
+        }
+        metrics["open_first_filtered"] = filtered
     }
 
     /// Single-query exact search on one thread (the issue 9 item 7 comparison with FAISS IndexFlatIP):
