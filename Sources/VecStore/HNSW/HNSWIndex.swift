@@ -160,7 +160,12 @@ struct HNSWWriter: VectorIndexWriter {
             config = editor.config
             blocksWritten = editor.lastWrittenBlocks
         }
-        if config.nodes < record.nextInternalID { try Format.declare(HNSWIndex.tailFeature, txn, meta: dbs.meta) }
+        // Declared by the batch that starts a tail: a tail that was already there was declared when it
+        // started (or by `resetGraph`, or by compaction carrying it), and the feature is never withdrawn.
+        // Re-declaring in every deferred batch would rewrite the `features` record each commit.
+        if config.nodes < record.nextInternalID && nodes == batch.appended.lowerBound {
+            try Format.declare(HNSWIndex.tailFeature, txn, meta: dbs.meta)
+        }
     }
 }
 
@@ -245,6 +250,15 @@ final class HNSWIndexView: VectorIndexView, @unchecked Sendable {
 
     /// `HNSWSearch.knn` re-ranks with the float32 vectors.
     var scoresAreExact: Bool { true }
+
+    /// The binary16 traversal copies (every row, tail included) for the certified exact scan; nil when
+    /// the copies are int8.
+    var halfCopies: HalfCopies? {
+        guard graph.config.traversal == .f16 else { return nil }
+        let cap = rows.record.blockCapacity, total = Int(rows.record.nextInternalID)
+        let blocks = stride(from: 0, to: total, by: cap).map { graph.halfVector(UInt32($0)) }
+        return HalfCopies(blocks: blocks, shift: Int(rows.record.blockShift), stride: graph.copyStride / 2)
+    }
 
     func prefersExact(matches: Int, live: Int, k: Int, options: SearchOptions) -> Bool {
         HNSWSearch.prefersExact(matches: matches, live: live, m: graph.config.m, ef: ef(k: k, options))
