@@ -233,6 +233,86 @@ struct TailTests {
         #expect(hits >= 58)
     }
 
+    @Test("a batch that leaves an existing tail unlinked does not declare hnsw-tail again")
+    func tailDeclaredOnce() throws {
+        let dir = try TempDir()
+        let (store, c, _) = try Self.withTail(dir, graphRows: 1200, tailRows: 600)
+        // A batch through the HNSW writer that appends, deletes and links nothing: it must write nothing,
+        // so its commit leaves the snapshot id (LMDB's last transaction id) where it was.
+        let snapshot = { try store.read { txn in try txn.snapshotID() } }
+        let before = try snapshot()
+        try store.write { txn in
+            let record = try c.currentRecord(txn)
+            let view = try CollectionView(txn, store.dbs, record, name: c.name)
+            let vectors = VectorTable(view)
+            defer { vectors.deallocate() }
+            var writer = try HNSWIndex.makeWriter(txn, store.dbs, record, name: c.name)
+            let end = record.nextInternalID
+            try writer.apply(IndexBatch(record: record, appended: end..<end, deleted: [], vectors: vectors,
+                                        liveWords: view.liveWords, threads: 1,
+                                        linking: IndexLinking(mode: .deferred, policy: Self.neverLink)))
+        }
+        #expect(try snapshot() == before)
+        #expect(try c.unindexedRows() == 600)
+    }
+
+    @Test("compaction carries a tail over as a tail: graph renumbered, no rebuild, same results and recall")
+    func compactCarriesTail() throws {
+        let dir = try TempDir()
+        let path = dir.path("t.vecstore")
+        // 1,500 linked rows and 1,500 in the tail; deletes in both parts.
+        let gone = Set(Array(stride(from: 3, to: 1500, by: 17)) + Array(stride(from: 1505, to: 3000, by: 13)))
+        let queries = (0..<40).map { i in makeDocuments(3000, dimension: Self.dimension, seed: 5)[(i * 73) % 3000]
+            .vector.map { $0 + 0.03 } }
+        let before: [[SearchResult]], exactBefore: [[SearchResult]]
+        do {
+            let (store, c, docs) = try Self.withTail(dir, graphRows: 1500, tailRows: 1500)
+            try Self.write(store, c, [], deleting: gone.map { docs[$0].id },
+                           linking: IndexLinking(mode: .deferred, policy: Self.neverLink))
+            #expect(try c.unindexedRows() == 1500)
+            before = try queries.map { try c.search($0, k: 10, options: SearchOptions(ef: 64)) }
+            exactBefore = try queries.map { try c.search($0, k: 10, options: SearchOptions(exact: true)) }
+        }
+        func recall(_ got: [[SearchResult]], _ exact: [[SearchResult]]) -> Double {
+            let hits = zip(got, exact).map { g, e in Set(g.map(\.id)).intersection(e.map(\.id)).count }
+            return Double(hits.reduce(0, +)) / Double(10 * exact.count)
+        }
+        for batchSize in [10_000, 700] {
+            let copy = dir.path("t\(batchSize).vecstore")
+            try FileManager.default.copyItem(atPath: path, toPath: copy)
+            let report = try VecStore.compact(path: copy, batchSize: batchSize)
+            #expect(report.indexes.count == 1 && report.indexes[0].carried, "\(report.indexes)")
+            let store = try VecStore(path: copy)
+            let c = try store.collection("c")
+            let keptGraph = 1500 - gone.filter { $0 < 1500 }.count, keptTail = 1500 - gone.filter { $0 >= 1500 }.count
+            #expect(try c.count() == keptGraph + keptTail)
+            #expect(try c.unindexedRows() == keptTail)
+            #expect(try CompactRemapTests.header(store, "c")?.nodes == UInt32(keptGraph))
+            let declared: [Format.Feature] = try store.read { txn in
+                try txn.get(store.dbs.meta, Format.featuresKey).map { v in try Format.decodeFeatures(v) } ?? []
+            }
+            #expect(declared.contains(HNSWIndex.tailFeature))
+            let v = try store.verify()
+            #expect(v.isOK, "\(v.faults.prefix(5))")
+            // The same rows and vectors: exact search answers as before. The graph (its upper levels relinked
+            // by parallel inserts) answers as well as before, and every tail row of the exact top 10 is
+            // found (the tail is scanned exactly), with the exact score.
+            let exact = try queries.map { try c.search($0, k: 10, options: SearchOptions(exact: true)) }
+            #expect(exact.map { $0.map(\.id) } == exactBefore.map { $0.map(\.id) })
+            #expect(exact.map { $0.map(\.score) } == exactBefore.map { $0.map(\.score) })
+            let after = try queries.map { try c.search($0, k: 10, options: SearchOptions(ef: 64)) }
+            #expect(recall(after, exact) >= recall(before, exactBefore) - 0.01,
+                    "recall \(recall(after, exact)) after, \(recall(before, exactBefore)) before")
+            for (got, e) in zip(after, exact) {
+                for hit in e where Self.row(hit.id) >= 1500 { #expect(got.contains(hit), "tail row \(hit.id) missed") }
+            }
+            // The carried tail is linked by the next write like any tail.
+            try c.add([Document(id: "late", vector: queries[0])])
+            #expect(try c.unindexedRows() == 0)
+            #expect(try store.verify().isOK)
+        }
+    }
+
     @Test("SIGKILL during a bulk import leaves whole batches and a valid graph; the next write links the tail")
     func killDuringImport() throws {
         let dir = try TempDir()

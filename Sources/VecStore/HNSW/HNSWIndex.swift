@@ -160,7 +160,12 @@ struct HNSWWriter: VectorIndexWriter {
             config = editor.config
             blocksWritten = editor.lastWrittenBlocks
         }
-        if config.nodes < record.nextInternalID { try Format.declare(HNSWIndex.tailFeature, txn, meta: dbs.meta) }
+        // Declared by the batch that starts a tail: a tail that was already there was declared when it
+        // started (or by `resetGraph`, or by compaction carrying it), and the feature is never withdrawn.
+        // Re-declaring in every deferred batch would rewrite the `features` record each commit.
+        if config.nodes < record.nextInternalID && nodes == batch.appended.lowerBound {
+            try Format.declare(HNSWIndex.tailFeature, txn, meta: dbs.meta)
+        }
     }
 }
 

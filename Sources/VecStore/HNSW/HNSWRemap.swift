@@ -43,6 +43,17 @@ struct RowMap {
     var oldCount: Int { newRow.count }
     /// Rows after compaction.
     var newCount: Int { oldRow.count }
+
+    /// Kept rows among old rows `0 ..< oldRows`: the new row count of that prefix (rows keep their
+    /// order, so these are new rows `0 ..< keptCount(below:)`).
+    func keptCount(below oldRows: Int) -> Int {
+        var lo = 0, hi = oldRow.count
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if Int(oldRow[mid]) < oldRows { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
 }
 
 /// Carries a collection's HNSW graph into a compacted store by renumbering it instead of rebuilding it
@@ -54,7 +65,10 @@ struct RowMap {
 /// * the upper levels are relinked: a row's level is a function of its row number and the collection's
 ///   seed (§4), so the renumbered rows get new levels, and about 1/M of them are linked into levels ≥ 1
 ///   with the insert algorithm (the layer-0 lists stay as they are);
-/// * the header gets the new row count and the new entry point.
+/// * the header gets the new row count and the new entry point;
+/// * an unlinked tail (rows `[nodes, rows)`, Spec/HNSW.md §4.1) stays the tail: its kept rows keep
+///   their order, so they are the new collection's highest rows; they get traversal copies and nothing
+///   else, and the new store declares `hnsw-tail`.
 ///
 /// It reads the old store through the transaction it was created in (which must stay open) and writes
 /// the new store through any number of transactions: `writeLayer0` for a range of blocks (so a caller
@@ -66,6 +80,9 @@ final class HNSWRemap {
     let oldRecord: CollectionRecord
     let oldConfig: HNSWConfig
     let map: RowMap
+    /// Kept rows the old graph links (old rows below its `nodes`): new rows `0 ..< newNodes` form the
+    /// new graph, the kept tail rows follow it.
+    let newNodes: Int
     private let graph: HNSWGraphView
     private let vectors: VectorTable
     private let metric: Metric
@@ -79,8 +96,9 @@ final class HNSWRemap {
 
     /// Checks the old graph of `record` (read through `txn`, which must stay open while this object is
     /// used) and prepares its renumbering by `map`. Throws `corrupt` naming what does not fit — the
-    /// graph does not cover the rows, a block has the wrong size, a live row's list is too long, leaves
-    /// the graph, links to itself or twice to one row — so the caller can rebuild the graph instead.
+    /// graph claims more rows than the collection has, a block has the wrong size, a live row's list is
+    /// too long, leaves the graph, links to itself or twice to one row — so the caller can rebuild the
+    /// graph instead. An unlinked tail is carried as a tail.
     init(_ txn: Transaction, _ dbs: Databases, record: CollectionRecord, config: HNSWConfig, view: CollectionView,
          map: RowMap, name: String) throws {
         self.name = name
@@ -91,11 +109,11 @@ final class HNSWRemap {
         guard map.oldCount == Int(record.nextInternalID) else {
             throw VecStoreError.corrupt("collection \(name): row map covers \(map.oldCount) rows, the collection has \(record.nextInternalID)")
         }
-        guard config.nodes == record.nextInternalID else {
-            // An unlinked tail (left by an interrupted import) is linked by a rebuild instead.
+        guard config.nodes <= record.nextInternalID else {
             throw VecStoreError.corrupt(
-                "collection \(name): the graph covers \(config.nodes) of \(record.nextInternalID) rows (unlinked tail)")
+                "collection \(name): the graph covers \(config.nodes) rows, the collection has \(record.nextInternalID)")
         }
+        newNodes = map.keptCount(below: Int(config.nodes))
         graph = try HNSWGraphView(txn, dbs, record, config, name: name)
         int8TrainingRows = config.traversal == .int8
             ? (try HNSWInt8Record.load(txn, dbs, record.id, dimension: record.dimension)?.trainingRows ?? 0) : 0
@@ -106,13 +124,13 @@ final class HNSWRemap {
 
     deinit { vectors.deallocate() }
 
-    /// Every kept row's layer-0 list: count within 2·M, targets in the graph, no self link, no
-    /// duplicate (a stamp per row, so the check is one pass).
+    /// Every kept graph row's layer-0 list: count within 2·M, targets in the graph (not in the tail), no
+    /// self link, no duplicate (a stamp per row, so the check is one pass).
     private func validate() throws {
-        let rows = map.oldCount
+        let rows = Int(oldConfig.nodes)
         let cap = oldConfig.maxLinks0
         var stamp = [UInt32](repeating: UInt32.max, count: rows)
-        for o in map.oldRow {
+        for o in map.oldRow[..<newNodes] {
             let list = graph.links0(o)
             let n = Int(list[0])
             guard n <= cap else {
@@ -134,9 +152,11 @@ final class HNSWRemap {
     // MARK: Layer 0
 
     /// Writes the new store's `graph` and `graph-vectors` values of blocks `blocks` (new numbering,
-    /// `newRecord`'s block size) in `txn`. Every row of those blocks must already be counted by the map
-    /// (the caller writes the blocks whose rows it has copied). Idempotent: a rerun transaction writes
-    /// the same bytes. Returns how many lists got new links from the dropped rows' neighbours.
+    /// `newRecord`'s block size) in `txn`: `graph` slots for the new graph's rows (below `newNodes`),
+    /// traversal copies for every row, the tail's included. Every row of those blocks must already be
+    /// counted by the map (the caller writes the blocks whose rows it has copied). Idempotent: a rerun
+    /// transaction writes the same bytes. Returns how many lists got new links from the dropped rows'
+    /// neighbours.
     @discardableResult
     func writeLayer0(_ txn: Transaction, _ dbs: Databases, newRecord: CollectionRecord, blocks: Range<Int>) throws
         -> Int
@@ -150,13 +170,16 @@ final class HNSWRemap {
             let count = min(capacity, map.newCount - start)
             guard count > 0 else { continue }
             let key = Format.key(newRecord.id, UInt32(b))
-            try txn.reserve(dbs.graph, key, count: count * slotBytes) { out in
-                let words = out.bindMemory(to: UInt32.self)
-                guard let base = words.baseAddress else { return }
-                base.initialize(repeating: 0, count: count * slotWords)
-                for j in 0..<count {
-                    let o = map.oldRow[start + j]
-                    if renumber(o, into: base + j * slotWords) { refilled += 1 }
+            let linked = min(capacity, newNodes - start)
+            if linked > 0 {
+                try txn.reserve(dbs.graph, key, count: linked * slotBytes) { out in
+                    let words = out.bindMemory(to: UInt32.self)
+                    guard let base = words.baseAddress else { return }
+                    base.initialize(repeating: 0, count: linked * slotWords)
+                    for j in 0..<linked {
+                        let o = map.oldRow[start + j]
+                        if renumber(o, into: base + j * slotWords) { refilled += 1 }
+                    }
                 }
             }
             let halfBytes = self.halfBytes
@@ -209,7 +232,7 @@ final class HNSWRemap {
     private func refillCandidates<D: HNSWDistance>(_ o: UInt32, _: D.Type) -> [UInt32] {
         let list = graph.links0(o)
         let n = Int(list[0])
-        let rows = UInt32(map.oldCount)
+        let rows = oldConfig.nodes
         let cap = oldConfig.maxLinks0
         var kept: [UInt32] = []
         var dropped: [UInt32] = []
@@ -244,11 +267,11 @@ final class HNSWRemap {
 
     // MARK: Upper levels and header
 
-    /// Links the rows whose level (by their new row number and `newConfig`'s seed) is ≥ 1 into the upper
-    /// levels, reading vectors from the old store, on `threads` cores. Done once, outside any write
+    /// Links the graph's rows (new rows below `newNodes`) whose level (by their new row number and
+    /// `newConfig`'s seed) is ≥ 1 into the upper levels, reading vectors from the old store, on `threads` cores. Done once, outside any write
     /// transaction of the new store, so `finish` only writes.
     func buildUpperLevels(_ newConfig: HNSWConfig, threads: Int = HNSWIndexing.defaultThreads) {
-        let builder = HNSWUpperBuilder(config: newConfig, map: map)
+        let builder = HNSWUpperBuilder(config: newConfig, map: map, nodes: newNodes)
         switch metric {
         case .l2: builder.build(vectors, L2Distance.self, threads: threads)
         case .cosine, .dot: builder.build(vectors, InnerProductDistance.self, threads: threads)
@@ -257,8 +280,8 @@ final class HNSWRemap {
     }
 
     /// Writes the upper levels and the header of the new graph (`newConfig` with the new entry point,
-    /// top level and row count) in `txn`. Call after every layer-0 block is written and after
-    /// `buildUpperLevels(newConfig)`.
+    /// top level and row count) in `txn`, and declares `hnsw-tail` when a tail was carried. Call after
+    /// every layer-0 block is written and after `buildUpperLevels(newConfig)`.
     func finish(_ txn: Transaction, _ dbs: Databases, newRecord: CollectionRecord, newConfig: HNSWConfig) throws {
         guard let upper else { throw VecStoreError.invalidArgument("HNSW remap of \(name): upper levels not built") }
         guard Int(newRecord.nextInternalID) == map.newCount else {
@@ -271,10 +294,11 @@ final class HNSWRemap {
             config.maxLevel = upper.maxLevel
         } else {
             // No row reaches level 1: any row is on the top level (0); the first, as an insert would pick.
-            config.entryPoint = map.newCount > 0 ? 0 : HNSWConfig.noEntry
+            config.entryPoint = newNodes > 0 ? 0 : HNSWConfig.noEntry
             config.maxLevel = 0
         }
-        config.nodes = UInt32(map.newCount)
+        config.nodes = UInt32(newNodes)
+        if newNodes < map.newCount { try Format.declare(HNSWIndex.tailFeature, txn, meta: dbs.meta) }
         // int8 copies were carried byte for byte: the new graph keeps their quantizer.
         if let q = graph.int8?.quantizer {
             try HNSWInt8Record(quantizer: q, trainingRows: int8TrainingRows).store(txn, dbs, newRecord.id)
@@ -351,8 +375,8 @@ final class HNSWRemapper: IndexRemapper {
 }
 
 /// The upper levels (≥ 1) of a renumbered graph, built by the insert algorithm (greedy descent, beam
-/// search of width efConstruction, the selection heuristic, reverse links pruned to M) over the rows
-/// whose level by their new number is ≥ 1. Works in old row numbers (vectors come from the old store),
+/// search of width efConstruction, the selection heuristic, reverse links pruned to M) over the graph's
+/// rows (the first `nodes` new rows; a carried tail has no levels) whose level by their new number is ≥ 1. Works in old row numbers (vectors come from the old store),
 /// so its `rows` are the old rows; rows that are dropped are never nodes. Several threads link at once
 /// (per-node striped locks, as `HNSWEditor.insertParallel`).
 final class HNSWUpperBuilder: HNSWGraphAccess {
@@ -380,7 +404,7 @@ final class HNSWUpperBuilder: HNSWGraphAccess {
     private(set) var entry = HNSWConfig.noEntry
     private(set) var maxLevel = 0
 
-    init(config: HNSWConfig, map: RowMap) {
+    init(config: HNSWConfig, map: RowMap, nodes graphRows: Int) {
         self.config = config
         self.map = map
         rows = map.oldCount
@@ -390,7 +414,7 @@ final class HNSWUpperBuilder: HNSWGraphAccess {
         offsets = .allocate(capacity: max(1, rows))
         offsets.initialize(repeating: -1, count: max(1, rows))
         var words = 0
-        for (newRow, o) in map.oldRow.enumerated() {
+        for (newRow, o) in map.oldRow[..<graphRows].enumerated() {
             let level = config.level(of: UInt32(newRow))
             guard level > 0 else { continue }
             levels[Int(o)] = UInt8(level)

@@ -73,13 +73,25 @@ extension VectorCollection {
     /// `linkIndexTail` with the step size of `policy`.
     func linkIndexTail(threads: Int, policy: HNSWTailPolicy) throws(VecStoreError) -> Int {
         var linked = 0
+        // The rows as the previous step saw them. A step writes only the index (never `vectors` or
+        // `live`), so the next step reuses them, instead of resolving every vector block again, when no
+        // other writer committed in between (its write transaction's id follows the previous step's), the
+        // map was not moved, and the collection record is the same.
+        var previous: (txnID: Int, mapGeneration: Int, record: CollectionRecord, view: CollectionView)?
         while true {
             let step: Int = try store.write { txn in
                 let record = try currentRecord(txn)
                 guard let found = try IndexRegistry.find(txn, store.dbs, record) else { return 0 }
                 let before = try found.kind.unindexedRows(txn, store.dbs, record)
                 guard before > 0 else { return 0 }
-                let view = try CollectionView(txn, store.dbs, record, name: name)
+                let txnID = try txn.snapshotID()
+                let view: CollectionView
+                if let p = previous, p.txnID + 1 == txnID, p.mapGeneration == txn.mapGeneration, p.record == record {
+                    view = p.view
+                } else {
+                    view = try CollectionView(txn, store.dbs, record, name: name)
+                }
+                previous = nil
                 let vectors = VectorTable(view)
                 defer { vectors.deallocate() }
                 var writer = try found.kind.makeWriter(txn, store.dbs, record, name: name)
@@ -91,6 +103,7 @@ extension VectorCollection {
                 guard after < before else {
                     throw VecStoreError.corrupt("collection \(name): linking its unlinked tail made no progress")
                 }
+                previous = (txnID, txn.mapGeneration, record, view)  // a failed commit leaves the id unused
                 return before - after
             }
             if step == 0 { return linked }
