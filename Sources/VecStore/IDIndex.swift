@@ -359,7 +359,8 @@ struct IDIndex {
         return copy
     }
 
-    /// The index with an explicit level list, for verify after a damaged record.
+    /// The index as if the collection had no run record: verify uses it after reporting a damaged
+    /// record, and `lookingEverywhere` then adds the levels present.
     init(unrecorded txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String) {
         self.txn = txn
         self.base = dbs.ids

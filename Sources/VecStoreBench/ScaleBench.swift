@@ -24,7 +24,7 @@ struct ScaleBench: ParsableCommand {
     @Option(help: "Import threads (HNSW linking).") var threads = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "ef values, comma-separated.") var efs = "16,32,64,128,256"
     @Option(help: "Use only the first N queries.") var maxQueries: Int?
-    @Option(help: "Phases, comma-separated: import,add,open,exact,search,filter,compact,compact-rebuild (the last compacts the store as the compact phase found it, rebuilding the graph).") var phases = "import,add,search,filter,compact"
+    @Option(help: "Phases, comma-separated: import,add,open,exact,search,ids,filter,compact,compact-rebuild (ids: lookups by id; the last compacts the store as the compact phase found it, rebuilding the graph).") var phases = "import,add,search,filter,compact"
     @Option(help: "Fresh opens for the open phase (open + first query, open + first filtered query per source; medians).") var openRuns = 5
     @Option(help: "Queries for the exact phase (single-query exact search, 1 thread).") var exactQueries = 100
     @Option(help: "Index of the imported collection: hnsw or flat (flat shows what the rows alone write).") var index = "hnsw"
@@ -143,6 +143,33 @@ struct ScaleBench: ParsableCommand {
                              Double(queryRows.count) / seconds))
             }
             metrics["curve"] = curve
+        }
+        if phaseSet.contains("ids") {
+            // Lookups by id through the id index (base plus runs, Spec/FORMAT.md §8): 20,000 random stored
+            // ids one call each, and the same ids 1,000 per call.
+            var reader = try AttachingReader(base: base, ids: ids, sources: nil, limit: importRows)
+            var allIDs: [String] = []
+            while let r = try reader.next() { allIDs.append(r.id ?? "") }
+            var rng = SplitMix64(seed: 7)
+            let picked = (0..<20_000).map { _ in allIDs[Int(rng.next() % UInt64(allIDs.count))] }
+            allIDs = []
+            var found = 0
+            let single = try bestOf(2) {
+                found = 0
+                for id in picked { if try coll.get(id: id) != nil { found += 1 } }
+            }
+            let batched = try bestOf(2) {
+                for start in stride(from: 0, to: picked.count, by: 1_000) {
+                    _ = try coll.get(ids: Array(picked[start..<min(picked.count, start + 1_000)]))
+                }
+            }
+            let runs = try coll.info().idRuns
+            metrics["get_us"] = single / Double(picked.count) * 1e6
+            metrics["get_batched_us"] = batched / Double(picked.count) * 1e6
+            metrics["id_runs"] = runs
+            print(String(format: "%@: get by id %.2f us each (%d of %d found), %.2f us each 1,000 per call; id runs per level %@",
+                         dataset, single / Double(picked.count) * 1e6, found, picked.count,
+                         batched / Double(picked.count) * 1e6, runs.isEmpty ? "none" : runs.map(String.init).joined(separator: ",")))
         }
         if phaseSet.contains("filter"), let sources {
             let all = try String(contentsOfFile: sources, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
