@@ -4,8 +4,8 @@
   bench_ivf.py peers  --dataset NAME --base B.fvecs --queries Q.fvecs --groundtruth G.ivecs --metric l2|cosine
                       --nlist N --pq-m M --fs-m M --refine R [--nprobes 1,2,...] [--iterations 10] --out peers.json
       faiss.Kmeans training time (same k, iterations, sample cap 256 per centroid, one thread), then
-      IndexIVFFlat, IndexIVFPQ (8-bit) and IndexIVFPQFastScan (4-bit, residual codes as in the store unless
-      --fs-by-residual 0) + IndexRefineFlat with the same nlist, M,
+      IndexIVFFlat, IndexIVFPQ (8-bit) and IndexIVFPQFastScan (4-bit; residual codes, and raw-vector codes as
+      FAISS's default `by_residual = False`) + IndexRefineFlat with the same nlist, M,
       nprobe and refine: build time, recall@10 and QPS per nprobe (one batched call, one thread).
 
   bench_ivf.py report RESULT.json... [--write BENCHMARKS.md --command "..."]
@@ -61,13 +61,13 @@ def peers(args):
             return faiss.IndexIVFPQ(q, dim, args.nlist, args.pq_m, 8, fmetric), q, None
         q = quantizer()
         inner = faiss.IndexIVFPQFastScan(q, dim, args.nlist, args.fs_m, 4, fmetric)
-        # FAISS (1.15) defaults fast scan to codes of the raw vectors (by_residual False: one table per query);
-        # the store codes residuals against the list centroid, as IndexIVFPQ does. --fs-by-residual 1 (the
-        # default here) compares the same configuration; 0 measures FAISS's default.
-        inner.by_residual = bool(args.fs_by_residual)
+        # FAISS (1.15) defaults fast scan to codes of the raw vectors (by_residual False: one table per query),
+        # measured against the store's raw-vector coding ("fastscan_raw"); "fastscan" codes residuals against
+        # the list centroid on both sides, as IndexIVFPQ does.
+        inner.by_residual = kind == "fastscan"
         return faiss.IndexRefineFlat(inner), q, inner
 
-    for kind in ("flat", "pq8", "fastscan"):
+    for kind in ("flat", "pq8", "fastscan", "fastscan_raw"):
         index, q, inner = make(kind)
         ivf = inner if inner is not None else index
         ivf.cp.niter = args.iterations
@@ -79,7 +79,7 @@ def peers(args):
         curve = []
         for nprobe in nprobes:
             ivf.nprobe = nprobe
-            if kind == "fastscan":
+            if kind.startswith("fastscan"):
                 params = faiss.IndexRefineSearchParameters(k_factor=args.refine,
                                                           base_index_params=faiss.SearchParametersIVF(nprobe=nprobe))
                 s, (_, labels) = best_of(args.runs, lambda: index.search(queries, 10, params=params))
@@ -90,9 +90,9 @@ def peers(args):
             print(f"faiss {args.dataset} {kind} nprobe={nprobe}: recall {r:.4f} {len(queries) / s:.0f} q/s", file=sys.stderr)
         code = dim * 4 if kind == "flat" else (args.pq_m if kind == "pq8" else (args.fs_m + 1) // 2)
         m[kind] = {"build_s": build, "curve": curve, "code_bytes": code,
-                   "refine": args.refine if kind == "fastscan" else 0}
-        if kind == "fastscan":
-            m[kind]["by_residual"] = bool(args.fs_by_residual)
+                   "refine": args.refine if kind.startswith("fastscan") else 0}
+        if kind.startswith("fastscan"):
+            m[kind]["by_residual"] = kind == "fastscan"
         del index, q, inner
     with open(args.out, "w") as f:
         json.dump([{"system": "faiss", "dataset": args.dataset, "n": int(n), "dim": int(dim),
@@ -102,9 +102,10 @@ def peers(args):
 def plot_curves(ds, any_run, v, f, plot_dir):
     """Writes PLOT_DIR/ivf-<ds>.svg (recall@10 against queries/s: the store's kinds and FAISS's, one point per
     nprobe) and returns the markdown image line."""
-    names = {"flat": "IVF-Flat", "pq8": "IVF-PQ8", "fastscan": "PQ4 fast scan"}
+    names = {"flat": "IVF-Flat", "pq8": "IVF-PQ8", "fastscan": "PQ4 fast scan (residual)",
+             "fastscan_raw": "PQ4 fast scan (raw)"}
     series = []
-    for kind in ("flat", "pq8", "fastscan"):
+    for kind in ("flat", "pq8", "fastscan", "fastscan_raw"):
         for run, key, who, dashed in ((v, "store_" + kind, "vecstore", False), (f, kind, "FAISS", True)):
             m = run and run["metrics"].get(key)
             if not m:
@@ -136,7 +137,8 @@ def report(args):
             datasets.append(r["dataset"])
     out = []
     w = out.append
-    names = {"flat": "IVF-Flat", "pq8": "IVF-PQ 8-bit", "fastscan": "IVF-PQ 4-bit fast scan + refine"}
+    names = {"flat": "IVF-Flat", "pq8": "IVF-PQ 8-bit", "fastscan": "IVF-PQ 4-bit fast scan, residual codes, + refine",
+             "fastscan_raw": "IVF-PQ 4-bit fast scan, raw-vector codes, + refine"}
     for ds in datasets:
         by = {r["system"]: r for r in runs if r["dataset"] == ds}
         v, f = by.get("vecstore"), by.get("faiss")
@@ -150,7 +152,7 @@ def report(args):
         w(f"k-means (k={am['nlist']}, {am['iterations']} iterations, ≤ 256 rows per centroid, 1 thread): "
           f"vecstore {fmt(vk, 3)} s, FAISS `Kmeans` {fmt(fk, 3)} s (time ratio FAISS / vecstore {ratio(fk, vk)}).")
         w("")
-        for kind in ("flat", "pq8", "fastscan"):
+        for kind in ("flat", "pq8", "fastscan", "fastscan_raw"):
             vm = v and v["metrics"].get(kind)
             sm = v and v["metrics"].get("store_" + kind)
             fm = f and f["metrics"].get(kind)
@@ -167,8 +169,9 @@ def report(args):
                 store = (f"; store: build {fmt(sm['build_s'], 2)} s, index on disk {sm['bytes_per_vector']:.1f} B per "
                          f"vector (lists, row ids, centroids, codebooks, B-tree pages)")
             if fm and "by_residual" in fm:
-                extra += ("; FAISS codes residuals (`by_residual = True`), as the store does" if fm["by_residual"]
-                          else "; FAISS codes raw vectors (its default `by_residual = False`), the store residuals")
+                extra += ("; both code residuals (FAISS `by_residual = True`)" if fm["by_residual"]
+                          else "; both code the raw vectors (FAISS's default `by_residual = False`, store "
+                               "`--pq-residual off`)")
             w(f"**{names[kind]}** ({code} B per vector; build = train + add on 1 thread: store {fmt(sm and sm['build_s'], 2)} s, "
               f"core {fmt(vm and vm['build_s'], 2)} s, FAISS {fmt(fm and fm['build_s'], 2)} s{store}{extra})")
             w("")
@@ -217,8 +220,6 @@ def main():
     p.add_argument("--pq-m", type=int, required=True)
     p.add_argument("--fs-m", type=int, required=True)
     p.add_argument("--refine", type=int, default=10)
-    p.add_argument("--fs-by-residual", type=int, choices=[0, 1], default=1,
-                   help="FAISS fast scan codes residuals (1, as the store does) or raw vectors (0, FAISS's default)")
     p.add_argument("--nprobes", default="1,2,4,8,16,32,64")
     p.add_argument("--iterations", type=int, default=10)
     p.add_argument("--seed", type=int, default=1234)

@@ -37,8 +37,10 @@ except ImportError as e:  # pragma: no cover
 
 SUPPORTED_VERSION = 2  # version 2 adds the keyword-index databases (Spec/BM25.md; checked by Tools/conformance_bm25.py)
 MAX_READ_VERSION = 3  # version 3 = version 2 plus a `features` record (FORMAT.md §5)
-KNOWN_FEATURES = {"pca", "embedder", "ivf", "hnsw-int8", "hnsw-tail"}  # features this reader implements (Spec/PCA.md, Spec/EMBEDDER.md, Spec/IVF.md, Spec/HNSW.md §3.4 and §4.1); others by their flags (§5)
-OPTIONAL_DATABASES = ["ivf", "ivf-lists"]  # an index kind's databases (FORMAT.md §20.2): absent in older stores
+KNOWN_FEATURES = {"pca", "embedder", "ivf", "ivf-pq-raw", "hnsw-int8", "hnsw-tail", "idruns"}  # features this reader implements (Spec/PCA.md, Spec/EMBEDDER.md, Spec/IVF.md, Spec/HNSW.md §3.4 and §4.1, FORMAT.md §8.2); others by their flags (§5)
+OPTIONAL_DATABASES = ["ivf", "ivf-lists", "idruns"]  # an index kind's databases (FORMAT.md §20.2) and the id runs (§8.2): absent in older stores
+META_IDRUNS_PREFIX = b"idruns:"  # id-run record (FORMAT.md §8.2)
+IDRUNS_MAX_LEVELS = 32
 META_FEATURES = b"features"
 MAGIC = b"VECSTORE"
 DATABASES = ["meta", "vectors", "docs", "ids", "live", "fields", "graph", "graph-upper", "graph-vectors"]
@@ -137,6 +139,7 @@ class Collection:
         self.record_len = len(value)
         self.reserved = value[20:]
         self.metric = METRICS.get(self.metric_code)
+        self.id_levels = []  # id-run level counts (FORMAT.md §8.2), filled by load()
         # Filled by load():
         self.vectors = None  # (rows, dim) float32, stored form
         self.sq_norms = None  # (rows,) float32 trailer values
@@ -254,12 +257,15 @@ class Reader:
                 self.fault(f"meta: HNSW header of unknown collection id {cid}")
             for cid in self.ivf_records:
                 self.fault(f"meta: IVF record of unknown collection id {cid}")
+            for cid in self.idrun_records:
+                self.fault(f"meta: id-run record of unknown collection id {cid}")
             self.check_orphans(txn)
             self.txn = None
 
     def check_meta(self, txn):
         self.hnsw_headers = {}
         self.ivf_records = {}
+        self.idrun_records = {}
         meta = self.dbs["meta"]
         fmt = txn.get(META_FORMAT, db=meta)
         if fmt is None:
@@ -356,6 +362,11 @@ class Reader:
             elif key.startswith(b"embedder:") and len(key) == 13:
                 # The text-embedding model of a collection (Spec/EMBEDDER.md); it changes no other byte.
                 pass
+            elif key.startswith(META_IDRUNS_PREFIX) and len(key) == len(META_IDRUNS_PREFIX) + 4:
+                # The id runs of a collection (FORMAT.md §8.2), decoded with its collection.
+                if "idruns" not in self.features:
+                    self.fault("meta: an id-run record, but the store does not declare feature 'idruns'")
+                self.idrun_records[read_be32(key, len(META_IDRUNS_PREFIX))] = value
             elif key == META_FEATURES or any(key.startswith(p) for p in self.feature_prefixes):
                 pass  # checked above / a declared feature's record
             else:
@@ -396,6 +407,7 @@ class Reader:
     def load_collection(self, txn, c):
         name, dim, cid = c.name, c.dim, c.id
         prefix = be32(cid)
+        c.id_levels = self.id_levels(c, self.idrun_records.pop(cid, None))
         row_bytes = (dim + 1) * 4
         capacity = 1 << c.shift
         # Vector blocks: a cursor walk from the collection prefix.
@@ -478,11 +490,14 @@ class Reader:
                 self.fault(f"{name}: docs row {row}: {e}")
                 continue
             c.docs[row] = doc
-            mapped = txn.get(be32(cid) + doc["id"].encode("utf-8"), db=self.dbs["ids"])
-            if mapped is None:
+            found = self.id_places(txn, c, doc["id"])
+            if not found:
                 self.fault(f"{name}: id {doc['id']!r} (row {row}) missing from the id map")
-            elif len(mapped) != 4 or read_le32(mapped) != row:
-                self.fault(f"{name}: id {doc['id']!r} maps to {mapped.hex()}, stored at row {row}")
+            elif len(found) > 1:
+                self.fault(f"{name}: id {doc['id']!r} is in {len(found)} places ({', '.join(p for p, _ in found)})")
+            for place, mapped in found:
+                if len(mapped) != 4 or read_le32(mapped) != row:
+                    self.fault(f"{name}: id {doc['id']!r} maps to {mapped.hex()} in {place}, stored at row {row}")
             if not isinstance(doc["metadata"], dict):
                 self.fault(f"{name}: row {row} metadata is not a JSON object")
                 continue
@@ -490,18 +505,32 @@ class Reader:
                 expected_fields.add(k + be32(row))
         if len(c.docs) != c.live_count:
             self.fault(f"{name}: {len(c.docs)} documents, record says {c.live_count} live")
-        # Id map: every entry points at a document with that id.
+        # Id map: every entry of the base and of the runs points at a document with that id, and each run
+        # level holds exactly its recorded count (FORMAT.md §8).
         n_ids = 0
-        for key, value in self.prefix_items(txn, "ids", prefix):
+        entries = [("ids", key[4:], value) for key, value in self.prefix_items(txn, "ids", prefix)]
+        per_level = {}
+        if "idruns" in self.dbs:
+            for key, value in self.prefix_items(txn, "idruns", prefix):
+                if len(key) < 6:
+                    self.fault(f"{name}: idruns key {key.hex()} has no level and id")
+                    continue
+                per_level[key[4]] = per_level.get(key[4], 0) + 1
+                entries.append((f"idruns level {key[4]}", key[5:], value))
+        for level in sorted(set(per_level) | set(range(len(c.id_levels)))):
+            recorded = c.id_levels[level] if level < len(c.id_levels) else 0
+            if per_level.get(level, 0) != recorded:
+                self.fault(f"{name}: id run level {level} holds {per_level.get(level, 0)} ids, its record says {recorded}")
+        for where, ident, value in entries:
             self.checked += 1
             n_ids += 1
             if len(value) != 4:
-                self.fault(f"{name}: ids entry {key[4:]!r} has {len(value)} bytes")
+                self.fault(f"{name}: {where} entry {ident!r} has {len(value)} bytes")
                 continue
             row = read_le32(value)
             doc = c.docs.get(row)
-            if doc is None or doc["id"].encode("utf-8") != key[4:]:
-                self.fault(f"{name}: ids entry {key[4:]!r} -> row {row}, which holds no such document")
+            if doc is None or doc["id"].encode("utf-8") != ident:
+                self.fault(f"{name}: {where} entry {ident!r} -> row {row}, which holds no such document")
         if n_ids != len(c.docs):
             self.fault(f"{name}: {n_ids} id-map entries for {len(c.docs)} documents")
         # Field index: exactly the entries the metadata implies.
@@ -517,6 +546,44 @@ class Reader:
             self.fault(f"{name}: field-index entry {e!r} missing")
         if actual != expected_fields:
             self.fault(f"{name}: field index has {len(actual)} entries, metadata implies {len(expected_fields)}")
+
+    def id_levels(self, c, value):
+        """The level counts of an id-run record (FORMAT.md §8.2); faults and [] when it does not decode."""
+        if value is None:
+            return []
+        if len(value) < 4 or value[0] != 1 or value[2:4] != b"\0\0":
+            self.fault(f"{c.name}: id-run record {value[:4].hex()}… is not version 1 with zero reserved bytes")
+            return []
+        n = value[1]
+        if not 1 <= n <= IDRUNS_MAX_LEVELS or len(value) != 4 + 4 * n:
+            self.fault(f"{c.name}: id-run record names {n} levels in {len(value)} bytes")
+            return []
+        levels = list(struct.unpack_from(f"<{n}I", value, 4))
+        if levels[-1] == 0:
+            self.fault(f"{c.name}: id-run record's last level is empty")
+        if sum(levels) > c.live_count:
+            self.fault(f"{c.name}: id runs count {sum(levels)} ids, more than {c.live_count} live documents")
+        return levels
+
+    def id_places(self, txn, c, ident):
+        """Every (place, value) holding external id `ident`: the run levels with a non-zero count, newest
+        first, then the base (FORMAT.md §8.2). A valid store has exactly one."""
+        raw = ident.encode("utf-8")
+        found = []
+        for level, count in enumerate(c.id_levels):
+            if count and "idruns" in self.dbs:
+                v = txn.get(be32(c.id) + bytes([level]) + raw, db=self.dbs["idruns"])
+                if v is not None:
+                    found.append((f"run level {level}", v))
+        v = txn.get(be32(c.id) + raw, db=self.dbs["ids"])
+        if v is not None:
+            found.append(("the base", v))
+        return found
+
+    def lookup(self, txn, c, ident):
+        """The row of external id `ident`, or None (FORMAT.md §16 step 7)."""
+        found = self.id_places(txn, c, ident)
+        return read_le32(found[0][1]) if found and len(found[0][1]) == 4 else None
 
     def check_orphans(self, txn):
         known = {c.id for c in self.collections.values()}
@@ -620,6 +687,13 @@ def check_against(reader, c, path, rtol):
         problems.append(f"id {missing!r} in {path} but not in the store")
     for extra in sorted(set(docs) - set(expected))[:10]:
         problems.append(f"id {extra!r} in the store but not in {path}")
+    # Lookup by id through the id index (base and runs, FORMAT.md §8.2) finds each document's row.
+    with reader.env.begin(buffers=False) as txn:
+        for id_ in expected:
+            got = docs.get(id_)
+            row = reader.lookup(txn, c, id_)
+            if got is not None and row != got["row"]:
+                problems.append(f"{id_!r}: the id index gives row {row}, the document is at row {got['row']}")
     for i, (id_, want) in enumerate(expected.items()):
         got = docs.get(id_)
         if got is None:

@@ -1,7 +1,8 @@
 """IVF-Flat / IVF-PQ checks of Tools/conformance.py, written from Spec/IVF.md and Spec/PQ.md alone: the
 `ivf:<cid>` record (§2, §2.1), centroids (§3), PQ codebooks (PQ §2), list blocks (§4, codes PQ §3), and the
-ADC arithmetic (PQ §4): every decoded code is rebuilt as c + r̂ and its ADC value, computed from look-up
-tables, is compared with the distance to the rebuilt vector. Reads the `ivf` and `ivf-lists` databases with
+ADC arithmetic (PQ §4): every decoded code is rebuilt as c + r̂ (residual codes) or x̂ (codes of the raw
+vectors, header flags bit 0 clear, feature `ivf-pq-raw`) and its ADC value, computed from look-up tables, is
+compared with the distance to the rebuilt vector. Reads the `ivf` and `ivf-lists` databases with
 py-lmdb and numpy; no vecstore code."""
 
 import struct
@@ -17,15 +18,17 @@ def decode_header(value):
     {"pending": True, ...}; raises ValueError."""
     if len(value) == 32:
         version, kind, metric, r0, nlist, m, bits, r1, train_at = struct.unpack_from("<BBBBIHBBI", value, 0)
-        if version != 1 or r0 or r1 or kind not in (1, 2, 4) or train_at < 1:
-            raise ValueError("IVF parameters record: bad version, kind, reserved byte or threshold")
-        return dict(pending=True, kind=kind, metric=metric, nlist=nlist, m=m, bits=bits)
+        # Byte 3 bit 0: PQ codes of the raw vectors (0 for flat and residual codes).
+        if version != 1 or r0 > 1 or (r0 and kind == 1) or r1 or kind not in (1, 2, 4) or train_at < 1:
+            raise ValueError("IVF parameters record: bad version, kind, flags, reserved byte or threshold")
+        return dict(pending=True, kind=kind, metric=metric, nlist=nlist, m=m, bits=bits, raw=bool(r0))
     if len(value) != 64:
         raise ValueError(f"IVF record has {len(value)} bytes, not 64 or 32")
     version, kind, metric, flags, nlist, dim, m, bits, defaults, cap, nprobe, refine = struct.unpack_from(
         "<BBBBIIHBBIHH", value, 0)
     seed, coarse_err, code_err, train_rows, iters, reserved = struct.unpack_from("<QddIIQ", value, 24)
-    if version != 1 or kind not in KINDS or flags != (0 if kind == 1 else 1) or defaults & 0xF0 or reserved:
+    # flags bit 0: residual codes (PQ kinds may clear it: codes of the raw vectors); flat has 0.
+    if version != 1 or kind not in KINDS or flags > 1 or (kind == 1 and flags) or defaults & 0xF0 or reserved:
         raise ValueError("IVF header: bad version, kind, flags, defaults or reserved field")
     if not (1 <= nlist <= 65536 and 1 <= dim <= 65535 and cap % 32 == 0 and 32 <= cap <= 65536):
         raise ValueError("IVF header: nlist, dimension or block capacity out of range")
@@ -38,7 +41,7 @@ def decode_header(value):
     if not (np.isfinite(coarse_err) and coarse_err >= 0 and np.isfinite(code_err) and code_err >= 0):
         raise ValueError("IVF header: training errors not finite and non-negative")
     return dict(pending=False, kind=kind, metric=metric, nlist=nlist, dim=dim, m=m, bits=bits, cap=cap,
-                code_err=code_err)
+                code_err=code_err, residual=bool(flags))
 
 
 def payload_bytes(kind, n, width):
@@ -84,6 +87,8 @@ def check_ivf(reader, txn, c, value):
         return 0
     if h["metric"] != c.metric_code:
         fault(f"{name}: IVF metric {h['metric']} differs from the collection's {c.metric_code}")
+    if (h["raw"] if h["pending"] else (h["kind"] != 1 and not h["residual"])) and "ivf-pq-raw" not in reader.features:
+        fault(f"{name}: IVF-PQ codes of the raw vectors without the ivf-pq-raw feature")
     if h["pending"]:
         for db in (d for d in IVF_DATABASES if d in reader.dbs):
             for _ in reader.prefix_items(txn, db, prefix):
@@ -168,12 +173,15 @@ def check_ivf(reader, txn, c, value):
     rows = np.concatenate(listed_rows)
     lists = np.concatenate(listed_lists)
     codes = np.concatenate(listed_codes)
-    # Rebuild x̂ = c_l + r̂ (PQ §1) and compare the reconstruction error with the recorded training error.
+    # Rebuild x̂ = c_l + r̂ (residual codes) or x̂ = the decoded code (raw-vector codes) (PQ §1) and compare the
+    # reconstruction error with the recorded training error.
+    residual = h["residual"]
+    offset = cents[lists] if residual else np.zeros((len(rows), dim), dtype=np.float32)
     residual_hat = np.concatenate([books[j][codes[:, j]] for j in range(m)], axis=1)
-    x_hat = cents[lists] + residual_hat
+    x_hat = offset + residual_hat
     err = float(((c.vectors[rows] - x_hat) ** 2).sum(axis=1).mean())
-    # Each code is the nearest codebook entry of its residual's sub-vector (PQ §1; ties either way).
-    resid = (c.vectors[rows] - cents[lists]).reshape(len(rows), m, dim // m)
+    # Each code is the nearest codebook entry of its residual's (or vector's) sub-vector (PQ §1; ties either way).
+    resid = (c.vectors[rows] - offset).reshape(len(rows), m, dim // m)
     for j in range(m):
         d = ((resid[:, j, None, :] - books[j][None, :, :]) ** 2).sum(axis=2)
         stored = d[np.arange(len(rows)), codes[:, j]]
@@ -187,7 +195,16 @@ def check_ivf(reader, txn, c, value):
     rng = np.random.default_rng(cid)
     for q in c.vectors[rng.choice(c.rows, size=min(3, c.rows), replace=False)]:
         qs = q.reshape(m, 1, dim // m)
-        if c.metric == "l2":
+        if not residual:
+            # Raw-vector codes: one table per query for every list, no list constant (PQ §4).
+            if c.metric == "l2":
+                table = ((qs - books) ** 2).sum(axis=2)
+                direct = ((q - x_hat) ** 2).sum(axis=1)
+            else:
+                table = (qs * books).sum(axis=2)
+                direct = x_hat @ q
+            adc = table[np.arange(m), codes].sum(axis=1)
+        elif c.metric == "l2":
             # One table per list, from the residual query q − c_l.
             adc = np.empty(len(rows), dtype=np.float64)
             for lst in np.unique(lists):

@@ -62,6 +62,20 @@ void vq_fs4_scan_reference(const uint8_t *blocks, size_t nblocks, size_t mpad, c
     }
 }
 
+// ---------------------------------------------------------------- fast-scan candidate filter
+// Appends the positions i in [start, n) with v[i] <= limit to idx (branch-free); returns how many.
+VQ_INLINE size_t select_le_tail(const uint16_t *v, size_t start, size_t n, uint16_t limit, uint32_t *idx) {
+    size_t c = 0;
+    for (size_t i = start; i < n; i++) {
+        idx[c] = (uint32_t)i;  // written unconditionally, kept only when the test passes
+        c += v[i] <= limit;
+    }
+    return c;
+}
+size_t vq_u16_select_le_reference(const uint16_t *v, size_t n, uint16_t limit, uint32_t *idx) {
+    return select_le_tail(v, 0, n, limit, idx);
+}
+
 // ---------------------------------------------------------------- PQ look-up tables
 // Vectorised across centroids (the transposed layout makes the k loop contiguous), one broadcast per component.
 static inline __attribute__((always_inline)) void pq_table_body(const float *q, const float *bt, size_t m, size_t ksub,
@@ -240,6 +254,37 @@ __attribute__((target("avx512f,avx512bw,avx2"))) static void fs4_scan_avx512(con
     }
 }
 
+// ---------------------------------------------------------------- candidate filter, AVX2 / AVX-512BW
+// One compare per 16 / 32 sums; most rows fail once the heap is full, so the set bits are few.
+__attribute__((target("avx2,bmi2"))) static size_t select_le_avx2(const uint16_t *v, size_t n, uint16_t limit,
+                                                                  uint32_t *idx) {
+    const __m256i lim = _mm256_set1_epi16((short)limit);
+    size_t c = 0, i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)(v + i));
+        // x <= limit (unsigned) exactly when min(x, limit) == x; two mask bits per 16-bit lane.
+        uint32_t bits = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi16(_mm256_min_epu16(x, lim), x));
+        uint32_t m = _pext_u32(bits, 0x55555555u);
+        while (m) {
+            idx[c++] = (uint32_t)(i + (size_t)__builtin_ctz(m));
+            m &= m - 1;
+        }
+    }
+    return c + select_le_tail(v, i, n, limit, idx + c);
+}
+__attribute__((target("avx512f,avx512bw"))) static size_t select_le_avx512(const uint16_t *v, size_t n,
+                                                                          uint16_t limit, uint32_t *idx) {
+    const __m512i lim = _mm512_set1_epi16((short)limit);
+    size_t c = 0, i = 0;
+    for (; i + 32 <= n; i += 32) {
+        uint32_t m = (uint32_t)_mm512_cmple_epu16_mask(_mm512_loadu_si512((const void *)(v + i)), lim);
+        while (m) {
+            idx[c++] = (uint32_t)(i + (size_t)__builtin_ctz(m));
+            m &= m - 1;
+        }
+    }
+    return c + select_le_tail(v, i, n, limit, idx + c);
+}
 // ---------------------------------------------------------------- int8, AVX2
 __attribute__((target("avx2,fma"))) static inline float hsum256_q(__m256 v) {
     __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
@@ -370,6 +415,8 @@ __attribute__((target("avx2"))) static size_t nearest_avx2(const float *norms, c
 }
 #endif
 
+typedef size_t (*select_fn)(const uint16_t *, size_t, uint16_t, uint32_t *);
+static select_fn select_impl = vq_u16_select_le_reference;
 typedef size_t (*nearest_fn)(const float *, const float *, size_t, int, float *);
 static nearest_fn nearest_impl = vq_nearest_reference;
 
@@ -387,6 +434,7 @@ __attribute__((constructor)) static void vq_select(void) {
         pqt_impl = pq_table_avx512;
         dotf_impl = dot_f32_i8_avx512;
         nearest_impl = nearest_avx512;
+        select_impl = select_le_avx512;
         vq_isa_name = "avx512bw";
     } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         fs4_impl = fs4_scan_avx2;
@@ -394,6 +442,7 @@ __attribute__((constructor)) static void vq_select(void) {
         pqt_impl = pq_table_avx2;
         dotf_impl = dot_f32_i8_avx2;
         nearest_impl = nearest_avx2;
+        if (__builtin_cpu_supports("bmi2")) select_impl = select_le_avx2;
         vq_isa_name = "avx2";
     }
 #endif
@@ -412,5 +461,8 @@ void vq_fs4_quantize_table(const float *a, const float *b, size_t m, float sign,
 float vq_dot_f32_i8(const float *q, const int8_t *c, size_t n) { return dotf_impl(q, c, n); }
 size_t vq_nearest(const float *norms, const float *dots, size_t k, int l2, float *value) {
     return nearest_impl(norms, dots, k, l2, value);
+}
+size_t vq_u16_select_le(const uint16_t *v, size_t n, uint16_t limit, uint32_t *idx) {
+    return select_impl(v, n, limit, idx);
 }
 const char *vq_isa(void) { return vq_isa_name; }

@@ -120,6 +120,22 @@ public final class Transaction {
         if let failure { throw failure }
     }
 
+    /// Stores `value` under a `key` that must be new (`MDB_NOOVERWRITE`); with `append`, the key must also
+    /// sort after every key of the database (`MDB_APPEND`: no search, and pages are filled completely).
+    /// Returns false, writing nothing, when the key exists or (with `append`) does not sort last.
+    public func putNew(_ db: Database, _ key: [UInt8], _ value: [UInt8], append: Bool = false) throws(LMDBError) -> Bool {
+        let h = try handle()
+        var rc: Int32 = 0
+        key.withUnsafeBytes { k in value.withUnsafeBytes { v in
+            var kv = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+            var vv = MDB_val(mv_size: v.count, mv_data: UnsafeMutableRawPointer(mutating: v.baseAddress))
+            rc = mdb_put(h, db.dbi, &kv, &vv, UInt32(MDB_NOOVERWRITE) | (append ? UInt32(MDB_APPEND) : 0))
+        } }
+        if rc == MDB_KEYEXIST { return false }
+        try check(rc, "mdb_put(\(db.name))")
+        return true
+    }
+
     /// Reserves `count` bytes under `key` (`MDB_RESERVE`) and lets `fill` write them in place,
     /// avoiding a copy of large values. `fill` must write every byte.
     public func reserve(_ db: Database, _ key: [UInt8], count: Int,

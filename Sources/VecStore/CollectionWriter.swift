@@ -35,6 +35,11 @@ struct CollectionWriter {
     /// How much of a graph's unlinked tail the index update links: every row (`.all`, single writes), or
     /// only in large steps (mode `.deferred`, bulk import batches; Spec/HNSW.md §4.1).
     var indexLinking: IndexLinking = .all
+    /// The external-id index (IDIndex.swift): base plus levelled runs.
+    var ids: IDIndex
+    /// Whether the batch keeps the id index: compaction copies rows without it and writes each
+    /// collection's ids afterwards as one sorted base.
+    var writesIDs = true
 
     init(_ txn: Transaction, _ dbs: Databases, name: String, record: CollectionRecord) throws {
         self.txn = txn
@@ -44,6 +49,7 @@ struct CollectionWriter {
         self.initialNextID = record.nextInternalID
         self.text = try TextIndexWriter(txn, dbs, collection: record.id, name: name)
         self.indexKind = try IndexRegistry.find(txn, dbs, record)?.kind
+        self.ids = try IDIndex(txn, dbs, record, name: name)
     }
 
     /// A validated document ready to write: its vector as stored (unit length for cosine) and the norm
@@ -80,8 +86,9 @@ struct CollectionWriter {
 
     // MARK: Deleting
 
-    /// Deletes the document stored at `row`: its record, id entry, field-index entries and live bit.
-    mutating func deleteRow(_ row: UInt32, removeIDEntry: Bool) throws {
+    /// Deletes the document stored at `row`: its record, field-index entries and live bit (the caller
+    /// removes or replaces its id entry).
+    mutating func deleteRow(_ row: UInt32) throws {
         let docKey = Format.key(record.id, row)
         guard let value = try txn.get(dbs.docs, docKey) else {
             throw VecStoreError.corrupt("collection \(name): id map points at row \(row), which has no document")
@@ -96,7 +103,6 @@ struct CollectionWriter {
         }
         try text.remove(row: row, text: doc.text)
         try txn.delete(dbs.docs, docKey)
-        if removeIDEntry { try txn.delete(dbs.ids, Format.idKey(record.id, doc.externalID)) }
         try setLive(row, false)
         deletedRows.append(row)
         guard record.liveCount > 0 else {
@@ -107,21 +113,13 @@ struct CollectionWriter {
 
     /// Deletes by external id; returns false when the id is not stored.
     mutating func delete(id: String) throws -> Bool {
-        guard let row = try lookup(id) else { return false }
-        try deleteRow(row, removeIDEntry: true)
+        guard let row = try ids.remove(id) else { return false }
+        try deleteRow(row)
         return true
     }
 
     /// The row of an external id, or nil.
-    func lookup(_ id: String) throws -> UInt32? {
-        guard let v = try txn.get(dbs.ids, Format.idKey(record.id, id)) else { return nil }
-        guard v.count == 4 else { throw VecStoreError.corrupt("ids entry of '\(id)' has \(v.count) bytes") }
-        let row = UInt32(littleEndian: v.loadUnaligned(as: UInt32.self))
-        guard row < record.nextInternalID else {
-            throw VecStoreError.corrupt("collection \(name): ids entry of '\(id)' points at row \(row) ≥ \(record.nextInternalID)")
-        }
-        return row
-    }
+    func lookup(_ id: String) throws -> UInt32? { try ids.lookup(id)?.row }
 
     static func rowValue(_ row: UInt32) -> [UInt8] {
         var b: [UInt8] = []
@@ -139,10 +137,14 @@ struct CollectionWriter {
         guard UInt64(start) + UInt64(docs.count) < UInt64(UInt32.max) else {
             throw VecStoreError.invalidArgument("collection \(name) is full (2^32 rows); compact it")
         }
-        for doc in docs {
-            if let old = try lookup(doc.id) {
-                if !replace { throw VecStoreError.idExists(doc.id) }
-                try deleteRow(old, removeIDEntry: false)
+        // Stored ids, looked up in byte order; an upsert keeps each id where it lives.
+        var places = [IDIndex.Place?](repeating: nil, count: docs.count)
+        if writesIDs {
+            for (i, found) in try ids.lookupAll(docs.map(\.id)).enumerated() {
+                guard let found else { continue }
+                if !replace { throw VecStoreError.idExists(docs[i].id) }
+                try deleteRow(found.row)
+                places[i] = found.place
             }
         }
         if preBatch == nil, appended == nil, indexKind != nil, updatesIndex {
@@ -153,7 +155,11 @@ struct CollectionWriter {
             let row = start + UInt32(i)
             let rec = DocumentRecord(externalID: doc.id, norm: doc.norm, text: doc.text, metadataJSON: doc.metadataJSON)
             try txn.put(dbs.docs, Format.key(record.id, row), rec.encoded())
-            try txn.put(dbs.ids, Format.idKey(record.id, doc.id), Format.encodeInternalID(row))
+            if let place = places[i] {
+                try ids.replace(doc.id, row: row, at: place)
+            } else if writesIDs {
+                ids.add(doc.id, row: row)
+            }
             let rowValue = Self.rowValue(row)
             for key in FieldKey.keys(record.id, doc.metadata) { try txn.put(dbs.fields, key, rowValue) }
             try setLive(row, true)
@@ -232,6 +238,7 @@ struct CollectionWriter {
         for (block, bytes) in liveEdits { try txn.put(dbs.live, Format.key(record.id, block), bytes) }
         liveEdits.removeAll()
         if updatesIndex { try updateIndex() }
+        try ids.finish(liveCount: record.liveCount, rows: record.nextInternalID)
         try text.finish()
         try txn.put(dbs.meta, Format.collectionKey(name), record.encoded())
     }

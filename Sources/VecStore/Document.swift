@@ -89,4 +89,7 @@ public struct CollectionInfo: Sendable, Equatable {
     public var tombstones: Int { rows - count }
     /// Rows per vector block.
     public var blockCapacity: Int
+    /// Ids held in each run level of the id index, level 0 first (Spec/FORMAT.md §8.2); empty when the
+    /// base holds them all.
+    public var idRuns: [Int] = []
 }

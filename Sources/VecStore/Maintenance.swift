@@ -112,6 +112,7 @@ extension VecStore {
             let featurePrefixes = try (txn.get(dbs.meta, Format.featuresKey).map { v in try Format.decodeFeatures(v) } ?? [])
                 .map { Array("\($0.name):".utf8) }
             var embedderKeys: [(UInt32, [UInt8])] = []
+            var idRunRecords: [UInt32] = []
             try txn.withCursor(dbs.meta) { (c: Cursor) throws -> Void in
                 var entry = try c.first()
                 while let (key, value) = entry {
@@ -130,6 +131,12 @@ extension VecStore {
                         // checked with its collection (verifyProjection)
                     } else if key.starts(with: EmbedderInfo.keyPrefix) && key.count == EmbedderInfo.keyPrefix.count + 4 {
                         embedderKeys.append((readBE32(key, at: EmbedderInfo.keyPrefix.count), Array(value)))
+                    } else if key.starts(with: IDIndex.recordPrefix) && key.count == IDIndex.recordPrefix.count + 4 {
+                        // checked with its collection (the id index); it needs its feature and a collection
+                        if !featurePrefixes.contains(IDIndex.recordPrefix) {
+                            faults.append("meta: id-run record '\(name.prefix(7))…' but the store does not declare feature '\(IDIndex.feature)'")
+                        }
+                        idRunRecords.append(readBE32(key, at: IDIndex.recordPrefix.count))
                     } else if featurePrefixes.contains(where: { key.starts(with: $0) }) {
                         // a declared feature's record: checked by the module that implements it
                     } else if !["format", "next-collection-id", "superseded", "features"].contains(name) {
@@ -142,6 +149,9 @@ extension VecStore {
                 checked += try verifyCollection(txn, cname, &faults)
             }
             faults += try verifyEmbedders(txn, embedderKeys, collections: prefixes)
+            for cid in idRunRecords where prefixes[cid] == nil {
+                faults.append("meta: id-run record of unknown collection id \(cid)")
+            }
             // Every collection id was handed out by the counter: the next one is above them all.
             do {
                 let next = try nextCollectionID(txn)
@@ -223,7 +233,8 @@ extension VecStore {
                 }
             }
         }
-        // Documents: exactly the live rows, each mapped back by the id map.
+        // Documents: exactly the live rows, each mapped back by the id index from exactly one place.
+        let (idIndex, recordedLevels) = try verifiableIDIndex(txn, record, name: name, &faults)
         var docRows = 0
         var metadataKeys = Set<[UInt8]>()
         try txn.withCursor(dbs.docs) { (c: Cursor) throws -> Void in
@@ -235,11 +246,14 @@ extension VecStore {
                 if !view.isLive(row) { faults.append("\(name): document at row \(row), which is not live") }
                 do {
                     let doc = try DocumentRecord.decode(value, context: "\(name) docs row \(row)")
-                    if let mapped = try txn.get(dbs.ids, Format.idKey(record.id, doc.externalID)) {
-                        let target = mapped.count == 4 ? UInt32(littleEndian: mapped.loadUnaligned(as: UInt32.self)) : .max
-                        if target != row { faults.append("\(name): id '\(doc.externalID)' maps to row \(target), stored at \(row)") }
-                    } else {
+                    let found = try idIndex.allPlaces(Array(doc.externalID.utf8))
+                    if found.isEmpty {
                         faults.append("\(name): id '\(doc.externalID)' (row \(row)) missing from the id map")
+                    } else if found.count > 1 {
+                        faults.append("\(name): id '\(doc.externalID)' is in \(found.count) places (\(found.map { "\($0.place)" }.joined(separator: ", ")))")
+                    }
+                    for (place, target) in found where target != row {
+                        faults.append("\(name): id '\(doc.externalID)' maps to row \(target.map(String.init) ?? "(damaged value)") in \(place), stored at \(row)")
                     }
                     if !doc.metadataJSON.isEmpty {
                         guard case .object(let m) = try doc.metadataJSON.withUnsafeBytes({ try JSONValue.parse($0) }) else {
@@ -254,11 +268,13 @@ extension VecStore {
             }
         }
         if docRows != Int(record.liveCount) { faults.append("\(name): \(docRows) documents, record says \(record.liveCount) live") }
-        var idEntries = 0
-        try txn.withCursor(dbs.ids) { (c: Cursor) throws -> Void in
-            var entry = try c.seek(atLeast: prefix)
-            while let (key, _) = entry, key.starts(with: prefix) { idEntries += 1; entry = try c.next() }
+        let (baseEntries, runEntries) = try idIndex.countEntries()
+        for level in Set(runEntries.keys).union(recordedLevels.indices).sorted() {
+            let found = runEntries[level] ?? 0
+            let recorded = level < recordedLevels.count ? Int(recordedLevels[level]) : 0
+            if found != recorded { faults.append("\(name): id run level \(level) holds \(found) ids, its record says \(recorded)") }
         }
+        let idEntries = baseEntries + runEntries.values.reduce(0, +)
         if idEntries != docRows { faults.append("\(name): \(idEntries) id-map entries for \(docRows) documents") }
         // Field index: exactly the entries the documents' metadata implies.
         var indexEntries = 0
@@ -282,6 +298,21 @@ extension VecStore {
         faults += try verifyTextIndex(txn, record, name: name)
         faults += try verifyProjection(txn, record, name: name)
         return checked
+    }
+
+    /// The collection's id index for verify: from its run record, or (when the record is damaged, reported
+    /// as a fault) looking in every run level present.
+    private func verifiableIDIndex(_ txn: Transaction, _ record: CollectionRecord, name: String,
+                                   _ faults: inout [String]) throws -> (IDIndex, recorded: [UInt32])
+    {
+        let index: IDIndex
+        do {
+            index = try IDIndex(txn, dbs, record, name: name)
+        } catch let e as VecStoreError {
+            faults.append("\(e)")
+            index = IDIndex(unrecorded: txn, dbs, record, name: name)
+        }
+        return (index.lookingEverywhere(Array(try index.countEntries().levels.keys)), index.levels)
     }
 
     // MARK: Compact
@@ -417,6 +448,7 @@ extension VecStore {
                     let before = try target.currentRecord(t)
                     var writer = try CollectionWriter(t, fresh.dbs, name: name, record: before)
                     writer.updatesIndex = false
+                    writer.writesIDs = false
                     try writer.append(prepared, replace: false)
                     try writer.finish()
                     try remapper?.rowsCopied(t, fresh.dbs, before: before, after: writer.record)
@@ -441,6 +473,7 @@ extension VecStore {
                 if batch.count >= batchSize { try flush() }
             }
             if !batch.isEmpty { try flush() }
+            try copyIDs(txn, old, record, name: name, map: map, into: fresh, target)
             if let index {
                 let outcome: CompactedIndex = try fresh.write { t in
                     let current = try target.currentRecord(t)
@@ -461,6 +494,41 @@ extension VecStore {
         }
         try fresh.env.sync()
         return (documents, tombstones, indexes)
+    }
+
+    /// Writes a compacted collection's ids as one sorted base and no runs: the old base and runs merged in
+    /// id order, rows renumbered, appended (`MDB_APPEND`, which fills every page) in transactions of
+    /// 100,000. Compaction creates collections in increasing id order, so each collection's keys sort
+    /// after every key already in the new `ids`. An id stored twice, or at a row that is not live, is
+    /// `corrupt`.
+    private static func copyIDs(_ txn: Transaction, _ old: VecStore, _ record: CollectionRecord, name: String,
+                                map: RowMap, into fresh: VecStore, _ target: VectorCollection) throws
+    {
+        var stream = try IDIndex(txn, old.dbs, record, name: name).sortedStream()
+        let prefix = Format.prefix(target.collectionID)
+        var copied = 0
+        var chunk: [(key: [UInt8], row: [UInt8])] = []
+        repeat {
+            // Read before the transaction, so that a transaction rerun for map growth writes the same chunk.
+            chunk.removeAll(keepingCapacity: true)
+            while chunk.count < 100_000, let (id, oldRow, _) = try stream.next() {
+                let newRow = map.newRow[Int(oldRow)]
+                guard newRow != RowMap.gone else {
+                    throw VecStoreError.corrupt("\(name): id '\(String(decoding: id, as: UTF8.self))' maps to row \(oldRow), which is not live")
+                }
+                chunk.append((prefix + id, Format.encodeInternalID(newRow)))
+            }
+            let entries = chunk
+            try fresh.write { t in
+                for (key, row) in entries where !(try t.putNew(fresh.dbs.ids, key, row, append: true)) {
+                    throw VecStoreError.corrupt("\(name): id '\(String(decoding: key.dropFirst(4), as: UTF8.self))' is stored twice")
+                }
+            }
+            copied += chunk.count
+        } while chunk.count == 100_000
+        guard copied == map.oldRow.count else {
+            throw VecStoreError.corrupt("\(name): the id index holds \(copied) ids for \(map.oldRow.count) documents")
+        }
     }
 
     /// Removes the store at `path`, with its `-lock` and `-guard` files, if it holds no collection and

@@ -158,7 +158,8 @@ public struct VectorCollection: Sendable {
         try store.read { txn in
             let r = try currentRecord(txn)
             return CollectionInfo(name: name, dimension: r.dimension, metric: r.metric, count: Int(r.liveCount),
-                                  rows: Int(r.nextInternalID), blockCapacity: r.blockCapacity)
+                                  rows: Int(r.nextInternalID), blockCapacity: r.blockCapacity,
+                                  idRuns: try IDIndex.loadLevels(txn, store.dbs.meta, r, name: name)?.map(Int.init) ?? [])
         }
     }
 
@@ -167,10 +168,9 @@ public struct VectorCollection: Sendable {
         try store.read { txn in
             let record = try currentRecord(txn)
             let view = try CollectionView(txn, store.dbs, record, name: name)
-            return try ids.map { id -> Document? in
-                guard let v = try txn.get(store.dbs.ids, Format.idKey(record.id, id)), v.count == 4 else { return nil }
-                return try document(txn, view, row: UInt32(littleEndian: v.loadUnaligned(as: UInt32.self)))
-            }
+            let index = try IDIndex(txn, store.dbs, record, name: name)
+            let rows = ids.count == 1 ? [try index.lookup(ids[0])] : try index.lookupAll(ids)
+            return try rows.map { found -> Document? in try found.map { try document(txn, view, row: $0.row) } }
         }
     }
 
@@ -239,11 +239,10 @@ public struct VectorCollection: Sendable {
         guard k > 0 else { return [] }
         // One read transaction: the document's row and stored vector, then the search without it.
         return try store.read { txn in
-            guard let v = try txn.get(store.dbs.ids, Format.idKey(collectionID, id)), v.count == 4 else {
+            let snap = try snapshot(txn)
+            guard let row = try IDIndex(txn, store.dbs, snap.record, name: name).lookup(id)?.row else {
                 throw VecStoreError.invalidArgument("no document with id '\(id)' in \(name)")
             }
-            let row = UInt32(littleEndian: v.loadUnaligned(as: UInt32.self))
-            let snap = try snapshot(txn)
             guard row < snap.record.nextInternalID, snap.view.isLive(row) else {
                 throw VecStoreError.corrupt("collection \(name): id '\(id)' maps to row \(row), which is not live")
             }

@@ -3,7 +3,7 @@ import Foundation
 import VecStore
 import VecStoreQuant
 
-/// IVF-Flat, IVF-PQ (8-bit) and 4-bit fast scan with re-ranking: k-means training time, build time, and
+/// IVF-Flat, IVF-PQ (8-bit) and 4-bit fast scan (residual and raw-vector codes) with re-ranking: k-means training time, build time, and
 /// recall@10 / QPS against nprobe, on one thread, for the in-memory core (`VecStoreQuant.IVFIndex`, one query
 /// at a time) and, with `--store`, for the store's index kinds (`buildIVF`, then `searchBatch` with one
 /// thread: LMDB snapshot, list scan from the map, re-ranking and id resolution included). Writes one JSON file
@@ -70,6 +70,8 @@ struct IVFBench: ParsableCommand {
                 ("flat", IVFBuildOptions(nlist: nlist, kind: .flat, blockCapacity: 256, kmeans: coarse), 0),
                 ("pq8", IVFBuildOptions(nlist: nlist, kind: .pq8, subquantizers: pqM, kmeans: coarse), 0),
                 ("fastscan", IVFBuildOptions(nlist: nlist, kind: .pq4FastScan, subquantizers: fsM, kmeans: coarse), refine),
+                ("fastscan_raw", IVFBuildOptions(nlist: nlist, kind: .pq4FastScan, subquantizers: fsM, kmeans: coarse,
+                                                 residual: false), refine),
             ]
             for (name, options, refineFactor) in kinds {
                 let tb = now()
@@ -127,12 +129,15 @@ extension IVFBench {
             start = end
         }
         let n = baseRows.count
-        let kinds: [(String, IVFCoding, Int)] = [("flat", .flat, 0), ("pq8", .pq(m: pqM, bits: 8), 0),
-                                                 ("fastscan", .pq(m: fsM, bits: 4), refine)]
-        for (name, coding, refineFactor) in kinds {
+        let kinds: [(String, IVFCoding, Int, Bool)] = [
+            ("flat", .flat, 0, false), ("pq8", .pq(m: pqM, bits: 8), 0, true),
+            ("fastscan", .pq(m: fsM, bits: 4), refine, true), ("fastscan_raw", .pq(m: fsM, bits: 4), refine, false),
+        ]
+        for (name, coding, refineFactor, residual) in kinds {
             let tb = now()
             let report = try collection.buildIVF(IVFParameters(nlist: nlist, coding: coding, refine: refineFactor,
-                                                               seed: seed, iterations: iterations), threads: 1)
+                                                               seed: seed, iterations: iterations,
+                                                               pqResidual: residual), threads: 1)
             let buildSeconds = now() - tb
             let stats = try vs.stats()
             let indexBytes = stats.databases.filter { $0.name == "ivf" || $0.name == "ivf-lists" }.reduce(0) { $0 + $1.bytes }

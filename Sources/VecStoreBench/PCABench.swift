@@ -79,7 +79,7 @@ struct PCABench: ParsableCommand {
             if let pca = coll.pca {
                 // What the projection alone costs per query (the search does this once per query vector).
                 var sink: Float = 0
-                let t = try bestOf(runs) { for q in queryRows { sink += pca.project(q)[0] } }
+                let t = bestOf(runs) { for q in queryRows { sink += pca.project(q)[0] } }
                 point["projection_us"] = t / Double(queryRows.count) * 1e6
                 if sink.isNaN { print("") }
             }

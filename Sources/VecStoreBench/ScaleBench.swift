@@ -24,7 +24,8 @@ struct ScaleBench: ParsableCommand {
     @Option(help: "Import threads (HNSW linking).") var threads = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "ef values, comma-separated.") var efs = "16,32,64,128,256"
     @Option(help: "Use only the first N queries.") var maxQueries: Int?
-    @Option(help: "Phases, comma-separated: import,add,exact,search,filter,compact,compact-rebuild (the last compacts the store as the compact phase found it, rebuilding the graph).") var phases = "import,add,search,filter,compact"
+    @Option(help: "Phases, comma-separated: import,add,open,exact,search,ids,filter,compact,compact-rebuild (ids: lookups by id; the last compacts the store as the compact phase found it, rebuilding the graph).") var phases = "import,add,search,filter,compact"
+    @Option(help: "Fresh opens for the open phase (open + first query, open + first filtered query per source; medians).") var openRuns = 5
     @Option(help: "Queries for the exact phase (single-query exact search, 1 thread).") var exactQueries = 100
     @Option(help: "Index of the imported collection: hnsw or flat (flat shows what the rows alone write).") var index = "hnsw"
 
@@ -91,6 +92,11 @@ struct ScaleBench: ParsableCommand {
                          Double(written) / Double(max(1, stats.fileBytes)), stats.freePages, stats.usedPages,
                          100 * Double(stats.freePages) / Double(max(1, stats.usedPages)), first * 1e6, last * 1e6))
         }
+        if phaseSet.contains("open") {
+            // Before any other open in this process: each run opens the store afresh (new map, new
+            // snapshot caches; the page cache stays warm) and closes it again.
+            try openPhase(queryRows: queryRows, dataset: dataset, metrics: &metrics)
+        }
         if phaseSet.contains("exact") {
             // Before any other open in this process: the first query maps the vectors in (page cache warm
             // or cold as the machine has it), which is the "first exact query" figure.
@@ -137,6 +143,33 @@ struct ScaleBench: ParsableCommand {
                              Double(queryRows.count) / seconds))
             }
             metrics["curve"] = curve
+        }
+        if phaseSet.contains("ids") {
+            // Lookups by id through the id index (base plus runs, Spec/FORMAT.md §8): 20,000 random stored
+            // ids one call each, and the same ids 1,000 per call.
+            var reader = try AttachingReader(base: base, ids: ids, sources: nil, limit: importRows)
+            var allIDs: [String] = []
+            while let r = try reader.next() { allIDs.append(r.id ?? "") }
+            var rng = SplitMix64(seed: 7)
+            let picked = (0..<20_000).map { _ in allIDs[Int(rng.next() % UInt64(allIDs.count))] }
+            allIDs = []
+            var found = 0
+            let single = try bestOf(2) {
+                found = 0
+                for id in picked { if try coll.get(id: id) != nil { found += 1 } }
+            }
+            let batched = try bestOf(2) {
+                for start in stride(from: 0, to: picked.count, by: 1_000) {
+                    _ = try coll.get(ids: Array(picked[start..<min(picked.count, start + 1_000)]))
+                }
+            }
+            let runs = try coll.info().idRuns
+            metrics["get_us"] = single / Double(picked.count) * 1e6
+            metrics["get_batched_us"] = batched / Double(picked.count) * 1e6
+            metrics["id_runs"] = runs
+            print(String(format: "%@: get by id %.2f us each (%d of %d found), %.2f us each 1,000 per call; id runs per level %@",
+                         dataset, single / Double(picked.count) * 1e6, found, picked.count,
+                         batched / Double(picked.count) * 1e6, runs.isEmpty ? "none" : runs.map(String.init).joined(separator: ",")))
         }
         if phaseSet.contains("filter"), let sources {
             let all = try String(contentsOfFile: sources, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
@@ -227,6 +260,38 @@ struct ScaleBench: ParsableCommand {
             for p in [path, path + "-lock", path + "-guard", deletedCopy] { try? FileManager.default.removeItem(atPath: p) }
         }
         try writeResult(json, dataset: dataset, n: total, dim: dim, metric: "cosine", metrics: metrics)
+    }
+
+    /// Open + first query (default search) and open + first filtered query per source, each in a fresh
+    /// open of the store (the handle closed after each, so the next run maps the file again), `openRuns`
+    /// times; medians and every run go to the JSON.
+    private func openPhase(queryRows: [[Float]], dataset: String, metrics: inout [String: Any]) throws {
+        func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
+        func fresh(_ q: [Float], filter: Filter?) throws -> Double {
+            let t0 = now()
+            let opened = try VecStore(path: store, options: StoreOptions(readOnly: true, create: false))
+            _ = try opened.collection("bench").search(q, k: 10, filter: filter)
+            let ms = (now() - t0) * 1000
+            opened.close()
+            return ms
+        }
+        var plain: [Double] = []
+        for r in 0..<openRuns { plain.append(try fresh(queryRows[r % queryRows.count], filter: nil)) }
+        metrics["open_first_query_runs_ms"] = plain
+        metrics["open_first_query_median_ms"] = median(plain)
+        print(String(format: "%@ open + first query: median %.2f ms (runs %@)", dataset, median(plain),
+                     plain.map { String(format: "%.2f", $0) }.joined(separator: ", ")))
+        guard sources != nil else { return }
+        var filtered: [String: Any] = [:]
+        for source in ["linux", "python", "sphinx"] {
+            let filter = Filter.field("source", .equals(.string(source)))
+            var runs: [Double] = []
+            for r in 0..<openRuns { runs.append(try fresh(queryRows[(r + 7) % queryRows.count], filter: filter)) }
+            filtered[source] = ["median_ms": median(runs), "runs_ms": runs]
+            print(String(format: "%@ open + first filtered query source=%@: median %.2f ms (runs %@)", dataset, source,
+                         median(runs), runs.map { String(format: "%.2f", $0) }.joined(separator: ", ")))
+        }
+        metrics["open_first_filtered"] = filtered
     }
 
     /// Single-query exact search on one thread (the issue 9 item 7 comparison with FAISS IndexFlatIP):

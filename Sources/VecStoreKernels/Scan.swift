@@ -49,6 +49,33 @@ public struct CandidateMask: @unchecked Sendable {
     }
 }
 
+/// binary16 copies of a run of blocks' rows (HNSW traversal copies): rows of block `b` start at
+/// `blocks[b]`, `stride` halves apart, and block `b` holds rows `b << shift ..< (b + 1) << shift`. Each
+/// copy must be the round-to-nearest binary16 conversion of the stored float32 row (Spec/HNSW.md §3.3;
+/// `vecstore verify` checks it). Valid only while the transaction that produced it is open.
+public struct HalfCopies: @unchecked Sendable {
+    /// First row's copy of each block, in block order.
+    public let blocks: [UnsafePointer<UInt16>]
+    /// log2 of the rows per block.
+    public let shift: Int
+    /// Halves from one row's copy to the next.
+    public let stride: Int
+
+    /// Creates a view of the copies.
+    public init(blocks: [UnsafePointer<UInt16>], shift: Int, stride: Int) {
+        self.blocks = blocks
+        self.shift = shift
+        self.stride = stride
+    }
+
+    /// The copy of the first row of the block whose first row is `firstID`, or nil when there is none.
+    @inline(__always)
+    func block(firstID: UInt32) -> UnsafePointer<UInt16>? {
+        let b = Int(firstID) >> shift
+        return b < blocks.count && b << shift == Int(firstID) ? blocks[b] : nil
+    }
+}
+
 /// Exact top-k search kernels.
 public enum ExactSearch {
     /// Number of queries from which a batch is scored with BLAS `sgemm` instead of one SIMD scan per query
@@ -62,15 +89,36 @@ public enum ExactSearch {
     /// selective filter's matches) are gathered into a short list and scored with the vectors of the
     /// rows `sparseLookahead` places ahead prefetched, so their cache misses overlap instead of each
     /// costing a full memory latency: the cost follows the number of matches, not the collection size.
+    ///
+    /// With `halves` (binary16 copies of the same rows), dense words are scored in two passes: the copies
+    /// give each row an upper bound of its float32 score (`vs_f16_upper_many`, rigorous for any rounding of
+    /// either sum), and only rows whose bound reaches the running k-th float32 score are scored from the
+    /// float32 rows. A skipped row cannot enter the top k, and every score offered to `topK` is the
+    /// float32 kernel's, so the selection is the one the float32 scan makes (ids, scores and tie order),
+    /// from half the bytes.
     public static func scan(query: UnsafePointer<Float>, dimension: Int, metric: Metric,
-                            blocks: some Collection<VectorBlock>, mask: CandidateMask, into topK: inout TopK) {
+                            blocks: some Collection<VectorBlock>, mask: CandidateMask, halves: HalfCopies? = nil,
+                            into topK: inout TopK) {
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 64) { scratch in
             withUnsafeTemporaryAllocation(of: UInt32.self, capacity: sparseBatch) { pendingBuffer in
                 guard let out = scratch.baseAddress, let pending = pendingBuffer.baseAddress else { return }
                 let l2 = metric == .l2
                 let lines = Int32(min(64, (dimension * 4 + 63) / 64))
+                // |q|_2 and |q|_1 for the certified bounds, rounded up.
+                var qn2 = 0.0, qn1 = 0.0
+                if halves != nil {
+                    for i in 0..<dimension {
+                        let x = Double(query[i])
+                        qn2 += x * x
+                        qn1 += abs(x)
+                    }
+                    qn2 = qn2.squareRoot() * (1 + 0x1p-40)
+                    qn1 *= 1 + 0x1p-40
+                }
                 for block in blocks {
                     let base = Int(block.firstID)
+                    let halfBase = halves?.block(firstID: block.firstID)
+                    let halfStride = halves?.stride ?? 0
                     var pendingCount = 0
                     // Scores the gathered sparse rows (block-relative), prefetching ahead.
                     func flush() {
@@ -93,7 +141,19 @@ public enum ExactSearch {
                         var bits = word < mask.wordCount ? mask.words[word] : 0
                         let limit = min(64, block.count - row)
                         if limit < 64 { bits &= (UInt64(1) << UInt64(limit)) &- 1 }
-                        if bits.nonzeroBitCount >= 16 {
+                        if bits.nonzeroBitCount >= 16, let halfBase {
+                            vs_f16_upper_many(query, qn2, qn1, halfBase + row * halfStride, limit, halfStride,
+                                              dimension, l2 ? 1 : 0, out)
+                            while bits != 0 {
+                                let j = bits.trailingZeroBitCount
+                                bits &= bits &- 1
+                                // NaN bounds (overflowed copies) fail `<` and are scored.
+                                if out[j] < topK.threshold { continue }
+                                let v = block.vectors + (row + j) * dimension
+                                let score = l2 ? -vs_l2(query, v, dimension) : vs_dot(query, v, dimension)
+                                if score >= topK.threshold { topK.insert(score, UInt32(base + row + j)) }
+                            }
+                        } else if bits.nonzeroBitCount >= 16 {
                             let rows = block.vectors + row * dimension
                             if l2 {
                                 vs_l2_many(query, rows, limit, dimension, out)
@@ -132,12 +192,14 @@ public enum ExactSearch {
     static let sparseLookahead = 4
 
     /// One query over all blocks, the blocks split across `threads` workers.
+    /// With `halves`, dense mask words take the certified two-pass scan (see `scan`).
     public static func search(query: UnsafePointer<Float>, dimension: Int, metric: Metric, blocks: [VectorBlock],
-                              mask: CandidateMask, k: Int, threads: Int) -> TopK {
+                              mask: CandidateMask, k: Int, threads: Int, halves: HalfCopies? = nil) -> TopK {
         let workers = max(1, min(threads, blocks.count))
         if workers == 1 {
             var topK = TopK(k: k)
-            scan(query: query, dimension: dimension, metric: metric, blocks: blocks, mask: mask, into: &topK)
+            scan(query: query, dimension: dimension, metric: metric, blocks: blocks, mask: mask, halves: halves,
+                 into: &topK)
             return topK
         }
         let partials = UnsafeMutableBufferPointer<TopK>.allocate(capacity: workers)
@@ -148,7 +210,7 @@ public enum ExactSearch {
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             let lower = blocks.count * w / workers, upper = blocks.count * (w + 1) / workers
             scan(query: q.value, dimension: dimension, metric: metric, blocks: blocks[lower..<upper], mask: mask,
-                 into: &out.value[w])
+                 halves: halves, into: &out.value[w])
         }
         var result = partials[0]
         for w in 1..<workers { result.merge(partials[w]) }
@@ -158,8 +220,10 @@ public enum ExactSearch {
     /// Top-k for each of `queryCount` row-major queries. From `blasThreshold` queries up, every block is
     /// scored against a tile of queries with one `sgemm` (queries × blockᵀ); fewer queries use the SIMD
     /// scan. Queries are split across `threads` workers, each running single-threaded BLAS.
+    /// Below `blasThreshold` queries, `halves` gives each query the certified two-pass scan.
     public static func searchBatch(queries: UnsafePointer<Float>, queryCount: Int, dimension: Int, metric: Metric,
-                                   blocks: [VectorBlock], mask: CandidateMask, k: Int, threads: Int) -> [TopK] {
+                                   blocks: [VectorBlock], mask: CandidateMask, k: Int, threads: Int,
+                                   halves: HalfCopies? = nil) -> [TopK] {
         guard queryCount > 0 else { return [] }
         let results = UnsafeMutableBufferPointer<TopK>.allocate(capacity: queryCount)
         results.initialize(repeating: TopK(k: k))
@@ -177,7 +241,7 @@ public enum ExactSearch {
             } else {
                 for i in lower..<upper {
                     scan(query: q.value + i * dimension, dimension: dimension, metric: metric, blocks: blocks,
-                         mask: mask, into: &out.value[i])
+                         mask: mask, halves: halves, into: &out.value[i])
                 }
             }
         }

@@ -24,6 +24,12 @@ public struct TopK: Sendable {
     /// Number of candidates held.
     public var count: Int { scores.count }
 
+    /// Empties the selection, keeping its storage (a worker reuses one selection for every query).
+    public mutating func removeAll() {
+        scores.removeAll(keepingCapacity: true)
+        ids.removeAll(keepingCapacity: true)
+    }
+
     @inlinable @inline(__always)
     static func worse(_ s1: Float, _ i1: UInt32, _ s2: Float, _ i2: UInt32) -> Bool {
         s1 < s2 || (s1 == s2 && i1 > i2)

@@ -15,11 +15,16 @@ public struct IVFBuildOptions: Sendable {
     public var kmeans: KMeansOptions
     /// PQ codebook k-means settings.
     public var pqKMeans: KMeansOptions
+    /// PQ kinds: code the residual `x − c` against the row's centroid (true, as FAISS `IndexIVFPQ`), or the
+    /// raw vector (false, as FAISS 1.15's `IndexIVFPQFastScan` default: one table per query).
+    public var residual: Bool
 
     /// Options for `nlist` lists of `kind` (FAISS's defaults: 10 coarse iterations as in `IndexIVF`, 25 for
     /// the PQ codebooks, 256 training rows per centroid).
     public init(nlist: Int, kind: IVFPayloadKind = .flat, subquantizers: Int = 0, blockCapacity: Int = 1024,
-                kmeans: KMeansOptions = KMeansOptions(iterations: 10), pqKMeans: KMeansOptions = KMeansOptions()) {
+                kmeans: KMeansOptions = KMeansOptions(iterations: 10), pqKMeans: KMeansOptions = KMeansOptions(),
+                residual: Bool = true) {
+        self.residual = residual
         self.nlist = nlist
         self.kind = kind
         self.subquantizers = subquantizers
@@ -67,7 +72,7 @@ public final class IVFIndex: @unchecked Sendable {
         self.header = header
         self.centroids = centroids
         self.quantizer = quantizer
-        if let quantizer, header.metric == .l2 {
+        if let quantizer, header.metric == .l2, header.residual {
             precomputed = Self.precomputedTerms(centroids: centroids, nlist: header.nlist, quantizer: quantizer)
         } else {
             precomputed = []
@@ -134,6 +139,7 @@ public final class IVFIndex: @unchecked Sendable {
                       metric: metric, threads: options.kmeans.threads, labels: &labels, distances: &distances)
         var quantizer: ProductQuantizer?
         var codeError = 0.0
+        let residual = options.kind != .flat && options.residual
         if options.kind != .flat {
             var pq = try ProductQuantizer(dimension: dimension, subquantizers: options.subquantizers,
                                           bits: options.kind == .pq8 ? 8 : 4)
@@ -149,7 +155,9 @@ public final class IVFIndex: @unchecked Sendable {
                 guard let c = cb.baseAddress else { return }
                 for (j, row) in rows.enumerated() {
                     let centroid = c + Int(labels[row]) * dimension
-                    for t in 0..<dimension { residuals[j * dimension + t] = vectors[row * dimension + t] - centroid[t] }
+                    for t in 0..<dimension {
+                        residuals[j * dimension + t] = vectors[row * dimension + t] - (residual ? centroid[t] : 0)
+                    }
                 }
             }
             codeError = try residuals.withUnsafeBufferPointer { (r) throws(QuantError) -> Double in
@@ -166,7 +174,8 @@ public final class IVFIndex: @unchecked Sendable {
                                blockCapacity: options.blockCapacity, defaultNprobe: min(options.nlist, 8),
                                defaultRefine: options.kind == .flat ? 0 : 4, seed: options.kmeans.seed,
                                coarseError: coarse.meanSquaredError, codeError: codeError,
-                               trainingRows: coarse.sampleCount, iterations: options.kmeans.iterations)
+                               trainingRows: coarse.sampleCount, iterations: options.kmeans.iterations,
+                               residual: residual)
         _ = try header.encode()  // validates the parameters
         var values = [[[UInt8]]](repeating: [], count: options.nlist)
         for list in 0..<options.nlist {
@@ -175,23 +184,25 @@ public final class IVFIndex: @unchecked Sendable {
             while start < rows.count {
                 let chunk = Array(rows[start..<min(rows.count, start + options.blockCapacity)])
                 values[list].append(try encodeBlock(chunk, list: list, vectors: vectors, dimension: dimension,
-                                                    centroids: coarse.centroids, quantizer: quantizer, kind: options.kind))
+                                                    centroids: coarse.centroids, quantizer: quantizer, kind: options.kind,
+                                                    residual: residual))
                 start += chunk.count
             }
         }
         return IVFIndex(header: header, centroids: coarse.centroids, quantizer: quantizer, values: values)
     }
 
-    /// One list block for `rows` of `list`: vectors, or the codes of their residuals.
+    /// One list block for `rows` of `list`: vectors, or the codes of their residuals (`residual`) or of the
+    /// vectors themselves.
     static func encodeBlock(_ rows: [UInt32], list: Int, vectors: UnsafePointer<Float>, dimension: Int,
                             centroids: [Float], quantizer: ProductQuantizer?,
-                            kind: IVFPayloadKind) throws(QuantError) -> [UInt8] {
+                            kind: IVFPayloadKind, residual: Bool) throws(QuantError) -> [UInt8] {
         let n = rows.count
         var gathered = [Float](repeating: 0, count: n * dimension)
         for (i, row) in rows.enumerated() {
             for t in 0..<dimension {
                 gathered[i * dimension + t] = vectors[Int(row) * dimension + t]
-                    - (kind == .flat ? 0 : centroids[list * dimension + t])
+                    - (residual ? centroids[list * dimension + t] : 0)
             }
         }
         guard let pq = quantizer, kind != .flat else {
@@ -234,7 +245,15 @@ public final class IVFIndex: @unchecked Sendable {
                                   count: options.nprobe)
         }
         let refining = kind != .flat && options.refine > 0 && vectors != nil
-        var top = TopK(k: refining ? k * options.refine : k)
+        if refining, let vectors, let pq = quantizer {
+            var candidates = CandidateReservoir(k: k * options.refine)
+            try scanCodes(query, probes: probes, pq: pq, mask: mask, into: &candidates)
+            // order-free: ties break by row
+            return ExactRerank.rerank(candidates.finish().map(\.id), query: query, dimension: d, metric: metric, k: k) { row in
+                vectors + Int(row) * d
+            }
+        }
+        var top = TopK(k: k)
         if kind == .flat {
             for list in probes {
                 for r in blocks[Int(list)] {
@@ -244,12 +263,6 @@ public final class IVFIndex: @unchecked Sendable {
             }
         } else if let pq = quantizer {
             try scanCodes(query, probes: probes, pq: pq, mask: mask, into: &top)
-        }
-        if refining, let vectors {
-            // order-free: ties break by row
-            return ExactRerank.rerank(top.unorderedIDs, query: query, dimension: d, metric: metric, k: k) { row in
-                vectors + Int(row) * d
-            }
         }
         let sorted = top.sorted()
         return metric == .l2 ? sorted.map { (id: $0.id, score: -$0.score) } : sorted
@@ -292,8 +305,8 @@ public final class IVFIndex: @unchecked Sendable {
 
     /// ADC over the probed lists' codes through `IVFProbeScorer` (one query table, one list table and
     /// constant per probed list).
-    func scanCodes(_ query: UnsafePointer<Float>, probes: [UInt32], pq: ProductQuantizer, mask: CandidateMask?,
-                   into top: inout TopK) throws(QuantError) {
+    func scanCodes<S: ScoredRowSink>(_ query: UnsafePointer<Float>, probes: [UInt32], pq: ProductQuantizer,
+                                     mask: CandidateMask?, into top: inout S) throws(QuantError) {
         let d = header.dimension
         var scorer = IVFProbeScorer(query: query, header: header, quantizer: pq, precomputed: precomputed)
         for list in probes {
@@ -304,7 +317,7 @@ public final class IVFIndex: @unchecked Sendable {
                     scorer.prepare(list: l, query: query, centroid: c + l * d, precomputed: pb.baseAddress)
                 }
             }
-            for r in blocks[l] { scorer.scan(try blockView(r, list: l), mask: mask, into: &top) }
+            for r in blocks[l] { scorer.scanRows(try blockView(r, list: l), mask: mask, into: &top) }
         }
     }
 }

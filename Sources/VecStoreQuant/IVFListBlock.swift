@@ -1,4 +1,5 @@
 import CDistance
+import CQuant
 import VecStoreKernels
 
 /// What the rows of an inverted-list block carry next to their row ids.
@@ -293,6 +294,25 @@ public enum IVFListScan {
     /// precomputed-table decomposition, or 0 with a table built from q − centroid).
     public static func pq(_ block: IVFListBlockView, quantizer: ProductQuantizer, table: UnsafePointer<Float>,
                           metric: Metric, bias: Float, mask: CandidateMask?, into top: inout TopK) {
+        pqRows(block, quantizer: quantizer, table: table, metric: metric, bias: bias, mask: mask, into: &top)
+    }
+
+    /// `pq` into a `CandidateReservoir` (the re-ranking candidates of a refining search).
+    public static func pq(_ block: IVFListBlockView, quantizer: ProductQuantizer, table: UnsafePointer<Float>,
+                          metric: Metric, bias: Float, mask: CandidateMask?, into top: inout CandidateReservoir) {
+        pqRows(block, quantizer: quantizer, table: table, metric: metric, bias: bias, mask: mask, into: &top)
+    }
+
+    /// `fastScan` into a `CandidateReservoir` (the re-ranking candidates of a refining search).
+    public static func fastScan(_ block: IVFListBlockView, table: QuantizedTable, bias: Float, mask: CandidateMask?,
+                                into top: inout CandidateReservoir) {
+        fastScanRows(block, table: table, bias: bias, mask: mask, into: &top)
+    }
+
+    @inline(__always)
+    static func pqRows<S: ScoredRowSink>(_ block: IVFListBlockView, quantizer: ProductQuantizer,
+                                         table: UnsafePointer<Float>, metric: Metric, bias: Float,
+                                         mask: CandidateMask?, into top: inout S) {
         guard block.kind == .pq8 || block.kind == .pq4, block.width == quantizer.subquantizers,
               (block.kind == .pq8) == (quantizer.bits == 8) else { return }
         let codes = (block.base + block.payloadOffset).assumingMemoryBound(to: UInt8.self)
@@ -319,31 +339,44 @@ public enum IVFListScan {
     /// constant term as for `pq` (scores are `value + bias` for inner product, `−(value + bias)` for L2).
     public static func fastScan(_ block: IVFListBlockView, table: QuantizedTable, bias: Float, mask: CandidateMask?,
                                 into top: inout TopK) {
+        fastScanRows(block, table: table, bias: bias, mask: mask, into: &top)
+    }
+
+    @inline(__always)
+    static func fastScanRows<S: ScoredRowSink>(_ block: IVFListBlockView, table: QuantizedTable, bias: Float,
+                                               mask: CandidateMask?, into top: inout S) {
         guard block.kind == .pq4FastScan, block.width == table.subquantizers else { return }
         let codes = (block.base + block.payloadOffset).assumingMemoryBound(to: UInt8.self)
         let blocks = FastScan.blockCount(block.count), blockSize = FastScan.blockBytes(block.width)
         withUnsafeTemporaryAllocation(of: UInt16.self, capacity: 32 * 8) { scratch in
-            guard let out = scratch.baseAddress else { return }
-            var b = 0
-            while b < blocks {
-                let nb = min(8, blocks - b)
-                FastScan.scan(codes + b * blockSize, blockCount: nb, table: table, into: out)
-                let first = b * FastScan.blockRows
-                let rows = min(nb * FastScan.blockRows, block.count - first)
-                // Rank by −distance: larger is closer for every metric. A row can enter only if
-                // shift − distance ≥ threshold, i.e. its sum is at most the limit for distance shift − threshold;
-                // the limit is recomputed only after an insertion moves the threshold.
-                let shift = table.negated ? bias : -bias
-                var limit = top.threshold == -.infinity ? 65535 : table.sumLimit(forDistance: shift - top.threshold) + 1
-                for i in 0..<rows where Int(out[i]) <= limit {
-                    let s = shift - table.distance(out[i])
-                    guard s >= top.threshold else { continue }
-                    let id = block.rowID(first + i)
-                    if let mask, !mask.contains(id) { continue }
-                    top.insert(s, id)
-                    if top.threshold != -.infinity { limit = table.sumLimit(forDistance: shift - top.threshold) + 1 }
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 32 * 8) { picked in
+                guard let out = scratch.baseAddress, let candidates = picked.baseAddress else { return }
+                var b = 0
+                while b < blocks {
+                    let nb = min(8, blocks - b)
+                    FastScan.scan(codes + b * blockSize, blockCount: nb, table: table, into: out)
+                    let first = b * FastScan.blockRows
+                    let rows = min(nb * FastScan.blockRows, block.count - first)
+                    // Rank by −distance: larger is closer for every metric. A row can enter only if
+                    // shift − distance ≥ threshold, i.e. its sum is at most the limit for distance
+                    // shift − threshold. One vector pass picks the rows within the limit as it stands; the
+                    // limit only falls as rows enter, so each pick is re-tested against the current one.
+                    let shift = table.negated ? bias : -bias
+                    var limit = top.threshold == -.infinity ? 65535 : table.sumLimit(forDistance: shift - top.threshold) + 1
+                    guard limit >= 0 else { b += nb; continue }
+                    let count = vq_u16_select_le(out, rows, UInt16(min(limit, 65535)), candidates)
+                    for c in 0..<count {
+                        let i = Int(candidates[c])
+                        guard Int(out[i]) <= limit else { continue }
+                        let s = shift - table.distance(out[i])
+                        guard s >= top.threshold else { continue }
+                        let id = block.rowID(first + i)
+                        if let mask, !mask.contains(id) { continue }
+                        top.insert(s, id)
+                        if top.threshold != -.infinity { limit = table.sumLimit(forDistance: shift - top.threshold) + 1 }
+                    }
+                    b += nb
                 }
-                b += nb
             }
         }
     }

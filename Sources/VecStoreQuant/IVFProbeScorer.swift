@@ -8,11 +8,17 @@ import VecStoreKernels
 /// Inner product and cosine: q·(c + r̂) = q·c + Σ_j T[j][code_j], one table for every list, the list's bias
 /// is q·c. L2 with `precomputed` list terms: table P[l] − 2 q·b, bias |q − c_l|². L2 without them (large
 /// `nlist × M × 2^bits`): the table of the residual query q − c_l, bias 0.
+///
+/// Codes of the raw vectors (`IVFHeader.residual` false): one table for every list and every metric
+/// (|q_j − b|² or q_j·b), built (and, for fast scan, quantized) once per query; no list constant, so
+/// `prepare` does nothing and the scorer can be reused as it is for every probed list.
 public struct IVFProbeScorer {
     let header: IVFHeader
     let quantizer: ProductQuantizer
     let l2: Bool
     let fast: Bool
+    /// Codes of residuals (per-list state) rather than of the raw vectors (one table per query).
+    let residualCodes: Bool
     let tableSize: Int
     /// The query's table (inner product: q·b; L2 with precomputed terms: −2 q·b).
     var queryTable: [Float]
@@ -25,27 +31,44 @@ public struct IVFProbeScorer {
 
     /// Prepares the query's table. `precomputed` is `IVFIndex.precomputedTerms` or empty.
     public init(query: UnsafePointer<Float>, header: IVFHeader, quantizer pq: ProductQuantizer, precomputed: [Float]) {
+        self.init(header: header, quantizer: pq, precomputed: precomputed)
+        begin(query: query)
+    }
+
+    /// A scorer with its tables allocated but no query yet: call `begin(query:)` before each query. One
+    /// scorer serves every query of a worker (its tables are refilled in place, nothing is allocated).
+    public init(header: IVFHeader, quantizer pq: ProductQuantizer, precomputed: [Float]) {
         self.header = header
         quantizer = pq
         l2 = header.metric == .l2
         fast = header.kind == .pq4FastScan
+        residualCodes = header.residual
         tableSize = pq.subquantizers * pq.centroidsPerSubquantizer
         queryTable = [Float](repeating: 0, count: tableSize)
-        // The per-list float table: L2 only, and not for fast scan with precomputed terms (quantized in one pass).
-        listTable = [Float](repeating: 0, count: l2 && !(fast && !precomputed.isEmpty) ? tableSize : 0)
-        residual = [Float](repeating: 0, count: l2 && precomputed.isEmpty ? header.dimension : 0)
-        let l2 = self.l2, size = tableSize, m = pq.subquantizers
+        // The per-list float table: residual L2 only, and not for fast scan with precomputed terms (quantized
+        // in one pass).
+        let listed = header.residual && l2 && !(fast && !precomputed.isEmpty)
+        listTable = [Float](repeating: 0, count: listed ? tableSize : 0)
+        residual = [Float](repeating: 0, count: header.residual && l2 && precomputed.isEmpty ? header.dimension : 0)
+        if fast { quantized = QuantizedTable(subquantizers: pq.subquantizers) }
+    }
+
+    /// Fills the query's table (and, where one quantized table serves every list, quantizes it): raw-vector
+    /// codes |q_j − b|² (L2) or q_j·b; residual codes q_j·b (inner product) or −2 q_j·b (L2, completed per
+    /// list by `prepare`).
+    public mutating func begin(query: UnsafePointer<Float>) {
+        let l2 = self.l2, size = tableSize, residualCodes = self.residualCodes, pq = quantizer
+        bias = 0
         queryTable.withUnsafeMutableBufferPointer { t in
             guard let tb = t.baseAddress else { return }
-            pq.lookupTable(query, metric: .dot, into: tb)
-            if l2 { for i in 0..<size { tb[i] *= -2 } }
+            pq.lookupTable(query, metric: l2 && !residualCodes ? .l2 : .dot, into: tb)
+            if l2 && residualCodes { for i in 0..<size { tb[i] *= -2 } }
         }
-        // Inner product: one quantized table serves every list. L2: each list re-quantizes its own table in
-        // place (`prepare`); the storage is made here, once per query.
-        if fast {
-            quantized = l2 ? QuantizedTable(subquantizers: m) : queryTable.withUnsafeBufferPointer { t in
-                t.baseAddress.map { QuantizedTable($0, subquantizers: m, innerProduct: true) }
-            }
+        // One quantized table for every list: raw codes (any metric) and residual inner product. Residual L2
+        // re-quantizes per list in `prepare`.
+        guard fast, !(l2 && residualCodes) else { return }
+        queryTable.withUnsafeBufferPointer { t in
+            if let tb = t.baseAddress { quantized?.update(tb, plus: nil, innerProduct: !l2) }
         }
     }
 
@@ -53,6 +76,7 @@ public struct IVFProbeScorer {
     public mutating func prepare(list l: Int, query: UnsafePointer<Float>, centroid: UnsafePointer<Float>,
                                  precomputed: UnsafePointer<Float>?) {
         let d = header.dimension, size = tableSize, fast = self.fast
+        guard residualCodes else { return }  // one table, no constant (bias stays 0)
         if !l2 {
             bias = vs_dot(query, centroid, d)
             return
@@ -90,14 +114,24 @@ public struct IVFProbeScorer {
 
     /// Scans one checked block of the prepared list into `top` (larger score = closer).
     public func scan(_ block: IVFListBlockView, mask: CandidateMask?, into top: inout TopK) {
+        scanRows(block, mask: mask, into: &top)
+    }
+
+    /// `scan` into the re-ranking candidates of a refining search.
+    public func scan(_ block: IVFListBlockView, mask: CandidateMask?, into top: inout CandidateReservoir) {
+        scanRows(block, mask: mask, into: &top)
+    }
+
+    @inline(__always)
+    func scanRows<S: ScoredRowSink>(_ block: IVFListBlockView, mask: CandidateMask?, into top: inout S) {
         if fast {
-            if let quantized { IVFListScan.fastScan(block, table: quantized, bias: bias, mask: mask, into: &top) }
+            if let quantized { IVFListScan.fastScanRows(block, table: quantized, bias: bias, mask: mask, into: &top) }
             return
         }
-        (l2 ? listTable : queryTable).withUnsafeBufferPointer { t in
+        (l2 && residualCodes ? listTable : queryTable).withUnsafeBufferPointer { t in
             guard let tb = t.baseAddress else { return }
-            IVFListScan.pq(block, quantizer: quantizer, table: tb, metric: header.metric, bias: bias, mask: mask,
-                           into: &top)
+            IVFListScan.pqRows(block, quantizer: quantizer, table: tb, metric: header.metric, bias: bias, mask: mask,
+                               into: &top)
         }
     }
 }

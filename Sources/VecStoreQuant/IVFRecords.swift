@@ -7,7 +7,7 @@ import VecStoreKernels
 /// | 0 | 1 | version (1) |
 /// | 1 | 1 | payload kind (`IVFPayloadKind`) |
 /// | 2 | 1 | metric (`Metric` raw value: 0 cosine, 1 l2, 2 dot) |
-/// | 3 | 1 | flags: bit 0 = codes encode residuals against the coarse centroid (set for PQ kinds, 0 for flat); other bits 0 |
+/// | 3 | 1 | flags: bit 0 = codes encode residuals against the coarse centroid (PQ kinds: 1 residual codes, 0 codes of the raw vectors; 0 for flat); other bits 0 |
 /// | 4 | 4 | nlist, 1…65536 |
 /// | 8 | 4 | dimension, 1…65535 |
 /// | 12 | 2 | M (PQ sub-quantizers; 0 for flat) |
@@ -76,14 +76,19 @@ public struct IVFHeader: Sendable, Equatable {
         public static let refine = Defaults(rawValue: 8)
     }
 
-    /// Whether codes are residuals against the coarse centroid (true for every PQ kind).
-    public var residual: Bool { kind != .flat }
+    /// Whether PQ codes encode the residual `x − c` against the row's coarse centroid (flags bit 0): one
+    /// look-up table per probed list (L2) and a per-list constant. False for flat, and for PQ codes of the
+    /// raw vectors (Spec/PQ.md §4: one table per query shared by every probed list, no constant).
+    public var residual: Bool
 
-    /// Creates a header; `validate` is applied by `encode` and `decode`.
+    /// Creates a header; `validate` is applied by `encode` and `decode`. `residual` nil means residual
+    /// codes for the PQ kinds (false for flat).
     public init(kind: IVFPayloadKind, metric: Metric, nlist: Int, dimension: Int, subquantizers: Int, bits: Int,
                 blockCapacity: Int, defaultNprobe: Int, defaultRefine: Int, seed: UInt64, coarseError: Double,
-                codeError: Double, trainingRows: Int, iterations: Int, defaults: Defaults = []) {
+                codeError: Double, trainingRows: Int, iterations: Int, defaults: Defaults = [],
+                residual: Bool? = nil) {
         self.defaults = defaults
+        self.residual = residual ?? (kind != .flat)
         self.kind = kind
         self.metric = metric
         self.nlist = nlist
@@ -107,6 +112,7 @@ public struct IVFHeader: Sendable, Equatable {
         switch kind {
         case .flat:
             if subquantizers != 0 || bits != 0 { return (12, "a flat index has M = 0 and bits = 0") }
+            if residual { return (3, "a flat index has no residual codes") }
         case .pq8, .pq4, .pq4FastScan:
             if subquantizers < 1 || subquantizers > 256 || dimension % subquantizers != 0 {
                 return (12, "M \(subquantizers) must be 1…256 and divide the dimension \(dimension)")
@@ -161,7 +167,7 @@ public struct IVFHeader: Sendable, Equatable {
         guard let metric = Metric(rawValue: bytes[2]) else {
             throw .damaged(record: record, offset: 2, reason: "unknown metric \(bytes[2])")
         }
-        guard bytes[3] == (kind == .flat ? 0 : 1) else {
+        guard bytes[3] == 0 || (bytes[3] == 1 && kind != .flat) else {
             throw .damaged(record: record, offset: 3, reason: "flags \(bytes[3]) do not match the \(kind) kind")
         }
         guard bytes[15] & 0xF0 == 0 else { throw .damaged(record: record, offset: 15, reason: "unknown defaults bits") }
@@ -177,7 +183,7 @@ public struct IVFHeader: Sendable, Equatable {
             coarseError: Double(bitPattern: bytes.loadLE(UInt64.self, at: 32)),
             codeError: Double(bitPattern: bytes.loadLE(UInt64.self, at: 40)),
             trainingRows: Int(bytes.loadLE(UInt32.self, at: 48)), iterations: Int(bytes.loadLE(UInt32.self, at: 52)),
-            defaults: Defaults(rawValue: bytes[15]))
+            defaults: Defaults(rawValue: bytes[15]), residual: bytes[3] == 1)
         if let (offset, reason) = header.problem() { throw .damaged(record: record, offset: offset, reason: reason) }
         return header
     }

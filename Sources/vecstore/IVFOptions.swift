@@ -13,6 +13,14 @@ struct IVFTrainingOptions: ParsableArguments {
     @Option(help: "IVF-PQ bits per code: 8, or 4 (fast scan, the default).")
     var pqBits = 4
 
+    @Option(help: ArgumentHelp("IVF-PQ codes: of the residual against the list centroid (on) or of the raw vectors (off: one look-up table per query for every probed list). Default: off for 4-bit fast scan, on for 8-bit.", valueName: "on|off"))
+    var pqResidual: Switch?
+
+    /// `on` or `off`.
+    enum Switch: String, ExpressibleByArgument, CaseIterable {
+        case on, off
+    }
+
     @Option(help: "IVF lists a search probes by default (default: nlist / 16).")
     var nprobe: Int?
 
@@ -25,7 +33,8 @@ struct IVFTrainingOptions: ParsableArguments {
     /// The parameters of IVF (`pq` false) or IVF-PQ (`validate` has checked the ranges).
     func parameters(pq: Bool) -> IVFParameters {
         let coding = pq ? IVFCoding.pq(m: pqM ?? 0, bits: pqBits) : .flat  // m 0: the library's default
-        return IVFParameters(nlist: nlist, coding: coding, nprobe: nprobe, refine: refine, seed: seed)
+        return IVFParameters(nlist: nlist, coding: coding, nprobe: nprobe, refine: refine, seed: seed,
+                             pqResidual: pqResidual.map { $0 == .on })
     }
 
     /// Rejects out-of-range options before a store is opened, through the library's own checks

@@ -52,7 +52,9 @@ struct IndexBuildCommand: ParsableCommand {
             unlinked tail), the next ones link them; searches stay correct throughout, and a build that is \
             interrupted is finished by the next write. IVF and IVF-PQ are built in one transaction (searches keep \
             using the old index until it commits). IVF and IVF-PQ train k-means on a seeded sample of at most 256 rows per list, assign every \
-            live row to its nearest list and (IVF-PQ) encode its residual; run it again to retrain when the data \
+            live row to its nearest list and (IVF-PQ) encode it: 4-bit codes of the raw vector by default (one \
+            look-up table per query), 8-bit codes of its residual against the list's centroid (--pq-residual \
+            on|off chooses); run it again to retrain when the data \
             has drifted (see README, "Choosing an index").
             Examples:
               vecstore index build demo.vecstore -c docs
@@ -62,6 +64,8 @@ struct IndexBuildCommand: ParsableCommand {
               vecstore index build demo.vecstore -c exact --index ivf --nlist 4
               vecstore index build demo.vecstore -c exact --index ivf-pq \\
                 --nlist 4 --pq-m 16 --pq-bits 4
+              vecstore index build demo.vecstore -c exact --index ivf-pq \\
+                --nlist 4 --pq-m 16 --pq-residual on
             """)
     @OptionGroup var target: StoreArguments
     @Option(help: "Index kind: hnsw, ivf or ivf-pq.") var index: BuildIndexChoice = .hnsw

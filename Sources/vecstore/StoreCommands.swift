@@ -28,7 +28,7 @@ struct CollectionsCommand: ParsableCommand {
 
 struct StatsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "stats", abstract: "Show counts, tombstones, sizes per database and free pages.",
+        commandName: "stats", abstract: "Show counts, tombstones, id runs, sizes per database and free pages.",
         discussion: "Example:\n  vecstore stats demo.vecstore")
     @Argument(help: "Path of the store file.") var store: String
 
@@ -44,6 +44,10 @@ struct StatsCommand: ParsableCommand {
                                   [c.name, "\(c.count)", "\(c.tombstones)", "\(c.dimension)", c.metric.description,
                                    "\(c.blockCapacity)", index.summary + index.unlinkedNote]
                               }, rightAligned: [1, 2, 3, 5]))
+            for c in s.collections where !c.idRuns.isEmpty {
+                print("id runs    \(c.name): \(c.idRuns.reduce(0, +)) of \(c.count) ids in runs (per level: "
+                      + c.idRuns.map(String.init).joined(separator: ", ") + "); the rest in the base")
+            }
             print("")
             print(formatTable(["database", "entries", "size", "overflow pages", "depth"],
                               s.databases.map { d in

@@ -11,6 +11,8 @@ final class SiftFixture: Sendable {
     let nlist = 64
     let flat: IVFIndex
     let fastScan: IVFIndex
+    /// Fast scan over codes of the raw vectors (one table per query).
+    let fastScanRaw: IVFIndex
     let pq8: IVFIndex
 
     init() throws {
@@ -31,6 +33,11 @@ final class SiftFixture: Sendable {
                     try IVFIndex.build(p, count: n, dimension: 128, metric: .l2,
                                        options: IVFBuildOptions(nlist: 64, kind: .pq8, subquantizers: 16,
                                                                 kmeans: coarse, pqKMeans: pqOptions)))
+        }
+        fastScanRaw = try base.withUnsafeBufferPointer { b in
+            try IVFIndex.build(b.baseAddress!, count: n, dimension: 128, metric: .l2,
+                               options: IVFBuildOptions(nlist: 64, kind: .pq4FastScan, subquantizers: 32,
+                                                        kmeans: coarse, pqKMeans: pqOptions, residual: false))
         }
     }
 
@@ -100,9 +107,11 @@ struct IVFSearchTests {
         let probes = [1, 2, 4, 8, 16, 32, 64]
         let flat = try probes.map { try f.recall(f.flat, nprobe: $0) }
         let fast = try probes.map { try f.recall(f.fastScan, nprobe: $0, refine: 10) }
+        let raw = try probes.map { try f.recall(f.fastScanRaw, nprobe: $0, refine: 10) }
         for i in 1..<probes.count {
             #expect(flat[i] >= flat[i - 1], "flat \(flat)")
             #expect(fast[i] >= fast[i - 1], "fast scan + refine \(fast)")
+            #expect(raw[i] >= raw[i - 1], "raw-code fast scan + refine \(raw)")
         }
         #expect(flat[0] > 0.3)
     }
@@ -112,8 +121,11 @@ struct IVFSearchTests {
     @Test func pqWithRefineRecall() throws {
         let f = try #require(siftFixture)
         let fast = try f.recall(f.fastScan, nprobe: 8, refine: 10)
+        let raw = try f.recall(f.fastScanRaw, nprobe: 8, refine: 10)
         let pq8 = try f.recall(f.pq8, nprobe: 8, refine: 10)
         #expect(fast >= 0.9, "fast scan + refine: \(fast)")
+        #expect(raw >= 0.9, "raw-code fast scan + refine: \(raw)")
+        #expect(!f.fastScanRaw.header.residual && f.fastScan.header.residual)
         #expect(pq8 >= 0.9, "pq8 + refine: \(pq8)")
         let noRefine = try f.recall(f.pq8, nprobe: 8)
         #expect(noRefine < pq8)
@@ -136,7 +148,7 @@ struct IVFSearchTests {
         let f = try #require(siftFixture)
         var words = [UInt64](repeating: 0, count: (10_000 + 63) / 64)
         for row in stride(from: 0, to: 10_000, by: 3) { words[row / 64] |= 1 << UInt64(row % 64) }
-        for index in [f.flat, f.fastScan, f.pq8] {
+        for index in [f.flat, f.fastScan, f.fastScanRaw, f.pq8] {
             let got = try f.queries.withUnsafeBufferPointer { qb in
                 try f.base.withUnsafeBufferPointer { bb in
                     try CandidateMask.with(words) { mask in
@@ -155,7 +167,7 @@ struct IVFSearchTests {
     /// results silently.
     @Test func fastScanEqualsReferenceScoring() throws {
         let f = try #require(siftFixture)
-        let index = f.fastScan
+        for index in [f.fastScan, f.fastScanRaw] {
         let pq = try #require(index.quantizer)
         for q in 0..<20 {
             for nprobe in [1, 3, 16] {
@@ -205,6 +217,7 @@ struct IVFSearchTests {
                 }
             }
         }
+        }
     }
 
     /// The heap selection keeps exactly the k best of any sequence (ties to the lower id), as a full sort does.
@@ -228,3 +241,95 @@ struct IVFSearchTests {
     }
 }
 
+
+/// Codes of the raw vectors (`IVFBuildOptions.residual` false, Spec/PQ.md §4): every ADC value an IVF search
+/// reports equals the brute-force distance (or inner product) between the query and the row's decoded code
+/// (no centroid added) — exactly up to float rounding for 8-bit codes, within the table-quantization bound for
+/// fast scan.
+@Suite struct RawCodeADCTests {
+    @Test(arguments: [(Metric.l2, IVFPayloadKind.pq8), (.dot, .pq8), (.l2, .pq4FastScan), (.dot, .pq4FastScan)])
+    func adcEqualsBruteForceOnDecodedVectors(metric: Metric, kind: IVFPayloadKind) throws {
+        let n = 700, d = 32, nlist = 8, m = kind == .pq8 ? 8 : 16
+        let data = clusteredData(count: n, dimension: d, clusters: 20, seed: 31, spread: 0.2)
+        let index = try data.withUnsafeBufferPointer { b in
+            try IVFIndex.build(b.baseAddress!, count: n, dimension: d, metric: metric,
+                               options: IVFBuildOptions(nlist: nlist, kind: kind, subquantizers: m, blockCapacity: 64,
+                                                        kmeans: KMeansOptions(iterations: 5, seed: 3),
+                                                        pqKMeans: KMeansOptions(iterations: 5, seed: 4), residual: false))
+        }
+        #expect(!index.header.residual && index.precomputed.isEmpty)
+        let pq = try #require(index.quantizer)
+        // Every row's decoded vector, from the stored blocks.
+        var decoded = [Float](repeating: 0, count: n * d)
+        var listed = 0
+        for list in 0..<nlist {
+            for b in 0..<index.blockCount(list: list) {
+                let value = index.blockValue(list: list, block: b)
+                try value.withUnsafeBytes { raw in
+                    let view = try IVFListBlock.view(raw, kind: kind, list: list)
+                    var codes = [UInt8](repeating: 0, count: view.count * pq.codeSize)
+                    let payload = view.payload.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                    if kind == .pq4FastScan {
+                        FastScan.unpack(payload, count: view.count, subquantizers: m, into: &codes)
+                    } else {
+                        codes = Array(UnsafeBufferPointer(start: payload, count: view.count * m))
+                    }
+                    for r in 0..<view.count {
+                        let row = Int(view.rowID(r))
+                        codes.withUnsafeBufferPointer { c in
+                            decoded.withUnsafeMutableBufferPointer {
+                                pq.decode(c.baseAddress! + r * pq.codeSize, count: 1, into: $0.baseAddress! + row * d)
+                            }
+                        }
+                        listed += 1
+                    }
+                }
+            }
+        }
+        #expect(listed == n)
+        let queries = uniformData(count: 5 * d, seed: 77)
+        for q in 0..<5 {
+            let query = Array(queries[(q * d)..<(q * d + d)])
+            let hits = try query.withUnsafeBufferPointer { qb in
+                try index.search(qb.baseAddress!, k: n, options: IVFSearchOptions(nprobe: nlist))
+            }
+            #expect(hits.count == n)
+            let bound: Float = try query.withUnsafeBufferPointer { qb in
+                guard kind == .pq4FastScan else { return 0 }
+                let scorer = IVFProbeScorer(query: qb.baseAddress!, header: index.header, quantizer: pq, precomputed: [])
+                return try #require(scorer.quantized).errorBound
+            }
+            for hit in hits {
+                let x = decoded[(Int(hit.id) * d)..<(Int(hit.id) * d + d)]
+                var exact: Float = 0
+                for (t, v) in x.enumerated() {
+                    exact += metric == .l2 ? (query[t] - v) * (query[t] - v) : query[t] * v
+                }
+                let tolerance = bound * 1.0001 + 1e-4 * max(1, abs(exact))
+                #expect(abs(hit.score - exact) <= tolerance, "row \(hit.id): ADC \(hit.score), decoded \(exact)")
+            }
+        }
+    }
+}
+
+/// The re-ranking candidates' reservoir keeps exactly the rows `TopK` keeps (ties to the lower id), for
+/// streams offered as a scan offers them (only rows at or above the current threshold), with many ties.
+@Suite struct CandidateReservoirTests {
+    @Test(arguments: [1, 2, 10, 100])
+    func keepsWhatTopKKeeps(k: Int) {
+        var rng = SplitMix64(seed: UInt64(k))
+        var reservoir = CandidateReservoir(k: k)
+        for round in 0..<20 {
+            let n = [0, 1, k, 2 * k, 5 * k + 3, 1000][round % 6]
+            var top = TopK(k: k)
+            reservoir.removeAll()
+            for id in (0..<UInt32(n)).shuffled(using: &rng) {
+                let score = Float(rng.below(round % 2 == 0 ? 8 : 100_000))  // few distinct scores: many ties
+                if score >= top.threshold { top.insert(score, id) }
+                if score >= reservoir.threshold { reservoir.insert(score, id) }
+            }
+            let kept = reservoir.finish().sorted { $0.score > $1.score || ($0.score == $1.score && $0.id < $1.id) }
+            #expect(kept.map(\.id) == top.sorted().map(\.id), "k \(k) round \(round) n \(n)")
+        }
+    }
+}

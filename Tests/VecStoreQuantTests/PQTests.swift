@@ -95,6 +95,23 @@ import VecStoreKernels
         }
     }
 
+    /// The fast-scan candidate filter (dispatched SIMD) picks exactly the positions the portable reference
+    /// picks: every sum at most the limit, ascending, for lengths around the vector widths and every kind
+    /// of limit (none pass, some, all).
+    @Test func candidateFilterMatchesReference() {
+        var rng = SplitMix64(seed: 11)
+        for n in [0, 1, 15, 16, 17, 31, 32, 33, 100, 256] {
+            let sums = (0..<n).map { _ in UInt16(rng.below(4000)) }
+            for limit: UInt16 in [0, 1, 50, 1000, 3999, 65535] {
+                var got = [UInt32](repeating: 0, count: max(n, 1)), want = got
+                let c = sums.withUnsafeBufferPointer { vq_u16_select_le($0.baseAddress, n, limit, &got) }
+                let r = sums.withUnsafeBufferPointer { vq_u16_select_le_reference($0.baseAddress, n, limit, &want) }
+                #expect(c == r && Array(got.prefix(c)) == Array(want.prefix(r)), "n \(n) limit \(limit)")
+                #expect(r == sums.filter { $0 <= limit }.count)
+            }
+        }
+    }
+
     /// Fast-scan distances equal the float ADC distances within the documented table-quantization bound.
     @Test(arguments: [Metric.l2, .dot])
     func fastScanWithinQuantizationBound(metric: Metric) throws {

@@ -77,9 +77,21 @@ struct IVFStoreTests {
         #expect(last == 1)
         #expect(try store.verify().isOK)
 
-        try c.buildIVF(IVFParameters(nlist: 32, coding: .pq(m: 32, bits: 4)))
-        let pq = try recall(c, queries, k: 10, options: SearchOptions(nprobe: 8, refine: 10))
-        #expect(pq >= 0.9, "IVF-PQ fast-scan recall@10 \(pq) at nprobe 8, refine 10")
+        // 4-bit fast scan over residual codes and over codes of the raw vectors (the 4-bit default).
+        for residual in [true, false] {
+            try c.buildIVF(IVFParameters(nlist: 32, coding: .pq(m: 32, bits: 4), pqResidual: residual))
+            #expect(try c.ivfInfo()?.parameters.pqResidual == residual)
+            let pq = try recall(c, queries, k: 10, options: SearchOptions(nprobe: 8, refine: 10))
+            #expect(pq >= 0.9, "IVF-PQ fast-scan recall@10 \(pq) at nprobe 8, refine 10, residual \(residual)")
+            var last = 0.0
+            for nprobe in [1, 2, 4, 8, 16, 32] {
+                let r = try recall(c, queries, k: 10, options: SearchOptions(nprobe: nprobe, refine: 10))
+                #expect(r >= last, "fast scan (residual \(residual)) recall \(r) at nprobe \(nprobe) below \(last)")
+                last = r
+            }
+            let check = try store.verify()
+            #expect(check.isOK, "\(check.faults.prefix(3))")
+        }
         try c.buildIVF(IVFParameters(nlist: 32, coding: .pq(m: 16, bits: 8)))
         let pq8 = try recall(c, queries, k: 10, options: SearchOptions(nprobe: 8, refine: 10))
         #expect(pq8 >= 0.9, "IVF-PQ 8-bit recall@10 \(pq8) at nprobe 8, refine 10")
@@ -194,6 +206,52 @@ struct IVFStoreTests {
         let report = try store.verify()
         #expect(report.isOK, "\(report.faults.prefix(3))")
         #expect(try recall(c, Array(vectors.prefix(20)), k: 10, options: SearchOptions(nprobe: 16, refine: 50)) >= 0.95)
+    }
+
+    @Test("raw-vector codes: pending record flag, header flags 0 and feature ivf-pq-raw; residual codes declare nothing new")
+    func rawCodingFormat() throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("r.vecstore"))
+        let vectors = clustered(400, dimension: 8, seed: 5)
+        let dbs = store.dbs
+        func records(_ cid: UInt32) throws -> (features: [Format.Feature], ivf: [UInt8]?) {
+            try store.read { txn in
+                (try txn.get(dbs.meta, Format.featuresKey).map { try Format.decodeFeatures($0) } ?? [],
+                 try txn.get(dbs.meta, IVFFormat.headerKey(cid)).map { Array($0) })
+            }
+        }
+        // Residual codes (explicit for 4 bits, the default for 8): flags bit 0 set, no new feature.
+        let a = try store.collection("a", dimension: 8, metric: .l2,
+                                     index: .ivf(IVFParameters(nlist: 4, coding: .pq(m: 4, bits: 4), pqResidual: true)))
+        #expect(try records(1).ivf?[3] == 0)  // pending: raw flag clear
+        try a.add(documents(vectors.prefix(200)))
+        var (features, header) = try records(1)
+        #expect(header?.count == 64 && header?[3] == 1)
+        #expect(!features.contains { $0.name == "ivf-pq-raw" })
+        #expect(try a.indexKind() == .ivf(IVFParameters(nlist: 4, coding: .pq(m: 4, bits: 4), pqResidual: true)))
+        // The 4-bit default: codes of the raw vectors.
+        #expect(IVFParameters(coding: .pq(m: 4, bits: 4)).pqResidual == false)
+        #expect(IVFParameters(coding: .pq(m: 4, bits: 8)).pqResidual == true)
+        let b = try store.collection("b", dimension: 8, metric: .l2, index: .ivf(IVFParameters(nlist: 4, coding: .pq(m: 4, bits: 4))))
+        (features, header) = try records(2)
+        #expect(header?.count == 32 && header?[3] == 1)  // pending: raw flag set, feature declared already
+        #expect(features.contains(Format.Feature(name: "ivf-pq-raw", neededToRead: true, neededToWrite: true)))
+        #expect(Format.knownFeatures.contains("ivf-pq-raw"))
+        try b.add(documents(vectors.prefix(200)))
+        header = try records(2).ivf
+        #expect(header?.count == 64 && header?[3] == 0)
+        #expect(try b.indexKind() == .ivf(IVFParameters(nlist: 4, coding: .pq(m: 4, bits: 4))))
+        #expect(try b.indexStats().lines.contains { $0.key == "coding" && $0.value.contains("raw vectors") })
+        // Writes after training encode raw vectors; verify checks every code against its row.
+        try b.add(documents(vectors[200..<400], prefix: "s"))
+        #expect(try store.verify().isOK)
+        // A flipped flag is caught: residual-decoded raw codes are not the nearest codes of their residuals.
+        try store.write { txn in
+            var h = try #require(try txn.get(dbs.meta, IVFFormat.headerKey(2)).map { Array($0) })
+            h[3] = 1
+            try txn.put(dbs.meta, IVFFormat.headerKey(2), h)
+        }
+        #expect(!(try store.verify().isOK))
     }
 
     @Test("an index given at creation is searched exactly until the batch that reaches its training threshold")

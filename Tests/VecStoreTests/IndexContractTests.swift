@@ -34,7 +34,9 @@ struct IndexContractTests {
         case .ivf(let p):
             var args = ["--index", p.coding == .flat ? "ivf" : "ivf-pq"]
             if let nlist = p.nlist { args += ["--nlist", "\(nlist)"] }
-            if case .pq(let m, let bits) = p.coding { args += (m > 0 ? ["--pq-m", "\(m)"] : []) + ["--pq-bits", "\(bits)"] }
+            if case .pq(let m, let bits) = p.coding {
+                args += (m > 0 ? ["--pq-m", "\(m)"] : []) + ["--pq-bits", "\(bits)", "--pq-residual", p.pqResidual ? "on" : "off"]
+            }
             if let nprobe = p.nprobe { args += ["--nprobe", "\(nprobe)"] }
             if let refine = p.refine { args += ["--refine", "\(refine)"] }
             return args + ["--seed", "\(p.seed)"]

@@ -18,6 +18,13 @@ void vs_dot_tile(const float *q, size_t nq, const float *x, size_t nr, size_t di
 float vs_dot_f16(const float *q, const unsigned short *h, size_t n);
 /// Squared Euclidean distance of a float query and a binary16 vector.
 float vs_l2sq_f16(const float *q, const unsigned short *h, size_t n);
+/// Upper bounds for the certified two-pass exact scan (Spec/HNSW.md §3.3): `n` rows stored as
+/// binary16, row `r` at `h + r * stride` (halves), each the round-to-nearest conversion of a float32 row
+/// `x_r`. `ub[r]` is never below the score the float32 kernels compute for `x_r` (`vs_dot(q, x_r)`, or
+/// `-vs_l2(q, x_r)` when `l2` is non-zero), whatever their summation order; NaN or +inf when the copy
+/// overflows. `qn2` and `qn1` are upper bounds of |q|_2 and |q|_1.
+void vs_f16_upper_many(const float *q, double qn2, double qn1, const unsigned short *h, size_t n, size_t stride,
+                       size_t dim, int l2, float *ub);
 /// Hints the CPU to bring `lines` cache lines from `p` on into L1.
 static inline void vs_prefetch(const void *p, int lines) {
     const char *c = (const char *)p;

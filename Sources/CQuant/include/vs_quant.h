@@ -22,6 +22,13 @@ void vq_fs4_scan(const uint8_t *blocks, size_t nblocks, size_t mpad, const uint8
 /// The portable reference of `vq_fs4_scan` (same results bit for bit), exposed for tests.
 void vq_fs4_scan_reference(const uint8_t *blocks, size_t nblocks, size_t mpad, const uint8_t *lut, uint16_t *out);
 
+/// Positions of the sums at most `limit`: writes every i < n with v[i] <= limit to idx (ascending) and returns
+/// their count (idx holds room for n). The fast-scan candidate filter: a vector compare per 32 (AVX-512BW)
+/// or 16 (AVX2) sums instead of a branch per row.
+size_t vq_u16_select_le(const uint16_t *v, size_t n, uint16_t limit, uint32_t *idx);
+/// The portable reference of `vq_u16_select_le` (same results), exposed for tests.
+size_t vq_u16_select_le_reference(const uint16_t *v, size_t n, uint16_t limit, uint32_t *idx);
+
 /// PQ look-up table from transposed codebooks: `books_t` holds, per sub-quantizer j, dsub rows of ksub floats
 /// (component t of every centroid k at books_t[(j*dsub + t)*ksub + k]). out[j*ksub + k] is
 /// sum_t (q[j*dsub+t] - c)^2 when `l2` is nonzero, sum_t q[j*dsub+t] * c otherwise.

@@ -16,6 +16,8 @@ enum Format {
         static let vectors = "vectors"
         static let docs = "docs"
         static let ids = "ids"
+        /// Levelled runs of recent ids beside `ids` (Spec/FORMAT.md §8.2).
+        static let idruns = "idruns"
         static let live = "live"
         static let fields = "fields"
         /// HNSW layer-0 adjacency blocks (Spec/HNSW.md).

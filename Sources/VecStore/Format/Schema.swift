@@ -28,6 +28,8 @@ enum Schema {
         Entry(name: Format.DB.vectors, flags: [], owner: "store", perCollection: true),
         Entry(name: Format.DB.docs, flags: [], owner: "store", perCollection: true),
         Entry(name: Format.DB.ids, flags: [], owner: "store", perCollection: true),
+        // Created by the first writable open of a build that knows it (feature `idruns`).
+        Entry(name: Format.DB.idruns, flags: [], owner: "store", perCollection: true, optional: true),
         Entry(name: Format.DB.live, flags: [], owner: "store", perCollection: true),
         Entry(name: Format.DB.fields, flags: [.dupSort, .dupFixed], owner: "store", perCollection: true),
     ]
@@ -58,6 +60,7 @@ enum Schema {
         IndexRegistry.kinds.map { ($0.metaPrefix, $0.name) } + [
             (ProjectionRecord.keyPrefix, "pca"),
             (EmbedderInfo.keyPrefix, "embed"),
+            (IDIndex.recordPrefix, "store"),
         ]
 }
 

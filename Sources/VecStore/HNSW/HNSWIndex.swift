@@ -251,6 +251,15 @@ final class HNSWIndexView: VectorIndexView, @unchecked Sendable {
     /// `HNSWSearch.knn` re-ranks with the float32 vectors.
     var scoresAreExact: Bool { true }
 
+    /// The binary16 traversal copies (every row, tail included) for the certified exact scan; nil when
+    /// the copies are int8.
+    var halfCopies: HalfCopies? {
+        guard graph.config.traversal == .f16 else { return nil }
+        let cap = rows.record.blockCapacity, total = Int(rows.record.nextInternalID)
+        let blocks = stride(from: 0, to: total, by: cap).map { graph.halfVector(UInt32($0)) }
+        return HalfCopies(blocks: blocks, shift: Int(rows.record.blockShift), stride: graph.copyStride / 2)
+    }
+
     func prefersExact(matches: Int, live: Int, k: Int, options: SearchOptions) -> Bool {
         HNSWSearch.prefersExact(matches: matches, live: live, m: graph.config.m, ef: ef(k: k, options))
     }

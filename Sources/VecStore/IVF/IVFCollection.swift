@@ -62,7 +62,7 @@ extension IVFModel {
         let h = header
         let coding: IVFCoding = h.kind == .flat ? .flat : .pq(m: h.subquantizers, bits: h.bits)
         return IVFParameters(nlist: h.nlist, coding: coding, nprobe: h.defaultNprobe, refine: h.defaultRefine,
-                             seed: h.seed, iterations: h.iterations)
+                             seed: h.seed, iterations: h.iterations, pqResidual: h.residual)
     }
 
     /// The parameters as they were asked for: fields the trainer chose (`IVFHeader.defaults`) are nil (M 0),

@@ -44,16 +44,33 @@ public struct IVFParameters: Sendable, Equatable {
     public var seed: UInt64
     /// Coarse k-means iterations.
     public var iterations: Int
+    /// PQ codings: codes of the residual `x − c` against the row's coarse centroid (true) or of the raw
+    /// vectors (false: one look-up table per query serves every probed list). Ignored (false) for flat.
+    /// Defaults to `IVFParameters.defaultResidual(for:)`.
+    public var pqResidual: Bool
 
     /// Parameters; every field but `coding` has a default chosen from the data when the index is trained.
+    /// `pqResidual` nil takes `defaultResidual(for: coding)`.
     public init(nlist: Int? = nil, coding: IVFCoding = .flat, nprobe: Int? = nil, refine: Int? = nil,
-                seed: UInt64 = 1234, iterations: Int = 10) {
+                seed: UInt64 = 1234, iterations: Int = 10, pqResidual: Bool? = nil) {
+        self.pqResidual = coding == .flat ? false : (pqResidual ?? Self.defaultResidual(for: coding))
         self.nlist = nlist
         self.coding = coding
         self.nprobe = nprobe
         self.refine = refine
         self.seed = seed
         self.iterations = iterations
+    }
+
+    /// Whether a coding codes residuals when the caller does not say: 8-bit PQ codes residuals (as FAISS
+    /// `IndexIVFPQ`); 4-bit fast scan codes the raw vectors (as FAISS 1.15's `IndexIVFPQFastScan` default),
+    /// which measured higher recall and QPS on siftsmall, docs60k and docs1m (BENCHMARKS.md, IVF section);
+    /// flat has no codes (false).
+    public static func defaultResidual(for coding: IVFCoding) -> Bool {
+        switch coding {
+        case .flat: false
+        case .pq(_, let bits): bits == 8
+        }
     }
 
     /// Training rows needed per list: FAISS warns below 39 (k-means then has too few points per centroid).
@@ -134,6 +151,14 @@ enum IVFFormat {
     /// The store feature an IVF collection declares: needed to read (a reader without it would ignore the
     /// lists and search a collection whose writes it cannot keep in step) and to write.
     static let feature = "ivf"
+    /// The store feature an IVF-PQ collection with codes of the raw vectors declares (Spec/IVF.md §2): needed
+    /// to read and to write, so builds that only know residual codes refuse the store instead of reporting
+    /// its header (flags bit 0 clear on a PQ kind) as damaged or scoring its codes as residuals.
+    static let rawCodesFeature = Format.Feature(name: "ivf-pq-raw", neededToRead: true, neededToWrite: true)
+    /// Declares `rawCodesFeature` when an index writes (or will write) PQ codes of the raw vectors.
+    static func declareCoding(raw: Bool, _ txn: Transaction, _ dbs: Databases) throws {
+        if raw { try Format.declare(rawCodesFeature, txn, meta: dbs.meta) }
+    }
     /// Meta key prefix of the header record `ivf:<BE32 cid>`.
     static let keyPrefix: [UInt8] = Array("ivf:".utf8)
 

@@ -16,9 +16,11 @@ enum IVFIndexKind: VectorIndexKind {
     static let feature: Format.Feature? = Format.Feature(name: IVFFormat.feature, neededToRead: true, neededToWrite: true)
     /// IVF-Flat with 4 lists, 3 probed: small enough to train (at 156 rows) in the contract tests' collections.
     static var defaultParameters: IndexKind { .ivf(IVFParameters(nlist: 4, nprobe: 3)) }
-    /// IVF-Flat and IVF-PQ with 4-bit fast-scan codes (M = 16 on the contract's 16-d rows: 8 B a row, refine 8).
+    /// IVF-Flat and IVF-PQ with 4-bit fast-scan codes (M = 16 on the contract's 16-d rows: 8 B a row, refine 8),
+    /// of the raw vectors (the 4-bit default) and of the residuals.
     static var testParameters: [IndexKind] {
-        [defaultParameters, .ivf(IVFParameters(nlist: 4, coding: .pq(m: 16, bits: 4), nprobe: 3, refine: 8))]
+        [defaultParameters, .ivf(IVFParameters(nlist: 4, coding: .pq(m: 16, bits: 4), nprobe: 3, refine: 8)),
+         .ivf(IVFParameters(nlist: 4, coding: .pq(m: 16, bits: 4), nprobe: 3, refine: 8, pqResidual: true))]
     }
 
     static func accepts(_ parameters: IndexKind) -> Bool {
@@ -44,6 +46,7 @@ enum IVFIndexKind: VectorIndexKind {
         let trainAt = live > 0 ? p.minimumRows(nlist: p.nlist ?? IVFParameters.defaultNlist(rows: live)) : p.trainingThreshold
         let pending = IVFPendingRecord(parameters: p, metric: record.metric, trainAt: trainAt)
         try txn.put(dbs.meta, IVFFormat.headerKey(record.id), try pending.encode(dimension: record.dimension))
+        try IVFFormat.declareCoding(raw: p.coding != .flat && !p.pqResidual, txn, dbs)
     }
 
     /// Marks the untrained index of `record` to be trained only on request (`buildIVF`, the end of an
@@ -140,7 +143,8 @@ enum IVFIndexKind: VectorIndexKind {
             let p = info.parameters
             // Re-ranking and the PQ training error apply to PQ codings only (flat lists score exactly).
             let pq = p.coding != .flat
-            var lines: [IndexStats.Line] = [.init("coding", p.coding.description), .init("nlist", "\(p.nlist ?? 0)"),
+            let coding = p.coding.description + (pq ? (p.pqResidual ? ", residual codes" : ", codes of the raw vectors") : "")
+            var lines: [IndexStats.Line] = [.init("coding", coding), .init("nlist", "\(p.nlist ?? 0)"),
                                             .init("nprobe", "\(p.nprobe ?? 0)")]
             if pq { lines.append(.init("refine", "\(p.refine ?? 0)")) }
             lines += [
@@ -183,6 +187,8 @@ enum IVFIndexKind: VectorIndexKind {
         guard case .trained(let model) = state else {
             if case .pending(let pending) = state {
                 try txn.put(dbs.meta, IVFFormat.headerKey(record.id), try pending.encode(dimension: record.dimension))
+                let p = pending.parameters
+                try IVFFormat.declareCoding(raw: p.coding != .flat && !p.pqResidual, txn, dbs)
             }
             return .remapped
         }

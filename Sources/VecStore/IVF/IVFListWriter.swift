@@ -3,7 +3,8 @@ import VecStoreKernels
 import VecStoreQuant
 
 /// Appends rows to a collection's inverted lists inside a write transaction (Spec/IVF.md §7): each row is
-/// assigned to its nearest centroid, encoded (the vector for flat, the PQ code of its residual otherwise),
+/// assigned to its nearest centroid, encoded (the vector for flat, the PQ code of its residual or, for
+/// raw-vector codes, of the vector otherwise),
 /// and appended to its list's last block, or to new blocks once that one is full. Only the last block of a
 /// touched list is rewritten (copy-on-write of one block, never the whole list); rows must arrive in
 /// ascending row order, after every row already in the lists.
@@ -65,13 +66,14 @@ struct IVFListWriter {
         let d = model.header.dimension
         guard let pq = model.quantizer else { return FloatMatrixRecord.encode(vectors) }
         var residuals = vectors
-        model.centroids.withUnsafeBufferPointer { c in
+        // Residual codes subtract the list's centroid; raw-vector codes encode the rows as they are.
+        if model.header.residual { model.centroids.withUnsafeBufferPointer { c in
             residuals.withUnsafeMutableBufferPointer { r in
                 guard let cb = c.baseAddress, let rb = r.baseAddress else { return }
                 let centroid = cb + list * d
                 for i in 0..<n { for t in 0..<d { rb[i * d + t] -= centroid[t] } }
             }
-        }
+        } }
         var codes = [UInt8](repeating: 0, count: n * pq.codeSize)
         residuals.withUnsafeBufferPointer { r in
             codes.withUnsafeMutableBufferPointer { c in

@@ -71,6 +71,7 @@ final class IVFModel: @unchecked Sendable {
         }
         try Format.declare(Format.Feature(name: IVFFormat.feature, neededToRead: true, neededToWrite: true), txn,
                            meta: dbs.meta)
+        try IVFFormat.declareCoding(raw: quantizer != nil && !header.residual, txn, dbs)
     }
 
     /// Deletes collection `cid`'s IVF records and lists (the collection is searched exactly afterwards).
@@ -111,6 +112,10 @@ final class IVFModel: @unchecked Sendable {
         centroids.withUnsafeBufferPointer { cb in
             guard let c = cb.baseAddress else { return }
             let norms = (0..<nlist).map { l2 ? dotProduct(c + $0 * d, c + $0 * d, d) : 0 }
+            // One selection and one sort buffer for the whole batch (emptied per query, storage kept).
+            var top = TopK(k: p)
+            var best: [(score: Float, id: UInt32)] = []
+            best.reserveCapacity(p)
             withUnsafeTemporaryAllocation(of: Float.self, capacity: tile * nlist) { buf in
                 guard let scores = buf.baseAddress else { return }
                 var start = 0
@@ -120,18 +125,36 @@ final class IVFModel: @unchecked Sendable {
                                           into: scores, ldo: nlist)
                     for i in 0..<rows {
                         let line = scores + i * nlist
-                        var top = TopK(k: p)
+                        top.removeAll()
                         for j in 0..<nlist {
                             let s = l2 ? 2 * line[j] - norms[j] : line[j]
                             if s >= top.threshold { top.insert(s, UInt32(j)) }
                         }
-                        for (r, hit) in top.sorted().enumerated() { out[(start + i) * p + r] = hit.id }
+                        best.removeAll(keepingCapacity: true)
+                        top.forEachUnordered { best.append((score: $0, id: $1)) }
+                        Self.sortBestFirst(&best)
+                        for (r, hit) in best.enumerated() { out[(start + i) * p + r] = hit.id }
                     }
                     start += rows
                 }
             }
         }
         return out
+    }
+
+    /// Sorts a few (≤ nprobe) candidates best first (higher score, then lower id) in place, by insertion:
+    /// no allocation, and as fast as any sort at this size.
+    static func sortBestFirst(_ a: inout [(score: Float, id: UInt32)]) {
+        guard a.count > 1 else { return }
+        for i in 1..<a.count {
+            let x = a[i]
+            var j = i
+            while j > 0 && (a[j - 1].score < x.score || (a[j - 1].score == x.score && a[j - 1].id > x.id)) {
+                a[j] = a[j - 1]
+                j -= 1
+            }
+            a[j] = x
+        }
     }
 
     /// The nearest list of each of `count` rows (Spec/IVF.md §5 step 3's rule).

@@ -112,10 +112,11 @@ enum IVFTraining {
                         for (j, i) in picked.enumerated() { (rb + j * d).update(from: sb + Int(i) * d, count: d) }
                     }
                 }
-                let assigned = residuals.withUnsafeBufferPointer { r in
+                // Residual codes: the sample's residuals against their nearest centroid; raw codes: the rows.
+                let assigned = !p.pqResidual ? [] : residuals.withUnsafeBufferPointer { r in
                     r.baseAddress.map { labels.assign($0, count: want, threads: threads) } ?? []
                 }
-                coarse.centroids.withUnsafeBufferPointer { c in
+                if p.pqResidual { coarse.centroids.withUnsafeBufferPointer { c in
                     residuals.withUnsafeMutableBufferPointer { r in
                         guard let cb = c.baseAddress, let rb = r.baseAddress else { return }
                         for j in 0..<want {
@@ -123,7 +124,7 @@ enum IVFTraining {
                             for t in 0..<d { rb[j * d + t] -= centroid[t] }
                         }
                     }
-                }
+                } }
                 let pqOptions = KMeansOptions(iterations: 25, seed: p.seed, maxPointsPerCentroid: 256, threads: threads)
                 codeError = try residuals.withUnsafeBufferPointer { (r) throws(QuantError) -> Double in
                     guard let rb = r.baseAddress else { throw .invalidParameter("no PQ training rows") }
@@ -142,7 +143,7 @@ enum IVFTraining {
                                    defaultRefine: kind == .flat ? 0 : (p.refine ?? 4), seed: p.seed,
                                    coarseError: coarse.meanSquaredError, codeError: codeError,
                                    trainingRows: coarse.sampleCount, iterations: p.iterations,
-                                   defaults: defaults(given))
+                                   defaults: defaults(given), residual: quantizer != nil && p.pqResidual)
             _ = try header.encode()
             return IVFModel(header: header, centroids: coarse.centroids, quantizer: quantizer)
         } catch {

@@ -89,7 +89,8 @@ enum IVFVerify {
         return out
     }
 
-    /// Reconstruction errors of the stored code and of the best code of row `x`'s residual.
+    /// Reconstruction errors of the stored code and of the best code of row `x`'s residual (of `x` itself
+    /// for raw-vector codes).
     static func codeErrors(_ x: UnsafePointer<Float>, code: [UInt8], at offset: Int, list: Int, model: IVFModel,
                            pq: ProductQuantizer, residual: inout [Float], decoded: inout [Float], best: inout [UInt8])
         -> (stored: Float, best: Float, norm: Float) {
@@ -102,7 +103,8 @@ enum IVFVerify {
                         best.withUnsafeMutableBufferPointer { bb in
                             guard let cp = c.baseAddress, let rp = r.baseAddress, let op = o.baseAddress,
                                   let codes = cb.baseAddress, let bp = bb.baseAddress else { return }
-                            for t in 0..<d { rp[t] = x[t] - cp[list * d + t] }
+                            let residual = model.header.residual
+                            for t in 0..<d { rp[t] = x[t] - (residual ? cp[list * d + t] : 0) }
                             norm = squaredNorm(rp, d)
                             pq.decode(codes + offset, count: 1, into: op)
                             stored = squaredL2(rp, op, d)

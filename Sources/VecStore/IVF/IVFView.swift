@@ -60,7 +60,7 @@ final class IVFView: @unchecked Sendable {
         }
         self.blocks = blocks
         listedRows = listed
-        if let pq = model.quantizer, header.metric == .l2,
+        if let pq = model.quantizer, header.metric == .l2, header.residual,
            header.nlist * pq.subquantizers * pq.centroidsPerSubquantizer <= Self.precomputedLimit {
             precomputed = IVFIndex.precomputedTerms(centroids: model.centroids, nlist: header.nlist, quantizer: pq)
         } else {
@@ -83,19 +83,34 @@ final class IVFView: @unchecked Sendable {
         // the probe table would pass 16 MiB (then each query finds its own).
         let batch = count >= IVFModel.batchProbeThreshold && count * p <= 1 << 22
         let batched = batch ? model.batchProbes(queries, count: count, nprobe: p) : []
+        let refining = model.quantizer != nil && refine > 0
         return QueryWorkers.map(count: count, threads: threads, placeholder: TopK(k: 0)) { indices, put in
+            // One scratch per worker: the ADC candidates' selection and the PQ scorer's tables are refilled
+            // for each query, not allocated.
+            var scratch = Scratch(candidates: CandidateReservoir(k: refining ? k * refine : 1),
+                                  scorer: model.quantizer.map { IVFProbeScorer(header: model.header, quantizer: $0,
+                                                                               precomputed: precomputed) })
             for i in indices {
                 let probes = batched.isEmpty ? model.probes(queries + i * d, count: p)[...] : batched[(i * p)..<(i * p + p)]
-                put(i, one(queries + i * d, k: k, mask: mask, probes: probes, refine: refine, vectors: vectors))
+                put(i, one(queries + i * d, k: k, mask: mask, probes: probes, refine: refine, vectors: vectors,
+                           scratch: &scratch))
             }
         }
     }
 
-    /// One query (see `search`).
+    /// Per-worker state reused by every query of a search (`one`).
+    struct Scratch {
+        /// The best `refine · k` ADC candidates (refining PQ searches).
+        var candidates: CandidateReservoir
+        /// The PQ look-up tables (nil for flat).
+        var scorer: IVFProbeScorer?
+    }
+
+    /// One query (see `search`); `scratch` is the worker's.
     func one(_ query: UnsafePointer<Float>, k: Int, mask: CandidateMask, probes: ArraySlice<UInt32>, refine: Int,
-             vectors: CollectionView) -> TopK {
+             vectors: CollectionView, scratch: inout Scratch) -> TopK {
         let header = model.header, d = header.dimension, metric = header.metric
-        guard let pq = model.quantizer else {
+        guard scratch.scorer != nil else {
             var top = TopK(k: k)
             for list in probes {
                 for block in blocks[Int(list)] { IVFListScan.flat(block, query: query, metric: metric, mask: mask, into: &top) }
@@ -103,34 +118,41 @@ final class IVFView: @unchecked Sendable {
             return top
         }
         let refining = refine > 0
-        var top = TopK(k: refining ? k * refine : k)
-        var scorer = IVFProbeScorer(query: query, header: header, quantizer: pq, precomputed: precomputed)
+        var result = TopK(k: k)
+        scratch.scorer?.begin(query: query)
+        if refining { scratch.candidates.removeAll() }
         model.centroids.withUnsafeBufferPointer { cb in
             precomputed.withUnsafeBufferPointer { pb in
-                guard let c = cb.baseAddress else { return }
+                guard let c = cb.baseAddress, var scorer = scratch.scorer else { return }
+                scratch.scorer = nil  // moved out while scanning (no copy of its tables on write)
                 for list in probes {
                     let l = Int(list)
                     scorer.prepare(list: l, query: query, centroid: c + l * d, precomputed: pb.baseAddress)
-                    for block in blocks[l] { scorer.scan(block, mask: mask, into: &top) }
+                    if refining {
+                        for block in blocks[l] { scorer.scan(block, mask: mask, into: &scratch.candidates) }
+                    } else {
+                        for block in blocks[l] { scorer.scan(block, mask: mask, into: &result) }
+                    }
                 }
+                scratch.scorer = scorer
             }
         }
-        guard refining else { return top }
+        guard refining else { return result }
         // Every candidate passed the mask, so it is a row of the collection: its vector is in `vectors`.
         // Candidates in heap order: the exact selection breaks ties by row, so the order they come in is
         // irrelevant and no sort is needed.
-        var exact = TopK(k: k)
-        let rows = top.unorderedIDs
+        let rows = scratch.candidates.finish()
         // The candidates' vectors are scattered over the map: prefetch a few rows ahead so their cache
         // misses overlap instead of stalling one row at a time.
         let lines = Int32(min(64, (d * 4 + 63) / 64)), ahead = ExactRerank.prefetchDistance
-        for j in 0..<min(ahead, rows.count) { vs_prefetch(vectors.vector(rows[j]), lines) }
-        for j in 0..<rows.count {
-            if j + ahead < rows.count { vs_prefetch(vectors.vector(rows[j + ahead]), lines) }
-            let row = rows[j], v = vectors.vector(row)
+        let first = rows.startIndex, n = rows.count
+        for j in 0..<min(ahead, n) { vs_prefetch(vectors.vector(rows[first + j].id), lines) }
+        for j in 0..<n {
+            if j + ahead < n { vs_prefetch(vectors.vector(rows[first + j + ahead].id), lines) }
+            let row = rows[first + j].id, v = vectors.vector(row)
             let s = metric == .l2 ? -squaredL2(query, v, d) : dotProduct(query, v, d)
-            if s >= exact.threshold { exact.insert(s, row) }
+            if s >= result.threshold { result.insert(s, row) }
         }
-        return exact
+        return result
     }
 }

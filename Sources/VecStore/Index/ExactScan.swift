@@ -1,3 +1,4 @@
+import Foundation
 import LMDB
 import VecStoreKernels
 
@@ -7,8 +8,15 @@ import VecStoreKernels
 final class ExactScanView: VectorIndexView, @unchecked Sendable {
     /// The rows as the snapshot sees them (blocks and live bitmap).
     let rows: CollectionView
+    /// binary16 copies of every row when the collection's index keeps them (HNSW's traversal copies):
+    /// single queries then take the certified two-pass scan (`ExactSearch.scan`), reading half the bytes
+    /// with the same results. Nil for flat collections, int8 copies, and `VECSTORE_EXACT_SCAN=float32`.
+    let halves: HalfCopies?
 
-    init(rows: CollectionView) { self.rows = rows }
+    init(rows: CollectionView, index: (any VectorIndexView)? = nil) {
+        self.rows = rows
+        halves = ExactScanKernel.current == .certified ? index?.halfCopies : nil
+    }
 
     /// The best `k` allowed rows per query; a nil mask means every live row. One query splits the
     /// blocks over `threads`; a batch is scored block by block with the batch kernels.
@@ -26,10 +34,11 @@ final class ExactScanView: VectorIndexView, @unchecked Sendable {
         let record = rows.record
         if count == 1 {
             return [ExactSearch.search(query: queries, dimension: record.dimension, metric: record.metric,
-                                       blocks: rows.blocks, mask: mask, k: k, threads: threads)]
+                                       blocks: rows.blocks, mask: mask, k: k, threads: threads, halves: halves)]
         }
         return ExactSearch.searchBatch(queries: queries, queryCount: count, dimension: record.dimension,
-                                       metric: record.metric, blocks: rows.blocks, mask: mask, k: k, threads: threads)
+                                       metric: record.metric, blocks: rows.blocks, mask: mask, k: k, threads: threads,
+                                       halves: halves)
     }
 
     /// Scores come from the scan kernels (batched ones may differ in the last bits): `resolve`
@@ -41,4 +50,18 @@ final class ExactScanView: VectorIndexView, @unchecked Sendable {
 
     /// Near-duplicate search over a flat collection is the blocked self-join, not per-row queries.
     var answersNeighbourQueries: Bool { false }
+}
+
+/// Which kernel answers exact scans of collections whose index keeps binary16 copies of the rows.
+enum ExactScanKernel {
+    /// Bounds from the binary16 copies, float32 only for the rows that can still enter the top k.
+    case certified
+    /// Every row from its float32 vector.
+    case float32
+
+    /// Chosen once per process: certified, unless `VECSTORE_EXACT_SCAN=float32` (for measurement).
+    static let current: ExactScanKernel = {
+        if let v = getenv("VECSTORE_EXACT_SCAN"), String(cString: v) == "float32" { return .float32 }
+        return .certified
+    }()
 }

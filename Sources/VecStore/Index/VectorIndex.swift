@@ -136,6 +136,9 @@ protocol VectorIndexView: AnyObject, Sendable {
     func prefersExact(matches: Int, live: Int, k: Int, options: SearchOptions) -> Bool
     /// Whether the index answers "each row's nearest rows" for `nearDuplicates` (else it is exact).
     var answersNeighbourQueries: Bool { get }
+    /// binary16 copies of every row of the collection, each the round-to-nearest conversion of the
+    /// stored float32 row, when the index keeps them (exact scans then read them first), else nil.
+    var halfCopies: HalfCopies? { get }
 }
 
 extension VectorIndexKind {
@@ -149,6 +152,8 @@ extension VectorIndexKind {
 extension VectorIndexView {
     /// Every approximate index answers neighbour queries unless it says otherwise.
     var answersNeighbourQueries: Bool { true }
+    /// No binary16 copies unless the index says otherwise.
+    var halfCopies: HalfCopies? { nil }
 }
 
 /// What `VectorIndexKind.stats` reports: the kind and its figures as ordered key/value lines.

@@ -25,7 +25,7 @@ final class CollectionSnapshot: @unchecked Sendable {
         self.record = record
         self.view = view
         self.index = index
-        self.exact = ExactScanView(rows: view)
+        self.exact = ExactScanView(rows: view, index: index)
     }
 
     private let filterLock = NSLock()
