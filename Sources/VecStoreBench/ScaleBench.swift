@@ -277,6 +277,31 @@ struct ScaleBench: ParsableCommand {
         }
         var plain: [Double] = []
         for r in 0..<openRuns { plain.append(try fresh(queryRows[r % queryRows.count], filter: nil)) }
+        // Where one fresh open's time goes: the open, the snapshot (`collection` + `explainSearch` resolve
+        // the views), the first query, and a second query on the same handle (map already faulted).
+        var parts: [[Double]] = []
+        for r in 0..<openRuns {
+            let q = queryRows[(r + 3) % queryRows.count], q2 = queryRows[(r + 4) % queryRows.count]
+            let t0 = now()
+            let opened = try VecStore(path: store, options: StoreOptions(readOnly: true, create: false))
+            let t1 = now()
+            let c = try opened.collection("bench")
+            _ = try c.explainSearch(k: 10)
+            let t2 = now()
+            _ = try c.search(q, k: 10)
+            let t3 = now()
+            _ = try c.search(q2, k: 10)
+            let t4 = now()
+            opened.close()
+            parts.append([t1 - t0, t2 - t1, t3 - t2, t4 - t3].map { $0 * 1000 })
+        }
+        let partNames = ["open", "snapshot", "first query", "second query"]
+        print(dataset + " open parts (median ms): " + partNames.indices.map { i in
+            String(format: "%@ %.2f", partNames[i], median(parts.map { $0[i] }))
+        }.joined(separator: ", "))
+        metrics["open_parts_median_ms"] = Dictionary(uniqueKeysWithValues: partNames.indices.map { i in
+            (partNames[i], median(parts.map { $0[i] }))
+        })
         metrics["open_first_query_runs_ms"] = plain
         metrics["open_first_query_median_ms"] = median(plain)
         print(String(format: "%@ open + first query: median %.2f ms (runs %@)", dataset, median(plain),

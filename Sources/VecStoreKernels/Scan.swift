@@ -101,7 +101,9 @@ public enum ExactSearch {
                             into topK: inout TopK) {
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 64) { scratch in
             withUnsafeTemporaryAllocation(of: UInt32.self, capacity: sparseBatch) { pendingBuffer in
-                guard let out = scratch.baseAddress, let pending = pendingBuffer.baseAddress else { return }
+              withUnsafeTemporaryAllocation(of: Float.self, capacity: sparseBatch) { boundBuffer in
+                guard let out = scratch.baseAddress, let pending = pendingBuffer.baseAddress,
+                      let bounds = boundBuffer.baseAddress else { return }
                 let l2 = metric == .l2
                 let lines = Int32(min(64, (dimension * 4 + 63) / 64))
                 // |q|_2 and |q|_1 for the certified bounds, rounded up.
@@ -120,8 +122,21 @@ public enum ExactSearch {
                     let halfBase = halves?.block(firstID: block.firstID)
                     let halfStride = halves?.stride ?? 0
                     var pendingCount = 0
-                    // Scores the gathered sparse rows (block-relative), prefetching ahead.
+                    // Scores the gathered sparse rows (block-relative), prefetching ahead: with copies, bounds
+                    // first (half the bytes and page faults of a cold map), float32 for rows that can enter.
                     func flush() {
+                        if let halfBase, pendingCount > 0 {
+                            vs_f16_upper_rows(query, qn2, qn1, halfBase, pending, pendingCount, halfStride, dimension,
+                                              l2 ? 1 : 0, bounds)
+                            for i in 0..<pendingCount where !(bounds[i] < topK.threshold) {
+                                let r = Int(pending[i])
+                                let v = block.vectors + r * dimension
+                                let score = l2 ? -vs_l2(query, v, dimension) : vs_dot(query, v, dimension)
+                                if score >= topK.threshold { topK.insert(score, UInt32(base + r)) }
+                            }
+                            pendingCount = 0
+                            return
+                        }
                         var i = 0
                         while i < pendingCount {
                             if i + sparseLookahead < pendingCount {
@@ -171,7 +186,7 @@ public enum ExactSearch {
                             while bits != 0 {
                                 let j = bits.trailingZeroBitCount
                                 bits &= bits &- 1
-                                if pendingCount < sparseLookahead {
+                                if pendingCount < sparseLookahead && halfBase == nil {
                                     vs_prefetch(block.vectors + (row + j) * dimension, lines)
                                 }
                                 pending[pendingCount] = UInt32(row + j)
@@ -182,6 +197,7 @@ public enum ExactSearch {
                     }
                     flush()
                 }
+              }
             }
         }
     }

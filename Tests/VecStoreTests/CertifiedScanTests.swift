@@ -210,4 +210,55 @@ struct CertifiedScanTests {
         let qb = try graph.searchBatch(Array(queries.prefix(5)), k: 10, options: SearchOptions(exact: true))
         #expect(qa.map { $0.map(\.id) } == qb.map { $0.map(\.id) })
     }
+
+    @Test("damaged binary16 copies: non-finite ones change nothing, finite ones never crash, a short block is corrupt")
+    func damagedCopies() throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("s.vecstore"))
+        let dimension = 16
+        var rng = SeededRandom(seed: 5)
+        let docs = (0..<300).map { Document(id: "d\($0)", vector: rng.vector(dimension)) }
+        let flat = try store.collection("flat", dimension: dimension, metric: .l2, index: .flat)
+        let graph = try store.collection("graph", dimension: dimension, metric: .l2)
+        try flat.add(docs)
+        try graph.add(docs)
+        let dbs = store.dbs
+        let key = Format.key(graph.collectionID, 0)
+        let rowBytes = (dimension + 1) / 2 * 4
+        func damage(_ edit: (inout [UInt8]) -> Void) throws {
+            try store.write { txn in
+                guard let v = try txn.get(dbs.graphVectors, key) else { throw VecStoreError.corrupt("no block") }
+                var bytes = Array(v)
+                edit(&bytes)
+                try txn.put(dbs.graphVectors, key, bytes)
+            }
+        }
+        // NaN, +inf and -inf copies: their bounds are +inf, so the rows are scored from float32 as before.
+        try damage { bytes in
+            for (row, half) in [(9, UInt16(0x7E00)), (10, 0x7C00), (11, 0xFC00)] {
+                for i in 0..<dimension {
+                    bytes[row * rowBytes + 2 * i] = UInt8(half & 0xFF)
+                    bytes[row * rowBytes + 2 * i + 1] = UInt8(half >> 8)
+                }
+            }
+        }
+        let options = SearchOptions(threads: 1, exact: true)
+        for d in docs.prefix(20) {
+            let a = try flat.search(d.vector, k: 5, options: options)
+            let b = try graph.search(d.vector, k: 5, options: options)
+            #expect(a.map(\.id) == b.map(\.id))
+            #expect(a.map(\.score) == b.map(\.score))
+        }
+        // Finite garbage can change exact results (verify reports it) but is read safely.
+        try damage { bytes in for i in (12 * rowBytes)..<(20 * rowBytes) { bytes[i] = UInt8(truncatingIfNeeded: i &* 37) } }
+        for d in docs.prefix(5) { _ = try graph.search(d.vector, k: 5, options: options) }
+        #expect(try store.verify().faults.contains { $0.contains("binary16") })
+        // A block shorter than its rows is refused before anything is read.
+        try damage { bytes in bytes.removeLast(rowBytes) }
+        var caught: Error?
+        do { _ = try graph.search(docs[0].vector, k: 5, options: options) } catch { caught = error }
+        var isCorrupt = false
+        if case .corrupt? = caught as? VecStoreError { isCorrupt = true }
+        #expect(isCorrupt, "expected corrupt, got \(String(describing: caught))")
+    }
 }

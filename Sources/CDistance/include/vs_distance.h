@@ -25,6 +25,9 @@ float vs_l2sq_f16(const float *q, const unsigned short *h, size_t n);
 /// overflows. `qn2` and `qn1` are upper bounds of |q|_2 and |q|_1.
 void vs_f16_upper_many(const float *q, double qn2, double qn1, const unsigned short *h, size_t n, size_t stride,
                        size_t dim, int l2, float *ub);
+/// `vs_f16_upper_many` for the rows listed in `rows` (row numbers from `h`, stride `stride` halves).
+void vs_f16_upper_rows(const float *q, double qn2, double qn1, const unsigned short *h, const unsigned int *rows,
+                       size_t n, size_t stride, size_t dim, int l2, float *ub);
 /// Hints the CPU to bring `lines` cache lines from `p` on into L1.
 static inline void vs_prefetch(const void *p, int lines) {
     const char *c = (const char *)p;
