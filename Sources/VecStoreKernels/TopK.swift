@@ -1,6 +1,7 @@
 /// Keeps the `k` best (largest-score) candidates seen so far in a binary min-heap, so the worst kept
 /// candidate is at the root and a new candidate costs one comparison unless it enters the heap.
-/// Ties at equal score keep the lower id.
+/// Ties at equal score keep the lower id. A NaN score never enters (it is not comparable, and at the
+/// root it would refuse every later candidate).
 public struct TopK: Sendable {
     /// How many candidates are kept.
     public let k: Int
@@ -39,7 +40,9 @@ public struct TopK: Sendable {
     public mutating func insert(_ score: Float, _ id: UInt32) {
         if scores.count < k {
             // Until k are held the threshold is −∞ and no order is needed: append, and build the heap once
-            // when the k-th candidate arrives (O(k) instead of k sift-ups).
+            // when the k-th candidate arrives (O(k) instead of k sift-ups). NaN is refused here only: once
+            // the heap is full, `worse(root, NaN)` is false, so the replacement path refuses it for free.
+            if score.isNaN { return }
             scores.append(score)
             ids.append(id)
             if scores.count == k { heapify() }

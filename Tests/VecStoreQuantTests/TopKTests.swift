@@ -24,4 +24,23 @@ struct TopKTests {
             #expect(top.threshold == (k == 0 ? .infinity : n < k ? -.infinity : want.last?.score ?? -.infinity))
         }
     }
+
+    @Test("a NaN score never enters: one among the first k does not freeze the heap")
+    func nanNeverEnters() {
+        for k in [1, 3, 10] {
+            for nanAt in [0, 1, k - 1, k, k + 5] {
+                var items: [(Float, UInt32)] = (0..<40).map { (Float(($0 * 37) % 41), UInt32($0)) }
+                items.insert((.nan, 999), at: min(nanAt, items.count))
+                var top = TopK(k: k)
+                for (s, id) in items { top.insert(s, id) }
+                let want = Self.reference(items.filter { !$0.0.isNaN }, k: k)
+                #expect(top.sorted().map(\.id) == want.map(\.id), "k \(k), NaN at \(nanAt)")
+                #expect(!top.threshold.isNaN)
+                var merged = TopK(k: k)
+                merged.merge(top)
+                merged.insert(.nan, 1000)
+                #expect(merged.sorted().map(\.id) == want.map(\.id))
+            }
+        }
+    }
 }
