@@ -125,6 +125,12 @@ def report(a):
               f"(p50 {vs['exact_p50_ms']:.1f} ms) | {fq} | {ratio} |")
         print(f"| exact: open + first query / second query | {vs['exact_first_query_ms']:.0f} / "
               f"{vs['exact_second_query_ms']:.0f} ms | | |")
+    if "open_first_query_median_ms" in vs:
+        runs = ", ".join(f"{x:.1f}" for x in vs["open_first_query_runs_ms"])
+        print(f"| fresh open + first query, warm page cache (median; runs) | {vs['open_first_query_median_ms']:.1f} ms ({runs}) | | |")
+        for src, f_ in vs.get("open_first_filtered", {}).items():
+            runs = ", ".join(f"{x:.1f}" for x in f_["runs_ms"])
+            print(f"| fresh open + first filtered query, source={src} | {f_['median_ms']:.1f} ms ({runs}) | | |")
     for f_ in vs.get("filtered", []):
         print(f"| filter source={f_['source']} ({100 * f_['share']:.1f}%) | recall {f_['recall']:.3f}, {f_['qps_1t']:.0f} q/s, "
               f"first {f_['first_ms']:.1f} ms | | |")
