@@ -88,8 +88,8 @@ struct IDIndex {
     static func recordKey(_ cid: UInt32) -> [UInt8] { recordPrefix + Format.prefix(cid) }
 
     /// The level counts of the run record, or nil when the collection has none. The record is
-    /// `u8 version (1) · u8 n (1…32) · u16 reserved (0) · n × u32 LE count`; the counts add up to at
-    /// most the collection's live documents.
+    /// `u8 version (1) · u8 n (1…32) · u16 reserved (0) · n × u32 LE count`, the last count non-zero; the
+    /// counts add up to at most the collection's live documents.
     static func loadLevels(_ txn: Transaction, _ meta: Database, _ record: CollectionRecord, name: String) throws
         -> [UInt32]?
     {
@@ -108,6 +108,7 @@ struct IDIndex {
         guard (1...maxLevels).contains(n) else { throw VecStoreError.corrupt("\(what) names \(n) levels, not 1…\(maxLevels)") }
         guard v.count == 4 + 4 * n else { throw VecStoreError.corrupt("\(what) has \(v.count) bytes for \(n) levels") }
         let levels = (0..<n).map { UInt32(littleEndian: v.loadUnaligned(fromByteOffset: 4 + 4 * $0, as: UInt32.self)) }
+        guard levels[n - 1] > 0 else { throw VecStoreError.corrupt("\(what) ends with an empty level") }
         let total = levels.reduce(UInt64(0)) { $0 + UInt64($1) }
         guard total <= UInt64(liveCount) else {
             throw VecStoreError.corrupt("\(what) counts \(total) ids, more than the \(liveCount) live documents")

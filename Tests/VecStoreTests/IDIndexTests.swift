@@ -233,6 +233,7 @@ struct IDIndexTests {
             ("33 levels", [1, 33, 0, 0] + [UInt8](repeating: 0, count: 132)),
             ("length", good + [0]),
             ("counts above the live documents", [1, 1, 0, 0, 0xFF, 0xFF, 0, 0]),
+            ("an empty last level", [1, 2, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]),
         ]
         for (what, bytes) in damaged {
             try put(bytes)
