@@ -501,8 +501,9 @@ extension VecStore {
     /// Writes a compacted collection's ids as one sorted base and no runs: the old base and runs merged in
     /// id order, rows renumbered, appended (`MDB_APPEND`, which fills every page) in transactions of
     /// 100,000. Compaction creates collections in increasing id order, so each collection's keys sort
-    /// after every key already in the new `ids`. An id stored twice, or at a row that is not live, is
-    /// `corrupt`.
+    /// after every key already in the new `ids`. An id stored twice, at a row that is not live, or at a
+    /// row another id already names, is `corrupt`: with the count check at the end, the ids copied name
+    /// each live row exactly once.
     private static func copyIDs(_ txn: Transaction, _ old: VecStore, _ record: CollectionRecord, name: String,
                                 map: RowMap, into fresh: VecStore, _ target: VectorCollection) throws
     {
@@ -510,6 +511,7 @@ extension VecStore {
         let prefix = Format.prefix(target.collectionID)
         var copied = 0
         var chunk: [(key: [UInt8], row: [UInt8])] = []
+        var named = [Bool](repeating: false, count: map.oldRow.count)
         repeat {
             // Read before the transaction, so that a transaction rerun for map growth writes the same chunk.
             chunk.removeAll(keepingCapacity: true)
@@ -518,6 +520,10 @@ extension VecStore {
                 guard newRow != RowMap.gone else {
                     throw VecStoreError.corrupt("\(name): id '\(String(decoding: id, as: UTF8.self))' maps to row \(oldRow), which is not live")
                 }
+                guard !named[Int(newRow)] else {
+                    throw VecStoreError.corrupt("\(name): id '\(String(decoding: id, as: UTF8.self))' maps to row \(oldRow), which another id names")
+                }
+                named[Int(newRow)] = true
                 chunk.append((prefix + id, Format.encodeInternalID(newRow)))
             }
             let entries = chunk
