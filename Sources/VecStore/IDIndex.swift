@@ -69,16 +69,7 @@ struct IDIndex {
 
     /// The index of `record`'s collection in `txn`, its run record read and checked.
     init(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String) throws {
-        self.txn = txn
-        self.base = dbs.ids
-        self.runs = dbs.handle(Format.DB.idruns)
-        self.meta = dbs.meta
-        self.collection = record.id
-        self.name = name
-        self.rowBound = record.nextInternalID
-        let levels = try Self.loadLevels(txn, dbs.meta, record, name: name)
-        self.levels = levels ?? []
-        self.hadRecord = levels != nil
+        self.init(txn, dbs, record, name: name, levels: try Self.loadLevels(txn, dbs.meta, record, name: name))
         if hadRecord && runs == nil {
             throw VecStoreError.corrupt("collection \(name) has id runs but the store has no '\(Format.DB.idruns)' database")
         }
@@ -363,6 +354,11 @@ struct IDIndex {
     /// The index as if the collection had no run record: verify uses it after reporting a damaged
     /// record, and `lookingEverywhere` then adds the levels present.
     init(unrecorded txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String) {
+        self.init(txn, dbs, record, name: name, levels: nil)
+    }
+
+    /// The index with the run record's level counts `levels` (nil: no record).
+    private init(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String, levels: [UInt32]?) {
         self.txn = txn
         self.base = dbs.ids
         self.runs = dbs.handle(Format.DB.idruns)
@@ -370,8 +366,8 @@ struct IDIndex {
         self.collection = record.id
         self.name = name
         self.rowBound = record.nextInternalID
-        self.levels = []
-        self.hadRecord = false
+        self.levels = levels ?? []
+        self.hadRecord = levels != nil
     }
 }
 
