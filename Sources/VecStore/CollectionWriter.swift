@@ -118,9 +118,6 @@ struct CollectionWriter {
         return true
     }
 
-    /// The row of an external id, or nil.
-    func lookup(_ id: String) throws -> UInt32? { try ids.lookup(id)?.row }
-
     static func rowValue(_ row: UInt32) -> [UInt8] {
         var b: [UInt8] = []
         b.appendBE(row)

@@ -69,16 +69,7 @@ struct IDIndex {
 
     /// The index of `record`'s collection in `txn`, its run record read and checked.
     init(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String) throws {
-        self.txn = txn
-        self.base = dbs.ids
-        self.runs = dbs.handle(Format.DB.idruns)
-        self.meta = dbs.meta
-        self.collection = record.id
-        self.name = name
-        self.rowBound = record.nextInternalID
-        let levels = try Self.loadLevels(txn, dbs.meta, record, name: name)
-        self.levels = levels ?? []
-        self.hadRecord = levels != nil
+        self.init(txn, dbs, record, name: name, levels: try Self.loadLevels(txn, dbs.meta, record, name: name))
         if hadRecord && runs == nil {
             throw VecStoreError.corrupt("collection \(name) has id runs but the store has no '\(Format.DB.idruns)' database")
         }
@@ -88,8 +79,8 @@ struct IDIndex {
     static func recordKey(_ cid: UInt32) -> [UInt8] { recordPrefix + Format.prefix(cid) }
 
     /// The level counts of the run record, or nil when the collection has none. The record is
-    /// `u8 version (1) · u8 n (1…32) · u16 reserved (0) · n × u32 LE count`; the counts add up to at
-    /// most the collection's live documents.
+    /// `u8 version (1) · u8 n (1…32) · u16 reserved (0) · n × u32 LE count`, the last count non-zero; the
+    /// counts add up to at most the collection's live documents.
     static func loadLevels(_ txn: Transaction, _ meta: Database, _ record: CollectionRecord, name: String) throws
         -> [UInt32]?
     {
@@ -108,6 +99,7 @@ struct IDIndex {
         guard (1...maxLevels).contains(n) else { throw VecStoreError.corrupt("\(what) names \(n) levels, not 1…\(maxLevels)") }
         guard v.count == 4 + 4 * n else { throw VecStoreError.corrupt("\(what) has \(v.count) bytes for \(n) levels") }
         let levels = (0..<n).map { UInt32(littleEndian: v.loadUnaligned(fromByteOffset: 4 + 4 * $0, as: UInt32.self)) }
+        guard levels[n - 1] > 0 else { throw VecStoreError.corrupt("\(what) ends with an empty level") }
         let total = levels.reduce(UInt64(0)) { $0 + UInt64($1) }
         guard total <= UInt64(liveCount) else {
             throw VecStoreError.corrupt("\(what) counts \(total) ids, more than the \(liveCount) live documents")
@@ -362,6 +354,11 @@ struct IDIndex {
     /// The index as if the collection had no run record: verify uses it after reporting a damaged
     /// record, and `lookingEverywhere` then adds the levels present.
     init(unrecorded txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String) {
+        self.init(txn, dbs, record, name: name, levels: nil)
+    }
+
+    /// The index with the run record's level counts `levels` (nil: no record).
+    private init(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String, levels: [UInt32]?) {
         self.txn = txn
         self.base = dbs.ids
         self.runs = dbs.handle(Format.DB.idruns)
@@ -369,8 +366,8 @@ struct IDIndex {
         self.collection = record.id
         self.name = name
         self.rowBound = record.nextInternalID
-        self.levels = []
-        self.hadRecord = false
+        self.levels = levels ?? []
+        self.hadRecord = levels != nil
     }
 }
 

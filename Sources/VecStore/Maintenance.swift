@@ -234,7 +234,7 @@ extension VecStore {
             }
         }
         // Documents: exactly the live rows, each mapped back by the id index from exactly one place.
-        let (idIndex, recordedLevels) = try verifiableIDIndex(txn, record, name: name, &faults)
+        let (idIndex, recordedLevels, baseEntries, runEntries) = try verifiableIDIndex(txn, record, name: name, &faults)
         var docRows = 0
         var metadataKeys = Set<[UInt8]>()
         try txn.withCursor(dbs.docs) { (c: Cursor) throws -> Void in
@@ -268,7 +268,6 @@ extension VecStore {
             }
         }
         if docRows != Int(record.liveCount) { faults.append("\(name): \(docRows) documents, record says \(record.liveCount) live") }
-        let (baseEntries, runEntries) = try idIndex.countEntries()
         for level in Set(runEntries.keys).union(recordedLevels.indices).sorted() {
             let found = runEntries[level] ?? 0
             let recorded = level < recordedLevels.count ? Int(recordedLevels[level]) : 0
@@ -301,9 +300,11 @@ extension VecStore {
     }
 
     /// The collection's id index for verify: from its run record, or (when the record is damaged, reported
-    /// as a fault) looking in every run level present.
+    /// as a fault) looking in every run level present; with the recorded level counts and the entries
+    /// found in the base and in each run level (one walk of each).
     private func verifiableIDIndex(_ txn: Transaction, _ record: CollectionRecord, name: String,
-                                   _ faults: inout [String]) throws -> (IDIndex, recorded: [UInt32])
+                                   _ faults: inout [String]) throws
+        -> (IDIndex, recorded: [UInt32], base: Int, levels: [Int: Int])
     {
         let index: IDIndex
         do {
@@ -312,7 +313,8 @@ extension VecStore {
             faults.append("\(e)")
             index = IDIndex(unrecorded: txn, dbs, record, name: name)
         }
-        return (index.lookingEverywhere(Array(try index.countEntries().levels.keys)), index.levels)
+        let entries = try index.countEntries()
+        return (index.lookingEverywhere(Array(entries.levels.keys)), index.levels, entries.base, entries.levels)
     }
 
     // MARK: Compact
@@ -499,8 +501,9 @@ extension VecStore {
     /// Writes a compacted collection's ids as one sorted base and no runs: the old base and runs merged in
     /// id order, rows renumbered, appended (`MDB_APPEND`, which fills every page) in transactions of
     /// 100,000. Compaction creates collections in increasing id order, so each collection's keys sort
-    /// after every key already in the new `ids`. An id stored twice, or at a row that is not live, is
-    /// `corrupt`.
+    /// after every key already in the new `ids`. An id stored twice, at a row that is not live, or at a
+    /// row another id already names, is `corrupt`: with the count check at the end, the ids copied name
+    /// each live row exactly once.
     private static func copyIDs(_ txn: Transaction, _ old: VecStore, _ record: CollectionRecord, name: String,
                                 map: RowMap, into fresh: VecStore, _ target: VectorCollection) throws
     {
@@ -508,6 +511,7 @@ extension VecStore {
         let prefix = Format.prefix(target.collectionID)
         var copied = 0
         var chunk: [(key: [UInt8], row: [UInt8])] = []
+        var named = [Bool](repeating: false, count: map.oldRow.count)
         repeat {
             // Read before the transaction, so that a transaction rerun for map growth writes the same chunk.
             chunk.removeAll(keepingCapacity: true)
@@ -516,6 +520,10 @@ extension VecStore {
                 guard newRow != RowMap.gone else {
                     throw VecStoreError.corrupt("\(name): id '\(String(decoding: id, as: UTF8.self))' maps to row \(oldRow), which is not live")
                 }
+                guard !named[Int(newRow)] else {
+                    throw VecStoreError.corrupt("\(name): id '\(String(decoding: id, as: UTF8.self))' maps to row \(oldRow), which another id names")
+                }
+                named[Int(newRow)] = true
                 chunk.append((prefix + id, Format.encodeInternalID(newRow)))
             }
             let entries = chunk

@@ -162,7 +162,7 @@ public enum ExactSearch {
                             while bits != 0 {
                                 let j = bits.trailingZeroBitCount
                                 bits &= bits &- 1
-                                // NaN bounds (overflowed copies) fail `<` and are scored.
+                                // +inf bounds (non-finite copies or query) are never below the threshold: scored.
                                 if out[j] < topK.threshold { continue }
                                 let v = block.vectors + (row + j) * dimension
                                 let score = l2 ? -vs_l2(query, v, dimension) : vs_dot(query, v, dimension)

@@ -233,6 +233,7 @@ struct IDIndexTests {
             ("33 levels", [1, 33, 0, 0] + [UInt8](repeating: 0, count: 132)),
             ("length", good + [0]),
             ("counts above the live documents", [1, 1, 0, 0, 0xFF, 0xFF, 0, 0]),
+            ("an empty last level", [1, 2, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]),
         ]
         for (what, bytes) in damaged {
             try put(bytes)
@@ -320,5 +321,31 @@ struct IDIndexTests {
         #expect(try store.verify().isOK)
         let runsDB = try #require(store.dbs.handle(Format.DB.idruns))
         #expect(try store.read { txn in try txn.stats(runsDB).entries } == 0)
+    }
+
+    @Test("compaction refuses an id index in which two ids name one row (it would copy the damage)")
+    func compactionRefusesSharedRow() throws {
+        let dir = try TempDir()
+        let path = dir.path("s.vecstore")
+        var rng = SeededRandom(seed: 31)
+        let docs = Self.documents(12, &rng)
+        do {
+            let store = try VecStore(path: path)
+            let c = try store.collection("c", dimension: Self.dimension, metric: .l2, index: .flat)
+            try Self.write(store, c, docs, policy: IDRunPolicy(smallBase: 100, levelZero: 100))
+            // docs[0]'s id entry now names docs[1]'s row: as many entries as documents, one row named twice.
+            let key0 = Format.prefix(c.collectionID) + Array(docs[0].id.utf8)
+            let key1 = Format.prefix(c.collectionID) + Array(docs[1].id.utf8)
+            let row1 = try #require(try store.read { txn in try txn.get(store.dbs.ids, key1).map { Array($0) } })
+            try store.write { txn in try txn.put(store.dbs.ids, key0, row1) }
+            #expect(!(try store.verify().isOK))
+            store.close()
+        }
+        guard case .failure(.corrupt) = Result(catching: { () throws(VecStoreError) -> Void in
+            _ = try VecStore.compact(path: path)
+        }) else {
+            Issue.record("compaction copied an id index naming one row twice")
+            return
+        }
     }
 }

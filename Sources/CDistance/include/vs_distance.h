@@ -21,8 +21,10 @@ float vs_l2sq_f16(const float *q, const unsigned short *h, size_t n);
 /// Upper bounds for the certified two-pass exact scan (Spec/HNSW.md §3.3): `n` rows stored as
 /// binary16, row `r` at `h + r * stride` (halves), each the round-to-nearest conversion of a float32 row
 /// `x_r`. `ub[r]` is never below the score the float32 kernels compute for `x_r` (`vs_dot(q, x_r)`, or
-/// `-vs_l2(q, x_r)` when `l2` is non-zero), whatever their summation order; NaN or +inf when the copy
-/// overflows. `qn2` and `qn1` are upper bounds of |q|_2 and |q|_1.
+/// `-vs_l2(q, x_r)` when `l2` is non-zero), whatever their summation order, provided no partial sum of
+/// `vs_dot` overflows (true whenever |q|_2 is below 2^64, as every query's finite norm check ensures:
+/// finite copies bound |x_i| by 65520); +inf when a copy, a pass-1 sum or `qn2`/`qn1` is not finite.
+/// `qn2` and `qn1` are upper bounds of |q|_2 and |q|_1. Assumes IEEE gradual underflow (no FTZ/DAZ).
 void vs_f16_upper_many(const float *q, double qn2, double qn1, const unsigned short *h, size_t n, size_t stride,
                        size_t dim, int l2, float *ub);
 /// `vs_f16_upper_many` for the rows listed in `rows` (row numbers from `h`, stride `stride` halves).

@@ -78,9 +78,6 @@ enum Format {
         return k
     }
 
-    /// `collection id (BE) · external id (UTF-8)`: key of `ids`.
-    static func idKey(_ collection: UInt32, _ id: String) -> [UInt8] { prefix(collection) + Array(id.utf8) }
-
     static func encodeInternalID(_ id: UInt32) -> [UInt8] {
         var b: [UInt8] = []
         b.appendLE(id)
