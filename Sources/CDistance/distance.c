@@ -331,7 +331,7 @@ static void half_pass_avx512(const float *q, const unsigned short *h, size_t n, 
     size_t rowBytes = stride * 2;
     for (size_t r = 0; r < n; r++) {
         const unsigned short *row = h + r * stride;
-        if (PREFETCH_HALF_BYTES > 0) {
+        if (PREFETCH_HALF_BYTES > 0 && n > 1) {  // a streamed run of rows; gathered rows (n = 1) prefetch their own
             const char *ahead = (const char *)row + PREFETCH_HALF_BYTES;
             for (size_t o = 0; o < rowBytes; o += 64) _mm_prefetch(ahead + o, _MM_HINT_T0);
         }
@@ -371,7 +371,7 @@ static void half_pass_avx2(const float *q, const unsigned short *h, size_t n, si
     size_t rowBytes = stride * 2;
     for (size_t r = 0; r < n; r++) {
         const unsigned short *row = h + r * stride;
-        if (PREFETCH_HALF_BYTES > 0) {
+        if (PREFETCH_HALF_BYTES > 0 && n > 1) {  // a streamed run of rows; gathered rows (n = 1) prefetch their own
             const char *ahead = (const char *)row + PREFETCH_HALF_BYTES;
             for (size_t o = 0; o < rowBytes; o += 64) _mm_prefetch(ahead + o, _MM_HINT_T0);
         }
