@@ -26,6 +26,7 @@ struct ScaleBench: ParsableCommand {
     @Option(help: "Use only the first N queries.") var maxQueries: Int?
     @Option(help: "Phases, comma-separated: import,add,open,exact,search,ids,filter,compact,compact-rebuild (ids: lookups by id; the last compacts the store as the compact phase found it, rebuilding the graph).") var phases = "import,add,search,filter,compact"
     @Option(help: "Fresh opens for the open phase (open + first query, open + first filtered query per source; medians).") var openRuns = 5
+    @Option(help: "Filter phase: also measure filtered and unfiltered search at these ef values (comma-separated; the aim compares them at the same ef).") var filterEfs = ""
     @Option(help: "Queries for the exact phase (single-query exact search, 1 thread).") var exactQueries = 100
     @Option(help: "Index of the imported collection: hnsw or flat (flat shows what the rows alone write).") var index = "hnsw"
 
@@ -175,7 +176,7 @@ struct ScaleBench: ParsableCommand {
             let all = try String(contentsOfFile: sources, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
             var counts: [String: Int] = [:]
             for s in all.prefix(total) { counts[String(s), default: 0] += 1 }
-            var filtered: [[String: Any]] = []
+            var filtered: [[String: Any]] = [], filteredByEf: [[String: Any]] = []
             for source in ["linux", "python", "sphinx"] where counts[source] != nil {
                 let filter = Filter.field("source", .equals(.string(source)))
                 let qs = Array(queryRows.prefix(200))
@@ -195,8 +196,21 @@ struct ScaleBench: ParsableCommand {
                 print(String(format: "%@ filter source=%@ (%.1f%%): recall %.4f vs exact filtered, %.0f q/s, first query %.1f ms",
                              dataset, source, 100 * Double(counts[source] ?? 0) / Double(total), recall,
                              Double(qs.count) / seconds, firstMs))
+                for ef in filterEfs.split(separator: ",").compactMap({ Int($0) }) {
+                    let options = SearchOptions(ef: ef)
+                    let fs = try bestOf(2) { got = try qs.map { try coll.search($0, k: 10, filter: filter, options: options).map(\.id) } }
+                    let us = try bestOf(2) { for q in qs { _ = try coll.search(q, k: 10, options: options) } }
+                    var hitEf = 0
+                    for (g, e) in zip(got, exact) { hitEf += Set(g).intersection(e).count }
+                    let recallEf = Double(hitEf) / Double(max(1, all))
+                    filteredByEf.append(["source": source, "ef": ef, "recall": recallEf, "qps_1t": Double(qs.count) / fs,
+                                         "unfiltered_qps_1t": Double(qs.count) / us])
+                    print(String(format: "%@ filter source=%@ ef=%d: recall %.4f, %.0f q/s; unfiltered %.0f q/s (%.2fx)",
+                                 dataset, source, ef, recallEf, Double(qs.count) / fs, Double(qs.count) / us, us / fs))
+                }
             }
             metrics["filtered"] = filtered
+            if !filteredByEf.isEmpty { metrics["filtered_by_ef"] = filteredByEf }
         }
         // The store as it was before compaction (after the deletes), kept for the `compact-rebuild` phase.
         let deletedCopy = store + ".deleted"
