@@ -37,6 +37,14 @@ struct IVFTrainingOptions: ParsableArguments {
                              pqResidual: pqResidual.map { $0 == .on })
     }
 
+    /// Rejects the product-quantizer options (`--pq-m`, `--pq-residual`) with an index that has no codes
+    /// (`pq` false): they would be ignored silently, like `--traversal` outside HNSW.
+    func rejectPQOptions(pq: Bool) throws {
+        guard !pq else { return }
+        if pqM != nil { throw ValidationError("--pq-m applies to --index ivf-pq only") }
+        if pqResidual != nil { throw ValidationError("--pq-residual applies to --index ivf-pq only") }
+    }
+
     /// Rejects out-of-range options before a store is opened, through the library's own checks
     /// (`IVFParameters.validateRanges`, the one source of the ranges). `--pq-m 0` is not an option value.
     func validate() throws {

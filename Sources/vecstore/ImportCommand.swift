@@ -118,6 +118,7 @@ struct ImportCommand: ParsableCommand {
         if let pca, pca < 1 { throw ValidationError("--pca must be at least 1") }
         if pcaSample < 2 { throw ValidationError("--pca-sample must be at least 2") }
         if traversal != nil && index != .hnsw { throw ValidationError("--traversal applies to --index hnsw only") }
+        try ivf.rejectPQOptions(pq: index == .ivfPQ)
         if files.count > 1 && (vectors != nil || ids != nil) {
             throw ValidationError("--vectors and --ids go with a single input file")
         }

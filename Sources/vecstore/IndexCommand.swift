@@ -79,6 +79,7 @@ struct IndexBuildCommand: ParsableCommand {
 
     func validate() throws {
         if traversal != nil && index != .hnsw { throw ValidationError("--traversal applies to --index hnsw only") }
+        try ivf.rejectPQOptions(pq: index == .ivfPQ)
     }
 
     func run() throws {

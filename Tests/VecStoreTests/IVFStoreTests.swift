@@ -300,6 +300,14 @@ struct IVFStoreTests {
             let r = try runCLI(["index", "build", store, "-c", "c", "--index", "ivf-pq"] + args)
             #expect(r.status != 0 && r.stderr.contains(message), "\(args): \(r.stderr)")
         }
+        // Codes' options with an index that has none are refused, not ignored (import and index build).
+        for (index, args, message) in [("ivf", ["--pq-residual", "off"], "--pq-residual applies to --index ivf-pq only"),
+                                       ("hnsw", ["--pq-m", "4"], "--pq-m applies to --index ivf-pq only")] {
+            let b = try runCLI(["index", "build", store, "-c", "c", "--index", index] + args)
+            #expect(b.status == 2 && b.stderr.contains(message), "build \(index) \(args): \(b.stderr)")
+            let i = try runCLI(["import", store, "-c", "c", "--index", index] + args + [dir.path("absent.jsonl")])
+            #expect(i.status == 2 && i.stderr.contains(message), "import \(index) \(args): \(i.stderr)")
+        }
         #expect(throws: VecStoreError.self) { try IVFParameters(nprobe: 0).validateRanges() }
         #expect(throws: VecStoreError.self) { try IVFParameters(coding: .pq(m: 8, bits: 6)).validateRanges() }
         try IVFParameters(nlist: 16, coding: .pq(m: 0, bits: 4), nprobe: 2, refine: 0).validateRanges()
