@@ -325,6 +325,20 @@ static float l2_h_avx2(const float *q, const unsigned short *h, size_t n) {
 #ifndef PREFETCH_HALF_BYTES
 #define PREFETCH_HALF_BYTES 3072
 #endif
+// The components past the vector loop of a half_pass kernel (dimensions that are not a multiple of its
+// width), added to the loop's sums s and t, which are then stored at *a and *b.
+__attribute__((target("f16c")))
+static inline void half_pass_rest(const float *q, const unsigned short *row, size_t i, size_t d, int l2, float s, float t,
+                                  float *a, float *b) {
+    for (; i < d; i++) {
+        float x = _cvtsh_ss(row[i]);
+        if (l2) { float e = q[i] - x; s += e * e; } else s += q[i] * x;
+        t += x * x;
+    }
+    *a = s;
+    *b = t;
+}
+
 __attribute__((target("avx512f")))
 static void half_pass_avx512(const float *q, const unsigned short *h, size_t n, size_t stride, size_t d, int l2,
                              float *a, float *b) {
@@ -355,13 +369,7 @@ static void half_pass_avx512(const float *q, const unsigned short *h, size_t n, 
             }
         }
         float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)), t = _mm512_reduce_add_ps(_mm512_add_ps(t0, t1));
-        for (; i < d; i++) {
-            float x = _cvtsh_ss(row[i]);
-            if (l2) { float e = q[i] - x; s += e * e; } else s += q[i] * x;
-            t += x * x;
-        }
-        a[r] = s;
-        b[r] = t;
+        half_pass_rest(q, row, i, d, l2, s, t, a + r, b + r);
     }
 }
 
@@ -390,13 +398,7 @@ static void half_pass_avx2(const float *q, const unsigned short *h, size_t n, si
             t0 = _mm256_fmadd_ps(h0, h0, t0); t1 = _mm256_fmadd_ps(h1, h1, t1);
         }
         float s = hsum256(_mm256_add_ps(s0, s1)), t = hsum256(_mm256_add_ps(t0, t1));
-        for (; i < d; i++) {
-            float x = _cvtsh_ss(row[i]);
-            if (l2) { float e = q[i] - x; s += e * e; } else s += q[i] * x;
-            t += x * x;
-        }
-        a[r] = s;
-        b[r] = t;
+        half_pass_rest(q, row, i, d, l2, s, t, a + r, b + r);
     }
 }
 #endif
