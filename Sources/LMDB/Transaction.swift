@@ -184,6 +184,13 @@ public final class Transaction {
         }
         return try body(cursor)
     }
+
+    /// Deletes every key of `db` that begins with `prefix`.
+    public func deletePrefix(_ db: Database, _ prefix: [UInt8]) throws {
+        try withCursor(db) { (c: Cursor) throws(LMDBError) -> Void in
+            while let (key, _) = try c.seek(atLeast: prefix), key.starts(with: prefix) { try c.deleteCurrent() }
+        }
+    }
 }
 
 /// A cursor over one database, valid only inside `Transaction.withCursor`.

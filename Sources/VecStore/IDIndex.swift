@@ -292,7 +292,7 @@ struct IDIndex {
             guard moved[i] == Int(levels[level]) else {
                 throw VecStoreError.corrupt("collection \(name): id run level \(level) holds \(moved[i]) ids, its record says \(levels[level])")
             }
-            try Self.deleteRange(txn, runs, levelPrefix(level))
+            try txn.deletePrefix(runs, levelPrefix(level))
             levels[level] = 0
         }
         if case .run(let level) = target {
@@ -300,13 +300,6 @@ struct IDIndex {
             levels[level] += UInt32(moved.reduce(0, +))
         }
         levelsChanged = true
-    }
-
-    /// Deletes every key of `db` that begins with `prefix`.
-    static func deleteRange(_ txn: Transaction, _ db: Database, _ prefix: [UInt8]) throws {
-        try txn.withCursor(db) { (c: Cursor) throws -> Void in
-            while let (key, _) = try c.seek(atLeast: prefix), key.starts(with: prefix) { try c.deleteCurrent() }
-        }
     }
 
     // MARK: Whole-index reads (compaction, verify, stats)

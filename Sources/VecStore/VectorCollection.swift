@@ -243,7 +243,8 @@ public struct VectorCollection: Sendable {
             guard let row = try IDIndex(txn, store.dbs, snap.record, name: name).lookup(id)?.row else {
                 throw VecStoreError.invalidArgument("no document with id '\(id)' in \(name)")
             }
-            guard row < snap.record.nextInternalID, snap.view.isLive(row) else {
+            // (`lookup` checked the row is below the collection's rows.)
+            guard snap.view.isLive(row) else {
                 throw VecStoreError.corrupt("collection \(name): id '\(id)' maps to row \(row), which is not live")
             }
             let query = Array(UnsafeBufferPointer(start: snap.view.vector(row), count: dimension))

@@ -96,11 +96,6 @@ public struct TopK: Sendable {
         i[parent] = id
     }
 
-    /// The held candidates' ids in heap order (unsorted; shares the selection's storage, no copy). For
-    /// consumers that re-score the candidates and need no order.
-    @inlinable
-    public var unorderedIDs: [UInt32] { ids }
-
     /// Calls `body` with every held candidate `(score, id)`, in heap order (unsorted; use `sorted()` for
     /// best first). For consumers that re-score the candidates and need no order.
     @inlinable

@@ -20,7 +20,9 @@ struct TopKTests {
             let got = top.sorted(), want = Self.reference(items, k: k)
             #expect(got.map(\.id) == want.map(\.id), "k \(k) n \(n)")
             #expect(got.map(\.score) == want.map(\.score), "k \(k) n \(n)")
-            #expect(Set(top.unorderedIDs) == Set(want.map(\.id)))
+            var held = Set<UInt32>()
+            top.forEachUnordered { _, id in held.insert(id) }
+            #expect(held == Set(want.map(\.id)))
             #expect(top.threshold == (k == 0 ? .infinity : n < k ? -.infinity : want.last?.score ?? -.infinity))
         }
     }

@@ -239,12 +239,7 @@ struct CompactRemapTests {
         for (attempt, delay) in [0.05, 0.3, 0.8, 1.5].enumerated() {
             let store = dir.path("s\(attempt).vecstore")
             try FileManager.default.copyItem(atPath: source, toPath: store)
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: vecstoreBinary)
-            p.arguments = ["compact", store]
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
+            let p = try startCLI(["compact", store])
             Thread.sleep(forTimeInterval: delay)
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()

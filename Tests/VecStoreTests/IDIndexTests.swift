@@ -32,6 +32,19 @@ struct IDIndexTests {
         }
     }
 
+    /// Writes `batches` batches of `size` new documents with `policy`; returns them all in order.
+    static func writeBatches(_ batches: Int, of size: Int, _ store: VecStore, _ c: VectorCollection,
+                             _ rng: inout SeededRandom, policy: IDRunPolicy) throws -> [Document]
+    {
+        var all: [Document] = []
+        for _ in 0..<batches {
+            let docs = documents(size, &rng)
+            all += docs
+            try write(store, c, docs, policy: policy)
+        }
+        return all
+    }
+
     /// Where each id lives, read in one snapshot.
     static func places(_ store: VecStore, _ c: VectorCollection, _ ids: [String]) throws -> [IDIndex.Place?] {
         try store.read { txn in
@@ -71,12 +84,7 @@ struct IDIndexTests {
         let c = try store.collection("c", dimension: Self.dimension, metric: .l2, index: .flat)
         let policy = IDRunPolicy(smallBase: 8, levelZero: 8)
         var rng = SeededRandom(seed: 5)
-        var all: [Document] = []
-        for _ in 0..<13 {
-            let docs = Self.documents(5, &rng)
-            all += docs
-            try Self.write(store, c, docs, policy: policy)
-        }
+        let all = try Self.writeBatches(13, of: 5, store, c, &rng, policy: policy)
         let runs = try c.info().idRuns
         #expect(runs.filter { $0 > 0 }.count >= 2, "levels \(runs)")
         let places = try Self.places(store, c, all.map(\.id))
@@ -180,12 +188,7 @@ struct IDIndexTests {
         let c = try store.collection("c", dimension: Self.dimension, metric: .l2, index: .flat)
         let policy = IDRunPolicy(smallBase: 8, levelZero: 8)
         var rng = SeededRandom(seed: 9)
-        var all: [Document] = []
-        for _ in 0..<6 {
-            let docs = Self.documents(5, &rng)
-            all += docs
-            try Self.write(store, c, docs, policy: policy)
-        }
+        let all = try Self.writeBatches(6, of: 5, store, c, &rng, policy: policy)
         #expect(try store.verify().isOK)
         let places = try Self.places(store, c, all.map(\.id))
         guard let inRun = places.firstIndex(where: { if case .run = $0 { true } else { false } }),

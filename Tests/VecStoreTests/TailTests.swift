@@ -326,12 +326,7 @@ struct TailTests {
         var sawTail = false
         for (attempt, delay) in [1.5, 3.0, 5.0].enumerated() {
             let store = dir.path("k\(attempt).vecstore")
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: vecstoreBinary)
-            p.arguments = ["import", store, "-c", "c", "--index", "hnsw", path, "--batch-size", "1000"]
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
+            let p = try startCLI(["import", store, "-c", "c", "--index", "hnsw", path, "--batch-size", "1000"])
             Thread.sleep(forTimeInterval: delay)
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()

@@ -144,6 +144,18 @@ func runCLI(_ arguments: [String], stdin: String? = nil, environment: [String: S
     try runProcess(vecstoreBinary, arguments, stdin: stdin, environment: environment)
 }
 
+/// Starts `vecstore` with `arguments`, its output discarded, and returns without waiting (tests that
+/// kill it mid-write).
+func startCLI(_ arguments: [String]) throws -> Process {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: vecstoreBinary)
+    p.arguments = arguments
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    return p
+}
+
 /// Runs `script` with `bash -c`, `arguments` as `$0`, `$1`, ….
 func runShell(_ script: String, _ arguments: [String]) throws -> CLIResult {
     try runProcess("/bin/bash", ["-c", script] + arguments)

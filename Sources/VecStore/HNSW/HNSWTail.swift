@@ -49,11 +49,7 @@ extension HNSWIndex {
             return false
         }
         let prefix = Format.prefix(record.id)
-        for db in [try dbs.graph, try dbs.graphUpper] {
-            try txn.withCursor(db) { (c: Cursor) throws -> Void in
-                while let (key, _) = try c.seek(atLeast: prefix), key.starts(with: prefix) { try c.deleteCurrent() }
-            }
-        }
+        for db in [try dbs.graph, try dbs.graphUpper] { try txn.deletePrefix(db, prefix) }
         try HNSWConfig.create(parameters, collection: record.id).store(txn, dbs, record.id)
         if record.nextInternalID > 0 { try Format.declare(tailFeature, txn, meta: dbs.meta) }
         return true
