@@ -257,9 +257,7 @@ struct TextIndexWriter {
     mutating func clear() throws {
         let prefix = Format.prefix(collection)
         for db in [dbs.terms, dbs.postings, dbs.doclens] {
-            try txn.withCursor(db) { (c: Cursor) throws -> Void in
-                while let (key, _) = try c.seek(atLeast: prefix), key.starts(with: prefix) { try c.deleteCurrent() }
-            }
+            try txn.deletePrefix(db, prefix)
         }
         info.nextTermID = 0
         info.docCount = 0

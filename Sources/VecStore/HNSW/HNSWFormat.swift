@@ -176,9 +176,7 @@ struct HNSWConfig: Equatable {
     static func dropGraph(_ txn: Transaction, _ dbs: Databases, _ collection: UInt32) throws {
         let prefix = Format.prefix(collection)
         for db in [try dbs.graph, try dbs.graphUpper, try dbs.graphVectors] {
-            try txn.withCursor(db) { (c: Cursor) throws -> Void in
-                while let (key, _) = try c.seek(atLeast: prefix), key.starts(with: prefix) { try c.deleteCurrent() }
-            }
+            try txn.deletePrefix(db, prefix)
         }
         try txn.delete(dbs.meta, key(collection))
         try HNSWInt8Record.drop(txn, dbs, collection)
