@@ -240,6 +240,42 @@ struct IVFStoreTests {
         #expect(!(try store.verify().isOK))
     }
 
+    @Test("a raw-codes flag in a store that does not declare ivf-pq-raw is a damaged record, not raw codes")
+    func rawFlagWithoutFeature() throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("f.vecstore"))
+        let vectors = clustered(400, dimension: 8, seed: 7)
+        let dbs = store.dbs
+        func clearFlag(_ cid: UInt32) throws {
+            try store.write { txn in
+                var h = try #require(try txn.get(dbs.meta, IVFFormat.headerKey(cid)).map { Array($0) })
+                h[3] = 0
+                try txn.put(dbs.meta, IVFFormat.headerKey(cid), h)
+            }
+        }
+        // Trained residual codes (header flags bit 0 set) and a pending residual index (flag clear, then set).
+        let c = try store.collection("c", dimension: 8, metric: .l2, index: .flat)
+        try c.add(documents(vectors))
+        try c.buildIVF(IVFParameters(nlist: 4, coding: .pq(m: 4, bits: 4), pqResidual: true))
+        let p = try store.collection("p", dimension: 8, metric: .l2,
+                                     index: .ivf(IVFParameters(nlist: 4, coding: .pq(m: 4, bits: 8))))
+        _ = try c.search(vectors[0], k: 5)
+        try clearFlag(c.collectionID)
+        try store.write { txn in
+            var h = try #require(try txn.get(dbs.meta, IVFFormat.headerKey(p.collectionID)).map { Array($0) })
+            h[3] = 1
+            try txn.put(dbs.meta, IVFFormat.headerKey(p.collectionID), h)
+        }
+        for (name, call) in [("search", { _ = try c.search(vectors[0], k: 5) }), ("index kind", { _ = try c.indexKind() }),
+                             ("pending", { _ = try p.indexKind() }), ("pending info", { _ = try p.ivfInfo() })] {
+            do {
+                try call()
+                Issue.record("\(name): a raw-codes flag without the feature was accepted")
+            } catch { #expect("\(error)".contains("ivf-pq-raw"), "\(name): \(error)") }
+        }
+        #expect(!(try store.verify().isOK))
+    }
+
     @Test("an index given at creation is searched exactly until the batch that reaches its training threshold")
     func trainsAtThreshold() throws {
         let dir = try TempDir()
