@@ -297,18 +297,6 @@ public enum IVFListScan {
         pqRows(block, quantizer: quantizer, table: table, metric: metric, bias: bias, mask: mask, into: &top)
     }
 
-    /// `pq` into a `CandidateReservoir` (the re-ranking candidates of a refining search).
-    public static func pq(_ block: IVFListBlockView, quantizer: ProductQuantizer, table: UnsafePointer<Float>,
-                          metric: Metric, bias: Float, mask: CandidateMask?, into top: inout CandidateReservoir) {
-        pqRows(block, quantizer: quantizer, table: table, metric: metric, bias: bias, mask: mask, into: &top)
-    }
-
-    /// `fastScan` into a `CandidateReservoir` (the re-ranking candidates of a refining search).
-    public static func fastScan(_ block: IVFListBlockView, table: QuantizedTable, bias: Float, mask: CandidateMask?,
-                                into top: inout CandidateReservoir) {
-        fastScanRows(block, table: table, bias: bias, mask: mask, into: &top)
-    }
-
     @inline(__always)
     static func pqRows<S: ScoredRowSink>(_ block: IVFListBlockView, quantizer: ProductQuantizer,
                                          table: UnsafePointer<Float>, metric: Metric, bias: Float,

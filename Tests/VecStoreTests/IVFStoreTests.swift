@@ -6,20 +6,6 @@ import VecStoreQuant
 
 private let siftDirectory = sharedData.appendingPathComponent("siftsmall").path
 
-private func readFvecs(_ path: String) throws -> [[Float]] {
-    let data = try Data(contentsOf: URL(fileURLWithPath: path))
-    return data.withUnsafeBytes { raw -> [[Float]] in
-        var rows: [[Float]] = []
-        var o = 0
-        while o + 4 <= raw.count {
-            let n = Int(raw.loadUnaligned(fromByteOffset: o, as: Int32.self))
-            rows.append((0..<n).map { raw.loadUnaligned(fromByteOffset: o + 4 + 4 * $0, as: Float.self) })
-            o += 4 + 4 * n
-        }
-        return rows
-    }
-}
-
 /// Mean fraction of the exact top-k ids that `options` also returns.
 private func recall(_ c: VectorCollection, _ queries: [[Float]], k: Int, options: SearchOptions,
                     filter: Filter? = nil) throws -> Double {
@@ -32,12 +18,12 @@ private func recall(_ c: VectorCollection, _ queries: [[Float]], k: Int, options
     return total / Double(queries.count)
 }
 
-/// Clustered random vectors (so lists are uneven, as real data makes them).
 /// One document per vector, ids `prefix` + its position in `vectors` (counted from 0).
 private func documents<S: Sequence<[Float]>>(_ vectors: S, prefix: String = "r") -> [Document] {
     vectors.enumerated().map { Document(id: "\(prefix)\($0.offset)", vector: $0.element) }
 }
 
+/// Clustered random vectors (so lists are uneven, as real data makes them).
 private func clustered(_ count: Int, dimension: Int, seed: UInt64) -> [[Float]] {
     var rng = SeededRandom(seed: seed)
     let centres = (0..<12).map { _ in rng.vector(dimension) }
@@ -52,8 +38,8 @@ struct IVFStoreTests {
     @Test("siftsmall: IVF-Flat at nprobe = nlist returns exactly what exact search returns; IVF-PQ with refine ≥ 0.9",
           .enabled(if: FileManager.default.fileExists(atPath: siftDirectory + "/siftsmall_query.fvecs")))
     func siftsmallRecall() throws {
-        let base = try readFvecs(siftDirectory + "/siftsmall_base.fvecs")
-        let queries = Array(try readFvecs(siftDirectory + "/siftsmall_query.fvecs").prefix(40))
+        let base = try readVecs(siftDirectory + "/siftsmall_base.fvecs", as: Float.self)
+        let queries = Array(try readVecs(siftDirectory + "/siftsmall_query.fvecs", as: Float.self).prefix(40))
         let dir = try TempDir()
         let store = try VecStore(path: dir.path("s.vecstore"))
         let c = try store.collection("sift", dimension: 128, metric: .l2, index: .flat)
@@ -250,6 +236,42 @@ struct IVFStoreTests {
             var h = try #require(try txn.get(dbs.meta, IVFFormat.headerKey(2)).map { Array($0) })
             h[3] = 1
             try txn.put(dbs.meta, IVFFormat.headerKey(2), h)
+        }
+        #expect(!(try store.verify().isOK))
+    }
+
+    @Test("a raw-codes flag in a store that does not declare ivf-pq-raw is a damaged record, not raw codes")
+    func rawFlagWithoutFeature() throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("f.vecstore"))
+        let vectors = clustered(400, dimension: 8, seed: 7)
+        let dbs = store.dbs
+        func clearFlag(_ cid: UInt32) throws {
+            try store.write { txn in
+                var h = try #require(try txn.get(dbs.meta, IVFFormat.headerKey(cid)).map { Array($0) })
+                h[3] = 0
+                try txn.put(dbs.meta, IVFFormat.headerKey(cid), h)
+            }
+        }
+        // Trained residual codes (header flags bit 0 set) and a pending residual index (flag clear, then set).
+        let c = try store.collection("c", dimension: 8, metric: .l2, index: .flat)
+        try c.add(documents(vectors))
+        try c.buildIVF(IVFParameters(nlist: 4, coding: .pq(m: 4, bits: 4), pqResidual: true))
+        let p = try store.collection("p", dimension: 8, metric: .l2,
+                                     index: .ivf(IVFParameters(nlist: 4, coding: .pq(m: 4, bits: 8))))
+        _ = try c.search(vectors[0], k: 5)
+        try clearFlag(c.collectionID)
+        try store.write { txn in
+            var h = try #require(try txn.get(dbs.meta, IVFFormat.headerKey(p.collectionID)).map { Array($0) })
+            h[3] = 1
+            try txn.put(dbs.meta, IVFFormat.headerKey(p.collectionID), h)
+        }
+        for (name, call) in [("search", { _ = try c.search(vectors[0], k: 5) }), ("index kind", { _ = try c.indexKind() }),
+                             ("pending", { _ = try p.indexKind() }), ("pending info", { _ = try p.ivfInfo() })] {
+            do {
+                try call()
+                Issue.record("\(name): a raw-codes flag without the feature was accepted")
+            } catch { #expect("\(error)".contains("ivf-pq-raw"), "\(name): \(error)") }
         }
         #expect(!(try store.verify().isOK))
     }

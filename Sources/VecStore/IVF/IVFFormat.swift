@@ -73,6 +73,10 @@ public struct IVFParameters: Sendable, Equatable {
         }
     }
 
+    /// PQ codes of the raw vectors (a PQ coding without `pqResidual`): what feature `ivf-pq-raw` and the
+    /// records' raw-codes flag say.
+    var rawCodes: Bool { coding != .flat && !pqResidual }
+
     /// The coding as `index show` prints it: `flat`, or e.g. `pq4 M=96, codes of the raw vectors`.
     var codingSummary: String {
         coding == .flat ? coding.description
@@ -164,6 +168,17 @@ enum IVFFormat {
     /// Declares `rawCodesFeature` when an index writes (or will write) PQ codes of the raw vectors.
     static func declareCoding(raw: Bool, _ txn: Transaction, _ dbs: Databases) throws {
         if raw { try Format.declare(rawCodesFeature, txn, meta: dbs.meta) }
+    }
+    /// Checks a record's raw-codes flag against the store: PQ codes of the raw vectors are only written with
+    /// `rawCodesFeature` declared, so a flag without the feature is a damaged flags byte (a residual index
+    /// whose bit 0 was cleared would otherwise be scored as raw codes), reported as corrupt.
+    static func checkCoding(raw: Bool, _ txn: Transaction, _ dbs: Databases, name: String) throws {
+        guard raw else { return }
+        let declared = try txn.get(dbs.meta, Format.featuresKey).map { v in try Format.decodeFeatures(v) } ?? []
+        guard declared.contains(where: { $0.name == rawCodesFeature.name }) else {
+            throw VecStoreError.corrupt("collection \(name): IVF record offset 3: flags say PQ codes of the raw "
+                                        + "vectors, but the store does not declare feature \(rawCodesFeature.name)")
+        }
     }
     /// Meta key prefix of the header record `ivf:<BE32 cid>`.
     static let keyPrefix: [UInt8] = Array("ivf:".utf8)

@@ -46,7 +46,7 @@ enum IVFIndexKind: VectorIndexKind {
         let trainAt = live > 0 ? p.minimumRows(nlist: p.nlist ?? IVFParameters.defaultNlist(rows: live)) : p.trainingThreshold
         let pending = IVFPendingRecord(parameters: p, metric: record.metric, trainAt: trainAt)
         try txn.put(dbs.meta, IVFFormat.headerKey(record.id), try pending.encode(dimension: record.dimension))
-        try IVFFormat.declareCoding(raw: p.coding != .flat && !p.pqResidual, txn, dbs)
+        try IVFFormat.declareCoding(raw: p.rawCodes, txn, dbs)
     }
 
     /// Marks the untrained index of `record` to be trained only on request (`buildIVF`, the end of an
@@ -73,7 +73,9 @@ enum IVFIndexKind: VectorIndexKind {
         guard let value = try txn.get(dbs.meta, IVFFormat.headerKey(record.id)) else { return nil }
         try checkVersion(value, name: name)
         if value.count == IVFPendingRecord.size {
-            return .pending(try IVFPendingRecord.decode(value, dimension: record.dimension, metric: record.metric, name: name))
+            let pending = try IVFPendingRecord.decode(value, dimension: record.dimension, metric: record.metric, name: name)
+            try IVFFormat.checkCoding(raw: pending.parameters.rawCodes, txn, dbs, name: name)
+            return .pending(pending)
         }
         guard let model = try IVFModel.load(txn, dbs, record, name: name) else { return nil }
         return .trained(model)
@@ -83,20 +85,24 @@ enum IVFIndexKind: VectorIndexKind {
         guard let value = try txn.get(dbs.meta, IVFFormat.headerKey(record.id)) else { return nil }
         let name = "id \(record.id)"
         try checkVersion(value, name: name)
+        let parameters: IVFParameters
         if value.count == IVFPendingRecord.size {
-            return .ivf(try IVFPendingRecord.decode(value, dimension: record.dimension, metric: record.metric,
-                                                    name: name).parameters)
-        }
-        // Only the header: the centroids and lists are read (and checked) by the view and verify.
-        do throws(QuantError) {
-            let header = try IVFHeader.decode(value)
-            guard header.metric == record.metric, header.dimension == record.dimension else {
-                throw QuantError.damaged(record: "IVF header", offset: 2, reason: "metric or dimension differs from the collection's")
+            parameters = try IVFPendingRecord.decode(value, dimension: record.dimension, metric: record.metric,
+                                                     name: name).parameters
+        } else {
+            // Only the header: the centroids and lists are read (and checked) by the view and verify.
+            do throws(QuantError) {
+                let header = try IVFHeader.decode(value)
+                guard header.metric == record.metric, header.dimension == record.dimension else {
+                    throw QuantError.damaged(record: "IVF header", offset: 2, reason: "metric or dimension differs from the collection's")
+                }
+                parameters = IVFModel(header: header, centroids: [], quantizer: nil).parameters
+            } catch {
+                throw IVFFormat.corrupt(error, name)
             }
-            return .ivf(IVFModel(header: header, centroids: [], quantizer: nil).parameters)
-        } catch {
-            throw IVFFormat.corrupt(error, name)
         }
+        try IVFFormat.checkCoding(raw: parameters.rawCodes, txn, dbs, name: name)
+        return .ivf(parameters)
     }
 
     static func drop(_ txn: Transaction, _ dbs: Databases, collection: UInt32) throws {
@@ -188,7 +194,7 @@ enum IVFIndexKind: VectorIndexKind {
             if case .pending(let pending) = state {
                 try txn.put(dbs.meta, IVFFormat.headerKey(record.id), try pending.encode(dimension: record.dimension))
                 let p = pending.parameters
-                try IVFFormat.declareCoding(raw: p.coding != .flat && !p.pqResidual, txn, dbs)
+                try IVFFormat.declareCoding(raw: p.rawCodes, txn, dbs)
             }
             return .remapped
         }

@@ -30,6 +30,7 @@ final class IVFModel: @unchecked Sendable {
         let (ivf, _) = try IVFFormat.handles(dbs)
         let cv = try txn.get(ivf, IVFFormat.centroidKey(record.id))
         let bv = try txn.get(ivf, IVFFormat.codebookKey(record.id))
+        let model: IVFModel
         do throws(QuantError) {
             let header = try IVFHeader.decode(value)
             guard header.metric == record.metric else {
@@ -51,10 +52,12 @@ final class IVFModel: @unchecked Sendable {
                 quantizer = try ProductQuantizer(dimension: header.dimension, subquantizers: header.subquantizers,
                                                  bits: header.bits, codebooks: books)
             }
-            return IVFModel(header: header, centroids: centroids, quantizer: quantizer)
+            model = IVFModel(header: header, centroids: centroids, quantizer: quantizer)
         } catch {
             throw IVFFormat.corrupt(error, name)
         }
+        try IVFFormat.checkCoding(raw: model.quantizer != nil && !model.header.residual, txn, dbs, name: name)
+        return model
     }
 
     /// Writes the header, centroids and codebooks of collection `cid` and declares the `ivf` feature.

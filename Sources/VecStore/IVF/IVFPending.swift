@@ -33,8 +33,8 @@ struct IVFPendingRecord: Equatable {
 
     func encode(dimension: Int) throws(VecStoreError) -> [UInt8] {
         try parameters.validate(dimension: dimension)
-        let raw = parameters.coding != .flat && !parameters.pqResidual
-        var out: [UInt8] = [Self.version, parameters.coding.payloadKind.rawValue, metric.rawValue, raw ? 1 : 0]
+        var out: [UInt8] = [Self.version, parameters.coding.payloadKind.rawValue, metric.rawValue,
+                            parameters.rawCodes ? 1 : 0]
         out.appendLE(UInt32(parameters.nlist ?? 0))
         var m = 0, bits = 0
         if case .pq(let pm, let pb) = parameters.coding { (m, bits) = (pm, pb) }
