@@ -84,9 +84,7 @@ final class IVFModel: @unchecked Sendable {
         let prefix = Format.prefix(cid)
         for name in [IVFFormat.DB.ivf, IVFFormat.DB.lists] {
             guard let db = dbs.handle(name) else { continue }
-            try txn.withCursor(db) { (c: Cursor) throws -> Void in
-                while let (key, _) = try c.seek(atLeast: prefix), key.starts(with: prefix) { try c.deleteCurrent() }
-            }
+            try txn.deletePrefix(db, prefix)
         }
     }
 
