@@ -604,18 +604,24 @@ void vs_f16_upper_many(const float *q, double qn2, double qn1, const unsigned sh
     }
 }
 
-void vs_f16_upper_rows(const float *q, double qn2, double qn1, const unsigned short *h, const unsigned int *rows,
-                       size_t n, size_t stride, size_t dim, int l2, float *ub) {
+void vs_f16_upper_ptrs(const float *q, double qn2, double qn1, const unsigned short *const *rows, size_t n,
+                       size_t dim, int l2, size_t ahead, float *ub) {
     float a[64] = {0}, b[64] = {0}, u[64];
+    size_t bytes = dim * 2;
+    // The first `ahead` rows are requested at once, then each row `ahead` places on while one is summed:
+    // scattered rows (each on its own page) then overlap their TLB walks and cache misses.
+    for (size_t i = 0; i < ahead && i < n; i++) {
+        const char *p = (const char *)rows[i];
+        for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 3);
+    }
     for (size_t r0 = 0; r0 < n; r0 += 64) {
         size_t m = n - r0 < 64 ? n - r0 : 64;
         for (size_t i = 0; i < m; i++) {
-            // The copies of the rows 4 places ahead are fetched while this one is summed.
-            if (r0 + i + 4 < n) {
-                const char *ahead = (const char *)(h + (size_t)rows[r0 + i + 4] * stride);
-                for (size_t o = 0; o < stride * 2; o += 64) __builtin_prefetch(ahead + o, 0, 3);
+            if (r0 + i + ahead < n) {
+                const char *p = (const char *)rows[r0 + i + ahead];
+                for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 3);
             }
-            half_pass_impl(q, h + (size_t)rows[r0 + i] * stride, 1, stride, dim, l2, a + i, b + i);
+            half_pass_impl(q, rows[r0 + i], 1, dim, dim, l2, a + i, b + i);
         }
         if (isfinite(qn2) && isfinite(qn1)) {
             half_bounds_impl(a, b, m, dim, qn2, qn1, l2, u);

@@ -138,6 +138,53 @@ struct CertifiedScanTests {
         #expect(orderDiffers > 0, "no query where binary16 alone ranks differently: the test has no near-ties")
     }
 
+    @Test("selective masks: rows gathered across blocks equal the float32 scan, copies or not",
+          arguments: Metric.allCases)
+    func sparseAcrossBlocks(metric: Metric) {
+        // 64-row blocks and masks of 0.5–3% (at most a few rows a block, more than one gather batch in
+        // all), with binary16 copies for only the first blocks (an unlinked tail has none).
+        let dimension = 24
+        let rows = Self.hardRows(count: 24_000, dimension: dimension, metric: metric, seed: 90 + UInt64(metric.rawValue))
+        let table = Table(rows: rows, dimension: dimension, shift: 6, halfStride: dimension)
+        let partial = HalfCopies(blocks: Array(table.halves.blocks.prefix(table.blocks.count * 2 / 3)), shift: 6,
+                                 stride: dimension)
+        var rng = SeededRandom(seed: 17)
+        let wordCount = (rows.count + 63) / 64
+        for perMille in [5, 12, 30] {
+            var words = [UInt64](repeating: 0, count: wordCount)
+            for r in 0..<rows.count where rng.next() % 1_000 < UInt64(perMille) { words[r >> 6] |= 1 << UInt64(r & 63) }
+            let matches = words.reduce(0) { $0 + $1.nonzeroBitCount }
+            #expect(perMille < 30 || matches > 512)  // two full gather batches of 256 and more
+            words.withUnsafeBufferPointer { wb in
+                let mask = CandidateMask(words: wb.baseAddress!, wordCount: wordCount)
+                for qi in 0..<8 {
+                    let q = qi % 2 == 0 ? rng.vector(dimension) : rows[(qi * 1_777) % rows.count]
+                    q.withUnsafeBufferPointer { qb in
+                        for k in [1, 10, 100] {
+                            // Reference: every allowed row scored from float32, one at a time.
+                            var reference = TopK(k: k)
+                            for id in 0..<rows.count where mask.contains(UInt32(id)) {
+                                let s = rows[id].withUnsafeBufferPointer { rb in
+                                    metric == .l2 ? -vs_l2(qb.baseAddress!, rb.baseAddress!, dimension)
+                                        : vs_dot(qb.baseAddress!, rb.baseAddress!, dimension)
+                                }
+                                reference.insert(s, UInt32(id))
+                            }
+                            let expected = reference.sorted()
+                            for halves in [nil, table.halves, partial] {
+                                let got = ExactSearch.search(
+                                    query: qb.baseAddress!, dimension: dimension, metric: Self.scanMetric(metric),
+                                    blocks: table.blocks, mask: mask, k: k, threads: 1, halves: halves).sorted()
+                                #expect(got.map(\.id) == expected.map(\.id), "\(perMille)‰ k \(k)")
+                                #expect(got.map(\.score.bitPattern) == expected.map(\.score.bitPattern))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     @Test("the bound is never below the float32 kernel's score", arguments: [Metric.dot, .l2])
     func boundHolds(metric: Metric) {
         var rng = SeededRandom(seed: 21)

@@ -27,9 +27,10 @@ float vs_l2sq_f16(const float *q, const unsigned short *h, size_t n);
 /// `qn2` and `qn1` are upper bounds of |q|_2 and |q|_1. Assumes IEEE gradual underflow (no FTZ/DAZ).
 void vs_f16_upper_many(const float *q, double qn2, double qn1, const unsigned short *h, size_t n, size_t stride,
                        size_t dim, int l2, float *ub);
-/// `vs_f16_upper_many` for the rows listed in `rows` (row numbers from `h`, stride `stride` halves).
-void vs_f16_upper_rows(const float *q, double qn2, double qn1, const unsigned short *h, const unsigned int *rows,
-                       size_t n, size_t stride, size_t dim, int l2, float *ub);
+/// `vs_f16_upper_many` for `n` scattered rows, row `r`'s copy (`dim` halves) at `rows[r]`. The copies of
+/// the rows `ahead` places on are prefetched while a row is summed (the first `ahead` before any).
+void vs_f16_upper_ptrs(const float *q, double qn2, double qn1, const unsigned short *const *rows, size_t n,
+                       size_t dim, int l2, size_t ahead, float *ub);
 /// Hints the CPU to bring `lines` cache lines from `p` on into L1.
 static inline void vs_prefetch(const void *p, int lines) {
     const char *c = (const char *)p;
