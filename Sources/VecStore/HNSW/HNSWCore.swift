@@ -473,10 +473,15 @@ enum HNSWAlgorithms {
             scratch.candidates = candidates
             scratch.results = results
         }
-        // `pending`: the allowed nodes to score (at most `cap`), then the failing neighbours (at most `cap`).
-        scratch.ensureNeighbourCapacity(2 * cap)
+        // Candidates gathered per expansion: up to two lists' worth (`2·linkCap(0)`, 4M). One list's worth
+        // cut the first expansions short, when nothing around the query is visited yet (docs1m at 954k,
+        // ef 64, 53% filter: recall@10 0.921 with 2M, 0.942 with 4M for 6% more scored nodes; 8M gave
+        // no more).
+        let gather = 2 * cap
+        // `pending`: the allowed nodes to score (at most `gather`), then the failing neighbours (at most `cap`).
+        scratch.ensureNeighbourCapacity(gather + cap)
         let pending = scratch.pending
-        let failing = pending + cap
+        let failing = pending + gather
         stamps[Int(entry)] = gen
         candidates.push(-entryDistance, entry)
         if allowed.contains(entry) { results.push(entryDistance, entry) }
@@ -530,7 +535,7 @@ enum HNSWAlgorithms {
             // Two hops: a failing neighbour's list is read once per search (it is marked when read),
             // while there is room for more candidates.
             var x = 0
-            while x < f && p < cap {
+            while x < f && p < gather {
                 let hop = failing[x]
                 x += 1
                 if stamps[Int(hop)] == gen { continue }
@@ -539,10 +544,12 @@ enum HNSWAlgorithms {
                 let hopList = g.links(hop, 0)
                 let hn = min(Int(hopList[0]), cap)
                 var i = 1
-                while i <= hn && p < cap {
+                while i <= hn && p < gather {
                     let id = hopList[i]
                     i += 1
-                    if id >= limit || stamps[Int(id)] == gen || !allowed.contains(id) { continue }
+                    // The mask (N/8 bytes) before the visited stamps (2N bytes): under a selective filter
+                    // most two-hop ids fail it, and the stamps miss the cache more often.
+                    if id >= limit || !allowed.contains(id) || stamps[Int(id)] == gen { continue }
                     stamps[Int(id)] = gen
                     pending[p] = id
                     p += 1
