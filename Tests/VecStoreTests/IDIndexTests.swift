@@ -326,6 +326,41 @@ struct IDIndexTests {
         #expect(try store.read { txn in try txn.stats(runsDB).entries } == 0)
     }
 
+    @Test("an id added twice by an internal caller is duplicateIDInBatch, in the base and in level 0, and writes nothing")
+    func internalDuplicate() throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("d.vecstore"))
+        let c = try store.collection("c", dimension: Self.dimension, metric: .l2, index: .flat)
+        var rng = SeededRandom(seed: 37)
+        let policy = IDRunPolicy(smallBase: 4, levelZero: 100)
+        for intoRuns in [false, true] {
+            if intoRuns { try Self.write(store, c, Self.documents(6, &rng), policy: policy) }  // the next batch: level 0
+            let before = try c.count(), runsBefore = try c.info().idRuns
+            let docs = Self.documents(3, &rng)
+            let twin = Document(id: docs[1].id, vector: rng.vector(Self.dimension))
+            // Each half passes `prepare`'s own check; together they name docs[1] twice, in one append or two.
+            let first = try c.prepare(docs), second = try c.prepare([twin])
+            for prepared in [[first + second], [first, second]] {
+                let error = #expect(throws: VecStoreError.self) {
+                    try store.write { txn in
+                        var writer = try CollectionWriter(txn, store.dbs, name: c.name, record: try c.currentRecord(txn))
+                        writer.ids.policy = policy
+                        for batch in prepared { try writer.append(batch, replace: false) }
+                        try writer.finish()
+                    }
+                }
+                guard case .duplicateIDInBatch(let id) = error else {
+                    Issue.record("expected duplicateIDInBatch, got \(String(describing: error))")
+                    continue
+                }
+                #expect(id == docs[1].id)
+                #expect(try c.count() == before && c.info().idRuns == runsBefore)
+                #expect(try c.get(id: docs[0].id) == nil)
+            }
+        }
+        #expect(try store.verify().isOK)
+    }
+
     @Test("vecstore stats prints each collection's id runs per level, and no line once compaction folds them")
     func statsShowsRuns() throws {
         let dir = try TempDir()
