@@ -156,6 +156,15 @@ func startCLI(_ arguments: [String], output: Pipe? = nil) throws -> Process {
     return p
 }
 
+/// Starts `vecstore` with `arguments` (output discarded), kills it with SIGKILL after `delay` seconds
+/// (or lets it finish first) and waits for it: a crash mid-write.
+func killCLI(_ arguments: [String], after delay: Double) throws {
+    let p = try startCLI(arguments)
+    Thread.sleep(forTimeInterval: delay)
+    kill(p.processIdentifier, SIGKILL)
+    p.waitUntilExit()
+}
+
 /// Runs `script` with `bash -c`, `arguments` as `$0`, `$1`, ….
 func runShell(_ script: String, _ arguments: [String]) throws -> CLIResult {
     try runProcess("/bin/bash", ["-c", script] + arguments)
