@@ -21,6 +21,42 @@ struct CLITests {
         return data
     }
 
+    @Test("query with a selective filter on an HNSW collection: exact over the matches, equal to --exact")
+    func selectiveFilterQuery() throws {
+        let dir = try TempDir()
+        // 2,400 rows with a graph; 40 scattered rows marked rare (1.7%, under 1/(2M)): exact over matches.
+        var docs = makeDocuments(2_400, dimension: 16, seed: 5)
+        for i in stride(from: 0, to: docs.count, by: 60) { docs[i].metadata["rare"] = .bool(true) }
+        let store = dir.path("s.vecstore")
+        let imported = try runCLI(["import", store, "-c", "docs", try write(dir, "docs.jsonl", jsonl(docs))])
+        #expect(imported.status == 0, "\(imported.stderr)")
+        let rare = #"{"rare": true}"#
+        for qi in [3, 61, 1_000] {
+            let q = docs[qi].vector.map { String($0) }.joined(separator: ",")
+            let explained = try runCLI(["query", store, "-c", "docs", "--vector=\(q)", "--filter", rare, "--explain",
+                                        "--format", "jsonl"])
+            #expect(explained.stdout == "{\"path\": \"exact-over-matches\", \"candidates\": 40}\n",
+                    "\(explained.stdout)\(explained.stderr)")
+            let expected = bruteForce(docs.filter { $0.metadata["rare"] == .bool(true) }, docs[qi].vector, k: 5,
+                                      metric: .cosine).map(\.id)
+            for extra in [[], ["--exact"]] {
+                let out = try runCLI(["query", store, "-c", "docs", "--vector=\(q)", "--filter", rare, "-k", "5",
+                                      "--format", "jsonl"] + extra)
+                #expect(out.status == 0, "\(out.stderr) \(extra)")
+                let line = try JSONValue.parse(out.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+                guard case .object(let o) = line, case .array(let results)? = o["results"] else {
+                    Issue.record("bad jsonl output \(out.stdout)")
+                    continue
+                }
+                let ids = results.compactMap { r -> String? in
+                    if case .object(let f) = r, case .string(let id)? = f["id"] { return id }
+                    return nil
+                }
+                #expect(ids == expected, "query \(qi) \(extra)")
+            }
+        }
+    }
+
     @Test("import, query (table and jsonl), get, delete, stats, verify, export, compact")
     func happyPath() throws {
         let dir = try TempDir()
