@@ -48,6 +48,7 @@ struct ScaleBench: ParsableCommand {
             var options = ImportOptions()
             options.metric = .cosine
             options.batchSize = batch
+            options.indexThreads = threads
             if index == "flat" { options.index = .flat }
             var batchEnds: [(rows: Int, t: Double)] = []
             let sampler = AnonSampler()
