@@ -33,6 +33,15 @@ enum PageCache {
         while read(fd, buffer, chunk) > 0 {}
     }
 
+    /// Drops the file's clean pages from the page cache (`posix_fadvise(POSIX_FADV_DONTNEED)`), so the
+    /// next open starts cold, as after the machine's reclaim evicted the store.
+    static func evict(_ path: String) {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+    }
+
     /// Minor and major page faults of this process so far (`getrusage`).
     static func faults() -> (minor: Int, major: Int) {
         var u = rusage()

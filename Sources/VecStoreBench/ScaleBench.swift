@@ -25,7 +25,7 @@ struct ScaleBench: ParsableCommand {
     @Option(help: "ef values, comma-separated.") var efs = "16,32,64,128,256"
     @Option(help: "Use only the first N queries.") var maxQueries: Int?
     @Option(help: "Phases, comma-separated: import,add,open,exact,search,ids,filter,compact,compact-rebuild (ids: lookups by id; the last compacts the store as the compact phase found it, rebuilding the graph).") var phases = "import,add,search,filter,compact"
-    @Option(help: "Open phase: page-cache states, comma-separated: warm (store file read through and confirmed resident with mincore before each open) and/or as-found (as the machine left it; run first so the warm runs' reads do not hide evictions). Warm is the headline figure.") var openCache = "as-found,warm"
+    @Option(help: "Open phase: page-cache states, comma-separated: warm (store file read through and confirmed resident with mincore before each open) and/or as-found (as the machine left it; run first so the warm runs' reads do not hide evictions) and/or cold (the file's pages dropped from the cache before each open). Warm is the headline figure.") var openCache = "as-found,warm"
     @Option(help: "Fresh opens for the open phase (open + first query, open + first filtered query per source; medians).") var openRuns = 5
     @Option(help: "Filter phase: also measure filtered and unfiltered search at these ef values (comma-separated; the aim compares them at the same ef).") var filterEfs = ""
     @Option(help: "Queries for the exact phase (single-query exact search, 1 thread).") var exactQueries = 100
@@ -307,12 +307,13 @@ struct ScaleBench: ParsableCommand {
     private func openPhase(queryRows: [[Float]], dataset: String, metrics: inout [String: Any]) throws {
         func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
         let modes = openCache.split(separator: ",").map(String.init)
-        for mode in modes where mode != "warm" && mode != "as-found" {
-            throw ValidationError("--open-cache takes warm and/or as-found, not \(mode)")
+        for mode in modes where !["warm", "as-found", "cold"].contains(mode) {
+            throw ValidationError("--open-cache takes warm, as-found and/or cold, not \(mode)")
         }
         /// Brings the cache to `mode`'s state and returns the resident share of the store file.
         func prepare(_ mode: String) -> Double {
             if mode == "warm" { PageCache.readThrough(store) }
+            if mode == "cold" { PageCache.evict(store) }
             let r = PageCache.residency(store)
             return Double(r.resident) / Double(max(1, r.pages))
         }
