@@ -96,7 +96,8 @@ final class IVFView: @unchecked Sendable {
                 let probes = batched.isEmpty ? model.probes(queries + i * d, count: p)[...] : batched[(i * p)..<(i * p + p)]
                 let top = one(queries + i * d, k: k, mask: mask, probes: probes, refine: refine, vectors: vectors,
                               scratch: &scratch)
-                put(i, rescored(top, query: queries + i * d, vectors: vectors))
+                // Flat scans already hold resolve's exact values (`IVFListScan.flat`).
+                put(i, scratch.scorer == nil ? top : rescored(top, query: queries + i * d, vectors: vectors))
             }
         }
     }
