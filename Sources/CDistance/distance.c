@@ -1,8 +1,11 @@
 // Distance kernels, compiled three times (AVX-512F, AVX2+FMA, portable) and picked once at load time
-// from the running CPU, so one binary is fast on every x86-64 machine and correct everywhere else.
+// from the running CPU (or VECSTORE_KERNEL), so one binary is fast on every x86-64 machine and correct
+// everywhere else. Each variant is one table (`vs_distance_variant`), which tests run side by side.
 #include "vs_distance.h"
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #define VS_X86 1
@@ -536,67 +539,85 @@ static void half_bounds_avx512(const float *a, const float *b, size_t n, size_t 
 
 
 // ---------------------------------------------------------------- dispatch
-typedef float (*pair_fn)(const float *, const float *, size_t);
-typedef void (*many_fn)(const float *, const float *, size_t, size_t, float *);
+static vs_distance_kernels generic_kernels = {
+    "generic", dot_generic, l2_generic, dot_many_generic, l2_many_generic, dot_tile_generic,
+    dot_h_base, l2_h_base, half_pass_base, half_bounds,
+};
+#ifdef VS_X86
+static vs_distance_kernels avx2_kernels = {
+    "avx2", dot_avx2, l2_avx2, dot_many_avx2, l2_many_avx2, dot_tile_avx2,
+    dot_h_avx2, l2_h_avx2, half_pass_avx2, half_bounds,
+};
+static vs_distance_kernels avx512_kernels = {
+    "avx512f", dot_avx512, l2_avx512, dot_many_avx512, l2_many_avx512, dot_tile_avx512,
+    dot_h_avx512, l2_h_avx512, half_pass_avx512, half_bounds_avx512,
+};
+static int has_avx2, has_avx512;
+#endif
+/// The kernels every entry point below calls: a copy of one variant's table, written once at load.
+static vs_distance_kernels active;
 
-static pair_fn dot_impl = dot_generic, l2_impl = l2_generic;
-static many_fn dot_many_impl = dot_many_generic, l2_many_impl = l2_many_generic;
-typedef void (*tile_fn)(const float *, size_t, const float *, size_t, size_t, float *, size_t);
-static tile_fn dot_tile_impl = dot_tile_generic;
-typedef float (*half_fn)(const float *, const unsigned short *, size_t);
-static half_fn dot_h_impl = dot_h_base, l2_h_impl = l2_h_base;
-typedef void (*half_pass_fn)(const float *, const unsigned short *, size_t, size_t, size_t, int, float *, float *);
-static half_pass_fn half_pass_impl = half_pass_base;
-typedef void (*half_bounds_fn)(const float *, const float *, size_t, size_t, double, double, int, float *);
-static half_bounds_fn half_bounds_impl = half_bounds;
-static const char *isa_name = "generic";
+const vs_distance_kernels *vs_distance_variant(const char *isa) {
+    if (!isa) return NULL;
+    if (!strcmp(isa, "generic") || !strcmp(isa, "portable")) return &generic_kernels;
+#ifdef VS_X86
+    if (!strcmp(isa, "avx2")) return has_avx2 ? &avx2_kernels : NULL;
+    if (!strcmp(isa, "avx512f") || !strcmp(isa, "avx512")) return has_avx512 ? &avx512_kernels : NULL;
+#endif
+    return NULL;
+}
 
-// Runs before main (and before any thread exists), so the pointers are never written concurrently.
+// Runs before main (and before any thread exists), so the tables are never written concurrently.
 __attribute__((constructor)) static void vs_distance_select(void) {
+    const vs_distance_kernels *best = &generic_kernels;
 #ifdef VS_X86
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) {
-        dot_impl = dot_avx512; l2_impl = l2_avx512;
-        dot_many_impl = dot_many_avx512; l2_many_impl = l2_many_avx512; dot_tile_impl = dot_tile_avx512;
-        dot_h_impl = dot_h_avx512; l2_h_impl = l2_h_avx512; half_pass_impl = half_pass_avx512;
-        half_bounds_impl = half_bounds_avx512;
-        isa_name = "avx512f";
-    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        dot_impl = dot_avx2; l2_impl = l2_avx2;
-        dot_many_impl = dot_many_avx2; l2_many_impl = l2_many_avx2; dot_tile_impl = dot_tile_avx2;
-        if (__builtin_cpu_supports("f16c")) {
-            dot_h_impl = dot_h_avx2; l2_h_impl = l2_h_avx2; half_pass_impl = half_pass_avx2;
-        }
-        isa_name = "avx2";
+    has_avx512 = __builtin_cpu_supports("avx512f");
+    has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (has_avx2 && !__builtin_cpu_supports("f16c")) {
+        // The binary16 kernels need F16C; without it the AVX2 variant converts halves portably.
+        avx2_kernels.dot_f16 = dot_h_base; avx2_kernels.l2sq_f16 = l2_h_base; avx2_kernels.half_pass = half_pass_base;
     }
+    if (has_avx512) best = &avx512_kernels;
+    else if (has_avx2) best = &avx2_kernels;
 #endif
+    // VECSTORE_KERNEL=portable|avx2|avx512 runs this process on another variant (tests, measurement),
+    // provided the CPU has it; otherwise the best variant is kept and the reason printed.
+    const char *forced = getenv("VECSTORE_KERNEL");
+    if (forced && *forced) {
+        const vs_distance_kernels *k = vs_distance_variant(forced);
+        if (k) best = k;
+        else fprintf(stderr, "vecstore: VECSTORE_KERNEL=%s is not a kernel variant this CPU runs (portable, avx2, "
+                             "avx512); using %s\n", forced, best->isa);
+    }
+    active = *best;
 }
 
 void vs_dot_many(const float *q, const float *base, size_t n, size_t dim, float *out) {
-    dot_many_impl(q, base, n, dim, out);
+    active.dot_many(q, base, n, dim, out);
 }
 void vs_l2_many(const float *q, const float *base, size_t n, size_t dim, float *out) {
-    l2_many_impl(q, base, n, dim, out);
+    active.l2_many(q, base, n, dim, out);
 }
 void vs_dot_tile(const float *q, size_t nq, const float *x, size_t nr, size_t dim, float *out, size_t ldo) {
-    dot_tile_impl(q, nq, x, nr, dim, out, ldo);
+    active.dot_tile(q, nq, x, nr, dim, out, ldo);
 }
-float vs_dot(const float *a, const float *b, size_t dim) { return dot_impl(a, b, dim); }
-float vs_l2(const float *a, const float *b, size_t dim) { return l2_impl(a, b, dim); }
-const char *vs_distance_isa(void) { return isa_name; }
-float vs_dot_f16(const float *q, const unsigned short *h, size_t n) { return dot_h_impl(q, h, n); }
-float vs_l2sq_f16(const float *q, const unsigned short *h, size_t n) { return l2_h_impl(q, h, n); }
+float vs_dot(const float *a, const float *b, size_t dim) { return active.dot(a, b, dim); }
+float vs_l2(const float *a, const float *b, size_t dim) { return active.l2(a, b, dim); }
+const char *vs_distance_isa(void) { return active.isa; }
+float vs_dot_f16(const float *q, const unsigned short *h, size_t n) { return active.dot_f16(q, h, n); }
+float vs_l2sq_f16(const float *q, const unsigned short *h, size_t n) { return active.l2sq_f16(q, h, n); }
 
-void vs_f16_upper_many(const float *q, double qn2, double qn1, const unsigned short *h, size_t n, size_t stride,
-                       size_t dim, int l2, float *ub) {
+void vs_f16_upper_many_with(const vs_distance_kernels *k, const float *q, double qn2, double qn1,
+                            const unsigned short *h, size_t n, size_t stride, size_t dim, int l2, float *ub) {
     // Scores and squared norms in chunks of 64 rows (the callers pass at most one mask word's rows).
     // Bounds are computed in whole groups of 8 (zeros past `m`) into `u`, then copied out.
     float a[64] = {0}, b[64] = {0}, u[64];
     for (size_t r0 = 0; r0 < n; r0 += 64) {
         size_t m = n - r0 < 64 ? n - r0 : 64;
-        half_pass_impl(q, h + r0 * stride, m, stride, dim, l2, a, b);
+        k->half_pass(q, h + r0 * stride, m, stride, dim, l2, a, b);
         if (isfinite(qn2) && isfinite(qn1)) {
-            half_bounds_impl(a, b, m, dim, qn2, qn1, l2, u);
+            k->half_bounds(a, b, m, dim, qn2, qn1, l2, u);
             for (size_t r = 0; r < m; r++) ub[r0 + r] = u[r];
         } else {
             for (size_t r = 0; r < m; r++) ub[r0 + r] = INFINITY;
@@ -604,8 +625,9 @@ void vs_f16_upper_many(const float *q, double qn2, double qn1, const unsigned sh
     }
 }
 
-void vs_f16_upper_rows(const float *q, double qn2, double qn1, const unsigned short *h, const unsigned int *rows,
-                       size_t n, size_t stride, size_t dim, int l2, float *ub) {
+void vs_f16_upper_rows_with(const vs_distance_kernels *k, const float *q, double qn2, double qn1,
+                            const unsigned short *h, const unsigned int *rows, size_t n, size_t stride, size_t dim,
+                            int l2, float *ub) {
     float a[64] = {0}, b[64] = {0}, u[64];
     for (size_t r0 = 0; r0 < n; r0 += 64) {
         size_t m = n - r0 < 64 ? n - r0 : 64;
@@ -615,13 +637,22 @@ void vs_f16_upper_rows(const float *q, double qn2, double qn1, const unsigned sh
                 const char *ahead = (const char *)(h + (size_t)rows[r0 + i + 4] * stride);
                 for (size_t o = 0; o < stride * 2; o += 64) __builtin_prefetch(ahead + o, 0, 3);
             }
-            half_pass_impl(q, h + (size_t)rows[r0 + i] * stride, 1, stride, dim, l2, a + i, b + i);
+            k->half_pass(q, h + (size_t)rows[r0 + i] * stride, 1, stride, dim, l2, a + i, b + i);
         }
         if (isfinite(qn2) && isfinite(qn1)) {
-            half_bounds_impl(a, b, m, dim, qn2, qn1, l2, u);
+            k->half_bounds(a, b, m, dim, qn2, qn1, l2, u);
             for (size_t r = 0; r < m; r++) ub[r0 + r] = u[r];
         } else {
             for (size_t r = 0; r < m; r++) ub[r0 + r] = INFINITY;
         }
     }
+}
+
+void vs_f16_upper_many(const float *q, double qn2, double qn1, const unsigned short *h, size_t n, size_t stride,
+                       size_t dim, int l2, float *ub) {
+    vs_f16_upper_many_with(&active, q, qn2, qn1, h, n, stride, dim, l2, ub);
+}
+void vs_f16_upper_rows(const float *q, double qn2, double qn1, const unsigned short *h, const unsigned int *rows,
+                       size_t n, size_t stride, size_t dim, int l2, float *ub) {
+    vs_f16_upper_rows_with(&active, q, qn2, qn1, h, rows, n, stride, dim, l2, ub);
 }

@@ -1,8 +1,10 @@
 // Element-wise encoder kernels. Each body is written once as plain C loops (no libm calls in the hot
 // loops: exp and erf are evaluated with polynomials) and compiled twice, for AVX2+FMA and for portable
-// code; the AVX2 version is picked once at load on CPUs that have it.
+// code; the AVX2 version is picked once at load on CPUs that have it (VECSTORE_KERNEL=portable forces the
+// other). Each variant is one table (`ve_variant`), which tests run side by side.
 #include "vs_embed.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define VE_INLINE static inline __attribute__((always_inline))
@@ -109,23 +111,35 @@ VE_VARIANTS(generic, )
 VE_VARIANTS(avx2, __attribute__((target("avx2,fma"))))
 #endif
 
-typedef struct {
-    void (*add_bias)(float *, size_t, size_t, size_t, const float *);
-    void (*bias_gelu)(float *, size_t, size_t, size_t, const float *);
-    void (*layernorm)(float *, size_t, size_t, const float *, const float *, const float *, const float *, float);
-    void (*softmax)(float *, size_t, size_t, size_t, float);
-} ve_table;
+static const ve_kernels generic_kernels = {"generic", add_bias_generic, bias_gelu_generic, layernorm_generic,
+                                           softmax_generic};
+#ifdef VE_X86
+static const ve_kernels avx2_kernels = {"avx2", add_bias_avx2, bias_gelu_avx2, layernorm_avx2, softmax_avx2};
+static int has_avx2;
+#endif
+/// The kernels the entry points below call: a copy of one variant's table, written once at load.
+static ve_kernels table;
 
-static ve_table table;
+const ve_kernels *ve_variant(const char *isa) {
+    if (!isa) return NULL;
+    if (!strcmp(isa, "generic") || !strcmp(isa, "portable")) return &generic_kernels;
+#ifdef VE_X86
+    if (!strcmp(isa, "avx2")) return has_avx2 ? &avx2_kernels : NULL;
+#endif
+    return NULL;
+}
 
 __attribute__((constructor)) static void ve_dispatch(void) {
-    table = (ve_table){add_bias_generic, bias_gelu_generic, layernorm_generic, softmax_generic};
+    table = generic_kernels;
 #ifdef VE_X86
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        table = (ve_table){add_bias_avx2, bias_gelu_avx2, layernorm_avx2, softmax_avx2};
-    }
+    has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (has_avx2) table = avx2_kernels;
 #endif
+    // VECSTORE_KERNEL=portable runs the portable variant (tests, measurement); avx2 and avx512 keep the
+    // best this CPU runs (there is no AVX-512 variant here; CDistance reports a variant the CPU lacks).
+    const char *forced = getenv("VECSTORE_KERNEL");
+    if (forced && (!strcmp(forced, "portable") || !strcmp(forced, "generic"))) table = generic_kernels;
 }
 
 void ve_add_bias(float *x, size_t rows, size_t cols, size_t ld, const float *bias) {

@@ -185,10 +185,21 @@ public final class Transaction {
         return try body(cursor)
     }
 
-    /// Deletes every key of `db` that begins with `prefix`.
+    /// Deletes every key of `db` that begins with `prefix` (every value of such a key, in a dupSort database).
+    ///
+    /// One seek, then a walk: `mdb_cursor_del` leaves the cursor on the entry after the deleted one (moving
+    /// to the next leaf page when the deleted entry was a page's last), and the `MDB_NEXT` that follows a
+    /// delete returns that entry instead of stepping past it (lmdb.h, `mdb_cursor_del`). `MDB_NEXT` rather
+    /// than `MDB_GET_CURRENT`: when the delete empties the database the cursor is no longer initialised,
+    /// and `MDB_GET_CURRENT` would fail where `MDB_NEXT` reports the end.
     public func deletePrefix(_ db: Database, _ prefix: [UInt8]) throws {
         try withCursor(db) { (c: Cursor) throws(LMDBError) -> Void in
-            while let (key, _) = try c.seek(atLeast: prefix), key.starts(with: prefix) { try c.deleteCurrent() }
+            // LMDB refuses an empty key to seek to; the empty prefix starts at the first entry.
+            var entry = prefix.isEmpty ? try c.first() : try c.seek(atLeast: prefix)
+            while let (key, _) = entry, key.starts(with: prefix) {
+                try c.deleteCurrent()
+                entry = try c.next()
+            }
         }
     }
 }

@@ -225,6 +225,12 @@ struct IDIndex {
         rowBound = rows
         if !added.isEmpty {
             added.sort { $0.id.lexicographicallyPrecedes($1.id) }
+            // Public writes reject a repeated id before anything is written (`prepare`, the importer); an
+            // internal caller that adds one id twice (one batch, or two appends before `finish`) gets the
+            // same typed error here, not a `corrupt` from the second `putNew`. Sorted, repeats are neighbours.
+            for i in added.indices.dropFirst() where added[i].id == added[i - 1].id {
+                throw VecStoreError.duplicateIDInBatch(String(decoding: added[i].id, as: UTF8.self))
+            }
             let baseCount = Int(liveCount) - runCount - added.count
             guard baseCount >= 0 else {
                 throw VecStoreError.corrupt("collection \(name): id runs hold \(runCount) ids, more than its \(liveCount) live documents")

@@ -351,13 +351,7 @@ public final class VecStore: Sendable {
         return try write { txn in
             guard let rec = try record(txn, name) else { return false }
             let prefix = Format.prefix(rec.id)
-            for db in dbs.perCollection {
-                try txn.withCursor(db) { (c: Cursor) throws -> Void in
-                    while let (key, _) = try c.seek(atLeast: prefix), key.starts(with: prefix) {
-                        try c.deleteCurrent()
-                    }
-                }
-            }
+            for db in dbs.perCollection { try txn.deletePrefix(db, prefix) }
             try txn.delete(dbs.meta, Format.collectionKey(name))
             for (metaPrefix, _) in Schema.metaPrefixes { try txn.delete(dbs.meta, metaPrefix + prefix) }
             return true

@@ -239,10 +239,7 @@ struct CompactRemapTests {
         for (attempt, delay) in [0.05, 0.3, 0.8, 1.5].enumerated() {
             let store = dir.path("s\(attempt).vecstore")
             try FileManager.default.copyItem(atPath: source, toPath: store)
-            let p = try startCLI(["compact", store])
-            Thread.sleep(forTimeInterval: delay)
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
+            try killCLI(["compact", store], after: delay)
             do {
                 let reopened = try VecStore(path: store)
                 let v = try reopened.verify()

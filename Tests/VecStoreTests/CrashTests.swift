@@ -18,16 +18,6 @@ struct CrashTests {
         return path
     }
 
-    func start(_ arguments: [String]) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: vecstoreBinary)
-        p.arguments = arguments
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        return p
-    }
-
     /// Every committed batch is whole and correct; returns the document count.
     func checkStore(_ path: String, batch: Int) throws -> Int {
         let store = try VecStore(path: path)
@@ -52,10 +42,7 @@ struct CrashTests {
         var sawPartial = false
         for (attempt, delay) in [0.15, 0.4, 0.8].enumerated() {
             let store = dir.path("s\(attempt).vecstore")
-            let p = try start(["import", store, "-c", "c", "--index", "flat", input, "--batch-size", "2000"])
-            Thread.sleep(forTimeInterval: delay)
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
+            try killCLI(["import", store, "-c", "c", "--index", "flat", input, "--batch-size", "2000"], after: delay)
             guard FileManager.default.fileExists(atPath: store) else { continue }
             let count = try checkStore(store, batch: 2000)
             if count > 0 && count < 60_000 { sawPartial = true }
@@ -74,10 +61,7 @@ struct CrashTests {
         let dir = try TempDir()
         let input = try bigInput(dir, count: 6000)
         let store = dir.path("h.vecstore")
-        let p = try start(["import", store, "-c", "c", "--index", "hnsw", input, "--batch-size", "500"])
-        Thread.sleep(forTimeInterval: 1.0)
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
+        try killCLI(["import", store, "-c", "c", "--index", "hnsw", input, "--batch-size", "500"], after: 1.0)
         guard FileManager.default.fileExists(atPath: store) else { return }
         _ = try checkStore(store, batch: 500)  // verify() includes the graph invariants
         let coll = try VecStore(path: store).collection("c")
@@ -100,10 +84,7 @@ struct CrashTests {
                 let coll = try VecStore(path: store).collection("c")
                 try coll.delete(ids: (20_000..<40_000).map { "r\($0)" })
             }
-            let p = try start(["compact", store])
-            Thread.sleep(forTimeInterval: delay)
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
+            try killCLI(["compact", store], after: delay)
             do {
                 let reopened = try VecStore(path: store)
                 #expect(try reopened.verify().isOK)
@@ -129,7 +110,7 @@ struct CrashTests {
         // Create the collection first so the reader has something to open.
         let first = try runCLI(["import", store, "-c", "c", "--index", "flat", input, "--batch-size", "1000"])
         #expect(first.status == 0)
-        let p = try start(["import", store, "-c", "c", "--index", "flat", input, "--batch-size", "1000"])  // upserts every id again
+        let p = try startCLI(["import", store, "-c", "c", "--index", "flat", input, "--batch-size", "1000"])  // upserts every id again
         let reader = try VecStore(path: store, options: StoreOptions(readOnly: true, create: false))
         let coll = try reader.collection("c")
         var checks = 0

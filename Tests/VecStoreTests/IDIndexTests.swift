@@ -326,6 +326,76 @@ struct IDIndexTests {
         #expect(try store.read { txn in try txn.stats(runsDB).entries } == 0)
     }
 
+    @Test("an id added twice by an internal caller is duplicateIDInBatch, in the base and in level 0, and writes nothing")
+    func internalDuplicate() throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("d.vecstore"))
+        let c = try store.collection("c", dimension: Self.dimension, metric: .l2, index: .flat)
+        var rng = SeededRandom(seed: 37)
+        let policy = IDRunPolicy(smallBase: 4, levelZero: 100)
+        for intoRuns in [false, true] {
+            if intoRuns { try Self.write(store, c, Self.documents(6, &rng), policy: policy) }  // the next batch: level 0
+            let before = try c.count(), runsBefore = try c.info().idRuns
+            let docs = Self.documents(3, &rng)
+            let twin = Document(id: docs[1].id, vector: rng.vector(Self.dimension))
+            // Each half passes `prepare`'s own check; together they name docs[1] twice, in one append or two.
+            let first = try c.prepare(docs), second = try c.prepare([twin])
+            for prepared in [[first + second], [first, second]] {
+                let error = #expect(throws: VecStoreError.self) {
+                    try store.write { txn in
+                        var writer = try CollectionWriter(txn, store.dbs, name: c.name, record: try c.currentRecord(txn))
+                        writer.ids.policy = policy
+                        for batch in prepared { try writer.append(batch, replace: false) }
+                        try writer.finish()
+                    }
+                }
+                guard case .duplicateIDInBatch(let id) = error else {
+                    Issue.record("expected duplicateIDInBatch, got \(String(describing: error))")
+                    continue
+                }
+                #expect(id == docs[1].id)
+                #expect(try c.count() == before && c.info().idRuns == runsBefore)
+                #expect(try c.get(id: docs[0].id) == nil)
+            }
+        }
+        #expect(try store.verify().isOK)
+    }
+
+    @Test("vecstore stats prints each collection's id runs per level, and no line once compaction folds them")
+    func statsShowsRuns() throws {
+        let dir = try TempDir()
+        let path = dir.path("s.vecstore")
+        var rng = SeededRandom(seed: 31)
+        var expected: [String: [Int]] = [:]
+        do {
+            let store = try VecStore(path: path)
+            // "a": batches of 3 with levels of 4 (mergeBoundaries' sequence, after 7 batches [3, 6]); "b": one
+            // batch, into the base, no runs; "c": two batches into the base, two into level 0.
+            for (name, batches, size, levelZero) in [("a", 7, 3, 4), ("b", 1, 5, 4), ("c", 4, 5, 40)] {
+                let c = try store.collection(name, dimension: Self.dimension, metric: .l2, index: .flat)
+                for _ in 0..<batches {
+                    try Self.write(store, c, Self.documents(size, &rng, prefix: name),
+                                   policy: IDRunPolicy(smallBase: 4, levelZero: levelZero))
+                }
+                expected[name] = try c.info().idRuns
+            }
+            store.close()
+        }
+        #expect(expected == ["a": [3, 6], "b": [], "c": [10]], "the setup: \(expected)")
+        let stats = try runCLI(["stats", path])
+        #expect(stats.status == 0, "\(stats.stderr)")
+        let lines = stats.stdout.split(separator: "\n").filter { $0.hasPrefix("id runs") }.map(String.init)
+        #expect(lines == [
+            "id runs    a: 9 of 21 ids in runs (per level: 3, 6); the rest in the base",
+            "id runs    c: 10 of 20 ids in runs (per level: 10); the rest in the base",
+        ], "\(stats.stdout)")
+        let compact = try runCLI(["compact", path])
+        #expect(compact.status == 0, "\(compact.stderr)")
+        let after = try runCLI(["stats", path])
+        #expect(after.status == 0 && after.stdout.contains("documents"), "\(after.stderr)")
+        #expect(!after.stdout.contains("id runs"), "\(after.stdout)")
+    }
+
     @Test("compaction refuses an id index in which two ids name one row (it would copy the damage)")
     func compactionRefusesSharedRow() throws {
         let dir = try TempDir()

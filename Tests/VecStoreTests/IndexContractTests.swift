@@ -288,12 +288,7 @@ struct IndexContractTests {
         let total = 8000, batch = 1000
         try Data(jsonl(Self.documents(total, seed: 11)).utf8).write(to: URL(fileURLWithPath: input))
         let path = dir.path("s.vecstore")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: vecstoreBinary)
-        p.arguments = ["import", path, "-c", "c"] + Self.cliIndexArguments(kind) + [input, "--batch-size", "\(batch)"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+        let p = try startCLI(["import", path, "-c", "c"] + Self.cliIndexArguments(kind) + [input, "--batch-size", "\(batch)"])
         // Kill once the first batch is on disk (or the import has finished).
         let deadline = Date().addingTimeInterval(60)
         while p.isRunning && Date() < deadline {

@@ -17,16 +17,6 @@ import Glibc
         return path
     }
 
-    func start(_ arguments: [String], output: Pipe? = nil) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: vecstoreBinary)
-        p.arguments = arguments
-        p.standardOutput = output ?? FileHandle.nullDevice
-        p.standardError = output ?? FileHandle.nullDevice
-        try p.run()
-        return p
-    }
-
     @Test("an open waiting for a compaction of one store does not hold up opens of another store")
     func waitingOpenDoesNotBlockOthers() throws {
         let dir = try TempDir()
@@ -115,7 +105,7 @@ import Glibc
         var succeeded = 0, busy = 0, opens = 0
         for round in 0..<4 {
             // Two compactions at once, and this process opening and reading meanwhile.
-            let p1 = try start(["compact", store]), p2 = try start(["compact", store])
+            let p1 = try startCLI(["compact", store]), p2 = try startCLI(["compact", store])
             while p1.isRunning || p2.isRunning {
                 if let n = try countUnlessBusy(store) {
                     #expect(n == 4000, "round \(round)")
@@ -229,7 +219,7 @@ import Glibc
             let store = dir.path("new.vecstore")
             let pipes = (0..<6).map { _ in Pipe() }
             let processes = try pipes.map { pipe in
-                try start(["import", store, "-c", "c", samples, "--batch-size", "50"], output: pipe)
+                try startCLI(["import", store, "-c", "c", samples, "--batch-size", "50"], output: pipe)
             }
             for (p, pipe) in zip(processes, pipes) {
                 let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -247,7 +237,7 @@ import Glibc
         let held = try VecStore(path: store)
         #expect(!VecStore.removeIfEmpty(path: store), "another handle has it open")
         held.close()
-        let other = try start(["import", store, "-c", "c",
+        let other = try startCLI(["import", store, "-c", "c",
                                packageRoot.appendingPathComponent("Samples/docs.jsonl").path], output: Pipe())
         other.waitUntilExit()
         #expect(other.terminationStatus == 0)
@@ -275,7 +265,7 @@ import Glibc
         let shared = try input(dir, "s.jsonl", ids: 9000..<9500, seed: 4)
         let pipes = files.indices.map { _ in Pipe() }
         let processes = try files.indices.map { i in
-            try start(["import", store, "-c", "c", files[i], shared, "--batch-size", "250"], output: pipes[i])
+            try startCLI(["import", store, "-c", "c", files[i], shared, "--batch-size", "250"], output: pipes[i])
         }
         var outputs: [String] = []
         for (p, pipe) in zip(processes, pipes) {

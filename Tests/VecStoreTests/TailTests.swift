@@ -326,10 +326,7 @@ struct TailTests {
         var sawTail = false
         for (attempt, delay) in [1.5, 3.0, 5.0].enumerated() {
             let store = dir.path("k\(attempt).vecstore")
-            let p = try startCLI(["import", store, "-c", "c", "--index", "hnsw", path, "--batch-size", "1000"])
-            Thread.sleep(forTimeInterval: delay)
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
+            try killCLI(["import", store, "-c", "c", "--index", "hnsw", path, "--batch-size", "1000"], after: delay)
             guard FileManager.default.fileExists(atPath: store) else { continue }
             let s = try VecStore(path: store)
             var report = try s.verify()

@@ -144,16 +144,25 @@ func runCLI(_ arguments: [String], stdin: String? = nil, environment: [String: S
     try runProcess(vecstoreBinary, arguments, stdin: stdin, environment: environment)
 }
 
-/// Starts `vecstore` with `arguments`, its output discarded, and returns without waiting (tests that
-/// kill it mid-write).
-func startCLI(_ arguments: [String]) throws -> Process {
+/// Starts `vecstore` with `arguments` and returns without waiting (tests that kill it mid-write, or run
+/// several at once). Standard output and standard error both go to `output`, or are discarded.
+func startCLI(_ arguments: [String], output: Pipe? = nil) throws -> Process {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: vecstoreBinary)
     p.arguments = arguments
-    p.standardOutput = FileHandle.nullDevice
-    p.standardError = FileHandle.nullDevice
+    p.standardOutput = output ?? FileHandle.nullDevice
+    p.standardError = output ?? FileHandle.nullDevice
     try p.run()
     return p
+}
+
+/// Starts `vecstore` with `arguments` (output discarded), kills it with SIGKILL after `delay` seconds
+/// (or lets it finish first) and waits for it: a crash mid-write.
+func killCLI(_ arguments: [String], after delay: Double) throws {
+    let p = try startCLI(arguments)
+    Thread.sleep(forTimeInterval: delay)
+    kill(p.processIdentifier, SIGKILL)
+    p.waitUntilExit()
 }
 
 /// Runs `script` with `bash -c`, `arguments` as `$0`, `$1`, ….

@@ -50,4 +50,38 @@ static inline void vs_store_pointer(const void **slot, const void *value) {
 /// Name of the instruction set the kernels dispatched to ("avx512f", "avx2", "generic").
 const char *vs_distance_isa(void);
 
+/// The kernels of one instruction-set variant. The functions above call the variant picked once at load:
+/// the best this CPU runs, or the one `VECSTORE_KERNEL=portable|avx2|avx512` names when the CPU runs it.
+/// Tests call every variant through its table against a scalar reference.
+typedef struct vs_distance_kernels {
+    /// "avx512f", "avx2" or "generic".
+    const char *isa;
+    /// `vs_dot`, `vs_l2`, `vs_dot_many`, `vs_l2_many`, `vs_dot_tile`, `vs_dot_f16`, `vs_l2sq_f16` of this variant.
+    float (*dot)(const float *a, const float *b, size_t dim);
+    float (*l2)(const float *a, const float *b, size_t dim);
+    void (*dot_many)(const float *q, const float *base, size_t n, size_t dim, float *out);
+    void (*l2_many)(const float *q, const float *base, size_t n, size_t dim, float *out);
+    void (*dot_tile)(const float *q, size_t nq, const float *x, size_t nr, size_t dim, float *out, size_t ldo);
+    float (*dot_f16)(const float *q, const unsigned short *h, size_t n);
+    float (*l2sq_f16)(const float *q, const unsigned short *h, size_t n);
+    /// Pass 1 of the certified scan: for `n` binary16 rows `stride` halves apart, a[r] = q·h_r (or
+    /// |q - h_r|^2 when `l2`) and b[r] = |h_r|^2, in float32.
+    void (*half_pass)(const float *q, const unsigned short *h, size_t n, size_t stride, size_t dim, int l2,
+                      float *a, float *b);
+    /// The bounds from pass 1's sums (`a`, `b` and `ub` hold `n` rounded up to 8 values).
+    void (*half_bounds)(const float *a, const float *b, size_t n, size_t dim, double qn2, double qn1, int l2,
+                        float *ub);
+} vs_distance_kernels;
+
+/// The table of variant `isa` ("avx512f" or "avx512", "avx2", "generic" or "portable"), or NULL when this
+/// CPU (or this build's target) does not run it.
+const vs_distance_kernels *vs_distance_variant(const char *isa);
+/// `vs_f16_upper_many` with the kernels of `kernels`.
+void vs_f16_upper_many_with(const vs_distance_kernels *kernels, const float *q, double qn2, double qn1,
+                            const unsigned short *h, size_t n, size_t stride, size_t dim, int l2, float *ub);
+/// `vs_f16_upper_rows` with the kernels of `kernels`.
+void vs_f16_upper_rows_with(const vs_distance_kernels *kernels, const float *q, double qn2, double qn1,
+                            const unsigned short *h, const unsigned int *rows, size_t n, size_t stride, size_t dim,
+                            int l2, float *ub);
+
 #endif

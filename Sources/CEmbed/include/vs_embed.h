@@ -24,6 +24,22 @@ void ve_mean_pool_normalize(const float *h, size_t n, size_t dim, float *out);
 /// Number of entries of p that are NaN or infinite.
 size_t ve_count_nonfinite(const float *p, size_t n);
 
+/// The element-wise kernels of one instruction-set variant. The functions above call the variant picked
+/// once at load (AVX2+FMA when the CPU has it, unless `VECSTORE_KERNEL=portable`); tests call each
+/// variant through its table against a scalar reference.
+typedef struct ve_kernels {
+    /// "avx2" or "generic".
+    const char *isa;
+    /// `ve_add_bias`, `ve_bias_gelu`, `ve_residual_layernorm`, `ve_softmax_rows` of this variant.
+    void (*add_bias)(float *x, size_t rows, size_t cols, size_t ld, const float *bias);
+    void (*bias_gelu)(float *x, size_t rows, size_t cols, size_t ld, const float *bias);
+    void (*layernorm)(float *x, size_t rows, size_t dim, const float *bias, const float *residual,
+                      const float *gamma, const float *beta, float eps);
+    void (*softmax)(float *s, size_t rows, size_t cols, size_t ld, float scale);
+} ve_kernels;
+/// The table of variant `isa` ("avx2", "generic" or "portable"), or NULL when this CPU or build lacks it.
+const ve_kernels *ve_variant(const char *isa);
+
 /// Streaming SHA-256 (FIPS 180-4).
 typedef struct {
     uint32_t state[8];

@@ -104,8 +104,8 @@ enum IVFTraining {
                 let want = min(chosen.count, pq.centroidsPerSubquantizer * 256)
                 let picked = sample((0..<UInt32(chosen.count)).map { $0 }, count: want, seed: p.seed ^ 0x5eed)
                 var residuals = [Float](repeating: 0, count: want * d)
-                let labels = IVFModel(header: try provisionalHeader(kind: .flat, metric: metric, nlist: nlist, d: d),
-                                      centroids: coarse.centroids, quantizer: nil)
+                let labels = !p.pqResidual ? nil : IVFModel(
+                    header: try provisionalHeader(kind: .flat, metric: metric, nlist: nlist, d: d), centroids: coarse.centroids, quantizer: nil)
                 data.withUnsafeBufferPointer { s in
                     residuals.withUnsafeMutableBufferPointer { r in
                         guard let sb = s.baseAddress, let rb = r.baseAddress else { return }
@@ -113,9 +113,9 @@ enum IVFTraining {
                     }
                 }
                 // Residual codes: the sample's residuals against their nearest centroid; raw codes: the rows.
-                let assigned = !p.pqResidual ? [] : residuals.withUnsafeBufferPointer { r in
+                let assigned = labels.map { labels in residuals.withUnsafeBufferPointer { r in
                     r.baseAddress.map { labels.assign($0, count: want, threads: threads) } ?? []
-                }
+                } } ?? []
                 if p.pqResidual { coarse.centroids.withUnsafeBufferPointer { c in
                     residuals.withUnsafeMutableBufferPointer { r in
                         guard let cb = c.baseAddress, let rb = r.baseAddress else { return }
