@@ -4,8 +4,9 @@
   bench_ivf.py peers  --dataset NAME --base B.fvecs --queries Q.fvecs --groundtruth G.ivecs --metric l2|cosine
                       --nlist N --pq-m M --fs-m M --refine R [--nprobes 1,2,...] [--iterations 10] --out peers.json
       faiss.Kmeans training time (same k, iterations, sample cap 256 per centroid, one thread), then
-      IndexIVFFlat, IndexIVFPQ (8-bit) and IndexIVFPQFastScan (4-bit; residual codes, and raw-vector codes as
-      FAISS's default `by_residual = False`) + IndexRefineFlat with the same nlist, M,
+      IndexIVFFlat, IndexIVFPQ (8-bit; residual codes, and raw-vector codes with `by_residual = False`) and
+      IndexIVFPQFastScan (4-bit; residual codes, and raw-vector codes as FAISS's default `by_residual = False`)
+      + IndexRefineFlat with the same nlist, M,
       nprobe and refine: build time, recall@10 and QPS per nprobe (one batched call, one thread).
 
   bench_ivf.py report RESULT.json... [--write BENCHMARKS.md --command "..."]
