@@ -247,6 +247,8 @@ struct DistanceHeap {
 final class HNSWScratch: @unchecked Sendable {
     var stamps: UnsafeMutablePointer<UInt16>
     var stampCapacity: Int
+    /// Bytes mapped for `stamps` (0: allocated normally), see `HNSWVisitedPages`.
+    private var stampsMapped = 0
     var generation: UInt16 = 0
     /// Candidates to expand, keyed by negated distance (closest on top).
     var candidates = DistanceHeap(capacity: 256)
@@ -261,14 +263,13 @@ final class HNSWScratch: @unchecked Sendable {
 
     init(rows: Int) {
         stampCapacity = max(1024, rows)
-        stamps = .allocate(capacity: stampCapacity)
-        stamps.initialize(repeating: 0, count: stampCapacity)
+        (stamps, stampsMapped) = HNSWVisitedPages.allocate(count: stampCapacity)
         neighbourCapacity = 512
         pending = .allocate(capacity: neighbourCapacity)
     }
 
     deinit {
-        stamps.deallocate()
+        HNSWVisitedPages.deallocate(stamps, mapped: stampsMapped)
         candidates.deallocate()
         results.deallocate()
         pending.deallocate()
@@ -278,10 +279,9 @@ final class HNSWScratch: @unchecked Sendable {
     @inline(__always)
     func begin(rows: Int) {
         if rows > stampCapacity {
-            stamps.deallocate()
+            HNSWVisitedPages.deallocate(stamps, mapped: stampsMapped)
             stampCapacity = max(rows, stampCapacity * 2)
-            stamps = .allocate(capacity: stampCapacity)
-            stamps.initialize(repeating: 0, count: stampCapacity)
+            (stamps, stampsMapped) = HNSWVisitedPages.allocate(count: stampCapacity)
             generation = 0
         }
         generation &+= 1
