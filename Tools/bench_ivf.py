@@ -4,8 +4,9 @@
   bench_ivf.py peers  --dataset NAME --base B.fvecs --queries Q.fvecs --groundtruth G.ivecs --metric l2|cosine
                       --nlist N --pq-m M --fs-m M --refine R [--nprobes 1,2,...] [--iterations 10] --out peers.json
       faiss.Kmeans training time (same k, iterations, sample cap 256 per centroid, one thread), then
-      IndexIVFFlat, IndexIVFPQ (8-bit) and IndexIVFPQFastScan (4-bit; residual codes, and raw-vector codes as
-      FAISS's default `by_residual = False`) + IndexRefineFlat with the same nlist, M,
+      IndexIVFFlat, IndexIVFPQ (8-bit; residual codes, and raw-vector codes with `by_residual = False`) and
+      IndexIVFPQFastScan (4-bit; residual codes, and raw-vector codes as FAISS's default `by_residual = False`)
+      + IndexRefineFlat with the same nlist, M,
       nprobe and refine: build time, recall@10 and QPS per nprobe (one batched call, one thread).
 
   bench_ivf.py report RESULT.json... [--write BENCHMARKS.md --command "..."]
@@ -56,9 +57,12 @@ def peers(args):
         if kind == "flat":
             q = quantizer()
             return faiss.IndexIVFFlat(q, dim, args.nlist, fmetric), q, None
-        if kind == "pq8":
+        if kind in ("pq8", "pq8_raw"):
             q = quantizer()
-            return faiss.IndexIVFPQ(q, dim, args.nlist, args.pq_m, 8, fmetric), q, None
+            index = faiss.IndexIVFPQ(q, dim, args.nlist, args.pq_m, 8, fmetric)
+            # IndexIVFPQ codes residuals by default; "pq8_raw" codes the raw vectors on both sides.
+            index.by_residual = kind == "pq8"
+            return index, q, None
         q = quantizer()
         inner = faiss.IndexIVFPQFastScan(q, dim, args.nlist, args.fs_m, 4, fmetric)
         # FAISS (1.15) defaults fast scan to codes of the raw vectors (by_residual False: one table per query),
@@ -67,7 +71,7 @@ def peers(args):
         inner.by_residual = kind == "fastscan"
         return faiss.IndexRefineFlat(inner), q, inner
 
-    for kind in ("flat", "pq8", "fastscan", "fastscan_raw"):
+    for kind in ("flat", "pq8", "pq8_raw", "fastscan", "fastscan_raw"):
         index, q, inner = make(kind)
         ivf = inner if inner is not None else index
         ivf.cp.niter = args.iterations
@@ -88,11 +92,11 @@ def peers(args):
             r = recall_at(labels, truth)
             curve.append({"nprobe": nprobe, "recall": r, "qps_1t": len(queries) / s})
             print(f"faiss {args.dataset} {kind} nprobe={nprobe}: recall {r:.4f} {len(queries) / s:.0f} q/s", file=sys.stderr)
-        code = dim * 4 if kind == "flat" else (args.pq_m if kind == "pq8" else (args.fs_m + 1) // 2)
+        code = dim * 4 if kind == "flat" else (args.pq_m if kind.startswith("pq8") else (args.fs_m + 1) // 2)
         m[kind] = {"build_s": build, "curve": curve, "code_bytes": code,
                    "refine": args.refine if kind.startswith("fastscan") else 0}
-        if kind.startswith("fastscan"):
-            m[kind]["by_residual"] = kind == "fastscan"
+        if kind != "flat":
+            m[kind]["by_residual"] = kind in ("pq8", "fastscan")
         del index, q, inner
     with open(args.out, "w") as f:
         json.dump([{"system": "faiss", "dataset": args.dataset, "n": int(n), "dim": int(dim),
@@ -102,10 +106,10 @@ def peers(args):
 def plot_curves(ds, any_run, v, f, plot_dir):
     """Writes PLOT_DIR/ivf-<ds>.svg (recall@10 against queries/s: the store's kinds and FAISS's, one point per
     nprobe) and returns the markdown image line."""
-    names = {"flat": "IVF-Flat", "pq8": "IVF-PQ8", "fastscan": "PQ4 fast scan (residual)",
+    names = {"flat": "IVF-Flat", "pq8": "IVF-PQ8", "pq8_raw": "IVF-PQ8 (raw)", "fastscan": "PQ4 fast scan (residual)",
              "fastscan_raw": "PQ4 fast scan (raw)"}
     series = []
-    for kind in ("flat", "pq8", "fastscan", "fastscan_raw"):
+    for kind in ("flat", "pq8", "pq8_raw", "fastscan", "fastscan_raw"):
         for run, key, who, dashed in ((v, "store_" + kind, "vecstore", False), (f, kind, "FAISS", True)):
             m = run and run["metrics"].get(key)
             if not m:
@@ -137,7 +141,8 @@ def report(args):
             datasets.append(r["dataset"])
     out = []
     w = out.append
-    names = {"flat": "IVF-Flat", "pq8": "IVF-PQ 8-bit", "fastscan": "IVF-PQ 4-bit fast scan, residual codes, + refine",
+    names = {"flat": "IVF-Flat", "pq8": "IVF-PQ 8-bit, residual codes",
+             "pq8_raw": "IVF-PQ 8-bit, raw-vector codes", "fastscan": "IVF-PQ 4-bit fast scan, residual codes, + refine",
              "fastscan_raw": "IVF-PQ 4-bit fast scan, raw-vector codes, + refine"}
     for ds in datasets:
         by = {r["system"]: r for r in runs if r["dataset"] == ds}
@@ -152,7 +157,7 @@ def report(args):
         w(f"k-means (k={am['nlist']}, {am['iterations']} iterations, ≤ 256 rows per centroid, 1 thread): "
           f"vecstore {fmt(vk, 3)} s, FAISS `Kmeans` {fmt(fk, 3)} s (time ratio FAISS / vecstore {ratio(fk, vk)}).")
         w("")
-        for kind in ("flat", "pq8", "fastscan", "fastscan_raw"):
+        for kind in ("flat", "pq8", "pq8_raw", "fastscan", "fastscan_raw"):
             vm = v and v["metrics"].get(kind)
             sm = v and v["metrics"].get("store_" + kind)
             fm = f and f["metrics"].get(kind)
@@ -170,7 +175,7 @@ def report(args):
                          f"vector (lists, row ids, centroids, codebooks, B-tree pages)")
             if fm and "by_residual" in fm:
                 extra += ("; both code residuals (FAISS `by_residual = True`)" if fm["by_residual"]
-                          else "; both code the raw vectors (FAISS's default `by_residual = False`, store "
+                          else "; both code the raw vectors (FAISS `by_residual = False`, store "
                                "`--pq-residual off`)")
             w(f"**{names[kind]}** ({code} B per vector; build = train + add on 1 thread: store {fmt(sm and sm['build_s'], 2)} s, "
               f"core {fmt(vm and vm['build_s'], 2)} s, FAISS {fmt(fm and fm['build_s'], 2)} s{store}{extra})")

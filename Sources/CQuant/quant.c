@@ -179,7 +179,172 @@ float vq_dot_f32_i8_reference(const float *q, const int8_t *c, size_t n) {
     return (s0 + s1) + (s2 + s3);
 }
 
+// ---------------------------------------------------------------- re-ranking rows, portable
+void vq_score_rows_reference(const float *q, const float *const *rows, size_t n, size_t d, int l2, float *out) {
+    for (size_t i = 0; i < n; i++) {
+        const float *r = rows[i];
+        float s = 0;
+        if (l2) {
+            for (size_t t = 0; t < d; t++) { float x = q[t] - r[t]; s += x * x; }
+        } else {
+            for (size_t t = 0; t < d; t++) s += q[t] * r[t];
+        }
+        out[i] = s;
+    }
+}
+
+// Rows ahead of the group being scored whose lines are prefetched (two groups of four).
+#define VQ_ROWS_AHEAD 8
+// Prefetches the whole of a d-float row (its last line too when the row is not line-aligned).
+VQ_INLINE void prefetch_row(const float *r, size_t d) {
+    const char *c = (const char *)r;
+    for (size_t o = 0; o < d * 4; o += 64) __builtin_prefetch(c + o, 0, 3);
+    __builtin_prefetch(c + d * 4 - 1, 0, 3);
+}
+
 #ifdef VQ_X86
+// ---------------------------------------------------------------- re-ranking rows, AVX-512 / AVX2
+// One 16-float (AVX-512) or 8-float (AVX2) chunk of four rows per step, each step also prefetching the same
+// chunk of the four rows VQ_ROWS_AHEAD ahead (the last row repeated near the end: a harmless re-prefetch).
+__attribute__((target("avx512f"))) VQ_INLINE void score_rows_avx512_body(const float *q, const float *const *rows,
+                                                                         size_t n, size_t d, const int l2,
+                                                                         float *out) {
+    const size_t full = d / 16;
+    const __mmask16 tail = (__mmask16)((1u << (d % 16)) - 1);
+    for (size_t j = 0; j < n && j < VQ_ROWS_AHEAD; j++) prefetch_row(rows[j], d);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float *r0 = rows[i], *r1 = rows[i + 1], *r2 = rows[i + 2], *r3 = rows[i + 3];
+        size_t a = i + VQ_ROWS_AHEAD;
+        const char *p0 = (const char *)rows[a < n ? a : n - 1], *p1 = (const char *)rows[a + 1 < n ? a + 1 : n - 1];
+        const char *p2 = (const char *)rows[a + 2 < n ? a + 2 : n - 1], *p3 = (const char *)rows[a + 3 < n ? a + 3 : n - 1];
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (size_t c = 0; c < full; c++) {
+            __m512 x = _mm512_loadu_ps(q + 16 * c);
+            __m512 y0 = _mm512_loadu_ps(r0 + 16 * c), y1 = _mm512_loadu_ps(r1 + 16 * c);
+            __m512 y2 = _mm512_loadu_ps(r2 + 16 * c), y3 = _mm512_loadu_ps(r3 + 16 * c);
+            __builtin_prefetch(p0 + 64 * c, 0, 3);
+            __builtin_prefetch(p1 + 64 * c, 0, 3);
+            __builtin_prefetch(p2 + 64 * c, 0, 3);
+            __builtin_prefetch(p3 + 64 * c, 0, 3);
+            if (l2) {
+                y0 = _mm512_sub_ps(x, y0); y1 = _mm512_sub_ps(x, y1); y2 = _mm512_sub_ps(x, y2); y3 = _mm512_sub_ps(x, y3);
+                s0 = _mm512_fmadd_ps(y0, y0, s0); s1 = _mm512_fmadd_ps(y1, y1, s1);
+                s2 = _mm512_fmadd_ps(y2, y2, s2); s3 = _mm512_fmadd_ps(y3, y3, s3);
+            } else {
+                s0 = _mm512_fmadd_ps(x, y0, s0); s1 = _mm512_fmadd_ps(x, y1, s1);
+                s2 = _mm512_fmadd_ps(x, y2, s2); s3 = _mm512_fmadd_ps(x, y3, s3);
+            }
+        }
+        __builtin_prefetch(p0 + d * 4 - 1, 0, 3);
+        __builtin_prefetch(p1 + d * 4 - 1, 0, 3);
+        __builtin_prefetch(p2 + d * 4 - 1, 0, 3);
+        __builtin_prefetch(p3 + d * 4 - 1, 0, 3);
+        if (tail) {
+            size_t o = full * 16;
+            __m512 x = _mm512_maskz_loadu_ps(tail, q + o);
+            __m512 y0 = _mm512_maskz_loadu_ps(tail, r0 + o), y1 = _mm512_maskz_loadu_ps(tail, r1 + o);
+            __m512 y2 = _mm512_maskz_loadu_ps(tail, r2 + o), y3 = _mm512_maskz_loadu_ps(tail, r3 + o);
+            if (l2) {
+                y0 = _mm512_sub_ps(x, y0); y1 = _mm512_sub_ps(x, y1); y2 = _mm512_sub_ps(x, y2); y3 = _mm512_sub_ps(x, y3);
+                s0 = _mm512_fmadd_ps(y0, y0, s0); s1 = _mm512_fmadd_ps(y1, y1, s1);
+                s2 = _mm512_fmadd_ps(y2, y2, s2); s3 = _mm512_fmadd_ps(y3, y3, s3);
+            } else {
+                s0 = _mm512_fmadd_ps(x, y0, s0); s1 = _mm512_fmadd_ps(x, y1, s1);
+                s2 = _mm512_fmadd_ps(x, y2, s2); s3 = _mm512_fmadd_ps(x, y3, s3);
+            }
+        }
+        out[i] = _mm512_reduce_add_ps(s0);
+        out[i + 1] = _mm512_reduce_add_ps(s1);
+        out[i + 2] = _mm512_reduce_add_ps(s2);
+        out[i + 3] = _mm512_reduce_add_ps(s3);
+    }
+    for (; i < n; i++) {
+        const float *r = rows[i];
+        __m512 s = _mm512_setzero_ps();
+        for (size_t c = 0; c < full; c++) {
+            __m512 x = _mm512_loadu_ps(q + 16 * c), y = _mm512_loadu_ps(r + 16 * c);
+            if (l2) { y = _mm512_sub_ps(x, y); s = _mm512_fmadd_ps(y, y, s); } else s = _mm512_fmadd_ps(x, y, s);
+        }
+        if (tail) {
+            __m512 x = _mm512_maskz_loadu_ps(tail, q + full * 16), y = _mm512_maskz_loadu_ps(tail, r + full * 16);
+            if (l2) { y = _mm512_sub_ps(x, y); s = _mm512_fmadd_ps(y, y, s); } else s = _mm512_fmadd_ps(x, y, s);
+        }
+        out[i] = _mm512_reduce_add_ps(s);
+    }
+}
+__attribute__((target("avx512f"))) static void score_rows_avx512(const float *q, const float *const *rows, size_t n,
+                                                                 size_t d, int l2, float *out) {
+    if (l2) score_rows_avx512_body(q, rows, n, d, 1, out);
+    else score_rows_avx512_body(q, rows, n, d, 0, out);
+}
+
+// AVX2: the same four-row scheme over 8-float chunks; the d % 8 tail is summed in scalar code.
+__attribute__((target("avx2,fma"))) VQ_INLINE float score_tail(float s, const float *q, const float *r, size_t from,
+                                                               size_t d, const int l2) {
+    for (size_t t = from; t < d; t++) {
+        float x = q[t] - r[t];
+        s += l2 ? x * x : q[t] * r[t];
+    }
+    return s;
+}
+__attribute__((target("avx2,fma"))) static inline float hsum256_r(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+__attribute__((target("avx2,fma"))) VQ_INLINE void score_rows_avx2_body(const float *q, const float *const *rows,
+                                                                        size_t n, size_t d, const int l2,
+                                                                        float *out) {
+    const size_t full = d / 8;
+    for (size_t j = 0; j < n && j < VQ_ROWS_AHEAD; j++) prefetch_row(rows[j], d);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float *r[4] = {rows[i], rows[i + 1], rows[i + 2], rows[i + 3]};
+        const char *p[4];
+        for (int k = 0; k < 4; k++) {
+            size_t a = i + VQ_ROWS_AHEAD + (size_t)k;
+            p[k] = (const char *)rows[a < n ? a : n - 1];
+        }
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (size_t c = 0; c < full; c++) {
+            __m256 x = _mm256_loadu_ps(q + 8 * c);
+            __m256 y0 = _mm256_loadu_ps(r[0] + 8 * c), y1 = _mm256_loadu_ps(r[1] + 8 * c);
+            __m256 y2 = _mm256_loadu_ps(r[2] + 8 * c), y3 = _mm256_loadu_ps(r[3] + 8 * c);
+            if ((c & 1) == 0)
+                for (int k = 0; k < 4; k++) __builtin_prefetch(p[k] + 32 * c, 0, 3);
+            if (l2) {
+                y0 = _mm256_sub_ps(x, y0); y1 = _mm256_sub_ps(x, y1); y2 = _mm256_sub_ps(x, y2); y3 = _mm256_sub_ps(x, y3);
+                s0 = _mm256_fmadd_ps(y0, y0, s0); s1 = _mm256_fmadd_ps(y1, y1, s1);
+                s2 = _mm256_fmadd_ps(y2, y2, s2); s3 = _mm256_fmadd_ps(y3, y3, s3);
+            } else {
+                s0 = _mm256_fmadd_ps(x, y0, s0); s1 = _mm256_fmadd_ps(x, y1, s1);
+                s2 = _mm256_fmadd_ps(x, y2, s2); s3 = _mm256_fmadd_ps(x, y3, s3);
+            }
+        }
+        for (int k = 0; k < 4; k++) __builtin_prefetch(p[k] + d * 4 - 1, 0, 3);
+        out[i] = score_tail(hsum256_r(s0), q, r[0], full * 8, d, l2);
+        out[i + 1] = score_tail(hsum256_r(s1), q, r[1], full * 8, d, l2);
+        out[i + 2] = score_tail(hsum256_r(s2), q, r[2], full * 8, d, l2);
+        out[i + 3] = score_tail(hsum256_r(s3), q, r[3], full * 8, d, l2);
+    }
+    for (; i < n; i++) {
+        __m256 s = _mm256_setzero_ps();
+        for (size_t c = 0; c < full; c++) {
+            __m256 x = _mm256_loadu_ps(q + 8 * c), y = _mm256_loadu_ps(rows[i] + 8 * c);
+            if (l2) { y = _mm256_sub_ps(x, y); s = _mm256_fmadd_ps(y, y, s); } else s = _mm256_fmadd_ps(x, y, s);
+        }
+        out[i] = score_tail(hsum256_r(s), q, rows[i], full * 8, d, l2);
+    }
+}
+__attribute__((target("avx2,fma"))) static void score_rows_avx2(const float *q, const float *const *rows, size_t n,
+                                                                size_t d, int l2, float *out) {
+    if (l2) score_rows_avx2_body(q, rows, n, d, 1, out);
+    else score_rows_avx2_body(q, rows, n, d, 0, out);
+}
+
 // ---------------------------------------------------------------- fast scan, AVX2
 // One 32-byte load of a pair's codes: low nibbles are rows 0-15, high nibbles rows 16-31; lane 0 holds
 // sub-quantizer 2p, lane 1 sub-quantizer 2p+1, matching the table register (lane 0 = table 2p, lane 1 =
@@ -420,6 +585,8 @@ static select_fn select_impl = vq_u16_select_le_reference;
 typedef size_t (*nearest_fn)(const float *, const float *, size_t, int, float *);
 static nearest_fn nearest_impl = vq_nearest_reference;
 
+typedef void (*rows_fn)(const float *, const float *const *, size_t, size_t, int, float *);
+static rows_fn rows_impl = vq_score_rows_reference;
 static fs4_fn fs4_impl = vq_fs4_scan_reference;
 static dotf_fn dotf_impl = vq_dot_f32_i8_reference;
 static const char *vq_isa_name = "generic";
@@ -435,6 +602,7 @@ __attribute__((constructor)) static void vq_select(void) {
         dotf_impl = dot_f32_i8_avx512;
         nearest_impl = nearest_avx512;
         select_impl = select_le_avx512;
+        rows_impl = score_rows_avx512;
         vq_isa_name = "avx512bw";
     } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         fs4_impl = fs4_scan_avx2;
@@ -442,6 +610,7 @@ __attribute__((constructor)) static void vq_select(void) {
         pqt_impl = pq_table_avx2;
         dotf_impl = dot_f32_i8_avx2;
         nearest_impl = nearest_avx2;
+        rows_impl = score_rows_avx2;
         if (__builtin_cpu_supports("bmi2")) select_impl = select_le_avx2;
         vq_isa_name = "avx2";
     }
@@ -464,5 +633,19 @@ size_t vq_nearest(const float *norms, const float *dots, size_t k, int l2, float
 }
 size_t vq_u16_select_le(const uint16_t *v, size_t n, uint16_t limit, uint32_t *idx) {
     return select_impl(v, n, limit, idx);
+}
+void vq_score_rows(const float *q, const float *const *rows, size_t n, size_t d, int l2, float *out) {
+    if (n > 0 && d > 0) rows_impl(q, rows, n, d, l2, out);
+}
+int vq_score_rows_avx2(const float *q, const float *const *rows, size_t n, size_t d, int l2, float *out) {
+#ifdef VQ_X86
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
+    if (n > 0 && d > 0) score_rows_avx2(q, rows, n, d, l2, out);
+    return 1;
+#else
+    (void)q; (void)rows; (void)n; (void)d; (void)l2; (void)out;
+    return 0;
+#endif
 }
 const char *vq_isa(void) { return vq_isa_name; }

@@ -35,6 +35,8 @@ struct CollectionWriter {
     /// How much of a graph's unlinked tail the index update links: every row (`.all`, single writes), or
     /// only in large steps (mode `.deferred`, bulk import batches; Spec/HNSW.md §4.1).
     var indexLinking: IndexLinking = .all
+    /// Cores the index update may use (`ImportOptions.indexThreads`).
+    var indexThreads = ProcessInfo.processInfo.activeProcessorCount
     /// The external-id index (IDIndex.swift): base plus levelled runs.
     var ids: IDIndex
     /// Whether the batch keeps the id index: compaction copies rows without it and writes each
@@ -255,7 +257,7 @@ struct CollectionWriter {
         let liveWords = try CollectionView.liveWords(txn, dbs, record, name: name)
         var writer = try kind.makeWriter(txn, dbs, record, name: name)
         try writer.apply(IndexBatch(record: record, appended: added, deleted: deleted, vectors: vectors,
-                                    liveWords: liveWords, threads: ProcessInfo.processInfo.activeProcessorCount,
+                                    liveWords: liveWords, threads: indexThreads,
                                     linking: indexLinking))
         indexBlocksWritten = writer.blocksWritten
     }

@@ -39,6 +39,8 @@ public struct ImportOptions: Sendable {
     public var embedBatchSize = Embedder.defaultBatchSize
     /// Threads for embedding (default: all cores).
     public var embedThreads: Int?
+    /// Threads that link rows into an HNSW graph (default: all cores; 1 links serially).
+    public var indexThreads: Int?
     /// When an HNSW collection's batches are linked into its graph (Spec/HNSW.md §4.1); tests lower
     /// the thresholds to exercise several steps on small inputs.
     var tailPolicy = HNSWTailPolicy()
@@ -309,6 +311,7 @@ extension VecStore {
                     // Batches join the graph's unlinked tail, linked in large steps and at the end
                     // (Spec/HNSW.md §4.1), instead of rewriting the whole graph in every batch.
                     writer.indexLinking = IndexLinking(mode: last ? .all : .deferred, policy: options.tailPolicy)
+                    if let threads = options.indexThreads { writer.indexThreads = max(1, threads) }
                     if created, let text = options.textIndex { writer.text.setOptions(text) }
                     // An IVF index is trained once, at the end, on every imported row (a batch crossing the
                     // training threshold would train on the first batches only).

@@ -27,6 +27,15 @@ struct IVFBench: ParsableCommand {
     @Option(help: "Output JSON file.") var json: String
     @Option(help: "Also build and search the IVF kinds in a store at this path (replaced), through the public API.")
     var store: String?
+    @Option(help: "Comma-separated kinds to run (flat, pq8, pq8_raw, fastscan, fastscan_raw); all when absent.")
+    var kinds: String?
+    @Flag(help: "Skip k-means alone and the in-memory core (store only; for profiling).") var noCore = false
+
+    /// Whether kind `name` is selected by `--kinds`.
+    func selected(_ name: String) -> Bool {
+        guard let kinds else { return true }
+        return kinds.split(separator: ",").contains { $0 == name }
+    }
 
     func run() throws {
         guard let metricValue = Metric(name: metric) else { throw BenchError(description: "unknown metric \(metric)") }
@@ -55,7 +64,7 @@ struct IVFBench: ParsableCommand {
                                       "iterations": iterations, "kernel_isa": ScalarQuantizer8.kernelISA,
                                       "matrix_kernel": "\(MatrixProduct.kernelName)"]
         try x.withUnsafeBufferPointer { xb in
-            guard let xp = xb.baseAddress else { return }
+            guard let xp = xb.baseAddress, !noCore else { return }
             // k-means alone, as faiss.Kmeans(d, nlist, niter, seed, max_points_per_centroid=256) on 1 thread.
             let t0 = now()
             let km = try KMeans.train(xp, count: n, dimension: dim, k: nlist, metric: metricValue,
@@ -69,11 +78,12 @@ struct IVFBench: ParsableCommand {
             let kinds: [(String, IVFBuildOptions, Int)] = [
                 ("flat", IVFBuildOptions(nlist: nlist, kind: .flat, blockCapacity: 256, kmeans: coarse), 0),
                 ("pq8", IVFBuildOptions(nlist: nlist, kind: .pq8, subquantizers: pqM, kmeans: coarse), 0),
+                ("pq8_raw", IVFBuildOptions(nlist: nlist, kind: .pq8, subquantizers: pqM, kmeans: coarse, residual: false), 0),
                 ("fastscan", IVFBuildOptions(nlist: nlist, kind: .pq4FastScan, subquantizers: fsM, kmeans: coarse), refine),
                 ("fastscan_raw", IVFBuildOptions(nlist: nlist, kind: .pq4FastScan, subquantizers: fsM, kmeans: coarse,
                                                  residual: false), refine),
             ]
-            for (name, options, refineFactor) in kinds {
+            for (name, options, refineFactor) in kinds where selected(name) {
                 let tb = now()
                 let index = try IVFIndex.build(xp, count: n, dimension: dim, metric: metricValue, options: options)
                 let buildSeconds = now() - tb
@@ -130,10 +140,10 @@ extension IVFBench {
         }
         let n = baseRows.count
         let kinds: [(String, IVFCoding, Int, Bool)] = [
-            ("flat", .flat, 0, false), ("pq8", .pq(m: pqM, bits: 8), 0, true),
+            ("flat", .flat, 0, false), ("pq8", .pq(m: pqM, bits: 8), 0, true), ("pq8_raw", .pq(m: pqM, bits: 8), 0, false),
             ("fastscan", .pq(m: fsM, bits: 4), refine, true), ("fastscan_raw", .pq(m: fsM, bits: 4), refine, false),
         ]
-        for (name, coding, refineFactor, residual) in kinds {
+        for (name, coding, refineFactor, residual) in kinds where selected(name) {
             let tb = now()
             let report = try collection.buildIVF(IVFParameters(nlist: nlist, coding: coding, refine: refineFactor,
                                                                seed: seed, iterations: iterations,

@@ -25,10 +25,13 @@ struct ScaleBench: ParsableCommand {
     @Option(help: "ef values, comma-separated.") var efs = "16,32,64,128,256"
     @Option(help: "Use only the first N queries.") var maxQueries: Int?
     @Option(help: "Phases, comma-separated: import,add,open,exact,search,ids,filter,compact,compact-rebuild (ids: lookups by id; the last compacts the store as the compact phase found it, rebuilding the graph).") var phases = "import,add,search,filter,compact"
+    @Option(help: "Open phase: page-cache states, comma-separated: warm (store file read through and confirmed resident with mincore before each open) and/or as-found (as the machine left it; run first so the warm runs' reads do not hide evictions) and/or cold (the file's pages dropped from the cache before each open). Warm is the headline figure.") var openCache = "as-found,warm"
     @Option(help: "Fresh opens for the open phase (open + first query, open + first filtered query per source; medians).") var openRuns = 5
     @Option(help: "Filter phase: also measure filtered and unfiltered search at these ef values (comma-separated; the aim compares them at the same ef).") var filterEfs = ""
     @Option(help: "Queries for the exact phase (single-query exact search, 1 thread).") var exactQueries = 100
     @Option(help: "Index of the imported collection: hnsw or flat (flat shows what the rows alone write).") var index = "hnsw"
+    @Option(help: "HNSW traversal copies of the import: f16 or int8.") var traversal = "f16"
+    @Option(help: "Queries for the compact phase's recall against exact search (before the deletes, after them, after compaction).") var compactQueries = 200
 
     func run() throws {
         let phaseSet = Set(phases.split(separator: ",").map(String.init))
@@ -48,7 +51,15 @@ struct ScaleBench: ParsableCommand {
             var options = ImportOptions()
             options.metric = .cosine
             options.batchSize = batch
-            if index == "flat" { options.index = .flat }
+            options.indexThreads = threads
+            if index == "flat" {
+                options.index = .flat
+            } else if let t = HNSWTraversal(rawValue: traversal) {
+                options.index = .hnsw(HNSWParameters(traversal: t))
+            } else {
+                throw ValidationError("--traversal is f16 or int8")
+            }
+            metrics["traversal"] = traversal
             var batchEnds: [(rows: Int, t: Double)] = []
             let sampler = AnonSampler()
             let io0 = ProcessIO.read(), cpu0 = cpuSeconds(), t0 = now()
@@ -215,7 +226,7 @@ struct ScaleBench: ParsableCommand {
         // The store as it was before compaction (after the deletes), kept for the `compact-rebuild` phase.
         let deletedCopy = store + ".deleted"
         func recallVsExact(_ c: VectorCollection) throws -> Double {
-            let qs = Array(queryRows.prefix(200))
+            let qs = Array(queryRows.prefix(compactQueries))
             var hit = 0, all = 0
             for q in qs {
                 let e = try c.search(q, k: 10, options: SearchOptions(exact: true)).map(\.id)
@@ -248,6 +259,12 @@ struct ScaleBench: ParsableCommand {
         }
         if phaseSet.contains("compact") {
             let n = try coll.count()
+            // Recall of the intact graph (no deletes: plain beam search) against exact search over all
+            // rows: the figure compaction's recall is compared with. After the deletes and before
+            // compaction the live mask makes the search two-hop (it looks through deleted rows), a
+            // different algorithm, so that figure is reported beside it.
+            let intact = try recallVsExact(coll)
+            metrics["compact_recall_intact"] = intact
             var rng = SplitMix64(seed: 99)
             var doomed = Set<String>()
             var reader = try AttachingReader(base: base, ids: ids, sources: nil, limit: total)
@@ -257,6 +274,8 @@ struct ScaleBench: ParsableCommand {
             allIDs = []
             try coll.delete(ids: Array(doomed))
             let before = try recallVsExact(coll)
+            print(String(format: "%@: recall vs exact (%d queries) before the deletes %.4f, after deleting %d rows %.4f",
+                         dataset, compactQueries, intact, doomed.count, before))
             metrics["compact_deleted_rows"] = doomed.count
             try? FileManager.default.removeItem(atPath: deletedCopy)
             try FileManager.default.copyItem(atPath: store, toPath: deletedCopy)
@@ -277,58 +296,80 @@ struct ScaleBench: ParsableCommand {
     }
 
     /// Open + first query (default search) and open + first filtered query per source, each in a fresh
-    /// open of the store (the handle closed after each, so the next run maps the file again), `openRuns`
-    /// times; medians and every run go to the JSON.
+    /// process (`vecstore-bench open-once`: new heap, new map; the process start is not timed),
+    /// `openRuns` times per page-cache state; medians and every run go to the JSON.
+    ///
+    /// Page-cache states (`--open-cache`): `warm` reads the store file through before each run and
+    /// confirms with `mincore` that its pages are resident (the read is not counted: it is the cache's
+    /// cost, not the store's); `as-found` opens the store as the machine left it (this VM's proactive
+    /// reclaim evicts mapped pages between runs, so its times swing) and reports the resident share
+    /// `mincore` found. Each part (open, snapshot, first query, second query on the same handle) also
+    /// reports its minor and major page faults.
     private func openPhase(queryRows: [[Float]], dataset: String, metrics: inout [String: Any]) throws {
         func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
-        func fresh(_ q: [Float], filter: Filter?) throws -> Double {
-            let t0 = now()
-            let opened = try VecStore(path: store, options: StoreOptions(readOnly: true, create: false))
-            _ = try opened.collection("bench").search(q, k: 10, filter: filter)
-            let ms = (now() - t0) * 1000
-            opened.close()
-            return ms
+        let modes = openCache.split(separator: ",").map(String.init)
+        for mode in modes where !["warm", "as-found", "cold"].contains(mode) {
+            throw ValidationError("--open-cache takes warm, as-found and/or cold, not \(mode)")
         }
-        var plain: [Double] = []
-        for r in 0..<openRuns { plain.append(try fresh(queryRows[r % queryRows.count], filter: nil)) }
-        // Where one fresh open's time goes: the open, the snapshot (`collection` + `explainSearch` resolve
-        // the views), the first query, and a second query on the same handle (map already faulted).
-        var parts: [[Double]] = []
-        for r in 0..<openRuns {
-            let q = queryRows[(r + 3) % queryRows.count], q2 = queryRows[(r + 4) % queryRows.count]
-            let t0 = now()
-            let opened = try VecStore(path: store, options: StoreOptions(readOnly: true, create: false))
-            let t1 = now()
-            let c = try opened.collection("bench")
-            _ = try c.explainSearch(k: 10)
-            let t2 = now()
-            _ = try c.search(q, k: 10)
-            let t3 = now()
-            _ = try c.search(q2, k: 10)
-            let t4 = now()
-            opened.close()
-            parts.append([t1 - t0, t2 - t1, t3 - t2, t4 - t3].map { $0 * 1000 })
+        /// Brings the cache to `mode`'s state and returns the resident share of the store file.
+        func prepare(_ mode: String) -> Double {
+            if mode == "warm" { PageCache.readThrough(store) }
+            if mode == "cold" { PageCache.evict(store) }
+            let r = PageCache.residency(store)
+            return Double(r.resident) / Double(max(1, r.pages))
         }
         let partNames = ["open", "snapshot", "first query", "second query"]
-        print(dataset + " open parts (median ms): " + partNames.indices.map { i in
-            String(format: "%@ %.2f", partNames[i], median(parts.map { $0[i] }))
-        }.joined(separator: ", "))
-        metrics["open_parts_median_ms"] = Dictionary(uniqueKeysWithValues: partNames.indices.map { i in
-            (partNames[i], median(parts.map { $0[i] }))
-        })
-        metrics["open_first_query_runs_ms"] = plain
-        metrics["open_first_query_median_ms"] = median(plain)
-        print(String(format: "%@ open + first query: median %.2f ms (runs %@)", dataset, median(plain),
-                     plain.map { String(format: "%.2f", $0) }.joined(separator: ", ")))
+        var byMode: [String: Any] = [:]
+        for mode in modes {
+            var totals: [Double] = [], resident: [Double] = []
+            var parts: [[Double]] = [], minor: [[Int]] = [], major: [[Int]] = []
+            for r in 0..<openRuns {
+                resident.append(prepare(mode))
+                let run = try OpenOnceBench.child(store: store, queries: queries, query: r % max(1, queryRows.count - 1),
+                                                  source: nil)
+                parts.append(run.ms)
+                totals.append(run.ms[0] + run.ms[1] + run.ms[2])
+                minor.append(run.minor)
+                major.append(run.major)
+            }
+            let medianParts = Dictionary(uniqueKeysWithValues: partNames.indices.map { i in
+                (partNames[i], median(parts.map { $0[i] }))
+            })
+            let medianMinor = partNames.indices.map { i in minor.map { $0[i] }.sorted()[minor.count / 2] }
+            let medianMajor = partNames.indices.map { i in major.map { $0[i] }.sorted()[major.count / 2] }
+            byMode[mode] = ["median_ms": median(totals), "runs_ms": totals, "resident_share": resident,
+                            "parts_median_ms": medianParts,
+                            "minor_faults_median": Dictionary(uniqueKeysWithValues: zip(partNames, medianMinor).map { ($0, $1) }),
+                            "major_faults_median": Dictionary(uniqueKeysWithValues: zip(partNames, medianMajor).map { ($0, $1) })]
+            print(String(format: "%@ open + first query, %@ page cache (store file %@ resident): median %.2f ms (runs %@)",
+                         dataset, mode, resident.map { String(format: "%.0f%%", 100 * $0) }.joined(separator: "/"),
+                         median(totals), totals.map { String(format: "%.2f", $0) }.joined(separator: ", ")))
+            print("  parts (median ms, minor/major faults): " + partNames.indices.map { i in
+                String(format: "%@ %.2f (%d/%d)", partNames[i], median(parts.map { $0[i] }), medianMinor[i], medianMajor[i])
+            }.joined(separator: ", "))
+            if mode == (modes.contains("warm") ? "warm" : modes.first) {
+                metrics["open_parts_median_ms"] = medianParts
+                metrics["open_first_query_runs_ms"] = totals
+                metrics["open_first_query_median_ms"] = median(totals)
+                metrics["open_cache"] = mode
+            }
+        }
+        metrics["open_by_cache"] = byMode
         guard sources != nil else { return }
         var filtered: [String: Any] = [:]
+        let mode = modes.contains("warm") ? "warm" : modes.first ?? "warm"
         for source in ["linux", "python", "sphinx"] {
             let filter = Filter.field("source", .equals(.string(source)))
             var runs: [Double] = []
-            for r in 0..<openRuns { runs.append(try fresh(queryRows[(r + 7) % queryRows.count], filter: filter)) }
+            for r in 0..<openRuns {
+                _ = prepare(mode)
+                let run = try OpenOnceBench.child(store: store, queries: queries,
+                                                  query: (r + 7) % max(1, queryRows.count - 1), source: source)
+                runs.append(run.ms[0] + run.ms[1] + run.ms[2])
+            }
             filtered[source] = ["median_ms": median(runs), "runs_ms": runs]
-            print(String(format: "%@ open + first filtered query source=%@: median %.2f ms (runs %@)", dataset, source,
-                         median(runs), runs.map { String(format: "%.2f", $0) }.joined(separator: ", ")))
+            print(String(format: "%@ open + first filtered query source=%@, %@ page cache: median %.2f ms (runs %@)", dataset,
+                         source, mode, median(runs), runs.map { String(format: "%.2f", $0) }.joined(separator: ", ")))
         }
         metrics["open_first_filtered"] = filtered
     }

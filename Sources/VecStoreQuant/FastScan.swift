@@ -158,8 +158,14 @@ public struct QuantizedTable: Sendable {
 
 /// Re-ranking of approximate candidates with the float32 vectors, so reported scores are exact.
 public enum ExactRerank {
-    /// Candidates ahead of the one being scored whose vectors are prefetched (their cache misses overlap).
-    public static let prefetchDistance = 4
+    /// Exact distances of scattered rows: `out[i]` = squared L2 distance (`metric == .l2`) or inner product
+    /// (otherwise) of `query` and `rows[i]` (each `dimension` floats), for `i < count`. Four rows are scored
+    /// together while rows further on are prefetched line by line (`vq_score_rows`), so the cache misses of
+    /// rows scattered over a large table overlap.
+    public static func score(_ query: UnsafePointer<Float>, rows: UnsafePointer<UnsafePointer<Float>?>, count: Int,
+                             dimension: Int, metric: Metric, into out: UnsafeMutablePointer<Float>) {
+        vq_score_rows(query, rows, count, dimension, metric == .l2 ? 1 : 0, out)
+    }
 
     /// The `k` best of `candidates` by exact score against `query`: `(row, score)` best first, where score is
     /// the squared distance for L2 (ascending) and the inner product for dot and cosine (descending); ties go
@@ -167,12 +173,24 @@ public enum ExactRerank {
     public static func rerank(_ candidates: [UInt32], query: UnsafePointer<Float>, dimension: Int, metric: Metric,
                               k: Int, vector: (UInt32) -> UnsafePointer<Float>?) -> [(id: UInt32, score: Float)] {
         var top = TopK(k: k)
-        let lines = Int32(min(64, (dimension * 4 + 63) / 64)), ahead = prefetchDistance
-        for j in 0..<min(ahead, candidates.count) { if let v = vector(candidates[j]) { vs_prefetch(v, lines) } }
-        for (j, row) in candidates.enumerated() {
-            if j + ahead < candidates.count, let next = vector(candidates[j + ahead]) { vs_prefetch(next, lines) }
+        var rows: [UInt32] = []
+        var pointers: [UnsafePointer<Float>?] = []
+        rows.reserveCapacity(candidates.count)
+        pointers.reserveCapacity(candidates.count)
+        for row in candidates {
             guard let v = vector(row) else { continue }
-            let s = metric == .l2 ? -vs_l2(query, v, dimension) : vs_dot(query, v, dimension)
+            rows.append(row)
+            pointers.append(v)
+        }
+        var scores = [Float](repeating: 0, count: rows.count)
+        pointers.withUnsafeBufferPointer { p in
+            scores.withUnsafeMutableBufferPointer { s in
+                guard let pb = p.baseAddress, let sb = s.baseAddress else { return }
+                score(query, rows: pb, count: p.count, dimension: dimension, metric: metric, into: sb)
+            }
+        }
+        for (j, row) in rows.enumerated() {
+            let s = metric == .l2 ? -scores[j] : scores[j]
             if s >= top.threshold { top.insert(s, row) }
         }
         let sorted = top.sorted()

@@ -264,7 +264,9 @@ public struct IVFListBlockView: @unchecked Sendable {
 /// Scans of checked list blocks into a `TopK` (larger score = closer: `−distance` for L2, the inner product
 /// otherwise), restricted to the rows a `CandidateMask` allows (live rows, filter matches).
 public enum IVFListScan {
-    /// Exact scores of a flat block's rows against `query`.
+    /// Exact scores of a flat block's rows against `query`. Rows are screened with a many-row kernel; a row
+    /// that enters `top` is scored again with the single-row kernel (`squaredL2` / `dotProduct`, the ones
+    /// `VectorCollection.resolve` uses) while its vector is in cache, so `top` holds those exact values.
     public static func flat(_ block: IVFListBlockView, query: UnsafePointer<Float>, metric: Metric,
                             mask: CandidateMask?, into top: inout TopK) {
         guard block.kind == .flat else { return }
@@ -281,7 +283,8 @@ public enum IVFListScan {
                         guard s >= top.threshold else { continue }
                         let id = block.rowID(start + i)
                         if let mask, !mask.contains(id) { continue }
-                        top.insert(s, id)
+                        let row = rows + (start + i) * d
+                        top.insert(l2 ? -squaredL2(query, row, d) : dotProduct(query, row, d), id)
                     }
                     start += n
                 }

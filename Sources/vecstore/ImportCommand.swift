@@ -92,6 +92,9 @@ struct ImportCommand: ParsableCommand {
     @Option(help: "HNSW beam width while building.")
     var efConstruction = 200
 
+    @Option(help: "Threads that link rows into the HNSW graph (default: all cores).")
+    var indexThreads: Int?
+
     @Option(help: "HNSW default beam width of searches.")
     var efSearch = 64
 
@@ -117,6 +120,7 @@ struct ImportCommand: ParsableCommand {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         if let pca, pca < 1 { throw ValidationError("--pca must be at least 1") }
         if pcaSample < 2 { throw ValidationError("--pca-sample must be at least 2") }
+        if let indexThreads, indexThreads < 1 { throw ValidationError("--index-threads must be at least 1") }
         if traversal != nil && index != .hnsw { throw ValidationError("--traversal applies to --index hnsw only") }
         try ivf.rejectPQOptions(pq: index == .ivfPQ)
         if files.count > 1 && (vectors != nil || ids != nil) {
@@ -153,6 +157,7 @@ struct ImportCommand: ParsableCommand {
                 options.index = .ivf(ivf.parameters(pq: index == .ivfPQ))
             }
             options.idsFile = ids
+            options.indexThreads = indexThreads
             options.pca = pca.map { PCAReduction(dimensions: $0, sampleSize: pcaSample) }
             options.textIndex = try textIndex.options(store, collection: target.collection)
             // A collection filled from text embeds later imports the same way.

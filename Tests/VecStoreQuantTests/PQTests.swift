@@ -95,6 +95,69 @@ import VecStoreKernels
         }
     }
 
+    /// The re-ranking kernel (four rows at a time, prefetching ahead; dispatched SIMD) gives the portable
+    /// reference's scores up to float rounding, for dimensions around the vector widths (masked and scalar
+    /// tails), row counts around the group of four and the prefetch distance, rows in any order (repeats
+    /// included), and both metrics; and `ExactRerank.rerank` on top of it selects the brute-force best.
+    @Test func rerankRowsMatchReference() {
+        var rng = SplitMix64(seed: 21)
+        for d in [1, 3, 8, 15, 16, 17, 31, 128, 384, 385] {
+            let table = uniformData(count: 60 * d, seed: UInt64(d))
+            let query = uniformData(count: d, seed: UInt64(1000 + d))
+            for n in [0, 1, 3, 4, 5, 9, 12, 13, 60] {
+                let picks = (0..<n).map { _ in Int(rng.below(60)) }
+                for l2: Int32 in [0, 1] {
+                    var fast = [Float](repeating: .nan, count: max(n, 1)), slow = fast, avx2 = fast
+                    var ranAVX2: Int32 = 0
+                    table.withUnsafeBufferPointer { t in
+                        let rows: [UnsafePointer<Float>?] = picks.map { t.baseAddress! + $0 * d }
+                        query.withUnsafeBufferPointer { q in
+                            vq_score_rows(q.baseAddress!, rows, n, d, l2, &fast)
+                            vq_score_rows_reference(q.baseAddress!, rows, n, d, l2, &slow)
+                            ranAVX2 = vq_score_rows_avx2(q.baseAddress!, rows, n, d, l2, &avx2)
+                        }
+                    }
+                    for i in 0..<n {
+                        // Both sums have magnitude at most d · 4; rounding differs by a few ulps of that.
+                        #expect(abs(fast[i] - slow[i]) <= 1e-5 * Float(d) * 4, "d \(d) n \(n) l2 \(l2) row \(i): \(fast[i]) vs \(slow[i])")
+                        if ranAVX2 == 1 { #expect(abs(avx2[i] - slow[i]) <= 1e-5 * Float(d) * 4, "AVX2 d \(d) n \(n) row \(i)") }
+                    }
+                    if n > 0 {
+                        // The reference against a plain loop over the same row.
+                        let r = picks[0]
+                        var s: Float = 0
+                        for t in 0..<d {
+                            let x = query[t] - table[r * d + t]
+                            s += l2 == 1 ? x * x : query[t] * table[r * d + t]
+                        }
+                        #expect(abs(slow[0] - s) <= 1e-5 * Float(d) * 4)
+                    }
+                }
+            }
+            // The re-ranking selection equals a brute-force selection of the best 5 of 40 distinct rows.
+            for metric in [Metric.l2, .dot] {
+                let candidates = (0..<40).map { UInt32($0 * 3 % 60) }
+                let got = table.withUnsafeBufferPointer { t in query.withUnsafeBufferPointer { q in
+                    ExactRerank.rerank(candidates, query: q.baseAddress!, dimension: d, metric: metric, k: 5) {
+                        t.baseAddress! + Int($0) * d
+                    }
+                } }
+                let scored = candidates.map { row -> (UInt32, Float) in
+                    var s: Float = 0
+                    for t in 0..<d {
+                        let x = query[t] - table[Int(row) * d + t]
+                        s += metric == .l2 ? x * x : query[t] * table[Int(row) * d + t]
+                    }
+                    return (row, s)
+                }.sorted { metric == .l2 ? $0.1 < $1.1 : $0.1 > $1.1 }
+                #expect(got.count == 5)
+                for (g, w) in zip(got, scored.prefix(5)) {
+                    #expect(abs(g.score - w.1) <= 1e-5 * Float(d) * 4, "d \(d) \(metric): \(g) vs \(w)")
+                }
+            }
+        }
+    }
+
     /// The fast-scan candidate filter (dispatched SIMD) picks exactly the positions the portable reference
     /// picks: every sum at most the limit, ascending, for lengths around the vector widths and every kind
     /// of limit (none pass, some, all).

@@ -345,4 +345,36 @@ struct TailTests {
             #expect(sawTail)
         }
     }
+
+    @Test("ImportOptions.indexThreads = 1 links large batches serially: two imports build the same graph")
+    func serialImportThreads() throws {
+        let dir = try TempDir()
+        // Batches of 1,000 rows (above the 512-row parallel threshold) with a tail linked in steps.
+        let docs = makeDocuments(3000, dimension: Self.dimension, seed: 21).map { Document(id: $0.id, vector: $0.vector) }
+        func importSerially(_ name: String) throws -> VectorCollection {
+            let store = try VecStore(path: dir.path("\(name).vecstore"))
+            var options = ImportOptions()
+            options.batchSize = 1000
+            options.index = .hnsw(HNSWParameters(m: 8, efConstruction: 64))
+            options.indexThreads = 1
+            options.tailPolicy = HNSWTailPolicy(minimumTail: 500, growth: 1)
+            var reader = ArrayReader(docs)
+            _ = try store.importRecords(from: &reader, into: "c", options: options)
+            return try store.collection("c")
+        }
+        let a = try importSerially("a"), b = try importSerially("b")
+        #expect(try a.unindexedRows() == 0)
+        var found = 0
+        for i in 0..<40 {
+            let q = docs[(i * 71) % docs.count].vector.map { $0 + 0.03 }
+            // A serial build is deterministic (fixed level seed, one insertion order): same results, same scores.
+            let ra = try a.search(q, k: 10, options: SearchOptions(ef: 32))
+            let rb = try b.search(q, k: 10, options: SearchOptions(ef: 32))
+            #expect(ra.map(\.id) == rb.map(\.id))
+            #expect(ra.map(\.score) == rb.map(\.score))
+            let exact = Set(try a.search(q, k: 10, options: SearchOptions(exact: true)).map(\.id))
+            found += ra.filter { exact.contains($0.id) }.count
+        }
+        #expect(found >= 40 * 10 * 9 / 10, "recall@10 \(Double(found) / 400)")
+    }
 }

@@ -54,6 +54,18 @@ size_t vq_nearest(const float *norms, const float *dots, size_t k, int l2, float
 /// The portable reference of `vq_nearest` (same results), exposed for tests.
 size_t vq_nearest_reference(const float *norms, const float *dots, size_t k, int l2, float *value);
 
+/// Exact scores of scattered float32 rows (the re-ranking step): out[i] = sum_t (q[t] - rows[i][t])^2 when `l2`
+/// is nonzero, sum_t q[t] * rows[i][t] otherwise, for i in [0, n). Four rows are scored together (four
+/// independent load streams) while the rows a few steps ahead are prefetched line by line, so the cache
+/// misses of scattered rows overlap. Equal to `vq_score_rows_reference` up to float rounding.
+void vq_score_rows(const float *q, const float *const *rows, size_t n, size_t d, int l2, float *out);
+/// The portable reference of `vq_score_rows` (one row at a time, sequential sums), exposed for tests.
+void vq_score_rows_reference(const float *q, const float *const *rows, size_t n, size_t d, int l2, float *out);
+
+/// Runs the AVX2 path of `vq_score_rows` whatever the dispatch chose (so tests on an AVX-512 machine cover it);
+/// returns 0 without writing when the CPU lacks AVX2 and FMA, 1 otherwise.
+int vq_score_rows_avx2(const float *q, const float *const *rows, size_t n, size_t d, int l2, float *out);
+
 /// Name of the instruction set the quantized kernels dispatched to ("avx512bw", "avx2", "generic").
 const char *vq_isa(void);
 

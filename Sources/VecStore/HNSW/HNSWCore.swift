@@ -88,7 +88,9 @@ struct VectorTable {
         shift = UInt32(before.record.blockShift)
         mask = (1 << shift) - 1
         dimension = before.record.dimension
-        prefetchLines = Int32(min(2, (dimension * 4 + 63) / 64))
+        // Graph construction scores float32 rows: 8 lines (of 24 at 384-d) gave 3,832 rows/s on a 100k prefix
+        // of docs1m against 3,607 with 2 and 3,689 with all 24 (2 threads).
+        prefetchLines = Int32(min(8, (dimension * 4 + 63) / 64))
         guard let appended else {
             blockCount = before.blocks.count
             bases = .allocate(capacity: max(1, blockCount))
@@ -247,6 +249,8 @@ struct DistanceHeap {
 final class HNSWScratch: @unchecked Sendable {
     var stamps: UnsafeMutablePointer<UInt16>
     var stampCapacity: Int
+    /// Bytes mapped for `stamps` (0: allocated normally), see `HNSWVisitedPages`.
+    private var stampsMapped = 0
     var generation: UInt16 = 0
     /// Candidates to expand, keyed by negated distance (closest on top).
     var candidates = DistanceHeap(capacity: 256)
@@ -258,30 +262,59 @@ final class HNSWScratch: @unchecked Sendable {
     /// Scratch for the selection heuristic.
     var selectIDs: [UInt32] = []
     var selectDistances: [Float] = []
+    /// Scratch of graph construction: an insert's candidates on one level (`buildIDs`/`buildDistances`)
+    /// and a full list being pruned for a reverse link (`pruneIDs`/`pruneDistances`), each `buildCapacity`.
+    private(set) var buildIDs: UnsafeMutablePointer<UInt32>
+    private(set) var buildDistances: UnsafeMutablePointer<Float>
+    private(set) var pruneIDs: UnsafeMutablePointer<UInt32>
+    private(set) var pruneDistances: UnsafeMutablePointer<Float>
+    private(set) var buildCapacity = 0
 
     init(rows: Int) {
         stampCapacity = max(1024, rows)
-        stamps = .allocate(capacity: stampCapacity)
-        stamps.initialize(repeating: 0, count: stampCapacity)
+        (stamps, stampsMapped) = HNSWVisitedPages.allocate(count: stampCapacity)
         neighbourCapacity = 512
         pending = .allocate(capacity: neighbourCapacity)
+        buildCapacity = 256
+        buildIDs = .allocate(capacity: buildCapacity)
+        buildDistances = .allocate(capacity: buildCapacity)
+        pruneIDs = .allocate(capacity: buildCapacity)
+        pruneDistances = .allocate(capacity: buildCapacity)
     }
 
     deinit {
-        stamps.deallocate()
+        HNSWVisitedPages.deallocate(stamps, mapped: stampsMapped)
         candidates.deallocate()
         results.deallocate()
         pending.deallocate()
+        buildIDs.deallocate()
+        buildDistances.deallocate()
+        pruneIDs.deallocate()
+        pruneDistances.deallocate()
+    }
+
+    /// Makes the construction buffers hold at least `n` entries (their contents are not kept).
+    @inline(__always)
+    func ensureBuildCapacity(_ n: Int) {
+        if n <= buildCapacity { return }
+        buildIDs.deallocate()
+        buildDistances.deallocate()
+        pruneIDs.deallocate()
+        pruneDistances.deallocate()
+        buildCapacity = max(n, 2 * buildCapacity)
+        buildIDs = .allocate(capacity: buildCapacity)
+        buildDistances = .allocate(capacity: buildCapacity)
+        pruneIDs = .allocate(capacity: buildCapacity)
+        pruneDistances = .allocate(capacity: buildCapacity)
     }
 
     /// Prepares the visited array for `rows` nodes and a new search.
     @inline(__always)
     func begin(rows: Int) {
         if rows > stampCapacity {
-            stamps.deallocate()
+            HNSWVisitedPages.deallocate(stamps, mapped: stampsMapped)
             stampCapacity = max(rows, stampCapacity * 2)
-            stamps = .allocate(capacity: stampCapacity)
-            stamps.initialize(repeating: 0, count: stampCapacity)
+            (stamps, stampsMapped) = HNSWVisitedPages.allocate(count: stampCapacity)
             generation = 0
         }
         generation &+= 1
@@ -570,34 +603,66 @@ enum HNSWAlgorithms {
         _ vt: VectorTable, _: D.Type, ids: inout [UInt32], distances: inout [Float], max m: Int
     ) -> Int {
         let n = ids.count
-        if n <= m {
-            return n
+        if n <= m { return n }
+        let kept = ids.withUnsafeMutableBufferPointer { ip in
+            distances.withUnsafeMutableBufferPointer { dp in
+                selectNeighbours(vt, D.self, ids: ip.baseAddress!, distances: dp.baseAddress!, count: n, max: m)
+            }
         }
-        // sort ascending by distance
-        var order = Array(0..<n)
-        order.sort { distances[$0] < distances[$1] || (distances[$0] == distances[$1] && ids[$0] < ids[$1]) }
-        let sortedIDs = order.map { ids[$0] }
-        let sortedD = order.map { distances[$0] }
+        ids.removeSubrange(kept...)
+        distances.removeSubrange(kept...)
+        return kept
+    }
+
+    /// The selection heuristic over `count` candidates at `ids`/`distances`, in place and without
+    /// allocating (graph construction calls it once per level of every insert and once per full list a
+    /// reverse link prunes). With more than `m` candidates they are sorted by (distance, id) — a total
+    /// order, so the result does not depend on their input order — and the kept ones are moved to the
+    /// front; with at most `m` all are kept in their input order. Returns the number kept.
+    @inline(__always)
+    static func selectNeighbours<D: HNSWDistance>(
+        _ vt: VectorTable, _: D.Type, ids: UnsafeMutablePointer<UInt32>, distances: UnsafeMutablePointer<Float>,
+        count n: Int, max m: Int
+    ) -> Int {
+        if n <= m { return n }
+        // Insertion sort: the callers pass short lists (2·M + 1) or lists already close to ascending
+        // order (a beam's results, farthest popped last into the front).
+        var i = 1
+        while i < n {
+            let d = distances[i], id = ids[i]
+            var j = i
+            while j > 0 && (distances[j - 1] > d || (distances[j - 1] == d && ids[j - 1] > id)) {
+                distances[j] = distances[j - 1]
+                ids[j] = ids[j - 1]
+                j -= 1
+            }
+            distances[j] = d
+            ids[j] = id
+            i += 1
+        }
         var kept = 0
         let dim = vt.dimension
-        for i in 0..<n {
-            if kept >= m { break }
-            let cand = sortedIDs[i]
-            let dq = sortedD[i]
+        i = 0
+        while i < n && kept < m {
+            let cand = ids[i]
+            let dq = distances[i]
             let v = vt.vector(cand)
             var good = true
-            for r in 0..<kept where D.distance(v, vt.vector(ids[r]), dim) < dq {
-                good = false
-                break
+            var r = 0
+            while r < kept {
+                if D.distance(v, vt.vector(ids[r]), dim) < dq {
+                    good = false
+                    break
+                }
+                r += 1
             }
             if good {
                 ids[kept] = cand
                 distances[kept] = dq
                 kept += 1
             }
+            i += 1
         }
-        ids.removeSubrange(kept...)
-        distances.removeSubrange(kept...)
         return kept
     }
 }

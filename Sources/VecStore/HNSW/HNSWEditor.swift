@@ -224,7 +224,12 @@ final class HNSWEditor: HNSWGraphAccess {
 
     // MARK: Access
 
-    func prefetchLinks(_ node: UInt32) {}
+    /// Prefetches the next candidate's layer-0 list (hnswlib keeps a node's list beside its vector, which
+    /// the beam has just scored; here the lists live in their own blocks).
+    @inline(__always)
+    func prefetchLinks(_ node: UInt32) {
+        vs_prefetch(readBases[Int(node >> shift)] + Int(node & mask) * slotWords0, Int32((slotWords0 * 4 + 63) / 64))
+    }
     func lock(_ node: UInt32) { pthread_mutex_lock(stripes + Int(node & UInt32(Self.stripeCount - 1))) }
     func unlock(_ node: UInt32) { pthread_mutex_unlock(stripes + Int(node & UInt32(Self.stripeCount - 1))) }
 
@@ -412,31 +417,43 @@ final class HNSWEditor: HNSWGraphAccess {
         while l >= 0 {
             HNSWAlgorithms.searchLayer(self, scorer, entry: cur, entryDistance: curD,
                                        ef: config.efConstruction, level: l, allowed: live, rows: rows, scratch: scratch)
-            var ids = scratch.selectIDs
-            var dists = scratch.selectDistances
-            ids.removeAll(keepingCapacity: true)
-            dists.removeAll(keepingCapacity: true)
+            // The beam's results, popped farthest first, fill the buffer from its end, so it ends up in
+            // ascending order (what the heuristic's sort wants); `q` itself is left out.
             var res = scratch.results
-            var best: (UInt32, Float)? = nil
+            let total = res.count
+            // Room for the reverse links' pruning too (`connect`), so no buffer moves while `ids` points in.
+            scratch.ensureBuildCapacity(max(total, config.maxLinks0 + 1, config.m + 1))
+            let buffer = scratch.buildIDs, bufferDistances = scratch.buildDistances
+            var w = total
             while !res.isEmpty {
                 if res.topID != q {
-                    ids.append(res.topID)
-                    dists.append(res.topKey)
-                    best = (res.topID, res.topKey)  // the last popped is the closest
+                    w -= 1
+                    buffer[w] = res.topID
+                    bufferDistances[w] = res.topKey
                 }
                 res.pop()
             }
             scratch.results = res
-            if let best { (cur, curD) = best }
-            _ = HNSWAlgorithms.selectNeighbours(vt, D.self, ids: &ids, distances: &dists, max: config.m)
+            let ids = buffer + w, dists = bufferDistances + w
+            let found = total - w
+            if found > 0 { (cur, curD) = (ids[0], dists[0]) }
+            // At most M candidates are all kept, in the order the beam popped them (farthest first).
+            if found <= config.m {
+                var a = 0, b = found - 1
+                while a < b {
+                    (ids[a], ids[b]) = (ids[b], ids[a])
+                    a += 1
+                    b -= 1
+                }
+            }
+            let kept = HNSWAlgorithms.selectNeighbours(vt, D.self, ids: ids, distances: dists, count: found,
+                                                       max: config.m)
             if needsLocks { lock(q) }
             let own = mutableLinks(q, l)
-            own[0] = UInt32(ids.count)
-            for (j, id) in ids.enumerated() { own[1 + j] = id }
+            own[0] = UInt32(kept)
+            (own + 1).update(from: ids, count: kept)
             if needsLocks { unlock(q) }
-            for n in ids { connect(n, to: q, level: l, D.self, vt, scratch: scratch) }
-            scratch.selectIDs = ids
-            scratch.selectDistances = dists
+            for j in 0..<kept { connect(ids[j], to: q, level: l, D.self, vt, scratch: scratch) }
             l -= 1
         }
         if raises {
@@ -464,19 +481,19 @@ final class HNSWEditor: HNSWGraphAccess {
         }
         let nv = vt.vector(n)
         let dim = vt.dimension
-        var ids: [UInt32] = []
-        var dists: [Float] = []
-        ids.reserveCapacity(count + 1)
-        dists.reserveCapacity(count + 1)
+        // `insert` made room for 2·M + 1 (a list's count is within its cap: blocks are checked when copied).
+        scratch.ensureBuildCapacity(count + 1)
+        let ids = scratch.pruneIDs, dists = scratch.pruneDistances
         for j in 0..<count {
-            ids.append(list[1 + j])
-            dists.append(D.distance(nv, vt.vector(list[1 + j]), dim))
+            let t = list[1 + j]
+            ids[j] = t
+            dists[j] = D.distance(nv, vt.vector(t), dim)
         }
-        ids.append(q)
-        dists.append(D.distance(nv, vt.vector(q), dim))
-        let kept = HNSWAlgorithms.selectNeighbours(vt, D.self, ids: &ids, distances: &dists, max: cap)
+        ids[count] = q
+        dists[count] = D.distance(nv, vt.vector(q), dim)
+        let kept = HNSWAlgorithms.selectNeighbours(vt, D.self, ids: ids, distances: dists, count: count + 1, max: cap)
         list[0] = UInt32(kept)
-        for j in 0..<kept { list[1 + j] = ids[j] }
+        (list + 1).update(from: ids, count: kept)
     }
 
     /// Inserts `rows` on `threads` workers with per-node (striped) locks, as hnswlib does.

@@ -302,8 +302,9 @@ final class IVFIndexView: VectorIndexView, @unchecked Sendable {
         return CandidateMask.with(rows.liveWords) { run($0) }
     }
 
-    /// Scores are recomputed by `resolve` (flat scans use a many-row kernel; PQ without refine is approximate).
-    var scoresAreExact: Bool { false }
+    /// Every search ends by rescoring its final rows with `resolve`'s kernels (`IVFView.rescored`): flat scans
+    /// use a many-row kernel, re-ranking a four-row one, and PQ without refine is approximate until then.
+    var scoresAreExact: Bool { true }
 
     /// A filter is answered exactly over its matches when they are fewer than the rows the probed lists hold
     /// (≈ live · nprobe / nlist): that scan is cheaper, and exact; otherwise the lists are scanned under the mask.
