@@ -190,6 +190,22 @@ struct KernelVariantTests {
                     }
                     #expect(listed.enumerated().allSatisfy { ubListed[$0.offset].bitPattern == ub[Int($0.element)].bitPattern },
                             "\(isa) d \(dim) l2 \(l2): listed rows differ from the streamed rows")
+                    // The scattered-pointer form (the selective-filter scan) gives the same bits, whatever
+                    // the prefetch distance.
+                    for ahead in [0, 1, 8, 200] {
+                        var ubPtrs = [Float](repeating: .nan, count: listed.count)
+                        q.withUnsafeBufferPointer { qb in
+                            halves.withUnsafeBufferPointer { hb in
+                                let ptrs: [UnsafePointer<UInt16>?] = listed.map { hb.baseAddress! + Int($0) * dim }
+                                ptrs.withUnsafeBufferPointer { pb in
+                                    vs_f16_upper_ptrs_with(k, qb.baseAddress!, qn2, qn1, pb.baseAddress!, listed.count,
+                                                           dim, l2, ahead, &ubPtrs)
+                                }
+                            }
+                        }
+                        #expect(zip(ubPtrs, ubListed).allSatisfy { $0.bitPattern == $1.bitPattern },
+                                "\(isa) d \(dim) l2 \(l2) ahead \(ahead): pointer rows differ from listed rows")
+                    }
                     // An infinite query norm bound: every row is re-scored.
                     var unbounded = [Float](repeating: 0, count: n)
                     q.withUnsafeBufferPointer { qb in
