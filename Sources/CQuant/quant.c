@@ -1,6 +1,10 @@
 // Quantized-vector kernels, compiled for AVX-512BW, AVX2 and portable C and picked once at load time from the
-// running CPU (the CDistance pattern), so one binary is fast on every x86-64 machine and correct elsewhere.
+// running CPU (the CDistance pattern; VECSTORE_KERNEL caps it, see vq_select), so one binary is fast on every
+// x86-64 machine and correct elsewhere.
 #include "vs_quant.h"
+
+#include <stdlib.h>
+#include <string.h>
 
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #define VQ_X86 1
@@ -592,10 +596,16 @@ static dotf_fn dotf_impl = vq_dot_f32_i8_reference;
 static const char *vq_isa_name = "generic";
 
 // Runs before main (and before any thread exists), so the pointers are never written concurrently.
+// VECSTORE_KERNEL=portable|avx2 (as CDistance reads it, which also reports an unknown or unsupported name)
+// caps the variant for tests and measurement: portable keeps the references, avx2 skips AVX-512.
 __attribute__((constructor)) static void vq_select(void) {
 #ifdef VQ_X86
+    const char *forced = getenv("VECSTORE_KERNEL");
+    int cap_portable = forced && strcmp(forced, "portable") == 0;
+    int cap_avx2 = forced && strcmp(forced, "avx2") == 0;
+    if (cap_portable) return;
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
+    if (!cap_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
         fs4_impl = fs4_scan_avx512;
         qt_impl = quantize_table_avx512;
         pqt_impl = pq_table_avx512;

@@ -1,4 +1,5 @@
 import CQuant
+import Foundation
 import Testing
 import VecStoreKernels
 @testable import VecStoreQuant
@@ -12,6 +13,18 @@ import VecStoreKernels
         let mse = try data.withUnsafeBufferPointer { try pq.train($0.baseAddress!, count: rows, options: KMeansOptions(iterations: 8, seed: 2)) }
         #expect(mse.isFinite && mse > 0)
         return (pq, data)
+    }
+
+    /// `VECSTORE_KERNEL=portable` keeps the quantized kernels' references and `avx2` never picks AVX-512
+    /// (run the suite with each to exercise the other variants on an AVX-512 machine).
+    @Test func kernelChoiceFollowsVECSTORE_KERNEL() {
+        let isa = ScalarQuantizer8.kernelISA
+        #expect(["avx512bw", "avx2", "generic"].contains(isa))
+        switch ProcessInfo.processInfo.environment["VECSTORE_KERNEL"] {
+        case "portable": #expect(isa == "generic")
+        case "avx2": #expect(isa != "avx512bw")
+        default: break
+        }
     }
 
     /// ADC values equal the brute-force distance / inner product between the query and the decoded vector.
