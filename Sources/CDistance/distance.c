@@ -680,10 +680,6 @@ void vs_f16_upper_many(const float *q, double qn2, double qn1, const unsigned sh
                        size_t dim, int l2, float *ub) {
     vs_f16_upper_many_with(&active, q, qn2, qn1, h, n, stride, dim, l2, ub);
 }
-void vs_f16_upper_rows(const float *q, double qn2, double qn1, const unsigned short *h, const unsigned int *rows,
-                       size_t n, size_t stride, size_t dim, int l2, float *ub) {
-    vs_f16_upper_rows_with(&active, q, qn2, qn1, h, rows, n, stride, dim, l2, ub);
-}
 void vs_f16_upper_ptrs(const float *q, double qn2, double qn1, const unsigned short *const *rows, size_t n,
                        size_t dim, int l2, size_t ahead, float *ub) {
     vs_f16_upper_ptrs_with(&active, q, qn2, qn1, rows, n, dim, l2, ahead, ub);

@@ -27,9 +27,6 @@ float vs_l2sq_f16(const float *q, const unsigned short *h, size_t n);
 /// `qn2` and `qn1` are upper bounds of |q|_2 and |q|_1. Assumes IEEE gradual underflow (no FTZ/DAZ).
 void vs_f16_upper_many(const float *q, double qn2, double qn1, const unsigned short *h, size_t n, size_t stride,
                        size_t dim, int l2, float *ub);
-/// `vs_f16_upper_many` for the rows listed in `rows` (row numbers from `h`, stride `stride` halves).
-void vs_f16_upper_rows(const float *q, double qn2, double qn1, const unsigned short *h, const unsigned int *rows,
-                       size_t n, size_t stride, size_t dim, int l2, float *ub);
 /// `vs_f16_upper_many` for `n` scattered rows, row `r`'s copy (`dim` halves) at `rows[r]`. The copies of
 /// the rows `ahead` places on are prefetched while a row is summed (the first `ahead` before any).
 void vs_f16_upper_ptrs(const float *q, double qn2, double qn1, const unsigned short *const *rows, size_t n,
@@ -83,7 +80,8 @@ const vs_distance_kernels *vs_distance_variant(const char *isa);
 /// `vs_f16_upper_many` with the kernels of `kernels`.
 void vs_f16_upper_many_with(const vs_distance_kernels *kernels, const float *q, double qn2, double qn1,
                             const unsigned short *h, size_t n, size_t stride, size_t dim, int l2, float *ub);
-/// `vs_f16_upper_rows` with the kernels of `kernels`.
+/// `vs_f16_upper_many_with` for the rows listed in `rows` (row numbers from `h`, stride `stride` halves).
+/// Only tests call it (the scan gathers row pointers: `vs_f16_upper_ptrs`).
 void vs_f16_upper_rows_with(const vs_distance_kernels *kernels, const float *q, double qn2, double qn1,
                             const unsigned short *h, const unsigned int *rows, size_t n, size_t stride, size_t dim,
                             int l2, float *ub);
