@@ -12,6 +12,11 @@
 #include <immintrin.h>
 #endif
 
+// Requests the `bytes` bytes at `p` into every cache level, one 64-byte line at a time.
+static inline void prefetch_bytes(const void *p, size_t bytes) {
+    for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch((const char *)p + o, 0, 3);
+}
+
 // ---------------------------------------------------------------- portable
 static float dot_generic(const float *a, const float *b, size_t d) {
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -348,10 +353,8 @@ static void half_pass_avx512(const float *q, const unsigned short *h, size_t n, 
     size_t rowBytes = stride * 2;
     for (size_t r = 0; r < n; r++) {
         const unsigned short *row = h + r * stride;
-        if (PREFETCH_HALF_BYTES > 0 && n > 1) {  // a streamed run of rows; gathered rows (n = 1) prefetch their own
-            const char *ahead = (const char *)row + PREFETCH_HALF_BYTES;
-            for (size_t o = 0; o < rowBytes; o += 64) _mm_prefetch(ahead + o, _MM_HINT_T0);
-        }
+        // a streamed run of rows; gathered rows (n = 1) prefetch their own
+        if (PREFETCH_HALF_BYTES > 0 && n > 1) prefetch_bytes((const char *)row + PREFETCH_HALF_BYTES, rowBytes);
         __m512 s0 = _mm512_setzero_ps(), s1 = s0, t0 = s0, t1 = s0;
         size_t i = 0;
         if (l2) {
@@ -382,10 +385,8 @@ static void half_pass_avx2(const float *q, const unsigned short *h, size_t n, si
     size_t rowBytes = stride * 2;
     for (size_t r = 0; r < n; r++) {
         const unsigned short *row = h + r * stride;
-        if (PREFETCH_HALF_BYTES > 0 && n > 1) {  // a streamed run of rows; gathered rows (n = 1) prefetch their own
-            const char *ahead = (const char *)row + PREFETCH_HALF_BYTES;
-            for (size_t o = 0; o < rowBytes; o += 64) _mm_prefetch(ahead + o, _MM_HINT_T0);
-        }
+        // a streamed run of rows; gathered rows (n = 1) prefetch their own
+        if (PREFETCH_HALF_BYTES > 0 && n > 1) prefetch_bytes((const char *)row + PREFETCH_HALF_BYTES, rowBytes);
         __m256 s0 = _mm256_setzero_ps(), s1 = s0, t0 = s0, t1 = s0;
         size_t i = 0;
         for (; i + 16 <= d; i += 16) {
@@ -633,10 +634,7 @@ void vs_f16_upper_rows_with(const vs_distance_kernels *k, const float *q, double
         size_t m = n - r0 < 64 ? n - r0 : 64;
         for (size_t i = 0; i < m; i++) {
             // The copies of the rows 4 places ahead are fetched while this one is summed.
-            if (r0 + i + 4 < n) {
-                const char *ahead = (const char *)(h + (size_t)rows[r0 + i + 4] * stride);
-                for (size_t o = 0; o < stride * 2; o += 64) __builtin_prefetch(ahead + o, 0, 3);
-            }
+            if (r0 + i + 4 < n) prefetch_bytes(h + (size_t)rows[r0 + i + 4] * stride, stride * 2);
             k->half_pass(q, h + (size_t)rows[r0 + i] * stride, 1, stride, dim, l2, a + i, b + i);
         }
         if (isfinite(qn2) && isfinite(qn1)) {
@@ -654,17 +652,11 @@ void vs_f16_upper_ptrs_with(const vs_distance_kernels *k, const float *q, double
     size_t bytes = dim * 2;
     // The first `ahead` rows are requested at once, then each row `ahead` places on while one is summed:
     // scattered rows (each on its own page) then overlap their TLB walks and cache misses.
-    for (size_t i = 0; i < ahead && i < n; i++) {
-        const char *p = (const char *)rows[i];
-        for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 3);
-    }
+    for (size_t i = 0; i < ahead && i < n; i++) prefetch_bytes(rows[i], bytes);
     for (size_t r0 = 0; r0 < n; r0 += 64) {
         size_t m = n - r0 < 64 ? n - r0 : 64;
         for (size_t i = 0; i < m; i++) {
-            if (r0 + i + ahead < n) {
-                const char *p = (const char *)rows[r0 + i + ahead];
-                for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 3);
-            }
+            if (r0 + i + ahead < n) prefetch_bytes(rows[r0 + i + ahead], bytes);
             k->half_pass(q, rows[r0 + i], 1, dim, dim, l2, a + i, b + i);
         }
         if (isfinite(qn2) && isfinite(qn1)) {
