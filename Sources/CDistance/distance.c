@@ -609,27 +609,34 @@ const char *vs_distance_isa(void) { return active.isa; }
 float vs_dot_f16(const float *q, const unsigned short *h, size_t n) { return active.dot_f16(q, h, n); }
 float vs_l2sq_f16(const float *q, const unsigned short *h, size_t n) { return active.l2sq_f16(q, h, n); }
 
+// The bounds of `m` (at most 64) rows from pass 1's sums `a` and `b`, stored at `ub`: computed in whole groups
+// of 8 into `u`, then copied out; all +inf when `qn2` or `qn1` is not finite.
+static inline void store_bounds(const vs_distance_kernels *k, const float *a, const float *b, size_t m, size_t dim,
+                         double qn2, double qn1, int l2, float *ub) {
+    if (isfinite(qn2) && isfinite(qn1)) {
+        float u[64];
+        k->half_bounds(a, b, m, dim, qn2, qn1, l2, u);
+        for (size_t r = 0; r < m; r++) ub[r] = u[r];
+    } else {
+        for (size_t r = 0; r < m; r++) ub[r] = INFINITY;
+    }
+}
+
 void vs_f16_upper_many_with(const vs_distance_kernels *k, const float *q, double qn2, double qn1,
                             const unsigned short *h, size_t n, size_t stride, size_t dim, int l2, float *ub) {
     // Scores and squared norms in chunks of 64 rows (the callers pass at most one mask word's rows).
-    // Bounds are computed in whole groups of 8 (zeros past `m`) into `u`, then copied out.
-    float a[64] = {0}, b[64] = {0}, u[64];
+    float a[64] = {0}, b[64] = {0};
     for (size_t r0 = 0; r0 < n; r0 += 64) {
         size_t m = n - r0 < 64 ? n - r0 : 64;
         k->half_pass(q, h + r0 * stride, m, stride, dim, l2, a, b);
-        if (isfinite(qn2) && isfinite(qn1)) {
-            k->half_bounds(a, b, m, dim, qn2, qn1, l2, u);
-            for (size_t r = 0; r < m; r++) ub[r0 + r] = u[r];
-        } else {
-            for (size_t r = 0; r < m; r++) ub[r0 + r] = INFINITY;
-        }
+        store_bounds(k, a, b, m, dim, qn2, qn1, l2, ub + r0);
     }
 }
 
 void vs_f16_upper_rows_with(const vs_distance_kernels *k, const float *q, double qn2, double qn1,
                             const unsigned short *h, const unsigned int *rows, size_t n, size_t stride, size_t dim,
                             int l2, float *ub) {
-    float a[64] = {0}, b[64] = {0}, u[64];
+    float a[64] = {0}, b[64] = {0};
     for (size_t r0 = 0; r0 < n; r0 += 64) {
         size_t m = n - r0 < 64 ? n - r0 : 64;
         for (size_t i = 0; i < m; i++) {
@@ -637,18 +644,13 @@ void vs_f16_upper_rows_with(const vs_distance_kernels *k, const float *q, double
             if (r0 + i + 4 < n) prefetch_bytes(h + (size_t)rows[r0 + i + 4] * stride, stride * 2);
             k->half_pass(q, h + (size_t)rows[r0 + i] * stride, 1, stride, dim, l2, a + i, b + i);
         }
-        if (isfinite(qn2) && isfinite(qn1)) {
-            k->half_bounds(a, b, m, dim, qn2, qn1, l2, u);
-            for (size_t r = 0; r < m; r++) ub[r0 + r] = u[r];
-        } else {
-            for (size_t r = 0; r < m; r++) ub[r0 + r] = INFINITY;
-        }
+        store_bounds(k, a, b, m, dim, qn2, qn1, l2, ub + r0);
     }
 }
 
 void vs_f16_upper_ptrs_with(const vs_distance_kernels *k, const float *q, double qn2, double qn1,
                             const unsigned short *const *rows, size_t n, size_t dim, int l2, size_t ahead, float *ub) {
-    float a[64] = {0}, b[64] = {0}, u[64];
+    float a[64] = {0}, b[64] = {0};
     size_t bytes = dim * 2;
     // The first `ahead` rows are requested at once, then each row `ahead` places on while one is summed:
     // scattered rows (each on its own page) then overlap their TLB walks and cache misses.
@@ -659,12 +661,7 @@ void vs_f16_upper_ptrs_with(const vs_distance_kernels *k, const float *q, double
             if (r0 + i + ahead < n) prefetch_bytes(rows[r0 + i + ahead], bytes);
             k->half_pass(q, rows[r0 + i], 1, dim, dim, l2, a + i, b + i);
         }
-        if (isfinite(qn2) && isfinite(qn1)) {
-            k->half_bounds(a, b, m, dim, qn2, qn1, l2, u);
-            for (size_t r = 0; r < m; r++) ub[r0 + r] = u[r];
-        } else {
-            for (size_t r = 0; r < m; r++) ub[r0 + r] = INFINITY;
-        }
+        store_bounds(k, a, b, m, dim, qn2, qn1, l2, ub + r0);
     }
 }
 
