@@ -259,9 +259,6 @@ final class HNSWScratch: @unchecked Sendable {
     /// Unvisited neighbours of the node being expanded, prefetched before they are scored.
     var pending: UnsafeMutablePointer<UInt32>
     var neighbourCapacity = 0
-    /// Scratch for the selection heuristic.
-    var selectIDs: [UInt32] = []
-    var selectDistances: [Float] = []
     /// Scratch of graph construction: an insert's candidates on one level (`buildIDs`/`buildDistances`)
     /// and a full list being pruned for a reverse link (`pruneIDs`/`pruneDistances`), each `buildCapacity`.
     private(set) var buildIDs: UnsafeMutablePointer<UInt32>
@@ -595,23 +592,77 @@ enum HNSWAlgorithms {
         }
     }
 
-    /// The selection heuristic (Malkov & Yashunin, algorithm 4, without extending candidates or keeping
-    /// pruned links, as hnswlib): walk candidates from closest, keep one unless it is closer to an
-    /// already kept node than to the base. `ids`/`distances` (to the base) are reordered; returns the
-    /// number kept, which are the first entries of `ids`.
-    static func selectNeighbours<D: HNSWDistance>(
-        _ vt: VectorTable, _: D.Type, ids: inout [UInt32], distances: inout [Float], max m: Int
-    ) -> Int {
-        let n = ids.count
-        if n <= m { return n }
-        let kept = ids.withUnsafeMutableBufferPointer { ip in
-            distances.withUnsafeMutableBufferPointer { dp in
-                selectNeighbours(vt, D.self, ids: ip.baseAddress!, distances: dp.baseAddress!, count: n, max: m)
+    /// An insert's neighbours on one level: the beam's results (`scratch.results`, emptied), `q` left out,
+    /// filtered with the selection heuristic to at most `m` into `scratch.buildIDs`/`buildDistances`. The
+    /// buffers are made to hold `reserve` too, so the reverse links' pruning (`addLink`, lists of up to
+    /// `reserve - 1`) does not move them while the returned `ids` are read. Returns the kept ids and how
+    /// many, and the closest result (the next level's entry), nil when the beam found only `q`.
+    @inline(__always)
+    static func selectFromBeam<D: HNSWDistance>(
+        _ vt: VectorTable, _: D.Type, excluding q: UInt32, max m: Int, reserve: Int, scratch: HNSWScratch
+    ) -> (ids: UnsafeMutablePointer<UInt32>, kept: Int, closest: (UInt32, Float)?) {
+        // The results, popped farthest first, fill the buffer from its end, so it ends up in ascending
+        // order (what the heuristic's sort wants).
+        var res = scratch.results
+        let total = res.count
+        scratch.ensureBuildCapacity(max(total, reserve))
+        let buffer = scratch.buildIDs, bufferDistances = scratch.buildDistances
+        var w = total
+        while !res.isEmpty {
+            if res.topID != q {
+                w -= 1
+                buffer[w] = res.topID
+                bufferDistances[w] = res.topKey
+            }
+            res.pop()
+        }
+        scratch.results = res
+        let ids = buffer + w, dists = bufferDistances + w
+        let found = total - w
+        let closest = found > 0 ? (ids[0], dists[0]) : nil
+        // At most M candidates are all kept, in the order the beam popped them (farthest first).
+        if found <= m {
+            var a = 0, b = found - 1
+            while a < b {
+                (ids[a], ids[b]) = (ids[b], ids[a])
+                a += 1
+                b -= 1
             }
         }
-        ids.removeSubrange(kept...)
-        distances.removeSubrange(kept...)
-        return kept
+        let kept = selectNeighbours(vt, D.self, ids: ids, distances: dists, count: found, max: m)
+        return (ids, kept, closest)
+    }
+
+    /// Adds `q` to `n`'s link list `list` (count, then links) of capacity `cap`, re-selecting with the
+    /// heuristic when it is full; nothing when `q` is already linked. The caller holds `n`'s lock.
+    @inline(__always)
+    static func addLink<D: HNSWDistance>(
+        _ list: UnsafeMutablePointer<UInt32>, of n: UInt32, _ q: UInt32, cap: Int, _ vt: VectorTable, _: D.Type,
+        scratch: HNSWScratch
+    ) {
+        let count = Int(list[0])
+        for j in 0..<count where list[1 + j] == q { return }
+        if count < cap {
+            list[1 + count] = q
+            list[0] = UInt32(count + 1)
+            return
+        }
+        let nv = vt.vector(n)
+        let dim = vt.dimension
+        // `selectFromBeam` made room for the cap + 1 (a list's count is within its cap: blocks are
+        // checked when copied), so this does not move the buffers it returned.
+        scratch.ensureBuildCapacity(count + 1)
+        let ids = scratch.pruneIDs, dists = scratch.pruneDistances
+        for j in 0..<count {
+            let t = list[1 + j]
+            ids[j] = t
+            dists[j] = D.distance(nv, vt.vector(t), dim)
+        }
+        ids[count] = q
+        dists[count] = D.distance(nv, vt.vector(q), dim)
+        let kept = selectNeighbours(vt, D.self, ids: ids, distances: dists, count: count + 1, max: cap)
+        list[0] = UInt32(kept)
+        (list + 1).update(from: ids, count: kept)
     }
 
     /// The selection heuristic over `count` candidates at `ids`/`distances`, in place and without

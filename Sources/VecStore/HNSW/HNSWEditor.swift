@@ -417,37 +417,10 @@ final class HNSWEditor: HNSWGraphAccess {
         while l >= 0 {
             HNSWAlgorithms.searchLayer(self, scorer, entry: cur, entryDistance: curD,
                                        ef: config.efConstruction, level: l, allowed: live, rows: rows, scratch: scratch)
-            // The beam's results, popped farthest first, fill the buffer from its end, so it ends up in
-            // ascending order (what the heuristic's sort wants); `q` itself is left out.
-            var res = scratch.results
-            let total = res.count
-            // Room for the reverse links' pruning too (`connect`), so no buffer moves while `ids` points in.
-            scratch.ensureBuildCapacity(max(total, config.maxLinks0 + 1, config.m + 1))
-            let buffer = scratch.buildIDs, bufferDistances = scratch.buildDistances
-            var w = total
-            while !res.isEmpty {
-                if res.topID != q {
-                    w -= 1
-                    buffer[w] = res.topID
-                    bufferDistances[w] = res.topKey
-                }
-                res.pop()
-            }
-            scratch.results = res
-            let ids = buffer + w, dists = bufferDistances + w
-            let found = total - w
-            if found > 0 { (cur, curD) = (ids[0], dists[0]) }
-            // At most M candidates are all kept, in the order the beam popped them (farthest first).
-            if found <= config.m {
-                var a = 0, b = found - 1
-                while a < b {
-                    (ids[a], ids[b]) = (ids[b], ids[a])
-                    a += 1
-                    b -= 1
-                }
-            }
-            let kept = HNSWAlgorithms.selectNeighbours(vt, D.self, ids: ids, distances: dists, count: found,
-                                                       max: config.m)
+            // Room for the reverse links' pruning too (`connect`, lists of up to 2·M).
+            let (ids, kept, closest) = HNSWAlgorithms.selectFromBeam(
+                vt, D.self, excluding: q, max: config.m, reserve: max(config.maxLinks0, config.m) + 1, scratch: scratch)
+            if let closest { (cur, curD) = closest }
             if needsLocks { lock(q) }
             let own = mutableLinks(q, l)
             own[0] = UInt32(kept)
@@ -471,29 +444,7 @@ final class HNSWEditor: HNSWGraphAccess {
         let cap = level == 0 ? config.maxLinks0 : config.m
         if needsLocks { lock(n) }
         defer { if needsLocks { unlock(n) } }
-        let list = mutableLinks(n, level)
-        let count = Int(list[0])
-        for j in 0..<count where list[1 + j] == q { return }
-        if count < cap {
-            list[1 + count] = q
-            list[0] = UInt32(count + 1)
-            return
-        }
-        let nv = vt.vector(n)
-        let dim = vt.dimension
-        // `insert` made room for 2·M + 1 (a list's count is within its cap: blocks are checked when copied).
-        scratch.ensureBuildCapacity(count + 1)
-        let ids = scratch.pruneIDs, dists = scratch.pruneDistances
-        for j in 0..<count {
-            let t = list[1 + j]
-            ids[j] = t
-            dists[j] = D.distance(nv, vt.vector(t), dim)
-        }
-        ids[count] = q
-        dists[count] = D.distance(nv, vt.vector(q), dim)
-        let kept = HNSWAlgorithms.selectNeighbours(vt, D.self, ids: ids, distances: dists, count: count + 1, max: cap)
-        list[0] = UInt32(kept)
-        (list + 1).update(from: ids, count: kept)
+        HNSWAlgorithms.addLink(mutableLinks(n, level), of: n, q, cap: cap, vt, D.self, scratch: scratch)
     }
 
     /// Inserts `rows` on `threads` workers with per-node (striped) locks, as hnswlib does.

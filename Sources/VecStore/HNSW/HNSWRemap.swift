@@ -515,29 +515,15 @@ final class HNSWUpperBuilder: HNSWGraphAccess {
         while l >= 1 {
             HNSWAlgorithms.searchLayer(self, scorer, entry: cur, entryDistance: curD, ef: config.efConstruction,
                                        level: l, allowed: nil, rows: rows, scratch: scratch)
-            var ids = scratch.selectIDs
-            var dists = scratch.selectDistances
-            ids.removeAll(keepingCapacity: true)
-            dists.removeAll(keepingCapacity: true)
-            var res = scratch.results
-            while !res.isEmpty {
-                if res.topID != q {
-                    ids.append(res.topID)
-                    dists.append(res.topKey)
-                    (cur, curD) = (res.topID, res.topKey)  // the last popped is the closest
-                }
-                res.pop()
-            }
-            scratch.results = res
-            _ = HNSWAlgorithms.selectNeighbours(vt, D.self, ids: &ids, distances: &dists, max: config.m)
+            let (ids, kept, closest) = HNSWAlgorithms.selectFromBeam(
+                vt, D.self, excluding: q, max: config.m, reserve: config.m + 1, scratch: scratch)
+            if let closest { (cur, curD) = closest }
             if needsLocks { lock(q) }
             let own = mutableLinks(q, l)
-            own[0] = UInt32(ids.count)
-            for (j, id) in ids.enumerated() { own[1 + j] = id }
+            own[0] = UInt32(kept)
+            (own + 1).update(from: ids, count: kept)
             if needsLocks { unlock(q) }
-            for n in ids { connect(n, to: q, level: l, vt, D.self) }
-            scratch.selectIDs = ids
-            scratch.selectDistances = dists
+            for j in 0..<kept { connect(ids[j], to: q, level: l, vt, D.self, scratch: scratch) }
             l -= 1
         }
         if raises && level > maxLevel {
@@ -547,32 +533,11 @@ final class HNSWUpperBuilder: HNSWGraphAccess {
     }
 
     /// Adds `q` to `n`'s list on `level`, re-selecting with the heuristic when the list is full.
-    private func connect<D: HNSWDistance>(_ n: UInt32, to q: UInt32, level: Int, _ vt: VectorTable, _: D.Type) {
+    private func connect<D: HNSWDistance>(_ n: UInt32, to q: UInt32, level: Int, _ vt: VectorTable, _: D.Type,
+                                          scratch: HNSWScratch) {
         if needsLocks { lock(n) }
         defer { if needsLocks { unlock(n) } }
-        let list = mutableLinks(n, level)
-        let count = Int(list[0])
-        for j in 0..<count where list[1 + j] == q { return }
-        if count < config.m {
-            list[1 + count] = q
-            list[0] = UInt32(count + 1)
-            return
-        }
-        let nv = vt.vector(n)
-        let dim = vt.dimension
-        var ids: [UInt32] = []
-        var dists: [Float] = []
-        ids.reserveCapacity(count + 1)
-        dists.reserveCapacity(count + 1)
-        for j in 0..<count {
-            ids.append(list[1 + j])
-            dists.append(D.distance(nv, vt.vector(list[1 + j]), dim))
-        }
-        ids.append(q)
-        dists.append(D.distance(nv, vt.vector(q), dim))
-        let kept = HNSWAlgorithms.selectNeighbours(vt, D.self, ids: &ids, distances: &dists, max: config.m)
-        list[0] = UInt32(kept)
-        for j in 0..<kept { list[1 + j] = ids[j] }
+        HNSWAlgorithms.addLink(mutableLinks(n, level), of: n, q, cap: config.m, vt, D.self, scratch: scratch)
     }
 
     /// Writes one `graph-upper` value per level 1 … top (Spec/HNSW.md §3.2) in new row numbers: the

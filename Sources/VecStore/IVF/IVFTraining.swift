@@ -104,8 +104,6 @@ enum IVFTraining {
                 let want = min(chosen.count, pq.centroidsPerSubquantizer * 256)
                 let picked = sample((0..<UInt32(chosen.count)).map { $0 }, count: want, seed: p.seed ^ 0x5eed)
                 var residuals = [Float](repeating: 0, count: want * d)
-                let labels = !p.pqResidual ? nil : IVFModel(
-                    header: try provisionalHeader(kind: .flat, metric: metric, nlist: nlist, d: d), centroids: coarse.centroids, quantizer: nil)
                 data.withUnsafeBufferPointer { s in
                     residuals.withUnsafeMutableBufferPointer { r in
                         guard let sb = s.baseAddress, let rb = r.baseAddress else { return }
@@ -113,18 +111,22 @@ enum IVFTraining {
                     }
                 }
                 // Residual codes: the sample's residuals against their nearest centroid; raw codes: the rows.
-                let assigned = labels.map { labels in residuals.withUnsafeBufferPointer { r in
-                    r.baseAddress.map { labels.assign($0, count: want, threads: threads) } ?? []
-                } } ?? []
-                if p.pqResidual { coarse.centroids.withUnsafeBufferPointer { c in
-                    residuals.withUnsafeMutableBufferPointer { r in
-                        guard let cb = c.baseAddress, let rb = r.baseAddress else { return }
-                        for j in 0..<want {
-                            let centroid = cb + Int(assigned[j]) * d
-                            for t in 0..<d { rb[j * d + t] -= centroid[t] }
+                if p.pqResidual {
+                    let labels = IVFModel(header: try provisionalHeader(kind: .flat, metric: metric, nlist: nlist, d: d),
+                                          centroids: coarse.centroids, quantizer: nil)
+                    let assigned = residuals.withUnsafeBufferPointer { r in
+                        r.baseAddress.map { labels.assign($0, count: want, threads: threads) } ?? []
+                    }
+                    coarse.centroids.withUnsafeBufferPointer { c in
+                        residuals.withUnsafeMutableBufferPointer { r in
+                            guard let cb = c.baseAddress, let rb = r.baseAddress else { return }
+                            for j in 0..<want {
+                                let centroid = cb + Int(assigned[j]) * d
+                                for t in 0..<d { rb[j * d + t] -= centroid[t] }
+                            }
                         }
                     }
-                } }
+                }
                 let pqOptions = KMeansOptions(iterations: 25, seed: p.seed, maxPointsPerCentroid: 256, threads: threads)
                 codeError = try residuals.withUnsafeBufferPointer { (r) throws(QuantError) -> Double in
                     guard let rb = r.baseAddress else { throw .invalidParameter("no PQ training rows") }
