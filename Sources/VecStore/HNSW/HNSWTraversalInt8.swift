@@ -206,7 +206,8 @@ enum HNSWTraversalCopies {
                         (dst + normOffset).storeBytes(of: norm.bitPattern.littleEndian, as: UInt32.self)
                     } else {
                         let halves = dst.bindMemory(to: UInt16.self, capacity: rowBytes / 2)
-                        for i in 0..<dimension { halves[i] = Float16(v[i]).bitPattern }
+                        // Bit for bit `Float16(v[i]).bitPattern` (what verify compares), F16C where the CPU has it.
+                        vs_f32_to_f16(v, halves, dimension)
                         if rowBytes / 2 > dimension { halves[dimension] = 0 }
                     }
                 }
