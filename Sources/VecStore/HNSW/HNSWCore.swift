@@ -1,15 +1,19 @@
 import CDistance
 import Foundation
+import LMDB
 import VecStoreKernels
 
 /// A graph distance (smaller is closer), chosen once per search so the inner loops are specialised and
 /// never go through an existential.
 protocol HNSWDistance: SendableMetatype {
+    /// The same distance against a binary16 copy (graph construction's beam, `HNSWHalfTable`).
+    associatedtype Half: HNSWHalfDistance
     static func distance(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float
 }
 
 /// Squared Euclidean distance (metric `l2`).
 enum L2Distance: HNSWDistance {
+    typealias Half = L2HalfDistance
     @inline(__always)
     static func distance(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
         vs_l2(a, b, n)
@@ -18,6 +22,7 @@ enum L2Distance: HNSWDistance {
 
 /// Negated inner product (metrics `cosine`, on unit vectors, and `dot`).
 enum InnerProductDistance: HNSWDistance {
+    typealias Half = InnerProductHalfDistance
     @inline(__always)
     static func distance(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
         -vs_dot(a, b, n)
@@ -58,6 +63,78 @@ struct FloatScorer<D: HNSWDistance>: HNSWScorer {
     let query: UnsafePointer<Float>
     @inline(__always) func distance(_ id: UInt32) -> Float { D.distance(query, vectors.vector(id), vectors.dimension) }
     @inline(__always) func prefetch(_ id: UInt32) { vs_prefetch(vectors.vector(id), vectors.prefetchLines) }
+}
+
+/// The binary16 traversal copies of the rows a write transaction links (Spec/HNSW.md §4.2): rows of the
+/// blocks before the batch's first block from the snapshot the transaction started from (pages it has
+/// not written), later rows converted from the batch's own float32 rows into memory this table owns,
+/// never pointers into pages written in the same transaction.
+final class HNSWHalfTable: @unchecked Sendable {
+    private let bases: UnsafeMutablePointer<UnsafePointer<UInt16>>
+    private let owned: UnsafeMutablePointer<UInt16>?
+    let blockCount: Int
+    let shift: UInt32
+    let mask: UInt32
+    /// Halves per stored row (the dimension, rounded up to even).
+    let stride: Int
+    let dimension: Int
+    /// Cache lines prefetched per copy (the whole copy: 12 lines at 384-d).
+    let prefetchLines: Int32
+
+    /// Nil when a stored block is not the size `rows` implies or not 2-byte aligned (the caller then
+    /// links with the float32 rows alone).
+    init?(_ txn: Transaction, _ dbs: Databases, collection: UInt32, blockShift: Int, dimension: Int, rowBytes: Int,
+          vectors: VectorTable, committedRows: Int, rows: Int) throws {
+        shift = UInt32(blockShift)
+        mask = (1 << shift) - 1
+        self.dimension = dimension
+        stride = rowBytes / 2
+        prefetchLines = Int32(min(32, (rowBytes + 63) / 64))
+        let capacity = 1 << blockShift
+        blockCount = (rows + capacity - 1) / capacity
+        let firstNew = committedRows / capacity  // the first block the batch writes to
+        bases = .allocate(capacity: max(1, blockCount))
+        for b in 0..<min(firstNew, blockCount) {
+            guard let value = try txn.get(dbs.graphVectors, Format.key(collection, UInt32(b))),
+                  value.count == capacity * rowBytes, let base = value.baseAddress,
+                  Int(bitPattern: base) % 2 == 0 else {
+                bases.deallocate()
+                return nil
+            }
+            bases[b] = base.assumingMemoryBound(to: UInt16.self)
+        }
+        guard firstNew < blockCount else {
+            owned = nil
+            return
+        }
+        let newRows = rows - firstNew * capacity
+        let buffer = UnsafeMutablePointer<UInt16>.allocate(capacity: newRows * stride)
+        for r in 0..<newRows {
+            let row = buffer + r * stride
+            vs_f32_to_f16(vectors.vector(UInt32(firstNew * capacity + r)), row, dimension)
+            if stride > dimension { row[dimension] = 0 }
+        }
+        for b in firstNew..<blockCount { bases[b] = UnsafePointer(buffer + (b - firstNew) * capacity * stride) }
+        owned = buffer
+    }
+
+    deinit {
+        bases.deallocate()
+        owned?.deallocate()
+    }
+
+    @inline(__always)
+    func vector(_ i: UInt32) -> UnsafePointer<UInt16> {
+        bases[Int(i >> shift)] + Int(i & mask) * stride
+    }
+}
+
+/// Scores against the binary16 copies of `HNSWHalfTable` (graph construction's beam search).
+struct HalfTableScorer<H: HNSWHalfDistance>: HNSWScorer {
+    let table: HNSWHalfTable
+    let query: UnsafePointer<Float>
+    @inline(__always) func distance(_ id: UInt32) -> Float { H.distance(query, table.vector(id), table.dimension) }
+    @inline(__always) func prefetch(_ id: UInt32) { vs_prefetch(table.vector(id), table.prefetchLines) }
 }
 
 /// Row → vector pointer by arithmetic over the per-block base pointers of a `CollectionView`.
@@ -631,6 +708,29 @@ enum HNSWAlgorithms {
         }
         let kept = selectNeighbours(vt, D.self, ids: ids, distances: dists, count: found, max: m)
         return (ids, kept, closest)
+    }
+
+    /// Replaces the distances of the beam's results (`scratch.results`, scored against binary16 copies)
+    /// by the float32 distances to row `q`'s vector.
+    static func rescoreResults<D: HNSWDistance>(_ vt: VectorTable, _: D.Type, query q: UInt32, scratch: HNSWScratch) {
+        var res = scratch.results
+        let n = res.count
+        scratch.ensureNeighbourCapacity(n)
+        let ids = scratch.pending
+        var i = 0
+        while !res.isEmpty {
+            ids[i] = res.topID
+            i += 1
+            res.pop()
+        }
+        let qv = vt.vector(q)
+        let ahead = 4
+        for j in 0..<min(ahead, n) { vs_prefetch(vt.vector(ids[j]), vt.prefetchLines) }
+        for j in 0..<n {
+            if j + ahead < n { vs_prefetch(vt.vector(ids[j + ahead]), vt.prefetchLines) }
+            res.push(D.distance(qv, vt.vector(ids[j]), vt.dimension), ids[j])
+        }
+        scratch.results = res
     }
 
     /// Adds `q` to `n`'s link list `list` (count, then links) of capacity `cap`, re-selecting with the

@@ -142,15 +142,26 @@ struct HNSWWriter: VectorIndexWriter {
                 "collection \(name): HNSW graph covers \(nodes) rows, the collection had \(batch.appended.lowerBound)")
         }
         let record = batch.record
+        let end = batch.linking.policy.linkEnd(nodes: nodes, rows: record.nextInternalID, linking: batch.linking.mode)
+        // The beam of a linking step scores binary16 copies (Spec/HNSW.md §4.2): resolved before this
+        // batch writes its own copies, so no pointer goes into a page written in this transaction.
+        var halves: HNSWHalfTable?
+        if end > nodes, config.traversal == .f16 {
+            halves = try HNSWHalfTable(txn, dbs, collection: record.id, blockShift: Int(record.blockShift),
+                                       dimension: record.dimension,
+                                       rowBytes: config.traversal.rowBytes(dimension: record.dimension),
+                                       vectors: batch.vectors, committedRows: Int(batch.appended.lowerBound),
+                                       rows: Int(end))
+        }
         try HNSWTraversalCopies.write(txn, dbs, traversal: config.traversal, collection: record.id, name: name,
                                       dimension: record.dimension, blockCapacity: record.blockCapacity,
                                       initialRows: Int(batch.appended.lowerBound), rows: Int(batch.appended.upperBound),
                                       vectors: batch.vectors)
-        let end = batch.linking.policy.linkEnd(nodes: nodes, rows: record.nextInternalID, linking: batch.linking.mode)
         let deleted = batch.deleted.filter { $0 < nodes }
         blocksWritten = 0
         if end > nodes || !deleted.isEmpty {
             let editor = try HNSWEditor(txn, dbs, record: record, config: config, name: name, fresh: nodes == 0)
+            editor.halves = halves
             let liveWords = batch.liveWords
             let isLive = { (row: UInt32) in (liveWords[Int(row) >> 6] >> UInt64(row & 63)) & 1 == 1 }
             let inserted = (nodes..<end).filter(isLive)
