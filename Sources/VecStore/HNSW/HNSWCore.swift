@@ -6,14 +6,16 @@ import VecStoreKernels
 /// A graph distance (smaller is closer), chosen once per search so the inner loops are specialised and
 /// never go through an existential.
 protocol HNSWDistance: SendableMetatype {
-    /// The same distance against a binary16 copy (graph construction's beam, `HNSWHalfTable`).
+    /// The same distance against a binary16 and an int8 copy (graph construction's beam, `HNSWCopyTable`).
     associatedtype Half: HNSWHalfDistance
+    associatedtype Int8Copy: HNSWInt8Distance
     static func distance(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float
 }
 
 /// Squared Euclidean distance (metric `l2`).
 enum L2Distance: HNSWDistance {
     typealias Half = L2HalfDistance
+    typealias Int8Copy = L2Int8Distance
     @inline(__always)
     static func distance(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
         vs_l2(a, b, n)
@@ -23,6 +25,7 @@ enum L2Distance: HNSWDistance {
 /// Negated inner product (metrics `cosine`, on unit vectors, and `dot`).
 enum InnerProductDistance: HNSWDistance {
     typealias Half = InnerProductHalfDistance
+    typealias Int8Copy = InnerProductInt8Distance
     @inline(__always)
     static func distance(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
         -vs_dot(a, b, n)
@@ -65,30 +68,29 @@ struct FloatScorer<D: HNSWDistance>: HNSWScorer {
     @inline(__always) func prefetch(_ id: UInt32) { vs_prefetch(vectors.vector(id), vectors.prefetchLines) }
 }
 
-/// The binary16 traversal copies of the rows a write transaction links (Spec/HNSW.md §4.2): rows of the
-/// blocks before the batch's first block from the snapshot the transaction started from (pages it has
-/// not written), later rows converted from the batch's own float32 rows into memory this table owns,
-/// never pointers into pages written in the same transaction.
-final class HNSWHalfTable: @unchecked Sendable {
-    private let bases: UnsafeMutablePointer<UnsafePointer<UInt16>>
-    private let owned: UnsafeMutablePointer<UInt16>?
+/// The traversal copies (binary16 or int8, `rowBytes` each) of the rows a write transaction links
+/// (Spec/HNSW.md §5.3): rows of the blocks before the batch's first block from the snapshot the
+/// transaction started from (pages it has not written), later rows encoded from the batch's float32 rows
+/// into memory this table owns, never pointers into pages written in the same transaction.
+final class HNSWCopyTable: @unchecked Sendable {
+    private let bases: UnsafeMutablePointer<UnsafeRawPointer>
+    private let owned: UnsafeMutableRawPointer?
     let blockCount: Int
     let shift: UInt32
     let mask: UInt32
-    /// Halves per stored row (the dimension, rounded up to even).
-    let stride: Int
+    let rowBytes: Int
     let dimension: Int
-    /// Cache lines prefetched per copy (the whole copy: 12 lines at 384-d).
+    /// Cache lines prefetched per copy (the whole copy: 12 lines for binary16 at 384-d, 7 for int8).
     let prefetchLines: Int32
 
-    /// Nil when a stored block is not the size `rows` implies or not 2-byte aligned (the caller then
-    /// links with the float32 rows alone).
+    /// Nil when a stored block is not the size `rows` implies or not 4-byte aligned (the caller then
+    /// links with the float32 rows alone). `encode` writes row `r`'s copy (`rowBytes`) from its vector.
     init?(_ txn: Transaction, _ dbs: Databases, collection: UInt32, blockShift: Int, dimension: Int, rowBytes: Int,
-          vectors: VectorTable, committedRows: Int, rows: Int) throws {
+          committedRows: Int, rows: Int, encode: (_ row: UInt32, _ out: UnsafeMutableRawPointer) -> Void) throws {
         shift = UInt32(blockShift)
         mask = (1 << shift) - 1
         self.dimension = dimension
-        stride = rowBytes / 2
+        self.rowBytes = rowBytes
         prefetchLines = Int32(min(32, (rowBytes + 63) / 64))
         let capacity = 1 << blockShift
         blockCount = (rows + capacity - 1) / capacity
@@ -97,24 +99,20 @@ final class HNSWHalfTable: @unchecked Sendable {
         for b in 0..<min(firstNew, blockCount) {
             guard let value = try txn.get(dbs.graphVectors, Format.key(collection, UInt32(b))),
                   value.count == capacity * rowBytes, let base = value.baseAddress,
-                  Int(bitPattern: base) % 2 == 0 else {
+                  Int(bitPattern: base) % 4 == 0 else {
                 bases.deallocate()
                 return nil
             }
-            bases[b] = base.assumingMemoryBound(to: UInt16.self)
+            bases[b] = base
         }
         guard firstNew < blockCount else {
             owned = nil
             return
         }
         let newRows = rows - firstNew * capacity
-        let buffer = UnsafeMutablePointer<UInt16>.allocate(capacity: newRows * stride)
-        for r in 0..<newRows {
-            let row = buffer + r * stride
-            vs_f32_to_f16(vectors.vector(UInt32(firstNew * capacity + r)), row, dimension)
-            if stride > dimension { row[dimension] = 0 }
-        }
-        for b in firstNew..<blockCount { bases[b] = UnsafePointer(buffer + (b - firstNew) * capacity * stride) }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, newRows * rowBytes), alignment: 64)
+        for r in 0..<newRows { encode(UInt32(firstNew * capacity + r), buffer + r * rowBytes) }
+        for b in firstNew..<blockCount { bases[b] = UnsafeRawPointer(buffer + (b - firstNew) * capacity * rowBytes) }
         owned = buffer
     }
 
@@ -124,17 +122,39 @@ final class HNSWHalfTable: @unchecked Sendable {
     }
 
     @inline(__always)
-    func vector(_ i: UInt32) -> UnsafePointer<UInt16> {
-        bases[Int(i >> shift)] + Int(i & mask) * stride
+    func copy(_ i: UInt32) -> UnsafeRawPointer {
+        bases[Int(i >> shift)] + Int(i & mask) * rowBytes
     }
+
+    @inline(__always)
+    func half(_ i: UInt32) -> UnsafePointer<UInt16> { copy(i).assumingMemoryBound(to: UInt16.self) }
 }
 
-/// Scores against the binary16 copies of `HNSWHalfTable` (graph construction's beam search).
+/// Scores against the binary16 copies of an `HNSWCopyTable` (graph construction's beam search).
 struct HalfTableScorer<H: HNSWHalfDistance>: HNSWScorer {
-    let table: HNSWHalfTable
+    let table: HNSWCopyTable
     let query: UnsafePointer<Float>
-    @inline(__always) func distance(_ id: UInt32) -> Float { H.distance(query, table.vector(id), table.dimension) }
-    @inline(__always) func prefetch(_ id: UInt32) { vs_prefetch(table.vector(id), table.prefetchLines) }
+    @inline(__always) func distance(_ id: UInt32) -> Float { H.distance(query, table.half(id), table.dimension) }
+    @inline(__always) func prefetch(_ id: UInt32) { vs_prefetch(table.copy(id), table.prefetchLines) }
+}
+
+/// Scores against the int8 copies of an `HNSWCopyTable`, the query prepared in `buffer` (`dimension`
+/// floats owned by the calling thread).
+struct Int8TableScorer<I: HNSWInt8Distance>: HNSWScorer {
+    let table: HNSWCopyTable
+    let scoring: HNSWInt8Scoring
+    let prepared: UnsafePointer<Float>
+    let bias: Float
+
+    init(table: HNSWCopyTable, scoring: HNSWInt8Scoring, query: UnsafePointer<Float>, buffer: UnsafeMutablePointer<Float>) {
+        self.table = table
+        self.scoring = scoring
+        bias = I.prepare(query, scoring, into: buffer)
+        prepared = UnsafePointer(buffer)
+    }
+
+    @inline(__always) func distance(_ id: UInt32) -> Float { I.distance(prepared, bias, scoring, table.copy(id)) }
+    @inline(__always) func prefetch(_ id: UInt32) { vs_prefetch(table.copy(id), table.prefetchLines) }
 }
 
 /// Row → vector pointer by arithmetic over the per-block base pointers of a `CollectionView`.
@@ -343,6 +363,19 @@ final class HNSWScratch: @unchecked Sendable {
     private(set) var pruneIDs: UnsafeMutablePointer<UInt32>
     private(set) var pruneDistances: UnsafeMutablePointer<Float>
     private(set) var buildCapacity = 0
+    /// A prepared query of graph construction over int8 copies (`queryFloats` floats).
+    private(set) var queryBuffer: UnsafeMutablePointer<Float>?
+    private var queryFloats = 0
+
+    /// The prepared-query buffer, at least `n` floats (its contents are not kept).
+    func preparedQuery(_ n: Int) -> UnsafeMutablePointer<Float> {
+        if let queryBuffer, queryFloats >= n { return queryBuffer }
+        queryBuffer?.deallocate()
+        let b = UnsafeMutablePointer<Float>.allocate(capacity: max(1, n))
+        queryBuffer = b
+        queryFloats = n
+        return b
+    }
 
     init(rows: Int) {
         stampCapacity = max(1024, rows)
@@ -365,6 +398,7 @@ final class HNSWScratch: @unchecked Sendable {
         buildDistances.deallocate()
         pruneIDs.deallocate()
         pruneDistances.deallocate()
+        queryBuffer?.deallocate()
     }
 
     /// Makes the construction buffers hold at least `n` entries (their contents are not kept).

@@ -315,9 +315,11 @@ final class HNSWEditor: HNSWGraphAccess {
         return damage
     }
 
-    /// The binary16 copies the beam of `insert` scores (nil: the float32 rows). Set by `HNSWWriter` for
-    /// graphs with binary16 copies; the neighbour heuristic always uses the float32 rows.
-    var halves: HNSWHalfTable?
+    /// The traversal copies the beam of `insert` scores (nil: the float32 rows), set by `HNSWWriter`:
+    /// binary16, or int8 when `int8` gives their scoring. The neighbour heuristic always uses the float32
+    /// rows.
+    var copies: HNSWCopyTable?
+    var int8: HNSWInt8Scoring?
 
     /// Layer-0 blocks the last `write` wrote.
     private(set) var lastWrittenBlocks = 0
@@ -393,8 +395,12 @@ final class HNSWEditor: HNSWGraphAccess {
     /// and a reverse link from each chosen neighbour, pruned with the heuristic when full.
     func insert<D: HNSWDistance>(_ q: UInt32, _ d: D.Type, _ vt: VectorTable, live: CandidateMask,
                                  scratch: HNSWScratch) {
-        if let halves {
-            insert(q, D.self, vt, HalfTableScorer<D.Half>(table: halves, query: vt.vector(q)), exactBeam: false,
+        if let copies, let int8 {
+            let scorer = Int8TableScorer<D.Int8Copy>(table: copies, scoring: int8, query: vt.vector(q),
+                                                     buffer: scratch.preparedQuery(vt.dimension))
+            insert(q, D.self, vt, scorer, exactBeam: false, live: live, scratch: scratch)
+        } else if let copies {
+            insert(q, D.self, vt, HalfTableScorer<D.Half>(table: copies, query: vt.vector(q)), exactBeam: false,
                    live: live, scratch: scratch)
         } else {
             insert(q, D.self, vt, FloatScorer<D>(vectors: vt, query: vt.vector(q)), exactBeam: true, live: live,
@@ -404,7 +410,7 @@ final class HNSWEditor: HNSWGraphAccess {
 
     /// `insert` with the beam scored by `scorer`. Unless the scorer is exact (`exactBeam`), each level's
     /// beam results are re-scored with the float32 rows before the neighbour heuristic, which then sees
-    /// exactly the distances a float32 beam would give for the same candidates (Spec/HNSW.md §4.2).
+    /// exactly the distances a float32 beam would give for the same candidates (Spec/HNSW.md §5.3).
     private func insert<D: HNSWDistance, S: HNSWScorer>(_ q: UInt32, _: D.Type, _ vt: VectorTable, _ scorer: S,
                                                          exactBeam: Bool, live: CandidateMask, scratch: HNSWScratch) {
         let level = Int(levels[Int(q)])
