@@ -155,6 +155,8 @@ func storage<R>(_ body: () throws -> R) throws(VecStoreError) -> R {
         throw e.isDiskFull ? .diskFull("\(e)") : .storage(e)
     } catch let e as ImportError {
         throw .invalidInput(e)
+    } catch let e as PageCheckError {
+        throw .corrupt("\(e)")
     } catch {
         // Anything else was thrown by caller code inside the operation: passed through, not relabelled.
         throw .callback(error)
