@@ -24,6 +24,8 @@ public struct PageCheckReport: Sendable, Equatable {
     public var overflowExtents: Int
     /// Named databases found in the main tree.
     public var databases: Int
+    /// Sub-databases of sorted duplicates found (walked at `.full`, their root range-checked at `.roots`).
+    public var subDatabases: Int
 }
 
 /// One structural fault of an LMDB page, meta page or database record.

@@ -48,7 +48,8 @@ public struct PageChecker {
                                  fault: .snapshotMetaMissing(snapshot: snapshot, found: metaTxnIDs()))
         }
         return PageCheckReport(snapshot: Int(truncatingIfNeeded: meta.txnID), pages: walk.pagesChecked,
-                               overflowExtents: walk.overflowExtents, databases: walk.named.count)
+                               overflowExtents: walk.overflowExtents, databases: walk.named.count,
+                               subDatabases: walk.subDatabases)
     }
 
     // MARK: Meta pages
@@ -208,6 +209,7 @@ struct PageWalk {
     var named: [(name: String, record: DBRecord, page: Int)] = []
     var pagesChecked = 0
     var overflowExtents = 0
+    var subDatabases = 0
 
     init(file: UnsafeRawBufferPointer, pageSize: Int, lastPage: Int, full: Bool) {
         self.file = file
@@ -368,6 +370,7 @@ struct PageWalk {
             if dataSize != PageLayout.dbRecord { throw flagsFault("a sub-database record of \(dataSize) bytes, not 48") }
             if end > pageSize { throw fail(.nodeOutOfPage(node: i, end: end, size: pageSize)) }
             let record = DBRecord(file, at: base + dataAt)
+            subDatabases += 1
             var fixedKeySize: Int?
             if t.dupFixed {
                 guard record.pad >= 1, record.pad <= UInt32(PageLayout.maxKey) else {
