@@ -89,7 +89,7 @@ public enum VecStoreError: Error, Sendable, CustomStringConvertible {
     /// The category of this error.
     public var category: Category {
         switch self {
-        case .storage(let e): e.isDiskFull ? .io : (e.code == -30793 /* MDB_INVALID */ ? .corruptStore : .io)
+        case .storage(let e): e.isDiskFull ? .io : (e.isCorruption ? .corruptStore : .io)
         case .notAVecStore, .unsupportedFormatVersion, .newerFormat, .corrupt: .corruptStore
         case .collectionNotFound, .storeNotFound: .notFound
         case .alreadyOpen: .busy
