@@ -65,6 +65,8 @@ public enum PageFault: Sendable, Equatable, CustomStringConvertible {
     case overflow(String)
     /// A fixed-size (LEAF2) page's key size or key count does not fit it.
     case fixedSizeKeys(keySize: Int, count: Int, size: Int)
+    /// A page could not be read from the file.
+    case unreadable(String)
     /// A free-list record (numbered by its node on the page, or its position in the list) is malformed.
     case freeListRecord(record: Int, String)
 
@@ -95,6 +97,7 @@ public enum PageFault: Sendable, Equatable, CustomStringConvertible {
         case .overflow(let why): why
         case .fixedSizeKeys(let keySize, let count, let size):
             "\(count) fixed-size keys of \(keySize) bytes do not fit its \(size) bytes"
+        case .unreadable(let why): "could not be read: \(why)"
         case .freeListRecord(let record, let why): "free-list record \(record): \(why)"
         }
     }
@@ -133,7 +136,11 @@ public struct PageCheckError: Error, Sendable, Equatable, CustomStringConvertibl
 
     /// For example "page 1234 of database `ids`: node 7 ends at 4200, past the page end 4096".
     public var description: String {
-        let db = database.isEmpty ? "" : "database `\(database)`"
+        // A name read from a damaged main tree may hold control characters: shown as "?".
+        let printable = String(String.UnicodeScalarView(database.unicodeScalars.map {
+            $0.properties.generalCategory == .control || $0 == "\u{FFFD}" ? "?" : $0
+        }))
+        let db = database.isEmpty ? "" : "database `\(printable)`"
         var place: String
         switch (page, database.isEmpty) {
         case (let p?, true): place = p < 2 ? "meta page \(p)" : "page \(p)"

@@ -7,7 +7,8 @@ import Glibc
 extension Transaction {
     /// Checks the LMDB page structure of this read transaction's snapshot to `level` before anything
     /// walks it (`PageChecker`), reading the data file through a read-only map of its own whose length
-    /// is the file's size, so that no page number read from disk can reach past the file. Pages reachable
+    /// is the file's size (`.full`) or with `pread` (`.roots`), so that no page number read from disk can
+    /// reach past the file. Pages reachable
     /// from the snapshot's roots cannot change while the transaction lives; its meta page can be
     /// rewritten by a later commit, which throws a `PageCheckError` whose `isSnapshotGone` is true
     /// (`Environment.checkPages` then retries in a new snapshot).
@@ -25,7 +26,14 @@ extension Transaction {
         var envStat = MDB_stat()
         try check(mdb_env_stat(env, &envStat), "mdb_env_stat")
         let pageSize = Int(envStat.ms_psize)
-        let bytes = Int(st.st_size) / pageSize * pageSize
+        let pageCount = Int(st.st_size) / pageSize
+        if level == .roots {
+            // A few dozen pages: read with `pread`, no map to set up and tear down on every open.
+            var source = ReadPages(fd: fd, pageSize: pageSize, pageCount: pageCount)
+            defer { source.release() }
+            return try PageChecker.check(&source, snapshot: snapshot, level: level, expectedFlags: expectedFlags)
+        }
+        let bytes = pageCount * pageSize
         guard bytes >= 2 * pageSize else {
             throw PageCheckError(database: "", page: nil, fault: .fileTooShort(bytes: Int(st.st_size), pageSize: pageSize))
         }
@@ -37,8 +45,8 @@ extension Transaction {
         defer { munmap(map, bytes) }
         // Only headers of overflow extents are read: no read-ahead into their data.
         madvise(map, bytes, MADV_RANDOM)
-        let checker = PageChecker(file: UnsafeRawBufferPointer(start: map, count: bytes), pageSize: pageSize)
-        return try checker.check(snapshot: snapshot, level: level, expectedFlags: expectedFlags)
+        var source = MappedPages(file: UnsafeRawBufferPointer(start: map, count: bytes), pageSize: pageSize)
+        return try PageChecker.check(&source, snapshot: snapshot, level: level, expectedFlags: expectedFlags)
     }
 }
 

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Checks the B-trees of one LMDB 0.9 snapshot in a byte image of the data file (normally a read-only
 /// map of it, `Transaction.checkPages`), proving every page number, offset and size in range before it
 /// is used, so that LMDB's own walks of the checked pages cannot read outside a page or the file.
@@ -25,27 +29,40 @@ public struct PageChecker {
     public func check(snapshot: Int?, level: PageCheckLevel, expectedFlags: [String: DatabaseFlags] = [:])
         throws(PageCheckError) -> PageCheckReport
     {
-        guard pageSize >= 256, pageSize <= 65_536, file.count >= 2 * pageSize else {
+        var source = MappedPages(file: file, pageSize: pageSize)
+        return try Self.check(&source, snapshot: snapshot, level: level, expectedFlags: expectedFlags)
+    }
+
+    /// Checks the snapshot read from `source` (see `check(snapshot:level:expectedFlags:)`).
+    static func check<Source: PageSource>(_ source: inout Source, snapshot: Int?, level: PageCheckLevel,
+                                          expectedFlags: [String: DatabaseFlags]) throws(PageCheckError)
+        -> PageCheckReport
+    {
+        let pageSize = source.pageSize
+        guard pageSize >= 256, pageSize <= 65_536, source.pageCount >= 2 else {
             throw PageCheckError(database: "", page: nil,
-                                 fault: .fileTooShort(bytes: file.count, pageSize: pageSize))
+                                 fault: .fileTooShort(bytes: source.pageCount * pageSize, pageSize: pageSize))
         }
-        let meta = try readMeta(snapshot: snapshot)
-        var walk = PageWalk(file: file, pageSize: pageSize, lastPage: meta.lastPage, full: level == .full)
-        try walk.tree(meta.free, name: PageCheckError.freeList, role: .freeList, recordPage: meta.page,
-                      descend: level == .full)
-        try walk.tree(meta.main, name: PageCheckError.mainDatabase, role: .main, recordPage: meta.page, descend: true)
+        let meta = try readMeta(&source, snapshot: snapshot)
+        var walk = PageWalk(source: source, lastPage: meta.lastPage, full: level == .full)
+        try walk.tree(meta.free, name: PageCheckError.freeList, role: .freeList, descend: level == .full)
+        try walk.tree(meta.main, name: PageCheckError.mainDatabase, role: .main, descend: true)
         for named in walk.named {
             if let expected = expectedFlags[named.name], UInt16(truncatingIfNeeded: expected.rawValue) != named.record.flags {
                 throw PageCheckError(database: named.name, page: nil,
                                      fault: .flagsMismatch(expected: UInt16(truncatingIfNeeded: expected.rawValue),
                                                            found: named.record.flags))
             }
-            try walk.tree(named.record, name: named.name, role: .named, recordPage: named.page, descend: level == .full)
+            try walk.tree(named.record, name: named.name, role: .named, descend: level == .full)
         }
+        source = walk.source
         // The meta page must still be the snapshot's: a writer may have rewritten it while it was read.
-        if let snapshot, u64(meta.page * pageSize + PageLayout.metaTxnID) != UInt64(snapshot) {
-            throw PageCheckError(database: "", page: meta.page,
-                                 fault: .snapshotMetaMissing(snapshot: snapshot, found: metaTxnIDs()))
+        if let snapshot {
+            let now = try source.page(meta.page, fresh: true).u64(PageLayout.metaTxnID)
+            if now != UInt64(snapshot) {
+                throw PageCheckError(database: "", page: meta.page,
+                                     fault: .snapshotMetaMissing(snapshot: snapshot, found: [Int(truncatingIfNeeded: now)]))
+            }
         }
         return PageCheckReport(snapshot: Int(truncatingIfNeeded: meta.txnID), pages: walk.pagesChecked,
                                overflowExtents: walk.overflowExtents, databases: walk.named.count,
@@ -62,47 +79,114 @@ public struct PageChecker {
         var main: DBRecord
     }
 
-    func u64(_ offset: Int) -> UInt64 { file.loadUnaligned(fromByteOffset: offset, as: UInt64.self) }
-
-    /// The transaction ids of meta pages 0 and 1 (clamped to Int).
-    func metaTxnIDs() -> [Int] {
-        (0..<2).map { Int(truncatingIfNeeded: min(u64($0 * pageSize + PageLayout.metaTxnID), UInt64(Int.max))) }
-    }
-
     /// Reads and checks the meta page of `snapshot` (or the newer one).
-    func readMeta(snapshot: Int?) throws(PageCheckError) -> Meta {
-        let ids = (0..<2).map { u64($0 * pageSize + PageLayout.metaTxnID) }
+    static func readMeta<Source: PageSource>(_ source: inout Source, snapshot: Int?) throws(PageCheckError) -> Meta {
+        let pages = [try source.page(0), try source.page(1)]
+        let ids = pages.map { $0.u64(PageLayout.metaTxnID) }
         let page: Int
         if let snapshot {
             guard let p = ids.firstIndex(of: UInt64(snapshot)) else {
-                throw PageCheckError(database: "", page: nil,
-                                     fault: .snapshotMetaMissing(snapshot: snapshot, found: metaTxnIDs()))
+                throw PageCheckError(database: "", page: nil, fault: .snapshotMetaMissing(
+                    snapshot: snapshot, found: ids.map { Int(truncatingIfNeeded: min($0, UInt64(Int.max))) }))
             }
             page = p
         } else {
             page = ids[1] > ids[0] ? 1 : 0
         }
-        let base = page * pageSize
+        let bytes = pages[page]
         func bad(_ why: String) -> PageCheckError { PageCheckError(database: "", page: page, fault: .badMeta(why)) }
-        let headerPage = u64(base)
+        let headerPage = bytes.u64(0)
         if headerPage != UInt64(page) { throw bad("the page header says page \(headerPage)") }
-        let flags = file.loadUnaligned(fromByteOffset: base + PageLayout.flags, as: UInt16.self)
+        let flags = bytes.u16(PageLayout.flags)
         if flags & PageLayout.kindMask != PageLayout.meta { throw bad("header flags 0x\(String(flags, radix: 16)) are not a meta page's") }
-        let m = base + PageLayout.header
-        let magic = file.loadUnaligned(fromByteOffset: m, as: UInt32.self)
+        let m = PageLayout.header
+        let magic = bytes.u32(m)
         if magic != PageLayout.magic { throw bad("magic 0x\(String(magic, radix: 16)) is not LMDB's 0xbeefc0de") }
-        let version = file.loadUnaligned(fromByteOffset: m + 4, as: UInt32.self)
+        let version = bytes.u32(m + 4)
         if version != 1 { throw bad("data version \(version), LMDB 0.9 writes 1") }
-        let free = DBRecord(file, at: m + PageLayout.metaFreeDB)
-        let main = DBRecord(file, at: m + PageLayout.metaMainDB)
-        if Int(free.pad) != pageSize { throw bad("page size \(free.pad), the environment's is \(pageSize)") }
-        let lastPage = u64(base + PageLayout.metaLastPage)
+        let free = DBRecord(bytes, at: m + PageLayout.metaFreeDB)
+        let main = DBRecord(bytes, at: m + PageLayout.metaMainDB)
+        if Int(free.pad) != source.pageSize { throw bad("page size \(free.pad), the environment's is \(source.pageSize)") }
+        let lastPage = bytes.u64(PageLayout.metaLastPage)
         if lastPage < 1 || lastPage >= 1 << 40 { throw bad("last page \(lastPage) is out of range") }
         if main.flags & ~PageLayout.validDBFlags != 0 {
             throw bad("main database flags 0x\(String(main.flags, radix: 16)) hold unknown bits")
         }
         return Meta(page: page, txnID: ids[page], lastPage: Int(lastPage), free: free, main: main)
     }
+}
+
+/// Where the checker reads pages: a map of the whole file, or `pread` of the few pages a `.roots` check
+/// reads (no map to set up and tear down on every open).
+protocol PageSource {
+    /// The page size.
+    var pageSize: Int { get }
+    /// Whole pages in the file.
+    var pageCount: Int { get }
+    /// The bytes of page `pgno` (< `pageCount`), valid until the check ends; `fresh` reads it again
+    /// from the file (for the meta page's final check).
+    mutating func page(_ pgno: Int, fresh: Bool) throws(PageCheckError) -> UnsafeRawBufferPointer
+}
+
+extension PageSource {
+    mutating func page(_ pgno: Int) throws(PageCheckError) -> UnsafeRawBufferPointer { try page(pgno, fresh: false) }
+}
+
+/// Pages of a file image in memory (a map of the data file, or a test's buffer).
+struct MappedPages: PageSource {
+    let file: UnsafeRawBufferPointer
+    let pageSize: Int
+    let pageCount: Int
+
+    init(file: UnsafeRawBufferPointer, pageSize: Int) {
+        self.file = file
+        self.pageSize = pageSize
+        self.pageCount = pageSize > 0 ? file.count / pageSize : 0
+    }
+
+    func page(_ pgno: Int, fresh: Bool) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: file[pgno * pageSize..<(pgno + 1) * pageSize])
+    }
+}
+
+/// Pages read with `pread` from the data file into buffers kept until `release()`.
+struct ReadPages: PageSource {
+    let fd: Int32
+    let pageSize: Int
+    let pageCount: Int
+    private(set) var buffers: [UnsafeMutableRawBufferPointer] = []
+
+    init(fd: Int32, pageSize: Int, pageCount: Int) {
+        self.fd = fd
+        self.pageSize = pageSize
+        self.pageCount = pageCount
+    }
+
+    mutating func page(_ pgno: Int, fresh: Bool) throws(PageCheckError) -> UnsafeRawBufferPointer {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: pageSize, alignment: 16)
+        buffers.append(buffer)
+        var done = 0
+        while done < pageSize {
+            guard let base = buffer.baseAddress else { break }
+            let n = pread(fd, base + done, pageSize - done, off_t(pgno * pageSize + done))
+            if n > 0 { done += n; continue }
+            if n < 0 && errno == EINTR { continue }
+            let why = n == 0 ? "the file ends inside it" : String(cString: strerror(errno))
+            throw PageCheckError(database: "", page: pgno, fault: .unreadable(why))
+        }
+        return UnsafeRawBufferPointer(buffer)
+    }
+
+    /// Frees every page buffer.
+    func release() { for b in buffers { b.deallocate() } }
+}
+
+extension UnsafeRawBufferPointer {
+    @inline(__always) func u16(_ offset: Int) -> UInt16 { loadUnaligned(fromByteOffset: offset, as: UInt16.self) }
+    @inline(__always) func u32(_ offset: Int) -> UInt32 { loadUnaligned(fromByteOffset: offset, as: UInt32.self) }
+    @inline(__always) func u64(_ offset: Int) -> UInt64 { loadUnaligned(fromByteOffset: offset, as: UInt64.self) }
+    /// A u16 field as an Int.
+    @inline(__always) func int16(_ offset: Int) -> Int { Int(u16(offset)) }
 }
 
 /// Byte offsets and constants of LMDB 0.9's on-disk layout (64-bit builds).
@@ -154,21 +238,21 @@ struct DBRecord: Equatable {
     var entries: UInt64
     var root: UInt64
 
-    /// Reads the record at `offset` (the caller proved `offset + 48` within `file`).
-    init(_ file: UnsafeRawBufferPointer, at offset: Int) {
-        pad = file.loadUnaligned(fromByteOffset: offset, as: UInt32.self)
-        flags = file.loadUnaligned(fromByteOffset: offset + 4, as: UInt16.self)
-        depth = Int(file.loadUnaligned(fromByteOffset: offset + 6, as: UInt16.self))
-        branchPages = file.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)
-        leafPages = file.loadUnaligned(fromByteOffset: offset + 16, as: UInt64.self)
-        overflowPages = file.loadUnaligned(fromByteOffset: offset + 24, as: UInt64.self)
-        entries = file.loadUnaligned(fromByteOffset: offset + 32, as: UInt64.self)
-        root = file.loadUnaligned(fromByteOffset: offset + 40, as: UInt64.self)
+    /// Reads the record at `offset` of `bytes` (the caller proved `offset + 48` within them).
+    init(_ bytes: UnsafeRawBufferPointer, at offset: Int) {
+        pad = bytes.u32(offset)
+        flags = bytes.u16(offset + 4)
+        depth = bytes.int16(offset + 6)
+        branchPages = bytes.u64(offset + 8)
+        leafPages = bytes.u64(offset + 16)
+        overflowPages = bytes.u64(offset + 24)
+        entries = bytes.u64(offset + 32)
+        root = bytes.u64(offset + 40)
     }
 }
 
 /// The state of one check: the snapshot's bounds, the pages already reached, the named databases found.
-struct PageWalk {
+struct PageWalk<Source: PageSource> {
     /// What a tree is, which decides the node flags its leaves may carry.
     enum Role {
         /// LMDB's free-page database: 8-byte transaction-id keys, page-number lists as values.
@@ -193,7 +277,7 @@ struct PageWalk {
         var dupFixed: Bool { flags & PageLayout.dupFixed != 0 }
     }
 
-    let file: UnsafeRawBufferPointer
+    var source: Source
     let pageSize: Int
     let lastPage: Int
     /// Pages of the file (whole pages only).
@@ -204,34 +288,30 @@ struct PageWalk {
     let full: Bool
     /// One bit per page reached (`.full`), else the few pages reached (`.roots`).
     var visitedBits: [UInt64]
-    var visitedSet: Set<Int> = []
+    var visitedList: [Int] = []
     /// Named databases found in the main tree: name, record, and the main-tree page holding it.
     var named: [(name: String, record: DBRecord, page: Int)] = []
     var pagesChecked = 0
     var overflowExtents = 0
     var subDatabases = 0
 
-    init(file: UnsafeRawBufferPointer, pageSize: Int, lastPage: Int, full: Bool) {
-        self.file = file
-        self.pageSize = pageSize
+    init(source: Source, lastPage: Int, full: Bool) {
+        self.source = source
+        self.pageSize = source.pageSize
         self.lastPage = lastPage
-        self.filePages = file.count / pageSize
+        self.filePages = source.pageCount
         self.pageLimit = min(lastPage + 1, filePages)
         self.full = full
         self.visitedBits = full ? [UInt64](repeating: 0, count: (pageLimit + 63) / 64) : []
         pagesChecked = 1  // the meta page
     }
 
-    @inline(__always) func u16(_ offset: Int) -> Int { Int(file.loadUnaligned(fromByteOffset: offset, as: UInt16.self)) }
-    @inline(__always) func u32(_ offset: Int) -> Int { Int(file.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
-    @inline(__always) func u64(_ offset: Int) -> UInt64 { file.loadUnaligned(fromByteOffset: offset, as: UInt64.self) }
-
     // MARK: Trees
 
     /// Checks a database record and walks its tree: every page when `descend`, else the root page only
     /// (its child pages and overflow extents range-checked, not read).
-    mutating func tree(_ record: DBRecord, name: String, role: Role, recordPage: Int, descend: Bool,
-                       fixedKeySize: Int? = nil) throws(PageCheckError)
+    mutating func tree(_ record: DBRecord, name: String, role: Role, descend: Bool, fixedKeySize: Int? = nil)
+        throws(PageCheckError)
     {
         func bad(_ why: String) -> PageCheckError {
             PageCheckError(database: name, page: nil, fault: .badRecord(why))
@@ -279,8 +359,10 @@ struct PageWalk {
                 throw PageCheckError(database: database, page: page, fault: .pageReachedTwice)
             }
             visitedBits[word] |= bit
-        } else if !visitedSet.insert(page).inserted {
-            throw PageCheckError(database: database, page: page, fault: .pageReachedTwice)
+        } else {
+            // `.roots` reads a few dozen pages: a list is cheaper than a set.
+            if visitedList.contains(page) { throw PageCheckError(database: database, page: page, fault: .pageReachedTwice) }
+            visitedList.append(page)
         }
     }
 
@@ -291,10 +373,10 @@ struct PageWalk {
         func fail(_ fault: PageFault) -> PageCheckError { PageCheckError(database: t.name, page: pgno, fault: fault) }
         try visit(pgno, database: t.name)
         pagesChecked += 1
-        let base = pgno * pageSize
-        let stored = u64(base)
+        let p = try source.page(pgno)
+        let stored = p.u64(0)
         if stored != UInt64(pgno) { throw fail(.pageNumberMismatch(found: stored)) }
-        let flags = UInt16(u16(base + PageLayout.flags)) & PageLayout.kindMask
+        let flags = p.u16(PageLayout.flags) & PageLayout.kindMask
         let isLeaf = level == t.depth
         let fixed = isLeaf && t.fixedKeySize != nil
         let expected: UInt16 = isLeaf ? (fixed ? PageLayout.leaf | PageLayout.leaf2 : PageLayout.leaf) : PageLayout.branch
@@ -302,7 +384,7 @@ struct PageWalk {
             let what = isLeaf ? (fixed ? "fixed-size leaf" : "leaf") : "branch"
             throw fail(.pageKind(expected: "\(what) (level \(level) of depth \(t.depth))", flags: flags))
         }
-        let lower = u16(base + PageLayout.lower), upper = u16(base + PageLayout.upper)
+        let lower = p.int16(PageLayout.lower), upper = p.int16(PageLayout.upper)
         if lower < PageLayout.header || lower > upper || upper > pageSize || (lower - PageLayout.header) & 1 != 0 {
             throw fail(.badBounds(lower: lower, upper: upper, size: pageSize))
         }
@@ -315,12 +397,12 @@ struct PageWalk {
             return
         }
         for i in 0..<count {
-            let offset = u16(base + PageLayout.header + 2 * i)
+            let offset = p.int16(PageLayout.header + 2 * i)
             if offset < upper || offset + PageLayout.node > pageSize {
                 throw fail(.nodeOffset(node: i, offset: offset, upper: upper, size: pageSize))
             }
-            let n = base + offset
-            let lo = u16(n), hi = u16(n + 2), nodeFlags = u16(n + 4), keySize = u16(n + 6)
+            let lo = p.int16(offset), hi = p.int16(offset + 2), nodeFlags = p.int16(offset + 4)
+            let keySize = p.int16(offset + 6)
             if keySize > PageLayout.maxKey { throw fail(.keyTooLarge(node: i, size: keySize)) }
             let keyEnd = offset + PageLayout.node + keySize
             if keyEnd > pageSize { throw fail(.nodeOutOfPage(node: i, end: keyEnd, size: pageSize)) }
@@ -330,46 +412,47 @@ struct PageWalk {
                 if descend { try page(c, level: level + 1, t, descend: true) }
                 continue
             }
-            try leafNode(i, of: pgno, t, keyAt: n + PageLayout.node, keySize: keySize, dataAt: keyEnd,
+            try leafNode(i, of: pgno, p, t, keyAt: offset + PageLayout.node, keySize: keySize, dataAt: keyEnd,
                          dataSize: lo | hi << 16, flags: UInt16(nodeFlags), descend: descend)
         }
     }
 
-    /// Checks leaf node `i` of page `pgno`: its data (starting `dataAt` bytes into the page) fits the
-    /// page, its flags are allowed in the tree, and what they point to (an overflow extent, a
+    /// Checks leaf node `i` of page `pgno` (bytes `p`): its data (starting `dataAt` bytes into the page)
+    /// fits the page, its flags are allowed in the tree, and what they point to (an overflow extent, a
     /// sub-page, a named or duplicates sub-database) is in range.
-    mutating func leafNode(_ i: Int, of pgno: Int, _ t: Tree, keyAt: Int, keySize: Int, dataAt: Int, dataSize: Int,
-                           flags: UInt16, descend: Bool) throws(PageCheckError)
+    mutating func leafNode(_ i: Int, of pgno: Int, _ p: UnsafeRawBufferPointer, _ t: Tree, keyAt: Int, keySize: Int,
+                           dataAt: Int, dataSize: Int, flags: UInt16, descend: Bool) throws(PageCheckError)
     {
         func fail(_ fault: PageFault) -> PageCheckError { PageCheckError(database: t.name, page: pgno, fault: fault) }
         func flagsFault(_ why: String) -> PageCheckError { fail(.nodeFlags(node: i, flags: flags, why: why)) }
-        let base = pgno * pageSize
         switch flags {
         case 0:
             let end = dataAt + dataSize
             if end > pageSize { throw fail(.nodeOutOfPage(node: i, end: end, size: pageSize)) }
-            if t.role == .freeList { try freeListRecord(i, of: pgno, keySize: keySize, data: base + dataAt, size: dataSize) }
+            if t.role == .freeList {
+                try Self.freeListRecord(i, of: pgno, keySize: keySize, data: UnsafeRawBufferPointer(rebasing: p[dataAt..<end]))
+            }
         case PageLayout.bigData:
             if t.dupSort || t.role == .duplicates { throw flagsFault("a value on overflow pages in a sorted-duplicates database") }
             let end = dataAt + 8
             if end > pageSize { throw fail(.nodeOutOfPage(node: i, end: end, size: pageSize)) }
-            let data = try overflow(u64(base + dataAt), size: dataSize, t, node: i, of: pgno)
+            let data = try overflow(p.u64(dataAt), size: dataSize, t, node: i, of: pgno)
             if t.role == .freeList, let data {
-                try freeListRecord(i, of: pgno, keySize: keySize, data: data, size: dataSize)
+                try Self.freeListRecord(i, of: pgno, keySize: keySize, data: data, size: dataSize)
             }
         case PageLayout.subData:
             guard t.role == .main else { throw flagsFault("a named database's record outside the main database") }
             let end = dataAt + PageLayout.dbRecord
             if dataSize != PageLayout.dbRecord { throw flagsFault("a database record of \(dataSize) bytes, not 48") }
             if end > pageSize { throw fail(.nodeOutOfPage(node: i, end: end, size: pageSize)) }
-            let name = String(decoding: UnsafeRawBufferPointer(rebasing: file[keyAt..<keyAt + keySize]), as: UTF8.self)
-            named.append((name, DBRecord(file, at: base + dataAt), pgno))
+            let name = String(decoding: UnsafeRawBufferPointer(rebasing: p[keyAt..<keyAt + keySize]), as: UTF8.self)
+            named.append((name, DBRecord(p, at: dataAt), pgno))
         case PageLayout.dupData | PageLayout.subData:
             guard t.dupSort else { throw flagsFault("a duplicates sub-database outside a sorted-duplicates database") }
             let end = dataAt + PageLayout.dbRecord
             if dataSize != PageLayout.dbRecord { throw flagsFault("a sub-database record of \(dataSize) bytes, not 48") }
             if end > pageSize { throw fail(.nodeOutOfPage(node: i, end: end, size: pageSize)) }
-            let record = DBRecord(file, at: base + dataAt)
+            let record = DBRecord(p, at: dataAt)
             subDatabases += 1
             var fixedKeySize: Int?
             if t.dupFixed {
@@ -379,7 +462,7 @@ struct PageWalk {
                 fixedKeySize = Int(record.pad)
             }
             if descend {
-                try tree(record, name: t.name, role: .duplicates, recordPage: pgno, descend: true, fixedKeySize: fixedKeySize)
+                try tree(record, name: t.name, role: .duplicates, descend: true, fixedKeySize: fixedKeySize)
             } else if record.root != PageLayout.invalidPage {
                 _ = try pageNumber(record.root, what: "sub-database root", database: t.name, page: pgno, node: i)
             }
@@ -387,15 +470,18 @@ struct PageWalk {
             guard t.dupSort else { throw flagsFault("a sub-page outside a sorted-duplicates database") }
             let end = dataAt + dataSize
             if end > pageSize { throw fail(.nodeOutOfPage(node: i, end: end, size: pageSize)) }
-            try subPage(at: base + dataAt, size: dataSize, fixed: t.dupFixed, t, node: i, of: pgno)
+            try Self.subPage(UnsafeRawBufferPointer(rebasing: p[dataAt..<end]), fixed: t.dupFixed, t, node: i, of: pgno)
         default:
             throw flagsFault("not a combination LMDB writes")
         }
     }
 
     /// Checks the overflow extent at `value` holding `size` bytes: in range always, its header (page
-    /// number, kind, page count) with `full`. Returns the file offset of its data when the header was read.
-    mutating func overflow(_ value: UInt64, size: Int, _ t: Tree, node: Int, of pgno: Int) throws(PageCheckError) -> Int? {
+    /// number, kind, page count) with `full`. Returns the value's first bytes (up to the rest of the
+    /// extent's first page) when the header was read.
+    mutating func overflow(_ value: UInt64, size: Int, _ t: Tree, node: Int, of pgno: Int) throws(PageCheckError)
+        -> UnsafeRawBufferPointer?
+    {
         let needed = (PageLayout.header - 1 + size) / pageSize + 1
         let first = try pageNumber(value, what: "overflow page", database: t.name, page: pgno, node: node)
         if first + needed > pageLimit {
@@ -404,21 +490,21 @@ struct PageWalk {
         }
         guard full else { return nil }
         func fail(_ why: String) -> PageCheckError { PageCheckError(database: t.name, page: first, fault: .overflow(why)) }
-        let base = first * pageSize
-        let stored = u64(base)
+        let p = try source.page(first)
+        let stored = p.u64(0)
         if stored != UInt64(first) { throw PageCheckError(database: t.name, page: first, fault: .pageNumberMismatch(found: stored)) }
-        let flags = UInt16(u16(base + PageLayout.flags)) & PageLayout.kindMask
+        let flags = p.u16(PageLayout.flags) & PageLayout.kindMask
         if flags != PageLayout.overflow {
             throw PageCheckError(database: t.name, page: first, fault: .pageKind(expected: "overflow", flags: flags))
         }
-        let pages = u32(base + PageLayout.overflowPages)
+        let pages = Int(p.u32(PageLayout.overflowPages))
         if pages < needed { throw fail("an extent of \(pages) pages holds a \(size)-byte value that needs \(needed)") }
         if first + pages > pageLimit {
             throw fail("an extent of \(pages) pages runs past the last page \(lastPage) or the file's \(filePages) pages")
         }
         try visitExtent(first, pages, database: t.name)
         overflowExtents += 1
-        return base + PageLayout.header
+        return UnsafeRawBufferPointer(rebasing: p[PageLayout.header..<min(pageSize, PageLayout.header + size)])
     }
 
     /// Marks the pages of an overflow extent reached (word at a time); any already reached is a fault.
@@ -439,57 +525,59 @@ struct PageWalk {
         }
     }
 
-    /// Checks the sub-page of sorted duplicates stored inline as leaf node `node`'s data (`size` bytes
-    /// at file offset `start`): a leaf page (fixed-size when `fixed`) whose nodes are keys only.
-    func subPage(at start: Int, size: Int, fixed: Bool, _ t: Tree, node: Int, of pgno: Int) throws(PageCheckError) {
+    /// Checks the sub-page of sorted duplicates stored inline as leaf node `node`'s data (`s`): a leaf
+    /// page (fixed-size when `fixed`) whose nodes are keys only.
+    static func subPage(_ s: UnsafeRawBufferPointer, fixed: Bool, _ t: Tree, node: Int, of pgno: Int) throws(PageCheckError) {
         func fail(_ fault: PageFault) -> PageCheckError {
             PageCheckError(database: t.name, page: pgno, subPageOfNode: node, fault: fault)
         }
+        let size = s.count
         if size < PageLayout.header {
             throw PageCheckError(database: t.name, page: pgno,
                                  fault: .nodeFlags(node: node, flags: PageLayout.dupData, why: "a \(size)-byte sub-page, shorter than a page header"))
         }
-        let flags = UInt16(u16(start + PageLayout.flags)) & PageLayout.kindMask
+        let flags = s.u16(PageLayout.flags) & PageLayout.kindMask
         let expected = PageLayout.leaf | PageLayout.subPage | (fixed ? PageLayout.leaf2 : 0)
         if flags != expected { throw fail(.pageKind(expected: fixed ? "fixed-size sub-page" : "sub-page", flags: flags)) }
-        let lower = u16(start + PageLayout.lower), upper = u16(start + PageLayout.upper)
+        let lower = s.int16(PageLayout.lower), upper = s.int16(PageLayout.upper)
         if lower < PageLayout.header || lower > upper || upper > size || (lower - PageLayout.header) & 1 != 0 {
             throw fail(.badBounds(lower: lower, upper: upper, size: size))
         }
         let count = (lower - PageLayout.header) / 2
         if count == 0 { throw fail(.emptyPage) }
         if fixed {
-            let keySize = u16(start + PageLayout.pad)
+            let keySize = s.int16(PageLayout.pad)
             if keySize < 1 || keySize > PageLayout.maxKey || PageLayout.header + count * keySize > size {
                 throw fail(.fixedSizeKeys(keySize: keySize, count: count, size: size))
             }
             return
         }
         for i in 0..<count {
-            let offset = u16(start + PageLayout.header + 2 * i)
+            let offset = s.int16(PageLayout.header + 2 * i)
             if offset < upper || offset + PageLayout.node > size {
                 throw fail(.nodeOffset(node: i, offset: offset, upper: upper, size: size))
             }
-            let n = start + offset
-            let dataSize = u16(n) | u16(n + 2) << 16, nodeFlags = u16(n + 4), keySize = u16(n + 6)
-            if nodeFlags != 0 {
-                throw fail(.nodeFlags(node: i, flags: UInt16(nodeFlags), why: "a sub-page node holds a key only"))
-            }
+            let dataSize = s.int16(offset) | s.int16(offset + 2) << 16, nodeFlags = s.u16(offset + 4)
+            let keySize = s.int16(offset + 6)
+            if nodeFlags != 0 { throw fail(.nodeFlags(node: i, flags: nodeFlags, why: "a sub-page node holds a key only")) }
             if keySize > PageLayout.maxKey { throw fail(.keyTooLarge(node: i, size: keySize)) }
             let end = offset + PageLayout.node + keySize + dataSize
             if end > size { throw fail(.nodeOutOfPage(node: i, end: end, size: size)) }
         }
     }
 
-    /// Checks a free-list record: an 8-byte transaction-id key and a page-number list whose count
-    /// (its first word) fits the value.
-    func freeListRecord(_ i: Int, of pgno: Int, keySize: Int, data: Int, size: Int) throws(PageCheckError) {
+    /// Checks a free-list record: an 8-byte transaction-id key and a page-number list (`data`: its
+    /// first bytes at least; `size` in all) whose count, its first word, fits the value.
+    static func freeListRecord(_ i: Int, of pgno: Int, keySize: Int, data: UnsafeRawBufferPointer, size: Int? = nil)
+        throws(PageCheckError)
+    {
         func fail(_ why: String) -> PageCheckError {
             PageCheckError(database: PageCheckError.freeList, page: pgno, fault: .freeListRecord(record: i, why))
         }
+        let size = size ?? data.count
         if keySize != 8 { throw fail("a \(keySize)-byte key, not an 8-byte transaction id") }
-        if size < 8 { throw fail("a \(size)-byte page list, shorter than its count") }
-        let count = u64(data)
+        if size < 8 || data.count < 8 { throw fail("a \(size)-byte page list, shorter than its count") }
+        let count = data.u64(0)
         if count > UInt64(size / 8 - 1) { throw fail("a list of \(count) pages in \(size) bytes") }
     }
 }
