@@ -29,6 +29,9 @@ public struct LMDBError: Error, Sendable, CustomStringConvertible, Equatable {
     public var isBusy: Bool { code == EBUSY }
     /// The file system is full or the file-size limit was reached (ENOSPC, EDQUOT, EFBIG).
     public var isDiskFull: Bool { code == ENOSPC || code == EDQUOT || code == EFBIG }
+    /// LMDB found the file damaged: `MDB_INVALID` (not an LMDB file), `MDB_PAGE_NOTFOUND` (a page number
+    /// past the snapshot) or `MDB_CORRUPTED` (a page of the wrong kind).
+    public var isCorruption: Bool { code == MDB_INVALID || code == MDB_PAGE_NOTFOUND || code == MDB_CORRUPTED }
     /// `MDB_NOTFOUND`: the key or data item does not exist.
     public var isNotFound: Bool { code == MDB_NOTFOUND }
 

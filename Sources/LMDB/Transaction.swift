@@ -91,9 +91,16 @@ public final class Transaction {
         var total = 0
         try withCursor(Database(dbi: 0, name: "(free list)")) { (cursor: Cursor) throws in
             var entry = try cursor.first()
+            var record = 0
             while let (_, value) = entry {
                 // Each value is an ID list: a size_t count followed by that many page numbers.
-                if value.count >= MemoryLayout<Int>.size { total += value.loadUnaligned(as: Int.self) }
+                let count = value.count >= 8 ? value.loadUnaligned(as: UInt64.self) : 0
+                guard count <= UInt64(max(value.count / 8 - 1, 0)) else {
+                    throw PageCheckError(database: PageCheckError.freeList, page: nil,
+                                         fault: .freeListRecord(record: record, "a list of \(count) pages in \(value.count) bytes"))
+                }
+                total += Int(count)
+                record += 1
                 entry = try cursor.next()
             }
         }

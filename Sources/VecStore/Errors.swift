@@ -89,7 +89,7 @@ public enum VecStoreError: Error, Sendable, CustomStringConvertible {
     /// The category of this error.
     public var category: Category {
         switch self {
-        case .storage(let e): e.isDiskFull ? .io : (e.code == -30793 /* MDB_INVALID */ ? .corruptStore : .io)
+        case .storage(let e): e.isDiskFull ? .io : (e.isCorruption ? .corruptStore : .io)
         case .notAVecStore, .unsupportedFormatVersion, .newerFormat, .corrupt: .corruptStore
         case .collectionNotFound, .storeNotFound: .notFound
         case .alreadyOpen: .busy
@@ -155,6 +155,8 @@ func storage<R>(_ body: () throws -> R) throws(VecStoreError) -> R {
         throw e.isDiskFull ? .diskFull("\(e)") : .storage(e)
     } catch let e as ImportError {
         throw .invalidInput(e)
+    } catch let e as PageCheckError {
+        throw .corrupt("\(e)")
     } catch {
         // Anything else was thrown by caller code inside the operation: passed through, not relabelled.
         throw .callback(error)

@@ -47,6 +47,8 @@ public struct VerifyReport: Sendable {
     public var faults: [String]
     /// Number of checks run (documents, rows, keys visited).
     public var checked: Int
+    /// LMDB pages and overflow extents whose structure was checked first (Spec/FORMAT.md §21).
+    public var pages = 0
     /// Whether no fault was found.
     public var isOK: Bool { faults.isEmpty }
 }
@@ -102,86 +104,109 @@ extension VecStore {
     // MARK: Verify
 
     /// Checks every invariant of the format (Spec/FORMAT.md §Invariants) and reports each fault found.
+    ///
+    /// First, in the same snapshot, the LMDB page structure of every database is checked in full
+    /// (Spec/FORMAT.md §21: every branch, leaf and sub-page, every overflow header) before any cursor
+    /// walks it: a structural fault there throws `.corrupt` naming the database and the page, since
+    /// nothing past it can be read safely.
     public func verify() throws(VecStoreError) -> VerifyReport {
-        let dbs = self.dbs
-        return try read { txn in
-            var faults: [String] = []
-            var checked = 0
-            var prefixes: [UInt32: String] = [:]
-            // Keys `<feature>:…` belong to a declared feature (known to this build or not).
-            let featurePrefixes = try (txn.get(dbs.meta, Format.featuresKey).map { v in try Format.decodeFeatures(v) } ?? [])
-                .map { Array("\($0.name):".utf8) }
-            var embedderKeys: [(UInt32, [UInt8])] = []
-            var idRunRecords: [UInt32] = []
-            try txn.withCursor(dbs.meta) { (c: Cursor) throws -> Void in
-                var entry = try c.first()
-                while let (key, value) = entry {
-                    checked += 1
-                    let name = String(decoding: key, as: UTF8.self)
-                    if key.starts(with: Format.collectionPrefix) {
-                        let cname = String(name.dropFirst(Format.collectionPrefix.count))
-                        do {
-                            let r = try CollectionRecord.decode(value, name: cname)
-                            if let other = prefixes[r.id] { faults.append("collections \(other) and \(cname) share id \(r.id)") }
-                            prefixes[r.id] = cname
-                        } catch { faults.append("\(error)") }
-                    } else if IndexRegistry.kinds.contains(where: { key.starts(with: $0.metaPrefix) && key.count == $0.metaPrefix.count + 4 }) {
-                        // an index record: checked with its collection (verifyIndex), its owner below
-                    } else if key.starts(with: ProjectionRecord.keyPrefix) && key.count == ProjectionRecord.keyPrefix.count + 4 {
-                        // checked with its collection (verifyProjection)
-                    } else if key.starts(with: EmbedderInfo.keyPrefix) && key.count == EmbedderInfo.keyPrefix.count + 4 {
-                        embedderKeys.append((readBE32(key, at: EmbedderInfo.keyPrefix.count), Array(value)))
-                    } else if key.starts(with: IDIndex.recordPrefix) && key.count == IDIndex.recordPrefix.count + 4 {
-                        // checked with its collection (the id index); it needs its feature and a collection
-                        if !featurePrefixes.contains(IDIndex.recordPrefix) {
-                            faults.append("meta: id-run record '\(name.prefix(7))…' but the store does not declare feature '\(IDIndex.feature)'")
-                        }
-                        idRunRecords.append(readBE32(key, at: IDIndex.recordPrefix.count))
-                    } else if featurePrefixes.contains(where: { key.starts(with: $0) }) {
-                        // a declared feature's record: checked by the module that implements it
-                    } else if !["format", "next-collection-id", "superseded", "features"].contains(name) {
-                        faults.append("meta: unknown key '\(name)'")
-                    }
-                    entry = try c.next()
+        var attempt = 0
+        while true {
+            let report: VerifyReport? = try read { txn in
+                let pages: PageCheckReport
+                do {
+                    pages = try txn.checkPages(.full, expectedFlags: Self.expectedFlags)
+                } catch let error as PageCheckError where error.isSnapshotGone && attempt < 4 {
+                    return nil  // a writer rewrote the snapshot's meta page meanwhile: check a newer one
                 }
+                var report = try verifyContents(txn)
+                report.pages = pages.pages + pages.overflowExtents
+                return report
             }
-            for (_, cname) in prefixes.sorted(by: { $0.key < $1.key }) {
-                checked += try verifyCollection(txn, cname, &faults)
-            }
-            faults += try verifyEmbedders(txn, embedderKeys, collections: prefixes)
-            for cid in idRunRecords where prefixes[cid] == nil {
-                faults.append("meta: id-run record of unknown collection id \(cid)")
-            }
-            // Every collection id was handed out by the counter: the next one is above them all.
-            do {
-                let next = try nextCollectionID(txn)
-                if let (id, cname) = prefixes.max(by: { $0.key < $1.key }), id >= next {
-                    faults.append("meta: next-collection-id \(next) is not above the id \(id) of collection '\(cname)'")
-                }
-            } catch let e as VecStoreError { faults.append("\(e)") }
-            // Every key of the per-collection databases must belong to a known collection.
-            faults += try verifyIndexOwners(txn, known: Set(prefixes.keys))
-            faults += try verifyProjectionOwners(txn, known: Set(prefixes.keys))
-            for db in dbs.perCollection {
-                try txn.withCursor(db) { (c: Cursor) throws -> Void in
-                    var entry = try c.first()
-                    while let (key, _) = entry {
-                        guard key.count >= 4 else {
-                            faults.append("\(db.name): key shorter than a collection id"); entry = try c.nextKey(); continue
-                        }
-                        let cid = readBE32(key, at: 0)
-                        if prefixes[cid] == nil {
-                            faults.append("\(db.name): keys of unknown collection id \(cid)")
-                            entry = try c.seek(atLeast: Format.prefix(cid &+ 1))
-                            if cid == UInt32.max { entry = nil }
-                        } else {
-                            entry = try c.nextKey()
-                        }
-                    }
-                }
-            }
-            return VerifyReport(faults: faults, checked: checked)
+            if let report { return report }
+            attempt += 1
         }
+    }
+
+    /// The invariant checks of `verify()`, on a snapshot whose pages were checked.
+    private func verifyContents(_ txn: Transaction) throws -> VerifyReport {
+        let dbs = self.dbs
+        var faults: [String] = []
+        var checked = 0
+        var prefixes: [UInt32: String] = [:]
+        // Keys `<feature>:…` belong to a declared feature (known to this build or not).
+        let featurePrefixes = try (txn.get(dbs.meta, Format.featuresKey).map { v in try Format.decodeFeatures(v) } ?? [])
+            .map { Array("\($0.name):".utf8) }
+        var embedderKeys: [(UInt32, [UInt8])] = []
+        var idRunRecords: [UInt32] = []
+        try txn.withCursor(dbs.meta) { (c: Cursor) throws -> Void in
+            var entry = try c.first()
+            while let (key, value) = entry {
+                checked += 1
+                let name = String(decoding: key, as: UTF8.self)
+                if key.starts(with: Format.collectionPrefix) {
+                    let cname = String(name.dropFirst(Format.collectionPrefix.count))
+                    do {
+                        let r = try CollectionRecord.decode(value, name: cname)
+                        if let other = prefixes[r.id] { faults.append("collections \(other) and \(cname) share id \(r.id)") }
+                        prefixes[r.id] = cname
+                    } catch { faults.append("\(error)") }
+                } else if IndexRegistry.kinds.contains(where: { key.starts(with: $0.metaPrefix) && key.count == $0.metaPrefix.count + 4 }) {
+                    // an index record: checked with its collection (verifyIndex), its owner below
+                } else if key.starts(with: ProjectionRecord.keyPrefix) && key.count == ProjectionRecord.keyPrefix.count + 4 {
+                    // checked with its collection (verifyProjection)
+                } else if key.starts(with: EmbedderInfo.keyPrefix) && key.count == EmbedderInfo.keyPrefix.count + 4 {
+                    embedderKeys.append((readBE32(key, at: EmbedderInfo.keyPrefix.count), Array(value)))
+                } else if key.starts(with: IDIndex.recordPrefix) && key.count == IDIndex.recordPrefix.count + 4 {
+                    // checked with its collection (the id index); it needs its feature and a collection
+                    if !featurePrefixes.contains(IDIndex.recordPrefix) {
+                        faults.append("meta: id-run record '\(name.prefix(7))…' but the store does not declare feature '\(IDIndex.feature)'")
+                    }
+                    idRunRecords.append(readBE32(key, at: IDIndex.recordPrefix.count))
+                } else if featurePrefixes.contains(where: { key.starts(with: $0) }) {
+                    // a declared feature's record: checked by the module that implements it
+                } else if !["format", "next-collection-id", "superseded", "features"].contains(name) {
+                    faults.append("meta: unknown key '\(name)'")
+                }
+                entry = try c.next()
+            }
+        }
+        for (_, cname) in prefixes.sorted(by: { $0.key < $1.key }) {
+            checked += try verifyCollection(txn, cname, &faults)
+        }
+        faults += try verifyEmbedders(txn, embedderKeys, collections: prefixes)
+        for cid in idRunRecords where prefixes[cid] == nil {
+            faults.append("meta: id-run record of unknown collection id \(cid)")
+        }
+        // Every collection id was handed out by the counter: the next one is above them all.
+        do {
+            let next = try nextCollectionID(txn)
+            if let (id, cname) = prefixes.max(by: { $0.key < $1.key }), id >= next {
+                faults.append("meta: next-collection-id \(next) is not above the id \(id) of collection '\(cname)'")
+            }
+        } catch let e as VecStoreError { faults.append("\(e)") }
+        // Every key of the per-collection databases must belong to a known collection.
+        faults += try verifyIndexOwners(txn, known: Set(prefixes.keys))
+        faults += try verifyProjectionOwners(txn, known: Set(prefixes.keys))
+        for db in dbs.perCollection {
+            try txn.withCursor(db) { (c: Cursor) throws -> Void in
+                var entry = try c.first()
+                while let (key, _) = entry {
+                    guard key.count >= 4 else {
+                        faults.append("\(db.name): key shorter than a collection id"); entry = try c.nextKey(); continue
+                    }
+                    let cid = readBE32(key, at: 0)
+                    if prefixes[cid] == nil {
+                        faults.append("\(db.name): keys of unknown collection id \(cid)")
+                        entry = try c.seek(atLeast: Format.prefix(cid &+ 1))
+                        if cid == UInt32.max { entry = nil }
+                    } else {
+                        entry = try c.nextKey()
+                    }
+                }
+            }
+        }
+        return VerifyReport(faults: faults, checked: checked)
     }
 
     private func verifyCollection(_ txn: Transaction, _ name: String, _ faults: inout [String]) throws -> Int {
@@ -336,7 +361,10 @@ extension VecStore {
     public static func compact(path: String, batchSize: Int = 10_000, rebuildIndexes: Bool = false)
         throws(VecStoreError) -> CompactReport
     {
-        let old = try VecStore(path: path, options: StoreOptions(create: false))
+        // Compaction reads every page of the old file: its page structure is checked in full first.
+        var oldOptions = StoreOptions(create: false)
+        oldOptions.checkPages = .full
+        let old = try VecStore(path: path, options: oldOptions)
         defer { old.close() }
         do {
             try old.env.lockExclusive()

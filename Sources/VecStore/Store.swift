@@ -13,6 +13,12 @@ public struct StoreOptions: Sendable {
     public var initialMapSize = 1 << 30
     /// How long an open waits while a compaction in another process holds the store (seconds).
     public var compactionWait: Double = 60
+    /// How much of the file's LMDB page structure the open checks before anything reads it
+    /// (Spec/FORMAT.md §21): `.roots` (the default, cheap) checks the meta page, the main tree and every
+    /// database's root page; `.full` every branch, leaf and sub-page and every overflow header, O(file),
+    /// for files you do not trust — LMDB trusts its pages, and a damaged interior page that no check
+    /// has read can crash the process when a read reaches it. A fault is `VecStoreError.corrupt`.
+    public var checkPages: PageCheckLevel = .roots
     /// Whether the open takes the shared lock on `FILE-guard` (compaction's temporary store does not).
     var guarded = true
     /// Creates default options.
@@ -101,6 +107,8 @@ public final class VecStore: Sendable {
         -> (Databases, String?)
     {
         let specs = Schema.databases.map { (name: $0.name, flags: $0.flags) }
+        // LMDB trusts its pages: the trees are checked before the first cursor walks them.
+        _ = try checkPages(env, options.checkPages)
         // Nothing is created before the file is known to be a vecstore store (or empty): a foreign LMDB
         // file, or a store of a newer format, is refused untouched.
         let existingNames: [String] = try storage {
@@ -160,6 +168,16 @@ public final class VecStore: Sendable {
         }
         guard let access else { throw .notAVecStore(path) }
         return (dbs, access.writeRefusal)
+    }
+
+    /// Each database of the schema and the flags it must carry, for the page checker.
+    static let expectedFlags: [String: DatabaseFlags] = Dictionary(
+        Schema.databases.map { ($0.name, $0.flags) }, uniquingKeysWith: { first, _ in first })
+
+    /// Checks the LMDB page structure of the current snapshot of `env` to `level` (Spec/FORMAT.md §21);
+    /// a fault is `.corrupt` naming the database, the page and what is wrong.
+    static func checkPages(_ env: Environment, _ level: PageCheckLevel) throws(VecStoreError) -> PageCheckReport {
+        try storage { try env.checkPages(level, expectedFlags: expectedFlags) }
     }
 
     /// The version rule applied to the store's `format` and `features` records; nil when there is no

@@ -15,6 +15,8 @@ struct OpenOnceBench: ParsableCommand {
     @Option(help: "Query vectors.") var queries: String
     @Option(help: "Row of --queries to ask first (the next row is the second query).") var query = 0
     @Option(help: "Filter the first query by metadata.source = this value.") var source: String?
+    @Flag(help: "Open with the full LMDB page check (StoreOptions.checkPages = .full) instead of the roots check.")
+    var checkPages = false
 
     func run() throws {
         let rows = try readVectors(queries, limit: query + 2)
@@ -22,7 +24,9 @@ struct OpenOnceBench: ParsableCommand {
         let q = rows[rows.count - 2], q2 = rows[rows.count - 1]
         let filter = source.map { Filter.field("source", .equals(.string($0))) }
         let f0 = PageCache.faults(), t0 = now()
-        let opened = try VecStore(path: store, options: StoreOptions(readOnly: true, create: false))
+        var options = StoreOptions(readOnly: true, create: false)
+        if checkPages { options.checkPages = .full }
+        let opened = try VecStore(path: store, options: options)
         let f1 = PageCache.faults(), t1 = now()
         let c = try opened.collection(collection)
         _ = try c.explainSearch(k: 10)

@@ -9,15 +9,26 @@ func formatBytes(_ n: Int) -> String {
     return unit == 0 ? "\(n) B" : String(format: "%.1f %@", value, units[unit])
 }
 
+/// Store options for a command: `--check-pages`, or `VECSTORE_CHECK_PAGES=full` in the environment,
+/// checks every LMDB page of the file before it is read (Spec/FORMAT.md §21); otherwise the open checks
+/// the meta page, the main tree and each database's root page.
+func storeOptions(readOnly: Bool, create: Bool, checkPages: Bool) -> StoreOptions {
+    var options = StoreOptions(readOnly: readOnly, create: create)
+    if checkPages || ProcessInfo.processInfo.environment["VECSTORE_CHECK_PAGES"] == "full" { options.checkPages = .full }
+    return options
+}
+
 struct CollectionsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "collections", abstract: "List the collections of a store.",
         discussion: "Example:\n  vecstore collections demo.vecstore")
     @Argument(help: "Path of the store file.") var store: String
+    @Flag(help: "Check every LMDB page of the store before reading it: O(file), for files you do not trust (also VECSTORE_CHECK_PAGES=full).")
+    var checkPages = false
 
     func run() throws {
         try reportingErrors {
-            let s = try VecStore(path: store, options: .init(readOnly: true, create: false))
+            let s = try VecStore(path: store, options: storeOptions(readOnly: true, create: false, checkPages: checkPages))
             for name in try s.collectionNames() {
                 let info = try s.collection(name).info()
                 print("\(name)\t\(info.count) documents\tdimension \(info.dimension)\t\(info.metric)")
@@ -31,10 +42,13 @@ struct StatsCommand: ParsableCommand {
         commandName: "stats", abstract: "Show counts, tombstones, id runs, sizes per database and free pages.",
         discussion: "Example:\n  vecstore stats demo.vecstore")
     @Argument(help: "Path of the store file.") var store: String
+    @Flag(help: "Check every LMDB page of the store before reading it: O(file), for files you do not trust (also VECSTORE_CHECK_PAGES=full).")
+    var checkPages = false
 
     func run() throws {
         try reportingErrors {
-            let s = try VecStore(path: store, options: .init(readOnly: true, create: false)).stats()
+            let s = try VecStore(path: store, options: storeOptions(readOnly: true, create: false, checkPages: checkPages))
+                .stats()
             print("store      \(s.path)  (format \(s.formatVersion))")
             print("file       \(formatBytes(s.fileBytes)); map \(formatBytes(s.mapSize)); page \(s.pageSize) B")
             print("pages      \(s.usedPages) used, \(s.freePages) free (\(formatBytes(s.freePages * s.pageSize)) reusable; compact returns it)")
@@ -60,17 +74,23 @@ struct StatsCommand: ParsableCommand {
 struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify", abstract: "Check every invariant of the store; exit 1 on any fault.",
-        discussion: "Example:\n  vecstore verify demo.vecstore")
+        discussion: """
+            First checks the LMDB page structure of every database (every branch, leaf and sub-page and \
+            every overflow header, before any of it is read); a damaged page stops verify with exit \
+            status 5 and names the database and the page. Then checks every invariant of the format.
+            Example:
+              vecstore verify demo.vecstore
+            """)
     @Argument(help: "Path of the store file.") var store: String
 
     func run() throws {
         try reportingErrors {
             let report = try VecStore(path: store, options: .init(readOnly: true, create: false)).verify()
             if report.isOK {
-                print("ok: \(report.checked) items checked, no faults")
+                print("ok: \(report.pages) pages and \(report.checked) items checked, no faults")
             } else {
                 for fault in report.faults { print("FAULT: \(fault)") }
-                print("\(report.faults.count) fault(s) in \(report.checked) items checked")
+                print("\(report.faults.count) fault(s) in \(report.checked) items checked (\(report.pages) pages sound)")
                 throw ExitCode.failure
             }
         }

@@ -56,8 +56,11 @@ struct StoreArguments: ParsableArguments {
     @Option(name: [.customShort("c"), .long], help: "Collection name.")
     var collection: String = "default"
 
+    @Flag(help: "Check every LMDB page of the store before reading it: O(file), for files you do not trust (also VECSTORE_CHECK_PAGES=full).")
+    var checkPages = false
+
     func open(readOnly: Bool = true) throws -> VecStore {
-        try VecStore(path: store, options: StoreOptions(readOnly: readOnly, create: !readOnly))
+        try VecStore(path: store, options: storeOptions(readOnly: readOnly, create: !readOnly, checkPages: checkPages))
     }
 }
 
