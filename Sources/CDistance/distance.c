@@ -180,64 +180,16 @@ __attribute__((target("avx512f"))) static float l2_avx512(const float *a, const 
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 }
-// The many-row kernels score four rows at a time: each query chunk is loaded once for the four rows, and the
-// rows' 16 accumulator chains interleave. Every row goes through exactly the operations of `dot_avx512` /
-// `l2_avx512`, in the same order (the same four accumulators, the same tails, the same final sum), so a row
-// scored here and by `vs_dot` / `vs_l2` gets the same bits (KernelVariantTests checks it): IVF flat scans
-// rely on that to report `resolve`'s scores without scoring rows twice.
-// No software prefetch: on docs1m (238k x 384, rows streamed from the map) prefetching 4, 8 or 16 rows
-// ahead was 10-20% slower than leaving the stream to the hardware prefetcher (17.2 -> 14.7 ms a query).
-__attribute__((target("avx512f"), always_inline)) static inline __m512 term_avx512(__m512 acc, __m512 u, __m512 v,
-                                                                                 int l2) {
-    if (l2) {
-        __m512 t = _mm512_sub_ps(u, v);
-        return _mm512_fmadd_ps(t, t, acc);
-    }
-    return _mm512_fmadd_ps(u, v, acc);
-}
-__attribute__((target("avx512f"), always_inline)) static inline void many4_avx512(const float *q, const float *x,
-                                                                                 size_t n, size_t d, float *out,
-                                                                                 int l2) {
-    size_t r = 0;
-    for (; r + 4 <= n; r += 4) {
-        const float *x0 = x + r * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
-        __m512 s[4][4];
-        for (int j = 0; j < 4; j++)
-            for (int a = 0; a < 4; a++) s[j][a] = _mm512_setzero_ps();
-        const float *rows[4] = {x0, x1, x2, x3};
-        size_t i = 0;
-        for (; i + 64 <= d; i += 64) {
-            __m512 u0 = _mm512_loadu_ps(q + i), u1 = _mm512_loadu_ps(q + i + 16);
-            __m512 u2 = _mm512_loadu_ps(q + i + 32), u3 = _mm512_loadu_ps(q + i + 48);
-            for (int j = 0; j < 4; j++) {
-                s[j][0] = term_avx512(s[j][0], u0, _mm512_loadu_ps(rows[j] + i), l2);
-                s[j][1] = term_avx512(s[j][1], u1, _mm512_loadu_ps(rows[j] + i + 16), l2);
-                s[j][2] = term_avx512(s[j][2], u2, _mm512_loadu_ps(rows[j] + i + 32), l2);
-                s[j][3] = term_avx512(s[j][3], u3, _mm512_loadu_ps(rows[j] + i + 48), l2);
-            }
-        }
-        for (; i + 16 <= d; i += 16) {
-            __m512 u = _mm512_loadu_ps(q + i);
-            for (int j = 0; j < 4; j++) s[j][0] = term_avx512(s[j][0], u, _mm512_loadu_ps(rows[j] + i), l2);
-        }
-        if (i < d) {
-            __mmask16 m = (__mmask16)((1u << (d - i)) - 1);
-            __m512 u = _mm512_maskz_loadu_ps(m, q + i);
-            for (int j = 0; j < 4; j++) s[j][1] = term_avx512(s[j][1], u, _mm512_maskz_loadu_ps(m, rows[j] + i), l2);
-        }
-        for (int j = 0; j < 4; j++)
-            out[r + j] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s[j][0], s[j][1]),
-                                                            _mm512_add_ps(s[j][2], s[j][3])));
-    }
-    for (; r < n; r++) out[r] = l2 ? l2_avx512(q, x + r * d, d) : dot_avx512(q, x + r * d, d);
-}
 __attribute__((target("avx512f"))) static void dot_many_avx512(const float *q, const float *x, size_t n, size_t d,
                                                               float *out) {
-    many4_avx512(q, x, n, d, out, 0);
+    // No software prefetch: on docs1m (238k x 384, rows streamed from the map) prefetching 4, 8 or 16 rows
+    // ahead was 10-20% slower than leaving the stream to the hardware prefetcher (17.2 -> 14.7 ms a query).
+    // Each row is `dot_avx512` exactly, so a row scored here and by `vs_dot` gets the same bits.
+    for (size_t r = 0; r < n; r++) out[r] = dot_avx512(q, x + r * d, d);
 }
 __attribute__((target("avx512f"))) static void l2_many_avx512(const float *q, const float *x, size_t n, size_t d,
                                                              float *out) {
-    many4_avx512(q, x, n, d, out, 1);
+    for (size_t r = 0; r < n; r++) out[r] = l2_avx512(q, x + r * d, d);
 }
 // Batch kernel, GEMM style: 32 rows are packed transposed into a panel (panel[k*32 + j] = row j's
 // component k), then 8 queries x 32 rows are accumulated in 16 registers: per component k, two panel
