@@ -111,7 +111,8 @@ final class IVFModel: @unchecked Sendable {
 
     /// The `nprobe` (≤ nlist) nearest lists of each of `count` queries, `count × nprobe` row-major, nearest
     /// first (ties to the lower list): the centroid products of a tile of queries come from one
-    /// `MatrixProduct.dotTile` (sgemm), ranked by |c|² − 2 q·c (L2, the distance less |q|²) or q·c.
+    /// `MatrixProduct.dotTile` (sgemm), ranked by |c|² − 2 q·c (L2, the distance less |q|²) or q·c, and each
+    /// query keeps its best lists in a sorted buffer (an argmax for nprobe 1).
     /// The same rule as `probes` up to float rounding of near-ties.
     func batchProbes(_ queries: UnsafePointer<Float>, count: Int, nprobe: Int) -> [UInt32] {
         let nlist = header.nlist, d = header.dimension, l2 = header.metric == .l2
@@ -124,10 +125,6 @@ final class IVFModel: @unchecked Sendable {
                 out.withUnsafeMutableBufferPointer { ob in
                     guard let c = cb.baseAddress, let o = ob.baseAddress else { return }
                     let norms = nb.baseAddress
-                    // One selection and one sort buffer for the whole batch (emptied per query, storage kept).
-                    var top = TopK(k: p)
-                    var best: [(score: Float, id: UInt32)] = []
-                    best.reserveCapacity(p)
                     withUnsafeTemporaryAllocation(of: Float.self, capacity: tile * nlist) { buf in
                         guard let scores = buf.baseAddress else { return }
                         var start = 0
@@ -154,16 +151,27 @@ final class IVFModel: @unchecked Sendable {
                                     dst[0] = UInt32(max(bestList, 0))
                                     continue
                                 }
-                                top.removeAll()
-                                var threshold = top.threshold
-                                for j in 0..<nlist where line[j] >= threshold {
-                                    top.insert(line[j], UInt32(j))
-                                    threshold = top.threshold
+                                // The p best so far, best first (ties to the lower list: lists come in
+                                // ascending order, so an equal score goes after those held). Only a score
+                                // above the worst held enters once p are held; NaN never enters.
+                                var held = 0, worst = Float.infinity
+                                for j in 0..<nlist {
+                                    let s = line[j]
+                                    if held == p {
+                                        guard s > worst else { continue }
+                                    } else if s.isNaN {
+                                        continue
+                                    } else {
+                                        held += 1
+                                    }
+                                    var at = held - 1
+                                    while at > 0 && line[Int(dst[at - 1])] < s {
+                                        dst[at] = dst[at - 1]
+                                        at -= 1
+                                    }
+                                    dst[at] = UInt32(j)
+                                    if held == p { worst = line[Int(dst[p - 1])] }
                                 }
-                                best.removeAll(keepingCapacity: true)
-                                top.forEachUnordered { best.append((score: $0, id: $1)) }
-                                Self.sortBestFirst(&best)
-                                for (r, hit) in best.enumerated() { dst[r] = hit.id }
                             }
                             start += rows
                         }
@@ -172,21 +180,6 @@ final class IVFModel: @unchecked Sendable {
             }
         }
         return out
-    }
-
-    /// Sorts a few (≤ nprobe) candidates best first (higher score, then lower id) in place, by insertion:
-    /// no allocation, and as fast as any sort at this size.
-    static func sortBestFirst(_ a: inout [(score: Float, id: UInt32)]) {
-        guard a.count > 1 else { return }
-        for i in 1..<a.count {
-            let x = a[i]
-            var j = i
-            while j > 0 && (a[j - 1].score < x.score || (a[j - 1].score == x.score && a[j - 1].id > x.id)) {
-                a[j] = a[j - 1]
-                j -= 1
-            }
-            a[j] = x
-        }
     }
 
     /// The nearest list of each of `count` rows (Spec/IVF.md §5 step 3's rule).
