@@ -539,19 +539,63 @@ static void half_bounds_avx512(const float *a, const float *b, size_t n, size_t 
 
 
 
+// ---------------------------------------------------------------- binary32 -> binary16 (traversal copies)
+
+/// binary32 → binary16, rounding to nearest with ties to even (IEEE 754 default, what Swift's
+/// `Float16(x)` and F16C's `vcvtps2ph` with imm 0 give): overflow to ±inf, gradual underflow to
+/// subnormals and ±0, a NaN stays a quiet NaN with the sign and the top 9 payload bits kept.
+static unsigned short float_to_half(float f) {
+    unsigned int x;
+    __builtin_memcpy(&x, &f, 4);
+    unsigned int sign = (x >> 16) & 0x8000, a = x & 0x7fffffff;
+    if (a >= 0x7f800000) return (unsigned short)(sign | (a == 0x7f800000 ? 0x7c00 : 0x7e00 | ((a >> 13) & 0x3ff)));
+    if (a >= 0x477ff000) return (unsigned short)(sign | 0x7c00);  // 65520 and up round to inf (the tie too)
+    if (a >= 0x38800000) {                                           // a binary16 normal
+        unsigned int h = (a - 0x38000000) >> 13, rest = a & 0x1fff;
+        if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;       // a carry into the exponent is right
+        return (unsigned short)(sign | h);
+    }
+    if (a <= 0x33000000) return (unsigned short)sign;                // at most 2^-25: ±0 (the tie to even)
+    unsigned int e = a >> 23, m = (a & 0x7fffff) | 0x800000, shift = 126 - e;  // shift 14 ... 24
+    unsigned int h = m >> shift, rest = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rest > half || (rest == half && (h & 1))) h++;                // 0x400 is the smallest normal
+    return (unsigned short)(sign | h);
+}
+
+static void f32_to_f16_base(const float *x, unsigned short *h, size_t n) {
+    for (size_t i = 0; i < n; i++) h[i] = float_to_half(x[i]);
+}
+
+#ifdef VS_X86
+__attribute__((target("avx2,f16c"))) static void f32_to_f16_f16c(const float *x, unsigned short *h, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(h + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; i++) h[i] = float_to_half(x[i]);
+}
+__attribute__((target("avx512f"))) static void f32_to_f16_avx512(const float *x, unsigned short *h, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(h + i),
+                            _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; i++) h[i] = float_to_half(x[i]);
+}
+#endif
+
 // ---------------------------------------------------------------- dispatch
 static vs_distance_kernels generic_kernels = {
     "generic", dot_generic, l2_generic, dot_many_generic, l2_many_generic, dot_tile_generic,
-    dot_h_base, l2_h_base, half_pass_base, half_bounds,
+    dot_h_base, l2_h_base, half_pass_base, half_bounds, f32_to_f16_base,
 };
 #ifdef VS_X86
 static vs_distance_kernels avx2_kernels = {
     "avx2", dot_avx2, l2_avx2, dot_many_avx2, l2_many_avx2, dot_tile_avx2,
-    dot_h_avx2, l2_h_avx2, half_pass_avx2, half_bounds,
+    dot_h_avx2, l2_h_avx2, half_pass_avx2, half_bounds, f32_to_f16_f16c,
 };
 static vs_distance_kernels avx512_kernels = {
     "avx512f", dot_avx512, l2_avx512, dot_many_avx512, l2_many_avx512, dot_tile_avx512,
-    dot_h_avx512, l2_h_avx512, half_pass_avx512, half_bounds_avx512,
+    dot_h_avx512, l2_h_avx512, half_pass_avx512, half_bounds_avx512, f32_to_f16_avx512,
 };
 static int has_avx2, has_avx512;
 #endif
@@ -578,6 +622,7 @@ __attribute__((constructor)) static void vs_distance_select(void) {
     if (has_avx2 && !__builtin_cpu_supports("f16c")) {
         // The binary16 kernels need F16C; without it the AVX2 variant converts halves portably.
         avx2_kernels.dot_f16 = dot_h_base; avx2_kernels.l2sq_f16 = l2_h_base; avx2_kernels.half_pass = half_pass_base;
+        avx2_kernels.f32_to_f16 = f32_to_f16_base;
     }
     if (has_avx512) best = &avx512_kernels;
     else if (has_avx2) best = &avx2_kernels;
@@ -608,6 +653,7 @@ float vs_l2(const float *a, const float *b, size_t dim) { return active.l2(a, b,
 const char *vs_distance_isa(void) { return active.isa; }
 float vs_dot_f16(const float *q, const unsigned short *h, size_t n) { return active.dot_f16(q, h, n); }
 float vs_l2sq_f16(const float *q, const unsigned short *h, size_t n) { return active.l2sq_f16(q, h, n); }
+void vs_f32_to_f16(const float *x, unsigned short *h, size_t n) { active.f32_to_f16(x, h, n); }
 
 // The bounds of `m` (at most 64) rows from pass 1's sums `a` and `b`, stored at `ub`: computed in whole groups
 // of 8 into `u`, then copied out; all +inf when `qn2` or `qn1` is not finite.

@@ -61,9 +61,21 @@ struct ScaleBench: ParsableCommand {
             }
             metrics["traversal"] = traversal
             var batchEnds: [(rows: Int, t: Double)] = []
+            // VECSTORE_BENCH_TIMELINE=path writes one line per committed batch (rows, seconds since the
+            // start, wall and CPU seconds of the batch, CPU% of the batch): where a core idles.
+            var timeline: [String] = []
+            let timelinePath = ProcessInfo.processInfo.environment["VECSTORE_BENCH_TIMELINE"]
+            var lastMark = (t: 0.0, cpu: 0.0)
             let sampler = AnonSampler()
             let io0 = ProcessIO.read(), cpu0 = cpuSeconds(), t0 = now()
+            lastMark = (t0, cpu0)
             let report = try vs.importRecords(from: &reader, into: "bench", options: options) { p in
+                if timelinePath != nil {
+                    let t = now(), c = cpuSeconds()
+                    timeline.append(String(format: "%d %.3f %.3f %.3f %.0f", p.committed, t - t0, t - lastMark.t,
+                                           c - lastMark.cpu, 100 * (c - lastMark.cpu) / max(1e-9, t - lastMark.t)))
+                    lastMark = (t, c)
+                }
                 // The import reports once more after linking the graph's tail at the end (Spec/HNSW.md
                 // §4.1): that time is counted with the last batch.
                 if let last = batchEnds.last, last.rows == p.committed {
@@ -74,6 +86,10 @@ struct ScaleBench: ParsableCommand {
             }
             let seconds = now() - t0, cpu = cpuSeconds() - cpu0, io1 = ProcessIO.read()
             sampler.stop()
+            if let timelinePath {
+                try ("rows t_s batch_wall_s batch_cpu_s cpu_pct\n" + timeline.joined(separator: "\n") + "\n")
+                    .write(toFile: timelinePath, atomically: true, encoding: .utf8)
+            }
             let stats = try vs.stats()
             let written = io1.writeBytes - io0.writeBytes
             metrics["import_rows"] = report.imported

@@ -218,4 +218,54 @@ struct KernelVariantTests {
             }
         }
     }
+
+    /// Floats that exercise every rounding case of binary32 → binary16: every upper half-word (so every
+    /// sign, exponent — zeros, subnormals, normals, the overflow edge, infinities, quiet and signalling
+    /// NaNs — and top mantissa bits) with lower half-words putting the discarded bits exactly at a tie,
+    /// one ulp either side of it, at zero and all ones (for normals the tie bit is bit 12; for binary16
+    /// subnormals it moves up to bit 23, which the upper half-word covers), then random bit patterns.
+    static func conversionInputs() -> [Float] {
+        var lows: [UInt32] = []
+        for high3 in 0..<UInt32(8) {
+            for low13: UInt32 in [0, 1, 0x0FFF, 0x1000, 0x1001, 0x1FFF] { lows.append(high3 << 13 | low13) }
+        }
+        var out: [Float] = []
+        out.reserveCapacity(65_536 * lows.count + 100_000)
+        for upper in 0..<UInt32(65_536) {
+            for low in lows { out.append(Float(bitPattern: upper << 16 | low)) }
+        }
+        var rng = SeededRandom(seed: 16)
+        for _ in 0..<100_000 { out.append(Float(bitPattern: UInt32(truncatingIfNeeded: rng.next()))) }
+        return out
+    }
+
+    @Test("binary32 → binary16: every variant gives Float16(x)'s bits for every rounding case, NaN and inf included",
+          arguments: names)
+    func halfConversion(isa: String) throws {
+        let k = try #require(vs_distance_variant(isa)).pointee
+        let x = Self.conversionInputs()
+        let expected = x.map { Float16($0).bitPattern }
+        var got = [UInt16](repeating: 0xABCD, count: x.count)
+        x.withUnsafeBufferPointer { xb in got.withUnsafeMutableBufferPointer { k.f32_to_f16(xb.baseAddress!, $0.baseAddress!, x.count) } }
+        var wrong = 0
+        for i in 0..<x.count where got[i] != expected[i] {
+            if wrong < 5 {
+                Issue.record("\(isa): \(String(x[i].bitPattern, radix: 16)) → \(String(got[i], radix: 16)), Float16 gives \(String(expected[i], radix: 16))")
+            }
+            wrong += 1
+        }
+        #expect(wrong == 0, "\(isa): \(wrong) of \(x.count) conversions differ")
+        // Every length up to two vector widths and every start offset: the tails match and nothing past
+        // `n` is written.
+        for n in 0...40 {
+            for offset in 0..<3 {
+                var out = [UInt16](repeating: 0xABCD, count: n + 1)
+                x.withUnsafeBufferPointer { xb in
+                    out.withUnsafeMutableBufferPointer { k.f32_to_f16(xb.baseAddress! + 1_000 + offset, $0.baseAddress!, n) }
+                }
+                #expect(Array(out[0..<n]) == Array(expected[(1_000 + offset)..<(1_000 + offset + n)]), "\(isa) n \(n)")
+                #expect(out[n] == 0xABCD, "\(isa) n \(n): wrote past the end")
+            }
+        }
+    }
 }

@@ -377,4 +377,81 @@ struct TailTests {
         }
         #expect(found >= 40 * 10 * 9 / 10, "recall@10 \(Double(found) / 400)")
     }
+
+    @Test("the construction beam's binary16 table: committed blocks from the snapshot, the batch's rows converted, Float16 bit for bit")
+    func constructionHalfTable() throws {
+        let dir = try TempDir()
+        // 384-d rows: 512-row blocks. 1,300 rows committed (two full blocks, one partial), then a batch of
+        // 600 that fills the partial block and starts another.
+        let dim = 384
+        let store = try VecStore(path: dir.path("h.vecstore"))
+        let c = try store.collection("c", dimension: dim, metric: .l2, index: .hnsw(HNSWParameters(m: 8, efConstruction: 32)))
+        let docs = makeDocuments(1900, dimension: dim, seed: 33).map { Document(id: $0.id, vector: $0.vector) }
+        try c.add(Array(docs[..<1300]))
+        let prepared = try c.prepare(Array(docs[1300...]))
+        try store.write { txn in
+            var writer = try CollectionWriter(txn, store.dbs, name: c.name, record: try c.currentRecord(txn))
+            try writer.append(prepared, replace: false)
+            let record = writer.record
+            #expect(record.blockCapacity == 512)
+            let before = try #require(writer.preBatch)
+            let vt = VectorTable(before, appended: writer.appended)
+            defer { vt.deallocate() }
+            let rowBytes = HNSWTraversal.f16.rowBytes(dimension: dim)
+            // The batch's own copies are written after the table is made (as `HNSWWriter.apply` does).
+            let table = try #require(try HNSWCopyTable(txn, store.dbs, collection: record.id, blockShift: Int(record.blockShift),
+                                                       dimension: dim, rowBytes: rowBytes, committedRows: 1300,
+                                                       rows: 1900) { row, out in
+                HNSWTraversalCopies.encodeHalf(vt.vector(row), dimension: dim, rowBytes: rowBytes, into: out)
+            })
+            try HNSWTraversalCopies.write(txn, store.dbs, traversal: .f16, collection: record.id, name: c.name,
+                                          dimension: dim, blockCapacity: record.blockCapacity, initialRows: 1300,
+                                          rows: 1900, vectors: vt)
+            var wrong = 0
+            for r in 0..<1900 {
+                let h = table.half(UInt32(r))
+                for i in 0..<dim where h[i] != Float16(docs[r].vector[i]).bitPattern { wrong += 1 }
+            }
+            #expect(wrong == 0, "\(wrong) components differ from Float16 of the row")
+        }
+    }
+
+    @Test("a 2-thread import holds what a 1-thread import holds: rows, a valid graph, recall (binary16 and int8 construction beams)")
+    func parallelImportMatchesSerial() throws {
+        let dir = try TempDir()
+        // Batches of 1,000 rows (above the 512-row parallel threshold), a tail linked in steps, binary16
+        // construction beam.
+        let docs = makeDocuments(3000, dimension: 48, seed: 23).map { Document(id: $0.id, vector: $0.vector) }
+        for traversal in [HNSWTraversal.f16, .int8] {
+        func importWith(threads: Int) throws -> (VecStore, VectorCollection) {
+            let store = try VecStore(path: dir.path("t\(threads)-\(traversal).vecstore"))
+            var options = ImportOptions()
+            options.batchSize = 1000
+            options.index = .hnsw(HNSWParameters(m: 8, efConstruction: 64, traversal: traversal))
+            options.indexThreads = threads
+            options.tailPolicy = HNSWTailPolicy(minimumTail: 500, growth: 1)
+            var reader = ArrayReader(docs)
+            let report = try store.importRecords(from: &reader, into: "c", options: options)
+            #expect(report.imported == docs.count && report.batches == 3)
+            return (store, try store.collection("c"))
+        }
+        let (s1, serial) = try importWith(threads: 1)
+        let (s2, parallel) = try importWith(threads: 2)
+        #expect(try s1.verify().isOK)
+        #expect(try s2.verify().isOK)
+        #expect(try serial.count() == docs.count && parallel.count() == docs.count)
+        #expect(try serial.unindexedRows() == 0 && parallel.unindexedRows() == 0)
+        var found = [0, 0]
+        for i in 0..<50 {
+            let q = docs[(i * 53) % docs.count].vector.map { $0 + 0.02 }
+            let exact = Set(try serial.search(q, k: 10, options: SearchOptions(exact: true)).map(\.id))
+            #expect(exact == Set(try parallel.search(q, k: 10, options: SearchOptions(exact: true)).map(\.id)))
+            for (j, c) in [serial, parallel].enumerated() {
+                found[j] += try c.search(q, k: 10, options: SearchOptions(ef: 32)).filter { exact.contains($0.id) }.count
+            }
+        }
+        #expect(found[0] >= 450 && found[1] >= 450, "recall@10 serial \(found[0]) / parallel \(found[1]) of 500")
+        #expect(abs(found[0] - found[1]) <= 15, "recall@10 serial \(found[0]) / parallel \(found[1]) of 500")
+        }
+    }
 }

@@ -18,6 +18,10 @@ void vs_dot_tile(const float *q, size_t nq, const float *x, size_t nr, size_t di
 float vs_dot_f16(const float *q, const unsigned short *h, size_t n);
 /// Squared Euclidean distance of a float query and a binary16 vector.
 float vs_l2sq_f16(const float *q, const unsigned short *h, size_t n);
+/// Converts `n` floats to IEEE binary16 (`h`), rounding to nearest with ties to even, as Swift's
+/// `Float16(x)` does bit for bit (±inf past 65504, subnormals, NaN kept a quiet NaN with its sign and
+/// top payload bits). The binary16 traversal copies are written with it (F16C where the CPU has it).
+void vs_f32_to_f16(const float *x, unsigned short *h, size_t n);
 /// Upper bounds for the certified two-pass exact scan (Spec/HNSW.md §3.3): `n` rows stored as
 /// binary16, row `r` at `h + r * stride` (halves), each the round-to-nearest conversion of a float32 row
 /// `x_r`. `ub[r]` is never below the score the float32 kernels compute for `x_r` (`vs_dot(q, x_r)`, or
@@ -72,6 +76,8 @@ typedef struct vs_distance_kernels {
     /// The bounds from pass 1's sums (`a`, `b` and `ub` hold `n` rounded up to 8 values).
     void (*half_bounds)(const float *a, const float *b, size_t n, size_t dim, double qn2, double qn1, int l2,
                         float *ub);
+    /// `vs_f32_to_f16` of this variant.
+    void (*f32_to_f16)(const float *x, unsigned short *h, size_t n);
 } vs_distance_kernels;
 
 /// The table of variant `isa` ("avx512f" or "avx512", "avx2", "generic" or "portable"), or NULL when this

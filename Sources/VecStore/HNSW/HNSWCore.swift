@@ -1,15 +1,21 @@
 import CDistance
 import Foundation
+import LMDB
 import VecStoreKernels
 
 /// A graph distance (smaller is closer), chosen once per search so the inner loops are specialised and
 /// never go through an existential.
 protocol HNSWDistance: SendableMetatype {
+    /// The same distance against a binary16 and an int8 copy (graph construction's beam, `HNSWCopyTable`).
+    associatedtype Half: HNSWHalfDistance
+    associatedtype Int8Copy: HNSWInt8Distance
     static func distance(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float
 }
 
 /// Squared Euclidean distance (metric `l2`).
 enum L2Distance: HNSWDistance {
+    typealias Half = L2HalfDistance
+    typealias Int8Copy = L2Int8Distance
     @inline(__always)
     static func distance(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
         vs_l2(a, b, n)
@@ -18,6 +24,8 @@ enum L2Distance: HNSWDistance {
 
 /// Negated inner product (metrics `cosine`, on unit vectors, and `dot`).
 enum InnerProductDistance: HNSWDistance {
+    typealias Half = InnerProductHalfDistance
+    typealias Int8Copy = InnerProductInt8Distance
     @inline(__always)
     static func distance(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
         -vs_dot(a, b, n)
@@ -58,6 +66,95 @@ struct FloatScorer<D: HNSWDistance>: HNSWScorer {
     let query: UnsafePointer<Float>
     @inline(__always) func distance(_ id: UInt32) -> Float { D.distance(query, vectors.vector(id), vectors.dimension) }
     @inline(__always) func prefetch(_ id: UInt32) { vs_prefetch(vectors.vector(id), vectors.prefetchLines) }
+}
+
+/// The traversal copies (binary16 or int8, `rowBytes` each) of the rows a write transaction links
+/// (Spec/HNSW.md §5.3): rows of the blocks before the batch's first block from the snapshot the
+/// transaction started from (pages it has not written), later rows encoded from the batch's float32 rows
+/// into memory this table owns, never pointers into pages written in the same transaction.
+final class HNSWCopyTable: @unchecked Sendable {
+    private let bases: UnsafeMutablePointer<UnsafeRawPointer>
+    private let owned: UnsafeMutableRawPointer?
+    let blockCount: Int
+    let shift: UInt32
+    let mask: UInt32
+    let rowBytes: Int
+    let dimension: Int
+    /// Cache lines prefetched per copy (the whole copy: 12 lines for binary16 at 384-d, 7 for int8).
+    let prefetchLines: Int32
+
+    /// Nil when a stored block is not the size `rows` implies or not 4-byte aligned (the caller then
+    /// links with the float32 rows alone). `encode` writes row `r`'s copy (`rowBytes`) from its vector.
+    init?(_ txn: Transaction, _ dbs: Databases, collection: UInt32, blockShift: Int, dimension: Int, rowBytes: Int,
+          committedRows: Int, rows: Int, encode: (_ row: UInt32, _ out: UnsafeMutableRawPointer) -> Void) throws {
+        shift = UInt32(blockShift)
+        mask = (1 << shift) - 1
+        self.dimension = dimension
+        self.rowBytes = rowBytes
+        prefetchLines = Int32(min(32, (rowBytes + 63) / 64))
+        let capacity = 1 << blockShift
+        blockCount = (rows + capacity - 1) / capacity
+        let firstNew = committedRows / capacity  // the first block the batch writes to
+        bases = .allocate(capacity: max(1, blockCount))
+        for b in 0..<min(firstNew, blockCount) {
+            guard let value = try txn.get(dbs.graphVectors, Format.key(collection, UInt32(b))),
+                  value.count == capacity * rowBytes, let base = value.baseAddress,
+                  Int(bitPattern: base) % 4 == 0 else {
+                bases.deallocate()
+                return nil
+            }
+            bases[b] = base
+        }
+        guard firstNew < blockCount else {
+            owned = nil
+            return
+        }
+        let newRows = rows - firstNew * capacity
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, newRows * rowBytes), alignment: 64)
+        for r in 0..<newRows { encode(UInt32(firstNew * capacity + r), buffer + r * rowBytes) }
+        for b in firstNew..<blockCount { bases[b] = UnsafeRawPointer(buffer + (b - firstNew) * capacity * rowBytes) }
+        owned = buffer
+    }
+
+    deinit {
+        bases.deallocate()
+        owned?.deallocate()
+    }
+
+    @inline(__always)
+    func copy(_ i: UInt32) -> UnsafeRawPointer {
+        bases[Int(i >> shift)] + Int(i & mask) * rowBytes
+    }
+
+    @inline(__always)
+    func half(_ i: UInt32) -> UnsafePointer<UInt16> { copy(i).assumingMemoryBound(to: UInt16.self) }
+}
+
+/// Scores against the binary16 copies of an `HNSWCopyTable` (graph construction's beam search).
+struct HalfTableScorer<H: HNSWHalfDistance>: HNSWScorer {
+    let table: HNSWCopyTable
+    let query: UnsafePointer<Float>
+    @inline(__always) func distance(_ id: UInt32) -> Float { H.distance(query, table.half(id), table.dimension) }
+    @inline(__always) func prefetch(_ id: UInt32) { vs_prefetch(table.copy(id), table.prefetchLines) }
+}
+
+/// Scores against the int8 copies of an `HNSWCopyTable`, the query prepared in `buffer` (`dimension`
+/// floats owned by the calling thread).
+struct Int8TableScorer<I: HNSWInt8Distance>: HNSWScorer {
+    let table: HNSWCopyTable
+    let scoring: HNSWInt8Scoring
+    let prepared: UnsafePointer<Float>
+    let bias: Float
+
+    init(table: HNSWCopyTable, scoring: HNSWInt8Scoring, query: UnsafePointer<Float>, buffer: UnsafeMutablePointer<Float>) {
+        self.table = table
+        self.scoring = scoring
+        bias = I.prepare(query, scoring, into: buffer)
+        prepared = UnsafePointer(buffer)
+    }
+
+    @inline(__always) func distance(_ id: UInt32) -> Float { I.distance(prepared, bias, scoring, table.copy(id)) }
+    @inline(__always) func prefetch(_ id: UInt32) { vs_prefetch(table.copy(id), table.prefetchLines) }
 }
 
 /// Row → vector pointer by arithmetic over the per-block base pointers of a `CollectionView`.
@@ -266,6 +363,19 @@ final class HNSWScratch: @unchecked Sendable {
     private(set) var pruneIDs: UnsafeMutablePointer<UInt32>
     private(set) var pruneDistances: UnsafeMutablePointer<Float>
     private(set) var buildCapacity = 0
+    /// A prepared query of graph construction over int8 copies (`queryFloats` floats).
+    private(set) var queryBuffer: UnsafeMutablePointer<Float>?
+    private var queryFloats = 0
+
+    /// The prepared-query buffer, at least `n` floats (its contents are not kept).
+    func preparedQuery(_ n: Int) -> UnsafeMutablePointer<Float> {
+        if let queryBuffer, queryFloats >= n { return queryBuffer }
+        queryBuffer?.deallocate()
+        let b = UnsafeMutablePointer<Float>.allocate(capacity: max(1, n))
+        queryBuffer = b
+        queryFloats = n
+        return b
+    }
 
     init(rows: Int) {
         stampCapacity = max(1024, rows)
@@ -288,6 +398,7 @@ final class HNSWScratch: @unchecked Sendable {
         buildDistances.deallocate()
         pruneIDs.deallocate()
         pruneDistances.deallocate()
+        queryBuffer?.deallocate()
     }
 
     /// Makes the construction buffers hold at least `n` entries (their contents are not kept).
@@ -631,6 +742,29 @@ enum HNSWAlgorithms {
         }
         let kept = selectNeighbours(vt, D.self, ids: ids, distances: dists, count: found, max: m)
         return (ids, kept, closest)
+    }
+
+    /// Replaces the distances of the beam's results (`scratch.results`, scored against binary16 copies)
+    /// by the float32 distances to row `q`'s vector.
+    static func rescoreResults<D: HNSWDistance>(_ vt: VectorTable, _: D.Type, query q: UInt32, scratch: HNSWScratch) {
+        var res = scratch.results
+        let n = res.count
+        scratch.ensureNeighbourCapacity(n)
+        let ids = scratch.pending
+        var i = 0
+        while !res.isEmpty {
+            ids[i] = res.topID
+            i += 1
+            res.pop()
+        }
+        let qv = vt.vector(q)
+        let ahead = 4
+        for j in 0..<min(ahead, n) { vs_prefetch(vt.vector(ids[j]), vt.prefetchLines) }
+        for j in 0..<n {
+            if j + ahead < n { vs_prefetch(vt.vector(ids[j + ahead]), vt.prefetchLines) }
+            res.push(D.distance(qv, vt.vector(ids[j]), vt.dimension), ids[j])
+        }
+        scratch.results = res
     }
 
     /// Adds `q` to `n`'s link list `list` (count, then links) of capacity `cap`, re-selecting with the

@@ -315,6 +315,12 @@ final class HNSWEditor: HNSWGraphAccess {
         return damage
     }
 
+    /// The traversal copies the beam of `insert` scores (nil: the float32 rows), set by `HNSWWriter`:
+    /// binary16, or int8 when `int8` gives their scoring. The neighbour heuristic always uses the float32
+    /// rows.
+    var copies: HNSWCopyTable?
+    var int8: HNSWInt8Scoring?
+
     /// Layer-0 blocks the last `write` wrote.
     private(set) var lastWrittenBlocks = 0
 
@@ -389,10 +395,25 @@ final class HNSWEditor: HNSWGraphAccess {
     /// and a reverse link from each chosen neighbour, pruned with the heuristic when full.
     func insert<D: HNSWDistance>(_ q: UInt32, _ d: D.Type, _ vt: VectorTable, live: CandidateMask,
                                  scratch: HNSWScratch) {
+        if let copies, let int8 {
+            let scorer = Int8TableScorer<D.Int8Copy>(table: copies, scoring: int8, query: vt.vector(q),
+                                                     buffer: scratch.preparedQuery(vt.dimension))
+            insert(q, D.self, vt, scorer, exactBeam: false, live: live, scratch: scratch)
+        } else if let copies {
+            insert(q, D.self, vt, HalfTableScorer<D.Half>(table: copies, query: vt.vector(q)), exactBeam: false,
+                   live: live, scratch: scratch)
+        } else {
+            insert(q, D.self, vt, FloatScorer<D>(vectors: vt, query: vt.vector(q)), exactBeam: true, live: live,
+                   scratch: scratch)
+        }
+    }
+
+    /// `insert` with the beam scored by `scorer`. Unless the scorer is exact (`exactBeam`), each level's
+    /// beam results are re-scored with the float32 rows before the neighbour heuristic, which then sees
+    /// exactly the distances a float32 beam would give for the same candidates (Spec/HNSW.md §5.3).
+    private func insert<D: HNSWDistance, S: HNSWScorer>(_ q: UInt32, _: D.Type, _ vt: VectorTable, _ scorer: S,
+                                                         exactBeam: Bool, live: CandidateMask, scratch: HNSWScratch) {
         let level = Int(levels[Int(q)])
-        let qv = vt.vector(q)
-        let dim = vt.dimension
-        let scorer = FloatScorer<D>(vectors: vt, query: qv)
         if needsLocks { globalLock.lock() }
         let entry = config.entryPoint
         let maxLevel = config.maxLevel
@@ -408,7 +429,7 @@ final class HNSWEditor: HNSWGraphAccess {
             return
         }
         var cur = entry
-        var curD = D.distance(qv, vt.vector(entry), dim)
+        var curD = scorer.distance(entry)
         if level < maxLevel {
             (cur, curD) = HNSWAlgorithms.greedyDescent(self, scorer, entry: cur, entryDistance: curD,
                                                        top: maxLevel, bottom: level)
@@ -417,10 +438,11 @@ final class HNSWEditor: HNSWGraphAccess {
         while l >= 0 {
             HNSWAlgorithms.searchLayer(self, scorer, entry: cur, entryDistance: curD,
                                        ef: config.efConstruction, level: l, allowed: live, rows: rows, scratch: scratch)
+            if !exactBeam { HNSWAlgorithms.rescoreResults(vt, D.self, query: q, scratch: scratch) }
             // Room for the reverse links' pruning too (`connect`, lists of up to 2·M).
             let (ids, kept, closest) = HNSWAlgorithms.selectFromBeam(
                 vt, D.self, excluding: q, max: config.m, reserve: max(config.maxLinks0, config.m) + 1, scratch: scratch)
-            if let closest { (cur, curD) = closest }
+            if let closest { (cur, curD) = exactBeam ? closest : (closest.0, scorer.distance(closest.0)) }
             if needsLocks { lock(q) }
             let own = mutableLinks(q, l)
             own[0] = UInt32(kept)

@@ -142,15 +142,42 @@ struct HNSWWriter: VectorIndexWriter {
                 "collection \(name): HNSW graph covers \(nodes) rows, the collection had \(batch.appended.lowerBound)")
         }
         let record = batch.record
+        let end = batch.linking.policy.linkEnd(nodes: nodes, rows: record.nextInternalID, linking: batch.linking.mode)
+        // The beam of a linking step scores the traversal copies (Spec/HNSW.md §5.3): blocks before the
+        // batch's first block from the map, resolved before this transaction writes any copy (so no
+        // pointer goes into a page it wrote), the rest encoded from the batch's float32 rows. The batch
+        // that trains an int8 quantizer (a graph's first) links with the float32 rows.
+        var copies: HNSWCopyTable?
+        var int8: HNSWInt8Scoring?
+        if end > nodes {
+            let dim = record.dimension, rowBytes = config.traversal.rowBytes(dimension: dim), vt = batch.vectors
+            let shift = Int(record.blockShift), committed = Int(batch.appended.lowerBound)
+            switch config.traversal {
+            case .f16:
+                copies = try HNSWCopyTable(txn, dbs, collection: record.id, blockShift: shift, dimension: dim,
+                                           rowBytes: rowBytes, committedRows: committed, rows: Int(end)) { row, out in
+                    HNSWTraversalCopies.encodeHalf(vt.vector(row), dimension: dim, rowBytes: rowBytes, into: out)
+                }
+            case .int8:
+                if let q = try HNSWInt8Record.load(txn, dbs, record.id, dimension: dim)?.quantizer {
+                    copies = try HNSWCopyTable(txn, dbs, collection: record.id, blockShift: shift, dimension: dim,
+                                               rowBytes: rowBytes, committedRows: committed, rows: Int(end)) { row, out in
+                        HNSWTraversalCopies.encodeInt8(vt.vector(row), quantizer: q, dimension: dim, into: out)
+                    }
+                    if copies != nil { int8 = HNSWInt8Scoring(q) }
+                }
+            }
+        }
         try HNSWTraversalCopies.write(txn, dbs, traversal: config.traversal, collection: record.id, name: name,
                                       dimension: record.dimension, blockCapacity: record.blockCapacity,
                                       initialRows: Int(batch.appended.lowerBound), rows: Int(batch.appended.upperBound),
                                       vectors: batch.vectors)
-        let end = batch.linking.policy.linkEnd(nodes: nodes, rows: record.nextInternalID, linking: batch.linking.mode)
         let deleted = batch.deleted.filter { $0 < nodes }
         blocksWritten = 0
         if end > nodes || !deleted.isEmpty {
             let editor = try HNSWEditor(txn, dbs, record: record, config: config, name: name, fresh: nodes == 0)
+            editor.copies = copies
+            editor.int8 = int8
             let liveWords = batch.liveWords
             let isLive = { (row: UInt32) in (liveWords[Int(row) >> 6] >> UInt64(row & 63)) & 1 == 1 }
             let inserted = (nodes..<end).filter(isLive)

@@ -196,22 +196,35 @@ enum HNSWTraversalCopies {
                 if old > 0 { prefix.withUnsafeBytes { out.copyMemory(from: $0) } }
                 for r in old..<count {
                     let v = vectors.vector(UInt32(start + r))
-                    let dst = base + r * rowBytes
                     if let quantizer {
-                        let normOffset = HNSWTraversal.int8NormOffset(dimension: dimension)
-                        let codes = dst.bindMemory(to: Int8.self, capacity: normOffset)
-                        quantizer.encode(v, count: 1, into: codes)
-                        for i in dimension..<normOffset { codes[i] = 0 }
-                        let norm = HNSWInt8Record.decodedSquaredNorm(codes, quantizer)
-                        (dst + normOffset).storeBytes(of: norm.bitPattern.littleEndian, as: UInt32.self)
+                        encodeInt8(v, quantizer: quantizer, dimension: dimension, into: base + r * rowBytes)
                     } else {
-                        let halves = dst.bindMemory(to: UInt16.self, capacity: rowBytes / 2)
-                        for i in 0..<dimension { halves[i] = Float16(v[i]).bitPattern }
-                        if rowBytes / 2 > dimension { halves[dimension] = 0 }
+                        encodeHalf(v, dimension: dimension, rowBytes: rowBytes, into: base + r * rowBytes)
                     }
                 }
             }
         }
+    }
+
+    /// Writes the binary16 copy of `v` (`rowBytes`: the halves, then a zero half when the dimension is odd).
+    @inline(__always)
+    static func encodeHalf(_ v: UnsafePointer<Float>, dimension: Int, rowBytes: Int, into dst: UnsafeMutableRawPointer) {
+        let halves = dst.bindMemory(to: UInt16.self, capacity: rowBytes / 2)
+        // Bit for bit `Float16(v[i]).bitPattern` (what verify compares), F16C where the CPU has it.
+        vs_f32_to_f16(v, halves, dimension)
+        if rowBytes / 2 > dimension { halves[dimension] = 0 }
+    }
+
+    /// Writes the int8 copy of `v`: the codes, zero padding to a multiple of 4, then `|x̂|²` (LE float32).
+    @inline(__always)
+    static func encodeInt8(_ v: UnsafePointer<Float>, quantizer: ScalarQuantizer8, dimension: Int,
+                           into dst: UnsafeMutableRawPointer) {
+        let normOffset = HNSWTraversal.int8NormOffset(dimension: dimension)
+        let codes = dst.bindMemory(to: Int8.self, capacity: normOffset)
+        quantizer.encode(v, count: 1, into: codes)
+        for i in dimension..<normOffset { codes[i] = 0 }
+        let norm = HNSWInt8Record.decodedSquaredNorm(codes, quantizer)
+        (dst + normOffset).storeBytes(of: norm.bitPattern.littleEndian, as: UInt32.self)
     }
 }
 
