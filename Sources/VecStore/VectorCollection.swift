@@ -101,10 +101,13 @@ public struct VectorCollection: Sendable {
     func storedForm(_ vector: [Float], id: String?) throws(VecStoreError) -> ([Float], Float) {
         let vector = try projection.map { p throws(VecStoreError) in try p.reduce(vector, id: id) } ?? vector
         guard vector.count == dimension else { throw .dimensionMismatch(expected: dimension, got: vector.count, id: id) }
-        for (i, x) in vector.enumerated() where !x.isFinite {
-            throw .invalidVector(id: id, reason: "component \(i) is \(x)")
-        }
         let norm = squaredNorm(vector).squareRoot()
+        // A non-finite component makes the norm non-finite, so the components are searched only then.
+        if !norm.isFinite {
+            for (i, x) in vector.enumerated() where !x.isFinite {
+                throw .invalidVector(id: id, reason: "component \(i) is \(x)")
+            }
+        }
         // Under every metric a squared norm that overflows float32 is refused (Spec/FORMAT.md §11): l2
         // distances to it would be infinite and its stored squared norm not finite. A zero vector is
         // fine for l2 and dot.
@@ -323,6 +326,8 @@ public struct VectorCollection: Sendable {
             }
             results.append(result)
         }
+        // Exact scores keep `hits`' order (best first, ties to the lower row), which is the order below.
+        if exactScores { return results }
         let higher = metric.higherIsCloser
         results.sort { a, b in
             if a.score != b.score { return higher ? a.score > b.score : a.score < b.score }

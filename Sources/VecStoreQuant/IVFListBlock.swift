@@ -264,9 +264,10 @@ public struct IVFListBlockView: @unchecked Sendable {
 /// Scans of checked list blocks into a `TopK` (larger score = closer: `−distance` for L2, the inner product
 /// otherwise), restricted to the rows a `CandidateMask` allows (live rows, filter matches).
 public enum IVFListScan {
-    /// Exact scores of a flat block's rows against `query`. Rows are screened with a many-row kernel; a row
-    /// that enters `top` is scored again with the single-row kernel (`squaredL2` / `dotProduct`, the ones
-    /// `VectorCollection.resolve` uses) while its vector is in cache, so `top` holds those exact values.
+    /// Exact scores of a flat block's rows against `query`, from the many-row kernels (`vs_l2_many` /
+    /// `vs_dot_many`), which score each row exactly as the single-row kernels `squaredL2` / `dotProduct` do,
+    /// bit for bit, in every kernel variant (`KernelVariantTests`): so `top` holds the values
+    /// `VectorCollection.resolve` would compute, with no second pass over the rows that enter it.
     public static func flat(_ block: IVFListBlockView, query: UnsafePointer<Float>, metric: Metric,
                             mask: CandidateMask?, into top: inout TopK) {
         guard block.kind == .flat else { return }
@@ -275,16 +276,17 @@ public enum IVFListScan {
             withUnsafeTemporaryAllocation(of: Float.self, capacity: 64) { scratch in
                 guard let out = scratch.baseAddress else { return }
                 var start = 0
+                var threshold = top.threshold
                 while start < block.count {
                     let n = min(64, block.count - start)
                     if l2 { vs_l2_many(query, rows + start * d, n, d, out) } else { vs_dot_many(query, rows + start * d, n, d, out) }
                     for i in 0..<n {
                         let s = l2 ? -out[i] : out[i]
-                        guard s >= top.threshold else { continue }
+                        guard s >= threshold else { continue }
                         let id = block.rowID(start + i)
                         if let mask, !mask.contains(id) { continue }
-                        let row = rows + (start + i) * d
-                        top.insert(l2 ? -squaredL2(query, row, d) : dotProduct(query, row, d), id)
+                        top.insert(s, id)
+                        threshold = top.threshold
                     }
                     start += n
                 }

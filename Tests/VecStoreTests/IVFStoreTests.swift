@@ -454,11 +454,14 @@ struct IVFStoreTests {
             try c.add(documents(vectors))
             try c.buildIVF(IVFParameters(nlist: 16, coding: coding, refine: 4))
             let queries = clustered(40, dimension: 8, seed: 22)
-            for threads in [1, 2] {
-                let options = SearchOptions(threads: threads, nprobe: 3)
+            // nprobe 1 (the batch's argmax), 3 and 16 = nlist (its sorted buffer, every list).
+            for (threads, nprobe) in [(1, 3), (2, 3), (1, 1), (1, 16)] {
+                let options = SearchOptions(threads: threads, nprobe: nprobe)
                 let batch = try c.searchBatch(queries, k: 5, options: options)
                 for (i, q) in queries.enumerated() {
-                    #expect(batch[i].map(\.id) == (try c.search(q, k: 5, options: options)).map(\.id), "\(metric) query \(i)")
+                    let one = try c.search(q, k: 5, options: options)
+                    #expect(batch[i].map(\.id) == one.map(\.id), "\(metric) nprobe \(nprobe) query \(i)")
+                    #expect(batch[i].map(\.score) == one.map(\.score), "\(metric) nprobe \(nprobe) query \(i)")
                 }
             }
         }

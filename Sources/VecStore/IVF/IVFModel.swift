@@ -12,10 +12,18 @@ final class IVFModel: @unchecked Sendable {
     /// The product quantizer of IVF-PQ (nil for IVF-Flat).
     let quantizer: ProductQuantizer?
 
+    /// L2: each centroid's squared norm |c|² (the batched probe ranks lists by 2 q·c − |c|²); empty otherwise.
+    let centroidNorms: [Float]
+
     init(header: IVFHeader, centroids: [Float], quantizer: ProductQuantizer?) {
         self.header = header
         self.centroids = centroids
         self.quantizer = quantizer
+        let nlist = header.nlist, d = header.dimension
+        centroidNorms = header.metric != .l2 || centroids.count < nlist * d ? [] : centroids.withUnsafeBufferPointer { c in
+            guard let cb = c.baseAddress else { return [] }
+            return (0..<nlist).map { dotProduct(cb + $0 * d, cb + $0 * d, d) }
+        }
     }
 
     /// Bytes of one row's payload: `4 · dimension` for flat, the PQ code size otherwise.
@@ -103,59 +111,75 @@ final class IVFModel: @unchecked Sendable {
 
     /// The `nprobe` (≤ nlist) nearest lists of each of `count` queries, `count × nprobe` row-major, nearest
     /// first (ties to the lower list): the centroid products of a tile of queries come from one
-    /// `MatrixProduct.dotTile` (sgemm), ranked by |c|² − 2 q·c (L2, the distance less |q|²) or q·c.
+    /// `MatrixProduct.dotTile` (sgemm), ranked by |c|² − 2 q·c (L2, the distance less |q|²) or q·c, and each
+    /// query keeps its best lists in a sorted buffer (an argmax for nprobe 1).
     /// The same rule as `probes` up to float rounding of near-ties.
     func batchProbes(_ queries: UnsafePointer<Float>, count: Int, nprobe: Int) -> [UInt32] {
         let nlist = header.nlist, d = header.dimension, l2 = header.metric == .l2
         let p = min(max(1, nprobe), nlist)
         var out = [UInt32](repeating: 0, count: count * p)
         let tile = max(1, min(256, (1 << 18) / nlist))
+        guard !l2 || centroidNorms.count == nlist else { return out }
         centroids.withUnsafeBufferPointer { cb in
-            guard let c = cb.baseAddress else { return }
-            let norms = (0..<nlist).map { l2 ? dotProduct(c + $0 * d, c + $0 * d, d) : 0 }
-            // One selection and one sort buffer for the whole batch (emptied per query, storage kept).
-            var top = TopK(k: p)
-            var best: [(score: Float, id: UInt32)] = []
-            best.reserveCapacity(p)
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: tile * nlist) { buf in
-                guard let scores = buf.baseAddress else { return }
-                var start = 0
-                while start < count {
-                    let rows = min(tile, count - start)
-                    MatrixProduct.dotTile(queries + start * d, aRows: rows, c, bRows: nlist, dimension: d,
-                                          into: scores, ldo: nlist)
-                    for i in 0..<rows {
-                        let line = scores + i * nlist
-                        top.removeAll()
-                        for j in 0..<nlist {
-                            let s = l2 ? 2 * line[j] - norms[j] : line[j]
-                            if s >= top.threshold { top.insert(s, UInt32(j)) }
+            centroidNorms.withUnsafeBufferPointer { nb in
+                out.withUnsafeMutableBufferPointer { ob in
+                    guard let c = cb.baseAddress, let o = ob.baseAddress else { return }
+                    let norms = nb.baseAddress
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: tile * nlist) { buf in
+                        guard let scores = buf.baseAddress else { return }
+                        var start = 0
+                        while start < count {
+                            let rows = min(tile, count - start)
+                            MatrixProduct.dotTile(queries + start * d, aRows: rows, c, bRows: nlist, dimension: d,
+                                                  into: scores, ldo: nlist)
+                            for i in 0..<rows {
+                                let line = scores + i * nlist
+                                // Ranked by 2 q·c − |c|² (L2: the distance less |q|², negated) or q·c.
+                                if l2, let norms { for j in 0..<nlist { line[j] = 2 * line[j] - norms[j] } }
+                                let dst = o + (start + i) * p
+                                if p == 1 {
+                                    // The nearest list: the first maximum (ties to the lower list), as TopK.
+                                    // NaN never wins (TopK refuses it).
+                                    var bestScore = -Float.infinity, bestList = -1
+                                    for j in 0..<nlist {
+                                        let s = line[j]
+                                        if s > bestScore || (bestList < 0 && s == bestScore) {
+                                            bestScore = s
+                                            bestList = j
+                                        }
+                                    }
+                                    dst[0] = UInt32(max(bestList, 0))
+                                    continue
+                                }
+                                // The p best so far, best first (ties to the lower list: lists come in
+                                // ascending order, so an equal score goes after those held). Only a score
+                                // above the worst held enters once p are held; NaN never enters.
+                                var held = 0, worst = Float.infinity
+                                for j in 0..<nlist {
+                                    let s = line[j]
+                                    if held == p {
+                                        guard s > worst else { continue }
+                                    } else if s.isNaN {
+                                        continue
+                                    } else {
+                                        held += 1
+                                    }
+                                    var at = held - 1
+                                    while at > 0 && line[Int(dst[at - 1])] < s {
+                                        dst[at] = dst[at - 1]
+                                        at -= 1
+                                    }
+                                    dst[at] = UInt32(j)
+                                    if held == p { worst = line[Int(dst[p - 1])] }
+                                }
+                            }
+                            start += rows
                         }
-                        best.removeAll(keepingCapacity: true)
-                        top.forEachUnordered { best.append((score: $0, id: $1)) }
-                        Self.sortBestFirst(&best)
-                        for (r, hit) in best.enumerated() { out[(start + i) * p + r] = hit.id }
                     }
-                    start += rows
                 }
             }
         }
         return out
-    }
-
-    /// Sorts a few (≤ nprobe) candidates best first (higher score, then lower id) in place, by insertion:
-    /// no allocation, and as fast as any sort at this size.
-    static func sortBestFirst(_ a: inout [(score: Float, id: UInt32)]) {
-        guard a.count > 1 else { return }
-        for i in 1..<a.count {
-            let x = a[i]
-            var j = i
-            while j > 0 && (a[j - 1].score < x.score || (a[j - 1].score == x.score && a[j - 1].id > x.id)) {
-                a[j] = a[j - 1]
-                j -= 1
-            }
-            a[j] = x
-        }
     }
 
     /// The nearest list of each of `count` rows (Spec/IVF.md §5 step 3's rule).
