@@ -493,14 +493,6 @@ __attribute__((target("avx512f"))) static float dot_f32_i8_avx512(const float *q
 }
 #endif
 
-// ---------------------------------------------------------------- dispatch
-typedef void (*fs4_fn)(const uint8_t *, size_t, size_t, const uint8_t *, uint16_t *);
-typedef void (*qt_fn)(const float *, const float *, size_t, float, uint8_t *, float *, float *);
-static qt_fn qt_impl = quantize_table_generic;
-typedef void (*pqt_fn)(const float *, const float *, size_t, size_t, size_t, int, float *);
-static pqt_fn pqt_impl = pq_table_generic;
-typedef float (*dotf_fn)(const float *, const int8_t *, size_t);
-
 // ---------------------------------------------------------------- nearest candidate (k-means, PQ encode)
 // Two passes: the extreme value (vector min/max), then the first index holding it (vector compare). 2 * x is
 // exact in float, so norms - 2 * dots rounds the same whether or not the compiler fuses it.
@@ -584,78 +576,88 @@ __attribute__((target("avx2"))) static size_t nearest_avx2(const float *norms, c
 }
 #endif
 
-typedef size_t (*select_fn)(const uint16_t *, size_t, uint16_t, uint32_t *);
-static select_fn select_impl = vq_u16_select_le_reference;
-typedef size_t (*nearest_fn)(const float *, const float *, size_t, int, float *);
-static nearest_fn nearest_impl = vq_nearest_reference;
-
-typedef void (*rows_fn)(const float *, const float *const *, size_t, size_t, int, float *);
-static rows_fn rows_impl = vq_score_rows_reference;
-static fs4_fn fs4_impl = vq_fs4_scan_reference;
-static dotf_fn dotf_impl = vq_dot_f32_i8_reference;
-static const char *vq_isa_name = "generic";
-
-// Runs before main (and before any thread exists), so the pointers are never written concurrently.
-// VECSTORE_KERNEL=portable|avx2 (as CDistance reads it, which also reports an unknown or unsupported name)
-// caps the variant for tests and measurement: portable keeps the references, avx2 skips AVX-512.
-__attribute__((constructor)) static void vq_select(void) {
+// ---------------------------------------------------------------- variant tables and dispatch
+static const vq_quant_kernels generic_kernels = {
+    "generic", vq_fs4_scan_reference, quantize_table_generic, pq_table_generic, vq_dot_f32_i8_reference,
+    vq_nearest_reference, vq_u16_select_le_reference, vq_score_rows_reference,
+};
 #ifdef VQ_X86
-    const char *forced = getenv("VECSTORE_KERNEL");
-    int cap_portable = forced && strcmp(forced, "portable") == 0;
-    int cap_avx2 = forced && strcmp(forced, "avx2") == 0;
-    if (cap_portable) return;
-    __builtin_cpu_init();
-    if (!cap_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
-        fs4_impl = fs4_scan_avx512;
-        qt_impl = quantize_table_avx512;
-        pqt_impl = pq_table_avx512;
-        dotf_impl = dot_f32_i8_avx512;
-        nearest_impl = nearest_avx512;
-        select_impl = select_le_avx512;
-        rows_impl = score_rows_avx512;
-        vq_isa_name = "avx512bw";
-    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        fs4_impl = fs4_scan_avx2;
-        qt_impl = quantize_table_avx2;
-        pqt_impl = pq_table_avx2;
-        dotf_impl = dot_f32_i8_avx2;
-        nearest_impl = nearest_avx2;
-        rows_impl = score_rows_avx2;
-        if (__builtin_cpu_supports("bmi2")) select_impl = select_le_avx2;
-        vq_isa_name = "avx2";
-    }
+static const vq_quant_kernels avx512_kernels = {
+    "avx512bw", fs4_scan_avx512, quantize_table_avx512, pq_table_avx512, dot_f32_i8_avx512,
+    nearest_avx512, select_le_avx512, score_rows_avx512,
+};
+// The AVX2 candidate filter needs BMI2 (pext) as well; vq_variant_setup swaps in the portable one without it.
+static vq_quant_kernels avx2_kernels = {
+    "avx2", fs4_scan_avx2, quantize_table_avx2, pq_table_avx2, dot_f32_i8_avx2,
+    nearest_avx2, select_le_avx2, score_rows_avx2,
+};
+static int has_avx512, has_avx2;
 #endif
+// Starts as the portable variant, so a call before the constructor below is still correct.
+static vq_quant_kernels active = {
+    "generic", vq_fs4_scan_reference, quantize_table_generic, pq_table_generic, vq_dot_f32_i8_reference,
+    vq_nearest_reference, vq_u16_select_le_reference, vq_score_rows_reference,
+};
+static int vq_ready;
+
+// Reads the CPU once (the constructor below runs it before main and before any thread exists).
+static void vq_variant_setup(void) {
+    if (vq_ready) return;
+#ifdef VQ_X86
+    __builtin_cpu_init();
+    has_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (has_avx2 && !__builtin_cpu_supports("bmi2")) avx2_kernels.select_le = vq_u16_select_le_reference;
+#endif
+    vq_ready = 1;
+}
+
+const vq_quant_kernels *vq_quant_variant(const char *isa) {
+    if (!isa) return NULL;
+    vq_variant_setup();
+    if (!strcmp(isa, "generic") || !strcmp(isa, "portable")) return &generic_kernels;
+#ifdef VQ_X86
+    if (!strcmp(isa, "avx2")) return has_avx2 ? &avx2_kernels : NULL;
+    if (!strcmp(isa, "avx512bw") || !strcmp(isa, "avx512")) return has_avx512 ? &avx512_kernels : NULL;
+#endif
+    return NULL;
+}
+
+// VECSTORE_KERNEL=portable|avx2|avx512 (as CDistance reads it; CDistance also reports a name this CPU does not
+// run) picks the variant for tests and measurement; otherwise the best this CPU runs.
+__attribute__((constructor)) static void vq_select(void) {
+    vq_variant_setup();
+    const vq_quant_kernels *best = &generic_kernels;
+#ifdef VQ_X86
+    if (has_avx512) best = &avx512_kernels;
+    else if (has_avx2) best = &avx2_kernels;
+#endif
+    const char *forced = getenv("VECSTORE_KERNEL");
+    if (forced && *forced) {
+        const vq_quant_kernels *k = vq_quant_variant(forced);
+        if (k) best = k;
+    }
+    active = *best;
 }
 
 void vq_fs4_scan(const uint8_t *blocks, size_t nblocks, size_t mpad, const uint8_t *lut, uint16_t *out) {
-    fs4_impl(blocks, nblocks, mpad, lut, out);
+    active.fs4_scan(blocks, nblocks, mpad, lut, out);
 }
 void vq_pq_table(const float *q, const float *books_t, size_t m, size_t ksub, size_t dsub, int l2, float *out) {
-    pqt_impl(q, books_t, m, ksub, dsub, l2, out);
+    active.pq_table(q, books_t, m, ksub, dsub, l2, out);
 }
 void vq_fs4_quantize_table(const float *a, const float *b, size_t m, float sign, uint8_t *out, float *out_scale,
                            float *out_bias) {
-    qt_impl(a, b, m, sign, out, out_scale, out_bias);
+    active.quantize_table(a, b, m, sign, out, out_scale, out_bias);
 }
-float vq_dot_f32_i8(const float *q, const int8_t *c, size_t n) { return dotf_impl(q, c, n); }
+float vq_dot_f32_i8(const float *q, const int8_t *c, size_t n) { return active.dot_f32_i8(q, c, n); }
 size_t vq_nearest(const float *norms, const float *dots, size_t k, int l2, float *value) {
-    return nearest_impl(norms, dots, k, l2, value);
+    return active.nearest(norms, dots, k, l2, value);
 }
 size_t vq_u16_select_le(const uint16_t *v, size_t n, uint16_t limit, uint32_t *idx) {
-    return select_impl(v, n, limit, idx);
+    return active.select_le(v, n, limit, idx);
 }
 void vq_score_rows(const float *q, const float *const *rows, size_t n, size_t d, int l2, float *out) {
-    if (n > 0 && d > 0) rows_impl(q, rows, n, d, l2, out);
+    if (n > 0 && d > 0) active.score_rows(q, rows, n, d, l2, out);
 }
-int vq_score_rows_avx2(const float *q, const float *const *rows, size_t n, size_t d, int l2, float *out) {
-#ifdef VQ_X86
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
-    if (n > 0 && d > 0) score_rows_avx2(q, rows, n, d, l2, out);
-    return 1;
-#else
-    (void)q; (void)rows; (void)n; (void)d; (void)l2; (void)out;
-    return 0;
-#endif
-}
-const char *vq_isa(void) { return vq_isa_name; }
+const char *vq_isa(void) { return active.isa; }

@@ -62,11 +62,34 @@ void vq_score_rows(const float *q, const float *const *rows, size_t n, size_t d,
 /// The portable reference of `vq_score_rows` (one row at a time, sequential sums), exposed for tests.
 void vq_score_rows_reference(const float *q, const float *const *rows, size_t n, size_t d, int l2, float *out);
 
-/// Runs the AVX2 path of `vq_score_rows` whatever the dispatch chose (so tests on an AVX-512 machine cover it);
-/// returns 0 without writing when the CPU lacks AVX2 and FMA, 1 otherwise.
-int vq_score_rows_avx2(const float *q, const float *const *rows, size_t n, size_t d, int l2, float *out);
-
 /// Name of the instruction set the quantized kernels dispatched to ("avx512bw", "avx2", "generic").
 const char *vq_isa(void);
+
+/// The quantized kernels of one instruction-set variant. The functions above call the variant picked once at
+/// load: the best this CPU runs, or the one `VECSTORE_KERNEL=portable|avx2|avx512` names when the CPU runs it.
+/// Tests call every variant through its table against the portable references.
+typedef struct vq_quant_kernels {
+    /// "avx512bw", "avx2" or "generic".
+    const char *isa;
+    /// `vq_fs4_scan` of this variant.
+    void (*fs4_scan)(const uint8_t *blocks, size_t nblocks, size_t mpad, const uint8_t *lut, uint16_t *out);
+    /// `vq_fs4_quantize_table` of this variant.
+    void (*quantize_table)(const float *a, const float *b, size_t m, float sign, uint8_t *out, float *out_scale,
+                           float *out_bias);
+    /// `vq_pq_table` of this variant.
+    void (*pq_table)(const float *q, const float *books_t, size_t m, size_t ksub, size_t dsub, int l2, float *out);
+    /// `vq_dot_f32_i8` of this variant.
+    float (*dot_f32_i8)(const float *q, const int8_t *c, size_t n);
+    /// `vq_nearest` of this variant.
+    size_t (*nearest)(const float *norms, const float *dots, size_t k, int l2, float *value);
+    /// `vq_u16_select_le` of this variant.
+    size_t (*select_le)(const uint16_t *v, size_t n, uint16_t limit, uint32_t *idx);
+    /// `vq_score_rows` of this variant (n >= 1, d >= 1).
+    void (*score_rows)(const float *q, const float *const *rows, size_t n, size_t d, int l2, float *out);
+} vq_quant_kernels;
+
+/// The table of variant `isa` ("avx512bw" or "avx512", "avx2", "generic" or "portable"), or NULL when the name
+/// is unknown or this CPU cannot run it.
+const vq_quant_kernels *vq_quant_variant(const char *isa);
 
 #endif

@@ -174,11 +174,30 @@ enum IVFFormat {
     /// whose bit 0 was cleared would otherwise be scored as raw codes), reported as corrupt.
     static func checkCoding(raw: Bool, _ txn: Transaction, _ dbs: Databases, name: String) throws {
         guard raw else { return }
-        let declared = try txn.get(dbs.meta, Format.featuresKey).map { v in try Format.decodeFeatures(v) } ?? []
-        guard declared.contains(where: { $0.name == rawCodesFeature.name }) else {
+        // A walk over the record's bytes, no decoding into `Feature` values: this runs on every model load of
+        // a raw-codes index, and the record itself was checked when the store opened.
+        let declared = try txn.get(dbs.meta, Format.featuresKey).map { v in lists(rawCodesName, in: v) } ?? false
+        guard declared else {
             throw VecStoreError.corrupt("collection \(name): IVF record offset 3: flags say PQ codes of the raw "
                                         + "vectors, but the store does not declare feature \(rawCodesFeature.name)")
         }
+    }
+    /// `rawCodesFeature`'s name as bytes.
+    static let rawCodesName: [UInt8] = Array(rawCodesFeature.name.utf8)
+    /// Whether a `features` record (Versioning.swift: `u8 count`, then per feature `u8 flags`, `u8 length`,
+    /// name) names `name`; false for a record too short for what it announces.
+    static func lists(_ name: [UInt8], in value: UnsafeRawBufferPointer) -> Bool {
+        guard let count = value.first else { return false }
+        var o = 1
+        for _ in 0..<Int(count) {
+            guard o + 2 <= value.count else { return false }
+            let length = Int(value[o + 1])
+            let start = o + 2
+            guard start + length <= value.count else { return false }
+            if length == name.count && name.indices.allSatisfy({ value[start + $0] == name[$0] }) { return true }
+            o = start + length
+        }
+        return false
     }
     /// Meta key prefix of the header record `ivf:<BE32 cid>`.
     static let keyPrefix: [UInt8] = Array("ivf:".utf8)

@@ -1,0 +1,100 @@
+import CQuant
+import Testing
+import VecStoreKernels
+import VecStoreQuant
+
+extension PQTests {
+    /// The quantized-kernel tables of every variant this CPU runs (portable always), best first.
+    static var quantVariants: [UnsafePointer<vq_quant_kernels>] {
+        QuantKernelVariantTests.names.compactMap { vq_quant_variant($0) }
+    }
+}
+
+/// Every quantized-kernel variant this CPU runs (AVX-512BW, AVX2, portable), called through its table
+/// (`vq_quant_variant`) against the portable references, whichever variant the process dispatches to
+/// (as `KernelVariantTests` does for CDistance).
+@Suite("Quantized kernel variants")
+struct QuantKernelVariantTests {
+    static let names: [String] = ["avx512bw", "avx2", "generic"].filter { (name: String) in vq_quant_variant(name) != nil }
+
+    @Test("variant names: aliases, unknown names, the portable one always present")
+    func lookup() {
+        #expect(Self.names.last == "generic")
+        #expect(vq_quant_variant("portable") == vq_quant_variant("generic"))
+        #expect(vq_quant_variant("avx512") == vq_quant_variant("avx512bw"))
+        #expect(vq_quant_variant("sse9") == nil && vq_quant_variant(nil) == nil)
+        #expect(Self.names.contains(ScalarQuantizer8.kernelISA), "the dispatched variant is one of them")
+    }
+
+    @Test("fast scan and the candidate filter: the same integers as the references", arguments: names)
+    func fastScanAndSelect(isa: String) throws {
+        let k = try #require(vq_quant_variant(isa)).pointee
+        var rng = SplitMix64(seed: 77)
+        for mpad in [2, 4, 6, 32, 96, 98, 256] {
+            let nblocks = 3
+            let blocks = (0..<(nblocks * mpad / 2 * 32)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            let lut = (0..<(mpad * 16)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            var got = [UInt16](repeating: 0, count: nblocks * 32), want = got
+            k.fs4_scan(blocks, nblocks, mpad, lut, &got)
+            vq_fs4_scan_reference(blocks, nblocks, mpad, lut, &want)
+            #expect(got == want, "\(isa) mpad \(mpad)")
+            for n in [0, 1, 15, 16, 17, 33, 96] {
+                let limit = n == 0 ? 0 : want[n / 2]
+                var a = [UInt32](repeating: 0, count: max(n, 1)), b = a
+                let ca = k.select_le(want, n, limit, &a), cb = vq_u16_select_le_reference(want, n, limit, &b)
+                #expect(ca == cb && Array(a[0..<ca]) == Array(b[0..<cb]), "\(isa) select n \(n)")
+            }
+        }
+    }
+
+    @Test("table quantization, PQ tables, nearest and int8 dot agree with the references", arguments: names)
+    func tables(isa: String) throws {
+        let k = try #require(vq_quant_variant(isa)).pointee
+        for m in [1, 2, 7, 32, 96] {
+            let a = uniformData(count: m * 16, seed: UInt64(m)), b = uniformData(count: m * 16, seed: UInt64(m + 100))
+            for sign: Float in [1, -1] {
+                for addend in [false, true] {
+                    var got = [UInt8](repeating: 0, count: m * 16), want = got
+                    var gs: Float = 0, gb: Float = 0, ws: Float = 0, wb: Float = 0
+                    b.withUnsafeBufferPointer { bb in
+                        let bp = addend ? bb.baseAddress : nil
+                        k.quantize_table(a, bp, m, sign, &got, &gs, &gb)
+                        vq_quant_variant("generic")!.pointee.quantize_table(a, bp, m, sign, &want, &ws, &wb)
+                    }
+                    // The same scale; entries within one step (vectorised sums may round the last bit
+                    // differently and land on the other side of a .5).
+                    #expect(abs(gs - ws) <= ws * 1e-6 && abs(gb - wb) <= 1e-4, "\(isa) m \(m)")
+                    #expect(zip(got, want).allSatisfy { abs(Int($0) - Int($1)) <= 1 }, "\(isa) m \(m) entries")
+                }
+            }
+        }
+        // PQ tables (ksub 16 and 256, both metrics) against the portable variant.
+        for (m, ksub, dsub) in [(4, 16, 4), (3, 256, 2), (8, 16, 1)] {
+            let books = uniformData(count: m * ksub * dsub, seed: 5), q = uniformData(count: m * dsub, seed: 6)
+            for l2: Int32 in [0, 1] {
+                var got = [Float](repeating: 0, count: m * ksub), want = got
+                k.pq_table(q, books, m, ksub, dsub, l2, &got)
+                vq_quant_variant("generic")!.pointee.pq_table(q, books, m, ksub, dsub, l2, &want)
+                #expect(zip(got, want).allSatisfy { abs($0 - $1) <= 1e-5 * Float(dsub) * 4 }, "\(isa) pq table")
+            }
+        }
+        // Nearest: the same index and value (ties to the first).
+        for n in [1, 7, 8, 15, 16, 17, 100, 256] {
+            var norms = uniformData(count: n, seed: UInt64(n)), dots = uniformData(count: n, seed: UInt64(n + 9))
+            if n > 3 { norms[n - 1] = norms[1]; dots[n - 1] = dots[1] }  // a tie
+            for l2: Int32 in [0, 1] {
+                var gv: Float = 0, wv: Float = 0
+                let g = k.nearest(norms, dots, n, l2, &gv), w = vq_nearest_reference(norms, dots, n, l2, &wv)
+                #expect(g == w && gv == wv, "\(isa) nearest n \(n)")
+            }
+        }
+        // int8 dot.
+        for n in [1, 15, 16, 33, 384] {
+            let q = uniformData(count: n, seed: UInt64(n))
+            var rng = SplitMix64(seed: UInt64(n))
+            let c = (0..<n).map { _ in Int8(truncatingIfNeeded: rng.next() % 255) }
+            let g = k.dot_f32_i8(q, c, n), w = vq_dot_f32_i8_reference(q, c, n)
+            #expect(abs(g - w) <= 1e-4 * Float(n) * 127, "\(isa) int8 dot n \(n)")
+        }
+    }
+}
