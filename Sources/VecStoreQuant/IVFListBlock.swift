@@ -316,12 +316,15 @@ public enum IVFListScan {
             while start < block.count {
                 let n = min(256, block.count - start)
                 quantizer.scan(table: table, codes: codes + start * size, count: n, into: out)
+                // The threshold changes only when a row enters: read once per entry, not per row.
+                var threshold = top.threshold
                 for i in 0..<n {
                     let s = l2 ? -(out[i] + bias) : out[i] + bias
-                    guard s >= top.threshold else { continue }
+                    guard s >= threshold else { continue }
                     let id = block.rowID(start + i)
                     if let mask, !mask.contains(id) { continue }
                     top.insert(s, id)
+                    threshold = top.threshold
                 }
                 start += n
             }

@@ -57,12 +57,12 @@ public struct IVFProbeScorer {
     /// codes |q_j − b|² (L2) or q_j·b; residual codes q_j·b (inner product) or −2 q_j·b (L2, completed per
     /// list by `prepare`).
     public mutating func begin(query: UnsafePointer<Float>) {
-        let l2 = self.l2, size = tableSize, residualCodes = self.residualCodes, pq = quantizer
+        let l2 = self.l2, residualCodes = self.residualCodes, pq = quantizer
         bias = 0
         queryTable.withUnsafeMutableBufferPointer { t in
             guard let tb = t.baseAddress else { return }
-            pq.lookupTable(query, metric: l2 && !residualCodes ? .l2 : .dot, into: tb)
-            if l2 && residualCodes { for i in 0..<size { tb[i] *= -2 } }
+            // −2 q·b: the table kernel scales each entry as it stores it (exact, as multiplying afterwards was).
+            pq.lookupTable(query, metric: l2 && !residualCodes ? .l2 : .dot, scale: l2 && residualCodes ? -2 : 1, into: tb)
         }
         // One quantized table for every list: raw codes (any metric) and residual inner product. Residual L2
         // re-quantizes per list in `prepare`.

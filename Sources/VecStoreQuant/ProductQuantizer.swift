@@ -190,11 +190,14 @@ public struct ProductQuantizer: Sendable, Equatable {
 
     /// Fills an asymmetric-distance look-up table for one query: `M × 2^bits` floats, entry (j, c) is
     /// `|q_j − c_j|²` for L2 and `q_j · c_j` for inner product / cosine, so the ADC value of a code is the
-    /// sum of its M entries (`scan`).
-    public func lookupTable(_ query: UnsafePointer<Float>, metric: Metric, into table: UnsafeMutablePointer<Float>) {
+    /// sum of its M entries (`scan`). `scale` multiplies every entry: 1, or −2 for the residual L2
+    /// decomposition (`IVFProbeScorer`); a power of two, so each entry is exactly the scaled unscaled entry.
+    public func lookupTable(_ query: UnsafePointer<Float>, metric: Metric, scale: Float = 1,
+                            into table: UnsafeMutablePointer<Float>) {
         transposed.withUnsafeBufferPointer { t in
             guard let tb = t.baseAddress else { return }
-            vq_pq_table(query, tb, subquantizers, centroidsPerSubquantizer, subDimension, metric == .l2 ? 1 : 0, table)
+            vq_pq_tables(query, 1, 0, tb, subquantizers, centroidsPerSubquantizer, subDimension, metric == .l2 ? 1 : 0,
+                         scale, table)
         }
     }
 

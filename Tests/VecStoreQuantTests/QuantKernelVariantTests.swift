@@ -73,9 +73,56 @@ struct QuantKernelVariantTests {
             let books = uniformData(count: m * ksub * dsub, seed: 5), q = uniformData(count: m * dsub, seed: 6)
             for l2: Int32 in [0, 1] {
                 var got = [Float](repeating: 0, count: m * ksub), want = got
-                k.pq_table(q, books, m, ksub, dsub, l2, &got)
-                vq_quant_variant("generic")!.pointee.pq_table(q, books, m, ksub, dsub, l2, &want)
+                k.pq_tables(q, 1, 0, books, m, ksub, dsub, l2, 1, &got)
+                vq_quant_variant("generic")!.pointee.pq_tables(q, 1, 0, books, m, ksub, dsub, l2, 1, &want)
                 #expect(zip(got, want).allSatisfy { abs($0 - $1) <= 1e-5 * Float(dsub) * 4 }, "\(isa) pq table")
+            }
+        }
+        // The x86 SIMD variants' PQ tables equal the fused sums in component order exactly (what the contracted
+        // scalar loop computed before the explicit kernels), for both table widths, odd M and M not a multiple
+        // of 4 (the 16-entry kernel takes four sub-quantizers at a time).
+        if isa != "generic" {
+            for (m, ksub, dsub) in [(48, 256, 8), (3, 256, 2), (16, 256, 1), (96, 16, 4), (7, 16, 3), (2, 16, 8)] {
+                let books = uniformData(count: m * ksub * dsub, seed: UInt64(m * 31 + dsub)),
+                    q = uniformData(count: m * dsub, seed: UInt64(m + ksub))
+                for l2: Int32 in [0, 1] {
+                    var got = [Float](repeating: 0, count: m * ksub)
+                    k.pq_tables(q, 1, 0, books, m, ksub, dsub, l2, 1, &got)
+                    var exact = true
+                    for j in 0..<m {
+                        for c in 0..<ksub {
+                            var acc: Float = 0
+                            for t in 0..<dsub {
+                                let x = q[j * dsub + t], b = books[(j * dsub + t) * ksub + c]
+                                acc = l2 == 1 ? acc.addingProduct(x - b, x - b) : acc.addingProduct(x, b)
+                            }
+                            if got[j * ksub + c] != acc { exact = false }
+                        }
+                    }
+                    #expect(exact, "\(isa) pq table m \(m) ksub \(ksub) dsub \(dsub) l2 \(l2): fused sums, bit for bit")
+                }
+            }
+        }
+        // Batches: table g of a batch (queries at a stride) is the single-query table times the scale, bit for
+        // bit, in every variant.
+        for (m, ksub, dsub) in [(48, 256, 8), (96, 16, 4), (5, 16, 2), (3, 256, 1)] {
+            let d = m * dsub, nq = 3, stride = d + 5, size = m * ksub
+            let books = uniformData(count: m * ksub * dsub, seed: UInt64(m + 1)),
+                qs = uniformData(count: nq * stride, seed: UInt64(m + 2))
+            for l2: Int32 in [0, 1] {
+                for scale: Float in [1, -2] {
+                    var batch = [Float](repeating: .nan, count: nq * size)
+                    k.pq_tables(qs, nq, stride, books, m, ksub, dsub, l2, scale, &batch)
+                    var same = true
+                    for g in 0..<nq {
+                        var one = [Float](repeating: .nan, count: size)
+                        qs.withUnsafeBufferPointer { qb in
+                            k.pq_tables(qb.baseAddress! + g * stride, 1, 0, books, m, ksub, dsub, l2, 1, &one)
+                        }
+                        for i in 0..<size where batch[g * size + i] != one[i] * scale { same = false }
+                    }
+                    #expect(same, "\(isa) batched pq tables m \(m) ksub \(ksub) l2 \(l2) scale \(scale)")
+                }
             }
         }
         // Nearest: the same index and value (ties to the first).
@@ -95,6 +142,24 @@ struct QuantKernelVariantTests {
             let c = (0..<n).map { _ in Int8(truncatingIfNeeded: rng.next() % 255) }
             let g = k.dot_f32_i8(q, c, n), w = vq_dot_f32_i8_reference(q, c, n)
             #expect(abs(g - w) <= 1e-4 * Float(n) * 127, "\(isa) int8 dot n \(n)")
+        }
+    }
+
+    @Test("8-bit ADC scan: every row the sequential sum of its table entries, bit for bit")
+    func pq8Scan() {
+        for m in [1, 3, 16, 48] {
+            let lut = uniformData(count: m * 256, seed: UInt64(m))
+            var rng = SplitMix64(seed: UInt64(m + 7))
+            for n in [0, 1, 7, 8, 9, 17, 64, 229] {
+                let codes = (0..<max(n * m, 1)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                var got = [Float](repeating: -1, count: max(n, 1))
+                vq_pq8_scan(lut, m, codes, n, &got)
+                for i in 0..<n {
+                    var s: Float = 0
+                    for j in 0..<m { s += lut[j * 256 + Int(codes[i * m + j])] }
+                    #expect(got[i] == s, "m \(m) n \(n) row \(i)")
+                }
+            }
         }
     }
 }

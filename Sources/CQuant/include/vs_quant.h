@@ -32,7 +32,13 @@ size_t vq_u16_select_le_reference(const uint16_t *v, size_t n, uint16_t limit, u
 /// PQ look-up table from transposed codebooks: `books_t` holds, per sub-quantizer j, dsub rows of ksub floats
 /// (component t of every centroid k at books_t[(j*dsub + t)*ksub + k]). out[j*ksub + k] is
 /// sum_t (q[j*dsub+t] - c)^2 when `l2` is nonzero, sum_t q[j*dsub+t] * c otherwise.
+/// ksub is a multiple of 16 (16 or 256).
 void vq_pq_table(const float *q, const float *books_t, size_t m, size_t ksub, size_t dsub, int l2, float *out);
+/// `vq_pq_table` for `nq` queries at once (query g at q + g*q_stride), each table times `scale` (1, or -2 for
+/// the residual L2 decomposition; a power of two, so exactly the scaled table): table g at out + g*m*ksub.
+/// Each entry has the bits `vq_pq_table` gives it, scaled; one pass over the codebooks serves the batch.
+void vq_pq_tables(const float *q, size_t nq, size_t q_stride, const float *books_t, size_t m, size_t ksub, size_t dsub,
+                  int l2, float scale, float *out);
 
 /// Quantizes a 4-bit ADC table for fast scan: t = sign * (a + b) (b may be NULL; sign is +1 or -1) for `m`
 /// sub-quantizers of 16 entries; per sub-quantizer the minimum is subtracted, all entries are scaled by one
@@ -76,8 +82,9 @@ typedef struct vq_quant_kernels {
     /// `vq_fs4_quantize_table` of this variant.
     void (*quantize_table)(const float *a, const float *b, size_t m, float sign, uint8_t *out, float *out_scale,
                            float *out_bias);
-    /// `vq_pq_table` of this variant.
-    void (*pq_table)(const float *q, const float *books_t, size_t m, size_t ksub, size_t dsub, int l2, float *out);
+    /// `vq_pq_tables` of this variant.
+    void (*pq_tables)(const float *q, size_t nq, size_t q_stride, const float *books_t, size_t m, size_t ksub,
+                      size_t dsub, int l2, float scale, float *out);
     /// `vq_dot_f32_i8` of this variant.
     float (*dot_f32_i8)(const float *q, const int8_t *c, size_t n);
     /// `vq_nearest` of this variant.
