@@ -396,12 +396,12 @@ final class HNSWEditor: HNSWGraphAccess {
     func insert<D: HNSWDistance>(_ q: UInt32, _ d: D.Type, _ vt: VectorTable, live: CandidateMask,
                                  scratch: HNSWScratch) {
         if let copies, let int8 {
-            let scorer = Int8TableScorer<D.Int8Copy>(table: copies, scoring: int8, query: vt.vector(q),
-                                                     buffer: scratch.preparedQuery(vt.dimension))
+            let scorer = Int8Scorer<D.Int8Copy, HNSWCopyTable>(copies: copies, scoring: int8, query: vt.vector(q),
+                                                               buffer: scratch.preparedQuery(vt.dimension))
             insert(q, D.self, vt, scorer, exactBeam: false, live: live, scratch: scratch)
         } else if let copies {
-            insert(q, D.self, vt, HalfTableScorer<D.Half>(table: copies, query: vt.vector(q)), exactBeam: false,
-                   live: live, scratch: scratch)
+            insert(q, D.self, vt, HalfScorer<D.Half, HNSWCopyTable>(copies: copies, query: vt.vector(q)),
+                   exactBeam: false, live: live, scratch: scratch)
         } else {
             insert(q, D.self, vt, FloatScorer<D>(vectors: vt, query: vt.vector(q)), exactBeam: true, live: live,
                    scratch: scratch)
