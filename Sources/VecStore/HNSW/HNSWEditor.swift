@@ -578,21 +578,10 @@ final class HNSWEditor: HNSWGraphAccess {
         if upperDirty {
             for (i, nodes) in levelNodes.enumerated() {
                 let level = i + 1
-                let n = nodes.count
-                let bytes = 4 + 4 * n + 4 * n * slotWordsUpper
-                try txn.reserve(dbs.graphUpper, HNSWConfig.upperKey(collectionID, level: level), count: bytes) { out in
-                    out.storeBytes(of: UInt32(n).littleEndian, toByteOffset: 0, as: UInt32.self)
-                    var o = 4
-                    for id in nodes {
-                        out.storeBytes(of: id.littleEndian, toByteOffset: o, as: UInt32.self)
-                        o += 4
-                    }
-                    for id in nodes {
-                        let src = upperData + Int(upperOffset[Int(id)]) + (level - 1) * slotWordsUpper
-                        UnsafeMutableRawBufferPointer(rebasing: out[o..<(o + 4 * slotWordsUpper)])
-                            .copyMemory(from: UnsafeRawBufferPointer(start: src, count: 4 * slotWordsUpper))
-                        o += 4 * slotWordsUpper
-                    }
+                try HNSWConfig.writeUpperLevel(txn, dbs, collection: collectionID, level: level, count: nodes.count,
+                                               slotWords: slotWordsUpper, row: { nodes[$0] }) { k, out in
+                    let src = upperData + Int(upperOffset[Int(nodes[k])]) + (level - 1) * slotWordsUpper
+                    out.copyMemory(from: UnsafeRawBufferPointer(start: src, count: 4 * slotWordsUpper))
                 }
             }
             upperDirty = false
