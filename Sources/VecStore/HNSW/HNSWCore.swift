@@ -254,6 +254,26 @@ extension HNSWGraphAccess {
     func linkCap(_ level: Int) -> Int { level == 0 ? config.maxLinks0 : config.m }
 }
 
+/// Growing the manually managed buffers of the HNSW code (beam heaps, the editor's per-row tables).
+enum HNSWBuffer {
+    /// A new buffer of `capacity` elements that starts with `old`'s first `count` and leaves the rest
+    /// uninitialised (`T` trivial); `old` is deallocated.
+    static func reallocated<T>(_ old: UnsafeMutablePointer<T>, count: Int, capacity: Int) -> UnsafeMutablePointer<T> {
+        let p = UnsafeMutablePointer<T>.allocate(capacity: capacity)
+        p.moveInitialize(from: old, count: count)
+        old.deallocate()
+        return p
+    }
+
+    /// `reallocated`, the elements after the first `count` set to `fill`.
+    static func reallocated<T>(_ old: UnsafeMutablePointer<T>, count: Int, capacity: Int,
+                               filling fill: T) -> UnsafeMutablePointer<T> {
+        let p = reallocated(old, count: count, capacity: capacity)
+        (p + count).initialize(repeating: fill, count: capacity - count)
+        return p
+    }
+}
+
 /// A max-heap of (distance, id) over manually managed memory (no per-push allocation, no
 /// exclusivity checks on a class property in the loop).
 struct DistanceHeap {
@@ -279,14 +299,8 @@ struct DistanceHeap {
 
     mutating func grow() {
         let n = capacity * 2
-        let k = UnsafeMutablePointer<Float>.allocate(capacity: n)
-        let i = UnsafeMutablePointer<UInt32>.allocate(capacity: n)
-        k.update(from: keys, count: count)
-        i.update(from: ids, count: count)
-        keys.deallocate()
-        ids.deallocate()
-        keys = k
-        ids = i
+        keys = HNSWBuffer.reallocated(keys, count: count, capacity: n)
+        ids = HNSWBuffer.reallocated(ids, count: count, capacity: n)
         capacity = n
     }
 

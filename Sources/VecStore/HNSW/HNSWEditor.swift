@@ -211,10 +211,7 @@ final class HNSWEditor: HNSWGraphAccess {
         if upperUsed + words > upperCapacity {
             var n = upperCapacity * 2
             while upperUsed + words > n { n *= 2 }
-            let p = UnsafeMutablePointer<UInt32>.allocate(capacity: n)
-            p.update(from: upperData, count: upperUsed)
-            upperData.deallocate()
-            upperData = p
+            upperData = HNSWBuffer.reallocated(upperData, count: upperUsed, capacity: n)
             upperCapacity = n
         }
         upperOffset[row] = Int32(upperUsed)
@@ -334,29 +331,14 @@ final class HNSWEditor: HNSWGraphAccess {
         let neededBlocks = (newRows + blockCapacity - 1) / blockCapacity
         if neededBlocks > blockSlots {
             let n = max(neededBlocks, blockSlots * 2)
-            let r = UnsafeMutablePointer<UnsafePointer<UInt32>>.allocate(capacity: n)
-            r.update(from: readBases, count: blockSlots)
-            let o = UnsafeMutablePointer<UnsafeMutablePointer<UInt32>?>.allocate(capacity: n)
-            o.initialize(repeating: nil, count: n)
-            o.update(from: owned, count: blockSlots)
-            readBases.deallocate()
-            owned.deallocate()
-            readBases = r
-            owned = o
+            readBases = HNSWBuffer.reallocated(readBases, count: blockSlots, capacity: n)
+            owned = HNSWBuffer.reallocated(owned, count: blockSlots, capacity: n, filling: nil)
             blockSlots = n
         }
         if newRows > rowCapacity {
             let n = max(newRows, rowCapacity * 2)
-            let l = UnsafeMutablePointer<UInt8>.allocate(capacity: n)
-            l.initialize(repeating: 0, count: n)
-            l.update(from: levels, count: rows)
-            let u = UnsafeMutablePointer<Int32>.allocate(capacity: n)
-            u.initialize(repeating: -1, count: n)
-            u.update(from: upperOffset, count: rows)
-            levels.deallocate()
-            upperOffset.deallocate()
-            levels = l
-            upperOffset = u
+            levels = HNSWBuffer.reallocated(levels, count: rows, capacity: n, filling: 0)
+            upperOffset = HNSWBuffer.reallocated(upperOffset, count: rows, capacity: n, filling: -1)
             rowCapacity = n
         }
         for b in 0..<neededBlocks {
