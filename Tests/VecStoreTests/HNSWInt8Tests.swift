@@ -86,10 +86,10 @@ struct HNSWInt8Tests {
                     s.quantizer.decode(graph.int8Codes(row), count: 1, into: &decoded)
                     let got: Float, want: Float
                     if metric == .l2 {
-                        got = Int8Scorer<L2Int8Distance>(graph: graph, scoring: s, query: q, buffer: buffer).distance(row)
+                        got = Int8Scorer<L2Int8Distance, HNSWGraphView>(copies: graph, scoring: s, query: q, buffer: buffer).distance(row)
                         want = zip(query, decoded).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }
                     } else {
-                        got = Int8Scorer<InnerProductInt8Distance>(graph: graph, scoring: s, query: q, buffer: buffer)
+                        got = Int8Scorer<InnerProductInt8Distance, HNSWGraphView>(copies: graph, scoring: s, query: q, buffer: buffer)
                             .distance(row)
                         want = -zip(query, decoded).reduce(0) { $0 + $1.0 * $1.1 }
                     }

@@ -409,7 +409,7 @@ struct TailTests {
                                           rows: 1900, vectors: vt)
             var wrong = 0
             for r in 0..<1900 {
-                let h = table.half(UInt32(r))
+                let h = table.traversalCopy(UInt32(r)).assumingMemoryBound(to: UInt16.self)
                 for i in 0..<dim where h[i] != Float16(docs[r].vector[i]).bitPattern { wrong += 1 }
             }
             #expect(wrong == 0, "\(wrong) components differ from Float16 of the row")

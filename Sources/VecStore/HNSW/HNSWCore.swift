@@ -68,20 +68,34 @@ struct FloatScorer<D: HNSWDistance>: HNSWScorer {
     @inline(__always) func prefetch(_ id: UInt32) { vs_prefetch(vectors.vector(id), vectors.prefetchLines) }
 }
 
+/// Where a scorer over traversal copies finds row `i`'s copy: a read snapshot's `graph-vectors` blocks
+/// (`HNSWGraphView`) or the copies a write transaction links with (`HNSWCopyTable`). Scorers are generic
+/// over it, so each source is a specialised loop.
+protocol HNSWCopySource: AnyObject {
+    /// Components of a row.
+    var dimension: Int { get }
+    /// Cache lines prefetched per copy.
+    var copyPrefetchLines: Int32 { get }
+    /// Row `i`'s traversal copy (binary16 or int8, `HNSWTraversal.rowBytes`).
+    func traversalCopy(_ i: UInt32) -> UnsafeRawPointer
+}
+
 /// The traversal copies (binary16 or int8, `rowBytes` each) of the rows a write transaction links
 /// (Spec/HNSW.md §5.3): rows of the blocks before the batch's first block from the snapshot the
 /// transaction started from (pages it has not written), later rows encoded from the batch's float32 rows
 /// into memory this table owns, never pointers into pages written in the same transaction.
-final class HNSWCopyTable: @unchecked Sendable {
+final class HNSWCopyTable: HNSWCopySource, @unchecked Sendable {
     private let bases: UnsafeMutablePointer<UnsafeRawPointer>
     private let owned: UnsafeMutableRawPointer?
     let blockCount: Int
     let shift: UInt32
     let mask: UInt32
+    /// Bytes of one row's copy (`HNSWTraversal.rowBytes`).
     let rowBytes: Int
+    /// Components of a row.
     let dimension: Int
     /// Cache lines prefetched per copy (the whole copy: 12 lines for binary16 at 384-d, 7 for int8).
-    let prefetchLines: Int32
+    let copyPrefetchLines: Int32
 
     /// Nil when a stored block is not the size `rows` implies or not 4-byte aligned (the caller then
     /// links with the float32 rows alone). `encode` writes row `r`'s copy (`rowBytes`) from its vector.
@@ -91,7 +105,7 @@ final class HNSWCopyTable: @unchecked Sendable {
         mask = (1 << shift) - 1
         self.dimension = dimension
         self.rowBytes = rowBytes
-        prefetchLines = Int32(min(32, (rowBytes + 63) / 64))
+        copyPrefetchLines = Int32(min(32, (rowBytes + 63) / 64))
         let capacity = 1 << blockShift
         blockCount = (rows + capacity - 1) / capacity
         let firstNew = committedRows / capacity  // the first block the batch writes to
@@ -121,40 +135,11 @@ final class HNSWCopyTable: @unchecked Sendable {
         owned?.deallocate()
     }
 
+    /// Row `i`'s traversal copy (`rowBytes`): in the snapshot's block or in this table's own memory.
     @inline(__always)
-    func copy(_ i: UInt32) -> UnsafeRawPointer {
+    func traversalCopy(_ i: UInt32) -> UnsafeRawPointer {
         bases[Int(i >> shift)] + Int(i & mask) * rowBytes
     }
-
-    @inline(__always)
-    func half(_ i: UInt32) -> UnsafePointer<UInt16> { copy(i).assumingMemoryBound(to: UInt16.self) }
-}
-
-/// Scores against the binary16 copies of an `HNSWCopyTable` (graph construction's beam search).
-struct HalfTableScorer<H: HNSWHalfDistance>: HNSWScorer {
-    let table: HNSWCopyTable
-    let query: UnsafePointer<Float>
-    @inline(__always) func distance(_ id: UInt32) -> Float { H.distance(query, table.half(id), table.dimension) }
-    @inline(__always) func prefetch(_ id: UInt32) { vs_prefetch(table.copy(id), table.prefetchLines) }
-}
-
-/// Scores against the int8 copies of an `HNSWCopyTable`, the query prepared in `buffer` (`dimension`
-/// floats owned by the calling thread).
-struct Int8TableScorer<I: HNSWInt8Distance>: HNSWScorer {
-    let table: HNSWCopyTable
-    let scoring: HNSWInt8Scoring
-    let prepared: UnsafePointer<Float>
-    let bias: Float
-
-    init(table: HNSWCopyTable, scoring: HNSWInt8Scoring, query: UnsafePointer<Float>, buffer: UnsafeMutablePointer<Float>) {
-        self.table = table
-        self.scoring = scoring
-        bias = I.prepare(query, scoring, into: buffer)
-        prepared = UnsafePointer(buffer)
-    }
-
-    @inline(__always) func distance(_ id: UInt32) -> Float { I.distance(prepared, bias, scoring, table.copy(id)) }
-    @inline(__always) func prefetch(_ id: UInt32) { vs_prefetch(table.copy(id), table.prefetchLines) }
 }
 
 /// Row → vector pointer by arithmetic over the per-block base pointers of a `CollectionView`.
@@ -269,6 +254,26 @@ extension HNSWGraphAccess {
     func linkCap(_ level: Int) -> Int { level == 0 ? config.maxLinks0 : config.m }
 }
 
+/// Growing the manually managed buffers of the HNSW code (beam heaps, the editor's per-row tables).
+enum HNSWBuffer {
+    /// A new buffer of `capacity` elements that starts with `old`'s first `count` and leaves the rest
+    /// uninitialised (`T` trivial); `old` is deallocated.
+    static func reallocated<T>(_ old: UnsafeMutablePointer<T>, count: Int, capacity: Int) -> UnsafeMutablePointer<T> {
+        let p = UnsafeMutablePointer<T>.allocate(capacity: capacity)
+        p.moveInitialize(from: old, count: count)
+        old.deallocate()
+        return p
+    }
+
+    /// `reallocated`, the elements after the first `count` set to `fill`.
+    static func reallocated<T>(_ old: UnsafeMutablePointer<T>, count: Int, capacity: Int,
+                               filling fill: T) -> UnsafeMutablePointer<T> {
+        let p = reallocated(old, count: count, capacity: capacity)
+        (p + count).initialize(repeating: fill, count: capacity - count)
+        return p
+    }
+}
+
 /// A max-heap of (distance, id) over manually managed memory (no per-push allocation, no
 /// exclusivity checks on a class property in the loop).
 struct DistanceHeap {
@@ -294,14 +299,8 @@ struct DistanceHeap {
 
     mutating func grow() {
         let n = capacity * 2
-        let k = UnsafeMutablePointer<Float>.allocate(capacity: n)
-        let i = UnsafeMutablePointer<UInt32>.allocate(capacity: n)
-        k.update(from: keys, count: count)
-        i.update(from: ids, count: count)
-        keys.deallocate()
-        ids.deallocate()
-        keys = k
-        ids = i
+        keys = HNSWBuffer.reallocated(keys, count: count, capacity: n)
+        ids = HNSWBuffer.reallocated(ids, count: count, capacity: n)
         capacity = n
     }
 

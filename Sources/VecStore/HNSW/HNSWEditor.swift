@@ -211,10 +211,7 @@ final class HNSWEditor: HNSWGraphAccess {
         if upperUsed + words > upperCapacity {
             var n = upperCapacity * 2
             while upperUsed + words > n { n *= 2 }
-            let p = UnsafeMutablePointer<UInt32>.allocate(capacity: n)
-            p.update(from: upperData, count: upperUsed)
-            upperData.deallocate()
-            upperData = p
+            upperData = HNSWBuffer.reallocated(upperData, count: upperUsed, capacity: n)
             upperCapacity = n
         }
         upperOffset[row] = Int32(upperUsed)
@@ -334,29 +331,14 @@ final class HNSWEditor: HNSWGraphAccess {
         let neededBlocks = (newRows + blockCapacity - 1) / blockCapacity
         if neededBlocks > blockSlots {
             let n = max(neededBlocks, blockSlots * 2)
-            let r = UnsafeMutablePointer<UnsafePointer<UInt32>>.allocate(capacity: n)
-            r.update(from: readBases, count: blockSlots)
-            let o = UnsafeMutablePointer<UnsafeMutablePointer<UInt32>?>.allocate(capacity: n)
-            o.initialize(repeating: nil, count: n)
-            o.update(from: owned, count: blockSlots)
-            readBases.deallocate()
-            owned.deallocate()
-            readBases = r
-            owned = o
+            readBases = HNSWBuffer.reallocated(readBases, count: blockSlots, capacity: n)
+            owned = HNSWBuffer.reallocated(owned, count: blockSlots, capacity: n, filling: nil)
             blockSlots = n
         }
         if newRows > rowCapacity {
             let n = max(newRows, rowCapacity * 2)
-            let l = UnsafeMutablePointer<UInt8>.allocate(capacity: n)
-            l.initialize(repeating: 0, count: n)
-            l.update(from: levels, count: rows)
-            let u = UnsafeMutablePointer<Int32>.allocate(capacity: n)
-            u.initialize(repeating: -1, count: n)
-            u.update(from: upperOffset, count: rows)
-            levels.deallocate()
-            upperOffset.deallocate()
-            levels = l
-            upperOffset = u
+            levels = HNSWBuffer.reallocated(levels, count: rows, capacity: n, filling: 0)
+            upperOffset = HNSWBuffer.reallocated(upperOffset, count: rows, capacity: n, filling: -1)
             rowCapacity = n
         }
         for b in 0..<neededBlocks {
@@ -396,12 +378,12 @@ final class HNSWEditor: HNSWGraphAccess {
     func insert<D: HNSWDistance>(_ q: UInt32, _ d: D.Type, _ vt: VectorTable, live: CandidateMask,
                                  scratch: HNSWScratch) {
         if let copies, let int8 {
-            let scorer = Int8TableScorer<D.Int8Copy>(table: copies, scoring: int8, query: vt.vector(q),
-                                                     buffer: scratch.preparedQuery(vt.dimension))
+            let scorer = Int8Scorer<D.Int8Copy, HNSWCopyTable>(copies: copies, scoring: int8, query: vt.vector(q),
+                                                               buffer: scratch.preparedQuery(vt.dimension))
             insert(q, D.self, vt, scorer, exactBeam: false, live: live, scratch: scratch)
         } else if let copies {
-            insert(q, D.self, vt, HalfTableScorer<D.Half>(table: copies, query: vt.vector(q)), exactBeam: false,
-                   live: live, scratch: scratch)
+            insert(q, D.self, vt, HalfScorer<D.Half, HNSWCopyTable>(copies: copies, query: vt.vector(q)),
+                   exactBeam: false, live: live, scratch: scratch)
         } else {
             insert(q, D.self, vt, FloatScorer<D>(vectors: vt, query: vt.vector(q)), exactBeam: true, live: live,
                    scratch: scratch)
@@ -578,21 +560,10 @@ final class HNSWEditor: HNSWGraphAccess {
         if upperDirty {
             for (i, nodes) in levelNodes.enumerated() {
                 let level = i + 1
-                let n = nodes.count
-                let bytes = 4 + 4 * n + 4 * n * slotWordsUpper
-                try txn.reserve(dbs.graphUpper, HNSWConfig.upperKey(collectionID, level: level), count: bytes) { out in
-                    out.storeBytes(of: UInt32(n).littleEndian, toByteOffset: 0, as: UInt32.self)
-                    var o = 4
-                    for id in nodes {
-                        out.storeBytes(of: id.littleEndian, toByteOffset: o, as: UInt32.self)
-                        o += 4
-                    }
-                    for id in nodes {
-                        let src = upperData + Int(upperOffset[Int(id)]) + (level - 1) * slotWordsUpper
-                        UnsafeMutableRawBufferPointer(rebasing: out[o..<(o + 4 * slotWordsUpper)])
-                            .copyMemory(from: UnsafeRawBufferPointer(start: src, count: 4 * slotWordsUpper))
-                        o += 4 * slotWordsUpper
-                    }
+                try HNSWConfig.writeUpperLevel(txn, dbs, collection: collectionID, level: level, count: nodes.count,
+                                               slotWords: slotWordsUpper, row: { nodes[$0] }) { k, out in
+                    let src = upperData + Int(upperOffset[Int(nodes[k])]) + (level - 1) * slotWordsUpper
+                    out.copyMemory(from: UnsafeRawBufferPointer(start: src, count: 4 * slotWordsUpper))
                 }
             }
             upperDirty = false

@@ -172,6 +172,27 @@ struct HNSWConfig: Equatable {
     /// Key of an upper-layer block: `collection (BE) · level (BE)`.
     static func upperKey(_ collection: UInt32, level: Int) -> [UInt8] { Format.key(collection, UInt32(level)) }
 
+    /// Writes one `graph-upper` value (Spec/HNSW.md §3.2): `LE32(n)`, the level's `n` node rows ascending
+    /// (`row(i)`), then their slots in the same order, `slotWords` words each, filled by `slot(i, out)` (count,
+    /// links, unused words zero). The one writer of the format, for `HNSWEditor` and `HNSWRemap`.
+    static func writeUpperLevel(_ txn: Transaction, _ dbs: Databases, collection: UInt32, level: Int, count n: Int,
+                                slotWords: Int, row: (Int) -> UInt32,
+                                slot: (Int, UnsafeMutableRawBufferPointer) -> Void) throws {
+        let slotBytes = 4 * slotWords
+        try txn.reserve(dbs.graphUpper, upperKey(collection, level: level), count: 4 + 4 * n + slotBytes * n) { out in
+            out.storeBytes(of: UInt32(n).littleEndian, toByteOffset: 0, as: UInt32.self)
+            var o = 4
+            for i in 0..<n {
+                out.storeBytes(of: row(i).littleEndian, toByteOffset: o, as: UInt32.self)
+                o += 4
+            }
+            for i in 0..<n {
+                slot(i, UnsafeMutableRawBufferPointer(rebasing: out[o..<(o + slotBytes)]))
+                o += slotBytes
+            }
+        }
+    }
+
     /// Removes every graph record of a collection (meta header, layer-0 blocks, upper-layer blocks).
     static func dropGraph(_ txn: Transaction, _ dbs: Databases, _ collection: UInt32) throws {
         let prefix = Format.prefix(collection)

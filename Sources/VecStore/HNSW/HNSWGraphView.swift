@@ -27,7 +27,7 @@ struct UpperLevelView {
 /// are found by pointer arithmetic (block `i >> shift`, slot `i & mask`) and on upper level `l` by a
 /// binary search in that level's sorted id array, all zero-copy from the map. Valid only inside the
 /// transaction that built it (or one reading the same snapshot at the same map address).
-final class HNSWGraphView: HNSWGraphAccess {
+final class HNSWGraphView: HNSWGraphAccess, HNSWCopySource {
     let config: HNSWConfig
     let rows: Int
     let shift: UInt32
@@ -206,12 +206,29 @@ final class HNSWGraphView: HNSWGraphAccess {
     }
 }
 
-/// Scores against the binary16 copies in the layer-0 slots: half the bytes of the float32 vectors, read
-/// from the same slot as the links (searches re-rank their beam with float32 at the end).
-struct HalfScorer<D: HNSWHalfDistance>: HNSWScorer {
-    let graph: HNSWGraphView
+/// Scores against binary16 traversal copies: half the bytes of the float32 vectors (searches re-rank their
+/// beam with float32 at the end; graph construction re-scores each level's beam before the heuristic).
+/// `C` is a concrete final class at every use (`HNSWGraphView`, `HNSWCopyTable`), so the distance loop is
+/// specialised for it: no witness-table call per neighbour.
+struct HalfScorer<D: HNSWHalfDistance, C: HNSWCopySource>: HNSWScorer {
+    /// Where row `i`'s binary16 copy is.
+    let copies: C
+    /// The float32 query (`dimension` components).
     let query: UnsafePointer<Float>
+    /// Cache lines prefetched per copy (`copies.copyPrefetchLines`, read once).
     let lines: Int32
-    @inline(__always) func distance(_ id: UInt32) -> Float { D.distance(query, graph.halfVector(id), graph.dimension) }
-    @inline(__always) func prefetch(_ id: UInt32) { vs_prefetch(graph.halfVector(id), lines) }
+
+    /// Scores `query` against the binary16 copies of `copies`.
+    init(copies: C, query: UnsafePointer<Float>) {
+        self.copies = copies
+        self.query = query
+        lines = copies.copyPrefetchLines
+    }
+
+    /// `D`'s distance from the query to row `id`'s binary16 copy.
+    @inline(__always) func distance(_ id: UInt32) -> Float {
+        D.distance(query, copies.traversalCopy(id).assumingMemoryBound(to: UInt16.self), copies.dimension)
+    }
+    /// Prefetches row `id`'s whole copy.
+    @inline(__always) func prefetch(_ id: UInt32) { vs_prefetch(copies.traversalCopy(id), lines) }
 }

@@ -547,24 +547,14 @@ final class HNSWUpperBuilder: HNSWGraphAccess {
         guard top >= 1 else { return }
         for level in 1...top {
             let members = nodes.filter { Int(levels[Int($0)]) >= level }
-            let n = members.count
-            let bytes = 4 + 4 * n + 4 * n * slotWords
-            try txn.reserve(dbs.graphUpper, HNSWConfig.upperKey(collection, level: level), count: bytes) { out in
-                out.storeBytes(of: UInt32(n).littleEndian, toByteOffset: 0, as: UInt32.self)
-                var offset = 4
-                for o in members {
-                    out.storeBytes(of: map.newRow[Int(o)].littleEndian, toByteOffset: offset, as: UInt32.self)
-                    offset += 4
-                }
-                for o in members {
-                    let src = links(o, level)
-                    let count = Int(src[0])
-                    out.storeBytes(of: UInt32(count).littleEndian, toByteOffset: offset, as: UInt32.self)
-                    for j in 0..<config.m {
-                        let value = j < count ? map.newRow[Int(src[1 + j])] : 0
-                        out.storeBytes(of: value.littleEndian, toByteOffset: offset + 4 + 4 * j, as: UInt32.self)
-                    }
-                    offset += 4 * slotWords
+            try HNSWConfig.writeUpperLevel(txn, dbs, collection: collection, level: level, count: members.count,
+                                           slotWords: slotWords, row: { map.newRow[Int(members[$0])] }) { i, out in
+                let src = links(members[i], level)
+                let count = Int(src[0])
+                out.storeBytes(of: UInt32(count).littleEndian, toByteOffset: 0, as: UInt32.self)
+                for j in 0..<config.m {
+                    let value = j < count ? map.newRow[Int(src[1 + j])] : 0
+                    out.storeBytes(of: value.littleEndian, toByteOffset: 4 + 4 * j, as: UInt32.self)
                 }
             }
         }

@@ -301,27 +301,37 @@ enum InnerProductInt8Distance: HNSWInt8Distance {
     }
 }
 
-/// Scores against the int8 copies in `graph-vectors`: a quarter of the float32 bytes. The query is
-/// prepared once (`prepared`, owned by the caller's per-thread buffer); searches re-rank their beam
-/// with float32 at the end.
-struct Int8Scorer<D: HNSWInt8Distance>: HNSWScorer {
-    let graph: HNSWGraphView
+/// Scores against int8 traversal copies: a quarter of the float32 bytes. The query is prepared once
+/// (`prepared`, owned by the caller's per-thread buffer); searches re-rank their beam with float32 at the
+/// end, graph construction re-scores each level's beam before the heuristic.
+/// `C` is a concrete final class at every use (`HNSWGraphView`, `HNSWCopyTable`), so the distance loop is
+/// specialised for it: no witness-table call per neighbour.
+struct Int8Scorer<D: HNSWInt8Distance, C: HNSWCopySource>: HNSWScorer {
+    /// Where row `i`'s int8 codes are.
+    let copies: C
+    /// The quantizer's constants the codes were made with.
     let scoring: HNSWInt8Scoring
+    /// The query as `D.prepare` left it in the caller's buffer.
     let prepared: UnsafePointer<Float>
+    /// `D.prepare`'s constant term, added to every distance.
     let bias: Float
+    /// Cache lines prefetched per copy (`copies.copyPrefetchLines`, read once).
     let lines: Int32
 
-    init(graph: HNSWGraphView, scoring: HNSWInt8Scoring, query: UnsafePointer<Float>,
-         buffer: UnsafeMutablePointer<Float>) {
-        self.graph = graph
+    /// Prepares `query` into `buffer` (`dimension` floats owned by the calling thread) for scoring against
+    /// the int8 codes of `copies`.
+    init(copies: C, scoring: HNSWInt8Scoring, query: UnsafePointer<Float>, buffer: UnsafeMutablePointer<Float>) {
+        self.copies = copies
         self.scoring = scoring
         bias = D.prepare(query, scoring, into: buffer)
         prepared = UnsafePointer(buffer)
-        lines = graph.copyPrefetchLines
+        lines = copies.copyPrefetchLines
     }
 
-    @inline(__always) func distance(_ id: UInt32) -> Float { D.distance(prepared, bias, scoring, graph.traversalCopy(id)) }
-    @inline(__always) func prefetch(_ id: UInt32) { vs_prefetch(graph.int8Codes(id), lines) }
+    /// `D`'s distance from the prepared query to row `id`'s codes.
+    @inline(__always) func distance(_ id: UInt32) -> Float { D.distance(prepared, bias, scoring, copies.traversalCopy(id)) }
+    /// Prefetches row `id`'s whole copy.
+    @inline(__always) func prefetch(_ id: UInt32) { vs_prefetch(copies.traversalCopy(id), lines) }
 }
 
 /// Makes each query's scorer for `HNSWSearch.run`, so the search loop is specialised for the scorer type.
@@ -335,8 +345,8 @@ protocol HNSWScorerFactory {
 /// Scorers over binary16 copies.
 struct HalfScorerFactory<H: HNSWHalfDistance>: HNSWScorerFactory {
     let graph: HNSWGraphView
-    func scorer(query: UnsafePointer<Float>, buffer: UnsafeMutablePointer<Float>) -> HalfScorer<H> {
-        HalfScorer<H>(graph: graph, query: query, lines: graph.copyPrefetchLines)
+    func scorer(query: UnsafePointer<Float>, buffer: UnsafeMutablePointer<Float>) -> HalfScorer<H, HNSWGraphView> {
+        HalfScorer(copies: graph, query: query)
     }
 }
 
@@ -344,8 +354,8 @@ struct HalfScorerFactory<H: HNSWHalfDistance>: HNSWScorerFactory {
 struct Int8ScorerFactory<D: HNSWInt8Distance>: HNSWScorerFactory {
     let graph: HNSWGraphView
     let scoring: HNSWInt8Scoring
-    func scorer(query: UnsafePointer<Float>, buffer: UnsafeMutablePointer<Float>) -> Int8Scorer<D> {
-        Int8Scorer<D>(graph: graph, scoring: scoring, query: query, buffer: buffer)
+    func scorer(query: UnsafePointer<Float>, buffer: UnsafeMutablePointer<Float>) -> Int8Scorer<D, HNSWGraphView> {
+        Int8Scorer(copies: graph, scoring: scoring, query: query, buffer: buffer)
     }
 }
 
