@@ -59,7 +59,7 @@ public struct PageChecker {
         // The meta page must still be the snapshot's: a writer may have rewritten it while it was read.
         if let snapshot {
             let now = try source.page(meta.page, fresh: true).u64(PageLayout.metaTxnID)
-            if now != UInt64(snapshot) {
+            if now != UInt64(UInt(bitPattern: snapshot)) {
                 throw PageCheckError(database: "", page: meta.page,
                                      fault: .snapshotMetaMissing(snapshot: snapshot, found: [Int(truncatingIfNeeded: now)]))
             }
@@ -79,19 +79,25 @@ public struct PageChecker {
         var main: DBRecord
     }
 
-    /// Reads and checks the meta page of `snapshot` (or the newer one).
+    /// Reads and checks the meta page LMDB reads for `snapshot` (or for the newer snapshot): with a lock
+    /// file, LMDB's read and write transactions take transaction id `t` from the lock table (set at open
+    /// to the larger `txnid` of the two meta pages, ties to page 0) and read meta page `t & 1`
+    /// (`mdb_txn_renew0`), whatever `txnid` that page records. So the page checked is `t & 1`, and it must
+    /// record `t`: if only the other page does, the pair is damaged (LMDB would walk the roots of the page
+    /// that does not), if neither does, a writer replaced it meanwhile (or both are damaged).
     static func readMeta<Source: PageSource>(_ source: inout Source, snapshot: Int?) throws(PageCheckError) -> Meta {
         let pages = [try source.page(0), try source.page(1)]
         let ids = pages.map { $0.u64(PageLayout.metaTxnID) }
-        let page: Int
-        if let snapshot {
-            guard let p = ids.firstIndex(of: UInt64(snapshot)) else {
-                throw PageCheckError(database: "", page: nil, fault: .snapshotMetaMissing(
-                    snapshot: snapshot, found: ids.map { Int(truncatingIfNeeded: min($0, UInt64(Int.max))) }))
+        // The transaction id LMDB uses: `mdb_txn_id` (a size_t, so any bit pattern), or the newer page's.
+        let txnID = snapshot.map { UInt64(UInt(bitPattern: $0)) } ?? (ids[0] < ids[1] ? ids[1] : ids[0])
+        let page = Int(txnID & 1)
+        if ids[page] != txnID {
+            if ids[1 - page] == txnID {
+                throw PageCheckError(database: "", page: 1 - page, fault: .badMeta(
+                    "it records transaction \(txnID), which LMDB reads from meta page \(page) (transaction id parity); that page records \(ids[page])"))
             }
-            page = p
-        } else {
-            page = ids[1] > ids[0] ? 1 : 0
+            throw PageCheckError(database: "", page: nil, fault: .snapshotMetaMissing(
+                snapshot: snapshot ?? Int(truncatingIfNeeded: txnID), found: ids.map { Int(truncatingIfNeeded: min($0, UInt64(Int.max))) }))
         }
         let bytes = pages[page]
         func bad(_ why: String) -> PageCheckError { PageCheckError(database: "", page: page, fault: .badMeta(why)) }
@@ -112,6 +118,10 @@ public struct PageChecker {
         if main.flags & ~PageLayout.validDBFlags != 0 {
             throw bad("main database flags 0x\(String(main.flags, radix: 16)) hold unknown bits")
         }
+        // LMDB opens cursors on these two without a duplicates cursor (`mdb_cursor_init(…, NULL)` in
+        // `mdb_dbi_open`, `mdb_page_alloc`, …) and asserts (aborts) if their record says sorted duplicates.
+        if main.flags & PageLayout.dupSort != 0 { throw bad("the main database is marked sorted-duplicates (flags 0x\(String(main.flags, radix: 16)))") }
+        if free.flags & PageLayout.dupSort != 0 { throw bad("the free list is marked sorted-duplicates (flags 0x\(String(free.flags, radix: 16)))") }
         return Meta(page: page, txnID: ids[page], lastPage: Int(lastPage), free: free, main: main)
     }
 }
@@ -222,7 +232,7 @@ enum PageLayout {
     /// Node flags.
     static let bigData: UInt16 = 0x01, subData: UInt16 = 0x02, dupData: UInt16 = 0x04
     /// Database flags.
-    static let dupSort: UInt16 = 0x04, dupFixed: UInt16 = 0x10
+    static let dupSort: UInt16 = 0x04, integerKey: UInt16 = 0x08, dupFixed: UInt16 = 0x10
     /// Every persistent database flag (REVERSEKEY, DUPSORT, INTEGERKEY, DUPFIXED, INTEGERDUP, REVERSEDUP).
     static let validDBFlags: UInt16 = 0x7E
 }
@@ -334,6 +344,11 @@ struct PageWalk<Source: PageSource> {
         if role != .freeList && record.flags & ~PageLayout.validDBFlags != 0 {
             throw bad("flags 0x\(String(record.flags, radix: 16)) hold unknown bits")
         }
+        // LMDB writes a duplicates sub-database's flags as 0 or DUPFIXED (| INTEGERKEY); its cursor has
+        // no duplicates cursor of its own, so DUPSORT there would send LMDB through a null one.
+        if role == .duplicates && record.flags & ~(PageLayout.dupFixed | PageLayout.integerKey) != 0 {
+            throw bad("a duplicates sub-database with flags 0x\(String(record.flags, radix: 16)) (LMDB writes 0 or DUPFIXED | INTEGERKEY)")
+        }
         let root = try pageNumber(record.root, what: "root page", database: name, page: nil)
         let t = Tree(name: name, role: role, flags: record.flags, depth: record.depth, fixedKeySize: fixedKeySize)
         try page(root, level: 1, t, descend: descend)
@@ -390,6 +405,9 @@ struct PageWalk<Source: PageSource> {
         }
         let count = (lower - PageLayout.header) / 2
         if count == 0 { throw fail(.emptyPage) }
+        // `mdb_page_search_root` asserts (aborts the process) on a branch page with one child outside
+        // the free list; LMDB never leaves one (a one-child root is collapsed, others are merged).
+        if !isLeaf && count < 2 && t.role != .freeList { throw fail(.singleChild) }
         if let keySize = t.fixedKeySize, isLeaf {
             if PageLayout.header + count * keySize > pageSize {
                 throw fail(.fixedSizeKeys(keySize: keySize, count: count, size: pageSize))
