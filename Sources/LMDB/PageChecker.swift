@@ -55,6 +55,7 @@ public struct PageChecker {
             }
             try walk.tree(named.record, name: named.name, role: .named, descend: level == .full)
         }
+        if level == .full { try walk.checkFreePages() }
         source = walk.source
         // The meta page must still be the snapshot's: a writer may have rewritten it while it was read.
         if let snapshot {
@@ -301,6 +302,8 @@ struct PageWalk<Source: PageSource> {
     var visitedList: [Int] = []
     /// Named databases found in the main tree: name, record, and the main-tree page holding it.
     var named: [(name: String, record: DBRecord, page: Int)] = []
+    /// Pages the free list names (`.full`): the page number, and the free-list leaf and record naming it.
+    var freePages: [(listed: UInt64, page: Int, record: Int)] = []
     var pagesChecked = 0
     var overflowExtents = 0
     var subDatabases = 0
@@ -448,7 +451,11 @@ struct PageWalk<Source: PageSource> {
             let end = dataAt + dataSize
             if end > pageSize { throw fail(.nodeOutOfPage(node: i, end: end, size: pageSize)) }
             if t.role == .freeList {
-                try Self.freeListRecord(i, of: pgno, keySize: keySize, data: UnsafeRawBufferPointer(rebasing: p[dataAt..<end]))
+                let data = UnsafeRawBufferPointer(rebasing: p[dataAt..<end])
+                try Self.freeListRecord(i, of: pgno, keySize: keySize, data: data)
+                if full {
+                    for j in 0..<Int(data.u64(0)) { freePages.append((data.u64(8 + 8 * j), pgno, i)) }
+                }
             }
         case PageLayout.bigData:
             if t.dupSort || t.role == .duplicates { throw flagsFault("a value on overflow pages in a sorted-duplicates database") }
@@ -457,6 +464,11 @@ struct PageWalk<Source: PageSource> {
             let data = try overflow(p.u64(dataAt), size: dataSize, t, node: i, of: pgno)
             if t.role == .freeList, let data {
                 try Self.freeListRecord(i, of: pgno, keySize: keySize, data: data, size: dataSize)
+                // The list continues on the extent's pages (contiguous in the file after its header).
+                let first = Int(p.u64(dataAt))
+                for j in 0..<Int(data.u64(0)) {
+                    freePages.append((try extentWord(first, at: PageLayout.header + 8 + 8 * j), pgno, i))
+                }
             }
         case PageLayout.subData:
             guard t.role == .main else { throw flagsFault("a named database's record outside the main database") }
@@ -523,6 +535,39 @@ struct PageWalk<Source: PageSource> {
         try visitExtent(first, pages, database: t.name)
         overflowExtents += 1
         return UnsafeRawBufferPointer(rebasing: p[PageLayout.header..<min(pageSize, PageLayout.header + size)])
+    }
+
+    /// The u64 at byte `offset` of the overflow extent starting at page `first` (the caller proved the
+    /// extent in range and `offset + 8` inside it); it may straddle two pages.
+    mutating func extentWord(_ first: Int, at offset: Int) throws(PageCheckError) -> UInt64 {
+        let page = first + offset / pageSize, inPage = offset % pageSize
+        if inPage + 8 <= pageSize { return try source.page(page).u64(inPage) }
+        let a = try source.page(page), b = try source.page(page + 1)
+        var word: UInt64 = 0
+        for k in 0..<8 {
+            let byte = inPage + k < pageSize ? a[inPage + k] : b[inPage + k - pageSize]
+            word |= UInt64(byte) << UInt64(8 * k)
+        }
+        return word
+    }
+
+    /// After every tree was walked (`.full`): each page the free list names must be a page of the
+    /// snapshot (2...last page) that no tree uses and that the list names once. A writer hands a page
+    /// of the free list out as new (`mdb_page_alloc`): one in use would be overwritten (LMDB asserts
+    /// when it is the very page being copied), and a meta page would be written over.
+    mutating func checkFreePages() throws(PageCheckError) {
+        for (listed, page, record) in freePages {
+            func fail(_ why: String) -> PageCheckError {
+                PageCheckError(database: PageCheckError.freeList, page: page, fault: .freeListRecord(record: record, why))
+            }
+            guard listed >= 2, listed < UInt64(pageLimit) else {
+                throw fail("lists page \(listed), outside the snapshot's pages 2...\(pageLimit - 1)")
+            }
+            let n = Int(listed)
+            let (word, bit) = (n >> 6, UInt64(1) << UInt64(n & 63))
+            if visitedBits[word] & bit != 0 { throw fail("lists page \(n) as free, but a tree uses it or the list names it twice") }
+            visitedBits[word] |= bit
+        }
     }
 
     /// Marks the pages of an overflow extent reached (word at a time); any already reached is a fault.

@@ -546,3 +546,39 @@ extension PageCheckTests {
         #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
     }
 }
+
+extension PageCheckTests {
+    /// The sound image with a free list: page 10 its leaf, one record (transaction 5) naming `listed`.
+    static func withFreeList(_ listed: [UInt64]) -> PageImage {
+        var image = Self.sound()
+        image.bytes += [UInt8](repeating: 0, count: 2 * PageImage.pageSize)
+        for meta in 0...1 {
+            image.put64(meta * PageImage.pageSize + 16 + 120, 11)
+            image.record(meta * PageImage.pageSize + 16 + 24, flags: 0x08, pad: PageImage.pageSize, depth: 1, root: 10)
+        }
+        var list = [UInt8](repeating: 0, count: 8 * (listed.count + 1))
+        for (j, v) in ([UInt64(listed.count)] + listed).enumerated() {
+            for b in 0..<8 { list[8 * j + b] = UInt8(truncatingIfNeeded: v >> UInt64(8 * b)) }
+        }
+        image.page(10, flags: 0x02, [.init(key: [5, 0, 0, 0, 0, 0, 0, 0], data: list)])
+        return image
+    }
+
+    /// A writer takes the free list's pages as new ones (`mdb_page_alloc`): a listed page that a tree
+    /// uses, a meta page, or one past the snapshot would be overwritten or written past the end.
+    @Test func freeListPagesAreFreeAndInRange() throws {
+        let ok = try Self.check(Self.withFreeList([11])).get()
+        #expect(ok.pages == 8)
+        for (listed, why) in [(UInt64(5), "lists page 5 as free, but a tree uses it or the list names it twice"),
+                              (11 << 32 | 11, "lists page \(UInt64(11 << 32 | 11)), outside the snapshot's pages 2...11"),
+                              (1, "lists page 1, outside the snapshot's pages 2...11"),
+                              (10, "lists page 10 as free, but a tree uses it or the list names it twice")] {
+            #expect(Self.fault(Self.withFreeList([listed])) == PageCheckError(
+                database: PageCheckError.freeList, page: 10, fault: .freeListRecord(record: 0, why)))
+        }
+        #expect(Self.fault(Self.withFreeList([11, 11]))?.fault
+                == .freeListRecord(record: 0, "lists page 11 as free, but a tree uses it or the list names it twice"))
+        // `.roots` does not walk the free list's records against the trees.
+        #expect((try? Self.check(Self.withFreeList([5]), level: .roots).get()) != nil)
+    }
+}
