@@ -329,13 +329,7 @@ struct PageWalk<Source: PageSource> {
         func bad(_ why: String) -> PageCheckError {
             PageCheckError(database: name, page: nil, fault: .badRecord(why))
         }
-        if record.root == PageLayout.invalidPage {
-            if record.depth != 0 { throw bad("an empty tree (no root page) of depth \(record.depth)") }
-            return
-        }
-        if record.depth < 1 || record.depth > PageLayout.maxDepth {
-            throw bad("depth \(record.depth) is not 1...\(PageLayout.maxDepth)")
-        }
+        // The counts first, for empty trees too: `mdb_stat` hands them out whatever the root.
         let pages = UInt64(lastPage + 1)
         for (count, kind) in [(record.branchPages, "branch"), (record.leafPages, "leaf"), (record.overflowPages, "overflow")]
         where count > pages {
@@ -343,6 +337,13 @@ struct PageWalk<Source: PageSource> {
         }
         if record.branchPages + record.leafPages + record.overflowPages > pages {
             throw bad("\(record.branchPages + record.leafPages + record.overflowPages) pages, more than the snapshot's \(pages)")
+        }
+        if record.root == PageLayout.invalidPage {
+            if record.depth != 0 { throw bad("an empty tree (no root page) of depth \(record.depth)") }
+            return
+        }
+        if record.depth < 1 || record.depth > PageLayout.maxDepth {
+            throw bad("depth \(record.depth) is not 1...\(PageLayout.maxDepth)")
         }
         if role != .freeList && record.flags & ~PageLayout.validDBFlags != 0 {
             throw bad("flags 0x\(String(record.flags, radix: 16)) hold unknown bits")

@@ -479,6 +479,14 @@ extension PageCheckTests {
         if case .failure(let e) = Self.check(fixed), case .badRecord = e.fault { Issue.record("\(e)") }
     }
 
+    /// An empty tree's record (no root page) still has its page counts checked: `mdb_stat` reports them.
+    @Test func emptyTreeRecordCounts() {
+        var image = Self.sound()
+        image.put64(PageImage.pageSize + 16 + 24 + 16, 1 << 62)  // the free list's leaf pages
+        #expect(Self.fault(image, level: .roots) == PageCheckError(
+            database: PageCheckError.freeList, page: nil, fault: .badRecord("\(1 << 62) leaf pages, more than the snapshot's 10")))
+    }
+
     /// `mdb_page_search_root` asserts that a branch page outside the free list has two or more children.
     @Test func branchPageWithOneChild() {
         var image = Self.sound()
