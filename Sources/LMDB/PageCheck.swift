@@ -51,6 +51,8 @@ public enum PageFault: Sendable, Equatable, CustomStringConvertible {
     case badBounds(lower: Int, upper: Int, size: Int)
     /// A branch, leaf or sub-page holds no node.
     case emptyPage
+    /// A branch page outside the free list has a single child (LMDB asserts at least two).
+    case singleChild
     /// A node's offset lies outside the node area `[upper, size)` of its page.
     case nodeOffset(node: Int, offset: Int, upper: Int, size: Int)
     /// A node (header, key, or inline data) ends past the end of its page.
@@ -88,6 +90,7 @@ public enum PageFault: Sendable, Equatable, CustomStringConvertible {
         case .badBounds(let lower, let upper, let size):
             "free-space bounds lower \(lower) / upper \(upper) are not 16 ≤ lower ≤ upper ≤ \(size)"
         case .emptyPage: "the page holds no node"
+        case .singleChild: "the branch page has a single child (LMDB aborts on one outside the free list)"
         case .nodeOffset(let node, let offset, let upper, let size):
             "node \(node) starts at \(offset), outside the node area \(upper)..<\(size)"
         case .nodeOutOfPage(let node, let end, let size): "node \(node) ends at \(end), past the page end \(size)"

@@ -54,10 +54,20 @@ extension Environment {
     /// Checks the page structure of the current snapshot to `level` in a read transaction of its own
     /// (`Transaction.checkPages`), retrying in a new snapshot when a writer rewrote the meta page meanwhile.
     public func checkPages(_ level: PageCheckLevel, expectedFlags: [String: DatabaseFlags] = [:]) throws -> PageCheckReport {
+        try checkedRead(level, expectedFlags: expectedFlags) { _, report in report }
+    }
+
+    /// Checks the page structure of the current snapshot to `level` (`Transaction.checkPages`), then runs
+    /// `body` in the same read transaction with the report, so that `body` walks the very snapshot that
+    /// was checked (a writer committing between a check and a later read transaction would otherwise
+    /// hand that read a snapshot no check has seen). Retries in a new snapshot when a writer rewrote the
+    /// meta page during the check.
+    public func checkedRead<R>(_ level: PageCheckLevel, expectedFlags: [String: DatabaseFlags] = [:],
+                               _ body: (Transaction, PageCheckReport) throws -> R) throws -> R {
         var attempt = 0
         while true {
             do {
-                return try read { txn in try txn.checkPages(level, expectedFlags: expectedFlags) }
+                return try read { txn in try body(txn, try txn.checkPages(level, expectedFlags: expectedFlags)) }
             } catch let error as PageCheckError where error.isSnapshotGone && attempt < 4 {
                 attempt += 1
             }

@@ -55,11 +55,12 @@ public struct PageChecker {
             }
             try walk.tree(named.record, name: named.name, role: .named, descend: level == .full)
         }
+        if level == .full { try walk.checkFreePages() }
         source = walk.source
         // The meta page must still be the snapshot's: a writer may have rewritten it while it was read.
         if let snapshot {
             let now = try source.page(meta.page, fresh: true).u64(PageLayout.metaTxnID)
-            if now != UInt64(snapshot) {
+            if now != UInt64(UInt(bitPattern: snapshot)) {
                 throw PageCheckError(database: "", page: meta.page,
                                      fault: .snapshotMetaMissing(snapshot: snapshot, found: [Int(truncatingIfNeeded: now)]))
             }
@@ -79,19 +80,25 @@ public struct PageChecker {
         var main: DBRecord
     }
 
-    /// Reads and checks the meta page of `snapshot` (or the newer one).
+    /// Reads and checks the meta page LMDB reads for `snapshot` (or for the newer snapshot): with a lock
+    /// file, LMDB's read and write transactions take transaction id `t` from the lock table (set at open
+    /// to the larger `txnid` of the two meta pages, ties to page 0) and read meta page `t & 1`
+    /// (`mdb_txn_renew0`), whatever `txnid` that page records. So the page checked is `t & 1`, and it must
+    /// record `t`: if only the other page does, the pair is damaged (LMDB would walk the roots of the page
+    /// that does not), if neither does, a writer replaced it meanwhile (or both are damaged).
     static func readMeta<Source: PageSource>(_ source: inout Source, snapshot: Int?) throws(PageCheckError) -> Meta {
         let pages = [try source.page(0), try source.page(1)]
         let ids = pages.map { $0.u64(PageLayout.metaTxnID) }
-        let page: Int
-        if let snapshot {
-            guard let p = ids.firstIndex(of: UInt64(snapshot)) else {
-                throw PageCheckError(database: "", page: nil, fault: .snapshotMetaMissing(
-                    snapshot: snapshot, found: ids.map { Int(truncatingIfNeeded: min($0, UInt64(Int.max))) }))
+        // The transaction id LMDB uses: `mdb_txn_id` (a size_t, so any bit pattern), or the newer page's.
+        let txnID = snapshot.map { UInt64(UInt(bitPattern: $0)) } ?? (ids[0] < ids[1] ? ids[1] : ids[0])
+        let page = Int(txnID & 1)
+        if ids[page] != txnID {
+            if ids[1 - page] == txnID {
+                throw PageCheckError(database: "", page: 1 - page, fault: .badMeta(
+                    "it records transaction \(txnID), which LMDB reads from meta page \(page) (transaction id parity); that page records \(ids[page])"))
             }
-            page = p
-        } else {
-            page = ids[1] > ids[0] ? 1 : 0
+            throw PageCheckError(database: "", page: nil, fault: .snapshotMetaMissing(
+                snapshot: snapshot ?? Int(truncatingIfNeeded: txnID), found: ids.map { Int(truncatingIfNeeded: min($0, UInt64(Int.max))) }))
         }
         let bytes = pages[page]
         func bad(_ why: String) -> PageCheckError { PageCheckError(database: "", page: page, fault: .badMeta(why)) }
@@ -112,6 +119,10 @@ public struct PageChecker {
         if main.flags & ~PageLayout.validDBFlags != 0 {
             throw bad("main database flags 0x\(String(main.flags, radix: 16)) hold unknown bits")
         }
+        // LMDB opens cursors on these two without a duplicates cursor (`mdb_cursor_init(…, NULL)` in
+        // `mdb_dbi_open`, `mdb_page_alloc`, …) and asserts (aborts) if their record says sorted duplicates.
+        if main.flags & PageLayout.dupSort != 0 { throw bad("the main database is marked sorted-duplicates (flags 0x\(String(main.flags, radix: 16)))") }
+        if free.flags & PageLayout.dupSort != 0 { throw bad("the free list is marked sorted-duplicates (flags 0x\(String(free.flags, radix: 16)))") }
         return Meta(page: page, txnID: ids[page], lastPage: Int(lastPage), free: free, main: main)
     }
 }
@@ -222,7 +233,7 @@ enum PageLayout {
     /// Node flags.
     static let bigData: UInt16 = 0x01, subData: UInt16 = 0x02, dupData: UInt16 = 0x04
     /// Database flags.
-    static let dupSort: UInt16 = 0x04, dupFixed: UInt16 = 0x10
+    static let dupSort: UInt16 = 0x04, integerKey: UInt16 = 0x08, dupFixed: UInt16 = 0x10
     /// Every persistent database flag (REVERSEKEY, DUPSORT, INTEGERKEY, DUPFIXED, INTEGERDUP, REVERSEDUP).
     static let validDBFlags: UInt16 = 0x7E
 }
@@ -291,6 +302,8 @@ struct PageWalk<Source: PageSource> {
     var visitedList: [Int] = []
     /// Named databases found in the main tree: name, record, and the main-tree page holding it.
     var named: [(name: String, record: DBRecord, page: Int)] = []
+    /// Pages the free list names (`.full`): the page number, and the free-list leaf and record naming it.
+    var freePages: [(listed: UInt64, page: Int, record: Int)] = []
     var pagesChecked = 0
     var overflowExtents = 0
     var subDatabases = 0
@@ -316,13 +329,7 @@ struct PageWalk<Source: PageSource> {
         func bad(_ why: String) -> PageCheckError {
             PageCheckError(database: name, page: nil, fault: .badRecord(why))
         }
-        if record.root == PageLayout.invalidPage {
-            if record.depth != 0 { throw bad("an empty tree (no root page) of depth \(record.depth)") }
-            return
-        }
-        if record.depth < 1 || record.depth > PageLayout.maxDepth {
-            throw bad("depth \(record.depth) is not 1...\(PageLayout.maxDepth)")
-        }
+        // The counts first, for empty trees too: `mdb_stat` hands them out whatever the root.
         let pages = UInt64(lastPage + 1)
         for (count, kind) in [(record.branchPages, "branch"), (record.leafPages, "leaf"), (record.overflowPages, "overflow")]
         where count > pages {
@@ -331,8 +338,20 @@ struct PageWalk<Source: PageSource> {
         if record.branchPages + record.leafPages + record.overflowPages > pages {
             throw bad("\(record.branchPages + record.leafPages + record.overflowPages) pages, more than the snapshot's \(pages)")
         }
+        if record.root == PageLayout.invalidPage {
+            if record.depth != 0 { throw bad("an empty tree (no root page) of depth \(record.depth)") }
+            return
+        }
+        if record.depth < 1 || record.depth > PageLayout.maxDepth {
+            throw bad("depth \(record.depth) is not 1...\(PageLayout.maxDepth)")
+        }
         if role != .freeList && record.flags & ~PageLayout.validDBFlags != 0 {
             throw bad("flags 0x\(String(record.flags, radix: 16)) hold unknown bits")
+        }
+        // LMDB writes a duplicates sub-database's flags as 0 or DUPFIXED (| INTEGERKEY); its cursor has
+        // no duplicates cursor of its own, so DUPSORT there would send LMDB through a null one.
+        if role == .duplicates && record.flags & ~(PageLayout.dupFixed | PageLayout.integerKey) != 0 {
+            throw bad("a duplicates sub-database with flags 0x\(String(record.flags, radix: 16)) (LMDB writes 0 or DUPFIXED | INTEGERKEY)")
         }
         let root = try pageNumber(record.root, what: "root page", database: name, page: nil)
         let t = Tree(name: name, role: role, flags: record.flags, depth: record.depth, fixedKeySize: fixedKeySize)
@@ -390,6 +409,9 @@ struct PageWalk<Source: PageSource> {
         }
         let count = (lower - PageLayout.header) / 2
         if count == 0 { throw fail(.emptyPage) }
+        // `mdb_page_search_root` asserts (aborts the process) on a branch page with one child outside
+        // the free list; LMDB never leaves one (a one-child root is collapsed, others are merged).
+        if !isLeaf && count < 2 && t.role != .freeList { throw fail(.singleChild) }
         if let keySize = t.fixedKeySize, isLeaf {
             if PageLayout.header + count * keySize > pageSize {
                 throw fail(.fixedSizeKeys(keySize: keySize, count: count, size: pageSize))
@@ -430,7 +452,11 @@ struct PageWalk<Source: PageSource> {
             let end = dataAt + dataSize
             if end > pageSize { throw fail(.nodeOutOfPage(node: i, end: end, size: pageSize)) }
             if t.role == .freeList {
-                try Self.freeListRecord(i, of: pgno, keySize: keySize, data: UnsafeRawBufferPointer(rebasing: p[dataAt..<end]))
+                let data = UnsafeRawBufferPointer(rebasing: p[dataAt..<end])
+                try Self.freeListRecord(i, of: pgno, keySize: keySize, data: data)
+                if full {
+                    for j in 0..<Int(data.u64(0)) { freePages.append((data.u64(8 + 8 * j), pgno, i)) }
+                }
             }
         case PageLayout.bigData:
             if t.dupSort || t.role == .duplicates { throw flagsFault("a value on overflow pages in a sorted-duplicates database") }
@@ -439,6 +465,11 @@ struct PageWalk<Source: PageSource> {
             let data = try overflow(p.u64(dataAt), size: dataSize, t, node: i, of: pgno)
             if t.role == .freeList, let data {
                 try Self.freeListRecord(i, of: pgno, keySize: keySize, data: data, size: dataSize)
+                // The list continues on the extent's pages (contiguous in the file after its header).
+                let first = Int(p.u64(dataAt))
+                for j in 0..<Int(data.u64(0)) {
+                    freePages.append((try extentWord(first, at: PageLayout.header + 8 + 8 * j), pgno, i))
+                }
             }
         case PageLayout.subData:
             guard t.role == .main else { throw flagsFault("a named database's record outside the main database") }
@@ -505,6 +536,39 @@ struct PageWalk<Source: PageSource> {
         try visitExtent(first, pages, database: t.name)
         overflowExtents += 1
         return UnsafeRawBufferPointer(rebasing: p[PageLayout.header..<min(pageSize, PageLayout.header + size)])
+    }
+
+    /// The u64 at byte `offset` of the overflow extent starting at page `first` (the caller proved the
+    /// extent in range and `offset + 8` inside it); it may straddle two pages.
+    mutating func extentWord(_ first: Int, at offset: Int) throws(PageCheckError) -> UInt64 {
+        let page = first + offset / pageSize, inPage = offset % pageSize
+        if inPage + 8 <= pageSize { return try source.page(page).u64(inPage) }
+        let a = try source.page(page), b = try source.page(page + 1)
+        var word: UInt64 = 0
+        for k in 0..<8 {
+            let byte = inPage + k < pageSize ? a[inPage + k] : b[inPage + k - pageSize]
+            word |= UInt64(byte) << UInt64(8 * k)
+        }
+        return word
+    }
+
+    /// After every tree was walked (`.full`): each page the free list names must be a page of the
+    /// snapshot (2...last page) that no tree uses and that the list names once. A writer hands a page
+    /// of the free list out as new (`mdb_page_alloc`): one in use would be overwritten (LMDB asserts
+    /// when it is the very page being copied), and a meta page would be written over.
+    mutating func checkFreePages() throws(PageCheckError) {
+        for (listed, page, record) in freePages {
+            func fail(_ why: String) -> PageCheckError {
+                PageCheckError(database: PageCheckError.freeList, page: page, fault: .freeListRecord(record: record, why))
+            }
+            guard listed >= 2, listed < UInt64(pageLimit) else {
+                throw fail("lists page \(listed), outside the snapshot's pages 2...\(pageLimit - 1)")
+            }
+            let n = Int(listed)
+            let (word, bit) = (n >> 6, UInt64(1) << UInt64(n & 63))
+            if visitedBits[word] & bit != 0 { throw fail("lists page \(n) as free, but a tree uses it or the list names it twice") }
+            visitedBits[word] |= bit
+        }
     }
 
     /// Marks the pages of an overflow extent reached (word at a time); any already reached is a fault.

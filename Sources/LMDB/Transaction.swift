@@ -18,8 +18,13 @@ public struct DatabaseStats: Sendable {
     public var overflowPages: Int
     /// Number of data items.
     public var entries: Int
-    /// Bytes used by all pages of the database.
-    public var bytes: Int { (branchPages + leafPages + overflowPages) * pageSize }
+    /// Bytes used by all pages of the database (saturating at `Int.max`: the counts come from the file).
+    public var bytes: Int {
+        let (pages, o1) = branchPages.addingReportingOverflow(leafPages)
+        let (all, o2) = pages.addingReportingOverflow(overflowPages)
+        let (result, o3) = all.multipliedReportingOverflow(by: pageSize)
+        return o1 || o2 || o3 || all < 0 ? Int.max : result
+    }
 }
 
 /// A transaction, valid only inside the `Environment.read` or `Environment.write` closure that

@@ -107,12 +107,12 @@ public final class VecStore: Sendable {
         -> (Databases, String?)
     {
         let specs = Schema.databases.map { (name: $0.name, flags: $0.flags) }
-        // LMDB trusts its pages: the trees are checked before the first cursor walks them.
-        _ = try checkPages(env, options.checkPages)
+        // LMDB trusts its pages: the trees are checked before the first cursor walks them, in the same
+        // read transaction (the snapshot listed below is the one checked).
         // Nothing is created before the file is known to be a vecstore store (or empty): a foreign LMDB
         // file, or a store of a newer format, is refused untouched.
         let existingNames: [String] = try storage {
-            try env.read { txn in
+            try env.checkedRead(options.checkPages, expectedFlags: expectedFlags) { txn, _ in
                 var names: [String] = []
                 try txn.withCursor(Database.main) { (c: Cursor) throws -> Void in
                     var entry = try c.first()

@@ -340,8 +340,17 @@ extension FuzzTests {
         var failures: [String] = []
         var outcomes: [String: Int] = [:]
         var runs = 0
-        for seed in UInt32(1)...200 {
-            let (base, query) = seed <= 50
+        // VECSTORE_PAGE_FUZZ_SEEDS=N runs seeds 1...N (default 200): seeds past 200 alternate the two
+        // stores (even: the repro's) with 1–8 runs each, and every fourth (seed % 4 == 2) also deletes
+        // after a full check (`delete --check-pages`: the write path, free list included).
+        let env = ProcessInfo.processInfo.environment
+        let seeds = max(200, env["VECSTORE_PAGE_FUZZ_SEEDS"].flatMap(UInt32.init) ?? 200)
+        // 908 and 1468: damage found by the 3,000-seed run (an empty database's record with page counts
+        // that overflowed `DatabaseStats.bytes` in `stats`), replayed on every run.
+        let allSeeds = Array(UInt32(1)...seeds) + [908, 1468].filter { $0 > seeds }
+        for seed in allSeeds {
+            let useSmall = seed <= 200 ? seed <= 50 : seed % 2 == 0
+            let (base, query) = useSmall
                 ? (small, ["query", "-c", "q", "--id", "3", "-k", "5"])
                 : (large, ["query", "-c", "docs", "--vector", v, "-k", "5"])
             let store = tmp.path("case-\(seed).vecstore")
@@ -353,10 +362,13 @@ extension FuzzTests {
             if seed <= 6 || seed % 4 == 0 {
                 commands += [["stats", "--check-pages", store], [query[0], store] + query.dropFirst() + ["--check-pages"]]
             }
+            if seed > 200 && seed % 4 == 2 {
+                commands.append(["delete", store, "-c", useSmall ? "q" : "docs", useSmall ? "3" : "doc-4", "--check-pages"])
+            }
             for command in commands {
                 runs += 1
                 let r = try runGuarded(command, timeout: 30)
-                let label = "seed \(seed) (\(base == small ? "queries.fvecs store" : "makeStore store")): vecstore \(command[0])"
+                let label = "seed \(seed) (\(useSmall ? "queries.fvecs store" : "makeStore store")): vecstore \(command[0])"
                 let allowed: Set<Int32> = command[0] == "verify" ? [0, 1, 5] : [0, 4, 5]
                 if r.timedOut {
                     failures.append("\(label): hung (killed after 30 s)")
@@ -373,7 +385,7 @@ extension FuzzTests {
             try? FileManager.default.removeItem(atPath: store + "-lock")
             try? FileManager.default.removeItem(atPath: store + "-guard")
         }
-        print("page fuzz: 200 damaged files, \(runs) command runs in \(Int(Date().timeIntervalSince(started))) s; outcomes \(outcomes.sorted { $0.key < $1.key })")
+        print("page fuzz: \(allSeeds.count) damaged files, \(runs) command runs in \(Int(Date().timeIntervalSince(started))) s; outcomes \(outcomes.sorted { $0.key < $1.key })")
         #expect(failures.isEmpty, "\(failures.prefix(10).joined(separator: "\n"))")
         // Most files are refused with the page named; some pass the page check and reach the values.
         #expect(outcomes["verify 5", default: 0] >= 100)

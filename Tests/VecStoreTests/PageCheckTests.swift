@@ -416,3 +416,177 @@ struct PageCheckTests {
         #expect(verified.pages == report.pages + report.overflowExtents)
     }
 }
+
+/// Faults found by review against `mdb.c` (LMDB 0.9.24, the version linked): each passed the checker
+/// before, and LMDB then walked unchecked roots or aborted on one of its assertions.
+extension PageCheckTests {
+    /// LMDB reads meta page `txnid & 1` for transaction `txnid` (`mdb_txn_renew0`), and takes the
+    /// larger `txnid` of the two pages at open: a page recording the larger id at the wrong parity makes
+    /// LMDB walk the *other* page's roots. The check must check the page LMDB reads.
+    @Test func metaPageIsTheOneLMDBReads() {
+        var image = Self.sound()
+        image.put64(16 + 128, 9)  // meta 0 now records 9, the larger id: LMDB reads meta 9 & 1 = 1
+        image.put64(PageImage.pageSize + 16 + 72 + 40, 12)  // ... whose main root is past the last page
+        for snapshot in [9, nil] as [Int?] {
+            guard case .failure(let e) = Self.check(image, snapshot: snapshot) else {
+                Issue.record("snapshot \(String(describing: snapshot)): meta 0's roots were checked, LMDB reads meta 1's")
+                continue
+            }
+            #expect(e.page == 0)
+            guard case .badMeta(let why) = e.fault else { Issue.record("\(e)"); continue }
+            #expect(why.contains("which LMDB reads from meta page 1"))
+        }
+        // Equal ids: LMDB picks page 0 at open, then reads page id & 1.
+        var tie = Self.sound()
+        tie.put64(16 + 128, 7)
+        tie.put64(16 + 72 + 40, 12)  // meta 0's main root: not read by LMDB for snapshot 7
+        #expect((try? Self.check(tie, snapshot: 7).get()) != nil)
+        #expect((try? Self.check(tie, snapshot: nil).get())?.snapshot == 7)
+    }
+
+    /// A transaction id with the top bit set is a size_t LMDB uses as it is (`mdb_txn_id` returns it as a
+    /// negative Int): the check must not trap on it.
+    @Test func transactionIDWithTheTopBitSet() throws {
+        var image = Self.sound()
+        let id: UInt64 = 1 << 63 | 7
+        image.put64(PageImage.pageSize + 16 + 128, id)
+        let report = try Self.check(image, snapshot: Int(truncatingIfNeeded: id)).get()
+        #expect(report.snapshot == Int(truncatingIfNeeded: id))
+        #expect(try Self.check(image, snapshot: nil).get().snapshot == Int(truncatingIfNeeded: id))
+    }
+
+    /// LMDB opens cursors on the main database and the free list without a duplicates cursor and
+    /// asserts `mx != NULL` (abort) when their record says DUPSORT; a duplicates sub-database's cursor
+    /// has none either, so DUPSORT in its record sends LMDB through a null pointer.
+    @Test func sortedDuplicatesFlagsWhereLMDBCannotHaveThem() {
+        var main = Self.sound()
+        main.put16(PageImage.pageSize + 16 + 72 + 4, 0x04)
+        #expect(Self.fault(main, level: .roots) == PageCheckError(
+            database: "", page: 1, fault: .badMeta("the main database is marked sorted-duplicates (flags 0x4)")))
+        var free = Self.sound()
+        free.put16(PageImage.pageSize + 16 + 24 + 4, 0x0C)
+        #expect(Self.fault(free, level: .roots) == PageCheckError(
+            database: "", page: 1, fault: .badMeta("the free list is marked sorted-duplicates (flags 0xc)")))
+        // `dups`' sub-database record (node 1 of page 8) marked DUPSORT.
+        var sub = Self.sound()
+        let dups = 8 * PageImage.pageSize
+        sub.put16(dups + sub.get16(dups + 16 + 2) + 8 + 2 + 4, 0x04)
+        #expect(Self.fault(sub) == PageCheckError(database: "dups", page: nil, fault: .badRecord(
+            "a duplicates sub-database with flags 0x4 (LMDB writes 0 or DUPFIXED | INTEGERKEY)")))
+        // DUPFIXED | INTEGERKEY is what LMDB writes for an integer fixed-size one: accepted by this check.
+        var fixed = Self.sound()
+        fixed.put16(dups + fixed.get16(dups + 16 + 2) + 8 + 2 + 4, 0x18)
+        if case .failure(let e) = Self.check(fixed), case .badRecord = e.fault { Issue.record("\(e)") }
+    }
+
+    /// An empty tree's record (no root page) still has its page counts checked: `mdb_stat` reports them.
+    @Test func emptyTreeRecordCounts() {
+        var image = Self.sound()
+        image.put64(PageImage.pageSize + 16 + 24 + 16, 1 << 62)  // the free list's leaf pages
+        #expect(Self.fault(image, level: .roots) == PageCheckError(
+            database: PageCheckError.freeList, page: nil, fault: .badRecord("\(1 << 62) leaf pages, more than the snapshot's 10")))
+    }
+
+    /// `mdb_page_search_root` asserts that a branch page outside the free list has two or more children.
+    @Test func branchPageWithOneChild() {
+        var image = Self.sound()
+        image.put16(3 * PageImage.pageSize + 12, 18)  // `plain`'s root branch now lists one child
+        let expected = PageCheckError(database: "plain", page: 3, fault: .singleChild)
+        #expect(Self.fault(image) == expected)
+        #expect(Self.fault(image, level: .roots) == expected)
+    }
+}
+
+/// The same meta-page damage on a real store, through the CLI in child processes (a crash is seen, not
+/// suffered). Before the fixes above, with the default open (`.roots`): wrong parity SIGBUS in `stats`
+/// and `delete`, the free list marked DUPSORT SIGABRT in `delete`, the top-bit id SIGILL (a trap in the
+/// checker) in both, the main database marked DUPSORT exit 6.
+extension PageCheckTests {
+    static func u64(_ data: Data, _ offset: Int) -> UInt64 {
+        (0..<8).reduce(UInt64(0)) { $0 | UInt64(data[offset + $1]) << UInt64(8 * $1) }
+    }
+
+    static func put64(_ data: inout Data, _ offset: Int, _ v: UInt64) {
+        for i in 0..<8 { data[offset + i] = UInt8(truncatingIfNeeded: v >> UInt64(8 * i)) }
+    }
+
+    @Test func damagedMetaPagesNeverCrashTheCLI() throws {
+        let tmp = try TempDir()
+        let base = tmp.path("base.vecstore")
+        try FuzzTests.makeStore(base)
+        let ps = 4096
+        let original = try Data(contentsOf: URL(fileURLWithPath: base))
+        let ids = [Self.u64(original, 16 + 128), Self.u64(original, ps + 16 + 128)]
+        let newer = ids[1] > ids[0] ? 1 : 0
+        #expect(Int(ids[newer] & 1) == newer)
+        let cases: [(String, Set<Int32>, (inout Data) -> Void)] = [
+            // The older page records the newest id + 2 (LMDB takes it, then reads the newer page by
+            // parity), and the newer page's main root lies past the file's end inside LMDB's map.
+            ("wrong-parity meta", [5], { d in
+                Self.put64(&d, (1 - newer) * ps + 16 + 128, ids[newer] + 2)
+                Self.put64(&d, newer * ps + 16 + 120, 200_000)
+                Self.put64(&d, newer * ps + 16 + 72 + 40, 100_000)
+            }),
+            // The main database marked DUPSORT: `mdb_dbi_open` refuses named databases in it (before:
+            // exit 6, a storage error instead of "damaged"); `mdb_page_search` of a stale handle would
+            // assert on it (`mdb_cursor_init(…, MAIN_DBI, NULL)`).
+            ("main marked DUPSORT", [5], { d in d[newer * ps + 16 + 72 + 4] |= 0x04 }),
+            // The free list marked DUPSORT: the first write's page allocation asserts.
+            ("free list marked DUPSORT", [5], { d in d[newer * ps + 16 + 24 + 4] |= 0x04 }),
+            // A transaction id with the top bit set (parity kept): a valid store for LMDB.
+            ("top-bit transaction id", [0], { d in Self.put64(&d, newer * ps + 16 + 128, ids[newer] | 1 << 63) }),
+        ]
+        var failures: [String] = []
+        for (name, allowed, edit) in cases {
+            let store = tmp.path("\(name.replacingOccurrences(of: " ", with: "-")).vecstore")
+            var data = original
+            edit(&data)
+            try data.write(to: URL(fileURLWithPath: store))
+            for command in [["stats", store], ["delete", store, "-c", "docs", "doc-4"]] {
+                let r = try runGuarded(command, timeout: 30)
+                if let s = r.signal {
+                    failures.append("\(name): vecstore \(command[0]) died with signal \(s)\n\(r.output.suffix(300))")
+                } else if !allowed.contains(r.status) {
+                    failures.append("\(name): vecstore \(command[0]) exit status \(r.status)\n\(r.output.suffix(300))")
+                }
+            }
+        }
+        #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
+    }
+}
+
+extension PageCheckTests {
+    /// The sound image with a free list: page 10 its leaf, one record (transaction 5) naming `listed`.
+    static func withFreeList(_ listed: [UInt64]) -> PageImage {
+        var image = Self.sound()
+        image.bytes += [UInt8](repeating: 0, count: 2 * PageImage.pageSize)
+        for meta in 0...1 {
+            image.put64(meta * PageImage.pageSize + 16 + 120, 11)
+            image.record(meta * PageImage.pageSize + 16 + 24, flags: 0x08, pad: PageImage.pageSize, depth: 1, root: 10)
+        }
+        var list = [UInt8](repeating: 0, count: 8 * (listed.count + 1))
+        for (j, v) in ([UInt64(listed.count)] + listed).enumerated() {
+            for b in 0..<8 { list[8 * j + b] = UInt8(truncatingIfNeeded: v >> UInt64(8 * b)) }
+        }
+        image.page(10, flags: 0x02, [.init(key: [5, 0, 0, 0, 0, 0, 0, 0], data: list)])
+        return image
+    }
+
+    /// A writer takes the free list's pages as new ones (`mdb_page_alloc`): a listed page that a tree
+    /// uses, a meta page, or one past the snapshot would be overwritten or written past the end.
+    @Test func freeListPagesAreFreeAndInRange() throws {
+        let ok = try Self.check(Self.withFreeList([11])).get()
+        #expect(ok.pages == 8)
+        for (listed, why) in [(UInt64(5), "lists page 5 as free, but a tree uses it or the list names it twice"),
+                              (11 << 32 | 11, "lists page \(UInt64(11 << 32 | 11)), outside the snapshot's pages 2...11"),
+                              (1, "lists page 1, outside the snapshot's pages 2...11"),
+                              (10, "lists page 10 as free, but a tree uses it or the list names it twice")] {
+            #expect(Self.fault(Self.withFreeList([listed])) == PageCheckError(
+                database: PageCheckError.freeList, page: 10, fault: .freeListRecord(record: 0, why)))
+        }
+        #expect(Self.fault(Self.withFreeList([11, 11]))?.fault
+                == .freeListRecord(record: 0, "lists page 11 as free, but a tree uses it or the list names it twice"))
+        // `.roots` does not walk the free list's records against the trees.
+        #expect((try? Self.check(Self.withFreeList([5]), level: .roots).get()) != nil)
+    }
+}
