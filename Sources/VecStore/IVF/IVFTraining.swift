@@ -112,10 +112,13 @@ enum IVFTraining {
                 }
                 // Residual codes: the sample's residuals against their nearest centroid; raw codes: the rows.
                 if p.pqResidual {
-                    let labels = IVFModel(header: try provisionalHeader(kind: .flat, metric: metric, nlist: nlist, d: d),
-                                          centroids: coarse.centroids, quantizer: nil)
-                    let assigned = residuals.withUnsafeBufferPointer { r in
-                        r.baseAddress.map { labels.assign($0, count: want, threads: threads) } ?? []
+                    // The nearest centroids straight from KMeans (what `IVFModel.assign` wraps): no model, so no
+                    // centroid norms computed for a search that never runs.
+                    var assigned = [UInt32](), distances = [Float]()
+                    residuals.withUnsafeBufferPointer { r in
+                        guard let rb = r.baseAddress else { return }
+                        KMeans.assign(rb, count: want, dimension: d, centroids: coarse.centroids, k: nlist,
+                                      metric: metric, threads: threads, labels: &assigned, distances: &distances)
                     }
                     coarse.centroids.withUnsafeBufferPointer { c in
                         residuals.withUnsafeMutableBufferPointer { r in
@@ -161,12 +164,6 @@ enum IVFTraining {
         if p.nprobe == nil { d.insert(.nprobe) }
         if p.refine == nil { d.insert(.refine) }
         return d
-    }
-
-    /// A flat header used only to assign rows to centroids before the real header exists.
-    static func provisionalHeader(kind: IVFPayloadKind, metric: Metric, nlist: Int, d: Int) throws(QuantError) -> IVFHeader {
-        IVFHeader(kind: kind, metric: metric, nlist: nlist, dimension: d, subquantizers: 0, bits: 0, blockCapacity: 256,
-                  defaultNprobe: 1, defaultRefine: 0, seed: 0, coarseError: 0, codeError: 0, trainingRows: 0, iterations: 0)
     }
 
     /// Writes `model` for collection `cid` and fills its lists with every live row of `rows`, replacing any
