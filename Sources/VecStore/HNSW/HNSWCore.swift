@@ -110,14 +110,20 @@ final class HNSWCopyTable: HNSWCopySource, @unchecked Sendable {
         blockCount = (rows + capacity - 1) / capacity
         let firstNew = committedRows / capacity  // the first block the batch writes to
         bases = .allocate(capacity: max(1, blockCount))
-        for b in 0..<min(firstNew, blockCount) {
-            guard let value = try txn.get(dbs.graphVectors, Format.key(collection, UInt32(b))),
-                  value.count == capacity * rowBytes, let base = value.baseAddress,
-                  Int(bitPattern: base) % 4 == 0 else {
-                bases.deallocate()
-                return nil
+        // A read that throws must not leak `bases` either (deinit does not run for an unfinished init).
+        do {
+            for b in 0..<min(firstNew, blockCount) {
+                guard let value = try txn.get(dbs.graphVectors, Format.key(collection, UInt32(b))),
+                      value.count == capacity * rowBytes, let base = value.baseAddress,
+                      Int(bitPattern: base) % 4 == 0 else {
+                    bases.deallocate()
+                    return nil
+                }
+                bases[b] = base
             }
-            bases[b] = base
+        } catch {
+            bases.deallocate()
+            throw error
         }
         guard firstNew < blockCount else {
             owned = nil
