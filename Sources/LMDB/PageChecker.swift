@@ -296,8 +296,8 @@ struct PageWalk<Source: PageSource> {
     /// One bit per page reached (`.full`), else the few pages reached (`.roots`).
     var visitedBits: [UInt64]
     var visitedList: [Int] = []
-    /// Named databases found in the main tree: name, record, and the main-tree page holding it.
-    var named: [(name: String, record: DBRecord, page: Int)] = []
+    /// Named databases found in the main tree: name and record.
+    var named: [(name: String, record: DBRecord)] = []
     /// Pages the free list names (`.full`): the page number, and the free-list leaf and record naming it.
     var freePages: [(listed: UInt64, page: Int, record: Int)] = []
     var pagesChecked = 0
@@ -473,7 +473,7 @@ struct PageWalk<Source: PageSource> {
             if dataSize != PageLayout.dbRecord { throw flagsFault("a database record of \(dataSize) bytes, not 48") }
             if end > pageSize { throw fail(.nodeOutOfPage(node: i, end: end, size: pageSize)) }
             let name = String(decoding: UnsafeRawBufferPointer(rebasing: p[keyAt..<keyAt + keySize]), as: UTF8.self)
-            named.append((name, DBRecord(p, at: dataAt), pgno))
+            named.append((name, DBRecord(p, at: dataAt)))
         case PageLayout.dupData | PageLayout.subData:
             guard t.dupSort else { throw flagsFault("a duplicates sub-database outside a sorted-duplicates database") }
             let end = dataAt + PageLayout.dbRecord
