@@ -59,7 +59,7 @@ public struct PageChecker {
         source = walk.source
         // The meta page must still be the snapshot's: a writer may have rewritten it while it was read.
         if let snapshot {
-            let now = try source.page(meta.page, fresh: true).u64(PageLayout.metaTxnID)
+            let now = try source.page(meta.page).u64(PageLayout.metaTxnID)
             if now != UInt64(UInt(bitPattern: snapshot)) {
                 throw PageCheckError(database: "", page: meta.page,
                                      fault: .snapshotMetaMissing(snapshot: snapshot, found: [Int(truncatingIfNeeded: now)]))
@@ -134,13 +134,9 @@ protocol PageSource {
     var pageSize: Int { get }
     /// Whole pages in the file.
     var pageCount: Int { get }
-    /// The bytes of page `pgno` (< `pageCount`), valid until the check ends; `fresh` reads it again
-    /// from the file (for the meta page's final check).
-    mutating func page(_ pgno: Int, fresh: Bool) throws(PageCheckError) -> UnsafeRawBufferPointer
-}
-
-extension PageSource {
-    mutating func page(_ pgno: Int) throws(PageCheckError) -> UnsafeRawBufferPointer { try page(pgno, fresh: false) }
+    /// The bytes of page `pgno` (< `pageCount`) as the file holds them now (each call reads the file
+    /// again, so the meta page's final check sees a rewrite), valid until the check ends.
+    mutating func page(_ pgno: Int) throws(PageCheckError) -> UnsafeRawBufferPointer
 }
 
 /// Pages of a file image in memory (a map of the data file, or a test's buffer).
@@ -155,7 +151,7 @@ struct MappedPages: PageSource {
         self.pageCount = pageSize > 0 ? file.count / pageSize : 0
     }
 
-    func page(_ pgno: Int, fresh: Bool) -> UnsafeRawBufferPointer {
+    func page(_ pgno: Int) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: file[pgno * pageSize..<(pgno + 1) * pageSize])
     }
 }
@@ -173,7 +169,7 @@ struct ReadPages: PageSource {
         self.pageCount = pageCount
     }
 
-    mutating func page(_ pgno: Int, fresh: Bool) throws(PageCheckError) -> UnsafeRawBufferPointer {
+    mutating func page(_ pgno: Int) throws(PageCheckError) -> UnsafeRawBufferPointer {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: pageSize, alignment: 16)
         buffers.append(buffer)
         var done = 0
@@ -300,8 +296,8 @@ struct PageWalk<Source: PageSource> {
     /// One bit per page reached (`.full`), else the few pages reached (`.roots`).
     var visitedBits: [UInt64]
     var visitedList: [Int] = []
-    /// Named databases found in the main tree: name, record, and the main-tree page holding it.
-    var named: [(name: String, record: DBRecord, page: Int)] = []
+    /// Named databases found in the main tree: name and record.
+    var named: [(name: String, record: DBRecord)] = []
     /// Pages the free list names (`.full`): the page number, and the free-list leaf and record naming it.
     var freePages: [(listed: UInt64, page: Int, record: Int)] = []
     var pagesChecked = 0
@@ -477,7 +473,7 @@ struct PageWalk<Source: PageSource> {
             if dataSize != PageLayout.dbRecord { throw flagsFault("a database record of \(dataSize) bytes, not 48") }
             if end > pageSize { throw fail(.nodeOutOfPage(node: i, end: end, size: pageSize)) }
             let name = String(decoding: UnsafeRawBufferPointer(rebasing: p[keyAt..<keyAt + keySize]), as: UTF8.self)
-            named.append((name, DBRecord(p, at: dataAt), pgno))
+            named.append((name, DBRecord(p, at: dataAt)))
         case PageLayout.dupData | PageLayout.subData:
             guard t.dupSort else { throw flagsFault("a duplicates sub-database outside a sorted-duplicates database") }
             let end = dataAt + PageLayout.dbRecord

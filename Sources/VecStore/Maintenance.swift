@@ -110,21 +110,11 @@ extension VecStore {
     /// walks it: a structural fault there throws `.corrupt` naming the database and the page, since
     /// nothing past it can be read safely.
     public func verify() throws(VecStoreError) -> VerifyReport {
-        var attempt = 0
-        while true {
-            let report: VerifyReport? = try read { txn in
-                let pages: PageCheckReport
-                do {
-                    pages = try txn.checkPages(.full, expectedFlags: Self.expectedFlags)
-                } catch let error as PageCheckError where error.isSnapshotGone && attempt < 4 {
-                    return nil  // a writer rewrote the snapshot's meta page meanwhile: check a newer one
-                }
-                var report = try verifyContents(txn)
-                report.pages = pages.pages + pages.overflowExtents
-                return report
-            }
-            if let report { return report }
-            attempt += 1
+        // `checkedRead` retries in a newer snapshot when a writer rewrote the checked one's meta page.
+        try checkedRead(.full) { txn, pages in
+            var report = try verifyContents(txn)
+            report.pages = pages.pages + pages.overflowExtents
+            return report
         }
     }
 

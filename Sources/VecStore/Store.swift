@@ -225,6 +225,15 @@ public final class VecStore: Sendable {
         return try storage { try env.read(body) }
     }
 
+    /// Runs `body` in one read transaction whose snapshot's LMDB page structure was checked to `level`
+    /// first (`Environment.checkedRead`: retried in a newer snapshot when a writer rewrote the meta page).
+    func checkedRead<R>(_ level: PageCheckLevel, _ body: (Transaction, PageCheckReport) throws -> R)
+        throws(VecStoreError) -> R
+    {
+        if closeState.isClosed { throw .io("\(path) is closed") }
+        return try storage { try env.checkedRead(level, expectedFlags: Self.expectedFlags, body) }
+    }
+
     /// Runs `body` in one write transaction, after checking the store was not compacted away.
     func write<R>(_ body: (Transaction) throws -> R) throws(VecStoreError) -> R {
         if let writeRefusal { throw .newerFormat(writeRefusal) }
