@@ -351,10 +351,7 @@ extension VecStore {
     public static func compact(path: String, batchSize: Int = 10_000, rebuildIndexes: Bool = false)
         throws(VecStoreError) -> CompactReport
     {
-        // Compaction reads every page of the old file: its page structure is checked in full first.
-        var oldOptions = StoreOptions(create: false)
-        oldOptions.checkPages = .full
-        let old = try VecStore(path: path, options: oldOptions)
+        let old = try VecStore(path: path, options: StoreOptions(create: false))
         defer { old.close() }
         do {
             try old.env.lockExclusive()
@@ -363,6 +360,9 @@ extension VecStore {
         }
         var replaced = false
         defer { if !replaced { old.env.unlockExclusive() } }
+        // Compaction reads every page of the old file: its page structure is checked in full first, once
+        // no other process can commit, so the snapshot checked is the one copied.
+        _ = try checkPages(old.env, .full)
         let before = fileSize(path)
         let temporary = path + ".compacting"
         try removeIfPresent(temporary)
