@@ -24,6 +24,9 @@ struct SearchPlan {
     var matches: Int
     /// The search's options, read by the index view (`ef` for HNSW).
     var options: SearchOptions
+    /// For `.exactOverMatches`: the matches' binary16 copies gathered into one buffer (cached with the
+    /// filter's bitmap for the snapshot), scanned instead of the rows in place; nil to scan in place.
+    var gathered: GatheredCopies? = nil
 }
 
 /// How a search would be answered now: the planner's choice (Spec/HNSW.md §5.1–5.2) and how many rows
@@ -88,14 +91,18 @@ extension VectorCollection {
             return SearchPlan(path: .exact, mask: words ?? snap.view.liveWords, matches: matches,
                               options: options)
         }
-        if filter != nil {
+        if let filter {
+            // Exact search over the matches scans their gathered copies (Spec/HNSW.md §5.2): same results
+            // as the scan in place, read sequentially.
+            func overMatches() -> SearchPlan {
+                SearchPlan(path: .exactOverMatches, mask: words, matches: matches, options: options,
+                           gathered: snap.gatheredMatches(filter))
+            }
             switch options.filterStrategy {
-            case .exact: return SearchPlan(path: .exactOverMatches, mask: words, matches: matches, options: options)
+            case .exact: return overMatches()
             case .graph: break
             case .automatic:
-                if index.prefersExact(matches: matches, live: live, k: k, options: options) {
-                    return SearchPlan(path: .exactOverMatches, mask: words, matches: matches, options: options)
-                }
+                if index.prefersExact(matches: matches, live: live, k: k, options: options) { return overMatches() }
             }
         }
         return SearchPlan(path: .index, mask: words, matches: matches, options: options)
@@ -113,6 +120,10 @@ extension VectorCollection {
     /// top rows.
     func execute(_ plan: SearchPlan, _ snap: CollectionSnapshot, queries: UnsafePointer<Float>, count: Int, k: Int,
                  threads: Int) -> [TopK] {
+        if plan.path == .exactOverMatches, let gathered = plan.gathered {
+            return ExactSearch.searchGathered(queries: queries, queryCount: count, dimension: dimension,
+                                              metric: snap.record.metric, gathered: gathered, k: k, threads: threads)
+        }
         let view: any VectorIndexView = plan.path == .index ? (snap.index ?? snap.exact) : snap.exact
         return withMask(plan.mask) { mask -> [TopK] in
             var counted = mask
