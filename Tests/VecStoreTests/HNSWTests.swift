@@ -280,6 +280,14 @@ struct HNSWTests {
         #expect(HNSWSearch.prefersExact(matches: 20_000, live: 1_000_000, m: 16, ef: 64))
         #expect(!HNSWSearch.prefersExact(matches: 40_000, live: 1_000_000, m: 16, ef: 64))
         #expect(HNSWSearch.prefersExact(matches: 9_000, live: 59_647, m: 16, ef: 128))
+        // The two-hop search's beam widens with selectivity: ef · (1 + log2(rows/matches)/4), rounded.
+        #expect(HNSWSearch.filteredEf(64, matches: 504_576, rows: 954_352) == 79)  // docs1m `linux`, 52.9%
+        #expect(HNSWSearch.filteredEf(64, matches: 124_816, rows: 954_352) == 111)  // `python`, 13.1%
+        #expect(HNSWSearch.filteredEf(64, matches: 250, rows: 1_000) == 96)
+        #expect(HNSWSearch.filteredEf(128, matches: 500, rows: 1_000) == 160)
+        #expect(HNSWSearch.filteredEf(64, matches: 990, rows: 1_000) == 64)  // 1% deleted, no filter
+        #expect(HNSWSearch.filteredEf(64, matches: 1_000, rows: 1_000) == 64)
+        #expect(HNSWSearch.filteredEf(64, matches: -1, rows: 1_000) == 64)  // count unknown
     }
 
     @Test("filtered graph search finds matches that lie away from the query (correlated filters)")
