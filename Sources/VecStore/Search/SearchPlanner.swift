@@ -24,9 +24,8 @@ struct SearchPlan {
     var matches: Int
     /// The search's options, read by the index view (`ef` for HNSW).
     var options: SearchOptions
-    /// For `.exactOverMatches`: the matches' binary16 copies gathered into one buffer (cached with the
-    /// filter's bitmap for the snapshot), scanned instead of the rows in place; nil to scan in place.
-    var gathered: GatheredCopies? = nil
+    /// The search's filter (`.exactOverMatches` scans its gathered matches, see `execute`).
+    var filter: Filter? = nil
 }
 
 /// How a search would be answered now: the planner's choice (Spec/HNSW.md §5.1–5.2) and how many rows
@@ -92,11 +91,8 @@ extension VectorCollection {
                               options: options)
         }
         if let filter {
-            // Exact search over the matches scans their gathered copies (Spec/HNSW.md §5.2): same results
-            // as the scan in place, read sequentially.
             func overMatches() -> SearchPlan {
-                SearchPlan(path: .exactOverMatches, mask: words, matches: matches, options: options,
-                           gathered: snap.gatheredMatches(filter))
+                SearchPlan(path: .exactOverMatches, mask: words, matches: matches, options: options, filter: filter)
             }
             switch options.filterStrategy {
             case .exact: return overMatches()
@@ -120,7 +116,9 @@ extension VectorCollection {
     /// top rows.
     func execute(_ plan: SearchPlan, _ snap: CollectionSnapshot, queries: UnsafePointer<Float>, count: Int, k: Int,
                  threads: Int) -> [TopK] {
-        if plan.path == .exactOverMatches, let gathered = plan.gathered {
+        // Exact search over a filter's matches scans their gathered copies (Spec/HNSW.md §5.2, built on the
+        // first such search of the snapshot, not by planning alone): same results as the scan in place.
+        if plan.path == .exactOverMatches, let filter = plan.filter, let gathered = snap.gatheredMatches(filter) {
             return ExactSearch.searchGathered(queries: queries, queryCount: count, dimension: dimension,
                                               metric: snap.record.metric, gathered: gathered, k: k, threads: threads)
         }
