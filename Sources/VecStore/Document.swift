@@ -47,7 +47,9 @@ public struct SearchOptions: Sendable {
     /// Worker threads: for one query the stored blocks are split among them; for a batch, the queries.
     public var threads: Int
     /// HNSW beam width for this search (default: the collection's efSearch). Larger is slower and more
-    /// exact; it is raised to `k` when smaller.
+    /// exact; it is raised to `k` when smaller. A graph search under a filter widens it by selectivity,
+    /// `ef · (1 + ¼·log2(rows/matches))`, so the same `ef` gives about the same recall with or without a
+    /// filter (Spec/HNSW.md §5.2).
     public var ef: Int?
     /// Search exactly even when the collection has an HNSW index (exact search is the ground truth).
     public var exact: Bool

@@ -28,6 +28,8 @@ struct ScaleBench: ParsableCommand {
     @Option(help: "Open phase: page-cache states, comma-separated: warm (store file read through and confirmed resident with mincore before each open) and/or as-found (as the machine left it; run first so the warm runs' reads do not hide evictions) and/or cold (the file's pages dropped from the cache before each open). Warm is the headline figure.") var openCache = "as-found,warm"
     @Option(help: "Fresh opens for the open phase (open + first query, open + first filtered query per source; medians).") var openRuns = 5
     @Option(help: "Filter phase: also measure filtered and unfiltered search at these ef values (comma-separated; the aim compares them at the same ef).") var filterEfs = ""
+    @Option(help: "Filter phase: the sources to filter by, comma-separated.") var filterSources = "linux,python,sphinx"
+    @Option(help: "Filter phase: timed passes over the queries per measurement (the best is reported; more for a profile).") var filterRuns = 2
     @Option(help: "Queries for the exact phase (single-query exact search, 1 thread).") var exactQueries = 100
     @Option(help: "Index of the imported collection: hnsw or flat (flat shows what the rows alone write).") var index = "hnsw"
     @Option(help: "HNSW traversal copies of the import: f16 or int8.") var traversal = "f16"
@@ -204,7 +206,7 @@ struct ScaleBench: ParsableCommand {
             var counts: [String: Int] = [:]
             for s in all.prefix(total) { counts[String(s), default: 0] += 1 }
             var filtered: [[String: Any]] = [], filteredByEf: [[String: Any]] = []
-            for source in ["linux", "python", "sphinx"] where counts[source] != nil {
+            for source in filterSources.split(separator: ",").map(String.init) where counts[source] != nil {
                 let filter = Filter.field("source", .equals(.string(source)))
                 let qs = Array(queryRows.prefix(200))
                 let reopened = try VecStore(path: store, options: StoreOptions(readOnly: true, create: false))
@@ -213,7 +215,7 @@ struct ScaleBench: ParsableCommand {
                 _ = try c2.search(qs[0], k: 10, filter: filter)
                 let firstMs = (now() - tf) * 1000
                 var got: [[String]] = [], exact: [[String]] = []
-                let seconds = try bestOf(2) { got = try qs.map { try coll.search($0, k: 10, filter: filter).map(\.id) } }
+                let seconds = try bestOf(filterRuns) { got = try qs.map { try coll.search($0, k: 10, filter: filter).map(\.id) } }
                 exact = try qs.map { try coll.search($0, k: 10, filter: filter, options: SearchOptions(exact: true)).map(\.id) }
                 var hit = 0, all = 0
                 for (g, e) in zip(got, exact) { hit += Set(g).intersection(e).count; all += e.count }
@@ -225,8 +227,8 @@ struct ScaleBench: ParsableCommand {
                              Double(qs.count) / seconds, firstMs))
                 for ef in filterEfs.split(separator: ",").compactMap({ Int($0) }) {
                     let options = SearchOptions(ef: ef)
-                    let fs = try bestOf(2) { got = try qs.map { try coll.search($0, k: 10, filter: filter, options: options).map(\.id) } }
-                    let us = try bestOf(2) { for q in qs { _ = try coll.search(q, k: 10, options: options) } }
+                    let fs = try bestOf(filterRuns) { got = try qs.map { try coll.search($0, k: 10, filter: filter, options: options).map(\.id) } }
+                    let us = try bestOf(filterRuns) { for q in qs { _ = try coll.search(q, k: 10, options: options) } }
                     var hitEf = 0
                     for (g, e) in zip(got, exact) { hitEf += Set(g).intersection(e).count }
                     let recallEf = Double(hitEf) / Double(max(1, all))

@@ -157,6 +157,15 @@ struct CertifiedScanTests {
             #expect(perMille < 30 || matches > 512)  // two full gather batches of 256 and more
             words.withUnsafeBufferPointer { wb in
                 let mask = CandidateMask(words: wb.baseAddress!, wordCount: wordCount)
+                // Blocks without copies (the partial set): nothing is gathered.
+                #expect(GatheredCopies(halves: partial, blocks: table.blocks, dimension: dimension, mask: mask,
+                                       maxRows: .max) == nil)
+                guard let gathered = GatheredCopies(halves: table.halves, blocks: table.blocks, dimension: dimension,
+                                                    mask: mask, maxRows: .max) else {
+                    Issue.record("not gathered")
+                    return
+                }
+                #expect(gathered.count == matches)
                 for qi in 0..<8 {
                     let q = qi % 2 == 0 ? rng.vector(dimension) : rows[(qi * 1_777) % rows.count]
                     q.withUnsafeBufferPointer { qb in
@@ -178,6 +187,15 @@ struct CertifiedScanTests {
                                 #expect(got.map(\.id) == expected.map(\.id), "\(perMille)‰ k \(k)")
                                 #expect(got.map(\.score.bitPattern) == expected.map(\.score.bitPattern))
                             }
+                            // The same rows gathered into one buffer (the planner's exact path over a
+                            // filter's matches): the same selection, bit for bit.
+                            var gatheredTop = TopK(k: k)
+                            ExactSearch.scanGathered(query: qb.baseAddress!, dimension: dimension,
+                                                     metric: Self.scanMetric(metric), gathered: gathered,
+                                                     into: &gatheredTop)
+                            let got = gatheredTop.sorted()
+                            #expect(got.map(\.id) == expected.map(\.id), "gathered \(perMille)‰ k \(k)")
+                            #expect(got.map(\.score.bitPattern) == expected.map(\.score.bitPattern))
                         }
                     }
                 }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import VecStore
 import VecStoreIO
+import VecStoreKernels
 
 /// A fresh store path in the temporary directory, removed with its lock file by `cleanup`.
 private func temporaryStorePath(_ tag: String) -> String {
@@ -279,6 +280,14 @@ struct HNSWTests {
         #expect(HNSWSearch.prefersExact(matches: 20_000, live: 1_000_000, m: 16, ef: 64))
         #expect(!HNSWSearch.prefersExact(matches: 40_000, live: 1_000_000, m: 16, ef: 64))
         #expect(HNSWSearch.prefersExact(matches: 9_000, live: 59_647, m: 16, ef: 128))
+        // The two-hop search's beam widens with selectivity: ef · (1 + log2(rows/matches)/4), rounded.
+        #expect(HNSWSearch.filteredEf(64, matches: 504_576, rows: 954_352) == 79)  // docs1m `linux`, 52.9%
+        #expect(HNSWSearch.filteredEf(64, matches: 124_816, rows: 954_352) == 111)  // `python`, 13.1%
+        #expect(HNSWSearch.filteredEf(64, matches: 250, rows: 1_000) == 96)
+        #expect(HNSWSearch.filteredEf(128, matches: 500, rows: 1_000) == 160)
+        #expect(HNSWSearch.filteredEf(64, matches: 990, rows: 1_000) == 64)  // 1% deleted, no filter
+        #expect(HNSWSearch.filteredEf(64, matches: 1_000, rows: 1_000) == 64)
+        #expect(HNSWSearch.filteredEf(64, matches: -1, rows: 1_000) == 64)  // count unknown
     }
 
     @Test("filtered graph search finds matches that lie away from the query (correlated filters)")
@@ -333,6 +342,73 @@ struct HNSWTests {
         try c.add([Document(id: "new", vector: q, metadata: ["tag": .string("half")])])
         #expect(try c.search(q, k: 10, filter: half).first?.id == "new")
         #expect(try store.read { txn in try c.snapshot(txn).filterBuilds } == 1)
+    }
+
+    @Test("exact search over a selective filter's matches scans their gathered copies: the in-place scan's results")
+    func gatheredMatches() throws {
+        for metric in [Metric.cosine, .l2, .dot] {
+            let path = temporaryStorePath("gat")
+            defer { cleanup(path) }
+            let store = try VecStore(path: path)
+            let c = try store.collection("c", dimension: 16, metric: metric)
+            var docs = makeDocs(3000, dim: 16, seed: 6)
+            // Ties: four "rare" rows (i % 50 == 0) share one vector; the query equal to it puts them all
+            // in the top k, where the (score, id) order decides.
+            for i in [50, 100, 150] { docs[i].vector = docs[0].vector }
+            try c.add(docs)
+            #expect(try c.delete(ids: ["d200", "d201"]) == 2)
+            let rare = Filter.field("tag", .equals(.string("rare")))
+            #expect(try c.explainSearch(k: 10, filter: rare) == SearchExplanation(path: .exactOverMatches, candidates: 59))
+            var r = Rand(state: 21)
+            let queries = (0..<20).map { _ in r.vector(16) } + [docs[0].vector]
+            for q in queries {
+                let a = try c.search(q, k: 10, filter: rare)
+                let e = try c.search(q, k: 10, filter: rare, options: SearchOptions(exact: true))
+                #expect(a.map(\.id) == e.map(\.id), "\(metric)")
+                #expect(a.map(\.score) == e.map(\.score), "\(metric)")
+                #expect(!a.contains { $0.id == "d200" })
+            }
+            // A batch goes through the gathered copies too.
+            let batch = try c.searchBatch(queries, k: 10, filter: rare)
+            for (q, got) in zip(queries, batch) {
+                let e = try c.search(q, k: 10, filter: rare, options: SearchOptions(exact: true))
+                #expect(got.map(\.id) == e.map(\.id), "\(metric) batch")
+            }
+            // Built once for the snapshot; a filter the graph answers gathers nothing.
+            _ = try c.search(queries[0], k: 10, filter: .field("tag", .equals(.string("half"))),
+                             options: SearchOptions(ef: 4))
+            #expect(try store.read { txn in try c.snapshot(txn).gatheredBuilds } == 1)
+        }
+    }
+
+    @Test("gathered copies hold the mask's rows in row order and respect the row limit")
+    func gatheredCopiesLimit() throws {
+        let path = temporaryStorePath("gcl")
+        defer { cleanup(path) }
+        let store = try VecStore(path: path)
+        let c = try store.collection("c", dimension: 16, metric: .cosine)
+        try c.add(makeDocs(3000, dim: 16, seed: 6))
+        try store.read { txn in
+            let snap = try c.snapshot(txn)
+            guard let halves = snap.exact.halves else {
+                Issue.record("no binary16 copies")
+                return
+            }
+            var words = [UInt64](repeating: 0, count: (3000 + 63) / 64)
+            for i in stride(from: 7, to: 3000, by: 97) { words[i >> 6] |= 1 << UInt64(i & 63) }
+            words.withUnsafeBufferPointer { w in
+                let mask = CandidateMask(words: w.baseAddress!, wordCount: w.count)
+                #expect(GatheredCopies(halves: halves, blocks: snap.view.blocks, dimension: 16, mask: mask,
+                                       maxRows: 30) == nil)
+                guard let g = GatheredCopies(halves: halves, blocks: snap.view.blocks, dimension: 16, mask: mask,
+                                             maxRows: 31) else {
+                    Issue.record("31 rows not gathered")
+                    return
+                }
+                #expect(g.count == 31)
+                #expect(g.rowIDs == Array(stride(from: UInt32(7), to: 3000, by: 97)))
+            }
+        }
     }
 
     @Test("compaction drops deleted nodes and carries a valid graph over to the renumbered rows")

@@ -28,15 +28,38 @@ final class CollectionSnapshot: @unchecked Sendable {
         self.exact = ExactScanView(rows: view, index: index)
     }
 
+    /// One cached filter: its bitmap of live matching rows, their number, and (once an exact search over
+    /// the matches asked for it) their gathered binary16 copies.
+    private final class FilterEntry {
+        let filter: Filter
+        let words: [UInt64]
+        let matches: Int
+        var gathered: GatheredCopies?
+        var gatherTried = false
+        init(filter: Filter, words: [UInt64], matches: Int) {
+            self.filter = filter
+            self.words = words
+            self.matches = matches
+        }
+    }
+
     private let filterLock = NSLock()
-    private var filters: [(filter: Filter, words: [UInt64], matches: Int)] = []
+    private var filters: [FilterEntry] = []
     private var builds = 0
+    private var gathers = 0
 
     /// How many filter bitmaps this snapshot has evaluated (a repeated filter is served from the cache).
     var filterBuilds: Int {
         filterLock.lock()
         defer { filterLock.unlock() }
         return builds
+    }
+
+    /// How many gathered-copy buffers this snapshot has built (a repeated filter reuses its buffer).
+    var gatheredBuilds: Int {
+        filterLock.lock()
+        defer { filterLock.unlock() }
+        return gathers
     }
 
     /// The live matching rows of `filter` and their number, evaluated once per snapshot (the last 8
@@ -54,9 +77,39 @@ final class CollectionSnapshot: @unchecked Sendable {
         filterLock.lock()
         builds += 1
         if filters.count >= 8 { filters.removeFirst() }
-        filters.append((filter, words, matches))
+        filters.append(FilterEntry(filter: filter, words: words, matches: matches))
         filterLock.unlock()
         return (words, matches)
+    }
+
+    /// Memory the gathered copies of one snapshot's cached filters may take together (Spec/HNSW.md §5.2,
+    /// "Gathered matches"): 64 MiB holds 2.8 filters of the largest match set the planner sends to exact
+    /// search at 954k rows (29,800 rows of 768 + 12 bytes), and 11 of docs1m's 0.8% `sphinx`.
+    static let gatheredBudgetBytes = 64 << 20
+
+    /// The binary16 copies of `filter`'s matches gathered into one buffer, for exact search over them
+    /// (built on the first such search of this snapshot and filter, kept with the filter's bitmap), or
+    /// nil: no binary16 copies (flat or int8 collection, `VECSTORE_EXACT_SCAN=float32`), the filter not
+    /// in the cache (evicted), or the snapshot's budget spent. Its rows are exactly the cached bitmap's.
+    func gatheredMatches(_ filter: Filter) -> GatheredCopies? {
+        guard let halves = exact.halves else { return nil }
+        filterLock.lock()
+        defer { filterLock.unlock() }
+        guard let entry = filters.first(where: { $0.filter == filter }) else { return nil }
+        if entry.gatherTried { return entry.gathered }
+        entry.gatherTried = true
+        let used = filters.reduce(0) { $0 + ($1.gathered?.bytes ?? 0) }
+        let rowBytes = GatheredCopies.bytes(rows: 1, stride: halves.stride)
+        let maxRows = (Self.gatheredBudgetBytes - used) / rowBytes
+        guard entry.matches <= maxRows else { return nil }
+        entry.gathered = entry.words.withUnsafeBufferPointer { w -> GatheredCopies? in
+            guard let base = w.baseAddress else { return nil }
+            let mask = CandidateMask(words: base, wordCount: w.count)
+            return GatheredCopies(halves: halves, blocks: view.blocks, dimension: Int(record.dimension), mask: mask,
+                                  maxRows: maxRows)
+        }
+        if entry.gathered != nil { gathers += 1 }
+        return entry.gathered
     }
 
     /// Whether some rows are deleted (then results are checked against the live bitmap).

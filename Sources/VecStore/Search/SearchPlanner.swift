@@ -24,6 +24,8 @@ struct SearchPlan {
     var matches: Int
     /// The search's options, read by the index view (`ef` for HNSW).
     var options: SearchOptions
+    /// The search's filter (`.exactOverMatches` scans its gathered matches, see `execute`).
+    var filter: Filter? = nil
 }
 
 /// How a search would be answered now: the planner's choice (Spec/HNSW.md §5.1–5.2) and how many rows
@@ -88,14 +90,15 @@ extension VectorCollection {
             return SearchPlan(path: .exact, mask: words ?? snap.view.liveWords, matches: matches,
                               options: options)
         }
-        if filter != nil {
+        if let filter {
+            func overMatches() -> SearchPlan {
+                SearchPlan(path: .exactOverMatches, mask: words, matches: matches, options: options, filter: filter)
+            }
             switch options.filterStrategy {
-            case .exact: return SearchPlan(path: .exactOverMatches, mask: words, matches: matches, options: options)
+            case .exact: return overMatches()
             case .graph: break
             case .automatic:
-                if index.prefersExact(matches: matches, live: live, k: k, options: options) {
-                    return SearchPlan(path: .exactOverMatches, mask: words, matches: matches, options: options)
-                }
+                if index.prefersExact(matches: matches, live: live, k: k, options: options) { return overMatches() }
             }
         }
         return SearchPlan(path: .index, mask: words, matches: matches, options: options)
@@ -113,6 +116,12 @@ extension VectorCollection {
     /// top rows.
     func execute(_ plan: SearchPlan, _ snap: CollectionSnapshot, queries: UnsafePointer<Float>, count: Int, k: Int,
                  threads: Int) -> [TopK] {
+        // Exact search over a filter's matches scans their gathered copies (Spec/HNSW.md §5.2, built on the
+        // first such search of the snapshot, not by planning alone): same results as the scan in place.
+        if plan.path == .exactOverMatches, let filter = plan.filter, let gathered = snap.gatheredMatches(filter) {
+            return ExactSearch.searchGathered(queries: queries, queryCount: count, dimension: dimension,
+                                              metric: snap.record.metric, gathered: gathered, k: k, threads: threads)
+        }
         let view: any VectorIndexView = plan.path == .index ? (snap.index ?? snap.exact) : snap.exact
         return withMask(plan.mask) { mask -> [TopK] in
             var counted = mask

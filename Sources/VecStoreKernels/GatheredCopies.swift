@@ -1,0 +1,195 @@
+import CDistance
+import Dispatch
+import Glibc
+
+/// The binary16 copies of a selective filter's matching rows, copied in row order into one contiguous
+/// buffer, with each row's internal id and float32 vector (Spec/HNSW.md §5.2, "Gathered matches").
+///
+/// A 0.8% filter over 954k rows leaves one match every ~125 rows, each on its own page: an exact scan
+/// over the matches in place reads 768 scattered bytes a match (~66 ns each, one page walk each). The
+/// gathered buffer is read sequentially (hardware prefetch, no page walks, and at a few MB it stays in
+/// the last-level cache between queries). It is built once per snapshot and filter (the snapshot's
+/// filter cache keeps it), so it serves every later query of that snapshot with the same filter.
+///
+/// The buffer holds copies, not new data: the scan computes the same certified bounds from the same
+/// bytes and scores the same float32 rows, so its results are the in-place scan's (top `k` under the
+/// (score, id) order of `TopK`, whatever order rows are offered in). Valid only while the snapshot whose
+/// rows it points at (`vectors`) is open: the cache entry that owns it lives with that snapshot.
+public final class GatheredCopies: @unchecked Sendable {
+    /// Number of rows gathered.
+    public private(set) var count: Int
+    /// Halves from one row's copy to the next (the source copies' stride).
+    public let stride: Int
+    /// Internal id of each row, ascending.
+    let ids: UnsafeMutablePointer<UInt32>
+    /// Each row's float32 vector, in the map.
+    let vectors: UnsafeMutablePointer<UnsafePointer<Float>>
+    /// `count` rows of `stride` halves.
+    let copies: UnsafeMutablePointer<UInt16>
+    /// Bytes mapped for `copies` (0: they came from the allocator), see `allocateCopies`.
+    private let copiesMapped: Int
+
+    /// The gathered rows' internal ids, in row order.
+    public var rowIDs: [UInt32] { Array(UnsafeBufferPointer(start: ids, count: count)) }
+
+    /// Bytes this buffer holds (copies, ids and vector pointers).
+    public var bytes: Int { Self.bytes(rows: count, stride: stride) }
+
+    /// Bytes a buffer of `rows` rows of `stride` halves takes.
+    public static func bytes(rows: Int, stride: Int) -> Int { rows * (2 * stride + 4 + 8) }
+
+    /// Gathers the rows `mask` allows from `blocks` and their copies in `halves`. Returns nil when a
+    /// block has no copy, or when the mask allows more than `maxRows` rows (the caller's memory budget).
+    /// `dimension` floats per float32 row; the copies are `dimension` halves each (`stride` ≥ dimension).
+    public init?(halves: HalfCopies, blocks: [VectorBlock], dimension: Int, mask: CandidateMask, maxRows: Int) {
+        // First pass: count, so the buffers are allocated once and a too-large set costs no copying.
+        var n = 0
+        for block in blocks {
+            guard halves.block(firstID: block.firstID) != nil else { return nil }
+            n += Self.bitsIn(mask, first: Int(block.firstID), count: block.count)
+            if n > maxRows { return nil }
+        }
+        guard halves.stride >= dimension else { return nil }
+        count = n
+        stride = halves.stride
+        ids = .allocate(capacity: max(1, n))
+        vectors = .allocate(capacity: max(1, n))
+        let (buffer, mapped) = Self.allocateCopies(halves: max(1, n * stride))
+        copies = buffer
+        copiesMapped = mapped
+        // Second pass: ids, vector and copy pointers in row order (the source pointers go in a
+        // temporary list so the copying loop can prefetch rows ahead: the sources are scattered).
+        let sources = UnsafeMutablePointer<UnsafePointer<UInt16>>.allocate(capacity: max(1, n))
+        defer { sources.deallocate() }
+        var w = 0
+        for block in blocks where w < n {
+            guard let halfBase = halves.block(firstID: block.firstID) else { continue }
+            let base = Int(block.firstID)
+            var row = 0
+            while row < block.count && w < n {
+                let word = (base + row) >> 6
+                var bits = word < mask.wordCount ? mask.words[word] : 0
+                let limit = min(64, block.count - row)
+                if limit < 64 { bits &= (UInt64(1) << UInt64(limit)) &- 1 }
+                while bits != 0 && w < n {
+                    let j = bits.trailingZeroBitCount
+                    bits &= bits &- 1
+                    ids[w] = UInt32(base + row + j)
+                    vectors[w] = block.vectors + (row + j) * dimension
+                    sources[w] = halfBase + (row + j) * halves.stride
+                    w += 1
+                }
+                row += 64
+            }
+        }
+        let rowBytes = 2 * stride
+        let lines = Int32((rowBytes + 63) / 64)
+        let ahead = 8
+        for i in 0..<min(ahead, w) { vs_prefetch(sources[i], lines) }
+        for i in 0..<w {
+            if i + ahead < w { vs_prefetch(sources[i + ahead], lines) }
+            (copies + i * stride).update(from: sources[i], count: stride)
+        }
+        // Both passes read the same mask, so `w == n`; were it less, only the rows written count.
+        count = w
+    }
+
+    deinit {
+        ids.deallocate()
+        vectors.deallocate()
+        if copiesMapped > 0 { munmap(copies, copiesMapped) } else { copies.deallocate() }
+    }
+
+    /// The copies' buffer: from 2 MiB on, an anonymous mapping aligned to 2 MiB with `MADV_HUGEPAGE` and
+    /// populated in one `MADV_POPULATE_WRITE`, so filling it does not take one page fault per 4 KiB (a
+    /// 0.8% filter at 954k rows is 5.8 MB, ~1,400 faults: ~5 ms of a first query on this VM). Smaller
+    /// buffers, or a failed mapping, come from the allocator.
+    private static func allocateCopies(halves: Int) -> (UnsafeMutablePointer<UInt16>, Int) {
+        let unit = 2 << 20
+        let bytes = halves * MemoryLayout<UInt16>.stride
+        if bytes >= unit {
+            let length = (bytes + unit - 1) / unit * unit
+            if let raw = mmap(nil, length + unit, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+               raw != MAP_FAILED
+            {
+                let start = Int(bitPattern: raw), aligned = (start + unit - 1) / unit * unit
+                if aligned > start { munmap(raw, aligned - start) }
+                let tail = start + length + unit - (aligned + length)
+                if tail > 0, let end = UnsafeMutableRawPointer(bitPattern: aligned + length) { munmap(end, tail) }
+                if let p = UnsafeMutableRawPointer(bitPattern: aligned) {
+                    _ = madvise(p, length, 14 /* MADV_HUGEPAGE */)
+                    _ = madvise(p, length, 23 /* MADV_POPULATE_WRITE */)
+                    return (p.bindMemory(to: UInt16.self, capacity: halves), length)
+                }
+            }
+        }
+        return (.allocate(capacity: halves), 0)
+    }
+
+    /// Allowed rows among `first ..< first + count` (mask words start at row 0).
+    static func bitsIn(_ mask: CandidateMask, first: Int, count: Int) -> Int {
+        var n = 0
+        var row = 0
+        while row < count {
+            let word = (first + row) >> 6
+            var bits = word < mask.wordCount ? mask.words[word] : 0
+            let limit = min(64, count - row)
+            if limit < 64 { bits &= (UInt64(1) << UInt64(limit)) &- 1 }
+            n += bits.nonzeroBitCount
+            row += 64
+        }
+        return n
+    }
+}
+
+extension ExactSearch {
+    /// Exact top `k` of one query over gathered rows: certified upper bounds from the contiguous binary16
+    /// copies, 64 rows per kernel call (`vs_f16_upper_many`), and the float32 score only of rows whose
+    /// bound reaches the running k-th score, as in `scan` with `halves`. Same selection as `scan` over
+    /// the mask the rows were gathered from.
+    public static func scanGathered(query: UnsafePointer<Float>, dimension: Int, metric: Metric,
+                                    gathered g: GatheredCopies, into topK: inout TopK) {
+        let l2 = metric == .l2
+        var qn2 = 0.0, qn1 = 0.0
+        for i in 0..<dimension {
+            let x = Double(query[i])
+            qn2 += x * x
+            qn1 += abs(x)
+        }
+        qn2 = qn2.squareRoot() * (1 + 0x1p-40)
+        qn1 *= 1 + 0x1p-40
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 64) { scratch in
+            guard let out = scratch.baseAddress else { return }
+            var i = 0
+            while i < g.count {
+                let n = min(64, g.count - i)
+                vs_f16_upper_many(query, qn2, qn1, g.copies + i * g.stride, n, g.stride, dimension, l2 ? 1 : 0, out)
+                for j in 0..<n where !(out[j] < topK.threshold) {
+                    let v = g.vectors[i + j]
+                    let s = l2 ? -vs_l2(query, v, dimension) : vs_dot(query, v, dimension)
+                    if s >= topK.threshold { topK.insert(s, g.ids[i + j]) }
+                }
+                i += n
+            }
+        }
+    }
+
+    /// `scanGathered` for each of `queryCount` queries, split across `threads` workers.
+    public static func searchGathered(queries: UnsafePointer<Float>, queryCount: Int, dimension: Int, metric: Metric,
+                                      gathered: GatheredCopies, k: Int, threads: Int) -> [TopK] {
+        guard queryCount > 0 else { return [] }
+        let results = UnsafeMutableBufferPointer<TopK>.allocate(capacity: queryCount)
+        results.initialize(repeating: TopK(k: k))
+        defer { results.deinitialize(); results.deallocate() }
+        let workers = max(1, min(threads, queryCount))
+        let q = UnsafeSendable(queries)
+        let out = UnsafeSendable(results)
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            for i in stride(from: w, to: queryCount, by: workers) {
+                scanGathered(query: q.value + i * dimension, dimension: dimension, metric: metric, gathered: gathered,
+                             into: &out.value[i])
+            }
+        }
+        return Array(results)
+    }
+}
