@@ -94,6 +94,44 @@ size_t vq_u16_select_le_reference(const uint16_t *v, size_t n, uint16_t limit, u
     return select_le_tail(v, 0, n, limit, idx);
 }
 
+// ---------------------------------------------------------------- top-k selection of 64-bit keys
+// Quickselect with a median-of-three pivot and a branch-free Lomuto partition (the comparison feeds an add,
+// not a jump: keys arrive in random order, so a branch would mispredict about every other key); ranges of
+// at most 16 keys are finished by insertion sort, largest first.
+void vq_u64_select_largest(uint64_t *p, size_t n, size_t k) {
+    if (k == 0 || k >= n) return;
+    size_t lo = 0, hi = n;  // the k-th largest lies in p[lo, hi); p[0, lo) are larger than p[lo, hi)
+    while (hi - lo > 16) {
+        size_t mid = lo + (hi - lo) / 2, last = hi - 1;
+        uint64_t a = p[lo], b = p[mid], c = p[last];
+        size_t m = a < b ? (b < c ? mid : (a < c ? last : lo)) : (a < c ? lo : (b < c ? last : mid));
+        uint64_t pivot = p[m];
+        p[m] = p[last];
+        p[last] = pivot;
+        size_t store = lo;
+        for (size_t i = lo; i < last; i++) {
+            uint64_t v = p[i];
+            p[i] = p[store];
+            p[store] = v;
+            store += (size_t)(v > pivot);
+        }
+        p[last] = p[store];
+        p[store] = pivot;  // p[lo, store) > pivot = p[store] > p[store + 1, hi)
+        if (store == k || store + 1 == k) return;
+        if (store > k) hi = store;
+        else lo = store + 1;
+    }
+    for (size_t i = lo + 1; i < hi; i++) {
+        uint64_t v = p[i];
+        size_t j = i;
+        while (j > lo && p[j - 1] < v) {
+            p[j] = p[j - 1];
+            j--;
+        }
+        p[j] = v;
+    }
+}
+
 // ---------------------------------------------------------------- PQ look-up tables
 // Vectorised across centroids (the transposed layout makes the k loop contiguous), one broadcast per component.
 // Every entry is summed over the dsub components in order (component 0 first) in a register and stored once,
