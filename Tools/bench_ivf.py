@@ -72,6 +72,8 @@ def peers(args):
         return faiss.IndexRefineFlat(inner), q, inner
 
     for kind in ("flat", "pq8", "pq8_raw", "fastscan", "fastscan_raw"):
+        if kind not in args.kinds.split(","):
+            continue
         index, q, inner = make(kind)
         ivf = inner if inner is not None else index
         ivf.cp.niter = args.iterations
@@ -230,6 +232,8 @@ def main():
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--max-queries", type=int)
+    p.add_argument("--kinds", default="flat,pq8,pq8_raw,fastscan,fastscan_raw",
+                   help="comma-separated kinds to run (as vecstore-bench ivf --kinds)")
     p.add_argument("--out", required=True)
     r = sub.add_parser("report")
     r.add_argument("results", nargs="+")

@@ -94,6 +94,44 @@ size_t vq_u16_select_le_reference(const uint16_t *v, size_t n, uint16_t limit, u
     return select_le_tail(v, 0, n, limit, idx);
 }
 
+// ---------------------------------------------------------------- top-k selection of 64-bit keys
+// Quickselect with a median-of-three pivot and a branch-free Lomuto partition (the comparison feeds an add,
+// not a jump: keys arrive in random order, so a branch would mispredict about every other key); ranges of
+// at most 16 keys are finished by insertion sort, largest first.
+void vq_u64_select_largest(uint64_t *p, size_t n, size_t k) {
+    if (k == 0 || k >= n) return;
+    size_t lo = 0, hi = n;  // the k-th largest lies in p[lo, hi); p[0, lo) are larger than p[lo, hi)
+    while (hi - lo > 16) {
+        size_t mid = lo + (hi - lo) / 2, last = hi - 1;
+        uint64_t a = p[lo], b = p[mid], c = p[last];
+        size_t m = a < b ? (b < c ? mid : (a < c ? last : lo)) : (a < c ? lo : (b < c ? last : mid));
+        uint64_t pivot = p[m];
+        p[m] = p[last];
+        p[last] = pivot;
+        size_t store = lo;
+        for (size_t i = lo; i < last; i++) {
+            uint64_t v = p[i];
+            p[i] = p[store];
+            p[store] = v;
+            store += (size_t)(v > pivot);
+        }
+        p[last] = p[store];
+        p[store] = pivot;  // p[lo, store) > pivot = p[store] > p[store + 1, hi)
+        if (store == k || store + 1 == k) return;
+        if (store > k) hi = store;
+        else lo = store + 1;
+    }
+    for (size_t i = lo + 1; i < hi; i++) {
+        uint64_t v = p[i];
+        size_t j = i;
+        while (j > lo && p[j - 1] < v) {
+            p[j] = p[j - 1];
+            j--;
+        }
+        p[j] = v;
+    }
+}
+
 // ---------------------------------------------------------------- PQ look-up tables
 // Vectorised across centroids (the transposed layout makes the k loop contiguous), one broadcast per component.
 // Every entry is summed over the dsub components in order (component 0 first) in a register and stored once,
@@ -474,9 +512,12 @@ __attribute__((target("avx2,fma"))) static void score_rows_avx2(const float *q, 
 // ---------------------------------------------------------------- fast scan, AVX2
 // One 32-byte load of a pair's codes: low nibbles are rows 0-15, high nibbles rows 16-31; lane 0 holds
 // sub-quantizer 2p, lane 1 sub-quantizer 2p+1, matching the table register (lane 0 = table 2p, lane 1 =
-// table 2p+1). Look-ups give bytes; even and odd bytes are widened to 16-bit lanes separately, so four
-// accumulators hold rows {0,2,..,14}, {1,3,..,15}, {16,18,..}, {17,19,..}; the two 128-bit lanes are
-// summed at the end. Sums stay below 255 * 256 < 65536 for mpad <= 256, so 16-bit adds are exact.
+// table 2p+1). Look-ups give bytes; viewed as 16-bit lanes, a look-up result is e + 256 o (e the even row's
+// byte, o the odd row's). The kernel adds the whole lanes (`sum`, wrapping mod 2^16) and the odd bytes
+// (`odd` = the lane shifted right by 8), three operations a look-up instead of four (no mask of the even
+// bytes); at the end the even rows' sums are sum - 256 odd (mod 2^16, exact because they are below 2^16).
+// Four accumulator pairs hold rows {0,2,..,14}, {1,3,..,15}, {16,18,..}, {17,19,..}; the two 128-bit lanes
+// are summed at the end. Sums stay below 255 * 256 < 65536 for mpad <= 256, so the results are exact.
 __attribute__((target("avx2"))) static inline void fs4_store_avx2(__m256i even, __m256i odd, uint16_t *dst) {
     __m128i e = _mm_add_epi16(_mm256_castsi256_si128(even), _mm256_extracti128_si256(even, 1));
     __m128i o = _mm_add_epi16(_mm256_castsi256_si128(odd), _mm256_extracti128_si256(odd, 1));
@@ -486,23 +527,23 @@ __attribute__((target("avx2"))) static inline void fs4_store_avx2(__m256i even, 
 
 __attribute__((target("avx2"))) static void fs4_scan_avx2(const uint8_t *blocks, size_t nblocks, size_t mpad,
                                                          const uint8_t *lut, uint16_t *out) {
-    const __m256i low4 = _mm256_set1_epi8(0x0f), low8 = _mm256_set1_epi16(0x00ff);
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
     size_t pairs = mpad / 2;
     for (size_t b = 0; b < nblocks; b++) {
         const uint8_t *blk = blocks + b * pairs * 32;
-        __m256i le = _mm256_setzero_si256(), lo = le, he = le, ho = le;
+        __m256i ls = _mm256_setzero_si256(), lo = ls, hs = ls, ho = ls;
         for (size_t p = 0; p < pairs; p++) {
             __m256i codes = _mm256_loadu_si256((const __m256i *)(blk + p * 32));
             __m256i table = _mm256_loadu_si256((const __m256i *)(lut + p * 32));
             __m256i rl = _mm256_shuffle_epi8(table, _mm256_and_si256(codes, low4));
             __m256i rh = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(codes, 4), low4));
-            le = _mm256_add_epi16(le, _mm256_and_si256(rl, low8));
+            ls = _mm256_add_epi16(ls, rl);
             lo = _mm256_add_epi16(lo, _mm256_srli_epi16(rl, 8));
-            he = _mm256_add_epi16(he, _mm256_and_si256(rh, low8));
+            hs = _mm256_add_epi16(hs, rh);
             ho = _mm256_add_epi16(ho, _mm256_srli_epi16(rh, 8));
         }
-        fs4_store_avx2(le, lo, out + b * 32);
-        fs4_store_avx2(he, ho, out + b * 32 + 16);
+        fs4_store_avx2(_mm256_sub_epi16(ls, _mm256_slli_epi16(lo, 8)), lo, out + b * 32);
+        fs4_store_avx2(_mm256_sub_epi16(hs, _mm256_slli_epi16(ho, 8)), ho, out + b * 32 + 16);
     }
 }
 

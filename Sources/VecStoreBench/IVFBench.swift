@@ -27,7 +27,7 @@ struct IVFBench: ParsableCommand {
     @Option(help: "Output JSON file.") var json: String
     @Option(help: "Also build and search the IVF kinds in a store at this path (replaced), through the public API.")
     var store: String?
-    @Option(help: "Comma-separated kinds to run (flat, pq8, pq8_raw, fastscan, fastscan_raw); all when absent.")
+    @Option(help: "Comma-separated kinds to run (flat, pq8, pq8_raw, fastscan, fastscan_raw; core only: pq4, pq4_raw, the fast-scan codes with float tables); all but pq4* when absent.")
     var kinds: String?
     @Flag(help: "Skip k-means alone and the in-memory core (store only; for profiling).") var noCore = false
 
@@ -82,8 +82,13 @@ struct IVFBench: ParsableCommand {
                 ("fastscan", IVFBuildOptions(nlist: nlist, kind: .pq4FastScan, subquantizers: fsM, kmeans: coarse), refine),
                 ("fastscan_raw", IVFBuildOptions(nlist: nlist, kind: .pq4FastScan, subquantizers: fsM, kmeans: coarse,
                                                  residual: false), refine),
+                // Diagnostic (only with --kinds): the fast-scan codes scored with float tables (no 8-bit table
+                // quantization), to separate the table rounding from the codebooks in recall.
+                ("pq4", IVFBuildOptions(nlist: nlist, kind: .pq4, subquantizers: fsM, kmeans: coarse), refine),
+                ("pq4_raw", IVFBuildOptions(nlist: nlist, kind: .pq4, subquantizers: fsM, kmeans: coarse,
+                                            residual: false), refine),
             ]
-            for (name, options, refineFactor) in kinds where selected(name) {
+            for (name, options, refineFactor) in kinds where selected(name) && (self.kinds != nil || !name.hasPrefix("pq4")) {
                 let tb = now()
                 let index = try IVFIndex.build(xp, count: n, dimension: dim, metric: metricValue, options: options)
                 let buildSeconds = now() - tb

@@ -1,3 +1,4 @@
+import CQuant
 import VecStoreKernels
 
 /// Where list scans put scored rows: a selection with an entry threshold (`TopK`, `CandidateReservoir`).
@@ -15,8 +16,10 @@ extension TopK: ScoredRowSink {}
 /// `TopK` — for the hundreds of ADC candidates an IVF-PQ search re-ranks (`refine × k`). Rows that reach the
 /// threshold are appended to a buffer of `capacityFactor · k`; when it fills, one quickselect keeps the `k`
 /// best and raises the threshold to the worst of them. Offering a row costs an append instead of a heap sift-down (which
-/// dominated fast-scan searches with k = 100 candidates). Row ids must be distinct. Reusable: `removeAll`
-/// keeps the storage.
+/// dominated fast-scan searches with k = 100 candidates). Each row is held as one 64-bit key, the score's
+/// bits mapped to an unsigned integer of the same order above the id's complement, so "better" is one
+/// integer comparison (score, then lower id) and the quickselect does not branch on ties. Row ids must be
+/// distinct. Reusable: `removeAll` keeps the storage.
 public struct CandidateReservoir: Sendable {
     /// How many rows are kept.
     public let k: Int
@@ -25,84 +28,85 @@ public struct CandidateReservoir: Sendable {
     /// instead of two, and longer scans select a third as often (the quickselects were ~12% of a
     /// docs60k fast-scan query at nprobe 1).
     public static let capacityFactor = 4
-    @usableFromInline var items: [(score: Float, id: UInt32)]
+    @usableFromInline var keys: [UInt64]
     /// The score a row must reach to be offered (−∞ until the buffer first fills).
     public private(set) var threshold: Float = -.infinity
 
     /// An empty reservoir keeping `k` (≥ 1) rows.
     public init(k: Int) {
         self.k = max(1, k)
-        items = []
-        items.reserveCapacity(Self.capacityFactor * self.k)
+        keys = []
+        keys.reserveCapacity(Self.capacityFactor * self.k)
     }
 
     /// Empties the reservoir, keeping its storage.
     public mutating func removeAll() {
-        items.removeAll(keepingCapacity: true)
+        keys.removeAll(keepingCapacity: true)
         threshold = -.infinity
+    }
+
+    /// The key of a row: larger keys are better (higher score; on equal scores, lower id). −0 counts as +0.
+    @inlinable @inline(__always)
+    public static func key(_ score: Float, _ id: UInt32) -> UInt64 {
+        let bits = (score + 0).bitPattern
+        let ordered = bits & 0x8000_0000 != 0 ? ~bits : bits | 0x8000_0000
+        return UInt64(ordered) << 32 | UInt64(~id)
+    }
+
+    /// The score and id a key was made from (`key`'s inverse).
+    @inlinable @inline(__always)
+    public static func decode(_ key: UInt64) -> (score: Float, id: UInt32) {
+        let ordered = UInt32(truncatingIfNeeded: key >> 32)
+        let bits = ordered & 0x8000_0000 != 0 ? ordered & 0x7fff_ffff : ~ordered
+        return (Float(bitPattern: bits), ~UInt32(truncatingIfNeeded: key))
     }
 
     /// Offers a row (the caller has checked `score >= threshold`).
     @inlinable @inline(__always)
     public mutating func insert(_ score: Float, _ id: UInt32) {
-        items.append((score, id))
-        if items.count >= Self.capacityFactor * k { shrink() }
+        keys.append(Self.key(score, id))
+        if keys.count >= Self.capacityFactor * k { shrink() }
     }
 
     /// Keeps the `k` best rows and raises the threshold to the worst kept score.
     @usableFromInline mutating func shrink() {
         let k = self.k
-        guard items.count > k else { return }
-        var worst = Float.infinity
-        items.withUnsafeMutableBufferPointer { b in
+        guard keys.count > k else { return }
+        var worst = UInt64.max
+        keys.withUnsafeMutableBufferPointer { b in
             guard let p = b.baseAddress else { return }
             Self.select(p, count: b.count, k: k)
-            for j in 0..<k where p[j].score < worst { worst = p[j].score }
+            for j in 0..<k { worst = min(worst, p[j]) }
         }
-        items.removeSubrange(k...)
-        threshold = worst
+        keys.removeSubrange(k...)
+        threshold = Self.decode(worst).score
     }
 
-    /// The ids of the `k` best rows offered (fewer when fewer were offered), in no particular order.
-    public mutating func finish() -> ArraySlice<(score: Float, id: UInt32)> {
+    /// The `k` best rows offered (fewer when fewer were offered), in no particular order.
+    public mutating func finish() -> Kept {
         shrink()
-        return items[...]
+        return Kept(keys: keys[...])
     }
 
+    /// The rows `finish` kept: `(score, id)` pairs decoded from the reservoir's keys (no copy).
+    public struct Kept: RandomAccessCollection {
+        let keys: ArraySlice<UInt64>
+        /// First position.
+        public var startIndex: Int { keys.startIndex }
+        /// Past the last position.
+        public var endIndex: Int { keys.endIndex }
+        /// The row at `i`.
+        public subscript(i: Int) -> (score: Float, id: UInt32) { CandidateReservoir.decode(keys[i]) }
+    }
+
+    /// Rearranges `p[0..<n]` so that its first `k` (≤ n) elements are the `k` largest (keys are distinct
+    /// because ids are): `vq_u64_select_largest`, a quickselect whose partition does not branch on the
+    /// comparisons (the keys' order is random, so a branching partition mispredicts about every other key;
+    /// the Swift Hoare quickselect this replaces was ~11% of a docs60k fast-scan query at nprobe 64).
     @inline(__always)
-    static func better(_ a: (score: Float, id: UInt32), _ b: (score: Float, id: UInt32)) -> Bool {
-        a.score > b.score || (a.score == b.score && a.id < b.id)
-    }
-
-    /// Rearranges `p[0..<n]` so that its first `k` (< n) elements are the `k` best (Hoare quickselect with a
-    /// median-of-three pivot; elements are distinct under `better`).
-    static func select(_ p: UnsafeMutablePointer<(score: Float, id: UInt32)>, count n: Int, k: Int) {
-        var lo = 0, hi = n - 1
-        let target = k - 1
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2
-            if better(p[mid], p[lo]) { p.swapAt(lo, mid) }
-            if better(p[hi], p[lo]) { p.swapAt(lo, hi) }
-            if better(p[hi], p[mid]) { p.swapAt(mid, hi) }
-            let pivot = p[mid]
-            var i = lo, j = hi
-            while i <= j {
-                while better(p[i], pivot) { i += 1 }
-                while better(pivot, p[j]) { j -= 1 }
-                if i <= j {
-                    p.swapAt(i, j)
-                    i += 1
-                    j -= 1
-                }
-            }
-            if target <= j {
-                hi = j
-            } else if target >= i {
-                lo = i
-            } else {
-                return
-            }
-        }
+    public static func select(_ p: UnsafeMutablePointer<UInt64>, count n: Int, k: Int) {
+        guard k > 0, k < n else { return }
+        vq_u64_select_largest(p, n, k)
     }
 }
 

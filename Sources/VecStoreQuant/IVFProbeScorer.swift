@@ -72,13 +72,14 @@ public struct IVFProbeScorer {
         }
     }
 
-    /// Sets up the table and constant term of list `l` (centroid `centroid`).
+    /// Sets up the table and constant term of list `l` (centroid `centroid`). `innerProduct`, when the
+    /// caller has it (the probe search's q·c), is the inner-product list constant, not computed again.
     public mutating func prepare(list l: Int, query: UnsafePointer<Float>, centroid: UnsafePointer<Float>,
-                                 precomputed: UnsafePointer<Float>?) {
+                                 precomputed: UnsafePointer<Float>?, innerProduct: Float? = nil) {
         let d = header.dimension, size = tableSize, fast = self.fast
         guard residualCodes else { return }  // one table, no constant (bias stays 0)
         if !l2 {
-            bias = vs_dot(query, centroid, d)
+            bias = innerProduct ?? vs_dot(query, centroid, d)
             return
         }
         if let precomputed {

@@ -29,6 +29,11 @@ size_t vq_u16_select_le(const uint16_t *v, size_t n, uint16_t limit, uint32_t *i
 /// The portable reference of `vq_u16_select_le` (same results), exposed for tests.
 size_t vq_u16_select_le_reference(const uint16_t *v, size_t n, uint16_t limit, uint32_t *idx);
 
+/// Rearranges p[0, n) so that its first k elements are the k largest (in no particular order; keys are
+/// distinct). The re-ranking candidates' selection (`CandidateReservoir`), portable C: quickselect with a
+/// branch-free partition.
+void vq_u64_select_largest(uint64_t *p, size_t n, size_t k);
+
 /// PQ look-up table from transposed codebooks: `books_t` holds, per sub-quantizer j, dsub rows of ksub floats
 /// (component t of every centroid k at books_t[(j*dsub + t)*ksub + k]). out[j*ksub + k] is
 /// sum_t (q[j*dsub+t] - c)^2 when `l2` is nonzero, sum_t q[j*dsub+t] * c otherwise.

@@ -109,77 +109,115 @@ final class IVFModel: @unchecked Sendable {
     /// queries, as FAISS's batched search does); smaller ones query the centroids one by one.
     static let batchProbeThreshold = 16
 
+    /// Above this many probes a query's best lists are picked by a quickselect over one integer key a list
+    /// and sorted, rather than kept in a sorted buffer (whose insertions cost O(nprobe) each: ~7% of a docs60k
+    /// fast-scan query at nprobe 64).
+    static let insertionProbeLimit = 16
+
     /// The `nprobe` (≤ nlist) nearest lists of each of `count` queries, `count × nprobe` row-major, nearest
     /// first (ties to the lower list): the centroid products of a tile of queries come from one
     /// `MatrixProduct.dotTile` (sgemm), ranked by |c|² − 2 q·c (L2, the distance less |q|²) or q·c, and each
-    /// query keeps its best lists in a sorted buffer (an argmax for nprobe 1).
-    /// The same rule as `probes` up to float rounding of near-ties.
-    func batchProbes(_ queries: UnsafePointer<Float>, count: Int, nprobe: Int) -> [UInt32] {
+    /// query keeps its best lists in a sorted buffer (an argmax for nprobe 1; a quickselect and a sort above
+    /// `insertionProbeLimit`). `scores` are the ranking values of the lists picked, in the same layout (q·c
+    /// for inner product and cosine: the list constant of residual codes, which the scan then does not
+    /// compute again). The same rule as `probes` up to float rounding of near-ties.
+    func batchProbes(_ queries: UnsafePointer<Float>, count: Int, nprobe: Int) -> (lists: [UInt32], scores: [Float]) {
         let nlist = header.nlist, d = header.dimension, l2 = header.metric == .l2
         let p = min(max(1, nprobe), nlist)
         var out = [UInt32](repeating: 0, count: count * p)
+        var picked = [Float](repeating: -.infinity, count: count * p)
         let tile = max(1, min(256, (1 << 18) / nlist))
-        guard !l2 || centroidNorms.count == nlist else { return out }
+        guard !l2 || centroidNorms.count == nlist else { return (out, picked) }
+        var keys = [UInt64](repeating: 0, count: p > Self.insertionProbeLimit ? nlist : 0)
         centroids.withUnsafeBufferPointer { cb in
             centroidNorms.withUnsafeBufferPointer { nb in
                 out.withUnsafeMutableBufferPointer { ob in
-                    guard let c = cb.baseAddress, let o = ob.baseAddress else { return }
-                    let norms = nb.baseAddress
-                    withUnsafeTemporaryAllocation(of: Float.self, capacity: tile * nlist) { buf in
-                        guard let scores = buf.baseAddress else { return }
-                        var start = 0
-                        while start < count {
-                            let rows = min(tile, count - start)
-                            MatrixProduct.dotTile(queries + start * d, aRows: rows, c, bRows: nlist, dimension: d,
-                                                  into: scores, ldo: nlist)
-                            for i in 0..<rows {
-                                let line = scores + i * nlist
-                                // Ranked by 2 q·c − |c|² (L2: the distance less |q|², negated) or q·c.
-                                if l2, let norms { for j in 0..<nlist { line[j] = 2 * line[j] - norms[j] } }
-                                let dst = o + (start + i) * p
-                                if p == 1 {
-                                    // The nearest list: the first maximum (ties to the lower list), as TopK.
-                                    // NaN never wins (TopK refuses it).
-                                    var bestScore = -Float.infinity, bestList = -1
-                                    for j in 0..<nlist {
-                                        let s = line[j]
-                                        if s > bestScore || (bestList < 0 && s == bestScore) {
-                                            bestScore = s
-                                            bestList = j
-                                        }
+                    picked.withUnsafeMutableBufferPointer { pb in
+                        keys.withUnsafeMutableBufferPointer { kb in
+                            guard let c = cb.baseAddress, let o = ob.baseAddress, let so = pb.baseAddress else { return }
+                            let norms = nb.baseAddress
+                            withUnsafeTemporaryAllocation(of: Float.self, capacity: tile * nlist) { buf in
+                                guard let scores = buf.baseAddress else { return }
+                                var start = 0
+                                while start < count {
+                                    let rows = min(tile, count - start)
+                                    MatrixProduct.dotTile(queries + start * d, aRows: rows, c, bRows: nlist, dimension: d,
+                                                          into: scores, ldo: nlist)
+                                    for i in 0..<rows {
+                                        let line = scores + i * nlist
+                                        // Ranked by 2 q·c − |c|² (L2: the distance less |q|², negated) or q·c.
+                                        if l2, let norms { for j in 0..<nlist { line[j] = 2 * line[j] - norms[j] } }
+                                        let dst = o + (start + i) * p, value = so + (start + i) * p
+                                        let held = Self.best(line, count: nlist, p: p, into: dst, keys: kb.baseAddress)
+                                        for t in 0..<held { value[t] = line[Int(dst[t])] }
                                     }
-                                    dst[0] = UInt32(max(bestList, 0))
-                                    continue
-                                }
-                                // The p best so far, best first (ties to the lower list: lists come in
-                                // ascending order, so an equal score goes after those held). Only a score
-                                // above the worst held enters once p are held; NaN never enters.
-                                var held = 0, worst = Float.infinity
-                                for j in 0..<nlist {
-                                    let s = line[j]
-                                    if held == p {
-                                        guard s > worst else { continue }
-                                    } else if s.isNaN {
-                                        continue
-                                    } else {
-                                        held += 1
-                                    }
-                                    var at = held - 1
-                                    while at > 0 && line[Int(dst[at - 1])] < s {
-                                        dst[at] = dst[at - 1]
-                                        at -= 1
-                                    }
-                                    dst[at] = UInt32(j)
-                                    if held == p { worst = line[Int(dst[p - 1])] }
+                                    start += rows
                                 }
                             }
-                            start += rows
                         }
                     }
                 }
             }
         }
-        return out
+        return (out, picked)
+    }
+
+    /// The `p` best of `count` scores at `line` (largest first, ties to the lower index, NaN never picked) into
+    /// `dst`; returns how many were picked (fewer than `p` only when NaN leaves fewer). `keys` has room for
+    /// `count` when `p > insertionProbeLimit`.
+    static func best(_ line: UnsafePointer<Float>, count nlist: Int, p: Int, into dst: UnsafeMutablePointer<UInt32>,
+                     keys: UnsafeMutablePointer<UInt64>?) -> Int {
+        if p == 1 {
+            // The nearest list: the first maximum (ties to the lower list), as TopK. NaN never wins (TopK
+            // refuses it).
+            var bestScore = -Float.infinity, bestList = -1
+            for j in 0..<nlist {
+                let s = line[j]
+                if s > bestScore || (bestList < 0 && s == bestScore) {
+                    bestScore = s
+                    bestList = j
+                }
+            }
+            dst[0] = UInt32(max(bestList, 0))
+            return 1
+        }
+        if p > insertionProbeLimit, let keys {
+            // One key a list (the score's order, then the lower list), NaN left out; the p largest keys are
+            // selected, then sorted.
+            var n = 0
+            for j in 0..<nlist where !line[j].isNaN {
+                keys[n] = CandidateReservoir.key(line[j], UInt32(j))
+                n += 1
+            }
+            let held = min(p, n)
+            if held < n { CandidateReservoir.select(keys, count: n, k: held) }
+            var sorted = UnsafeMutableBufferPointer(start: keys, count: held)
+            sorted.sort(by: >)
+            for t in 0..<held { dst[t] = CandidateReservoir.decode(keys[t]).id }
+            return held
+        }
+        // The p best so far, best first (ties to the lower list: lists come in ascending order, so an equal
+        // score goes after those held). Only a score above the worst held enters once p are held; NaN never
+        // enters.
+        var held = 0, worst = Float.infinity
+        for j in 0..<nlist {
+            let s = line[j]
+            if held == p {
+                guard s > worst else { continue }
+            } else if s.isNaN {
+                continue
+            } else {
+                held += 1
+            }
+            var at = held - 1
+            while at > 0 && line[Int(dst[at - 1])] < s {
+                dst[at] = dst[at - 1]
+                at -= 1
+            }
+            dst[at] = UInt32(j)
+            if held == p { worst = line[Int(dst[p - 1])] }
+        }
+        return held
     }
 
     /// The nearest list of each of `count` rows (Spec/IVF.md §5 step 3's rule).

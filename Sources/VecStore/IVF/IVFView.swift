@@ -82,7 +82,9 @@ final class IVFView: @unchecked Sendable {
         // Batches find every query's probes up front with matrix products (one per tile of queries), unless
         // the probe table would pass 16 MiB (then each query finds its own).
         let batch = count >= IVFModel.batchProbeThreshold && count * p <= 1 << 22
-        let batched = batch ? model.batchProbes(queries, count: count, nprobe: p) : []
+        let batched: (lists: [UInt32], scores: [Float]) = batch ? model.batchProbes(queries, count: count, nprobe: p) : ([], [])
+        // Residual codes under inner product: the list constant q·c is the probe's own score.
+        let coarseBias = model.header.residual && model.header.metric != .l2
         let refining = model.quantizer != nil && refine > 0
         return QueryWorkers.map(count: count, threads: threads, placeholder: TopK(k: 0)) { indices, put in
             // One scratch per worker: the ADC candidates' selection and the PQ scorer's tables are refilled
@@ -100,9 +102,11 @@ final class IVFView: @unchecked Sendable {
             let deferred = scratch.scorer != nil && !refining
             var pending: (query: Int, top: TopK)?
             for i in indices {
-                let probes = batched.isEmpty ? model.probes(queries + i * d, count: p)[...] : batched[(i * p)..<(i * p + p)]
-                let top = one(queries + i * d, k: k, mask: mask, probes: probes, refine: refine, vectors: vectors,
-                              scratch: &scratch)
+                let probes = batched.lists.isEmpty ? model.probes(queries + i * d, count: p)[...]
+                    : batched.lists[(i * p)..<(i * p + p)]
+                let biases = batched.lists.isEmpty || !coarseBias ? nil : batched.scores[(i * p)..<(i * p + p)]
+                let top = one(queries + i * d, k: k, mask: mask, probes: probes, biases: biases, refine: refine,
+                              vectors: vectors, scratch: &scratch)
                 if scratch.scorer == nil {
                     put(i, top)
                 } else if !deferred {
@@ -152,9 +156,10 @@ final class IVFView: @unchecked Sendable {
         var scores: [Float]
     }
 
-    /// One query (see `search`); `scratch` is the worker's.
-    func one(_ query: UnsafePointer<Float>, k: Int, mask: CandidateMask, probes: ArraySlice<UInt32>, refine: Int,
-             vectors: CollectionView, scratch: inout Scratch) -> TopK {
+    /// One query (see `search`); `scratch` is the worker's. `biases`, when given, holds each probe's q·c
+    /// (inner-product residual codes: the list constant, from the batched probe search).
+    func one(_ query: UnsafePointer<Float>, k: Int, mask: CandidateMask, probes: ArraySlice<UInt32>,
+             biases: ArraySlice<Float>? = nil, refine: Int, vectors: CollectionView, scratch: inout Scratch) -> TopK {
         let header = model.header, d = header.dimension, metric = header.metric
         guard scratch.scorer != nil else {
             var top = TopK(k: k)
@@ -171,9 +176,10 @@ final class IVFView: @unchecked Sendable {
             precomputed.withUnsafeBufferPointer { pb in
                 guard let c = cb.baseAddress, var scorer = scratch.scorer else { return }
                 scratch.scorer = nil  // moved out while scanning (no copy of its tables on write)
-                for list in probes {
+                for (t, list) in probes.enumerated() {
                     let l = Int(list)
-                    scorer.prepare(list: l, query: query, centroid: c + l * d, precomputed: pb.baseAddress)
+                    scorer.prepare(list: l, query: query, centroid: c + l * d, precomputed: pb.baseAddress,
+                                   innerProduct: biases.map { $0[$0.startIndex + t] })
                     if refining {
                         for block in blocks[l] { scorer.scan(block, mask: mask, into: &scratch.candidates) }
                     } else {
