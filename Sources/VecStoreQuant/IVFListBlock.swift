@@ -12,6 +12,13 @@ public enum IVFPayloadKind: UInt8, Sendable, CaseIterable, CustomStringConvertib
     case pq4 = 3
     /// 4-bit PQ codes in the 32-row interleaved fast-scan layout; width = M.
     case pq4FastScan = 4
+    /// IEEE binary16 vectors (IVF-Flat with binary16 lists): each component the round-to-nearest-even
+    /// conversion of the float32 row in `vectors`; width = dimension. Scans bound every row's float32 score
+    /// from its copy and score exactly (from `vectors`) only the rows whose bound can still enter the top k.
+    case flat16 = 5
+
+    /// The kinds that hold the vectors themselves (float32 or binary16), not PQ codes.
+    public var isFlat: Bool { self == .flat || self == .flat16 }
 
     /// The kind's name in the Spec and in `index show`.
     public var description: String {
@@ -20,16 +27,18 @@ public enum IVFPayloadKind: UInt8, Sendable, CaseIterable, CustomStringConvertib
         case .pq8: "pq8"
         case .pq4: "pq4"
         case .pq4FastScan: "pq4-fastscan"
+        case .flat16: "flat16"
         }
     }
 
     /// Largest width the kind accepts.
-    public var maxWidth: Int { self == .flat ? 65535 : 256 }
+    public var maxWidth: Int { isFlat ? 65535 : 256 }
 
     /// Payload bytes of `count` rows of `width`.
     public func payloadBytes(count: Int, width: Int) -> Int {
         switch self {
         case .flat: count * width * 4
+        case .flat16: count * width * 2
         case .pq8: count * width
         case .pq4: count * ((width + 1) / 2)
         case .pq4FastScan: FastScan.blockCount(count) * FastScan.blockBytes(width)
@@ -207,7 +216,8 @@ public struct IVFListBlockView: @unchecked Sendable {
     }
 
     /// Deep checks for `verify` (beyond what `IVFListBlock.view` checked): row ids strictly ascending and
-    /// below `rowLimit` (the collection's next internal id) when given; flat vectors finite; the unused high
+    /// below `rowLimit` (the collection's next internal id) when given; flat vectors finite; binary16
+    /// components not NaN (a finite float32 converts to a finite half or, past 65504, to ±inf); the unused high
     /// nibble of an odd M 0; fast-scan padding (rows past `count`, the padding sub-quantizer) 0.
     public func validate(rowLimit: UInt32? = nil) throws(QuantError) {
         let record = "IVF list block (list \(list))"
@@ -231,6 +241,13 @@ public struct IVFListBlockView: @unchecked Sendable {
                 let bits = p.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)
                 if !Float(bitPattern: UInt32(littleEndian: bits)).isFinite {
                     throw .damaged(record: record, offset: payloadOffset + 4 * i, reason: "vector component is not finite")
+                }
+            }
+        case .flat16:
+            for i in 0..<(count * width) {
+                let bits = UInt16(littleEndian: p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+                if bits & 0x7c00 == 0x7c00 && bits & 0x03ff != 0 {
+                    throw .damaged(record: record, offset: payloadOffset + 2 * i, reason: "binary16 component is NaN")
                 }
             }
         case .pq8:

@@ -21,6 +21,9 @@ struct IVFTrainingOptions: ParsableArguments {
         case on, off
     }
 
+    @Option(help: ArgumentHelp("IVF-Flat list elements: f16 (default; binary16 copies, half the bytes a probe reads, results exactly those of float32 lists) or f32 (the float32 vectors).", valueName: "f16|f32"))
+    var ivfLists: IVFFlatLists?
+
     @Option(help: "IVF lists a search probes by default (default: nlist / 16).")
     var nprobe: Int?
 
@@ -34,7 +37,7 @@ struct IVFTrainingOptions: ParsableArguments {
     func parameters(pq: Bool) -> IVFParameters {
         let coding = pq ? IVFCoding.pq(m: pqM ?? 0, bits: pqBits) : .flat  // m 0: the library's default
         return IVFParameters(nlist: nlist, coding: coding, nprobe: nprobe, refine: refine, seed: seed,
-                             pqResidual: pqResidual.map { $0 == .on })
+                             pqResidual: pqResidual.map { $0 == .on }, lists: ivfLists ?? .f16)
     }
 
     /// Rejects the product-quantizer options (`--pq-m`, `--pq-residual`) with an index that has no codes
@@ -76,3 +79,6 @@ final class IVFProgressBar: @unchecked Sendable {
         if enabled { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
     }
 }
+
+/// `--ivf-lists f16|f32` (IVF-Flat list elements).
+extension IVFFlatLists: ExpressibleByArgument {}

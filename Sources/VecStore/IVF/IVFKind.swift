@@ -46,7 +46,7 @@ enum IVFIndexKind: VectorIndexKind {
         let trainAt = live > 0 ? p.minimumRows(nlist: p.nlist ?? IVFParameters.defaultNlist(rows: live)) : p.trainingThreshold
         let pending = IVFPendingRecord(parameters: p, metric: record.metric, trainAt: trainAt)
         try txn.put(dbs.meta, IVFFormat.headerKey(record.id), try pending.encode(dimension: record.dimension))
-        try IVFFormat.declareCoding(raw: p.rawCodes, txn, dbs)
+        try IVFFormat.declareCoding(raw: p.rawCodes, half: p.halfLists, txn, dbs)
     }
 
     /// Marks the untrained index of `record` to be trained only on request (`buildIVF`, the end of an
@@ -194,7 +194,7 @@ enum IVFIndexKind: VectorIndexKind {
             if case .pending(let pending) = state {
                 try txn.put(dbs.meta, IVFFormat.headerKey(record.id), try pending.encode(dimension: record.dimension))
                 let p = pending.parameters
-                try IVFFormat.declareCoding(raw: p.rawCodes, txn, dbs)
+                try IVFFormat.declareCoding(raw: p.rawCodes, half: p.halfLists, txn, dbs)
             }
             return .remapped
         }

@@ -1,3 +1,4 @@
+import CDistance
 import LMDB
 import VecStoreKernels
 import VecStoreQuant
@@ -25,7 +26,7 @@ struct IVFListWriter {
         self.name = name
     }
 
-    /// Bytes of one row in the per-row code form: `4·d` (flat float32), `M` (pq8), `⌈M/2⌉` (4-bit codes,
+    /// Bytes of one row in the per-row code form: `4·d` (flat float32), `2·d` (flat binary16), `M` (pq8), `⌈M/2⌉` (4-bit codes,
     /// packed two per byte before the fast-scan interleave).
     var rowBytes: Int { model.codeSize }
 
@@ -64,7 +65,17 @@ struct IVFListWriter {
     /// Per-row codes of `count` gathered vectors of `list` (`rowBytes` each).
     func encode(_ vectors: [Float], count n: Int, list: Int) -> [UInt8] {
         let d = model.header.dimension
-        guard let pq = model.quantizer else { return FloatMatrixRecord.encode(vectors) }
+        guard let pq = model.quantizer else {
+            guard model.header.kind == .flat16 else { return FloatMatrixRecord.encode(vectors) }
+            // binary16 lists: each component rounded to nearest (ties to even), little-endian.
+            var halves = [UInt16](repeating: 0, count: n * d)
+            vs_f32_to_f16(vectors, &halves, n * d)
+            var out = [UInt8](repeating: 0, count: n * d * 2)
+            out.withUnsafeMutableBytes { o in
+                for (i, h) in halves.enumerated() { o.storeBytes(of: h.littleEndian, toByteOffset: 2 * i, as: UInt16.self) }
+            }
+            return out
+        }
         var residuals = vectors
         // Residual codes subtract the list's centroid; raw-vector codes encode the rows as they are.
         if model.header.residual { model.centroids.withUnsafeBufferPointer { c in

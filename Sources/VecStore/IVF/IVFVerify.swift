@@ -1,3 +1,4 @@
+import CDistance
 import Foundation
 import LMDB
 import VecStoreKernels
@@ -13,7 +14,8 @@ enum IVFVerify {
     ///   rows, flat components finite, code padding 0), full blocks before the last, rows ascending across
     ///   a list's blocks;
     /// * every live row is in exactly one list (deleted rows may remain until compaction);
-    /// * flat lists hold exactly the stored vectors; a PQ code is the nearest code of its row's residual
+    /// * flat lists hold exactly the stored vectors (binary16 lists: their round-to-nearest binary16
+    ///   conversion, bit for bit); a PQ code is the nearest code of its row's residual
     ///   (its reconstruction error is within float rounding of the best code's), so codes decode within
     ///   the training error the quantizer was trained to.
     static func faults(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, _ vectors: CollectionView,
@@ -35,6 +37,7 @@ enum IVFVerify {
         var decoded = [Float](repeating: 0, count: d)
         var best = [UInt8](repeating: 0, count: model.codeSize)
         var codes: [UInt8] = []
+        var half = [UInt16](repeating: 0, count: model.header.kind == .flat16 ? d : 0)
         for (list, blocks) in view.blocks.enumerated() {
             var previous: UInt32?
             for (number, block) in blocks.enumerated() {
@@ -56,6 +59,16 @@ enum IVFVerify {
                     seen[w] |= bit
                     let x = vectors.vector(row)
                     guard let pq = model.quantizer else {
+                        if block.kind == .flat16 {
+                            // The copy must be binary16(x) rounded to nearest, bit for bit: the scan's bounds
+                            // assume it (a copy off by even one unit could hide a row from the top k).
+                            vs_f32_to_f16(x, &half, d)
+                            let stored = block.payload.baseAddress.map { $0 + i * d * 2 }
+                            if let stored, memcmp(stored, half, d * 2) != 0 {
+                                faults.append("\(name): IVF list \(list) holds a binary16 copy for row \(row) that is not the rounding of the stored vector")
+                            }
+                            continue
+                        }
                         let stored = block.payload.baseAddress.map { $0 + i * d * 4 }
                         if let stored, memcmp(stored, x, d * 4) != 0 {
                             faults.append("\(name): IVF list \(list) holds a vector for row \(row) that differs from the stored one")

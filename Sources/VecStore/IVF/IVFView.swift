@@ -140,6 +140,64 @@ final class IVFView: @unchecked Sendable {
         }
     }
 
+    /// One query over binary16 lists (payload kind 5; Spec/IVF.md §6 step 2): each probed row, 64 at a time,
+    /// gets an upper bound of the float32 score the flat kernels would give it, from its binary16 copy
+    /// (`vs_f16_upper_many`: rigorous for any rounding of either sum; +inf for a copy that overflowed
+    /// binary16, so such a row is always scored). Rows whose bound is not below the running k-th exact score
+    /// (and that pass the mask) are scored from the float32 rows in `vectors` with `resolve`'s kernels; a row
+    /// skipped cannot enter the top k, and every score offered to it is the float32 one, so the result is
+    /// the float32 lists' (ids, scores and the tie order by row) from half the list bytes.
+    func halfScan(_ query: UnsafePointer<Float>, k: Int, mask: CandidateMask, probes: ArraySlice<UInt32>,
+                  vectors: CollectionView) -> TopK {
+        let d = model.header.dimension, l2 = model.header.metric == .l2
+        var top = TopK(k: k)
+        // |q|_2 and |q|_1, rounded up (as the exact scan's two-pass mode computes them).
+        var qn2 = 0.0, qn1 = 0.0
+        for i in 0..<d {
+            let x = Double(query[i])
+            qn2 += x * x
+            qn1 += abs(x)
+        }
+        qn2 = qn2.squareRoot() * (1 + 0x1p-40)
+        qn1 *= 1 + 0x1p-40
+        let lines = Int32((d * 4 + 63) / 64)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 64) { boundBuffer in
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { pickedBuffer in
+                guard let ub = boundBuffer.baseAddress, let picked = pickedBuffer.baseAddress else { return }
+                for list in probes {
+                    for block in blocks[Int(list)] where block.kind == .flat16 && block.width == d {
+                        // Halves need 2-byte alignment: LMDB values are at least that, and the payload starts
+                        // 16-aligned within the value.
+                        let halves = (block.base + block.payloadOffset).assumingMemoryBound(to: UInt16.self)
+                        var start = 0
+                        while start < block.count {
+                            let n = min(64, block.count - start)
+                            vs_f16_upper_many(query, qn2, qn1, halves + start * d, n, d, d, l2 ? 1 : 0, ub)
+                            // The rows that can still enter, their float32 rows requested together so their
+                            // cache misses overlap.
+                            let threshold = top.threshold
+                            var m = 0
+                            for i in 0..<n where !(ub[i] < threshold) {
+                                let id = block.rowID(start + i)
+                                guard mask.contains(id) else { continue }
+                                picked[m] = id
+                                m += 1
+                                vs_prefetch(vectors.vector(id), lines)
+                            }
+                            for j in 0..<m {
+                                let v = vectors.vector(picked[j])
+                                let s = l2 ? -squaredL2(query, v, d) : dotProduct(query, v, d)
+                                if s >= top.threshold { top.insert(s, picked[j]) }
+                            }
+                            start += n
+                        }
+                    }
+                }
+            }
+        }
+        return top
+    }
+
     /// Per-worker state reused by every query of a search (`one`).
     struct Scratch {
         /// The best `refine · k` ADC candidates (refining PQ searches).
@@ -156,6 +214,7 @@ final class IVFView: @unchecked Sendable {
     func one(_ query: UnsafePointer<Float>, k: Int, mask: CandidateMask, probes: ArraySlice<UInt32>, refine: Int,
              vectors: CollectionView, scratch: inout Scratch) -> TopK {
         let header = model.header, d = header.dimension, metric = header.metric
+        if header.kind == .flat16 { return halfScan(query, k: k, mask: mask, probes: probes, vectors: vectors) }
         guard scratch.scorer != nil else {
             var top = TopK(k: k)
             for list in probes {
