@@ -61,7 +61,7 @@ private struct Pair {
 /// Rows built to stress the bounds: clustered rows, then exact duplicates and one-ulp neighbours (ties and
 /// near-ties), rows past binary16's range (±inf copies), rows of binary16 and float32 subnormals, rows of
 /// large and tiny scale, and rows whose components sit on binary16 rounding ties.
-private func adversarial(dimension d: Int, seed: UInt64) -> [[Float]] {
+private func adversarial(dimension d: Int, seed: UInt64, cosine: Bool = false) -> [[Float]] {
     var rng = SeededRandom(seed: seed)
     let centres = (0..<8).map { _ in rng.vector(d) }
     var rows: [[Float]] = (0..<1600).map { _ in
@@ -81,11 +81,11 @@ private func adversarial(dimension d: Int, seed: UInt64) -> [[Float]] {
         let t = i % d
         switch i % 8 {
         case 0: r[t] = 70_000  // overflows binary16: +inf copy
-        case 1: r[t] = -1e30
+        case 1: r[t] = -1e15  // -inf copy
         case 2: r[t] = 65_519.99  // rounds to 65504, the largest half
         case 3: r[t] = 65_520  // ties to +inf
         case 4: r = r.map { $0 * 1e-6 }  // binary16 subnormals
-        case 5: r = r.map { $0 * 1e-39 }  // float32 subnormals (binary16 zero)
+        case 5: r = r.map { $0 * (cosine ? 1e-12 : 1e-39) }  // binary16 zero; float32 subnormals (cosine: a norm that stays normal)
         case 6: r = r.map { $0 * 3e4 }
         default: r = r.map { Float(Float16($0)) + Float(Float16($0)).ulp / 2 * 0.5 }  // between halves
         }
@@ -114,7 +114,7 @@ struct IVFHalfListsTests {
           arguments: [Metric.l2, .dot, .cosine], [19, 32])
     func adversarialRows(metric: Metric, dimension: Int) throws {
         let dir = try TempDir()
-        let rows = adversarial(dimension: dimension, seed: UInt64(dimension))
+        let rows = adversarial(dimension: dimension, seed: UInt64(dimension), cosine: metric == .cosine)
         let pair = try Pair(dir, rows, metric: metric, nlist: 16)
         let qs = queries(from: rows, count: 48, seed: 11) + Array(rows.suffix(40))
         var bad = try pair.mismatches(qs, k: 10, probes: [1, 2, 4, 8, 16], nlist: 16)
@@ -230,10 +230,12 @@ struct IVFHalfListsTests {
         let rows = adversarial(dimension: 16, seed: 9)
         let pair = try Pair(dir, rows, metric: .l2, nlist: 8)
         let store = pair.store, dbs = store.dbs
-        let q = rows[5]
+        // A row far into its list (the first rows of the first list probed are always scored: the top k is
+        // not full yet).
+        let q = rows[1201]
         let before = try pair.f16.search(q, k: 3, options: SearchOptions(nprobe: 8))
-        #expect(before.first?.id == "r5")
-        // Push row 5's copy far away: its bound then says it cannot enter, so it is skipped.
+        #expect(before.first?.id == "r1201")
+        // Push row 1201's copy far away: its bound then says it cannot enter, so it is skipped.
         func damage(_ row: UInt32, _ half: UInt16) throws {
             try store.write { txn in
                 let cid = try pair.f16.currentRecord(txn).id
@@ -259,13 +261,13 @@ struct IVFHalfListsTests {
                 try txn.put(lists, key, value)
             }
         }
-        try damage(5, 0x7bff)  // 65504 in every component
+        try damage(1201, 0x7bff)  // 65504 in every component
         let after = try pair.f16.search(q, k: 3, options: SearchOptions(nprobe: 8))
-        #expect(after.first?.id != "r5")
+        #expect(after.first?.id != "r1201")
         #expect(try pair.mismatches([q], k: 3, probes: [8], nlist: 8).count == 2)
         let report = try store.verify()
-        #expect(report.faults.contains { $0.contains("binary16 copy for row 5") })
-        try damage(5, 0x7e01)  // NaN: a damaged block, reported, never a crash
+        #expect(report.faults.contains { $0.contains("binary16 copy for row 1201") })
+        try damage(1201, 0x7e01)  // NaN: a damaged block, reported, never a crash
         #expect(try store.verify().faults.contains { $0.contains("NaN") })
         _ = try pair.f16.search(q, k: 3, options: SearchOptions(nprobe: 8))
     }
