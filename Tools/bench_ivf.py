@@ -71,7 +71,7 @@ def peers(args):
         inner.by_residual = kind == "fastscan"
         return faiss.IndexRefineFlat(inner), q, inner
 
-    for kind in ("flat", "pq8", "pq8_raw", "fastscan", "fastscan_raw"):
+    for kind in [k for k in ("flat", "pq8", "pq8_raw", "fastscan", "fastscan_raw") if k in args.kinds.split(",")]:
         index, q, inner = make(kind)
         ivf = inner if inner is not None else index
         ivf.cp.niter = args.iterations
@@ -109,7 +109,7 @@ def plot_curves(ds, any_run, v, f, plot_dir):
     names = {"flat": "IVF-Flat", "pq8": "IVF-PQ8", "pq8_raw": "IVF-PQ8 (raw)", "fastscan": "PQ4 fast scan (residual)",
              "fastscan_raw": "PQ4 fast scan (raw)"}
     series = []
-    for kind in ("flat", "pq8", "pq8_raw", "fastscan", "fastscan_raw"):
+    for kind in [k for k in ("flat", "pq8", "pq8_raw", "fastscan", "fastscan_raw") if k in args.kinds.split(",")]:
         for run, key, who, dashed in ((v, "store_" + kind, "vecstore", False), (f, kind, "FAISS", True)):
             m = run and run["metrics"].get(key)
             if not m:
@@ -157,7 +157,7 @@ def report(args):
         w(f"k-means (k={am['nlist']}, {am['iterations']} iterations, ≤ 256 rows per centroid, 1 thread): "
           f"vecstore {fmt(vk, 3)} s, FAISS `Kmeans` {fmt(fk, 3)} s (time ratio FAISS / vecstore {ratio(fk, vk)}).")
         w("")
-        for kind in ("flat", "pq8", "pq8_raw", "fastscan", "fastscan_raw"):
+        for kind in [k for k in ("flat", "pq8", "pq8_raw", "fastscan", "fastscan_raw") if k in args.kinds.split(",")]:
             vm = v and v["metrics"].get(kind)
             sm = v and v["metrics"].get("store_" + kind)
             fm = f and f["metrics"].get(kind)
@@ -231,6 +231,8 @@ def main():
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--max-queries", type=int)
     p.add_argument("--out", required=True)
+    p.add_argument("--kinds", default="flat,pq8,pq8_raw,fastscan,fastscan_raw",
+                   help="comma-separated FAISS kinds to run (default: all)")
     r = sub.add_parser("report")
     r.add_argument("results", nargs="+")
     r.add_argument("--write")
