@@ -10,11 +10,9 @@ import VecStoreKernels
         case .flat:
             payload = FloatMatrixRecord.encode((0..<(rows * width)).map { Float($0) * 0.25 })
         case .flat16:
-            for i in 0..<(rows * width) {
-                let h = Float16(Float(i) * 0.25).bitPattern
-                payload[2 * i] = UInt8(h & 0xff)
-                payload[2 * i + 1] = UInt8(h >> 8)
-            }
+            let x = (0..<(rows * width)).map { Float($0) * 0.25 }
+            let perRow = x.withUnsafeBufferPointer { HalfRows.encode($0.baseAddress!, count: rows, dimension: width) }
+            payload = HalfRows.pack(perRow[...], count: rows, dimension: width)
         case .pq8:
             for i in payload.indices { payload[i] = UInt8(truncatingIfNeeded: i * 7) }
         case .pq4:

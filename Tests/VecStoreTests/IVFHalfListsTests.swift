@@ -141,7 +141,7 @@ struct IVFHalfListsTests {
         let pair = try Pair(dir, base, metric: .l2, nlist: 64)
         let bad = try pair.mismatches(qs, k: 10, probes: [1, 2, 4, 8, 16, 32], nlist: 64)
         #expect(bad.isEmpty, "\(bad.count) mismatches: \(bad.prefix(3))")
-        #expect(try pair.f16.ivfInfo()?.codeSize == 256 && pair.f32.ivfInfo()?.codeSize == 512)
+        #expect(try pair.f16.ivfInfo()?.codeSize == 264 && pair.f32.ivfInfo()?.codeSize == 512)
     }
 
     @Test("docs60k sample (cosine, 384-d): f16 lists equal f32 lists at every nprobe and exact search at nprobe = nlist",
@@ -176,7 +176,7 @@ struct IVFHalfListsTests {
         try c.add(rows.enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
         #expect(try c.indexKind() == .ivf(IVFParameters(nlist: 4)))
         #expect(try c.indexStats().lines.contains { $0.key == "coding" && $0.value.contains("binary16") })
-        #expect(try c.ivfInfo()?.codeSize == 16)
+        #expect(try c.ivfInfo()?.codeSize == 24)
         let (header, blocks) = try store.read { txn -> ([UInt8], [[UInt8]]) in
             let h = Array(try #require(try txn.get(dbs.meta, IVFFormat.headerKey(2))))
             var out: [[UInt8]] = []
@@ -194,14 +194,29 @@ struct IVFHalfListsTests {
             #expect(value[1] == 5)
             let n = Int(value[8]) | Int(value[9]) << 8
             let offset = (16 + 4 * n + 15) / 16 * 16
-            #expect(value.count == offset + 2 * n * 8)
-            // Every half is the round-to-nearest binary16 of the row's float32 component.
+            #expect(value.count == offset + n * (8 + 2 * 8))
+            func f32(_ at: Int) -> Float {
+                Float(bitPattern: UInt32(value[at]) | UInt32(value[at + 1]) << 8 | UInt32(value[at + 2]) << 16 | UInt32(value[at + 3]) << 24)
+            }
+            // n error bounds, n norms, then the rows: every half the round-to-nearest binary16 of the row's
+            // float32 component; e ≥ ‖x − h‖ (+inf with an infinite half), ν ≥ ‖x‖, both tight.
             for i in 0..<n {
                 let row = Int(value[16 + 4 * i]) | Int(value[17 + 4 * i]) << 8
+                var se = 0.0, sn = 0.0, infinite = false
                 for t in 0..<8 {
-                    let bits = UInt16(value[offset + 2 * (i * 8 + t)]) | UInt16(value[offset + 2 * (i * 8 + t) + 1]) << 8
+                    let at = offset + 8 * n + 2 * (i * 8 + t)
+                    let bits = UInt16(value[at]) | UInt16(value[at + 1]) << 8
                     #expect(bits == Float16(rows[row][t]).bitPattern, "row \(row) component \(t)")
+                    let h = Double(Float(Float16(bitPattern: bits)))
+                    if !h.isFinite { infinite = true }
+                    se += (Double(rows[row][t]) - h) * (Double(rows[row][t]) - h)
+                    sn += Double(rows[row][t]) * Double(rows[row][t])
                 }
+                let e = f32(offset + 4 * i), nu = f32(offset + 4 * n + 4 * i)
+                if infinite { #expect(e == .infinity) } else {
+                    #expect(Double(e) >= se.squareRoot() && Double(e) <= se.squareRoot() * (1 + 1e-6) + 1e-44, "row \(row) e \(e)")
+                }
+                #expect(Double(nu) >= sn.squareRoot() && Double(nu) <= sn.squareRoot() * (1 + 1e-6) + 1e-44, "row \(row) ν \(nu)")
             }
             listed += n
         }
@@ -245,7 +260,7 @@ struct IVFHalfListsTests {
                     var e = try cur.seek(atLeast: Format.prefix(cid))
                     while let (k, v) = e, k.starts(with: Format.prefix(cid)), found == nil {
                         let n = Int(v[8]) | Int(v[9]) << 8
-                        let offset = (16 + 4 * n + 15) / 16 * 16
+                        let offset = (16 + 4 * n + 15) / 16 * 16 + 8 * n  // past the bounds and norms
                         for i in 0..<n where (UInt32(v[16 + 4 * i]) | UInt32(v[17 + 4 * i]) << 8) == row {
                             var value = Array(v)
                             for t in 0..<16 {
@@ -266,7 +281,7 @@ struct IVFHalfListsTests {
         #expect(after.first?.id != "r1201")
         #expect(try pair.mismatches([q], k: 3, probes: [8], nlist: 8).count == 2)
         let report = try store.verify()
-        #expect(report.faults.contains { $0.contains("binary16 copy for row 1201") })
+        #expect(report.faults.contains { $0.contains("binary16 copy for row 1201") }, "\(report.faults.prefix(3))")
         try damage(1201, 0x7e01)  // NaN: a damaged block, reported, never a crash
         #expect(try store.verify().faults.contains { $0.contains("NaN") })
         _ = try pair.f16.search(q, k: 3, options: SearchOptions(nprobe: 8))
@@ -274,18 +289,30 @@ struct IVFHalfListsTests {
 
     @Test("binary16 block values: round trip, NaN rejected by validate, wrong length rejected by view")
     func blockCodec() throws {
-        let halves: [UInt16] = [0x3c00, 0x7c00, 0x0001, 0x8000, 0xfbff, 0x3555]
-        let payload = halves.flatMap { [UInt8($0 & 0xff), UInt8($0 >> 8)] }
+        let rows: [Float] = [1, 70_000, 6e-8, -0, -65504, 0.333]
+        let perRow = rows.withUnsafeBufferPointer { HalfRows.encode($0.baseAddress!, count: 2, dimension: 3) }
+        #expect(perRow.count == 2 * 14)
+        let payload = HalfRows.pack(perRow[...], count: 2, dimension: 3)
         let value = try IVFListBlock.encode(kind: .flat16, list: 3, width: 3, rows: [4, 9], payloadBytes: payload)
-        #expect(value.count == 32 + 12)
+        #expect(value.count == 32 + 28)
         try value.withUnsafeBytes { b in
             let view = try IVFListBlock.view(b, kind: .flat16, width: 3, list: 3)
             #expect(view.count == 2 && Array(view.payload) == payload)
+            #expect(HalfRows.unpack(view) == perRow)
+            #expect(view.halfError(0) == .infinity && view.halfError(1) > 0 && view.halfNorm(0) >= 70_000)
             try view.validate(rowLimit: 10)
         }
+        // A finite bound on the row with an infinite half, a negative norm, a NaN half: each a typed fault.
+        for (at, byte) in [(32 + 3, UInt8(0x3f)), (32 + 8 + 3, UInt8(0xbf))] {
+            var bad = value
+            bad[at] = byte
+            bad.withUnsafeBytes { b in
+                #expect(throws: QuantError.self) { try IVFListBlock.view(b, kind: .flat16, width: 3, list: 3).validate() }
+            }
+        }
         var nan = value
-        nan[32 + 2] = 0x01
-        nan[32 + 3] = 0x7e
+        nan[32 + 16 + 2] = 0x01
+        nan[32 + 16 + 3] = 0x7e
         nan.withUnsafeBytes { b in
             #expect(throws: QuantError.self) { try IVFListBlock.view(b, kind: .flat16, width: 3, list: 3).validate() }
         }
@@ -293,6 +320,6 @@ struct IVFHalfListsTests {
         short.withUnsafeBytes { b in
             #expect(throws: QuantError.self) { try IVFListBlock.view(b, kind: .flat16, width: 3, list: 3) }
         }
-        #expect(IVFPayloadKind.flat16.payloadBytes(count: 5, width: 7) == 70)
+        #expect(IVFPayloadKind.flat16.payloadBytes(count: 5, width: 7) == 110)
     }
 }

@@ -26,7 +26,7 @@ struct IVFListWriter {
         self.name = name
     }
 
-    /// Bytes of one row in the per-row code form: `4·d` (flat float32), `2·d` (flat binary16), `M` (pq8), `⌈M/2⌉` (4-bit codes,
+    /// Bytes of one row in the per-row code form: `4·d` (flat float32), `8 + 2·d` (flat binary16: error bound, norm, copy), `M` (pq8), `⌈M/2⌉` (4-bit codes,
     /// packed two per byte before the fast-scan interleave).
     var rowBytes: Int { model.codeSize }
 
@@ -67,14 +67,11 @@ struct IVFListWriter {
         let d = model.header.dimension
         guard let pq = model.quantizer else {
             guard model.header.kind == .flat16 else { return FloatMatrixRecord.encode(vectors) }
-            // binary16 lists: each component rounded to nearest (ties to even), little-endian.
-            var halves = [UInt16](repeating: 0, count: n * d)
-            vs_f32_to_f16(vectors, &halves, n * d)
-            var out = [UInt8](repeating: 0, count: n * d * 2)
-            out.withUnsafeMutableBytes { o in
-                for (i, h) in halves.enumerated() { o.storeBytes(of: h.littleEndian, toByteOffset: 2 * i, as: UInt16.self) }
+            // binary16 lists: each row's error bound, norm and binary16 copy (`HalfRows`).
+            return vectors.withUnsafeBufferPointer { v in
+                guard let vb = v.baseAddress else { return [] }
+                return HalfRows.encode(vb, count: n, dimension: d)
             }
-            return out
         }
         var residuals = vectors
         // Residual codes subtract the list's centroid; raw-vector codes encode the rows as they are.
@@ -97,6 +94,7 @@ struct IVFListWriter {
 
     /// The per-row codes of a stored block (the inverse of `payload`).
     func rowCodes(_ block: IVFListBlockView) -> [UInt8] {
+        if block.kind == .flat16 { return HalfRows.unpack(block) }
         let n = block.count
         if block.kind == .pq4FastScan {
             var out = [UInt8](repeating: 0, count: n * rowBytes)
@@ -111,6 +109,7 @@ struct IVFListWriter {
 
     /// The block payload of `count` rows given as per-row codes.
     func payload(_ codes: ArraySlice<UInt8>, count n: Int) -> [UInt8] {
+        if model.header.kind == .flat16 { return HalfRows.pack(codes, count: n, dimension: model.header.dimension) }
         guard model.header.kind == .pq4FastScan else { return Array(codes) }
         let m = model.header.subquantizers
         var out = [UInt8](repeating: 0, count: IVFPayloadKind.pq4FastScan.payloadBytes(count: n, width: m))

@@ -26,9 +26,11 @@ final class IVFModel: @unchecked Sendable {
         }
     }
 
-    /// Bytes of one row's payload: `4 · dimension` for float32 flat lists, `2 · dimension` for binary16,
-    /// the PQ code size otherwise.
-    var codeSize: Int { quantizer?.codeSize ?? header.dimension * (header.kind == .flat16 ? 2 : 4) }
+    /// Bytes of one row's payload: `4 · dimension` for float32 flat lists, `8 + 2 · dimension` for binary16
+    /// (error bound, norm, copy), the PQ code size otherwise.
+    var codeSize: Int {
+        quantizer?.codeSize ?? (header.kind == .flat16 ? HalfRows.rowBytes(dimension: header.dimension) : header.dimension * 4)
+    }
 
     /// Width field of the list blocks: the dimension for flat kinds, M for PQ.
     var width: Int { header.kind.isFlat ? header.dimension : header.subquantizers }

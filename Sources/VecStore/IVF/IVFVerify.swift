@@ -37,7 +37,6 @@ enum IVFVerify {
         var decoded = [Float](repeating: 0, count: d)
         var best = [UInt8](repeating: 0, count: model.codeSize)
         var codes: [UInt8] = []
-        var half = [UInt16](repeating: 0, count: model.header.kind == .flat16 ? d : 0)
         for (list, blocks) in view.blocks.enumerated() {
             var previous: UInt32?
             for (number, block) in blocks.enumerated() {
@@ -51,6 +50,7 @@ enum IVFVerify {
                 }
                 previous = block.rowID(block.count - 1)
                 if model.quantizer != nil { codes = rowCodes(block, model: model) }
+                if block.kind == .flat16 { codes = HalfRows.unpack(block) }
                 for i in 0..<block.count {
                     let row = block.rowID(i)
                     checked += 1
@@ -60,12 +60,15 @@ enum IVFVerify {
                     let x = vectors.vector(row)
                     guard let pq = model.quantizer else {
                         if block.kind == .flat16 {
-                            // The copy must be binary16(x) rounded to nearest, bit for bit: the scan's bounds
-                            // assume it (a copy off by even one unit could hide a row from the top k).
-                            vs_f32_to_f16(x, &half, d)
-                            let stored = block.payload.baseAddress.map { $0 + i * d * 2 }
-                            if let stored, memcmp(stored, half, d * 2) != 0 {
-                                faults.append("\(name): IVF list \(list) holds a binary16 copy for row \(row) that is not the rounding of the stored vector")
+                            // The copy, error bound and norm must be exactly what the writer derives from the
+                            // stored row (Spec/IVF.md §4.2): the scan's bounds rest on them (a copy or bound off
+                            // by one unit could hide a row from the top k).
+                            let expected = HalfRows.encode(x, count: 1, dimension: d)
+                            let stored = codes[(i * expected.count)..<((i + 1) * expected.count)]
+                            if !stored.elementsEqual(expected) {
+                                let what = stored.dropFirst(8).elementsEqual(expected.dropFirst(8)) ? "error bound or norm"
+                                    : "binary16 copy"
+                                faults.append("\(name): IVF list \(list) holds a \(what) for row \(row) that is not derived from the stored vector")
                             }
                             continue
                         }

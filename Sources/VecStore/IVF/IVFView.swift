@@ -140,57 +140,60 @@ final class IVFView: @unchecked Sendable {
         }
     }
 
-    /// One query over binary16 lists (payload kind 5; Spec/IVF.md §6 step 2): each probed row, 64 at a time,
-    /// gets an upper bound of the float32 score the flat kernels would give it, from its binary16 copy
-    /// (`vs_f16_upper_many`: rigorous for any rounding of either sum; +inf for a copy that overflowed
-    /// binary16, so such a row is always scored). Rows whose bound is not below the running k-th exact score
-    /// (and that pass the mask) are scored from the float32 rows in `vectors` with `resolve`'s kernels; a row
-    /// skipped cannot enter the top k, and every score offered to it is the float32 one, so the result is
-    /// the float32 lists' (ids, scores and the tie order by row) from half the list bytes.
+    /// One query over binary16 lists (payload kind 5; Spec/IVF.md §6.2). Each probed row gets an approximate
+    /// score from its binary16 copy `h` (`vs_dot_f16` / `vs_l2sq_f16`: float32 sums, half the bytes of the
+    /// float32 row), and its stored error bound `e ≥ ‖x − h‖` and norm `ν ≥ ‖x‖` turn that into a bound of
+    /// the float32 score the flat kernels give the row `x`, rigorous for any rounding of either sum
+    /// (`HalfBound`). Rows whose bound still reaches the running k-th exact score (and that pass the mask) are
+    /// scored from the float32 rows in `vectors` with `resolve`'s kernels, 64 rows' candidates at a time with
+    /// their rows prefetched together. A skipped row cannot enter the top k and every score offered to it is
+    /// the float32 one, so the result is the float32 lists' (ids, scores and the tie order by row).
     func halfScan(_ query: UnsafePointer<Float>, k: Int, mask: CandidateMask, probes: ArraySlice<UInt32>,
                   vectors: CollectionView) -> TopK {
         let d = model.header.dimension, l2 = model.header.metric == .l2
         var top = TopK(k: k)
-        // |q|_2 and |q|_1, rounded up (as the exact scan's two-pass mode computes them).
-        var qn2 = 0.0, qn1 = 0.0
-        for i in 0..<d {
-            let x = Double(query[i])
-            qn2 += x * x
-            qn1 += abs(x)
-        }
-        qn2 = qn2.squareRoot() * (1 + 0x1p-40)
-        qn1 *= 1 + 0x1p-40
+        let bound = HalfBound(query: query, dimension: d)
         let lines = Int32((d * 4 + 63) / 64)
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: 64) { boundBuffer in
-            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { pickedBuffer in
-                guard let ub = boundBuffer.baseAddress, let picked = pickedBuffer.baseAddress else { return }
-                for list in probes {
-                    for block in blocks[Int(list)] where block.kind == .flat16 && block.width == d {
-                        // Halves need 2-byte alignment: LMDB values are at least that, and the payload starts
-                        // 16-aligned within the value.
-                        let halves = (block.base + block.payloadOffset).assumingMemoryBound(to: UInt16.self)
-                        var start = 0
-                        while start < block.count {
-                            let n = min(64, block.count - start)
-                            vs_f16_upper_many(query, qn2, qn1, halves + start * d, n, d, d, l2 ? 1 : 0, ub)
-                            // The rows that can still enter, their float32 rows requested together so their
-                            // cache misses overlap.
-                            let threshold = top.threshold
-                            var m = 0
-                            for i in 0..<n where !(ub[i] < threshold) {
-                                let id = block.rowID(start + i)
+        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { pickedBuffer in
+            guard let picked = pickedBuffer.baseAddress else { return }
+            for list in probes {
+                for block in blocks[Int(list)] where block.kind == .flat16 && block.width == d {
+                    let halves = block.halfRows
+                    var start = 0
+                    while start < block.count {
+                        let n = min(64, block.count - start)
+                        // The threshold as the chunk starts: it only rises, so an older one keeps more rows.
+                        let threshold = top.threshold
+                        var m = 0
+                        if l2 {
+                            let radius = bound.l2Radius(threshold: threshold)
+                            for i in start..<(start + n) {
+                                let a = vs_l2sq_f16(query, halves + i * d, d)
+                                guard bound.l2MayEnter(a, error: block.halfError(i), radius: radius) else { continue }
+                                let id = block.rowID(i)
                                 guard mask.contains(id) else { continue }
                                 picked[m] = id
                                 m += 1
                                 vs_prefetch(vectors.vector(id), lines)
                             }
-                            for j in 0..<m {
-                                let v = vectors.vector(picked[j])
-                                let s = l2 ? -squaredL2(query, v, d) : dotProduct(query, v, d)
-                                if s >= top.threshold { top.insert(s, picked[j]) }
+                        } else {
+                            for i in start..<(start + n) {
+                                let a = vs_dot_f16(query, halves + i * d, d)
+                                guard bound.dotMayEnter(a, error: block.halfError(i), norm: block.halfNorm(i),
+                                                        threshold: threshold) else { continue }
+                                let id = block.rowID(i)
+                                guard mask.contains(id) else { continue }
+                                picked[m] = id
+                                m += 1
+                                vs_prefetch(vectors.vector(id), lines)
                             }
-                            start += n
                         }
+                        for j in 0..<m {
+                            let v = vectors.vector(picked[j])
+                            let s = l2 ? -squaredL2(query, v, d) : dotProduct(query, v, d)
+                            if s >= top.threshold { top.insert(s, picked[j]) }
+                        }
+                        start += n
                     }
                 }
             }
@@ -264,5 +267,65 @@ final class IVFView: @unchecked Sendable {
             }
         }
         return result
+    }
+}
+
+/// The certified test of a binary16 row (Spec/IVF.md §6.2): can the float32 score of row `x` reach the
+/// threshold `T` (the running k-th exact score), knowing only the float32 score `a` of its copy `h`, an upper
+/// bound `e` of `‖x − h‖₂` and an upper bound `ν` of `‖x‖₂`?
+///
+/// A float32 sum of `d` products or squared differences, in any order, with or without FMA, is within
+/// `g = γ_(d+4) = (d+4)u/(1 − (d+4)u)`, `u = 2⁻²⁴`, of the exact sum, relative to the sum of the terms'
+/// magnitudes (Higham §3.1), plus `τ = (d+4)·2⁻¹⁴⁰` for underflow. With `‖h‖ ≤ ν + e`:
+///
+/// * dot: `fl(q·x) ≤ q·x + g‖q‖ν ≤ q·h + ‖q‖e + g‖q‖ν ≤ a + ‖q‖(e + g(2ν + e)) + 2τ`: the row may enter
+///   unless that is below `T`.
+/// * L2: `|q − h|² ≥ (a − τ)/(1 + g)`, `‖q − x‖ ≥ ‖q − h‖ − e`, and `fl(|q − x|²) ≥ (1 − g)‖q − x‖² − τ`.
+///   The row enters only if `fl(|q − x|²) ≤ −T`, which needs `‖q − x‖ ≤ R = √((−T + τ)/(1 − g))`, so it
+///   cannot when `(a − τ)/(1 + g) > (R + e)²`.
+///
+/// Everything is evaluated in float64 with relative margins (`2⁻³⁰`) far above float64 rounding. A NaN or
+/// infinite `a`, `e` or `ν` never says "cannot enter": such a row is scored exactly. The norms are rounded up.
+/// Queries are finite with a finite norm (checked before search), so neither float32 sum overflows: `h` is
+/// finite wherever `e` is, and `|x_i| ≤ 65520` there.
+struct HalfBound {
+    /// `‖q‖₂`, rounded up.
+    let qn: Double
+    let g: Double
+    let tiny: Double
+
+    init(query: UnsafePointer<Float>, dimension d: Int) {
+        var s = 0.0
+        for i in 0..<d { s += Double(query[i]) * Double(query[i]) }
+        qn = s.squareRoot() * (1 + 0x1p-40)
+        let u = Double(d + 4) * 0x1p-24
+        g = u / (1 - u)
+        tiny = Double(d + 4) * 0x1p-140
+    }
+
+    /// Dot product and cosine: whether a row with copy score `a` may reach `threshold`.
+    @inline(__always)
+    func dotMayEnter(_ a: Float, error e: Float, norm nu: Float, threshold: Float) -> Bool {
+        guard a.isFinite else { return true }
+        let a = Double(a), e = Double(e), nu = Double(nu)
+        let upper = a + qn * (e + g * (2 * nu + e)) * (1 + 0x1p-30) + abs(a) * 0x1p-50 + 2 * tiny
+        return !(upper < Double(threshold))
+    }
+
+    /// L2: `R` for `threshold` (−squared distance of the k-th row), +inf while the top k is not full.
+    @inline(__always)
+    func l2Radius(threshold: Float) -> Double {
+        guard threshold > -.infinity else { return .infinity }
+        let limit = max(0, -Double(threshold)) + tiny
+        return (limit / (1 - g)).squareRoot() * (1 + 0x1p-30) + tiny
+    }
+
+    /// L2: whether a row with copy squared distance `a` and error bound `e` may be within `radius`.
+    @inline(__always)
+    func l2MayEnter(_ a: Float, error e: Float, radius: Double) -> Bool {
+        guard a.isFinite else { return true }
+        let lower = (Double(a) - tiny) / (1 + g) * (1 - 0x1p-30)
+        let reach = (radius + Double(e)) * (1 + 0x1p-30)
+        return !(lower > reach * reach)
     }
 }
