@@ -141,12 +141,12 @@ final class IVFView: @unchecked Sendable {
     }
 
     /// One query over binary16 lists (payload kind 5; Spec/IVF.md §6.2). Each probed row gets an approximate
-    /// score from its binary16 copy `h` (`vs_dot_f16` / `vs_l2sq_f16`: float32 sums, half the bytes of the
-    /// float32 row), and its stored error bound `e ≥ ‖x − h‖` and norm `ν ≥ ‖x‖` turn that into a bound of
+    /// score from its binary16 copy `h` (`vs_f16_many`: float32 sums, half the bytes of the float32 row), and its stored error bound `e ≥ ‖x − h‖` and norm `ν ≥ ‖x‖` turn that into a bound of
     /// the float32 score the flat kernels give the row `x`, rigorous for any rounding of either sum
     /// (`HalfBound`). Rows whose bound still reaches the running k-th exact score (and that pass the mask) are
     /// scored from the float32 rows in `vectors` with `resolve`'s kernels, 64 rows' candidates at a time with
-    /// their rows prefetched together. A skipped row cannot enter the top k and every score offered to it is
+    /// their rows prefetched together. While the top k is not full, a chunk's best rows by their copies are
+    /// scored first, so the rest of it meets a real threshold instead of all being scored. A skipped row cannot enter the top k and every score offered to it is
     /// the float32 one, so the result is the float32 lists' (ids, scores and the tie order by row).
     func halfScan(_ query: UnsafePointer<Float>, k: Int, mask: CandidateMask, probes: ArraySlice<UInt32>,
                   vectors: CollectionView) -> TopK {
@@ -155,48 +155,64 @@ final class IVFView: @unchecked Sendable {
         let bound = HalfBound(query: query, dimension: d)
         let lines = Int32((d * 4 + 63) / 64)
         withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { pickedBuffer in
-            guard let picked = pickedBuffer.baseAddress else { return }
+          withUnsafeTemporaryAllocation(of: Float.self, capacity: 64) { approxBuffer in
+            guard let picked = pickedBuffer.baseAddress, let approx = approxBuffer.baseAddress else { return }
+            // Scores the picked rows exactly (their rows were prefetched as they were picked).
+            func flush(_ m: Int) {
+                for j in 0..<m {
+                    let v = vectors.vector(picked[j])
+                    let s = l2 ? -squaredL2(query, v, d) : dotProduct(query, v, d)
+                    if s >= top.threshold { top.insert(s, picked[j]) }
+                }
+            }
             for list in probes {
                 for block in blocks[Int(list)] where block.kind == .flat16 && block.width == d {
                     let halves = block.halfRows
                     var start = 0
                     while start < block.count {
                         let n = min(64, block.count - start)
-                        // The threshold as the chunk starts: it only rises, so an older one keeps more rows.
+                        vs_f16_many(query, halves + start * d, n, d, l2 ? 1 : 0, approx)
+                        var done: UInt64 = 0
+                        if top.count < k {
+                            // The top k is not full: every row would pass. Score the chunk's best rows by their
+                            // copies first (up to the rows missing), so the rest meet a real threshold.
+                            var m = 0
+                            let want = min(k - top.count, n)
+                            var seeds = TopK(k: want)
+                            for i in 0..<n where mask.contains(block.rowID(start + i)) {
+                                seeds.insert(l2 ? -approx[i] : approx[i], UInt32(i))
+                            }
+                            seeds.forEachUnordered { _, i in
+                                done |= 1 << UInt64(i)
+                                picked[m] = block.rowID(start + Int(i))
+                                m += 1
+                                vs_prefetch(vectors.vector(picked[m - 1]), lines)
+                            }
+                            flush(m)
+                        }
+                        // The threshold as the rest of the chunk is tested: it only rises while they are scored,
+                        // so the rows kept are a superset of those that can enter.
                         let threshold = top.threshold
                         var m = 0
-                        if l2 {
-                            let radius = bound.l2Radius(threshold: threshold)
-                            for i in start..<(start + n) {
-                                let a = vs_l2sq_f16(query, halves + i * d, d)
-                                guard bound.l2MayEnter(a, error: block.halfError(i), radius: radius) else { continue }
-                                let id = block.rowID(i)
-                                guard mask.contains(id) else { continue }
-                                picked[m] = id
-                                m += 1
-                                vs_prefetch(vectors.vector(id), lines)
-                            }
-                        } else {
-                            for i in start..<(start + n) {
-                                let a = vs_dot_f16(query, halves + i * d, d)
-                                guard bound.dotMayEnter(a, error: block.halfError(i), norm: block.halfNorm(i),
-                                                        threshold: threshold) else { continue }
-                                let id = block.rowID(i)
-                                guard mask.contains(id) else { continue }
-                                picked[m] = id
-                                m += 1
-                                vs_prefetch(vectors.vector(id), lines)
-                            }
+                        let radius = l2 ? bound.l2Radius(threshold: threshold) : 0
+                        for i in 0..<n where done & (1 << UInt64(i)) == 0 {
+                            let r = start + i
+                            let may = l2 ? bound.l2MayEnter(approx[i], error: block.halfError(r), radius: radius)
+                                : bound.dotMayEnter(approx[i], error: block.halfError(r), norm: block.halfNorm(r),
+                                                    threshold: threshold)
+                            guard may else { continue }
+                            let id = block.rowID(r)
+                            guard mask.contains(id) else { continue }
+                            picked[m] = id
+                            m += 1
+                            vs_prefetch(vectors.vector(id), lines)
                         }
-                        for j in 0..<m {
-                            let v = vectors.vector(picked[j])
-                            let s = l2 ? -squaredL2(query, v, d) : dotProduct(query, v, d)
-                            if s >= top.threshold { top.insert(s, picked[j]) }
-                        }
+                        flush(m)
                         start += n
                     }
                 }
             }
+          }
         }
         return top
     }
