@@ -326,48 +326,6 @@ static float l2_h_avx2(const float *q, const unsigned short *h, size_t n) {
     return s;
 }
 
-// out[r] = q . h_r (or |q - h_r|^2 when l2) for n contiguous binary16 rows of d halves (IVF-Flat binary16
-// lists): two rows at a time, two accumulators each (four independent FMA chains), the rows
-// PREFETCH_HALF_BYTES ahead prefetched. Any summation order is fine: the caller's bound covers every order.
-__attribute__((target("avx2,fma,f16c")))
-static void half_many_avx2(const float *q, const unsigned short *h, size_t n, size_t d, int l2, float *out) {
-    size_t rowBytes = d * 2, r = 0;
-    for (; r + 2 <= n; r += 2) {
-        const unsigned short *x = h + r * d, *y = x + d;
-        prefetch_bytes((const char *)x + 3072, 2 * rowBytes);
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
-        size_t i = 0;
-        if (l2) {
-            for (; i + 16 <= d; i += 16) {
-                __m256 q0 = _mm256_loadu_ps(q + i), q1 = _mm256_loadu_ps(q + i + 8);
-                __m256 dx0 = _mm256_sub_ps(q0, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
-                __m256 dx1 = _mm256_sub_ps(q1, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 8))));
-                __m256 dy0 = _mm256_sub_ps(q0, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i))));
-                __m256 dy1 = _mm256_sub_ps(q1, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i + 8))));
-                a0 = _mm256_fmadd_ps(dx0, dx0, a0); a1 = _mm256_fmadd_ps(dx1, dx1, a1);
-                b0 = _mm256_fmadd_ps(dy0, dy0, b0); b1 = _mm256_fmadd_ps(dy1, dy1, b1);
-            }
-        } else {
-            for (; i + 16 <= d; i += 16) {
-                __m256 q0 = _mm256_loadu_ps(q + i), q1 = _mm256_loadu_ps(q + i + 8);
-                a0 = _mm256_fmadd_ps(q0, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))), a0);
-                a1 = _mm256_fmadd_ps(q1, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 8))), a1);
-                b0 = _mm256_fmadd_ps(q0, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i))), b0);
-                b1 = _mm256_fmadd_ps(q1, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i + 8))), b1);
-            }
-        }
-        float sa = hsum256(_mm256_add_ps(a0, a1)), sb = hsum256(_mm256_add_ps(b0, b1));
-        for (; i < d; i++) {
-            float hx = _cvtsh_ss(x[i]), hy = _cvtsh_ss(y[i]);
-            if (l2) { float e = q[i] - hx, f = q[i] - hy; sa += e * e; sb += f * f; }
-            else { sa += q[i] * hx; sb += q[i] * hy; }
-        }
-        out[r] = sa;
-        out[r + 1] = sb;
-    }
-    for (; r < n; r++) out[r] = l2 ? l2_h_avx2(q, h + r * d, d) : dot_h_avx2(q, h + r * d, d);
-}
-
 // ---------------------------------------------------------------- binary16 rows, certified scan (pass 1)
 // For each row r: a[r] = sum q_i h_i (or sum (q_i - h_i)^2 when l2) and b[r] = sum h_i^2, rows `stride`
 // halves apart. The rows PREFETCH_HALF_BYTES ahead are prefetched: the scan streams the copies, and the
@@ -479,10 +437,6 @@ static float l2_h_base(const float *q, const unsigned short *h, size_t n) {
     return s;
 }
 
-
-static void half_many_base(const float *q, const unsigned short *h, size_t n, size_t d, int l2, float *out) {
-    for (size_t r = 0; r < n; r++) out[r] = l2 ? l2_h_base(q, h + r * d, d) : dot_h_base(q, h + r * d, d);
-}
 
 static void half_pass_base(const float *q, const unsigned short *h, size_t n, size_t stride, size_t d, int l2,
                            float *a, float *b) {
@@ -632,16 +586,16 @@ __attribute__((target("avx512f"))) static void f32_to_f16_avx512(const float *x,
 // ---------------------------------------------------------------- dispatch
 static vs_distance_kernels generic_kernels = {
     "generic", dot_generic, l2_generic, dot_many_generic, l2_many_generic, dot_tile_generic,
-    dot_h_base, l2_h_base, half_pass_base, half_bounds, f32_to_f16_base, half_many_base,
+    dot_h_base, l2_h_base, half_pass_base, half_bounds, f32_to_f16_base,
 };
 #ifdef VS_X86
 static vs_distance_kernels avx2_kernels = {
     "avx2", dot_avx2, l2_avx2, dot_many_avx2, l2_many_avx2, dot_tile_avx2,
-    dot_h_avx2, l2_h_avx2, half_pass_avx2, half_bounds, f32_to_f16_f16c, half_many_avx2,
+    dot_h_avx2, l2_h_avx2, half_pass_avx2, half_bounds, f32_to_f16_f16c,
 };
 static vs_distance_kernels avx512_kernels = {
     "avx512f", dot_avx512, l2_avx512, dot_many_avx512, l2_many_avx512, dot_tile_avx512,
-    dot_h_avx512, l2_h_avx512, half_pass_avx512, half_bounds_avx512, f32_to_f16_avx512, half_many_avx2,
+    dot_h_avx512, l2_h_avx512, half_pass_avx512, half_bounds_avx512, f32_to_f16_avx512,
 };
 static int has_avx2, has_avx512;
 #endif
@@ -764,8 +718,4 @@ void vs_f16_upper_many(const float *q, double qn2, double qn1, const unsigned sh
 void vs_f16_upper_ptrs(const float *q, double qn2, double qn1, const unsigned short *const *rows, size_t n,
                        size_t dim, int l2, size_t ahead, float *ub) {
     vs_f16_upper_ptrs_with(&active, q, qn2, qn1, rows, n, dim, l2, ahead, ub);
-}
-
-void vs_f16_many(const float *q, const unsigned short *h, size_t n, size_t dim, int l2, float *out) {
-    active.half_many(q, h, n, dim, l2, out);
 }

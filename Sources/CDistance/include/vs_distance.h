@@ -35,10 +35,6 @@ void vs_f16_upper_many(const float *q, double qn2, double qn1, const unsigned sh
 /// the rows `ahead` places on are prefetched while a row is summed (the first `ahead` before any).
 void vs_f16_upper_ptrs(const float *q, double qn2, double qn1, const unsigned short *const *rows, size_t n,
                        size_t dim, int l2, size_t ahead, float *ub);
-/// out[r] = dot(q, h_r) (or |q - h_r|^2 when `l2` is non-zero) in float32 for `n` contiguous binary16 rows of
-/// `dim` halves (IVF-Flat binary16 lists, Spec/IVF.md §6.2). The summation order is the variant's own (rows
-/// interleaved two at a time in AVX2): callers bound the result for any order.
-void vs_f16_many(const float *q, const unsigned short *h, size_t n, size_t dim, int l2, float *out);
 /// Hints the CPU to bring `lines` cache lines from `p` on into L1.
 static inline void vs_prefetch(const void *p, int lines) {
     const char *c = (const char *)p;
@@ -82,8 +78,6 @@ typedef struct vs_distance_kernels {
                         float *ub);
     /// `vs_f32_to_f16` of this variant.
     void (*f32_to_f16)(const float *x, unsigned short *h, size_t n);
-    /// `vs_f16_many` of this variant.
-    void (*half_many)(const float *q, const unsigned short *h, size_t n, size_t dim, int l2, float *out);
 } vs_distance_kernels;
 
 /// The table of variant `isa` ("avx512f" or "avx512", "avx2", "generic" or "portable"), or NULL when this

@@ -141,7 +141,8 @@ final class IVFView: @unchecked Sendable {
     }
 
     /// One query over binary16 lists (payload kind 5; Spec/IVF.md §6.2). Each probed row gets an approximate
-    /// score from its binary16 copy `h` (`vs_f16_many`: float32 sums, half the bytes of the float32 row), and its stored error bound `e ≥ ‖x − h‖` and norm `ν ≥ ‖x‖` turn that into a bound of
+    /// score from its binary16 copy `h` (`vs_dot_f16` / `vs_l2sq_f16`: float32 sums, half the bytes of the
+    /// float32 row), and its stored error bound `e ≥ ‖x − h‖` and norm `ν ≥ ‖x‖` turn that into a bound of
     /// the float32 score the flat kernels give the row `x`, rigorous for any rounding of either sum
     /// (`HalfBound`). Rows whose bound still reaches the running k-th exact score (and that pass the mask) are
     /// scored from the float32 rows in `vectors` with `resolve`'s kernels, 64 rows' candidates at a time with
@@ -171,7 +172,11 @@ final class IVFView: @unchecked Sendable {
                     var start = 0
                     while start < block.count {
                         let n = min(64, block.count - start)
-                        vs_f16_many(query, halves + start * d, n, d, l2 ? 1 : 0, approx)
+                        // One row at a time: a two-row interleaved kernel measured slower here (docs60k).
+                        for i in 0..<n {
+                            approx[i] = l2 ? vs_l2sq_f16(query, halves + (start + i) * d, d)
+                                : vs_dot_f16(query, halves + (start + i) * d, d)
+                        }
                         var done: UInt64 = 0
                         if top.count < k {
                             // The top k is not full: every row would pass. Score the chunk's best rows by their
