@@ -167,14 +167,14 @@ struct IVFHalfListsTests {
         let old = try store.collection("old", dimension: 8, metric: .l2, index: .ivf(IVFParameters(nlist: 4, lists: .f32)))
         try old.add(rows.prefix(300).enumerated().map { Document(id: "o\($0.offset)", vector: $0.element) })
         #expect(!(try features()).contains { $0.name == "ivf-flat16" })
-        #expect(try old.indexKind() == .ivf(IVFParameters(nlist: 4, lists: .f32)))
-        let c = try store.collection("c", dimension: 8, metric: .l2, index: .ivf(IVFParameters(nlist: 4)))
+        #expect(try old.indexKind() == .ivf(IVFParameters(nlist: 4)))  // f32 lists: the default
+        let c = try store.collection("c", dimension: 8, metric: .l2, index: .ivf(IVFParameters(nlist: 4, lists: .f16)))
         let pending = try store.read { txn in Array(try #require(try txn.get(dbs.meta, IVFFormat.headerKey(2)))) }
         #expect(pending.count == 32 && pending[1] == 5)
         #expect((try features()).contains(Format.Feature(name: "ivf-flat16", neededToRead: true, neededToWrite: true)))
         #expect(Format.knownFeatures.contains("ivf-flat16"))
         try c.add(rows.enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
-        #expect(try c.indexKind() == .ivf(IVFParameters(nlist: 4)))
+        #expect(try c.indexKind() == .ivf(IVFParameters(nlist: 4, lists: .f16)))
         #expect(try c.indexStats().lines.contains { $0.key == "coding" && $0.value.contains("binary16") })
         #expect(try c.ivfInfo()?.codeSize == 24)
         let (header, blocks) = try store.read { txn -> ([UInt8], [[UInt8]]) in
@@ -230,7 +230,7 @@ struct IVFHalfListsTests {
         let reopened = try VecStore(path: dir.path("f.vecstore"))
         let after = try reopened.collection("c")
         #expect(try after.ivfInfo()?.listSizes.reduce(0, +) == rows.count + 50 - 200)
-        #expect(try after.indexKind() == .ivf(IVFParameters(nlist: 4)))
+        #expect(try after.indexKind() == .ivf(IVFParameters(nlist: 4, lists: .f16)))
         let report = try reopened.verify()
         #expect(report.isOK, "\(report.faults.prefix(3))")
         for q in rows.prefix(10) {

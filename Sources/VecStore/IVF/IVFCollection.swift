@@ -63,7 +63,7 @@ extension IVFModel {
         let coding: IVFCoding = h.kind.isFlat ? .flat : .pq(m: h.subquantizers, bits: h.bits)
         return IVFParameters(nlist: h.nlist, coding: coding, nprobe: h.defaultNprobe, refine: h.defaultRefine,
                              seed: h.seed, iterations: h.iterations, pqResidual: h.residual,
-                             lists: h.kind == .flat ? .f32 : .f16)
+                             lists: h.kind == .flat16 ? .f16 : .f32)
     }
 
     /// The parameters as they were asked for: fields the trainer chose (`IVFHeader.defaults`) are nil (M 0),

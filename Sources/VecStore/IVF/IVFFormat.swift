@@ -33,12 +33,13 @@ public enum IVFCoding: Sendable, Equatable, CustomStringConvertible {
 
 /// Element type of an IVF-Flat index's lists (Spec/IVF.md §4.2), as `--ivf-lists` names it.
 public enum IVFFlatLists: String, Sendable, Equatable, CaseIterable {
-    /// IEEE binary16 copies of the rows (payload kind 5, `flat16`): half the bytes a probe streams. A scan
-    /// bounds each row's float32 score from its copy (certified for any rounding) and scores exactly, from
-    /// the float32 rows, only the rows whose bound still reaches the k-th score, so results (ids and scores)
-    /// are those of float32 lists. The default.
+    /// IEEE binary16 copies of the rows with a per-row error bound and norm (payload kind 5, `flat16`):
+    /// about half the list bytes. A scan bounds each row's float32 score from its copy (certified for any
+    /// rounding) and scores exactly, from the float32 rows, only the rows whose bound still reaches the k-th
+    /// score, so results (ids and scores) are those of float32 lists. Smaller indexes; not faster at one
+    /// thread on the measured data (README "Choosing an index").
     case f16
-    /// The float32 vectors themselves (payload kind 1, `flat`): what builds before binary16 lists wrote.
+    /// The float32 vectors themselves (payload kind 1, `flat`). The default.
     case f32
 }
 
@@ -60,16 +61,16 @@ public struct IVFParameters: Sendable, Equatable {
     /// vectors (false: one look-up table per query serves every probed list). Ignored (false) for flat.
     /// Defaults to `IVFParameters.defaultResidual(for:)`.
     public var pqResidual: Bool
-    /// IVF-Flat: element type of the lists, binary16 (the default) or float32. PQ codings have no such
-    /// lists: always `.f16` there (ignored).
+    /// IVF-Flat: element type of the lists, float32 (the default) or binary16. PQ codings have no such
+    /// lists: always `.f32` there (ignored).
     public var lists: IVFFlatLists
 
     /// Parameters; every field but `coding` has a default chosen from the data when the index is trained.
     /// `pqResidual` nil takes `defaultResidual(for: coding)`; `lists` applies to `.flat` only.
     public init(nlist: Int? = nil, coding: IVFCoding = .flat, nprobe: Int? = nil, refine: Int? = nil,
-                seed: UInt64 = 1234, iterations: Int = 10, pqResidual: Bool? = nil, lists: IVFFlatLists = .f16) {
+                seed: UInt64 = 1234, iterations: Int = 10, pqResidual: Bool? = nil, lists: IVFFlatLists = .f32) {
         self.pqResidual = coding == .flat ? false : (pqResidual ?? Self.defaultResidual(for: coding))
-        self.lists = coding == .flat ? lists : .f16
+        self.lists = coding == .flat ? lists : .f32
         self.nlist = nlist
         self.coding = coding
         self.nprobe = nprobe

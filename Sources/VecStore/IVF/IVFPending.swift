@@ -64,7 +64,7 @@ struct IVFPendingRecord: Equatable {
         guard b[2] == metric.rawValue else { throw bad(2, "metric \(b[2]), the collection's is \(metric)") }
         let m = Int(le(UInt16.self, 8)), bits = Int(b[10])
         let coding: IVFCoding
-        var lists = IVFFlatLists.f16
+        var lists = IVFFlatLists.f32
         switch IVFPayloadKind(rawValue: b[1]) {
         case .flat?, .flat16?:
             guard m == 0, bits == 0 else { throw bad(8, "a flat index has M = 0 and bits = 0") }
