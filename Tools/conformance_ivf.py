@@ -2,7 +2,9 @@
 `ivf:<cid>` record (§2, §2.1), centroids (§3), PQ codebooks (PQ §2), list blocks (§4, codes PQ §3), and the
 ADC arithmetic (PQ §4): every decoded code is rebuilt as c + r̂ (residual codes) or x̂ (codes of the raw
 vectors, header flags bit 0 clear, feature `ivf-pq-raw`) and its ADC value, computed from look-up tables, is
-compared with the distance to the rebuilt vector. Reads the `ivf` and `ivf-lists` databases with
+compared with the distance to the rebuilt vector; binary16 IVF-Flat lists (kind 5, feature `ivf-flat16`) are
+decoded and their copies, error bounds and norms recomputed from the float32 rows, and the §6.2 bound is
+checked against the float32 scores of a few queries. Reads the `ivf` and `ivf-lists` databases with
 py-lmdb and numpy; no vecstore code."""
 
 import struct
@@ -10,7 +12,8 @@ import struct
 import numpy as np
 
 IVF_DATABASES = ["ivf", "ivf-lists"]
-KINDS = {1: "flat", 2: "pq8", 3: "pq4", 4: "pq4-fastscan"}
+KINDS = {1: "flat", 2: "pq8", 3: "pq4", 4: "pq4-fastscan", 5: "flat16"}
+FLAT = (1, 5)
 
 
 def decode_header(value):
@@ -19,7 +22,7 @@ def decode_header(value):
     if len(value) == 32:
         version, kind, metric, r0, nlist, m, bits, r1, train_at = struct.unpack_from("<BBBBIHBBI", value, 0)
         # Byte 3 bit 0: PQ codes of the raw vectors (0 for flat and residual codes).
-        if version != 1 or r0 > 1 or (r0 and kind == 1) or r1 or kind not in (1, 2, 4) or train_at < 1:
+        if version != 1 or r0 > 1 or (r0 and kind in FLAT) or r1 or kind not in (1, 2, 4, 5) or train_at < 1:
             raise ValueError("IVF parameters record: bad version, kind, flags, reserved byte or threshold")
         return dict(pending=True, kind=kind, metric=metric, nlist=nlist, m=m, bits=bits, raw=bool(r0))
     if len(value) != 64:
@@ -28,13 +31,13 @@ def decode_header(value):
         "<BBBBIIHBBIHH", value, 0)
     seed, coarse_err, code_err, train_rows, iters, reserved = struct.unpack_from("<QddIIQ", value, 24)
     # flags bit 0: residual codes (PQ kinds may clear it: codes of the raw vectors); flat has 0.
-    if version != 1 or kind not in KINDS or flags > 1 or (kind == 1 and flags) or defaults & 0xF0 or reserved:
+    if version != 1 or kind not in KINDS or flags > 1 or (kind in FLAT and flags) or defaults & 0xF0 or reserved:
         raise ValueError("IVF header: bad version, kind, flags, defaults or reserved field")
     if not (1 <= nlist <= 65536 and 1 <= dim <= 65535 and cap % 32 == 0 and 32 <= cap <= 65536):
         raise ValueError("IVF header: nlist, dimension or block capacity out of range")
-    if kind == 1 and (m or bits):
+    if kind in FLAT and (m or bits):
         raise ValueError("IVF header: flat index with M or bits")
-    if kind != 1 and (not 1 <= m <= 256 or dim % m or bits != (8 if kind == 2 else 4)):
+    if kind not in FLAT and (not 1 <= m <= 256 or dim % m or bits != (8 if kind == 2 else 4)):
         raise ValueError("IVF header: M / bits do not fit the kind")
     if not 1 <= nprobe <= min(nlist, 65535):
         raise ValueError("IVF header: default nprobe out of range")
@@ -47,6 +50,8 @@ def decode_header(value):
 def payload_bytes(kind, n, width):
     if kind == 1:
         return 4 * n * width
+    if kind == 5:
+        return n * (8 + 2 * width)
     if kind == 2:
         return n * width
     if kind == 3:
@@ -87,8 +92,10 @@ def check_ivf(reader, txn, c, value):
         return 0
     if h["metric"] != c.metric_code:
         fault(f"{name}: IVF metric {h['metric']} differs from the collection's {c.metric_code}")
-    if (h["raw"] if h["pending"] else (h["kind"] != 1 and not h["residual"])) and "ivf-pq-raw" not in reader.features:
+    if (h["raw"] if h["pending"] else (h["kind"] not in FLAT and not h["residual"])) and "ivf-pq-raw" not in reader.features:
         fault(f"{name}: IVF-PQ codes of the raw vectors without the ivf-pq-raw feature")
+    if h["kind"] == 5 and "ivf-flat16" not in reader.features:
+        fault(f"{name}: binary16 IVF lists without the ivf-flat16 feature")
     if h["pending"]:
         for db in (d for d in IVF_DATABASES if d in reader.dbs):
             for _ in reader.prefix_items(txn, db, prefix):
@@ -111,7 +118,7 @@ def check_ivf(reader, txn, c, value):
     if not np.isfinite(cents).all():
         fault(f"{name}: IVF centroid not finite")
     books = None
-    if kind != 1:
+    if kind not in FLAT:
         ksub, dsub = 1 << h["bits"], dim // m
         raw = txn.get(prefix + b"\x01", db=ivf)
         if raw is None or len(raw) != 4 * dim * ksub:
@@ -120,7 +127,7 @@ def check_ivf(reader, txn, c, value):
         books = np.frombuffer(raw, dtype="<f4").reshape(m, ksub, dsub)
         if not np.isfinite(books).all():
             fault(f"{name}: PQ codebook value not finite")
-    width = dim if kind == 1 else m
+    width = dim if kind in FLAT else m
     seen = np.zeros(c.rows, dtype=np.int64)
     listed_rows, listed_lists, listed_codes = [], [], []
     expect = {}
@@ -159,6 +166,8 @@ def check_ivf(reader, txn, c, value):
             vecs = np.frombuffer(payload, dtype="<f4").reshape(n, dim)
             if not np.array_equal(vecs, c.vectors[rows]):
                 fault(f"{name}: IVF list {lst} block {blk}: vectors differ from the stored rows")
+        elif kind == 5:
+            checked += check_flat16(name, lst, blk, payload, n, dim, c.vectors[rows], c.metric, fault)
         else:
             listed_rows.append(rows)
             listed_lists.append(np.full(n, lst))
@@ -221,6 +230,71 @@ def check_ivf(reader, txn, c, value):
             fault(f"{name}: ADC values differ from the distances to the rebuilt vectors")
             break
     return checked + c.rows
+
+
+def rounded_up(sum_of_squares):
+    """IVF §4.2: sqrt of the float64 sum, times 1 + 2^-40, rounded up to float32."""
+    v = np.sqrt(sum_of_squares) * (1 + 2.0 ** -40)
+    f = np.float32(v)
+    if float(f) < v:
+        f = np.nextafter(f, np.float32(np.inf))
+    return f
+
+
+def check_flat16(name, lst, blk, payload, n, dim, x, metric, fault):
+    """A binary16 block (IVF §4.2): n error bounds, n norms, then n × dim halves. Every half must be the
+    round-to-nearest binary16 of the stored float32 component, e the rounded-up ‖x − h‖ (+inf when a half is
+    infinite), ν the rounded-up ‖x‖; and the certified test of §6.2 must keep every row whose float32 score
+    reaches a threshold (checked against a few queries: a bound below the row's own score is a fault)."""
+    e = np.frombuffer(payload, dtype="<f4", count=n, offset=0)
+    nu = np.frombuffer(payload, dtype="<f4", count=n, offset=4 * n)
+    h = np.frombuffer(payload, dtype="<f2", count=n * dim, offset=8 * n).reshape(n, dim)
+    if np.isnan(h).any():
+        fault(f"{name}: IVF list {lst} block {blk}: a binary16 component is NaN")
+        return 1
+    with np.errstate(over="ignore"):
+        expected_h = x.astype(np.float16)
+    if not np.array_equal(h.view(np.uint16), expected_h.view(np.uint16)):
+        fault(f"{name}: IVF list {lst} block {blk}: binary16 copies are not the rounding of the stored rows")
+        return 1
+    hf = h.astype(np.float64)
+    xd = x.astype(np.float64)
+    for r in range(n):
+        if np.isinf(hf[r]).any():
+            want_e = np.float32(np.inf)
+        else:
+            diff = xd[r] - hf[r]
+            want_e = rounded_up(sum(float(t) * float(t) for t in diff))
+        want_nu = rounded_up(sum(float(t) * float(t) for t in xd[r]))
+        if e[r] != want_e or nu[r] != want_nu:
+            fault(f"{name}: IVF list {lst} block {blk} row {r}: error bound {e[r]} / norm {nu[r]}, "
+                  f"expected {want_e} / {want_nu}")
+            return 1
+    # Scores (IVF §6.2): the copy's score a, widened by the bound, never falls short of the float32 score.
+    g = (dim + 4) * 2.0 ** -24
+    g = g / (1 - g)
+    tiny = (dim + 4) * 2.0 ** -140
+    finite = np.isfinite(e)
+    rng = np.random.default_rng(lst * 7919 + blk)
+    for q in x[rng.choice(n, size=min(3, n), replace=False)] + np.float32(0.01):
+        q = q.astype(np.float32)
+        qn = np.sqrt((q.astype(np.float64) ** 2).sum()) * (1 + 2.0 ** -40)
+        if metric == "l2":
+            a = ((q.astype(np.float32)[None, :] - hf.astype(np.float32)) ** 2).sum(axis=1, dtype=np.float32)
+            exact = ((q[None, :] - x) ** 2).sum(axis=1, dtype=np.float32).astype(np.float64)
+            # lower bound of fl(|q - x|^2): (1 - g)(sqrt((a - tiny)/(1 + g)) - e)^2 - tiny
+            low = np.sqrt(np.maximum(a.astype(np.float64) - tiny, 0) / (1 + g)) - e.astype(np.float64)
+            low = (1 - g) * np.maximum(low, 0) ** 2 - tiny
+            bad = finite & (low > exact * (1 + 1e-12))
+        else:
+            a = (hf.astype(np.float32) @ q).astype(np.float64)
+            exact = (x @ q).astype(np.float64)
+            upper = a + qn * (e + g * (2 * nu.astype(np.float64) + e)) + np.abs(a) * 2.0 ** -50 + 2 * tiny
+            bad = finite & (upper < exact * (1 - 1e-12) - 1e-30)
+        if bad.any():
+            fault(f"{name}: IVF list {lst} block {blk}: the §6.2 bound excludes a row its float32 score admits")
+            return 1
+    return 1
 
 
 def check_flat(reader, txn, c):

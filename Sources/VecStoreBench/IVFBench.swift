@@ -27,7 +27,7 @@ struct IVFBench: ParsableCommand {
     @Option(help: "Output JSON file.") var json: String
     @Option(help: "Also build and search the IVF kinds in a store at this path (replaced), through the public API.")
     var store: String?
-    @Option(help: "Comma-separated kinds to run (flat, pq8, pq8_raw, fastscan, fastscan_raw; core only: pq4, pq4_raw, the fast-scan codes with float tables); all but pq4* when absent.")
+    @Option(help: "Comma-separated kinds to run (flat = float32 lists, flat16 = binary16 lists, pq8, pq8_raw, fastscan, fastscan_raw; core only: pq4, pq4_raw, the fast-scan codes with float tables); all but pq4* when absent.")
     var kinds: String?
     @Flag(help: "Skip k-means alone and the in-memory core (store only; for profiling).") var noCore = false
 
@@ -145,14 +145,15 @@ extension IVFBench {
         }
         let n = baseRows.count
         let kinds: [(String, IVFCoding, Int, Bool)] = [
-            ("flat", .flat, 0, false), ("pq8", .pq(m: pqM, bits: 8), 0, true), ("pq8_raw", .pq(m: pqM, bits: 8), 0, false),
+            ("flat", .flat, 0, false), ("flat16", .flat, 0, false), ("pq8", .pq(m: pqM, bits: 8), 0, true), ("pq8_raw", .pq(m: pqM, bits: 8), 0, false),
             ("fastscan", .pq(m: fsM, bits: 4), refine, true), ("fastscan_raw", .pq(m: fsM, bits: 4), refine, false),
         ]
         for (name, coding, refineFactor, residual) in kinds where selected(name) {
             let tb = now()
             let report = try collection.buildIVF(IVFParameters(nlist: nlist, coding: coding, refine: refineFactor,
                                                                seed: seed, iterations: iterations,
-                                                               pqResidual: residual), threads: 1)
+                                                               pqResidual: residual,
+                                                               lists: name == "flat16" ? .f16 : .f32), threads: 1)
             let buildSeconds = now() - tb
             let stats = try vs.stats()
             let indexBytes = stats.databases.filter { $0.name == "ivf" || $0.name == "ivf-lists" }.reduce(0) { $0 + $1.bytes }

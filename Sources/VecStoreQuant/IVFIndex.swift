@@ -132,6 +132,8 @@ public final class IVFIndex: @unchecked Sendable {
     public static func build(_ vectors: UnsafePointer<Float>, count: Int, dimension: Int, metric: Metric,
                              options: IVFBuildOptions,
                              progress: ((KMeansProgress) -> Void)? = nil) throws(QuantError) -> IVFIndex {
+        // binary16 lists need the float32 rows to score their candidates exactly: the store's kind only.
+        guard options.kind != .flat16 else { throw .invalidParameter("the in-memory IVF index has no binary16 lists (the store's IVF-Flat has)") }
         let coarse = try KMeans.train(vectors, count: count, dimension: dimension, k: options.nlist, metric: metric,
                                       options: options.kmeans, progress: progress)
         var labels = [UInt32](), distances = [Float]()

@@ -12,6 +12,13 @@ public enum IVFPayloadKind: UInt8, Sendable, CaseIterable, CustomStringConvertib
     case pq4 = 3
     /// 4-bit PQ codes in the 32-row interleaved fast-scan layout; width = M.
     case pq4FastScan = 4
+    /// IEEE binary16 vectors (IVF-Flat with binary16 lists): each component the round-to-nearest-even
+    /// conversion of the float32 row in `vectors`; width = dimension. Scans bound every row's float32 score
+    /// from its copy and score exactly (from `vectors`) only the rows whose bound can still enter the top k.
+    case flat16 = 5
+
+    /// The kinds that hold the vectors themselves (float32 or binary16), not PQ codes.
+    public var isFlat: Bool { self == .flat || self == .flat16 }
 
     /// The kind's name in the Spec and in `index show`.
     public var description: String {
@@ -20,16 +27,18 @@ public enum IVFPayloadKind: UInt8, Sendable, CaseIterable, CustomStringConvertib
         case .pq8: "pq8"
         case .pq4: "pq4"
         case .pq4FastScan: "pq4-fastscan"
+        case .flat16: "flat16"
         }
     }
 
     /// Largest width the kind accepts.
-    public var maxWidth: Int { self == .flat ? 65535 : 256 }
+    public var maxWidth: Int { isFlat ? 65535 : 256 }
 
     /// Payload bytes of `count` rows of `width`.
     public func payloadBytes(count: Int, width: Int) -> Int {
         switch self {
         case .flat: count * width * 4
+        case .flat16: count * (8 + 2 * width)
         case .pq8: count * width
         case .pq4: count * ((width + 1) / 2)
         case .pq4FastScan: FastScan.blockCount(count) * FastScan.blockBytes(width)
@@ -207,7 +216,9 @@ public struct IVFListBlockView: @unchecked Sendable {
     }
 
     /// Deep checks for `verify` (beyond what `IVFListBlock.view` checked): row ids strictly ascending and
-    /// below `rowLimit` (the collection's next internal id) when given; flat vectors finite; the unused high
+    /// below `rowLimit` (the collection's next internal id) when given; flat vectors finite; binary16 rows:
+    /// components not NaN (a finite float32 converts to a finite half or, past 65504, to ±inf), norms finite
+    /// and ≥ 0, error bounds ≥ 0 and +inf exactly for rows with an infinite component; the unused high
     /// nibble of an odd M 0; fast-scan padding (rows past `count`, the padding sub-quantizer) 0.
     public func validate(rowLimit: UInt32? = nil) throws(QuantError) {
         let record = "IVF list block (list \(list))"
@@ -231,6 +242,32 @@ public struct IVFListBlockView: @unchecked Sendable {
                 let bits = p.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)
                 if !Float(bitPattern: UInt32(littleEndian: bits)).isFinite {
                     throw .damaged(record: record, offset: payloadOffset + 4 * i, reason: "vector component is not finite")
+                }
+            }
+        case .flat16:
+            for r in 0..<count {
+                let e = halfError(r), nu = halfNorm(r)
+                guard e >= 0, !e.isNaN else {
+                    throw .damaged(record: record, offset: payloadOffset + 4 * r, reason: "row error bound \(e) is not ≥ 0")
+                }
+                guard nu >= 0, nu.isFinite else {
+                    throw .damaged(record: record, offset: payloadOffset + 4 * (count + r), reason: "row norm \(nu) is not finite and ≥ 0")
+                }
+                var infinite = false
+                for i in 0..<width {
+                    let at = 8 * count + 2 * (r * width + i)
+                    let bits = UInt16(littleEndian: p.loadUnaligned(fromByteOffset: at, as: UInt16.self))
+                    if bits & 0x7c00 == 0x7c00 {
+                        if bits & 0x03ff != 0 {
+                            throw .damaged(record: record, offset: payloadOffset + at, reason: "binary16 component is NaN")
+                        }
+                        infinite = true
+                    }
+                }
+                // +inf exactly when a component overflowed binary16: such a row is always scored exactly.
+                if infinite != (e == .infinity) {
+                    throw .damaged(record: record, offset: payloadOffset + 4 * r,
+                                   reason: "row error bound \(e) \(infinite ? "is finite for a row with an infinite component" : "is +inf for a row without one")")
                 }
             }
         case .pq8:
@@ -394,5 +431,118 @@ extension UnsafeRawBufferPointer {
     /// Reads a little-endian integer at byte `offset` (the caller checked the bounds).
     func loadLE<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
         T(littleEndian: loadUnaligned(fromByteOffset: offset, as: T.self))
+    }
+}
+
+/// Rows of a binary16 list block (payload kind 5, Spec/IVF.md §4.2). A block of `n` rows of dimension `d`
+/// stores `n` float32 errors `e`, then `n` float32 norms `ν`, then the `n × d` binary16 rows:
+///
+/// * `h = binary16(x)` per component, rounded to nearest with ties to even (±inf past 65504);
+/// * `e = ‖x − h‖₂` (float64 sum of the squared differences in component order, square root, times
+///   `1 + 2⁻⁴⁰`, rounded up to float32), +inf when a component of `h` is infinite;
+/// * `ν = ‖x‖₂` (the same evaluation).
+///
+/// The per-row form (what compaction copies and `encode` returns) is `e · ν · h` (`8 + 2d` bytes).
+public enum HalfRows {
+    /// Bytes of one row in the per-row form.
+    @inlinable
+    public static func rowBytes(dimension d: Int) -> Int { 8 + 2 * d }
+
+    /// `‖a‖₂` evaluated as the Spec says (float64, in order, times `1 + 2⁻⁴⁰`, rounded up to float32).
+    @inline(__always)
+    static func roundedUp(_ sumOfSquares: Double) -> Float {
+        let v = sumOfSquares.squareRoot() * (1 + 0x1p-40)
+        var f = Float(v)
+        if Double(f) < v { f = f.nextUp }
+        return f
+    }
+
+    /// `e` and `ν` of float32 row `x` and its binary16 copy `h`.
+    public static func errorAndNorm(_ x: UnsafePointer<Float>, _ h: UnsafePointer<UInt16>, dimension d: Int)
+        -> (error: Float, norm: Float) {
+        var se = 0.0, sn = 0.0, infinite = false
+        for i in 0..<d {
+            let hv = Float(Float16(bitPattern: h[i]))
+            if !hv.isFinite { infinite = true }
+            let xv = Double(x[i])
+            let diff = xv - Double(hv)
+            se += diff * diff
+            sn += xv * xv
+        }
+        return (infinite ? .infinity : roundedUp(se), roundedUp(sn))
+    }
+
+    /// Per-row forms of `count` float32 rows (row-major).
+    public static func encode(_ x: UnsafePointer<Float>, count n: Int, dimension d: Int) -> [UInt8] {
+        let rb = rowBytes(dimension: d)
+        var out = [UInt8](repeating: 0, count: n * rb)
+        withUnsafeTemporaryAllocation(of: UInt16.self, capacity: max(d, 1)) { hb in
+            guard let h = hb.baseAddress else { return }
+            out.withUnsafeMutableBytes { o in
+                for r in 0..<n {
+                    let row = x + r * d
+                    vs_f32_to_f16(row, h, d)
+                    let (e, nu) = errorAndNorm(row, h, dimension: d)
+                    o.storeBytes(of: e.bitPattern.littleEndian, toByteOffset: r * rb, as: UInt32.self)
+                    o.storeBytes(of: nu.bitPattern.littleEndian, toByteOffset: r * rb + 4, as: UInt32.self)
+                    for i in 0..<d { o.storeBytes(of: h[i].littleEndian, toByteOffset: r * rb + 8 + 2 * i, as: UInt16.self) }
+                }
+            }
+        }
+        return out
+    }
+
+    /// The block payload of `count` rows given in the per-row form.
+    public static func pack(_ rows: ArraySlice<UInt8>, count n: Int, dimension d: Int) -> [UInt8] {
+        let rb = rowBytes(dimension: d)
+        var out = [UInt8](repeating: 0, count: n * rb)
+        let base = rows.startIndex
+        for r in 0..<n {
+            let src = base + r * rb
+            for j in 0..<4 {
+                out[4 * r + j] = rows[src + j]
+                out[4 * n + 4 * r + j] = rows[src + 4 + j]
+            }
+            let dst = 8 * n + 2 * d * r
+            for j in 0..<(2 * d) { out[dst + j] = rows[src + 8 + j] }
+        }
+        return out
+    }
+
+    /// The per-row form of a stored block's rows (the inverse of `pack`).
+    public static func unpack(_ block: IVFListBlockView) -> [UInt8] {
+        let n = block.count, d = block.width, rb = rowBytes(dimension: d)
+        let p = block.payload
+        var out = [UInt8](repeating: 0, count: n * rb)
+        for r in 0..<n {
+            for j in 0..<4 {
+                out[r * rb + j] = p[4 * r + j]
+                out[r * rb + 4 + j] = p[4 * n + 4 * r + j]
+            }
+            let src = 8 * n + 2 * d * r
+            for j in 0..<(2 * d) { out[r * rb + 8 + j] = p[src + j] }
+        }
+        return out
+    }
+}
+
+extension IVFListBlockView {
+    /// Row `i`'s stored error bound `e` (binary16 blocks).
+    @inlinable @inline(__always)
+    public func halfError(_ i: Int) -> Float {
+        Float(bitPattern: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: payloadOffset + 4 * i, as: UInt32.self)))
+    }
+
+    /// Row `i`'s stored norm `ν` (binary16 blocks).
+    @inlinable @inline(__always)
+    public func halfNorm(_ i: Int) -> Float {
+        Float(bitPattern: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: payloadOffset + 4 * (count + i),
+                                                                  as: UInt32.self)))
+    }
+
+    /// The binary16 rows of a binary16 block (`count × width` halves, 2-byte aligned: LMDB values are, and
+    /// the rows start at an even offset).
+    public var halfRows: UnsafePointer<UInt16> {
+        (base + payloadOffset + 8 * count).assumingMemoryBound(to: UInt16.self)
     }
 }

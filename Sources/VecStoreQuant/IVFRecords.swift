@@ -88,7 +88,7 @@ public struct IVFHeader: Sendable, Equatable {
                 codeError: Double, trainingRows: Int, iterations: Int, defaults: Defaults = [],
                 residual: Bool? = nil) {
         self.defaults = defaults
-        self.residual = residual ?? (kind != .flat)
+        self.residual = residual ?? !kind.isFlat
         self.kind = kind
         self.metric = metric
         self.nlist = nlist
@@ -110,7 +110,7 @@ public struct IVFHeader: Sendable, Equatable {
         if nlist < 1 || nlist > 65536 { return (4, "nlist \(nlist) outside 1…65536") }
         if dimension < 1 || dimension > 65535 { return (8, "dimension \(dimension) outside 1…65535") }
         switch kind {
-        case .flat:
+        case .flat, .flat16:
             if subquantizers != 0 || bits != 0 { return (12, "a flat index has M = 0 and bits = 0") }
             if residual { return (3, "a flat index has no residual codes") }
         case .pq8, .pq4, .pq4FastScan:
@@ -167,7 +167,7 @@ public struct IVFHeader: Sendable, Equatable {
         guard let metric = Metric(rawValue: bytes[2]) else {
             throw .damaged(record: record, offset: 2, reason: "unknown metric \(bytes[2])")
         }
-        guard bytes[3] == 0 || (bytes[3] == 1 && kind != .flat) else {
+        guard bytes[3] == 0 || (bytes[3] == 1 && !kind.isFlat) else {
             throw .damaged(record: record, offset: 3, reason: "flags \(bytes[3]) do not match the \(kind) kind")
         }
         guard bytes[15] & 0xF0 == 0 else { throw .damaged(record: record, offset: 15, reason: "unknown defaults bits") }

@@ -21,6 +21,9 @@ struct IVFTrainingOptions: ParsableArguments {
         case on, off
     }
 
+    @Option(help: ArgumentHelp("IVF-Flat list elements: f32 (default; the float32 vectors) or f16 (binary16 copies with certified error bounds: about half the index bytes, results exactly those of f32 lists, not faster at one thread on siftsmall/docs60k).", valueName: "f32|f16"))
+    var ivfLists: IVFFlatLists?
+
     @Option(help: "IVF lists a search probes by default (default: nlist / 16).")
     var nprobe: Int?
 
@@ -34,7 +37,7 @@ struct IVFTrainingOptions: ParsableArguments {
     func parameters(pq: Bool) -> IVFParameters {
         let coding = pq ? IVFCoding.pq(m: pqM ?? 0, bits: pqBits) : .flat  // m 0: the library's default
         return IVFParameters(nlist: nlist, coding: coding, nprobe: nprobe, refine: refine, seed: seed,
-                             pqResidual: pqResidual.map { $0 == .on })
+                             pqResidual: pqResidual.map { $0 == .on }, lists: ivfLists ?? .f32)
     }
 
     /// Rejects the product-quantizer options (`--pq-m`, `--pq-residual`) with an index that has no codes
@@ -76,3 +79,6 @@ final class IVFProgressBar: @unchecked Sendable {
         if enabled { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
     }
 }
+
+/// `--ivf-lists f16|f32` (IVF-Flat list elements).
+extension IVFFlatLists: ExpressibleByArgument {}

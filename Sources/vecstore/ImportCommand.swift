@@ -123,6 +123,7 @@ struct ImportCommand: ParsableCommand {
         if let indexThreads, indexThreads < 1 { throw ValidationError("--index-threads must be at least 1") }
         if traversal != nil && index != .hnsw { throw ValidationError("--traversal applies to --index hnsw only") }
         try ivf.rejectPQOptions(pq: index == .ivfPQ)
+        if ivf.ivfLists != nil && index != .ivf { throw ValidationError("--ivf-lists applies to --index ivf only") }
         if files.count > 1 && (vectors != nil || ids != nil) {
             throw ValidationError("--vectors and --ids go with a single input file")
         }

@@ -80,6 +80,7 @@ struct IndexBuildCommand: ParsableCommand {
     func validate() throws {
         if traversal != nil && index != .hnsw { throw ValidationError("--traversal applies to --index hnsw only") }
         try ivf.rejectPQOptions(pq: index == .ivfPQ)
+        if ivf.ivfLists != nil && index != .ivf { throw ValidationError("--ivf-lists applies to --index ivf only") }
     }
 
     func run() throws {

@@ -9,6 +9,10 @@ import VecStoreKernels
         switch kind {
         case .flat:
             payload = FloatMatrixRecord.encode((0..<(rows * width)).map { Float($0) * 0.25 })
+        case .flat16:
+            let x = (0..<(rows * width)).map { Float($0) * 0.25 }
+            let perRow = x.withUnsafeBufferPointer { HalfRows.encode($0.baseAddress!, count: rows, dimension: width) }
+            payload = HalfRows.pack(perRow[...], count: rows, dimension: width)
         case .pq8:
             for i in payload.indices { payload[i] = UInt8(truncatingIfNeeded: i * 7) }
         case .pq4:
@@ -109,6 +113,8 @@ import VecStoreKernels
             switch view.kind {
             case .flat:
                 IVFListScan.flat(view, query: q.baseAddress!, metric: .dot, mask: nil, into: &top)
+            case .flat16:
+                break  // scanned by the store (its bounds need the float32 rows)
             case .pq8, .pq4:
                 guard let pq = try? ProductQuantizer(dimension: view.width, subquantizers: view.width, bits: view.kind == .pq8 ? 8 : 4) else { return }
                 let table = [Float](repeating: 1, count: view.width * pq.centroidsPerSubquantizer)

@@ -421,7 +421,7 @@ struct IVFStoreTests {
         let vectors = clustered(300, dimension: 8, seed: 6)
         let c = try store.collection("c", dimension: 8, metric: .l2, index: .flat)
         try c.add(documents(vectors))
-        try c.buildIVF(IVFParameters(nlist: 1))  // flat lists: block 0 holds 256 rows (the capacity), block 1 the rest
+        try c.buildIVF(IVFParameters(nlist: 1, lists: .f32))  // float32 lists: block 0 holds 256 rows (the capacity), block 1 the rest
         let lists = try #require(store.dbs.handle(IVFFormat.DB.lists))
         let key = IVFFormat.blockKey(c.collectionID, list: 0, block: 0)
         let original = try store.read { txn in Array(try #require(try txn.get(lists, key))) }

@@ -34,6 +34,7 @@ struct IndexContractTests {
         case .ivf(let p):
             var args = ["--index", p.coding == .flat ? "ivf" : "ivf-pq"]
             if let nlist = p.nlist { args += ["--nlist", "\(nlist)"] }
+            if p.coding == .flat && p.lists == .f16 { args += ["--ivf-lists", "f16"] }
             if case .pq(let m, let bits) = p.coding {
                 args += (m > 0 ? ["--pq-m", "\(m)"] : []) + ["--pq-bits", "\(bits)", "--pq-residual", p.pqResidual ? "on" : "off"]
             }

@@ -39,7 +39,8 @@ extension Format {
     /// added here together with the code that reads its records.
     /// Index kinds that declare a feature are known through `IndexRegistry.kinds`.
     static let knownFeatures: Set<String> = Set([ProjectionRecord.feature, EmbedderInfo.feature, HNSWInt8Record.feature,
-                                                 HNSWIndex.tailFeature.name, IDIndex.feature, IVFFormat.rawCodesFeature.name]
+                                                 HNSWIndex.tailFeature.name, IDIndex.feature, IVFFormat.rawCodesFeature.name,
+                                                 IVFFormat.halfListsFeature.name]
         + IndexRegistry.kinds.compactMap { $0.feature?.name })
 
     /// One entry of the `features` record.

@@ -15,7 +15,7 @@ public struct IVFIndexInfo: Sendable, Equatable {
     public var codeError: Double
     /// Rows the coarse k-means trained on.
     public var trainingRows: Int
-    /// Payload bytes per vector in the lists (4·d for flat, the PQ code size otherwise).
+    /// Payload bytes per vector in the lists (4·d for float32 flat lists, 2·d for binary16, the PQ code size otherwise).
     public var codeSize: Int
     /// Rows per full list block.
     public var blockCapacity: Int
@@ -60,9 +60,10 @@ extension IVFModel {
     /// The parameters the index was trained with, every field as the trainer resolved it.
     var effectiveParameters: IVFParameters {
         let h = header
-        let coding: IVFCoding = h.kind == .flat ? .flat : .pq(m: h.subquantizers, bits: h.bits)
+        let coding: IVFCoding = h.kind.isFlat ? .flat : .pq(m: h.subquantizers, bits: h.bits)
         return IVFParameters(nlist: h.nlist, coding: coding, nprobe: h.defaultNprobe, refine: h.defaultRefine,
-                             seed: h.seed, iterations: h.iterations, pqResidual: h.residual)
+                             seed: h.seed, iterations: h.iterations, pqResidual: h.residual,
+                             lists: h.kind == .flat16 ? .f16 : .f32)
     }
 
     /// The parameters as they were asked for: fields the trainer chose (`IVFHeader.defaults`) are nil (M 0),

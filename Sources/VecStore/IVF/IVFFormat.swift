@@ -21,13 +21,26 @@ public enum IVFCoding: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// The list payload this coding writes (4-bit codes are always stored in the fast-scan layout).
-    var payloadKind: IVFPayloadKind {
+    /// The list payload this coding writes with flat lists of `lists` (4-bit codes are always stored in the
+    /// fast-scan layout).
+    func payloadKind(lists: IVFFlatLists) -> IVFPayloadKind {
         switch self {
-        case .flat: .flat
+        case .flat: lists == .f16 ? .flat16 : .flat
         case .pq(_, let bits): bits == 8 ? .pq8 : .pq4FastScan
         }
     }
+}
+
+/// Element type of an IVF-Flat index's lists (Spec/IVF.md §4.2), as `--ivf-lists` names it.
+public enum IVFFlatLists: String, Sendable, Equatable, CaseIterable {
+    /// IEEE binary16 copies of the rows with a per-row error bound and norm (payload kind 5, `flat16`):
+    /// about half the list bytes. A scan bounds each row's float32 score from its copy (certified for any
+    /// rounding) and scores exactly, from the float32 rows, only the rows whose bound still reaches the k-th
+    /// score, so results (ids and scores) are those of float32 lists. Smaller indexes; not faster at one
+    /// thread on the measured data (README "Choosing an index").
+    case f16
+    /// The float32 vectors themselves (payload kind 1, `flat`). The default.
+    case f32
 }
 
 /// Parameters of an IVF index (Spec/IVF.md).
@@ -48,12 +61,16 @@ public struct IVFParameters: Sendable, Equatable {
     /// vectors (false: one look-up table per query serves every probed list). Ignored (false) for flat.
     /// Defaults to `IVFParameters.defaultResidual(for:)`.
     public var pqResidual: Bool
+    /// IVF-Flat: element type of the lists, float32 (the default) or binary16. PQ codings have no such
+    /// lists: always `.f32` there (ignored).
+    public var lists: IVFFlatLists
 
     /// Parameters; every field but `coding` has a default chosen from the data when the index is trained.
-    /// `pqResidual` nil takes `defaultResidual(for: coding)`.
+    /// `pqResidual` nil takes `defaultResidual(for: coding)`; `lists` applies to `.flat` only.
     public init(nlist: Int? = nil, coding: IVFCoding = .flat, nprobe: Int? = nil, refine: Int? = nil,
-                seed: UInt64 = 1234, iterations: Int = 10, pqResidual: Bool? = nil) {
+                seed: UInt64 = 1234, iterations: Int = 10, pqResidual: Bool? = nil, lists: IVFFlatLists = .f32) {
         self.pqResidual = coding == .flat ? false : (pqResidual ?? Self.defaultResidual(for: coding))
+        self.lists = coding == .flat ? lists : .f32
         self.nlist = nlist
         self.coding = coding
         self.nprobe = nprobe
@@ -77,9 +94,12 @@ public struct IVFParameters: Sendable, Equatable {
     /// records' raw-codes flag say.
     var rawCodes: Bool { coding != .flat && !pqResidual }
 
+    /// IVF-Flat with binary16 lists: what feature `ivf-flat16` says.
+    var halfLists: Bool { coding == .flat && lists == .f16 }
+
     /// The coding as `index show` prints it: `flat`, or e.g. `pq4 M=96, codes of the raw vectors`.
     var codingSummary: String {
-        coding == .flat ? coding.description
+        coding == .flat ? coding.description + (lists == .f16 ? ", binary16 lists" : ", float32 lists")
             : coding.description + (pqResidual ? ", residual codes" : ", codes of the raw vectors")
     }
 
@@ -165,9 +185,15 @@ enum IVFFormat {
     /// to read and to write, so builds that only know residual codes refuse the store instead of reporting
     /// its header (flags bit 0 clear on a PQ kind) as damaged or scoring its codes as residuals.
     static let rawCodesFeature = Format.Feature(name: "ivf-pq-raw", neededToRead: true, neededToWrite: true)
-    /// Declares `rawCodesFeature` when an index writes (or will write) PQ codes of the raw vectors.
-    static func declareCoding(raw: Bool, _ txn: Transaction, _ dbs: Databases) throws {
+    /// The store feature an IVF-Flat collection with binary16 lists (payload kind 5) declares (Spec/IVF.md
+    /// §4.2): needed to read and to write, so builds that only know float32 lists refuse the store as written
+    /// by a newer vecstore instead of reporting its records as damaged.
+    static let halfListsFeature = Format.Feature(name: "ivf-flat16", neededToRead: true, neededToWrite: true)
+    /// Declares `rawCodesFeature` when an index writes (or will write) PQ codes of the raw vectors, and
+    /// `halfListsFeature` when it writes binary16 lists.
+    static func declareCoding(raw: Bool, half: Bool = false, _ txn: Transaction, _ dbs: Databases) throws {
         if raw { try Format.declare(rawCodesFeature, txn, meta: dbs.meta) }
+        if half { try Format.declare(halfListsFeature, txn, meta: dbs.meta) }
     }
     /// Checks a record's raw-codes flag against the store: PQ codes of the raw vectors are only written with
     /// `rawCodesFeature` declared, so a flag without the feature is a damaged flags byte (a residual index
@@ -210,8 +236,9 @@ enum IVFFormat {
         static let lists = "ivf-lists"
     }
 
-    /// Rows per full list block: 256 for flat lists (a 128-d block is 128 KiB), 1024 for PQ codes.
-    static func blockCapacity(_ kind: IVFPayloadKind) -> Int { kind == .flat ? 256 : 1024 }
+    /// Rows per full list block: 256 for flat lists (a 128-d float32 block is 128 KiB, binary16 64 KiB),
+    /// 1024 for PQ codes.
+    static func blockCapacity(_ kind: IVFPayloadKind) -> Int { kind.isFlat ? 256 : 1024 }
 
     static func headerKey(_ cid: UInt32) -> [UInt8] { keyPrefix + Format.prefix(cid) }
     static func centroidKey(_ cid: UInt32) -> [UInt8] { Format.prefix(cid) + [0] }

@@ -16,10 +16,11 @@ enum IVFIndexKind: VectorIndexKind {
     static let feature: Format.Feature? = Format.Feature(name: IVFFormat.feature, neededToRead: true, neededToWrite: true)
     /// IVF-Flat with 4 lists, 3 probed: small enough to train (at 156 rows) in the contract tests' collections.
     static var defaultParameters: IndexKind { .ivf(IVFParameters(nlist: 4, nprobe: 3)) }
-    /// IVF-Flat and IVF-PQ with 4-bit fast-scan codes (M = 16 on the contract's 16-d rows: 8 B a row, refine 8),
+    /// IVF-Flat (float32 and binary16 lists) and IVF-PQ with 4-bit fast-scan codes (M = 16 on the contract's 16-d rows: 8 B a row, refine 8),
     /// of the raw vectors (the 4-bit default) and of the residuals.
     static var testParameters: [IndexKind] {
-        [defaultParameters, .ivf(IVFParameters(nlist: 4, coding: .pq(m: 16, bits: 4), nprobe: 3, refine: 8)),
+        [defaultParameters, .ivf(IVFParameters(nlist: 4, nprobe: 3, lists: .f16)),
+         .ivf(IVFParameters(nlist: 4, coding: .pq(m: 16, bits: 4), nprobe: 3, refine: 8)),
          .ivf(IVFParameters(nlist: 4, coding: .pq(m: 16, bits: 4), nprobe: 3, refine: 8, pqResidual: true))]
     }
 
@@ -46,7 +47,7 @@ enum IVFIndexKind: VectorIndexKind {
         let trainAt = live > 0 ? p.minimumRows(nlist: p.nlist ?? IVFParameters.defaultNlist(rows: live)) : p.trainingThreshold
         let pending = IVFPendingRecord(parameters: p, metric: record.metric, trainAt: trainAt)
         try txn.put(dbs.meta, IVFFormat.headerKey(record.id), try pending.encode(dimension: record.dimension))
-        try IVFFormat.declareCoding(raw: p.rawCodes, txn, dbs)
+        try IVFFormat.declareCoding(raw: p.rawCodes, half: p.halfLists, txn, dbs)
     }
 
     /// Marks the untrained index of `record` to be trained only on request (`buildIVF`, the end of an
@@ -194,7 +195,7 @@ enum IVFIndexKind: VectorIndexKind {
             if case .pending(let pending) = state {
                 try txn.put(dbs.meta, IVFFormat.headerKey(record.id), try pending.encode(dimension: record.dimension))
                 let p = pending.parameters
-                try IVFFormat.declareCoding(raw: p.rawCodes, txn, dbs)
+                try IVFFormat.declareCoding(raw: p.rawCodes, half: p.halfLists, txn, dbs)
             }
             return .remapped
         }

@@ -1,3 +1,4 @@
+import CDistance
 import LMDB
 import VecStoreKernels
 import VecStoreQuant
@@ -25,7 +26,7 @@ struct IVFListWriter {
         self.name = name
     }
 
-    /// Bytes of one row in the per-row code form: `4·d` (flat float32), `M` (pq8), `⌈M/2⌉` (4-bit codes,
+    /// Bytes of one row in the per-row code form: `4·d` (flat float32), `8 + 2·d` (flat binary16: error bound, norm, copy), `M` (pq8), `⌈M/2⌉` (4-bit codes,
     /// packed two per byte before the fast-scan interleave).
     var rowBytes: Int { model.codeSize }
 
@@ -64,7 +65,14 @@ struct IVFListWriter {
     /// Per-row codes of `count` gathered vectors of `list` (`rowBytes` each).
     func encode(_ vectors: [Float], count n: Int, list: Int) -> [UInt8] {
         let d = model.header.dimension
-        guard let pq = model.quantizer else { return FloatMatrixRecord.encode(vectors) }
+        guard let pq = model.quantizer else {
+            guard model.header.kind == .flat16 else { return FloatMatrixRecord.encode(vectors) }
+            // binary16 lists: each row's error bound, norm and binary16 copy (`HalfRows`).
+            return vectors.withUnsafeBufferPointer { v in
+                guard let vb = v.baseAddress else { return [] }
+                return HalfRows.encode(vb, count: n, dimension: d)
+            }
+        }
         var residuals = vectors
         // Residual codes subtract the list's centroid; raw-vector codes encode the rows as they are.
         if model.header.residual { model.centroids.withUnsafeBufferPointer { c in
@@ -86,6 +94,7 @@ struct IVFListWriter {
 
     /// The per-row codes of a stored block (the inverse of `payload`).
     func rowCodes(_ block: IVFListBlockView) -> [UInt8] {
+        if block.kind == .flat16 { return HalfRows.unpack(block) }
         let n = block.count
         if block.kind == .pq4FastScan {
             var out = [UInt8](repeating: 0, count: n * rowBytes)
@@ -100,6 +109,7 @@ struct IVFListWriter {
 
     /// The block payload of `count` rows given as per-row codes.
     func payload(_ codes: ArraySlice<UInt8>, count n: Int) -> [UInt8] {
+        if model.header.kind == .flat16 { return HalfRows.pack(codes, count: n, dimension: model.header.dimension) }
         guard model.header.kind == .pq4FastScan else { return Array(codes) }
         let m = model.header.subquantizers
         var out = [UInt8](repeating: 0, count: IVFPayloadKind.pq4FastScan.payloadBytes(count: n, width: m))

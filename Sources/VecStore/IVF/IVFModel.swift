@@ -26,11 +26,14 @@ final class IVFModel: @unchecked Sendable {
         }
     }
 
-    /// Bytes of one row's payload: `4 · dimension` for flat, the PQ code size otherwise.
-    var codeSize: Int { quantizer?.codeSize ?? header.dimension * 4 }
+    /// Bytes of one row's payload: `4 · dimension` for float32 flat lists, `8 + 2 · dimension` for binary16
+    /// (error bound, norm, copy), the PQ code size otherwise.
+    var codeSize: Int {
+        quantizer?.codeSize ?? (header.kind == .flat16 ? HalfRows.rowBytes(dimension: header.dimension) : header.dimension * 4)
+    }
 
-    /// Width field of the list blocks: the dimension for flat, M for PQ.
-    var width: Int { header.kind == .flat ? header.dimension : header.subquantizers }
+    /// Width field of the list blocks: the dimension for flat kinds, M for PQ.
+    var width: Int { header.kind.isFlat ? header.dimension : header.subquantizers }
 
     /// The model of collection `record`, or nil when it has no IVF index.
     static func load(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String) throws -> IVFModel? {
@@ -53,7 +56,7 @@ final class IVFModel: @unchecked Sendable {
             let centroids = try FloatMatrixRecord.decode(cv, count: header.nlist * header.dimension,
                                                         record: "IVF centroids")
             var quantizer: ProductQuantizer?
-            if header.kind != .flat {
+            if !header.kind.isFlat {
                 guard let bv else { throw QuantError.damaged(record: "PQ codebooks", offset: 0, reason: "record missing") }
                 let books = try FloatMatrixRecord.decode(bv, count: header.dimension << header.bits,
                                                         record: "PQ codebooks")
@@ -82,7 +85,7 @@ final class IVFModel: @unchecked Sendable {
         }
         try Format.declare(Format.Feature(name: IVFFormat.feature, neededToRead: true, neededToWrite: true), txn,
                            meta: dbs.meta)
-        try IVFFormat.declareCoding(raw: quantizer != nil && !header.residual, txn, dbs)
+        try IVFFormat.declareCoding(raw: quantizer != nil && !header.residual, half: header.kind == .flat16, txn, dbs)
     }
 
     /// Deletes collection `cid`'s IVF records and lists (the collection is searched exactly afterwards).

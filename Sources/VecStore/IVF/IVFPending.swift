@@ -8,7 +8,7 @@ import VecStoreQuant
 /// | offset | size | field |
 /// |---:|---:|---|
 /// | 0 | 1 | version (1) |
-/// | 1 | 1 | payload kind the index will write: 1 flat, 2 pq8, 4 pq4-fastscan |
+/// | 1 | 1 | payload kind the index will write: 1 flat, 2 pq8, 4 pq4-fastscan, 5 flat16 |
 /// | 2 | 1 | metric (the collection's) |
 /// | 3 | 1 | flags: bit 0 = PQ codes of the raw vectors (`pqResidual` false; feature `ivf-pq-raw`), 0 for residual codes and flat; other bits 0 |
 /// | 4 | 4 | nlist, 0…65536 (0: chosen from the rows at training) |
@@ -33,7 +33,7 @@ struct IVFPendingRecord: Equatable {
 
     func encode(dimension: Int) throws(VecStoreError) -> [UInt8] {
         try parameters.validate(dimension: dimension)
-        var out: [UInt8] = [Self.version, parameters.coding.payloadKind.rawValue, metric.rawValue,
+        var out: [UInt8] = [Self.version, parameters.coding.payloadKind(lists: parameters.lists).rawValue, metric.rawValue,
                             parameters.rawCodes ? 1 : 0]
         out.appendLE(UInt32(parameters.nlist ?? 0))
         var m = 0, bits = 0
@@ -64,11 +64,13 @@ struct IVFPendingRecord: Equatable {
         guard b[2] == metric.rawValue else { throw bad(2, "metric \(b[2]), the collection's is \(metric)") }
         let m = Int(le(UInt16.self, 8)), bits = Int(b[10])
         let coding: IVFCoding
+        var lists = IVFFlatLists.f32
         switch IVFPayloadKind(rawValue: b[1]) {
-        case .flat?:
+        case .flat?, .flat16?:
             guard m == 0, bits == 0 else { throw bad(8, "a flat index has M = 0 and bits = 0") }
             guard b[3] == 0 else { throw bad(3, "a flat index has no raw-code flag") }
             coding = .flat
+            lists = b[1] == IVFPayloadKind.flat.rawValue ? .f32 : .f16
         case .pq8?, .pq4FastScan?:
             guard bits == (b[1] == IVFPayloadKind.pq8.rawValue ? 8 : 4) else { throw bad(10, "\(bits) bits for payload kind \(b[1])") }
             coding = .pq(m: m, bits: bits)
@@ -79,7 +81,7 @@ struct IVFPendingRecord: Equatable {
         guard trainAt >= 1 else { throw bad(12, "training threshold 0") }
         let p = IVFParameters(nlist: nlist == 0 ? nil : nlist, coding: coding, nprobe: nprobe == 0 ? nil : nprobe,
                               refine: refine == 0xFFFF ? nil : refine, seed: le(UInt64.self, 24),
-                              iterations: Int(le(UInt32.self, 20)), pqResidual: b[3] == 0)
+                              iterations: Int(le(UInt32.self, 20)), pqResidual: b[3] == 0, lists: lists)
         do { try p.validate(dimension: dimension) } catch { throw bad(4, "\(error)") }
         return IVFPendingRecord(parameters: p, metric: metric, trainAt: trainAt)
     }

@@ -81,7 +81,7 @@ enum IVFTraining {
         guard live.count >= need else {
             throw .invalidArgument("an IVF index with \(nlist) lists\(p.coding == .flat ? "" : " and \(p.coding)") needs at least \(need) live rows to train; the collection has \(live.count)")
         }
-        let kind = p.coding.payloadKind
+        let kind = p.coding.payloadKind(lists: p.lists)
         let kmeans = KMeansOptions(iterations: p.iterations, seed: p.seed, maxPointsPerCentroid: 256, threads: threads)
         let chosen = sample(live, count: min(live.count, nlist * kmeans.maxPointsPerCentroid), seed: p.seed)
         var data = [Float](repeating: 0, count: chosen.count * d)
@@ -145,7 +145,7 @@ enum IVFTraining {
             let header = IVFHeader(kind: kind, metric: metric, nlist: nlist, dimension: d,
                                    subquantizers: quantizer?.subquantizers ?? 0, bits: quantizer?.bits ?? 0,
                                    blockCapacity: IVFFormat.blockCapacity(kind), defaultNprobe: nprobe,
-                                   defaultRefine: kind == .flat ? 0 : (p.refine ?? 4), seed: p.seed,
+                                   defaultRefine: kind.isFlat ? 0 : (p.refine ?? 4), seed: p.seed,
                                    coarseError: coarse.meanSquaredError, codeError: codeError,
                                    trainingRows: coarse.sampleCount, iterations: p.iterations,
                                    defaults: defaults(given), residual: quantizer != nil && p.pqResidual)

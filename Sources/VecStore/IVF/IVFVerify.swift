@@ -1,3 +1,4 @@
+import CDistance
 import Foundation
 import LMDB
 import VecStoreKernels
@@ -13,7 +14,8 @@ enum IVFVerify {
     ///   rows, flat components finite, code padding 0), full blocks before the last, rows ascending across
     ///   a list's blocks;
     /// * every live row is in exactly one list (deleted rows may remain until compaction);
-    /// * flat lists hold exactly the stored vectors; a PQ code is the nearest code of its row's residual
+    /// * flat lists hold exactly the stored vectors (binary16 lists: their round-to-nearest binary16
+    ///   conversion, bit for bit); a PQ code is the nearest code of its row's residual
     ///   (its reconstruction error is within float rounding of the best code's), so codes decode within
     ///   the training error the quantizer was trained to.
     static func faults(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, _ vectors: CollectionView,
@@ -48,6 +50,7 @@ enum IVFVerify {
                 }
                 previous = block.rowID(block.count - 1)
                 if model.quantizer != nil { codes = rowCodes(block, model: model) }
+                if block.kind == .flat16 { codes = HalfRows.unpack(block) }
                 for i in 0..<block.count {
                     let row = block.rowID(i)
                     checked += 1
@@ -56,6 +59,19 @@ enum IVFVerify {
                     seen[w] |= bit
                     let x = vectors.vector(row)
                     guard let pq = model.quantizer else {
+                        if block.kind == .flat16 {
+                            // The copy, error bound and norm must be exactly what the writer derives from the
+                            // stored row (Spec/IVF.md §4.2): the scan's bounds rest on them (a copy or bound off
+                            // by one unit could hide a row from the top k).
+                            let expected = HalfRows.encode(x, count: 1, dimension: d)
+                            let stored = codes[(i * expected.count)..<((i + 1) * expected.count)]
+                            if !stored.elementsEqual(expected) {
+                                let what = stored.dropFirst(8).elementsEqual(expected.dropFirst(8)) ? "error bound or norm"
+                                    : "binary16 copy"
+                                faults.append("\(name): IVF list \(list) holds a \(what) for row \(row) that is not derived from the stored vector")
+                            }
+                            continue
+                        }
                         let stored = block.payload.baseAddress.map { $0 + i * d * 4 }
                         if let stored, memcmp(stored, x, d * 4) != 0 {
                             faults.append("\(name): IVF list \(list) holds a vector for row \(row) that differs from the stored one")

@@ -144,6 +144,88 @@ final class IVFView: @unchecked Sendable {
         }
     }
 
+    /// One query over binary16 lists (payload kind 5; Spec/IVF.md §6.2). Each probed row gets an approximate
+    /// score from its binary16 copy `h` (`vs_dot_f16` / `vs_l2sq_f16`: float32 sums, half the bytes of the
+    /// float32 row), and its stored error bound `e ≥ ‖x − h‖` and norm `ν ≥ ‖x‖` turn that into a bound of
+    /// the float32 score the flat kernels give the row `x`, rigorous for any rounding of either sum
+    /// (`HalfBound`). Rows whose bound still reaches the running k-th exact score (and that pass the mask) are
+    /// scored from the float32 rows in `vectors` with `resolve`'s kernels, 64 rows' candidates at a time with
+    /// their rows prefetched together. While the top k is not full, a chunk's best rows by their copies are
+    /// scored first, so the rest of it meets a real threshold instead of all being scored. A skipped row cannot enter the top k and every score offered to it is
+    /// the float32 one, so the result is the float32 lists' (ids, scores and the tie order by row).
+    func halfScan(_ query: UnsafePointer<Float>, k: Int, mask: CandidateMask, probes: ArraySlice<UInt32>,
+                  vectors: CollectionView) -> TopK {
+        let d = model.header.dimension, l2 = model.header.metric == .l2
+        var top = TopK(k: k)
+        let bound = HalfBound(query: query, dimension: d)
+        let lines = Int32((d * 4 + 63) / 64)
+        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { pickedBuffer in
+          withUnsafeTemporaryAllocation(of: Float.self, capacity: 64) { approxBuffer in
+            guard let picked = pickedBuffer.baseAddress, let approx = approxBuffer.baseAddress else { return }
+            // Scores the picked rows exactly (their rows were prefetched as they were picked).
+            func flush(_ m: Int) {
+                for j in 0..<m {
+                    let v = vectors.vector(picked[j])
+                    let s = l2 ? -squaredL2(query, v, d) : dotProduct(query, v, d)
+                    if s >= top.threshold { top.insert(s, picked[j]) }
+                }
+            }
+            for list in probes {
+                for block in blocks[Int(list)] where block.kind == .flat16 && block.width == d {
+                    let halves = block.halfRows
+                    var start = 0
+                    while start < block.count {
+                        let n = min(64, block.count - start)
+                        // One row at a time: a two-row interleaved kernel measured slower here (docs60k).
+                        for i in 0..<n {
+                            approx[i] = l2 ? vs_l2sq_f16(query, halves + (start + i) * d, d)
+                                : vs_dot_f16(query, halves + (start + i) * d, d)
+                        }
+                        var done: UInt64 = 0
+                        if top.count < k {
+                            // The top k is not full: every row would pass. Score the chunk's best rows by their
+                            // copies first (up to the rows missing), so the rest meet a real threshold.
+                            var m = 0
+                            let want = min(k - top.count, n)
+                            var seeds = TopK(k: want)
+                            for i in 0..<n where mask.contains(block.rowID(start + i)) {
+                                seeds.insert(l2 ? -approx[i] : approx[i], UInt32(i))
+                            }
+                            seeds.forEachUnordered { _, i in
+                                done |= 1 << UInt64(i)
+                                picked[m] = block.rowID(start + Int(i))
+                                m += 1
+                                vs_prefetch(vectors.vector(picked[m - 1]), lines)
+                            }
+                            flush(m)
+                        }
+                        // The threshold as the rest of the chunk is tested: it only rises while they are scored,
+                        // so the rows kept are a superset of those that can enter.
+                        let threshold = top.threshold
+                        var m = 0
+                        let radius = l2 ? bound.l2Radius(threshold: threshold) : 0
+                        for i in 0..<n where done & (1 << UInt64(i)) == 0 {
+                            let r = start + i
+                            let may = l2 ? bound.l2MayEnter(approx[i], error: block.halfError(r), radius: radius)
+                                : bound.dotMayEnter(approx[i], error: block.halfError(r), norm: block.halfNorm(r),
+                                                    threshold: threshold)
+                            guard may else { continue }
+                            let id = block.rowID(r)
+                            guard mask.contains(id) else { continue }
+                            picked[m] = id
+                            m += 1
+                            vs_prefetch(vectors.vector(id), lines)
+                        }
+                        flush(m)
+                        start += n
+                    }
+                }
+            }
+          }
+        }
+        return top
+    }
+
     /// Per-worker state reused by every query of a search (`one`).
     struct Scratch {
         /// The best `refine · k` ADC candidates (refining PQ searches).
@@ -161,6 +243,7 @@ final class IVFView: @unchecked Sendable {
     func one(_ query: UnsafePointer<Float>, k: Int, mask: CandidateMask, probes: ArraySlice<UInt32>,
              biases: ArraySlice<Float>? = nil, refine: Int, vectors: CollectionView, scratch: inout Scratch) -> TopK {
         let header = model.header, d = header.dimension, metric = header.metric
+        if header.kind == .flat16 { return halfScan(query, k: k, mask: mask, probes: probes, vectors: vectors) }
         guard scratch.scorer != nil else {
             var top = TopK(k: k)
             for list in probes {
@@ -211,5 +294,65 @@ final class IVFView: @unchecked Sendable {
             }
         }
         return result
+    }
+}
+
+/// The certified test of a binary16 row (Spec/IVF.md §6.2): can the float32 score of row `x` reach the
+/// threshold `T` (the running k-th exact score), knowing only the float32 score `a` of its copy `h`, an upper
+/// bound `e` of `‖x − h‖₂` and an upper bound `ν` of `‖x‖₂`?
+///
+/// A float32 sum of `d` products or squared differences, in any order, with or without FMA, is within
+/// `g = γ_(d+4) = (d+4)u/(1 − (d+4)u)`, `u = 2⁻²⁴`, of the exact sum, relative to the sum of the terms'
+/// magnitudes (Higham §3.1), plus `τ = (d+4)·2⁻¹⁴⁰` for underflow. With `‖h‖ ≤ ν + e`:
+///
+/// * dot: `fl(q·x) ≤ q·x + g‖q‖ν ≤ q·h + ‖q‖e + g‖q‖ν ≤ a + ‖q‖(e + g(2ν + e)) + 2τ`: the row may enter
+///   unless that is below `T`.
+/// * L2: `|q − h|² ≥ (a − τ)/(1 + g)`, `‖q − x‖ ≥ ‖q − h‖ − e`, and `fl(|q − x|²) ≥ (1 − g)‖q − x‖² − τ`.
+///   The row enters only if `fl(|q − x|²) ≤ −T`, which needs `‖q − x‖ ≤ R = √((−T + τ)/(1 − g))`, so it
+///   cannot when `(a − τ)/(1 + g) > (R + e)²`.
+///
+/// Everything is evaluated in float64 with relative margins (`2⁻³⁰`) far above float64 rounding. A NaN or
+/// infinite `a`, `e` or `ν` never says "cannot enter": such a row is scored exactly. The norms are rounded up.
+/// Queries are finite with a finite norm (checked before search), so neither float32 sum overflows: `h` is
+/// finite wherever `e` is, and `|x_i| ≤ 65520` there.
+struct HalfBound {
+    /// `‖q‖₂`, rounded up.
+    let qn: Double
+    let g: Double
+    let tiny: Double
+
+    init(query: UnsafePointer<Float>, dimension d: Int) {
+        var s = 0.0
+        for i in 0..<d { s += Double(query[i]) * Double(query[i]) }
+        qn = s.squareRoot() * (1 + 0x1p-40)
+        let u = Double(d + 4) * 0x1p-24
+        g = u / (1 - u)
+        tiny = Double(d + 4) * 0x1p-140
+    }
+
+    /// Dot product and cosine: whether a row with copy score `a` may reach `threshold`.
+    @inline(__always)
+    func dotMayEnter(_ a: Float, error e: Float, norm nu: Float, threshold: Float) -> Bool {
+        guard a.isFinite else { return true }
+        let a = Double(a), e = Double(e), nu = Double(nu)
+        let upper = a + qn * (e + g * (2 * nu + e)) * (1 + 0x1p-30) + abs(a) * 0x1p-50 + 2 * tiny
+        return !(upper < Double(threshold))
+    }
+
+    /// L2: `R` for `threshold` (−squared distance of the k-th row), +inf while the top k is not full.
+    @inline(__always)
+    func l2Radius(threshold: Float) -> Double {
+        guard threshold > -.infinity else { return .infinity }
+        let limit = max(0, -Double(threshold)) + tiny
+        return (limit / (1 - g)).squareRoot() * (1 + 0x1p-30) + tiny
+    }
+
+    /// L2: whether a row with copy squared distance `a` and error bound `e` may be within `radius`.
+    @inline(__always)
+    func l2MayEnter(_ a: Float, error e: Float, radius: Double) -> Bool {
+        guard a.isFinite else { return true }
+        let lower = (Double(a) - tiny) / (1 + g) * (1 - 0x1p-30)
+        let reach = (radius + Double(e)) * (1 + 0x1p-30)
+        return !(lower > reach * reach)
     }
 }
