@@ -32,8 +32,14 @@ public final class GatheredCopies: @unchecked Sendable {
     /// The gathered rows' internal ids, in row order.
     public var rowIDs: [UInt32] { Array(UnsafeBufferPointer(start: ids, count: count)) }
 
-    /// Bytes this buffer holds (copies, ids and vector pointers).
-    public var bytes: Int { Self.bytes(rows: count, stride: stride) }
+    /// Memory this buffer takes (copies, ids and vector pointers): a mapped copies buffer counts whole
+    /// 2 MiB units, as mapped and populated.
+    public var bytes: Int {
+        copiesMapped > 0 ? copiesMapped + count * (4 + 8) : Self.bytes(rows: count, stride: stride)
+    }
+
+    /// Most that rounding the copies up to whole mapping units adds to `bytes(rows:stride:)`.
+    public static let mappingSlack = 2 << 20
 
     /// Bytes a buffer of `rows` rows of `stride` halves takes.
     public static func bytes(rows: Int, stride: Int) -> Int { rows * (2 * stride + 4 + 8) }
@@ -105,7 +111,7 @@ public final class GatheredCopies: @unchecked Sendable {
     /// 0.8% filter at 954k rows is 5.8 MB, ~1,400 faults: ~5 ms of a first query on this VM). Smaller
     /// buffers, or a failed mapping, come from the allocator.
     private static func allocateCopies(halves: Int) -> (UnsafeMutablePointer<UInt16>, Int) {
-        let unit = 2 << 20
+        let unit = mappingSlack
         let bytes = halves * MemoryLayout<UInt16>.stride
         if bytes >= unit {
             let length = (bytes + unit - 1) / unit * unit

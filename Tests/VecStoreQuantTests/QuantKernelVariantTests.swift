@@ -45,6 +45,15 @@ struct QuantKernelVariantTests {
                 #expect(ca == cb && Array(a[0..<ca]) == Array(b[0..<cb]), "\(isa) select n \(n)")
             }
         }
+        // The largest sums: every table entry 255 at 254 and 256 sub-quantizers (up to 65,280, the 16-bit lane sums' worst case).
+        for mpad in [254, 256] {
+            let blocks = (0..<(2 * mpad / 2 * 32)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            let lut = [UInt8](repeating: 255, count: mpad * 16)
+            var got = [UInt16](repeating: 0, count: 2 * 32), want = got
+            k.fs4_scan(blocks, 2, mpad, lut, &got)
+            vq_fs4_scan_reference(blocks, 2, mpad, lut, &want)
+            #expect(got == want && want.allSatisfy { $0 == UInt16(255 * mpad) }, "\(isa) saturated mpad \(mpad)")
+        }
     }
 
     @Test("table quantization, PQ tables, nearest and int8 dot agree with the references", arguments: names)

@@ -288,6 +288,11 @@ struct HNSWTests {
         #expect(HNSWSearch.filteredEf(64, matches: 990, rows: 1_000) == 64)  // 1% deleted, no filter
         #expect(HNSWSearch.filteredEf(64, matches: 1_000, rows: 1_000) == 64)
         #expect(HNSWSearch.filteredEf(64, matches: -1, rows: 1_000) == 64)  // count unknown
+        // A beam wider than the rows is the rows; a huge ef neither traps nor shrinks (review of filter1m).
+        #expect(HNSWSearch.filteredEf(900, matches: 250, rows: 1_000) == 1_000)
+        #expect(HNSWSearch.filteredEf(5_000, matches: 250, rows: 1_000) == 5_000)
+        #expect(HNSWSearch.filteredEf(.max, matches: 250, rows: 1_000) == .max)
+        #expect(HNSWSearch.prefersExact(matches: 500_000, live: 1_000_000, m: 16, ef: .max))
     }
 
     @Test("filtered graph search finds matches that lie away from the query (correlated filters)")

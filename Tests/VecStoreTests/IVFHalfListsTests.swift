@@ -239,6 +239,29 @@ struct IVFHalfListsTests {
         }
     }
 
+    @Test("binary16 lists in a store that does not declare ivf-flat16 are a damaged record, not lists to read")
+    func kindWithoutFeature() throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("k.vecstore"))
+        let dbs = store.dbs
+        let rows = adversarial(dimension: 8, seed: 11)
+        let c = try store.collection("c", dimension: 8, metric: .l2, index: .ivf(IVFParameters(nlist: 4, lists: .f16)))
+        try c.add(rows.prefix(200).enumerated().map { Document(id: "r\($0.offset)", vector: $0.element) })
+        #expect(try c.search(rows[0], k: 3, options: SearchOptions(nprobe: 4)).count == 3)
+        try store.write { txn in
+            let kept = try #require(try txn.get(dbs.meta, Format.featuresKey).map { try Format.decodeFeatures($0) })
+                .filter { $0.name != "ivf-flat16" }
+            try txn.put(dbs.meta, Format.featuresKey, Format.encodeFeatures(kept))
+        }
+        store.close()
+        let reopened = try VecStore(path: dir.path("k.vecstore"))
+        #expect(throws: VecStoreError.self) {
+            try reopened.collection("c").search(rows[0], k: 3, options: SearchOptions(nprobe: 4))
+        }
+        // verify reports the fault (as a fault or a thrown corrupt error), never a clean store.
+        #expect(!((try? reopened.verify().isOK) ?? false))
+    }
+
     @Test("a damaged copy is caught by verify and changes results (the exactness checks can fail); a NaN half is a typed fault")
     func damagedCopy() throws {
         let dir = try TempDir()

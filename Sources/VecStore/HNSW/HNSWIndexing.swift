@@ -128,7 +128,9 @@ enum HNSWSearch {
     static func filteredEf(_ ef: Int, matches: Int, rows: Int) -> Int {
         guard matches > 0, rows > matches else { return ef }
         let scale = 1 + filteredEfSlope * log2(Double(rows) / Double(matches))
-        return Int((Double(ef) * scale).rounded())
+        // A beam wider than the rows searches them all: clamp before converting, so a huge `ef` cannot trap.
+        let widened = (Double(ef) * scale).rounded()
+        return widened >= Double(max(ef, rows)) ? max(ef, rows) : Int(widened)
     }
 
     /// Beam widening per halving of the matching share (see `filteredEf`): measured on docs1m at 954k
@@ -143,7 +145,8 @@ enum HNSWSearch {
     /// matches (a share of at least 1/(2M), see `lookThrough`). So: exact when the matches are fewer
     /// than 5·M·ef, or too sparse for two-hop search (matches·2M < live).
     static func prefersExact(matches: Int, live: Int, m: Int, ef: Int) -> Bool {
-        matches < exactBelowFactor * m * ef || matches * 2 * m < live
+        let (graphCost, overflow) = (exactBelowFactor * m).multipliedReportingOverflow(by: ef)
+        return overflow || matches < graphCost || matches * 2 * m < live
     }
 
     /// The graph search's cost in exact-search distances per unit of M·ef (docs60k and docs1m, 384-d:

@@ -15,7 +15,7 @@ public struct IVFIndexInfo: Sendable, Equatable {
     public var codeError: Double
     /// Rows the coarse k-means trained on.
     public var trainingRows: Int
-    /// Payload bytes per vector in the lists (4·d for float32 flat lists, 2·d for binary16, the PQ code size otherwise).
+    /// Payload bytes per vector in the lists (4·d for float32 flat lists, 8 + 2·d for binary16: the halves, the error bound and the norm; the PQ code size otherwise).
     public var codeSize: Int
     /// Rows per full list block.
     public var blockCapacity: Int

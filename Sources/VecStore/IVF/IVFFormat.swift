@@ -195,21 +195,28 @@ enum IVFFormat {
         if raw { try Format.declare(rawCodesFeature, txn, meta: dbs.meta) }
         if half { try Format.declare(halfListsFeature, txn, meta: dbs.meta) }
     }
-    /// Checks a record's raw-codes flag against the store: PQ codes of the raw vectors are only written with
-    /// `rawCodesFeature` declared, so a flag without the feature is a damaged flags byte (a residual index
-    /// whose bit 0 was cleared would otherwise be scored as raw codes), reported as corrupt.
-    static func checkCoding(raw: Bool, _ txn: Transaction, _ dbs: Databases, name: String) throws {
-        guard raw else { return }
+    /// Checks a record's coding against the store's features: PQ codes of the raw vectors are only written
+    /// with `rawCodesFeature` declared, binary16 lists only with `halfListsFeature`, so a flag or kind without
+    /// its feature is a damaged byte (a residual index whose bit 0 was cleared would otherwise be scored as
+    /// raw codes), reported as corrupt.
+    static func checkCoding(raw: Bool, half: Bool = false, _ txn: Transaction, _ dbs: Databases, name: String) throws {
+        guard raw || half else { return }
         // A walk over the record's bytes, no decoding into `Feature` values: this runs on every model load of
-        // a raw-codes index, and the record itself was checked when the store opened.
-        let declared = try txn.get(dbs.meta, Format.featuresKey).map { v in lists(rawCodesName, in: v) } ?? false
-        guard declared else {
+        // such an index, and the record itself was checked when the store opened.
+        let features = try txn.get(dbs.meta, Format.featuresKey)
+        if raw, !(features.map { lists(rawCodesName, in: $0) } ?? false) {
             throw VecStoreError.corrupt("collection \(name): IVF record offset 3: flags say PQ codes of the raw "
                                         + "vectors, but the store does not declare feature \(rawCodesFeature.name)")
+        }
+        if half, !(features.map { lists(halfListsName, in: $0) } ?? false) {
+            throw VecStoreError.corrupt("collection \(name): IVF record: kind says binary16 lists, but the store "
+                                        + "does not declare feature \(halfListsFeature.name)")
         }
     }
     /// `rawCodesFeature`'s name as bytes.
     static let rawCodesName: [UInt8] = Array(rawCodesFeature.name.utf8)
+    /// `halfListsFeature`'s name as bytes.
+    static let halfListsName: [UInt8] = Array(halfListsFeature.name.utf8)
     /// Whether a `features` record (Versioning.swift: `u8 count`, then per feature `u8 flags`, `u8 length`,
     /// name) names `name`; false for a record too short for what it announces.
     static func lists(_ name: [UInt8], in value: UnsafeRawBufferPointer) -> Bool {

@@ -75,7 +75,7 @@ enum IVFIndexKind: VectorIndexKind {
         try checkVersion(value, name: name)
         if value.count == IVFPendingRecord.size {
             let pending = try IVFPendingRecord.decode(value, dimension: record.dimension, metric: record.metric, name: name)
-            try IVFFormat.checkCoding(raw: pending.parameters.rawCodes, txn, dbs, name: name)
+            try IVFFormat.checkCoding(raw: pending.parameters.rawCodes, half: pending.parameters.halfLists, txn, dbs, name: name)
             return .pending(pending)
         }
         guard let model = try IVFModel.load(txn, dbs, record, name: name) else { return nil }
@@ -102,7 +102,7 @@ enum IVFIndexKind: VectorIndexKind {
                 throw IVFFormat.corrupt(error, name)
             }
         }
-        try IVFFormat.checkCoding(raw: parameters.rawCodes, txn, dbs, name: name)
+        try IVFFormat.checkCoding(raw: parameters.rawCodes, half: parameters.halfLists, txn, dbs, name: name)
         return .ivf(parameters)
     }
 

@@ -67,7 +67,8 @@ final class IVFModel: @unchecked Sendable {
         } catch {
             throw IVFFormat.corrupt(error, name)
         }
-        try IVFFormat.checkCoding(raw: model.quantizer != nil && !model.header.residual, txn, dbs, name: name)
+        try IVFFormat.checkCoding(raw: model.quantizer != nil && !model.header.residual,
+                                  half: model.header.kind == .flat16, txn, dbs, name: name)
         return model
     }
 

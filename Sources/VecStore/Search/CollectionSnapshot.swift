@@ -100,7 +100,8 @@ final class CollectionSnapshot: @unchecked Sendable {
         entry.gatherTried = true
         let used = filters.reduce(0) { $0 + ($1.gathered?.bytes ?? 0) }
         let rowBytes = GatheredCopies.bytes(rows: 1, stride: halves.stride)
-        let maxRows = (Self.gatheredBudgetBytes - used) / rowBytes
+        // Less the mapping's rounding to whole 2 MiB units, so the buffers' real memory stays in budget.
+        let maxRows = max(0, Self.gatheredBudgetBytes - used - GatheredCopies.mappingSlack) / rowBytes
         guard entry.matches <= maxRows else { return nil }
         entry.gathered = entry.words.withUnsafeBufferPointer { w -> GatheredCopies? in
             guard let base = w.baseAddress else { return nil }
