@@ -75,6 +75,12 @@ struct QueryCommand: ParsableCommand {
     @Flag(help: "Search exactly, ignoring the collection's index.")
     var exact = false
 
+    @Flag(help: "Search through the collection's index even when it is small enough (at most 1,024 live rows) to be scanned exactly, and under any filter (library: SearchOptions.filterStrategy .graph). For tests of the index: the golden fixtures record such answers.")
+    var forceIndex = false
+
+    /// The planner's strategy: `.graph` (always through the index) with `--force-index`.
+    var strategy: FilterStrategy { forceIndex ? .graph : .automatic }
+
     @Option(help: "IVF lists to probe (default: the index's nprobe); more is slower and more exact.")
     var nprobe: Int?
 
@@ -97,6 +103,7 @@ struct QueryCommand: ParsableCommand {
         if let ef, ef < 1 { throw ValidationError("--ef must be at least 1") }
         if let nprobe, !(1...65535).contains(nprobe) { throw ValidationError("--nprobe must be in 1...65535") }
         if let refine, !(0...65535).contains(refine) { throw ValidationError("--refine must be in 0...65535") }
+        if forceIndex && exact { throw ValidationError("give at most one of --exact and --force-index") }
     }
 
     func run() throws {
@@ -113,8 +120,9 @@ struct QueryCommand: ParsableCommand {
                     throw VecStoreError.invalidArgument("no document with id '\(id)' in \(collection.name)")
                 }
                 let plan = try collection.explainSearch(k: k, filter: parsedFilter,
-                                                        options: SearchOptions(ef: ef, exact: exact, nprobe: nprobe,
-                                                                               refine: refine))
+                                                        options: SearchOptions(ef: ef, exact: exact,
+                                                                               filterStrategy: strategy,
+                                                                               nprobe: nprobe, refine: refine))
                 switch format {
                 case .jsonl: print("{\"path\": \"\(plan.path.rawValue)\", \"candidates\": \(plan.candidates)}")
                 case .table: print("path: \(plan.path.rawValue)\ncandidates: \(plan.candidates)")
@@ -131,16 +139,17 @@ struct QueryCommand: ParsableCommand {
                 } ?? vector.map { try Self.parseVector($0) }
                 results = [try textOptions.run(collection, vector: queryVector, excluding: id, k: k, filter: parsedFilter,
                                                options: SearchOptions(threads: threads ?? 1, ef: ef, exact: exact,
+                                                                      filterStrategy: strategy,
                                                                       includeText: format == .table, nprobe: nprobe,
                                                                       refine: refine)) ?? []]
             } else if let id {
                 // The table shows texts: they come from the search's own read transaction.
-                let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact, includeText: format == .table,
-                                            nprobe: nprobe, refine: refine)
+                let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact, filterStrategy: strategy,
+                                            includeText: format == .table, nprobe: nprobe, refine: refine)
                 results = [try collection.search(similarTo: id, k: k, filter: parsedFilter, options: options)]
             } else if let vector {
-                let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact, includeText: format == .table,
-                                            nprobe: nprobe, refine: refine)
+                let options = SearchOptions(threads: threads ?? 1, ef: ef, exact: exact, filterStrategy: strategy,
+                                            includeText: format == .table, nprobe: nprobe, refine: refine)
                 results = [try collection.search(try Self.parseVector(vector), k: k, filter: parsedFilter, options: options)]
             } else {
                 let path = queries ?? ""
@@ -152,7 +161,8 @@ struct QueryCommand: ParsableCommand {
                     while let r = try reader.next() { vectors.append(r.vector) }
                 } catch { throw VecStoreError.invalidInput(error) }
                 let options2 = SearchOptions(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount, ef: ef,
-                                             exact: exact, includeText: format == .table, nprobe: nprobe, refine: refine)
+                                             exact: exact, filterStrategy: strategy, includeText: format == .table,
+                                             nprobe: nprobe, refine: refine)
                 results = try collection.searchBatch(vectors, k: k, filter: parsedFilter, options: options2)
             }
             switch format {

@@ -96,6 +96,10 @@ struct CLITests {
         #expect(explained.stdout == "{\"path\": \"exact\", \"candidates\": \(matching)}\n")
         let explainedTable = try runCLI(["query", store, "-c", "docs", "--vector", q, "--explain"])
         #expect(explainedTable.stdout == "path: exact\ncandidates: 120\n", "\(explainedTable.stdout)")
+        // --force-index: through the graph although the collection is small; with --exact it is refused.
+        let forced = try runCLI(["query", store, "-c", "docs", "--vector", q, "--explain", "--force-index"])
+        #expect(forced.stdout == "path: index\ncandidates: 120\n", "\(forced.stdout)")
+        #expect(try runCLI(["query", store, "-c", "docs", "--vector", q, "--exact", "--force-index"]).status != 0)
 
         let got = try runCLI(["get", store, "-c", "docs", "doc-7", "doc-8"])
         #expect(got.status == 0)
