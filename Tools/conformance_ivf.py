@@ -182,13 +182,11 @@ def check_ivf(reader, txn, c, value):
     rows = np.concatenate(listed_rows)
     lists = np.concatenate(listed_lists)
     codes = np.concatenate(listed_codes)
-    # Rebuild x̂ = c_l + r̂ (residual codes) or x̂ = the decoded code (raw-vector codes) (PQ §1) and compare the
-    # reconstruction error with the recorded training error.
+    # Rebuild x̂ = c_l + r̂ (residual codes) or x̂ = the decoded code (raw-vector codes) (PQ §1), for the ADC check.
     residual = h["residual"]
     offset = cents[lists] if residual else np.zeros((len(rows), dim), dtype=np.float32)
     residual_hat = np.concatenate([books[j][codes[:, j]] for j in range(m)], axis=1)
     x_hat = offset + residual_hat
-    err = float(((c.vectors[rows] - x_hat) ** 2).sum(axis=1).mean())
     # Each code is the nearest codebook entry of its residual's (or vector's) sub-vector (PQ §1; ties either way).
     resid = (c.vectors[rows] - offset).reshape(len(rows), m, dim // m)
     for j in range(m):
@@ -198,8 +196,8 @@ def check_ivf(reader, txn, c, value):
         if len(bad):
             fault(f"{name}: row {rows[bad[0]]}'s PQ code {j} is not the nearest codebook entry of its residual")
             break
-    if err > 4 * h["code_err"] + 1e-6:
-        fault(f"{name}: PQ codes rebuild with mean squared error {err:.4g}, training recorded {h['code_err']:.4g}")
+    # No bound of the reconstruction error against the recorded training error: Spec/IVF.md §8 asks only that
+    # each code be the nearest (above); rows added after training on a small sample can rebuild worse than it.
     # ADC (PQ §4): tables from a few queries reproduce the distance to x̂ for every listed row.
     rng = np.random.default_rng(cid)
     for q in c.vectors[rng.choice(c.rows, size=min(3, c.rows), replace=False)]:
