@@ -39,7 +39,7 @@ public final class GatheredCopies: @unchecked Sendable {
     }
 
     /// Most that rounding the copies up to whole mapping units adds to `bytes(rows:stride:)`.
-    public static let mappingSlack = 2 << 20
+    public static let mappingSlack = HugePages.unit
 
     /// Bytes a buffer of `rows` rows of `stride` halves takes.
     public static func bytes(rows: Int, stride: Int) -> Int { rows * (2 * stride + 4 + 8) }
@@ -115,19 +115,7 @@ public final class GatheredCopies: @unchecked Sendable {
         let bytes = halves * MemoryLayout<UInt16>.stride
         if bytes >= unit {
             let length = (bytes + unit - 1) / unit * unit
-            if let raw = mmap(nil, length + unit, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-               raw != MAP_FAILED
-            {
-                let start = Int(bitPattern: raw), aligned = (start + unit - 1) / unit * unit
-                if aligned > start { munmap(raw, aligned - start) }
-                let tail = start + length + unit - (aligned + length)
-                if tail > 0, let end = UnsafeMutableRawPointer(bitPattern: aligned + length) { munmap(end, tail) }
-                if let p = UnsafeMutableRawPointer(bitPattern: aligned) {
-                    _ = madvise(p, length, 14 /* MADV_HUGEPAGE */)
-                    _ = madvise(p, length, 23 /* MADV_POPULATE_WRITE */)
-                    return (p.bindMemory(to: UInt16.self, capacity: halves), length)
-                }
-            }
+            if let p = HugePages.map(length: length) { return (p.bindMemory(to: UInt16.self, capacity: halves), length) }
         }
         return (.allocate(capacity: halves), 0)
     }
@@ -156,14 +144,7 @@ extension ExactSearch {
     public static func scanGathered(query: UnsafePointer<Float>, dimension: Int, metric: Metric,
                                     gathered g: GatheredCopies, into topK: inout TopK) {
         let l2 = metric == .l2
-        var qn2 = 0.0, qn1 = 0.0
-        for i in 0..<dimension {
-            let x = Double(query[i])
-            qn2 += x * x
-            qn1 += abs(x)
-        }
-        qn2 = qn2.squareRoot() * (1 + 0x1p-40)
-        qn1 *= 1 + 0x1p-40
+        let (qn2, qn1) = certifiedNorms(query, dimension: dimension)
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 64) { scratch in
             guard let out = scratch.baseAddress else { return }
             var i = 0

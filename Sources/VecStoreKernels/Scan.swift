@@ -109,16 +109,7 @@ public enum ExactSearch {
                 let l2 = metric == .l2
                 let lines = Int32(min(64, (dimension * 4 + 63) / 64))
                 // |q|_2 and |q|_1 for the certified bounds, rounded up.
-                var qn2 = 0.0, qn1 = 0.0
-                if halves != nil {
-                    for i in 0..<dimension {
-                        let x = Double(query[i])
-                        qn2 += x * x
-                        qn1 += abs(x)
-                    }
-                    qn2 = qn2.squareRoot() * (1 + 0x1p-40)
-                    qn1 *= 1 + 0x1p-40
-                }
+                let (qn2, qn1) = halves != nil ? certifiedNorms(query, dimension: dimension) : (0, 0)
                 // Rows of sparse mask words (a selective filter's matches), gathered across blocks in row
                 // order: rows with a binary16 copy (`copies[i]` for `withCopy[i]`) and rows without one.
                 // A block holds a few hundred rows, so a 1% filter leaves only a handful per block: scoring
@@ -401,5 +392,19 @@ public func squaredNorm(_ v: [Float]) -> Float {
     v.withUnsafeBufferPointer { b in
         guard let base = b.baseAddress else { return 0 }
         return squaredNorm(base, b.count)
+    }
+}
+
+extension ExactSearch {
+    /// `‖q‖₂` and `‖q‖₁` of a query for the certified binary16 bounds (`vs_f16_upper_many`, the IVF binary16
+    /// lists' test): summed in float64 and rounded up by `1 + 2⁻⁴⁰`.
+    public static func certifiedNorms(_ query: UnsafePointer<Float>, dimension: Int) -> (l2: Double, l1: Double) {
+        var qn2 = 0.0, qn1 = 0.0
+        for i in 0..<dimension {
+            let x = Double(query[i])
+            qn2 += x * x
+            qn1 += abs(x)
+        }
+        return (qn2.squareRoot() * (1 + 0x1p-40), qn1 * (1 + 0x1p-40))
     }
 }

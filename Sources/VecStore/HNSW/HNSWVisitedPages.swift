@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import VecStoreKernels
 
 /// Zero-filled memory for a search's visited stamps (two bytes per graph row: 1.9 MB at 1M rows).
 /// A fresh process's first search would otherwise fault in and zero the stamps 4 KiB at a time as
@@ -12,8 +13,8 @@ import Glibc
 enum HNSWVisitedPages {
     /// Arrays at least this large are mapped; smaller ones come from the allocator.
     static let mapThreshold = 64 << 10
-    /// The mapping unit and alignment (an x86-64 / arm64 4 KiB-granule huge page).
-    static let unit = 2 << 20
+    /// The mapping unit and alignment.
+    static let unit = HugePages.unit
 
     /// Bytes mapped for `count` stamps (a multiple of `unit`), or 0 when they come from the allocator.
     static func mappedBytes(count: Int) -> Int {
@@ -24,19 +25,8 @@ enum HNSWVisitedPages {
     /// `count` zeroed stamps, and the bytes mapped for them (0: they came from the allocator).
     static func allocate(count: Int) -> (stamps: UnsafeMutablePointer<UInt16>, mapped: Int) {
         let length = mappedBytes(count: count)
-        if length > 0, let raw = mmap(nil, length + unit, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-           raw != MAP_FAILED
-        {
-            // Trim the mapping to a `unit`-aligned range of `length` bytes.
-            let start = Int(bitPattern: raw), aligned = (start + unit - 1) / unit * unit
-            if aligned > start { munmap(raw, aligned - start) }
-            let tail = start + length + unit - (aligned + length)
-            if tail > 0, let end = UnsafeMutableRawPointer(bitPattern: aligned + length) { munmap(end, tail) }
-            if let p = UnsafeMutableRawPointer(bitPattern: aligned) {
-                _ = madvise(p, length, 14 /* MADV_HUGEPAGE */)
-                _ = madvise(p, length, 23 /* MADV_POPULATE_WRITE */)
-                return (p.bindMemory(to: UInt16.self, capacity: count), length)
-            }
+        if length > 0, let p = HugePages.map(length: length) {
+            return (p.bindMemory(to: UInt16.self, capacity: count), length)
         }
         let p = UnsafeMutablePointer<UInt16>.allocate(capacity: count)
         p.initialize(repeating: 0, count: count)

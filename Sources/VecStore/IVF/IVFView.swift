@@ -322,9 +322,7 @@ struct HalfBound {
     let tiny: Double
 
     init(query: UnsafePointer<Float>, dimension d: Int) {
-        var s = 0.0
-        for i in 0..<d { s += Double(query[i]) * Double(query[i]) }
-        qn = s.squareRoot() * (1 + 0x1p-40)
+        qn = ExactSearch.certifiedNorms(query, dimension: d).l2
         let u = Double(d + 4) * 0x1p-24
         g = u / (1 - u)
         tiny = Double(d + 4) * 0x1p-140
