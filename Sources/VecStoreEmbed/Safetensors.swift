@@ -86,9 +86,22 @@ public final class SafetensorsFile: @unchecked Sendable {
         guard case .object(let entries) = header else { throw bad("damaged safetensors header: not a JSON object") }
         let dataStart = 8 + Int(headerLength)
         let dataBytes = size - dataStart
+        // A file cut short is named as such whichever tensor the header lists first: the furthest data end the
+        // header declares is compared with the data section before any tensor is checked on its own.
+        var declaredEnd = 0.0
+        for (_, value) in entries {
+            if case .object(let fields) = value, case .array(let offsets)? = fields["data_offsets"], offsets.count == 2,
+               case .number(let hi) = offsets[1], hi.isFinite {
+                declaredEnd = max(declaredEnd, hi)
+            }
+        }
+        guard declaredEnd <= Double(dataBytes) else {
+            throw bad("truncated: the header declares \(UInt64(min(declaredEnd, 1e18))) data bytes, the file holds \(dataBytes)")
+        }
         var tensors: [String: TensorInfo] = [:]
         var metadata: [String: String] = [:]
-        for (name, value) in entries {
+        // Sorted, so that a damaged header is reported the same way on every run.
+        for (name, value) in entries.sorted(by: { $0.key < $1.key }) {
             if name == "__metadata__" {
                 if case .object(let m) = value {
                     for (k, v) in m { if case .string(let s) = v { metadata[k] = s } }
