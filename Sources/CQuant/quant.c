@@ -94,6 +94,22 @@ size_t vq_u16_select_le_reference(const uint16_t *v, size_t n, uint16_t limit, u
     return select_le_tail(v, 0, n, limit, idx);
 }
 
+// Float candidate filter: positions i in [start, n) with v[i] + bias <= limit (le) or >= limit, branch-free.
+// The comparisons are ordered (false for NaN), so a NaN sum is never selected.
+VQ_INLINE size_t f32_select_tail(const float *v, size_t start, size_t n, float bias, float limit, int le,
+                                 uint32_t *idx) {
+    size_t c = 0;
+    for (size_t i = start; i < n; i++) {
+        float s = v[i] + bias;
+        idx[c] = (uint32_t)i;
+        c += le ? (s <= limit) : (s >= limit);
+    }
+    return c;
+}
+size_t vq_f32_select_reference(const float *v, size_t n, float bias, float limit, int le, uint32_t *idx) {
+    return f32_select_tail(v, 0, n, bias, limit, le, idx);
+}
+
 // ---------------------------------------------------------------- top-k selection of 64-bit keys
 // Quickselect with a median-of-three pivot and a branch-free Lomuto partition (the comparison feeds an add,
 // not a jump: keys arrive in random order, so a branch would mispredict about every other key); ranges of
@@ -617,6 +633,22 @@ __attribute__((target("avx512f,avx512bw"))) static size_t select_le_avx512(const
     }
     return c + select_le_tail(v, i, n, limit, idx + c);
 }
+// Eight sums per compare; once the top k is full most rows fail, so the set bits are few.
+__attribute__((target("avx2"))) static size_t f32_select_avx2(const float *v, size_t n, float bias, float limit,
+                                                              int le, uint32_t *idx) {
+    const __m256 b = _mm256_set1_ps(bias), lim = _mm256_set1_ps(limit);
+    size_t c = 0, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 s = _mm256_add_ps(_mm256_loadu_ps(v + i), b);
+        __m256 ok = le ? _mm256_cmp_ps(s, lim, _CMP_LE_OQ) : _mm256_cmp_ps(s, lim, _CMP_GE_OQ);
+        unsigned m = (unsigned)_mm256_movemask_ps(ok);
+        while (m) {
+            idx[c++] = (uint32_t)(i + (size_t)__builtin_ctz(m));
+            m &= m - 1;
+        }
+    }
+    return c + f32_select_tail(v, i, n, bias, limit, le, idx + c);
+}
 // ---------------------------------------------------------------- int8, AVX2
 __attribute__((target("avx2,fma"))) static inline float hsum256_q(__m256 v) {
     __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
@@ -762,6 +794,8 @@ static vq_quant_kernels active = {
     vq_nearest_reference, vq_u16_select_le_reference, vq_score_rows_reference,
 };
 static int vq_ready;
+// Whether `vq_f32_select` uses its AVX2 filter (the chosen variant is not the portable one).
+static int f32_select_simd;
 
 // Reads the CPU once (the constructor below runs it before main and before any thread exists).
 static void vq_variant_setup(void) {
@@ -801,6 +835,7 @@ __attribute__((constructor)) static void vq_select(void) {
         if (k) best = k;
     }
     active = *best;
+    f32_select_simd = best != &generic_kernels;
 }
 
 void vq_fs4_scan(const uint8_t *blocks, size_t nblocks, size_t mpad, const uint8_t *lut, uint16_t *out) {
@@ -823,6 +858,13 @@ size_t vq_nearest(const float *norms, const float *dots, size_t k, int l2, float
 }
 size_t vq_u16_select_le(const uint16_t *v, size_t n, uint16_t limit, uint32_t *idx) {
     return active.select_le(v, n, limit, idx);
+}
+size_t vq_f32_select(const float *v, size_t n, float bias, float limit, int le, uint32_t *idx) {
+#ifdef VQ_X86
+    // The AVX2 filter on every variant but the portable one (AVX-512 CPUs have AVX2).
+    if (f32_select_simd) return f32_select_avx2(v, n, bias, limit, le, idx);
+#endif
+    return vq_f32_select_reference(v, n, bias, limit, le, idx);
 }
 void vq_score_rows(const float *q, const float *const *rows, size_t n, size_t d, int l2, float *out) {
     if (n > 0 && d > 0) active.score_rows(q, rows, n, d, l2, out);

@@ -111,7 +111,27 @@ public struct TopK: Sendable {
     /// The held candidates, best first (ties: lower id first).
     public func sorted() -> [(id: UInt32, score: Float)] {
         var pairs = (0..<scores.count).map { (id: ids[$0], score: scores[$0]) }
+        guard pairs.count > Self.insertionSortLimit else {
+            // A search's few results: an insertion sort in place (the library's sort, with its closure and
+            // buffers, was ~2% of a siftsmall IVF-Flat query at k = 10). The same order: neither order
+            // is partial.
+            pairs.withUnsafeMutableBufferPointer { p in
+                for j in p.indices.dropFirst() {
+                    let item = p[j]
+                    var at = j
+                    while at > 0 && (item.score > p[at - 1].score || (item.score == p[at - 1].score && item.id < p[at - 1].id)) {
+                        p[at] = p[at - 1]
+                        at -= 1
+                    }
+                    p[at] = item
+                }
+            }
+            return pairs
+        }
         pairs.sort { $0.score > $1.score || ($0.score == $1.score && $0.id < $1.id) }
         return pairs
     }
+
+    /// `sorted()` orders at most this many candidates by insertion.
+    static let insertionSortLimit = 32
 }

@@ -311,21 +311,35 @@ public enum IVFListScan {
         let d = block.width, l2 = metric == .l2
         block.withFloatRows { rows in
             withUnsafeTemporaryAllocation(of: Float.self, capacity: 64) { scratch in
-                guard let out = scratch.baseAddress else { return }
-                var start = 0
-                var threshold = top.threshold
-                while start < block.count {
-                    let n = min(64, block.count - start)
-                    if l2 { vs_l2_many(query, rows + start * d, n, d, out) } else { vs_dot_many(query, rows + start * d, n, d, out) }
-                    for i in 0..<n {
-                        let s = l2 ? -out[i] : out[i]
-                        guard s >= threshold else { continue }
-                        let id = block.rowID(start + i)
-                        if let mask, !mask.contains(id) { continue }
-                        top.insert(s, id)
-                        threshold = top.threshold
+                withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { picked in
+                    guard let out = scratch.baseAddress, let candidates = picked.baseAddress else { return }
+                    var start = 0
+                    while start < block.count {
+                        let n = min(64, block.count - start)
+                        if l2 { vs_l2_many(query, rows + start * d, n, d, out) } else { vs_dot_many(query, rows + start * d, n, d, out) }
+                        // Sixteen rows at a time, one vector pass keeps those that reach the threshold as it
+                        // stands (−d ≥ t is d ≤ −t); it only rises as rows enter, so each pick is tested again.
+                        // (A branch per row mispredicted often; short groups let the threshold the first
+                        // rows set filter the next ones.)
+                        var threshold = top.threshold
+                        var group = 0
+                        while group < n {
+                            let g = min(16, n - group)
+                            let count = vq_f32_select(out + group, g, 0, l2 ? -threshold : threshold, l2 ? 1 : 0,
+                                                      candidates)
+                            for c in 0..<count {
+                                let i = group + Int(candidates[c])
+                                let s = l2 ? -out[i] : out[i]
+                                guard s >= threshold else { continue }
+                                let id = block.rowID(start + i)
+                                if let mask, !mask.contains(id) { continue }
+                                top.insert(s, id)
+                                threshold = top.threshold
+                            }
+                            group += g
+                        }
+                        start += n
                     }
-                    start += n
                 }
             }
         }
@@ -348,22 +362,35 @@ public enum IVFListScan {
         let codes = (block.base + block.payloadOffset).assumingMemoryBound(to: UInt8.self)
         let l2 = metric == .l2, size = quantizer.codeSize
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 256) { scratch in
-            guard let out = scratch.baseAddress else { return }
-            var start = 0
-            while start < block.count {
-                let n = min(256, block.count - start)
-                quantizer.scan(table: table, codes: codes + start * size, count: n, into: out)
-                // The threshold changes only when a row enters: read once per entry, not per row.
-                var threshold = top.threshold
-                for i in 0..<n {
-                    let s = l2 ? -(out[i] + bias) : out[i] + bias
-                    guard s >= threshold else { continue }
-                    let id = block.rowID(start + i)
-                    if let mask, !mask.contains(id) { continue }
-                    top.insert(s, id)
-                    threshold = top.threshold
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 256) { picked in
+                guard let out = scratch.baseAddress, let candidates = picked.baseAddress else { return }
+                var start = 0
+                while start < block.count {
+                    let n = min(256, block.count - start)
+                    quantizer.scan(table: table, codes: codes + start * size, count: n, into: out)
+                    // The threshold changes only when a row enters: read once per entry, not per row. One
+                    // vector pass keeps the rows whose value + bias reaches it as it stands (L2: −(v + b) ≥ t
+                    // is v + b ≤ −t, the same float32 sum); each pick is tested again as it rises.
+                    // Thirty-two rows a pass, so the threshold the first rows set filters the next ones.
+                    var threshold = top.threshold
+                    var group = 0
+                    while group < n {
+                        let g = min(32, n - group)
+                        let count = vq_f32_select(out + group, g, bias, l2 ? -threshold : threshold, l2 ? 1 : 0,
+                                                  candidates)
+                        for c in 0..<count {
+                            let i = group + Int(candidates[c])
+                            let s = l2 ? -(out[i] + bias) : out[i] + bias
+                            guard s >= threshold else { continue }
+                            let id = block.rowID(start + i)
+                            if let mask, !mask.contains(id) { continue }
+                            top.insert(s, id)
+                            threshold = top.threshold
+                        }
+                        group += g
+                    }
+                    start += n
                 }
-                start += n
             }
         }
     }

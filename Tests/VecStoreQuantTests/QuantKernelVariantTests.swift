@@ -171,4 +171,31 @@ struct QuantKernelVariantTests {
             }
         }
     }
+
+    @Test("the float candidate filter (vq_f32_select, dispatched) agrees with its reference: bias, both directions, NaN, ±inf, tails")
+    func floatSelect() {
+        var rng = SplitMix64(seed: 77)
+        var v = (0..<101).map { _ in Float(rng.next() % 2001) / 100 - 10 }
+        v[3] = .nan
+        v[17] = .infinity
+        v[40] = -.infinity
+        v[41] = -0.0
+        for n in [0, 1, 7, 8, 9, 16, 33, 64, 101] {
+            for bias: Float in [0, 0.5, -3.25] {
+                for limit: Float in [-.infinity, -2, 0, 4.75, .infinity] {
+                    for le: Int32 in [0, 1] {
+                        var a = [UInt32](repeating: 0, count: max(n, 1)), b = a
+                        let ca = vq_f32_select(v, n, bias, limit, le, &a)
+                        let cb = vq_f32_select_reference(v, n, bias, limit, le, &b)
+                        let want = (0..<n).filter { i in
+                            let s = v[i] + bias
+                            return le != 0 ? s <= limit : s >= limit
+                        }.map(UInt32.init)
+                        #expect(ca == cb && Array(a[0..<ca]) == Array(b[0..<cb]), "n \(n) bias \(bias) limit \(limit) le \(le)")
+                        #expect(Array(b[0..<cb]) == want, "reference n \(n) bias \(bias) limit \(limit) le \(le)")
+                    }
+                }
+            }
+        }
+    }
 }

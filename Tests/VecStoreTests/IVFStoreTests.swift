@@ -467,6 +467,38 @@ struct IVFStoreTests {
         }
     }
 
+    @Test("float32-list batches scanned list by list (a block read once for every query probing it) return what one-by-one searches return: several blocks a list, deleted rows, filters, dot")
+    func listMajorBatchesMatchSingleQueries() throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("m.vecstore"))
+        let vectors = clustered(1500, dimension: 12, seed: 31)
+        for metric in [Metric.l2, .cosine, .dot] {
+            let c = try store.collection("c\(metric)", dimension: 12, metric: metric)
+            try c.add(vectors.enumerated().map {
+                Document(id: "r\($0.offset)", vector: $0.element, metadata: ["g": .number(Double($0.offset % 4))])
+            })
+            // nlist 3: lists of ~500 rows, two or three 256-row blocks each.
+            try c.buildIVF(IVFParameters(nlist: 3))
+            try c.delete(ids: (0..<150).map { "r\($0 * 9)" })
+            let queries = clustered(50, dimension: 12, seed: 32)
+            let filter = Filter.field("g", .equals(.number(1)))
+            for (threads, nprobe, f) in [(1, 1, nil), (1, 2, nil), (2, 2, nil), (1, 3, nil), (1, 2, filter)] as [(Int, Int, Filter?)] {
+                let options = SearchOptions(threads: threads, filterStrategy: f == nil ? .automatic : .graph, nprobe: nprobe)
+                let batch = try c.searchBatch(queries, k: 7, filter: f, options: options)
+                for (i, q) in queries.enumerated() {
+                    let one = try c.search(q, k: 7, filter: f, options: options)
+                    #expect(batch[i].map(\.id) == one.map(\.id), "\(metric) nprobe \(nprobe) query \(i)")
+                    #expect(batch[i].map(\.score) == one.map(\.score), "\(metric) nprobe \(nprobe) query \(i)")
+                }
+                if nprobe == 3 {
+                    // Every list probed: the exact answer.
+                    let exact = try c.searchBatch(queries, k: 7, options: SearchOptions(exact: true))
+                    #expect(batch.map { $0.map(\.id) } == exact.map { $0.map(\.id) })
+                }
+            }
+        }
+    }
+
     @Test("a damaged list key numbering its full last block 2³²−1 makes an append throw, not trap")
     func appendAfterHugeBlockNumber() throws {
         let dir = try TempDir()

@@ -28,6 +28,12 @@ void vq_fs4_scan_reference(const uint8_t *blocks, size_t nblocks, size_t mpad, c
 size_t vq_u16_select_le(const uint16_t *v, size_t n, uint16_t limit, uint32_t *idx);
 /// The portable reference of `vq_u16_select_le` (same results), exposed for tests.
 size_t vq_u16_select_le_reference(const uint16_t *v, size_t n, uint16_t limit, uint32_t *idx);
+/// The candidate filter of the float list scans (IVF-Flat, 8-bit PQ): writes to `idx` the positions i < n, in
+/// ascending order, whose `v[i] + bias` (one float32 add) is at most `limit` (`le` nonzero) or at least `limit`
+/// (`le` zero), and returns how many. A NaN sum is never selected. AVX2 where the CPU has it, else portable C.
+size_t vq_f32_select(const float *v, size_t n, float bias, float limit, int le, uint32_t *idx);
+/// The portable reference of `vq_f32_select` (same results), exposed for tests.
+size_t vq_f32_select_reference(const float *v, size_t n, float bias, float limit, int le, uint32_t *idx);
 
 /// Rearranges p[0, n) so that its first k elements are the k largest (in no particular order; keys are
 /// distinct). The re-ranking candidates' selection (`CandidateReservoir`), portable C: quickselect with a

@@ -86,6 +86,10 @@ final class IVFView: @unchecked Sendable {
         // Residual codes under inner product: the list constant q·c is the probe's own score.
         let coarseBias = model.header.residual && model.header.metric != .l2
         let refining = model.quantizer != nil && refine > 0
+        if model.header.kind == .flat && !batched.lists.isEmpty {
+            return listMajorFlat(queries: queries, count: count, k: k, mask: mask, nprobe: p, probes: batched.lists,
+                                 threads: threads)
+        }
         return QueryWorkers.map(count: count, threads: threads, placeholder: TopK(k: 0)) { indices, put in
             // One scratch per worker: the ADC candidates' selection and the PQ scorer's tables are refilled
             // for each query, not allocated.
@@ -118,6 +122,49 @@ final class IVFView: @unchecked Sendable {
                 }
             }
             if let last = pending { put(last.query, rescored(last.top, query: queries + last.query * d, vectors: vectors)) }
+        }
+    }
+
+    /// A batch over float32 lists, list by list: each worker's queries are grouped by the lists they probe
+    /// (`probes`: `count × nprobe`, from `batchProbes`), and each block of a list is scanned for every query
+    /// that probes it in turn, so the block is read from memory once for all of them and the other queries
+    /// find it in cache (a query-by-query scan reads a list once per query probing it: at large nprobe the
+    /// lists stream from memory, the bound of that scan). Each query's rows are scored with the same kernel
+    /// and offered to its own `TopK`, whose selection (score, then the lower row) does not depend on the order
+    /// rows come in: the results are those of `one`, ids and scores.
+    func listMajorFlat(queries: UnsafePointer<Float>, count: Int, k: Int, mask: CandidateMask, nprobe p: Int,
+                       probes: [UInt32], threads: Int) -> [TopK] {
+        let d = model.header.dimension, metric = model.header.metric, nlist = model.header.nlist
+        return QueryWorkers.map(count: count, threads: threads, placeholder: TopK(k: 0)) { indices, put in
+            let mine = Array(indices)
+            var tops = mine.map { _ in TopK(k: k) }
+            // The worker's (query, probe) pairs bucketed by list (a counting sort): `start[l]..<start[l + 1]`
+            // of `members` are the positions in `mine` of the queries probing list l, one entry per probe.
+            var start = [Int](repeating: 0, count: nlist + 1)
+            var members = [Int32](repeating: 0, count: mine.count * p)
+            probes.withUnsafeBufferPointer { pb in
+                for i in mine {
+                    for t in 0..<p { start[Int(pb[i * p + t]) + 1] += 1 }
+                }
+                for l in 0..<nlist { start[l + 1] += start[l] }
+                var next = start
+                for (j, i) in mine.enumerated() {
+                    for t in 0..<p {
+                        let l = Int(pb[i * p + t])
+                        members[next[l]] = Int32(j)
+                        next[l] += 1
+                    }
+                }
+            }
+            for l in 0..<nlist where start[l + 1] > start[l] {
+                for block in blocks[l] {
+                    for m in start[l]..<start[l + 1] {
+                        let j = Int(members[m])
+                        IVFListScan.flat(block, query: queries + mine[j] * d, metric: metric, mask: mask, into: &tops[j])
+                    }
+                }
+            }
+            for (j, i) in mine.enumerated() { put(i, tops[j]) }
         }
     }
 
