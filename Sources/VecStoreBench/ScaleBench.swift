@@ -218,9 +218,19 @@ struct ScaleBench: ParsableCommand {
                 let seconds = try bestOf(filterRuns) { got = try qs.map { try coll.search($0, k: 10, filter: filter).map(\.id) } }
                 exact = try qs.map { try coll.search($0, k: 10, filter: filter, options: SearchOptions(exact: true)).map(\.id) }
                 var hit = 0, all = 0
-                for (g, e) in zip(got, exact) { hit += Set(g).intersection(e).count; all += e.count }
+                // Queries by how many of the exact top 10 they found (0…10): the misses of a filtered search
+                // concentrate in a few queries whose filter is far from their neighbourhood.
+                var byHits = [Int](repeating: 0, count: 11)
+                for (g, e) in zip(got, exact) {
+                    let h = Set(g).intersection(e).count
+                    hit += h
+                    all += e.count
+                    byHits[min(10, h)] += 1
+                }
                 let recall = Double(hit) / Double(max(1, all))
+                print("\(dataset) filter source=\(source): queries by hits@10 (0…10) \(byHits)")
                 filtered.append(["source": source, "share": Double(counts[source] ?? 0) / Double(total), "recall": recall,
+                                 "queries_by_hits": byHits,
                                  "qps_1t": Double(qs.count) / seconds, "first_ms": firstMs])
                 print(String(format: "%@ filter source=%@ (%.1f%%): recall %.4f vs exact filtered, %.0f q/s, first query %.1f ms",
                              dataset, source, 100 * Double(counts[source] ?? 0) / Double(total), recall,
