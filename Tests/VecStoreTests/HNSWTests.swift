@@ -366,6 +366,15 @@ struct HNSWTests {
             #expect(try c.explainSearch(k: 10, filter: rare) == SearchExplanation(path: .exactOverMatches, candidates: 59))
             var r = Rand(state: 21)
             let queries = (0..<20).map { _ in r.vector(16) } + [docs[0].vector]
+            // The snapshot's first single query scans the matches in place, the second copies them.
+            for (i, q) in queries.prefix(2).enumerated() {
+                let a = try c.search(q, k: 10, filter: rare)
+                let e = try c.search(q, k: 10, filter: rare, options: SearchOptions(exact: true))
+                #expect(a.map(\.id) == e.map(\.id), "\(metric) use \(i)")
+                #expect(a.map(\.score) == e.map(\.score), "\(metric) use \(i)")
+                let builds = try store.read { txn in try c.snapshot(txn) }
+                #expect(builds.inPlaceGatherBuilds == 1 && builds.gatheredBuilds == i)
+            }
             for q in queries {
                 let a = try c.search(q, k: 10, filter: rare)
                 let e = try c.search(q, k: 10, filter: rare, options: SearchOptions(exact: true))
@@ -383,6 +392,15 @@ struct HNSWTests {
             _ = try c.search(queries[0], k: 10, filter: .field("tag", .equals(.string("half"))),
                              options: SearchOptions(ef: 4))
             #expect(try store.read { txn in try c.snapshot(txn).gatheredBuilds } == 1)
+            // A filter whose first search is a batch copies its matches at once.
+            let rareLow = Filter.and([rare, .field("i", .lessThan(1500))])
+            let late = try c.searchBatch(Array(queries.prefix(3)), k: 10, filter: rareLow)
+            for (q, got) in zip(queries.prefix(3), late) {
+                let e = try c.search(q, k: 10, filter: rareLow, options: SearchOptions(exact: true))
+                #expect(got.map(\.id) == e.map(\.id), "\(metric) batch first")
+            }
+            let snap = try store.read { txn in try c.snapshot(txn) }
+            #expect(snap.inPlaceGatherBuilds == 1 && snap.gatheredBuilds == 2)
         }
     }
 
