@@ -21,6 +21,26 @@ import Glibc
 /// the snapshot whose rows it points at (`vectors`, `sources`) is open: the cache entry that owns it lives
 /// with that snapshot.
 public final class GatheredCopies: @unchecked Sendable {
+    /// The file behind a read-only memory map whose first byte `base` holds the file's byte 0 (the
+    /// store's LMDB map): the copies may be read from it with `pread` instead of through the map.
+    public struct MappedFile: @unchecked Sendable {
+        /// Open descriptor of the file.
+        public let fd: Int32
+        /// The map's first byte.
+        public let base: UnsafeRawPointer
+        /// Bytes of the file mapped from `base` (reads stop there).
+        public let length: Int
+        /// Describes the file behind a map.
+        public init(fd: Int32, base: UnsafeRawPointer, length: Int) {
+            self.fd = fd
+            self.base = base
+            self.length = length
+        }
+    }
+
+    /// Rows whose copies were read from the file with `pread` rather than through the map (see `init`).
+    public let preadRows: Int
+
     /// Number of rows gathered.
     public private(set) var count: Int
     /// Halves from one row's copy to the next (the source copies' stride).
@@ -59,8 +79,19 @@ public final class GatheredCopies: @unchecked Sendable {
     /// (`inPlace` false), or as pointers to the copies in the map (`inPlace` true). Returns nil when a
     /// block has no copy, or when the mask allows more than `maxRows` rows (the caller's memory budget).
     /// `dimension` floats per float32 row; the copies are `dimension` halves each (`stride` ≥ dimension).
+    ///
+    /// With `file` (the map's file) and at least `probeMinimum` rows, the rows are taken in chunks of
+    /// `probeChunk` in row order, and the first `probeRows` of each chunk are read through the map,
+    /// counting this thread's minor page faults. The cost of a fresh map's first touches depends on the
+    /// page cache: a fault maps a whole 2 MiB folio when the file's cached pages are in such folios, and
+    /// 4–64 KiB when they are not, so that a 0.8% filter at 954k rows takes ~800 faults in the first
+    /// case and ~5,000 in the second (several µs each in a VM). When the probed rows faulted
+    /// `preadFaultShare` or more a row, the rest of the chunk is read from the file with one `pread` a
+    /// row (~1.2 µs, no page table work) into the copied buffer (the form becomes the copied one then,
+    /// whatever `inPlace` asked). A `pread` that comes back short reads that row through the map. The
+    /// bytes are the same either way. (`preadFaultShare` 0 reads every chunk's rest from the file: tests.)
     public init?(halves: HalfCopies, blocks: [VectorBlock], dimension: Int, mask: CandidateMask, maxRows: Int,
-                 inPlace: Bool = false) {
+                 inPlace: Bool = false, file: MappedFile? = nil, preadFaultShare: Double = GatheredCopies.preadFaultShare) {
         // First pass: count, so the buffers are allocated once and a too-large set costs no copying.
         var n = 0
         for block in blocks {
@@ -69,23 +100,11 @@ public final class GatheredCopies: @unchecked Sendable {
             if n > maxRows { return nil }
         }
         guard halves.stride >= dimension else { return nil }
-        count = n
-        stride = halves.stride
         ids = .allocate(capacity: max(1, n))
         vectors = .allocate(capacity: max(1, n))
         // Second pass: ids, vector and copy pointers in row order (the copy pointers are kept by the
         // in-place form; the copied form uses them once, so the copying loop can prefetch rows ahead).
         let sources = UnsafeMutablePointer<UnsafePointer<UInt16>?>.allocate(capacity: max(1, n))
-        if inPlace {
-            copies = nil
-            copiesMapped = 0
-            self.sources = sources
-        } else {
-            let (buffer, mapped) = Self.allocateCopies(halves: max(1, n * stride))
-            copies = buffer
-            copiesMapped = mapped
-            self.sources = nil
-        }
         var w = 0
         for block in blocks where w < n {
             guard let halfBase = halves.block(firstID: block.firstID) else { continue }
@@ -109,16 +128,107 @@ public final class GatheredCopies: @unchecked Sendable {
         }
         // Both passes read the same mask, so `w == n`; were it less, only the rows written count.
         count = w
-        guard let copies else { return }
-        defer { sources.deallocate() }
-        let rowBytes = 2 * stride
-        let lines = Int32((rowBytes + 63) / 64)
-        let ahead = 8
-        for i in 0..<min(ahead, w) { if let p = sources[i] { vs_prefetch(p, lines) } }
-        for i in 0..<w {
-            if i + ahead < w, let p = sources[i + ahead] { vs_prefetch(p, lines) }
-            if let p = sources[i] { (copies + i * stride).update(from: p, count: stride) }
+        stride = halves.stride
+        let rowBytes = 2 * halves.stride
+        var buffer: (UnsafeMutablePointer<UInt16>, Int)? = inPlace ? nil : Self.allocateCopies(halves: max(1, n * halves.stride))
+        // Copies rows `range` from the map into the buffer (prefetching ahead: the sources are scattered).
+        func copyFromMap(_ range: Range<Int>, into copies: UnsafeMutablePointer<UInt16>) {
+            let lines = Int32((rowBytes + 63) / 64), ahead = 8
+            for i in range.prefix(ahead) { if let p = sources[i] { vs_prefetch(p, lines) } }
+            for i in range {
+                if i + ahead < range.upperBound, let p = sources[i + ahead] { vs_prefetch(p, lines) }
+                if let p = sources[i] { (copies + i * halves.stride).update(from: p, count: halves.stride) }
+            }
         }
+        var preadRows = 0
+        if let file, w >= Self.probeMinimum {
+            // Chunk by chunk in row order: the chunk's first rows through the map, counting faults; the
+            // rest of the chunk from the file when they were dear, else through the map (or left to the
+            // scan, in place).
+            let base = Int(bitPattern: file.base)
+            var fileChecked = false, fileAgrees = false
+            var start = 0
+            while start < w {
+                let end = min(w, start + Self.probeChunk), probeEnd = min(end, start + Self.probeRows)
+                let before = Self.threadMinorFaults()
+                var sink: UInt32 = 0
+                if let (copies, _) = buffer {
+                    copyFromMap(start..<probeEnd, into: copies)
+                } else {
+                    for i in start..<probeEnd { if let p = sources[i] { sink &+= vs_touch(p, rowBytes) } }
+                }
+                let faults = Self.threadMinorFaults() - before
+                var dear = Double(faults) >= preadFaultShare * Double(probeEnd - start) && sink != .max
+                if dear && !fileChecked {
+                    // Once: the file must hold at the computed offset the bytes the map holds.
+                    fileChecked = true
+                    fileAgrees = Self.fileAgrees(file, sources[start], rowBytes: rowBytes)
+                }
+                dear = dear && fileAgrees
+                if dear && buffer == nil {
+                    // The in-place form becomes the copied one: rows so far are mapped now, copy them.
+                    buffer = Self.allocateCopies(halves: max(1, n * halves.stride))
+                    if let (copies, _) = buffer { copyFromMap(0..<probeEnd, into: copies) }
+                }
+                if let (copies, _) = buffer {
+                    if dear {
+                        for i in probeEnd..<end {
+                            guard let p = sources[i] else { continue }
+                            let offset = Int(bitPattern: p) - base
+                            if offset >= 0 && offset <= file.length - rowBytes
+                                && pread(file.fd, copies + i * halves.stride, rowBytes, off_t(offset)) == rowBytes {
+                                preadRows += 1
+                                continue
+                            }
+                            (copies + i * halves.stride).update(from: p, count: halves.stride)
+                        }
+                    } else {
+                        copyFromMap(probeEnd..<end, into: copies)
+                    }
+                }
+                start = end
+            }
+        } else if let (copies, _) = buffer {
+            copyFromMap(0..<w, into: copies)
+        }
+        self.preadRows = preadRows
+        if let (copies, mapped) = buffer {
+            self.copies = copies
+            copiesMapped = mapped
+            self.sources = nil
+            sources.deallocate()
+        } else {
+            copies = nil
+            copiesMapped = 0
+            self.sources = sources
+        }
+    }
+
+    /// Rows from which a gather with a file watches the map's fault cost (smaller sets read the map).
+    public static let probeMinimum = 1024
+    /// Rows a chunk of the watched gather (in row order).
+    public static let probeChunk = 256
+    /// Rows at the head of each chunk read through the map, their faults counted.
+    public static let probeRows = 32
+    /// Minor faults a probed row from which the rest of the chunk is read with `pread` (large folios:
+    /// ~0.05–0.1 a row in row order at 954k rows; 4 KiB pages: ~0.6–0.8).
+    public static let preadFaultShare = 0.3
+
+    /// Whether `file` holds at `p`'s offset from the map's base the `rowBytes` bytes the map holds at `p`.
+    static func fileAgrees(_ file: MappedFile, _ p: UnsafePointer<UInt16>?, rowBytes: Int) -> Bool {
+        guard let p else { return false }
+        let offset = Int(bitPattern: p) - Int(bitPattern: file.base)
+        guard offset >= 0 && offset <= file.length - rowBytes else { return false }
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: rowBytes, alignment: 16)
+        defer { scratch.deallocate() }
+        return pread(file.fd, scratch, rowBytes, off_t(offset)) == rowBytes && memcmp(scratch, p, rowBytes) == 0
+    }
+
+    /// Minor page faults of the calling thread so far (`getrusage(RUSAGE_THREAD)`), 0 if unavailable.
+    static func threadMinorFaults() -> Int {
+        var u = rusage()
+        guard getrusage(1 /* RUSAGE_THREAD */, &u) == 0 else { return 0 }
+        return Int(u.ru_minflt)
     }
 
     deinit {

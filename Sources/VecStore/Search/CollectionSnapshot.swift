@@ -105,7 +105,12 @@ final class CollectionSnapshot: @unchecked Sendable {
     /// (`queries` 1): it reads the matches' pages once whichever form it scans, and copying them would
     /// only add the buffer's zeroing and writes to that first query. The next search (or a first search
     /// of several queries) gets them copied into one contiguous buffer, which replaces the in-place list.
-    func gatheredMatches(_ filter: Filter, queries: Int = 2) -> GatheredCopies? {
+    ///
+    /// `file` gives the store file behind the map, asked only when a gather is built: with it a large
+    /// match set is read with `pread` when the map's page faults prove dear (`GatheredCopies.init`).
+    func gatheredMatches(_ filter: Filter, queries: Int = 2, file: () -> GatheredCopies.MappedFile? = { nil })
+        -> GatheredCopies?
+    {
         guard let halves = exact.halves else { return nil }
         filterLock.lock()
         defer { filterLock.unlock() }
@@ -124,11 +129,12 @@ final class CollectionSnapshot: @unchecked Sendable {
             entry.gathered = nil
             return nil
         }
+        let mappedFile = file()
         let built = entry.words.withUnsafeBufferPointer { w -> GatheredCopies? in
             guard let base = w.baseAddress else { return nil }
             let mask = CandidateMask(words: base, wordCount: w.count)
             return GatheredCopies(halves: halves, blocks: view.blocks, dimension: Int(record.dimension), mask: mask,
-                                  maxRows: maxRows, inPlace: inPlace)
+                                  maxRows: maxRows, inPlace: inPlace, file: mappedFile)
         }
         guard let built else {
             entry.gatherRefused = true
@@ -136,7 +142,7 @@ final class CollectionSnapshot: @unchecked Sendable {
             return nil
         }
         entry.gathered = built
-        if inPlace { inPlaceGathers += 1 } else { gathers += 1 }
+        if built.isInPlace { inPlaceGathers += 1 } else { gathers += 1 }
         return built
     }
 

@@ -120,7 +120,9 @@ extension VectorCollection {
         // place for a first single query, copied from the next search on; built by searches, not by
         // planning alone): same results as the scan in place.
         if plan.path == .exactOverMatches, let filter = plan.filter,
-           let gathered = snap.gatheredMatches(filter, queries: count) {
+           let gathered = snap.gatheredMatches(filter, queries: count, file: {
+               store.env.mappedFile().map { GatheredCopies.MappedFile(fd: $0.fd, base: $0.base, length: $0.length) }
+           }) {
             return ExactSearch.searchGathered(queries: queries, queryCount: count, dimension: dimension,
                                               metric: snap.record.metric, gathered: gathered, k: k, threads: threads)
         }
