@@ -81,13 +81,14 @@ public final class GatheredCopies: @unchecked Sendable {
     /// `dimension` floats per float32 row; the copies are `dimension` halves each (`stride` ≥ dimension).
     ///
     /// With `file` (the map's file) and at least `probeMinimum` rows, the rows are taken in chunks of
-    /// `probeChunk` in row order, and the first `probeRows` of each chunk are read through the map,
+    /// `probeChunk` in row order, and the first `probeRows` of a chunk are read through the map,
     /// counting this thread's minor page faults. The cost of a fresh map's first touches depends on the
     /// page cache: a fault maps a whole 2 MiB folio when the file's cached pages are in such folios, and
     /// 4–64 KiB when they are not, so that a 0.8% filter at 954k rows takes ~800 faults in the first
     /// case and ~5,000 in the second (several µs each in a VM). When the probed rows faulted
     /// `preadFaultShare` or more a row, the rest of the chunk is read from the file with one `pread` a
-    /// row (~1.2 µs, no page table work) into the copied buffer (the form becomes the copied one then,
+    /// row (~1.2 µs, no page table work) into the copied buffer, and so are the next `unprobedAfterDear`
+    /// chunks whole (the form becomes the copied one then,
     /// whatever `inPlace` asked). A `pread` that comes back short reads that row through the map. The
     /// bytes are the same either way. (`preadFaultShare` 0 reads every chunk's rest from the file: tests.)
     public init?(halves: HalfCopies, blocks: [VectorBlock], dimension: Int, mask: CandidateMask, maxRows: Int,
@@ -147,9 +148,27 @@ public final class GatheredCopies: @unchecked Sendable {
             // scan, in place).
             let base = Int(bitPattern: file.base)
             var fileChecked = false, fileAgrees = false
+            // After a dear chunk the next `unprobedAfterDear` chunks are read from the file whole.
+            var unprobed = 0
             var start = 0
             while start < w {
-                let end = min(w, start + Self.probeChunk), probeEnd = min(end, start + Self.probeRows)
+                let end = min(w, start + Self.probeChunk)
+                if unprobed > 0, let (copies, _) = buffer {
+                    unprobed -= 1
+                    for i in start..<end {
+                        guard let p = sources[i] else { continue }
+                        let offset = Int(bitPattern: p) - base
+                        if offset >= 0 && offset <= file.length - rowBytes
+                            && pread(file.fd, copies + i * halves.stride, rowBytes, off_t(offset)) == rowBytes {
+                            preadRows += 1
+                            continue
+                        }
+                        (copies + i * halves.stride).update(from: p, count: halves.stride)
+                    }
+                    start = end
+                    continue
+                }
+                let probeEnd = min(end, start + Self.probeRows)
                 let before = Self.threadMinorFaults()
                 var sink: UInt32 = 0
                 if let (copies, _) = buffer {
@@ -165,6 +184,7 @@ public final class GatheredCopies: @unchecked Sendable {
                     fileAgrees = Self.fileAgrees(file, sources[start], rowBytes: rowBytes)
                 }
                 dear = dear && fileAgrees
+                if dear { unprobed = Self.unprobedAfterDear }
                 if dear && buffer == nil {
                     // The in-place form becomes the copied one: rows so far are mapped now, copy them.
                     buffer = Self.allocateCopies(halves: max(1, n * halves.stride))
@@ -210,6 +230,9 @@ public final class GatheredCopies: @unchecked Sendable {
     public static let probeChunk = 256
     /// Rows at the head of each chunk read through the map, their faults counted.
     public static let probeRows = 32
+    /// Chunks read from the file without a probe after a dear one (the page cache's folio sizes change
+    /// over a file's ranges, not row to row: this keeps the probed rows, which fault, to a quarter).
+    public static let unprobedAfterDear = 3
     /// Minor faults a probed row from which the rest of the chunk is read with `pread` (large folios:
     /// ~0.05–0.1 a row in row order at 954k rows; 4 KiB pages: ~0.6–0.8).
     public static let preadFaultShare = 0.3
