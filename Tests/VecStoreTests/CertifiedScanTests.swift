@@ -161,11 +161,16 @@ struct CertifiedScanTests {
                 #expect(GatheredCopies(halves: partial, blocks: table.blocks, dimension: dimension, mask: mask,
                                        maxRows: .max) == nil)
                 guard let gathered = GatheredCopies(halves: table.halves, blocks: table.blocks, dimension: dimension,
-                                                    mask: mask, maxRows: .max) else {
+                                                    mask: mask, maxRows: .max),
+                      let inPlace = GatheredCopies(halves: table.halves, blocks: table.blocks, dimension: dimension,
+                                                   mask: mask, maxRows: .max, inPlace: true) else {
                     Issue.record("not gathered")
                     return
                 }
                 #expect(gathered.count == matches)
+                #expect(inPlace.count == matches && inPlace.isInPlace && !gathered.isInPlace)
+                #expect(inPlace.rowIDs == gathered.rowIDs)
+                #expect(inPlace.bytes == matches * 20)
                 for qi in 0..<8 {
                     let q = qi % 2 == 0 ? rng.vector(dimension) : rows[(qi * 1_777) % rows.count]
                     q.withUnsafeBufferPointer { qb in
@@ -196,6 +201,14 @@ struct CertifiedScanTests {
                             let got = gatheredTop.sorted()
                             #expect(got.map(\.id) == expected.map(\.id), "gathered \(perMille)‰ k \(k)")
                             #expect(got.map(\.score.bitPattern) == expected.map(\.score.bitPattern))
+                            // Listed in place (a snapshot's first single query): the same selection.
+                            var inPlaceTop = TopK(k: k)
+                            ExactSearch.scanGathered(query: qb.baseAddress!, dimension: dimension,
+                                                     metric: Self.scanMetric(metric), gathered: inPlace,
+                                                     into: &inPlaceTop)
+                            let gotInPlace = inPlaceTop.sorted()
+                            #expect(gotInPlace.map(\.id) == expected.map(\.id), "in place \(perMille)‰ k \(k)")
+                            #expect(gotInPlace.map(\.score.bitPattern) == expected.map(\.score.bitPattern))
                         }
                     }
                 }

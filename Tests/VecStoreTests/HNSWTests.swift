@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import VecStore
 import VecStoreIO
-import VecStoreKernels
+@testable import VecStoreKernels
 
 /// A fresh store path in the temporary directory, removed with its lock file by `cleanup`.
 private func temporaryStorePath(_ tag: String) -> String {
@@ -366,6 +366,15 @@ struct HNSWTests {
             #expect(try c.explainSearch(k: 10, filter: rare) == SearchExplanation(path: .exactOverMatches, candidates: 59))
             var r = Rand(state: 21)
             let queries = (0..<20).map { _ in r.vector(16) } + [docs[0].vector]
+            // The snapshot's first single query scans the matches in place, the second copies them.
+            for (i, q) in queries.prefix(2).enumerated() {
+                let a = try c.search(q, k: 10, filter: rare)
+                let e = try c.search(q, k: 10, filter: rare, options: SearchOptions(exact: true))
+                #expect(a.map(\.id) == e.map(\.id), "\(metric) use \(i)")
+                #expect(a.map(\.score) == e.map(\.score), "\(metric) use \(i)")
+                let builds = try store.read { txn in try c.snapshot(txn) }
+                #expect(builds.inPlaceGatherBuilds == 1 && builds.gatheredBuilds == i)
+            }
             for q in queries {
                 let a = try c.search(q, k: 10, filter: rare)
                 let e = try c.search(q, k: 10, filter: rare, options: SearchOptions(exact: true))
@@ -383,6 +392,15 @@ struct HNSWTests {
             _ = try c.search(queries[0], k: 10, filter: .field("tag", .equals(.string("half"))),
                              options: SearchOptions(ef: 4))
             #expect(try store.read { txn in try c.snapshot(txn).gatheredBuilds } == 1)
+            // A filter whose first search is a batch copies its matches at once.
+            let rareLow = Filter.and([rare, .field("i", .lessThan(1500))])
+            let late = try c.searchBatch(Array(queries.prefix(3)), k: 10, filter: rareLow)
+            for (q, got) in zip(queries.prefix(3), late) {
+                let e = try c.search(q, k: 10, filter: rareLow, options: SearchOptions(exact: true))
+                #expect(got.map(\.id) == e.map(\.id), "\(metric) batch first")
+            }
+            let snap = try store.read { txn in try c.snapshot(txn) }
+            #expect(snap.inPlaceGatherBuilds == 1 && snap.gatheredBuilds == 2)
         }
     }
 
@@ -412,6 +430,64 @@ struct HNSWTests {
                 }
                 #expect(g.count == 31)
                 #expect(g.rowIDs == Array(stride(from: UInt32(7), to: 3000, by: 97)))
+            }
+        }
+    }
+
+    @Test("copies read from the store file with pread equal the map's, and the scan's results")
+    func gatheredCopiesPread() throws {
+        let path = temporaryStorePath("gpr")
+        defer { cleanup(path) }
+        let store = try VecStore(path: path)
+        let c = try store.collection("c", dimension: 16, metric: .cosine)
+        try c.add(makeDocs(3000, dim: 16, seed: 8))
+        guard let found = store.env.mappedFile() else {
+            Issue.record("map not found")
+            return
+        }
+        let file = GatheredCopies.MappedFile(fd: found.fd, base: found.base, length: found.length)
+        var r = Rand(state: 5)
+        let queries = (0..<5).map { _ in r.vector(16) }
+        try store.read { txn in
+            let snap = try c.snapshot(txn)
+            guard let halves = snap.exact.halves else {
+                Issue.record("no binary16 copies")
+                return
+            }
+            var words = [UInt64](repeating: 0, count: (3000 + 63) / 64)
+            for i in 0..<3000 where i % 3 != 1 { words[i >> 6] |= 1 << UInt64(i & 63) }
+            words.withUnsafeBufferPointer { w in
+                let mask = CandidateMask(words: w.baseAddress!, wordCount: w.count)
+                for inPlace in [false, true] {
+                    guard let mapped = GatheredCopies(halves: halves, blocks: snap.view.blocks, dimension: 16,
+                                                      mask: mask, maxRows: .max),
+                          let read = GatheredCopies(halves: halves, blocks: snap.view.blocks, dimension: 16,
+                                                    mask: mask, maxRows: .max, inPlace: inPlace, file: file,
+                                                    preadFaultShare: 0) else {
+                        Issue.record("not gathered")
+                        return
+                    }
+                    // Every chunk past its probed head came from the file, into the copied form.
+                    #expect(read.count == 2000 && !read.isInPlace)
+                    // 8 chunks of 256 (the last 208): probed, then 3 read whole, probed, then 3 whole.
+                    #expect(read.preadRows == 2000 - 32 * 2)
+                    #expect(memcmp(read.copies!, mapped.copies!, 2000 * read.stride * 2) == 0)
+                    for q in queries {
+                        q.withUnsafeBufferPointer { qb in
+                            var a = TopK(k: 10), b = TopK(k: 10)
+                            ExactSearch.scanGathered(query: qb.baseAddress!, dimension: 16, metric: .dot,
+                                                     gathered: read, into: &a)
+                            ExactSearch.scanGathered(query: qb.baseAddress!, dimension: 16, metric: .dot,
+                                                     gathered: mapped, into: &b)
+                            #expect(a.sorted().map(\.id) == b.sorted().map(\.id))
+                        }
+                    }
+                }
+                // A wrong base (the file does not hold the map's bytes there): nothing is read from it.
+                let wrong = GatheredCopies.MappedFile(fd: file.fd, base: file.base + 4096, length: file.length)
+                let g = GatheredCopies(halves: halves, blocks: snap.view.blocks, dimension: 16, mask: mask,
+                                       maxRows: .max, file: wrong, preadFaultShare: 0)
+                #expect(g?.preadRows == 0)
             }
         }
     }

@@ -40,6 +40,15 @@ static inline void vs_prefetch(const void *p, int lines) {
     const char *c = (const char *)p;
     for (int i = 0; i < lines; i++) __builtin_prefetch(c + 64 * i, 0, 3);
 }
+/// Reads one byte of every 4 KiB page in `[p, p + bytes)` and its last byte (so each page is mapped,
+/// faulting it in if needed); returns their sum, which a caller may ignore (the loads are volatile).
+static inline unsigned vs_touch(const void *p, size_t bytes) {
+    const volatile unsigned char *c = (const volatile unsigned char *)p;
+    unsigned sum = 0;
+    if (bytes == 0) return 0;
+    for (size_t i = 0; i < bytes; i += 4096) sum += c[i];
+    return sum + c[bytes - 1];
+}
 /// A release fence: stores before it are visible to any thread that later reads a pointer published
 /// after it (HNSW's parallel insert publishes copied link blocks this way).
 static inline void vs_release_fence(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }

@@ -29,13 +29,15 @@ final class CollectionSnapshot: @unchecked Sendable {
     }
 
     /// One cached filter: its bitmap of live matching rows, their number, and (once an exact search over
-    /// the matches asked for it) their gathered binary16 copies.
+    /// the matches asked for it) their gathered binary16 copies: listed in place by the first single
+    /// query, copied into one buffer by the next search.
     private final class FilterEntry {
         let filter: Filter
         let words: [UInt64]
         let matches: Int
         var gathered: GatheredCopies?
-        var gatherTried = false
+        /// Set once gathering failed or the budget refused it: later searches scan the mask in place.
+        var gatherRefused = false
         init(filter: Filter, words: [UInt64], matches: Int) {
             self.filter = filter
             self.words = words
@@ -47,6 +49,7 @@ final class CollectionSnapshot: @unchecked Sendable {
     private var filters: [FilterEntry] = []
     private var builds = 0
     private var gathers = 0
+    private var inPlaceGathers = 0
 
     /// How many filter bitmaps this snapshot has evaluated (a repeated filter is served from the cache).
     var filterBuilds: Int {
@@ -60,6 +63,13 @@ final class CollectionSnapshot: @unchecked Sendable {
         filterLock.lock()
         defer { filterLock.unlock() }
         return gathers
+    }
+
+    /// How many in-place match lists (the first single query's form) this snapshot has built.
+    var inPlaceGatherBuilds: Int {
+        filterLock.lock()
+        defer { filterLock.unlock() }
+        return inPlaceGathers
     }
 
     /// The live matching rows of `filter` and their number, evaluated once per snapshot (the last 8
@@ -87,30 +97,53 @@ final class CollectionSnapshot: @unchecked Sendable {
     /// search at 954k rows (29,800 rows of 768 + 12 bytes), and 11 of docs1m's 0.8% `sphinx`.
     static let gatheredBudgetBytes = 64 << 20
 
-    /// The binary16 copies of `filter`'s matches gathered into one buffer, for exact search over them
-    /// (built on the first such search of this snapshot and filter, kept with the filter's bitmap), or
-    /// nil: no binary16 copies (flat or int8 collection, `VECSTORE_EXACT_SCAN=float32`), the filter not
-    /// in the cache (evicted), or the snapshot's budget spent. Its rows are exactly the cached bitmap's.
-    func gatheredMatches(_ filter: Filter) -> GatheredCopies? {
+    /// The binary16 copies of `filter`'s matches gathered for exact search over them (Spec/HNSW.md §5.2,
+    /// "Gathered matches"), kept with the filter's bitmap, or nil: no binary16 copies (flat or int8
+    /// collection, `VECSTORE_EXACT_SCAN=float32`), the filter not in the cache (evicted), or the
+    /// snapshot's budget spent. Its rows are exactly the cached bitmap's. The first search of this
+    /// snapshot and filter gets the in-place form (pointers into the map) when it asks for one query
+    /// (`queries` 1): it reads the matches' pages once whichever form it scans, and copying them would
+    /// only add the buffer's zeroing and writes to that first query. The next search (or a first search
+    /// of several queries) gets them copied into one contiguous buffer, which replaces the in-place list.
+    ///
+    /// `file` gives the store file behind the map, asked only when a gather is built: with it a large
+    /// match set is read with `pread` when the map's page faults prove dear (`GatheredCopies.init`).
+    func gatheredMatches(_ filter: Filter, queries: Int = 2, file: () -> GatheredCopies.MappedFile? = { nil })
+        -> GatheredCopies?
+    {
         guard let halves = exact.halves else { return nil }
         filterLock.lock()
         defer { filterLock.unlock() }
         guard let entry = filters.first(where: { $0.filter == filter }) else { return nil }
-        if entry.gatherTried { return entry.gathered }
-        entry.gatherTried = true
-        let used = filters.reduce(0) { $0 + ($1.gathered?.bytes ?? 0) }
+        if let g = entry.gathered, !g.isInPlace { return g }
+        if entry.gatherRefused { return nil }
+        let inPlace = entry.gathered == nil && queries <= 1
+        // The budget counts the copied form (so the same filters are copied whichever search comes
+        // first), against the other entries' buffers as they are now.
+        let used = filters.reduce(0) { $0 + ($1 === entry ? 0 : ($1.gathered?.bytes ?? 0)) }
         let rowBytes = GatheredCopies.bytes(rows: 1, stride: halves.stride)
         // Less the mapping's rounding to whole 2 MiB units, so the buffers' real memory stays in budget.
         let maxRows = max(0, Self.gatheredBudgetBytes - used - GatheredCopies.mappingSlack) / rowBytes
-        guard entry.matches <= maxRows else { return nil }
-        entry.gathered = entry.words.withUnsafeBufferPointer { w -> GatheredCopies? in
+        guard entry.matches <= maxRows else {
+            entry.gatherRefused = true
+            entry.gathered = nil
+            return nil
+        }
+        let mappedFile = file()
+        let built = entry.words.withUnsafeBufferPointer { w -> GatheredCopies? in
             guard let base = w.baseAddress else { return nil }
             let mask = CandidateMask(words: base, wordCount: w.count)
             return GatheredCopies(halves: halves, blocks: view.blocks, dimension: Int(record.dimension), mask: mask,
-                                  maxRows: maxRows)
+                                  maxRows: maxRows, inPlace: inPlace, file: mappedFile)
         }
-        if entry.gathered != nil { gathers += 1 }
-        return entry.gathered
+        guard let built else {
+            entry.gatherRefused = true
+            entry.gathered = nil
+            return nil
+        }
+        entry.gathered = built
+        if built.isInPlace { inPlaceGathers += 1 } else { gathers += 1 }
+        return built
     }
 
     /// Whether some rows are deleted (then results are checked against the live bitmap).

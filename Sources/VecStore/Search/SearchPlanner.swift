@@ -116,9 +116,13 @@ extension VectorCollection {
     /// top rows.
     func execute(_ plan: SearchPlan, _ snap: CollectionSnapshot, queries: UnsafePointer<Float>, count: Int, k: Int,
                  threads: Int) -> [TopK] {
-        // Exact search over a filter's matches scans their gathered copies (Spec/HNSW.md §5.2, built on the
-        // first such search of the snapshot, not by planning alone): same results as the scan in place.
-        if plan.path == .exactOverMatches, let filter = plan.filter, let gathered = snap.gatheredMatches(filter) {
+        // Exact search over a filter's matches scans their gathered copies (Spec/HNSW.md §5.2: listed in
+        // place for a first single query, copied from the next search on; built by searches, not by
+        // planning alone): same results as the scan in place.
+        if plan.path == .exactOverMatches, let filter = plan.filter,
+           let gathered = snap.gatheredMatches(filter, queries: count, file: {
+               store.env.mappedFile().map { GatheredCopies.MappedFile(fd: $0.fd, base: $0.base, length: $0.length) }
+           }) {
             return ExactSearch.searchGathered(queries: queries, queryCount: count, dimension: dimension,
                                               metric: snap.record.metric, gathered: gathered, k: k, threads: threads)
         }
