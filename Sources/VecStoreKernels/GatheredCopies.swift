@@ -77,7 +77,8 @@ public final class GatheredCopies: @unchecked Sendable {
 
     /// Gathers the rows `mask` allows from `blocks` and their copies in `halves`: copied into one buffer
     /// (`inPlace` false), or as pointers to the copies in the map (`inPlace` true). Returns nil when a
-    /// block has no copy, or when the mask allows more than `maxRows` rows (the caller's memory budget).
+    /// block has no copy, when the copies' `stride` is below `dimension`, or when the mask allows more than
+    /// `maxRows` rows (the caller's memory budget).
     /// `dimension` floats per float32 row; the copies are `dimension` halves each (`stride` ≥ dimension).
     ///
     /// With `file` (the map's file) and at least `probeMinimum` rows, the rows are taken in chunks of
@@ -169,14 +170,13 @@ public final class GatheredCopies: @unchecked Sendable {
                     continue
                 }
                 let probeEnd = min(end, start + Self.probeRows)
+                // Only the map's pages are touched while faults are counted: first writes to a fresh
+                // buffer fault too, and would make a cheap map look dear.
                 let before = Self.threadMinorFaults()
                 var sink: UInt32 = 0
-                if let (copies, _) = buffer {
-                    copyFromMap(start..<probeEnd, into: copies)
-                } else {
-                    for i in start..<probeEnd { if let p = sources[i] { sink &+= vs_touch(p, rowBytes) } }
-                }
+                for i in start..<probeEnd { if let p = sources[i] { sink &+= vs_touch(p, rowBytes) } }
                 let faults = Self.threadMinorFaults() - before
+                if let (copies, _) = buffer { copyFromMap(start..<probeEnd, into: copies) }
                 var dear = Double(faults) >= preadFaultShare * Double(probeEnd - start) && sink != .max
                 if dear && !fileChecked {
                     // Once: the file must hold at the computed offset the bytes the map holds.
@@ -334,7 +334,7 @@ extension ExactSearch {
                 scored.initialize(repeating: false, count: n)
                 defer { scored.deinitialize(count: n) }
                 // Pass 2: the k highest bounds (a selection by bound; NaN bounds are left to pass 3).
-                var likeliest = TopK(k: topK.k)
+                var likeliest = TopK(k: min(topK.k, n))
                 for i in 0..<n where !(bounds[i] < likeliest.threshold) { likeliest.insert(bounds[i], UInt32(i)) }
                 likeliest.forEachUnordered { _, row in
                     let i = Int(row)

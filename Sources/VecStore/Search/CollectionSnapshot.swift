@@ -106,8 +106,10 @@ final class CollectionSnapshot: @unchecked Sendable {
     /// only add the buffer's zeroing and writes to that first query. The next search (or a first search
     /// of several queries) gets them copied into one contiguous buffer, which replaces the in-place list.
     ///
-    /// `file` gives the store file behind the map, asked only when a gather is built: with it a large
-    /// match set is read with `pread` when the map's page faults prove dear (`GatheredCopies.init`).
+    /// `file` gives the store file behind the map, asked only when a gather of at least
+    /// `GatheredCopies.probeMinimum` rows is built: with it a large match set is read with `pread` when the
+    /// map's page faults prove dear (`GatheredCopies.init`), and then even a first single query gets the
+    /// copied form (the rows read from the file are already in the buffer).
     func gatheredMatches(_ filter: Filter, queries: Int = 2, file: () -> GatheredCopies.MappedFile? = { nil })
         -> GatheredCopies?
     {
@@ -129,7 +131,8 @@ final class CollectionSnapshot: @unchecked Sendable {
             entry.gathered = nil
             return nil
         }
-        let mappedFile = file()
+        // Only a gather large enough to probe the map's fault cost can use the file (parsing /proc costs ~0.1 ms).
+        let mappedFile = entry.matches >= GatheredCopies.probeMinimum ? file() : nil
         let built = entry.words.withUnsafeBufferPointer { w -> GatheredCopies? in
             guard let base = w.baseAddress else { return nil }
             let mask = CandidateMask(words: base, wordCount: w.count)
