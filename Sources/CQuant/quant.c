@@ -835,7 +835,7 @@ __attribute__((constructor)) static void vq_select(void) {
         if (k) best = k;
     }
     active = *best;
-    f32_select_simd = best != &generic_kernels;
+    f32_select_simd = best != &generic_kernels && has_avx2;
 }
 
 void vq_fs4_scan(const uint8_t *blocks, size_t nblocks, size_t mpad, const uint8_t *lut, uint16_t *out) {

@@ -113,6 +113,10 @@ final class IVFModel: @unchecked Sendable {
     /// queries, as FAISS's batched search does); smaller ones query the centroids one by one.
     static let batchProbeThreshold = 16
 
+    /// A slot of `batchProbes` with no list (fewer than nprobe lists had a comparable score, as when
+    /// `probes` returns fewer): always after the lists found, and skipped by the scans.
+    static let noList = UInt32.max
+
     /// Above this many probes a query's best lists are picked by a quickselect over one integer key a list
     /// and sorted, rather than kept in a sorted buffer (whose insertions cost O(nprobe) each: ~7% of a docs60k
     /// fast-scan query at nprobe 64).
@@ -122,7 +126,7 @@ final class IVFModel: @unchecked Sendable {
     /// first (ties to the lower list): the centroid products of a tile of queries come from one
     /// `MatrixProduct.dotTile` (sgemm), ranked by |c|² − 2 q·c (L2, the distance less |q|²) or q·c, and each
     /// query keeps its best lists in a sorted buffer (an argmax for nprobe 1; a quickselect and a sort above
-    /// `insertionProbeLimit`). `scores` are the ranking values of the lists picked, in the same layout (q·c
+    /// `insertionProbeLimit`); slots left over when NaN scores leave fewer lists are `noList`. `scores` are the ranking values of the lists picked, in the same layout (q·c
     /// for inner product and cosine: the list constant of residual codes, which the scan then does not
     /// compute again). The same rule as `probes` up to float rounding of near-ties.
     func batchProbes(_ queries: UnsafePointer<Float>, count: Int, nprobe: Int) -> (lists: [UInt32], scores: [Float]) {
@@ -131,7 +135,10 @@ final class IVFModel: @unchecked Sendable {
         var out = [UInt32](repeating: 0, count: count * p)
         var picked = [Float](repeating: -.infinity, count: count * p)
         let tile = max(1, min(256, (1 << 18) / nlist))
-        guard !l2 || centroidNorms.count == nlist else { return (out, picked) }
+        // Without norms (centroids shorter than nlist × d: refused at load) no list is probed.
+        guard !l2 || centroidNorms.count == nlist else {
+            return ([UInt32](repeating: Self.noList, count: count * p), picked)
+        }
         var keys = [UInt64](repeating: 0, count: p > Self.insertionProbeLimit ? nlist : 0)
         centroids.withUnsafeBufferPointer { cb in
             centroidNorms.withUnsafeBufferPointer { nb in
@@ -154,6 +161,9 @@ final class IVFModel: @unchecked Sendable {
                                         let dst = o + (start + i) * p, value = so + (start + i) * p
                                         let held = Self.best(line, count: nlist, p: p, into: dst, keys: kb.baseAddress)
                                         for t in 0..<held { value[t] = line[Int(dst[t])] }
+                                        // NaN scores left fewer than p: the rest are `noList`, which the scans
+                                        // skip (as `probes` returns fewer lists), so no list is scanned twice.
+                                        for t in held..<max(held, p) { dst[t] = Self.noList }
                                     }
                                     start += rows
                                 }

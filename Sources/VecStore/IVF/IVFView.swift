@@ -106,9 +106,12 @@ final class IVFView: @unchecked Sendable {
             let deferred = scratch.scorer != nil && !refining
             var pending: (query: Int, top: TopK)?
             for i in indices {
+                // A batched query's lists end at its first `noList` slot (fewer lists found).
+                let found = batched.lists.isEmpty ? 0
+                    : (batched.lists[(i * p)..<(i * p + p)].firstIndex(of: IVFModel.noList) ?? (i * p + p)) - i * p
                 let probes = batched.lists.isEmpty ? model.probes(queries + i * d, count: p)[...]
-                    : batched.lists[(i * p)..<(i * p + p)]
-                let biases = batched.lists.isEmpty || !coarseBias ? nil : batched.scores[(i * p)..<(i * p + p)]
+                    : batched.lists[(i * p)..<(i * p + found)]
+                let biases = batched.lists.isEmpty || !coarseBias ? nil : batched.scores[(i * p)..<(i * p + found)]
                 let top = one(queries + i * d, k: k, mask: mask, probes: probes, biases: biases, refine: refine,
                               vectors: vectors, scratch: &scratch)
                 if scratch.scorer == nil {
@@ -144,12 +147,12 @@ final class IVFView: @unchecked Sendable {
             var members = [Int32](repeating: 0, count: mine.count * p)
             probes.withUnsafeBufferPointer { pb in
                 for i in mine {
-                    for t in 0..<p { start[Int(pb[i * p + t]) + 1] += 1 }
+                    for t in 0..<p where pb[i * p + t] != IVFModel.noList { start[Int(pb[i * p + t]) + 1] += 1 }
                 }
                 for l in 0..<nlist { start[l + 1] += start[l] }
                 var next = start
                 for (j, i) in mine.enumerated() {
-                    for t in 0..<p {
+                    for t in 0..<p where pb[i * p + t] != IVFModel.noList {
                         let l = Int(pb[i * p + t])
                         members[next[l]] = Int32(j)
                         next[l] += 1
