@@ -467,6 +467,23 @@ struct IVFStoreTests {
         }
     }
 
+    @Test func batchedProbesMarkListsNaNScoresLeftOutAsNoList() {
+        // The centroid [inf, -inf] scores NaN against [1, 1]: never picked, so nprobe 4 finds 3 lists and the
+        // fourth slot is `noList` (it was list 0, scanned twice), as `probes` returns 3 lists.
+        let header = IVFHeader(kind: .flat, metric: .dot, nlist: 4, dimension: 2, subquantizers: 0, bits: 0,
+                               blockCapacity: 256, defaultNprobe: 1, defaultRefine: 0, seed: 1, coarseError: 0,
+                               codeError: 0, trainingRows: 4, iterations: 1)
+        let model = IVFModel(header: header, centroids: [1, 0, .infinity, -.infinity, 0, 1, -1, 0], quantizer: nil)
+        let query: [Float] = [1, 1, 1, 1]
+        for nprobe in [4, 20] {  // 20: cut to nlist
+            let (lists, scores) = query.withUnsafeBufferPointer { model.batchProbes($0.baseAddress!, count: 2, nprobe: nprobe) }
+            #expect(lists == [0, 2, 3, IVFModel.noList, 0, 2, 3, IVFModel.noList])
+            #expect(scores.prefix(3) == [1, 1, -1])
+        }
+        let single = query.withUnsafeBufferPointer { model.probes($0.baseAddress!, count: 4) }
+        #expect(single == [0, 2, 3])
+    }
+
     @Test("float32-list batches scanned list by list (a block read once for every query probing it) return what one-by-one searches return: several blocks a list, deleted rows, filters, dot")
     func listMajorBatchesMatchSingleQueries() throws {
         let dir = try TempDir()
