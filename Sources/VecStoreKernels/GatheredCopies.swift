@@ -149,6 +149,20 @@ public final class GatheredCopies: @unchecked Sendable {
             // scan, in place).
             let base = Int(bitPattern: file.base)
             var fileChecked = false, fileAgrees = false
+            // Rows `range` from the file, one `pread` a row; a row outside the mapping or read short comes
+            // from the map.
+            func readFromFile(_ range: Range<Int>, into copies: UnsafeMutablePointer<UInt16>) {
+                for i in range {
+                    guard let p = sources[i] else { continue }
+                    let offset = Int(bitPattern: p) - base
+                    if offset >= 0 && offset <= file.length - rowBytes
+                        && pread(file.fd, copies + i * halves.stride, rowBytes, off_t(offset)) == rowBytes {
+                        preadRows += 1
+                        continue
+                    }
+                    (copies + i * halves.stride).update(from: p, count: halves.stride)
+                }
+            }
             // After a dear chunk the next `unprobedAfterDear` chunks are read from the file whole.
             var unprobed = 0
             var start = 0
@@ -156,16 +170,7 @@ public final class GatheredCopies: @unchecked Sendable {
                 let end = min(w, start + Self.probeChunk)
                 if unprobed > 0, let (copies, _) = buffer {
                     unprobed -= 1
-                    for i in start..<end {
-                        guard let p = sources[i] else { continue }
-                        let offset = Int(bitPattern: p) - base
-                        if offset >= 0 && offset <= file.length - rowBytes
-                            && pread(file.fd, copies + i * halves.stride, rowBytes, off_t(offset)) == rowBytes {
-                            preadRows += 1
-                            continue
-                        }
-                        (copies + i * halves.stride).update(from: p, count: halves.stride)
-                    }
+                    readFromFile(start..<end, into: copies)
                     start = end
                     continue
                 }
@@ -192,16 +197,7 @@ public final class GatheredCopies: @unchecked Sendable {
                 }
                 if let (copies, _) = buffer {
                     if dear {
-                        for i in probeEnd..<end {
-                            guard let p = sources[i] else { continue }
-                            let offset = Int(bitPattern: p) - base
-                            if offset >= 0 && offset <= file.length - rowBytes
-                                && pread(file.fd, copies + i * halves.stride, rowBytes, off_t(offset)) == rowBytes {
-                                preadRows += 1
-                                continue
-                            }
-                            (copies + i * halves.stride).update(from: p, count: halves.stride)
-                        }
+                        readFromFile(probeEnd..<end, into: copies)
                     } else {
                         copyFromMap(probeEnd..<end, into: copies)
                     }
@@ -354,19 +350,13 @@ extension ExactSearch {
     /// `scanGathered` for each of `queryCount` queries, split across `threads` workers.
     public static func searchGathered(queries: UnsafePointer<Float>, queryCount: Int, dimension: Int, metric: Metric,
                                       gathered: GatheredCopies, k: Int, threads: Int) -> [TopK] {
-        guard queryCount > 0 else { return [] }
-        let results = UnsafeMutableBufferPointer<TopK>.allocate(capacity: queryCount)
-        results.initialize(repeating: TopK(k: k))
-        defer { results.deinitialize(); results.deallocate() }
-        let workers = max(1, min(threads, queryCount))
-        let q = UnsafeSendable(queries)
-        let out = UnsafeSendable(results)
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            for i in stride(from: w, to: queryCount, by: workers) {
-                scanGathered(query: q.value + i * dimension, dimension: dimension, metric: metric, gathered: gathered,
-                             into: &out.value[i])
+        QueryWorkers.map(count: queryCount, threads: threads, placeholder: TopK(k: 0)) { indices, put in
+            for i in indices {
+                var top = TopK(k: k)
+                scanGathered(query: queries + i * dimension, dimension: dimension, metric: metric, gathered: gathered,
+                             into: &top)
+                put(i, top)
             }
         }
-        return Array(results)
     }
 }
