@@ -317,31 +317,43 @@ public enum IVFListScan {
                     while start < block.count {
                         let n = min(64, block.count - start)
                         if l2 { vs_l2_many(query, rows + start * d, n, d, out) } else { vs_dot_many(query, rows + start * d, n, d, out) }
-                        // Sixteen rows at a time, one vector pass keeps those that reach the threshold as it
-                        // stands (−d ≥ t is d ≤ −t); it only rises as rows enter, so each pick is tested again.
-                        // (A branch per row mispredicted often; short groups let the threshold the first
-                        // rows set filter the next ones.)
-                        var threshold = top.threshold
-                        var group = 0
-                        while group < n {
-                            let g = min(16, n - group)
-                            let count = vq_f32_select(out + group, g, 0, l2 ? -threshold : threshold, l2 ? 1 : 0,
-                                                      candidates)
-                            for c in 0..<count {
-                                let i = group + Int(candidates[c])
-                                let s = l2 ? -out[i] : out[i]
-                                guard s >= threshold else { continue }
-                                let id = block.rowID(start + i)
-                                if let mask, !mask.contains(id) { continue }
-                                top.insert(s, id)
-                                threshold = top.threshold
-                            }
-                            group += g
-                        }
+                        // Sixteen rows a pass (see `offerSelected`).
+                        offerSelected(out, count: n, bias: nil, l2: l2, groupRows: 16, block: block, first: start,
+                                      mask: mask, candidates: candidates, into: &top)
                         start += n
                     }
                 }
             }
+        }
+    }
+
+    /// Offers to `top` the rows among `values[0..<count]` (rows `first…` of `block`) whose score reaches its
+    /// threshold and that `mask` allows; a row's score is `value + bias` (`value` alone with no bias), negated
+    /// for L2. `groupRows` rows a pass, one vector pass (`vq_f32_select`, `candidates` room for `groupRows`)
+    /// keeps the rows that reach the threshold as it stands (L2: −(v + b) ≥ t is v + b ≤ −t, the same float32
+    /// sum); it only rises as rows enter, so each pick is tested again. Short groups let the threshold the first
+    /// rows set filter the next ones (a branch per row mispredicted often).
+    @inline(__always)
+    static func offerSelected<S: ScoredRowSink>(_ values: UnsafePointer<Float>, count n: Int, bias: Float?, l2: Bool,
+                                                groupRows: Int, block: IVFListBlockView, first start: Int,
+                                                mask: CandidateMask?, candidates: UnsafeMutablePointer<UInt32>,
+                                                into top: inout S) {
+        var threshold = top.threshold
+        var group = 0
+        while group < n {
+            let g = min(groupRows, n - group)
+            let count = vq_f32_select(values + group, g, bias ?? 0, l2 ? -threshold : threshold, l2 ? 1 : 0, candidates)
+            for c in 0..<count {
+                let i = group + Int(candidates[c])
+                let v = bias.map { values[i] + $0 } ?? values[i]
+                let s = l2 ? -v : v
+                guard s >= threshold else { continue }
+                let id = block.rowID(start + i)
+                if let mask, !mask.contains(id) { continue }
+                top.insert(s, id)
+                threshold = top.threshold
+            }
+            group += g
         }
     }
 
@@ -368,27 +380,9 @@ public enum IVFListScan {
                 while start < block.count {
                     let n = min(256, block.count - start)
                     quantizer.scan(table: table, codes: codes + start * size, count: n, into: out)
-                    // The threshold changes only when a row enters: read once per entry, not per row. One
-                    // vector pass keeps the rows whose value + bias reaches it as it stands (L2: −(v + b) ≥ t
-                    // is v + b ≤ −t, the same float32 sum); each pick is tested again as it rises.
-                    // Thirty-two rows a pass, so the threshold the first rows set filters the next ones.
-                    var threshold = top.threshold
-                    var group = 0
-                    while group < n {
-                        let g = min(32, n - group)
-                        let count = vq_f32_select(out + group, g, bias, l2 ? -threshold : threshold, l2 ? 1 : 0,
-                                                  candidates)
-                        for c in 0..<count {
-                            let i = group + Int(candidates[c])
-                            let s = l2 ? -(out[i] + bias) : out[i] + bias
-                            guard s >= threshold else { continue }
-                            let id = block.rowID(start + i)
-                            if let mask, !mask.contains(id) { continue }
-                            top.insert(s, id)
-                            threshold = top.threshold
-                        }
-                        group += g
-                    }
+                    // Thirty-two rows a pass (see `offerSelected`); the threshold is read once per entry.
+                    offerSelected(out, count: n, bias: bias, l2: l2, groupRows: 32, block: block, first: start,
+                                  mask: mask, candidates: candidates, into: &top)
                     start += n
                 }
             }
