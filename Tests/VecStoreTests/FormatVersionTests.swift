@@ -1,5 +1,6 @@
 import Foundation
 import LMDB
+import PropertyBased
 import Testing
 @testable import VecStore
 
@@ -118,5 +119,23 @@ struct FormatVersionTests {
             }
             #expect(Self.isNewer { _ = try c.indexKind() }, "HNSW offset \(offset)")
         }
+    }
+
+    @Test("Format.declares finds exactly the names decodeFeatures finds, and never reads past a cut record")
+    func declaresAgreesWithDecode() async {
+        let names = Gen.element(of: ["ivf", "ivf-pq-raw", "ivf-flat16", "hnsw-tail", "a", "x-9"]).map { $0 ?? "a" }
+        await propertyCheck(input: names.array(of: 0...5), names, Gen.int(in: 0...64)) { list, probe, cut in
+            var seen = Set<String>()
+            let features = list.filter { seen.insert($0).inserted }
+                .map { Format.Feature(name: $0, neededToRead: true, neededToWrite: false) }
+            let record = Format.encodeFeatures(features)
+            record.withUnsafeBytes { bytes in
+                #expect(Format.declares(Array(probe.utf8), in: bytes) == seen.contains(probe))
+                // A record cut short: only names wholly inside the kept bytes may be found.
+                let kept = UnsafeRawBufferPointer(rebasing: bytes.prefix(min(cut, bytes.count)))
+                if Format.declares(Array(probe.utf8), in: kept) { #expect(seen.contains(probe)) }
+            }
+        }
+        #expect(Format.declares(Array("ivf".utf8), in: UnsafeRawBufferPointer(start: nil, count: 0)) == false)
     }
 }

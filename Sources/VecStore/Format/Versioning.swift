@@ -113,6 +113,23 @@ extension Format {
         return out
     }
 
+    /// Whether a `features` record (layout as `decodeFeatures` reads it) names `name`, walked in place
+    /// without decoding or allocating (hot callers such as IVF model loads use it on a record already
+    /// checked at open); false for a record too short for what it announces.
+    static func declares(_ name: [UInt8], in value: UnsafeRawBufferPointer) -> Bool {
+        guard let count = value.first else { return false }
+        var o = 1
+        for _ in 0..<Int(count) {
+            guard o + 2 <= value.count else { return false }
+            let length = Int(value[o + 1])
+            let start = o + 2
+            guard start + length <= value.count else { return false }
+            if length == name.count && name.indices.allSatisfy({ value[start + $0] == name[$0] }) { return true }
+            o = start + length
+        }
+        return false
+    }
+
     static func encodeFeatures(_ features: [Feature]) -> [UInt8] {
         var b: [UInt8] = [UInt8(features.count)]
         for f in features.sorted(by: { $0.name < $1.name }) {

@@ -201,14 +201,14 @@ enum IVFFormat {
     /// raw codes), reported as corrupt.
     static func checkCoding(raw: Bool, half: Bool = false, _ txn: Transaction, _ dbs: Databases, name: String) throws {
         guard raw || half else { return }
-        // A walk over the record's bytes, no decoding into `Feature` values: this runs on every model load of
-        // such an index, and the record itself was checked when the store opened.
+        // `Format.declares` walks the record in place: this runs on every model load of such an index, and
+        // the record itself was checked when the store opened.
         let features = try txn.get(dbs.meta, Format.featuresKey)
-        if raw, !(features.map { lists(rawCodesName, in: $0) } ?? false) {
+        if raw, !(features.map { Format.declares(rawCodesName, in: $0) } ?? false) {
             throw VecStoreError.corrupt("collection \(name): IVF record offset 3: flags say PQ codes of the raw "
                                         + "vectors, but the store does not declare feature \(rawCodesFeature.name)")
         }
-        if half, !(features.map { lists(halfListsName, in: $0) } ?? false) {
+        if half, !(features.map { Format.declares(halfListsName, in: $0) } ?? false) {
             throw VecStoreError.corrupt("collection \(name): IVF record: kind says binary16 lists, but the store "
                                         + "does not declare feature \(halfListsFeature.name)")
         }
@@ -217,21 +217,6 @@ enum IVFFormat {
     static let rawCodesName: [UInt8] = Array(rawCodesFeature.name.utf8)
     /// `halfListsFeature`'s name as bytes.
     static let halfListsName: [UInt8] = Array(halfListsFeature.name.utf8)
-    /// Whether a `features` record (Versioning.swift: `u8 count`, then per feature `u8 flags`, `u8 length`,
-    /// name) names `name`; false for a record too short for what it announces.
-    static func lists(_ name: [UInt8], in value: UnsafeRawBufferPointer) -> Bool {
-        guard let count = value.first else { return false }
-        var o = 1
-        for _ in 0..<Int(count) {
-            guard o + 2 <= value.count else { return false }
-            let length = Int(value[o + 1])
-            let start = o + 2
-            guard start + length <= value.count else { return false }
-            if length == name.count && name.indices.allSatisfy({ value[start + $0] == name[$0] }) { return true }
-            o = start + length
-        }
-        return false
-    }
     /// Meta key prefix of the header record `ivf:<BE32 cid>`.
     static let keyPrefix: [UInt8] = Array("ivf:".utf8)
 
