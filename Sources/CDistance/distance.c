@@ -44,6 +44,19 @@ static void l2_many_generic(const float *q, const float *x, size_t n, size_t d, 
     for (size_t r = 0; r < n; r++) out[r] = l2_generic(q, x + r * d, d);
 }
 
+// Two queries over the same rows: each query's values are its one-query kernel's (the generic and AVX-512
+// variants call it twice; only the AVX2 variant has a fused two-query kernel).
+static void dot_many2_generic(const float *qa, const float *qb, const float *x, size_t n, size_t d, float *oa,
+                              float *ob) {
+    dot_many_generic(qa, x, n, d, oa);
+    dot_many_generic(qb, x, n, d, ob);
+}
+static void l2_many2_generic(const float *qa, const float *qb, const float *x, size_t n, size_t d, float *oa,
+                             float *ob) {
+    l2_many_generic(qa, x, n, d, oa);
+    l2_many_generic(qb, x, n, d, ob);
+}
+
 static void dot_tile_generic(const float *q, size_t nq, const float *x, size_t nr, size_t d, float *out,
                              size_t ldo) {
     for (size_t r = 0; r < nr; r++)
@@ -101,6 +114,74 @@ __attribute__((target("avx2,fma"))) static void l2_many_avx2(const float *q, con
     for (size_t r = 0; r < n; r++) out[r] = l2_avx2(q, x + r * d, d);
 }
 
+// Two queries against the same rows: out_a[r] = |qa - x_r|^2 and out_b[r] = |qb - x_r|^2, each summed with
+// exactly the operations of `l2_avx2` (the same four accumulators, order, horizontal sum and tail), so each
+// value is the one-query kernel's bits; each row chunk is loaded once for both queries. (Four accumulators a
+// query: two queries fill 8 of the 16 ymm registers; three would spill.)
+__attribute__((target("avx2,fma"))) static void l2_many2_avx2(const float *qa, const float *qb, const float *x,
+                                                             size_t n, size_t d, float *oa, float *ob) {
+    for (size_t r = 0; r < n; r++) {
+        const float *b = x + r * d;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        size_t i = 0;
+        for (; i + 32 <= d; i += 32) {
+            __m256 v, t;
+            v = _mm256_loadu_ps(b + i);
+            t = _mm256_sub_ps(_mm256_loadu_ps(qa + i), v); a0 = _mm256_fmadd_ps(t, t, a0);
+            t = _mm256_sub_ps(_mm256_loadu_ps(qb + i), v); b0 = _mm256_fmadd_ps(t, t, b0);
+            v = _mm256_loadu_ps(b + i + 8);
+            t = _mm256_sub_ps(_mm256_loadu_ps(qa + i + 8), v); a1 = _mm256_fmadd_ps(t, t, a1);
+            t = _mm256_sub_ps(_mm256_loadu_ps(qb + i + 8), v); b1 = _mm256_fmadd_ps(t, t, b1);
+            v = _mm256_loadu_ps(b + i + 16);
+            t = _mm256_sub_ps(_mm256_loadu_ps(qa + i + 16), v); a2 = _mm256_fmadd_ps(t, t, a2);
+            t = _mm256_sub_ps(_mm256_loadu_ps(qb + i + 16), v); b2 = _mm256_fmadd_ps(t, t, b2);
+            v = _mm256_loadu_ps(b + i + 24);
+            t = _mm256_sub_ps(_mm256_loadu_ps(qa + i + 24), v); a3 = _mm256_fmadd_ps(t, t, a3);
+            t = _mm256_sub_ps(_mm256_loadu_ps(qb + i + 24), v); b3 = _mm256_fmadd_ps(t, t, b3);
+        }
+        for (; i + 8 <= d; i += 8) {
+            __m256 v = _mm256_loadu_ps(b + i), t;
+            t = _mm256_sub_ps(_mm256_loadu_ps(qa + i), v); a0 = _mm256_fmadd_ps(t, t, a0);
+            t = _mm256_sub_ps(_mm256_loadu_ps(qb + i), v); b0 = _mm256_fmadd_ps(t, t, b0);
+        }
+        float sa = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        float sb = hsum256(_mm256_add_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(b2, b3)));
+        for (size_t j = i; j < d; j++) { float t = qa[j] - b[j]; sa += t * t; }
+        for (size_t j = i; j < d; j++) { float t = qb[j] - b[j]; sb += t * t; }
+        oa[r] = sa;
+        ob[r] = sb;
+    }
+}
+// `dot_avx2`'s operations for two queries, each row chunk loaded once (see `l2_many2_avx2`).
+__attribute__((target("avx2,fma"))) static void dot_many2_avx2(const float *qa, const float *qb, const float *x,
+                                                              size_t n, size_t d, float *oa, float *ob) {
+    for (size_t r = 0; r < n; r++) {
+        const float *b = x + r * d;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        size_t i = 0;
+        for (; i + 32 <= d; i += 32) {
+            __m256 v;
+            v = _mm256_loadu_ps(b + i);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qa + i), v, a0); b0 = _mm256_fmadd_ps(_mm256_loadu_ps(qb + i), v, b0);
+            v = _mm256_loadu_ps(b + i + 8);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(qa + i + 8), v, a1); b1 = _mm256_fmadd_ps(_mm256_loadu_ps(qb + i + 8), v, b1);
+            v = _mm256_loadu_ps(b + i + 16);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(qa + i + 16), v, a2); b2 = _mm256_fmadd_ps(_mm256_loadu_ps(qb + i + 16), v, b2);
+            v = _mm256_loadu_ps(b + i + 24);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(qa + i + 24), v, a3); b3 = _mm256_fmadd_ps(_mm256_loadu_ps(qb + i + 24), v, b3);
+        }
+        for (; i + 8 <= d; i += 8) {
+            __m256 v = _mm256_loadu_ps(b + i);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qa + i), v, a0); b0 = _mm256_fmadd_ps(_mm256_loadu_ps(qb + i), v, b0);
+        }
+        float sa = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        float sb = hsum256(_mm256_add_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(b2, b3)));
+        for (size_t j = i; j < d; j++) sa += qa[j] * b[j];
+        for (size_t j = i; j < d; j++) sb += qb[j] * b[j];
+        oa[r] = sa;
+        ob[r] = sb;
+    }
+}
 // 2 rows x 4 queries per step: 8 accumulators, each row chunk loaded once for four queries.
 __attribute__((target("avx2,fma"))) static void dot_tile_avx2(const float *q, size_t nq, const float *x, size_t nr,
                                                              size_t d, float *out, size_t ldo) {
@@ -190,6 +271,16 @@ __attribute__((target("avx512f"))) static void dot_many_avx512(const float *q, c
 __attribute__((target("avx512f"))) static void l2_many_avx512(const float *q, const float *x, size_t n, size_t d,
                                                              float *out) {
     for (size_t r = 0; r < n; r++) out[r] = l2_avx512(q, x + r * d, d);
+}
+__attribute__((target("avx512f"))) static void dot_many2_avx512(const float *qa, const float *qb, const float *x,
+                                                               size_t n, size_t d, float *oa, float *ob) {
+    dot_many_avx512(qa, x, n, d, oa);
+    dot_many_avx512(qb, x, n, d, ob);
+}
+__attribute__((target("avx512f"))) static void l2_many2_avx512(const float *qa, const float *qb, const float *x,
+                                                              size_t n, size_t d, float *oa, float *ob) {
+    l2_many_avx512(qa, x, n, d, oa);
+    l2_many_avx512(qb, x, n, d, ob);
 }
 // Batch kernel, GEMM style: 32 rows are packed transposed into a panel (panel[k*32 + j] = row j's
 // component k), then 8 queries x 32 rows are accumulated in 16 registers: per component k, two panel
@@ -672,15 +763,18 @@ __attribute__((target("avx512f"))) static void f32_to_f16_avx512(const float *x,
 static vs_distance_kernels generic_kernels = {
     "generic", dot_generic, l2_generic, dot_many_generic, l2_many_generic, dot_tile_generic,
     dot_h_base, l2_h_base, half_pass_base, half_bounds, f32_to_f16_base,
+    dot_many2_generic, l2_many2_generic,
 };
 #ifdef VS_X86
 static vs_distance_kernels avx2_kernels = {
     "avx2", dot_avx2, l2_avx2, dot_many_avx2, l2_many_avx2, dot_tile_avx2,
     dot_h_avx2, l2_h_avx2, half_pass_avx2, half_bounds_avx2, f32_to_f16_f16c,
+    dot_many2_avx2, l2_many2_avx2,
 };
 static vs_distance_kernels avx512_kernels = {
     "avx512f", dot_avx512, l2_avx512, dot_many_avx512, l2_many_avx512, dot_tile_avx512,
     dot_h_avx512, l2_h_avx512, half_pass_avx512, half_bounds_avx512, f32_to_f16_avx512,
+    dot_many2_avx512, l2_many2_avx512,
 };
 static int has_avx2, has_avx512;
 #endif
@@ -729,6 +823,14 @@ void vs_dot_many(const float *q, const float *base, size_t n, size_t dim, float 
 }
 void vs_l2_many(const float *q, const float *base, size_t n, size_t dim, float *out) {
     active.l2_many(q, base, n, dim, out);
+}
+void vs_dot_many2(const float *qa, const float *qb, const float *base, size_t n, size_t dim, float *out_a,
+                  float *out_b) {
+    active.dot_many2(qa, qb, base, n, dim, out_a, out_b);
+}
+void vs_l2_many2(const float *qa, const float *qb, const float *base, size_t n, size_t dim, float *out_a,
+                 float *out_b) {
+    active.l2_many2(qa, qb, base, n, dim, out_a, out_b);
 }
 void vs_dot_tile(const float *q, size_t nq, const float *x, size_t nr, size_t dim, float *out, size_t ldo) {
     active.dot_tile(q, nq, x, nr, dim, out, ldo);

@@ -282,15 +282,25 @@ public struct VectorCollection: Sendable {
     /// When `view` is a cached snapshot's, the address of each docs record found is kept in the
     /// snapshot's `docsRecords` table (checked once, when first read): a row resolved again in the same
     /// snapshot costs a load instead of a B-tree search (10 searches were ~20% of a siftsmall query).
+    ///
+    /// `table` is `store.snapshots.docsRecords(of: view, …)`, looked up once by the caller for a whole batch
+    /// (a lock and a dictionary look-up per query otherwise). The hits are ordered in a stack buffer.
     func resolve(_ txn: Transaction, _ view: CollectionView, _ top: TopK, query: UnsafePointer<Float>,
-                 includeText: Bool = false, exactScores: Bool = false) throws -> [SearchResult]
+                 table: RowPointerTable?, includeText: Bool = false, exactScores: Bool = false) throws -> [SearchResult]
     {
-        let hits = top.sorted()
+        try top.withSorted { hits in
+            try resolve(txn, view, hits, query: query, table: table, includeText: includeText, exactScores: exactScores)
+        }
+    }
+
+    func resolve(_ txn: Transaction, _ view: CollectionView, _ hits: UnsafeBufferPointer<(id: UInt32, score: Float)>,
+                 query: UnsafePointer<Float>, table: RowPointerTable?, includeText: Bool,
+                 exactScores: Bool) throws -> [SearchResult]
+    {
         var results: [SearchResult] = []
         results.reserveCapacity(hits.count)
         let docs = store.dbs.docs
         let l2 = metric == .l2
-        let table = store.snapshots.docsRecords(of: view, collectionID: collectionID)
         if !includeText, let table {
             // The records already found are scattered over the map: ask for all of them first, so their cache
             // misses overlap instead of stalling once a hit (they were two thirds of this function at

@@ -132,6 +132,27 @@ public struct TopK: Sendable {
         return pairs
     }
 
+    /// Calls `body` with the held candidates best first (ties: lower id first), the order of `sorted()`. A
+    /// search's few results (at most `insertionSortLimit`) are ordered in a stack buffer, so resolving a
+    /// query's hits allocates no array for them.
+    public func withSorted<R>(_ body: (UnsafeBufferPointer<(id: UInt32, score: Float)>) throws -> R) rethrows -> R {
+        let n = scores.count
+        guard n <= Self.insertionSortLimit else { return try sorted().withUnsafeBufferPointer(body) }
+        return try withUnsafeTemporaryAllocation(of: (id: UInt32, score: Float).self, capacity: max(n, 1)) { buffer in
+            guard let p = buffer.baseAddress else { return try body(UnsafeBufferPointer(start: nil, count: 0)) }
+            for j in 0..<n {
+                let item = (id: ids[j], score: scores[j])
+                var at = j
+                while at > 0 && (item.score > p[at - 1].score || (item.score == p[at - 1].score && item.id < p[at - 1].id)) {
+                    p[at] = p[at - 1]
+                    at -= 1
+                }
+                p[at] = item
+            }
+            return try body(UnsafeBufferPointer(start: p, count: n))
+        }
+    }
+
     /// `sorted()` orders at most this many candidates by insertion.
     static let insertionSortLimit = 32
 }

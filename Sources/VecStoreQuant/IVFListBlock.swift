@@ -327,6 +327,38 @@ public enum IVFListScan {
         }
     }
 
+    /// `flat` for two queries probing the same list (a list-by-list batch): one kernel pass scores each chunk of
+    /// rows against both (`vs_l2_many2` / `vs_dot_many2`: each row loaded once, each value the one-query
+    /// kernel's bits), and each query's rows are offered to its own `TopK` as `flat` offers them. So `topA` and
+    /// `topB` end as two `flat` calls leave them.
+    public static func flat2(_ block: IVFListBlockView, queries qa: UnsafePointer<Float>, _ qb: UnsafePointer<Float>,
+                             metric: Metric, mask: CandidateMask?, into topA: inout TopK, _ topB: inout TopK) {
+        guard block.kind == .flat else { return }
+        let d = block.width, l2 = metric == .l2
+        block.withFloatRows { rows in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 128) { scratch in
+                withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { picked in
+                    guard let outA = scratch.baseAddress, let candidates = picked.baseAddress else { return }
+                    let outB = outA + 64
+                    var start = 0
+                    while start < block.count {
+                        let n = min(64, block.count - start)
+                        if l2 {
+                            vs_l2_many2(qa, qb, rows + start * d, n, d, outA, outB)
+                        } else {
+                            vs_dot_many2(qa, qb, rows + start * d, n, d, outA, outB)
+                        }
+                        offerSelected(outA, count: n, bias: nil, l2: l2, groupRows: 16, block: block, first: start,
+                                      mask: mask, candidates: candidates, into: &topA)
+                        offerSelected(outB, count: n, bias: nil, l2: l2, groupRows: 16, block: block, first: start,
+                                      mask: mask, candidates: candidates, into: &topB)
+                        start += n
+                    }
+                }
+            }
+        }
+    }
+
     /// Offers to `top` the rows among `values[0..<count]` (rows `first…` of `block`) whose score reaches its
     /// threshold and that `mask` allows; a row's score is `value + bias` (`value` alone with no bias), negated
     /// for L2. `groupRows` rows a pass, one vector pass (`vq_f32_select`, `candidates` room for `groupRows`)

@@ -20,8 +20,14 @@ public struct IVFProbeScorer {
     /// Codes of residuals (per-list state) rather than of the raw vectors (one table per query).
     let residualCodes: Bool
     let tableSize: Int
-    /// The query's table (inner product: q·b; L2 with precomputed terms: −2 q·b).
+    /// Queries whose tables `beginTile` builds in one pass over the codebooks (8-bit codes; always 1 for fast
+    /// scan, whose 16-entry codebooks fit in L1 anyway).
+    public let tile: Int
+    /// The queries' tables, `tile` of them (inner product: q·b; L2 with precomputed terms: −2 q·b); the
+    /// current query's starts at `active`.
     var queryTable: [Float]
+    /// Offset of the current query's table in `queryTable`.
+    var active = 0
     /// The current list's table (L2 only).
     var listTable: [Float]
     var residual: [Float]
@@ -35,16 +41,18 @@ public struct IVFProbeScorer {
         begin(query: query)
     }
 
-    /// A scorer with its tables allocated but no query yet: call `begin(query:)` before each query. One
-    /// scorer serves every query of a worker (its tables are refilled in place, nothing is allocated).
-    public init(header: IVFHeader, quantizer pq: ProductQuantizer, precomputed: [Float]) {
+    /// A scorer with its tables allocated but no query yet: call `begin(query:)` (or `beginTile` and
+    /// `use(slot:)`) before each query. One scorer serves every query of a worker (its tables are refilled in
+    /// place, nothing is allocated). `tile` > 1 (8-bit codes only) makes room for `beginTile`'s tables.
+    public init(header: IVFHeader, quantizer pq: ProductQuantizer, precomputed: [Float], tile: Int = 1) {
         self.header = header
         quantizer = pq
         l2 = header.metric == .l2
         fast = header.kind == .pq4FastScan
         residualCodes = header.residual
         tableSize = pq.subquantizers * pq.centroidsPerSubquantizer
-        queryTable = [Float](repeating: 0, count: tableSize)
+        self.tile = fast ? 1 : max(1, tile)
+        queryTable = [Float](repeating: 0, count: tableSize * self.tile)
         // The per-list float table: residual L2 only, and not for fast scan with precomputed terms (quantized
         // in one pass).
         let listed = header.residual && l2 && !(fast && !precomputed.isEmpty)
@@ -59,6 +67,7 @@ public struct IVFProbeScorer {
     public mutating func begin(query: UnsafePointer<Float>) {
         let l2 = self.l2, residualCodes = self.residualCodes, pq = quantizer
         bias = 0
+        active = 0
         queryTable.withUnsafeMutableBufferPointer { t in
             guard let tb = t.baseAddress else { return }
             // −2 q·b: the table kernel scales each entry as it stores it (exact, as multiplying afterwards was).
@@ -69,6 +78,35 @@ public struct IVFProbeScorer {
         guard fast, !(l2 && residualCodes) else { return }
         queryTable.withUnsafeBufferPointer { t in
             if let tb = t.baseAddress { quantized?.update(tb, plus: nil, innerProduct: !l2) }
+        }
+    }
+
+    /// 8-bit codes: queries a `beginTile` pass builds tables for. A batch of 8 shares each 2 KB block of the
+    /// transposed codebooks (dsub 8 × 64 centroids) from L1 instead of streaming the whole codebook (128 KB for
+    /// siftsmall's M = 16, 384 KB for d = 384) from L2 once a query.
+    public static let tableTile = 8
+
+    /// Builds the tables of `count` (≤ `tile`) queries, `stride` floats apart, in one pass (`lookupTables`:
+    /// each table is the bits `begin(query:)` builds); `use(slot:)` then starts query `slot` of them. Fast scan
+    /// (`tile` 1) quantizes in `use`.
+    public mutating func beginTile(queries: UnsafePointer<Float>, count: Int, stride: Int) {
+        let n = min(max(count, 0), tile)
+        let l2 = self.l2, residualCodes = self.residualCodes, pq = quantizer
+        queryTable.withUnsafeMutableBufferPointer { t in
+            guard let tb = t.baseAddress else { return }
+            pq.lookupTables(queries, count: n, stride: stride, metric: l2 && !residualCodes ? .l2 : .dot,
+                            scale: l2 && residualCodes ? -2 : 1, into: tb)
+        }
+    }
+
+    /// Starts query `slot` of the last `beginTile` (as `begin(query:)` would for it).
+    public mutating func use(slot: Int) {
+        bias = 0
+        active = min(max(slot, 0), tile - 1) * tableSize
+        guard fast, !(l2 && residualCodes) else { return }
+        let active = self.active
+        queryTable.withUnsafeBufferPointer { t in
+            if let tb = t.baseAddress { quantized?.update(tb + active, plus: nil, innerProduct: !l2) }
         }
     }
 
@@ -84,9 +122,9 @@ public struct IVFProbeScorer {
         }
         if let precomputed {
             bias = vs_l2(query, centroid, d)
-            let row = precomputed + l * size
+            let row = precomputed + l * size, active = self.active
             queryTable.withUnsafeBufferPointer { qb in
-                guard let q = qb.baseAddress else { return }
+                guard let q = qb.baseAddress.map({ $0 + active }) else { return }
                 if fast {
                     quantized?.update(row, plus: q, innerProduct: false)
                 } else {
@@ -129,8 +167,9 @@ public struct IVFProbeScorer {
             if let quantized { IVFListScan.fastScanRows(block, table: quantized, bias: bias, mask: mask, into: &top) }
             return
         }
+        let offset = l2 && residualCodes ? 0 : active
         (l2 && residualCodes ? listTable : queryTable).withUnsafeBufferPointer { t in
-            guard let tb = t.baseAddress else { return }
+            guard let tb = t.baseAddress.map({ $0 + offset }) else { return }
             IVFListScan.pqRows(block, quantizer: quantizer, table: tb, metric: header.metric, bias: bias, mask: mask,
                                into: &top)
         }

@@ -201,6 +201,19 @@ public struct ProductQuantizer: Sendable, Equatable {
         }
     }
 
+    /// `lookupTable` for `count` queries `stride` floats apart, into `count` consecutive tables (`M × 2^bits`
+    /// floats each) in one pass over the codebooks: each block of centroids is read once for every query
+    /// instead of once a query. Every table is the bits `lookupTable` gives its query alone.
+    public func lookupTables(_ queries: UnsafePointer<Float>, count: Int, stride: Int, metric: Metric, scale: Float = 1,
+                             into tables: UnsafeMutablePointer<Float>) {
+        guard count > 0 else { return }
+        transposed.withUnsafeBufferPointer { t in
+            guard let tb = t.baseAddress else { return }
+            vq_pq_tables(queries, count, stride, tb, subquantizers, centroidsPerSubquantizer, subDimension,
+                         metric == .l2 ? 1 : 0, scale, tables)
+        }
+    }
+
     /// ADC values of `count` codes: `out[i] = Σ_j table[j, code_j(i)]` (squared distance for an L2 table,
     /// inner product for an inner-product table).
     public func scan(table: UnsafePointer<Float>, codes: UnsafePointer<UInt8>, count: Int,

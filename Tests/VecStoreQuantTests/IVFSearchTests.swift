@@ -333,3 +333,64 @@ struct IVFSearchTests {
         }
     }
 }
+
+/// `IVFProbeScorer.beginTile` (the store's batches): tables of several queries in one pass over the codebooks.
+@Suite struct ProbeScorerTileTests {
+    @Test("tables built a tile at a time (full tiles, a short tail, a query stride wider than d) are the bits begin(query:) builds, and so are the list tables and scans",
+          arguments: [(Metric.l2, true), (.l2, false), (.dot, true), (.dot, false)])
+    func tileTablesEqualSingleTables(metric: Metric, residual: Bool) throws {
+        let d = 16, n = 600
+        let base = clusteredData(count: n, dimension: d, clusters: 8, seed: 41)
+        let index = try base.withUnsafeBufferPointer { b in
+            try IVFIndex.build(b.baseAddress!, count: n, dimension: d, metric: metric,
+                               options: IVFBuildOptions(nlist: 4, kind: .pq8, subquantizers: 4, kmeans: KMeansOptions(iterations: 4, seed: 3),
+                                                        pqKMeans: KMeansOptions(iterations: 4, seed: 4), residual: residual))
+        }
+        let pq = try #require(index.quantizer)
+        let stride = d + 3
+        let queries = uniformData(count: 11 * stride, seed: 42)
+        var tiled = IVFProbeScorer(header: index.header, quantizer: pq, precomputed: index.precomputed, tile: 8)
+        #expect(tiled.tile == 8)
+        try queries.withUnsafeBufferPointer { qb in
+            let q = qb.baseAddress!
+            var first = 0
+            while first < 11 {
+                let count = min(8, 11 - first)  // 8, then a tail of 3
+                tiled.beginTile(queries: q + first * stride, count: count, stride: stride)
+                for slot in 0..<count {
+                    let query = q + (first + slot) * stride
+                    tiled.use(slot: slot)
+                    let single = IVFProbeScorer(query: query, header: index.header, quantizer: pq, precomputed: index.precomputed)
+                    let size = single.tableSize
+                    #expect(Array(tiled.queryTable[(slot * size)..<(slot * size + size)]) == single.queryTable,
+                            "query \(first + slot)")
+                    var one = single
+                    for list in 0..<index.header.nlist {
+                        index.centroids.withUnsafeBufferPointer { cb in
+                            index.precomputed.withUnsafeBufferPointer { pb in
+                                tiled.prepare(list: list, query: query, centroid: cb.baseAddress! + list * d,
+                                              precomputed: pb.baseAddress)
+                                one.prepare(list: list, query: query, centroid: cb.baseAddress! + list * d,
+                                            precomputed: pb.baseAddress)
+                            }
+                        }
+                        #expect(tiled.bias == one.bias)
+                        #expect(tiled.listTable == one.listTable)
+                        var a = TopK(k: 20), b = TopK(k: 20)
+                        for blockNumber in 0..<index.blockCount(list: list) {
+                            try index.blockValue(list: list, block: blockNumber).withUnsafeBytes { raw in
+                                let view = try IVFListBlock.view(raw, kind: .pq8, list: list)
+                                tiled.scan(view, mask: nil, into: &a)
+                                one.scan(view, mask: nil, into: &b)
+                            }
+                        }
+                        #expect(a.sorted().map(\.id) == b.sorted().map(\.id))
+                        #expect(a.sorted().map(\.score) == b.sorted().map(\.score))
+                        #expect(a.count > 0)
+                    }
+                }
+                first += count
+            }
+        }
+    }
+}

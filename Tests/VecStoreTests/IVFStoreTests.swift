@@ -449,10 +449,14 @@ struct IVFStoreTests {
         let dir = try TempDir()
         let store = try VecStore(path: dir.path("b.vecstore"))
         let vectors = clustered(1200, dimension: 8, seed: 21)
-        for metric in [Metric.l2, .cosine] {
-            let c = try store.collection("c\(metric)", dimension: 8, metric: metric)
+        // 8-bit codes: a batch builds its tables eight queries at a time (`IVFProbeScorer.beginTile`, 40 queries:
+        // full tiles and, with 2 threads, a short one), a single search one at a time; residual and raw codes.
+        let codings: [Bool] = coding == .flat ? [true] : [true, false]
+        for metric in [Metric.l2, .cosine, .dot] where coding != .flat || metric != .dot {
+          for residual in codings {
+            let c = try store.collection("c\(metric)\(residual)", dimension: 8, metric: metric)
             try c.add(documents(vectors))
-            try c.buildIVF(IVFParameters(nlist: 16, coding: coding, refine: 4))
+            try c.buildIVF(IVFParameters(nlist: 16, coding: coding, refine: 4, pqResidual: residual))
             let queries = clustered(40, dimension: 8, seed: 22)
             // nprobe 1 (the batch's argmax), 3 and 16 = nlist (its sorted buffer, every list).
             for (threads, nprobe) in [(1, 3), (2, 3), (1, 1), (1, 16)] {
@@ -464,6 +468,7 @@ struct IVFStoreTests {
                     #expect(batch[i].map(\.score) == one.map(\.score), "\(metric) nprobe \(nprobe) query \(i)")
                 }
             }
+          }
         }
     }
 

@@ -269,3 +269,45 @@ struct KernelVariantTests {
         }
     }
 }
+
+extension KernelVariantTests {
+    @Test("two-query many-row kernels: each query's values are its one-query kernel's bits (every tail length, NaN and inf components, the same query twice)",
+          arguments: names)
+    func twoQueryManyRows(isa: String) throws {
+        let k = try #require(vs_distance_variant(isa)).pointee
+        var rng = SeededRandom(seed: 9)
+        for dim in Self.dimensions {
+            let n = 11
+            var x = Self.rows(n, dim, &rng).map { $0.map { $0 / 64 } }
+            x[3][dim / 2] = .nan
+            x[5][0] = .infinity
+            let flat = x.flatMap { $0 }
+            var queries = (0..<5).map { _ in rng.vector(dim) }
+            queries[2][dim - 1] = .nan
+            queries.append(queries[0])  // a pair of equal queries
+            for a in 0..<queries.count {
+                let b = (a + 1) % queries.count
+                var dotA = [Float](repeating: 0, count: n), dotB = dotA, l2A = dotA, l2B = dotA
+                var oneA = dotA, oneB = dotA, oneL2A = dotA, oneL2B = dotA
+                queries[a].withUnsafeBufferPointer { qa in
+                    queries[b].withUnsafeBufferPointer { qb in
+                        flat.withUnsafeBufferPointer { xb in
+                            k.dot_many2(qa.baseAddress!, qb.baseAddress!, xb.baseAddress!, n, dim, &dotA, &dotB)
+                            k.l2_many2(qa.baseAddress!, qb.baseAddress!, xb.baseAddress!, n, dim, &l2A, &l2B)
+                            k.dot_many(qa.baseAddress!, xb.baseAddress!, n, dim, &oneA)
+                            k.dot_many(qb.baseAddress!, xb.baseAddress!, n, dim, &oneB)
+                            k.l2_many(qa.baseAddress!, xb.baseAddress!, n, dim, &oneL2A)
+                            k.l2_many(qb.baseAddress!, xb.baseAddress!, n, dim, &oneL2B)
+                        }
+                    }
+                }
+                func same(_ u: Float, _ v: Float) -> Bool { u.bitPattern == v.bitPattern || (u.isNaN && v.isNaN) }
+                for r in 0..<n {
+                    #expect(same(dotA[r], oneA[r]) && same(dotB[r], oneB[r]), "\(isa) dot d \(dim) queries \(a), \(b) row \(r)")
+                    #expect(same(l2A[r], oneL2A[r]) && same(l2B[r], oneL2B[r]), "\(isa) l2 d \(dim) queries \(a), \(b) row \(r)")
+                    #expect(dotA[r].isNaN == oneA[r].isNaN && l2B[r].isNaN == oneL2B[r].isNaN)
+                }
+            }
+        }
+    }
+}

@@ -7,6 +7,13 @@
 void vs_dot_many(const float *q, const float *base, size_t n, size_t dim, float *out);
 /// out[i] = |q - (base + i*dim)|^2 for i in [0, n).
 void vs_l2_many(const float *q, const float *base, size_t n, size_t dim, float *out);
+/// `vs_dot_many` for two queries over the same rows: out_a[i] = dot(qa, base + i*dim), out_b[i] =
+/// dot(qb, base + i*dim), each the bits `vs_dot_many` gives that query alone (each row read once for both).
+void vs_dot_many2(const float *qa, const float *qb, const float *base, size_t n, size_t dim, float *out_a,
+                  float *out_b);
+/// `vs_l2_many` for two queries over the same rows (each the bits `vs_l2_many` gives that query alone).
+void vs_l2_many2(const float *qa, const float *qb, const float *base, size_t n, size_t dim, float *out_a,
+                 float *out_b);
 /// Dot product of two vectors.
 float vs_dot(const float *a, const float *b, size_t dim);
 /// Squared Euclidean distance of two vectors.
@@ -87,6 +94,11 @@ typedef struct vs_distance_kernels {
                         float *ub);
     /// `vs_f32_to_f16` of this variant.
     void (*f32_to_f16)(const float *x, unsigned short *h, size_t n);
+    /// `vs_dot_many2` and `vs_l2_many2` of this variant.
+    void (*dot_many2)(const float *qa, const float *qb, const float *base, size_t n, size_t dim, float *out_a,
+                      float *out_b);
+    void (*l2_many2)(const float *qa, const float *qb, const float *base, size_t n, size_t dim, float *out_a,
+                     float *out_b);
 } vs_distance_kernels;
 
 /// The table of variant `isa` ("avx512f" or "avx512", "avx2", "generic" or "portable"), or NULL when this

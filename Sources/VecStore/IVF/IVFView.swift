@@ -91,13 +91,18 @@ final class IVFView: @unchecked Sendable {
                                  threads: threads)
         }
         return QueryWorkers.map(count: count, threads: threads, placeholder: TopK(k: 0)) { indices, put in
+            let mine = Array(indices)
+            // 8-bit codes: the worker's queries build their tables `tile` at a time, in one pass over the
+            // codebooks (`IVFProbeScorer.beginTile`: the same tables, bit for bit, as one query at a time).
+            let tile = model.quantizer?.bits == 8 ? min(IVFProbeScorer.tableTile, mine.count) : 1
             // One scratch per worker: the ADC candidates' selection and the PQ scorer's tables are refilled
             // for each query, not allocated.
             var scratch = Scratch(candidates: CandidateReservoir(k: refining ? k * refine : 1),
                                   scorer: model.quantizer.map { IVFProbeScorer(header: model.header, quantizer: $0,
-                                                                               precomputed: precomputed) },
+                                                                               precomputed: precomputed, tile: tile) },
                                   rows: [], scores: [Float](repeating: 0, count: refining ? k * refine : 0))
             scratch.rows.reserveCapacity(refining ? k * refine : 0)
+            let tiled = (scratch.scorer?.tile ?? 1) > 1
             // PQ without re-ranking: the k rows a query picked were not read (only their codes were), so their
             // vectors are requested when the scan ends and scored after the next query's scan, which hides
             // their cache misses (scoring them right away was ~12% of a docs60k IVF-PQ 8-bit query at
@@ -105,23 +110,36 @@ final class IVFView: @unchecked Sendable {
             // exact values (`IVFListScan.flat`).
             let deferred = scratch.scorer != nil && !refining
             var pending: (query: Int, top: TopK)?
-            for i in indices {
-                // A batched query's lists end at its first `noList` slot (fewer lists found).
-                let found = batched.lists.isEmpty ? 0
-                    : (batched.lists[(i * p)..<(i * p + p)].firstIndex(of: IVFModel.noList) ?? (i * p + p)) - i * p
-                let probes = batched.lists.isEmpty ? model.probes(queries + i * d, count: p)[...]
-                    : batched.lists[(i * p)..<(i * p + found)]
-                let biases = batched.lists.isEmpty || !coarseBias ? nil : batched.scores[(i * p)..<(i * p + found)]
-                let top = one(queries + i * d, k: k, mask: mask, probes: probes, biases: biases, refine: refine,
-                              vectors: vectors, scratch: &scratch)
-                if scratch.scorer == nil {
-                    put(i, top)
-                } else if !deferred {
-                    put(i, rescored(top, query: queries + i * d, vectors: vectors))
-                } else {
-                    prefetchRows(of: top, vectors: vectors)
-                    if let last = pending { put(last.query, rescored(last.top, query: queries + last.query * d, vectors: vectors)) }
-                    pending = (i, top)
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: tiled ? tile * d : 1) { gathered in
+                for (position, i) in mine.enumerated() {
+                    var slot: Int? = nil
+                    if tiled, let g = gathered.baseAddress {
+                        let s = position % tile
+                        if s == 0 {
+                            // The next `tile` queries side by side (the worker's are `threads` apart).
+                            let n = min(tile, mine.count - position)
+                            for t in 0..<n { (g + t * d).update(from: queries + mine[position + t] * d, count: d) }
+                            scratch.scorer?.beginTile(queries: g, count: n, stride: d)
+                        }
+                        slot = s
+                    }
+                    // A batched query's lists end at its first `noList` slot (fewer lists found).
+                    let found = batched.lists.isEmpty ? 0
+                        : (batched.lists[(i * p)..<(i * p + p)].firstIndex(of: IVFModel.noList) ?? (i * p + p)) - i * p
+                    let probes = batched.lists.isEmpty ? model.probes(queries + i * d, count: p)[...]
+                        : batched.lists[(i * p)..<(i * p + found)]
+                    let biases = batched.lists.isEmpty || !coarseBias ? nil : batched.scores[(i * p)..<(i * p + found)]
+                    let top = one(queries + i * d, k: k, mask: mask, probes: probes, biases: biases, refine: refine,
+                                  vectors: vectors, tableSlot: slot, scratch: &scratch)
+                    if scratch.scorer == nil {
+                        put(i, top)
+                    } else if !deferred {
+                        put(i, rescored(top, query: queries + i * d, vectors: vectors))
+                    } else {
+                        prefetchRows(of: top, vectors: vectors)
+                        if let last = pending { put(last.query, rescored(last.top, query: queries + last.query * d, vectors: vectors)) }
+                        pending = (i, top)
+                    }
                 }
             }
             if let last = pending { put(last.query, rescored(last.top, query: queries + last.query * d, vectors: vectors)) }
@@ -159,11 +177,24 @@ final class IVFView: @unchecked Sendable {
                     }
                 }
             }
-            for l in 0..<nlist where start[l + 1] > start[l] {
-                for block in blocks[l] {
-                    for m in start[l]..<start[l + 1] {
-                        let j = Int(members[m])
-                        IVFListScan.flat(block, query: queries + mine[j] * d, metric: metric, mask: mask, into: &tops[j])
+            // Queries probing the same list are scored two at a time (`IVFListScan.flat2`: each row read once for
+            // the pair; each query's values and selection are those of `flat`).
+            tops.withUnsafeMutableBufferPointer { tb in
+                for l in 0..<nlist where start[l + 1] > start[l] {
+                    for block in blocks[l] {
+                        var m = start[l]
+                        while m < start[l + 1] {
+                            let j = Int(members[m])
+                            if m + 1 < start[l + 1], case let j2 = Int(members[m + 1]), j2 != j {
+                                IVFListScan.flat2(block, queries: queries + mine[j] * d, queries + mine[j2] * d,
+                                                  metric: metric, mask: mask, into: &tb[j], &tb[j2])
+                                m += 2
+                            } else {
+                                IVFListScan.flat(block, query: queries + mine[j] * d, metric: metric, mask: mask,
+                                                 into: &tb[j])
+                                m += 1
+                            }
+                        }
                     }
                 }
             }
@@ -289,9 +320,11 @@ final class IVFView: @unchecked Sendable {
     }
 
     /// One query (see `search`); `scratch` is the worker's. `biases`, when given, holds each probe's q·c
-    /// (inner-product residual codes: the list constant, from the batched probe search).
+    /// (inner-product residual codes: the list constant, from the batched probe search). `tableSlot`, when
+    /// given, is the query's table among those the scorer's last `beginTile` built (else `begin` builds it).
     func one(_ query: UnsafePointer<Float>, k: Int, mask: CandidateMask, probes: ArraySlice<UInt32>,
-             biases: ArraySlice<Float>? = nil, refine: Int, vectors: CollectionView, scratch: inout Scratch) -> TopK {
+             biases: ArraySlice<Float>? = nil, refine: Int, vectors: CollectionView, tableSlot: Int? = nil,
+             scratch: inout Scratch) -> TopK {
         let header = model.header, d = header.dimension, metric = header.metric
         if header.kind == .flat16 { return halfScan(query, k: k, mask: mask, probes: probes, vectors: vectors) }
         guard scratch.scorer != nil else {
@@ -303,7 +336,7 @@ final class IVFView: @unchecked Sendable {
         }
         let refining = refine > 0
         var result = TopK(k: k)
-        scratch.scorer?.begin(query: query)
+        if let tableSlot { scratch.scorer?.use(slot: tableSlot) } else { scratch.scorer?.begin(query: query) }
         if refining { scratch.candidates.removeAll() }
         model.centroids.withUnsafeBufferPointer { cb in
             precomputed.withUnsafeBufferPointer { pb in
