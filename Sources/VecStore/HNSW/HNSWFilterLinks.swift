@@ -496,25 +496,28 @@ final class HNSWValueLinkEditor: HNSWGraphAccess {
                                                          _ vt: VectorTable, _: D.Type, _ scorer: S, exactBeam: Bool,
                                                          live: CandidateMask, scratch: HNSWScratch) {
         let v = values[Int(q)]
-        // Entry: the closest same-value row among q's layer-0 links, else the value's entry row.
-        var best: UInt32 = UInt32.max
-        var bestD = Float.infinity
+        // Seeds: every same-value row among q's layer-0 links (the rows nearest q, some of them perhaps
+        // linked by this step only later, with empty lists yet), and the value's entry row, which is
+        // linked: a beam from one seed whose list is still empty would end at once and leave q on an
+        // island (measured: docs1m 238k, parallel steps, value graphs in 821 pieces).
         let limit = UInt32(rows)
         let list = main.links(q, 0)
         let n = min(Int(list[0]), config.maxLinks0)
-        for j in 0..<n {
-            let t = list[1 + j]
-            guard t < limit, t != q, values[Int(t)] == v else { continue }
-            let d = scorer.distance(t)
-            if d < bestD { (best, bestD) = (t, d) }
+        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: n + 1) { seeds in
+            var count = 0
+            for j in 0..<n {
+                let t = list[1 + j]
+                guard t < limit, t != q, values[Int(t)] == v else { continue }
+                seeds[count] = t
+                count += 1
+            }
+            if let e = entries[v], e != q, e < limit {
+                seeds[count] = e
+                count += 1
+            }
+            guard let base = seeds.baseAddress else { return }
+            beam(scorer, seeds: base, count: count, live: live, scratch: scratch)
         }
-        if best == UInt32.max {
-            guard let e = entries[v], e != q else { return }
-            best = e
-            bestD = scorer.distance(e)
-        }
-        HNSWAlgorithms.searchLayer(self, scorer, entry: best, entryDistance: bestD, ef: config.efConstruction,
-                                   level: 0, allowed: live, rows: rows, scratch: scratch)
         if !exactBeam { HNSWAlgorithms.rescoreResults(vt, D.self, query: q, scratch: scratch) }
         let (ids, kept, _) = HNSWAlgorithms.selectFromBeam(vt, D.self, excluding: q, max: config.m,
                                                           reserve: config.maxLinks0 + 1, scratch: scratch)
@@ -528,6 +531,61 @@ final class HNSWValueLinkEditor: HNSWGraphAccess {
             if needsLocks { lock(t) }
             HNSWAlgorithms.addLink(mutableLinks(t), of: t, q, cap: config.maxLinks0, vt, D.self, scratch: scratch)
             if needsLocks { unlock(t) }
+        }
+    }
+
+    /// A beam search of width `efConstruction` over the value links from several seeds (duplicates
+    /// allowed), as `HNSWAlgorithms.searchLayer` from one: on return `scratch.results` holds up to
+    /// `efConstruction` live rows, farthest on top.
+    private func beam<S: HNSWScorer>(_ scorer: S, seeds: UnsafePointer<UInt32>, count: Int, live: CandidateMask,
+                                     scratch: HNSWScratch) {
+        scratch.begin(rows: rows)
+        let ef = config.efConstruction
+        let cap = config.maxLinks0
+        let limit = UInt32(rows)
+        let stamps = scratch.stamps
+        let gen = scratch.generation
+        var candidates = scratch.candidates
+        var results = scratch.results
+        defer {
+            scratch.candidates = candidates
+            scratch.results = results
+        }
+        var bound = Float.infinity
+        for i in 0..<count {
+            let s = seeds[i]
+            if s >= limit || stamps[Int(s)] == gen { continue }
+            stamps[Int(s)] = gen
+            let d = scorer.distance(s)
+            candidates.push(-d, s)
+            if live.contains(s) {
+                results.push(d, s)
+                if results.count > ef { results.pop() }
+                bound = results.topKey
+            }
+        }
+        scratch.ensureNeighbourCapacity(cap)
+        let pending = scratch.pending
+        while !candidates.isEmpty {
+            let cd = -candidates.topKey
+            if cd > bound && results.count >= ef { break }
+            let c = candidates.topID
+            candidates.pop()
+            if needsLocks { lock(c) }
+            let list = links(c, 0)
+            let n = min(Int(list[0]), cap)
+            var p = 0
+            for j in 1...max(1, n) where j <= n {
+                let id = list[j]
+                if id >= limit || stamps[Int(id)] == gen { continue }
+                stamps[Int(id)] = gen
+                pending[p] = id
+                p += 1
+                scorer.prefetch(id)
+            }
+            if needsLocks { unlock(c) }
+            HNSWAlgorithms.scorePending(scorer, pending, count: p, ef: ef, allowed: live, candidates: &candidates,
+                                        results: &results, bound: &bound)
         }
     }
 

@@ -84,7 +84,7 @@ enum HNSWSearch {
             // The filter pins a linked field to one value: its matches are expanded through their value's
             // own links (Spec/HNSW.md §7.4), at the `ef` asked for.
             HNSWAlgorithms.searchLayerLinked(g, scorer, entry: cur, entryDistance: curD,
-                                             ef: max(linkedEf(ef, matches: allowed.matches, rows: g.rows), k),
+                                             ef: max(ef, k),
                                              allowed: allowed, links: valueLinks, rows: g.rows, scratch: scratch)
         } else if let allowed, lookThrough(allowed, rows: g.rows, links: g.linkCap(0)) {
             // Under a mask (a filter, or deleted rows), only allowed rows are scored (two-hop expansion).
@@ -138,16 +138,6 @@ enum HNSWSearch {
         let widened = (Double(ef) * scale).rounded()
         return widened >= Double(max(ef, rows)) ? max(ef, rows) : Int(widened)
     }
-
-    /// The beam width of a search through filter links (measurement knob `VECSTORE_FLINKS_SLOPE`, the
-    /// widening slope as in `filteredEf`; default 0: the `ef` asked for).
-    static func linkedEf(_ ef: Int, matches: Int, rows: Int) -> Int {
-        guard linkedEfSlope > 0, matches > 0, rows > matches else { return ef }
-        let widened = (Double(ef) * (1 + linkedEfSlope * log2(Double(rows) / Double(matches)))).rounded()
-        return widened >= Double(max(ef, rows)) ? max(ef, rows) : Int(widened)
-    }
-
-    static let linkedEfSlope: Double = ProcessInfo.processInfo.environment["VECSTORE_FLINKS_SLOPE"].flatMap(Double.init) ?? 0
 
     /// Beam widening per halving of the matching share (see `filteredEf`): measured on docs1m at 954k
     /// rows, 0.15 left `linux`/`python` at recall 0.9505/0.9515 (no margin over 200 queries), 0.25 at
