@@ -37,8 +37,8 @@ except ImportError as e:  # pragma: no cover
 
 SUPPORTED_VERSION = 2  # version 2 adds the keyword-index databases (Spec/BM25.md; checked by Tools/conformance_bm25.py)
 MAX_READ_VERSION = 3  # version 3 = version 2 plus a `features` record (FORMAT.md §5)
-KNOWN_FEATURES = {"pca", "embedder", "ivf", "ivf-pq-raw", "ivf-flat16", "hnsw-int8", "hnsw-tail", "idruns"}  # features this reader implements (Spec/PCA.md, Spec/EMBEDDER.md, Spec/IVF.md, Spec/HNSW.md §3.4 and §4.1, FORMAT.md §8.2); others by their flags (§5)
-OPTIONAL_DATABASES = ["ivf", "ivf-lists", "idruns"]  # an index kind's databases (FORMAT.md §20.2) and the id runs (§8.2): absent in older stores
+KNOWN_FEATURES = {"pca", "embedder", "ivf", "ivf-pq-raw", "ivf-flat16", "hnsw-int8", "hnsw-tail", "idruns", "hnsw-flinks"}  # features this reader implements (Spec/PCA.md, Spec/EMBEDDER.md, Spec/IVF.md, Spec/HNSW.md §3.4 and §4.1, FORMAT.md §8.2); others by their flags (§5)
+OPTIONAL_DATABASES = ["ivf", "ivf-lists", "idruns", "graph-flinks"]  # an index kind's databases (FORMAT.md §20.2) and the id runs (§8.2): absent in older stores
 META_IDRUNS_PREFIX = b"idruns:"  # id-run record (FORMAT.md §8.2)
 IDRUNS_MAX_LEVELS = 32
 META_FEATURES = b"features"

@@ -129,6 +129,8 @@ def check_graph(reader, txn, c, header_value):
             fault(f"{name}: HNSW row {r} links to itself on layer 0")
         if len(set(targets.tolist())) != n:
             fault(f"{name}: HNSW row {r} has a duplicate layer-0 link")
+    # §6.8: filter links (§7), when the collection declares them.
+    checked += check_filter_links(reader, txn, c, m, rows, links0)
     # §6.3, §6.4: upper levels.
     members = {}
     lists = {}
@@ -235,3 +237,103 @@ def check_flat(reader, txn, c):
         for _ in reader.prefix_items(txn, db, prefix):
             reader.fault(f"{c.name}: {db} entries but no HNSW header (flat collection)")
             break
+
+
+def decode_filter_links_record(value):
+    """HNSW.md §7.1: version 1, count, then (u8 length, UTF-8 name) per field."""
+    if len(value) < 2 or value[0] != 1:
+        raise ValueError(f"filter-links record version {value[0] if value else None}")
+    count, o, fields = value[1], 2, []
+    for _ in range(count):
+        n = value[o]
+        fields.append(value[o + 1:o + 1 + n].decode())
+        o += 1 + n
+    if o != len(value) or not 1 <= count <= 8 or len(set(fields)) != count or any(not f or "\0" in f for f in fields):
+        raise ValueError("filter-links record is malformed")
+    return fields
+
+
+def field_values(reader, txn, cid, field, rows):
+    """Per row below `rows`, the number of its `fields` key for `field` (FORMAT.md §10), -1 when none; a row
+    under two keys returns (None, row)."""
+    prefix = struct.pack(">I", cid) + field.encode() + b"\x00"
+    values = np.full(rows, -1, dtype=np.int64)
+    number, last = -1, None
+    for key, value in reader.prefix_items(txn, "fields", prefix):
+        if key != last:
+            number, last = number + 1, key
+        row = struct.unpack(">I", value)[0]
+        if row < rows:
+            if values[row] != -1:
+                return None, row
+            values[row] = number
+    return values, None
+
+
+def check_filter_links(reader, txn, c, m, rows, links0):
+    """HNSW.md §6.8 / §7: the `hnsw-flinks:` record, and per field `graph-flinks` blocks shaped like `graph`'s
+    whose lists stay within 2M, in range, without self links or duplicates, and join live rows of one value."""
+    name, cid = c.name, c.id
+    fault = reader.fault
+    prefix = struct.pack(">I", cid)
+    record = txn.get(b"hnsw-flinks:" + prefix, db=reader.dbs["meta"])
+    has_db = "graph-flinks" in reader.dbs
+    if record is None:
+        if has_db:
+            for _ in reader.prefix_items(txn, "graph-flinks", prefix):
+                fault(f"{name}: graph-flinks entries but no hnsw-flinks record")
+                break
+        return 0
+    if "hnsw-flinks" not in getattr(reader, "features", set()):
+        fault(f"{name}: an hnsw-flinks record, but the store does not declare feature 'hnsw-flinks'")
+    try:
+        fields = decode_filter_links_record(record)
+    except (ValueError, IndexError, UnicodeDecodeError) as e:
+        fault(f"{name}: {e}")
+        return 0
+    if not has_db:
+        fault(f"{name}: filter links declared but the store has no graph-flinks database")
+        return 0
+    capacity = 1 << c.shift
+    slot_words = 1 + 2 * m
+    live = c.live[:rows] if c.live is not None else np.zeros(rows, dtype=bool)
+    checked = 0
+    for key, _ in reader.prefix_items(txn, "graph-flinks", prefix):
+        if len(key) != 12 or struct.unpack_from(">I", key, 4)[0] >= len(fields):
+            fault(f"{name}: graph-flinks key {key.hex()} names no linked field")
+            break
+    for fi, field in enumerate(fields):
+        lists = np.zeros((rows, slot_words), dtype="<u4")
+        expected = 0
+        for key, value in reader.prefix_items(txn, "graph-flinks", prefix + struct.pack(">I", fi)):
+            block = struct.unpack_from(">I", key, 8)[0] if len(key) == 12 else -1
+            count = min(capacity, rows - block * capacity) if block >= 0 else 0
+            if block != expected or count <= 0 or len(value) != count * slot_words * 4:
+                fault(f"{name}: graph-flinks block {block} of '{field}' has {len(value)} bytes for {count} rows")
+                return checked
+            lists[block * capacity: block * capacity + count] = np.frombuffer(value, dtype="<u4").reshape(count, slot_words)
+            expected += 1
+        if rows and expected != (rows + capacity - 1) // capacity:
+            fault(f"{name}: {expected} graph-flinks blocks of '{field}' for {rows} rows")
+            continue
+        values, twice = field_values(reader, txn, cid, field, rows)
+        if values is None:
+            fault(f"{name}: row {twice} holds several values of linked field '{field}'")
+            continue
+        for r in range(rows):
+            checked += 1
+            n = int(lists[r, 0])
+            if n > 2 * m:
+                fault(f"{name}: row {r} has {n} filter links on '{field}', more than 2M = {2 * m}")
+                continue
+            targets = lists[r, 1:1 + n]
+            if np.any(targets >= rows) or np.any(targets == r) or len(set(targets.tolist())) != n:
+                fault(f"{name}: row {r} has a filter link on '{field}' out of range, to itself or twice")
+                continue
+            if live[r]:
+                if values[r] < 0 and n > 0:
+                    fault(f"{name}: row {r} has no value of '{field}' but {n} filter links")
+                both = targets[live[targets]]
+                if np.any(values[both] != values[r]):
+                    fault(f"{name}: row {r} has a filter link on '{field}' to a live row of another value")
+    return checked

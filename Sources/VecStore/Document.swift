@@ -62,6 +62,9 @@ public struct SearchOptions: Sendable {
     /// IVF-PQ re-ranking factor for this search: the best `refine × k` candidates by ADC score are re-scored
     /// with the float32 vectors (default: the index's refine; 0 keeps ADC order). Reported scores are exact.
     public var refine: Int?
+    /// Fields the search's filter pins to one value (set by the planner from the filter; an HNSW graph
+    /// with filter links on one of them searches through those links, Spec/HNSW.md §7.4).
+    var pinnedFields: [String] = []
     /// Creates options; `threads` defaults to 1 for single queries.
     public init(threads: Int = 1, ef: Int? = nil, exact: Bool = false, filterStrategy: FilterStrategy = .automatic,
                 includeText: Bool = false, nprobe: Int? = nil, refine: Int? = nil) {

@@ -110,3 +110,21 @@ public indirect enum Filter: Sendable, Equatable {
         return result
     }
 }
+
+extension Filter {
+    /// Fields every match of the filter holds with one and the same value: a field's `$eq` (or a
+    /// one-value `$in`), directly or as a term of an `$and`. A graph with filter links on such a field
+    /// searches through them (Spec/HNSW.md §7.4).
+    var pinnedFields: [String] {
+        switch self {
+        case .field(let name, .equals(let v)):
+            if case .array = v { return [] }
+            return [name]
+        case .field(let name, .in(let values)) where values.count == 1:
+            if case .array = values[0] { return [] }
+            return [name]
+        case .and(let terms): return terms.flatMap(\.pinnedFields)
+        default: return []
+        }
+    }
+}

@@ -33,6 +33,7 @@ struct ScaleBench: ParsableCommand {
     @Option(help: "Queries for the exact phase (single-query exact search, 1 thread).") var exactQueries = 100
     @Option(help: "Index of the imported collection: hnsw or flat (flat shows what the rows alone write).") var index = "hnsw"
     @Option(help: "HNSW traversal copies of the import: f16 or int8.") var traversal = "f16"
+    @Option(help: "Metadata fields of the import that get HNSW filter links, comma-separated (e.g. source).") var filterLinks = ""
     @Option(help: "Queries for the compact phase's recall against exact search (before the deletes, after them, after compaction).") var compactQueries = 200
 
     func run() throws {
@@ -57,7 +58,8 @@ struct ScaleBench: ParsableCommand {
             if index == "flat" {
                 options.index = .flat
             } else if let t = HNSWTraversal(rawValue: traversal) {
-                options.index = .hnsw(HNSWParameters(traversal: t))
+                options.index = .hnsw(HNSWParameters(traversal: t, filterLinks: filterLinks.split(separator: ",").map(String.init)))
+                metrics["filter_links"] = filterLinks
             } else {
                 throw ValidationError("--traversal is f16 or int8")
             }

@@ -101,6 +101,9 @@ struct ImportCommand: ParsableCommand {
     @Option(help: "HNSW traversal copies of a new collection: f16 (default; half the float32 bytes) or int8 (a quarter; quantizer trained on the first batch).")
     var traversal: HNSWTraversal?
 
+    @Option(help: "Metadata fields of a new collection that get HNSW filter links, comma-separated (e.g. source): filtered searches pinning one of them to a value walk that value's own links. Each field must hold one value per document.")
+    var filterLinks: String?
+
     @Option(help: "Reduce a new collection's vectors to this many dimensions with PCA (less than the input's).")
     var pca: Int?
 
@@ -122,6 +125,7 @@ struct ImportCommand: ParsableCommand {
         if pcaSample < 2 { throw ValidationError("--pca-sample must be at least 2") }
         if let indexThreads, indexThreads < 1 { throw ValidationError("--index-threads must be at least 1") }
         if traversal != nil && index != .hnsw { throw ValidationError("--traversal applies to --index hnsw only") }
+        if filterLinks != nil && index != .hnsw { throw ValidationError("--filter-links applies to --index hnsw only") }
         try ivf.rejectPQOptions(pq: index == .ivfPQ)
         if ivf.ivfLists != nil && index != .ivf { throw ValidationError("--ivf-lists applies to --index ivf only") }
         if files.count > 1 && (vectors != nil || ids != nil) {
@@ -153,7 +157,8 @@ struct ImportCommand: ParsableCommand {
             case .flat: options.index = .flat
             case .hnsw:
                 options.index = .hnsw(HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch,
-                                                     traversal: traversal ?? .f16))
+                                                     traversal: traversal ?? .f16,
+                                                     filterLinks: filterLinkFields(filterLinks)))
             case .ivf, .ivfPQ:
                 options.index = .ivf(ivf.parameters(pq: index == .ivfPQ))
             }

@@ -74,11 +74,14 @@ struct IndexBuildCommand: ParsableCommand {
     @Option(help: "HNSW default beam width of searches.") var efSearch = 64
     @Option(help: "HNSW traversal copies: f16 (default; half the float32 bytes) or int8 (a quarter; quantizer trained on all rows).")
     var traversal: HNSWTraversal?
+    @Option(help: "Metadata fields that get HNSW filter links, comma-separated (e.g. source); without it the rebuilt graph has none.")
+    var filterLinks: String?
     @OptionGroup(title: "IVF") var ivf: IVFTrainingOptions
     @Option(help: "Build threads (default: all cores).") var threads: Int?
 
     func validate() throws {
         if traversal != nil && index != .hnsw { throw ValidationError("--traversal applies to --index hnsw only") }
+        if filterLinks != nil && index != .hnsw { throw ValidationError("--filter-links applies to --index hnsw only") }
         try ivf.rejectPQOptions(pq: index == .ivfPQ)
         if ivf.ivfLists != nil && index != .ivf { throw ValidationError("--ivf-lists applies to --index ivf only") }
     }
@@ -89,12 +92,14 @@ struct IndexBuildCommand: ParsableCommand {
             let started = Date()
             let threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
             if index == .hnsw {
+                let links = filterLinkFields(filterLinks)
                 try collection.buildIndex(HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch,
-                                                         traversal: traversal ?? .f16),
+                                                         traversal: traversal ?? .f16, filterLinks: links),
                                           threads: threads)
                 print(String(format: "built HNSW index of '%@' (M=%d, efConstruction=%d, traversal %@) over %d documents in %.1f s",
                              target.collection, m, efConstruction, (traversal ?? .f16).rawValue, try collection.count(),
                              Date().timeIntervalSince(started)))
+                if !links.isEmpty { print("filter links on: \(links.joined(separator: ", "))") }
                 return
             }
             let parameters = ivf.parameters(pq: index == .ivfPQ)
@@ -124,3 +129,9 @@ struct IndexDropCommand: ParsableCommand {
 
 /// `--traversal f16|int8` (HNSW traversal copies).
 extension HNSWTraversal: ExpressibleByArgument {}
+
+/// The field names of a `--filter-links a,b` option (none for nil).
+func filterLinkFields(_ option: String?) -> [String] {
+    guard let option else { return [] }
+    return option.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+}

@@ -189,8 +189,9 @@ struct FixtureTests {
 
     /// The library's options for a recorded search's CLI arguments (--exact, --force-index, --nprobe,
     /// --refine, --ef, -k).
-    static func options(_ args: [String]) -> (k: Int, options: SearchOptions) {
+    static func options(_ args: [String]) -> (k: Int, options: SearchOptions, filter: Filter?) {
         var options = SearchOptions(threads: 2)
+        var filter: Filter?
         var k = 10
         var i = 0
         while i < args.count {
@@ -202,11 +203,12 @@ struct FixtureTests {
             case "--refine": options.refine = value
             case "--ef": options.ef = value
             case "-k": k = value ?? k
+            case "--filter": filter = i + 1 < args.count ? try? Filter(json: args[i + 1]) : nil
             default: break
             }
             i += 1
         }
-        return (k, options)
+        return (k, options, filter)
     }
 
     @Test("every fixture answers its recorded searches (library, read-only)", arguments: recordedSearches)
@@ -217,13 +219,13 @@ struct FixtureTests {
         let queries = try Self.fvecs(Self.fixtures.appendingPathComponent("\(tag)/queries.fvecs").path)
         #expect(!queries.isEmpty)
         for search in try Self.recorded(tag) {
-            let (k, options) = Self.options(search.args)
+            let (k, options, filter) = Self.options(search.args)
             let collection = try store.collection(search.collection)
             if options.filterStrategy == .graph {  // through the index, not the small-collection scan
-                #expect(try collection.explainSearch(k: k, options: options).path == .index,
+                #expect(try collection.explainSearch(k: k, filter: filter, options: options).path == .index,
                         "\(search.collection) \(search.args)")
             }
-            let got = try collection.searchBatch(queries, k: k, options: options)
+            let got = try collection.searchBatch(queries, k: k, filter: filter, options: options)
                 .map { $0.map { ($0.id, Double($0.score)) } }
             Self.expectSame(got, search.results, "\(tag) \(search.collection) \(search.args) (library)")
         }

@@ -26,6 +26,8 @@ enum Format {
         static let graphUpper = "graph-upper"
         /// HNSW traversal copies of the vectors (binary16), blocked like `vectors`.
         static let graphVectors = "graph-vectors"
+        /// HNSW filter links: per linked metadata field, a layer-0 adjacency among rows sharing a value.
+        static let graphFlinks = "graph-flinks"
     }
 
     /// Meta keys.

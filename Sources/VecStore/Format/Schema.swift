@@ -52,6 +52,7 @@ enum Schema {
                 return e
             }
         }
+        + [HNSWFilterLinks.schemaEntry]
         + text
 
     /// Per-collection meta records `<prefix>BE32(cid)` and their owners; each is deleted with its
@@ -61,6 +62,7 @@ enum Schema {
             (ProjectionRecord.keyPrefix, "pca"),
             (EmbedderInfo.keyPrefix, "embed"),
             (IDIndex.recordPrefix, "store"),
+            (HNSWFilterLinks.keyPrefix, "hnsw"),
         ]
 }
 

@@ -40,7 +40,7 @@ extension Format {
     /// Index kinds that declare a feature are known through `IndexRegistry.kinds`.
     static let knownFeatures: Set<String> = Set([ProjectionRecord.feature, EmbedderInfo.feature, HNSWInt8Record.feature,
                                                  HNSWIndex.tailFeature.name, IDIndex.feature, IVFFormat.rawCodesFeature.name,
-                                                 IVFFormat.halfListsFeature.name]
+                                                 IVFFormat.halfListsFeature.name, HNSWFilterLinks.feature.name]
         + IndexRegistry.kinds.compactMap { $0.feature?.name })
 
     /// One entry of the `features` record.

@@ -708,6 +708,125 @@ enum HNSWAlgorithms {
         }
     }
 
+    /// Filtered beam search on layer 0 through a field's filter links (Spec/HNSW.md §7.4), for a mask
+    /// that pins that field to one value (every allowed row holds it). Expanding an allowed node makes its
+    /// unvisited allowed value-link neighbours candidates; nothing is looked through. (Also taking its
+    /// allowed layer-0 neighbours was measured: docs1m at 238k rows, ef 64, `python` recall 0.9795 against
+    /// 0.9785 at 10% less speed; not kept.) Until the first allowed node is reached the expansion is
+    /// the plain one (every unvisited layer-0 neighbour scored), as in `searchLayerFiltered`; a node that
+    /// fails the mask (only such nodes of that first phase) is expanded the two-hop way. On return
+    /// `scratch.results` holds up to `ef` allowed nodes, farthest on top.
+    static func searchLayerLinked<G: HNSWGraphAccess, S: HNSWScorer>(
+        _ g: G, _ scorer: S, entry: UInt32, entryDistance: Float, ef: Int, allowed: CandidateMask,
+        links: HNSWValueLinks, rows: Int, scratch: HNSWScratch
+    ) {
+        scratch.begin(rows: rows)
+        let cap = g.linkCap(0)
+        let limit = UInt32(truncatingIfNeeded: min(rows, g.rows, links.rows))
+        if entry >= limit { return }
+        let stamps = scratch.stamps
+        let gen = scratch.generation
+        var candidates = scratch.candidates
+        var results = scratch.results
+        defer {
+            scratch.candidates = candidates
+            scratch.results = results
+        }
+        let gather = 2 * cap
+        scratch.ensureNeighbourCapacity(gather + cap)
+        let pending = scratch.pending
+        let failing = pending + gather
+        stamps[Int(entry)] = gen
+        candidates.push(-entryDistance, entry)
+        if allowed.contains(entry) { results.push(entryDistance, entry) }
+        var bound: Float = results.count > 0 ? entryDistance : .infinity
+        while !candidates.isEmpty {
+            let cd = -candidates.topKey
+            if cd > bound && results.count >= ef { break }
+            let c = candidates.topID
+            candidates.pop()
+            var p = 0
+            if results.isEmpty {
+                if !candidates.isEmpty { g.prefetchLinks(candidates.topID) }
+                let list = g.links(c, 0)
+                let n = min(Int(list[0]), cap)
+                var j = 1
+                while j <= n {
+                    let id = list[j]
+                    j += 1
+                    if id >= limit || stamps[Int(id)] == gen { continue }
+                    stamps[Int(id)] = gen
+                    pending[p] = id
+                    p += 1
+                    scorer.prefetch(id)
+                }
+                scorePending(scorer, pending, count: p, ef: ef, allowed: allowed, candidates: &candidates,
+                             results: &results, bound: &bound)
+                continue
+            }
+            if !candidates.isEmpty {
+                let next = candidates.topID
+                if allowed.contains(next) { links.prefetch(next) } else { g.prefetchLinks(next) }
+            }
+            if allowed.contains(c) {
+                let list = links.list(c)
+                let n = min(Int(list[0]), cap)
+                var j = 1
+                while j <= n {
+                    let id = list[j]
+                    j += 1
+                    if id >= limit || stamps[Int(id)] == gen || !allowed.contains(id) { continue }
+                    stamps[Int(id)] = gen
+                    pending[p] = id
+                    p += 1
+                    scorer.prefetch(id)
+                }
+            } else {
+                // A node of the first phase that fails the mask: its allowed neighbours, and those of its
+                // failing neighbours (two hops), as `searchLayerFiltered` expands it.
+                let list = g.links(c, 0)
+                let n = min(Int(list[0]), cap)
+                var f = 0
+                var j = 1
+                while j <= n {
+                    let id = list[j]
+                    j += 1
+                    if id >= limit || stamps[Int(id)] == gen { continue }
+                    if allowed.contains(id) {
+                        stamps[Int(id)] = gen
+                        pending[p] = id
+                        p += 1
+                        scorer.prefetch(id)
+                    } else {
+                        failing[f] = id
+                        f += 1
+                    }
+                }
+                var x = 0
+                while x < f && p < gather {
+                    let hop = failing[x]
+                    x += 1
+                    if stamps[Int(hop)] == gen { continue }
+                    stamps[Int(hop)] = gen
+                    let hopList = g.links(hop, 0)
+                    let hn = min(Int(hopList[0]), cap)
+                    var i = 1
+                    while i <= hn && p < gather {
+                        let id = hopList[i]
+                        i += 1
+                        if id >= limit || !allowed.contains(id) || stamps[Int(id)] == gen { continue }
+                        stamps[Int(id)] = gen
+                        pending[p] = id
+                        p += 1
+                        scorer.prefetch(id)
+                    }
+                }
+            }
+            scorePending(scorer, pending, count: p, ef: ef, allowed: nil, candidates: &candidates, results: &results,
+                         bound: &bound)
+        }
+    }
+
     /// An insert's neighbours on one level: the beam's results (`scratch.results`, emptied), `q` left out,
     /// filtered with the selection heuristic to at most `m` into `scratch.buildIDs`/`buildDistances`. The
     /// buffers are made to hold `reserve` too, so the reverse links' pruning (`addLink`, lists of up to

@@ -11,14 +11,22 @@ public struct HNSWParameters: Sendable, Equatable {
     public var efSearch: Int
     /// Element type of the traversal copies the layer-0 search scores (Spec/HNSW.md §3.3, §3.4).
     public var traversal: HNSWTraversal
+    /// Metadata fields that get filter links (Spec/HNSW.md §7): every graph row also links to its nearest
+    /// rows holding the same value of each field, so a filtered search that pins one of them to a value
+    /// (`{"source": "python"}`, or an `$and` holding such a term) walks that value's own graph. Costs an
+    /// extra layer-0 adjacency per field (`4·(1 + 2M)` bytes a row) and about one more insert per row
+    /// and field. Each field must hold one scalar value per document (an array is refused). Empty: none.
+    public var filterLinks: [String]
 
     /// Creates parameters; the defaults are hnswlib's and FAISS's usual M=16, efConstruction=200, with
-    /// binary16 traversal copies.
-    public init(m: Int = 16, efConstruction: Int = 200, efSearch: Int = 64, traversal: HNSWTraversal = .f16) {
+    /// binary16 traversal copies and no filter links.
+    public init(m: Int = 16, efConstruction: Int = 200, efSearch: Int = 64, traversal: HNSWTraversal = .f16,
+                filterLinks: [String] = []) {
         self.m = m
         self.efConstruction = efConstruction
         self.efSearch = efSearch
         self.traversal = traversal
+        self.filterLinks = filterLinks
     }
 
     func validate() throws(VecStoreError) {
@@ -29,6 +37,7 @@ public struct HNSWParameters: Sendable, Equatable {
         guard (1...4096).contains(efSearch) else {
             throw .invalidArgument("HNSW efSearch \(efSearch) is out of range 1...4096")
         }
+        try HNSWFilterLinks.validate(filterLinks)
     }
 }
 
@@ -61,9 +70,12 @@ struct HNSWConfig: Equatable {
     var nodes: UInt32 = 0
     /// Element type of the traversal copies (header flags bit 0 or bit 1).
     var traversal: HNSWTraversal = .f16
+    /// Fields with filter links (the `hnsw-flinks:` record, Spec/HNSW.md §7; not part of the header).
+    var filterLinks: [String] = []
 
     var parameters: HNSWParameters {
-        HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch, traversal: traversal)
+        HNSWParameters(m: m, efConstruction: efConstruction, efSearch: efSearch, traversal: traversal,
+                       filterLinks: filterLinks)
     }
     /// Links kept per node on layer 0.
     var maxLinks0: Int { 2 * m }
@@ -88,6 +100,7 @@ struct HNSWConfig: Equatable {
         efConstruction = p.efConstruction
         efSearch = p.efSearch
         traversal = p.traversal
+        filterLinks = p.filterLinks
         self.seed = seed
     }
 
@@ -162,7 +175,9 @@ struct HNSWConfig: Equatable {
     /// The collection's config, or nil when it has no graph (a flat collection).
     static func load(_ txn: Transaction, _ dbs: Databases, _ collection: UInt32) throws -> HNSWConfig? {
         guard let v = try txn.get(dbs.meta, key(collection)) else { return nil }
-        return try decode(v, context: "meta hnsw:\(collection)")
+        var c = try decode(v, context: "meta hnsw:\(collection)")
+        c.filterLinks = try HNSWFilterLinks.load(txn, dbs, collection)
+        return c
     }
 
     func store(_ txn: Transaction, _ dbs: Databases, _ collection: UInt32) throws {
@@ -201,6 +216,7 @@ struct HNSWConfig: Equatable {
         }
         try txn.delete(dbs.meta, key(collection))
         try HNSWInt8Record.drop(txn, dbs, collection)
+        try HNSWFilterLinks.drop(txn, dbs, collection, record: true)
     }
 }
 

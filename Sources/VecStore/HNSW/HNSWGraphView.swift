@@ -1,3 +1,4 @@
+import Foundation
 import CDistance
 import LMDB
 import VecStoreKernels
@@ -45,6 +46,9 @@ final class HNSWGraphView: HNSWGraphAccess, HNSWCopySource {
     private let copyBases: UnsafeMutablePointer<UnsafeRawPointer>
     let blockCount: Int
     private(set) var upper: [UpperLevelView] = []
+    /// The filter links of each linked field (Spec/HNSW.md §7), in the record's order; empty when the
+    /// collection has none (or the store lacks the `graph-flinks` database: searches then go without).
+    private(set) var valueLinks: [HNSWValueLinks] = []
     private var ownedCopies: [UnsafeMutableRawBufferPointer] = []
     nonisolated(unsafe) private static let emptyList: UnsafeMutablePointer<UInt32> = {
         let p = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
@@ -149,6 +153,12 @@ final class HNSWGraphView: HNSWGraphAccess, HNSWCopySource {
                 upper.append(UpperLevelView(ids: ids, count: n, slots: ids + n, slotWords: upperWords))
             }
         }
+        if !config.filterLinks.isEmpty, let db = dbs.handle(Format.DB.graphFlinks) {
+            for (i, field) in config.filterLinks.enumerated() {
+                valueLinks.append(try HNSWValueLinks(txn, db, record: record, config: config, field: field, index: i,
+                                                     name: name))
+            }
+        }
     }
 
     deinit {
@@ -168,6 +178,16 @@ final class HNSWGraphView: HNSWGraphAccess, HNSWCopySource {
     }
 
     @inline(__always)
+    /// The filter links of the first linked field among `fields` (the fields a filter pins to one
+    /// value), or nil.
+    func valueLinks(pinning fields: [String]) -> HNSWValueLinks? {
+        guard !fields.isEmpty, !Self.linksOff else { return nil }
+        return valueLinks.first { fields.contains($0.field) }
+    }
+
+    /// Measurement knob (`VECSTORE_FLINKS_OFF=1`): searches ignore filter links (A/B on one store).
+    static let linksOff = ProcessInfo.processInfo.environment["VECSTORE_FLINKS_OFF"] == "1"
+
     func links0(_ node: UInt32) -> UnsafePointer<UInt32> {
         bases[Int(node >> shift)] + Int(node & mask) * slotWords0
     }

@@ -35,7 +35,9 @@ enum HNSWIndex: VectorIndexKind {
     static func create(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, parameters: IndexKind)
         throws
     {
-        try HNSWConfig.create(try hnswParameters(parameters), collection: record.id).store(txn, dbs, record.id)
+        let p = try hnswParameters(parameters)
+        try HNSWConfig.create(p, collection: record.id).store(txn, dbs, record.id)
+        if !p.filterLinks.isEmpty { try HNSWFilterLinks.storeRecord(txn, dbs, record.id, fields: p.filterLinks) }
     }
 
     static func load(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord) throws -> IndexKind? {
@@ -75,7 +77,8 @@ enum HNSWIndex: VectorIndexKind {
             .init("max level", "\(c.maxLevel)"),
             .init("upper-level nodes", "\(upperNodes)"),
             .init("entry point", c.entryPoint == HNSWConfig.noEntry ? "none" : "\(c.entryPoint)"),
-        ] + (try HNSWInt8Record.statsLines(txn, dbs, record, traversal: c.traversal)))
+        ] + (c.filterLinks.isEmpty ? [] : [.init("filter links", c.filterLinks.joined(separator: ", "))])
+            + (try HNSWInt8Record.statsLines(txn, dbs, record, traversal: c.traversal)))
     }
 
     static func unindexedRows(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord) throws -> Int {
@@ -186,6 +189,14 @@ struct HNSWWriter: VectorIndexWriter {
             try editor.write(txn, dbs)
             config = editor.config
             blocksWritten = editor.lastWrittenBlocks
+            // Filter links (Spec/HNSW.md §7.3): the rows just linked join their values' graphs. Deletes
+            // leave them (the live mask hides deleted rows; compaction drops them).
+            if end > nodes {
+                blocksWritten += try HNSWFilterLinks.link(txn, dbs, record: record, config: config, main: editor,
+                                                          vectors: batch.vectors, liveWords: liveWords,
+                                                          from: Int(nodes), to: Int(end), threads: max(1, batch.threads),
+                                                          name: name)
+            }
         }
         // Declared by the batch that starts a tail: a tail that was already there was declared when it
         // started (or by `resetGraph`, or by compaction carrying it), and the feature is never withdrawn.
@@ -220,7 +231,8 @@ final class HNSWIndexView: VectorIndexView, @unchecked Sendable {
     func search(queries: UnsafePointer<Float>, count: Int, k: Int, mask: CandidateMask?, options: SearchOptions,
                 threads: Int) -> [TopK] {
         var tops = HNSWSearch.run(vectors, graph, metric: metric, queries: queries, count: count, k: k,
-                                  ef: ef(k: k, options), allowed: mask, threads: threads)
+                                  ef: ef(k: k, options), allowed: mask, threads: threads,
+                                  valueLinks: mask == nil ? nil : graph.valueLinks(pinning: options.pinnedFields))
         if tail.count > 0 {
             if let mask {
                 mergeTail(&tops, queries: queries, k: k, mask: mask, threads: threads)

@@ -70,7 +70,7 @@ enum HNSWSearch {
     /// re-ranked with the float32 vectors; the best `k` by exact distance.
     static func knn<D: HNSWDistance, S: HNSWScorer>(
         _ g: HNSWGraphView, _ vt: VectorTable, _: D.Type, _ scorer: S, query: UnsafePointer<Float>, k: Int, ef: Int,
-        allowed: CandidateMask?, scratch: HNSWScratch
+        allowed: CandidateMask?, scratch: HNSWScratch, valueLinks: HNSWValueLinks? = nil
     ) -> TopK {
         var top = TopK(k: k)
         let entry = g.config.entryPoint
@@ -80,7 +80,13 @@ enum HNSWSearch {
         let d0 = scorer.distance(entry)
         let (cur, curD) = HNSWAlgorithms.greedyDescent(g, scorer, entry: entry, entryDistance: d0,
                                                        top: g.config.maxLevel, bottom: 0)
-        if let allowed, lookThrough(allowed, rows: g.rows, links: g.linkCap(0)) {
+        if let allowed, let valueLinks, valueLinks.rows == g.rows {
+            // The filter pins a linked field to one value: its matches are expanded through their value's
+            // own links (Spec/HNSW.md §7.4), at the `ef` asked for.
+            HNSWAlgorithms.searchLayerLinked(g, scorer, entry: cur, entryDistance: curD,
+                                             ef: max(ef, k),
+                                             allowed: allowed, links: valueLinks, rows: g.rows, scratch: scratch)
+        } else if let allowed, lookThrough(allowed, rows: g.rows, links: g.linkCap(0)) {
             // Under a mask (a filter, or deleted rows), only allowed rows are scored (two-hop expansion).
             HNSWAlgorithms.searchLayerFiltered(g, scorer, entry: cur, entryDistance: curD,
                                                ef: max(filteredEf(ef, matches: allowed.matches, rows: g.rows), k),
@@ -154,20 +160,25 @@ enum HNSWSearch {
     static let exactBelowFactor = 5
 
     static func run(_ vectors: VectorTable, _ g: HNSWGraphView, metric: Metric, queries: UnsafePointer<Float>,
-                    count: Int, k: Int, ef: Int, allowed: CandidateMask?, threads: Int) -> [TopK] {
+                    count: Int, k: Int, ef: Int, allowed: CandidateMask?, threads: Int,
+                    valueLinks: HNSWValueLinks? = nil) -> [TopK] {
         switch (metric, g.int8) {
         case (.l2, nil):
             run(vectors, g, L2Distance.self, HalfScorerFactory<L2HalfDistance>(graph: g),
-                queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads)
+                queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads,
+                valueLinks: valueLinks)
         case (.cosine, nil), (.dot, nil):
             run(vectors, g, InnerProductDistance.self, HalfScorerFactory<InnerProductHalfDistance>(graph: g),
-                queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads)
+                queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads,
+                valueLinks: valueLinks)
         case (.l2, let s?):
             run(vectors, g, L2Distance.self, Int8ScorerFactory<L2Int8Distance>(graph: g, scoring: s),
-                queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads)
+                queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads,
+                valueLinks: valueLinks)
         case (.cosine, let s?), (.dot, let s?):
             run(vectors, g, InnerProductDistance.self, Int8ScorerFactory<InnerProductInt8Distance>(graph: g, scoring: s),
-                queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads)
+                queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads,
+                valueLinks: valueLinks)
         }
     }
 
@@ -175,7 +186,7 @@ enum HNSWSearch {
     /// query to query).
     private static func run<D: HNSWDistance, F: HNSWScorerFactory>(
         _ vectors: VectorTable, _ g: HNSWGraphView, _: D.Type, _ factory: F, queries: UnsafePointer<Float>,
-        count: Int, k: Int, ef: Int, allowed: CandidateMask?, threads: Int
+        count: Int, k: Int, ef: Int, allowed: CandidateMask?, threads: Int, valueLinks: HNSWValueLinks?
     ) -> [TopK] {
         let dim = vectors.dimension
         return QueryWorkers.map(count: count, threads: threads, placeholder: TopK(k: 0)) { indices, put in
@@ -185,7 +196,7 @@ enum HNSWSearch {
             for i in indices {
                 let q = queries + i * dim
                 put(i, knn(g, vectors, D.self, factory.scorer(query: q, buffer: buffer), query: q, k: k, ef: ef,
-                           allowed: allowed, scratch: scratch))
+                           allowed: allowed, scratch: scratch, valueLinks: valueLinks))
             }
         }
     }

@@ -119,6 +119,10 @@ final class HNSWRemap {
             ? (try HNSWInt8Record.load(txn, dbs, record.id, dimension: record.dimension)?.trainingRows ?? 0) : 0
         halfBytes = config.traversal.rowBytes(dimension: record.dimension)
         vectors = VectorTable(view)
+        guard graph.valueLinks.count == config.filterLinks.count else {
+            throw VecStoreError.corrupt("collection \(name): filter links of \(config.filterLinks.count) fields declared, "
+                + "\(graph.valueLinks.count) stored")
+        }
         try validate()  // on failure `deinit` runs (every property is set) and frees `vectors`
     }
 
@@ -179,6 +183,34 @@ final class HNSWRemap {
                     for j in 0..<linked {
                         let o = map.oldRow[start + j]
                         if renumber(o, into: base + j * slotWords) { refilled += 1 }
+                    }
+                }
+                // Filter links (Spec/HNSW.md §7.6): renumbered, links to dropped rows removed (not refilled).
+                for (f, links) in graph.valueLinks.enumerated() {
+                    let oldRows = UInt32(oldConfig.nodes)
+                    try txn.reserve(try dbs.required(Format.DB.graphFlinks),
+                                    HNSWFilterLinks.blockKey(newRecord.id, field: f, block: b),
+                                    count: linked * slotBytes) { out in
+                        let words = out.bindMemory(to: UInt32.self)
+                        guard let base = words.baseAddress else { return }
+                        base.initialize(repeating: 0, count: linked * slotWords)
+                        for j in 0..<linked {
+                            let o = map.oldRow[start + j]
+                            let list = links.list(o), dst = base + j * slotWords
+                            var kept = 0
+                            for i in 0..<min(Int(list[0]), oldConfig.maxLinks0) {
+                                let t = list[1 + i]
+                                guard t < oldRows, t != o else { continue }
+                                let nt = map.newRow[Int(t)]
+                                if nt == RowMap.gone || UInt32(start + j) == nt { continue }
+                                var dup = false
+                                for x in 0..<kept where dst[1 + x] == nt { dup = true }
+                                if dup { continue }
+                                dst[1 + kept] = nt
+                                kept += 1
+                            }
+                            dst[0] = UInt32(kept)
+                        }
                     }
                 }
             }
@@ -304,6 +336,9 @@ final class HNSWRemap {
             try HNSWInt8Record(quantizer: q, trainingRows: int8TrainingRows).store(txn, dbs, newRecord.id)
         }
         try config.store(txn, dbs, newRecord.id)
+        if !config.filterLinks.isEmpty {
+            try HNSWFilterLinks.storeRecord(txn, dbs, newRecord.id, fields: config.filterLinks)
+        }
     }
 
     /// Renumbers the whole graph in one write transaction of the new store: `writeLayer0` for every

@@ -50,6 +50,8 @@ extension HNSWIndex {
         }
         let prefix = Format.prefix(record.id)
         for db in [try dbs.graph, try dbs.graphUpper] { try txn.deletePrefix(db, prefix) }
+        try HNSWFilterLinks.drop(txn, dbs, record.id, record: false)
+        try HNSWFilterLinks.storeRecord(txn, dbs, record.id, fields: parameters.filterLinks)
         try HNSWConfig.create(parameters, collection: record.id).store(txn, dbs, record.id)
         if record.nextInternalID > 0 { try Format.declare(tailFeature, txn, meta: dbs.meta) }
         return true

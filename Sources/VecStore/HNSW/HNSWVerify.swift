@@ -3,6 +3,75 @@ import VecStoreKernels
 
 /// The HNSW graph checks `vecstore verify` runs for a collection with a graph.
 enum HNSWVerifier {
+    /// Filter links (Spec/HNSW.md §7.5): the record's fields have blocks matching the graph's (checked by
+    /// opening the view), no key belongs to another field number, the feature is declared, and every
+    /// list has at most 2·M links to graph rows other than itself, without duplicates; a live row's links
+    /// to live rows join rows holding the same value, and a live row without a value has none.
+    static func verifyFilterLinks(_ txn: Transaction, _ dbs: Databases, _ name: String, _ record: CollectionRecord,
+                                  _ config: HNSWConfig, _ graph: HNSWGraphView, _ view: CollectionView,
+                                  _ fault: (String) -> Void) throws -> Int {
+        let fields = config.filterLinks
+        guard let db = dbs.handle(Format.DB.graphFlinks) else {
+            if !fields.isEmpty { fault("has filter links on \(fields) but the store has no '\(Format.DB.graphFlinks)' database") }
+            return 0
+        }
+        var strayKeys = 0
+        try txn.withCursor(db) { (c: Cursor) throws -> Void in
+            let prefix = Format.prefix(record.id)
+            var entry = try c.seek(atLeast: prefix)
+            while let (key, _) = entry, key.starts(with: prefix) {
+                if key.count != 12 || Int(readBE32(key, at: 4)) >= fields.count { strayKeys += 1 }
+                entry = try c.next()
+            }
+        }
+        if strayKeys > 0 { fault("\(strayKeys) filter-links keys belong to no linked field (\(fields.count) declared)") }
+        guard !fields.isEmpty else { return 0 }
+        let declared = try txn.get(dbs.meta, Format.featuresKey).map { v in try Format.decodeFeatures(v) } ?? []
+        if !declared.contains(where: { $0.name == HNSWFilterLinks.feature.name }) {
+            fault("has filter links but the store does not declare feature '\(HNSWFilterLinks.feature.name)'")
+        }
+        if graph.valueLinks.count != fields.count {
+            fault("filter links of \(fields.count) fields declared, \(graph.valueLinks.count) opened")
+            return 0
+        }
+        let rows = graph.rows
+        var checked = 0
+        for (i, links) in graph.valueLinks.enumerated() {
+            let values: [UInt32]
+            do {
+                values = try HNSWFilterLinks.values(txn, dbs, collection: record.id, field: fields[i], rows: rows, name: name)
+            } catch let e as VecStoreError {
+                fault("filter links of field '\(fields[i])': \(e)")
+                continue
+            }
+            for node in 0..<UInt32(rows) {
+                checked += 1
+                let list = links.list(node)
+                let n = Int(list[0])
+                if n > config.maxLinks0 {
+                    fault("row \(node) has \(n) filter links on '\(fields[i])', more than 2·M = \(config.maxLinks0)")
+                    continue
+                }
+                let live = view.isLive(node)
+                let v = values[Int(node)]
+                if live && v == HNSWFilterLinks.noValue && n > 0 {
+                    fault("row \(node) has no value of '\(fields[i])' but \(n) filter links")
+                }
+                var seen = Set<UInt32>()
+                for j in 0..<n {
+                    let t = list[1 + j]
+                    if Int(t) >= rows { fault("row \(node) has a filter link on '\(fields[i])' to row \(t) ≥ \(rows)"); continue }
+                    if t == node { fault("row \(node) has a filter link on '\(fields[i])' to itself") }
+                    if !seen.insert(t).inserted { fault("row \(node) has two filter links on '\(fields[i])' to \(t)") }
+                    if live && view.isLive(t) && values[Int(t)] != v {
+                        fault("row \(node) has a filter link on '\(fields[i])' to row \(t), which holds another value")
+                    }
+                }
+            }
+        }
+        return checked
+    }
+
     /// Checks a collection's graph (Spec/HNSW.md §Invariants): it covers rows `[0, nodes)` (the rest is
     /// its unlinked tail, which needs the `hnsw-tail` feature); links point at
     /// other rows in range, without duplicates, within the degree bounds (2·M on layer 0, M above);
@@ -133,6 +202,7 @@ enum HNSWVerifier {
                 if topLive != config.maxLevel { fault("a live node is on level \(topLive), max level is \(config.maxLevel)") }
             }
         }
+        checked += try verifyFilterLinks(txn, dbs, name, record, config, graph, view, fault)
         return checked
     }
 }

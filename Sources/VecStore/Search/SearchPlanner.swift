@@ -101,7 +101,9 @@ extension VectorCollection {
                 if index.prefersExact(matches: matches, live: live, k: k, options: options) { return overMatches() }
             }
         }
-        return SearchPlan(path: .index, mask: words, matches: matches, options: options)
+        var indexOptions = options
+        indexOptions.pinnedFields = filter?.pinnedFields ?? []
+        return SearchPlan(path: .index, mask: words, matches: matches, options: indexOptions)
     }
 
     /// The planner's choice for `nearDuplicates`: the snapshot's index when the method allows it and the
