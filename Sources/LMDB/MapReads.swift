@@ -132,7 +132,7 @@ public final class MapReads: @unchecked Sendable {
         }
         vs_counter_bump(m.counters + first, buyAfter)
         if last != first { vs_counter_bump(m.counters + last, buyAfter) }
-        if seen + 1 >= buyAfter { return p }
+        if Int(seen) + 1 >= Int(buyAfter) { return p }
         let state = verified.load(ordering: .relaxed)
         if state < 0 { return p }
         guard pread(m.fd, scratch, count, off_t(offset)) == count else { return p }
