@@ -100,6 +100,8 @@ public final class Environment: @unchecked Sendable {
     /// Bumped whenever the map may have moved (grown or adopted another process's size), under the
     /// exclusive gate; see `Transaction.mapGeneration`.
     private let mapGenerationAtomic = Atomic<Int>(0)
+    /// The `MapReads` of the current map generation (made on the first read transaction of it).
+    private let mapReadsCache = Mutex<(generation: Int, reads: MapReads?)>((-1, nil))
 
     /// Opens (creating if needed) the environment at `path`.
     public convenience init(path: String, options: EnvironmentOptions = EnvironmentOptions()) throws(LMDBError) {
@@ -543,6 +545,17 @@ public final class Environment: @unchecked Sendable {
         return nil
     }
 
+    /// The `MapReads` of map generation `generation` (one object per generation, made on first request;
+    /// its mapping is found on first use). Read transactions carry it (`Transaction.mapReads`).
+    func mapReads(generation: Int) -> MapReads {
+        mapReadsCache.withLock { cache -> MapReads in
+            if cache.generation == generation, let reads = cache.reads { return reads }
+            let reads = MapReads { [weak self] in self?.mappedFile() }
+            cache = (generation, reads)
+            return reads
+        }
+    }
+
     /// The page size of the environment.
     public var pageSize: Int {
         var stat = MDB_stat()
@@ -652,8 +665,9 @@ public final class Environment: @unchecked Sendable {
             defer { leaveGate() }
             try check(rc, "mdb_txn_begin(read)")
             guard let txnHandle else { throw LMDBError(code: EINVAL, operation: "mdb_txn_begin(read)") }
-            let txn = Transaction(handle: txnHandle, writable: false,
-                                  mapGeneration: mapGenerationAtomic.load(ordering: .relaxed))
+            let generation = mapGenerationAtomic.load(ordering: .relaxed)
+            let txn = Transaction(handle: txnHandle, writable: false, mapGeneration: generation,
+                                  mapReads: mapReads(generation: generation))
             defer {
                 txn.invalidate()
                 recycleReader(txnHandle)

@@ -39,11 +39,15 @@ public final class Transaction {
     /// have moved (grown), so two read transactions with the same `snapshotID()` and the same
     /// generation see the same bytes at the same addresses (write transactions report -1).
     public let mapGeneration: Int
+    /// `pread` access to the bytes this read transaction's map pointers name, for reads while the map is
+    /// cold (`MapReads`); nil in write transactions, whose new pages are not in the file yet.
+    public let mapReads: MapReads?
 
-    init(handle: OpaquePointer, writable: Bool, mapGeneration: Int = -1) {
+    init(handle: OpaquePointer, writable: Bool, mapGeneration: Int = -1, mapReads: MapReads? = nil) {
         self.rawHandle = handle
         self.isWritable = writable
         self.mapGeneration = mapGeneration
+        self.mapReads = writable ? nil : mapReads
     }
 
     var isLive: Bool { rawHandle != nil }

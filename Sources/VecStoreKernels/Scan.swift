@@ -362,7 +362,13 @@ public enum BatchKernel: Sendable {
 
 /// Process-wide OpenBLAS threading control.
 public enum BLAS {
-    private static let once: Void = { openblas_set_num_threads(1) }()
+    /// One thread a call, then the worker threads OpenBLAS's load started are joined: they wait for
+    /// work spinning in `sched_yield` for ~0.1 s after load (a whole core, through a fresh process's
+    /// open and first queries) and a one-thread pool never gives them any.
+    private static let once: Void = {
+        openblas_set_num_threads(1)
+        _ = blas_thread_shutdown_()
+    }()
     /// Makes OpenBLAS run each call on the calling thread; vecstore parallelises across calls itself.
     public static func useSingleThread() { _ = once }
 }

@@ -100,7 +100,8 @@ enum HNSWIndex: VectorIndexKind {
         guard let config = try HNSWConfig.load(txn, dbs, record.id) else {
             throw VecStoreError.corrupt("collection \(name): no HNSW header")
         }
-        return HNSWIndexView(graph: try HNSWGraphView(txn, dbs, record, config, name: name), rows: rows)
+        return HNSWIndexView(graph: try HNSWGraphView(txn, dbs, record, config, name: name), rows: rows,
+                             reads: txn.mapReads)
     }
 
     /// Renumbers the graph in one transaction (`HNSWRemap`, Spec/HNSW.md §5.5); `.rebuild`, with nothing
@@ -214,10 +215,14 @@ final class HNSWIndexView: VectorIndexView, @unchecked Sendable {
     let rows: CollectionView
     let vectors: VectorTable
     let metric: Metric
+    /// The snapshot's cold reads (`MapReads`; nil for a write transaction's view): searches read the map
+    /// through them until it settles (Spec/HNSW.md §5.2, "Cold reads").
+    let reads: MapReads?
 
-    init(graph: HNSWGraphView, rows: CollectionView) {
+    init(graph: HNSWGraphView, rows: CollectionView, reads: MapReads? = nil) {
         self.graph = graph
         self.rows = rows
+        self.reads = reads
         self.vectors = VectorTable(rows)
         self.metric = rows.record.metric
     }
@@ -231,7 +236,7 @@ final class HNSWIndexView: VectorIndexView, @unchecked Sendable {
     func search(queries: UnsafePointer<Float>, count: Int, k: Int, mask: CandidateMask?, options: SearchOptions,
                 threads: Int) -> [TopK] {
         var tops = HNSWSearch.run(vectors, graph, metric: metric, queries: queries, count: count, k: k,
-                                  ef: ef(k: k, options), allowed: mask, threads: threads,
+                                  ef: ef(k: k, options), allowed: mask, threads: threads, reads: reads,
                                   valueLinks: mask == nil ? nil : graph.valueLinks(pinning: options.pinnedFields))
         if tail.count > 0 {
             if let mask {

@@ -68,9 +68,10 @@ enum HNSWSearch {
 
     /// Greedy descent and layer-0 beam search over the binary16 copies, then the best `2k` of the beam
     /// re-ranked with the float32 vectors; the best `k` by exact distance.
-    static func knn<D: HNSWDistance, S: HNSWScorer>(
-        _ g: HNSWGraphView, _ vt: VectorTable, _: D.Type, _ scorer: S, query: UnsafePointer<Float>, k: Int, ef: Int,
-        allowed: CandidateMask?, scratch: HNSWScratch, valueLinks: HNSWValueLinks? = nil
+    /// `exact` scores the re-ranked rows (float32, `FloatScorer` or `ColdFloatScorer`).
+    static func knn<G: HNSWGraphAccess, S: HNSWScorer, E: HNSWScorer>(
+        _ g: G, _ scorer: S, exact: E, k: Int, ef: Int, allowed: CandidateMask?, scratch: HNSWScratch,
+        valueLinks: HNSWValueLinks? = nil
     ) -> TopK {
         var top = TopK(k: k)
         let entry = g.config.entryPoint
@@ -95,7 +96,6 @@ enum HNSWSearch {
             HNSWAlgorithms.searchLayer(g, scorer, entry: cur, entryDistance: curD, ef: max(ef, k),
                                        level: 0, allowed: allowed, rows: g.rows, scratch: scratch)
         }
-        let exact = FloatScorer<D>(vectors: vt, query: query)
         var res = scratch.results
         // Only the 2k closest by traversal distance are re-ranked: binary16 error (~1e-3 relative) does
         // not move a true top-k result 2k places down, and each re-ranked row costs a float32 fetch.
@@ -159,26 +159,35 @@ enum HNSWSearch {
     /// an exact scan costs 53–75 ns a match, a two-hop search at M=16, ef=64 0.26–0.29 ms).
     static let exactBelowFactor = 5
 
+    /// k-NN of `count` queries over `threads` workers. With `reads` (the snapshot's `MapReads`, not yet
+    /// settled) and binary16 copies, the search reads the map through it (`runCold`: Spec/HNSW.md §5.2,
+    /// "Cold reads"); the results are the same.
     static func run(_ vectors: VectorTable, _ g: HNSWGraphView, metric: Metric, queries: UnsafePointer<Float>,
-                    count: Int, k: Int, ef: Int, allowed: CandidateMask?, threads: Int,
+                    count: Int, k: Int, ef: Int, allowed: CandidateMask?, threads: Int, reads: MapReads? = nil,
                     valueLinks: HNSWValueLinks? = nil) -> [TopK] {
+        if let reads, !reads.settled, g.int8 == nil {
+            switch metric {
+            case .l2:
+                return runCold(vectors, g, L2Distance.self, L2HalfDistance.self, reads: reads, queries: queries,
+                               count: count, k: k, ef: ef, allowed: allowed, threads: threads, valueLinks: valueLinks)
+            case .cosine, .dot:
+                return runCold(vectors, g, InnerProductDistance.self, InnerProductHalfDistance.self, reads: reads,
+                               queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads, valueLinks: valueLinks)
+            }
+        }
         switch (metric, g.int8) {
         case (.l2, nil):
-            run(vectors, g, L2Distance.self, HalfScorerFactory<L2HalfDistance>(graph: g),
-                queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads,
-                valueLinks: valueLinks)
+            return run(vectors, g, L2Distance.self, HalfScorerFactory<L2HalfDistance>(graph: g),
+                queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads, valueLinks: valueLinks)
         case (.cosine, nil), (.dot, nil):
-            run(vectors, g, InnerProductDistance.self, HalfScorerFactory<InnerProductHalfDistance>(graph: g),
-                queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads,
-                valueLinks: valueLinks)
+            return run(vectors, g, InnerProductDistance.self, HalfScorerFactory<InnerProductHalfDistance>(graph: g),
+                queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads, valueLinks: valueLinks)
         case (.l2, let s?):
-            run(vectors, g, L2Distance.self, Int8ScorerFactory<L2Int8Distance>(graph: g, scoring: s),
-                queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads,
-                valueLinks: valueLinks)
+            return run(vectors, g, L2Distance.self, Int8ScorerFactory<L2Int8Distance>(graph: g, scoring: s),
+                queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads, valueLinks: valueLinks)
         case (.cosine, let s?), (.dot, let s?):
-            run(vectors, g, InnerProductDistance.self, Int8ScorerFactory<InnerProductInt8Distance>(graph: g, scoring: s),
-                queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads,
-                valueLinks: valueLinks)
+            return run(vectors, g, InnerProductDistance.self, Int8ScorerFactory<InnerProductInt8Distance>(graph: g, scoring: s),
+                queries: queries, count: count, k: k, ef: ef, allowed: allowed, threads: threads, valueLinks: valueLinks)
         }
     }
 
@@ -195,8 +204,35 @@ enum HNSWSearch {
             defer { HNSWScratchPool.give(scratch); buffer.deallocate() }
             for i in indices {
                 let q = queries + i * dim
-                put(i, knn(g, vectors, D.self, factory.scorer(query: q, buffer: buffer), query: q, k: k, ef: ef,
-                           allowed: allowed, scratch: scratch, valueLinks: valueLinks))
+                put(i, knn(g, factory.scorer(query: q, buffer: buffer), exact: FloatScorer<D>(vectors: vectors, query: q),
+                           k: k, ef: ef, allowed: allowed, scratch: scratch, valueLinks: valueLinks))
+            }
+        }
+    }
+
+    /// `run` with every link list, binary16 copy and float32 row read through `reads` (`MapReads.bytes`:
+    /// `pread` into per-thread rows where the map's region is not mapped yet). Each query's tally is
+    /// recorded, so the map settles once queries find it mapped.
+    private static func runCold<D: HNSWDistance, H: HNSWHalfDistance>(
+        _ vectors: VectorTable, _ g: HNSWGraphView, _: D.Type, _: H.Type, reads: MapReads,
+        queries: UnsafePointer<Float>, count: Int, k: Int, ef: Int, allowed: CandidateMask?, threads: Int,
+        valueLinks: HNSWValueLinks?
+    ) -> [TopK] {
+        let dim = vectors.dimension
+        return QueryWorkers.map(count: count, threads: threads, placeholder: TopK(k: 0)) { indices, put in
+            let scratch = HNSWScratchPool.take(rows: g.rows)
+            defer { HNSWScratchPool.give(scratch) }
+            let cold = HNSWColdQuery(reads: reads, copyBytes: g.copyStride, floatBytes: dim * 4,
+                                     listBytes: max(g.slotWords0, g.config.slotWordsUpper) * 4)
+            let graph = ColdGraph(graph: g, cold: cold)
+            for i in indices {
+                let q = queries + i * dim
+                cold.tally = MapReads.Tally()
+                let top = knn(graph, ColdHalfScorer<H>(copies: g, query: q, cold: cold),
+                              exact: ColdFloatScorer<D>(vectors: vectors, query: q, cold: cold),
+                              k: k, ef: ef, allowed: allowed, scratch: scratch, valueLinks: valueLinks)
+                reads.record(cold.tally)
+                put(i, top)
             }
         }
     }
