@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// Reads of the store file's bytes that a read transaction's map pointers name, through `pread` instead
-/// of through the map while the map's page tables are cold (Spec/HNSW.md §5.2, "Cold reads").
+/// of through the map while the map's page tables are cold (Spec/HNSW.md §5.1, "Cold reads").
 ///
 /// A fresh map costs one page fault at the first touch of each region of it, ~10 µs on this VM, and a
 /// fault maps only the region the kernel's fault-around covers (64 KiB when the page cache holds the

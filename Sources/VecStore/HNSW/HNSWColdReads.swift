@@ -2,7 +2,7 @@ import CDistance
 import LMDB
 import VecStoreKernels
 
-/// One searching thread's state for reads while the map is cold (Spec/HNSW.md §5.2, "Cold reads"): the
+/// One searching thread's state for reads while the map is cold (Spec/HNSW.md §5.1, "Cold reads"): the
 /// snapshot's `MapReads`, one scratch row for each kind of bytes a search reads (a traversal copy, a
 /// float32 row, a link list) and the running query's tally. A pointer a scorer or `ColdGraph` returns
 /// may be one of these rows: it is valid until the next read of the same kind.

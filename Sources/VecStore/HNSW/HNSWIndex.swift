@@ -216,7 +216,7 @@ final class HNSWIndexView: VectorIndexView, @unchecked Sendable {
     let vectors: VectorTable
     let metric: Metric
     /// The snapshot's cold reads (`MapReads`; nil for a write transaction's view): searches read the map
-    /// through them until it settles (Spec/HNSW.md §5.2, "Cold reads").
+    /// through them until it settles (Spec/HNSW.md §5.1, "Cold reads").
     let reads: MapReads?
 
     init(graph: HNSWGraphView, rows: CollectionView, reads: MapReads? = nil) {

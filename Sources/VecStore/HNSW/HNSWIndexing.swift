@@ -160,7 +160,7 @@ enum HNSWSearch {
     static let exactBelowFactor = 5
 
     /// k-NN of `count` queries over `threads` workers. With `reads` (the snapshot's `MapReads`, not yet
-    /// settled) and binary16 copies, the search reads the map through it (`runCold`: Spec/HNSW.md §5.2,
+    /// settled) and binary16 copies, the search reads the map through it (`runCold`: Spec/HNSW.md §5.1,
     /// "Cold reads"); the results are the same.
     static func run(_ vectors: VectorTable, _ g: HNSWGraphView, metric: Metric, queries: UnsafePointer<Float>,
                     count: Int, k: Int, ef: Int, allowed: CandidateMask?, threads: Int, reads: MapReads? = nil,
