@@ -58,7 +58,8 @@ public final class MapReads: @unchecked Sendable {
     private let settledFlag = Atomic<Bool>(false)
     private let preadTotal = Atomic<Int>(0)
 
-    /// Reads served by `pread` so far, over every query.
+    /// Reads served by `pread` so far, over every query whose tally was `record`ed (one atomic add a
+    /// query, not one a read).
     public var preads: Int { preadTotal.load(ordering: .relaxed) }
 
     /// A reader whose mapping `resolve` finds on first use (returning the map's descriptor, first byte and
@@ -137,13 +138,17 @@ public final class MapReads: @unchecked Sendable {
         if state < 0 { return p }
         guard pread(m.fd, scratch, count, off_t(offset)) == count else { return p }
         if state == 0 {
-            // Once: the file holds at this offset what the map holds.
-            let agrees = memcmp(scratch, p, count) == 0
-            verified.store(agrees ? 1 : -1, ordering: .relaxed)
-            if !agrees { return p }
+            // Once: the file holds at this offset what the map holds. A mismatch turns file reads off for
+            // good, whatever another thread's compare found at the same time (a match only moves 0 to 1,
+            // never -1 to 1); the bytes read are used only once the state says 1.
+            if memcmp(scratch, p, count) != 0 {
+                verified.store(-1, ordering: .relaxed)
+                return p
+            }
+            _ = verified.compareExchange(expected: 0, desired: 1, ordering: .relaxed)
+            if verified.load(ordering: .relaxed) != 1 { return p }
         }
         tally.preads += 1
-        preadTotal.add(1, ordering: .relaxed)
         return UnsafeRawPointer(scratch)
     }
 
@@ -160,6 +165,7 @@ public final class MapReads: @unchecked Sendable {
     /// Records one finished query's tally: when fewer than one read in `settleRatio` needed a `pread`
     /// (most regions it touched are mapped), the map is settled.
     public func record(_ tally: Tally) {
+        if tally.preads > 0 { preadTotal.add(tally.preads, ordering: .relaxed) }
         if tally.reads > 0 && tally.preads * Self.settleRatio < tally.reads { settledFlag.store(true, ordering: .relaxed) }
     }
 

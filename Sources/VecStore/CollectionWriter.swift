@@ -52,6 +52,28 @@ struct CollectionWriter {
         self.text = try TextIndexWriter(txn, dbs, collection: record.id, name: name)
         self.indexKind = try IndexRegistry.find(txn, dbs, record)?.kind
         self.ids = try IDIndex(txn, dbs, record, name: name)
+        self.linkedFields = try HNSWFilterLinks.load(txn, dbs, record.id)
+    }
+
+    /// Metadata fields the collection's graph keeps filter links on (Spec/HNSW.md §7): each may hold at
+    /// most one value per document, checked before anything of a batch is written.
+    private let linkedFields: [String]
+
+    /// Refuses a document whose linked field holds more than one distinct value (an array), before the
+    /// batch writes anything: linked later (a step or `index build`), it would make every linking write fail.
+    private func checkLinkedFields(_ docs: [Prepared]) throws {
+        guard !linkedFields.isEmpty else { return }
+        for doc in docs {
+            for field in linkedFields {
+                guard case .array(let items)? = doc.metadata[field] else { continue }
+                let keys = Set(items.compactMap { FieldKey.key(record.id, field, $0)?.key })
+                if keys.count > 1 {
+                    throw VecStoreError.invalidMetadata(
+                        id: doc.id, reason: "field '\(field)' holds several values (an array) in collection \(name), "
+                            + "which has filter links on it; filter links need one value per document")
+                }
+            }
+        }
     }
 
     /// A validated document ready to write: its vector as stored (unit length for cosine) and the norm
@@ -132,6 +154,7 @@ struct CollectionWriter {
     /// without it, an existing id throws `idExists`.
     mutating func append(_ docs: [Prepared], replace: Bool) throws {
         guard !docs.isEmpty else { return }
+        try checkLinkedFields(docs)
         let start = record.nextInternalID
         guard UInt64(start) + UInt64(docs.count) < UInt64(UInt32.max) else {
             throw VecStoreError.invalidArgument("collection \(name) is full (2^32 rows); compact it")

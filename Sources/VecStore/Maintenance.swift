@@ -353,6 +353,9 @@ extension VecStore {
     {
         let old = try VecStore(path: path, options: StoreOptions(create: false))
         defer { old.close() }
+        // A store this build may read but not write (a feature needed to write that it does not know) is
+        // not compacted either: the copy would drop what that feature keeps.
+        if let refusal = old.writeRefusal { throw .newerFormat(refusal) }
         do {
             try old.env.lockExclusive()
         } catch {

@@ -367,7 +367,7 @@ public enum BLAS {
     /// open and first queries) and a one-thread pool never gives them any.
     private static let once: Void = {
         openblas_set_num_threads(1)
-        _ = blas_thread_shutdown_()
+        _ = vs_openblas_join_workers()
     }()
     /// Makes OpenBLAS run each call on the calling thread; vecstore parallelises across calls itself.
     public static func useSingleThread() { _ = once }

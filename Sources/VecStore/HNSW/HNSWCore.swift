@@ -771,15 +771,43 @@ enum HNSWAlgorithms {
             if allowed.contains(c) {
                 let list = links.list(c)
                 let n = min(Int(list[0]), cap)
+                var f = 0
                 var j = 1
                 while j <= n {
                     let id = list[j]
                     j += 1
-                    if id >= limit || stamps[Int(id)] == gen || !allowed.contains(id) { continue }
-                    stamps[Int(id)] = gen
-                    pending[p] = id
-                    p += 1
-                    scorer.prefetch(id)
+                    if id >= limit || stamps[Int(id)] == gen { continue }
+                    if allowed.contains(id) {
+                        stamps[Int(id)] = gen
+                        pending[p] = id
+                        p += 1
+                        scorer.prefetch(id)
+                    } else {
+                        failing[f] = id
+                        f += 1
+                    }
+                }
+                // Same-value neighbours the mask leaves out (deleted rows, rows another `$and` term
+                // excludes) are looked through: the allowed rows of their value lists (two hops), so holes
+                // in the mask do not cut the value's graph apart. None when the mask is the value alone.
+                var x = 0
+                while x < f && p < gather {
+                    let hop = failing[x]
+                    x += 1
+                    if stamps[Int(hop)] == gen { continue }
+                    stamps[Int(hop)] = gen
+                    let hopList = links.list(hop)
+                    let hn = min(Int(hopList[0]), cap)
+                    var i = 1
+                    while i <= hn && p < gather {
+                        let id = hopList[i]
+                        i += 1
+                        if id >= limit || !allowed.contains(id) || stamps[Int(id)] == gen { continue }
+                        stamps[Int(id)] = gen
+                        pending[p] = id
+                        p += 1
+                        scorer.prefetch(id)
+                    }
                 }
             } else {
                 // A node of the first phase that fails the mask: its allowed neighbours, and those of its

@@ -177,9 +177,8 @@ final class HNSWGraphView: HNSWGraphAccess, HNSWCopySource {
         return UnsafeRawPointer(copy.baseAddress!)
     }
 
-    @inline(__always)
-    /// The filter links of the first linked field among `fields` (the fields a filter pins to one
-    /// value), or nil.
+    /// The filter links of the first field of the `hnsw-flinks` record (Spec/HNSW.md §7.1) among
+    /// `fields` (the fields a filter pins to one value), or nil.
     func valueLinks(pinning fields: [String]) -> HNSWValueLinks? {
         guard !fields.isEmpty, !Self.linksOff else { return nil }
         return valueLinks.first { fields.contains($0.field) }
@@ -188,6 +187,7 @@ final class HNSWGraphView: HNSWGraphAccess, HNSWCopySource {
     /// Measurement knob (`VECSTORE_FLINKS_OFF=1`): searches ignore filter links (A/B on one store).
     static let linksOff = ProcessInfo.processInfo.environment["VECSTORE_FLINKS_OFF"] == "1"
 
+    @inline(__always)
     func links0(_ node: UInt32) -> UnsafePointer<UInt32> {
         bases[Int(node >> shift)] + Int(node & mask) * slotWords0
     }
