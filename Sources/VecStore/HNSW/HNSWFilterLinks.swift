@@ -227,8 +227,8 @@ final class HNSWValueLinks: @unchecked Sendable {
 
 /// Links rows into one field's value graphs inside a write transaction: blocks read in place and copied
 /// on first change (only changed blocks are written), per-row value numbers from the `fields` index, and
-/// the insert of Spec/HNSW.md §7.3 (a beam of `efConstruction` over the value's own links, entered at the
-/// closest same-value row among the row's layer-0 links or the value's first row; the selection
+/// the insert of Spec/HNSW.md §7.3 (a beam of `efConstruction` over the value's own links, seeded with
+/// every same-value row among the row's layer-0 links and the value's entry row; the selection
 /// heuristic; reverse links pruned to 2M), serially or on all cores with striped node locks.
 final class HNSWValueLinkEditor: HNSWGraphAccess {
     let config: HNSWConfig
@@ -384,8 +384,8 @@ final class HNSWValueLinkEditor: HNSWGraphAccess {
 
     private func noteDamage(_ d: String?) { if damage == nil, let d { damage = d } }
 
-    /// Clamps a copied block's lists into bounds (count ≤ 2M, ids < rows, same value as the row) and
-    /// reports the first damage (`write` then refuses the batch).
+    /// Clamps a copied block's lists into bounds (count ≤ 2M, ids < rows) and reports the first damage
+    /// (`write` then refuses the batch). Values are not compared here: `verify` checks them.
     private func checkBlock(_ base: UnsafeMutablePointer<UInt32>, block: Int, count: Int) -> String? {
         var found: String?
         let limit = UInt32(rows)
