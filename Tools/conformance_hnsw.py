@@ -231,12 +231,14 @@ def check_graph(reader, txn, c, header_value):
 
 
 def check_flat(reader, txn, c):
-    """§6.7: a collection without a header has no graph entries."""
+    """§6.7: a collection without a header has no graph entries, no filter links and no filter-links record."""
     prefix = struct.pack(">I", c.id)
-    for db in HNSW_DATABASES:
+    for db in HNSW_DATABASES + (["graph-flinks"] if "graph-flinks" in reader.dbs else []):
         for _ in reader.prefix_items(txn, db, prefix):
             reader.fault(f"{c.name}: {db} entries but no HNSW header (flat collection)")
             break
+    if txn.get(b"hnsw-flinks:" + prefix, db=reader.dbs["meta"]) is not None:
+        reader.fault(f"{c.name}: an hnsw-flinks record but no HNSW header (flat collection)")
 
 
 def decode_filter_links_record(value):

@@ -252,6 +252,36 @@ struct FilterLinksTests {
         #expect(report.faults.contains { $0.contains("filter-links block") })
     }
 
+    @Test("verify flags filter links left where no graph owns them: a flat collection's, an unknown collection's")
+    func strayLinksFlagged() throws {
+        let path = storePath("stray")
+        defer { removeStore(path) }
+        let store = try VecStore(path: path)
+        let flat = try store.collection("flat", dimension: 16, metric: .cosine, index: .flat)
+        try flat.add(linkDocs(40, dim: 16, seed: 21))
+        #expect(try store.verify().isOK)
+        var key = Format.prefix(flat.collectionID)
+        key.appendBE(UInt32(0))
+        key.appendBE(UInt32(0))
+        var orphan = HNSWFilterLinks.keyPrefix
+        orphan.appendBE(UInt32(999))
+        try store.write { txn in
+            try txn.put(try store.dbs.required(Format.DB.graphFlinks), key, [UInt8](repeating: 0, count: 68))
+            try txn.put(store.dbs.meta, HNSWFilterLinks.recordKey(flat.collectionID), [1, 0])
+            try txn.put(store.dbs.meta, orphan, [1, 0])
+        }
+        let faults = try store.verify().faults
+        #expect(faults.contains { $0.contains("graph-flinks entries but no hnsw index record") }, "\(faults)")
+        #expect(faults.contains { $0.contains("a filter-links record but no hnsw index record") }, "\(faults)")
+        #expect(faults.contains { $0.contains("filter-links record of unknown collection id 999") }, "\(faults)")
+        try store.write { txn in
+            _ = try txn.delete(try store.dbs.required(Format.DB.graphFlinks), key)
+            _ = try txn.delete(store.dbs.meta, HNSWFilterLinks.recordKey(flat.collectionID))
+            _ = try txn.delete(store.dbs.meta, orphan)
+        }
+        #expect(try store.verify().isOK)
+    }
+
     @Test("a collection without filter links writes nothing new; the feature is needed to write, not to read")
     func unchangedWithoutLinks() throws {
         let path = storePath("plain")

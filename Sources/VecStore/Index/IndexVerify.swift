@@ -20,6 +20,19 @@ extension VecStore {
                 }
             }
         }
+        // Filter links' records (`hnsw-flinks:BE32(cid)`, Spec/HNSW.md §7.1) belong to a collection too.
+        let linksPrefix = HNSWFilterLinks.keyPrefix
+        try txn.withCursor(dbs.meta) { (c: Cursor) throws -> Void in
+            var entry = try c.seek(atLeast: linksPrefix)
+            while let (key, _) = entry, key.starts(with: linksPrefix) {
+                if key.count != linksPrefix.count + 4 {
+                    faults.append("meta: malformed filter-links key of \(key.count) bytes")
+                } else if !known.contains(readBE32(key, at: linksPrefix.count)) {
+                    faults.append("meta: filter-links record of unknown collection id \(readBE32(key, at: linksPrefix.count))")
+                }
+                entry = try c.next()
+            }
+        }
         return faults
     }
 
@@ -55,7 +68,12 @@ extension VecStore {
                 continue
             }
             let prefix = Format.prefix(record.id)
-            for entry in kind.databases {
+            // A collection without a graph has no filter links either (their database and record).
+            let links = kind.name == HNSWIndex.name ? [HNSWFilterLinks.schemaEntry] : []
+            if !links.isEmpty, try txn.get(dbs.meta, HNSWFilterLinks.recordKey(record.id)) != nil {
+                faults.append("\(name): a filter-links record but no \(kind.name) index record")
+            }
+            for entry in kind.databases + links {
                 guard let db = dbs.handle(entry.name) else { continue }
                 let stray = try txn.withCursor(db) { (c: Cursor) throws -> Bool in
                     guard let (key, _) = try c.seek(atLeast: prefix) else { return false }
