@@ -59,7 +59,13 @@ struct ReadPathTests {
         let after = try reopened.search(probe.vector, k: 5)
         #expect(after.first?.id == "again")
         #expect(after.map(\.id) == (try reopened.search(probe.vector, k: 5, options: SearchOptions(exact: true))).map(\.id))
+        // Each hit's text is its own document's, read from the compacted store. No particular row is named:
+        // the graph is approximate, and under CPU load a 2-thread build left doc-7 unreachable in about 1 run
+        // of 100 (its exact search still found it first).
+        let byID = Dictionary(uniqueKeysWithValues: docs.map { ($0.id, $0.text) })
         let texts = try reopened.search(docs[7].vector, k: 3, options: SearchOptions(includeText: true))
-        #expect(texts.first?.id == docs[7].id && texts.first?.text == docs[7].text)
+        #expect(texts.count == 3)
+        for hit in texts { #expect(hit.text == (byID[hit.id] ?? nil), "\(hit.id)") }
+        #expect(texts.contains { hit in hit.text != nil })
     }
 }
