@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import VecStore
 import VecStoreIO
+import LMDB
 @testable import VecStoreKernels
 
 /// A fresh store path in the temporary directory, removed with its lock file by `cleanup`.
@@ -178,6 +179,50 @@ struct HNSWTests {
         try c.add(Array(makeDocs(50, dim: 16, seed: 3, idPrefix: "n")))
         #expect(try store.verify().isOK)
         #expect(try c.search(queries[0], k: 5).count == 5)
+    }
+
+    @Test("index show counts the live rows no link reaches from the entry point")
+    func unreachableRowsCounted() throws {
+        let path = temporaryStorePath("reach")
+        defer { cleanup(path) }
+        let store = try VecStore(path: path)
+        let c = try store.collection("c", dimension: 16, metric: .l2)
+        try c.add(makeDocs(400, dim: 16, seed: 4))
+        func line() throws -> String? { try c.indexStats().lines.first { $0.key == "unreachable live rows" }?.value }
+        // Serial insertion on a seeded level draw: every row is reachable.
+        #expect(try line() == "0")
+        let config = try #require(try store.read { txn in try HNSWConfig.load(txn, store.dbs, c.collectionID) })
+        // Cut every layer-0 link to two rows of level 0 (not the entry point): still a valid graph, but a search
+        // can no longer reach them.
+        let cut = (0..<UInt32(400)).filter { config.level(of: $0) == 0 && $0 != config.entryPoint }.suffix(2)
+        let slotWords = config.slotWords0
+        try store.write { txn in
+            let prefix = Format.prefix(c.collectionID)
+            var blocks: [([UInt8], [UInt8])] = []
+            try txn.withCursor(store.dbs.graph) { (cur: Cursor) throws -> Void in
+                var entry = try cur.seek(atLeast: prefix)
+                while let (key, value) = entry, key.starts(with: prefix) {
+                    blocks.append((Array(key), Array(value)))
+                    entry = try cur.next()
+                }
+            }
+            for (key, value) in blocks {
+                var words = value.withUnsafeBytes { raw in (0..<(raw.count / 4)).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self) } }
+                for slot in stride(from: 0, to: words.count, by: slotWords) {
+                    let kept = words[(slot + 1)..<(slot + 1 + Int(words[slot]))].filter { !cut.contains($0) }
+                    words[slot] = UInt32(kept.count)
+                    for (j, t) in kept.enumerated() { words[slot + 1 + j] = t }
+                }
+                try txn.put(store.dbs.graph, key, words.withUnsafeBytes { Array($0) })
+            }
+        }
+        let value = try #require(try line())
+        #expect(value.hasPrefix("2 (rows \(cut.map(String.init).joined(separator: ", "));"), "\(value)")
+        // Not an invariant (construction does not guarantee it): verify still passes.
+        #expect(try store.verify().isOK)
+        // Deleting one of them leaves one.
+        try c.delete(ids: ["d\(cut.first ?? 0)"])
+        #expect(try line()?.hasPrefix("1 (rows \(cut.last ?? 0);") == true)
     }
 
     @Test("upserts replace the old row in the graph")

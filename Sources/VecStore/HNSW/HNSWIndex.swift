@@ -77,8 +77,24 @@ enum HNSWIndex: VectorIndexKind {
             .init("max level", "\(c.maxLevel)"),
             .init("upper-level nodes", "\(upperNodes)"),
             .init("entry point", c.entryPoint == HNSWConfig.noEntry ? "none" : "\(c.entryPoint)"),
+            .init("unreachable live rows", try unreachableLine(txn, dbs, record, c, name: name)),
         ] + (c.filterLinks.isEmpty ? [] : [.init("filter links", c.filterLinks.joined(separator: ", "))])
             + (try HNSWInt8Record.statsLines(txn, dbs, record, traversal: c.traversal)))
+    }
+
+    /// The live graph rows a search cannot reach from the entry point (`HNSWReachability`), with a few
+    /// of them, as `index show` prints it.
+    private static func unreachableLine(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord,
+                                        _ config: HNSWConfig, name: String) throws -> String {
+        let graph = try HNSWGraphView(txn, dbs, record, config, name: name)
+        let live = try CollectionView.liveWords(txn, dbs, record, name: name)
+        let outcome = HNSWReachability.walk(graph) { r in
+            Int(r) >> 6 < live.count && live[Int(r) >> 6] & (1 << UInt64(r & 63)) != 0
+        }
+        guard outcome.unreachableLive > 0 else { return "0" }
+        let more = outcome.unreachableLive > outcome.sample.count ? ", …" : ""
+        return "\(outcome.unreachableLive) (rows \(outcome.sample.map(String.init).joined(separator: ", "))\(more); "
+            + "found only by exact search until `index build` relinks them)"
     }
 
     static func unindexedRows(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord) throws -> Int {
