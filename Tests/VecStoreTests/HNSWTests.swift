@@ -223,6 +223,21 @@ struct HNSWTests {
         // Deleting one of them leaves one.
         try c.delete(ids: ["d\(cut.first ?? 0)"])
         #expect(try line()?.hasPrefix("1 (rows \(cut.last ?? 0);") == true)
+        // The reconnection a parallel insert step ends with gives it a link back (from its nearest reachable
+        // neighbour) and leaves a valid graph.
+        let added = try store.write { txn in
+            let record = try c.currentRecord(txn)
+            let current = try #require(try HNSWConfig.load(txn, store.dbs, c.collectionID))
+            let view = try CollectionView(txn, store.dbs, record, name: "c")
+            let editor = try HNSWEditor(txn, store.dbs, record: record, config: current, name: "c", fresh: false)
+            let vt = VectorTable(view)
+            let added = CandidateMask.with(view.liveWords) { live in editor.reconnectUnreachable(L2Distance.self, vt, live: live) }
+            try editor.write(txn, store.dbs)
+            return added
+        }
+        #expect(added == 1)
+        #expect(try line() == "0")
+        #expect(try store.verify().isOK)
     }
 
     @Test("upserts replace the old row in the graph")

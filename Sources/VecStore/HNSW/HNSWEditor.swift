@@ -481,6 +481,66 @@ final class HNSWEditor: HNSWGraphAccess {
         }
     }
 
+    /// Gives each live row that no list leads to from the entry point (`HNSWReachability`) a layer-0
+    /// link from its nearest reachable live layer-0 neighbour (Spec/HNSW.md §5.3, "Reconnecting"): into a
+    /// free place of that neighbour's list, else in place of the list's farthest link. A link so replaced
+    /// may leave its target unreachable in turn, so the walk runs again, at most `rounds` times. A row
+    /// none of whose own links leads to a reachable row waits for a later round (another row of its
+    /// island may be reconnected first). One walk reads every list once: callers run it after a
+    /// parallel insert step, whose cost it adds little to. Returns the links added or replaced.
+    @discardableResult
+    func reconnectUnreachable<D: HNSWDistance>(_: D.Type, _ vt: VectorTable, live: CandidateMask, rounds: Int = 4)
+        -> Int
+    {
+        var changed = 0
+        let dim = vt.dimension
+        let cap = config.maxLinks0
+        for _ in 0..<rounds {
+            let seen = HNSWReachability.reached(self) { self.level(of: $0) }
+            func isReached(_ r: UInt32) -> Bool { seen[Int(r) >> 6] & (1 << UInt64(r & 63)) != 0 }
+            var changedThisRound = 0
+            for w in 0..<seen.count {
+                var missing = ~seen[w]
+                while missing != 0 {
+                    let u = UInt32(w * 64 + missing.trailingZeroBitCount)
+                    missing &= missing - 1
+                    guard Int(u) < rows, live.contains(u) else { continue }
+                    let own = links(u, 0)
+                    let uv = vt.vector(u)
+                    var best = HNSWConfig.noEntry
+                    var bestDistance = Float.infinity
+                    for j in 0..<min(Int(own[0]), cap) {
+                        let t = own[1 + j]
+                        guard Int(t) < rows, t != u, isReached(t), live.contains(t) else { continue }
+                        let d = D.distance(uv, vt.vector(t), dim)
+                        if d < bestDistance || best == HNSWConfig.noEntry { best = t; bestDistance = d }
+                    }
+                    guard best != HNSWConfig.noEntry else { continue }
+                    let list = mutableLinks(best, 0)
+                    let count = min(Int(list[0]), cap)
+                    if (0..<count).contains(where: { list[1 + $0] == u }) { continue }
+                    if count < cap {
+                        list[1 + count] = u
+                        list[0] = UInt32(count + 1)
+                    } else {
+                        let bv = vt.vector(best)
+                        var far = 0
+                        var farDistance = -Float.infinity
+                        for j in 0..<count {
+                            let d = D.distance(bv, vt.vector(list[1 + j]), dim)
+                            if d > farDistance { far = j; farDistance = d }
+                        }
+                        list[1 + far] = u
+                    }
+                    changedThisRound += 1
+                }
+            }
+            changed += changedThisRound
+            if changedThisRound == 0 { break }
+        }
+        return changed
+    }
+
     // MARK: Deleting
 
     /// Repairs the lists that point at the deleted node `d` (and are listed by it): each such neighbour

@@ -1,8 +1,8 @@
 /// Which graph rows a search can reach: a breadth-first walk from the entry point over the links of
 /// every level (Spec/HNSW.md §6, "Reachability"). A live row the walk misses is valid but can only be
-/// found by exact search (a filter selective enough to scan, or the unlinked tail): HNSW construction
-/// does not guarantee every row an incoming link, since the neighbour heuristic may prune the last link
-/// to a row, and hnswlib has the same property. `index show` prints the count and `verify` warns of it.
+/// found by exact search (a selective filter): HNSW construction does not guarantee every row an
+/// incoming link, since the neighbour heuristic may prune the last link to a row (hnswlib's too).
+/// Parallel inserts reconnect such rows (`HNSWEditor.reconnectUnreachable`); `index show` counts any left.
 enum HNSWReachability {
     /// The walk's outcome.
     struct Outcome: Equatable {
@@ -14,17 +14,30 @@ enum HNSWReachability {
         var sample: [UInt32]
     }
 
-    /// Walks `graph` from its entry point. Lists are bounded as searches bound them (counts clamped to
-    /// the level's degree, ids ≥ rows skipped), so a damaged graph gives a count, never a crash.
+    /// Walks `graph` (a read view) from its entry point. Lists are bounded as searches bound them (counts
+    /// clamped to the level's degree, ids ≥ rows skipped), so a damaged graph gives a count, never a crash.
     static func walk(_ graph: HNSWGraphView, isLive: (UInt32) -> Bool, sampleSize: Int = 8) -> Outcome {
         let rows = graph.rows
-        let config = graph.config
-        var liveRows = 0
-        for r in 0..<UInt32(rows) where isLive(r) { liveRows += 1 }
-        guard rows > 0, config.entryPoint != HNSWConfig.noEntry, Int(config.entryPoint) < rows else {
-            return Outcome(reached: 0, unreachableLive: liveRows, sample: sample(rows, nil, isLive, sampleSize))
+        let top = graph.upper.count
+        let seen = reached(graph) { min(graph.config.level(of: $0), top) }
+        var liveRows = 0, reachedLive = 0
+        for r in 0..<UInt32(rows) where isLive(r) {
+            liveRows += 1
+            if seen[Int(r) >> 6] & (1 << UInt64(r & 63)) != 0 { reachedLive += 1 }
         }
+        var reachedRows = 0
+        for w in seen { reachedRows += w.nonzeroBitCount }
+        return Outcome(reached: reachedRows, unreachableLive: liveRows - reachedLive,
+                       sample: sample(rows, seen, isLive, sampleSize))
+    }
+
+    /// The rows a walk from `graph`'s entry point visits, as a bitmap over `graph.rows` (all clear when
+    /// there is no entry point). `levelOf` gives the highest level whose list of a node can be read.
+    static func reached<G: HNSWGraphAccess>(_ graph: G, levelOf: (UInt32) -> Int) -> [UInt64] {
+        let rows = graph.rows
+        let config = graph.config
         var seen = [UInt64](repeating: 0, count: (rows + 63) / 64)
+        guard rows > 0, config.entryPoint != HNSWConfig.noEntry, Int(config.entryPoint) < rows else { return seen }
         var queue: [UInt32] = [config.entryPoint]
         queue.reserveCapacity(rows)
         seen[Int(config.entryPoint) >> 6] |= 1 << UInt64(config.entryPoint & 63)
@@ -32,10 +45,9 @@ enum HNSWReachability {
         while head < queue.count {
             let node = queue[head]
             head += 1
-            let top = min(config.level(of: node), graph.upper.count)
-            for level in 0...top {
+            for level in 0...max(0, levelOf(node)) {
                 let list = graph.links(node, level)
-                let n = min(Int(list[0]), level == 0 ? config.maxLinks0 : config.m)
+                let n = min(Int(list[0]), graph.linkCap(level))
                 guard n > 0 else { continue }
                 for j in 1...n {
                     let t = list[j]
@@ -48,18 +60,14 @@ enum HNSWReachability {
                 }
             }
         }
-        var reachedLive = 0
-        for r in queue where isLive(r) { reachedLive += 1 }
-        return Outcome(reached: queue.count, unreachableLive: liveRows - reachedLive,
-                       sample: sample(rows, seen, isLive, sampleSize))
+        return seen
     }
 
-    private static func sample(_ rows: Int, _ seen: [UInt64]?, _ isLive: (UInt32) -> Bool, _ size: Int) -> [UInt32] {
+    private static func sample(_ rows: Int, _ seen: [UInt64], _ isLive: (UInt32) -> Bool, _ size: Int) -> [UInt32] {
         var out: [UInt32] = []
         var r: UInt32 = 0
         while Int(r) < rows && out.count < size {
-            let reached = seen.map { $0[Int(r) >> 6] & (1 << UInt64(r & 63)) != 0 } ?? false
-            if !reached && isLive(r) { out.append(r) }
+            if seen[Int(r) >> 6] & (1 << UInt64(r & 63)) == 0 && isLive(r) { out.append(r) }
             r += 1
         }
         return out
