@@ -524,7 +524,7 @@ public final class Environment: @unchecked Sendable {
     /// The data file's descriptor and the map's first byte and length (LMDB maps the file from offset 0,
     /// so a pointer `p` into the map holds the file's bytes at offset `p - base`), or nil. LMDB does not
     /// report where it mapped the file (`mdb_env_info`'s address is the fixed-map hint), so the map is
-    /// found in `/proc/self/maps` as the mapping of this file's inode at offset 0 (~0.1 ms; callers ask
+    /// found in `/proc/self/maps` as the mapping of this file's device and inode at offset 0 (~0.1 ms; callers ask
     /// once per large read). Valid while this environment is open and its map is not grown.
     public func mappedFile() -> (fd: Int32, base: UnsafeRawPointer, length: Int)? {
         var fd: Int32 = -1
@@ -536,13 +536,28 @@ public final class Environment: @unchecked Sendable {
         while fgets(&line, Int32(line.count), maps) != nil {
             // "start-end perms offset dev inode path"
             let fields = String(cString: line).split(separator: " ", omittingEmptySubsequences: true)
-            guard fields.count >= 6, fields[2] == "00000000", UInt64(fields[4]) == UInt64(st.st_ino) else { continue }
+            guard fields.count >= 6, fields[2] == "00000000", UInt64(fields[4]) == UInt64(st.st_ino),
+                  let device = Self.deviceField(fields[3]), device == Self.majorMinor(UInt64(st.st_dev)) else { continue }
             let range = fields[0].split(separator: "-")
             guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16),
                   end > start, let base = UnsafeRawPointer(bitPattern: start) else { continue }
             return (fd, base, min(Int(st.st_size), Int(end - start)))
         }
         return nil
+    }
+
+    /// Major and minor numbers of a Linux `dev_t` (glibc's `gnu_dev_major` / `gnu_dev_minor` encoding).
+    static func majorMinor(_ dev: UInt64) -> (UInt64, UInt64) {
+        ((dev >> 8) & 0xfff | (dev >> 32) & ~UInt64(0xfff), dev & 0xff | (dev >> 12) & ~UInt64(0xff))
+    }
+
+    /// The `MM:mm` (hexadecimal) device field of a `/proc/self/maps` line, or nil.
+    static func deviceField(_ field: Substring) -> (UInt64, UInt64)? {
+        let parts = field.split(separator: ":")
+        guard parts.count == 2, let major = UInt64(parts[0], radix: 16), let minor = UInt64(parts[1], radix: 16) else {
+            return nil
+        }
+        return (major, minor)
     }
 
     /// The `MapReads` of map generation `generation` (one object per generation, made on first request;

@@ -1,5 +1,5 @@
 import Foundation
-import LMDB
+@testable import LMDB
 import Testing
 
 /// `Transaction.deletePrefix` against a model of the database: prefixes whose entries fill whole leaf
@@ -118,5 +118,17 @@ struct LMDBCursorTests {
         }
         try Self.store(env, db, model)
         for _ in 0..<25 { try Self.deleteAndCheck(env, db, &model, randomKey(1 + Int(rng.next() % 4))) }
+    }
+
+    @Test("the map is found by the data file's device and inode: /proc/self/maps device fields decode as stat's")
+    func mapDeviceFields() throws {
+        #expect(Environment.majorMinor(0x0801) == (8, 1))
+        // glibc's makedev(259, 0x12345): minor's high bits above bit 20, major's above bit 44.
+        let dev: UInt64 = (259 & 0xfff) << 8 | (0x12345 & 0xff) | (0x12345 & ~UInt64(0xff)) << 12
+        #expect(Environment.majorMinor(dev) == (259, 0x12345))
+        #expect(Environment.deviceField("fd:01")! == (0xfd, 1))
+        #expect(Environment.deviceField("103:12345")! == (0x103, 0x12345))
+        #expect(Environment.deviceField("fd01") == nil)
+        #expect(Environment.deviceField("zz:01") == nil)
     }
 }
