@@ -85,9 +85,9 @@ enum HNSWSearch {
                                                        top: g.config.maxLevel, bottom: 0)
         if let allowed, let valueLinks, valueLinks.rows == g.rows {
             // The filter pins a linked field to one value: its matches are expanded through their value's
-            // own links (Spec/HNSW.md §7.4), at the `ef` asked for.
+            // own links (Spec/HNSW.md §7.4), with the beam widened by selectivity as below.
             HNSWAlgorithms.searchLayerLinked(g, scorer, entry: cur, entryDistance: curD,
-                                             ef: max(ef, k),
+                                             ef: max(filteredEf(ef, matches: allowed.matches, rows: g.rows), k),
                                              allowed: allowed, links: valueLinks, rows: g.rows, scratch: scratch)
         } else if let allowed, lookThrough(allowed, rows: g.rows, links: g.linkCap(0)) {
             // Under a mask (a filter, or deleted rows), only allowed rows are scored (two-hop expansion).
