@@ -383,7 +383,9 @@ struct FilterLinksCostTests {
         let store = try VecStore(path: path)
         let c = try store.collection("c", dimension: 16, metric: .cosine, index: .hnsw(linkedParameters))
         try c.add(linkDocs(3000, dim: 16, seed: 23))
-        let probe = HNSWValueLinkProbe()
+        // The cost rule reads the whole field for 10 rows of 3000 (cheaper at this size: one row in 1000 or
+        // more), so the batch read is asked for here; a one-row add takes it by the rule, below.
+        let probe = HNSWValueLinkProbe(mode: .batch)
         try HNSWFilterLinks.$probe.withValue(probe) { try c.add(linkDocs(10, dim: 16, seed: 24, idPrefix: "n")) }
         #expect(probe.modes == [.batch])
         #expect(probe.rowsLookedUp == 10)
@@ -395,9 +397,14 @@ struct FilterLinksCostTests {
         let full = HNSWValueLinkProbe(mode: .full)
         try HNSWFilterLinks.$probe.withValue(full) { try c.add(linkDocs(10, dim: 16, seed: 25, idPrefix: "f")) }
         #expect(full.modes == [.full] && full.rowsLookedUp == 3020)
-        // The cost rule reads the whole field only for a step that is a large part of the rows.
-        #expect(HNSWValuePlan.mode(inserted: 10, rows: 3000) == .batch)
-        #expect(HNSWValuePlan.mode(inserted: 3000, rows: 3000) == .full)
+        // Left to the rule, a one-row add reads one row's value.
+        let one = HNSWValueLinkProbe()
+        try HNSWFilterLinks.$probe.withValue(one) { try c.add(linkDocs(1, dim: 16, seed: 26, idPrefix: "o")) }
+        #expect(one.modes == [.batch] && one.rowsLookedUp == 1 && one.postingsRead <= 65, "\(one.postingsRead)")
+        // The rule: the whole field only for a step of one row in 1000 or more (bulk import steps).
+        #expect(HNSWValuePlan.mode(inserted: 10, rows: 954_000) == .batch)
+        #expect(HNSWValuePlan.mode(inserted: 200, rows: 238_000) == .batch)
+        #expect(HNSWValuePlan.mode(inserted: 10_000, rows: 238_000) == .full)
         let report = try store.verify()
         #expect(report.isOK, "\(report.faults)")
     }

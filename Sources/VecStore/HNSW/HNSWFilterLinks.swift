@@ -699,7 +699,7 @@ final class HNSWValueLinkProbe: @unchecked Sendable {
 /// before the insert so parallel workers only read it; the result is what the old per-step numbering of
 /// every row gave (same entries, same seeds, same order), read at a cost of the step's rows.
 ///
-/// Two ways to read, chosen by cost (`fullReadRatio`):
+/// Two ways to read, chosen by measured cost (`fullReadRatio`):
 /// - `.batch`: each inserted row's value from its document (the `fields` index is derived from the
 ///   documents' metadata, `verify` checks they agree), confirmed by a probe of the value's postings;
 ///   a neighbour row's value by a probe of q's value's postings (`MDB_GET_BOTH`, sorted, one cursor).
@@ -716,10 +716,13 @@ struct HNSWValuePlan: Sendable {
         case full
     }
 
-    /// The rule: read the whole field when `inserted · fullReadRatio ≥ rows`. Measured (release, docs1m-c4
-    /// at 238k rows, M = 16): see `HNSWFilterLinks` notes in the commit; a batch-mode row costs about as
-    /// much as this many postings of the full read.
-    static let fullReadRatio = 64
+    /// The rule: read the whole field when `inserted · fullReadRatio ≥ rows`, i.e. when the step links at
+    /// least one row in 1000. Measured (release, 2 cores, docs1m-c4 at 238,588 rows, M = 16, 6 values;
+    /// plan build time per step, median): `.batch` about 70 µs + 4.4 µs per inserted row (10 rows: 116 µs,
+    /// 100: 565 µs, 1000: 4.5 ms), `.full` about 4.2 ns per row of the collection + 1 µs per inserted row
+    /// (10 rows: 1.0 ms, 100: 1.4 ms, 1000: 2.0 ms): equal near 275 inserted rows, one in 870. Both are
+    /// small beside linking the rows (a beam of efConstruction each), so the constant is not critical.
+    static let fullReadRatio = 1000
 
     static func mode(inserted: Int, rows: Int) -> Mode {
         if let forced = HNSWFilterLinks.probe?.mode ?? HNSWFilterLinks.environmentMode { return forced }
