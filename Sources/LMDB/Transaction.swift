@@ -273,6 +273,21 @@ public final class Cursor {
         return result
     }
 
+    /// In a dupSort database: whether `key` holds the value `value` (`MDB_GET_BOTH`: one search of the
+    /// key, then of its sorted values; from a cursor already on a nearby page LMDB skips most of the
+    /// descent, so probes in ascending order are cheapest). The cursor is left on the pair when found.
+    public func contains(key: [UInt8], value: [UInt8]) throws(LMDBError) -> Bool {
+        var result: Entry?
+        var failure: LMDBError?
+        key.withUnsafeBytes { k in
+            value.withUnsafeBytes { v in
+                do throws(LMDBError) { result = try op(MDB_GET_BOTH, key: k, value: v, name: "get_both") } catch { failure = error }
+            }
+        }
+        if let failure { throw failure }
+        return result != nil
+    }
+
     /// In a dupFixed database: the values of the current key from the cursor position on, up to one
     /// page at a time (`MDB_GET_MULTIPLE`, then `MDB_NEXT_MULTIPLE`), as one contiguous buffer.
     ///

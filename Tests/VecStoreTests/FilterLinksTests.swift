@@ -1,4 +1,5 @@
 import Foundation
+import LMDB
 import Testing
 @testable import VecStore
 import VecStoreIO
@@ -351,6 +352,226 @@ struct FilterLinksTests {
         #expect(try runCLI(["verify", store]).status == 0)
         let refused = try runCLI(["import", dir.path("f.vecstore"), "-c", "x", "--index", "flat", "--filter-links", "src", input])
         #expect(refused.status != 0 && refused.stderr.contains("--filter-links applies to --index hnsw only"))
+    }
+}
+
+/// Every key and value of `db` under the collection's prefix, in order.
+private func entries(_ store: VecStore, _ db: String, _ collection: UInt32) throws -> [[UInt8]] {
+    try store.read { txn in
+        let handle = try store.dbs.required(db)
+        let prefix = Format.prefix(collection)
+        var out: [[UInt8]] = []
+        try txn.withCursor(handle) { (c: Cursor) throws -> Void in
+            var e = try c.seek(atLeast: prefix)
+            while let (k, v) = e, k.starts(with: prefix) {
+                out.append(Array(k) + [0xFF] + Array(v))
+                e = try c.next()
+            }
+        }
+        return out
+    }
+}
+
+/// The cost of a linking step's reads (issue #9): a write's value reads follow its batch, not the
+/// collection; and reading the batch's values instead of the whole field links exactly the same.
+@Suite("HNSW filter links: per-write cost")
+struct FilterLinksCostTests {
+    @Test("a 10-row add reads its rows' values and the heads of their postings, not every row of the field")
+    func smallAddReadsTheBatch() throws {
+        let path = storePath("cost")
+        defer { removeStore(path) }
+        let store = try VecStore(path: path)
+        let c = try store.collection("c", dimension: 16, metric: .cosine, index: .hnsw(linkedParameters))
+        try c.add(linkDocs(3000, dim: 16, seed: 23))
+        // The cost rule reads the whole field for 10 rows of 3000 (cheaper at this size: one row in 1000 or
+        // more), so the batch read is asked for here; a one-row add takes it by the rule, below.
+        let probe = HNSWValueLinkProbe(mode: .batch)
+        try HNSWFilterLinks.$probe.withValue(probe) { try c.add(linkDocs(10, dim: 16, seed: 24, idPrefix: "n")) }
+        #expect(probe.modes == [.batch])
+        #expect(probe.rowsLookedUp == 10)
+        // Values "a", "b", "c", each with more than 64 linked rows: 64 postings each.
+        #expect(probe.postingsRead <= 3 * 65, "\(probe.postingsRead) postings read")
+        // One probe per row for its own value, at most one per layer-0 link (2M) for its seeds.
+        #expect(probe.probes <= 10 * (1 + 2 * 8), "\(probe.probes) probes")
+        // The whole-field read (what every write did before) numbers every row: the counters see it.
+        let full = HNSWValueLinkProbe(mode: .full)
+        try HNSWFilterLinks.$probe.withValue(full) { try c.add(linkDocs(10, dim: 16, seed: 25, idPrefix: "f")) }
+        #expect(full.modes == [.full] && full.rowsLookedUp == 3020)
+        // Left to the rule, a one-row add reads one row's value.
+        let one = HNSWValueLinkProbe()
+        try HNSWFilterLinks.$probe.withValue(one) { try c.add(linkDocs(1, dim: 16, seed: 26, idPrefix: "o")) }
+        #expect(one.modes == [.batch] && one.rowsLookedUp == 1 && one.postingsRead <= 65, "\(one.postingsRead)")
+        // The rule: the whole field only for a step of one row in 1000 or more (bulk import steps).
+        #expect(HNSWValuePlan.mode(inserted: 10, rows: 954_000) == .batch)
+        #expect(HNSWValuePlan.mode(inserted: 200, rows: 238_000) == .batch)
+        #expect(HNSWValuePlan.mode(inserted: 10_000, rows: 238_000) == .full)
+        let report = try store.verify()
+        #expect(report.isOK, "\(report.faults)")
+    }
+
+    @Test("a step's plan (values, entry rows, linked counts, seeds) is the whole-field computation, read either way",
+          arguments: [10, 300, 1500])
+    func planMatchesWholeField(step: Int) throws {
+        let path = storePath("plan")
+        defer { removeStore(path) }
+        let store = try VecStore(path: path)
+        let c = try store.collection("c", dimension: 16, metric: .l2, index: .hnsw(linkedParameters))
+        var docs = linkDocs(3000, dim: 16, seed: 29)
+        // A value with fewer than 64 rows, one new near the end, an array of one value, rows without one.
+        for i in stride(from: 5, to: 3000, by: 97) { docs[i].metadata["src"] = .string("rare") }
+        for i in 2990..<3000 where i % 2 == 0 { docs[i].metadata["src"] = .string("late") }
+        docs[2995].metadata["src"] = .array([.string("b"), .string("b")])
+        for i in stride(from: 7, to: 3000, by: 50) { docs[i].metadata["src"] = nil }
+        try c.add(docs)
+        // Deletes move entries: the first rows of every value, and some rows of the step.
+        var gone = ["d0", "d1", "d2", "d3", "d4", "d5", "d6", "d8", "d9", "d10", "d11"]
+        gone += stride(from: 3000 - step, to: 3000, by: 9).map { "d\($0)" }
+        _ = try c.delete(ids: gone)
+        try store.read { txn in
+            let record = try c.currentRecord(txn)
+            guard let config = try HNSWConfig.load(txn, store.dbs, record.id) else { throw VecStoreError.corrupt("no graph") }
+            let rows = Int(config.nodes)
+            #expect(rows == 3000)
+            let main = try HNSWEditor(txn, store.dbs, record: record, config: config, name: "c", fresh: false)
+            let liveWords = try CollectionView.liveWords(txn, store.dbs, record, name: "c")
+            let oldRows = rows - step
+            let inserted = (UInt32(oldRows)..<UInt32(rows)).filter { HNSWFilterLinks.isLive(liveWords, $0) }
+            // The computation every step made before: every row numbered from the whole field.
+            var keysFound: [[UInt8]]? = []
+            let all = try HNSWFilterLinks.values(txn, store.dbs, collection: record.id, field: "src", rows: rows,
+                                                 name: "c", keys: &keysFound)
+            let keys = try #require(keysFound)
+            let first = Int(try #require(inserted.first))
+            var entry: [UInt32: UInt32] = [:]
+            var count: [UInt32: Int] = [:]
+            for r in 0..<first where all[r] != HNSWFilterLinks.noValue && HNSWFilterLinks.isLive(liveWords, UInt32(r)) {
+                if entry[all[r]] == nil { entry[all[r]] = UInt32(r) }
+                count[all[r], default: 0] += 1
+            }
+            func seeds(_ q: UInt32) -> [UInt32] {
+                let v = all[Int(q)]
+                guard v != HNSWFilterLinks.noValue else { return [] }
+                let list = main.links(q, 0)
+                return (0..<min(Int(list[0]), config.maxLinks0)).map { list[1 + $0] }
+                    .filter { $0 < UInt32(rows) && $0 != q && all[Int($0)] == v }
+            }
+            for mode in [HNSWValuePlan.Mode.batch, .full] {
+                let plan = try HNSWFilterLinks.$probe.withValue(HNSWValueLinkProbe(mode: mode)) {
+                    try HNSWValuePlan(txn, store.dbs, collection: record.id, field: "src", inserted: inserted, main: main,
+                                      liveWords: liveWords, oldRows: oldRows, rows: rows, name: "c")
+                }
+                #expect(plan.mode == mode)
+                var sawSeeds = 0
+                for (i, q) in inserted.enumerated() {
+                    let old = all[Int(q)]
+                    let new = plan.value[i]
+                    #expect((old == HNSWFilterLinks.noValue) == (new == HNSWFilterLinks.noValue), "\(mode) row \(q)")
+                    guard old != HNSWFilterLinks.noValue, new != HNSWFilterLinks.noValue else { continue }
+                    #expect(keys[Int(old)] == plan.keys[Int(new)], "\(mode) row \(q)")
+                    #expect(plan.entry[new] == entry[old], "\(mode) row \(q): entry")
+                    #expect(plan.linkedCount[new] == count[old].map { min($0, 64) }, "\(mode) row \(q): count")
+                    let got = Array(plan.seeds[plan.seedStart[i]..<plan.seedStart[i + 1]])
+                    #expect(got == seeds(q), "\(mode) row \(q): seeds")
+                    sawSeeds += got.count
+                }
+                #expect(sawSeeds > inserted.count)  // the check compared real seed lists
+            }
+            // The steps hold rows of a value new in the step ("late") and of one with fewer than 64 rows.
+            let skip = FieldKey.fieldPrefix(record.id, "src").count + 1
+            let names = Set(inserted.compactMap { q -> String? in
+                let v = all[Int(q)]
+                return v == HNSWFilterLinks.noValue ? nil : String(decoding: keys[Int(v)].dropFirst(skip), as: UTF8.self)
+            })
+            #expect(names.contains("late") && (step < 1500 || names.contains("rare")), "\(names)")
+        }
+    }
+
+    @Test("adds of 5 rows link the same whichever way the values are read: the stores are byte for byte equal")
+    func batchAndWholeFieldLinkAlike() throws {
+        var docs = linkDocs(1400, dim: 16, seed: 37)
+        for i in 1100..<1400 where i % 3 == 0 { docs[i].metadata["src"] = .string("d") }  // a value new late
+        for i in stride(from: 4, to: 1400, by: 61) { docs[i].metadata["src"] = nil }
+        docs[1203].metadata["src"] = .array([.string("a"), .string("a")])
+        func build(_ mode: HNSWValuePlan.Mode) throws -> (graph: [[UInt8]], links: [[UInt8]], probe: HNSWValueLinkProbe) {
+            let path = storePath("alike-\(mode)")
+            defer { removeStore(path) }
+            let store = try VecStore(path: path)
+            let c = try store.collection("c", dimension: 16, metric: .cosine, index: .hnsw(linkedParameters))
+            let probe = HNSWValueLinkProbe(mode: mode)
+            try HNSWFilterLinks.$probe.withValue(probe) {
+                // Serial steps only (< 512 rows), so the two builds are deterministic.
+                try c.add(Array(docs[0..<400]))
+                try c.add(Array(docs[400..<800]))
+                for start in stride(from: 800, to: 1100, by: 5) { try c.add(Array(docs[start..<(start + 5)])) }
+                // Deletes (among them the first rows of values, so entries move) and upserts to another value.
+                _ = try c.delete(ids: ["d0", "d1", "d2", "d3", "d5", "d6", "d7", "d850", "d851"])
+                var moved = [docs[900], docs[901], docs[902]]
+                for i in moved.indices { moved[i].metadata["src"] = .string("c") }
+                try c.upsert(moved)
+                for start in stride(from: 1100, to: 1400, by: 5) { try c.add(Array(docs[start..<(start + 5)])) }
+            }
+            let report = try store.verify()
+            #expect(report.isOK, "\(mode): \(report.faults)")
+            // Brute force: each value's rows are one graph (every live row of a value reached from its lowest).
+            try store.read { txn in
+                let record = try c.currentRecord(txn)
+                guard let config = try HNSWConfig.load(txn, store.dbs, record.id) else { throw VecStoreError.corrupt("no graph") }
+                let graph = try HNSWGraphView(txn, store.dbs, record, config, name: "c")
+                let links = try #require(graph.valueLinks.first)
+                let liveWords = try CollectionView.liveWords(txn, store.dbs, record, name: "c")
+                let all = try HNSWFilterLinks.values(txn, store.dbs, collection: record.id, field: "src", rows: graph.rows,
+                                                     name: "c")
+                var byValue: [UInt32: [UInt32]] = [:]
+                for r in 0..<UInt32(graph.rows) where all[Int(r)] != HNSWFilterLinks.noValue && HNSWFilterLinks.isLive(liveWords, r) {
+                    byValue[all[Int(r)], default: []].append(r)
+                }
+                #expect(byValue.count == 4)
+                for (v, members) in byValue {
+                    var seen: Set<UInt32> = [members[0]]
+                    var stack = [members[0]]
+                    while let n = stack.popLast() {
+                        let list = links.list(n)
+                        for j in 0..<Int(list[0]) {
+                            let t = list[1 + j]
+                            #expect(all[Int(t)] == v || !HNSWFilterLinks.isLive(liveWords, t))
+                            if HNSWFilterLinks.isLive(liveWords, t), seen.insert(t).inserted { stack.append(t) }
+                        }
+                    }
+                    #expect(seen.count == members.count, "\(mode) value \(v): \(seen.count) of \(members.count) reached")
+                }
+            }
+            return (try entries(store, Format.DB.graph, c.collectionID),
+                    try entries(store, Format.DB.graphFlinks, c.collectionID), probe)
+        }
+        let batch = try build(.batch)
+        let full = try build(.full)
+        #expect(batch.probe.modes.allSatisfy { $0 == .batch } && full.probe.modes.allSatisfy { $0 == .full })
+        #expect(batch.probe.modes.count == 2 + 60 + 1 + 60)  // each linking write made one plan
+        #expect(!batch.links.isEmpty && batch.graph == full.graph)
+        #expect(batch.links == full.links)
+        // The 5-row adds read their batch; the whole-field builds numbered every row each time.
+        #expect(batch.probe.rowsLookedUp < full.probe.rowsLookedUp / 20,
+                "\(batch.probe.rowsLookedUp) vs \(full.probe.rowsLookedUp)")
+    }
+
+    @Test("an array in a linked field met while linking is refused either way (a store written without the check)",
+          arguments: [HNSWValuePlan.Mode.batch, .full])
+    func arrayRefusedWhileLinking(mode: HNSWValuePlan.Mode) throws {
+        let path = storePath("array-link")
+        defer { removeStore(path) }
+        let store = try VecStore(path: path)
+        let c = try store.collection("c", dimension: 16, metric: .cosine, index: .hnsw(HNSWParameters(m: 8, efConstruction: 64)))
+        var docs = linkDocs(50, dim: 16, seed: 43)
+        docs[20].metadata["src"] = .array([.string("a"), .string("b")])
+        try c.add(docs)  // no links yet: arrays are fine
+        let error = #expect(throws: VecStoreError.self) {
+            try HNSWFilterLinks.$probe.withValue(HNSWValueLinkProbe(mode: mode)) { try c.buildIndex(linkedParameters) }
+        }
+        if case .invalidMetadata(let id, let reason)? = error {
+            #expect(id == "d20" && reason.contains("filter links"), "\(reason)")
+        } else {
+            Issue.record("expected invalidMetadata, got \(String(describing: error))")
+        }
     }
 }
 

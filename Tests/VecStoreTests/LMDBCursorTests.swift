@@ -131,4 +131,27 @@ struct LMDBCursorTests {
         #expect(Environment.deviceField("fd01") == nil)
         #expect(Environment.deviceField("zz:01") == nil)
     }
+
+    @Test("contains(key:value:) finds exactly the stored pairs of a dupSort key, inline or in a sub-tree")
+    func containsPair() throws {
+        let dir = try TempDir()
+        let (env, db) = try Self.open(dir, [.dupSort, .dupFixed])
+        // Key 1 holds one value (stored inline), key 2 every third row below 5000 (a sub-tree of pages).
+        let rows = stride(from: 0, to: 5000, by: 3).map { UInt32($0) }
+        func be(_ r: UInt32) -> [UInt8] { withUnsafeBytes(of: r.bigEndian) { Array($0) } }
+        try env.write { txn in
+            try txn.put(db, [1], be(7))
+            for r in rows { try txn.put(db, [2], be(r)) }
+        }
+        try env.read { txn in
+            try txn.withCursor(db) { (c: Cursor) throws -> Void in
+                #expect(try c.contains(key: [1], value: be(7)))
+                #expect(try !c.contains(key: [1], value: be(8)))
+                #expect(try !c.contains(key: [3], value: be(7)))
+                for r in UInt32(0)..<5001 {
+                    #expect(try c.contains(key: [2], value: be(r)) == (r % 3 == 0 && r < 5000))
+                }
+            }
+        }
+    }
 }

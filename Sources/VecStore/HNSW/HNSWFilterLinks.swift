@@ -1,6 +1,7 @@
 import CDistance
 import Foundation
 import LMDB
+import VecStoreIO
 import VecStoreKernels
 
 #if canImport(Glibc)
@@ -118,12 +119,21 @@ enum HNSWFilterLinks {
     /// refused: filter links take one value per document.
     static func values(_ txn: Transaction, _ dbs: Databases, collection: UInt32, field: String, rows: Int,
                        name: String) throws -> [UInt32] {
+        var keys: [[UInt8]]?
+        return try values(txn, dbs, collection: collection, field: field, rows: rows, name: name, keys: &keys)
+    }
+
+    /// As `values`, and with `keys` non-nil on entry, the `fields` key of each value number (in order).
+    static func values(_ txn: Transaction, _ dbs: Databases, collection: UInt32, field: String, rows: Int,
+                       name: String, keys: inout [[UInt8]]?) throws -> [UInt32] {
         var out = [UInt32](repeating: noValue, count: rows)
         let prefix = FieldKey.fieldPrefix(collection, field)
         var number: UInt32 = 0
+        var found = keys
         try txn.withCursor(dbs.fields) { (c: Cursor) throws -> Void in
             var entry = try c.seek(atLeast: prefix)
             while let (key, _) = entry, key.starts(with: prefix) {
+                found?.append(Array(key))
                 var page = try c.multipleValues(first: true)
                 while let list = page {
                     var o = 0
@@ -132,10 +142,8 @@ enum HNSWFilterLinks {
                         o += 4
                         guard row < rows else { continue }
                         guard out[row] == noValue else {
-                            throw VecStoreError.invalidMetadata(
-                                id: (try? externalID(txn, dbs, collection, UInt32(row))) ?? "row \(row)",
-                                reason: "field '\(field)' holds several values (an array) in collection \(name), "
-                                    + "which has filter links on it; filter links need one value per document")
+                            throw arrayRefusal(id: (try? externalID(txn, dbs, collection, UInt32(row))) ?? "row \(row)",
+                                               field: field, name: name)
                         }
                         out[row] = number
                     }
@@ -145,6 +153,7 @@ enum HNSWFilterLinks {
                 entry = try c.nextKey()
             }
         }
+        keys = found
         return out
     }
 
@@ -248,7 +257,6 @@ final class HNSWValueLinkEditor: HNSWGraphAccess {
     private let owned: UnsafeMutablePointer<UnsafeMutablePointer<UInt32>?>
     private let blockRows: UnsafeMutablePointer<Int>
     private let dirty: UnsafeMutablePointer<Bool>
-    let values: [UInt32]
     private(set) var needsLocks = false
     private let stripes: UnsafeMutablePointer<pthread_mutex_t>
     private static let stripeCount = 1 << 12
@@ -257,11 +265,10 @@ final class HNSWValueLinkEditor: HNSWGraphAccess {
     private(set) var writtenBlocks = 0
 
     /// Loads field `index`'s blocks over the graph's first `oldRows` rows (none when `oldRows` is 0) and
-    /// extends them with empty slots to `newRows`.
+    /// extends them with empty slots to `newRows`. One cursor walk over the field's block keys (a pointer
+    /// per block; blocks are copied only when changed): O(rows / blockCapacity) key steps, not O(rows).
     init(_ txn: Transaction, _ dbs: Databases, record: CollectionRecord, config: HNSWConfig, field: String,
          index: Int, oldRows: Int, newRows: Int, name: String) throws {
-        // Read first: a throw after the buffers below are allocated runs `deinit`, before it would not.
-        values = try HNSWFilterLinks.values(txn, dbs, collection: record.id, field: field, rows: newRows, name: name)
         self.config = config
         collectionID = record.id
         fieldIndex = index
@@ -411,25 +418,20 @@ final class HNSWValueLinkEditor: HNSWGraphAccess {
         return found
     }
 
-    /// Links `inserted` (live graph rows, ascending) into their values' graphs. `main` gives each row's
-    /// layer-0 links (the entry candidates), `vt` the float32 rows, `live` the live rows.
-    func link<D: HNSWDistance>(_ inserted: [UInt32], main: HNSWEditor, _ vt: VectorTable, _: D.Type,
+    /// Links `plan.inserted` (live graph rows, ascending) into their values' graphs. `main` gives each
+    /// row's layer-0 links (already turned into `plan`'s seeds), `vt` the float32 rows, `live` the live rows.
+    func link<D: HNSWDistance>(_ plan: HNSWValuePlan, main: HNSWEditor, _ vt: VectorTable, _: D.Type,
                                 live: CandidateMask, threads: Int) {
         // Each value's entry: its lowest live row already linked (below the first inserted row), or the
         // first inserted row of the value. The first 64 inserted rows of a value with fewer than 64 linked
         // rows are linked serially (a parallel insert into an almost empty value graph links poorly).
-        let first = inserted.first ?? UInt32(rows)
-        var entry: [UInt32: UInt32] = [:]
-        var linkedCount: [UInt32: Int] = [:]
-        for r in 0..<Int(first) where values[r] != HNSWFilterLinks.noValue && live.contains(UInt32(r)) {
-            let v = values[r]
-            if entry[v] == nil { entry[v] = UInt32(r) }
-            linkedCount[v, default: 0] += 1
-        }
-        var serial: [UInt32] = []
-        var parallel: [UInt32] = []
-        for q in inserted {
-            let v = values[Int(q)]
+        let inserted = plan.inserted
+        var entry = plan.entry
+        var linkedCount = plan.linkedCount
+        var serial: [Int] = []
+        var parallel: [Int] = []
+        for (i, q) in inserted.enumerated() {
+            let v = plan.value[i]
             guard v != HNSWFilterLinks.noValue else { continue }
             if entry[v] == nil {
                 entry[v] = q
@@ -437,29 +439,29 @@ final class HNSWValueLinkEditor: HNSWGraphAccess {
                 continue
             }
             if linkedCount[v, default: 0] < 64 || threads <= 1 || inserted.count < HNSWIndexing.parallelThreshold {
-                serial.append(q)
+                serial.append(i)
             } else {
-                parallel.append(q)
+                parallel.append(i)
             }
             linkedCount[v, default: 0] += 1
         }
         let entries = entry
         if !serial.isEmpty {
             let scratch = HNSWScratchPool.take(rows: rows)
-            for q in serial { insert(q, entries, main: main, vt, D.self, live: live, scratch: scratch) }
+            for i in serial { insert(i, plan, entries, main: main, vt, D.self, live: live, scratch: scratch) }
             HNSWScratchPool.give(scratch)
         }
         guard !parallel.isEmpty else { return }
         needsLocks = true
         defer { needsLocks = false }
         let nextLock = NSLock()
-        let box = SendableBox((self, main, vt, live, parallel, entries))
+        let box = SendableBox((self, main, vt, live, parallel, entries, plan))
         let nextBox = SendableBox(UnsafeMutablePointer<Int>.allocate(capacity: 1))
         nextBox.value.initialize(to: 0)
         defer { nextBox.value.deallocate() }
         let chunk = 16
         DispatchQueue.concurrentPerform(iterations: threads) { _ in
-            let (editor, main, vt, live, rows, entries) = box.value
+            let (editor, main, vt, live, rows, entries, plan) = box.value
             let scratch = HNSWScratchPool.take(rows: editor.rows)
             defer { HNSWScratchPool.give(scratch) }
             while true {
@@ -469,7 +471,7 @@ final class HNSWValueLinkEditor: HNSWGraphAccess {
                 nextLock.unlock()
                 if start >= rows.count { break }
                 for i in start..<min(rows.count, start + chunk) {
-                    editor.insert(rows[i], entries, main: main, vt, D.self, live: live, scratch: scratch)
+                    editor.insert(rows[i], plan, entries, main: main, vt, D.self, live: live, scratch: scratch)
                 }
             }
         }
@@ -477,38 +479,37 @@ final class HNSWValueLinkEditor: HNSWGraphAccess {
 
     /// Scores the beam with the traversal copies the layer-0 insert used (binary16 or int8, re-scored
     /// with float32 before the heuristic, Spec/HNSW.md §5.3), or the float32 rows.
-    private func insert<D: HNSWDistance>(_ q: UInt32, _ entries: [UInt32: UInt32], main: HNSWEditor,
+    private func insert<D: HNSWDistance>(_ i: Int, _ plan: HNSWValuePlan, _ entries: [UInt32: UInt32], main: HNSWEditor,
                                          _ vt: VectorTable, _: D.Type, live: CandidateMask, scratch: HNSWScratch) {
+        let q = plan.inserted[i]
         if let copies = main.copies, let int8 = main.int8 {
             let scorer = Int8Scorer<D.Int8Copy, HNSWCopyTable>(copies: copies, scoring: int8, query: vt.vector(q),
                                                                buffer: scratch.preparedQuery(vt.dimension))
-            insert(q, entries, main: main, vt, D.self, scorer, exactBeam: false, live: live, scratch: scratch)
+            insert(i, plan, entries, main: main, vt, D.self, scorer, exactBeam: false, live: live, scratch: scratch)
         } else if let copies = main.copies {
-            insert(q, entries, main: main, vt, D.self, HalfScorer<D.Half, HNSWCopyTable>(copies: copies, query: vt.vector(q)),
+            insert(i, plan, entries, main: main, vt, D.self, HalfScorer<D.Half, HNSWCopyTable>(copies: copies, query: vt.vector(q)),
                    exactBeam: false, live: live, scratch: scratch)
         } else {
-            insert(q, entries, main: main, vt, D.self, FloatScorer<D>(vectors: vt, query: vt.vector(q)), exactBeam: true,
+            insert(i, plan, entries, main: main, vt, D.self, FloatScorer<D>(vectors: vt, query: vt.vector(q)), exactBeam: true,
                    live: live, scratch: scratch)
         }
     }
 
-    private func insert<D: HNSWDistance, S: HNSWScorer>(_ q: UInt32, _ entries: [UInt32: UInt32], main: HNSWEditor,
-                                                         _ vt: VectorTable, _: D.Type, _ scorer: S, exactBeam: Bool,
-                                                         live: CandidateMask, scratch: HNSWScratch) {
-        let v = values[Int(q)]
+    private func insert<D: HNSWDistance, S: HNSWScorer>(_ i: Int, _ plan: HNSWValuePlan, _ entries: [UInt32: UInt32],
+                                                         main: HNSWEditor, _ vt: VectorTable, _: D.Type, _ scorer: S,
+                                                         exactBeam: Bool, live: CandidateMask, scratch: HNSWScratch) {
+        let q = plan.inserted[i]
+        let v = plan.value[i]
         // Seeds: every same-value row among q's layer-0 links (the rows nearest q, some of them perhaps
-        // linked by this step only later, with empty lists yet), and the value's entry row, which is
-        // linked: a beam from one seed whose list is still empty would end at once and leave q on an
-        // island (measured: docs1m 238k, parallel steps, value graphs in 821 pieces).
+        // linked by this step only later, with empty lists yet; `plan` found them), and the value's entry
+        // row, which is linked: a beam from one seed whose list is still empty would end at once and leave
+        // q on an island (measured: docs1m 238k, parallel steps, value graphs in 821 pieces).
         let limit = UInt32(rows)
-        let list = main.links(q, 0)
-        let n = min(Int(list[0]), config.maxLinks0)
-        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: n + 1) { seeds in
+        let same = plan.seedStart[i]..<plan.seedStart[i + 1]
+        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: same.count + 1) { seeds in
             var count = 0
-            for j in 0..<n {
-                let t = list[1 + j]
-                guard t < limit, t != q, values[Int(t)] == v else { continue }
-                seeds[count] = t
+            for j in same {
+                seeds[count] = plan.seeds[j]
                 count += 1
             }
             if let e = entries[v], e != q, e < limit {
@@ -616,21 +617,300 @@ extension HNSWFilterLinks {
                      main: HNSWEditor, vectors: VectorTable, liveWords: [UInt64], from: Int, to: Int, threads: Int,
                      name: String) throws -> Int {
         guard !config.filterLinks.isEmpty, to > from else { return 0 }
+        let inserted = (UInt32(from)..<UInt32(to)).filter { isLive(liveWords, $0) }
         var written = 0
         for (i, field) in config.filterLinks.enumerated() {
+            // Read first: a throw after the editor's buffers are allocated runs its `deinit`.
+            let plan = try HNSWValuePlan(txn, dbs, collection: record.id, field: field, inserted: inserted, main: main,
+                                         liveWords: liveWords, oldRows: from, rows: to, name: name)
             let editor = try HNSWValueLinkEditor(txn, dbs, record: record, config: config, field: field, index: i,
                                                  oldRows: from, newRows: to, name: name)
             CandidateMask.with(liveWords) { live in
-                let inserted = (UInt32(from)..<UInt32(to)).filter { live.contains($0) }
                 switch record.metric {
-                case .l2: editor.link(inserted, main: main, vectors, L2Distance.self, live: live, threads: threads)
+                case .l2: editor.link(plan, main: main, vectors, L2Distance.self, live: live, threads: threads)
                 case .cosine, .dot:
-                    editor.link(inserted, main: main, vectors, InnerProductDistance.self, live: live, threads: threads)
+                    editor.link(plan, main: main, vectors, InnerProductDistance.self, live: live, threads: threads)
                 }
             }
             try editor.write(txn, dbs)
             written += editor.writtenBlocks
         }
         return written
+    }
+
+    @inline(__always)
+    static func isLive(_ words: [UInt64], _ row: UInt32) -> Bool {
+        let w = Int(row >> 6)
+        return w < words.count && (words[w] >> UInt64(row & 63)) & 1 == 1
+    }
+
+    static func arrayRefusal(id: String, field: String, name: String) -> VecStoreError {
+        .invalidMetadata(id: id, reason: "field '\(field)' holds several values (an array) in collection \(name), "
+            + "which has filter links on it; filter links need one value per document")
+    }
+
+    /// Test and measurement hooks of one task (`$probe.withValue`): the reads a linking step made, and
+    /// optionally the way it must read the values (the cost rule chooses otherwise).
+    @TaskLocal static var probe: HNSWValueLinkProbe?
+
+    /// `VECSTORE_FLINKS_PLAN=batch|full` forces how linking steps read values (for measuring the two
+    /// against each other with a release build; informative, the links written are the same).
+    static let environmentMode: HNSWValuePlan.Mode? = {
+        switch ProcessInfo.processInfo.environment["VECSTORE_FLINKS_PLAN"] {
+        case "batch": return .batch
+        case "full": return .full
+        default: return nil
+        }
+    }()
+}
+
+/// Counts what linking steps read while a task has it installed (`HNSWFilterLinks.$probe`), so a test
+/// can check a small write reads O(batch) entries, not O(rows).
+final class HNSWValueLinkProbe: @unchecked Sendable {
+    /// Forces the plan's mode (nil: the cost rule decides).
+    let mode: HNSWValuePlan.Mode?
+    private let lock = NSLock()
+    private var counts = (rows: 0, postings: 0, probes: 0, modes: [HNSWValuePlan.Mode]())
+
+    init(mode: HNSWValuePlan.Mode? = nil) { self.mode = mode }
+
+    /// Rows whose value was looked up (a document read, or a row numbered by reading the whole field).
+    var rowsLookedUp: Int { lock.withLock { counts.rows } }
+    /// `fields` postings (row ids) decoded.
+    var postingsRead: Int { lock.withLock { counts.postings } }
+    /// Membership probes (`MDB_GET_BOTH`) into a value's postings.
+    var probes: Int { lock.withLock { counts.probes } }
+    /// The mode of each plan built, in order.
+    var modes: [HNSWValuePlan.Mode] { lock.withLock { counts.modes } }
+
+    func add(rows: Int = 0, postings: Int = 0, probes: Int = 0, mode: HNSWValuePlan.Mode? = nil) {
+        lock.withLock {
+            counts.rows += rows
+            counts.postings += postings
+            counts.probes += probes
+            if let mode { counts.modes.append(mode) }
+        }
+    }
+}
+
+/// What one linking step knows of one field's values (Spec/HNSW.md §7.3): each inserted row's value,
+/// each of those values' entry row and linked-row count (up to 64, all the insert asks), and each
+/// inserted row's seeds (the rows holding its value among its layer-0 links, in list order). Built
+/// before the insert so parallel workers only read it; the result is what the old per-step numbering of
+/// every row gave (same entries, same seeds, same order), read at a cost of the step's rows.
+///
+/// Two ways to read, chosen by measured cost (`fullReadRatio`):
+/// - `.batch`: each inserted row's value from its document (the `fields` index is derived from the
+///   documents' metadata, `verify` checks they agree), confirmed by a probe of the value's postings;
+///   a neighbour row's value by a probe of q's value's postings (`MDB_GET_BOTH`, sorted, one cursor).
+///   O(batch · 2M) B-tree probes.
+/// - `.full`: the field's whole postings numbered per row (`HNSWFilterLinks.values`), O(rows) postings
+///   decoded, then array lookups: cheaper once the step is a large part of the rows (bulk import steps).
+/// Both take each value's entry row and linked count from the first postings of that value (sorted
+/// row ids: the lowest live rows come first), at most 64 entries read per value.
+struct HNSWValuePlan: Sendable {
+    enum Mode: Sendable, Equatable {
+        /// Read the inserted rows' documents and probe the postings: O(batch).
+        case batch
+        /// Read the field's whole postings: O(rows).
+        case full
+    }
+
+    /// The rule: read the whole field when `inserted · fullReadRatio ≥ rows`, i.e. when the step links at
+    /// least one row in 1000. Measured (release, 2 cores, docs1m-c4 at 238,588 rows, M = 16, 6 values;
+    /// plan build time per step, median): `.batch` about 70 µs + 4.4 µs per inserted row (10 rows: 116 µs,
+    /// 100: 565 µs, 1000: 4.5 ms), `.full` about 4.2 ns per row of the collection + 1 µs per inserted row
+    /// (10 rows: 1.0 ms, 100: 1.4 ms, 1000: 2.0 ms): equal near 275 inserted rows, one in 870. Both are
+    /// small beside linking the rows (a beam of efConstruction each), so the constant is not critical.
+    static let fullReadRatio = 1000
+
+    static func mode(inserted: Int, rows: Int) -> Mode {
+        if let forced = HNSWFilterLinks.probe?.mode ?? HNSWFilterLinks.environmentMode { return forced }
+        return inserted * fullReadRatio >= rows ? .full : .batch
+    }
+
+    /// The rows the step links (live, ascending).
+    let inserted: [UInt32]
+    /// Each inserted row's value number (this plan's own numbering), or `HNSWFilterLinks.noValue`.
+    private(set) var value: [UInt32]
+    /// Per value of the step that has linked rows: its lowest live row below `inserted.first`.
+    private(set) var entry: [UInt32: UInt32] = [:]
+    /// Per value of the step that has linked rows: how many live rows below `inserted.first` hold it,
+    /// counted up to 64.
+    private(set) var linkedCount: [UInt32: Int] = [:]
+    /// Seeds of inserted row `i`: `seeds[seedStart[i] ..< seedStart[i + 1]]`.
+    private(set) var seeds: [UInt32] = []
+    private(set) var seedStart: [Int] = [0]
+    /// The `fields` key of each value number.
+    private(set) var keys: [[UInt8]] = []
+    let mode: Mode
+
+    /// Reads what the step needs: `inserted` are the live rows of `oldRows ..< rows`, `main` holds their
+    /// layer-0 lists (final: layer 0 is linked before the value graphs).
+    init(_ txn: Transaction, _ dbs: Databases, collection: UInt32, field: String, inserted: [UInt32],
+         main: HNSWEditor, liveWords: [UInt64], oldRows: Int, rows: Int, name: String) throws {
+        self.inserted = inserted
+        mode = Self.mode(inserted: inserted.count, rows: rows)
+        let probe = HNSWFilterLinks.probe
+        let noValue = HNSWFilterLinks.noValue
+        value = [UInt32](repeating: noValue, count: inserted.count)
+        guard !inserted.isEmpty else { return }
+        var keys: [[UInt8]] = []
+        defer { self.keys = keys }
+        var all: [UInt32] = []
+        // 1. The inserted rows' values.
+        switch mode {
+        case .full:
+            var found: [[UInt8]]? = []
+            all = try HNSWFilterLinks.values(txn, dbs, collection: collection, field: field, rows: rows, name: name,
+                                             keys: &found)
+            keys = found ?? []
+            for (i, q) in inserted.enumerated() { value[i] = all[Int(q)] }
+            probe?.add(rows: rows, postings: rows)
+        case .batch:
+            var number: [[UInt8]: UInt32] = [:]
+            var probes = 0
+            var found = value
+            try txn.withCursor(dbs.fields) { (c: Cursor) throws -> Void in
+                for (i, q) in inserted.enumerated() {
+                    guard let key = try Self.documentKey(txn, dbs, collection: collection, field: field, row: q,
+                                                         name: name) else { continue }
+                    // Listed under it in `fields` (Spec §7.2: the value is the key a row is listed under).
+                    probes += 1
+                    guard try c.contains(key: key, value: CollectionWriter.rowValue(q)) else { continue }
+                    if let n = number[key] {
+                        found[i] = n
+                    } else {
+                        found[i] = UInt32(keys.count)
+                        number[key] = UInt32(keys.count)
+                        keys.append(key)
+                    }
+                }
+            }
+            value = found
+            probe?.add(rows: inserted.count, probes: probes)
+        }
+        // 2. Each value's entry row and linked count, from the head of its postings.
+        let first = inserted[0]
+        var postings = 0
+        let numbers = Set(value.filter { $0 != noValue }).sorted()
+        var entries: [UInt32: UInt32] = [:]
+        var counts: [UInt32: Int] = [:]
+        try txn.withCursor(dbs.fields) { (c: Cursor) throws -> Void in
+            for n in numbers {
+                let key = keys[Int(n)]
+                guard let (found, _) = try c.seek(atLeast: key), found.elementsEqual(key) else { continue }
+                var count = 0
+                var page = try c.multipleValues(first: true)
+                walk: while let list = page {
+                    var o = 0
+                    while o + 4 <= list.count {
+                        let row = readBE32(list, at: o)
+                        o += 4
+                        postings += 1
+                        if row >= first { break walk }
+                        guard HNSWFilterLinks.isLive(liveWords, row) else { continue }
+                        if count == 0 { entries[n] = row }
+                        count += 1
+                        if count >= 64 { break walk }
+                    }
+                    page = try c.multipleValues(first: false)
+                }
+                if count > 0 { counts[n] = count }
+            }
+        }
+        entry = entries
+        linkedCount = counts
+        probe?.add(postings: postings, mode: mode)
+        // 3. Seeds: the rows holding q's value among q's layer-0 links, in list order.
+        let limit = UInt32(rows)
+        let cap = main.config.maxLinks0
+        var hits = Set<UInt64>()
+        let numbered = value
+        if mode == .batch {
+            // Links to rows before the step: probe q's value's postings, sorted so one cursor walks them.
+            var asks: [UInt64] = []
+            for (i, q) in inserted.enumerated() where numbered[i] != noValue {
+                let list = main.links(q, 0)
+                for j in 0..<min(Int(list[0]), cap) {
+                    let t = list[1 + j]
+                    if t < UInt32(oldRows), t != q { asks.append(UInt64(numbered[i]) << 32 | UInt64(t)) }
+                }
+            }
+            asks.sort()
+            var last: UInt64?
+            var probes = 0
+            let valueKeys = keys
+            try txn.withCursor(dbs.fields) { (c: Cursor) throws -> Void in
+                for a in asks where a != last {
+                    last = a
+                    probes += 1
+                    if try c.contains(key: valueKeys[Int(a >> 32)],
+                                      value: CollectionWriter.rowValue(UInt32(truncatingIfNeeded: a))) {
+                        hits.insert(a)
+                    }
+                }
+            }
+            probe?.add(probes: probes)
+        }
+        seeds.reserveCapacity(inserted.count * 4)
+        seedStart.reserveCapacity(inserted.count + 1)
+        for (i, q) in inserted.enumerated() {
+            let v = value[i]
+            if v != noValue {
+                let list = main.links(q, 0)
+                for j in 0..<min(Int(list[0]), cap) {
+                    let t = list[1 + j]
+                    guard t < limit, t != q else { continue }
+                    let same: Bool
+                    switch mode {
+                    case .full: same = all[Int(t)] == v
+                    case .batch:
+                        if t < UInt32(oldRows) {
+                            same = hits.contains(UInt64(v) << 32 | UInt64(t))
+                        } else {
+                            same = Self.position(of: t, in: inserted).map { numbered[$0] == v } ?? false
+                        }
+                    }
+                    if same { seeds.append(t) }
+                }
+            }
+            seedStart.append(seeds.count)
+        }
+    }
+
+    /// Index of `row` in the ascending `rows`, or nil.
+    private static func position(of row: UInt32, in rows: [UInt32]) -> Int? {
+        var lo = 0, hi = rows.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if rows[mid] < row { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < rows.count && rows[lo] == row ? lo : nil
+    }
+
+    /// The `fields` key of `row`'s value of `field`, from its document's metadata, as the writer indexed
+    /// it (`FieldKey`): nil without a value (or without a document); an array of one distinct value is
+    /// that value, of several is refused.
+    static func documentKey(_ txn: Transaction, _ dbs: Databases, collection: UInt32, field: String, row: UInt32,
+                            name: String) throws -> [UInt8]? {
+        guard let stored = try txn.get(dbs.docs, Format.key(collection, row)) else { return nil }
+        let doc = try DocumentRecord.decode(stored, context: "docs row \(row)")
+        guard !doc.metadataJSON.isEmpty else { return nil }
+        let parsed: JSONValue
+        do {
+            parsed = try doc.metadataJSON.withUnsafeBytes { try JSONValue.parse($0) }
+        } catch {
+            throw VecStoreError.corrupt("collection \(name): row \(row) metadata: \(error)")
+        }
+        guard case .object(let metadata) = parsed, let v = metadata[field] else { return nil }
+        guard case .array(let items) = v else { return FieldKey.key(collection, field, v)?.key }
+        var key: [UInt8]?
+        for item in items {
+            guard let k = FieldKey.key(collection, field, item)?.key else { continue }
+            if let key, key != k { throw HNSWFilterLinks.arrayRefusal(id: doc.externalID, field: field, name: name) }
+            key = k
+        }
+        return key
     }
 }
