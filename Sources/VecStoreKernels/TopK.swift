@@ -2,115 +2,134 @@
 /// candidate is at the root and a new candidate costs one comparison unless it enters the heap.
 /// Ties at equal score keep the lower id. A NaN score never enters (it is not comparable, and at the
 /// root it would refuse every later candidate).
+///
+/// Each candidate is held as one 64-bit entry (the score's bits above the id), so a selection is one
+/// array (one allocation, one uniqueness check a change), and the threshold is kept beside it rather than
+/// read from the root on every test.
 public struct TopK: Sendable {
     /// How many candidates are kept.
     public let k: Int
-    @usableFromInline var scores: [Float]
-    @usableFromInline var ids: [UInt32]
+    /// The held candidates, `score.bitPattern << 32 | id`: appended until `k` are held, then a heap whose
+    /// root (entry 0) is the worst.
+    @usableFromInline var entries: [UInt64]
+    /// `threshold`, kept up to date by every change.
+    @usableFromInline var bar: Float
 
     /// Creates an empty selection of capacity `k`.
     public init(k: Int) {
         self.k = max(0, k)
-        scores = []
-        ids = []
-        scores.reserveCapacity(self.k)
-        ids.reserveCapacity(self.k)
+        entries = []
+        entries.reserveCapacity(self.k)
+        bar = self.k == 0 ? .infinity : -.infinity
     }
 
     /// The score a candidate must beat to enter (−∞ while fewer than `k` are held; +∞ when `k` is 0).
     @inlinable
-    public var threshold: Float { scores.count < k ? -.infinity : scores.first ?? .infinity }
+    public var threshold: Float { bar }
 
     /// Number of candidates held.
-    public var count: Int { scores.count }
+    public var count: Int { entries.count }
 
     /// Empties the selection, keeping its storage (a worker reuses one selection for every query).
     public mutating func removeAll() {
-        scores.removeAll(keepingCapacity: true)
-        ids.removeAll(keepingCapacity: true)
+        entries.removeAll(keepingCapacity: true)
+        bar = k == 0 ? .infinity : -.infinity
     }
+
+    @inlinable @inline(__always)
+    static func pack(_ score: Float, _ id: UInt32) -> UInt64 { UInt64(score.bitPattern) << 32 | UInt64(id) }
+
+    @inlinable @inline(__always)
+    static func score(_ e: UInt64) -> Float { Float(bitPattern: UInt32(truncatingIfNeeded: e >> 32)) }
+
+    @inlinable @inline(__always)
+    static func id(_ e: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: e) }
 
     @inlinable @inline(__always)
     static func worse(_ s1: Float, _ i1: UInt32, _ s2: Float, _ i2: UInt32) -> Bool {
         s1 < s2 || (s1 == s2 && i1 > i2)
     }
 
+    @inlinable @inline(__always)
+    static func worse(_ a: UInt64, _ b: UInt64) -> Bool { worse(score(a), id(a), score(b), id(b)) }
+
     /// Offers a candidate.
     @inlinable
     public mutating func insert(_ score: Float, _ id: UInt32) {
-        if scores.count < k {
+        let n = entries.count
+        if n < k {
             // Until k are held the threshold is −∞ and no order is needed: append, and build the heap once
             // when the k-th candidate arrives (O(k) instead of k sift-ups). NaN is refused here only: once
             // the heap is full, `worse(root, NaN)` is false, so the replacement path refuses it for free.
             if score.isNaN { return }
-            scores.append(score)
-            ids.append(id)
-            if scores.count == k { heapify() }
+            entries.append(Self.pack(score, id))
+            if n + 1 == k { heapify() }
             return
         }
-        guard k > 0, Self.worse(scores[0], ids[0], score, id) else { return }
-        let n = scores.count
-        scores.withUnsafeMutableBufferPointer { sb in
-            ids.withUnsafeMutableBufferPointer { ib in
-                guard let s = sb.baseAddress, let i = ib.baseAddress else { return }
-                Self.siftDown(s, i, count: n, score, id)
-            }
+        // Full (or k = 0, threshold +∞): the root is the worst held, with score `bar`.
+        guard score >= bar, k > 0 else { return }
+        let bar = self.bar
+        let newBar: Float = entries.withUnsafeMutableBufferPointer { b in
+            guard let e = b.baseAddress else { return bar }
+            guard Self.worse(bar, Self.id(e[0]), score, id) else { return bar }
+            Self.siftDown(e, count: n, Self.pack(score, id))
+            return Self.score(e[0])
         }
+        self.bar = newBar
     }
 
-    /// Orders the held candidates as a heap whose root is the worst (bottom-up construction).
+    /// Orders the held candidates as a heap whose root is the worst (bottom-up construction) and sets the
+    /// threshold (the root's score once `k` are held).
     @inlinable
     mutating func heapify() {
-        let n = scores.count
-        guard n > 1 else { return }
-        scores.withUnsafeMutableBufferPointer { sb in
-            ids.withUnsafeMutableBufferPointer { ib in
-                guard let s = sb.baseAddress, let i = ib.baseAddress else { return }
-                var start = n / 2 - 1
-                while start >= 0 {
-                    Self.siftDown(s, i, count: n, from: start, s[start], i[start])
-                    start -= 1
-                }
+        let n = entries.count
+        let root: Float = entries.withUnsafeMutableBufferPointer { b in
+            guard let e = b.baseAddress, n > 0 else { return -.infinity }
+            var start = n / 2 - 1
+            while start >= 0 {
+                Self.siftDown(e, count: n, from: start, e[start])
+                start -= 1
             }
+            return Self.score(e[0])
         }
+        bar = n >= k ? root : -.infinity
     }
 
-    /// Puts `(score, id)` at slot `start` (the root unless given) and moves it down to its place within
+    /// Puts `item` at slot `start` (the root unless given) and moves it down to its place within
     /// `[start, n)`: replacing the worst entry, and each step of `heapify`.
     @inlinable @inline(__always)
-    static func siftDown(_ s: UnsafeMutablePointer<Float>, _ i: UnsafeMutablePointer<UInt32>, count n: Int,
-                         from start: Int = 0, _ score: Float, _ id: UInt32) {
+    static func siftDown(_ e: UnsafeMutablePointer<UInt64>, count n: Int, from start: Int = 0, _ item: UInt64) {
+        let score = Self.score(item), id = Self.id(item)
         var parent = start
         while true {
             let left = 2 * parent + 1
             if left >= n { break }
             var worst = left
             let right = left + 1
-            if right < n && worse(s[right], i[right], s[left], i[left]) { worst = right }
-            guard worse(s[worst], i[worst], score, id) else { break }
-            s[parent] = s[worst]
-            i[parent] = i[worst]
+            if right < n && worse(e[right], e[left]) { worst = right }
+            let w = e[worst]
+            guard worse(Self.score(w), Self.id(w), score, id) else { break }
+            e[parent] = w
             parent = worst
         }
-        s[parent] = score
-        i[parent] = id
+        e[parent] = item
     }
 
     /// Calls `body` with every held candidate `(score, id)`, in heap order (unsorted; use `sorted()` for
     /// best first). For consumers that re-score the candidates and need no order.
     @inlinable
     public func forEachUnordered(_ body: (Float, UInt32) -> Void) {
-        for j in 0..<scores.count { body(scores[j], ids[j]) }
+        for e in entries { body(Self.score(e), Self.id(e)) }
     }
 
     /// Merges another selection into this one.
     public mutating func merge(_ other: TopK) {
-        for i in 0..<other.scores.count { insert(other.scores[i], other.ids[i]) }
+        for e in other.entries { insert(Self.score(e), Self.id(e)) }
     }
 
     /// The held candidates, best first (ties: lower id first).
     public func sorted() -> [(id: UInt32, score: Float)] {
-        var pairs = (0..<scores.count).map { (id: ids[$0], score: scores[$0]) }
+        var pairs = entries.map { (id: Self.id($0), score: Self.score($0)) }
         guard pairs.count > Self.insertionSortLimit else {
             // A search's few results: an insertion sort in place (the library's sort, with its closure and
             // buffers, was ~2% of a siftsmall IVF-Flat query at k = 10). The same order: neither order
@@ -136,18 +155,20 @@ public struct TopK: Sendable {
     /// search's few results (at most `insertionSortLimit`) are ordered in a stack buffer, so resolving a
     /// query's hits allocates no array for them.
     public func withSorted<R>(_ body: (UnsafeBufferPointer<(id: UInt32, score: Float)>) throws -> R) rethrows -> R {
-        let n = scores.count
+        let n = entries.count
         guard n <= Self.insertionSortLimit else { return try sorted().withUnsafeBufferPointer(body) }
         return try withUnsafeTemporaryAllocation(of: (id: UInt32, score: Float).self, capacity: max(n, 1)) { buffer in
             guard let p = buffer.baseAddress else { return try body(UnsafeBufferPointer(start: nil, count: 0)) }
-            for j in 0..<n {
-                let item = (id: ids[j], score: scores[j])
-                var at = j
-                while at > 0 && (item.score > p[at - 1].score || (item.score == p[at - 1].score && item.id < p[at - 1].id)) {
-                    p[at] = p[at - 1]
-                    at -= 1
+            entries.withUnsafeBufferPointer { eb in
+                for j in 0..<n {
+                    let item = (id: Self.id(eb[j]), score: Self.score(eb[j]))
+                    var at = j
+                    while at > 0 && (item.score > p[at - 1].score || (item.score == p[at - 1].score && item.id < p[at - 1].id)) {
+                        p[at] = p[at - 1]
+                        at -= 1
+                    }
+                    p[at] = item
                 }
-                p[at] = item
             }
             return try body(UnsafeBufferPointer(start: p, count: n))
         }
