@@ -3,23 +3,26 @@
 /// Ties at equal score keep the lower id. A NaN score never enters (it is not comparable, and at the
 /// root it would refuse every later candidate).
 ///
-/// Each candidate is held as one 64-bit entry (the score's bits above the id), so a selection is one
-/// array (one allocation, one uniqueness check a change), and the threshold is kept beside it rather than
-/// read from the root on every test.
+/// Each candidate is held as one 64-bit entry (the score's bits above the id) in `k` slots allocated once,
+/// so a selection is one array (one allocation), and the threshold is kept beside it rather than read from
+/// the root on every test. A scan's loop offers its rows through `withInserter`: one uniqueness check for
+/// the whole loop instead of one an insert.
 public struct TopK: Sendable {
     /// How many candidates are kept.
     public let k: Int
-    /// The held candidates, `score.bitPattern << 32 | id`: appended until `k` are held, then a heap whose
-    /// root (entry 0) is the worst.
+    /// `k` slots; the first `held` are the candidates, `score.bitPattern << 32 | id`: filled in arrival
+    /// order until `k` are held, then a heap whose root (slot 0) is the worst.
     @usableFromInline var entries: [UInt64]
+    /// Candidates held.
+    @usableFromInline var held: Int
     /// `threshold`, kept up to date by every change.
     @usableFromInline var bar: Float
 
     /// Creates an empty selection of capacity `k`.
     public init(k: Int) {
         self.k = max(0, k)
-        entries = []
-        entries.reserveCapacity(self.k)
+        entries = [UInt64](repeating: 0, count: self.k)
+        held = 0
         bar = self.k == 0 ? .infinity : -.infinity
     }
 
@@ -28,11 +31,11 @@ public struct TopK: Sendable {
     public var threshold: Float { bar }
 
     /// Number of candidates held.
-    public var count: Int { entries.count }
+    public var count: Int { held }
 
     /// Empties the selection, keeping its storage (a worker reuses one selection for every query).
     public mutating func removeAll() {
-        entries.removeAll(keepingCapacity: true)
+        held = 0
         bar = k == 0 ? .infinity : -.infinity
     }
 
@@ -56,43 +59,81 @@ public struct TopK: Sendable {
     /// Offers a candidate.
     @inlinable
     public mutating func insert(_ score: Float, _ id: UInt32) {
-        let n = entries.count
-        if n < k {
-            // Until k are held the threshold is −∞ and no order is needed: append, and build the heap once
-            // when the k-th candidate arrives (O(k) instead of k sift-ups). NaN is refused here only: once
-            // the heap is full, `worse(root, NaN)` is false, so the replacement path refuses it for free.
-            if score.isNaN { return }
-            entries.append(Self.pack(score, id))
-            if n + 1 == k { heapify() }
-            return
-        }
-        // Full (or k = 0, threshold +∞): the root is the worst held, with score `bar`.
-        guard score >= bar, k > 0 else { return }
-        let bar = self.bar
-        let newBar: Float = entries.withUnsafeMutableBufferPointer { b in
-            guard let e = b.baseAddress else { return bar }
-            guard Self.worse(bar, Self.id(e[0]), score, id) else { return bar }
-            Self.siftDown(e, count: n, Self.pack(score, id))
-            return Self.score(e[0])
-        }
-        self.bar = newBar
+        // Full (or k = 0, threshold +∞) and not reaching the root: nothing to change (NaN fails too).
+        if held == k && !(score >= bar) { return }
+        withInserter { $0.insert(score, id) }
     }
 
-    /// Orders the held candidates as a heap whose root is the worst (bottom-up construction) and sets the
-    /// threshold (the root's score once `k` are held).
+    /// Runs `body` with an `Inserter` on this selection's slots: its inserts are `insert`'s, without a
+    /// uniqueness check or array access each (a scan offers its rows in one call). The inserter must not be
+    /// used after `body` returns.
     @inlinable
-    mutating func heapify() {
-        let n = entries.count
-        let root: Float = entries.withUnsafeMutableBufferPointer { b in
-            guard let e = b.baseAddress, n > 0 else { return -.infinity }
-            var start = n / 2 - 1
-            while start >= 0 {
-                Self.siftDown(e, count: n, from: start, e[start])
-                start -= 1
+    public mutating func withInserter<R>(_ body: (inout Inserter) throws -> R) rethrows -> R {
+        let k = self.k
+        var held = self.held, bar = self.bar
+        let result = try entries.withUnsafeMutableBufferPointer { b in
+            var inserter = Inserter(slots: b.baseAddress, k: k, held: held, bar: bar)
+            defer {
+                held = inserter.held
+                bar = inserter.bar
             }
-            return Self.score(e[0])
+            return try body(&inserter)
         }
-        bar = n >= k ? root : -.infinity
+        self.held = held
+        self.bar = bar
+        return result
+    }
+
+    /// A selection's slots while `withInserter` runs: the same inserts as `TopK.insert`, on a raw pointer.
+    public struct Inserter {
+        @usableFromInline let slots: UnsafeMutablePointer<UInt64>?
+        @usableFromInline let k: Int
+        @usableFromInline var held: Int
+        @usableFromInline var bar: Float
+
+        @inlinable
+        init(slots: UnsafeMutablePointer<UInt64>?, k: Int, held: Int, bar: Float) {
+            self.slots = slots
+            self.k = k
+            self.held = held
+            self.bar = bar
+        }
+
+        /// The score a candidate must beat to enter (as `TopK.threshold`).
+        @inlinable
+        public var threshold: Float { bar }
+
+        /// Offers a candidate (as `TopK.insert`).
+        @inlinable @inline(__always)
+        public mutating func insert(_ score: Float, _ id: UInt32) {
+            guard k > 0, let e = slots else { return }
+            let n = held
+            if n < k {
+                // Until k are held the threshold is −∞ and no order is needed: append, and build the heap once
+                // when the k-th candidate arrives (O(k) instead of k sift-ups). NaN is refused here only: once
+                // the heap is full, `worse(root, NaN)` is false, so the replacement path refuses it for free.
+                if score.isNaN { return }
+                e[n] = TopK.pack(score, id)
+                held = n + 1
+                if n + 1 == k { bar = TopK.heapify(e, count: k) }
+                return
+            }
+            guard score >= bar, TopK.worse(bar, TopK.id(e[0]), score, id) else { return }
+            TopK.siftDown(e, count: n, TopK.pack(score, id))
+            bar = TopK.score(e[0])
+        }
+    }
+
+    /// Orders `n` (≥ 1) entries as a heap whose root is the worst (bottom-up construction); returns the
+    /// root's score.
+    @inlinable
+    static func heapify(_ e: UnsafeMutablePointer<UInt64>, count n: Int) -> Float {
+        var start = n / 2 - 1
+        while start >= 0 {
+            siftDown(e, count: n, from: start, e[start])
+            start -= 1
+        }
+        return score(e[0])
     }
 
     /// Puts `item` at slot `start` (the root unless given) and moves it down to its place within
@@ -119,17 +160,17 @@ public struct TopK: Sendable {
     /// best first). For consumers that re-score the candidates and need no order.
     @inlinable
     public func forEachUnordered(_ body: (Float, UInt32) -> Void) {
-        for e in entries { body(Self.score(e), Self.id(e)) }
+        for e in entries[0..<held] { body(Self.score(e), Self.id(e)) }
     }
 
     /// Merges another selection into this one.
     public mutating func merge(_ other: TopK) {
-        for e in other.entries { insert(Self.score(e), Self.id(e)) }
+        for e in other.entries[0..<other.held] { insert(Self.score(e), Self.id(e)) }
     }
 
     /// The held candidates, best first (ties: lower id first).
     public func sorted() -> [(id: UInt32, score: Float)] {
-        var pairs = entries.map { (id: Self.id($0), score: Self.score($0)) }
+        var pairs = entries[0..<held].map { (id: Self.id($0), score: Self.score($0)) }
         guard pairs.count > Self.insertionSortLimit else {
             // A search's few results: an insertion sort in place (the library's sort, with its closure and
             // buffers, was ~2% of a siftsmall IVF-Flat query at k = 10). The same order: neither order
@@ -155,7 +196,7 @@ public struct TopK: Sendable {
     /// search's few results (at most `insertionSortLimit`) are ordered in a stack buffer, so resolving a
     /// query's hits allocates no array for them.
     public func withSorted<R>(_ body: (UnsafeBufferPointer<(id: UInt32, score: Float)>) throws -> R) rethrows -> R {
-        let n = entries.count
+        let n = held
         guard n <= Self.insertionSortLimit else { return try sorted().withUnsafeBufferPointer(body) }
         return try withUnsafeTemporaryAllocation(of: (id: UInt32, score: Float).self, capacity: max(n, 1)) { buffer in
             guard let p = buffer.baseAddress else { return try body(UnsafeBufferPointer(start: nil, count: 0)) }
