@@ -272,15 +272,75 @@ __attribute__((target("avx512f"))) static void l2_many_avx512(const float *q, co
                                                              float *out) {
     for (size_t r = 0; r < n; r++) out[r] = l2_avx512(q, x + r * d, d);
 }
+// `dot_avx512`'s operations for two queries, each row chunk loaded once: every accumulator, tail and final
+// sum is the one-query kernel's, so each query's value is its `dot_avx512` bits. One pass over the rows
+// instead of two lets the second query's arithmetic overlap the first's loads of a row not yet in cache.
 __attribute__((target("avx512f"))) static void dot_many2_avx512(const float *qa, const float *qb, const float *x,
                                                                size_t n, size_t d, float *oa, float *ob) {
-    dot_many_avx512(qa, x, n, d, oa);
-    dot_many_avx512(qb, x, n, d, ob);
+    for (size_t r = 0; r < n; r++) {
+        const float *b = x + r * d;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        size_t i = 0;
+        for (; i + 64 <= d; i += 64) {
+            __m512 v0 = _mm512_loadu_ps(b + i), v1 = _mm512_loadu_ps(b + i + 16);
+            __m512 v2 = _mm512_loadu_ps(b + i + 32), v3 = _mm512_loadu_ps(b + i + 48);
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(qa + i), v0, a0);
+            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(qa + i + 16), v1, a1);
+            a2 = _mm512_fmadd_ps(_mm512_loadu_ps(qa + i + 32), v2, a2);
+            a3 = _mm512_fmadd_ps(_mm512_loadu_ps(qa + i + 48), v3, a3);
+            b0 = _mm512_fmadd_ps(_mm512_loadu_ps(qb + i), v0, b0);
+            b1 = _mm512_fmadd_ps(_mm512_loadu_ps(qb + i + 16), v1, b1);
+            b2 = _mm512_fmadd_ps(_mm512_loadu_ps(qb + i + 32), v2, b2);
+            b3 = _mm512_fmadd_ps(_mm512_loadu_ps(qb + i + 48), v3, b3);
+        }
+        for (; i + 16 <= d; i += 16) {
+            __m512 v = _mm512_loadu_ps(b + i);
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(qa + i), v, a0);
+            b0 = _mm512_fmadd_ps(_mm512_loadu_ps(qb + i), v, b0);
+        }
+        if (i < d) {
+            __mmask16 m = (__mmask16)((1u << (d - i)) - 1);
+            __m512 v = _mm512_maskz_loadu_ps(m, b + i);
+            a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qa + i), v, a1);
+            b1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qb + i), v, b1);
+        }
+        oa[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+        ob[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(b0, b1), _mm512_add_ps(b2, b3)));
+    }
 }
+// `l2_avx512`'s operations for two queries, each row chunk loaded once (see `dot_many2_avx512`).
 __attribute__((target("avx512f"))) static void l2_many2_avx512(const float *qa, const float *qb, const float *x,
                                                               size_t n, size_t d, float *oa, float *ob) {
-    l2_many_avx512(qa, x, n, d, oa);
-    l2_many_avx512(qb, x, n, d, ob);
+    for (size_t r = 0; r < n; r++) {
+        const float *b = x + r * d;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0, t;
+        size_t i = 0;
+        for (; i + 64 <= d; i += 64) {
+            __m512 v0 = _mm512_loadu_ps(b + i), v1 = _mm512_loadu_ps(b + i + 16);
+            __m512 v2 = _mm512_loadu_ps(b + i + 32), v3 = _mm512_loadu_ps(b + i + 48);
+            t = _mm512_sub_ps(_mm512_loadu_ps(qa + i), v0); a0 = _mm512_fmadd_ps(t, t, a0);
+            t = _mm512_sub_ps(_mm512_loadu_ps(qa + i + 16), v1); a1 = _mm512_fmadd_ps(t, t, a1);
+            t = _mm512_sub_ps(_mm512_loadu_ps(qa + i + 32), v2); a2 = _mm512_fmadd_ps(t, t, a2);
+            t = _mm512_sub_ps(_mm512_loadu_ps(qa + i + 48), v3); a3 = _mm512_fmadd_ps(t, t, a3);
+            t = _mm512_sub_ps(_mm512_loadu_ps(qb + i), v0); b0 = _mm512_fmadd_ps(t, t, b0);
+            t = _mm512_sub_ps(_mm512_loadu_ps(qb + i + 16), v1); b1 = _mm512_fmadd_ps(t, t, b1);
+            t = _mm512_sub_ps(_mm512_loadu_ps(qb + i + 32), v2); b2 = _mm512_fmadd_ps(t, t, b2);
+            t = _mm512_sub_ps(_mm512_loadu_ps(qb + i + 48), v3); b3 = _mm512_fmadd_ps(t, t, b3);
+        }
+        for (; i + 16 <= d; i += 16) {
+            __m512 v = _mm512_loadu_ps(b + i);
+            t = _mm512_sub_ps(_mm512_loadu_ps(qa + i), v); a0 = _mm512_fmadd_ps(t, t, a0);
+            t = _mm512_sub_ps(_mm512_loadu_ps(qb + i), v); b0 = _mm512_fmadd_ps(t, t, b0);
+        }
+        if (i < d) {
+            __mmask16 m = (__mmask16)((1u << (d - i)) - 1);
+            __m512 v = _mm512_maskz_loadu_ps(m, b + i);
+            t = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, qa + i), v); a1 = _mm512_fmadd_ps(t, t, a1);
+            t = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, qb + i), v); b1 = _mm512_fmadd_ps(t, t, b1);
+        }
+        oa[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+        ob[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(b0, b1), _mm512_add_ps(b2, b3)));
+    }
 }
 // Batch kernel, GEMM style: 32 rows are packed transposed into a panel (panel[k*32 + j] = row j's
 // component k), then 8 queries x 32 rows are accumulated in 16 registers: per component k, two panel

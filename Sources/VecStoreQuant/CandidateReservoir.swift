@@ -8,9 +8,22 @@ protocol ScoredRowSink {
     var threshold: Float { get }
     /// Offers a row whose score reached `threshold`.
     mutating func insert(_ score: Float, _ id: UInt32)
+    /// What a scan's loop offers its rows to: the sink itself, or a view of it with cheaper inserts.
+    associatedtype Rows: ScoredRowSink
+    /// Runs `body` with the sink a scan's loop offers its rows to (the same inserts, the same result).
+    mutating func withRows<R>(_ body: (inout Rows) -> R) -> R
 }
 
-extension TopK: ScoredRowSink {}
+/// A selection's loop offers its rows through one `TopK.Inserter` (one uniqueness check a loop, not an insert).
+extension TopK: ScoredRowSink {
+    @inline(__always)
+    mutating func withRows<R>(_ body: (inout TopK.Inserter) -> R) -> R { withInserter(body) }
+}
+
+extension TopK.Inserter: ScoredRowSink {
+    @inline(__always)
+    mutating func withRows<R>(_ body: (inout TopK.Inserter) -> R) -> R { body(&self) }
+}
 
 /// The best `k` of a stream of scored rows — larger score first, ties to the lower id, the same selection as
 /// `TopK` — for the hundreds of ADC candidates an IVF-PQ search re-ranks (`refine × k`). Rows that reach the
@@ -110,7 +123,10 @@ public struct CandidateReservoir: Sendable {
     }
 }
 
-extension CandidateReservoir: ScoredRowSink {}
+extension CandidateReservoir: ScoredRowSink {
+    @inline(__always)
+    mutating func withRows<R>(_ body: (inout CandidateReservoir) -> R) -> R { body(&self) }
+}
 
 extension UnsafeMutablePointer {
     @inline(__always)

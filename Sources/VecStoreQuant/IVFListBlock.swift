@@ -369,23 +369,25 @@ public enum IVFListScan {
     static func offerSelected<S: ScoredRowSink>(_ values: UnsafePointer<Float>, count n: Int, bias: Float?, l2: Bool,
                                                 groupRows: Int, block: IVFListBlockView, first start: Int,
                                                 mask: CandidateMask?, candidates: UnsafeMutablePointer<UInt32>,
-                                                into top: inout S) {
-        var threshold = top.threshold
-        var group = 0
-        while group < n {
-            let g = min(groupRows, n - group)
-            let count = vq_f32_select(values + group, g, bias ?? 0, l2 ? -threshold : threshold, l2 ? 1 : 0, candidates)
-            for c in 0..<count {
-                let i = group + Int(candidates[c])
-                let v = bias.map { values[i] + $0 } ?? values[i]
-                let s = l2 ? -v : v
-                guard s >= threshold else { continue }
-                let id = block.rowID(start + i)
-                if let mask, !mask.contains(id) { continue }
-                top.insert(s, id)
-                threshold = top.threshold
+                                                into sink: inout S) {
+        sink.withRows { top in
+            var threshold = top.threshold
+            var group = 0
+            while group < n {
+                let g = min(groupRows, n - group)
+                let count = vq_f32_select(values + group, g, bias ?? 0, l2 ? -threshold : threshold, l2 ? 1 : 0, candidates)
+                for c in 0..<count {
+                    let i = group + Int(candidates[c])
+                    let v = bias.map { values[i] + $0 } ?? values[i]
+                    let s = l2 ? -v : v
+                    guard s >= threshold else { continue }
+                    let id = block.rowID(start + i)
+                    if let mask, !mask.contains(id) { continue }
+                    top.insert(s, id)
+                    threshold = top.threshold
+                }
+                group += g
             }
-            group += g
         }
     }
 

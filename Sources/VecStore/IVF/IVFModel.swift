@@ -157,7 +157,7 @@ final class IVFModel: @unchecked Sendable {
                                     for i in 0..<rows {
                                         let line = scores + i * nlist
                                         // Ranked by 2 q·c − |c|² (L2: the distance less |q|², negated) or q·c.
-                                        if l2, let norms { for j in 0..<nlist { line[j] = 2 * line[j] - norms[j] } }
+                                        if l2, let norms { Self.rank(line, norms: norms, count: nlist) }
                                         let dst = o + (start + i) * p, value = so + (start + i) * p
                                         let held = Self.best(line, count: nlist, p: p, into: dst, keys: kb.baseAddress)
                                         for t in 0..<held { value[t] = line[Int(dst[t])] }
@@ -183,16 +183,25 @@ final class IVFModel: @unchecked Sendable {
                      keys: UnsafeMutablePointer<UInt64>?) -> Int {
         if p == 1 {
             // The nearest list: the first maximum (ties to the lower list), as TopK. NaN never wins (TopK
-            // refuses it).
-            var bestScore = -Float.infinity, bestList = -1
-            for j in 0..<nlist {
-                let s = line[j]
-                if s > bestScore || (bestList < 0 && s == bestScore) {
-                    bestScore = s
-                    bestList = j
-                }
+            // refuses it); when every score is NaN, list 0. The largest non-NaN score first, sixteen lanes at
+            // a time with no branch on the scores (a branch a list was most of a siftsmall probe at
+            // nprobe 1), then the first list holding it (−0 and +0 are equal, as the comparisons of a scalar
+            // scan treat them).
+            var lanes = SIMD16<Float>(repeating: -.infinity)
+            var j = 0
+            while j + 16 <= nlist {
+                let v = UnsafeRawPointer(line + j).loadUnaligned(as: SIMD16<Float>.self)
+                lanes.replace(with: v, where: v .> lanes)
+                j += 16
             }
-            dst[0] = UInt32(max(bestList, 0))
+            var top = lanes.max()
+            while j < nlist {
+                if line[j] > top { top = line[j] }
+                j += 1
+            }
+            var first = 0
+            while first < nlist && line[first] != top { first += 1 }
+            dst[0] = UInt32(first < nlist ? first : 0)
             return 1
         }
         if p > insertionProbeLimit, let keys {
@@ -232,6 +241,22 @@ final class IVFModel: @unchecked Sendable {
             if held == p { worst = line[Int(dst[p - 1])] }
         }
         return held
+    }
+
+    /// L2 ranking values in place: `line[j] = 2 · line[j] − norms[j]` (the product by 2 is exact, then one
+    /// rounded subtraction, as the scalar expression), sixteen lists at a time.
+    static func rank(_ line: UnsafeMutablePointer<Float>, norms: UnsafePointer<Float>, count n: Int) {
+        var j = 0
+        while j + 16 <= n {
+            let v = UnsafeRawPointer(line + j).loadUnaligned(as: SIMD16<Float>.self)
+            let c = UnsafeRawPointer(norms + j).loadUnaligned(as: SIMD16<Float>.self)
+            UnsafeMutableRawPointer(line + j).storeBytes(of: 2 * v - c, as: SIMD16<Float>.self)
+            j += 16
+        }
+        while j < n {
+            line[j] = 2 * line[j] - norms[j]
+            j += 1
+        }
     }
 
     /// The nearest list of each of `count` rows (Spec/IVF.md §5 step 3's rule).

@@ -340,8 +340,8 @@ final class IVFView: @unchecked Sendable {
         if refining { scratch.candidates.removeAll() }
         model.centroids.withUnsafeBufferPointer { cb in
             precomputed.withUnsafeBufferPointer { pb in
-                guard let c = cb.baseAddress, var scorer = scratch.scorer else { return }
-                scratch.scorer = nil  // moved out while scanning (no copy of its tables on write)
+                // Moved out while scanning (no copy of its tables on write, and no retain of each of them).
+                guard let c = cb.baseAddress, var scorer = scratch.scorer.take() else { return }
                 for (t, list) in probes.enumerated() {
                     let l = Int(list)
                     scorer.prepare(list: l, query: query, centroid: c + l * d, precomputed: pb.baseAddress,
