@@ -145,7 +145,8 @@ extension IVFBench {
         let vs = try VecStore(path: path)
         defer { vs.close() }
         let collection = try vs.collection("bench", dimension: baseRows[0].count, metric: metric, index: .flat)
-        var start = reuseStore && (try collection.count()) == baseRows.count ? baseRows.count : 0
+        let held = reuseStore ? try collection.count() : 0
+        var start = held == baseRows.count ? baseRows.count : 0
         while start < baseRows.count {
             let end = min(baseRows.count, start + 10_000)
             try collection.add((start..<end).map { Document(id: String($0), vector: baseRows[$0]) })
