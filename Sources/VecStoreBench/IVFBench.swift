@@ -30,6 +30,8 @@ struct IVFBench: ParsableCommand {
     @Option(help: "Comma-separated kinds to run (flat = float32 lists, flat16 = binary16 lists, pq8, pq8_raw, fastscan, fastscan_raw; core only: pq4, pq4_raw, the fast-scan codes with float tables); all but pq4* when absent.")
     var kinds: String?
     @Flag(help: "Skip k-means alone and the in-memory core (store only; for profiling).") var noCore = false
+    @Flag(help: "Keep the --store file after the run and reuse it: its rows when the collection holds them all, and its IVF index when it has the kind's parameters (only the queries are timed again; build times are then 0).")
+    var reuseStore = false
 
     /// Whether kind `name` is selected by `--kinds`.
     func selected(_ name: String) -> Bool {
@@ -132,12 +134,19 @@ extension IVFBench {
     /// `buildIVF` (one thread) and searched with `searchBatch` (one thread, k = 10) at every nprobe.
     func benchStore(path: String, baseRows: [[Float]], queryRows: [[Float]], truth: [[Int32]], metric: Metric,
                     probes: [Int], metrics: inout [String: Any]) throws {
-        for suffix in ["", "-lock", "-guard"] { try? FileManager.default.removeItem(atPath: path + suffix) }
-        defer { for suffix in ["", "-lock", "-guard"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        if !reuseStore {
+            for suffix in ["", "-lock", "-guard"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        }
+        defer {
+            if !reuseStore {
+                for suffix in ["", "-lock", "-guard"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+            }
+        }
         let vs = try VecStore(path: path)
         defer { vs.close() }
         let collection = try vs.collection("bench", dimension: baseRows[0].count, metric: metric, index: .flat)
-        var start = 0
+        let held = reuseStore ? try collection.count() : 0
+        var start = held == baseRows.count ? baseRows.count : 0
         while start < baseRows.count {
             let end = min(baseRows.count, start + 10_000)
             try collection.add((start..<end).map { Document(id: String($0), vector: baseRows[$0]) })
@@ -150,14 +159,24 @@ extension IVFBench {
         ]
         for (name, coding, refineFactor, residual) in kinds where selected(name) {
             let tb = now()
-            let report = try collection.buildIVF(IVFParameters(nlist: nlist, coding: coding, refine: refineFactor,
-                                                               seed: seed, iterations: iterations,
-                                                               pqResidual: residual,
-                                                               lists: name == "flat16" ? .f16 : .f32), threads: 1)
+            let parameters = IVFParameters(nlist: nlist, coding: coding, refine: refineFactor, seed: seed,
+                                           iterations: iterations, pqResidual: residual,
+                                           lists: name == "flat16" ? .f16 : .f32)
+            var coarseError = 0.0, codeError = 0.0, reused = false
+            if reuseStore, let had = try collection.ivfInfo()?.parameters, had.nlist == nlist, had.coding == coding,
+               had.seed == seed, had.iterations == iterations, had.pqResidual == residual, had.lists == parameters.lists {
+                print("store \(name): reusing the index in \(path)")
+                reused = true
+            } else {
+                let report = try collection.buildIVF(parameters, threads: 1)
+                coarseError = report.coarseError
+                codeError = report.codeError
+            }
             let buildSeconds = now() - tb
             let stats = try vs.stats()
             let indexBytes = stats.databases.filter { $0.name == "ivf" || $0.name == "ivf-lists" }.reduce(0) { $0 + $1.bytes }
             let info = try collection.ivfInfo()
+            if reused, let info { coarseError = info.coarseError; codeError = info.codeError }
             var curve: [[String: Any]] = []
             for nprobe in probes {
                 var hits: [[SearchResult]] = []
@@ -174,8 +193,8 @@ extension IVFBench {
             }
             metrics["store_" + name] = ["build_s": buildSeconds, "curve": curve, "index_bytes": indexBytes,
                                         "bytes_per_vector": Double(indexBytes) / Double(n),
-                                        "code_bytes": info?.codeSize ?? 0, "coarse_mse": report.coarseError,
-                                        "code_mse": report.codeError, "refine": refineFactor] as [String: Any]
+                                        "code_bytes": info?.codeSize ?? 0, "coarse_mse": coarseError,
+                                        "code_mse": codeError, "refine": refineFactor] as [String: Any]
             print("store \(name): build \(String(format: "%.2f", buildSeconds)) s, index \(indexBytes) bytes (\(String(format: "%.1f", Double(indexBytes) / Double(n))) B/vector)")
         }
     }

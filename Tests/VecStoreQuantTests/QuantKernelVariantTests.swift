@@ -156,10 +156,12 @@ struct QuantKernelVariantTests {
 
     @Test("8-bit ADC scan: every row the sequential sum of its table entries, bit for bit")
     func pq8Scan() {
-        for m in [1, 3, 16, 48] {
+        // M a multiple of 4 takes the four-codes-a-load loop (its 8-row groups and the row tail); others the
+        // byte loop. Codes sit in an exactly sized buffer, so a read past the last row would be caught by ASan.
+        for m in [1, 2, 3, 4, 5, 8, 12, 16, 20, 48, 96] {
             let lut = uniformData(count: m * 256, seed: UInt64(m))
             var rng = SplitMix64(seed: UInt64(m + 7))
-            for n in [0, 1, 7, 8, 9, 17, 64, 229] {
+            for n in [0, 1, 2, 7, 8, 9, 15, 16, 17, 64, 229] {
                 let codes = (0..<max(n * m, 1)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
                 var got = [Float](repeating: -1, count: max(n, 1))
                 vq_pq8_scan(lut, m, codes, n, &got)
