@@ -524,7 +524,7 @@ public final class Environment: @unchecked Sendable {
     /// The data file's descriptor and the map's first byte and length (LMDB maps the file from offset 0,
     /// so a pointer `p` into the map holds the file's bytes at offset `p - base`), or nil. LMDB does not
     /// report where it mapped the file (`mdb_env_info`'s address is the fixed-map hint), so the map is
-    /// found in `/proc/self/maps` as the mapping of this file's device and inode at offset 0 (~0.1 ms; callers ask
+    /// found in `/proc/self/maps` as the mapping of this file's inode at offset 0, on its device when one is (~0.1 ms; callers ask
     /// once per large read). Valid while this environment is open and its map is not grown.
     public func mappedFile() -> (fd: Int32, base: UnsafeRawPointer, length: Int)? {
         var fd: Int32 = -1
@@ -533,17 +533,23 @@ public final class Environment: @unchecked Sendable {
         guard fstat(fd, &st) == 0, let maps = fopen("/proc/self/maps", "r") else { return nil }
         defer { fclose(maps) }
         var line = [CChar](repeating: 0, count: 4096)
+        // A mapping of this inode at offset 0 on this device; failing that (overlayfs and btrfs subvolumes
+        // can show the backing file's device in the maps, not stat's), the first of this inode at offset 0.
+        // A wrong pick is caught by `MapReads`, which compares its first read with the map's bytes.
+        var inodeOnly: (fd: Int32, base: UnsafeRawPointer, length: Int)?
+        let device = Self.majorMinor(UInt64(st.st_dev))
         while fgets(&line, Int32(line.count), maps) != nil {
             // "start-end perms offset dev inode path"
             let fields = String(cString: line).split(separator: " ", omittingEmptySubsequences: true)
-            guard fields.count >= 6, fields[2] == "00000000", UInt64(fields[4]) == UInt64(st.st_ino),
-                  let device = Self.deviceField(fields[3]), device == Self.majorMinor(UInt64(st.st_dev)) else { continue }
+            guard fields.count >= 6, fields[2] == "00000000", UInt64(fields[4]) == UInt64(st.st_ino) else { continue }
             let range = fields[0].split(separator: "-")
             guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16),
                   end > start, let base = UnsafeRawPointer(bitPattern: start) else { continue }
-            return (fd, base, min(Int(st.st_size), Int(end - start)))
+            let found = (fd, base, min(Int(st.st_size), Int(end - start)))
+            if let d = Self.deviceField(fields[3]), d == device { return found }
+            if inodeOnly == nil { inodeOnly = found }
         }
-        return nil
+        return inodeOnly
     }
 
     /// Major and minor numbers of a Linux `dev_t` (glibc's `gnu_dev_major` / `gnu_dev_minor` encoding).

@@ -109,7 +109,7 @@ struct TopKReferenceTests {
 
     @Test(arguments: [0, 1, 2, 3, 10, 33])
     func sameAsTheTwoArrayHeap(k: Int) {
-        var rng = SystemRandomNumberGenerator()
+        var rng = SplitMix64(seed: 0x70_4B + UInt64(k))  // seeded: a failure replays
         let specials: [Float] = [.nan, 0, -0.0, .infinity, -.infinity, 1, -1]
         for round in 0..<60 {
             let n = Int.random(in: 0..<300, using: &rng)

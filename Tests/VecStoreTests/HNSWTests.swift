@@ -240,6 +240,80 @@ struct HNSWTests {
         #expect(try store.verify().isOK)
     }
 
+    @Test("reconnection into a full list replaces its farthest link and leaves every row reachable")
+    func reconnectIntoFullList() throws {
+        let path = temporaryStorePath("reachfull")
+        defer { cleanup(path) }
+        let store = try VecStore(path: path)
+        // M = 4: layer-0 lists hold at most 8 links, so most are full.
+        let c = try store.collection("c", dimension: 16, metric: .l2, index: .hnsw(HNSWParameters(m: 4)))
+        let docs = makeDocs(400, dim: 16, seed: 6)
+        try c.add(docs)
+        func l2(_ a: UInt32, _ b: UInt32) -> Float {
+            zip(docs[Int(a)].vector, docs[Int(b)].vector).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }
+        }
+        let (u, n, slotWords, cap, blockRows) = try store.read { txn -> (UInt32, UInt32, Int, Int, Int) in
+            let record = try c.currentRecord(txn)
+            let config = try #require(try HNSWConfig.load(txn, store.dbs, c.collectionID))
+            let graph = try HNSWGraphView(txn, store.dbs, record, config, name: "c")
+            let u = try #require((0..<UInt32(400)).first { config.level(of: $0) == 0 && $0 != config.entryPoint })
+            let own = graph.links0(u)
+            let n = try #require((0..<Int(own[0])).map { own[1 + $0] }.min { l2(u, $0) < l2(u, $1) })
+            return (u, n, config.slotWords0, config.maxLinks0, record.blockCapacity)
+        }
+        // Cut every layer-0 link to u, and fill n's list (u's nearest own link, where the reconnection
+        // will put it) to 2M links, so the reconnection must replace one.
+        try store.write { txn in
+            let prefix = Format.prefix(c.collectionID)
+            var blocks: [([UInt8], [UInt8])] = []
+            try txn.withCursor(store.dbs.graph) { (cur: Cursor) throws -> Void in
+                var entry = try cur.seek(atLeast: prefix)
+                while let (key, value) = entry, key.starts(with: prefix) {
+                    blocks.append((Array(key), Array(value)))
+                    entry = try cur.next()
+                }
+            }
+            for (block, (key, value)) in blocks.enumerated() {
+                var words = value.withUnsafeBytes { raw in (0..<(raw.count / 4)).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self) } }
+                for slot in stride(from: 0, to: words.count, by: slotWords) {
+                    var kept = words[(slot + 1)..<(slot + 1 + Int(words[slot]))].filter { $0 != u }
+                    let row = UInt32(block * blockRows + slot / slotWords)
+                    if row == n {
+                        for r in UInt32(0)..<400 where kept.count < cap && r != u && r != n && !kept.contains(r) { kept.append(r) }
+                    }
+                    words[slot] = UInt32(kept.count)
+                    for (j, t) in kept.enumerated() { words[slot + 1 + j] = t }
+                }
+                try txn.put(store.dbs.graph, key, words.withUnsafeBytes { Array($0) })
+            }
+        }
+        #expect(try c.indexStats().lines.first { $0.key == "unreachable live rows" }?.value.hasPrefix("1 (rows \(u);") == true)
+        let added = try store.write { txn in
+            let record = try c.currentRecord(txn)
+            let current = try #require(try HNSWConfig.load(txn, store.dbs, c.collectionID))
+            let view = try CollectionView(txn, store.dbs, record, name: "c")
+            let editor = try HNSWEditor(txn, store.dbs, record: record, config: current, name: "c", fresh: false)
+            let added = CandidateMask.with(view.liveWords) { live in editor.reconnectUnreachable(L2Distance.self, VectorTable(view), live: live) }
+            try editor.write(txn, store.dbs)
+            return added
+        }
+        #expect(added >= 1)
+        #expect(try c.indexStats().lines.first { $0.key == "unreachable live rows" }?.value == "0")
+        #expect(try store.verify().isOK)
+        // The list that took u is still full: u replaced a link, the count did not grow past 2M.
+        try store.read { txn in
+            let record = try c.currentRecord(txn)
+            let config = try #require(try HNSWConfig.load(txn, store.dbs, c.collectionID))
+            let graph = try HNSWGraphView(txn, store.dbs, record, config, name: "c")
+            let holders = (0..<UInt32(400)).filter { r in
+                let l = graph.links0(r)
+                return (0..<Int(l[0])).contains { l[1 + $0] == u }
+            }
+            #expect(holders.contains(n))
+            #expect(Int(graph.links0(n)[0]) == cap)
+        }
+    }
+
     @Test("upserts replace the old row in the graph")
     func upsertReplaces() throws {
         let path = temporaryStorePath("ups")

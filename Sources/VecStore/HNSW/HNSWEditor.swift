@@ -486,8 +486,10 @@ final class HNSWEditor: HNSWGraphAccess {
     /// free place of that neighbour's list, else in place of the list's farthest link. A link so replaced
     /// may leave its target unreachable in turn, so the walk runs again, at most `rounds` times. A row
     /// none of whose own links leads to a reachable row waits for a later round (another row of its
-    /// island may be reconnected first). One walk reads every list once: callers run it after a
-    /// parallel insert step, whose cost it adds little to. Returns the links added or replaced.
+    /// island may be reconnected first). Rows are taken in ascending order against the round's walk;
+    /// ties go to the first in list order. One walk reads every layer-0 list once, so callers run it only
+    /// after a parallel step large enough to hide it (`HNSWIndexing.reconnectShare`). Returns the links
+    /// added or replaced.
     @discardableResult
     func reconnectUnreachable<D: HNSWDistance>(_: D.Type, _ vt: VectorTable, live: CandidateMask, rounds: Int = 4)
         -> Int
@@ -496,7 +498,7 @@ final class HNSWEditor: HNSWGraphAccess {
         let dim = vt.dimension
         let cap = config.maxLinks0
         for _ in 0..<rounds {
-            let seen = HNSWReachability.reached(self) { self.level(of: $0) }
+            let seen = HNSWReachability.reached(self)
             func isReached(_ r: UInt32) -> Bool { seen[Int(r) >> 6] & (1 << UInt64(r & 63)) != 0 }
             var changedThisRound = 0
             for w in 0..<seen.count {

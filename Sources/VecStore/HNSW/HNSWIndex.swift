@@ -77,24 +77,31 @@ enum HNSWIndex: VectorIndexKind {
             .init("max level", "\(c.maxLevel)"),
             .init("upper-level nodes", "\(upperNodes)"),
             .init("entry point", c.entryPoint == HNSWConfig.noEntry ? "none" : "\(c.entryPoint)"),
-            .init("unreachable live rows", try unreachableLine(txn, dbs, record, c, name: name)),
+            .init("unreachable live rows", unreachableLine(txn, dbs, record, c, name: name)),
         ] + (c.filterLinks.isEmpty ? [] : [.init("filter links", c.filterLinks.joined(separator: ", "))])
             + (try HNSWInt8Record.statsLines(txn, dbs, record, traversal: c.traversal)))
     }
 
     /// The live graph rows a search cannot reach from the entry point (`HNSWReachability`), with a few
     /// of them, as `index show` prints it.
+    /// A graph that cannot be read says so in the line (`verify` names the damage).
     private static func unreachableLine(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord,
-                                        _ config: HNSWConfig, name: String) throws -> String {
-        let graph = try HNSWGraphView(txn, dbs, record, config, name: name)
-        let live = try CollectionView.liveWords(txn, dbs, record, name: name)
+                                        _ config: HNSWConfig, name: String) -> String {
+        let graph: HNSWGraphView
+        let live: [UInt64]
+        do {
+            graph = try HNSWGraphView(txn, dbs, record, config, name: name)
+            live = try CollectionView.liveWords(txn, dbs, record, name: name)
+        } catch {
+            return "unknown (\(error))"
+        }
         let outcome = HNSWReachability.walk(graph) { r in
             Int(r) >> 6 < live.count && live[Int(r) >> 6] & (1 << UInt64(r & 63)) != 0
         }
         guard outcome.unreachableLive > 0 else { return "0" }
         let more = outcome.unreachableLive > outcome.sample.count ? ", …" : ""
         return "\(outcome.unreachableLive) (rows \(outcome.sample.map(String.init).joined(separator: ", "))\(more); "
-            + "found only by exact search until `index build` relinks them)"
+            + "a graph search cannot return them, exact search can)"
     }
 
     static func unindexedRows(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord) throws -> Int {

@@ -1,5 +1,6 @@
-/// Which graph rows a search can reach: a breadth-first walk from the entry point over the links of
-/// every level (Spec/HNSW.md §6, "Reachability"). A live row the walk misses is valid but can only be
+/// Which graph rows a search can reach: a breadth-first walk from the entry point over the layer-0
+/// lists (Spec/HNSW.md §6, "Reachability"; the layer-0 beam follows only those, so a row that only an
+/// upper-level list leads to counts as unreachable). A live row the walk misses is valid but can only be
 /// found by exact search (a selective filter): HNSW construction does not guarantee every row an
 /// incoming link, since the neighbour heuristic may prune the last link to a row (hnswlib's too).
 /// Parallel inserts reconnect such rows (`HNSWEditor.reconnectUnreachable`); `index show` counts any left.
@@ -18,8 +19,7 @@ enum HNSWReachability {
     /// clamped to the level's degree, ids ≥ rows skipped), so a damaged graph gives a count, never a crash.
     static func walk(_ graph: HNSWGraphView, isLive: (UInt32) -> Bool, sampleSize: Int = 8) -> Outcome {
         let rows = graph.rows
-        let top = graph.upper.count
-        let seen = reached(graph) { min(graph.config.level(of: $0), top) }
+        let seen = reached(graph)
         var liveRows = 0, reachedLive = 0
         for r in 0..<UInt32(rows) where isLive(r) {
             liveRows += 1
@@ -31,9 +31,9 @@ enum HNSWReachability {
                        sample: sample(rows, seen, isLive, sampleSize))
     }
 
-    /// The rows a walk from `graph`'s entry point visits, as a bitmap over `graph.rows` (all clear when
-    /// there is no entry point). `levelOf` gives the highest level whose list of a node can be read.
-    static func reached<G: HNSWGraphAccess>(_ graph: G, levelOf: (UInt32) -> Int) -> [UInt64] {
+    /// The rows a walk over layer-0 lists from `graph`'s entry point visits, as a bitmap over
+    /// `graph.rows` (all clear when there is no entry point).
+    static func reached<G: HNSWGraphAccess>(_ graph: G) -> [UInt64] {
         let rows = graph.rows
         let config = graph.config
         var seen = [UInt64](repeating: 0, count: (rows + 63) / 64)
@@ -45,18 +45,16 @@ enum HNSWReachability {
         while head < queue.count {
             let node = queue[head]
             head += 1
-            for level in 0...max(0, levelOf(node)) {
-                let list = graph.links(node, level)
-                let n = min(Int(list[0]), graph.linkCap(level))
-                guard n > 0 else { continue }
-                for j in 1...n {
-                    let t = list[j]
-                    guard Int(t) < rows else { continue }
-                    let bit = UInt64(1) << UInt64(t & 63)
-                    if seen[Int(t) >> 6] & bit == 0 {
-                        seen[Int(t) >> 6] |= bit
-                        queue.append(t)
-                    }
+            let list = graph.links(node, 0)
+            let n = min(Int(list[0]), graph.linkCap(0))
+            guard n > 0 else { continue }
+            for j in 1...n {
+                let t = list[j]
+                guard Int(t) < rows else { continue }
+                let bit = UInt64(1) << UInt64(t & 63)
+                if seen[Int(t) >> 6] & bit == 0 {
+                    seen[Int(t) >> 6] |= bit
+                    queue.append(t)
                 }
             }
         }
