@@ -36,6 +36,50 @@ private struct Rand {
 
 /// Documents with clustered random vectors (so neighbourhoods are meaningful) and a `tag` field:
 /// "rare" on every 50th document, "half" on even ones, "other" otherwise.
+/// Rewrites every layer-0 list of `c`'s graph in place (test damage): `edit(row, list)` returns the list to store.
+private func rewriteLayer0(_ store: VecStore, _ c: VectorCollection, _ edit: (UInt32, [UInt32]) -> [UInt32]) throws {
+    try store.write { txn in
+        let record = try c.currentRecord(txn)
+        let config = try #require(try HNSWConfig.load(txn, store.dbs, c.collectionID))
+        let prefix = Format.prefix(c.collectionID)
+        var blocks: [([UInt8], [UInt8])] = []
+        try txn.withCursor(store.dbs.graph) { (cur: Cursor) throws -> Void in
+            var entry = try cur.seek(atLeast: prefix)
+            while let (key, value) = entry, key.starts(with: prefix) {
+                blocks.append((Array(key), Array(value)))
+                entry = try cur.next()
+            }
+        }
+        let slotWords = config.slotWords0
+        for (block, (key, value)) in blocks.enumerated() {
+            var words = value.withUnsafeBytes { raw in (0..<(raw.count / 4)).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self) } }
+            for slot in stride(from: 0, to: words.count, by: slotWords) {
+                let row = UInt32(block * record.blockCapacity + slot / slotWords)
+                let list = edit(row, Array(words[(slot + 1)..<(slot + 1 + Int(words[slot]))]))
+                words[slot] = UInt32(list.count)
+                for (j, t) in list.enumerated() { words[slot + 1 + j] = t }
+            }
+            try txn.put(store.dbs.graph, key, words.withUnsafeBytes { Array($0) })
+        }
+    }
+}
+
+/// Runs the reconnection a large parallel insert step ends with (`HNSWEditor.reconnectUnreachable`) on
+/// `c`'s graph in one write; returns the links it added or replaced.
+private func reconnect(_ store: VecStore, _ c: VectorCollection) throws -> Int {
+    try store.write { txn in
+        let record = try c.currentRecord(txn)
+        let config = try #require(try HNSWConfig.load(txn, store.dbs, c.collectionID))
+        let view = try CollectionView(txn, store.dbs, record, name: c.name)
+        let editor = try HNSWEditor(txn, store.dbs, record: record, config: config, name: c.name, fresh: false)
+        let added = CandidateMask.with(view.liveWords) { live in
+            editor.reconnectUnreachable(L2Distance.self, VectorTable(view), live: live)
+        }
+        try editor.write(txn, store.dbs)
+        return added
+    }
+}
+
 private func makeDocs(_ n: Int, dim: Int, seed: UInt64, idPrefix: String = "d") -> [Document] {
     var r = Rand(state: seed)
     let centres = (0..<20).map { _ in r.vector(dim) }
@@ -195,27 +239,7 @@ struct HNSWTests {
         // Cut every layer-0 link to two rows of level 0 (not the entry point): still a valid graph, but a search
         // can no longer reach them.
         let cut = (0..<UInt32(400)).filter { config.level(of: $0) == 0 && $0 != config.entryPoint }.suffix(2)
-        let slotWords = config.slotWords0
-        try store.write { txn in
-            let prefix = Format.prefix(c.collectionID)
-            var blocks: [([UInt8], [UInt8])] = []
-            try txn.withCursor(store.dbs.graph) { (cur: Cursor) throws -> Void in
-                var entry = try cur.seek(atLeast: prefix)
-                while let (key, value) = entry, key.starts(with: prefix) {
-                    blocks.append((Array(key), Array(value)))
-                    entry = try cur.next()
-                }
-            }
-            for (key, value) in blocks {
-                var words = value.withUnsafeBytes { raw in (0..<(raw.count / 4)).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self) } }
-                for slot in stride(from: 0, to: words.count, by: slotWords) {
-                    let kept = words[(slot + 1)..<(slot + 1 + Int(words[slot]))].filter { !cut.contains($0) }
-                    words[slot] = UInt32(kept.count)
-                    for (j, t) in kept.enumerated() { words[slot + 1 + j] = t }
-                }
-                try txn.put(store.dbs.graph, key, words.withUnsafeBytes { Array($0) })
-            }
-        }
+        try rewriteLayer0(store, c) { _, list in list.filter { !cut.contains($0) } }
         let value = try #require(try line())
         #expect(value.hasPrefix("2 (rows \(cut.map(String.init).joined(separator: ", "));"), "\(value)")
         // Not an invariant (construction does not guarantee it): verify still passes.
@@ -225,16 +249,7 @@ struct HNSWTests {
         #expect(try line()?.hasPrefix("1 (rows \(cut.last ?? 0);") == true)
         // The reconnection a parallel insert step ends with gives it a link back (from its nearest reachable
         // neighbour) and leaves a valid graph.
-        let added = try store.write { txn in
-            let record = try c.currentRecord(txn)
-            let current = try #require(try HNSWConfig.load(txn, store.dbs, c.collectionID))
-            let view = try CollectionView(txn, store.dbs, record, name: "c")
-            let editor = try HNSWEditor(txn, store.dbs, record: record, config: current, name: "c", fresh: false)
-            let vt = VectorTable(view)
-            let added = CandidateMask.with(view.liveWords) { live in editor.reconnectUnreachable(L2Distance.self, vt, live: live) }
-            try editor.write(txn, store.dbs)
-            return added
-        }
+        let added = try reconnect(store, c)
         #expect(added == 1)
         #expect(try line() == "0")
         #expect(try store.verify().isOK)
@@ -252,51 +267,26 @@ struct HNSWTests {
         func l2(_ a: UInt32, _ b: UInt32) -> Float {
             zip(docs[Int(a)].vector, docs[Int(b)].vector).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }
         }
-        let (u, n, slotWords, cap, blockRows) = try store.read { txn -> (UInt32, UInt32, Int, Int, Int) in
+        let (u, n, cap) = try store.read { txn -> (UInt32, UInt32, Int) in
             let record = try c.currentRecord(txn)
             let config = try #require(try HNSWConfig.load(txn, store.dbs, c.collectionID))
             let graph = try HNSWGraphView(txn, store.dbs, record, config, name: "c")
             let u = try #require((0..<UInt32(400)).first { config.level(of: $0) == 0 && $0 != config.entryPoint })
             let own = graph.links0(u)
             let n = try #require((0..<Int(own[0])).map { own[1 + $0] }.min { l2(u, $0) < l2(u, $1) })
-            return (u, n, config.slotWords0, config.maxLinks0, record.blockCapacity)
+            return (u, n, config.maxLinks0)
         }
         // Cut every layer-0 link to u, and fill n's list (u's nearest own link, where the reconnection
         // will put it) to 2M links, so the reconnection must replace one.
-        try store.write { txn in
-            let prefix = Format.prefix(c.collectionID)
-            var blocks: [([UInt8], [UInt8])] = []
-            try txn.withCursor(store.dbs.graph) { (cur: Cursor) throws -> Void in
-                var entry = try cur.seek(atLeast: prefix)
-                while let (key, value) = entry, key.starts(with: prefix) {
-                    blocks.append((Array(key), Array(value)))
-                    entry = try cur.next()
-                }
+        try rewriteLayer0(store, c) { row, list in
+            var kept = list.filter { $0 != u }
+            if row == n {
+                for r in UInt32(0)..<400 where kept.count < cap && r != u && r != n && !kept.contains(r) { kept.append(r) }
             }
-            for (block, (key, value)) in blocks.enumerated() {
-                var words = value.withUnsafeBytes { raw in (0..<(raw.count / 4)).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self) } }
-                for slot in stride(from: 0, to: words.count, by: slotWords) {
-                    var kept = words[(slot + 1)..<(slot + 1 + Int(words[slot]))].filter { $0 != u }
-                    let row = UInt32(block * blockRows + slot / slotWords)
-                    if row == n {
-                        for r in UInt32(0)..<400 where kept.count < cap && r != u && r != n && !kept.contains(r) { kept.append(r) }
-                    }
-                    words[slot] = UInt32(kept.count)
-                    for (j, t) in kept.enumerated() { words[slot + 1 + j] = t }
-                }
-                try txn.put(store.dbs.graph, key, words.withUnsafeBytes { Array($0) })
-            }
+            return kept
         }
         #expect(try c.indexStats().lines.first { $0.key == "unreachable live rows" }?.value.hasPrefix("1 (rows \(u);") == true)
-        let added = try store.write { txn in
-            let record = try c.currentRecord(txn)
-            let current = try #require(try HNSWConfig.load(txn, store.dbs, c.collectionID))
-            let view = try CollectionView(txn, store.dbs, record, name: "c")
-            let editor = try HNSWEditor(txn, store.dbs, record: record, config: current, name: "c", fresh: false)
-            let added = CandidateMask.with(view.liveWords) { live in editor.reconnectUnreachable(L2Distance.self, VectorTable(view), live: live) }
-            try editor.write(txn, store.dbs)
-            return added
-        }
+        let added = try reconnect(store, c)
         #expect(added >= 1)
         #expect(try c.indexStats().lines.first { $0.key == "unreachable live rows" }?.value == "0")
         #expect(try store.verify().isOK)
