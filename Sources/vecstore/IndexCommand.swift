@@ -14,7 +14,8 @@ struct IndexShowCommand: ParsableCommand {
         commandName: "show", abstract: "Print the collection's index, its parameters and its size.",
         discussion: """
             HNSW shows the rows its graph does not cover yet ("unlinked tail": left by an import that was \
-            stopped, searched exactly, linked by the next write). IVF indexes also show their list sizes (min / median / max), training errors and code size.
+            stopped, searched exactly, linked by the next write) and its unreachable live rows (rows no \
+            link leads to from the entry point: a graph search cannot return them, exact search can). IVF indexes also show their list sizes (min / median / max), training errors and code size.
             Examples:
               vecstore index show demo.vecstore -c docs
               vecstore index show demo.vecstore -c compressed

@@ -95,9 +95,7 @@ enum HNSWIndex: VectorIndexKind {
         } catch {
             return "unknown (\(error))"
         }
-        let outcome = HNSWReachability.walk(graph) { r in
-            Int(r) >> 6 < live.count && live[Int(r) >> 6] & (1 << UInt64(r & 63)) != 0
-        }
+        let outcome = CandidateMask.with(live) { mask in HNSWReachability.walk(graph) { mask.contains($0) } }
         guard outcome.unreachableLive > 0 else { return "0" }
         let more = outcome.unreachableLive > outcome.sample.count ? ", …" : ""
         return "\(outcome.unreachableLive) (rows \(outcome.sample.map(String.init).joined(separator: ", "))\(more); "
