@@ -81,13 +81,18 @@ public struct CompactedIndex: Sendable {
 extension VecStore {
     // MARK: Stats
 
-    /// Counts, sizes per database, and free pages, from one snapshot.
+    /// Counts, sizes per database, and free pages, from one snapshot. Each index is described by its
+    /// summary (`IndexStatsDepth.summary`), so the cost does not grow with the collections' sizes
+    /// beyond LMDB's per-database counters.
     public func stats() throws(VecStoreError) -> StoreStats {
-        let names = try collectionNames()
-        let infos = try names.map { name throws(VecStoreError) in try collection(name).info() }
-        let indexes = try names.map { name throws(VecStoreError) in try collection(name).indexStats() }
         let dbs = self.dbs, env = self.env, path = self.path
         return try read { txn in
+            var infos: [CollectionInfo] = [], indexes: [IndexStats] = []
+            for name in try collectionNames(in: txn) {
+                guard let record = try record(txn, name) else { continue }
+                infos.append(try VectorCollection.info(txn, dbs, record, name: name))
+                indexes.append(try VectorCollection.indexStats(txn, dbs, record, name: name, depth: .summary))
+            }
             let usage = try dbs.all.map { db in
                 let s = try txn.stats(db)
                 return DatabaseUsage(name: db.name, entries: s.entries, bytes: s.bytes, overflowPages: s.overflowPages,

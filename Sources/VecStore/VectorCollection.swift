@@ -159,12 +159,14 @@ public struct VectorCollection: Sendable {
 
     /// Shape, count and tombstones.
     public func info() throws(VecStoreError) -> CollectionInfo {
-        try store.read { txn in
-            let r = try currentRecord(txn)
-            return CollectionInfo(name: name, dimension: r.dimension, metric: r.metric, count: Int(r.liveCount),
-                                  rows: Int(r.nextInternalID), blockCapacity: r.blockCapacity,
-                                  idRuns: try IDIndex.loadLevels(txn, store.dbs.meta, r, name: name)?.map(Int.init) ?? [])
-        }
+        try store.read { txn in try Self.info(txn, store.dbs, try currentRecord(txn), name: name) }
+    }
+
+    /// `info()` of the collection `r` in `txn`'s snapshot.
+    static func info(_ txn: Transaction, _ dbs: Databases, _ r: CollectionRecord, name: String) throws -> CollectionInfo {
+        CollectionInfo(name: name, dimension: r.dimension, metric: r.metric, count: Int(r.liveCount),
+                       rows: Int(r.nextInternalID), blockCapacity: r.blockCapacity,
+                       idRuns: try IDIndex.loadLevels(txn, dbs.meta, r, name: name)?.map(Int.init) ?? [])
     }
 
     /// The stored documents with these ids (nil for ids not stored), from one snapshot.

@@ -55,8 +55,8 @@ enum HNSWIndex: VectorIndexKind {
         return (checked, faults)
     }
 
-    static func stats(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String) throws
-        -> IndexStats
+    static func stats(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String,
+                      depth: IndexStatsDepth) throws -> IndexStats
     {
         guard let c = try HNSWConfig.load(txn, dbs, record.id) else {
             throw VecStoreError.corrupt("collection \(name): no HNSW header")
@@ -77,8 +77,8 @@ enum HNSWIndex: VectorIndexKind {
             .init("max level", "\(c.maxLevel)"),
             .init("upper-level nodes", "\(upperNodes)"),
             .init("entry point", c.entryPoint == HNSWConfig.noEntry ? "none" : "\(c.entryPoint)"),
-            .init("unreachable live rows", unreachableLine(txn, dbs, record, c, name: name)),
-        ] + (c.filterLinks.isEmpty ? [] : [.init("filter links", c.filterLinks.joined(separator: ", "))])
+        ] + (depth == .full ? [.init("unreachable live rows", unreachableLine(txn, dbs, record, c, name: name))] : [])
+            + (c.filterLinks.isEmpty ? [] : [.init("filter links", c.filterLinks.joined(separator: ", "))])
             + (try HNSWInt8Record.statsLines(txn, dbs, record, traversal: c.traversal)))
     }
 

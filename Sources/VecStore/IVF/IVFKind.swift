@@ -132,8 +132,8 @@ enum IVFIndexKind: VectorIndexKind {
         return (checked, faults)
     }
 
-    static func stats(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String) throws
-        -> IndexStats
+    static func stats(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String,
+                      depth: IndexStatsDepth) throws -> IndexStats
     {
         switch try state(txn, dbs, record, name: name) {
         case nil: throw VecStoreError.corrupt("collection \(name): no IVF record")

@@ -10,15 +10,17 @@ extension VectorCollection {
     }
 
     /// The collection's index and its figures (`vecstore index show`): kind "flat" with no lines for a
-    /// collection without an index.
-    public func indexStats() throws(VecStoreError) -> IndexStats {
-        try store.read { txn in
-            let record = try currentRecord(txn)
-            guard let found = try IndexRegistry.find(txn, store.dbs, record) else {
-                return IndexStats(kind: "flat", lines: [])
-            }
-            return try found.kind.stats(txn, store.dbs, record, name: name)
-        }
+    /// collection without an index. `.full` (the default) includes figures that walk the whole index;
+    /// `.summary` reads only headers and counters (`VecStore.stats()`).
+    public func indexStats(depth: IndexStatsDepth = .full) throws(VecStoreError) -> IndexStats {
+        try store.read { txn in try Self.indexStats(txn, store.dbs, try currentRecord(txn), name: name, depth: depth) }
+    }
+
+    /// `indexStats` of the collection `record` in `txn`'s snapshot.
+    static func indexStats(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String,
+                           depth: IndexStatsDepth) throws -> IndexStats {
+        guard let found = try IndexRegistry.find(txn, dbs, record) else { return IndexStats(kind: "flat", lines: []) }
+        return try found.kind.stats(txn, dbs, record, name: name, depth: depth)
     }
 
     /// (Re)builds the HNSW graph over all live documents with `parameters`, in one transaction, on

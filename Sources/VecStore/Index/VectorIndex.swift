@@ -50,9 +50,9 @@ protocol VectorIndexKind {
     /// items checked and each fault found, each naming the collection.
     static func verify(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String,
                        _ view: CollectionView) throws -> (checked: Int, faults: [String])
-    /// The index's shape for `vecstore stats` and `index show`.
-    static func stats(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String) throws
-        -> IndexStats
+    /// The index's shape for `vecstore stats` (`.summary`) and `index show` (`.full`).
+    static func stats(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String,
+                      depth: IndexStatsDepth) throws -> IndexStats
     /// A writer that applies batches of `record`'s collection inside `txn`.
     static func makeWriter(_ txn: Transaction, _ dbs: Databases, _ record: CollectionRecord, name: String) throws
         -> any VectorIndexWriter
@@ -154,6 +154,15 @@ extension VectorIndexView {
     var answersNeighbourQueries: Bool { true }
     /// No binary16 copies unless the index says otherwise.
     var halfCopies: HalfCopies? { nil }
+}
+
+/// How much of an index `indexStats` reads.
+public enum IndexStatsDepth: Sendable {
+    /// Headers and counters only, a cost independent of the collection's size: what `vecstore stats`
+    /// shows for every collection.
+    case summary
+    /// Also the figures that walk the whole index (an HNSW graph's unreachable live rows): `index show`.
+    case full
 }
 
 /// What `VectorIndexKind.stats` reports: the kind and its figures as ordered key/value lines.
