@@ -255,6 +255,16 @@ VQ_VBMI __attribute__((noinline)) static void pq8_lookup4(const uint8_t *p, size
     pq8_lookup_body(p, m, idx, 4, out);
 }
 
+// Prefetches the cache lines of rows [first, first + count) of 8-bit codes (m bytes a row). The transpose is the
+// first to touch a list's codes (memory-mapped, usually out of L1/L2): in a store search it took twice the time
+// of the look-ups until the codes of the pass after were requested ahead.
+VQ_INLINE void pq8_prefetch_rows(const uint8_t *codes, size_t m, size_t first, size_t count) {
+    if (count == 0) return;
+    const char *p = (const char *)(codes + first * m), *end = (const char *)(codes + (first + count) * m);
+    for (; p < end; p += 64) __builtin_prefetch(p, 0, 3);
+    __builtin_prefetch(end - 1, 0, 3);
+}
+
 VQ_VBMI static void pq8_scan_planes_vbmi(const float *lut, const uint8_t *planes, size_t m, const uint8_t *codes,
                                          size_t n, float *out) {
     if (m == 0 || m % 16 != 0 || m > 256) { vq_pq8_scan(lut, m, codes, n, out); return; }
@@ -263,6 +273,7 @@ VQ_VBMI static void pq8_scan_planes_vbmi(const float *lut, const uint8_t *planes
     size_t cap = VQ_PQ8_PASS_BYTES / (m * VQ_PQ8_BLOCK);
     if (cap > 4) cap = 4;
     size_t i = 0;
+    pq8_prefetch_rows(codes, m, 0, n < cap * VQ_PQ8_BLOCK ? n : cap * VQ_PQ8_BLOCK);
     while (i < n) {
         // One pass: up to `cap` blocks, the last one padded with zero codes when fewer than 64 rows are left
         // (and at least VQ_PQ8_PAD_MIN; nothing is read past the last row).
@@ -284,6 +295,9 @@ VQ_VBMI static void pq8_scan_planes_vbmi(const float *lut, const uint8_t *planes
             nb++;
         }
         if (nb == 0) break;
+        // The next pass's codes load while this pass's look-ups run.
+        size_t next = i + rows, ahead = n - next < cap * VQ_PQ8_BLOCK ? n - next : cap * VQ_PQ8_BLOCK;
+        pq8_prefetch_rows(codes, m, next, ahead);
         float *dst = rows == nb * VQ_PQ8_BLOCK ? out + i : sums;
         switch (nb) {
         case 4: pq8_lookup4(planes, m, idx, dst); break;
