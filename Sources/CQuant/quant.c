@@ -27,7 +27,9 @@
 // instead of 2. The look-ups were bound by the load ports (~0.7 cycles each on a Xeon with three; a C
 // micro-benchmark at M = 48: 13.2 -> 11.5 ns a row); what is left is near the bound of two scalar adds a cycle.
 // Each row is still summed in sub-quantizer order from 0, so the values are unchanged bit for bit. (Rows across
-// AVX-512 / AVX2 lanes with gathers, 16 rows a chain and 64-bit code loads were all measured slower.)
+// AVX-512 / AVX2 lanes with gathers, 16 rows a chain and 64-bit code loads were all measured slower; gathers
+// on an AMD EPYC (Zen 5) too: 15-24 ns a row at M = 48 against 9.) On CPUs with AVX-512 VBMI the byte-plane
+// kernel below scores 64 rows a step with the same sums; this one serves the others and short tails.
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define VQ_PQ8_WORDS 1
 #endif
@@ -85,6 +87,231 @@ void vq_pq8_scan(const float *lut, size_t m, const uint8_t *codes, size_t n, flo
     }
 }
 #undef VQ_KEEP_SCALAR
+
+// ---------------------------------------------------------------- 8-bit ADC from byte planes (AVX-512 VBMI)
+// The look-ups of the scalar kernel above are bound by two float adds a cycle with one add a look-up. Here 64 rows
+// are scored in 64 byte lanes: the table of sub-quantizer j is kept as four byte planes (byte p of every entry's
+// float bits, 256 bytes each, `vq_pq8_planes`), a plane look-up of 64 codes is two `vpermt2b` (entries 0-127 and
+// 128-255, 7-bit indices) and a blend on the code's top bit, and the four planes interleave back into the 64
+// entries' exact float bits. Each row's sum is still formed in sub-quantizer order from 0, one float add per
+// sub-quantizer (in a vector lane of its own), so every value has the bits of the scalar kernel's. Codes are
+// transposed 64 rows at a time (a 16 x 16 byte transpose per 128-bit lane in four unpack stages) into one
+// 64-byte index vector per sub-quantizer. C micro-benchmark on an AMD EPYC (Zen 5) at M = 48, 256 rows a call:
+// 8.5 -> 3.5 ns a row; at M = 16: 3.0 -> 1.4 ns.
+#ifdef VQ_X86
+#define VQ_VBMI __attribute__((target("avx512f,avx512bw,avx512vbmi")))
+// Rows of one transposed block, and the blocks a pass over the table reads.
+#define VQ_PQ8_BLOCK 64
+// Stack room for the transposed codes of one pass: four blocks at M <= 48 (a pass reads each sub-quantizer's
+// 1 KB of planes once; at M = 48 the 48 KB of planes do not stay in L1 between passes).
+#define VQ_PQ8_PASS_BYTES 12288
+// A short last block of at least this many rows is padded with zero codes and scored in the pass like a full
+// one; fewer go to the scalar kernel (a padded block costs about as much as this many scalar rows).
+#define VQ_PQ8_PAD_MIN 20
+
+// Byte planes of an 8-bit table: byte p of entry k of sub-quantizer j at planes[j * 1024 + p * 256 + k]. One
+// `vpermt2b` takes planes p and p + 1 of 32 entries from two registers of 16 floats.
+VQ_VBMI static void pq8_planes_vbmi(const float *lut, size_t m, uint8_t *planes) {
+    uint8_t i01[64], i23[64];
+    for (int e = 0; e < 32; e++) {
+        i01[e] = (uint8_t)(4 * e); i01[32 + e] = (uint8_t)(4 * e + 1);
+        i23[e] = (uint8_t)(4 * e + 2); i23[32 + e] = (uint8_t)(4 * e + 3);
+    }
+    const __m512i x01 = _mm512_loadu_si512((const void *)i01), x23 = _mm512_loadu_si512((const void *)i23);
+    for (size_t j = 0; j < m; j++) {
+        for (int r = 0; r < 4; r++) {
+            const float *f = lut + j * 256 + r * 64;
+            const __m512i f0 = _mm512_loadu_si512((const void *)f), f1 = _mm512_loadu_si512((const void *)(f + 16));
+            const __m512i f2 = _mm512_loadu_si512((const void *)(f + 32)), f3 = _mm512_loadu_si512((const void *)(f + 48));
+            const __m512i a = _mm512_permutex2var_epi8(f0, x01, f1), b = _mm512_permutex2var_epi8(f0, x23, f1);
+            const __m512i c = _mm512_permutex2var_epi8(f2, x01, f3), d = _mm512_permutex2var_epi8(f2, x23, f3);
+            uint8_t *o = planes + j * 1024 + r * 64;
+            _mm512_storeu_si512((void *)o, _mm512_shuffle_i64x2(a, c, 0x44));
+            _mm512_storeu_si512((void *)(o + 256), _mm512_shuffle_i64x2(a, c, 0xEE));
+            _mm512_storeu_si512((void *)(o + 512), _mm512_shuffle_i64x2(b, d, 0x44));
+            _mm512_storeu_si512((void *)(o + 768), _mm512_shuffle_i64x2(b, d, 0xEE));
+        }
+    }
+}
+
+// Codes of 64 rows (m a multiple of 16) -> m index vectors of 64 bytes at out + 64 j. Per 16 sub-quantizers: 16
+// registers of four rows' 16 code bytes (one row a 128-bit lane), a 16 x 16 byte transpose in each lane (unpack
+// stages pairing registers 8, 4, 2, 1 apart), register k then holding sub-quantizer 16 q + k. The stages leave
+// register g's rows at byte position rev4(g) of each lane (rev4 reverses 4 bits), so register g loads rows
+// 16 (rev4(g) >> 2) + (rev4(g) & 3) + 4 L into lane L: byte lane 16 L + 4 s + i then holds row 16 s + 4 L + i,
+// the order in which `pq8_lookup`'s interleave leaves the sums (float 4 L + i of register s).
+#define VQ_PQ8_LOAD4(p)                                                                                         \
+    _mm512_inserti32x4(                                                                                         \
+        _mm512_inserti32x4(_mm512_inserti32x4(_mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p))),   \
+                                              _mm_loadu_si128((const __m128i *)((p) + m4)), 1),                 \
+                           _mm_loadu_si128((const __m128i *)((p) + 2 * m4)), 2),                                \
+        _mm_loadu_si128((const __m128i *)((p) + 3 * m4)), 3)
+VQ_VBMI __attribute__((noinline)) static void pq8_transpose64(const uint8_t *c, size_t m, uint8_t *out) {
+    const size_t m4 = 4 * m;
+    for (size_t q = 0; q < m / 16; q++) {
+        const uint8_t *s = c + 16 * q;
+        uint8_t *o = out + q * 1024;
+        __m512i r0 = VQ_PQ8_LOAD4(s + 0 * m);
+        __m512i r1 = VQ_PQ8_LOAD4(s + 32 * m);
+        __m512i r2 = VQ_PQ8_LOAD4(s + 16 * m);
+        __m512i r3 = VQ_PQ8_LOAD4(s + 48 * m);
+        __m512i r4 = VQ_PQ8_LOAD4(s + 2 * m);
+        __m512i r5 = VQ_PQ8_LOAD4(s + 34 * m);
+        __m512i r6 = VQ_PQ8_LOAD4(s + 18 * m);
+        __m512i r7 = VQ_PQ8_LOAD4(s + 50 * m);
+        __m512i r8 = VQ_PQ8_LOAD4(s + 1 * m);
+        __m512i r9 = VQ_PQ8_LOAD4(s + 33 * m);
+        __m512i r10 = VQ_PQ8_LOAD4(s + 17 * m);
+        __m512i r11 = VQ_PQ8_LOAD4(s + 49 * m);
+        __m512i r12 = VQ_PQ8_LOAD4(s + 3 * m);
+        __m512i r13 = VQ_PQ8_LOAD4(s + 35 * m);
+        __m512i r14 = VQ_PQ8_LOAD4(s + 19 * m);
+        __m512i r15 = VQ_PQ8_LOAD4(s + 51 * m);
+        __m512i s0 = _mm512_unpacklo_epi8(r0, r8), s8 = _mm512_unpackhi_epi8(r0, r8);
+        __m512i s1 = _mm512_unpacklo_epi8(r1, r9), s9 = _mm512_unpackhi_epi8(r1, r9);
+        __m512i s2 = _mm512_unpacklo_epi8(r2, r10), s10 = _mm512_unpackhi_epi8(r2, r10);
+        __m512i s3 = _mm512_unpacklo_epi8(r3, r11), s11 = _mm512_unpackhi_epi8(r3, r11);
+        __m512i s4 = _mm512_unpacklo_epi8(r4, r12), s12 = _mm512_unpackhi_epi8(r4, r12);
+        __m512i s5 = _mm512_unpacklo_epi8(r5, r13), s13 = _mm512_unpackhi_epi8(r5, r13);
+        __m512i s6 = _mm512_unpacklo_epi8(r6, r14), s14 = _mm512_unpackhi_epi8(r6, r14);
+        __m512i s7 = _mm512_unpacklo_epi8(r7, r15), s15 = _mm512_unpackhi_epi8(r7, r15);
+        __m512i t0 = _mm512_unpacklo_epi16(s0, s4), t4 = _mm512_unpackhi_epi16(s0, s4);
+        __m512i t1 = _mm512_unpacklo_epi16(s1, s5), t5 = _mm512_unpackhi_epi16(s1, s5);
+        __m512i t2 = _mm512_unpacklo_epi16(s2, s6), t6 = _mm512_unpackhi_epi16(s2, s6);
+        __m512i t3 = _mm512_unpacklo_epi16(s3, s7), t7 = _mm512_unpackhi_epi16(s3, s7);
+        __m512i t8 = _mm512_unpacklo_epi16(s8, s12), t12 = _mm512_unpackhi_epi16(s8, s12);
+        __m512i t9 = _mm512_unpacklo_epi16(s9, s13), t13 = _mm512_unpackhi_epi16(s9, s13);
+        __m512i t10 = _mm512_unpacklo_epi16(s10, s14), t14 = _mm512_unpackhi_epi16(s10, s14);
+        __m512i t11 = _mm512_unpacklo_epi16(s11, s15), t15 = _mm512_unpackhi_epi16(s11, s15);
+        __m512i u0 = _mm512_unpacklo_epi32(t0, t2), u2 = _mm512_unpackhi_epi32(t0, t2);
+        __m512i u1 = _mm512_unpacklo_epi32(t1, t3), u3 = _mm512_unpackhi_epi32(t1, t3);
+        __m512i u4 = _mm512_unpacklo_epi32(t4, t6), u6 = _mm512_unpackhi_epi32(t4, t6);
+        __m512i u5 = _mm512_unpacklo_epi32(t5, t7), u7 = _mm512_unpackhi_epi32(t5, t7);
+        __m512i u8 = _mm512_unpacklo_epi32(t8, t10), u10 = _mm512_unpackhi_epi32(t8, t10);
+        __m512i u9 = _mm512_unpacklo_epi32(t9, t11), u11 = _mm512_unpackhi_epi32(t9, t11);
+        __m512i u12 = _mm512_unpacklo_epi32(t12, t14), u14 = _mm512_unpackhi_epi32(t12, t14);
+        __m512i u13 = _mm512_unpacklo_epi32(t13, t15), u15 = _mm512_unpackhi_epi32(t13, t15);
+        __m512i v0 = _mm512_unpacklo_epi64(u0, u1), v1 = _mm512_unpackhi_epi64(u0, u1);
+        __m512i v2 = _mm512_unpacklo_epi64(u2, u3), v3 = _mm512_unpackhi_epi64(u2, u3);
+        __m512i v4 = _mm512_unpacklo_epi64(u4, u5), v5 = _mm512_unpackhi_epi64(u4, u5);
+        __m512i v6 = _mm512_unpacklo_epi64(u6, u7), v7 = _mm512_unpackhi_epi64(u6, u7);
+        __m512i v8 = _mm512_unpacklo_epi64(u8, u9), v9 = _mm512_unpackhi_epi64(u8, u9);
+        __m512i v10 = _mm512_unpacklo_epi64(u10, u11), v11 = _mm512_unpackhi_epi64(u10, u11);
+        __m512i v12 = _mm512_unpacklo_epi64(u12, u13), v13 = _mm512_unpackhi_epi64(u12, u13);
+        __m512i v14 = _mm512_unpacklo_epi64(u14, u15), v15 = _mm512_unpackhi_epi64(u14, u15);
+        _mm512_storeu_si512(o + 0, v0); _mm512_storeu_si512(o + 64, v1); _mm512_storeu_si512(o + 128, v2); _mm512_storeu_si512(o + 192, v3);
+        _mm512_storeu_si512(o + 256, v4); _mm512_storeu_si512(o + 320, v5); _mm512_storeu_si512(o + 384, v6); _mm512_storeu_si512(o + 448, v7);
+        _mm512_storeu_si512(o + 512, v8); _mm512_storeu_si512(o + 576, v9); _mm512_storeu_si512(o + 640, v10); _mm512_storeu_si512(o + 704, v11);
+        _mm512_storeu_si512(o + 768, v12); _mm512_storeu_si512(o + 832, v13); _mm512_storeu_si512(o + 896, v14); _mm512_storeu_si512(o + 960, v15);
+    }
+}
+#undef VQ_PQ8_LOAD4
+
+// Sums of `nb` (1 to 4, a constant at each call) transposed blocks (idx + b * m * 64) against the byte planes:
+// each sub-quantizer's 16 plane registers are loaded once for the pass. Writes 64 * nb sums to out in row order.
+VQ_VBMI VQ_INLINE void pq8_lookup_body(const uint8_t *planes, size_t m, const uint8_t *idx, const int nb, float *out) {
+    __m512 acc[16];
+    for (int b = 0; b < 4 * nb; b++) acc[b] = _mm512_setzero_ps();
+    for (size_t j = 0; j < m; j++) {
+        const uint8_t *t = planes + j * 1024;
+        __m512i tab[16];
+        for (int x = 0; x < 16; x++) tab[x] = _mm512_loadu_si512((const void *)(t + 64 * x));
+        for (int b = 0; b < nb; b++) {
+            const __m512i ix = _mm512_loadu_si512((const void *)(idx + ((size_t)b * m + j) * 64));
+            const __mmask64 hi = _mm512_movepi8_mask(ix);
+            // Byte p of each code's entry: entries 0-127 from one pair of registers, 128-255 from the other.
+            const __m512i p0 = _mm512_mask_blend_epi8(hi, _mm512_permutex2var_epi8(tab[0], ix, tab[1]),
+                                                      _mm512_permutex2var_epi8(tab[2], ix, tab[3]));
+            const __m512i p1 = _mm512_mask_blend_epi8(hi, _mm512_permutex2var_epi8(tab[4], ix, tab[5]),
+                                                      _mm512_permutex2var_epi8(tab[6], ix, tab[7]));
+            const __m512i p2 = _mm512_mask_blend_epi8(hi, _mm512_permutex2var_epi8(tab[8], ix, tab[9]),
+                                                      _mm512_permutex2var_epi8(tab[10], ix, tab[11]));
+            const __m512i p3 = _mm512_mask_blend_epi8(hi, _mm512_permutex2var_epi8(tab[12], ix, tab[13]),
+                                                      _mm512_permutex2var_epi8(tab[14], ix, tab[15]));
+            // Interleaved back into floats: register s, 128-bit lane L, float i is byte lane 16 L + 4 s + i,
+            // row 16 s + 4 L + i (see `pq8_transpose64`), so the sums come out in row order.
+            const __m512i l01 = _mm512_unpacklo_epi8(p0, p1), h01 = _mm512_unpackhi_epi8(p0, p1);
+            const __m512i l23 = _mm512_unpacklo_epi8(p2, p3), h23 = _mm512_unpackhi_epi8(p2, p3);
+            acc[4 * b] = _mm512_add_ps(acc[4 * b], _mm512_castsi512_ps(_mm512_unpacklo_epi16(l01, l23)));
+            acc[4 * b + 1] = _mm512_add_ps(acc[4 * b + 1], _mm512_castsi512_ps(_mm512_unpackhi_epi16(l01, l23)));
+            acc[4 * b + 2] = _mm512_add_ps(acc[4 * b + 2], _mm512_castsi512_ps(_mm512_unpacklo_epi16(h01, h23)));
+            acc[4 * b + 3] = _mm512_add_ps(acc[4 * b + 3], _mm512_castsi512_ps(_mm512_unpackhi_epi16(h01, h23)));
+        }
+    }
+    for (int b = 0; b < 4 * nb; b++) _mm512_storeu_ps(out + 16 * b, acc[b]);
+}
+// One function per block count, so each gets its own register allocation (inlined into one switch, the
+// four bodies spilled their accumulators).
+VQ_VBMI __attribute__((noinline)) static void pq8_lookup1(const uint8_t *p, size_t m, const uint8_t *idx, float *out) {
+    pq8_lookup_body(p, m, idx, 1, out);
+}
+VQ_VBMI __attribute__((noinline)) static void pq8_lookup2(const uint8_t *p, size_t m, const uint8_t *idx, float *out) {
+    pq8_lookup_body(p, m, idx, 2, out);
+}
+VQ_VBMI __attribute__((noinline)) static void pq8_lookup3(const uint8_t *p, size_t m, const uint8_t *idx, float *out) {
+    pq8_lookup_body(p, m, idx, 3, out);
+}
+VQ_VBMI __attribute__((noinline)) static void pq8_lookup4(const uint8_t *p, size_t m, const uint8_t *idx, float *out) {
+    pq8_lookup_body(p, m, idx, 4, out);
+}
+
+// Prefetches the cache lines of rows [first, first + count) of 8-bit codes (m bytes a row). The transpose is the
+// first to touch a list's codes (memory-mapped, usually out of L1/L2): in a store search it took twice the time
+// of the look-ups until the codes of the pass after were requested ahead.
+VQ_INLINE void pq8_prefetch_rows(const uint8_t *codes, size_t m, size_t first, size_t count) {
+    if (count == 0) return;
+    const char *p = (const char *)(codes + first * m), *end = (const char *)(codes + (first + count) * m);
+    for (; p < end; p += 64) __builtin_prefetch(p, 0, 3);
+    __builtin_prefetch(end - 1, 0, 3);
+}
+
+VQ_VBMI static void pq8_scan_planes_vbmi(const float *lut, const uint8_t *planes, size_t m, const uint8_t *codes,
+                                         size_t n, float *out) {
+    if (m == 0 || m % 16 != 0 || m > 256) { vq_pq8_scan(lut, m, codes, n, out); return; }
+    uint8_t idx[VQ_PQ8_PASS_BYTES] __attribute__((aligned(64)));
+    float sums[4 * VQ_PQ8_BLOCK] __attribute__((aligned(64)));
+    size_t cap = VQ_PQ8_PASS_BYTES / (m * VQ_PQ8_BLOCK);
+    if (cap > 4) cap = 4;
+    size_t i = 0;
+    pq8_prefetch_rows(codes, m, 0, n < cap * VQ_PQ8_BLOCK ? n : cap * VQ_PQ8_BLOCK);
+    while (i < n) {
+        // One pass: up to `cap` blocks, the last one padded with zero codes when fewer than 64 rows are left
+        // (and at least VQ_PQ8_PAD_MIN; nothing is read past the last row).
+        size_t nb = 0, rows = 0;
+        while (nb < cap && i + rows < n) {
+            size_t left = n - i - rows;
+            if (left >= VQ_PQ8_BLOCK) {
+                pq8_transpose64(codes + (i + rows) * m, m, idx + nb * m * VQ_PQ8_BLOCK);
+                rows += VQ_PQ8_BLOCK;
+            } else if (left >= VQ_PQ8_PAD_MIN) {
+                uint8_t pad[VQ_PQ8_BLOCK * 256] __attribute__((aligned(64)));
+                memcpy(pad, codes + (i + rows) * m, left * m);
+                memset(pad + left * m, 0, (VQ_PQ8_BLOCK - left) * m);
+                pq8_transpose64(pad, m, idx + nb * m * VQ_PQ8_BLOCK);
+                rows += left;
+            } else {
+                break;
+            }
+            nb++;
+        }
+        if (nb == 0) break;
+        // The next pass's codes load while this pass's look-ups run.
+        size_t next = i + rows, ahead = n - next < cap * VQ_PQ8_BLOCK ? n - next : cap * VQ_PQ8_BLOCK;
+        pq8_prefetch_rows(codes, m, next, ahead);
+        float *dst = rows == nb * VQ_PQ8_BLOCK ? out + i : sums;
+        switch (nb) {
+        case 4: pq8_lookup4(planes, m, idx, dst); break;
+        case 3: pq8_lookup3(planes, m, idx, dst); break;
+        case 2: pq8_lookup2(planes, m, idx, dst); break;
+        default: pq8_lookup1(planes, m, idx, dst); break;
+        }
+        if (dst == sums) memcpy(out + i, sums, rows * sizeof(float));
+        i += rows;
+    }
+    if (i < n) vq_pq8_scan(lut, m, codes + i * m, n - i, out + i);
+}
+#undef VQ_VBMI
+#endif
 
 void vq_pq4_scan(const float *lut, size_t m, const uint8_t *codes, size_t n, float *out) {
     size_t bytes = (m + 1) / 2, pairs = m / 2;
@@ -859,24 +1086,25 @@ __attribute__((target("avx2"))) static size_t nearest_avx2(const float *norms, c
 // ---------------------------------------------------------------- variant tables and dispatch
 static const vq_quant_kernels generic_kernels = {
     "generic", vq_fs4_scan_reference, quantize_table_generic, pq_tables_generic, vq_dot_f32_i8_reference,
-    vq_nearest_reference, vq_u16_select_le_reference, vq_score_rows_reference,
+    vq_nearest_reference, vq_u16_select_le_reference, vq_score_rows_reference, NULL, NULL,
 };
 #ifdef VQ_X86
-static const vq_quant_kernels avx512_kernels = {
+// The byte-plane 8-bit scan needs AVX-512 VBMI as well; vq_variant_setup clears it without.
+static vq_quant_kernels avx512_kernels = {
     "avx512bw", fs4_scan_avx512, quantize_table_avx512, pq_tables_avx512, dot_f32_i8_avx512,
-    nearest_avx512, select_le_avx512, score_rows_avx512,
+    nearest_avx512, select_le_avx512, score_rows_avx512, pq8_planes_vbmi, pq8_scan_planes_vbmi,
 };
 // The AVX2 candidate filter needs BMI2 (pext) as well; vq_variant_setup swaps in the portable one without it.
 static vq_quant_kernels avx2_kernels = {
     "avx2", fs4_scan_avx2, quantize_table_avx2, pq_tables_avx2, dot_f32_i8_avx2,
-    nearest_avx2, select_le_avx2, score_rows_avx2,
+    nearest_avx2, select_le_avx2, score_rows_avx2, NULL, NULL,
 };
 static int has_avx512, has_avx2;
 #endif
 // Starts as the portable variant, so a call before the constructor below is still correct.
 static vq_quant_kernels active = {
     "generic", vq_fs4_scan_reference, quantize_table_generic, pq_tables_generic, vq_dot_f32_i8_reference,
-    vq_nearest_reference, vq_u16_select_le_reference, vq_score_rows_reference,
+    vq_nearest_reference, vq_u16_select_le_reference, vq_score_rows_reference, NULL, NULL,
 };
 static int vq_ready;
 // Whether `vq_f32_select` uses its AVX2 filter (the chosen variant is not the portable one).
@@ -890,6 +1118,10 @@ static void vq_variant_setup(void) {
     has_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
     has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     if (has_avx2 && !__builtin_cpu_supports("bmi2")) avx2_kernels.select_le = vq_u16_select_le_reference;
+    if (!__builtin_cpu_supports("avx512vbmi")) {
+        avx512_kernels.pq8_planes = NULL;
+        avx512_kernels.pq8_scan_planes = NULL;
+    }
 #endif
     vq_ready = 1;
 }
@@ -953,5 +1185,15 @@ size_t vq_f32_select(const float *v, size_t n, float bias, float limit, int le, 
 }
 void vq_score_rows(const float *q, const float *const *rows, size_t n, size_t d, int l2, float *out) {
     if (n > 0 && d > 0) active.score_rows(q, rows, n, d, l2, out);
+}
+size_t vq_pq8_planes_size(size_t m) {
+    return active.pq8_planes && m > 0 && m % 16 == 0 && m <= 256 ? m * 1024 : 0;
+}
+void vq_pq8_planes(const float *lut, size_t m, uint8_t *planes) {
+    if (vq_pq8_planes_size(m)) active.pq8_planes(lut, m, planes);
+}
+void vq_pq8_scan_planes(const float *lut, const uint8_t *planes, size_t m, const uint8_t *codes, size_t n, float *out) {
+    if (planes && vq_pq8_planes_size(m)) active.pq8_scan_planes(lut, planes, m, codes, n, out);
+    else vq_pq8_scan(lut, m, codes, n, out);
 }
 const char *vq_isa(void) { return active.isa; }

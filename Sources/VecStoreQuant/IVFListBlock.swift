@@ -399,10 +399,11 @@ public enum IVFListScan {
         pqRows(block, quantizer: quantizer, table: table, metric: metric, bias: bias, mask: mask, into: &top)
     }
 
+    /// `planes`, when given, is `table`'s byte-plane form (`ProductQuantizer.buildPlanes`; 8-bit codes).
     @inline(__always)
     static func pqRows<S: ScoredRowSink>(_ block: IVFListBlockView, quantizer: ProductQuantizer,
-                                         table: UnsafePointer<Float>, metric: Metric, bias: Float,
-                                         mask: CandidateMask?, into top: inout S) {
+                                         table: UnsafePointer<Float>, planes: UnsafePointer<UInt8>? = nil,
+                                         metric: Metric, bias: Float, mask: CandidateMask?, into top: inout S) {
         guard block.kind == .pq8 || block.kind == .pq4, block.width == quantizer.subquantizers,
               (block.kind == .pq8) == (quantizer.bits == 8) else { return }
         let codes = (block.base + block.payloadOffset).assumingMemoryBound(to: UInt8.self)
@@ -413,7 +414,7 @@ public enum IVFListScan {
                 var start = 0
                 while start < block.count {
                     let n = min(256, block.count - start)
-                    quantizer.scan(table: table, codes: codes + start * size, count: n, into: out)
+                    quantizer.scan(table: table, planes: planes, codes: codes + start * size, count: n, into: out)
                     // Thirty-two rows a pass (see `offerSelected`); the threshold is read once per entry.
                     offerSelected(out, count: n, bias: bias, l2: l2, groupRows: 32, block: block, first: start,
                                   mask: mask, candidates: candidates, into: &top)

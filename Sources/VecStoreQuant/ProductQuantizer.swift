@@ -215,13 +215,26 @@ public struct ProductQuantizer: Sendable, Equatable {
     }
 
     /// ADC values of `count` codes: `out[i] = Σ_j table[j, code_j(i)]` (squared distance for an L2 table,
-    /// inner product for an inner-product table).
-    public func scan(table: UnsafePointer<Float>, codes: UnsafePointer<UInt8>, count: Int,
-                     into out: UnsafeMutablePointer<Float>) {
+    /// inner product for an inner-product table). `planes`, when given (8-bit codes), is `table`'s byte-plane
+    /// form (`buildPlanes`): the same values, bit for bit, scored 64 rows a vector step.
+    public func scan(table: UnsafePointer<Float>, planes: UnsafePointer<UInt8>? = nil, codes: UnsafePointer<UInt8>,
+                     count: Int, into out: UnsafeMutablePointer<Float>) {
         if bits == 8 {
-            vq_pq8_scan(table, subquantizers, codes, count, out)
+            vq_pq8_scan_planes(table, planes, subquantizers, codes, count, out)
         } else {
             vq_pq4_scan(table, subquantizers, codes, count, out)
         }
+    }
+
+    /// Bytes of the byte-plane form of this quantizer's look-up table (`M × 1024`) when the running CPU scans
+    /// 8-bit codes from byte planes (AVX-512 VBMI, M a multiple of 16), else 0 (`scan` then reads the float
+    /// table alone).
+    public var planesSize: Int { bits == 8 ? vq_pq8_planes_size(subquantizers) : 0 }
+
+    /// Writes the byte-plane form of an 8-bit `table` (`planesSize` bytes; byte p of the float bits of entry
+    /// (j, k) at `j · 1024 + p · 256 + k`). Only when `planesSize` is nonzero.
+    public func buildPlanes(table: UnsafePointer<Float>, into planes: UnsafeMutablePointer<UInt8>) {
+        guard planesSize > 0 else { return }
+        vq_pq8_planes(table, subquantizers, planes)
     }
 }

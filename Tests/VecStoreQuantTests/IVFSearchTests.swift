@@ -394,3 +394,56 @@ struct IVFSearchTests {
         }
     }
 }
+
+/// The byte-plane 8-bit scan through `IVFProbeScorer` (lists of several 64-row blocks, so the planes are built
+/// and used on CPUs that have them): every row's score has the bits of the scalar ADC from the same table.
+@Suite struct ProbeScorerPlanesTests {
+    @Test("the scorer's scan (byte planes where the CPU has them) gives the scalar ADC's ids and score bits",
+          arguments: [(Metric.l2, true), (.l2, false), (.dot, true), (.dot, false)])
+    func planesEqualScalar(metric: Metric, residual: Bool) throws {
+        let d = 32, n = 900
+        let base = clusteredData(count: n, dimension: d, clusters: 6, seed: 17)
+        let index = try base.withUnsafeBufferPointer { b in
+            try IVFIndex.build(b.baseAddress!, count: n, dimension: d, metric: metric,
+                               options: IVFBuildOptions(nlist: 3, kind: .pq8, subquantizers: 16, kmeans: KMeansOptions(iterations: 4, seed: 3),
+                                                        pqKMeans: KMeansOptions(iterations: 4, seed: 4), residual: residual))
+        }
+        let pq = try #require(index.quantizer)
+        let queries = uniformData(count: 3 * d, seed: 8)
+        var rows = 0
+        try queries.withUnsafeBufferPointer { qb in
+            for q in 0..<3 {
+                let query = qb.baseAddress! + q * d
+                var scorer = IVFProbeScorer(query: query, header: index.header, quantizer: pq, precomputed: index.precomputed)
+                for list in 0..<index.header.nlist {
+                    index.centroids.withUnsafeBufferPointer { cb in
+                        index.precomputed.withUnsafeBufferPointer { pb in
+                            scorer.prepare(list: list, query: query, centroid: cb.baseAddress! + list * d, precomputed: pb.baseAddress)
+                        }
+                    }
+                    for blockNumber in 0..<index.blockCount(list: list) {
+                        try index.blockValue(list: list, block: blockNumber).withUnsafeBytes { raw in
+                            let view = try IVFListBlock.view(raw, kind: .pq8, list: list)
+                            var got = TopK(k: view.count), want = TopK(k: view.count)
+                            scorer.scan(view, mask: nil, into: &got)
+                            // The scalar kernel on the scorer's current float table.
+                            let table = metric == .l2 && residual ? scorer.listTable : Array(scorer.queryTable[0..<scorer.tableSize])
+                            table.withUnsafeBufferPointer { t in
+                                IVFListScan.pq(view, quantizer: pq, table: t.baseAddress!, metric: metric, bias: scorer.bias,
+                                               mask: nil, into: &want)
+                            }
+                            let a = got.sorted(), b = want.sorted()
+                            #expect(a.map(\.id) == b.map(\.id) && a.map(\.score.bitPattern) == b.map(\.score.bitPattern),
+                                    "query \(q) list \(list) block \(blockNumber)")
+                            if view.count >= scorer.planeThreshold {
+                                rows += view.count
+                                #expect(scorer.planes.isEmpty || scorer.planesCurrent, "planes built for a block of \(view.count) rows")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        #expect(rows > 0, "some block reaches the planes' row threshold")
+    }
+}

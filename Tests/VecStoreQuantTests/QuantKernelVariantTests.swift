@@ -174,6 +174,71 @@ struct QuantKernelVariantTests {
         }
     }
 
+    @Test("8-bit ADC from byte planes: the planes hold the table's float bytes, every row the sequential sum bit for bit",
+          arguments: names)
+    func pq8Planes(isa: String) throws {
+        let k = try #require(vq_quant_variant(isa)).pointee
+        // Only the AVX-512 variant on a CPU with VBMI has the byte-plane scan; the others leave both NULL.
+        guard let build = k.pq8_planes, let scan = k.pq8_scan_planes else {
+            #expect(k.pq8_planes == nil && k.pq8_scan_planes == nil, "\(isa)")
+            return
+        }
+        // M a multiple of 16 (1 to 16 blocks of 16 sub-quantizers) takes the vector path; 12 falls back to the
+        // scalar kernel. Row counts cover full 64-row blocks, passes of two, a padded tail (>= 28 rows) and a
+        // scalar tail. Codes sit in an exactly sized buffer, so a read past the last row would be caught by ASan.
+        for m in [12, 16, 32, 48, 64, 96, 256] {
+            var lut = uniformData(count: m * 256, seed: UInt64(m) + 100)
+            lut[5] = -0.0
+            lut[m * 256 - 1] = 1e-40  // subnormal
+            var planes = [UInt8](repeating: 0, count: m * 1024)
+            if m % 16 == 0 {
+                build(lut, m, &planes)
+                for j in 0..<m {
+                    for e in 0..<256 {
+                        let bits = lut[j * 256 + e].bitPattern
+                        for p in 0..<4 where planes[j * 1024 + p * 256 + e] != UInt8(truncatingIfNeeded: bits >> (8 * p)) {
+                            Issue.record("\(isa) m \(m) planes entry \(j),\(e) byte \(p)")
+                        }
+                    }
+                }
+            }
+            var rng = SplitMix64(seed: UInt64(m + 11))
+            for n in [0, 1, 27, 28, 63, 64, 65, 128, 129, 191, 200, 256, 300] {
+                let codes = (0..<max(n * m, 1)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                var got = [Float](repeating: -1, count: max(n, 1))
+                scan(lut, planes, m, codes, n, &got)
+                var wrong = 0
+                for i in 0..<n {
+                    var s: Float = 0
+                    for j in 0..<m { s += lut[j * 256 + Int(codes[i * m + j])] }
+                    if got[i].bitPattern != s.bitPattern { wrong += 1 }
+                }
+                #expect(wrong == 0, "\(isa) m \(m) n \(n): \(wrong) rows differ")
+            }
+        }
+    }
+
+    @Test("the dispatched byte-plane scan: planes only where the variant has them, the same values as vq_pq8_scan")
+    func pq8PlanesDispatched() {
+        for m in [4, 16, 48] {
+            let size = vq_pq8_planes_size(m)
+            #expect(size == 0 || size == m * 1024)
+            if m % 16 != 0 { #expect(size == 0) }
+            let lut = uniformData(count: m * 256, seed: UInt64(m) + 5)
+            var planes = [UInt8](repeating: 0, count: max(size, 1))
+            if size > 0 { vq_pq8_planes(lut, m, &planes) }
+            var rng = SplitMix64(seed: 9)
+            let n = 229
+            let codes = (0..<(n * m)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            var want = [Float](repeating: 0, count: n), got = want, none = want
+            vq_pq8_scan(lut, m, codes, n, &want)
+            if size > 0 { vq_pq8_scan_planes(lut, planes, m, codes, n, &got) } else { got = want }
+            vq_pq8_scan_planes(lut, nil, m, codes, n, &none)
+            #expect(got.map(\.bitPattern) == want.map(\.bitPattern), "m \(m)")
+            #expect(none.map(\.bitPattern) == want.map(\.bitPattern), "m \(m) without planes")
+        }
+    }
+
     @Test("the float candidate filter (vq_f32_select, dispatched) agrees with its reference: bias, both directions, NaN, ±inf, tails")
     func floatSelect() {
         var rng = SplitMix64(seed: 77)

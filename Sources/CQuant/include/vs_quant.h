@@ -11,6 +11,17 @@
 
 /// ADC scan over 8-bit PQ codes: out[i] = sum_j lut[j*256 + codes[i*m + j]] for i in [0, n).
 void vq_pq8_scan(const float *lut, size_t m, const uint8_t *codes, size_t n, float *out);
+/// Bytes of the byte-plane form of an 8-bit ADC table with `m` sub-quantizers (`m * 1024`) when the dispatched
+/// variant scans 8-bit codes from byte planes (AVX-512 VBMI; `m` a multiple of 16, at most 256), else 0: then
+/// `vq_pq8_scan_planes` runs `vq_pq8_scan` and no planes need be built.
+size_t vq_pq8_planes_size(size_t m);
+/// Byte planes of an 8-bit table (`lut` as `vq_pq8_scan` reads it): byte p of the float bits of entry k of
+/// sub-quantizer j at planes[j * 1024 + p * 256 + k]. Only when `vq_pq8_planes_size(m)` is nonzero.
+void vq_pq8_planes(const float *lut, size_t m, uint8_t *planes);
+/// `vq_pq8_scan` (the same values, bit for bit: each row summed in sub-quantizer order) from `planes` built by
+/// `vq_pq8_planes` from `lut`, 64 rows a vector step; `planes` NULL (or `vq_pq8_planes_size(m)` 0) runs
+/// `vq_pq8_scan`. Short tails read `lut`.
+void vq_pq8_scan_planes(const float *lut, const uint8_t *planes, size_t m, const uint8_t *codes, size_t n, float *out);
 /// ADC scan over packed 4-bit PQ codes (row i is (m+1)/2 bytes; sub-quantizer j is the low nibble of byte
 /// j/2 when j is even, the high nibble when odd): out[i] = sum_j lut[j*16 + code_j(i)].
 void vq_pq4_scan(const float *lut, size_t m, const uint8_t *codes, size_t n, float *out);
@@ -79,7 +90,8 @@ void vq_score_rows(const float *q, const float *const *rows, size_t n, size_t d,
 /// The portable reference of `vq_score_rows` (one row at a time, sequential sums), exposed for tests.
 void vq_score_rows_reference(const float *q, const float *const *rows, size_t n, size_t d, int l2, float *out);
 
-/// Name of the instruction set the quantized kernels dispatched to ("avx512bw", "avx2", "generic").
+/// Name of the instruction set the quantized kernels dispatched to ("avx512bw", "avx2", "generic"). The
+/// "avx512bw" variant scans 8-bit codes from byte planes only when the CPU also has AVX-512 VBMI.
 const char *vq_isa(void);
 
 /// The quantized kernels of one instruction-set variant. The functions above call the variant picked once at
@@ -104,6 +116,11 @@ typedef struct vq_quant_kernels {
     size_t (*select_le)(const uint16_t *v, size_t n, uint16_t limit, uint32_t *idx);
     /// `vq_score_rows` of this variant (n >= 1, d >= 1).
     void (*score_rows)(const float *q, const float *const *rows, size_t n, size_t d, int l2, float *out);
+    /// `vq_pq8_planes` of this variant, NULL when it has no byte-plane scan (all but AVX-512 with VBMI).
+    void (*pq8_planes)(const float *lut, size_t m, uint8_t *planes);
+    /// `vq_pq8_scan_planes` of this variant (`planes` non-NULL), NULL with `pq8_planes`.
+    void (*pq8_scan_planes)(const float *lut, const uint8_t *planes, size_t m, const uint8_t *codes, size_t n,
+                            float *out);
 } vq_quant_kernels;
 
 /// The table of variant `isa` ("avx512bw" or "avx512", "avx2", "generic" or "portable"), or NULL when the name
