@@ -97,14 +97,16 @@ void vq_pq8_scan(const float *lut, size_t m, const uint8_t *codes, size_t n, flo
 // sub-quantizer (in a vector lane of its own), so every value has the bits of the scalar kernel's. Codes are
 // transposed 64 rows at a time (a 16 x 16 byte transpose per 128-bit lane in four unpack stages) into one
 // 64-byte index vector per sub-quantizer. C micro-benchmark on an AMD EPYC (Zen 5) at M = 48, 256 rows a call:
-// 8.5 -> 3.5 ns a row; at M = 16: 3.0 -> 1.4 ns.
+// 8.1 -> 3.3 ns a row; at M = 16: 2.8 -> 1.0 ns (BENCHMARKS.md, "8-bit ADC from byte planes").
 #ifdef VQ_X86
 #define VQ_VBMI __attribute__((target("avx512f,avx512bw,avx512vbmi")))
 // Rows of one transposed block, and the blocks a pass over the table reads.
 #define VQ_PQ8_BLOCK 64
 // Stack room for the transposed codes of one pass: four blocks at M <= 48 (a pass reads each sub-quantizer's
-// 1 KB of planes once; at M = 48 the 48 KB of planes do not stay in L1 between passes).
+// 1 KB of planes once; at M = 48 the 48 KB of planes do not stay in L1 between passes), one block at M <= 192.
 #define VQ_PQ8_PASS_BYTES 12288
+// The largest M whose transposed block fits a pass (larger M scan with the scalar kernel and build no planes).
+#define VQ_PQ8_PLANES_MAX_M (VQ_PQ8_PASS_BYTES / 64)
 // A short last block of at least this many rows is padded with zero codes and scored in the pass like a full
 // one; fewer go to the scalar kernel (a padded block costs about as much as this many scalar rows).
 #define VQ_PQ8_PAD_MIN 20
@@ -267,7 +269,7 @@ VQ_INLINE void pq8_prefetch_rows(const uint8_t *codes, size_t m, size_t first, s
 
 VQ_VBMI static void pq8_scan_planes_vbmi(const float *lut, const uint8_t *planes, size_t m, const uint8_t *codes,
                                          size_t n, float *out) {
-    if (m == 0 || m % 16 != 0 || m > 256) { vq_pq8_scan(lut, m, codes, n, out); return; }
+    if (m == 0 || m % 16 != 0 || m > VQ_PQ8_PLANES_MAX_M) { vq_pq8_scan(lut, m, codes, n, out); return; }
     uint8_t idx[VQ_PQ8_PASS_BYTES] __attribute__((aligned(64)));
     float sums[4 * VQ_PQ8_BLOCK] __attribute__((aligned(64)));
     size_t cap = VQ_PQ8_PASS_BYTES / (m * VQ_PQ8_BLOCK);
@@ -1187,7 +1189,7 @@ void vq_score_rows(const float *q, const float *const *rows, size_t n, size_t d,
     if (n > 0 && d > 0) active.score_rows(q, rows, n, d, l2, out);
 }
 size_t vq_pq8_planes_size(size_t m) {
-    return active.pq8_planes && m > 0 && m % 16 == 0 && m <= 256 ? m * 1024 : 0;
+    return active.pq8_planes && m > 0 && m % 16 == 0 && m <= VQ_PQ8_PLANES_MAX_M ? m * 1024 : 0;
 }
 void vq_pq8_planes(const float *lut, size_t m, uint8_t *planes) {
     if (vq_pq8_planes_size(m)) active.pq8_planes(lut, m, planes);

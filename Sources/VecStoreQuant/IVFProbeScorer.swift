@@ -37,6 +37,8 @@ public struct IVFProbeScorer {
     /// `planeRows` rows (a query's table) or `listPlaneRows` rows (a list's table) after the table changed, so
     /// a query or list that only meets short blocks does not pay for it.
     var planes: [UInt8]
+    /// Bytes of the byte-plane form of a table (`ProductQuantizer.planesSize`): 0 where the CPU or M has none.
+    let planeBytes: Int
     /// Whether `planes` holds the current table.
     var planesCurrent = false
     /// Rows of a block from which the byte planes of a query's table (inner product, raw-vector codes: one
@@ -75,8 +77,8 @@ public struct IVFProbeScorer {
         listTable = [Float](repeating: 0, count: listed ? tableSize : 0)
         residual = [Float](repeating: 0, count: header.residual && l2 && precomputed.isEmpty ? header.dimension : 0)
         if fast { quantized = QuantizedTable(subquantizers: pq.subquantizers) }
-        let planeBytes = fast ? 0 : pq.planesSize
-        planes = [UInt8](repeating: 0, count: planeBytes > 0 ? planeBytes + 64 : 0)
+        planeBytes = fast ? 0 : pq.planesSize
+        planes = []  // allocated by the first block that builds planes: a query that never does pays nothing
     }
 
     /// Fills the query's table (and, where one quantized table serves every list, quantizes it): raw-vector
@@ -110,6 +112,7 @@ public struct IVFProbeScorer {
     /// (`tile` 1) quantizes in `use`.
     public mutating func beginTile(queries: UnsafePointer<Float>, count: Int, stride: Int) {
         let n = min(max(count, 0), tile)
+        planesCurrent = false  // the tables change: no scan may read planes of the old ones
         let l2 = self.l2, residualCodes = self.residualCodes, pq = quantizer
         queryTable.withUnsafeMutableBufferPointer { t in
             guard let tb = t.baseAddress else { return }
@@ -190,7 +193,11 @@ public struct IVFProbeScorer {
             return
         }
         let listed = l2 && residualCodes, offset = listed ? 0 : active
-        if !planesCurrent, !planes.isEmpty, block.count >= planeThreshold {
+        if !planesCurrent, planeBytes > 0, block.count >= planeThreshold {
+            if planes.isEmpty {
+                // Every byte is written by `buildPlanes` before a scan reads it.
+                planes = [UInt8](unsafeUninitializedCapacity: planeBytes + 64) { _, count in count = planeBytes + 64 }
+            }
             let pq = quantizer
             (listed ? listTable : queryTable).withUnsafeBufferPointer { t in
                 planes.withUnsafeMutableBufferPointer { p in

@@ -399,8 +399,9 @@ struct IVFSearchTests {
 /// and used on CPUs that have them): every row's score has the bits of the scalar ADC from the same table.
 @Suite struct ProbeScorerPlanesTests {
     @Test("the scorer's scan (byte planes where the CPU has them) gives the scalar ADC's ids and score bits",
-          arguments: [(Metric.l2, true), (.l2, false), (.dot, true), (.dot, false)])
-    func planesEqualScalar(metric: Metric, residual: Bool) throws {
+          arguments: [(Metric.l2, true), (.l2, false), (.dot, true), (.dot, false)], [false, true])
+    func planesEqualScalar(coding: (Metric, Bool), tiled: Bool) throws {
+        let (metric, residual) = coding
         let d = 32, n = 900
         let base = clusteredData(count: n, dimension: d, clusters: 6, seed: 17)
         let index = try base.withUnsafeBufferPointer { b in
@@ -412,9 +413,17 @@ struct IVFSearchTests {
         let queries = uniformData(count: 3 * d, seed: 8)
         var rows = 0
         try queries.withUnsafeBufferPointer { qb in
+            // Tiled: one scorer builds the three queries' tables in one pass (the store's batch path) and each
+            // query scans from its own slot, whose planes must not be the previous slot's.
+            var tiledScorer = IVFProbeScorer(header: index.header, quantizer: pq, precomputed: index.precomputed, tile: 4)
+            if tiled { tiledScorer.beginTile(queries: qb.baseAddress!, count: 3, stride: d) }
             for q in 0..<3 {
                 let query = qb.baseAddress! + q * d
                 var scorer = IVFProbeScorer(query: query, header: index.header, quantizer: pq, precomputed: index.precomputed)
+                if tiled {
+                    tiledScorer.use(slot: q)
+                    scorer = tiledScorer
+                }
                 for list in 0..<index.header.nlist {
                     index.centroids.withUnsafeBufferPointer { cb in
                         index.precomputed.withUnsafeBufferPointer { pb in
@@ -427,7 +436,7 @@ struct IVFSearchTests {
                             var got = TopK(k: view.count), want = TopK(k: view.count)
                             scorer.scan(view, mask: nil, into: &got)
                             // The scalar kernel on the scorer's current float table.
-                            let table = metric == .l2 && residual ? scorer.listTable : Array(scorer.queryTable[0..<scorer.tableSize])
+                            let table = metric == .l2 && residual ? scorer.listTable : Array(scorer.queryTable[scorer.active..<(scorer.active + scorer.tableSize)])
                             table.withUnsafeBufferPointer { t in
                                 IVFListScan.pq(view, quantizer: pq, table: t.baseAddress!, metric: metric, bias: scorer.bias,
                                                mask: nil, into: &want)
@@ -437,11 +446,12 @@ struct IVFSearchTests {
                                     "query \(q) list \(list) block \(blockNumber)")
                             if view.count >= scorer.planeThreshold {
                                 rows += view.count
-                                #expect(scorer.planes.isEmpty || scorer.planesCurrent, "planes built for a block of \(view.count) rows")
+                                #expect(scorer.planeBytes == 0 || (scorer.planesCurrent && !scorer.planes.isEmpty), "planes built for a block of \(view.count) rows")
                             }
                         }
                     }
                 }
+                if tiled { tiledScorer = scorer }  // the next slot starts from this scorer's planes
             }
         }
         #expect(rows > 0, "some block reaches the planes' row threshold")

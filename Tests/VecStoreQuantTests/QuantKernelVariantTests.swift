@@ -183,15 +183,17 @@ struct QuantKernelVariantTests {
             #expect(k.pq8_planes == nil && k.pq8_scan_planes == nil, "\(isa)")
             return
         }
-        // M a multiple of 16 (1 to 16 blocks of 16 sub-quantizers) takes the vector path; 12 falls back to the
-        // scalar kernel. Row counts cover full 64-row blocks, passes of two, a padded tail (>= 28 rows) and a
-        // scalar tail. Codes sit in an exactly sized buffer, so a read past the last row would be caught by ASan.
-        for m in [12, 16, 32, 48, 64, 96, 256] {
+        // M a multiple of 16 up to 192 (1 to 12 blocks of 16 sub-quantizers) takes the vector path; 12 and 208
+        // fall back to the scalar kernel (no planes: `vq_pq8_planes_size` is 0 there). Row counts cover full
+        // 64-row blocks, passes of two, padded tails (>= VQ_PQ8_PAD_MIN = 20 rows: 20, 84) and scalar tails (19,
+        // 83). Codes sit in an exactly sized buffer, so a read past the last row would be caught by ASan
+        // (Tools/fuzz-asan).
+        for m in [12, 16, 32, 48, 64, 96, 192, 208] {
             var lut = uniformData(count: m * 256, seed: UInt64(m) + 100)
             lut[5] = -0.0
             lut[m * 256 - 1] = 1e-40  // subnormal
             var planes = [UInt8](repeating: 0, count: m * 1024)
-            if m % 16 == 0 {
+            if m % 16 == 0 && m <= 192 {
                 build(lut, m, &planes)
                 for j in 0..<m {
                     for e in 0..<256 {
@@ -203,7 +205,7 @@ struct QuantKernelVariantTests {
                 }
             }
             var rng = SplitMix64(seed: UInt64(m + 11))
-            for n in [0, 1, 27, 28, 63, 64, 65, 128, 129, 191, 200, 256, 300] {
+            for n in [0, 1, 19, 20, 27, 28, 63, 64, 65, 83, 84, 128, 129, 191, 200, 256, 300] {
                 let codes = (0..<max(n * m, 1)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
                 var got = [Float](repeating: -1, count: max(n, 1))
                 scan(lut, planes, m, codes, n, &got)
@@ -223,6 +225,8 @@ struct QuantKernelVariantTests {
         for m in [4, 16, 48] {
             let size = vq_pq8_planes_size(m)
             #expect(size == 0 || size == m * 1024)
+            // Beyond 192 sub-quantizers a transposed block does not fit a pass: no planes.
+            #expect(vq_pq8_planes_size(208) == 0 && vq_pq8_planes_size(256) == 0)
             if m % 16 != 0 { #expect(size == 0) }
             let lut = uniformData(count: m * 256, seed: UInt64(m) + 5)
             var planes = [UInt8](repeating: 0, count: max(size, 1))

@@ -12,7 +12,7 @@
 /// ADC scan over 8-bit PQ codes: out[i] = sum_j lut[j*256 + codes[i*m + j]] for i in [0, n).
 void vq_pq8_scan(const float *lut, size_t m, const uint8_t *codes, size_t n, float *out);
 /// Bytes of the byte-plane form of an 8-bit ADC table with `m` sub-quantizers (`m * 1024`) when the dispatched
-/// variant scans 8-bit codes from byte planes (AVX-512 VBMI; `m` a multiple of 16, at most 256), else 0: then
+/// variant scans 8-bit codes from byte planes (AVX-512 VBMI; `m` a multiple of 16, at most 192), else 0: then
 /// `vq_pq8_scan_planes` runs `vq_pq8_scan` and no planes need be built.
 size_t vq_pq8_planes_size(size_t m);
 /// Byte planes of an 8-bit table (`lut` as `vq_pq8_scan` reads it): byte p of the float bits of entry k of
