@@ -225,7 +225,11 @@ public struct VectorCollection: Sendable {
     /// The `k` nearest live documents to `query` by exact search, optionally restricted by `filter`.
     public func search(_ query: [Float], k: Int, filter: Filter? = nil,
                        options: SearchOptions = SearchOptions()) throws(VecStoreError) -> [SearchResult] {
-        try searchBatch([query], k: k, filter: filter, options: options)[0]
+        // `searchBatch` of one query, without wrapping the query and the results in arrays of one.
+        guard k > 0 else { return [] }
+        try Self.checkK(k)
+        let (stored, _) = try storedForm(query, id: nil)
+        return try searchRows(stored, count: 1, k: k, filter: filter, options: options).first ?? []
     }
 
     /// The largest `k` (and hybrid `candidates`) a search accepts: results are held in memory, so a
