@@ -292,8 +292,17 @@ public struct VectorCollection: Sendable {
     func resolve(_ txn: Transaction, _ view: CollectionView, _ top: TopK, query: UnsafePointer<Float>,
                  table: RowPointerTable?, includeText: Bool = false, exactScores: Bool = false) throws -> [SearchResult]
     {
-        try top.withSorted { hits in
-            try resolve(txn, view, hits, query: query, table: table, includeText: includeText, exactScores: exactScores)
+        // A search's few hits are ordered in a stack buffer here (`TopK.fewSorted`), not through `withSorted`'s
+        // generic closure.
+        guard top.count <= TopK.insertionSortLimit else {
+            return try top.sorted().withUnsafeBufferPointer { hits in
+                try resolve(txn, view, hits, query: query, table: table, includeText: includeText, exactScores: exactScores)
+            }
+        }
+        return try withUnsafeTemporaryAllocation(of: (id: UInt32, score: Float).self, capacity: max(top.count, 1)) { b in
+            guard let p = b.baseAddress else { return [] }
+            let hits = UnsafeBufferPointer(start: p, count: top.fewSorted(into: p))
+            return try resolve(txn, view, hits, query: query, table: table, includeText: includeText, exactScores: exactScores)
         }
     }
 
