@@ -227,7 +227,11 @@ public struct VectorCollection: Sendable {
     /// The `k` nearest live documents to `query` by exact search, optionally restricted by `filter`.
     public func search(_ query: [Float], k: Int, filter: Filter? = nil,
                        options: SearchOptions = SearchOptions()) throws(VecStoreError) -> [SearchResult] {
-        try searchBatch([query], k: k, filter: filter, options: options)[0]
+        // `searchBatch` of one query, without wrapping the query and the results in arrays of one.
+        guard k > 0 else { return [] }
+        try Self.checkK(k)
+        let (stored, _) = try storedForm(query, id: nil)
+        return try searchRows(stored, count: 1, k: k, filter: filter, options: options).first ?? []
     }
 
     /// The largest `k` (and hybrid `candidates`) a search accepts: results are held in memory, so a
@@ -290,8 +294,17 @@ public struct VectorCollection: Sendable {
     func resolve(_ txn: Transaction, _ view: CollectionView, _ top: TopK, query: UnsafePointer<Float>,
                  table: RowPointerTable?, includeText: Bool = false, exactScores: Bool = false) throws -> [SearchResult]
     {
-        try top.withSorted { hits in
-            try resolve(txn, view, hits, query: query, table: table, includeText: includeText, exactScores: exactScores)
+        // A search's few hits are ordered in a stack buffer here (`TopK.fewSorted`), not through `withSorted`'s
+        // generic closure.
+        guard top.count <= TopK.insertionSortLimit else {
+            return try top.sorted().withUnsafeBufferPointer { hits in
+                try resolve(txn, view, hits, query: query, table: table, includeText: includeText, exactScores: exactScores)
+            }
+        }
+        return try withUnsafeTemporaryAllocation(of: (id: UInt32, score: Float).self, capacity: max(top.count, 1)) { b in
+            guard let p = b.baseAddress else { return [] }
+            let hits = UnsafeBufferPointer(start: p, count: top.fewSorted(into: p))
+            return try resolve(txn, view, hits, query: query, table: table, includeText: includeText, exactScores: exactScores)
         }
     }
 

@@ -8,5 +8,6 @@ struct BenchCommand: ParsableCommand {
         commandName: "vecstore-bench",
         abstract: "Benchmarks for vecstore (build with -c release; run through Tools/bench).",
         subcommands: [ExactBench.self, HNSWBench.self, BM25Bench.self, ScaleBench.self, IVFBench.self, PCABench.self,
-                      EmbedBench.self, HNSWTraversalBench.self, OpenOnceBench.self])
+                      EmbedBench.self, HNSWTraversalBench.self, OpenOnceBench.self,
+                      QueryLoopBench.self])
 }

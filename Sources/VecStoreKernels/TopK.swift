@@ -200,21 +200,30 @@ public struct TopK: Sendable {
         guard n <= Self.insertionSortLimit else { return try sorted().withUnsafeBufferPointer(body) }
         return try withUnsafeTemporaryAllocation(of: (id: UInt32, score: Float).self, capacity: max(n, 1)) { buffer in
             guard let p = buffer.baseAddress else { return try body(UnsafeBufferPointer(start: nil, count: 0)) }
-            entries.withUnsafeBufferPointer { eb in
-                for j in 0..<n {
-                    let item = (id: Self.id(eb[j]), score: Self.score(eb[j]))
-                    var at = j
-                    while at > 0 && (item.score > p[at - 1].score || (item.score == p[at - 1].score && item.id < p[at - 1].id)) {
-                        p[at] = p[at - 1]
-                        at -= 1
-                    }
-                    p[at] = item
-                }
-            }
-            return try body(UnsafeBufferPointer(start: p, count: n))
+            return try body(UnsafeBufferPointer(start: p, count: fewSorted(into: p)))
         }
     }
 
+    /// Writes the held candidates best first (the order of `sorted()`) to `buffer`, which has room for `count`
+    /// of them, and returns `count`. An insertion sort: meant for a search's few results (at most
+    /// `insertionSortLimit`; the caller holds the buffer, typically on its stack). `withSorted` without its
+    /// generic closure (whose `Result` metadata look-up was ~1,000 instructions of a siftsmall IVF-Flat query).
+    public func fewSorted(into p: UnsafeMutablePointer<(id: UInt32, score: Float)>) -> Int {
+        let n = held
+        entries.withUnsafeBufferPointer { eb in
+            for j in 0..<n {
+                let item = (id: Self.id(eb[j]), score: Self.score(eb[j]))
+                var at = j
+                while at > 0 && (item.score > p[at - 1].score || (item.score == p[at - 1].score && item.id < p[at - 1].id)) {
+                    p[at] = p[at - 1]
+                    at -= 1
+                }
+                p[at] = item
+            }
+        }
+        return n
+    }
+
     /// `sorted()` orders at most this many candidates by insertion.
-    static let insertionSortLimit = 32
+    public static let insertionSortLimit = 32
 }

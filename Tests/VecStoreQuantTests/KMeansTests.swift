@@ -4,6 +4,42 @@ import VecStoreKernels
 @testable import VecStoreQuant
 
 @Suite struct KMeansTests {
+    /// `nearest` for few probes (the insertion path, `nearestFew`) returns what a `TopK` of the same scores
+    /// returns: best first, ties to the lower centroid, NaN never kept. Integer-valued centroids make ties
+    /// common; a NaN centroid gives a NaN score.
+    @Test func nearestFewMatchesTopK() {
+        var rng = SplitMix64(seed: 11)
+        let d = 4
+        for k in [1, 2, 5, 16, 17, 40, 100] {
+            for trial in 0..<12 {
+                var centroids = (0..<(k * d)).map { _ in Float(rng.below(3)) }
+                if trial % 3 == 1 { centroids[rng.below(k) * d] = .nan }
+                let query = (0..<d).map { _ in Float(rng.below(3)) }
+                for metric in [Metric.l2, .dot] {
+                    for probes in [1, 2, 3, 8, 16] {
+                        let got = query.withUnsafeBufferPointer { q in
+                            centroids.withUnsafeBufferPointer { c in
+                                KMeans.nearest(q.baseAddress!, centroids: c.baseAddress!, k: k, dimension: d, metric: metric,
+                                               count: probes)
+                            }
+                        }
+                        var top = TopK(k: min(probes, k))
+                        for j in 0..<k {
+                            var dot: Float = 0, l2: Float = 0
+                            for t in 0..<d {
+                                dot += query[t] * centroids[j * d + t]
+                                l2 += (query[t] - centroids[j * d + t]) * (query[t] - centroids[j * d + t])
+                            }
+                            top.insert(metric == .l2 ? -l2 : dot, UInt32(j))
+                        }
+                        let want = top.sorted().map(\.id)
+                        #expect(got == want, "k \(k) trial \(trial) \(metric) probes \(probes): \(got) vs \(want)")
+                    }
+                }
+            }
+        }
+    }
+
     /// The dispatched nearest-candidate kernel (AVX-512 / AVX2) picks what the portable loop picks: the
     /// smallest norms − 2·dots (or largest dot), first index on ties, for every k around the vector widths.
     @Test func nearestKernelMatchesReference() {

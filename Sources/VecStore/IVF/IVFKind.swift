@@ -293,14 +293,17 @@ final class IVFIndexView: VectorIndexView, @unchecked Sendable {
 
     func search(queries: UnsafePointer<Float>, count: Int, k: Int, mask: CandidateMask?, options: SearchOptions,
                 threads: Int) -> [TopK] {
-        let refine = options.refine ?? list.model.header.defaultRefine
-        // Lists keep deleted rows until compaction: without a mask, the live rows are the mask.
-        let run = { (m: CandidateMask) in
-            self.list.search(queries: queries, count: count, k: k, mask: m, nprobe: self.nprobe(options), refine: refine,
-                             vectors: self.rows, threads: threads)
+        let refine = options.refine ?? list.model.header.defaultRefine, p = nprobe(options)
+        // Lists keep deleted rows until compaction: without a mask, the live rows are the mask. (Two calls rather
+        // than one stored closure: its context was a heap allocation a search.)
+        if let mask {
+            return list.search(queries: queries, count: count, k: k, mask: mask, nprobe: p, refine: refine, vectors: rows,
+                               threads: threads)
         }
-        if let mask { return run(mask) }
-        return CandidateMask.with(rows.liveWords) { run($0) }
+        return CandidateMask.with(rows.liveWords) { m in
+            list.search(queries: queries, count: count, k: k, mask: m, nprobe: p, refine: refine, vectors: rows,
+                        threads: threads)
+        }
     }
 
     /// Every search ends by rescoring its final rows with `resolve`'s kernels (`IVFView.rescored`): flat scans

@@ -90,6 +90,22 @@ final class IVFView: @unchecked Sendable {
             return listMajorFlat(queries: queries, count: count, k: k, mask: mask, nprobe: p, probes: batched.lists,
                                  threads: threads)
         }
+        if model.quantizer == nil {
+            // Float32 and binary16 lists, one query at a time: no tables or candidate reservoir, so no per-worker
+            // scratch (its set-up was ~500 instructions of a siftsmall IVF-Flat nprobe-1 query).
+            return QueryWorkers.map(count: count, threads: threads, placeholder: TopK(k: 0)) { indices, put in
+                for i in indices {
+                    let q = queries + i * d
+                    if batched.lists.isEmpty {
+                        put(i, unquantized(q, k: k, mask: mask, probes: model.probes(q, count: p)[...], vectors: vectors))
+                    } else {
+                        // A batched query's lists end at its first `noList` slot (fewer lists found).
+                        let end = batched.lists[(i * p)..<(i * p + p)].firstIndex(of: IVFModel.noList) ?? (i * p + p)
+                        put(i, unquantized(q, k: k, mask: mask, probes: batched.lists[(i * p)..<end], vectors: vectors))
+                    }
+                }
+            }
+        }
         return QueryWorkers.map(count: count, threads: threads, placeholder: TopK(k: 0)) { indices, put in
             let mine = Array(indices)
             // 8-bit codes: the worker's queries build their tables `tile` at a time, in one pass over the
@@ -307,6 +323,18 @@ final class IVFView: @unchecked Sendable {
         return top
     }
 
+    /// One query over float32 (exact scores, `IVFListScan.flat`) or binary16 lists (`halfScan`).
+    func unquantized(_ query: UnsafePointer<Float>, k: Int, mask: CandidateMask, probes: ArraySlice<UInt32>,
+                     vectors: CollectionView) -> TopK {
+        if model.header.kind == .flat16 { return halfScan(query, k: k, mask: mask, probes: probes, vectors: vectors) }
+        let metric = model.header.metric
+        var top = TopK(k: k)
+        for list in probes {
+            for block in blocks[Int(list)] { IVFListScan.flat(block, query: query, metric: metric, mask: mask, into: &top) }
+        }
+        return top
+    }
+
     /// Per-worker state reused by every query of a search (`one`).
     struct Scratch {
         /// The best `refine · k` ADC candidates (refining PQ searches).
@@ -326,14 +354,7 @@ final class IVFView: @unchecked Sendable {
              biases: ArraySlice<Float>? = nil, refine: Int, vectors: CollectionView, tableSlot: Int? = nil,
              scratch: inout Scratch) -> TopK {
         let header = model.header, d = header.dimension, metric = header.metric
-        if header.kind == .flat16 { return halfScan(query, k: k, mask: mask, probes: probes, vectors: vectors) }
-        guard scratch.scorer != nil else {
-            var top = TopK(k: k)
-            for list in probes {
-                for block in blocks[Int(list)] { IVFListScan.flat(block, query: query, metric: metric, mask: mask, into: &top) }
-            }
-            return top
-        }
+        guard scratch.scorer != nil else { return unquantized(query, k: k, mask: mask, probes: probes, vectors: vectors) }
         let refining = refine > 0
         var result = TopK(k: k)
         if let tableSlot { scratch.scorer?.use(slot: tableSlot) } else { scratch.scorer?.begin(query: query) }

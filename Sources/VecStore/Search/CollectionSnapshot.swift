@@ -16,9 +16,17 @@ final class CollectionSnapshot: @unchecked Sendable {
     let exact: ExactScanView
     /// Where each row's docs record sits in this snapshot's map, filled as `resolve` looks rows up.
     let docsRecords: RowPointerTable
+    /// Whether this snapshot was made for the `SnapshotCache` (a read transaction's): only then may `resolve`
+    /// keep docs-record addresses in `docsRecords` (a write transaction's pages are private and move).
+    let cached: Bool
+
+    /// `docsRecords` when this snapshot is a cache entry (see `cached`), else nil: what
+    /// `SnapshotCache.docsRecords(of:collectionID:)` returns for its view, without the cache's lock and look-up.
+    var recordTable: RowPointerTable? { cached ? docsRecords : nil }
 
     init(snapshotID: Int, mapGeneration: Int, record: CollectionRecord, view: CollectionView,
-         index: (any VectorIndexView)?) {
+         index: (any VectorIndexView)?, cached: Bool = false) {
+        self.cached = cached
         self.snapshotID = snapshotID
         self.mapGeneration = mapGeneration
         self.docsRecords = RowPointerTable(count: Int(record.nextInternalID))
@@ -187,22 +195,12 @@ final class SnapshotCache: @unchecked Sendable {
             try found.kind.openView(txn, dbs, record, name: name, view)
         }
         let entry = CollectionSnapshot(snapshotID: sid, mapGeneration: txn.mapGeneration, record: record, view: view,
-                                       index: index)
+                                       index: index, cached: cacheable)
         if cacheable {
             lock.lock()
             entries[collectionID] = entry
             lock.unlock()
         }
         return entry
-    }
-
-    /// The docs-record table of the cached snapshot whose view is `view`, or nil (a view not from this
-    /// cache, such as a write transaction's).
-    func docsRecords(of view: CollectionView, collectionID: UInt32) -> RowPointerTable? {
-        lock.lock()
-        let cached = entries[collectionID]
-        lock.unlock()
-        guard let cached, cached.view === view else { return nil }
-        return cached.docsRecords
     }
 }

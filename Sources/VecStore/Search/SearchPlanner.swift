@@ -161,7 +161,9 @@ extension VectorCollection {
             let tops = execute(plan, snap, queries: base, count: count, k: want, threads: options.threads)
             // Tops of an index whose scores are exact float32 (HNSW re-ranks with them) are not computed again.
             let exactScores = plan.path == .index && (snap.index?.scoresAreExact ?? false)
-            let table = store.snapshots.docsRecords(of: snap.view, collectionID: collectionID)
+            // The snapshot's own table when it is a cache entry (valid for this transaction: same snapshot and map
+            // generation), even if a newer snapshot replaced it in the cache since.
+            let table = snap.recordTable
             return try tops.enumerated().map { (qi, top) in
                 var results = try resolve(txn, snap.view, top, query: base + qi * dimension, table: table,
                                           includeText: options.includeText, exactScores: exactScores)
