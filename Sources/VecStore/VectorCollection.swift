@@ -289,8 +289,8 @@ public struct VectorCollection: Sendable {
     /// snapshot's `docsRecords` table (checked once, when first read): a row resolved again in the same
     /// snapshot costs a load instead of a B-tree search (10 searches were ~20% of a siftsmall query).
     ///
-    /// `table` is `store.snapshots.docsRecords(of: view, …)`, looked up once by the caller for a whole batch
-    /// (a lock and a dictionary look-up per query otherwise). The hits are ordered in a stack buffer.
+    /// `table` is the snapshot's `recordTable` (nil for a write transaction's view, whose pages move). The
+    /// hits are ordered in a stack buffer.
     func resolve(_ txn: Transaction, _ view: CollectionView, _ top: TopK, query: UnsafePointer<Float>,
                  table: RowPointerTable?, includeText: Bool = false, exactScores: Bool = false) throws -> [SearchResult]
     {

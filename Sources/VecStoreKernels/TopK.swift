@@ -205,10 +205,10 @@ public struct TopK: Sendable {
     }
 
     /// Writes the held candidates best first (the order of `sorted()`) to `buffer`, which has room for `count`
-    /// of them, and returns `count`. An insertion sort: meant for a search's few results (at most
+    /// of them, and returns `count`. Package-only: the buffer's size is the caller's to check. An insertion sort: meant for a search's few results (at most
     /// `insertionSortLimit`; the caller holds the buffer, typically on its stack). `withSorted` without its
     /// generic closure (whose `Result` metadata look-up was ~1,000 instructions of a siftsmall IVF-Flat query).
-    public func fewSorted(into p: UnsafeMutablePointer<(id: UInt32, score: Float)>) -> Int {
+    package func fewSorted(into p: UnsafeMutablePointer<(id: UInt32, score: Float)>) -> Int {
         let n = held
         entries.withUnsafeBufferPointer { eb in
             for j in 0..<n {
@@ -225,5 +225,5 @@ public struct TopK: Sendable {
     }
 
     /// `sorted()` orders at most this many candidates by insertion.
-    public static let insertionSortLimit = 32
+    package static let insertionSortLimit = 32
 }

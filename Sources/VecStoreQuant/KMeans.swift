@@ -305,8 +305,8 @@ public enum KMeans {
 
     /// `nearest` for a few probes (1 … `nearestInsertionLimit`, ≤ `k`), the small-nprobe search's coarse step:
     /// the same scores, kept best first in a stack buffer by insertion (ties to the lower index, NaN never
-    /// kept), so the result is `TopK`'s selection and order and the only allocation is the returned array
-    /// (the `TopK`, its sorted copy and the mapped array were ~3,000 instructions of a siftsmall IVF-Flat
+    /// kept), so the result is `TopK`'s selection and order; besides the returned array it allocates only when
+    /// `(nlist + probes)` floats outgrow the stack room of `withUnsafeTemporaryAllocation` (the `TopK`, its sorted copy and the mapped array were ~3,000 instructions of a siftsmall IVF-Flat
     /// nprobe-1 query, under callgrind).
     static func nearestFew(_ query: UnsafePointer<Float>, centroids: UnsafePointer<Float>, k: Int, dimension: Int,
                            metric: Metric, count probes: Int) -> [UInt32] {

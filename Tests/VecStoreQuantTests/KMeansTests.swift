@@ -10,13 +10,14 @@ import VecStoreKernels
     @Test func nearestFewMatchesTopK() {
         var rng = SplitMix64(seed: 11)
         let d = 4
-        for k in [1, 2, 5, 16, 17, 40, 100] {
+        for k in [1, 2, 5, 16, 17, 33, 40, 100] {
             for trial in 0..<12 {
                 var centroids = (0..<(k * d)).map { _ in Float(rng.below(3)) }
                 if trial % 3 == 1 { centroids[rng.below(k) * d] = .nan }
                 let query = (0..<d).map { _ in Float(rng.below(3)) }
                 for metric in [Metric.l2, .dot] {
-                    for probes in [1, 2, 3, 8, 16] {
+                    // Up to nearestInsertionLimit (16) the stack-buffer path, above it the TopK path.
+                    for probes in [1, 2, 3, 8, 15, 16, 17, 32] {
                         let got = query.withUnsafeBufferPointer { q in
                             centroids.withUnsafeBufferPointer { c in
                                 KMeans.nearest(q.baseAddress!, centroids: c.baseAddress!, k: k, dimension: d, metric: metric,

@@ -145,6 +145,14 @@ struct TopKReferenceTests {
                 #expect(hits.map(\.id) == sorted.map(\.id))
                 #expect(hits.map(\.score.bitPattern) == sorted.map(\.score.bitPattern))
             }
+            if new.count <= TopK.insertionSortLimit {
+                // The stack-buffer sort `resolve` uses, directly.
+                let few = [(id: UInt32, score: Float)](unsafeUninitializedCapacity: max(new.count, 1)) { b, n in
+                    n = b.baseAddress.map { new.fewSorted(into: $0) } ?? 0
+                }
+                #expect(few.map(\.id) == sorted.map(\.id))
+                #expect(few.map(\.score.bitPattern) == sorted.map(\.score.bitPattern))
+            }
             var merged = TopK(k: k)
             merged.merge(new)
             #expect(merged.sorted().map(\.id) == sorted.map(\.id))

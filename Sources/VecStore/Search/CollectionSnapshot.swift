@@ -20,8 +20,9 @@ final class CollectionSnapshot: @unchecked Sendable {
     /// keep docs-record addresses in `docsRecords` (a write transaction's pages are private and move).
     let cached: Bool
 
-    /// `docsRecords` when this snapshot is a cache entry (see `cached`), else nil: what
-    /// `SnapshotCache.docsRecords(of:collectionID:)` returns for its view, without the cache's lock and look-up.
+    /// `docsRecords` when this snapshot is a cache entry (see `cached`), else nil. The table stays valid for
+    /// every read transaction of the same LMDB snapshot and map generation (the only ones the cache hands
+    /// this snapshot to), even after a newer snapshot replaced it in the cache; no lock or look-up needed.
     var recordTable: RowPointerTable? { cached ? docsRecords : nil }
 
     init(snapshotID: Int, mapGeneration: Int, record: CollectionRecord, view: CollectionView,
