@@ -170,24 +170,15 @@ public struct TopK: Sendable {
 
     /// The held candidates, best first (ties: lower id first).
     public func sorted() -> [(id: UInt32, score: Float)] {
-        var pairs = entries[0..<held].map { (id: Self.id($0), score: Self.score($0)) }
-        guard pairs.count > Self.insertionSortLimit else {
-            // A search's few results: an insertion sort in place (the library's sort, with its closure and
-            // buffers, was ~2% of a siftsmall IVF-Flat query at k = 10). The same order: neither order
-            // is partial.
-            pairs.withUnsafeMutableBufferPointer { p in
-                for j in p.indices.dropFirst() {
-                    let item = p[j]
-                    var at = j
-                    while at > 0 && (item.score > p[at - 1].score || (item.score == p[at - 1].score && item.id < p[at - 1].id)) {
-                        p[at] = p[at - 1]
-                        at -= 1
-                    }
-                    p[at] = item
-                }
+        guard held > Self.insertionSortLimit else {
+            // A search's few results: an insertion sort straight into the array (`fewSorted`; the library's
+            // sort, with its closure and buffers, was ~2% of a siftsmall IVF-Flat query at k = 10). The same
+            // order: neither order is partial.
+            return [(id: UInt32, score: Float)](unsafeUninitializedCapacity: max(held, 1)) { buffer, count in
+                count = buffer.baseAddress.map { fewSorted(into: $0) } ?? 0
             }
-            return pairs
         }
+        var pairs = entries[0..<held].map { (id: Self.id($0), score: Self.score($0)) }
         pairs.sort { $0.score > $1.score || ($0.score == $1.score && $0.id < $1.id) }
         return pairs
     }
@@ -205,8 +196,9 @@ public struct TopK: Sendable {
     }
 
     /// Writes the held candidates best first (the order of `sorted()`) to `buffer`, which has room for `count`
-    /// of them, and returns `count`. Package-only: the buffer's size is the caller's to check. An insertion sort: meant for a search's few results (at most
-    /// `insertionSortLimit`; the caller holds the buffer, typically on its stack). `withSorted` without its
+    /// of them, and returns `count`. Package-only: the buffer's size is the caller's to check. An insertion
+    /// sort, meant for a search's few results (at most `insertionSortLimit`; the caller holds the buffer,
+    /// typically on its stack): what `sorted()` and `withSorted` use for them, and `withSorted` without its
     /// generic closure (whose `Result` metadata look-up was ~1,000 instructions of a siftsmall IVF-Flat query).
     package func fewSorted(into p: UnsafeMutablePointer<(id: UInt32, score: Float)>) -> Int {
         let n = held
