@@ -40,7 +40,9 @@ struct CollectionsCommand: ParsableCommand {
 struct StatsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stats", abstract: "Show counts, tombstones, id runs, sizes per database and free pages.",
-        discussion: "Example:\n  vecstore stats demo.vecstore")
+        discussion: "Reads headers and LMDB's counters only, so it is quick at any size; an index's full figures "
+            + "are `vecstore index show`'s (with an HNSW graph's unreachable live rows, which walk the whole graph).\n\n"
+            + "Example:\n  vecstore stats demo.vecstore")
     @Argument(help: "Path of the store file.") var store: String
     @Flag(help: "Check every LMDB page of the store before reading it: O(file), for files you do not trust (also VECSTORE_CHECK_PAGES=full).")
     var checkPages = false
