@@ -364,6 +364,29 @@ public final class Environment: @unchecked Sendable {
         return true
     }
 
+    /// Removes the side files in `created` (`FILE-lock`, a sidecar lock) — files that an open of the data
+    /// file `path`, which then failed, had created — each only while nothing uses it: no environment of
+    /// this process has `path` open, no process holds the file with `flock` (the sidecar), and no LMDB
+    /// environment has it open (LMDB keeps a shared `fcntl` lock on the lock file's first byte).
+    public static func removeUnusedSideFiles(_ created: [String], of path: String) {
+        registryLock.lock()
+        defer { registryLock.unlock() }
+        if registry.values.contains(where: { $0.path == path }) { return }
+        if let id = fileID(path: path), registry[id] != nil { return }
+        for side in created {
+            let fd = open(side, O_RDWR | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            defer { Glibc.close(fd) }
+            var lock = Glibc.flock()
+            lock.l_type = Int16(F_WRLCK)
+            lock.l_whence = Int16(SEEK_SET)
+            lock.l_start = 0
+            lock.l_len = 1
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0, fcntl(fd, F_SETLK, &lock) == 0 else { continue }
+            unlink(side)
+        }
+    }
+
     private func adopt(readOnly: Bool) throws(LMDBError) -> Environment {
         if isReadOnly && !readOnly {
             throw LMDBError(code: EBUSY, operation: "open \(path) for writing: this process has it open read-only; close that handle first")

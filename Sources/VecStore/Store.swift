@@ -80,12 +80,27 @@ public final class VecStore: Sendable {
         // vecstore parallelises across BLAS calls itself; an OpenBLAS pool left at its default keeps
         // worker threads spinning (sched_yield) that steal a core from searches.
         BLAS.useSingleThread()
-        let env = try Self.openEnvironment(path, envOptions)
+        // A file that is not an LMDB data file is refused before LMDB or the guard creates anything
+        // beside it; an open that fails later (a foreign LMDB file, a directory, a newer format) takes
+        // back the side files it created.
+        if exists, !LMDBFile.looksLikeLMDB(path: path, emptyIsNew: !options.readOnly) {
+            throw .notAVecStore(path)
+        }
+        let sideFiles = [path + "-lock"] + (envOptions.sidecarLockPath.map { [$0] } ?? [])
+        let absentSideFiles = sideFiles.filter { !FileManager.default.fileExists(atPath: $0) }
+        let env: Environment
+        do {
+            env = try Self.openEnvironment(path, envOptions)
+        } catch {
+            Environment.removeUnusedSideFiles(absentSideFiles, of: path)
+            throw error
+        }
         do {
             (self.dbs, self.writeRefusal) = try Self.prepare(env, path: path, options: options)
             env.endCreation()  // other processes' opens of a file this one created proceed from here
         } catch {
             env.release()
+            Environment.removeUnusedSideFiles(absentSideFiles, of: path)
             throw error
         }
         self.env = env

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import LMDB
 @testable import VecStore
 
 @Suite("Documents: add, upsert, delete, get")
@@ -130,6 +131,42 @@ struct EngineTests {
         try Data("not lmdb at all".utf8).write(to: URL(fileURLWithPath: path))
         #expect(throws: VecStoreError.self) { try VecStore(path: path) }
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == Data("not lmdb at all".utf8))
+        #expect(throws: VecStoreError.self) { try VecStore(path: path, options: StoreOptions(readOnly: true)) }
+        // Nothing is left beside a refused file: no LMDB lock file, no guard.
+        let fm = FileManager.default
+        #expect(!fm.fileExists(atPath: path + "-lock") && !fm.fileExists(atPath: path + "-guard"))
+        do {
+            _ = try VecStore(path: path)
+            Issue.record("a text file opened as a store")
+        } catch {
+            guard case .notAVecStore = error else { Issue.record("wrong error \(error)"); return }
+        }
+
+        // A valid LMDB file of another program: refused untouched, and the side files this open created
+        // are taken back (the lock file the other program made is left as it was).
+        let foreign = dir.path("other.mdb")
+        do {
+            var options = EnvironmentOptions()
+            options.maxDatabases = 4
+            let env = try Environment(path: foreign, options: options)
+            let db = try env.openDatabases([(name: "theirs", flags: [])], create: true)[0]
+            try env.write { txn in try txn.put(db, Array("k".utf8), Array("v".utf8)) }
+            env.close()
+        }
+        let before = try Data(contentsOf: URL(fileURLWithPath: foreign))
+        #expect(throws: VecStoreError.self) { try VecStore(path: foreign) }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: foreign)) == before)
+        #expect(fm.fileExists(atPath: foreign + "-lock") && !fm.fileExists(atPath: foreign + "-guard"))
+        try fm.removeItem(atPath: foreign + "-lock")
+        #expect(throws: VecStoreError.self) { try VecStore(path: foreign, options: StoreOptions(readOnly: true)) }
+        #expect(throws: VecStoreError.self) { try VecStore(path: foreign) }
+        #expect(!fm.fileExists(atPath: foreign + "-lock") && !fm.fileExists(atPath: foreign + "-guard"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: foreign)) == before)
+        // A directory: refused, with nothing left beside it.
+        let folder = dir.path("folder")
+        try fm.createDirectory(atPath: folder, withIntermediateDirectories: false)
+        #expect(throws: VecStoreError.self) { try VecStore(path: folder) }
+        #expect(!fm.fileExists(atPath: folder + "-lock") && !fm.fileExists(atPath: folder + "-guard"))
         #expect(throws: VecStoreError.self) {
             try VecStore(path: dir.path("absent.vecstore"), options: StoreOptions(readOnly: true, create: false))
         }
