@@ -1085,6 +1085,58 @@ __attribute__((target("avx2"))) static size_t nearest_avx2(const float *norms, c
 }
 #endif
 
+// ---------------------------------------------------------------- k-means update sums
+// Each component's float64 sum gets its rows in row order (the vector code only widens and adds eight or
+// sixteen independent components a step), so every variant gives the reference's sums bit for bit. The scalar
+// Swift loop this replaces took 10.8 ms an iteration on docs60k (59,647 x 384), 6% of k-means training.
+void vq_accumulate_rows_reference(const float *rows, size_t n, size_t d, const uint32_t *labels, double *sums,
+                                  int64_t *counts) {
+    for (size_t i = 0; i < n; i++) {
+        const float *row = rows + i * d;
+        double *acc = sums + (size_t)labels[i] * d;
+        counts[labels[i]] += 1;
+        for (size_t t = 0; t < d; t++) acc[t] += (double)row[t];
+    }
+}
+
+#ifdef VQ_X86
+__attribute__((target("avx512f"))) static void accumulate_rows_avx512(const float *rows, size_t n, size_t d,
+                                                                      const uint32_t *labels, double *sums,
+                                                                      int64_t *counts) {
+    for (size_t i = 0; i < n; i++) {
+        const float *row = rows + i * d;
+        double *acc = sums + (size_t)labels[i] * d;
+        counts[labels[i]] += 1;
+        size_t t = 0;
+        for (; t + 16 <= d; t += 16) {
+            __m512d lo = _mm512_cvtps_pd(_mm256_loadu_ps(row + t));
+            __m512d hi = _mm512_cvtps_pd(_mm256_loadu_ps(row + t + 8));
+            _mm512_storeu_pd(acc + t, _mm512_add_pd(_mm512_loadu_pd(acc + t), lo));
+            _mm512_storeu_pd(acc + t + 8, _mm512_add_pd(_mm512_loadu_pd(acc + t + 8), hi));
+        }
+        for (; t < d; t++) acc[t] += (double)row[t];
+    }
+}
+
+__attribute__((target("avx2"))) static void accumulate_rows_avx2(const float *rows, size_t n, size_t d,
+                                                                 const uint32_t *labels, double *sums,
+                                                                 int64_t *counts) {
+    for (size_t i = 0; i < n; i++) {
+        const float *row = rows + i * d;
+        double *acc = sums + (size_t)labels[i] * d;
+        counts[labels[i]] += 1;
+        size_t t = 0;
+        for (; t + 8 <= d; t += 8) {
+            __m256d lo = _mm256_cvtps_pd(_mm_loadu_ps(row + t));
+            __m256d hi = _mm256_cvtps_pd(_mm_loadu_ps(row + t + 4));
+            _mm256_storeu_pd(acc + t, _mm256_add_pd(_mm256_loadu_pd(acc + t), lo));
+            _mm256_storeu_pd(acc + t + 4, _mm256_add_pd(_mm256_loadu_pd(acc + t + 4), hi));
+        }
+        for (; t < d; t++) acc[t] += (double)row[t];
+    }
+}
+#endif
+
 // ---------------------------------------------------------------- variant tables and dispatch
 static const vq_quant_kernels generic_kernels = {
     "generic", vq_fs4_scan_reference, quantize_table_generic, pq_tables_generic, vq_dot_f32_i8_reference,
@@ -1174,6 +1226,14 @@ void vq_fs4_quantize_table(const float *a, const float *b, size_t m, float sign,
 float vq_dot_f32_i8(const float *q, const int8_t *c, size_t n) { return active.dot_f32_i8(q, c, n); }
 size_t vq_nearest(const float *norms, const float *dots, size_t k, int l2, float *value) {
     return active.nearest(norms, dots, k, l2, value);
+}
+void vq_accumulate_rows(const float *rows, size_t n, size_t d, const uint32_t *labels, double *sums, int64_t *counts) {
+#ifdef VQ_X86
+    // By the CPU alone: every variant gives the same sums.
+    if (has_avx512) { accumulate_rows_avx512(rows, n, d, labels, sums, counts); return; }
+    if (has_avx2) { accumulate_rows_avx2(rows, n, d, labels, sums, counts); return; }
+#endif
+    vq_accumulate_rows_reference(rows, n, d, labels, sums, counts);
 }
 size_t vq_u16_select_le(const uint16_t *v, size_t n, uint16_t limit, uint32_t *idx) {
     return active.select_le(v, n, limit, idx);

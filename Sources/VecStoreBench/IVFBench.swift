@@ -64,7 +64,8 @@ struct IVFBench: ParsableCommand {
         let probes = nprobes.split(separator: ",").compactMap { Int($0) }.filter { $0 <= nlist }
         var metrics: [String: Any] = ["nlist": nlist, "pq_m": pqM, "fs_m": fsM, "refine": refine,
                                       "iterations": iterations, "kernel_isa": ScalarQuantizer8.kernelISA,
-                                      "matrix_kernel": "\(MatrixProduct.kernelName)"]
+                                      "matrix_kernel": "\(MatrixProduct.kernelName)",
+                                      "kmeans_kernel": "\(MatrixProduct.computeKernelName)"]
         try x.withUnsafeBufferPointer { xb in
             guard let xp = xb.baseAddress, !noCore else { return }
             // k-means alone, as faiss.Kmeans(d, nlist, niter, seed, max_points_per_centroid=256) on 1 thread.

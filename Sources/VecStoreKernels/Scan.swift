@@ -349,6 +349,20 @@ public enum BatchKernel: Sendable {
         return blasIsTuned ? .blas : .simd
     }()
 
+    /// Whether `VECSTORE_BATCH_KERNEL` names a kernel (then every product uses it).
+    static var overridden: Bool {
+        guard let v = getenv("VECSTORE_BATCH_KERNEL") else { return false }
+        let name = String(cString: v)
+        return name == "blas" || name == "simd"
+    }
+
+    /// Whether OpenBLAS dispatched to one of its AVX-512 cores (SkylakeX, Cooperlake, Sapphire Rapids).
+    static var blasRunsAVX512: Bool {
+        guard let raw = openblas_get_corename() else { return false }
+        let core = String(cString: raw).lowercased()
+        return ["skylakex", "cooperlake", "sapphirerapids"].contains { core.contains($0) }
+    }
+
     /// Whether OpenBLAS dispatched to a kernel that uses AVX2 or AVX-512 (or is not on x86 at all).
     static var blasIsTuned: Bool {
         guard let raw = openblas_get_corename() else { return false }

@@ -62,10 +62,12 @@ public struct KMeansResult: Sendable {
 ///   Fisher–Yates shuffle and kept in their original order.
 /// * **Initialisation**: `k` distinct sample rows, the first `k` of a seeded permutation.
 /// * **Assignment**: tiles of rows against all centroids with one matrix product per tile
-///   (`MatrixProduct.dotTile`: sgemm or the project's tiled kernel); L2 ranks by `|c|² − 2x·c`, inner
-///   product and cosine by `x·c`.
-/// * **Update**: each centroid becomes the mean of its rows; for cosine (spherical k-means) it is then
-///   scaled to unit length.
+///   (`MatrixProduct.dotTile` with `MatrixProduct.computeKernel`: sgemm or the project's tiled kernel); L2
+///   ranks by `|c|² − 2x·c`, inner product and cosine by `x·c`. Tiles do not depend on the thread count, and
+///   neither do the results.
+/// * **Update**: each centroid becomes the mean of its rows (float64 sums in row order, added tile by tile
+///   right after a tile's assignment on one thread, in a pass of their own on several: the same sums); for
+///   cosine (spherical k-means) it is then scaled to unit length.
 /// * **Empty clusters** are split off the largest cluster: its row farthest from its centroid becomes the
 ///   empty cluster's centroid (and leaves the donor), so the new cluster starts with that row and keeps it.
 ///   Clusters stay empty only when the largest cluster has one row, i.e. there are fewer distinct rows
@@ -128,14 +130,26 @@ public enum KMeans {
         var totalSplits = 0
         var inertia = 0.0
         for iteration in 0..<options.iterations {
+            // Assignment, and the update's float64 sums and counts per cluster.
             sample.withUnsafeBufferPointer { s in
-                guard let sb = s.baseAddress else { return }
-                assign(sb, count: n, dimension: dimension, centroids: centroids, k: k, metric: metric,
-                       threads: options.threads, labels: &labels, distances: &distances)
+                centroids.withUnsafeBufferPointer { c in
+                    labels.withUnsafeMutableBufferPointer { l in
+                        distances.withUnsafeMutableBufferPointer { dd in
+                            sums.withUnsafeMutableBufferPointer { sm in
+                                counts.withUnsafeMutableBufferPointer { cn in
+                                    guard let sb = s.baseAddress, let cb = c.baseAddress, let lb = l.baseAddress,
+                                          let db = dd.baseAddress, let smb = sm.baseAddress,
+                                          let cnb = cn.baseAddress else { return }
+                                    assignRows(sb, count: n, dimension: dimension, centroids: cb, k: k,
+                                               metric: metric, threads: options.threads, labels: lb, distances: db,
+                                               sums: smb, counts: cnb)
+                                }
+                            }
+                        }
+                    }
+                }
             }
             inertia = distances.reduce(0.0) { $0 + Double($1) }
-            // Update: sums and counts per cluster (float64 sums, so the mean does not depend on row order).
-            accumulate(sample, count: n, dimension: dimension, labels: labels, k: k, sums: &sums, counts: &counts)
             let splits = splitEmpty(sample: sample, dimension: dimension, k: k, labels: &labels,
                                     distances: &distances, sums: &sums, counts: &counts)
             totalSplits += splits
@@ -159,17 +173,13 @@ public enum KMeans {
                             splits: totalSplits, history: history)
     }
 
-    /// Zeroes `sums` (k × dimension) and `counts` (k), then adds each of `count` rows to the sum of its
-    /// cluster `labels[i]` and counts it.
+    /// Adds each of `count` rows to the float64 sum of its cluster `labels[i]` in `sums` and counts it in
+    /// `counts` (neither is zeroed; `vq_accumulate_rows`, sums in row order).
     static func accumulate(_ rows: UnsafePointer<Float>, count n: Int, dimension: Int, labels: UnsafePointer<UInt32>,
-                           k: Int, sums: UnsafeMutablePointer<Double>, counts: UnsafeMutablePointer<Int>) {
-        sums.update(repeating: 0, count: k * dimension)
-        counts.update(repeating: 0, count: k)
-        for i in 0..<n {
-            let c = Int(labels[i])
-            counts[c] += 1
-            let row = rows + i * dimension, acc = sums + c * dimension
-            for t in 0..<dimension { acc[t] += Double(row[t]) }
+                           sums: UnsafeMutablePointer<Double>, counts: UnsafeMutablePointer<Int>) {
+        guard n > 0 else { return }
+        counts.withMemoryRebound(to: Int64.self, capacity: 1) { c in
+            vq_accumulate_rows(rows, n, dimension, labels, sums, c)
         }
     }
 
@@ -223,14 +233,26 @@ public enum KMeans {
         guard count > 0, k > 0 else { return }
         if labels.count < count { labels = [UInt32](repeating: 0, count: count) }
         if distances.count < count { distances = [Float](repeating: 0, count: count) }
-        assignRows(data, count: count, dimension: dimension, centroids: centroids, k: k, metric: metric,
-                   threads: threads, labels: &labels, distances: &distances)
+        labels.withUnsafeMutableBufferPointer { l in
+            distances.withUnsafeMutableBufferPointer { d in
+                centroids.withUnsafeBufferPointer { c in
+                    guard let lb = l.baseAddress, let db = d.baseAddress, let cb = c.baseAddress else { return }
+                    assignRows(data, count: count, dimension: dimension, centroids: cb, k: k, metric: metric,
+                               threads: threads, labels: lb, distances: db)
+                }
+            }
+        }
     }
 
-    /// `assign` over raw memory (`labels` and `distances` hold at least `count` values).
+    /// `assign` over raw memory (`labels` and `distances` hold at least `count` values). With `sums`
+    /// (k × dimension) and `counts` (k), both are zeroed and then hold each cluster's float64 sum of its rows
+    /// and its row count (k-means' update step): on one worker each tile is added right after its
+    /// assignment, while its rows are still in cache; on several, all rows are added after the assignment, in
+    /// row order as well, so the sums are the same bit for bit.
     static func assignRows(_ data: UnsafePointer<Float>, count: Int, dimension: Int, centroids: UnsafePointer<Float>,
                            k: Int, metric: Metric, threads: Int, labels: UnsafeMutablePointer<UInt32>,
-                           distances: UnsafeMutablePointer<Float>) {
+                           distances: UnsafeMutablePointer<Float>, sums: UnsafeMutablePointer<Double>? = nil,
+                           counts: UnsafeMutablePointer<Int>? = nil) {
         let norms = UnsafeMutablePointer<Float>.allocate(capacity: k)
         defer { norms.deallocate() }
         for j in 0..<k { norms[j] = vs_dot(centroids + j * dimension, centroids + j * dimension, dimension) }
@@ -238,6 +260,24 @@ public enum KMeans {
         let tile = tileRows(k: k)
         let tiles = (count + tile - 1) / tile
         let workers = max(1, min(threads, tiles))
+        let update = sums.flatMap { s in counts.map { (s, $0) } }
+        if let (s, c) = update {
+            s.update(repeating: 0, count: k * dimension)
+            c.update(repeating: 0, count: k)
+        }
+        if workers == 1 {
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: tile * k)
+            defer { scores.deallocate() }
+            for t in 0..<tiles {
+                let start = t * tile, rows = min(tile, count - start)
+                assignTile(shared, start: start, rows: rows, dimension: dimension, k: k, metric: metric, scores: scores)
+                if let (s, c) = update {
+                    accumulate(data + start * dimension, count: rows, dimension: dimension, labels: labels + start,
+                               sums: s, counts: c)
+                }
+            }
+            return
+        }
         let work: @Sendable (Int) -> Void = { w in
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: tile * k)
             defer { scores.deallocate() }
@@ -248,7 +288,8 @@ public enum KMeans {
                 t += workers
             }
         }
-        if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
+        DispatchQueue.concurrentPerform(iterations: workers, execute: work)
+        if let (s, c) = update { accumulate(data, count: count, dimension: dimension, labels: labels, sums: s, counts: c) }
     }
 
     /// Pointers shared by the assignment workers; each worker writes disjoint rows of `labels`/`distances`.
@@ -263,7 +304,8 @@ public enum KMeans {
     static func assignTile(_ s: AssignShared, start: Int, rows: Int, dimension: Int, k: Int, metric: Metric,
                            scores: UnsafeMutablePointer<Float>) {
         let x = s.data + start * dimension
-        MatrixProduct.dotTile(x, aRows: rows, s.centroids, bRows: k, dimension: dimension, into: scores, ldo: k)
+        MatrixProduct.dotTile(x, aRows: rows, s.centroids, bRows: k, dimension: dimension, into: scores, ldo: k,
+                              kernel: MatrixProduct.computeKernel)
         let l2: Int32 = metric == .l2 ? 1 : 0
         var value: Float = 0
         for i in 0..<rows {

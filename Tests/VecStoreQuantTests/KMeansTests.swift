@@ -138,6 +138,66 @@ import VecStoreKernels
         #expect(probes.count == 3)
     }
 
+    /// The update's sums: `vq_accumulate_rows` (vector variants) equals its portable reference bit for bit, at
+    /// a dimension with a vector body and a scalar tail, and adds to what the arrays already hold.
+    @Test func accumulateRowsMatchesReference() {
+        let n = 300, d = 37, k = 7
+        let rows = uniformData(count: n * d, seed: 21).map { $0 * 1000 }
+        let labels = (0..<n).map { UInt32(($0 * 5 + $0 / 3) % k) }
+        var sums = (0..<(k * d)).map { Double($0) * 0.125 }, counts = [Int64](repeating: 2, count: k)
+        var refSums = sums, refCounts = counts
+        vq_accumulate_rows(rows, n, d, labels, &sums, &counts)
+        vq_accumulate_rows_reference(rows, n, d, labels, &refSums, &refCounts)
+        #expect(sums == refSums)
+        #expect(counts == refCounts)
+        #expect(counts.reduce(0, +) == Int64(n + 2 * k))
+        // Sums in row order, one component checked by hand.
+        var expected = Double(3) * 0.125
+        for i in 0..<n where labels[i] == 0 { expected += Double(rows[i * d + 3]) }
+        #expect(sums[3] == expected)
+    }
+
+    /// The update fused into the assignment (one worker: each tile added after its assignment) and the separate
+    /// pass (several workers) give the same sums and counts bit for bit, and the same trained centroids over
+    /// several tiles (1,024-row tiles at k = 600: 4,000 rows are 4 tiles), for L2 and cosine.
+    @Test func fusedUpdateEqualsSeparatePass() throws {
+        let n = 4000, d = 24, k = 600
+        var data = clusteredData(count: n, dimension: d, clusters: 50, seed: 17)
+        #expect(KMeans.tileRows(k: k) < n)
+        let centroids = Array(data[0..<(k * d)])
+        var results: [([Double], [Int], [UInt32])] = []
+        for threads in [1, 2, 3] {
+            var sums = [Double](repeating: 9, count: k * d), counts = [Int](repeating: 9, count: k)
+            var labels = [UInt32](repeating: 0, count: n), distances = [Float](repeating: 0, count: n)
+            data.withUnsafeBufferPointer { x in
+                KMeans.assignRows(x.baseAddress!, count: n, dimension: d, centroids: centroids, k: k, metric: .l2,
+                                  threads: threads, labels: &labels, distances: &distances, sums: &sums, counts: &counts)
+            }
+            results.append((sums, counts, labels))
+        }
+        var refSums = [Double](repeating: 0, count: k * d), refCounts = [Int64](repeating: 0, count: k)
+        vq_accumulate_rows_reference(data, n, d, results[0].2, &refSums, &refCounts)
+        #expect(results[0].0 == refSums)
+        #expect(results[0].1 == refCounts.map { Int($0) })
+        for r in results.dropFirst() {
+            #expect(r.0 == results[0].0)
+            #expect(r.1 == results[0].1)
+            #expect(r.2 == results[0].2)
+        }
+        for metric in [Metric.l2, .cosine] {
+            if metric == .cosine { KMeans.normalizeRows(&data, count: n, dimension: d) }
+            let trained = try [1, 2, 3].map { threads in
+                try data.withUnsafeBufferPointer {
+                    try KMeans.train($0.baseAddress!, count: n, dimension: d, k: k, metric: metric,
+                                     options: KMeansOptions(iterations: 4, seed: 9, threads: threads))
+                }
+            }
+            #expect(trained[1].centroids == trained[0].centroids)
+            #expect(trained[2].centroids == trained[0].centroids)
+            #expect(trained[1].history == trained[0].history)
+        }
+    }
+
     @Test func rejectsBadParameters() {
         let data = uniformData(count: 40, seed: 1)
         data.withUnsafeBufferPointer { p in

@@ -82,6 +82,15 @@ size_t vq_nearest(const float *norms, const float *dots, size_t k, int l2, float
 /// The portable reference of `vq_nearest` (same results), exposed for tests.
 size_t vq_nearest_reference(const float *norms, const float *dots, size_t k, int l2, float *value);
 
+/// The k-means update's sums: for each of `n` rows of `d` floats at `rows`, adds the row to the float64 sum
+/// of its cluster, sums[labels[i] * d + t] += (double)rows[i * d + t], and counts it, counts[labels[i]] += 1.
+/// Neither array is zeroed first (a caller adds tile after tile). Every sum is taken in row order, so the
+/// result is `vq_accumulate_rows_reference`'s bit for bit, whatever the instruction set.
+void vq_accumulate_rows(const float *rows, size_t n, size_t d, const uint32_t *labels, double *sums, int64_t *counts);
+/// The portable reference of `vq_accumulate_rows` (one component at a time), exposed for tests.
+void vq_accumulate_rows_reference(const float *rows, size_t n, size_t d, const uint32_t *labels, double *sums,
+                                  int64_t *counts);
+
 /// Exact scores of scattered float32 rows (the re-ranking step): out[i] = sum_t (q[t] - rows[i][t])^2 when `l2`
 /// is nonzero, sum_t q[t] * rows[i][t] otherwise, for i in [0, n). Four rows are scored together (four
 /// independent load streams) while the rows a few steps ahead are prefetched line by line, so the cache
