@@ -1141,17 +1141,19 @@ __attribute__((target("avx2"))) static void accumulate_rows_avx2(const float *ro
 static const vq_quant_kernels generic_kernels = {
     "generic", vq_fs4_scan_reference, quantize_table_generic, pq_tables_generic, vq_dot_f32_i8_reference,
     vq_nearest_reference, vq_u16_select_le_reference, vq_score_rows_reference, NULL, NULL,
+    vq_accumulate_rows_reference,
 };
 #ifdef VQ_X86
 // The byte-plane 8-bit scan needs AVX-512 VBMI as well; vq_variant_setup clears it without.
 static vq_quant_kernels avx512_kernels = {
     "avx512bw", fs4_scan_avx512, quantize_table_avx512, pq_tables_avx512, dot_f32_i8_avx512,
     nearest_avx512, select_le_avx512, score_rows_avx512, pq8_planes_vbmi, pq8_scan_planes_vbmi,
+    accumulate_rows_avx512,
 };
 // The AVX2 candidate filter needs BMI2 (pext) as well; vq_variant_setup swaps in the portable one without it.
 static vq_quant_kernels avx2_kernels = {
     "avx2", fs4_scan_avx2, quantize_table_avx2, pq_tables_avx2, dot_f32_i8_avx2,
-    nearest_avx2, select_le_avx2, score_rows_avx2, NULL, NULL,
+    nearest_avx2, select_le_avx2, score_rows_avx2, NULL, NULL, accumulate_rows_avx2,
 };
 static int has_avx512, has_avx2;
 #endif
@@ -1159,6 +1161,7 @@ static int has_avx512, has_avx2;
 static vq_quant_kernels active = {
     "generic", vq_fs4_scan_reference, quantize_table_generic, pq_tables_generic, vq_dot_f32_i8_reference,
     vq_nearest_reference, vq_u16_select_le_reference, vq_score_rows_reference, NULL, NULL,
+    vq_accumulate_rows_reference,
 };
 static int vq_ready;
 // Whether `vq_f32_select` uses its AVX2 filter (the chosen variant is not the portable one).
@@ -1228,12 +1231,7 @@ size_t vq_nearest(const float *norms, const float *dots, size_t k, int l2, float
     return active.nearest(norms, dots, k, l2, value);
 }
 void vq_accumulate_rows(const float *rows, size_t n, size_t d, const uint32_t *labels, double *sums, int64_t *counts) {
-#ifdef VQ_X86
-    // By the CPU alone: every variant gives the same sums.
-    if (has_avx512) { accumulate_rows_avx512(rows, n, d, labels, sums, counts); return; }
-    if (has_avx2) { accumulate_rows_avx2(rows, n, d, labels, sums, counts); return; }
-#endif
-    vq_accumulate_rows_reference(rows, n, d, labels, sums, counts);
+    active.accumulate_rows(rows, n, d, labels, sums, counts);
 }
 size_t vq_u16_select_le(const uint16_t *v, size_t n, uint16_t limit, uint32_t *idx) {
     return active.select_le(v, n, limit, idx);

@@ -389,7 +389,6 @@ struct ScaleBench: ParsableCommand {
         var filtered: [String: Any] = [:]
         let mode = modes.contains("warm") ? "warm" : modes.first ?? "warm"
         for source in ["linux", "python", "sphinx"] {
-            let filter = Filter.field("source", .equals(.string(source)))
             var runs: [Double] = []
             for r in 0..<openRuns {
                 _ = prepare(mode)

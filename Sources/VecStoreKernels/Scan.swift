@@ -338,37 +338,34 @@ public enum BatchKernel: Sendable {
     /// SSE3 only, measured 630 q/s against 1,897 q/s for `vs_dot_tile` on docs60k, one thread) loses to our kernel; a
     /// correctly dispatched OpenBLAS (SkylakeX kernels) is still a little faster (2,194 q/s).
     /// `VECSTORE_BATCH_KERNEL=blas|simd` overrides the choice (for measurement).
-    public static let current: BatchKernel = {
-        if let v = getenv("VECSTORE_BATCH_KERNEL") {
-            switch String(cString: v) {
-            case "blas": return .blas
-            case "simd": return .simd
-            default: break
-            }
+    public static let current: BatchKernel = override ?? (blasIsTuned ? .blas : .simd)
+
+    /// The kernel `VECSTORE_BATCH_KERNEL` names ("blas" or "simd"), read once; nil when unset or another value.
+    static let override: BatchKernel? = {
+        guard let v = getenv("VECSTORE_BATCH_KERNEL") else { return nil }
+        switch String(cString: v) {
+        case "blas": return .blas
+        case "simd": return .simd
+        default: return nil
         }
-        return blasIsTuned ? .blas : .simd
     }()
 
     /// Whether `VECSTORE_BATCH_KERNEL` names a kernel (then every product uses it).
-    static var overridden: Bool {
-        guard let v = getenv("VECSTORE_BATCH_KERNEL") else { return false }
-        let name = String(cString: v)
-        return name == "blas" || name == "simd"
-    }
+    static var overridden: Bool { override != nil }
+
+    /// The OpenBLAS core this process dispatched to, lowercased (`openblas_get_corename`), read once.
+    static let blasCore: String? = openblas_get_corename().map { String(cString: $0).lowercased() }
 
     /// Whether OpenBLAS dispatched to one of its AVX-512 cores (SkylakeX, Cooperlake, Sapphire Rapids).
     static var blasRunsAVX512: Bool {
-        guard let raw = openblas_get_corename() else { return false }
-        let core = String(cString: raw).lowercased()
+        guard let core = blasCore else { return false }
         return ["skylakex", "cooperlake", "sapphirerapids"].contains { core.contains($0) }
     }
 
     /// Whether OpenBLAS dispatched to a kernel that uses AVX2 or AVX-512 (or is not on x86 at all).
     static var blasIsTuned: Bool {
-        guard let raw = openblas_get_corename() else { return false }
-        let core = String(cString: raw).lowercased()
-        let isa = String(cString: vs_distance_isa())
-        if isa == "generic" { return true }
+        guard let core = blasCore else { return false }
+        if String(cString: vs_distance_isa()) == "generic" { return true }
         let modern = ["haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"]
         return modern.contains { core.contains($0) }
     }

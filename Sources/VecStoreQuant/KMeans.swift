@@ -173,12 +173,13 @@ public enum KMeans {
                             splits: totalSplits, history: history)
     }
 
-    /// Adds each of `count` rows to the float64 sum of its cluster `labels[i]` in `sums` and counts it in
-    /// `counts` (neither is zeroed; `vq_accumulate_rows`, sums in row order).
+    /// Adds each of `count` rows to the float64 sum of its cluster `labels[i]` (< `k`) in `sums` (k × dimension)
+    /// and counts it in `counts` (k; neither is zeroed; `vq_accumulate_rows`, sums in row order).
     static func accumulate(_ rows: UnsafePointer<Float>, count n: Int, dimension: Int, labels: UnsafePointer<UInt32>,
-                           sums: UnsafeMutablePointer<Double>, counts: UnsafeMutablePointer<Int>) {
+                           k: Int, sums: UnsafeMutablePointer<Double>, counts: UnsafeMutablePointer<Int>) {
         guard n > 0 else { return }
-        counts.withMemoryRebound(to: Int64.self, capacity: 1) { c in
+        // Int is 64 bits on every platform vecstore builds for (the C side counts in int64_t).
+        counts.withMemoryRebound(to: Int64.self, capacity: k) { c in
             vq_accumulate_rows(rows, n, dimension, labels, sums, c)
         }
     }
@@ -260,7 +261,8 @@ public enum KMeans {
         let tile = tileRows(k: k)
         let tiles = (count + tile - 1) / tile
         let workers = max(1, min(threads, tiles))
-        let update = sums.flatMap { s in counts.map { (s, $0) } }
+        let update: (UnsafeMutablePointer<Double>, UnsafeMutablePointer<Int>)?
+        if let sums, let counts { update = (sums, counts) } else { update = nil }
         if let (s, c) = update {
             s.update(repeating: 0, count: k * dimension)
             c.update(repeating: 0, count: k)
@@ -273,7 +275,7 @@ public enum KMeans {
                 assignTile(shared, start: start, rows: rows, dimension: dimension, k: k, metric: metric, scores: scores)
                 if let (s, c) = update {
                     accumulate(data + start * dimension, count: rows, dimension: dimension, labels: labels + start,
-                               sums: s, counts: c)
+                               k: k, sums: s, counts: c)
                 }
             }
             return
@@ -289,7 +291,7 @@ public enum KMeans {
             }
         }
         DispatchQueue.concurrentPerform(iterations: workers, execute: work)
-        if let (s, c) = update { accumulate(data, count: count, dimension: dimension, labels: labels, sums: s, counts: c) }
+        if let (s, c) = update { accumulate(data, count: count, dimension: dimension, labels: labels, k: k, sums: s, counts: c) }
     }
 
     /// Pointers shared by the assignment workers; each worker writes disjoint rows of `labels`/`distances`.

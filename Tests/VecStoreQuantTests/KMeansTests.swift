@@ -140,21 +140,29 @@ import VecStoreKernels
 
     /// The update's sums: `vq_accumulate_rows` (vector variants) equals its portable reference bit for bit, at
     /// a dimension with a vector body and a scalar tail, and adds to what the arrays already hold.
-    @Test func accumulateRowsMatchesReference() {
-        let n = 300, d = 37, k = 7
-        let rows = uniformData(count: n * d, seed: 21).map { $0 * 1000 }
-        let labels = (0..<n).map { UInt32(($0 * 5 + $0 / 3) % k) }
-        var sums = (0..<(k * d)).map { Double($0) * 0.125 }, counts = [Int64](repeating: 2, count: k)
-        var refSums = sums, refCounts = counts
-        vq_accumulate_rows(rows, n, d, labels, &sums, &counts)
-        vq_accumulate_rows_reference(rows, n, d, labels, &refSums, &refCounts)
-        #expect(sums == refSums)
-        #expect(counts == refCounts)
-        #expect(counts.reduce(0, +) == Int64(n + 2 * k))
-        // Sums in row order, one component checked by hand.
-        var expected = Double(3) * 0.125
-        for i in 0..<n where labels[i] == 0 { expected += Double(rows[i * d + 3]) }
-        #expect(sums[3] == expected)
+    /// Every variant this CPU runs (through its table, whatever `VECSTORE_KERNEL` picked) and the dispatched
+    /// entry give the reference's sums bit for bit: vector bodies with tails (d 37), all tail (d 5), exact
+    /// multiples of both widths (d 16, 32).
+    @Test(arguments: QuantKernelVariantTests.names) func accumulateRowsMatchesReference(isa: String) throws {
+        let variant = try #require(vq_quant_variant(isa)).pointee
+        for d in [5, 16, 32, 37] {
+            let n = 300, k = 7
+            let rows = uniformData(count: n * d, seed: UInt64(21 + d)).map { $0 * 1000 }
+            let labels = (0..<n).map { UInt32(($0 * 5 + $0 / 3) % k) }
+            let start = (0..<(k * d)).map { Double($0) * 0.125 }, startCounts = [Int64](repeating: 2, count: k)
+            var sums = start, counts = startCounts, refSums = start, refCounts = startCounts
+            var entrySums = start, entryCounts = startCounts
+            variant.accumulate_rows(rows, n, d, labels, &sums, &counts)
+            vq_accumulate_rows(rows, n, d, labels, &entrySums, &entryCounts)
+            vq_accumulate_rows_reference(rows, n, d, labels, &refSums, &refCounts)
+            #expect(sums == refSums && entrySums == refSums, "\(isa) d \(d)")
+            #expect(counts == refCounts && entryCounts == refCounts, "\(isa) d \(d)")
+            #expect(counts.reduce(0, +) == Int64(n + 2 * k))
+            // Sums in row order, one component checked by hand.
+            var expected = Double(3) * 0.125
+            for i in 0..<n where labels[i] == 0 { expected += Double(rows[i * d + 3]) }
+            #expect(sums[3] == expected, "\(isa) d \(d)")
+        }
     }
 
     /// The update fused into the assignment (one worker: each tile added after its assignment) and the separate

@@ -130,6 +130,9 @@ typedef struct vq_quant_kernels {
     /// `vq_pq8_scan_planes` of this variant (`planes` non-NULL), NULL with `pq8_planes`.
     void (*pq8_scan_planes)(const float *lut, const uint8_t *planes, size_t m, const uint8_t *codes, size_t n,
                             float *out);
+    /// `vq_accumulate_rows` of this variant (every variant gives the reference's sums bit for bit).
+    void (*accumulate_rows)(const float *rows, size_t n, size_t d, const uint32_t *labels, double *sums,
+                            int64_t *counts);
 } vq_quant_kernels;
 
 /// The table of variant `isa` ("avx512bw" or "avx512", "avx2", "generic" or "portable"), or NULL when the name
