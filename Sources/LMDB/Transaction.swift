@@ -38,10 +38,10 @@ public final class Transaction {
     /// The environment's map generation when this transaction began: it changes whenever the map may
     /// have moved (grown), so two read transactions with the same `snapshotID()` and the same
     /// generation see the same bytes at the same addresses (write transactions report -1).
-    public let mapGeneration: Int
+    public private(set) var mapGeneration: Int
     /// `pread` access to the bytes this read transaction's map pointers name, for reads while the map is
     /// cold (`MapReads`); nil in write transactions, whose new pages are not in the file yet.
-    public let mapReads: MapReads?
+    public private(set) var mapReads: MapReads?
 
     init(handle: OpaquePointer, writable: Bool, mapGeneration: Int = -1, mapReads: MapReads? = nil) {
         self.rawHandle = handle
@@ -52,6 +52,20 @@ public final class Transaction {
 
     var isLive: Bool { rawHandle != nil }
     func invalidate() { rawHandle = nil }
+
+    /// Makes this ended read transaction's object wrap `handle`, a renewed read transaction, for
+    /// `Environment.read`, which calls it only on an object no one else references (so nothing that saw
+    /// its previous life can use it).
+    func renew(handle: OpaquePointer, mapGeneration: Int, mapReads: MapReads?) {
+        rawHandle = handle
+        self.mapGeneration = mapGeneration
+        self.mapReads = mapReads
+    }
+
+    /// `renew(handle:mapGeneration:mapReads:)` in the map generation this object already has.
+    func renew(handle: OpaquePointer) {
+        rawHandle = handle
+    }
 
     @inline(__always)
     func handle() throws(LMDBError) -> OpaquePointer {
