@@ -695,8 +695,9 @@ public final class Environment: @unchecked Sendable {
     /// The snapshot is the newest one committed when `body` starts. The transaction handle is renewed
     /// from an earlier, reset one when one is kept (see `idleReaders`), and reset and kept again
     /// afterwards: a read costs no allocation and no lock of LMDB's reader table. The `Transaction`
-    /// object is reused too, but only when `body` kept no reference to it: one that escaped stays
-    /// invalid (its methods throw) and never wraps a later transaction.
+    /// object is reused too, but only when `body` kept no strong reference to it: one that escaped stays
+    /// invalid (its methods throw) and never wraps a later transaction. Weak references are not counted
+    /// (`isKnownUniquelyReferenced`), so one kept past `body` may later name another read's transaction.
     public func read<R>(_ body: (Transaction) throws -> R) throws -> R {
         while true {
             try enterGate(transaction: "read")

@@ -30,7 +30,9 @@ public struct DatabaseStats: Sendable {
 /// A transaction, valid only inside the `Environment.read` or `Environment.write` closure that
 /// handed it out. Every buffer it returns points into the memory map and is valid only until the
 /// transaction ends (or, in a write transaction, until the next write to the same database).
-/// Using a transaction after its closure returned throws instead of touching freed memory.
+/// Using a transaction after its closure returned throws instead of touching freed memory. A read
+/// transaction's object is reused by a later read when its closure kept no strong reference to it: do
+/// not keep weak references past the closure.
 public final class Transaction {
     private var rawHandle: OpaquePointer?
     /// Whether the transaction may write.
