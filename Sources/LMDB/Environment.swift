@@ -92,11 +92,16 @@ public final class Environment: @unchecked Sendable {
     private let supersededAtomic = Atomic<Bool>(false)
     /// Read transactions ended with `mdb_txn_reset` and kept for `mdb_txn_renew`: a renewed handle
     /// keeps its reader slot (`MDB_NOTLS`), so a read skips `mdb_txn_begin`'s allocation and the
-    /// reader-table mutex. Guarded by `idleLock`; at most `maxIdleReaders` are kept.
-    private var idleReaders: [OpaquePointer] = []
-    private let idleLock: UnsafeMutablePointer<pthread_mutex_t>
+    /// reader-table mutex. Each entry also keeps the `Transaction` object that last wrapped the handle
+    /// when nothing else held it, so a read allocates nothing. At most `maxIdleReaders` are kept; a kept
+    /// (reset) transaction holds no snapshot, so it never holds back a writer's page reuse.
+    private let idleReaders = Mutex<[IdleReader]>({
+        var pool: [IdleReader] = []
+        pool.reserveCapacity(Environment.maxIdleReaders)
+        return pool
+    }())
     /// How many reset read transactions are kept for reuse (each holds one reader-table slot).
-    static let maxIdleReaders = 16
+    package static let maxIdleReaders = 16
     /// Bumped whenever the map may have moved (grown or adopted another process's size), under the
     /// exclusive gate; see `Transaction.mapGeneration`.
     private let mapGenerationAtomic = Atomic<Int>(0)
@@ -142,9 +147,6 @@ public final class Environment: @unchecked Sendable {
         self.sidecarFD = sidecarFD
         self.growthWait = options.growthWait
         self.gate = .allocate(capacity: 1)
-        self.idleLock = .allocate(capacity: 1)
-        pthread_mutex_init(idleLock, nil)
-        idleReaders.reserveCapacity(Self.maxIdleReaders)
         var attributes = pthread_rwlockattr_t()
         pthread_rwlockattr_init(&attributes)
         pthread_rwlockattr_setkind_np(&attributes, Int32(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
@@ -188,8 +190,6 @@ public final class Environment: @unchecked Sendable {
             abortIdleReaders()
             mdb_env_close(handle)
         }
-        pthread_mutex_destroy(idleLock)
-        idleLock.deallocate()
         if sidecarFD >= 0 { Glibc.close(sidecarFD) }
         pthread_key_delete(depthKey)
         pthread_rwlock_destroy(gate)
@@ -650,57 +650,81 @@ public final class Environment: @unchecked Sendable {
 
     // MARK: Reused read transactions
 
-    /// A reset read transaction to renew, or nil. Called with the gate held.
-    @inline(__always)
-    private func takeIdleReader() -> OpaquePointer? {
-        pthread_mutex_lock(idleLock)
-        let idle = idleReaders.popLast()
-        pthread_mutex_unlock(idleLock)
-        return idle
+    /// A reset read transaction kept for `mdb_txn_renew`, and the `Transaction` object that wrapped it in
+    /// its last read when that read left no other reference to it (nil otherwise: an object a body kept
+    /// stays invalid for good and is never handed out again).
+    ///
+    /// `@unchecked Sendable`: an entry has one owner at a time, the pool (under its mutex) or the one read
+    /// that took it out; neither the handle nor the object is used by two threads at once.
+    struct IdleReader: @unchecked Sendable {
+        let handle: OpaquePointer
+        let wrapper: Transaction?
+        /// `wrapper`'s `mapGeneration` (kept here so that a renewal in the same generation touches only
+        /// the object's handle: its public properties' exclusivity checks cost ~80 instructions each).
+        let generation: Int
     }
 
-    /// Resets `txn` and keeps it for reuse, or aborts it when enough are kept. Called with the gate
-    /// held, so `close()` (which takes the gate exclusively) cannot run meanwhile.
+    /// A kept read transaction to renew, or nil. Called with the gate held.
     @inline(__always)
-    private func recycleReader(_ txn: OpaquePointer) {
-        mdb_txn_reset(txn)
-        pthread_mutex_lock(idleLock)
-        let kept = idleReaders.count < Self.maxIdleReaders
-        if kept { idleReaders.append(txn) }
-        pthread_mutex_unlock(idleLock)
-        if !kept { mdb_txn_abort(txn) }
+    private func takeIdleReader() -> IdleReader? {
+        idleReaders.withLock { $0.popLast() }
+    }
+
+    /// Resets `handle` (ending its snapshot) and keeps it, with `wrapper` when given, for reuse; aborts
+    /// it when enough are kept. Called with the gate held, so `close()` (which takes the gate
+    /// exclusively) cannot run meanwhile.
+    @inline(__always)
+    private func recycleReader(_ handle: OpaquePointer, wrapper: Transaction?, generation: Int) {
+        mdb_txn_reset(handle)
+        let entry = IdleReader(handle: handle, wrapper: wrapper, generation: generation)
+        let kept = idleReaders.withLock { pool -> Bool in
+            guard pool.count < Self.maxIdleReaders else { return false }
+            pool.append(entry)
+            return true
+        }
+        if !kept { mdb_txn_abort(handle) }
     }
 
     /// Frees every kept read transaction and its reader slot (before `mdb_env_close`).
     private func abortIdleReaders() {
-        pthread_mutex_lock(idleLock)
-        let idle = idleReaders
-        idleReaders.removeAll()
-        pthread_mutex_unlock(idleLock)
-        for txn in idle { mdb_txn_abort(txn) }
+        let idle = idleReaders.withLock { pool -> [IdleReader] in
+            let all = pool
+            pool.removeAll()
+            return all
+        }
+        for entry in idle { mdb_txn_abort(entry.handle) }
+    }
+
+    /// Number of reset read transactions kept for reuse (for tests).
+    package var idleReaderCount: Int { idleReaders.withLock { $0.count } }
+
+    /// A read transaction on the newest committed snapshot: a kept one renewed (with its `Transaction`
+    /// object when one was kept), else a new one. Called with the gate held; the result code is
+    /// `mdb_txn_renew`'s or `mdb_txn_begin`'s.
+    @inline(__always)
+    private func beginRead() -> (rc: Int32, handle: OpaquePointer?, wrapper: Transaction?, generation: Int) {
+        if let idle = takeIdleReader() {
+            let rc = mdb_txn_renew(idle.handle)
+            if rc == MDB_SUCCESS { return (rc, idle.handle, idle.wrapper, idle.generation) }
+            mdb_txn_abort(idle.handle)  // gives its reader slot back; a fresh handle reports the cause
+        }
+        var txnHandle: OpaquePointer?
+        let rc = mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txnHandle)
+        return (rc, txnHandle, nil, -1)
     }
 
     /// Runs `body` in a read-only snapshot transaction. Values read inside are valid only inside `body`.
     ///
-    /// The transaction handle is renewed from an earlier, reset one when one is kept (see
-    /// `idleReaders`), and reset and kept again afterwards: a read costs no allocation and no lock of
-    /// LMDB's reader table.
+    /// The snapshot is the newest one committed when `body` starts. The transaction handle is renewed
+    /// from an earlier, reset one when one is kept (see `idleReaders`), and reset and kept again
+    /// afterwards: a read costs no allocation and no lock of LMDB's reader table. The `Transaction`
+    /// object is reused too, but only when `body` kept no strong reference to it: one that escaped stays
+    /// invalid (its methods throw) and never wraps a later transaction. Weak references are not counted
+    /// (`isKnownUniquelyReferenced`), so one kept past `body` may later name another read's transaction.
     public func read<R>(_ body: (Transaction) throws -> R) throws -> R {
         while true {
             try enterGate(transaction: "read")
-            var txnHandle: OpaquePointer?
-            var rc: Int32
-            if let idle = takeIdleReader() {
-                rc = mdb_txn_renew(idle)
-                if rc == MDB_SUCCESS {
-                    txnHandle = idle
-                } else {
-                    mdb_txn_abort(idle)  // gives its reader slot back; a fresh handle reports the cause
-                    rc = mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txnHandle)
-                }
-            } else {
-                rc = mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txnHandle)
-            }
+            var (rc, txnHandle, wrapper, keptGeneration) = beginRead()
             if rc == MDB_MAP_RESIZED {
                 leaveGate()
                 try adoptResizedMap()
@@ -710,11 +734,22 @@ public final class Environment: @unchecked Sendable {
             try check(rc, "mdb_txn_begin(read)")
             guard let txnHandle else { throw LMDBError(code: EINVAL, operation: "mdb_txn_begin(read)") }
             let generation = mapGenerationAtomic.load(ordering: .relaxed)
-            let txn = Transaction(handle: txnHandle, writable: false, mapGeneration: generation,
+            var txn: Transaction
+            if let kept = wrapper {
+                if keptGeneration == generation {
+                    kept.renew(handle: txnHandle)  // same generation: the same `MapReads` object already held
+                } else {
+                    kept.renew(handle: txnHandle, mapGeneration: generation, mapReads: mapReads(generation: generation))
+                }
+                txn = kept
+            } else {
+                txn = Transaction(handle: txnHandle, writable: false, mapGeneration: generation,
                                   mapReads: mapReads(generation: generation))
+            }
+            wrapper = nil  // `txn` holds the only reference of this function, for the check below
             defer {
                 txn.invalidate()
-                recycleReader(txnHandle)
+                recycleReader(txnHandle, wrapper: isKnownUniquelyReferenced(&txn) ? txn : nil, generation: generation)
             }
             return try body(txn)
         }

@@ -30,7 +30,9 @@ public struct DatabaseStats: Sendable {
 /// A transaction, valid only inside the `Environment.read` or `Environment.write` closure that
 /// handed it out. Every buffer it returns points into the memory map and is valid only until the
 /// transaction ends (or, in a write transaction, until the next write to the same database).
-/// Using a transaction after its closure returned throws instead of touching freed memory.
+/// Using a transaction after its closure returned throws instead of touching freed memory. A read
+/// transaction's object is reused by a later read when its closure kept no strong reference to it: do
+/// not keep weak references past the closure.
 public final class Transaction {
     private var rawHandle: OpaquePointer?
     /// Whether the transaction may write.
@@ -38,10 +40,10 @@ public final class Transaction {
     /// The environment's map generation when this transaction began: it changes whenever the map may
     /// have moved (grown), so two read transactions with the same `snapshotID()` and the same
     /// generation see the same bytes at the same addresses (write transactions report -1).
-    public let mapGeneration: Int
+    public private(set) var mapGeneration: Int
     /// `pread` access to the bytes this read transaction's map pointers name, for reads while the map is
     /// cold (`MapReads`); nil in write transactions, whose new pages are not in the file yet.
-    public let mapReads: MapReads?
+    public private(set) var mapReads: MapReads?
 
     init(handle: OpaquePointer, writable: Bool, mapGeneration: Int = -1, mapReads: MapReads? = nil) {
         self.rawHandle = handle
@@ -52,6 +54,20 @@ public final class Transaction {
 
     var isLive: Bool { rawHandle != nil }
     func invalidate() { rawHandle = nil }
+
+    /// Makes this ended read transaction's object wrap `handle`, a renewed read transaction, for
+    /// `Environment.read`, which calls it only on an object no one else references (so nothing that saw
+    /// its previous life can use it).
+    func renew(handle: OpaquePointer, mapGeneration: Int, mapReads: MapReads?) {
+        rawHandle = handle
+        self.mapGeneration = mapGeneration
+        self.mapReads = mapReads
+    }
+
+    /// `renew(handle:mapGeneration:mapReads:)` in the map generation this object already has.
+    func renew(handle: OpaquePointer) {
+        rawHandle = handle
+    }
 
     @inline(__always)
     func handle() throws(LMDBError) -> OpaquePointer {

@@ -21,7 +21,7 @@ public struct TopK: Sendable {
     /// Creates an empty selection of capacity `k`.
     public init(k: Int) {
         self.k = max(0, k)
-        entries = [UInt64](repeating: 0, count: self.k)
+        entries = .filled(0, count: self.k)
         held = 0
         bar = self.k == 0 ? .infinity : -.infinity
     }

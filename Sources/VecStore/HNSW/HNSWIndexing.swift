@@ -114,9 +114,13 @@ enum HNSWSearch {
             exact.prefetch(res.ids[i])
             i += 1
         }
-        while !res.isEmpty {
-            top.insert(-exact.distance(res.topID), res.topID)
-            res.pop()
+        // One inserter for the loop: `TopK.insert` per row left its closure out of line here (~70
+        // instructions a row under callgrind, ~1,100 a siftsmall query at ef 16).
+        top.withInserter { inserter in
+            while !res.isEmpty {
+                inserter.insert(-exact.distance(res.topID), res.topID)
+                res.pop()
+            }
         }
         scratch.results = res
         return top

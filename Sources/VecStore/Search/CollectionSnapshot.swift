@@ -1,5 +1,6 @@
 import Foundation
 import LMDB
+import Synchronization
 import VecStoreKernels
 
 /// What one snapshot of a collection needs for search: its rows, its index's read view (if it has an
@@ -169,9 +170,10 @@ final class CollectionSnapshot: @unchecked Sendable {
 /// costs no LMDB lookup: the collection record was read and checked when the entry was made, and within
 /// one snapshot it cannot change. Write transactions (whose pages are private until they commit)
 /// neither use nor fill the cache.
-final class SnapshotCache: @unchecked Sendable {
-    private let lock = NSLock()
-    private var entries: [UInt32: CollectionSnapshot] = [:]
+final class SnapshotCache: Sendable {
+    /// Under a `Mutex` rather than an `NSLock` beside a stored dictionary: the class property's dynamic
+    /// exclusivity checks and `NSLock`'s calls were ~250 of a hit's ~550 instructions (callgrind).
+    private let entries = Mutex<[UInt32: CollectionSnapshot]>([:])
 
     func snapshot(_ txn: Transaction, _ dbs: Databases, name: String, collectionID: UInt32) throws
         -> CollectionSnapshot
@@ -179,9 +181,7 @@ final class SnapshotCache: @unchecked Sendable {
         let sid = try txn.snapshotID()
         let cacheable = !txn.isWritable
         if cacheable {
-            lock.lock()
-            let cached = entries[collectionID]
-            lock.unlock()
+            let cached = entries.withLock { $0[collectionID] }
             if let cached, cached.snapshotID == sid, cached.mapGeneration == txn.mapGeneration {
                 return cached
             }
@@ -198,9 +198,7 @@ final class SnapshotCache: @unchecked Sendable {
         let entry = CollectionSnapshot(snapshotID: sid, mapGeneration: txn.mapGeneration, record: record, view: view,
                                        index: index, cached: cacheable)
         if cacheable {
-            lock.lock()
-            entries[collectionID] = entry
-            lock.unlock()
+            entries.withLock { $0[collectionID] = entry }
         }
         return entry
     }
