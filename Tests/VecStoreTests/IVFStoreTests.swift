@@ -541,11 +541,14 @@ struct IVFStoreTests {
                 try c.buildIVF(IVFParameters(nlist: 4, coding: .pq(m: 8, bits: 4), refine: 3, pqResidual: residual))
                 try c.delete(ids: (0..<100).map { "r\($0 * 17)" })
                 let queries = clustered(60, dimension: 16, seed: 42) + Array(vectors[100..<104])
-                // 64 queries × nprobe ≥ 2 × nlist × threads: every batch below is scanned list by list.
+                // 64 queries × nprobe ≥ 2 × nlist × threads, and the code-size floor lifted: every batch below is
+                // scanned list by list.
                 for (threads, nprobe, f) in [(1, 1, nil), (1, 2, nil), (2, 3, nil), (1, 4, nil), (1, 2, filter)] as [(Int, Int, Filter?)] {
                     let options = SearchOptions(threads: threads, filterStrategy: f == nil ? .automatic : .graph,
                                                 nprobe: nprobe, refine: 3)
-                    let batch = try c.searchBatch(queries, k: 6, filter: f, options: options)
+                    let batch = try IVFView.$listMajorCodeBytes.withValue(0) {
+                        try c.searchBatch(queries, k: 6, filter: f, options: options)
+                    }
                     for (i, q) in queries.enumerated() {
                         let one = try c.search(q, k: 6, filter: f, options: options)
                         #expect(batch[i].map(\.id) == one.map(\.id), "\(metric) \(residual) nprobe \(nprobe) query \(i)")
