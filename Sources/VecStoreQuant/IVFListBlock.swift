@@ -431,6 +431,13 @@ public enum IVFListScan {
         fastScanRows(block, table: table, bias: bias, mask: mask, into: &top)
     }
 
+    /// `fastScan` into the re-ranking candidates of a refining search (the list-major batch scan offers each
+    /// query's rows to its own reservoir).
+    public static func fastScan(_ block: IVFListBlockView, table: QuantizedTable, bias: Float, mask: CandidateMask?,
+                                into top: inout CandidateReservoir) {
+        fastScanRows(block, table: table, bias: bias, mask: mask, into: &top)
+    }
+
     @inline(__always)
     static func fastScanRows<S: ScoredRowSink>(_ block: IVFListBlockView, table: QuantizedTable, bias: Float,
                                                mask: CandidateMask?, into top: inout S) {

@@ -102,6 +102,12 @@ public struct IVFProbeScorer {
         }
     }
 
+    /// Fast scan whose one quantized table serves every probed list (raw-vector codes under any metric, residual
+    /// codes under inner product): that table as `begin(query:)` left it; nil for 8-bit codes and for residual L2
+    /// (a table per list). With it, a list's scan needs only the table and the list constant (`bias` after
+    /// `prepare`: 0 for raw-vector codes, q·c for residual codes), so a batch may scan list by list.
+    public var sharedFastTable: QuantizedTable? { fast && !(l2 && residualCodes) ? quantized : nil }
+
     /// 8-bit codes: queries a `beginTile` pass builds tables for. A batch of 8 shares each 2 KB block of the
     /// transposed codebooks (dsub 8 × 64 centroids) from L1 instead of streaming the whole codebook (128 KB for
     /// siftsmall's M = 16, 384 KB for d = 384) from L2 once a query.

@@ -521,6 +521,44 @@ struct IVFStoreTests {
         }
     }
 
+    @Test("refining fast-scan batches scanned list by list (each query's nearest list first, then the others in list order) return what one-by-one searches return: tied rows, several blocks a list, deleted rows, filters, residual and raw codes")
+    func listMajorFastScanMatchesSingleQueries() throws {
+        let dir = try TempDir()
+        let store = try VecStore(path: dir.path("f.vecstore"))
+        var vectors = clustered(2400, dimension: 16, seed: 41)
+        // Exact duplicates: equal codes, so equal ADC and exact scores, ties the reservoir and the re-ranking break
+        // by the lower row whatever order the lists come in.
+        for i in 0..<300 { vectors[2399 - i] = vectors[i * 3] }
+        let filter = Filter.field("g", .equals(.number(1)))
+        for metric in [Metric.cosine, .dot, .l2] {
+            for residual in [true, false] {  // residual L2 has a table per list: scanned query by query
+                let c = try store.collection("f\(metric)\(residual)", dimension: 16, metric: metric)
+                try c.add(vectors.enumerated().map {
+                    Document(id: "r\($0.offset)", vector: $0.element, metadata: ["g": .number(Double($0.offset % 3))])
+                })
+                // nlist 4: lists of ~600 rows, two or three 256-row blocks each; refine 3 × k 6 = 18 candidates, so
+                // each reservoir trims many times.
+                try c.buildIVF(IVFParameters(nlist: 4, coding: .pq(m: 8, bits: 4), refine: 3, pqResidual: residual))
+                try c.delete(ids: (0..<100).map { "r\($0 * 17)" })
+                let queries = clustered(60, dimension: 16, seed: 42) + Array(vectors[100..<104])
+                // 64 queries × nprobe ≥ 2 × nlist × threads, and the code-size floor lifted: every batch below is
+                // scanned list by list.
+                for (threads, nprobe, f) in [(1, 1, nil), (1, 2, nil), (2, 3, nil), (1, 4, nil), (1, 2, filter)] as [(Int, Int, Filter?)] {
+                    let options = SearchOptions(threads: threads, filterStrategy: f == nil ? .automatic : .graph,
+                                                nprobe: nprobe, refine: 3)
+                    let batch = try IVFView.$listMajorCodeBytes.withValue(0) {
+                        try c.searchBatch(queries, k: 6, filter: f, options: options)
+                    }
+                    for (i, q) in queries.enumerated() {
+                        let one = try c.search(q, k: 6, filter: f, options: options)
+                        #expect(batch[i].map(\.id) == one.map(\.id), "\(metric) \(residual) nprobe \(nprobe) query \(i)")
+                        #expect(batch[i].map(\.score) == one.map(\.score), "\(metric) \(residual) nprobe \(nprobe) query \(i)")
+                    }
+                }
+            }
+        }
+    }
+
     @Test("a damaged list key numbering its full last block 2³²−1 makes an append throw, not trap")
     func appendAfterHugeBlockNumber() throws {
         let dir = try TempDir()
