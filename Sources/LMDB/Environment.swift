@@ -685,6 +685,17 @@ public final class Environment: @unchecked Sendable {
         if !kept { mdb_txn_abort(handle) }
     }
 
+    /// Lets go of the `Transaction` objects kept with reset read transactions (the handles stay kept): each
+    /// holds its generation's `MapReads` (a file descriptor and counters), which a new map generation
+    /// replaces. Called with the gate held exclusively.
+    private func dropKeptWrappers() {
+        idleReaders.withLock { pool in
+            for i in pool.indices where pool[i].wrapper != nil {
+                pool[i] = IdleReader(handle: pool[i].handle, wrapper: nil, generation: -1)
+            }
+        }
+    }
+
     /// Frees every kept read transaction and its reader slot (before `mdb_env_close`).
     private func abortIdleReaders() {
         let idle = idleReaders.withLock { pool -> [IdleReader] in
@@ -719,8 +730,9 @@ public final class Environment: @unchecked Sendable {
     /// from an earlier, reset one when one is kept (see `idleReaders`), and reset and kept again
     /// afterwards: a read costs no allocation and no lock of LMDB's reader table. The `Transaction`
     /// object is reused too, but only when `body` kept no strong reference to it: one that escaped stays
-    /// invalid (its methods throw) and never wraps a later transaction. Weak references are not counted
-    /// (`isKnownUniquelyReferenced`), so one kept past `body` may later name another read's transaction.
+    /// invalid (its methods throw) and never wraps a later transaction. Weak and unowned references are not
+    /// counted (`isKnownUniquelyReferenced`): one kept past `body` may later name another read's live
+    /// transaction, possibly on another thread, so none may outlive `body`.
     public func read<R>(_ body: (Transaction) throws -> R) throws -> R {
         while true {
             try enterGate(transaction: "read")
@@ -797,6 +809,7 @@ public final class Environment: @unchecked Sendable {
         try withGateExclusive("growing the map") { () throws(LMDBError) in
             let current = info().mapSize
             mapGenerationAtomic.add(1, ordering: .relaxed)
+            dropKeptWrappers()
             try check(mdb_env_set_mapsize(handle, current * 2), "mdb_env_set_mapsize(grow to \(current * 2))")
         }
     }
@@ -805,6 +818,7 @@ public final class Environment: @unchecked Sendable {
     private func adoptResizedMap() throws(LMDBError) {
         try withGateExclusive("adopting the map size another process set") { () throws(LMDBError) in
             mapGenerationAtomic.add(1, ordering: .relaxed)
+            dropKeptWrappers()
             try check(mdb_env_set_mapsize(handle, 0), "mdb_env_set_mapsize(adopt)")
         }
     }

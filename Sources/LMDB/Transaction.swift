@@ -32,7 +32,7 @@ public struct DatabaseStats: Sendable {
 /// transaction ends (or, in a write transaction, until the next write to the same database).
 /// Using a transaction after its closure returned throws instead of touching freed memory. A read
 /// transaction's object is reused by a later read when its closure kept no strong reference to it: do
-/// not keep weak references past the closure.
+/// not keep weak or unowned references past the closure.
 public final class Transaction {
     private var rawHandle: OpaquePointer?
     /// Whether the transaction may write.

@@ -98,7 +98,7 @@ struct ReadPathTests {
         #expect(objects.count == 1)
     }
 
-    @Test("a reused Transaction object reports the new map generation after the map grew")
+    @Test("a read after the map grew reports the new map generation and MapReads")
     func reusedTransactionFollowsMapGrowth() throws {
         let dir = try TempDir()
         var options = EnvironmentOptions()
@@ -107,9 +107,11 @@ struct ReadPathTests {
         defer { env.close() }
         let db = try env.openDatabases([(name: "t", flags: [])], create: true)[0]
         var objects = Set<ObjectIdentifier>()
+        weak var firstObject: Transaction?
         let (generation0, reads0) = try env.read { txn in
             objects.insert(ObjectIdentifier(txn))
-            return (txn.mapGeneration, txn.mapReads.map(ObjectIdentifier.init))
+            firstObject = txn  // weak: the read still leaves it to the pool
+            return (txn.mapGeneration, txn.mapReads)  // held strongly: its address cannot be reused below
         }
         // 4 MiB of values into a 1 MiB map: it grows (each growth bumps the generation).
         let value = [UInt8](repeating: 7, count: 64 << 10)
@@ -117,12 +119,41 @@ struct ReadPathTests {
         #expect(env.info().mapSize > 1 << 20)
         let (generation1, reads1, count) = try env.read { txn in
             objects.insert(ObjectIdentifier(txn))
-            return (txn.mapGeneration, txn.mapReads.map(ObjectIdentifier.init), try txn.stats(db).entries)
+            return (txn.mapGeneration, txn.mapReads, try txn.stats(db).entries)
         }
-        #expect(objects.count == 1)  // the same object, renewed into the new generation
+        // Growing the map let go of the kept object (it held the old generation's MapReads): freed, not
+        // renewed (its address may be reused, so the identifiers alone cannot tell).
+        #expect(firstObject == nil)
         #expect(generation1 > generation0)
-        #expect(reads1 != nil && reads1 != reads0)  // the new generation's MapReads, not the old map's
+        #expect(reads1 != nil && reads1 !== reads0)  // the new generation's MapReads, not the old map's
         #expect(count == 64)
+    }
+
+    @Test("a read whose body throws leaves its transaction reusable, and the next read sees the last commit")
+    func throwingReadIsReused() throws {
+        struct Stop: Error {}
+        let dir = try TempDir()
+        let env = try Environment(path: dir.path("t.mdb"))
+        defer { env.close() }
+        let db = try env.openDatabases([(name: "t", flags: [])], create: true)[0]
+        var objects = Set<ObjectIdentifier>()
+        for i in 0..<5 {
+            try env.write { txn in try txn.put(db, Array("k".utf8), Array("\(i)".utf8)) }
+            #expect(throws: Stop.self) {
+                try env.read { txn -> Void in
+                    objects.insert(ObjectIdentifier(txn))
+                    _ = try txn.get(db, Array("k".utf8))
+                    throw Stop()
+                }
+            }
+            let value = try env.read { txn in
+                objects.insert(ObjectIdentifier(txn))
+                return try txn.get(db, Array("k".utf8)).map { String(decoding: $0, as: UTF8.self) }
+            }
+            #expect(value == "\(i)")
+        }
+        #expect(env.idleReaderCount == 1)
+        #expect(objects.count == 1)
     }
 
     @Test("a Transaction kept past its read stays invalid while later reads reuse the handle")

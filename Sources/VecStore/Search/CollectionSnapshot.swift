@@ -198,7 +198,12 @@ final class SnapshotCache: Sendable {
         let entry = CollectionSnapshot(snapshotID: sid, mapGeneration: txn.mapGeneration, record: record, view: view,
                                        index: index, cached: cacheable)
         if cacheable {
-            entries.withLock { $0[collectionID] = entry }
+            // A slow reader on an older snapshot does not replace a newer entry (same map generation).
+            entries.withLock { table in
+                if let newer = table[collectionID], newer.mapGeneration == entry.mapGeneration,
+                   newer.snapshotID > sid { return }
+                table[collectionID] = entry
+            }
         }
         return entry
     }
