@@ -270,7 +270,9 @@ final class BertEncoder: Sendable {
     /// arithmetic-bound products) from `computeKernelRows` tokens on, `BatchKernel.current` below. Measured on
     /// a Zen 5 EPYC, where OpenBLAS runs only its AVX2 kernels (one thread, `vecstore-bench embed`): batches of
     /// docs60k paragraphs (67 tokens a text) 1.2× faster one text a call and 1.75× in batches of 32 with
-    /// `vs_dot_tile`, while single 22-token SciFact queries were 8.2 ms with `sgemm` against 10.2 ms.
+    /// `vs_dot_tile`, while single 22-token SciFact queries were 8.2 ms with `sgemm` against 10.2 ms. The
+    /// kernel follows the packed batch's token count, so on such a CPU a text's vector may differ in its last
+    /// bits between a batch and a call of its own (well inside Spec/EMBEDDER.md's cosine ≥ 0.9999).
     static func linearKernel(rows: Int) -> BatchKernel {
         rows >= computeKernelRows ? MatrixProduct.computeKernel : BatchKernel.current
     }

@@ -543,12 +543,26 @@ struct IVFStoreTests {
                 let queries = clustered(60, dimension: 16, seed: 42) + Array(vectors[100..<104])
                 // 64 queries × nprobe ≥ 2 × nlist × threads, and the code-size floor lifted: every batch below is
                 // scanned list by list.
-                for (threads, nprobe, f) in [(1, 1, nil), (1, 2, nil), (2, 3, nil), (1, 4, nil), (1, 2, filter)] as [(Int, Int, Filter?)] {
+                // Chunk budgets: the default (one chunk a worker) and 1 byte (chunks of the fewest queries that keep
+                // two probes a list: 8 at nprobe 1, so several chunks a worker).
+                for (threads, nprobe, f, chunkBytes) in [(1, 1, nil, 8 << 20), (1, 1, nil, 1), (1, 2, nil, 8 << 20),
+                                                         (2, 3, nil, 8 << 20), (2, 2, nil, 1), (1, 4, nil, 8 << 20),
+                                                         (1, 2, filter, 8 << 20)] as [(Int, Int, Filter?, Int)] {
                     let options = SearchOptions(threads: threads, filterStrategy: f == nil ? .automatic : .graph,
                                                 nprobe: nprobe, refine: 3)
+                    let probe = IVFListMajorProbe()
                     let batch = try IVFView.$listMajorCodeBytes.withValue(0) {
-                        try c.searchBatch(queries, k: 6, filter: f, options: options)
+                        try IVFView.$listMajorChunkBytes.withValue(chunkBytes) {
+                            try IVFView.$listMajorProbe.withValue(probe) {
+                                try c.searchBatch(queries, k: 6, filter: f, options: options)
+                            }
+                        }
                     }
+                    // The list-by-list path ran (residual L2 excepted: a table per list), in several chunks when the
+                    // budget is 1 byte.
+                    let listMajor = !(residual && metric == .l2)
+                    #expect(listMajor ? probe.chunks >= (chunkBytes == 1 ? 64 / max(1, (2 * 4 + nprobe - 1) / nprobe) : 1)
+                                      : probe.chunks == 0, "\(metric) \(residual) nprobe \(nprobe): \(probe.chunks) chunks")
                     for (i, q) in queries.enumerated() {
                         let one = try c.search(q, k: 6, filter: f, options: options)
                         #expect(batch[i].map(\.id) == one.map(\.id), "\(metric) \(residual) nprobe \(nprobe) query \(i)")

@@ -1,5 +1,6 @@
 import CDistance
 import LMDB
+import Synchronization
 import VecStoreKernels
 import VecStoreQuant
 
@@ -252,72 +253,92 @@ final class IVFView: @unchecked Sendable {
         let header = model.header, d = header.dimension, nlist = header.nlist
         let coarseBias = header.residual && header.metric != .l2
         guard let pq = model.quantizer else { return [TopK](repeating: TopK(k: k), count: count) }
+        // A worker holds a table and a reservoir for each query of its current chunk: chunks of at most
+        // `listMajorChunkBytes` of them (a reservoir grows to `capacityFactor · refine · k` 8-byte keys, a table
+        // holds 16 bytes a sub-quantizer), but never fewer queries than keep `listMajorReuse` probes a list on
+        // average, so memory follows the threads, not the batch.
+        let perQuery = CandidateReservoir.capacityFactor * refine * k * 8 + 16 * (pq.subquantizers + 1) + 256
+        let chunk = max(Self.listMajorChunkBytes / perQuery, (Self.listMajorReuse * nlist + p - 1) / p, 1)
+        let probe = Self.listMajorProbe
         return QueryWorkers.map(count: count, threads: threads, placeholder: TopK(k: 0)) { indices, put in
-            let mine = Array(indices)
+            let all = Array(indices)
             var scratch = Scratch(candidates: CandidateReservoir(k: 1), scorer: nil, rows: [],
                                   scores: [Float](repeating: 0, count: k * refine))
             scratch.rows.reserveCapacity(k * refine)
-            // Each query's table, quantized once (the scorer's storage is refilled for the next query).
             var scorer = IVFProbeScorer(header: header, quantizer: pq, precomputed: precomputed)
-            var tables: [QuantizedTable] = []
-            tables.reserveCapacity(mine.count)
-            for i in mine {
-                scorer.begin(query: queries + i * d)
-                guard let table = scorer.sharedFastTable else { return }
-                tables.append(table)
-            }
-            var reservoirs = [CandidateReservoir](repeating: CandidateReservoir(k: k * refine), count: mine.count)
-            // The worker's (query, probe) pairs bucketed by list (a counting sort) in two rounds: first each
-            // query's nearest list (its probe 0), then its other probes. `start[b]..<start[b + 1]` of `members` are
-            // `j · p + t` for the queries `mine[j]` whose probe `t` is list `b % nlist` (t = 0 for b < nlist,
-            // t > 0 above). The nearest list holds the query's best rows, so its reservoir's threshold is high
-            // before the farther lists come, and they offer few rows. A query's lists end at its first `noList`
-            // slot (as in `search`).
-            let buckets = 2 * nlist
-            var start = [Int](repeating: 0, count: buckets + 1)
-            var members = [Int32](repeating: 0, count: mine.count * p)
-            probes.lists.withUnsafeBufferPointer { pb in
-                func found(_ i: Int) -> Int {
-                    var t = 0
-                    while t < p, pb[i * p + t] != IVFModel.noList { t += 1 }
-                    return t
-                }
+            for first in stride(from: 0, to: all.count, by: chunk) {
+                let mine = Array(all[first..<min(first + chunk, all.count)])
+                probe?.countChunk()
+                // Each query's table, quantized once (a copy: the scorer's storage is copied on its next `begin`).
+                var tables: [QuantizedTable] = []
+                tables.reserveCapacity(mine.count)
                 for i in mine {
-                    for t in 0..<found(i) { start[(t == 0 ? 0 : nlist) + Int(pb[i * p + t]) + 1] += 1 }
+                    scorer.begin(query: queries + i * d)
+                    guard let table = scorer.sharedFastTable else {
+                        preconditionFailure("listMajorFastScan needs one table a query (the caller checks the index kind)")
+                    }
+                    tables.append(table)
                 }
-                for b in 0..<buckets { start[b + 1] += start[b] }
-                var next = start
-                for (j, i) in mine.enumerated() {
-                    for t in 0..<found(i) {
-                        let b = (t == 0 ? 0 : nlist) + Int(pb[i * p + t])
-                        members[next[b]] = Int32(j * p + t)
-                        next[b] += 1
+                var reservoirs = [CandidateReservoir](repeating: CandidateReservoir(k: k * refine), count: mine.count)
+                // The worker's (query, probe) pairs bucketed by list (a counting sort) in two rounds: first each
+                // query's nearest list (its probe 0), then its other probes. `start[b]..<start[b + 1]` of `members` are
+                // `j · p + t` for the queries `mine[j]` whose probe `t` is list `b % nlist` (t = 0 for b < nlist,
+                // t > 0 above). The nearest list holds the query's best rows, so its reservoir's threshold is high
+                // before the farther lists come, and they offer few rows. A query's lists end at its first `noList`
+                // slot (as in `search`).
+                let buckets = 2 * nlist
+                var start = [Int](repeating: 0, count: buckets + 1)
+                var members = [Int32](repeating: 0, count: mine.count * p)
+                probes.lists.withUnsafeBufferPointer { pb in
+                    func found(_ i: Int) -> Int {
+                        var t = 0
+                        while t < p, pb[i * p + t] != IVFModel.noList { t += 1 }
+                        return t
+                    }
+                    for i in mine {
+                        for t in 0..<found(i) { start[(t == 0 ? 0 : nlist) + Int(pb[i * p + t]) + 1] += 1 }
+                    }
+                    for b in 0..<buckets { start[b + 1] += start[b] }
+                    var next = start
+                    for (j, i) in mine.enumerated() {
+                        for t in 0..<found(i) {
+                            let b = (t == 0 ? 0 : nlist) + Int(pb[i * p + t])
+                            members[next[b]] = Int32(j * p + t)
+                            next[b] += 1
+                        }
                     }
                 }
-            }
-            probes.scores.withUnsafeBufferPointer { sb in
-                reservoirs.withUnsafeMutableBufferPointer { rb in
-                    tables.withUnsafeBufferPointer { tb in
-                        for b in 0..<buckets where start[b + 1] > start[b] {
-                            for block in blocks[b % nlist] {
-                                for m in start[b]..<start[b + 1] {
-                                    let slot = Int(members[m]), j = slot / p
-                                    // Residual codes: the list constant q·c is the probe's score; raw codes: 0.
-                                    let bias = coarseBias ? sb[mine[j] * p + slot % p] : 0
-                                    IVFListScan.fastScan(block, table: tb[j], bias: bias, mask: mask, into: &rb[j])
+                probes.scores.withUnsafeBufferPointer { sb in
+                    reservoirs.withUnsafeMutableBufferPointer { rb in
+                        tables.withUnsafeBufferPointer { tb in
+                            for b in 0..<buckets where start[b + 1] > start[b] {
+                                for block in blocks[b % nlist] {
+                                    for m in start[b]..<start[b + 1] {
+                                        let slot = Int(members[m]), j = slot / p
+                                        // Residual codes: the list constant q·c is the probe's score; raw codes: 0.
+                                        let bias = coarseBias ? sb[mine[j] * p + slot % p] : 0
+                                        IVFListScan.fastScan(block, table: tb[j], bias: bias, mask: mask, into: &rb[j])
+                                    }
                                 }
                             }
                         }
                     }
                 }
-            }
-            for (j, i) in mine.enumerated() {
-                let q = queries + i * d
-                let top = reranked(q, k: k, rows: reservoirs[j].finish(), vectors: vectors, scratch: &scratch)
-                put(i, rescored(top, query: q, vectors: vectors))
+                for (j, i) in mine.enumerated() {
+                    let q = queries + i * d
+                    let top = reranked(q, k: k, rows: reservoirs[j].finish(), vectors: vectors, scratch: &scratch)
+                    put(i, rescored(top, query: q, vectors: vectors))
+                }
             }
         }
     }
+
+    /// The bytes of tables and reservoirs a `listMajorFastScan` worker holds at once (see there): 8 MiB.
+    /// Task-local so tests can force several chunks.
+    @TaskLocal static var listMajorChunkBytes = 8 << 20
+
+    /// Counts the chunks `listMajorFastScan` scans when set (tests: a batch took the list-by-list path).
+    @TaskLocal static var listMajorProbe: IVFListMajorProbe?
 
     /// `top`'s rows with the exact float32 scores `VectorCollection.resolve` would compute (the same kernels:
     /// negated squared L2 or the inner product), read right after the scan or re-ranking that picked them,
@@ -565,4 +586,15 @@ struct HalfBound {
         let reach = (radius + Double(e)) * (1 + 0x1p-30)
         return !(lower > reach * reach)
     }
+}
+
+/// Chunks scanned list by list (`IVFView.listMajorFastScan`), counted for tests.
+final class IVFListMajorProbe: Sendable {
+    private let count = Mutex(0)
+
+    /// One more chunk scanned (from any worker).
+    func countChunk() { count.withLock { $0 += 1 } }
+
+    /// Chunks scanned so far.
+    var chunks: Int { count.withLock { $0 } }
 }
