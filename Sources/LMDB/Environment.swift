@@ -563,7 +563,8 @@ public final class Environment: @unchecked Sendable {
         let device = Self.majorMinor(UInt64(st.st_dev))
         while fgets(&line, Int32(line.count), maps) != nil {
             // "start-end perms offset dev inode path"
-            let fields = String(cString: line).split(separator: " ", omittingEmptySubsequences: true)
+            let text = String(decoding: line.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let fields = text.split(separator: " ", omittingEmptySubsequences: true)
             guard fields.count >= 6, fields[2] == "00000000", UInt64(fields[4]) == UInt64(st.st_ino) else { continue }
             let range = fields[0].split(separator: "-")
             guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16),
