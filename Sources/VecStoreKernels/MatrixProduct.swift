@@ -29,7 +29,8 @@ public enum MatrixProduct {
     public static var kernelName: String { BatchKernel.current == .blas ? "blas" : "simd" }
 
     /// The kernel for products bound by arithmetic, where every row of a large tile meets every row of the other
-    /// side (k-means assignment): `vs_dot_tile` when its AVX-512 variant runs and OpenBLAS runs only an AVX2
+    /// side (k-means assignment, batched exact search, the near-duplicate self-join, the text encoder's larger
+    /// linear layers): `vs_dot_tile` when its AVX-512 variant runs and OpenBLAS runs only an AVX2
     /// core, otherwise `BatchKernel.current`. Debian's OpenBLAS 0.3.21 runs CPUs it does not know, AMD Zen 4
     /// and Zen 5 among them, on its Haswell (AVX2) kernels: k-means over docs60k (59,647 × 384 against 256
     /// centroids, 10 iterations) took 1.37 s with that `sgemm` and 0.78 s with `vs_dot_tile` on a Zen 5 EPYC.

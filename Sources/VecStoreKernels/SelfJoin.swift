@@ -47,7 +47,7 @@ public enum SelfJoin {
                         let right = blocks[j]
                         let n = right.count
                         MatrixProduct.dotTile(q, aRows: tc, right.vectors, bRows: n, dimension: dimension,
-                                              into: scores, ldo: n)
+                                              into: scores, ldo: n, kernel: MatrixProduct.computeKernel)
                         for t in 0..<tc {
                             let rowA = left.firstID + UInt32(t0 + t)
                             guard mask.contains(rowA) else { continue }
