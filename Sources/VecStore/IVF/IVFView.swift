@@ -100,8 +100,7 @@ final class IVFView: @unchecked Sendable {
                     if batched.lists.isEmpty {
                         put(i, unquantized(q, k: k, mask: mask, probes: model.probes(q, count: p)[...], vectors: vectors))
                     } else {
-                        // A batched query's lists end at its first `noList` slot (fewer lists found).
-                        let end = batched.lists[(i * p)..<(i * p + p)].firstIndex(of: IVFModel.noList) ?? (i * p + p)
+                        let end = i * p + Self.listsFound(batched.lists, query: i, nprobe: p)
                         put(i, unquantized(q, k: k, mask: mask, probes: batched.lists[(i * p)..<end], vectors: vectors))
                     }
                 }
@@ -146,9 +145,7 @@ final class IVFView: @unchecked Sendable {
                         }
                         slot = s
                     }
-                    // A batched query's lists end at its first `noList` slot (fewer lists found).
-                    let found = batched.lists.isEmpty ? 0
-                        : (batched.lists[(i * p)..<(i * p + p)].firstIndex(of: IVFModel.noList) ?? (i * p + p)) - i * p
+                    let found = batched.lists.isEmpty ? 0 : Self.listsFound(batched.lists, query: i, nprobe: p)
                     let probes = batched.lists.isEmpty ? model.probes(queries + i * d, count: p)[...]
                         : batched.lists[(i * p)..<(i * p + found)]
                     let biases = batched.lists.isEmpty || !coarseBias ? nil : batched.scores[(i * p)..<(i * p + found)]
@@ -290,11 +287,7 @@ final class IVFView: @unchecked Sendable {
                 var start = [Int](repeating: 0, count: buckets + 1)
                 var members = [Int32](repeating: 0, count: mine.count * p)
                 probes.lists.withUnsafeBufferPointer { pb in
-                    func found(_ i: Int) -> Int {
-                        var t = 0
-                        while t < p, pb[i * p + t] != IVFModel.noList { t += 1 }
-                        return t
-                    }
+                    func found(_ i: Int) -> Int { Self.listsFound(probes.lists, query: i, nprobe: p) }
                     for i in mine {
                         for t in 0..<found(i) { start[(t == 0 ? 0 : nlist) + Int(pb[i * p + t]) + 1] += 1 }
                     }
@@ -331,6 +324,12 @@ final class IVFView: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// How many lists query `i` of a batch probes: its `p` slots of `lists` (`IVFModel.batchProbes`) end at the
+    /// first `noList` slot when fewer lists were found.
+    static func listsFound(_ lists: [UInt32], query i: Int, nprobe p: Int) -> Int {
+        (lists[(i * p)..<(i * p + p)].firstIndex(of: IVFModel.noList) ?? (i * p + p)) - i * p
     }
 
     /// The bytes of tables and reservoirs a `listMajorFastScan` worker holds at once (see there): 8 MiB.
