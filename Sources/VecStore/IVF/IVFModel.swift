@@ -124,8 +124,8 @@ final class IVFModel: @unchecked Sendable {
 
     /// The `nprobe` (≤ nlist) nearest lists of each of `count` queries, `count × nprobe` row-major, nearest
     /// first (ties to the lower list): the centroid products of a tile of queries come from one
-    /// `MatrixProduct.dotTile` (sgemm), ranked by |c|² − 2 q·c (L2, the distance less |q|²) or q·c, and each
-    /// query keeps its best lists in a sorted buffer (an argmax for nprobe 1; a quickselect and a sort above
+    /// `MatrixProduct.dotTile` on `MatrixProduct.computeKernel` (the k-means assignment's kernel), ranked by
+    /// |c|² − 2 q·c (L2, the distance less |q|²) or q·c, and each query keeps its best lists in a sorted buffer (an argmax for nprobe 1; a quickselect and a sort above
     /// `insertionProbeLimit`); slots left over when NaN scores leave fewer lists are `noList`. `scores` are the ranking values of the lists picked, in the same layout (q·c
     /// for inner product and cosine: the list constant of residual codes, which the scan then does not
     /// compute again). The same rule as `probes` up to float rounding of near-ties.
@@ -153,7 +153,7 @@ final class IVFModel: @unchecked Sendable {
                                 while start < count {
                                     let rows = min(tile, count - start)
                                     MatrixProduct.dotTile(queries + start * d, aRows: rows, c, bRows: nlist, dimension: d,
-                                                          into: scores, ldo: nlist)
+                                                          into: scores, ldo: nlist, kernel: MatrixProduct.computeKernel)
                                     for i in 0..<rows {
                                         let line = scores + i * nlist
                                         // Ranked by 2 q·c − |c|² (L2: the distance less |q|², negated) or q·c.
