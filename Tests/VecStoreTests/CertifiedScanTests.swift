@@ -111,10 +111,12 @@ struct CertifiedScanTests {
                             for threads in [1, 2] {
                                 let plain = ExactSearch.search(
                                     query: qb.baseAddress!, dimension: dimension, metric: Self.scanMetric(metric),
-                                    blocks: table.blocks, mask: mask, k: k, threads: threads).sorted()
+                                    blocks: table.blocks, mask: mask, k: k, threads: threads,
+                                    elementsPerWorker: 1).sorted()
                                 let certified = ExactSearch.search(
                                     query: qb.baseAddress!, dimension: dimension, metric: Self.scanMetric(metric),
-                                    blocks: table.blocks, mask: mask, k: k, threads: threads, halves: table.halves).sorted()
+                                    blocks: table.blocks, mask: mask, k: k, threads: threads, halves: table.halves,
+                                    elementsPerWorker: 1).sorted()
                                 #expect(plain.map(\.id) == certified.map(\.id), "k \(k) threads \(threads)")
                                 #expect(plain.map(\.score.bitPattern) == certified.map(\.score.bitPattern))
                             }
@@ -214,6 +216,27 @@ struct CertifiedScanTests {
                 }
             }
         }
+    }
+
+    @Test("a one-query scan is split only when each worker gets elementsPerWorker elements")
+    func workerCountFollowsWork() {
+        let dummy = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+        defer { dummy.deallocate() }
+        func blocks(_ rows: Int, per: Int) -> [VectorBlock] {
+            stride(from: 0, to: rows, by: per).map {
+                VectorBlock(firstID: UInt32($0), count: min(per, rows - $0), vectors: dummy, squaredNorms: dummy)
+            }
+        }
+        // siftsmall-sized (10,000 × 128): one worker whatever the threads; docs60k-sized: two.
+        #expect(ExactSearch.workerCount(blocks: blocks(10_000, per: 1024), dimension: 128, threads: 2) == 1)
+        #expect(ExactSearch.workerCount(blocks: blocks(59_647, per: 512), dimension: 384, threads: 2) == 2)
+        #expect(ExactSearch.workerCount(blocks: blocks(59_647, per: 512), dimension: 384, threads: 8) == 5)
+        #expect(ExactSearch.workerCount(blocks: blocks(59_647, per: 512), dimension: 384, threads: 1) == 1)
+        // Never more workers than blocks, never fewer than one.
+        #expect(ExactSearch.workerCount(blocks: blocks(3_000, per: 1024), dimension: 4, threads: 8,
+                                        elementsPerWorker: 1) == 3)
+        #expect(ExactSearch.workerCount(blocks: [], dimension: 384, threads: 2) == 1)
+        #expect(ExactSearch.workerCount(blocks: blocks(10, per: 1024), dimension: 0, threads: 2) == 1)
     }
 
     @Test("the bound is never below the float32 kernel's score", arguments: [Metric.dot, .l2])
