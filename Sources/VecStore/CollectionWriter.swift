@@ -185,8 +185,8 @@ struct CollectionWriter {
             let rowValue = Self.rowValue(row)
             for key in FieldKey.keys(record.id, doc.metadata) { try txn.put(dbs.fields, key, rowValue) }
             try setLive(row, true)
-            try text.add(row: row, text: doc.text)
         }
+        try text.add(firstRow: start, texts: docs.map(\.text), threads: indexThreads)
         record.nextInternalID = start + UInt32(docs.count)
         record.liveCount += UInt32(docs.count)
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import VecStore
+import LMDB
 
 /// A temporary store removed when the test ends.
 private final class TempStore {
@@ -41,6 +42,71 @@ private func referenceScore(query: [String], doc: [String], all: [[String]], k1:
 }
 
 @Suite struct BM25Tests {
+    @Test("texts analysed on several cores write the same keyword index, byte for byte, as on one core")
+    func parallelAnalysisMatchesSerial() throws {
+        // 1,400 texts (two batches of 700: 2 workers each, above TextIndexWriter.textsPerWorker): repeated and
+        // rare words, stop words only, no text, non-ASCII, hyphenated codes; the second batch appends to terms
+        // the first created (posting blocks refilled).
+        let words = ["alpha", "beta", "gamma", "delta", "running", "runs", "ran", "the", "of", "Zürich", "naïve",
+                     "xyz-123", "COVID-19", "snake_case", "data", "databases", "quick", "brown", "fox", "über"]
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next() -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int(state >> 33)
+        }
+        let docs = (0..<1_400).map { i -> Document in
+            let text: String?
+            switch i % 97 {
+            case 0: text = nil
+            case 1: text = "the of the"  // stop words only: no length, not counted
+            case 2: text = ""
+            default: text = (0..<(1 + next() % 30)).map { _ in words[next() % words.count] + (next() % 7 == 0 ? "\(i % 13)" : "") }
+                .joined(separator: " ")
+            }
+            return doc("d\(i)", text, vector: [Float(i % 5), 1])
+        }
+        let dir = NSTemporaryDirectory() + "bm25-par-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func build(threads: Int) throws -> [String: [[UInt8]]] {
+            let path = dir + "/t\(threads).vecstore"
+            do {
+                let store = try VecStore(path: path)
+                var options = ImportOptions()
+                options.batchSize = 700
+                options.index = .flat
+                options.indexThreads = threads
+                var reader = ArrayReader(docs)
+                let report = try store.importRecords(from: &reader, into: "c", options: options)
+                #expect(report.imported == docs.count)
+            }
+            let env = try Environment(path: path, options: { var o = EnvironmentOptions(); o.readOnly = true; return o }())
+            let names = ["terms", "postings", "doclens", "textinfo"]
+            let handles = try env.openDatabases(names.map { ($0, DatabaseFlags()) }, create: false)
+            return try env.read { txn in
+                var out: [String: [[UInt8]]] = [:]
+                for db in handles {
+                    try txn.withCursor(db) { (c: Cursor) throws -> Void in
+                        var e = try c.first()
+                        while let (k, v) = e {
+                            out[db.name, default: []].append(Array(k) + [0xFF] + Array(v))
+                            e = try c.next()
+                        }
+                    }
+                }
+                return out
+            }
+        }
+        let serial = try build(threads: 1), parallel = try build(threads: 3)
+        #expect(serial["terms"]?.count ?? 0 > 20)
+        #expect(serial["postings"]?.isEmpty == false && serial["doclens"]?.isEmpty == false)
+        for name in ["terms", "postings", "doclens", "textinfo"] {
+            let a = serial[name] ?? [], b = parallel[name] ?? []
+            let firstDifference = a.indices.first { $0 >= b.count || a[$0] != b[$0] } ?? (a.count == b.count ? nil : a.count)
+            #expect(firstDifference == nil, "\(name): \(a.count) against \(b.count) entries, first difference at \(firstDifference ?? -1)")
+        }
+    }
+
     @Test func scoresMatchHandComputedBM25() throws {
         let t = try TempStore()
         let c = try t.store.collection("c", dimension: 2)

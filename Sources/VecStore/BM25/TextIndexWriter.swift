@@ -1,4 +1,5 @@
 import LMDB
+import VecStoreKernels
 
 /// Keeps a collection's keyword index in step with a batch of writes, inside the batch's write
 /// transaction (driven by `CollectionWriter`). Added documents' postings are gathered per term and
@@ -109,6 +110,59 @@ struct TextIndexWriter {
         info.docCount += 1
         info.totalLength += UInt64(length)
         changed = true
+    }
+
+    /// Texts per worker from which `add(firstRow:texts:threads:)` analyses on more than one core: below it
+    /// a second worker's start costs more than the analysis it takes over.
+    static let textsPerWorker = 256
+
+    /// Indexes the texts of newly appended rows `firstRow, firstRow + 1, …` (nil: a row without text): the
+    /// same index as `add(row:text:)` for each row in order. The texts are analysed on up to `threads` cores
+    /// (contiguous runs of at least `textsPerWorker`, each with an analyzer from `AnalyzerPool.shared`, whose
+    /// caches of stemmed tokens outlive the batch); the postings are then gathered in row order on the
+    /// calling thread.
+    mutating func add(firstRow: UInt32, texts: [String?], threads: Int) throws {
+        guard info.options.enabled, !texts.isEmpty else { return }
+        let options = info.options.analyzer
+        let workers = max(1, min(threads, texts.count / Self.textsPerWorker))
+        let parts = QueryWorkers.map(count: workers, threads: workers,
+                                     placeholder: Result<AnalysedTexts, AnalyzerError>.success(AnalysedTexts())) { chunks, put in
+            for w in chunks {
+                let lower = texts.count * w / workers, upper = texts.count * (w + 1) / workers
+                put(w, AnalysedTexts.analyse(texts[lower..<upper], options: options))
+            }
+        }
+        var row = firstRow
+        for part in parts {
+            let analysed: AnalysedTexts
+            switch part {
+            case .success(let a): analysed = a
+            case .failure(let error): throw VecStoreError.invalidArgument("collection \(name): \(error)")
+            }
+            // Batch slot of each of the part's terms, looked up once per part.
+            let partSlots = analysed.terms.map { slot($0) }
+            var start = 0
+            for end in analysed.ends {
+                defer { row += 1 }
+                guard let end else { continue }  // no text
+                let first = start
+                start = end
+                var length: UInt32 = 0
+                for e in first..<end {
+                    let tf = analysed.counts[e]
+                    length += tf
+                    let s = partSlots[Int(analysed.entries[e])]
+                    slotRows[s].append(row)
+                    slotTFs[s].append(tf)
+                    slotDF[s] += 1
+                }
+                guard length > 0 else { continue }
+                try setLength(row, length)
+                info.docCount += 1
+                info.totalLength += UInt64(length)
+                changed = true
+            }
+        }
     }
 
     /// Takes a deleted row's terms out of the statistics (its postings stay until compaction).
@@ -274,5 +328,65 @@ struct TextIndexWriter {
         localCounts.removeAll()
         localSlots.removeAll()
         changed = true
+    }
+}
+
+/// The analysed texts of a run of documents: for each document its distinct terms, as indexes into `terms`,
+/// with their counts (`AnalysedTexts.analyse`).
+struct AnalysedTexts: Sendable {
+    /// The distinct terms of the run, in order of first appearance.
+    var terms: [String] = []
+    /// Term index (into `terms`) of each (document, distinct term), documents in order.
+    var entries: [UInt32] = []
+    /// Term frequency of each entry.
+    var counts: [UInt32] = []
+    /// Per document, the end of its entries (its entries start where the previous document's end), or nil
+    /// for a document without text.
+    var ends: [Int?] = []
+
+    /// Analyses `texts` with an analyzer for `options` from `AnalyzerPool.shared`.
+    static func analyse(_ texts: ArraySlice<String?>, options: AnalyzerOptions) -> Result<AnalysedTexts, AnalyzerError> {
+        do {
+            return .success(try AnalyzerPool.shared.withAnalyzer(options) { (a: Analyzer) throws(Never) -> AnalysedTexts in
+                var out = AnalysedTexts()
+                out.ends.reserveCapacity(texts.count)
+                var counts: [UInt32] = []     // tf by analyzer term id
+                var index: [Int32] = []       // analyzer term id → index into `out.terms` (−1: none yet)
+                var touched: [Int32] = []
+                for text in texts {
+                    guard let text else {
+                        out.ends.append(nil)
+                        continue
+                    }
+                    touched.removeAll(keepingCapacity: true)
+                    a.analyzeIDs(text) { id in
+                        let i = Int(id)
+                        if i >= counts.count {
+                            let grow = max(i + 1 - counts.count, 1024)
+                            counts.append(contentsOf: repeatElement(0, count: grow))
+                            index.append(contentsOf: repeatElement(-1, count: grow))
+                        }
+                        if counts[i] == 0 { touched.append(id) }
+                        counts[i] += 1
+                    }
+                    for id in touched {
+                        let i = Int(id)
+                        if index[i] < 0 {
+                            index[i] = Int32(out.terms.count)
+                            out.terms.append(a.term(id))
+                        }
+                        out.entries.append(UInt32(index[i]))
+                        out.counts.append(counts[i])
+                        counts[i] = 0
+                    }
+                    out.ends.append(out.entries.count)
+                }
+                return out
+            })
+        } catch {
+            switch error {
+            case .analyzer(let e): return .failure(e)
+            }
+        }
     }
 }
