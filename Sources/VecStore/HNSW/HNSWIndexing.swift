@@ -92,7 +92,7 @@ enum HNSWSearch {
             // The filter pins a linked field to one value: its matches are expanded through their value's
             // own links (Spec/HNSW.md §7.4), with the beam widened by selectivity as below.
             HNSWAlgorithms.searchLayerLinked(g, scorer, entry: cur, entryDistance: curD,
-                                             ef: max(filteredEf(ef, matches: allowed.matches, rows: g.rows), k),
+                                             ef: max(linkedEf(ef, matches: allowed.matches, rows: g.rows), k),
                                              allowed: allowed, links: valueLinks, rows: g.rows, scratch: scratch)
         } else if let allowed, lookThrough(allowed, rows: g.rows, links: g.linkCap(0)) {
             // Under a mask (a filter, or deleted rows), only allowed rows are scored (two-hop expansion).
@@ -163,7 +163,12 @@ enum HNSWSearch {
 
     /// The share of live rows from which a pinned filter is searched without its filter links (see
     /// `usesValueLinks`).
-    static let valueLinksMaxShare = 0.25
+    static let valueLinksMaxShare = Double(ProcessInfo.processInfo.environment["VSX_MAXSHARE"] ?? "") ?? 0.25
+    static let linkedSlope = Double(ProcessInfo.processInfo.environment["VSX_LSLOPE"] ?? "") ?? 0.25
+    static func linkedEf(_ ef: Int, matches: Int, rows: Int) -> Int {
+        guard matches > 0, rows > matches else { return ef }
+        return Int((Double(ef) * (1 + linkedSlope * log2(Double(rows) / Double(matches)))).rounded())
+    }
 
     /// Beam widening per halving of the matching share (see `filteredEf`): measured on docs1m at 954k
     /// rows, 0.15 left `linux`/`python` at recall 0.9505/0.9515 (no margin over 200 queries), 0.25 at
