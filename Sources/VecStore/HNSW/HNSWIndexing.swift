@@ -164,10 +164,11 @@ enum HNSWSearch {
     /// The share of live rows from which a pinned filter is searched without its filter links (see
     /// `usesValueLinks`).
     static let valueLinksMaxShare = Double(ProcessInfo.processInfo.environment["VSX_MAXSHARE"] ?? "") ?? 0.25
+    static let linkedMult = Double(ProcessInfo.processInfo.environment["VSX_LMULT"] ?? "") ?? 1
     static let linkedSlope = Double(ProcessInfo.processInfo.environment["VSX_LSLOPE"] ?? "") ?? 0.25
     static func linkedEf(_ ef: Int, matches: Int, rows: Int) -> Int {
         guard matches > 0, rows > matches else { return ef }
-        return Int((Double(ef) * (1 + linkedSlope * log2(Double(rows) / Double(matches)))).rounded())
+        return Int((linkedMult * Double(ef) * (1 + linkedSlope * log2(Double(rows) / Double(matches)))).rounded())
     }
 
     /// Beam widening per halving of the matching share (see `filteredEf`): measured on docs1m at 954k
