@@ -241,12 +241,6 @@ struct ScaleBench: ParsableCommand {
                     let options = SearchOptions(ef: ef)
                     let fs = try bestOf(filterRuns) { got = try qs.map { try coll.search($0, k: 10, filter: filter, options: options).map(\.id) } }
                     let us = try bestOf(filterRuns) { for q in qs { _ = try coll.search(q, k: 10, options: options) } }
-                    vsxScored = 0
-                    for q in qs { _ = try coll.search(q, k: 10, filter: filter, options: options) }
-                    let fsc = Double(vsxScored) / Double(qs.count)
-                    vsxScored = 0
-                    for q in qs { _ = try coll.search(q, k: 10, options: options) }
-                    print(String(format: "VSX scored source=%@ ef=%d: filtered %.0f unfiltered %.0f", source, ef, fsc, Double(vsxScored) / Double(qs.count)))
                     var hitEf = 0
                     for (g, e) in zip(got, exact) { hitEf += Set(g).intersection(e).count }
                     let recallEf = Double(hitEf) / Double(max(1, all))

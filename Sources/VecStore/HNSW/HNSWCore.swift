@@ -573,7 +573,6 @@ enum HNSWAlgorithms {
         _ scorer: S, _ pending: UnsafeMutablePointer<UInt32>, count: Int, ef: Int, allowed: CandidateMask?,
         candidates: inout DistanceHeap, results: inout DistanceHeap, bound: inout Float
     ) {
-        vsxScored &+= count
         var j = 0
         while j < count {
             let id = pending[j]
@@ -983,6 +982,3 @@ enum HNSWAlgorithms {
         return kept
     }
 }
-
-/// Throwaway measurement counter.
-nonisolated(unsafe) public var vsxScored = 0

@@ -258,7 +258,7 @@ final class HNSWIndexView: VectorIndexView, @unchecked Sendable {
                 threads: Int) -> [TopK] {
         var tops = HNSWSearch.run(vectors, graph, metric: metric, queries: queries, count: count, k: k,
                                   ef: ef(k: k, options), allowed: mask, threads: threads, reads: reads,
-                                  valueLinks: valueLinks(mask: mask, options))
+                                  valueLinks: mask == nil ? nil : graph.valueLinks(pinning: options.pinnedFields))
         if tail.count > 0 {
             if let mask {
                 mergeTail(&tops, queries: queries, k: k, mask: mask, threads: threads)
@@ -269,16 +269,6 @@ final class HNSWIndexView: VectorIndexView, @unchecked Sendable {
             }
         }
         return tops
-    }
-
-    /// The filter links a search under `mask` walks (Spec/HNSW.md §7.4): those of a field the filter pins,
-    /// when the mask allows fewer than `HNSWSearch.valueLinksMaxShare` of the live rows; nil otherwise
-    /// (no mask, no pinned linked field, or a broad filter, searched two-hop as §5.2).
-    func valueLinks(mask: CandidateMask?, _ options: SearchOptions) -> HNSWValueLinks? {
-        guard let mask, HNSWSearch.usesValueLinks(matches: mask.matches, live: Int(rows.record.liveCount)) else {
-            return nil
-        }
-        return graph.valueLinks(pinning: options.pinnedFields)
     }
 
     /// Rows the graph does not cover yet (Spec/HNSW.md §4.1): `[nodes, rows)`, searched exactly.

@@ -92,7 +92,7 @@ enum HNSWSearch {
             // The filter pins a linked field to one value: its matches are expanded through their value's
             // own links (Spec/HNSW.md §7.4), with the beam widened by selectivity as below.
             HNSWAlgorithms.searchLayerLinked(g, scorer, entry: cur, entryDistance: curD,
-                                             ef: max(linkedEf(ef, matches: allowed.matches, rows: g.rows), k),
+                                             ef: max(filteredEf(ef, matches: allowed.matches, rows: g.rows), k),
                                              allowed: allowed, links: valueLinks, rows: g.rows, scratch: scratch)
         } else if let allowed, lookThrough(allowed, rows: g.rows, links: g.linkCap(0)) {
             // Under a mask (a filter, or deleted rows), only allowed rows are scored (two-hop expansion).
@@ -148,27 +148,6 @@ enum HNSWSearch {
         // A beam wider than the rows searches them all: clamp before converting, so a huge `ef` cannot trap.
         let widened = (Double(ef) * scale).rounded()
         return widened >= Double(max(ef, rows)) ? max(ef, rows) : Int(widened)
-    }
-
-    /// Whether a filtered graph search whose filter pins a linked field walks the value's filter links
-    /// (Spec/HNSW.md §7.4) or the ordinary graph two-hop (§5.2): links only when the filter matches fewer
-    /// than `valueLinksMaxShare` of the `live` rows. Under a broad filter half of a node's ordinary
-    /// neighbours match, so the two-hop search finds matches in one hop on the better-connected graph,
-    /// while a value's own graph has thinner lists (docs1m at 954k rows, ef 64: `linux` 53% recall@10
-    /// 0.931 with links, 0.952 without at about the same speed; `python` 13% is faster with them).
-    /// A mask of unknown count keeps the links.
-    static func usesValueLinks(matches: Int, live: Int) -> Bool {
-        matches < 0 || Double(matches) < valueLinksMaxShare * Double(live)
-    }
-
-    /// The share of live rows from which a pinned filter is searched without its filter links (see
-    /// `usesValueLinks`).
-    static let valueLinksMaxShare = Double(ProcessInfo.processInfo.environment["VSX_MAXSHARE"] ?? "") ?? 0.25
-    static let linkedMult = Double(ProcessInfo.processInfo.environment["VSX_LMULT"] ?? "") ?? 1
-    static let linkedSlope = Double(ProcessInfo.processInfo.environment["VSX_LSLOPE"] ?? "") ?? 0.25
-    static func linkedEf(_ ef: Int, matches: Int, rows: Int) -> Int {
-        guard matches > 0, rows > matches else { return ef }
-        return Int((linkedMult * Double(ef) * (1 + linkedSlope * log2(Double(rows) / Double(matches)))).rounded())
     }
 
     /// Beam widening per halving of the matching share (see `filteredEf`): measured on docs1m at 954k
