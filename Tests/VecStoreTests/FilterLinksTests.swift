@@ -3,6 +3,7 @@ import LMDB
 import Testing
 @testable import VecStore
 import VecStoreIO
+import VecStoreKernels
 
 /// Deterministic pseudo-random numbers for these tests.
 private struct LinkRand {
@@ -54,6 +55,22 @@ private func filteredRecall(_ c: VectorCollection, _ queries: [[Float]], _ filte
         total += Double(got.filter { exact.contains($0.id) }.count) / Double(max(1, exact.count))
     }
     return total / Double(queries.count)
+}
+
+/// Counts the distances a scorer computes.
+private final class ScoreCounter: @unchecked Sendable {
+    var count = 0
+}
+
+/// `base`, counting its distances in `counter`.
+private struct CountingScorer<S: HNSWScorer>: HNSWScorer {
+    let base: S
+    let counter = ScoreCounter()
+    func distance(_ id: UInt32) -> Float {
+        counter.count += 1
+        return base.distance(id)
+    }
+    func prefetch(_ id: UInt32) { base.prefetch(id) }
 }
 
 private func storePath(_ tag: String) -> String { NSTemporaryDirectory() + "flinks-\(tag)-\(UUID().uuidString).vecstore" }
@@ -120,6 +137,69 @@ struct FilterLinksTests {
                 }
             }
             #expect(linked >= graph.rows - 3)  // every row but each value's lone first one has links
+        }
+    }
+
+    @Test("a search through filter links widens its beam by half of ef beyond the two-hop search's width")
+    func linkedBeamWidth() throws {
+        // The widths themselves (docs1m at 954k rows, ef 64: `linux` 53% and `python` 13%).
+        #expect(HNSWSearch.filteredEf(64, matches: 504_576, rows: 954_352) == 79)
+        #expect(HNSWSearch.linkedEf(64, matches: 504_576, rows: 954_352) == 111)
+        #expect(HNSWSearch.filteredEf(64, matches: 124_816, rows: 954_352) == 111)
+        #expect(HNSWSearch.linkedEf(64, matches: 124_816, rows: 954_352) == 143)
+        #expect(HNSWSearch.linkedEf(64, matches: -1, rows: 1000) == 96)
+        #expect(HNSWSearch.linkedEf(64, matches: 1000, rows: 1000) == 96)
+        #expect(HNSWSearch.linkedEf(64, matches: 10, rows: 100) == 100)  // at most every row
+        #expect(HNSWSearch.linkedEf(Int.max / 2, matches: 1, rows: 1000) == Int.max / 2)  // no trap
+
+        // The beam a search runs: every row it ends with is re-ranked in float32 when 2k exceeds it, so
+        // a counting float32 scorer sees the beam's width.
+        let path = storePath("beam")
+        defer { removeStore(path) }
+        let store = try VecStore(path: path)
+        let c = try store.collection("c", dimension: 16, metric: .l2, index: .hnsw(linkedParameters))
+        let docs = linkDocs(3000, dim: 16, seed: 17)
+        try c.add(docs)
+        var r = LinkRand(state: 23)
+        let queries = (0..<10).map { _ in r.vector(16) }
+        try store.read { txn in
+            let record = try c.currentRecord(txn)
+            guard let config = try HNSWConfig.load(txn, store.dbs, record.id) else { throw VecStoreError.corrupt("no graph") }
+            let graph = try HNSWGraphView(txn, store.dbs, record, config, name: "c")
+            let view = try CollectionView(txn, store.dbs, record, name: "c")
+            let vectors = VectorTable(view)
+            defer { vectors.deallocate() }
+            let links = try #require(graph.valueLinks.first)
+            var words = [UInt64](repeating: 0, count: (graph.rows + 63) / 64)
+            var matches = 0
+            for (i, d) in docs.enumerated() where d.metadata["src"] == .string("a") {
+                words[i >> 6] |= 1 << UInt64(i & 63)
+                matches += 1
+            }
+            let ef = 40, k = 50
+            let share = log2(Double(graph.rows) / Double(matches))
+            let linkedWidth = Int((Double(ef) * (1.5 + 0.25 * share)).rounded())
+            let twoHopWidth = Int((Double(ef) * (1 + 0.25 * share)).rounded())
+            #expect(linkedWidth < 2 * k && twoHopWidth < linkedWidth)
+            let scratch = HNSWScratch(rows: graph.rows)
+            CandidateMask.with(words) { mask in
+                var mask = mask
+                mask.matches = matches
+                for q in queries {
+                    q.withUnsafeBufferPointer { qb in
+                        guard let query = qb.baseAddress else { return }
+                        let linked = CountingScorer(base: FloatScorer<L2Distance>(vectors: vectors, query: query))
+                        _ = HNSWSearch.knn(graph, HalfScorer<L2HalfDistance, HNSWGraphView>(copies: graph, query: query),
+                                           exact: linked, k: k, ef: ef, allowed: mask, scratch: scratch,
+                                           valueLinks: links)
+                        #expect(linked.counter.count == linkedWidth)
+                        let twoHop = CountingScorer(base: FloatScorer<L2Distance>(vectors: vectors, query: query))
+                        _ = HNSWSearch.knn(graph, HalfScorer<L2HalfDistance, HNSWGraphView>(copies: graph, query: query),
+                                           exact: twoHop, k: k, ef: ef, allowed: mask, scratch: scratch)
+                        #expect(twoHop.counter.count == twoHopWidth)
+                    }
+                }
+            }
         }
     }
 

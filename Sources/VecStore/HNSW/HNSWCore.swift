@@ -715,7 +715,8 @@ enum HNSWAlgorithms {
     /// 0.9785 at 10% less speed; not kept.) Until the first allowed node is reached the expansion is
     /// the plain one (every unvisited layer-0 neighbour scored), as in `searchLayerFiltered`; a node that
     /// fails the mask (only such nodes of that first phase) makes its allowed layer-0 neighbours
-    /// candidates (one hop). The caller widens `ef` by selectivity as for the two-hop search. On return
+    /// candidates (one hop). The caller widens `ef` (`HNSWSearch.linkedEf`: by selectivity as for the two-hop
+    /// search, and by half of `ef` more, for the value graphs' thinner lists). On return
     /// `scratch.results` holds up to `ef` allowed nodes, farthest on top.
     static func searchLayerLinked<G: HNSWGraphAccess, S: HNSWScorer>(
         _ g: G, _ scorer: S, entry: UInt32, entryDistance: Float, ef: Int, allowed: CandidateMask,
