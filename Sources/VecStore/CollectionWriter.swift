@@ -35,7 +35,7 @@ struct CollectionWriter {
     /// How much of a graph's unlinked tail the index update links: every row (`.all`, single writes), or
     /// only in large steps (mode `.deferred`, bulk import batches; Spec/HNSW.md §4.1).
     var indexLinking: IndexLinking = .all
-    /// Cores the index update may use (`ImportOptions.indexThreads`).
+    /// Cores the index update and the keyword index's text analysis may use (`ImportOptions.indexThreads`).
     var indexThreads = ProcessInfo.processInfo.activeProcessorCount
     /// The external-id index (IDIndex.swift): base plus levelled runs.
     var ids: IDIndex

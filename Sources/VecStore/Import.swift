@@ -39,7 +39,8 @@ public struct ImportOptions: Sendable {
     public var embedBatchSize = Embedder.defaultBatchSize
     /// Threads for embedding (default: all cores).
     public var embedThreads: Int?
-    /// Threads that link rows into an HNSW graph (default: all cores; 1 links serially).
+    /// Threads that link rows into an HNSW graph and analyse a batch's texts for the keyword index (default:
+    /// all cores; 1 links and analyses serially).
     public var indexThreads: Int?
     /// When an HNSW collection's batches are linked into its graph (Spec/HNSW.md §4.1); tests lower
     /// the thresholds to exercise several steps on small inputs.

@@ -79,6 +79,8 @@ private func referenceScore(query: [String], doc: [String], all: [[String]], k1:
                 var reader = ArrayReader(docs)
                 let report = try store.importRecords(from: &reader, into: "c", options: options)
                 #expect(report.imported == docs.count)
+                // The verifier re-analyses every text with a fresh analyzer: tf, lengths and df as stored.
+                #expect(try store.collection("c").verifyTextIndex().isEmpty)
             }
             let env = try Environment(path: path, options: { var o = EnvironmentOptions(); o.readOnly = true; return o }())
             let names = ["terms", "postings", "doclens", "textinfo"]

@@ -187,12 +187,16 @@ struct CertifiedScanTests {
                                 reference.insert(s, UInt32(id))
                             }
                             let expected = reference.sorted()
+                            // One worker, and the blocks split over two (forced below the work threshold).
                             for halves in [nil, table.halves, partial] {
-                                let got = ExactSearch.search(
-                                    query: qb.baseAddress!, dimension: dimension, metric: Self.scanMetric(metric),
-                                    blocks: table.blocks, mask: mask, k: k, threads: 1, halves: halves).sorted()
-                                #expect(got.map(\.id) == expected.map(\.id), "\(perMille)‰ k \(k)")
-                                #expect(got.map(\.score.bitPattern) == expected.map(\.score.bitPattern))
+                                for threads in [1, 2] {
+                                    let got = ExactSearch.search(
+                                        query: qb.baseAddress!, dimension: dimension, metric: Self.scanMetric(metric),
+                                        blocks: table.blocks, mask: mask, k: k, threads: threads, halves: halves,
+                                        elementsPerWorker: 1).sorted()
+                                    #expect(got.map(\.id) == expected.map(\.id), "\(perMille)‰ k \(k) threads \(threads)")
+                                    #expect(got.map(\.score.bitPattern) == expected.map(\.score.bitPattern))
+                                }
                             }
                             // The same rows gathered into one buffer (the planner's exact path over a
                             // filter's matches): the same selection, bit for bit.

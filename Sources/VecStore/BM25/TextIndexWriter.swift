@@ -54,7 +54,7 @@ struct TextIndexWriter {
         }
     }
 
-    /// Analyses `text` into `touched` (distinct analyzer term ids) and `localCounts` (tf by id).
+    /// The writer's own analyzer (deletes and one-row adds), made on first use.
     private mutating func currentAnalyzer() throws -> Analyzer {
         if let analyzer { return analyzer }
         do {
@@ -66,6 +66,7 @@ struct TextIndexWriter {
         }
     }
 
+    /// Analyses `text` into `touched` (distinct analyzer term ids) and `localCounts` (tf by id).
     private mutating func countTerms(_ text: String) throws {
         let a = try currentAnalyzer()
         touched.removeAll(keepingCapacity: true)
@@ -115,6 +116,9 @@ struct TextIndexWriter {
     /// Texts per worker from which `add(firstRow:texts:threads:)` analyses on more than one core: below it
     /// a second worker's start costs more than the analysis it takes over.
     static let textsPerWorker = 256
+    /// At most this many workers analyse one batch: `AnalyzerPool` keeps 16 idle analyzers per option set
+    /// (each with a stemming cache of up to 200k tokens), so more would be created and dropped every batch.
+    static let maxTextWorkers = 16
 
     /// Indexes the texts of newly appended rows `firstRow, firstRow + 1, …` (nil: a row without text): the
     /// same index as `add(row:text:)` for each row in order. The texts are analysed on up to `threads` cores
@@ -122,9 +126,10 @@ struct TextIndexWriter {
     /// caches of stemmed tokens outlive the batch); the postings are then gathered in row order on the
     /// calling thread.
     mutating func add(firstRow: UInt32, texts: [String?], threads: Int) throws {
-        guard info.options.enabled, !texts.isEmpty else { return }
+        // A batch without texts needs no analyzer (and so cannot fail on the collection's analyzer options).
+        guard info.options.enabled, texts.contains(where: { $0 != nil }) else { return }
         let options = info.options.analyzer
-        let workers = max(1, min(threads, texts.count / Self.textsPerWorker))
+        let workers = max(1, min(threads, Self.maxTextWorkers, texts.count / Self.textsPerWorker))
         let parts = QueryWorkers.map(count: workers, threads: workers,
                                      placeholder: Result<AnalysedTexts, AnalyzerError>.success(AnalysedTexts())) { chunks, put in
             for w in chunks {
@@ -162,6 +167,10 @@ struct TextIndexWriter {
                 info.totalLength += UInt64(length)
                 changed = true
             }
+        }
+        // Every text has its entry in its part's `ends`: the rows numbered are exactly the batch's.
+        guard row == firstRow &+ UInt32(texts.count) else {
+            throw VecStoreError.corrupt("collection \(name): text analysis of rows \(firstRow)… gave \(row &- firstRow) documents for \(texts.count)")
         }
     }
 

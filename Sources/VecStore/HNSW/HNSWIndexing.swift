@@ -151,8 +151,8 @@ enum HNSWSearch {
     }
 
     /// The beam width of a search through filter links (Spec/HNSW.md §7.4) asked for at `ef`:
-    /// `filteredEf`'s width plus `ef / 2`, i.e. `ef · (1.5 + filteredEfSlope · log2(rows / matches))`,
-    /// rounded. A value's own graph has thinner lists than the whole graph (docs1m at 954k rows: 5.9
+    /// about `filteredEf`'s width plus `ef / 2`: `ef · (1.5 + filteredEfSlope · log2(rows / matches))`,
+    /// rounded, at most `max(ef, rows)`. A value's own graph has thinner lists than the whole graph (docs1m at 954k rows: 5.9
     /// links a row for `python`), so at the two-hop search's width the linked search stopped short of
     /// recall 0.95 (ef 64: `linux` 53% 0.931, `python` 13% 0.945); with the extra half it reached
     /// 0.9565 and 0.9515, and `linux` then beat the two-hop search (0.952) for fewer rows scored.
